@@ -1,0 +1,531 @@
+//! Configuration files: `codemill.toml` (service) and `.codemill/pipeline.toml` (repository policy).
+//!
+//! Parsing is pure: callers pass the text and the path to name in errors. Every table rejects
+//! unknown keys, and errors name the file, the key and what was expected.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::agent::AgentLimits;
+use crate::cost::{Price, PriceTable};
+
+/// A configuration file that could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: {location}{message}")]
+pub struct ConfigError {
+    pub file: String,
+    /// "line 3, key `agent.modle`: " or empty.
+    pub location: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn at(file: &str, key: &str, message: impl fmt::Display) -> Self {
+        ConfigError {
+            file: file.to_string(),
+            location: format!("key `{key}`: "),
+            message: message.to_string(),
+        }
+    }
+}
+
+fn toml_error(file: &str, text: &str, err: toml::de::Error) -> ConfigError {
+    let message = err.message().to_string();
+    let Some(span) = err.span() else {
+        return ConfigError {
+            file: file.into(),
+            location: String::new(),
+            message,
+        };
+    };
+    let start = span.start.min(text.len());
+    let line_no = text[..start].matches('\n').count() + 1;
+    let line_start = text[..start].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    // The table header above the error, to name the key in full.
+    let table = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    let key = line.split_once('=').map(|(k, _)| k.trim().trim_matches('"').to_string());
+    let location = match (table, key) {
+        (Some(t), Some(k)) => format!("line {line_no}, key `{t}.{k}`: "),
+        (None, Some(k)) => format!("line {line_no}, key `{k}`: "),
+        (Some(t), None) => format!("line {line_no}, table `[{t}]`: "),
+        (None, None) => format!("line {line_no}: "),
+    };
+    ConfigError {
+        file: file.into(),
+        location,
+        message,
+    }
+}
+
+/// Which agent backend runs the agent steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Backend {
+    Builtin,
+    ClaudeCode,
+}
+
+impl Backend {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Backend::Builtin => "builtin",
+            Backend::ClaudeCode => "claude-code",
+        }
+    }
+}
+
+/// The wire protocol of a model provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderApi {
+    Anthropic,
+    OpenaiChat,
+    /// The embedded scripted demo model, started in-process. Never a real model.
+    Demo,
+}
+
+/// What happens to a ticket's worktree when its job ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Retention {
+    /// Remove it (the work is committed, pushed or on a WIP ref first).
+    #[default]
+    Remove,
+    /// Keep worktrees of jobs that stopped (needs_attention, rejected).
+    KeepFailed,
+    /// Keep every worktree.
+    Keep,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawFile {
+    pipeline: RawPipeline,
+    git: RawGit,
+    agent: RawAgent,
+    agents: RawAgents,
+    providers: BTreeMap<String, RawProvider>,
+    prices: BTreeMap<String, Price>,
+    projects: BTreeMap<String, RawProject>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawPipeline {
+    max_fix_rounds: Option<u32>,
+    gate_timeout_secs: Option<u64>,
+    gate_output_cap_bytes: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawGit {
+    author_name: Option<String>,
+    author_email: Option<String>,
+    worktree_retention: Option<Retention>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawAgent {
+    backend: Option<Backend>,
+    provider: Option<String>,
+    model: Option<String>,
+    max_turns: Option<u32>,
+    wall_clock_secs: Option<u64>,
+    idle_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawAgents {
+    #[serde(rename = "claude-code")]
+    claude_code: RawClaude,
+    builtin: RawBuiltin,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawClaude {
+    command: Option<String>,
+    max_api_retries: Option<u32>,
+    api_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawBuiltin {
+    max_api_retries: Option<u32>,
+    command_timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    api: ProviderApi,
+    #[serde(default)]
+    base_url: Option<String>,
+    /// The name of the environment variable that holds the key; keys are never written inline.
+    #[serde(default)]
+    api_key_env: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProject {
+    repo: String,
+    #[serde(default)]
+    tracker: Option<String>,
+    #[serde(default)]
+    forge: Option<String>,
+}
+
+/// A model provider endpoint; the key is named, never stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProviderConfig {
+    pub name: String,
+    pub api: ProviderApi,
+    pub base_url: String,
+    pub api_key_env: Option<String>,
+}
+
+/// A registered project.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProjectConfig {
+    pub name: String,
+    pub repo: String,
+    pub tracker: String,
+    pub forge: String,
+}
+
+/// Settings of the agent steps.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgentConfig {
+    pub backend: Backend,
+    pub provider: String,
+    /// The resolved `providers.<provider>` entry.
+    pub endpoint: ProviderConfig,
+    pub model: String,
+    pub limits: AgentLimits,
+    pub claude_command: String,
+    pub claude_max_api_retries: u32,
+    pub claude_api_timeout_ms: u64,
+    pub builtin_max_api_retries: u32,
+    pub builtin_command_timeout_secs: u64,
+}
+
+/// The validated service configuration.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Config {
+    pub file: PathBuf,
+    pub max_fix_rounds: u32,
+    pub gate_timeout_secs: u64,
+    pub gate_output_cap_bytes: usize,
+    pub author_name: String,
+    pub author_email: String,
+    pub worktree_retention: Retention,
+    pub agent: AgentConfig,
+    pub providers: BTreeMap<String, ProviderConfig>,
+    pub prices: PriceTable,
+    pub projects: BTreeMap<String, ProjectConfig>,
+}
+
+impl Config {
+    /// Parse and validate the text of `codemill.toml`; `file` is named in errors.
+    pub fn parse(text: &str, file: PathBuf) -> Result<Config, ConfigError> {
+        let name = file.display().to_string();
+        let raw: RawFile = toml::from_str(text).map_err(|e| toml_error(&name, text, e))?;
+        let defaults = AgentLimits::default();
+        let mut providers = BTreeMap::new();
+        providers.insert(
+            "demo".to_string(),
+            ProviderConfig {
+                name: "demo".into(),
+                api: ProviderApi::Demo,
+                base_url: String::new(),
+                api_key_env: None,
+            },
+        );
+        for (pname, p) in raw.providers {
+            let base_url = match (p.api, p.base_url) {
+                (ProviderApi::Demo, url) => url.unwrap_or_default(),
+                (_, Some(url)) if url.starts_with("http://") || url.starts_with("https://") => {
+                    url.trim_end_matches('/').to_string()
+                }
+                (_, Some(url)) => {
+                    return Err(ConfigError::at(
+                        &name,
+                        &format!("providers.{pname}.base_url"),
+                        format!("expected an http:// or https:// URL, found {url:?}"),
+                    ));
+                }
+                (ProviderApi::Anthropic, None) => "https://api.anthropic.com".into(),
+                (ProviderApi::OpenaiChat, None) => "https://api.openai.com".into(),
+            };
+            if let Some(env) = &p.api_key_env
+                && (env.is_empty() || !env.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+            {
+                return Err(ConfigError::at(
+                    &name,
+                    &format!("providers.{pname}.api_key_env"),
+                    format!(
+                        "expected the NAME of an environment variable (letters, digits, '_'), found {env:?}; keys are never written in the file"
+                    ),
+                ));
+            }
+            providers.insert(
+                pname.clone(),
+                ProviderConfig {
+                    name: pname,
+                    api: p.api,
+                    base_url,
+                    api_key_env: p.api_key_env,
+                },
+            );
+        }
+        let provider = raw.agent.provider.unwrap_or_else(|| "demo".into());
+        let Some(endpoint) = providers.get(&provider).cloned() else {
+            return Err(ConfigError::at(
+                &name,
+                "agent.provider",
+                format!(
+                    "no provider named {provider:?}; expected one of: {}",
+                    providers.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        };
+        let max_turns = raw.agent.max_turns.unwrap_or(defaults.max_turns);
+        if max_turns == 0 {
+            return Err(ConfigError::at(&name, "agent.max_turns", "expected a number of turns of at least 1"));
+        }
+        let mut projects = BTreeMap::new();
+        for (pname, p) in raw.projects {
+            if pname.parse::<crate::ids::ProjectName>().is_err() {
+                return Err(ConfigError::at(
+                    &name,
+                    &format!("projects.{pname}"),
+                    "expected a project name of ASCII letters, digits or '_', starting with a letter",
+                ));
+            }
+            let tracker = p.tracker.unwrap_or_else(|| "local".into());
+            let forge = p.forge.unwrap_or_else(|| "local".into());
+            if tracker != "local" {
+                return Err(ConfigError::at(
+                    &name,
+                    &format!("projects.{pname}.tracker"),
+                    format!("expected \"local\" (the only tracker in this version), found {tracker:?}"),
+                ));
+            }
+            if forge != "local" {
+                return Err(ConfigError::at(
+                    &name,
+                    &format!("projects.{pname}.forge"),
+                    format!("expected \"local\" (the only forge in this version), found {forge:?}"),
+                ));
+            }
+            projects.insert(
+                pname.clone(),
+                ProjectConfig {
+                    name: pname,
+                    repo: p.repo,
+                    tracker,
+                    forge,
+                },
+            );
+        }
+        Ok(Config {
+            file,
+            max_fix_rounds: raw.pipeline.max_fix_rounds.unwrap_or(3),
+            gate_timeout_secs: raw.pipeline.gate_timeout_secs.unwrap_or(600),
+            gate_output_cap_bytes: raw.pipeline.gate_output_cap_bytes.unwrap_or(64 * 1024),
+            author_name: raw.git.author_name.unwrap_or_else(|| "codemill".into()),
+            author_email: raw.git.author_email.unwrap_or_else(|| "codemill@localhost".into()),
+            worktree_retention: raw.git.worktree_retention.unwrap_or_default(),
+            agent: AgentConfig {
+                backend: raw.agent.backend.unwrap_or(Backend::Builtin),
+                provider,
+                endpoint,
+                model: raw.agent.model.unwrap_or_else(|| "codemill-demo".into()),
+                limits: AgentLimits {
+                    max_turns,
+                    wall_clock: std::time::Duration::from_secs(
+                        raw.agent.wall_clock_secs.unwrap_or(defaults.wall_clock.as_secs()),
+                    ),
+                    idle: std::time::Duration::from_secs(raw.agent.idle_secs.unwrap_or(defaults.idle.as_secs())),
+                },
+                claude_command: raw.agents.claude_code.command.unwrap_or_else(|| "claude".into()),
+                claude_max_api_retries: raw.agents.claude_code.max_api_retries.unwrap_or(2),
+                claude_api_timeout_ms: raw.agents.claude_code.api_timeout_ms.unwrap_or(60_000),
+                builtin_max_api_retries: raw.agents.builtin.max_api_retries.unwrap_or(2),
+                builtin_command_timeout_secs: raw.agents.builtin.command_timeout_secs.unwrap_or(300),
+            },
+            providers,
+            prices: PriceTable(raw.prices),
+            projects,
+        })
+    }
+
+    /// The provider the agent steps use (checked to exist when parsed).
+    pub fn provider(&self) -> &ProviderConfig {
+        &self.agent.endpoint
+    }
+}
+
+/// One gate: an argument list run in the worktree. Never a shell string.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateSpec {
+    pub name: String,
+    pub command: Vec<String>,
+    /// Relative to the repository root.
+    #[serde(default)]
+    pub workdir: Option<String>,
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
+}
+
+/// The repository's own policy, `.codemill/pipeline.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RepoPolicy {
+    #[serde(default)]
+    pub gates: Vec<GateSpec>,
+    #[serde(default)]
+    pub max_fix_rounds: Option<u32>,
+}
+
+impl RepoPolicy {
+    pub fn parse(text: &str, file: &str) -> Result<RepoPolicy, ConfigError> {
+        let policy: RepoPolicy = toml::from_str(text).map_err(|e| toml_error(file, text, e))?;
+        for (i, g) in policy.gates.iter().enumerate() {
+            if g.command.is_empty() || g.command[0].trim().is_empty() {
+                return Err(ConfigError::at(
+                    file,
+                    &format!("gates[{i}].command"),
+                    format!("gate {:?}: expected a non-empty argument list such as [\"cargo\", \"test\"]", g.name),
+                ));
+            }
+            if let Some(dir) = &g.workdir
+                && (dir.starts_with('/') || dir.split('/').any(|p| p == ".."))
+            {
+                return Err(ConfigError::at(
+                    file,
+                    &format!("gates[{i}].workdir"),
+                    format!("expected a path inside the repository, found {dir:?}"),
+                ));
+            }
+        }
+        Ok(policy)
+    }
+}
+
+/// Gates detected from the files at the repository root when it has no policy file.
+pub fn detect_gates(root_files: &[&str]) -> Vec<GateSpec> {
+    let has = |f: &str| root_files.contains(&f);
+    let gate = |name: &str, cmd: &[&str]| GateSpec {
+        name: name.into(),
+        command: cmd.iter().map(|s| s.to_string()).collect(),
+        workdir: None,
+        timeout_secs: None,
+    };
+    let mut gates = Vec::new();
+    if has("Cargo.toml") {
+        gates.push(gate("build", &["cargo", "build", "--all-targets", "--quiet"]));
+        gates.push(gate("test", &["cargo", "test", "--quiet"]));
+    } else if has("package.json") {
+        let pm = if has("pnpm-lock.yaml") { "pnpm" } else { "npm" };
+        gates.push(gate("test", &[pm, "test"]));
+    } else if has("go.mod") {
+        gates.push(gate("vet", &["go", "vet", "./..."]));
+        gates.push(gate("test", &["go", "test", "./..."]));
+    } else if has("pyproject.toml") || has("setup.py") || has("pytest.ini") {
+        gates.push(gate("test", &["python3", "-m", "pytest", "-q"]));
+    } else if has("Makefile") {
+        gates.push(gate("test", &["make", "test"]));
+    }
+    gates
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, PathBuf::from("/h/codemill.toml"))
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.max_fix_rounds, 3);
+        assert_eq!(c.agent.backend, Backend::Builtin);
+        assert_eq!(c.provider().api, ProviderApi::Demo);
+    }
+
+    #[test]
+    fn unknown_key_names_file_key_and_expected() {
+        let err = parse("[agent]\nbackend = \"builtin\"\nmodle = \"x\"\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("/h/codemill.toml: line 3, key `agent.modle`"), "{msg}");
+        assert!(msg.contains("unknown field `modle`"), "{msg}");
+        assert!(msg.contains("expected one of"), "{msg}");
+    }
+
+    #[test]
+    fn wrong_type_names_key_and_type() {
+        let msg = parse("[pipeline]\nmax_fix_rounds = \"three\"\n").unwrap_err().to_string();
+        assert!(msg.contains("key `pipeline.max_fix_rounds`"), "{msg}");
+        assert!(msg.contains("invalid type: string \"three\", expected u32"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_top_level_table() {
+        let msg = parse("[agentz]\nx = 1\n").unwrap_err().to_string();
+        assert!(msg.contains("unknown field `agentz`"), "{msg}");
+    }
+
+    #[test]
+    fn provider_must_exist_and_key_is_an_env_name() {
+        let msg = parse("[agent]\nprovider = \"nope\"\n").unwrap_err().to_string();
+        assert!(msg.contains("key `agent.provider`") && msg.contains("nope"), "{msg}");
+        let msg = parse("[providers.a]\napi = \"anthropic\"\napi_key_env = \"sk-ant-123\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("providers.a.api_key_env"), "{msg}");
+        let c = parse("[providers.a]\napi = \"openai-chat\"\nbase_url = \"http://127.0.0.1:1/\"\napi_key_env = \"K\"\n[agent]\nprovider = \"a\"\n").unwrap();
+        assert_eq!(c.provider().base_url, "http://127.0.0.1:1");
+    }
+
+    #[test]
+    fn policy_gates_are_argument_lists() {
+        let p = RepoPolicy::parse("[[gates]]\nname = \"t\"\ncommand = [\"cargo\", \"test\"]\ntimeout_secs = 5\n", "p.toml").unwrap();
+        assert_eq!(p.gates[0].command, vec!["cargo", "test"]);
+        let msg = RepoPolicy::parse("[[gates]]\nname = \"t\"\ncommand = \"cargo test\"\n", "p.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("gates.command") || msg.contains("command"), "{msg}");
+        assert!(msg.contains("expected a sequence"), "{msg}");
+        assert!(RepoPolicy::parse("[[gates]]\nname = \"t\"\ncommand = []\n", "p.toml").is_err());
+        assert!(RepoPolicy::parse("[[gates]]\nname = \"t\"\ncommand = [\"x\"]\nworkdir = \"../up\"\n", "p.toml").is_err());
+    }
+
+    #[test]
+    fn detection_by_marker_files() {
+        assert_eq!(detect_gates(&["Cargo.toml"])[1].command, vec!["cargo", "test", "--quiet"]);
+        assert_eq!(detect_gates(&["package.json", "pnpm-lock.yaml"])[0].command[0], "pnpm");
+        assert_eq!(detect_gates(&["go.mod"]).len(), 2);
+        assert_eq!(detect_gates(&["pyproject.toml"])[0].command[2], "pytest");
+        assert_eq!(detect_gates(&["Makefile"])[0].command, vec!["make", "test"]);
+        assert!(detect_gates(&["README.md"]).is_empty());
+    }
+}

@@ -1,0 +1,9 @@
+//! codemill's domain: ids, the pipeline as a pure state machine, agent vocabulary, findings, cost, config. No IO.
+
+pub mod agent;
+pub mod config;
+pub mod cost;
+pub mod findings;
+pub mod ids;
+pub mod pipeline;
+pub mod prompts;
