@@ -142,9 +142,10 @@ impl JobId {
         JobId(uuid::Uuid::now_v7())
     }
 
-    /// First eight hex digits, for display.
+    /// Last eight hex digits (the random part of a v7 id), for display.
     pub fn short(&self) -> String {
-        self.0.simple().to_string()[..8].to_string()
+        let hex = self.0.simple().to_string();
+        hex[hex.len() - 8..].to_string()
     }
 }
 

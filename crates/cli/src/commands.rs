@@ -1,0 +1,304 @@
+//! The commands: each opens the home, does its work, and prints a result.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow, bail};
+use codemill_core::config::{Config, ProviderApi};
+use codemill_core::ids::{ProjectName, TicketKey};
+use codemill_core::pipeline::JobState;
+use codemill_git::Git;
+use codemill_runner::{Home, Runner, RunnerOptions};
+use codemill_store::Store;
+use codemill_testkit::ModelServer;
+use serde_json::json;
+
+use crate::output::{err, json as print_json, out};
+use crate::{Cli, Command, ProjectCommand, TicketCommand, demo, progress};
+
+pub fn home_of(flag: Option<PathBuf>) -> Home {
+    Home::resolve(
+        flag,
+        std::env::var_os("CODEMILL_HOME").filter(|v| !v.is_empty()).map(PathBuf::from),
+        std::env::var_os("HOME").map(PathBuf::from),
+    )
+}
+
+/// An opened home: config, store, and the demo model when the config asks for it.
+pub struct Opened {
+    pub home: Home,
+    pub config: Config,
+    pub store: Store,
+    pub demo_model: Option<ModelServer>,
+}
+
+impl Opened {
+    pub async fn open(home: Home) -> Result<Opened> {
+        let config = home.load_config()?;
+        let store = Store::open(&home.database())
+            .await
+            .with_context(|| format!("opening the database of {}", home.root().display()))?;
+        Ok(Opened {
+            home,
+            config,
+            store,
+            demo_model: None,
+        })
+    }
+
+    /// A runner; starts the embedded demo model when the configured provider is the demo.
+    pub async fn runner(&mut self) -> Result<Runner> {
+        let mut options = RunnerOptions {
+            demo_base_url: None,
+            actor: whoami(),
+        };
+        if self.config.provider().api == ProviderApi::Demo {
+            if self.demo_model.is_none() {
+                self.demo_model = Some(
+                    ModelServer::start(demo::script::script())
+                        .await
+                        .context("starting the demo model server")?,
+                );
+            }
+            options.demo_base_url = self.demo_model.as_ref().map(|m| m.base_url());
+        }
+        Ok(Runner::new(
+            self.home.clone(),
+            self.config.clone(),
+            self.store.clone(),
+            options,
+        ))
+    }
+}
+
+pub fn whoami() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "cli".into())
+}
+
+fn key(s: &str) -> Result<TicketKey> {
+    Ok(s.parse::<TicketKey>()?)
+}
+
+pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
+    let home = home_of(cli.home.clone());
+    match cli.command {
+        Command::Init => {
+            let created = home.init()?;
+            home.load_config()?;
+            Store::open(&home.database()).await?;
+            if created {
+                out(&format!("Created codemill home {}", home.root().display()));
+            } else {
+                out(&format!("codemill home {} already exists; kept its codemill.toml", home.root().display()));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Project(cmd) => project(home, cmd).await,
+        Command::Ticket(cmd) => ticket(home, cmd).await,
+        Command::Run { key: k } => {
+            let k = key(&k)?;
+            let mut opened = Opened::open(home).await?;
+            let runner = opened.runner().await?;
+            let (job, state) = progress::run_with_progress(&runner, &k, progress::Op::Run).await?;
+            Ok(finish(&opened, job, &state))
+        }
+        Command::Approve { key: k } => {
+            let k = key(&k)?;
+            let mut opened = Opened::open(home).await?;
+            let runner = opened.runner().await?;
+            let (job, state) = progress::run_with_progress(&runner, &k, progress::Op::Approve(whoami())).await?;
+            Ok(finish(&opened, job, &state))
+        }
+        Command::Reject { key: k, reason } => {
+            let k = key(&k)?;
+            let mut opened = Opened::open(home).await?;
+            let runner = opened.runner().await?;
+            let (job, state) =
+                progress::run_with_progress(&runner, &k, progress::Op::Reject(reason, whoami())).await?;
+            Ok(finish(&opened, job, &state))
+        }
+        Command::Status { json } => {
+            let opened = Opened::open(home).await?;
+            crate::progress::status(&opened, json).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Show { key: k, json } => {
+            let k = key(&k)?;
+            let opened = Opened::open(home).await?;
+            crate::progress::show(&opened, &k, json).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { json } => demo::run(cli.home, json).await,
+    }
+}
+
+/// Print how a job ended and pick the exit code: 0 when it waits for approval or is done.
+fn finish(opened: &Opened, job: codemill_core::ids::JobId, state: &JobState) -> ExitCode {
+    let key = &state.ticket;
+    match state.status() {
+        "awaiting_approval" => {
+            out(&format!(
+                "{key}: proposal ready — commit {} on {} (job {}). Approve with `codemill approve {key}`, inspect with `codemill show {key}`.",
+                state.commit.as_deref().map(|c| &c[..c.len().min(12)]).unwrap_or("-"),
+                key.branch(),
+                job.short()
+            ));
+            ExitCode::SUCCESS
+        }
+        "done" => {
+            out(&format!(
+                "{key}: shipped — branch {} pushed to {}, PR #{}.",
+                key.branch(),
+                opened
+                    .config
+                    .projects
+                    .get(key.project())
+                    .map(|p| p.repo.as_str())
+                    .unwrap_or("-"),
+                state.pr.map(|p| p.to_string()).unwrap_or_else(|| "-".into())
+            ));
+            ExitCode::SUCCESS
+        }
+        "rejected" => {
+            out(&format!("{key}: rejected; {}", state.reason.as_deref().unwrap_or("")));
+            ExitCode::SUCCESS
+        }
+        _ => {
+            err(&format!(
+                "{key}: needs attention — {}\nThe reason and context are on the ticket (`codemill ticket show {key}`).",
+                state.reason.as_deref().unwrap_or("unknown reason")
+            ));
+            ExitCode::from(3)
+        }
+    }
+}
+
+async fn project(home: Home, cmd: ProjectCommand) -> Result<ExitCode> {
+    match cmd {
+        ProjectCommand::Add { name, repo } => {
+            let name: ProjectName = name.parse()?;
+            let config = home.load_config()?;
+            if config.projects.contains_key(name.as_str()) {
+                bail!("project {name} is already registered (repo {})", config.projects[name.as_str()].repo);
+            }
+            // A local path is stored absolute so the project works from any directory.
+            let path = PathBuf::from(&repo);
+            let repo = if path.exists() {
+                std::fs::canonicalize(&path)
+                    .with_context(|| format!("resolving {repo}"))?
+                    .display()
+                    .to_string()
+            } else {
+                repo
+            };
+            let info = Git::new()
+                .probe_remote(&repo)
+                .await
+                .map_err(|e| anyhow!("cannot register {name}: {e}"))?;
+            home.add_project(name.as_str(), &repo)?;
+            out(&format!(
+                "Registered project {name}: {repo} (default branch {}, local tracker, local forge)",
+                info.default_branch
+            ));
+            Ok(ExitCode::SUCCESS)
+        }
+        ProjectCommand::List => {
+            let config = home.load_config()?;
+            if config.projects.is_empty() {
+                out("No projects. Add one with `codemill project add NAME --repo PATH_OR_URL`.");
+            }
+            for p in config.projects.values() {
+                out(&format!("{:<12} {}  (tracker {}, forge {})", p.name, p.repo, p.tracker, p.forge));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn ticket(home: Home, cmd: TicketCommand) -> Result<ExitCode> {
+    let opened = Opened::open(home).await?;
+    match cmd {
+        TicketCommand::Add {
+            project,
+            title,
+            body,
+            body_file,
+            labels,
+        } => {
+            let project: ProjectName = project.parse()?;
+            if !opened.config.projects.contains_key(project.as_str()) {
+                bail!("no project {project}; register it with `codemill project add {project} --repo PATH_OR_URL`");
+            }
+            if title.trim().is_empty() {
+                bail!("--title must not be empty");
+            }
+            let body = match (body, body_file) {
+                (Some(b), _) => b,
+                (None, Some(f)) => std::fs::read_to_string(&f).with_context(|| format!("reading --body-file {}", f.display()))?,
+                (None, None) => String::new(),
+            };
+            let t = opened.store.create_ticket(&project, title.trim(), &body, &labels).await?;
+            out(&format!("Created {}: {}", t.key, t.title));
+            Ok(ExitCode::SUCCESS)
+        }
+        TicketCommand::List { project, json } => {
+            let tickets = opened.store.tickets(project.as_deref()).await?;
+            if json {
+                print_json(&serde_json::to_value(&tickets)?);
+            } else if tickets.is_empty() {
+                out("No tickets.");
+            } else {
+                for t in tickets {
+                    out(&format!("{:<10} {:<18} {}", t.key.to_string(), t.status.as_str(), t.title));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        TicketCommand::Show { key: k, json } => {
+            let k = key(&k)?;
+            let t = opened
+                .store
+                .ticket(&k)
+                .await?
+                .ok_or_else(|| anyhow!("no ticket {k} (see `codemill ticket list`)"))?;
+            let comments = opened.store.comments(&k).await?;
+            let changes = opened.store.status_changes(&k).await?;
+            if json {
+                print_json(&json!({"ticket": t, "comments": comments, "status_changes": changes}));
+                return Ok(ExitCode::SUCCESS);
+            }
+            out(&format!("{}  {}\nstatus: {}", t.key, t.title, t.status.as_str()));
+            if !t.labels.is_empty() {
+                out(&format!("labels: {}", t.labels.join(", ")));
+            }
+            if !t.body.trim().is_empty() {
+                out(&format!("\n{}\n", t.body.trim_end()));
+            }
+            if !changes.is_empty() {
+                out("\nStatus changes:");
+                for c in &changes {
+                    out(&format!("  {}  {} -> {} (by {})", c.created_at.format("%Y-%m-%d %H:%M:%S"), c.from, c.to, c.actor));
+                }
+            }
+            if !comments.is_empty() {
+                out("\nComments:");
+                for c in &comments {
+                    out(&format!("\n--- {} at {}\n{}", c.author, c.created_at.format("%Y-%m-%d %H:%M:%S"), c.body.trim_end()));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Used by `status`/`show` to load a state.
+pub async fn latest_state(opened: &Opened, key: &TicketKey) -> Result<Option<(codemill_core::ids::JobId, JobState, Vec<codemill_store::JournalEntry>)>> {
+    let Some(row) = opened.store.latest_job(key).await? else {
+        return Ok(None);
+    };
+    let journal = opened.store.journal(row.id).await?;
+    let state = codemill_runner::engine::replay(row.id, &journal)?;
+    Ok(Some((row.id, state, journal)))
+}

@@ -1,0 +1,128 @@
+//! codemill command-line entry point: parses arguments and dispatches to the commands.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+mod commands;
+mod demo;
+mod output;
+mod progress;
+
+/// codemill turns issue-tracker tickets into reviewed pull requests.
+#[derive(Debug, Parser)]
+#[command(name = "codemill", version, about, propagate_version = true)]
+pub struct Cli {
+    /// The codemill home (config, database, clones, worktrees, logs). Default: $CODEMILL_HOME or ~/.codemill.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the codemill home with a default codemill.toml.
+    Init,
+    /// Register and list projects (repositories).
+    #[command(subcommand)]
+    Project(ProjectCommand),
+    /// Tickets of the local tracker.
+    #[command(subcommand)]
+    Ticket(TicketCommand),
+    /// Run one ticket in the foreground until its proposal waits for approval (exit 0) or it stops.
+    Run {
+        /// Ticket key, e.g. DEMO-1.
+        key: String,
+    },
+    /// Every ticket with the state of its latest job.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One ticket's job: timeline, findings, diff stat, branch, tokens, cost.
+    Show {
+        key: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a ticket's proposal: push the branch, record the PR, update the ticket.
+    Approve { key: String },
+    /// Reject a ticket's proposal; its work is kept on a WIP ref and nothing is pushed.
+    Reject {
+        key: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Run three sample tickets end to end on a fresh home with the scripted demo model.
+    Demo {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectCommand {
+    /// Register a repository (a local path or a URL git can reach).
+    Add {
+        name: String,
+        #[arg(long, value_name = "PATH_OR_URL")]
+        repo: String,
+    },
+    /// List registered projects.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TicketCommand {
+    /// Create a ticket in the local tracker.
+    Add {
+        project: String,
+        #[arg(long)]
+        title: String,
+        #[arg(long, conflicts_with = "body_file")]
+        body: Option<String>,
+        #[arg(long, value_name = "FILE")]
+        body_file: Option<PathBuf>,
+        #[arg(long = "label", value_name = "LABEL")]
+        labels: Vec<String>,
+    },
+    /// List tickets.
+    List {
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a ticket with its comments and status changes.
+    Show {
+        key: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CODEMILL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            output::error(&format!("cannot start the async runtime: {e}"));
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            output::error(&format!("{e:#}"));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! Live progress of a running job, and the `status` and `show` views.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use codemill_core::agent::AgentEvent;
+use codemill_core::cost::Usage;
+use codemill_core::ids::{JobId, TicketKey};
+use codemill_core::pipeline::{JobEvent, JobState};
+use codemill_runner::{Progress, Runner};
+use serde_json::json;
+
+use crate::commands::{Opened, latest_state};
+use crate::output::{err, json as print_json, out};
+
+/// What to do with the ticket.
+pub enum Op {
+    Run,
+    Approve(String),
+    Reject(String, String),
+}
+
+/// Run `op` while printing progress lines to stderr: elapsed time, stage, what the agent does, tokens, cost.
+pub async fn run_with_progress(runner: &Runner, key: &TicketKey, op: Op) -> Result<(JobId, JobState)> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Progress>();
+    let prices = runner.config().prices.clone();
+    let model = runner.config().agent.model.clone();
+    let printer = tokio::spawn(async move {
+        let started = Instant::now();
+        let mut usage = Usage::default();
+        let mut cost = 0.0f64;
+        let mut ticket = String::new();
+        let mut stage = String::from("-");
+        while let Some(p) = rx.recv().await {
+            let t = started.elapsed().as_secs();
+            let clock = format!("[{:02}:{:02}]", t / 60, t % 60);
+            let line = match p {
+                Progress::Job { job, ticket: k, resumed } => {
+                    ticket = k.to_string();
+                    Some(format!(
+                        "{clock} {ticket} job {} {}",
+                        job.short(),
+                        if resumed { "continues" } else { "started" }
+                    ))
+                }
+                Progress::Step { effect, round } => {
+                    stage = effect.split(':').take(2).collect::<Vec<_>>().join(":");
+                    let r = if round > 0 { format!(" (fix round {round})") } else { String::new() };
+                    Some(format!("{clock} {ticket} ▶ {stage}{r}"))
+                }
+                Progress::Agent { event, .. } => match event {
+                    AgentEvent::ToolCall { name, summary, .. } => Some(format!("{clock} {ticket}   {stage} · {name} {summary}")),
+                    AgentEvent::TurnCompleted { usage: u, .. } => {
+                        usage += u;
+                        cost += prices.cost(&model, &u, None);
+                        None
+                    }
+                    AgentEvent::SessionStarted { session_id, model } => Some(format!(
+                        "{clock} {ticket}   {stage} · session {session_id}{}",
+                        model.map(|m| format!(" ({m})")).unwrap_or_default()
+                    )),
+                    AgentEvent::Notice { message } => Some(format!("{clock} {ticket}   {stage} · note: {message}")),
+                    AgentEvent::Text { .. } | AgentEvent::ToolResult { .. } => None,
+                },
+                Progress::AgentDone { run, .. } => Some(format!(
+                    "{clock} {ticket}   {stage} done: {} · {} turns · {} tokens · ${:.4} (job so far: {} tokens, ${:.4})",
+                    run.outcome.describe(),
+                    run.turns,
+                    run.usage.total(),
+                    run.cost_usd,
+                    usage.total(),
+                    cost
+                )),
+                Progress::Gates { results, .. } => {
+                    let parts: Vec<String> = results
+                        .iter()
+                        .map(|g| format!("{} {}", g.name, if g.passed { "passed" } else { "FAILED" }))
+                        .collect();
+                    Some(format!(
+                        "{clock} {ticket}   gates: {}",
+                        if parts.is_empty() { "none".to_string() } else { parts.join(", ") }
+                    ))
+                }
+                Progress::Info { message } => Some(format!("{clock} {ticket}   {message}")),
+            };
+            if let Some(line) = line {
+                err(&line);
+            }
+        }
+    });
+    let runner = runner_with(runner, tx);
+    let result = match op {
+        Op::Run => runner.run_ticket(key).await,
+        Op::Approve(by) => runner.approve(key, &by).await,
+        Op::Reject(reason, by) => runner.reject(key, &reason, &by).await,
+    };
+    drop(runner);
+    let _ = printer.await;
+    Ok(result?)
+}
+
+fn runner_with(runner: &Runner, tx: codemill_runner::ProgressSink) -> Runner {
+    runner.clone_with_progress(tx)
+}
+
+fn money(x: f64) -> String {
+    format!("${x:.4}")
+}
+
+/// `codemill status`: every ticket and its latest job.
+pub async fn status(opened: &Opened, as_json: bool) -> Result<()> {
+    let tickets = opened.store.tickets(None).await?;
+    let mut rows = Vec::new();
+    for t in &tickets {
+        let latest = latest_state(opened, &t.key).await?;
+        rows.push((t, latest));
+    }
+    if as_json {
+        let items: Vec<_> = rows
+            .iter()
+            .map(|(t, latest)| {
+                let job = latest.as_ref().map(|(id, s, _)| {
+                    json!({"id": id.to_string(), "state": s.status(), "stage": s.stage.as_str(), "rounds": s.round,
+                           "tokens": s.usage.total(), "cost_usd": s.cost_usd, "branch": s.branch, "commit": s.commit, "reason": s.reason})
+                });
+                json!({"key": t.key.to_string(), "title": t.title, "ticket_status": t.status.as_str(), "job": job})
+            })
+            .collect();
+        print_json(&json!({"tickets": items}));
+        return Ok(());
+    }
+    if rows.is_empty() {
+        out("No tickets. Add one with `codemill ticket add PROJECT --title ...`.");
+        return Ok(());
+    }
+    out(&format!("{:<10} {:<18} {:<18} {:>6} {:>9} {:>10}  TITLE", "TICKET", "JOB", "STAGE", "ROUNDS", "TOKENS", "COST"));
+    for (t, latest) in rows {
+        match latest {
+            Some((_, s, _)) => out(&format!(
+                "{:<10} {:<18} {:<18} {:>6} {:>9} {:>10}  {}",
+                t.key.to_string(),
+                s.status(),
+                s.stage.as_str(),
+                s.round,
+                s.usage.total(),
+                money(s.cost_usd),
+                t.title
+            )),
+            None => out(&format!("{:<10} {:<18} {:<18} {:>6} {:>9} {:>10}  {}", t.key.to_string(), "no job", "-", "-", "-", "-", t.title)),
+        }
+    }
+    Ok(())
+}
+
+/// `codemill show KEY`: the latest job of a ticket in detail.
+pub async fn show(opened: &Opened, key: &TicketKey, as_json: bool) -> Result<()> {
+    let ticket = opened
+        .store
+        .ticket(key)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no ticket {key} (see `codemill ticket list`)"))?;
+    let Some((job, state, journal)) = latest_state(opened, key).await? else {
+        if as_json {
+            print_json(&json!({"ticket": ticket, "job": null}));
+        } else {
+            out(&format!("{key}  {}\nNo job yet: run `codemill run {key}`.", ticket.title));
+        }
+        return Ok(());
+    };
+    let pr = opened.store.find_pr(key.project(), &key.branch()).await?;
+    if as_json {
+        let timeline: Vec<_> = journal
+            .iter()
+            .map(|e| json!({"seq": e.seq, "at": e.at.to_rfc3339(), "event": e.event}))
+            .collect();
+        print_json(&json!({
+            "ticket": ticket,
+            "job": {"id": job.to_string(), "state": state.status(), "stage": state.stage.as_str(), "rounds": state.round,
+                    "branch": state.branch, "base_commit": state.base_commit, "commit": state.commit,
+                    "reason": state.reason, "wip": state.wip, "tokens": state.usage, "cost_usd": state.cost_usd,
+                    "costs": state.costs, "findings": state.review_history, "gates": state.gates,
+                    "diff_stat": state.proposal.as_ref().map(|p| p.diff_stat.clone())},
+            "pr": pr,
+            "timeline": timeline,
+        }));
+        return Ok(());
+    }
+    out(&format!("{key}  {}", ticket.title));
+    out(&format!(
+        "job {}  state {}  stage {}  fix rounds {}",
+        job,
+        state.status(),
+        state.stage.as_str(),
+        state.round
+    ));
+    if let Some(b) = &state.branch {
+        out(&format!("branch {b}  base {}", state.base_commit.as_deref().unwrap_or("-")));
+    }
+    if let Some(c) = &state.commit {
+        out(&format!("commit {c}"));
+    }
+    if let Some(pr) = &pr {
+        out(&format!("PR #{} {} → {} ({}) at {}", pr.id, pr.branch, pr.base, pr.state, pr.commit));
+    }
+    if let Some(r) = &state.reason {
+        out(&format!("reason: {r}"));
+    }
+    if let Some((r, c)) = &state.wip {
+        out(&format!("partial work: {r} at {c}"));
+    }
+    out(&format!("tokens {} (in {}, out {})  cost {}", state.usage.total(), state.usage.input_tokens, state.usage.output_tokens, money(state.cost_usd)));
+    if !state.costs.is_empty() {
+        out("\nCost by stage:");
+        for c in &state.costs {
+            out(&format!(
+                "  {:<10} round {}  {:<12} {:<22} {:>8} tokens  {}",
+                c.stage.as_str(),
+                c.round,
+                c.agent,
+                c.model,
+                c.usage.total(),
+                money(c.cost_usd)
+            ));
+        }
+    }
+    if !state.review_history.is_empty() {
+        out("\nReview findings:");
+        for (round, findings) in &state.review_history {
+            if findings.is_empty() {
+                out(&format!("  round {round}: none"));
+            }
+            for f in findings {
+                out(&format!(
+                    "  round {round}: [{}{}] {} ({}) — {}",
+                    f.severity.as_str(),
+                    if f.is_must_fix() { ", must fix" } else { "" },
+                    f.title,
+                    f.location(),
+                    f.detail
+                ));
+            }
+        }
+    }
+    if !state.gates.is_empty() {
+        out("\nLatest gates:");
+        for g in &state.gates {
+            out(&format!(
+                "  {:<10} {:<7} {} ({} ms)",
+                g.name,
+                if g.passed { "passed" } else { "FAILED" },
+                g.command,
+                g.duration_ms
+            ));
+        }
+    }
+    if let Some(p) = &state.proposal {
+        out(&format!("\nDiff stat:\n{}", p.diff_stat.trim_end()));
+    }
+    out("\nTimeline:");
+    for e in &journal {
+        let what = match &e.event {
+            JobEvent::EffectStarted { effect } => format!("start {effect}"),
+            JobEvent::AgentFinished { stage, round, run } => format!(
+                "{} (round {round}) by {}: {} — {} turns, {} tokens, {}",
+                stage.as_str(),
+                run.agent,
+                run.outcome.describe(),
+                run.turns,
+                run.usage.total(),
+                money(run.cost_usd)
+            ),
+            JobEvent::GatesFinished { round, gates } => format!(
+                "gates (round {round}): {}",
+                gates
+                    .iter()
+                    .map(|g| format!("{} {}", g.name, if g.passed { "passed" } else { "failed" }))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            JobEvent::EffectFailed { effect, error } => format!("FAILED {effect}: {error}"),
+            other => other.name().replace('_', " "),
+        };
+        out(&format!("  {}  {}", e.at.format("%H:%M:%S%.3f"), what));
+    }
+    Ok(())
+}

@@ -1,0 +1,305 @@
+//! The job loop: replay the journal, run the pending effect, journal its result, repeat.
+
+use std::fs::File;
+use std::path::PathBuf;
+
+use codemill_agent::{Api, Endpoint};
+use codemill_core::config::{Config, ProviderApi};
+use codemill_core::ids::{JobId, TicketKey};
+use codemill_core::pipeline::{Action, JobEvent, JobState, Stage, apply, next_action};
+use codemill_git::Git;
+use codemill_store::{JournalEntry, Store, StoreError, Ticket};
+use secrecy::SecretString;
+
+use crate::home::Home;
+use crate::progress::{Progress, ProgressSink};
+
+/// Why a run could not proceed. Job-level failures are not errors: they end the job as
+/// needs_attention. These are about the request itself or our own infrastructure.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("no ticket {0} (see `codemill ticket list`)")]
+    NoTicket(TicketKey),
+    #[error("ticket {ticket} belongs to project {project}, which is not registered (see `codemill project add`)")]
+    NoProject { ticket: TicketKey, project: String },
+    #[error("{ticket} has no job yet; run `codemill run {ticket}` first")]
+    NoJob { ticket: TicketKey },
+    #[error("{ticket} is not awaiting approval (its job is {status})")]
+    NotAwaitingApproval { ticket: TicketKey, status: String },
+    #[error("another codemill process is running {0} right now")]
+    Busy(TicketKey),
+    #[error(
+        "provider {provider:?}: environment variable {var} is not set (codemill reads the API key from it)"
+    )]
+    MissingKey { provider: String, var: String },
+    #[error("the demo provider needs the embedded demo model, which is not running in this process")]
+    NoDemoModel,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("job {job}: {message}")]
+    Journal { job: JobId, message: String },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+/// Settings of a runner that do not come from the config file.
+#[derive(Debug, Clone, Default)]
+pub struct RunnerOptions {
+    /// Base URL of the in-process demo model server, when one runs.
+    pub demo_base_url: Option<String>,
+    /// Who approves or rejects from this process (shown on tickets).
+    pub actor: String,
+}
+
+/// Drives jobs for one codemill home.
+pub struct Runner {
+    pub(crate) home: Home,
+    pub(crate) config: Config,
+    pub(crate) store: Store,
+    pub(crate) git: Git,
+    pub(crate) options: RunnerOptions,
+    pub(crate) progress: Option<ProgressSink>,
+}
+
+impl Runner {
+    pub fn new(home: Home, config: Config, store: Store, options: RunnerOptions) -> Self {
+        Runner {
+            home,
+            config,
+            store,
+            git: Git::new(),
+            options,
+            progress: None,
+        }
+    }
+
+    /// Stream live progress to `sink`.
+    pub fn with_progress(mut self, sink: ProgressSink) -> Self {
+        self.progress = Some(sink);
+        self
+    }
+
+    /// The same runner reporting progress to `sink`.
+    pub fn clone_with_progress(&self, sink: ProgressSink) -> Runner {
+        Runner {
+            home: self.home.clone(),
+            config: self.config.clone(),
+            store: self.store.clone(),
+            git: self.git.clone(),
+            options: self.options.clone(),
+            progress: Some(sink),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub(crate) fn emit(&self, p: Progress) {
+        if let Some(sink) = &self.progress {
+            let _ = sink.send(p);
+        }
+    }
+
+    /// The model endpoint for agent steps, with the key read from its environment variable.
+    pub fn endpoint(&self) -> Result<Endpoint, RunError> {
+        let p = self.config.provider();
+        let (api, base_url) = match p.api {
+            ProviderApi::Demo => (
+                Api::Anthropic,
+                self.options.demo_base_url.clone().ok_or(RunError::NoDemoModel)?,
+            ),
+            ProviderApi::Anthropic => (Api::Anthropic, p.base_url.clone()),
+            ProviderApi::OpenaiChat => (Api::OpenAiChat, p.base_url.clone()),
+        };
+        let api_key = match &p.api_key_env {
+            Some(var) => std::env::var(var).map_err(|_| RunError::MissingKey {
+                provider: p.name.clone(),
+                var: var.clone(),
+            })?,
+            None if p.api == ProviderApi::Demo => "codemill-demo-key".to_string(),
+            None => String::new(),
+        };
+        Ok(Endpoint {
+            api,
+            base_url,
+            api_key: SecretString::from(api_key),
+        })
+    }
+
+    pub async fn ticket(&self, key: &TicketKey) -> Result<Ticket, RunError> {
+        self.store
+            .ticket(key)
+            .await?
+            .ok_or_else(|| RunError::NoTicket(key.clone()))
+    }
+
+    /// The latest job of a ticket with its replayed state.
+    pub async fn latest(&self, key: &TicketKey) -> Result<Option<(JobId, JobState, Vec<JournalEntry>)>, RunError> {
+        let Some(row) = self.store.latest_job(key).await? else {
+            return Ok(None);
+        };
+        let journal = self.store.journal(row.id).await?;
+        let state = replay(row.id, &journal)?;
+        Ok(Some((row.id, state, journal)))
+    }
+
+    /// Run a ticket until it waits for approval or ends. Continues an unfinished job; starts a
+    /// new one when there is none or the last one stopped.
+    pub async fn run_ticket(&self, key: &TicketKey) -> Result<(JobId, JobState), RunError> {
+        let ticket = self.ticket(key).await?;
+        if !self.config.projects.contains_key(key.project()) {
+            return Err(RunError::NoProject {
+                ticket: key.clone(),
+                project: key.project().to_string(),
+            });
+        }
+        // Fail before creating a job when no agent step could ever reach the model.
+        self.endpoint()?;
+        let _lock = self.lock(key)?;
+        let (job, resumed) = match self.latest(key).await? {
+            Some((id, state, _)) if !matches!(state.stage, Stage::NeedsAttention | Stage::Rejected) => (id, true),
+            _ => {
+                let id = JobId::new();
+                let created = JobEvent::Created {
+                    ticket: ticket.key.clone(),
+                    project: key.project().parse().map_err(|e| RunError::Journal {
+                        job: id,
+                        message: format!("{e}"),
+                    })?,
+                    max_rounds: self.config.max_fix_rounds,
+                };
+                self.store.create_job(id, key, &created).await?;
+                (id, false)
+            }
+        };
+        self.emit(Progress::Job {
+            job,
+            ticket: key.clone(),
+            resumed,
+        });
+        let state = self.drive(job, &ticket).await?;
+        Ok((job, state))
+    }
+
+    /// Approve the proposal of a ticket and ship it.
+    pub async fn approve(&self, key: &TicketKey, by: &str) -> Result<(JobId, JobState), RunError> {
+        let ticket = self.ticket(key).await?;
+        let _lock = self.lock(key)?;
+        let (job, state, journal) = self.latest(key).await?.ok_or_else(|| RunError::NoJob { ticket: key.clone() })?;
+        if state.stage != Stage::AwaitingApproval {
+            return Err(RunError::NotAwaitingApproval {
+                ticket: key.clone(),
+                status: state.status().into(),
+            });
+        }
+        let event = JobEvent::Approved {
+            commit: state.commit.clone().unwrap_or_default(),
+            by: by.to_string(),
+        };
+        self.append_checked(job, &state, journal.len() as i64, &event).await?;
+        self.emit(Progress::Job {
+            job,
+            ticket: key.clone(),
+            resumed: true,
+        });
+        let state = self.drive(job, &ticket).await?;
+        Ok((job, state))
+    }
+
+    /// Reject the proposal of a ticket: its work is kept on a WIP ref, nothing is pushed.
+    pub async fn reject(&self, key: &TicketKey, reason: &str, by: &str) -> Result<(JobId, JobState), RunError> {
+        let ticket = self.ticket(key).await?;
+        let _lock = self.lock(key)?;
+        let (job, state, journal) = self.latest(key).await?.ok_or_else(|| RunError::NoJob { ticket: key.clone() })?;
+        if state.stage != Stage::AwaitingApproval {
+            return Err(RunError::NotAwaitingApproval {
+                ticket: key.clone(),
+                status: state.status().into(),
+            });
+        }
+        let event = JobEvent::Rejected {
+            reason: reason.to_string(),
+            by: by.to_string(),
+        };
+        self.append_checked(job, &state, journal.len() as i64, &event).await?;
+        let state = self.drive(job, &ticket).await?;
+        Ok((job, state))
+    }
+
+    async fn append_checked(&self, job: JobId, state: &JobState, seq: i64, event: &JobEvent) -> Result<(), RunError> {
+        apply(state, event).map_err(|e| RunError::Journal {
+            job,
+            message: e.to_string(),
+        })?;
+        self.store.append(job, seq, event).await?;
+        Ok(())
+    }
+
+    /// The loop: until the job waits or ends, run its pending effect and journal the result.
+    async fn drive(&self, job: JobId, ticket: &Ticket) -> Result<JobState, RunError> {
+        loop {
+            let journal = self.store.journal(job).await?;
+            let state = replay(job, &journal)?;
+            let mut seq = journal.len() as i64;
+            match next_action(&state) {
+                Action::Finished | Action::AwaitApproval => return Ok(state),
+                Action::GiveUp { effect, reason } => {
+                    let event = JobEvent::EffectFailed { effect, error: reason };
+                    self.append_checked(job, &state, seq, &event).await?;
+                }
+                Action::Run(effect) => {
+                    let started = JobEvent::EffectStarted { effect: effect.name() };
+                    self.append_checked(job, &state, seq, &started).await?;
+                    seq += 1;
+                    let state = apply(&state, &started).map_err(|e| RunError::Journal {
+                        job,
+                        message: e.to_string(),
+                    })?;
+                    self.emit(Progress::Step {
+                        effect: effect.name(),
+                        round: state.round,
+                    });
+                    let event = self.execute(job, &state, &journal, ticket, &effect).await?;
+                    self.append_checked(job, &state, seq, &event).await?;
+                }
+            }
+        }
+    }
+
+    /// One process at a time per ticket, across processes.
+    fn lock(&self, key: &TicketKey) -> Result<File, RunError> {
+        let dir = self.home.locks();
+        std::fs::create_dir_all(&dir).map_err(|source| RunError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let path = dir.join(format!("{key}.lock"));
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|source| RunError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => Err(RunError::Busy(key.clone())),
+            Err(std::fs::TryLockError::Error(source)) => Err(RunError::Io { path, source }),
+        }
+    }
+}
+
+/// Fold a journal into a state.
+pub fn replay(job: JobId, journal: &[JournalEntry]) -> Result<JobState, RunError> {
+    JobState::replay(journal.iter().map(|e| &e.event)).map_err(|e| RunError::Journal {
+        job,
+        message: e.to_string(),
+    })
+}

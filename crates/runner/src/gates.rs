@@ -1,0 +1,173 @@
+//! Gates: the repository's checks (tests, lints) run after every change, as argument lists.
+
+use std::path::Path;
+use std::time::Duration;
+
+use codemill_core::config::{ConfigError, GateSpec, RepoPolicy, detect_gates};
+use codemill_core::pipeline::GateResult;
+use codemill_process::{Cmd, ProcessError};
+
+/// Where a repository keeps its codemill policy.
+pub const POLICY_FILE: &str = ".codemill/pipeline.toml";
+
+/// The repository's policy file, or an empty policy when there is none.
+pub fn load_policy(worktree: &Path) -> Result<Option<RepoPolicy>, ConfigError> {
+    let file = worktree.join(POLICY_FILE);
+    match std::fs::read_to_string(&file) {
+        Ok(text) => RepoPolicy::parse(&text, POLICY_FILE).map(Some),
+        Err(_) => Ok(None),
+    }
+}
+
+/// The gates for a worktree: from the policy file, else detected from its files.
+pub fn gates_for(worktree: &Path) -> Result<Vec<GateSpec>, ConfigError> {
+    if let Some(policy) = load_policy(worktree)?
+        && !policy.gates.is_empty()
+    {
+        return Ok(policy.gates);
+    }
+    let names: Vec<String> = std::fs::read_dir(worktree)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    Ok(detect_gates(&refs))
+}
+
+/// Environment variables removed from gate processes (they hold provider keys).
+#[derive(Debug, Clone, Default)]
+pub struct GateEnv {
+    pub remove: Vec<String>,
+}
+
+/// Run every gate in order; all run even when one fails, so the fix stage sees everything.
+pub async fn run_gates(
+    worktree: &Path,
+    gates: &[GateSpec],
+    default_timeout: Duration,
+    output_cap: usize,
+    env: &GateEnv,
+) -> Vec<GateResult> {
+    let mut results = Vec::with_capacity(gates.len());
+    for gate in gates {
+        results.push(run_gate(worktree, gate, default_timeout, output_cap, env).await);
+    }
+    results
+}
+
+async fn run_gate(worktree: &Path, gate: &GateSpec, default_timeout: Duration, cap: usize, env: &GateEnv) -> GateResult {
+    let dir = match &gate.workdir {
+        Some(d) => worktree.join(d),
+        None => worktree.to_path_buf(),
+    };
+    let timeout = gate.timeout_secs.map(Duration::from_secs).unwrap_or(default_timeout);
+    let mut cmd = Cmd::new(&gate.command[0]).args(&gate.command[1..]).cwd(&dir);
+    for k in &env.remove {
+        cmd = cmd.env_remove(k);
+    }
+    let command = cmd.display();
+    match cmd.output(Some(timeout), cap).await {
+        Ok(out) => {
+            let mut output = out.combined();
+            if out.timed_out {
+                output.push_str(&format!("\n[codemill: killed after the {} s gate timeout]\n", timeout.as_secs()));
+            }
+            GateResult {
+                name: gate.name.clone(),
+                command,
+                passed: out.success(),
+                exit_code: out.code(),
+                timed_out: out.timed_out,
+                duration_ms: out.duration.as_millis() as u64,
+                output,
+                error: None,
+            }
+        }
+        Err(e) => {
+            let error = match &e {
+                ProcessError::NotFound { program } => {
+                    format!("gate `{}`: command `{program}` not found on PATH", gate.name)
+                }
+                ProcessError::MissingDir { dir } => {
+                    format!("gate `{}`: working directory {} does not exist", gate.name, dir.display())
+                }
+                other => format!("gate `{}`: {other}", gate.name),
+            };
+            GateResult {
+                name: gate.name.clone(),
+                command,
+                passed: false,
+                exit_code: None,
+                timed_out: false,
+                duration_ms: 0,
+                output: String::new(),
+                error: Some(error),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn spec(name: &str, cmd: &[&str]) -> GateSpec {
+        GateSpec {
+            name: name.into(),
+            command: cmd.iter().map(|s| s.to_string()).collect(),
+            workdir: None,
+            timeout_secs: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn runs_all_gates_and_reports_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let gates = [
+            spec("ok", &["true"]),
+            spec("fails", &["sh", "-c", "echo broken; exit 2"]),
+            spec("missing", &["codemill-no-such-gate"]),
+        ];
+        let r = run_gates(dir.path(), &gates, Duration::from_secs(10), 1000, &GateEnv::default()).await;
+        assert!(r[0].passed);
+        assert!(!r[1].passed);
+        assert_eq!(r[1].exit_code, Some(2));
+        assert_eq!(r[1].output, "broken\n");
+        assert!(!r[2].passed);
+        assert_eq!(
+            r[2].error.as_deref(),
+            Some("gate `missing`: command `codemill-no-such-gate` not found on PATH")
+        );
+    }
+
+    #[tokio::test]
+    async fn gate_timeout_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut g = spec("slow", &["sleep", "5"]);
+        g.timeout_secs = Some(1);
+        let r = run_gates(dir.path(), &[g], Duration::from_secs(10), 1000, &GateEnv::default()).await;
+        assert!(r[0].timed_out && !r[0].passed);
+        assert!(r[0].output.contains("1 s gate timeout"));
+    }
+
+    #[test]
+    fn policy_file_wins_over_detection() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("Cargo.toml"), "").unwrap();
+        assert_eq!(gates_for(dir.path()).unwrap()[0].name, "build");
+        std::fs::create_dir(dir.path().join(".codemill")).unwrap();
+        std::fs::write(
+            dir.path().join(POLICY_FILE),
+            "[[gates]]\nname = \"unit\"\ncommand = [\"make\", \"unit\"]\n",
+        )
+        .unwrap();
+        assert_eq!(gates_for(dir.path()).unwrap()[0].name, "unit");
+        std::fs::write(dir.path().join(POLICY_FILE), "[[gates]]\nname = 1\n").unwrap();
+        let err = gates_for(dir.path()).unwrap_err().to_string();
+        assert!(err.starts_with(".codemill/pipeline.toml:"), "{err}");
+    }
+}

@@ -1,0 +1,211 @@
+//! The codemill home: where every piece of state lives, and how it is created and read.
+//!
+//! Layout: `codemill.toml`, `codemill.db`, `clones/<project>.git`, `worktrees/<project>/<KEY>`,
+//! `artifacts/<job>/`, `logs/<job>/`, `agents/<job>/`, `locks/`.
+
+use std::path::{Path, PathBuf};
+
+use codemill_core::config::{Config, ConfigError};
+use codemill_core::ids::{JobId, TicketKey};
+
+/// Errors about the home directory and its config file.
+#[derive(Debug, thiserror::Error)]
+pub enum HomeError {
+    #[error("{0} is not a codemill home (no codemill.toml); run `codemill init` or pass --home")]
+    NotInitialised(PathBuf),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> HomeError + '_ {
+    move |source| HomeError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The default configuration written by `codemill init`, documented inline.
+pub const DEFAULT_CONFIG: &str = r#"# codemill configuration. Every key is optional; unknown keys are errors.
+# Reference: the "Configuration" section of codemill's README.
+
+[pipeline]
+# max_fix_rounds = 3          # fix rounds before a job stops as needs_attention
+# gate_timeout_secs = 600     # default timeout of one gate command
+# gate_output_cap_bytes = 65536
+
+[git]
+# author_name = "codemill"
+# author_email = "codemill@localhost"
+# worktree_retention = "remove"   # remove | keep_failed | keep
+
+[agent]
+# backend = "builtin"        # builtin | claude-code
+# provider = "demo"          # a name under [providers]; "demo" is the embedded scripted demo model
+# model = "codemill-demo"
+# max_turns = 30
+# wall_clock_secs = 1800
+# idle_secs = 300
+
+# [agents.claude-code]
+# command = "claude"
+# max_api_retries = 2
+# api_timeout_ms = 60000
+
+# [providers.anthropic]
+# api = "anthropic"          # anthropic | openai-chat | demo
+# base_url = "https://api.anthropic.com"
+# api_key_env = "ANTHROPIC_API_KEY"   # the NAME of the variable, never the key
+
+# [prices."claude-sonnet-4-5"]
+# input_per_mtok = 3.0
+# output_per_mtok = 15.0
+
+# Projects are added with `codemill project add NAME --repo PATH_OR_URL`.
+"#;
+
+/// Paths of one codemill home.
+#[derive(Debug, Clone)]
+pub struct Home {
+    root: PathBuf,
+}
+
+impl Home {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Home { root: root.into() }
+    }
+
+    /// `--home`, else `CODEMILL_HOME`, else `~/.codemill`.
+    pub fn resolve(flag: Option<PathBuf>, env: Option<PathBuf>, user_home: Option<PathBuf>) -> Home {
+        let root = flag
+            .or(env)
+            .unwrap_or_else(|| user_home.unwrap_or_else(|| PathBuf::from(".")).join(".codemill"));
+        Home::new(root)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn config_file(&self) -> PathBuf {
+        self.root.join("codemill.toml")
+    }
+    pub fn database(&self) -> PathBuf {
+        self.root.join("codemill.db")
+    }
+    pub fn clone_dir(&self, project: &str) -> PathBuf {
+        self.root.join("clones").join(format!("{project}.git"))
+    }
+    pub fn worktree(&self, key: &TicketKey) -> PathBuf {
+        self.root.join("worktrees").join(key.project()).join(key.to_string())
+    }
+    pub fn artifacts(&self, job: JobId) -> PathBuf {
+        self.root.join("artifacts").join(job.to_string())
+    }
+    pub fn logs(&self, job: JobId) -> PathBuf {
+        self.root.join("logs").join(job.to_string())
+    }
+    pub fn agent_state(&self, job: JobId, backend: &str) -> PathBuf {
+        self.root.join("agents").join(job.to_string()).join(backend)
+    }
+    pub fn locks(&self) -> PathBuf {
+        self.root.join("locks")
+    }
+
+    pub fn is_initialised(&self) -> bool {
+        self.config_file().is_file()
+    }
+
+    /// Create the home and a default config; keeps an existing config. Returns whether it created one.
+    pub fn init(&self) -> Result<bool, HomeError> {
+        for dir in ["clones", "worktrees", "artifacts", "logs", "agents", "locks"] {
+            let p = self.root.join(dir);
+            std::fs::create_dir_all(&p).map_err(io(&p))?;
+        }
+        let file = self.config_file();
+        if file.exists() {
+            return Ok(false);
+        }
+        std::fs::write(&file, DEFAULT_CONFIG).map_err(io(&file))?;
+        Ok(true)
+    }
+
+    /// Read and validate `codemill.toml`.
+    pub fn load_config(&self) -> Result<Config, HomeError> {
+        let file = self.config_file();
+        if !file.is_file() {
+            return Err(HomeError::NotInitialised(self.root.clone()));
+        }
+        let text = std::fs::read_to_string(&file).map_err(io(&file))?;
+        Ok(Config::parse(&text, file)?)
+    }
+
+    /// Append a `[projects.NAME]` table to the config, keeping the rest of the file as written.
+    pub fn add_project(&self, name: &str, repo: &str) -> Result<(), HomeError> {
+        let file = self.config_file();
+        let mut text = std::fs::read_to_string(&file).map_err(io(&file))?;
+        if !text.ends_with('\n') && !text.is_empty() {
+            text.push('\n');
+        }
+        let repo_literal = toml_string(repo);
+        text.push_str(&format!("\n[projects.{name}]\nrepo = {repo_literal}\n"));
+        // Validate before writing so a bad edit never lands.
+        Config::parse(&text, file.clone())?;
+        let tmp = file.with_extension("toml.tmp");
+        std::fs::write(&tmp, &text).map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &file).map_err(io(&file))?;
+        Ok(())
+    }
+}
+
+/// A TOML basic string literal.
+fn toml_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn resolution_order() {
+        let h = Home::resolve(Some("/a".into()), Some("/b".into()), Some("/u".into()));
+        assert_eq!(h.root(), Path::new("/a"));
+        let h = Home::resolve(None, Some("/b".into()), Some("/u".into()));
+        assert_eq!(h.root(), Path::new("/b"));
+        let h = Home::resolve(None, None, Some("/u".into()));
+        assert_eq!(h.root(), Path::new("/u/.codemill"));
+    }
+
+    #[test]
+    fn init_then_add_project_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::new(dir.path().join("h"));
+        assert!(home.init().unwrap());
+        assert!(!home.init().unwrap());
+        home.add_project("WEB", "/repos/we\"b").unwrap();
+        let c = home.load_config().unwrap();
+        assert_eq!(c.projects["WEB"].repo, "/repos/we\"b");
+        assert!(home.add_project("WEB", "/x").is_err(), "duplicate project accepted");
+        assert_eq!(home.load_config().unwrap().projects.len(), 1);
+    }
+
+    #[test]
+    fn missing_home_says_so() {
+        let home = Home::new("/nonexistent/codemill-home");
+        let err = home.load_config().unwrap_err().to_string();
+        assert!(err.contains("not a codemill home") && err.contains("codemill init"), "{err}");
+    }
+}

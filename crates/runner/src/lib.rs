@@ -1,0 +1,15 @@
+//! The runner: drives a job through the pipeline by executing the effects `codemill_core` asks
+//! for, journalling each result, and recovering from the journal after a crash.
+//!
+//! Architecture invariant: only this crate writes job state, and only as journal events.
+
+pub mod engine;
+mod effects;
+pub mod gates;
+pub mod home;
+pub mod notes;
+pub mod progress;
+
+pub use engine::{RunError, Runner, RunnerOptions};
+pub use home::{Home, HomeError};
+pub use progress::{Progress, ProgressSink};

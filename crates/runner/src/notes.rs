@@ -1,0 +1,125 @@
+//! The comments codemill writes on a ticket, rendered from job state. Pure.
+
+use codemill_core::ids::JobId;
+use codemill_core::pipeline::{JobState, NoteKind};
+
+/// The marker that makes a note idempotent: one per job and kind.
+pub fn marker(job: JobId, kind: NoteKind) -> String {
+    format!("codemill:{}:{}", job, format!("{kind:?}").to_lowercase())
+}
+
+fn tail(text: &str, max_lines: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.len().saturating_sub(max_lines);
+    lines[start..].join("\n")
+}
+
+/// Render the note of `kind`; `plan` is the plan text for the plan note.
+pub fn render(kind: NoteKind, job: JobId, state: &JobState, plan: Option<&str>) -> String {
+    match kind {
+        NoteKind::Started => format!(
+            "codemill started working on {} (job {}).",
+            state.ticket,
+            job.short()
+        ),
+        NoteKind::Plan => format!(
+            "**Plan** (codemill job {})\n\n{}",
+            job.short(),
+            plan.unwrap_or("(no plan text)").trim()
+        ),
+        NoteKind::Proposal => {
+            let Some(p) = &state.proposal else {
+                return "codemill: proposal ready.".into();
+            };
+            let mut out = format!(
+                "**Proposal ready for approval** — commit `{}` on `{}` (base `{}`), {} fix round(s), {} tokens, ${:.4}.\n\n{}\n\n```\n{}\n```\n",
+                short(&p.commit),
+                p.branch,
+                p.base,
+                p.rounds,
+                p.usage.total(),
+                p.cost_usd,
+                p.summary.trim(),
+                p.diff_stat.trim_end()
+            );
+            if !p.findings.is_empty() {
+                out.push_str("\nReview findings (not blocking):\n");
+                for f in &p.findings {
+                    out.push_str(&format!("- [{}] {} ({})\n", f.severity.as_str(), f.title, f.location()));
+                }
+            }
+            out.push_str(&format!(
+                "\nApprove with `codemill approve {0}` or reject with `codemill reject {0} --reason ...`.",
+                state.ticket
+            ));
+            out
+        }
+        NoteKind::Shipped => format!(
+            "**Shipped** — branch `{}` at `{}` pushed; PR #{} recorded. Approved by {}.",
+            state.branch.as_deref().unwrap_or("-"),
+            state.commit.as_deref().map(short).unwrap_or("-"),
+            state.pr.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+            state.approved_by.as_deref().unwrap_or("-"),
+        ),
+        NoteKind::Stopped => stopped(job, state),
+    }
+}
+
+fn stopped(job: JobId, state: &JobState) -> String {
+    let rejected = matches!(state.stop, Some(codemill_core::pipeline::StopKind::Rejected));
+    let mut out = if rejected {
+        format!(
+            "**Rejected** (codemill job {}): {}\n",
+            job.short(),
+            state.reason.as_deref().unwrap_or("-")
+        )
+    } else {
+        format!(
+            "**Needs attention** (codemill job {}): {}\n",
+            job.short(),
+            state.reason.as_deref().unwrap_or("unknown reason")
+        )
+    };
+    if !rejected {
+        let failing = state.failing_gates();
+        if !failing.is_empty() {
+            out.push_str("\nFailing gates:\n");
+            for g in failing {
+                out.push_str(&format!(
+                    "\n`{}` (exit {}):\n```\n{}\n```\n",
+                    g.command,
+                    g.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+                    g.error.clone().unwrap_or_else(|| tail(&g.output, 30))
+                ));
+            }
+        }
+        let must_fix = state.must_fix();
+        if !must_fix.is_empty() {
+            out.push_str("\nOpen must-fix findings:\n");
+            for f in must_fix {
+                out.push_str(&format!("- [{}] {} ({}): {}\n", f.severity.as_str(), f.title, f.location(), f.detail));
+            }
+        }
+    }
+    out.push_str(&format!(
+        "\nFix rounds: {}. Tokens: {}. Cost: ${:.4}.\n",
+        state.round,
+        state.usage.total(),
+        state.cost_usd
+    ));
+    match &state.wip {
+        Some((r, c)) => out.push_str(&format!("Partial work is kept on `{r}` (`{}`).\n", short(c))),
+        None => out.push_str("There was no partial work to keep.\n"),
+    }
+    if !rejected {
+        out.push_str(&format!(
+            "Run `codemill run {}` to start a new attempt after editing the ticket.",
+            state.ticket
+        ));
+    }
+    out
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(12)]
+}

@@ -1,0 +1,23 @@
+//! Live progress of a job, streamed to whoever runs it (the CLI prints it).
+
+use codemill_core::agent::AgentEvent;
+use codemill_core::ids::{JobId, TicketKey};
+use codemill_core::pipeline::{AgentStage, GateResult, StageRun};
+
+/// One thing worth showing while a job runs.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    Job {
+        job: JobId,
+        ticket: TicketKey,
+        resumed: bool,
+    },
+    /// The runner starts an effect (a stage step).
+    Step { effect: String, round: u32 },
+    Agent { stage: AgentStage, event: AgentEvent },
+    AgentDone { stage: AgentStage, run: Box<StageRun> },
+    Gates { round: u32, results: Vec<GateResult> },
+    Info { message: String },
+}
+
+pub type ProgressSink = tokio::sync::mpsc::UnboundedSender<Progress>;
