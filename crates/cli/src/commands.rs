@@ -51,6 +51,7 @@ impl Opened {
         let mut options = RunnerOptions {
             demo_base_url: None,
             actor: whoami(),
+            crash_after_effect: std::env::var("CODEMILL_CRASH_AFTER_EFFECT").ok().filter(|v| !v.is_empty()),
         };
         if self.config.provider().api == ProviderApi::Demo {
             if self.demo_model.is_none() {

@@ -49,6 +49,10 @@ pub struct RunnerOptions {
     pub demo_base_url: Option<String>,
     /// Who approves or rejects from this process (shown on tickets).
     pub actor: String,
+    /// Fault injection for crash tests: after running the effect with this name, and before
+    /// journalling its result, the process kills itself with SIGKILL. Set from
+    /// `CODEMILL_CRASH_AFTER_EFFECT`; never set in normal use.
+    pub crash_after_effect: Option<String>,
 }
 
 /// Drives jobs for one codemill home.
@@ -265,6 +269,9 @@ impl Runner {
                         round: state.round,
                     });
                     let event = self.execute(job, &state, &journal, ticket, &effect).await?;
+                    if self.options.crash_after_effect.as_deref() == Some(effect.name().as_str()) {
+                        crash_now().await;
+                    }
                     self.append_checked(job, &state, seq, &event).await?;
                 }
             }
@@ -294,6 +301,14 @@ impl Runner {
             Err(std::fs::TryLockError::Error(source)) => Err(RunError::Io { path, source }),
         }
     }
+}
+
+/// SIGKILL this process, as `kill -9` would: no destructors, no flushing.
+async fn crash_now() {
+    let pid = std::process::id().to_string();
+    let _ = codemill_process::Cmd::new("kill").args(["-9", &pid]).output(None, 1024).await;
+    // The signal is asynchronous; never carry on past this point.
+    std::process::abort();
 }
 
 /// Fold a journal into a state.

@@ -1,0 +1,193 @@
+//! A codemill home with a sample repository and a scripted model server, driven through the binary.
+
+use std::path::{Path, PathBuf};
+use std::process::Command as StdCommand;
+
+use assert_cmd::Command;
+use codemill_testkit::{Match, ModelServer, Reply, Rule, Script, ToolCall};
+use serde_json::{Value, json};
+
+pub const KEY_VAR: &str = "CODEMILL_TEST_MODEL_KEY";
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub home: PathBuf,
+    pub remote: PathBuf,
+    pub server: ModelServer,
+}
+
+/// Run git with hooks off; panics with its output on failure.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = StdCommand::new("git")
+        .args(["-c", "core.hooksPath=/dev/null", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A bare repository with a README and the given `.codemill/pipeline.toml`.
+pub fn make_remote(root: &Path, policy: &str) -> PathBuf {
+    let seed = root.join("seed");
+    std::fs::create_dir_all(seed.join(".codemill")).unwrap();
+    std::fs::write(seed.join("README.md"), "# sample\n").unwrap();
+    std::fs::write(seed.join(".codemill/pipeline.toml"), policy).unwrap();
+    git(&seed, &["init", "-q", "-b", "main"]);
+    git(&seed, &["add", "-A"]);
+    git(&seed, &["commit", "-q", "-m", "first"]);
+    git(root, &["clone", "-q", "--bare", "seed", "remote.git"]);
+    root.join("remote.git")
+}
+
+/// The gate policy used by most tests: the agent must have written hello.txt.
+pub const HELLO_GATE: &str = "[[gates]]\nname = \"hello\"\ncommand = [\"test\", \"-f\", \"hello.txt\"]\n";
+
+fn stage(stage: &str) -> Match {
+    Match {
+        first_user_contains: Some(format!("codemill stage: {stage}")),
+        ..Match::default()
+    }
+}
+
+pub fn at_turn(stage_name: &str, turn: usize) -> Match {
+    Match {
+        turn: Some(turn),
+        ..stage(stage_name)
+    }
+}
+
+pub fn write_call(path: &str, content: &str) -> Reply {
+    Reply::Message {
+        text: Some("Writing.".into()),
+        tool_calls: vec![ToolCall::new("write_file", json!({"path": path, "content": content}))],
+        usage: None,
+    }
+}
+
+/// A well-behaved engineer: notes, a plan, writes hello.txt, no findings; fix rounds say they tried.
+pub fn engineer() -> Vec<Rule> {
+    vec![
+        Rule::new("research", at_turn("research", 0), Reply::text("Notes: README only.")),
+        Rule::new("plan", at_turn("plan", 0), Reply::text("Plan: add hello.txt.")),
+        Rule::new("implement: write", at_turn("implement", 0), write_call("hello.txt", "hello\n")),
+        Rule::new("implement: done", at_turn("implement", 1), Reply::text("Added hello.txt.")),
+        Rule::new(
+            "fix",
+            Match {
+                last_contains: Some("codemill stage: fix".into()),
+                ..Match::default()
+            },
+            Reply::text("Tried to fix it."),
+        ),
+        Rule::new(
+            "review",
+            at_turn("review", 0),
+            Reply::text("```json\n{\"findings\": []}\n```"),
+        ),
+    ]
+}
+
+impl Env {
+    /// A home (via `codemill init`), a registered project `P`, and one ticket `P-1`.
+    pub async fn new(rules: Vec<Rule>, policy: &str, extra_config: &str) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let remote = make_remote(dir.path(), policy);
+        let server = ModelServer::start(Script::new(rules)).await.unwrap();
+        let home = dir.path().join("home");
+        let env = Env {
+            dir,
+            home,
+            remote,
+            server,
+        };
+        env.ok(&["init"]);
+        env.write_config(extra_config);
+        env.ok(&["project", "add", "P", "--repo", env.remote.to_str().unwrap()]);
+        env.ok(&["ticket", "add", "P", "--title", "Say hello", "--body", "Add hello.txt.\n\nAcceptance: the file exists."]);
+        env
+    }
+
+    pub fn write_config(&self, extra: &str) {
+        let text = format!(
+            "[agent]\nbackend = \"builtin\"\nprovider = \"scripted\"\nmodel = \"test-model\"\nmax_turns = 10\nwall_clock_secs = 60\nidle_secs = 10\n\n[agents.builtin]\nmax_api_retries = 0\n\n[providers.scripted]\napi = \"anthropic\"\nbase_url = \"{}\"\napi_key_env = \"{KEY_VAR}\"\n\n[prices.\"test-model\"]\ninput_per_mtok = 1.0\noutput_per_mtok = 2.0\n{extra}\n",
+            self.server.base_url()
+        );
+        let file = self.home.join("codemill.toml");
+        // Keep projects registered earlier.
+        let old = std::fs::read_to_string(&file).unwrap_or_default();
+        let projects = old.find("\n[projects.").map(|i| old[i..].to_string()).unwrap_or_default();
+        std::fs::write(file, format!("{text}{projects}")).unwrap();
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::cargo_bin("codemill").unwrap();
+        c.arg("--home").arg(&self.home);
+        c.env(KEY_VAR, "test-key-123");
+        c.env_remove("CODEMILL_HOME");
+        c.env_remove("CODEMILL_CRASH_AFTER_EFFECT");
+        c.timeout(std::time::Duration::from_secs(120));
+        c
+    }
+
+    /// Run; assert success; return stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cmd().args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "codemill {args:?} failed ({:?}):\nstdout: {}\nstderr: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Run; return (exit code, stdout, stderr).
+    pub fn run(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let out = self.cmd().args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    pub fn json(&self, args: &[&str]) -> Value {
+        serde_json::from_str(&self.ok(args)).unwrap()
+    }
+
+    /// The remote's branch tip, if the branch exists.
+    pub fn remote_branch(&self, branch: &str) -> Option<String> {
+        let out = StdCommand::new("git")
+            .args(["--git-dir", self.remote.to_str().unwrap(), "rev-parse", "--verify", "-q"])
+            .arg(format!("refs/heads/{branch}"))
+            .output()
+            .unwrap();
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    pub fn remote_git(&self, args: &[&str]) -> String {
+        let mut full = vec!["--git-dir", self.remote.to_str().unwrap()];
+        full.extend_from_slice(args);
+        git(self.dir.path(), &full)
+    }
+
+    /// The event kinds of a ticket's latest job, in order.
+    pub fn event_kinds(&self, key: &str) -> Vec<String> {
+        let v = self.json(&["show", key, "--json"]);
+        v["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let ev = &e["event"];
+                match ev["type"].as_str().unwrap() {
+                    "effect_started" => format!("start {}", ev["effect"].as_str().unwrap()),
+                    other => other.to_string(),
+                }
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,113 @@
+//! One ticket through the whole pipeline via the CLI: run, proposal, approval, push, PR record.
+
+use super::harness::{Env, HELLO_GATE, engineer};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ticket_runs_to_proposal_then_ships_on_approval() {
+    let env = Env::new(engineer(), HELLO_GATE, "").await;
+
+    let out = env.ok(&["run", "P-1"]);
+    assert!(out.contains("P-1: proposal ready"), "{out}");
+    assert!(env.remote_branch("codemill/P-1").is_none(), "pushed before approval");
+
+    let status = env.json(&["status", "--json"]);
+    let job = &status["tickets"][0]["job"];
+    assert_eq!(job["state"], "awaiting_approval");
+    assert!(job["tokens"].as_u64().unwrap() > 0);
+    assert!(job["cost_usd"].as_f64().unwrap() > 0.0);
+
+    let out = env.ok(&["approve", "P-1"]);
+    assert!(out.contains("P-1: shipped"), "{out}");
+    let show = env.json(&["show", "P-1", "--json"]);
+    let commit = show["job"]["commit"].as_str().unwrap().to_string();
+    assert_eq!(env.remote_branch("codemill/P-1").as_deref(), Some(commit.as_str()));
+    assert_eq!(env.remote_git(&["show", "codemill/P-1:hello.txt"]), "hello");
+    // Exactly one commit on top of main, and codemill's run directory never committed.
+    assert_eq!(env.remote_git(&["rev-list", "--count", "main..codemill/P-1"]), "1");
+    assert!(!env.remote_git(&["ls-tree", "-r", "--name-only", "codemill/P-1"]).contains(".codemill-run"));
+    assert_eq!(show["pr"]["commit"], commit.as_str());
+    assert_eq!(show["pr"]["base"], "main");
+    assert_eq!(show["job"]["state"], "done");
+    // The worktree is gone (default retention), the branch stays.
+    assert!(!env.home.join("worktrees/P/P-1").exists());
+
+    insta::assert_snapshot!(env.event_kinds("P-1").join("\n"));
+
+    let ticket = env.json(&["ticket", "show", "P-1", "--json"]);
+    assert_eq!(ticket["ticket"]["status"], "in_review");
+    let comments: Vec<&str> = ticket["comments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(comments.len(), 4, "{comments:#?}");
+    assert!(comments[1].starts_with("**Plan**") && comments[1].contains("Plan: add hello.txt."));
+    assert!(comments[2].contains("Proposal ready for approval"));
+    assert!(comments[3].contains("**Shipped**"));
+    let changes: Vec<String> = ticket["status_changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| format!("{}->{}", c["from"].as_str().unwrap(), c["to"].as_str().unwrap()))
+        .collect();
+    assert_eq!(changes, ["todo->in_progress", "in_progress->awaiting_approval", "awaiting_approval->in_review"]);
+
+    // The model saw the API key from the environment variable, and the ticket as quoted data.
+    let reqs = env.server.requests();
+    assert!(reqs.iter().all(|r| r.header("x-api-key") == Some("test-key-123")));
+    assert!(reqs[0].text().contains("<ticket key=\"P-1\">"));
+    // A second approval is refused and changes nothing.
+    let (code, _, err) = env.run(&["approve", "P-1"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("not awaiting approval"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejection_keeps_the_work_on_a_wip_ref_and_pushes_nothing() {
+    let env = Env::new(engineer(), HELLO_GATE, "").await;
+    env.ok(&["run", "P-1"]);
+    let out = env.ok(&["reject", "P-1", "--reason", "not needed"]);
+    assert!(out.contains("rejected"), "{out}");
+    assert!(env.remote_branch("codemill/P-1").is_none());
+    let show = env.json(&["show", "P-1", "--json"]);
+    assert_eq!(show["job"]["state"], "rejected");
+    let wip = show["job"]["wip"][0].as_str().unwrap();
+    assert_eq!(wip, "refs/codemill/wip/P-1");
+    let clone = env.home.join("clones/P.git");
+    let files = super::harness::git(&clone, &["ls-tree", "-r", "--name-only", wip]);
+    assert!(files.contains("hello.txt"), "{files}");
+    let ticket = env.json(&["ticket", "show", "P-1", "--json"]);
+    assert_eq!(ticket["ticket"]["status"], "rejected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_gate_is_fixed_in_the_resumed_session() {
+    use codemill_testkit::{Match, Reply, Rule};
+    // The first version writes the wrong file; the gate output goes to the fix round.
+    let rules = vec![
+        Rule::new("research", super::harness::at_turn("research", 0), Reply::text("notes")),
+        Rule::new("plan", super::harness::at_turn("plan", 0), Reply::text("plan")),
+        Rule::new("implement: wrong", super::harness::at_turn("implement", 0), super::harness::write_call("helo.txt", "hello\n")),
+        Rule::new("implement: done", super::harness::at_turn("implement", 1), Reply::text("done")),
+        Rule::new(
+            "fix: right",
+            Match {
+                last_contains: Some("Failing gates".into()),
+                ..super::harness::at_turn("implement", 2)
+            },
+            super::harness::write_call("hello.txt", "hello\n"),
+        ),
+        Rule::new("fix: done", super::harness::at_turn("implement", 3), Reply::text("fixed")),
+        Rule::new("review", super::harness::at_turn("review", 0), Reply::text("{\"findings\": []}")),
+    ];
+    let env = Env::new(rules, HELLO_GATE, "").await;
+    env.ok(&["run", "P-1"]);
+    let show = env.json(&["show", "P-1", "--json"]);
+    assert_eq!(show["job"]["state"], "awaiting_approval");
+    assert_eq!(show["job"]["rounds"], 1);
+    let fix = &env.server.requests_for_rule("fix: right")[0];
+    // Same session: the fix request carries the implement conversation and the gate's command.
+    assert!(fix.text().contains("codemill stage: implement"));
+    assert!(fix.text().contains("test -f hello.txt"), "{}", fix.text());
+}
