@@ -19,7 +19,9 @@ use crate::{Cli, Command, ProjectCommand, TicketCommand, demo, progress};
 pub fn home_of(flag: Option<PathBuf>) -> Home {
     Home::resolve(
         flag,
-        std::env::var_os("CODEMILL_HOME").filter(|v| !v.is_empty()).map(PathBuf::from),
+        std::env::var_os("CODEMILL_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from),
         std::env::var_os("HOME").map(PathBuf::from),
     )
 }
@@ -51,7 +53,9 @@ impl Opened {
         let mut options = RunnerOptions {
             demo_base_url: None,
             actor: whoami(),
-            crash_after_effect: std::env::var("CODEMILL_CRASH_AFTER_EFFECT").ok().filter(|v| !v.is_empty()),
+            crash_after_effect: std::env::var("CODEMILL_CRASH_AFTER_EFFECT")
+                .ok()
+                .filter(|v| !v.is_empty()),
         };
         if self.config.provider().api == ProviderApi::Demo {
             if self.demo_model.is_none() {
@@ -92,7 +96,10 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             if created {
                 out(&format!("Created codemill home {}", home.root().display()));
             } else {
-                out(&format!("codemill home {} already exists; kept its codemill.toml", home.root().display()));
+                out(&format!(
+                    "codemill home {} already exists; kept its codemill.toml",
+                    home.root().display()
+                ));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -109,7 +116,8 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             let k = key(&k)?;
             let mut opened = Opened::open(home).await?;
             let runner = opened.runner().await?;
-            let (job, state) = progress::run_with_progress(&runner, &k, progress::Op::Approve(whoami())).await?;
+            let (job, state) =
+                progress::run_with_progress(&runner, &k, progress::Op::Approve(whoami())).await?;
             Ok(finish(&opened, job, &state))
         }
         Command::Reject { key: k, reason } => {
@@ -117,7 +125,8 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             let mut opened = Opened::open(home).await?;
             let runner = opened.runner().await?;
             let (job, state) =
-                progress::run_with_progress(&runner, &k, progress::Op::Reject(reason, whoami())).await?;
+                progress::run_with_progress(&runner, &k, progress::Op::Reject(reason, whoami()))
+                    .await?;
             Ok(finish(&opened, job, &state))
         }
         Command::Status { json } => {
@@ -142,7 +151,11 @@ fn finish(opened: &Opened, job: codemill_core::ids::JobId, state: &JobState) -> 
         "awaiting_approval" => {
             out(&format!(
                 "{key}: proposal ready — commit {} on {} (job {}). Approve with `codemill approve {key}`, inspect with `codemill show {key}`.",
-                state.commit.as_deref().map(|c| &c[..c.len().min(12)]).unwrap_or("-"),
+                state
+                    .commit
+                    .as_deref()
+                    .map(|c| &c[..c.len().min(12)])
+                    .unwrap_or("-"),
                 key.branch(),
                 job.short()
             ));
@@ -158,12 +171,18 @@ fn finish(opened: &Opened, job: codemill_core::ids::JobId, state: &JobState) -> 
                     .get(key.project())
                     .map(|p| p.repo.as_str())
                     .unwrap_or("-"),
-                state.pr.map(|p| p.to_string()).unwrap_or_else(|| "-".into())
+                state
+                    .pr
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| "-".into())
             ));
             ExitCode::SUCCESS
         }
         "rejected" => {
-            out(&format!("{key}: rejected; {}", state.reason.as_deref().unwrap_or("")));
+            out(&format!(
+                "{key}: rejected; {}",
+                state.reason.as_deref().unwrap_or("")
+            ));
             ExitCode::SUCCESS
         }
         _ => {
@@ -182,7 +201,10 @@ async fn project(home: Home, cmd: ProjectCommand) -> Result<ExitCode> {
             let name: ProjectName = name.parse()?;
             let config = home.load_config()?;
             if config.projects.contains_key(name.as_str()) {
-                bail!("project {name} is already registered (repo {})", config.projects[name.as_str()].repo);
+                bail!(
+                    "project {name} is already registered (repo {})",
+                    config.projects[name.as_str()].repo
+                );
             }
             // A local path is stored absolute so the project works from any directory.
             let path = PathBuf::from(&repo);
@@ -211,7 +233,10 @@ async fn project(home: Home, cmd: ProjectCommand) -> Result<ExitCode> {
                 out("No projects. Add one with `codemill project add NAME --repo PATH_OR_URL`.");
             }
             for p in config.projects.values() {
-                out(&format!("{:<12} {}  (tracker {}, forge {})", p.name, p.repo, p.tracker, p.forge));
+                out(&format!(
+                    "{:<12} {}  (tracker {}, forge {})",
+                    p.name, p.repo, p.tracker, p.forge
+                ));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -230,17 +255,23 @@ async fn ticket(home: Home, cmd: TicketCommand) -> Result<ExitCode> {
         } => {
             let project: ProjectName = project.parse()?;
             if !opened.config.projects.contains_key(project.as_str()) {
-                bail!("no project {project}; register it with `codemill project add {project} --repo PATH_OR_URL`");
+                bail!(
+                    "no project {project}; register it with `codemill project add {project} --repo PATH_OR_URL`"
+                );
             }
             if title.trim().is_empty() {
                 bail!("--title must not be empty");
             }
             let body = match (body, body_file) {
                 (Some(b), _) => b,
-                (None, Some(f)) => std::fs::read_to_string(&f).with_context(|| format!("reading --body-file {}", f.display()))?,
+                (None, Some(f)) => std::fs::read_to_string(&f)
+                    .with_context(|| format!("reading --body-file {}", f.display()))?,
                 (None, None) => String::new(),
             };
-            let t = opened.store.create_ticket(&project, title.trim(), &body, &labels).await?;
+            let t = opened
+                .store
+                .create_ticket(&project, title.trim(), &body, &labels)
+                .await?;
             out(&format!("Created {}: {}", t.key, t.title));
             Ok(ExitCode::SUCCESS)
         }
@@ -252,7 +283,12 @@ async fn ticket(home: Home, cmd: TicketCommand) -> Result<ExitCode> {
                 out("No tickets.");
             } else {
                 for t in tickets {
-                    out(&format!("{:<10} {:<18} {}", t.key.to_string(), t.status.as_str(), t.title));
+                    out(&format!(
+                        "{:<10} {:<18} {}",
+                        t.key.to_string(),
+                        t.status.as_str(),
+                        t.title
+                    ));
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -270,7 +306,12 @@ async fn ticket(home: Home, cmd: TicketCommand) -> Result<ExitCode> {
                 print_json(&json!({"ticket": t, "comments": comments, "status_changes": changes}));
                 return Ok(ExitCode::SUCCESS);
             }
-            out(&format!("{}  {}\nstatus: {}", t.key, t.title, t.status.as_str()));
+            out(&format!(
+                "{}  {}\nstatus: {}",
+                t.key,
+                t.title,
+                t.status.as_str()
+            ));
             if !t.labels.is_empty() {
                 out(&format!("labels: {}", t.labels.join(", ")));
             }
@@ -280,13 +321,24 @@ async fn ticket(home: Home, cmd: TicketCommand) -> Result<ExitCode> {
             if !changes.is_empty() {
                 out("\nStatus changes:");
                 for c in &changes {
-                    out(&format!("  {}  {} -> {} (by {})", c.created_at.format("%Y-%m-%d %H:%M:%S"), c.from, c.to, c.actor));
+                    out(&format!(
+                        "  {}  {} -> {} (by {})",
+                        c.created_at.format("%Y-%m-%d %H:%M:%S"),
+                        c.from,
+                        c.to,
+                        c.actor
+                    ));
                 }
             }
             if !comments.is_empty() {
                 out("\nComments:");
                 for c in &comments {
-                    out(&format!("\n--- {} at {}\n{}", c.author, c.created_at.format("%Y-%m-%d %H:%M:%S"), c.body.trim_end()));
+                    out(&format!(
+                        "\n--- {} at {}\n{}",
+                        c.author,
+                        c.created_at.format("%Y-%m-%d %H:%M:%S"),
+                        c.body.trim_end()
+                    ));
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -295,7 +347,16 @@ async fn ticket(home: Home, cmd: TicketCommand) -> Result<ExitCode> {
 }
 
 /// Used by `status`/`show` to load a state.
-pub async fn latest_state(opened: &Opened, key: &TicketKey) -> Result<Option<(codemill_core::ids::JobId, JobState, Vec<codemill_store::JournalEntry>)>> {
+pub async fn latest_state(
+    opened: &Opened,
+    key: &TicketKey,
+) -> Result<
+    Option<(
+        codemill_core::ids::JobId,
+        JobState,
+        Vec<codemill_store::JournalEntry>,
+    )>,
+> {
     let Some(row) = opened.store.latest_job(key).await? else {
         return Ok(None);
     };

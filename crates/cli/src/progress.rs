@@ -21,7 +21,11 @@ pub enum Op {
 }
 
 /// Run `op` while printing progress lines to stderr: elapsed time, stage, what the agent does, tokens, cost.
-pub async fn run_with_progress(runner: &Runner, key: &TicketKey, op: Op) -> Result<(JobId, JobState)> {
+pub async fn run_with_progress(
+    runner: &Runner,
+    key: &TicketKey,
+    op: Op,
+) -> Result<(JobId, JobState)> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Progress>();
     let prices = runner.config().prices.clone();
     let model = runner.config().agent.model.clone();
@@ -35,7 +39,11 @@ pub async fn run_with_progress(runner: &Runner, key: &TicketKey, op: Op) -> Resu
             let t = started.elapsed().as_secs();
             let clock = format!("[{:02}:{:02}]", t / 60, t % 60);
             let line = match p {
-                Progress::Job { job, ticket: k, resumed } => {
+                Progress::Job {
+                    job,
+                    ticket: k,
+                    resumed,
+                } => {
                     ticket = k.to_string();
                     Some(format!(
                         "{clock} {ticket} job {} {}",
@@ -45,11 +53,17 @@ pub async fn run_with_progress(runner: &Runner, key: &TicketKey, op: Op) -> Resu
                 }
                 Progress::Step { effect, round } => {
                     stage = effect.split(':').take(2).collect::<Vec<_>>().join(":");
-                    let r = if round > 0 { format!(" (fix round {round})") } else { String::new() };
+                    let r = if round > 0 {
+                        format!(" (fix round {round})")
+                    } else {
+                        String::new()
+                    };
                     Some(format!("{clock} {ticket} ▶ {stage}{r}"))
                 }
                 Progress::Agent { event, .. } => match event {
-                    AgentEvent::ToolCall { name, summary, .. } => Some(format!("{clock} {ticket}   {stage} · {name} {summary}")),
+                    AgentEvent::ToolCall { name, summary, .. } => {
+                        Some(format!("{clock} {ticket}   {stage} · {name} {summary}"))
+                    }
                     AgentEvent::TurnCompleted { usage: u, .. } => {
                         usage += u;
                         cost += prices.cost(&model, &u, None);
@@ -59,7 +73,9 @@ pub async fn run_with_progress(runner: &Runner, key: &TicketKey, op: Op) -> Resu
                         "{clock} {ticket}   {stage} · session {session_id}{}",
                         model.map(|m| format!(" ({m})")).unwrap_or_default()
                     )),
-                    AgentEvent::Notice { message } => Some(format!("{clock} {ticket}   {stage} · note: {message}")),
+                    AgentEvent::Notice { message } => {
+                        Some(format!("{clock} {ticket}   {stage} · note: {message}"))
+                    }
                     AgentEvent::Text { .. } | AgentEvent::ToolResult { .. } => None,
                 },
                 Progress::AgentDone { run, .. } => Some(format!(
@@ -74,11 +90,17 @@ pub async fn run_with_progress(runner: &Runner, key: &TicketKey, op: Op) -> Resu
                 Progress::Gates { results, .. } => {
                     let parts: Vec<String> = results
                         .iter()
-                        .map(|g| format!("{} {}", g.name, if g.passed { "passed" } else { "FAILED" }))
+                        .map(|g| {
+                            format!("{} {}", g.name, if g.passed { "passed" } else { "FAILED" })
+                        })
                         .collect();
                     Some(format!(
                         "{clock} {ticket}   gates: {}",
-                        if parts.is_empty() { "none".to_string() } else { parts.join(", ") }
+                        if parts.is_empty() {
+                            "none".to_string()
+                        } else {
+                            parts.join(", ")
+                        }
                     ))
                 }
                 Progress::Info { message } => Some(format!("{clock} {ticket}   {message}")),
@@ -133,7 +155,10 @@ pub async fn status(opened: &Opened, as_json: bool) -> Result<()> {
         out("No tickets. Add one with `codemill ticket add PROJECT --title ...`.");
         return Ok(());
     }
-    out(&format!("{:<10} {:<18} {:<18} {:>6} {:>9} {:>10}  TITLE", "TICKET", "JOB", "STAGE", "ROUNDS", "TOKENS", "COST"));
+    out(&format!(
+        "{:<10} {:<18} {:<18} {:>6} {:>9} {:>10}  TITLE",
+        "TICKET", "JOB", "STAGE", "ROUNDS", "TOKENS", "COST"
+    ));
     for (t, latest) in rows {
         match latest {
             Some((_, s, _)) => out(&format!(
@@ -146,7 +171,16 @@ pub async fn status(opened: &Opened, as_json: bool) -> Result<()> {
                 money(s.cost_usd),
                 t.title
             )),
-            None => out(&format!("{:<10} {:<18} {:<18} {:>6} {:>9} {:>10}  {}", t.key.to_string(), "no job", "-", "-", "-", "-", t.title)),
+            None => out(&format!(
+                "{:<10} {:<18} {:<18} {:>6} {:>9} {:>10}  {}",
+                t.key.to_string(),
+                "no job",
+                "-",
+                "-",
+                "-",
+                "-",
+                t.title
+            )),
         }
     }
     Ok(())
@@ -163,7 +197,10 @@ pub async fn show(opened: &Opened, key: &TicketKey, as_json: bool) -> Result<()>
         if as_json {
             print_json(&json!({"ticket": ticket, "job": null}));
         } else {
-            out(&format!("{key}  {}\nNo job yet: run `codemill run {key}`.", ticket.title));
+            out(&format!(
+                "{key}  {}\nNo job yet: run `codemill run {key}`.",
+                ticket.title
+            ));
         }
         return Ok(());
     };
@@ -194,13 +231,19 @@ pub async fn show(opened: &Opened, key: &TicketKey, as_json: bool) -> Result<()>
         state.round
     ));
     if let Some(b) = &state.branch {
-        out(&format!("branch {b}  base {}", state.base_commit.as_deref().unwrap_or("-")));
+        out(&format!(
+            "branch {b}  base {}",
+            state.base_commit.as_deref().unwrap_or("-")
+        ));
     }
     if let Some(c) = &state.commit {
         out(&format!("commit {c}"));
     }
     if let Some(pr) = &pr {
-        out(&format!("PR #{} {} → {} ({}) at {}", pr.id, pr.branch, pr.base, pr.state, pr.commit));
+        out(&format!(
+            "PR #{} {} → {} ({}) at {}",
+            pr.id, pr.branch, pr.base, pr.state, pr.commit
+        ));
     }
     if let Some(r) = &state.reason {
         out(&format!("reason: {r}"));
@@ -208,7 +251,13 @@ pub async fn show(opened: &Opened, key: &TicketKey, as_json: bool) -> Result<()>
     if let Some((r, c)) = &state.wip {
         out(&format!("partial work: {r} at {c}"));
     }
-    out(&format!("tokens {} (in {}, out {})  cost {}", state.usage.total(), state.usage.input_tokens, state.usage.output_tokens, money(state.cost_usd)));
+    out(&format!(
+        "tokens {} (in {}, out {})  cost {}",
+        state.usage.total(),
+        state.usage.input_tokens,
+        state.usage.output_tokens,
+        money(state.cost_usd)
+    ));
     if !state.costs.is_empty() {
         out("\nCost by stage:");
         for c in &state.costs {

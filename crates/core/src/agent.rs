@@ -86,13 +86,28 @@ pub enum AgentEvent {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AgentOutcome {
     Success,
-    MaxTurns { turns: u32 },
-    ApiError { status: Option<u16>, message: String },
-    TimedOut { limit: TimeoutKind, after_secs: u64 },
+    MaxTurns {
+        turns: u32,
+    },
+    ApiError {
+        status: Option<u16>,
+        message: String,
+    },
+    TimedOut {
+        limit: TimeoutKind,
+        after_secs: u64,
+    },
     Killed,
-    PermissionDenied { action: String },
-    CliMissing { program: String, hint: String },
-    Failed { message: String },
+    PermissionDenied {
+        action: String,
+    },
+    CliMissing {
+        program: String,
+        hint: String,
+    },
+    Failed {
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,7 +126,9 @@ impl AgentOutcome {
     pub fn describe(&self) -> String {
         match self {
             AgentOutcome::Success => "success".into(),
-            AgentOutcome::MaxTurns { turns } => format!("stopped at the turn limit ({turns} turns)"),
+            AgentOutcome::MaxTurns { turns } => {
+                format!("stopped at the turn limit ({turns} turns)")
+            }
             AgentOutcome::ApiError {
                 status: Some(s),
                 message,

@@ -52,7 +52,9 @@ fn toml_error(file: &str, text: &str, err: toml::de::Error) -> ConfigError {
         .map(str::trim)
         .find(|l| l.starts_with('['))
         .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
-    let key = line.split_once('=').map(|(k, _)| k.trim().trim_matches('"').to_string());
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches('"').to_string());
     let location = match (table, key) {
         (Some(t), Some(k)) => format!("line {line_no}, key `{t}.{k}`: "),
         (None, Some(k)) => format!("line {line_no}, key `{k}`: "),
@@ -305,7 +307,11 @@ impl Config {
         };
         let max_turns = raw.agent.max_turns.unwrap_or(defaults.max_turns);
         if max_turns == 0 {
-            return Err(ConfigError::at(&name, "agent.max_turns", "expected a number of turns of at least 1"));
+            return Err(ConfigError::at(
+                &name,
+                "agent.max_turns",
+                "expected a number of turns of at least 1",
+            ));
         }
         let mut projects = BTreeMap::new();
         for (pname, p) in raw.projects {
@@ -322,7 +328,9 @@ impl Config {
                 return Err(ConfigError::at(
                     &name,
                     &format!("projects.{pname}.tracker"),
-                    format!("expected \"local\" (the only tracker in this version), found {tracker:?}"),
+                    format!(
+                        "expected \"local\" (the only tracker in this version), found {tracker:?}"
+                    ),
                 ));
             }
             if forge != "local" {
@@ -348,7 +356,10 @@ impl Config {
             gate_timeout_secs: raw.pipeline.gate_timeout_secs.unwrap_or(600),
             gate_output_cap_bytes: raw.pipeline.gate_output_cap_bytes.unwrap_or(64 * 1024),
             author_name: raw.git.author_name.unwrap_or_else(|| "codemill".into()),
-            author_email: raw.git.author_email.unwrap_or_else(|| "codemill@localhost".into()),
+            author_email: raw
+                .git
+                .author_email
+                .unwrap_or_else(|| "codemill@localhost".into()),
             worktree_retention: raw.git.worktree_retention.unwrap_or_default(),
             agent: AgentConfig {
                 backend: raw.agent.backend.unwrap_or(Backend::Builtin),
@@ -358,15 +369,27 @@ impl Config {
                 limits: AgentLimits {
                     max_turns,
                     wall_clock: std::time::Duration::from_secs(
-                        raw.agent.wall_clock_secs.unwrap_or(defaults.wall_clock.as_secs()),
+                        raw.agent
+                            .wall_clock_secs
+                            .unwrap_or(defaults.wall_clock.as_secs()),
                     ),
-                    idle: std::time::Duration::from_secs(raw.agent.idle_secs.unwrap_or(defaults.idle.as_secs())),
+                    idle: std::time::Duration::from_secs(
+                        raw.agent.idle_secs.unwrap_or(defaults.idle.as_secs()),
+                    ),
                 },
-                claude_command: raw.agents.claude_code.command.unwrap_or_else(|| "claude".into()),
+                claude_command: raw
+                    .agents
+                    .claude_code
+                    .command
+                    .unwrap_or_else(|| "claude".into()),
                 claude_max_api_retries: raw.agents.claude_code.max_api_retries.unwrap_or(2),
                 claude_api_timeout_ms: raw.agents.claude_code.api_timeout_ms.unwrap_or(60_000),
                 builtin_max_api_retries: raw.agents.builtin.max_api_retries.unwrap_or(2),
-                builtin_command_timeout_secs: raw.agents.builtin.command_timeout_secs.unwrap_or(300),
+                builtin_command_timeout_secs: raw
+                    .agents
+                    .builtin
+                    .command_timeout_secs
+                    .unwrap_or(300),
             },
             providers,
             prices: PriceTable(raw.prices),
@@ -411,7 +434,10 @@ impl RepoPolicy {
                 return Err(ConfigError::at(
                     file,
                     &format!("gates[{i}].command"),
-                    format!("gate {:?}: expected a non-empty argument list such as [\"cargo\", \"test\"]", g.name),
+                    format!(
+                        "gate {:?}: expected a non-empty argument list such as [\"cargo\", \"test\"]",
+                        g.name
+                    ),
                 ));
             }
             if let Some(dir) = &g.workdir
@@ -439,7 +465,10 @@ pub fn detect_gates(root_files: &[&str]) -> Vec<GateSpec> {
     };
     let mut gates = Vec::new();
     if has("Cargo.toml") {
-        gates.push(gate("build", &["cargo", "build", "--all-targets", "--quiet"]));
+        gates.push(gate(
+            "build",
+            &["cargo", "build", "--all-targets", "--quiet"],
+        ));
         gates.push(gate("test", &["cargo", "test", "--quiet"]));
     } else if has("package.json") {
         let pm = if has("pnpm-lock.yaml") { "pnpm" } else { "npm" };
@@ -476,16 +505,24 @@ mod tests {
     fn unknown_key_names_file_key_and_expected() {
         let err = parse("[agent]\nbackend = \"builtin\"\nmodle = \"x\"\n").unwrap_err();
         let msg = err.to_string();
-        assert!(msg.starts_with("/h/codemill.toml: line 3, key `agent.modle`"), "{msg}");
+        assert!(
+            msg.starts_with("/h/codemill.toml: line 3, key `agent.modle`"),
+            "{msg}"
+        );
         assert!(msg.contains("unknown field `modle`"), "{msg}");
         assert!(msg.contains("expected one of"), "{msg}");
     }
 
     #[test]
     fn wrong_type_names_key_and_type() {
-        let msg = parse("[pipeline]\nmax_fix_rounds = \"three\"\n").unwrap_err().to_string();
+        let msg = parse("[pipeline]\nmax_fix_rounds = \"three\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("key `pipeline.max_fix_rounds`"), "{msg}");
-        assert!(msg.contains("invalid type: string \"three\", expected u32"), "{msg}");
+        assert!(
+            msg.contains("invalid type: string \"three\", expected u32"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -496,8 +533,13 @@ mod tests {
 
     #[test]
     fn provider_must_exist_and_key_is_an_env_name() {
-        let msg = parse("[agent]\nprovider = \"nope\"\n").unwrap_err().to_string();
-        assert!(msg.contains("key `agent.provider`") && msg.contains("nope"), "{msg}");
+        let msg = parse("[agent]\nprovider = \"nope\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("key `agent.provider`") && msg.contains("nope"),
+            "{msg}"
+        );
         let msg = parse("[providers.a]\napi = \"anthropic\"\napi_key_env = \"sk-ant-123\"\n")
             .unwrap_err()
             .to_string();
@@ -508,21 +550,43 @@ mod tests {
 
     #[test]
     fn policy_gates_are_argument_lists() {
-        let p = RepoPolicy::parse("[[gates]]\nname = \"t\"\ncommand = [\"cargo\", \"test\"]\ntimeout_secs = 5\n", "p.toml").unwrap();
+        let p = RepoPolicy::parse(
+            "[[gates]]\nname = \"t\"\ncommand = [\"cargo\", \"test\"]\ntimeout_secs = 5\n",
+            "p.toml",
+        )
+        .unwrap();
         assert_eq!(p.gates[0].command, vec!["cargo", "test"]);
-        let msg = RepoPolicy::parse("[[gates]]\nname = \"t\"\ncommand = \"cargo test\"\n", "p.toml")
-            .unwrap_err()
-            .to_string();
-        assert!(msg.contains("gates.command") || msg.contains("command"), "{msg}");
+        let msg = RepoPolicy::parse(
+            "[[gates]]\nname = \"t\"\ncommand = \"cargo test\"\n",
+            "p.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            msg.contains("gates.command") || msg.contains("command"),
+            "{msg}"
+        );
         assert!(msg.contains("expected a sequence"), "{msg}");
         assert!(RepoPolicy::parse("[[gates]]\nname = \"t\"\ncommand = []\n", "p.toml").is_err());
-        assert!(RepoPolicy::parse("[[gates]]\nname = \"t\"\ncommand = [\"x\"]\nworkdir = \"../up\"\n", "p.toml").is_err());
+        assert!(
+            RepoPolicy::parse(
+                "[[gates]]\nname = \"t\"\ncommand = [\"x\"]\nworkdir = \"../up\"\n",
+                "p.toml"
+            )
+            .is_err()
+        );
     }
 
     #[test]
     fn detection_by_marker_files() {
-        assert_eq!(detect_gates(&["Cargo.toml"])[1].command, vec!["cargo", "test", "--quiet"]);
-        assert_eq!(detect_gates(&["package.json", "pnpm-lock.yaml"])[0].command[0], "pnpm");
+        assert_eq!(
+            detect_gates(&["Cargo.toml"])[1].command,
+            vec!["cargo", "test", "--quiet"]
+        );
+        assert_eq!(
+            detect_gates(&["package.json", "pnpm-lock.yaml"])[0].command[0],
+            "pnpm"
+        );
         assert_eq!(detect_gates(&["go.mod"]).len(), 2);
         assert_eq!(detect_gates(&["pyproject.toml"])[0].command[2], "pytest");
         assert_eq!(detect_gates(&["Makefile"])[0].command, vec!["make", "test"]);

@@ -118,7 +118,11 @@ mod tests {
 
     #[test]
     fn parses_bare_object_and_empty_list() {
-        assert!(parse_findings("ok {\"findings\": []} done").unwrap().is_empty());
+        assert!(
+            parse_findings("ok {\"findings\": []} done")
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -185,7 +185,9 @@ mod tests {
 
     #[test]
     fn bad_ticket_keys_are_refused() {
-        for bad in ["", "DEMO", "DEMO-", "-1", "DEMO-x", "DEMO-0", "1AB-2", "A B-1"] {
+        for bad in [
+            "", "DEMO", "DEMO-", "-1", "DEMO-x", "DEMO-0", "1AB-2", "A B-1",
+        ] {
             assert!(bad.parse::<TicketKey>().is_err(), "{bad:?} accepted");
         }
     }

@@ -146,8 +146,12 @@ pub enum JobEvent {
         max_rounds: u32,
     },
     /// The runner is about to execute the pending effect (counts interruptions).
-    EffectStarted { effect: String },
-    TicketUpdated { marker: String },
+    EffectStarted {
+        effect: String,
+    },
+    TicketUpdated {
+        marker: String,
+    },
     WorkspaceReady {
         worktree: String,
         branch: String,
@@ -159,20 +163,43 @@ pub enum JobEvent {
         round: u32,
         run: StageRun,
     },
-    GatesFinished { round: u32, gates: Vec<GateResult> },
-    Committed { commit: String },
-    Proposed { proposal: Proposal },
-    Approved { commit: String, by: String },
-    Rejected { reason: String, by: String },
-    Pushed { commit: String, branch: String },
-    PrRecorded { pr: i64 },
+    GatesFinished {
+        round: u32,
+        gates: Vec<GateResult>,
+    },
+    Committed {
+        commit: String,
+    },
+    Proposed {
+        proposal: Proposal,
+    },
+    Approved {
+        commit: String,
+        by: String,
+    },
+    Rejected {
+        reason: String,
+        by: String,
+    },
+    Pushed {
+        commit: String,
+        branch: String,
+    },
+    PrRecorded {
+        pr: i64,
+    },
     Snapshotted {
         wip_ref: Option<String>,
         commit: Option<String>,
     },
-    CleanedUp { worktree_removed: bool },
+    CleanedUp {
+        worktree_removed: bool,
+    },
     /// An effect failed in a way retrying will not mend; the job stops with the reason.
-    EffectFailed { effect: String, error: String },
+    EffectFailed {
+        effect: String,
+        error: String,
+    },
 }
 
 /// The closed set of stages. Terminal: `Done`, `NeedsAttention`, `Rejected`.
@@ -355,13 +382,21 @@ pub enum Effect {
         round: u32,
         resume: Option<String>,
     },
-    RunGates { round: u32 },
+    RunGates {
+        round: u32,
+    },
     Commit,
     Propose,
-    Push { commit: String },
-    RecordPr { commit: String },
+    Push {
+        commit: String,
+    },
+    RecordPr {
+        commit: String,
+    },
     SnapshotWip,
-    Cleanup { stopped: bool },
+    Cleanup {
+        stopped: bool,
+    },
 }
 
 impl Effect {
@@ -386,7 +421,10 @@ impl Effect {
 pub enum Action {
     Run(Effect),
     /// The pending effect was interrupted too often: record it as failed.
-    GiveUp { effect: String, reason: String },
+    GiveUp {
+        effect: String,
+        reason: String,
+    },
     /// Nothing to do until a human approves or rejects.
     AwaitApproval,
     Finished,
@@ -432,7 +470,9 @@ impl JobState {
     }
 
     /// Fold a whole journal. The first event must be `Created`.
-    pub fn replay<'a>(events: impl IntoIterator<Item = &'a JobEvent>) -> Result<JobState, InvalidEvent> {
+    pub fn replay<'a>(
+        events: impl IntoIterator<Item = &'a JobEvent>,
+    ) -> Result<JobState, InvalidEvent> {
         let mut events = events.into_iter();
         let mut state = match events.next() {
             Some(JobEvent::Created {
@@ -527,7 +567,10 @@ impl JobState {
             }),
             Stage::AwaitingApproval => None,
             Stage::Push => self.commit.clone().map(|commit| Effect::Push { commit }),
-            Stage::RecordPr => self.commit.clone().map(|commit| Effect::RecordPr { commit }),
+            Stage::RecordPr => self
+                .commit
+                .clone()
+                .map(|commit| Effect::RecordPr { commit }),
             Stage::AnnounceShipped => Some(Effect::UpdateTicket {
                 status: TicketStatus::InReview,
                 note: NoteKind::Shipped,
@@ -556,7 +599,10 @@ pub fn next_action(state: &JobState) -> Action {
         None if state.stage == Stage::AwaitingApproval => Action::AwaitApproval,
         None => Action::GiveUp {
             effect: state.stage.as_str().into(),
-            reason: format!("stage {} has nothing to run (internal state error)", state.stage.as_str()),
+            reason: format!(
+                "stage {} has nothing to run (internal state error)",
+                state.stage.as_str()
+            ),
         },
         Some(effect) if state.starts_in_stage >= MAX_EFFECT_STARTS => Action::GiveUp {
             reason: format!(
@@ -614,7 +660,11 @@ pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEven
                 return Err(invalid());
             }
             _ => {
-                s = stop(s, StopKind::NeedsAttention, format!("{effect} failed: {error}"));
+                s = stop(
+                    s,
+                    StopKind::NeedsAttention,
+                    format!("{effect} failed: {error}"),
+                );
                 Stage::Snapshot
             }
         };
@@ -644,32 +694,65 @@ pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEven
             s.default_branch = Some(default_branch.clone());
             s.stage = Stage::Research;
         }
-        (Stage::Research, JobEvent::AgentFinished { stage: AgentStage::Research, run, .. }) => {
+        (
+            Stage::Research,
+            JobEvent::AgentFinished {
+                stage: AgentStage::Research,
+                run,
+                ..
+            },
+        ) => {
             record_cost(&mut s, AgentStage::Research, 0, run);
             if run.outcome.is_success() {
                 s.research_artifact = run.artifact.clone();
                 s.stage = Stage::Plan;
             } else {
-                s = stop(s, StopKind::NeedsAttention, agent_reason(AgentStage::Research, run));
+                s = stop(
+                    s,
+                    StopKind::NeedsAttention,
+                    agent_reason(AgentStage::Research, run),
+                );
             }
         }
-        (Stage::Plan, JobEvent::AgentFinished { stage: AgentStage::Plan, run, .. }) => {
+        (
+            Stage::Plan,
+            JobEvent::AgentFinished {
+                stage: AgentStage::Plan,
+                run,
+                ..
+            },
+        ) => {
             record_cost(&mut s, AgentStage::Plan, 0, run);
             if run.outcome.is_success() {
                 s.plan_artifact = run.artifact.clone();
                 s.stage = Stage::PostPlan;
             } else {
-                s = stop(s, StopKind::NeedsAttention, agent_reason(AgentStage::Plan, run));
+                s = stop(
+                    s,
+                    StopKind::NeedsAttention,
+                    agent_reason(AgentStage::Plan, run),
+                );
             }
         }
         (Stage::PostPlan, JobEvent::TicketUpdated { .. }) => s.stage = Stage::Implement,
-        (Stage::Implement, JobEvent::AgentFinished { stage: AgentStage::Implement, run, .. }) => {
+        (
+            Stage::Implement,
+            JobEvent::AgentFinished {
+                stage: AgentStage::Implement,
+                run,
+                ..
+            },
+        ) => {
             record_cost(&mut s, AgentStage::Implement, 0, run);
             s.implement_session = run.session_id.clone();
             if run.outcome.is_success() {
                 s.stage = Stage::Gates;
             } else {
-                s = stop(s, StopKind::NeedsAttention, agent_reason(AgentStage::Implement, run));
+                s = stop(
+                    s,
+                    StopKind::NeedsAttention,
+                    agent_reason(AgentStage::Implement, run),
+                );
             }
         }
         (Stage::Gates, JobEvent::GatesFinished { round, gates }) if *round == s.round => {
@@ -679,7 +762,11 @@ pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEven
             } else if s.round < s.max_rounds {
                 s.stage = Stage::Fix;
             } else {
-                let names: Vec<&str> = gates.iter().filter(|g| !g.passed).map(|g| g.name.as_str()).collect();
+                let names: Vec<&str> = gates
+                    .iter()
+                    .filter(|g| !g.passed)
+                    .map(|g| g.name.as_str())
+                    .collect();
                 s = stop(
                     s.clone(),
                     StopKind::NeedsAttention,
@@ -691,12 +778,21 @@ pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEven
                 );
             }
         }
-        (Stage::Review, JobEvent::AgentFinished { stage: AgentStage::Review, round, run })
-            if *round == s.round =>
-        {
+        (
+            Stage::Review,
+            JobEvent::AgentFinished {
+                stage: AgentStage::Review,
+                round,
+                run,
+            },
+        ) if *round == s.round => {
             record_cost(&mut s, AgentStage::Review, *round, run);
             if !run.outcome.is_success() {
-                s = stop(s, StopKind::NeedsAttention, agent_reason(AgentStage::Review, run));
+                s = stop(
+                    s,
+                    StopKind::NeedsAttention,
+                    agent_reason(AgentStage::Review, run),
+                );
             } else if let Some(findings) = &run.findings {
                 s.findings = findings.clone();
                 s.review_history.push((*round, findings.clone()));
@@ -710,17 +806,31 @@ pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEven
                     s = stop(
                         s,
                         StopKind::NeedsAttention,
-                        format!("{blocking} must-fix review finding(s) remain after {r} fix round(s)"),
+                        format!(
+                            "{blocking} must-fix review finding(s) remain after {r} fix round(s)"
+                        ),
                     );
                 }
             } else {
-                let why = run.parse_error.clone().unwrap_or_else(|| "no findings".into());
-                s = stop(s, StopKind::NeedsAttention, format!("review output could not be used: {why}"));
+                let why = run
+                    .parse_error
+                    .clone()
+                    .unwrap_or_else(|| "no findings".into());
+                s = stop(
+                    s,
+                    StopKind::NeedsAttention,
+                    format!("review output could not be used: {why}"),
+                );
             }
         }
-        (Stage::Fix, JobEvent::AgentFinished { stage: AgentStage::Fix, round, run })
-            if *round == s.round + 1 =>
-        {
+        (
+            Stage::Fix,
+            JobEvent::AgentFinished {
+                stage: AgentStage::Fix,
+                round,
+                run,
+            },
+        ) if *round == s.round + 1 => {
             record_cost(&mut s, AgentStage::Fix, *round, run);
             if run.session_id.is_some() {
                 s.implement_session = run.session_id.clone();
@@ -729,7 +839,11 @@ pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEven
                 s.round = *round;
                 s.stage = Stage::Gates;
             } else {
-                s = stop(s, StopKind::NeedsAttention, agent_reason(AgentStage::Fix, run));
+                s = stop(
+                    s,
+                    StopKind::NeedsAttention,
+                    agent_reason(AgentStage::Fix, run),
+                );
             }
         }
         (Stage::Commit, JobEvent::Committed { commit }) => {
@@ -740,12 +854,17 @@ pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEven
             s.proposal = Some(proposal.clone());
             s.stage = Stage::AnnounceProposal;
         }
-        (Stage::AnnounceProposal, JobEvent::TicketUpdated { .. }) => s.stage = Stage::AwaitingApproval,
+        (Stage::AnnounceProposal, JobEvent::TicketUpdated { .. }) => {
+            s.stage = Stage::AwaitingApproval
+        }
         (Stage::AwaitingApproval, JobEvent::Approved { commit, by }) => {
             if s.commit.as_deref() != Some(commit.as_str()) {
                 return Err(InvalidEvent {
                     stage: s.stage.as_str(),
-                    event: format!("approved for {commit}, but the proposal is {}", s.commit.as_deref().unwrap_or("-")),
+                    event: format!(
+                        "approved for {commit}, but the proposal is {}",
+                        s.commit.as_deref().unwrap_or("-")
+                    ),
                 });
             }
             s.approved_by = Some(by.clone());
@@ -836,7 +955,12 @@ fn record_cost(s: &mut JobState, stage: AgentStage, round: u32, run: &StageRun) 
 }
 
 fn agent_reason(stage: AgentStage, run: &StageRun) -> String {
-    format!("{} agent ({}): {}", stage.as_str(), run.agent, run.outcome.describe())
+    format!(
+        "{} agent ({}): {}",
+        stage.as_str(),
+        run.agent,
+        run.outcome.describe()
+    )
 }
 
 #[cfg(test)]

@@ -103,7 +103,9 @@ fn to_proposal() -> Vec<JobEvent> {
         agent(AgentStage::Implement, 0),
         gates(0, true),
         review(0, vec![]),
-        JobEvent::Committed { commit: "c1".into() },
+        JobEvent::Committed {
+            commit: "c1".into(),
+        },
     ]
 }
 
@@ -198,7 +200,10 @@ fn must_fix_finding_goes_to_fix_then_round_cap_stops() {
     events.push(review(2, vec![finding(Severity::Critical)]));
     let state = JobState::replay(&events).unwrap();
     assert_eq!(state.stage, Stage::Snapshot);
-    assert_eq!(state.reason.as_deref(), Some("1 must-fix review finding(s) remain after 2 fix round(s)"));
+    assert_eq!(
+        state.reason.as_deref(),
+        Some("1 must-fix review finding(s) remain after 2 fix round(s)")
+    );
     events.push(JobEvent::Snapshotted {
         wip_ref: Some("refs/codemill/wip/DEMO-1".into()),
         commit: Some("w1".into()),
@@ -217,7 +222,10 @@ fn must_fix_finding_goes_to_fix_then_round_cap_stops() {
     });
     let state = JobState::replay(&events).unwrap();
     assert_eq!(state.status(), "needs_attention");
-    assert_eq!(state.wip, Some(("refs/codemill/wip/DEMO-1".into(), "w1".into())));
+    assert_eq!(
+        state.wip,
+        Some(("refs/codemill/wip/DEMO-1".into(), "w1".into()))
+    );
 }
 
 #[test]
@@ -296,7 +304,10 @@ fn approval_must_name_the_proposed_commit() {
         commit: "c1".into(),
         by: "me".into(),
     };
-    assert!(apply(&early, &ok).is_err(), "approval before a proposal must be refused");
+    assert!(
+        apply(&early, &ok).is_err(),
+        "approval before a proposal must be refused"
+    );
     let rejected = apply(
         &state,
         &JobEvent::Rejected {

@@ -49,12 +49,23 @@ pub fn implement(t: &TicketText, research_file: &str, plan_file: &str) -> String
 pub fn review(t: &TicketText, plan_file: &str, diff_file: &str, gates: &[GateResult]) -> String {
     let gate_lines: Vec<String> = gates
         .iter()
-        .map(|g| format!("- {} (`{}`): {}", g.name, g.command, if g.passed { "passed" } else { "FAILED" }))
+        .map(|g| {
+            format!(
+                "- {} (`{}`): {}",
+                g.name,
+                g.command,
+                if g.passed { "passed" } else { "FAILED" }
+            )
+        })
         .collect();
     format!(
         "codemill stage: review\n\nYou are a critical code reviewer. You can read, list and search files; you cannot change anything.\n\n{}\nThe plan is in `{plan_file}`. The change under review is the diff in `{diff_file}`. Gate results:\n{}\n\nCheck correctness, security, tests, error handling and consistency with the codebase. Answer ONLY with JSON in a ```json block:\n{{\"findings\": [{{\"severity\": \"critical|high|medium|low|info\", \"file\": \"path\", \"line\": 1, \"title\": \"...\", \"detail\": \"...\", \"suggestion\": \"...\", \"must_fix\": true}}]}}\nUse an empty list when there is nothing to report. high and critical findings block the change.",
         quoted_ticket(t),
-        if gate_lines.is_empty() { "- (no gates)".to_string() } else { gate_lines.join("\n") }
+        if gate_lines.is_empty() {
+            "- (no gates)".to_string()
+        } else {
+            gate_lines.join("\n")
+        }
     )
 }
 
@@ -69,9 +80,13 @@ pub fn fix(round: u32, failing: &[&GateResult], must_fix: &[&Finding]) -> String
                 "\n### {} (`{}`) exit {}{}\n```\n{}\n```\n",
                 g.name,
                 g.command,
-                g.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+                g.exit_code
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "-".into()),
                 if g.timed_out { " (timed out)" } else { "" },
-                g.error.clone().unwrap_or_else(|| g.output.trim_end().to_string())
+                g.error
+                    .clone()
+                    .unwrap_or_else(|| g.output.trim_end().to_string())
             ));
         }
     }
@@ -84,7 +99,10 @@ pub fn fix(round: u32, failing: &[&GateResult], must_fix: &[&Finding]) -> String
                 f.title,
                 f.location(),
                 f.detail,
-                f.suggestion.as_ref().map(|s| format!(" Suggestion: {s}")).unwrap_or_default()
+                f.suggestion
+                    .as_ref()
+                    .map(|s| format!(" Suggestion: {s}"))
+                    .unwrap_or_default()
             ));
         }
     }

@@ -51,10 +51,7 @@ impl fmt::Debug for Cmd {
             .field("program", &self.program)
             .field("args", &self.args)
             .field("cwd", &self.cwd)
-            .field(
-                "env",
-                &self.env.iter().map(|(k, _)| k).collect::<Vec<_>>(),
-            )
+            .field("env", &self.env.iter().map(|(k, _)| k).collect::<Vec<_>>())
             .field("clear_env", &self.clear_env)
             .finish()
     }
@@ -186,7 +183,11 @@ impl Cmd {
     }
 
     /// Run to completion, capturing output up to `cap` bytes per stream, killing the group on timeout.
-    pub async fn output(&self, timeout: Option<Duration>, cap: usize) -> Result<Output, ProcessError> {
+    pub async fn output(
+        &self,
+        timeout: Option<Duration>,
+        cap: usize,
+    ) -> Result<Output, ProcessError> {
         let started = Instant::now();
         let mut running = self.spawn()?;
         let stdout = running.take_stdout();
@@ -356,7 +357,10 @@ mod tests {
             .output(None, 10)
             .await
             .unwrap_err();
-        assert!(err.to_string().contains("codemill-no-such-program"), "{err}");
+        assert!(
+            err.to_string().contains("codemill-no-such-program"),
+            "{err}"
+        );
         assert!(matches!(err, ProcessError::NotFound { .. }));
     }
 

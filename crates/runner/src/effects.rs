@@ -57,10 +57,17 @@ impl Runner {
         effect: &Effect,
     ) -> Result<JobEvent, RunError> {
         Ok(match effect {
-            Effect::UpdateTicket { status, note } => self.update_ticket(job, state, *status, *note).await?,
+            Effect::UpdateTicket { status, note } => {
+                self.update_ticket(job, state, *status, *note).await?
+            }
             Effect::PrepareWorkspace => self.prepare_workspace(state, effect).await,
-            Effect::RunAgent { stage, round, resume } => {
-                self.run_agent(job, state, ticket, effect, *stage, *round, resume.clone()).await?
+            Effect::RunAgent {
+                stage,
+                round,
+                resume,
+            } => {
+                self.run_agent(job, state, ticket, effect, *stage, *round, resume.clone())
+                    .await?
             }
             Effect::RunGates { round } => self.gates(state, effect, *round).await,
             Effect::Commit => self.commit(job, state, ticket, effect).await,
@@ -99,15 +106,22 @@ impl Runner {
         };
         let body = notes::render(note, job, state, plan.as_deref());
         // Comment first, then status: a crash between them re-posts nothing (marker) and sets the status.
-        self.store.add_comment(&state.ticket, "codemill", Some(&marker), &body).await?;
-        self.store.set_ticket_status(&state.ticket, status, "codemill").await?;
+        self.store
+            .add_comment(&state.ticket, "codemill", Some(&marker), &body)
+            .await?;
+        self.store
+            .set_ticket_status(&state.ticket, status, "codemill")
+            .await?;
         Ok(JobEvent::TicketUpdated { marker })
     }
 
     async fn prepare_workspace(&self, state: &JobState, effect: &Effect) -> JobEvent {
         let key = &state.ticket;
         let Some(project) = self.config.projects.get(key.project()) else {
-            return failed(effect, format!("project {} is not registered", key.project()));
+            return failed(
+                effect,
+                format!("project {} is not registered", key.project()),
+            );
         };
         let clone = self.home.clone_dir(key.project());
         if let Err(e) = self.git.ensure_clone_and_fetch(&project.repo, &clone).await {
@@ -120,7 +134,12 @@ impl Runner {
         let start = format!("refs/remotes/origin/{default_branch}");
         let base = match self.git.rev_parse(&clone, &start).await {
             Ok(Some(sha)) => sha,
-            Ok(None) => return failed(effect, format!("the repository has no branch {default_branch}")),
+            Ok(None) => {
+                return failed(
+                    effect,
+                    format!("the repository has no branch {default_branch}"),
+                );
+            }
             Err(e) => return failed(effect, e),
         };
         if let Err(e) = exclude_run_dir(&clone) {
@@ -130,7 +149,11 @@ impl Runner {
         // A worktree left by an earlier job: keep its work on the WIP ref before starting fresh.
         if worktree.exists() {
             let msg = format!("codemill: work left in the worktree of {key} before a new job");
-            if let Err(e) = self.git.snapshot_wip(&worktree, &key.wip_ref(), &msg, &self.identity()).await {
+            if let Err(e) = self
+                .git
+                .snapshot_wip(&worktree, &key.wip_ref(), &msg, &self.identity())
+                .await
+            {
                 return failed(effect, e);
             }
             if let Err(e) = self.git.remove_worktree(&clone, &worktree).await {
@@ -142,7 +165,11 @@ impl Runner {
         {
             return failed(effect, format!("{}: {e}", parent.display()));
         }
-        match self.git.add_worktree(&clone, &worktree, &key.branch(), &base).await {
+        match self
+            .git
+            .add_worktree(&clone, &worktree, &key.branch(), &base)
+            .await
+        {
             Ok(_) => JobEvent::WorkspaceReady {
                 worktree: worktree.display().to_string(),
                 branch: key.branch(),
@@ -154,7 +181,11 @@ impl Runner {
     }
 
     fn worktree(&self, state: &JobState) -> Option<PathBuf> {
-        state.worktree.as_ref().map(PathBuf::from).filter(|p| p.is_dir())
+        state
+            .worktree
+            .as_ref()
+            .map(PathBuf::from)
+            .filter(|p| p.is_dir())
     }
 
     fn backend(&self) -> Box<dyn Agent> {
@@ -190,11 +221,16 @@ impl Runner {
         };
         let artifacts = self.home.artifacts(job);
         let run_dir = worktree.join(RUN_DIR);
-        if let Err(e) = std::fs::create_dir_all(&run_dir).and_then(|_| std::fs::create_dir_all(&artifacts)) {
+        if let Err(e) =
+            std::fs::create_dir_all(&run_dir).and_then(|_| std::fs::create_dir_all(&artifacts))
+        {
             return Ok(failed(effect, e));
         }
         // Earlier outputs are handed over as files in the worktree's run directory.
-        for name in [&state.research_artifact, &state.plan_artifact].into_iter().flatten() {
+        for name in [&state.research_artifact, &state.plan_artifact]
+            .into_iter()
+            .flatten()
+        {
             if let Err(e) = std::fs::copy(artifacts.join(name), run_dir.join(name)) {
                 return Ok(failed(effect, format!("artifact {name}: {e}")));
             }
@@ -219,12 +255,20 @@ impl Runner {
                 if let Err(e) = std::fs::write(run_dir.join("diff.patch"), diff) {
                     return Ok(failed(effect, e));
                 }
-                prompts::review(&text, &plan_file, &format!("{RUN_DIR}/diff.patch"), &state.gates)
+                prompts::review(
+                    &text,
+                    &plan_file,
+                    &format!("{RUN_DIR}/diff.patch"),
+                    &state.gates,
+                )
             }
             AgentStage::Fix => {
                 let failing = state.failing_gates();
                 // Findings belong in the brief only when the review saw the current code.
-                let reviewed_now = state.review_history.last().is_some_and(|(r, _)| *r == state.round);
+                let reviewed_now = state
+                    .review_history
+                    .last()
+                    .is_some_and(|(r, _)| *r == state.round);
                 let must_fix = if reviewed_now && failing.is_empty() {
                     state.must_fix()
                 } else {
@@ -271,7 +315,10 @@ impl Runner {
             Err(e) => return Ok(failed(effect, e)),
         };
         let model = request.model.clone();
-        let cost_usd = self.config.prices.cost(&model, &run.usage, run.reported_cost_usd);
+        let cost_usd = self
+            .config
+            .prices
+            .cost(&model, &run.usage, run.reported_cost_usd);
         let mut stage_run = StageRun {
             agent: backend.name().to_string(),
             model,
@@ -341,16 +388,29 @@ impl Runner {
             round,
             results: results.clone(),
         });
-        JobEvent::GatesFinished { round, gates: results }
+        JobEvent::GatesFinished {
+            round,
+            gates: results,
+        }
     }
 
-    async fn commit(&self, job: JobId, state: &JobState, ticket: &Ticket, effect: &Effect) -> JobEvent {
+    async fn commit(
+        &self,
+        job: JobId,
+        state: &JobState,
+        ticket: &Ticket,
+        effect: &Effect,
+    ) -> JobEvent {
         let Some(worktree) = self.worktree(state) else {
             return failed(effect, "the ticket's worktree is missing");
         };
         let base = state.base_commit.clone().unwrap_or_default();
         let message = format!("{}: {}\n\nCodemill-Job: {job}\n", ticket.key, ticket.title);
-        match self.git.commit_all(&worktree, &message, &self.identity()).await {
+        match self
+            .git
+            .commit_all(&worktree, &message, &self.identity())
+            .await
+        {
             Ok(Some(sha)) => JobEvent::Committed { commit: sha },
             Ok(None) => {
                 // Nothing to commit: either the commit exists from a run that crashed after it, or no change.
@@ -364,7 +424,13 @@ impl Runner {
         }
     }
 
-    async fn propose(&self, state: &JobState, journal: &[JournalEntry], ticket: &Ticket, effect: &Effect) -> JobEvent {
+    async fn propose(
+        &self,
+        state: &JobState,
+        journal: &[JournalEntry],
+        ticket: &Ticket,
+        effect: &Effect,
+    ) -> JobEvent {
         let (Some(worktree), Some(commit)) = (self.worktree(state), state.commit.clone()) else {
             return failed(effect, "the worktree or the commit is missing");
         };
@@ -377,10 +443,16 @@ impl Runner {
         let summary: Vec<String> = journal
             .iter()
             .filter_map(|e| match &e.event {
-                JobEvent::AgentFinished { stage: AgentStage::Implement, run, .. } => Some(run.summary.clone()),
-                JobEvent::AgentFinished { stage: AgentStage::Fix, round, run } => {
-                    Some(format!("Fix round {round}: {}", run.summary))
-                }
+                JobEvent::AgentFinished {
+                    stage: AgentStage::Implement,
+                    run,
+                    ..
+                } => Some(run.summary.clone()),
+                JobEvent::AgentFinished {
+                    stage: AgentStage::Fix,
+                    round,
+                    run,
+                } => Some(format!("Fix round {round}: {}", run.summary)),
                 _ => None,
             })
             .collect();
@@ -400,7 +472,12 @@ impl Runner {
         }
     }
 
-    async fn record_pr(&self, state: &JobState, ticket: &Ticket, commit: &str) -> Result<JobEvent, RunError> {
+    async fn record_pr(
+        &self,
+        state: &JobState,
+        ticket: &Ticket,
+        commit: &str,
+    ) -> Result<JobEvent, RunError> {
         let branch = state.ticket.branch();
         let base = state.default_branch.clone().unwrap_or_default();
         let (title, body) = match &state.proposal {
@@ -415,7 +492,12 @@ impl Runner {
                     p.rounds
                 );
                 for f in &p.findings {
-                    body.push_str(&format!("- [{}] {} ({})\n", f.severity.as_str(), f.title, f.location()));
+                    body.push_str(&format!(
+                        "- [{}] {} ({})\n",
+                        f.severity.as_str(),
+                        f.title,
+                        f.location()
+                    ));
                 }
                 (p.title.clone(), body)
             }
@@ -449,7 +531,11 @@ impl Runner {
             state.ticket,
             state.reason.as_deref().unwrap_or("stopped")
         );
-        match self.git.snapshot_wip(&worktree, &wip_ref, &message, &self.identity()).await {
+        match self
+            .git
+            .snapshot_wip(&worktree, &wip_ref, &message, &self.identity())
+            .await
+        {
             Ok(Some(sha)) => JobEvent::Snapshotted {
                 wip_ref: Some(wip_ref),
                 commit: Some(sha),
@@ -469,20 +555,28 @@ impl Runner {
             Retention::Keep => true,
         };
         let Some(worktree) = self.worktree(state) else {
-            return JobEvent::CleanedUp { worktree_removed: false };
+            return JobEvent::CleanedUp {
+                worktree_removed: false,
+            };
         };
         if keep {
-            return JobEvent::CleanedUp { worktree_removed: false };
+            return JobEvent::CleanedUp {
+                worktree_removed: false,
+            };
         }
         let clone = self.home.clone_dir(state.ticket.project());
         match self.git.remove_worktree(&clone, &worktree).await {
-            Ok(()) => JobEvent::CleanedUp { worktree_removed: true },
+            Ok(()) => JobEvent::CleanedUp {
+                worktree_removed: true,
+            },
             Err(e) => {
                 // Leaving a directory behind is not worth stopping a finished job for.
                 self.emit(Progress::Info {
                     message: format!("could not remove worktree {}: {e}", worktree.display()),
                 });
-                JobEvent::CleanedUp { worktree_removed: false }
+                JobEvent::CleanedUp {
+                    worktree_removed: false,
+                }
             }
         }
     }

@@ -20,7 +20,9 @@ use crate::progress::{Progress, ProgressSink};
 pub enum RunError {
     #[error("no ticket {0} (see `codemill ticket list`)")]
     NoTicket(TicketKey),
-    #[error("ticket {ticket} belongs to project {project}, which is not registered (see `codemill project add`)")]
+    #[error(
+        "ticket {ticket} belongs to project {project}, which is not registered (see `codemill project add`)"
+    )]
     NoProject { ticket: TicketKey, project: String },
     #[error("{ticket} has no job yet; run `codemill run {ticket}` first")]
     NoJob { ticket: TicketKey },
@@ -32,14 +34,19 @@ pub enum RunError {
         "provider {provider:?}: environment variable {var} is not set (codemill reads the API key from it)"
     )]
     MissingKey { provider: String, var: String },
-    #[error("the demo provider needs the embedded demo model, which is not running in this process")]
+    #[error(
+        "the demo provider needs the embedded demo model, which is not running in this process"
+    )]
     NoDemoModel,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("job {job}: {message}")]
     Journal { job: JobId, message: String },
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Settings of a runner that do not come from the config file.
@@ -115,7 +122,10 @@ impl Runner {
         let (api, base_url) = match p.api {
             ProviderApi::Demo => (
                 Api::Anthropic,
-                self.options.demo_base_url.clone().ok_or(RunError::NoDemoModel)?,
+                self.options
+                    .demo_base_url
+                    .clone()
+                    .ok_or(RunError::NoDemoModel)?,
             ),
             ProviderApi::Anthropic => (Api::Anthropic, p.base_url.clone()),
             ProviderApi::OpenaiChat => (Api::OpenAiChat, p.base_url.clone()),
@@ -143,7 +153,10 @@ impl Runner {
     }
 
     /// The latest job of a ticket with its replayed state.
-    pub async fn latest(&self, key: &TicketKey) -> Result<Option<(JobId, JobState, Vec<JournalEntry>)>, RunError> {
+    pub async fn latest(
+        &self,
+        key: &TicketKey,
+    ) -> Result<Option<(JobId, JobState, Vec<JournalEntry>)>, RunError> {
         let Some(row) = self.store.latest_job(key).await? else {
             return Ok(None);
         };
@@ -166,7 +179,11 @@ impl Runner {
         self.endpoint()?;
         let _lock = self.lock(key)?;
         let (job, resumed) = match self.latest(key).await? {
-            Some((id, state, _)) if !matches!(state.stage, Stage::NeedsAttention | Stage::Rejected) => (id, true),
+            Some((id, state, _))
+                if !matches!(state.stage, Stage::NeedsAttention | Stage::Rejected) =>
+            {
+                (id, true)
+            }
             _ => {
                 let id = JobId::new();
                 let created = JobEvent::Created {
@@ -194,7 +211,9 @@ impl Runner {
     pub async fn approve(&self, key: &TicketKey, by: &str) -> Result<(JobId, JobState), RunError> {
         let ticket = self.ticket(key).await?;
         let _lock = self.lock(key)?;
-        let (job, state, journal) = self.latest(key).await?.ok_or_else(|| RunError::NoJob { ticket: key.clone() })?;
+        let (job, state, journal) = self.latest(key).await?.ok_or_else(|| RunError::NoJob {
+            ticket: key.clone(),
+        })?;
         if state.stage != Stage::AwaitingApproval {
             return Err(RunError::NotAwaitingApproval {
                 ticket: key.clone(),
@@ -205,7 +224,8 @@ impl Runner {
             commit: state.commit.clone().unwrap_or_default(),
             by: by.to_string(),
         };
-        self.append_checked(job, &state, journal.len() as i64, &event).await?;
+        self.append_checked(job, &state, journal.len() as i64, &event)
+            .await?;
         self.emit(Progress::Job {
             job,
             ticket: key.clone(),
@@ -216,10 +236,17 @@ impl Runner {
     }
 
     /// Reject the proposal of a ticket: its work is kept on a WIP ref, nothing is pushed.
-    pub async fn reject(&self, key: &TicketKey, reason: &str, by: &str) -> Result<(JobId, JobState), RunError> {
+    pub async fn reject(
+        &self,
+        key: &TicketKey,
+        reason: &str,
+        by: &str,
+    ) -> Result<(JobId, JobState), RunError> {
         let ticket = self.ticket(key).await?;
         let _lock = self.lock(key)?;
-        let (job, state, journal) = self.latest(key).await?.ok_or_else(|| RunError::NoJob { ticket: key.clone() })?;
+        let (job, state, journal) = self.latest(key).await?.ok_or_else(|| RunError::NoJob {
+            ticket: key.clone(),
+        })?;
         if state.stage != Stage::AwaitingApproval {
             return Err(RunError::NotAwaitingApproval {
                 ticket: key.clone(),
@@ -230,12 +257,19 @@ impl Runner {
             reason: reason.to_string(),
             by: by.to_string(),
         };
-        self.append_checked(job, &state, journal.len() as i64, &event).await?;
+        self.append_checked(job, &state, journal.len() as i64, &event)
+            .await?;
         let state = self.drive(job, &ticket).await?;
         Ok((job, state))
     }
 
-    async fn append_checked(&self, job: JobId, state: &JobState, seq: i64, event: &JobEvent) -> Result<(), RunError> {
+    async fn append_checked(
+        &self,
+        job: JobId,
+        state: &JobState,
+        seq: i64,
+        event: &JobEvent,
+    ) -> Result<(), RunError> {
         apply(state, event).map_err(|e| RunError::Journal {
             job,
             message: e.to_string(),
@@ -253,11 +287,16 @@ impl Runner {
             match next_action(&state) {
                 Action::Finished | Action::AwaitApproval => return Ok(state),
                 Action::GiveUp { effect, reason } => {
-                    let event = JobEvent::EffectFailed { effect, error: reason };
+                    let event = JobEvent::EffectFailed {
+                        effect,
+                        error: reason,
+                    };
                     self.append_checked(job, &state, seq, &event).await?;
                 }
                 Action::Run(effect) => {
-                    let started = JobEvent::EffectStarted { effect: effect.name() };
+                    let started = JobEvent::EffectStarted {
+                        effect: effect.name(),
+                    };
                     self.append_checked(job, &state, seq, &started).await?;
                     seq += 1;
                     let state = apply(&state, &started).map_err(|e| RunError::Journal {
@@ -306,7 +345,10 @@ impl Runner {
 /// SIGKILL this process, as `kill -9` would: no destructors, no flushing.
 async fn crash_now() {
     let pid = std::process::id().to_string();
-    let _ = codemill_process::Cmd::new("kill").args(["-9", &pid]).output(None, 1024).await;
+    let _ = codemill_process::Cmd::new("kill")
+        .args(["-9", &pid])
+        .output(None, 1024)
+        .await;
     // The signal is asynchronous; never carry on past this point.
     std::process::abort();
 }

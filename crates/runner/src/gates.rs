@@ -58,13 +58,24 @@ pub async fn run_gates(
     results
 }
 
-async fn run_gate(worktree: &Path, gate: &GateSpec, default_timeout: Duration, cap: usize, env: &GateEnv) -> GateResult {
+async fn run_gate(
+    worktree: &Path,
+    gate: &GateSpec,
+    default_timeout: Duration,
+    cap: usize,
+    env: &GateEnv,
+) -> GateResult {
     let dir = match &gate.workdir {
         Some(d) => worktree.join(d),
         None => worktree.to_path_buf(),
     };
-    let timeout = gate.timeout_secs.map(Duration::from_secs).unwrap_or(default_timeout);
-    let mut cmd = Cmd::new(&gate.command[0]).args(&gate.command[1..]).cwd(&dir);
+    let timeout = gate
+        .timeout_secs
+        .map(Duration::from_secs)
+        .unwrap_or(default_timeout);
+    let mut cmd = Cmd::new(&gate.command[0])
+        .args(&gate.command[1..])
+        .cwd(&dir);
     for k in &env.remove {
         cmd = cmd.env_remove(k);
     }
@@ -73,7 +84,10 @@ async fn run_gate(worktree: &Path, gate: &GateSpec, default_timeout: Duration, c
         Ok(out) => {
             let mut output = out.combined();
             if out.timed_out {
-                output.push_str(&format!("\n[codemill: killed after the {} s gate timeout]\n", timeout.as_secs()));
+                output.push_str(&format!(
+                    "\n[codemill: killed after the {} s gate timeout]\n",
+                    timeout.as_secs()
+                ));
             }
             GateResult {
                 name: gate.name.clone(),
@@ -89,10 +103,17 @@ async fn run_gate(worktree: &Path, gate: &GateSpec, default_timeout: Duration, c
         Err(e) => {
             let error = match &e {
                 ProcessError::NotFound { program } => {
-                    format!("gate `{}`: command `{program}` not found on PATH", gate.name)
+                    format!(
+                        "gate `{}`: command `{program}` not found on PATH",
+                        gate.name
+                    )
                 }
                 ProcessError::MissingDir { dir } => {
-                    format!("gate `{}`: working directory {} does not exist", gate.name, dir.display())
+                    format!(
+                        "gate `{}`: working directory {} does not exist",
+                        gate.name,
+                        dir.display()
+                    )
                 }
                 other => format!("gate `{}`: {other}", gate.name),
             };
@@ -132,7 +153,14 @@ mod tests {
             spec("fails", &["sh", "-c", "echo broken; exit 2"]),
             spec("missing", &["codemill-no-such-gate"]),
         ];
-        let r = run_gates(dir.path(), &gates, Duration::from_secs(10), 1000, &GateEnv::default()).await;
+        let r = run_gates(
+            dir.path(),
+            &gates,
+            Duration::from_secs(10),
+            1000,
+            &GateEnv::default(),
+        )
+        .await;
         assert!(r[0].passed);
         assert!(!r[1].passed);
         assert_eq!(r[1].exit_code, Some(2));
@@ -149,7 +177,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut g = spec("slow", &["sleep", "5"]);
         g.timeout_secs = Some(1);
-        let r = run_gates(dir.path(), &[g], Duration::from_secs(10), 1000, &GateEnv::default()).await;
+        let r = run_gates(
+            dir.path(),
+            &[g],
+            Duration::from_secs(10),
+            1000,
+            &GateEnv::default(),
+        )
+        .await;
         assert!(r[0].timed_out && !r[0].passed);
         assert!(r[0].output.contains("1 s gate timeout"));
     }

@@ -16,7 +16,10 @@ pub enum HomeError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> HomeError + '_ {
@@ -77,10 +80,16 @@ impl Home {
     }
 
     /// `--home`, else `CODEMILL_HOME`, else `~/.codemill`.
-    pub fn resolve(flag: Option<PathBuf>, env: Option<PathBuf>, user_home: Option<PathBuf>) -> Home {
-        let root = flag
-            .or(env)
-            .unwrap_or_else(|| user_home.unwrap_or_else(|| PathBuf::from(".")).join(".codemill"));
+    pub fn resolve(
+        flag: Option<PathBuf>,
+        env: Option<PathBuf>,
+        user_home: Option<PathBuf>,
+    ) -> Home {
+        let root = flag.or(env).unwrap_or_else(|| {
+            user_home
+                .unwrap_or_else(|| PathBuf::from("."))
+                .join(".codemill")
+        });
         Home::new(root)
     }
 
@@ -97,7 +106,10 @@ impl Home {
         self.root.join("clones").join(format!("{project}.git"))
     }
     pub fn worktree(&self, key: &TicketKey) -> PathBuf {
-        self.root.join("worktrees").join(key.project()).join(key.to_string())
+        self.root
+            .join("worktrees")
+            .join(key.project())
+            .join(key.to_string())
     }
     pub fn artifacts(&self, job: JobId) -> PathBuf {
         self.root.join("artifacts").join(job.to_string())
@@ -118,7 +130,14 @@ impl Home {
 
     /// Create the home and a default config; keeps an existing config. Returns whether it created one.
     pub fn init(&self) -> Result<bool, HomeError> {
-        for dir in ["clones", "worktrees", "artifacts", "logs", "agents", "locks"] {
+        for dir in [
+            "clones",
+            "worktrees",
+            "artifacts",
+            "logs",
+            "agents",
+            "locks",
+        ] {
             let p = self.root.join(dir);
             std::fs::create_dir_all(&p).map_err(io(&p))?;
         }
@@ -198,7 +217,10 @@ mod tests {
         home.add_project("WEB", "/repos/we\"b").unwrap();
         let c = home.load_config().unwrap();
         assert_eq!(c.projects["WEB"].repo, "/repos/we\"b");
-        assert!(home.add_project("WEB", "/x").is_err(), "duplicate project accepted");
+        assert!(
+            home.add_project("WEB", "/x").is_err(),
+            "duplicate project accepted"
+        );
         assert_eq!(home.load_config().unwrap().projects.len(), 1);
     }
 
@@ -206,6 +228,9 @@ mod tests {
     fn missing_home_says_so() {
         let home = Home::new("/nonexistent/codemill-home");
         let err = home.load_config().unwrap_err().to_string();
-        assert!(err.contains("not a codemill home") && err.contains("codemill init"), "{err}");
+        assert!(
+            err.contains("not a codemill home") && err.contains("codemill init"),
+            "{err}"
+        );
     }
 }

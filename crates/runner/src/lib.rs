@@ -3,8 +3,8 @@
 //!
 //! Architecture invariant: only this crate writes job state, and only as journal events.
 
-pub mod engine;
 mod effects;
+pub mod engine;
 pub mod gates;
 pub mod home;
 pub mod notes;

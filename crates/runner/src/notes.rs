@@ -45,7 +45,12 @@ pub fn render(kind: NoteKind, job: JobId, state: &JobState, plan: Option<&str>) 
             if !p.findings.is_empty() {
                 out.push_str("\nReview findings (not blocking):\n");
                 for f in &p.findings {
-                    out.push_str(&format!("- [{}] {} ({})\n", f.severity.as_str(), f.title, f.location()));
+                    out.push_str(&format!(
+                        "- [{}] {} ({})\n",
+                        f.severity.as_str(),
+                        f.title,
+                        f.location()
+                    ));
                 }
             }
             out.push_str(&format!(
@@ -58,7 +63,10 @@ pub fn render(kind: NoteKind, job: JobId, state: &JobState, plan: Option<&str>) 
             "**Shipped** — branch `{}` at `{}` pushed; PR #{} recorded. Approved by {}.",
             state.branch.as_deref().unwrap_or("-"),
             state.commit.as_deref().map(short).unwrap_or("-"),
-            state.pr.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+            state
+                .pr
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "-".into()),
             state.approved_by.as_deref().unwrap_or("-"),
         ),
         NoteKind::Stopped => stopped(job, state),
@@ -66,7 +74,10 @@ pub fn render(kind: NoteKind, job: JobId, state: &JobState, plan: Option<&str>) 
 }
 
 fn stopped(job: JobId, state: &JobState) -> String {
-    let rejected = matches!(state.stop, Some(codemill_core::pipeline::StopKind::Rejected));
+    let rejected = matches!(
+        state.stop,
+        Some(codemill_core::pipeline::StopKind::Rejected)
+    );
     let mut out = if rejected {
         format!(
             "**Rejected** (codemill job {}): {}\n",
@@ -88,7 +99,9 @@ fn stopped(job: JobId, state: &JobState) -> String {
                 out.push_str(&format!(
                     "\n`{}` (exit {}):\n```\n{}\n```\n",
                     g.command,
-                    g.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+                    g.exit_code
+                        .map(|c| c.to_string())
+                        .unwrap_or_else(|| "-".into()),
                     g.error.clone().unwrap_or_else(|| tail(&g.output, 30))
                 ));
             }
@@ -97,7 +110,13 @@ fn stopped(job: JobId, state: &JobState) -> String {
         if !must_fix.is_empty() {
             out.push_str("\nOpen must-fix findings:\n");
             for f in must_fix {
-                out.push_str(&format!("- [{}] {} ({}): {}\n", f.severity.as_str(), f.title, f.location(), f.detail));
+                out.push_str(&format!(
+                    "- [{}] {} ({}): {}\n",
+                    f.severity.as_str(),
+                    f.title,
+                    f.location(),
+                    f.detail
+                ));
             }
         }
     }
@@ -108,7 +127,10 @@ fn stopped(job: JobId, state: &JobState) -> String {
         state.cost_usd
     ));
     match &state.wip {
-        Some((r, c)) => out.push_str(&format!("Partial work is kept on `{r}` (`{}`).\n", short(c))),
+        Some((r, c)) => out.push_str(&format!(
+            "Partial work is kept on `{r}` (`{}`).\n",
+            short(c)
+        )),
         None => out.push_str("There was no partial work to keep.\n"),
     }
     if !rejected {

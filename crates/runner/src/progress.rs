@@ -13,11 +13,25 @@ pub enum Progress {
         resumed: bool,
     },
     /// The runner starts an effect (a stage step).
-    Step { effect: String, round: u32 },
-    Agent { stage: AgentStage, event: AgentEvent },
-    AgentDone { stage: AgentStage, run: Box<StageRun> },
-    Gates { round: u32, results: Vec<GateResult> },
-    Info { message: String },
+    Step {
+        effect: String,
+        round: u32,
+    },
+    Agent {
+        stage: AgentStage,
+        event: AgentEvent,
+    },
+    AgentDone {
+        stage: AgentStage,
+        run: Box<StageRun>,
+    },
+    Gates {
+        round: u32,
+        results: Vec<GateResult>,
+    },
+    Info {
+        message: String,
+    },
 }
 
 pub type ProgressSink = tokio::sync::mpsc::UnboundedSender<Progress>;

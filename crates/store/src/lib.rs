@@ -12,7 +12,10 @@ use codemill_core::ids::{JobId, ProjectName, TicketKey};
 use codemill_core::pipeline::{JobEvent, TicketStatus};
 use serde::Serialize;
 use sqlx::Row;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
 
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
@@ -25,7 +28,9 @@ pub enum StoreError {
     Sql(#[from] sqlx::Error),
     #[error("no ticket {0}")]
     NoTicket(String),
-    #[error("journal of job {job} already has an entry {seq}: another runner is working on this job")]
+    #[error(
+        "journal of job {job} already has an entry {seq}: another runner is working on this job"
+    )]
     Conflict { job: JobId, seq: i64 },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
@@ -153,14 +158,16 @@ impl Store {
         body: &str,
         labels: &[String],
     ) -> Result<Ticket, StoreError> {
-        let labels_json = serde_json::to_string(labels).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let labels_json =
+            serde_json::to_string(labels).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let at = now();
         let mut tx = self.pool.begin().await?;
-        let number: i64 = sqlx::query("SELECT COALESCE(MAX(number), 0) + 1 FROM tickets WHERE project = ?")
-            .bind(project.as_str())
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get(0)?;
+        let number: i64 =
+            sqlx::query("SELECT COALESCE(MAX(number), 0) + 1 FROM tickets WHERE project = ?")
+                .bind(project.as_str())
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get(0)?;
         let key = TicketKey::new(project, number as u64);
         sqlx::query(
             "INSERT INTO tickets (key, project, number, title, body, labels, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -177,7 +184,9 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        self.ticket(&key).await?.ok_or_else(|| StoreError::NoTicket(key.to_string()))
+        self.ticket(&key)
+            .await?
+            .ok_or_else(|| StoreError::NoTicket(key.to_string()))
     }
 
     pub async fn ticket(&self, key: &TicketKey) -> Result<Option<Ticket>, StoreError> {
@@ -189,15 +198,22 @@ impl Store {
     }
 
     pub async fn tickets(&self, project: Option<&str>) -> Result<Vec<Ticket>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM tickets WHERE (?1 IS NULL OR project = ?1) ORDER BY project, number")
-            .bind(project)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT * FROM tickets WHERE (?1 IS NULL OR project = ?1) ORDER BY project, number",
+        )
+        .bind(project)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(ticket_from_row).collect()
     }
 
     /// Set a ticket's status; records a change only when it differs. Returns whether it changed.
-    pub async fn set_ticket_status(&self, key: &TicketKey, status: TicketStatus, actor: &str) -> Result<bool, StoreError> {
+    pub async fn set_ticket_status(
+        &self,
+        key: &TicketKey,
+        status: TicketStatus,
+        actor: &str,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         let current: Option<String> = sqlx::query("SELECT status FROM tickets WHERE key = ?")
             .bind(key.to_string())
@@ -233,7 +249,13 @@ impl Store {
     }
 
     /// Add a comment. With a marker it is idempotent: returns false when that marker exists.
-    pub async fn add_comment(&self, key: &TicketKey, author: &str, marker: Option<&str>, body: &str) -> Result<bool, StoreError> {
+    pub async fn add_comment(
+        &self,
+        key: &TicketKey,
+        author: &str,
+        marker: Option<&str>,
+        body: &str,
+    ) -> Result<bool, StoreError> {
         let result = sqlx::query(
             "INSERT INTO ticket_comments (ticket_key, author, marker, body, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         )
@@ -246,7 +268,9 @@ impl Store {
         .await;
         match result {
             Ok(r) => Ok(r.rows_affected() == 1),
-            Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => Err(StoreError::NoTicket(key.to_string())),
+            Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {
+                Err(StoreError::NoTicket(key.to_string()))
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -290,7 +314,12 @@ impl Store {
     // ---- jobs and the journal ------------------------------------------------------------
 
     /// Create a job with its first journal entry (`Created`) in one transaction.
-    pub async fn create_job(&self, id: JobId, ticket: &TicketKey, created: &JobEvent) -> Result<(), StoreError> {
+    pub async fn create_job(
+        &self,
+        id: JobId,
+        ticket: &TicketKey,
+        created: &JobEvent,
+    ) -> Result<(), StoreError> {
         let at = now();
         let mut tx = self.pool.begin().await?;
         sqlx::query("INSERT INTO jobs (id, ticket_key, project, created_at) VALUES (?, ?, ?, ?)")
@@ -314,18 +343,20 @@ impl Store {
     }
 
     pub async fn journal(&self, id: JobId) -> Result<Vec<JournalEntry>, StoreError> {
-        let rows = sqlx::query("SELECT seq, event, created_at FROM journal WHERE job_id = ? ORDER BY seq")
-            .bind(id.to_string())
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT seq, event, created_at FROM journal WHERE job_id = ? ORDER BY seq")
+                .bind(id.to_string())
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
             .map(|r| {
                 let text: String = r.try_get("event")?;
                 Ok(JournalEntry {
                     seq: r.try_get("seq")?,
                     at: time(&r.try_get::<String, _>("created_at")?)?,
-                    event: serde_json::from_str(&text)
-                        .map_err(|e| StoreError::Corrupt(format!("journal entry of job {id}: {e}")))?,
+                    event: serde_json::from_str(&text).map_err(|e| {
+                        StoreError::Corrupt(format!("journal entry of job {id}: {e}"))
+                    })?,
                 })
             })
             .collect()
@@ -344,13 +375,19 @@ impl Store {
     }
 
     pub async fn jobs(&self) -> Result<Vec<JobRow>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM jobs ORDER BY created_at, id").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT * FROM jobs ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(job_from_row).collect()
     }
 
     // ---- local forge ---------------------------------------------------------------------
 
-    pub async fn find_pr(&self, project: &str, branch: &str) -> Result<Option<PrRecord>, StoreError> {
+    pub async fn find_pr(
+        &self,
+        project: &str,
+        branch: &str,
+    ) -> Result<Option<PrRecord>, StoreError> {
         let row = sqlx::query("SELECT * FROM pull_requests WHERE project = ? AND branch = ?")
             .bind(project)
             .bind(branch)
@@ -385,7 +422,9 @@ impl Store {
     }
 
     pub async fn prs(&self) -> Result<Vec<PrRecord>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM pull_requests ORDER BY id").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT * FROM pull_requests ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(pr_from_row).collect()
     }
 }
@@ -398,17 +437,21 @@ async fn insert_entry(
     at: &str,
 ) -> Result<(), StoreError> {
     let text = serde_json::to_string(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let result = sqlx::query("INSERT INTO journal (job_id, seq, kind, event, created_at) VALUES (?, ?, ?, ?, ?)")
-        .bind(id.to_string())
-        .bind(seq)
-        .bind(event.name())
-        .bind(text)
-        .bind(at)
-        .execute(&mut **tx)
-        .await;
+    let result = sqlx::query(
+        "INSERT INTO journal (job_id, seq, kind, event, created_at) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(id.to_string())
+    .bind(seq)
+    .bind(event.name())
+    .bind(text)
+    .bind(at)
+    .execute(&mut **tx)
+    .await;
     match result {
         Ok(_) => Ok(()),
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict { job: id, seq }),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            Err(StoreError::Conflict { job: id, seq })
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -422,8 +465,10 @@ fn ticket_from_row(r: &SqliteRow) -> Result<Ticket, StoreError> {
         project: r.try_get("project")?,
         title: r.try_get("title")?,
         body: r.try_get("body")?,
-        labels: serde_json::from_str(&labels).map_err(|e| StoreError::Corrupt(format!("labels of {key}: {e}")))?,
-        status: TicketStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("status {status:?} of {key}")))?,
+        labels: serde_json::from_str(&labels)
+            .map_err(|e| StoreError::Corrupt(format!("labels of {key}: {e}")))?,
+        status: TicketStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("status {status:?} of {key}")))?,
         created_at: time(&r.try_get::<String, _>("created_at")?)?,
         updated_at: time(&r.try_get::<String, _>("updated_at")?)?,
     })
@@ -433,8 +478,12 @@ fn job_from_row(r: &SqliteRow) -> Result<JobRow, StoreError> {
     let id: String = r.try_get("id")?;
     let key: String = r.try_get("ticket_key")?;
     Ok(JobRow {
-        id: id.parse().map_err(|e| StoreError::Corrupt(format!("job id {id:?}: {e}")))?,
-        ticket: key.parse().map_err(|e| StoreError::Corrupt(format!("{e}")))?,
+        id: id
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("job id {id:?}: {e}")))?,
+        ticket: key
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("{e}")))?,
         project: r.try_get("project")?,
         created_at: time(&r.try_get::<String, _>("created_at")?)?,
     })

@@ -16,10 +16,16 @@ async fn tickets_are_numbered_per_project() {
     let (_d, s) = store().await;
     let a: ProjectName = "A".parse().unwrap();
     let b: ProjectName = "B".parse().unwrap();
-    let t1 = s.create_ticket(&a, "one", "", &["codemill".into()]).await.unwrap();
+    let t1 = s
+        .create_ticket(&a, "one", "", &["codemill".into()])
+        .await
+        .unwrap();
     let t2 = s.create_ticket(&a, "two", "body", &[]).await.unwrap();
     let t3 = s.create_ticket(&b, "three", "", &[]).await.unwrap();
-    assert_eq!([t1.key.to_string(), t2.key.to_string(), t3.key.to_string()], ["A-1", "A-2", "B-1"]);
+    assert_eq!(
+        [t1.key.to_string(), t2.key.to_string(), t3.key.to_string()],
+        ["A-1", "A-2", "B-1"]
+    );
     assert_eq!(t1.labels, vec!["codemill"]);
     assert_eq!(t1.status, TicketStatus::Todo);
     assert_eq!(s.tickets(Some("A")).await.unwrap().len(), 2);
@@ -30,9 +36,20 @@ async fn tickets_are_numbered_per_project() {
 #[tokio::test]
 async fn comments_with_a_marker_are_posted_once() {
     let (_d, s) = store().await;
-    let t = s.create_ticket(&"A".parse().unwrap(), "t", "", &[]).await.unwrap();
-    assert!(s.add_comment(&t.key, "codemill", Some("m1"), "hello").await.unwrap());
-    assert!(!s.add_comment(&t.key, "codemill", Some("m1"), "hello again").await.unwrap());
+    let t = s
+        .create_ticket(&"A".parse().unwrap(), "t", "", &[])
+        .await
+        .unwrap();
+    assert!(
+        s.add_comment(&t.key, "codemill", Some("m1"), "hello")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.add_comment(&t.key, "codemill", Some("m1"), "hello again")
+            .await
+            .unwrap()
+    );
     assert!(s.add_comment(&t.key, "me", None, "free").await.unwrap());
     assert!(s.add_comment(&t.key, "me", None, "free").await.unwrap());
     let comments = s.comments(&t.key).await.unwrap();
@@ -48,12 +65,26 @@ async fn comments_with_a_marker_are_posted_once() {
 #[tokio::test]
 async fn status_changes_are_recorded_once() {
     let (_d, s) = store().await;
-    let t = s.create_ticket(&"A".parse().unwrap(), "t", "", &[]).await.unwrap();
-    assert!(s.set_ticket_status(&t.key, TicketStatus::InProgress, "codemill").await.unwrap());
-    assert!(!s.set_ticket_status(&t.key, TicketStatus::InProgress, "codemill").await.unwrap());
+    let t = s
+        .create_ticket(&"A".parse().unwrap(), "t", "", &[])
+        .await
+        .unwrap();
+    assert!(
+        s.set_ticket_status(&t.key, TicketStatus::InProgress, "codemill")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.set_ticket_status(&t.key, TicketStatus::InProgress, "codemill")
+            .await
+            .unwrap()
+    );
     let changes = s.status_changes(&t.key).await.unwrap();
     assert_eq!(changes.len(), 1);
-    assert_eq!((changes[0].from.as_str(), changes[0].to.as_str()), ("todo", "in_progress"));
+    assert_eq!(
+        (changes[0].from.as_str(), changes[0].to.as_str()),
+        ("todo", "in_progress")
+    );
 }
 
 #[tokio::test]
@@ -70,19 +101,31 @@ async fn journal_is_append_only_and_sequenced() {
     let started = JobEvent::EffectStarted { effect: "x".into() };
     s.append(id, 1, &started).await.unwrap();
     // A second writer with a stale view cannot append the same step.
-    assert!(matches!(s.append(id, 1, &started).await, Err(StoreError::Conflict { seq: 1, .. })));
+    assert!(matches!(
+        s.append(id, 1, &started).await,
+        Err(StoreError::Conflict { seq: 1, .. })
+    ));
     let journal = s.journal(id).await.unwrap();
     assert_eq!(journal.len(), 2);
     assert_eq!(journal[0].event, created);
     assert_eq!(s.latest_job(&key).await.unwrap().unwrap().id, id);
 
     // Updates and deletes are refused by the database itself.
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("codemill.db").display()))
+    let pool = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("codemill.db").display()
+    ))
+    .await
+    .unwrap();
+    let err = sqlx::query("DELETE FROM journal")
+        .execute(&pool)
         .await
-        .unwrap();
-    let err = sqlx::query("DELETE FROM journal").execute(&pool).await.unwrap_err();
+        .unwrap_err();
     assert!(err.to_string().contains("append-only"), "{err}");
-    let err = sqlx::query("UPDATE journal SET kind = 'x'").execute(&pool).await.unwrap_err();
+    let err = sqlx::query("UPDATE journal SET kind = 'x'")
+        .execute(&pool)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("append-only"), "{err}");
 }
 
@@ -113,7 +156,9 @@ async fn reopening_keeps_data_and_schema() {
     let path = dir.path().join("codemill.db");
     {
         let s = Store::open(&path).await.unwrap();
-        s.create_ticket(&"A".parse().unwrap(), "t", "", &[]).await.unwrap();
+        s.create_ticket(&"A".parse().unwrap(), "t", "", &[])
+            .await
+            .unwrap();
         s.close().await;
     }
     let s = Store::open(&path).await.unwrap();

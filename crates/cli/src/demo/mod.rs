@@ -30,15 +30,32 @@ fn demo_config() -> String {
 
 async fn git(dir: &Path, args: &[&str]) -> Result<String> {
     let out = Cmd::new("git")
-        .args(["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "commit.gpgsign=false"])
-        .args(["-c", "user.name=codemill demo", "-c", "user.email=demo@codemill.localhost"])
+        .args([
+            "-c",
+            "core.hooksPath=/dev/null",
+            "-c",
+            "core.fsmonitor=false",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args([
+            "-c",
+            "user.name=codemill demo",
+            "-c",
+            "user.email=demo@codemill.localhost",
+        ])
         .args(args)
         .cwd(dir)
         .env("GIT_TERMINAL_PROMPT", "0")
         .output(Some(std::time::Duration::from_secs(60)), 1 << 20)
         .await?;
     if !out.success() {
-        bail!("git {} failed in {}: {}", args.join(" "), dir.display(), out.combined().trim());
+        bail!(
+            "git {} failed in {}: {}",
+            args.join(" "),
+            dir.display(),
+            out.combined().trim()
+        );
     }
     Ok(out.stdout.trim().to_string())
 }
@@ -50,7 +67,8 @@ async fn make_sample(root: &Path) -> Result<PathBuf> {
     for (path, text) in sample::FILES {
         let file = seed.join(path);
         if let Some(parent) = file.parent() {
-            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
         }
         std::fs::write(&file, text).with_context(|| format!("writing {}", file.display()))?;
     }
@@ -70,7 +88,11 @@ fn fresh_home(flag: Option<PathBuf>) -> Result<Home> {
             chrono::Utc::now().format("%Y%m%d-%H%M%S-%3f")
         )),
     };
-    if root.exists() && std::fs::read_dir(&root).map(|mut d| d.next().is_some()).unwrap_or(true) {
+    if root.exists()
+        && std::fs::read_dir(&root)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
         bail!(
             "{} is not empty; the demo needs a fresh home (pass an empty or new --home DIR)",
             root.display()
@@ -87,24 +109,31 @@ pub async fn run(home_flag: Option<PathBuf>, as_json: bool) -> Result<ExitCode> 
     let root = std::fs::canonicalize(home.root())?;
     let home = Home::new(root.clone());
     let say = |s: &str| {
-        if as_json {
-            err(s)
-        } else {
-            out(s)
-        }
+        if as_json { err(s) } else { out(s) }
     };
     say(&format!("codemill demo — home: {}", root.display()));
-    say("Agent steps use the built-in agent loop with the scripted DEMO MODEL (canned answers, no real model, no network).");
+    say(
+        "Agent steps use the built-in agent loop with the scripted DEMO MODEL (canned answers, no real model, no network).",
+    );
     let remote = make_sample(&root).await?;
     home.add_project(PROJECT, &remote.display().to_string())?;
-    say(&format!("Sample repository (textkit, a small Rust crate): {}", remote.display()));
+    say(&format!(
+        "Sample repository (textkit, a small Rust crate): {}",
+        remote.display()
+    ));
 
     let mut opened = Opened::open(home.clone()).await?;
     let project: ProjectName = PROJECT.parse()?;
     let mut keys = Vec::new();
     for t in &sample::TICKETS {
-        let ticket = opened.store.create_ticket(&project, t.title, t.body, &["codemill".to_string()]).await?;
-        say(&format!("Ticket {}: {} — expected: {}", ticket.key, t.title, t.story));
+        let ticket = opened
+            .store
+            .create_ticket(&project, t.title, t.body, &["codemill".to_string()])
+            .await?;
+        say(&format!(
+            "Ticket {}: {} — expected: {}",
+            ticket.key, t.title, t.story
+        ));
         keys.push(ticket.key);
     }
     let runner = opened.runner().await?;
@@ -116,7 +145,12 @@ pub async fn run(home_flag: Option<PathBuf>, as_json: bool) -> Result<ExitCode> 
             say(&format!(
                 "{key}: proposal ready. The DEMO approves its own proposal (a person would review `codemill show {key}` first)."
             ));
-            run_with_progress(&runner, key, Op::Approve("codemill demo (self-approval)".into())).await?;
+            run_with_progress(
+                &runner,
+                key,
+                Op::Approve("codemill demo (self-approval)".into()),
+            )
+            .await?;
         }
         let (_, state, _) = crate::commands::latest_state(&opened, key)
             .await?
@@ -135,10 +169,15 @@ pub async fn run(home_flag: Option<PathBuf>, as_json: bool) -> Result<ExitCode> 
                        "cost_usd": s.cost_usd})
             })
             .collect();
-        print_json(&json!({"home": root.display().to_string(), "remote": remote.display().to_string(), "tickets": tickets}));
+        print_json(
+            &json!({"home": root.display().to_string(), "remote": remote.display().to_string(), "tickets": tickets}),
+        );
     } else {
         out(&format!("\nSummary ({} s)", started.elapsed().as_secs()));
-        out(&format!("{:<8} {:<8} {:<20} {:<14} {:>4} {:>6} {:>8} {:>9}", "TICKET", "STATE", "BRANCH", "COMMIT", "PR", "ROUNDS", "TOKENS", "COST"));
+        out(&format!(
+            "{:<8} {:<8} {:<20} {:<14} {:>4} {:>6} {:>8} {:>9}",
+            "TICKET", "STATE", "BRANCH", "COMMIT", "PR", "ROUNDS", "TOKENS", "COST"
+        ));
         for (k, s, pr) in &results {
             let findings: usize = s.review_history.iter().map(|(_, f)| f.len()).sum();
             out(&format!(
@@ -147,7 +186,9 @@ pub async fn run(home_flag: Option<PathBuf>, as_json: bool) -> Result<ExitCode> 
                 s.status(),
                 k.branch(),
                 s.commit.as_deref().map(|c| &c[..12]).unwrap_or("-"),
-                pr.as_ref().map(|p| format!("#{}", p.id)).unwrap_or_else(|| "-".into()),
+                pr.as_ref()
+                    .map(|p| format!("#{}", p.id))
+                    .unwrap_or_else(|| "-".into()),
                 s.round,
                 s.usage.total(),
                 format!("${:.4}", s.cost_usd),
@@ -158,10 +199,22 @@ pub async fn run(home_flag: Option<PathBuf>, as_json: bool) -> Result<ExitCode> 
         out("\nLook at the result:");
         out(&format!("  cargo run --release -- --home {h} status"));
         out(&format!("  cargo run --release -- --home {h} show DEMO-3"));
-        out(&format!("  cargo run --release -- --home {h} ticket show DEMO-2"));
-        out(&format!("  git --git-dir {} log --oneline --all", remote.display()));
-        out(&format!("  git --git-dir {} show codemill/DEMO-3 --stat", remote.display()));
+        out(&format!(
+            "  cargo run --release -- --home {h} ticket show DEMO-2"
+        ));
+        out(&format!(
+            "  git --git-dir {} log --oneline --all",
+            remote.display()
+        ));
+        out(&format!(
+            "  git --git-dir {} show codemill/DEMO-3 --stat",
+            remote.display()
+        ));
     }
     drop(opened);
-    Ok(if all_done { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if all_done {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

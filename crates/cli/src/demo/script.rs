@@ -22,7 +22,10 @@ fn when(stage: &str, key: &str, turn: usize) -> Match {
 fn calls(calls: Vec<(&str, serde_json::Value)>, text: &str) -> Reply {
     Reply::Message {
         text: Some(text.to_string()),
-        tool_calls: calls.into_iter().map(|(n, i)| ToolCall::new(n, i)).collect(),
+        tool_calls: calls
+            .into_iter()
+            .map(|(n, i)| ToolCall::new(n, i))
+            .collect(),
         usage: None,
     }
 }
@@ -48,13 +51,24 @@ fn common(key: &str, module: &str, research: &str, plan: &str) -> Vec<Rule> {
                 "Looking at the crate layout.",
             ),
         ),
-        Rule::new(format!("{key} research: notes"), when("research", key, 1), Reply::text(research)),
+        Rule::new(
+            format!("{key} research: notes"),
+            when("research", key, 1),
+            Reply::text(research),
+        ),
         Rule::new(
             format!("{key} plan: read notes"),
             when("plan", key, 0),
-            calls(vec![("read_file", json!({"path": ".codemill-run/research.md"}))], "Reading the research notes."),
+            calls(
+                vec![("read_file", json!({"path": ".codemill-run/research.md"}))],
+                "Reading the research notes.",
+            ),
         ),
-        Rule::new(format!("{key} plan: plan"), when("plan", key, 1), Reply::text(plan)),
+        Rule::new(
+            format!("{key} plan: plan"),
+            when("plan", key, 1),
+            Reply::text(plan),
+        ),
         Rule::new(
             format!("{key} implement: read"),
             when("implement", key, 0),
@@ -69,7 +83,10 @@ fn common(key: &str, module: &str, research: &str, plan: &str) -> Vec<Rule> {
         Rule::new(
             format!("{key} review: read diff"),
             when("review", key, 0),
-            calls(vec![("read_file", json!({"path": ".codemill-run/diff.patch"}))], "Reading the diff."),
+            calls(
+                vec![("read_file", json!({"path": ".codemill-run/diff.patch"}))],
+                "Reading the diff.",
+            ),
         ),
         Rule::new(
             format!("{key} implement: register module"),
@@ -104,12 +121,21 @@ pub fn script() -> Script {
     rules.push(Rule::new(
         "DEMO-1 implement: write",
         when("implement", "DEMO-1", 1),
-        calls(vec![("write_file", json!({"path": "src/slug.rs", "content": sample::SLUG_RS}))], "Writing the slug module."),
+        calls(
+            vec![(
+                "write_file",
+                json!({"path": "src/slug.rs", "content": sample::SLUG_RS}),
+            )],
+            "Writing the slug module.",
+        ),
     ));
     rules.push(Rule::new(
         "DEMO-1 implement: check",
         when("implement", "DEMO-1", 3),
-        calls(vec![("run_command", json!({"argv": ["ls", "src"]}))], "Checking the files."),
+        calls(
+            vec![("run_command", json!({"argv": ["ls", "src"]}))],
+            "Checking the files.",
+        ),
     ));
     rules.push(Rule::new(
         "DEMO-1 implement: done",
@@ -137,7 +163,13 @@ pub fn script() -> Script {
     rules.push(Rule::new(
         "DEMO-2 implement: write",
         when("implement", "DEMO-2", 1),
-        calls(vec![("write_file", json!({"path": "src/count.rs", "content": sample::count_rs()}))], "Writing the counter."),
+        calls(
+            vec![(
+                "write_file",
+                json!({"path": "src/count.rs", "content": sample::count_rs()}),
+            )],
+            "Writing the counter.",
+        ),
     ));
     rules.push(Rule::new(
         "DEMO-2 implement: done",
@@ -157,7 +189,11 @@ pub fn script() -> Script {
         when("implement", "DEMO-2", 5),
         Reply::text("word_count now splits on any whitespace; the failing test passes."),
     ));
-    rules.push(Rule::new("DEMO-2 review: clean", when("review", "DEMO-2", 1), findings(json!([]))));
+    rules.push(Rule::new(
+        "DEMO-2 review: clean",
+        when("review", "DEMO-2", 1),
+        findings(json!([])),
+    ));
 
     // DEMO-3: tests pass, but the reviewer finds byte slicing that panics on multi-byte text.
     rules.extend(common(
@@ -169,7 +205,13 @@ pub fn script() -> Script {
     rules.push(Rule::new(
         "DEMO-3 implement: write",
         when("implement", "DEMO-3", 1),
-        calls(vec![("write_file", json!({"path": "src/truncate.rs", "content": sample::TRUNCATE_BUGGY}))], "Writing truncate."),
+        calls(
+            vec![(
+                "write_file",
+                json!({"path": "src/truncate.rs", "content": sample::TRUNCATE_BUGGY}),
+            )],
+            "Writing truncate.",
+        ),
     ));
     rules.push(Rule::new(
         "DEMO-3 implement: done",
@@ -206,7 +248,10 @@ pub fn script() -> Script {
         "DEMO-3 fix: rewrite",
         when("implement", "DEMO-3", 4),
         calls(
-            vec![("write_file", json!({"path": "src/truncate.rs", "content": sample::TRUNCATE_FIXED}))],
+            vec![(
+                "write_file",
+                json!({"path": "src/truncate.rs", "content": sample::TRUNCATE_FIXED}),
+            )],
             "Counting characters instead of bytes, with a non-ASCII test.",
         ),
     ));

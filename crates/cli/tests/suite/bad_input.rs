@@ -13,8 +13,14 @@ fn needs_attention(env: &Env, expect: &str) {
     assert_eq!(show["job"]["state"], "needs_attention");
     let ticket = env.json(&["ticket", "show", "P-1", "--json"]);
     assert_eq!(ticket["ticket"]["status"], "needs_attention");
-    let last = ticket["comments"].as_array().unwrap().last().unwrap()["body"].as_str().unwrap().to_string();
-    assert!(last.contains("Needs attention") && last.contains(expect), "{last}");
+    let last = ticket["comments"].as_array().unwrap().last().unwrap()["body"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        last.contains("Needs attention") && last.contains(expect),
+        "{last}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -22,7 +28,10 @@ async fn unknown_and_malformed_ticket_keys() {
     let env = Env::new(engineer(), HELLO_GATE, "").await;
     let (code, _, err) = env.run(&["run", "P-99"]);
     assert_eq!(code, Some(1));
-    assert_eq!(err.trim(), "error: no ticket P-99 (see `codemill ticket list`)");
+    assert_eq!(
+        err.trim(),
+        "error: no ticket P-99 (see `codemill ticket list`)"
+    );
     let (code, _, err) = env.run(&["show", "nonsense"]);
     assert_eq!(code, Some(1));
     assert!(err.contains("invalid ticket key \"nonsense\""), "{err}");
@@ -58,7 +67,10 @@ async fn config_errors_name_file_key_and_expectation() {
     let file = env.home.join("codemill.toml");
     assert!(err.contains(&format!("{}: line", file.display())), "{err}");
     assert!(err.contains("key `pipeline.max_fix_round`"), "{err}");
-    assert!(err.contains("unknown field `max_fix_round`, expected one of"), "{err}");
+    assert!(
+        err.contains("unknown field `max_fix_round`, expected one of"),
+        "{err}"
+    );
 
     env.write_config("[pipeline]\nmax_fix_rounds = \"three\"\n");
     let (code, _, err) = env.run(&["run", "P-1"]);
@@ -73,17 +85,27 @@ async fn config_errors_name_file_key_and_expectation() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("/nonexistent/home is not a codemill home"), "{err}");
+    assert!(
+        err.contains("/nonexistent/home is not a codemill home"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gate_command_that_does_not_exist() {
-    let policy = "[[gates]]\nname = \"lint\"\ncommand = [\"codemill-no-such-linter\", \"--check\"]\n";
+    let policy =
+        "[[gates]]\nname = \"lint\"\ncommand = [\"codemill-no-such-linter\", \"--check\"]\n";
     let env = Env::new(engineer(), policy, "[pipeline]\nmax_fix_rounds = 1\n").await;
     needs_attention(&env, "gates still failing after 1 fix round(s): lint");
     let ticket = env.json(&["ticket", "show", "P-1", "--json"]);
-    let last = ticket["comments"].as_array().unwrap().last().unwrap()["body"].as_str().unwrap().to_string();
-    assert!(last.contains("command `codemill-no-such-linter` not found on PATH"), "{last}");
+    let last = ticket["comments"].as_array().unwrap().last().unwrap()["body"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        last.contains("command `codemill-no-such-linter` not found on PATH"),
+        "{last}"
+    );
     // Partial work is kept on the WIP ref.
     assert!(last.contains("refs/codemill/wip/P-1"), "{last}");
 }
@@ -107,14 +129,22 @@ async fn missing_agent_binary() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn model_endpoint_answering_401() {
-    let rules = vec![Rule::new("deny", Match::default(), Reply::error(401, "invalid x-api-key"))];
+    let rules = vec![Rule::new(
+        "deny",
+        Match::default(),
+        Reply::error(401, "invalid x-api-key"),
+    )];
     let env = Env::new(rules, HELLO_GATE, "").await;
     needs_attention(&env, "model API error 401");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn model_endpoint_answering_500() {
-    let rules = vec![Rule::new("boom", Match::default(), Reply::error(500, "overloaded backend"))];
+    let rules = vec![Rule::new(
+        "boom",
+        Match::default(),
+        Reply::error(500, "overloaded backend"),
+    )];
     let env = Env::new(rules, HELLO_GATE, "").await;
     needs_attention(&env, "model API error 500");
 }
@@ -124,7 +154,11 @@ async fn agent_that_never_answers_is_killed_at_the_idle_limit() {
     let rules = vec![Rule::new("hang", Match::default(), Reply::Hang)];
     let env = Env::new(rules, HELLO_GATE, "").await;
     let text = std::fs::read_to_string(env.home.join("codemill.toml")).unwrap();
-    std::fs::write(env.home.join("codemill.toml"), text.replace("idle_secs = 10", "idle_secs = 2")).unwrap();
+    std::fs::write(
+        env.home.join("codemill.toml"),
+        text.replace("idle_secs = 10", "idle_secs = 2"),
+    )
+    .unwrap();
     let started = std::time::Instant::now();
     needs_attention(&env, "without any output");
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
@@ -133,10 +167,18 @@ async fn agent_that_never_answers_is_killed_at_the_idle_limit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_api_key_variable_is_named_before_any_job() {
     let env = Env::new(engineer(), HELLO_GATE, "").await;
-    let out = env.cmd().env_remove(super::harness::KEY_VAR).args(["run", "P-1"]).output().unwrap();
+    let out = env
+        .cmd()
+        .env_remove(super::harness::KEY_VAR)
+        .args(["run", "P-1"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("environment variable CODEMILL_TEST_MODEL_KEY is not set"), "{err}");
+    assert!(
+        err.contains("environment variable CODEMILL_TEST_MODEL_KEY is not set"),
+        "{err}"
+    );
     let show = env.json(&["show", "P-1", "--json"]);
     assert!(show["job"].is_null());
 }

@@ -10,18 +10,25 @@ fn finish_and_check(env: &Env) {
     let out = env.ok(&["run", "P-1"]);
     assert!(out.contains("proposal ready"), "{out}");
     env.ok(&["approve", "P-1"]);
-    assert_eq!(env.remote_git(&["rev-list", "--count", "main..codemill/P-1"]), "1");
+    assert_eq!(
+        env.remote_git(&["rev-list", "--count", "main..codemill/P-1"]),
+        "1"
+    );
     assert_eq!(env.remote_git(&["show", "codemill/P-1:hello.txt"]), "hello");
     let show = env.json(&["show", "P-1", "--json"]);
     assert_eq!(show["job"]["state"], "done");
-    let comments = env.json(&["ticket", "show", "P-1", "--json"])["comments"].as_array().unwrap().len();
+    let comments = env.json(&["ticket", "show", "P-1", "--json"])["comments"]
+        .as_array()
+        .unwrap()
+        .len();
     assert_eq!(comments, 4, "one comment per note, none twice");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_during_implement_then_rerun() {
     // The implementer's first call hangs once: codemill is killed while it waits.
-    let mut rules = vec![Rule::new("implement: hang", at_turn("implement", 0), Reply::Hang).times(1)];
+    let mut rules =
+        vec![Rule::new("implement: hang", at_turn("implement", 0), Reply::Hang).times(1)];
     rules.extend(engineer());
     let env = Env::new(rules, HELLO_GATE, "").await;
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("codemill"))
@@ -44,7 +51,14 @@ async fn kill_during_implement_then_rerun() {
     assert_eq!(show["job"]["stage"], "implement");
     finish_and_check(&env);
     let kinds = env.event_kinds("P-1");
-    assert_eq!(kinds.iter().filter(|k| *k == "start agent:implement:0").count(), 2, "{kinds:?}");
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| *k == "start agent:implement:0")
+            .count(),
+        2,
+        "{kinds:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,13 +70,20 @@ async fn kill_right_after_the_commit_then_rerun() {
         .args(["run", "P-1"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), None, "codemill should have died by a signal");
+    assert_eq!(
+        out.status.code(),
+        None,
+        "codemill should have died by a signal"
+    );
     // The commit exists in the worktree, but the journal never heard of it.
     let show = env.json(&["show", "P-1", "--json"]);
     assert_eq!(show["job"]["stage"], "commit");
     assert!(show["job"]["commit"].is_null());
     let wt = env.home.join("worktrees/P/P-1");
-    assert_eq!(super::harness::git(&wt, &["rev-list", "--count", "origin/main..HEAD"]), "1");
+    assert_eq!(
+        super::harness::git(&wt, &["rev-list", "--count", "origin/main..HEAD"]),
+        "1"
+    );
     finish_and_check(&env);
 }
 
@@ -81,6 +102,9 @@ async fn kill_right_after_the_push_then_rerun() {
     // Approval is journalled; running again finishes the shipping.
     let out = env.ok(&["run", "P-1"]);
     assert!(out.contains("shipped"), "{out}");
-    assert_eq!(env.remote_git(&["rev-list", "--count", "main..codemill/P-1"]), "1");
+    assert_eq!(
+        env.remote_git(&["rev-list", "--count", "main..codemill/P-1"]),
+        "1"
+    );
     assert_eq!(env.json(&["show", "P-1", "--json"])["job"]["state"], "done");
 }

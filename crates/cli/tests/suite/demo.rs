@@ -13,13 +13,23 @@ fn demo_json_reports_three_shipped_tickets() {
         .timeout(std::time::Duration::from_secs(300))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["home"], std::fs::canonicalize(&home).unwrap().display().to_string());
+    assert_eq!(
+        v["home"],
+        std::fs::canonicalize(&home).unwrap().display().to_string()
+    );
     let remote = std::path::PathBuf::from(v["remote"].as_str().unwrap());
     let tickets = v["tickets"].as_array().unwrap();
     assert_eq!(tickets.len(), 3);
-    let rounds: Vec<u64> = tickets.iter().map(|t| t["rounds"].as_u64().unwrap()).collect();
+    let rounds: Vec<u64> = tickets
+        .iter()
+        .map(|t| t["rounds"].as_u64().unwrap())
+        .collect();
     assert_eq!(rounds, [0, 1, 1]);
     for t in tickets {
         assert_eq!(t["state"], "done");
@@ -32,11 +42,23 @@ fn demo_json_reports_three_shipped_tickets() {
     // Each branch is in the remote at the reported commit, with the expected change, and the
     // sample's own tests pass on it.
     let checkout = dir.path().join("check");
-    git(dir.path(), &["clone", "-q", remote.to_str().unwrap(), checkout.to_str().unwrap()]);
+    git(
+        dir.path(),
+        &[
+            "clone",
+            "-q",
+            remote.to_str().unwrap(),
+            checkout.to_str().unwrap(),
+        ],
+    );
     let expect = [
         ("codemill/DEMO-1", "src/slug.rs", "pub fn slugify"),
         ("codemill/DEMO-2", "src/count.rs", "split_whitespace"),
-        ("codemill/DEMO-3", "src/truncate.rs", "chars().take(max_chars)"),
+        (
+            "codemill/DEMO-3",
+            "src/truncate.rs",
+            "chars().take(max_chars)",
+        ),
     ];
     for (t, (branch, file, needle)) in tickets.iter().zip(expect) {
         assert_eq!(t["branch"], branch);
@@ -51,6 +73,10 @@ fn demo_json_reports_three_shipped_tickets() {
             .env_remove("CARGO_TARGET_DIR")
             .output()
             .unwrap();
-        assert!(test.status.success(), "{branch}: {}", String::from_utf8_lossy(&test.stderr));
+        assert!(
+            test.status.success(),
+            "{branch}: {}",
+            String::from_utf8_lossy(&test.stderr)
+        );
     }
 }

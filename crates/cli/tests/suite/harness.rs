@@ -19,12 +19,25 @@ pub struct Env {
 /// Run git with hooks off; panics with its output on failure.
 pub fn git(dir: &Path, args: &[&str]) -> String {
     let out = StdCommand::new("git")
-        .args(["-c", "core.hooksPath=/dev/null", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"])
+        .args([
+            "-c",
+            "core.hooksPath=/dev/null",
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "-c",
+            "commit.gpgsign=false",
+        ])
         .args(args)
         .current_dir(dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -42,7 +55,8 @@ pub fn make_remote(root: &Path, policy: &str) -> PathBuf {
 }
 
 /// The gate policy used by most tests: the agent must have written hello.txt.
-pub const HELLO_GATE: &str = "[[gates]]\nname = \"hello\"\ncommand = [\"test\", \"-f\", \"hello.txt\"]\n";
+pub const HELLO_GATE: &str =
+    "[[gates]]\nname = \"hello\"\ncommand = [\"test\", \"-f\", \"hello.txt\"]\n";
 
 fn stage(stage: &str) -> Match {
     Match {
@@ -61,7 +75,10 @@ pub fn at_turn(stage_name: &str, turn: usize) -> Match {
 pub fn write_call(path: &str, content: &str) -> Reply {
     Reply::Message {
         text: Some("Writing.".into()),
-        tool_calls: vec![ToolCall::new("write_file", json!({"path": path, "content": content}))],
+        tool_calls: vec![ToolCall::new(
+            "write_file",
+            json!({"path": path, "content": content}),
+        )],
         usage: None,
     }
 }
@@ -69,10 +86,26 @@ pub fn write_call(path: &str, content: &str) -> Reply {
 /// A well-behaved engineer: notes, a plan, writes hello.txt, no findings; fix rounds say they tried.
 pub fn engineer() -> Vec<Rule> {
     vec![
-        Rule::new("research", at_turn("research", 0), Reply::text("Notes: README only.")),
-        Rule::new("plan", at_turn("plan", 0), Reply::text("Plan: add hello.txt.")),
-        Rule::new("implement: write", at_turn("implement", 0), write_call("hello.txt", "hello\n")),
-        Rule::new("implement: done", at_turn("implement", 1), Reply::text("Added hello.txt.")),
+        Rule::new(
+            "research",
+            at_turn("research", 0),
+            Reply::text("Notes: README only."),
+        ),
+        Rule::new(
+            "plan",
+            at_turn("plan", 0),
+            Reply::text("Plan: add hello.txt."),
+        ),
+        Rule::new(
+            "implement: write",
+            at_turn("implement", 0),
+            write_call("hello.txt", "hello\n"),
+        ),
+        Rule::new(
+            "implement: done",
+            at_turn("implement", 1),
+            Reply::text("Added hello.txt."),
+        ),
         Rule::new(
             "fix",
             Match {
@@ -104,8 +137,22 @@ impl Env {
         };
         env.ok(&["init"]);
         env.write_config(extra_config);
-        env.ok(&["project", "add", "P", "--repo", env.remote.to_str().unwrap()]);
-        env.ok(&["ticket", "add", "P", "--title", "Say hello", "--body", "Add hello.txt.\n\nAcceptance: the file exists."]);
+        env.ok(&[
+            "project",
+            "add",
+            "P",
+            "--repo",
+            env.remote.to_str().unwrap(),
+        ]);
+        env.ok(&[
+            "ticket",
+            "add",
+            "P",
+            "--title",
+            "Say hello",
+            "--body",
+            "Add hello.txt.\n\nAcceptance: the file exists.",
+        ]);
         env
     }
 
@@ -117,7 +164,10 @@ impl Env {
         let file = self.home.join("codemill.toml");
         // Keep projects registered earlier.
         let old = std::fs::read_to_string(&file).unwrap_or_default();
-        let projects = old.find("\n[projects.").map(|i| old[i..].to_string()).unwrap_or_default();
+        let projects = old
+            .find("\n[projects.")
+            .map(|i| old[i..].to_string())
+            .unwrap_or_default();
         std::fs::write(file, format!("{text}{projects}")).unwrap();
     }
 
@@ -161,11 +211,19 @@ impl Env {
     /// The remote's branch tip, if the branch exists.
     pub fn remote_branch(&self, branch: &str) -> Option<String> {
         let out = StdCommand::new("git")
-            .args(["--git-dir", self.remote.to_str().unwrap(), "rev-parse", "--verify", "-q"])
+            .args([
+                "--git-dir",
+                self.remote.to_str().unwrap(),
+                "rev-parse",
+                "--verify",
+                "-q",
+            ])
             .arg(format!("refs/heads/{branch}"))
             .output()
             .unwrap();
-        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
 
     pub fn remote_git(&self, args: &[&str]) -> String {

@@ -8,7 +8,10 @@ async fn ticket_runs_to_proposal_then_ships_on_approval() {
 
     let out = env.ok(&["run", "P-1"]);
     assert!(out.contains("P-1: proposal ready"), "{out}");
-    assert!(env.remote_branch("codemill/P-1").is_none(), "pushed before approval");
+    assert!(
+        env.remote_branch("codemill/P-1").is_none(),
+        "pushed before approval"
+    );
 
     let status = env.json(&["status", "--json"]);
     let job = &status["tickets"][0]["job"];
@@ -20,11 +23,20 @@ async fn ticket_runs_to_proposal_then_ships_on_approval() {
     assert!(out.contains("P-1: shipped"), "{out}");
     let show = env.json(&["show", "P-1", "--json"]);
     let commit = show["job"]["commit"].as_str().unwrap().to_string();
-    assert_eq!(env.remote_branch("codemill/P-1").as_deref(), Some(commit.as_str()));
+    assert_eq!(
+        env.remote_branch("codemill/P-1").as_deref(),
+        Some(commit.as_str())
+    );
     assert_eq!(env.remote_git(&["show", "codemill/P-1:hello.txt"]), "hello");
     // Exactly one commit on top of main, and codemill's run directory never committed.
-    assert_eq!(env.remote_git(&["rev-list", "--count", "main..codemill/P-1"]), "1");
-    assert!(!env.remote_git(&["ls-tree", "-r", "--name-only", "codemill/P-1"]).contains(".codemill-run"));
+    assert_eq!(
+        env.remote_git(&["rev-list", "--count", "main..codemill/P-1"]),
+        "1"
+    );
+    assert!(
+        !env.remote_git(&["ls-tree", "-r", "--name-only", "codemill/P-1"])
+            .contains(".codemill-run")
+    );
     assert_eq!(show["pr"]["commit"], commit.as_str());
     assert_eq!(show["pr"]["base"], "main");
     assert_eq!(show["job"]["state"], "done");
@@ -49,13 +61,29 @@ async fn ticket_runs_to_proposal_then_ships_on_approval() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| format!("{}->{}", c["from"].as_str().unwrap(), c["to"].as_str().unwrap()))
+        .map(|c| {
+            format!(
+                "{}->{}",
+                c["from"].as_str().unwrap(),
+                c["to"].as_str().unwrap()
+            )
+        })
         .collect();
-    assert_eq!(changes, ["todo->in_progress", "in_progress->awaiting_approval", "awaiting_approval->in_review"]);
+    assert_eq!(
+        changes,
+        [
+            "todo->in_progress",
+            "in_progress->awaiting_approval",
+            "awaiting_approval->in_review"
+        ]
+    );
 
     // The model saw the API key from the environment variable, and the ticket as quoted data.
     let reqs = env.server.requests();
-    assert!(reqs.iter().all(|r| r.header("x-api-key") == Some("test-key-123")));
+    assert!(
+        reqs.iter()
+            .all(|r| r.header("x-api-key") == Some("test-key-123"))
+    );
     assert!(reqs[0].text().contains("<ticket key=\"P-1\">"));
     // A second approval is refused and changes nothing.
     let (code, _, err) = env.run(&["approve", "P-1"]);
@@ -86,10 +114,26 @@ async fn failing_gate_is_fixed_in_the_resumed_session() {
     use codemill_testkit::{Match, Reply, Rule};
     // The first version writes the wrong file; the gate output goes to the fix round.
     let rules = vec![
-        Rule::new("research", super::harness::at_turn("research", 0), Reply::text("notes")),
-        Rule::new("plan", super::harness::at_turn("plan", 0), Reply::text("plan")),
-        Rule::new("implement: wrong", super::harness::at_turn("implement", 0), super::harness::write_call("helo.txt", "hello\n")),
-        Rule::new("implement: done", super::harness::at_turn("implement", 1), Reply::text("done")),
+        Rule::new(
+            "research",
+            super::harness::at_turn("research", 0),
+            Reply::text("notes"),
+        ),
+        Rule::new(
+            "plan",
+            super::harness::at_turn("plan", 0),
+            Reply::text("plan"),
+        ),
+        Rule::new(
+            "implement: wrong",
+            super::harness::at_turn("implement", 0),
+            super::harness::write_call("helo.txt", "hello\n"),
+        ),
+        Rule::new(
+            "implement: done",
+            super::harness::at_turn("implement", 1),
+            Reply::text("done"),
+        ),
         Rule::new(
             "fix: right",
             Match {
@@ -98,8 +142,16 @@ async fn failing_gate_is_fixed_in_the_resumed_session() {
             },
             super::harness::write_call("hello.txt", "hello\n"),
         ),
-        Rule::new("fix: done", super::harness::at_turn("implement", 3), Reply::text("fixed")),
-        Rule::new("review", super::harness::at_turn("review", 0), Reply::text("{\"findings\": []}")),
+        Rule::new(
+            "fix: done",
+            super::harness::at_turn("implement", 3),
+            Reply::text("fixed"),
+        ),
+        Rule::new(
+            "review",
+            super::harness::at_turn("review", 0),
+            Reply::text("{\"findings\": []}"),
+        ),
     ];
     let env = Env::new(rules, HELLO_GATE, "").await;
     env.ok(&["run", "P-1"]);
