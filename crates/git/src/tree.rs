@@ -1,0 +1,467 @@
+//! Reading and recording worktree state: dirty check, commit, WIP snapshot, diffs, revisions.
+//!
+//! The worktree's own index lives in the agent-writable admin directory (an agent can mark
+//! entries assume-unchanged or skip-worktree, or leave `index.lock` behind). So the state of a
+//! worktree is always taken with a fresh temporary index: `read-tree HEAD`, `add -A`,
+//! `write-tree`. "Dirty", "what gets committed" and "what a snapshot keeps" are then one and the
+//! same thing: the files on disk, tracked or untracked, minus ignored ones.
+
+use std::path::Path;
+
+use crate::lock::lock_repo;
+use crate::repo::{Ctx, Layout};
+use crate::run::{Call, command_error, shown};
+use crate::tmp::Scratch;
+use crate::{Git, GitError, Identity, check_identity, check_ref_name, check_rev, is_hex_sha};
+
+const DIFF_FLAGS: &[&str] = &[
+    "--no-color",
+    // External diff drivers and textconv filters are programs named by config or attributes.
+    "--no-ext-diff",
+    "--no-textconv",
+    "--src-prefix=a/",
+    "--dst-prefix=b/",
+];
+
+/// What a snapshot is compared with to decide there is nothing to keep.
+enum Base<'a> {
+    /// HEAD is already on the remote (reachable from `refs/remotes/origin/*`).
+    Remote,
+    /// HEAD equals this revision.
+    Rev(&'a str),
+}
+
+impl Git {
+    /// Methods that read or write a work tree (and `push` from one) need a linked worktree.
+    ///
+    /// A standalone repository where a ticket worktree should be means the agent replaced the
+    /// `.git` file with a directory of its own: its config (remote URL included), refs and
+    /// hooks are the agent's. Accepted only when [`Git::allow_standalone_worktrees`] says so.
+    pub(crate) fn need_work_tree(&self, ctx: &Ctx, path: &Path) -> Result<(), GitError> {
+        match ctx.layout {
+            Layout::Linked => Ok(()),
+            Layout::Main if self.standalone_worktrees => Ok(()),
+            Layout::Main => Err(GitError::NotAWorktree {
+                path: path.to_owned(),
+                detail: "it is a standalone repository, not a linked worktree of a clone".into(),
+            }),
+            Layout::Bare => Err(GitError::NotAWorktree {
+                path: path.to_owned(),
+                detail: "it is a bare repository".into(),
+            }),
+        }
+    }
+
+    /// `rev-parse --verify` in a resolved repository; `None` when `rev` does not exist.
+    pub(crate) async fn rev_parse_in(
+        &self,
+        ctx: &Ctx,
+        rev: &str,
+    ) -> Result<Option<String>, GitError> {
+        let args = ["rev-parse", "--verify", "--quiet", "--end-of-options", rev];
+        let out = self.output(Some(ctx), Call::new(args)).await?;
+        match out.code() {
+            Some(0) => {
+                let sha = out.stdout.trim().to_owned();
+                if is_hex_sha(&sha) {
+                    Ok(Some(sha))
+                } else {
+                    Err(GitError::Unexpected {
+                        command: shown(args),
+                        detail: format!("not an object id: {sha:?}"),
+                    })
+                }
+            }
+            Some(1) if out.stderr.trim().is_empty() => Ok(None),
+            _ => Err(command_error(shown(args), &out)),
+        }
+    }
+
+    /// The object id `rev` names in `repo` (clone, repository or worktree); `None` when it does
+    /// not exist. Not peeled: pass `<rev>^{commit}` for a commit.
+    pub async fn rev_parse(&self, repo: &Path, rev: &str) -> Result<Option<String>, GitError> {
+        check_rev("revision", rev)?;
+        let ctx = self.ctx(repo).await?;
+        self.rev_parse_in(&ctx, rev).await
+    }
+
+    /// The branch checked out in `worktree` (`codemill/PROJ-1`), `None` when HEAD is detached.
+    pub async fn current_branch(&self, worktree: &Path) -> Result<Option<String>, GitError> {
+        let ctx = self.ctx(worktree).await?;
+        let out = self
+            .output(Some(&ctx), Call::new(["symbolic-ref", "-q", "HEAD"]))
+            .await?;
+        Ok(out.success().then(|| {
+            let full = out.stdout.trim();
+            full.strip_prefix("refs/heads/").unwrap_or(full).to_owned()
+        }))
+    }
+
+    /// The tree of the empty directory in this repository's hash format (not written).
+    async fn empty_tree(&self, ctx: &Ctx) -> Result<String, GitError> {
+        // stdin is /dev/null, so this hashes an empty tree object.
+        self.run_line(
+            Some(ctx),
+            Call::new(["hash-object", "-t", "tree", "--stdin"]),
+        )
+        .await
+    }
+
+    async fn tree_of_rev(&self, ctx: &Ctx, rev: Option<&str>) -> Result<String, GitError> {
+        match rev {
+            Some(rev) => self
+                .rev_parse_in(ctx, &format!("{rev}^{{tree}}"))
+                .await?
+                .ok_or_else(|| GitError::Unexpected {
+                    command: "git rev-parse".into(),
+                    detail: format!("{rev} has no tree"),
+                }),
+            None => self.empty_tree(ctx).await,
+        }
+    }
+
+    /// Write the tree of the files on disk (tracked and untracked, not ignored) using a
+    /// temporary index; HEAD, the real index and the files are not touched.
+    async fn worktree_tree(
+        &self,
+        ctx: &Ctx,
+        head: Option<&str>,
+    ) -> Result<(Scratch, String), GitError> {
+        let scratch = Scratch::new()?;
+        let index = scratch.path().join("index");
+        let read = match head {
+            Some(h) => Call::new(["read-tree", h]),
+            None => Call::new(["read-tree", "--empty"]),
+        };
+        self.run(Some(ctx), read.env("GIT_INDEX_FILE", &index))
+            .await?;
+        self.run(
+            Some(ctx),
+            Call::new(["add", "--all", "--", "."]).env("GIT_INDEX_FILE", &index),
+        )
+        .await?;
+        let tree = self
+            .run_line(
+                Some(ctx),
+                Call::new(["write-tree"]).env("GIT_INDEX_FILE", &index),
+            )
+            .await?;
+        Ok((scratch, tree))
+    }
+
+    async fn head_commit(&self, ctx: &Ctx) -> Result<Option<String>, GitError> {
+        self.rev_parse_in(ctx, "HEAD^{commit}").await
+    }
+
+    /// Whether the files differ from HEAD: tracked changes, or untracked files not ignored.
+    pub async fn is_dirty(&self, worktree: &Path) -> Result<bool, GitError> {
+        let ctx = self.ctx(worktree).await?;
+        self.need_work_tree(&ctx, worktree)?;
+        let head = self.head_commit(&ctx).await?;
+        let (_scratch, tree) = self.worktree_tree(&ctx, head.as_deref()).await?;
+        Ok(tree != self.tree_of_rev(&ctx, head.as_deref()).await?)
+    }
+
+    async fn commit_tree(
+        &self,
+        ctx: &Ctx,
+        scratch: &Scratch,
+        tree: &str,
+        parent: Option<&str>,
+        message: &str,
+        who: &Identity,
+    ) -> Result<String, GitError> {
+        let msg = scratch.write("message", message)?;
+        let mut args = vec!["commit-tree".into(), tree.to_owned()];
+        if let Some(p) = parent {
+            args.push("-p".into());
+            args.push(p.to_owned());
+        }
+        args.push("-F".into());
+        args.push(msg.to_string_lossy().into_owned());
+        let call = Call::new(args)
+            .config("user.name", &who.name)
+            .config("user.email", &who.email)
+            .config("user.useConfigOnly", "true");
+        self.run_line(Some(ctx), call).await
+    }
+
+    /// Stage everything (`add -A` semantics) and commit it on the worktree's branch.
+    /// Returns the new commit, or `None` when the files equal HEAD (so a re-run commits once).
+    pub async fn commit_all(
+        &self,
+        worktree: &Path,
+        message: &str,
+        who: &Identity,
+    ) -> Result<Option<String>, GitError> {
+        check_identity(who)?;
+        let ctx = self.ctx(worktree).await?;
+        self.need_work_tree(&ctx, worktree)?;
+        let head = self.head_commit(&ctx).await?;
+        let (scratch, tree) = self.worktree_tree(&ctx, head.as_deref()).await?;
+        if tree == self.tree_of_rev(&ctx, head.as_deref()).await? {
+            return Ok(None);
+        }
+        let commit = self
+            .commit_tree(&ctx, &scratch, &tree, head.as_deref(), message, who)
+            .await?;
+        // The old value makes this a compare-and-swap: a HEAD moved meanwhile is not overwritten.
+        let old = head.clone().unwrap_or_default();
+        // Ref writes in the shared clone queue behind fetch/gc/worktree changes (ref locks fail
+        // instead of waiting); the slow part, hashing the files, ran without the lock.
+        let lock = lock_repo(&ctx.common_dir).await?;
+        self.run(
+            Some(&ctx),
+            Call::new([
+                "update-ref",
+                "-m",
+                "codemill: commit",
+                "HEAD",
+                &commit,
+                &old,
+            ]),
+        )
+        .await?;
+        drop(lock);
+        // Bring the worktree's own index in line with the new HEAD so `git status` in the
+        // worktree is clean; the commit stands even if this fails (e.g. a stale index.lock).
+        let out = self
+            .output(Some(&ctx), Call::new(["reset", "--quiet"]))
+            .await?;
+        if !out.success() {
+            tracing::warn!(worktree = %worktree.display(), stderr = %out.stderr.trim(), "committed, but could not refresh the worktree index");
+        }
+        tracing::info!(worktree = %worktree.display(), sha = %commit, "committed");
+        Ok(Some(commit))
+    }
+
+    /// Keep the worktree's state (tracked and untracked files, not ignored) on `refname`
+    /// (e.g. `refs/codemill/wip/PROJ-1`) without touching HEAD, the index or the files.
+    ///
+    /// The snapshot is a commit of the files with HEAD as parent; when the files equal HEAD it
+    /// is HEAD itself. Returns `None` when there is nothing to keep: the files equal HEAD and
+    /// HEAD is already on the remote (reachable from `refs/remotes/origin/*`). Re-running with
+    /// nothing changed returns the same snapshot. Earlier snapshots stay in the ref's reflog.
+    pub async fn snapshot_wip(
+        &self,
+        worktree: &Path,
+        refname: &str,
+        message: &str,
+        who: &Identity,
+    ) -> Result<Option<String>, GitError> {
+        self.snapshot(worktree, refname, Base::Remote, message, who)
+            .await
+    }
+
+    /// Like [`Git::snapshot_wip`], but "nothing to keep" means: the files equal HEAD and HEAD
+    /// equals `base` (e.g. the commit the worktree was started from).
+    pub async fn snapshot_wip_since(
+        &self,
+        worktree: &Path,
+        refname: &str,
+        base: &str,
+        message: &str,
+        who: &Identity,
+    ) -> Result<Option<String>, GitError> {
+        check_rev("base", base)?;
+        self.snapshot(worktree, refname, Base::Rev(base), message, who)
+            .await
+    }
+
+    async fn snapshot(
+        &self,
+        worktree: &Path,
+        refname: &str,
+        base: Base<'_>,
+        message: &str,
+        who: &Identity,
+    ) -> Result<Option<String>, GitError> {
+        check_ref_name("ref name", refname)?;
+        if !refname.starts_with("refs/") {
+            return Err(GitError::InvalidArgument {
+                what: "ref name",
+                value: refname.to_owned(),
+                reason: "must start with refs/",
+            });
+        }
+        check_identity(who)?;
+        let ctx = self.ctx(worktree).await?;
+        self.need_work_tree(&ctx, worktree)?;
+        let head = self.head_commit(&ctx).await?;
+        let (scratch, tree) = self.worktree_tree(&ctx, head.as_deref()).await?;
+        let clean = tree == self.tree_of_rev(&ctx, head.as_deref()).await?;
+        let published = match (&head, base) {
+            (None, _) => true,
+            (Some(_), Base::Rev(rev)) => {
+                self.rev_parse_in(&ctx, &format!("{rev}^{{commit}}"))
+                    .await?
+                    == head
+            }
+            (Some(h), Base::Remote) => {
+                let unpublished = self
+                    .run(
+                        Some(&ctx),
+                        Call::new(["rev-list", "-n", "1", h, "--not", "--remotes=origin"]),
+                    )
+                    .await?;
+                unpublished.trim().is_empty()
+            }
+        };
+        if clean && published {
+            return Ok(None);
+        }
+        let existing = self.rev_parse_in(&ctx, refname).await?;
+        let target = match (&head, clean) {
+            (Some(h), true) => h.clone(),
+            _ => match self
+                .reusable_snapshot(&ctx, existing.as_deref(), &tree, head.as_deref())
+                .await?
+            {
+                Some(same) => same,
+                None => {
+                    self.commit_tree(&ctx, &scratch, &tree, head.as_deref(), message, who)
+                        .await?
+                }
+            },
+        };
+        if existing.as_deref() != Some(target.as_str()) {
+            let old = existing.unwrap_or_default();
+            let _lock = lock_repo(&ctx.common_dir).await?;
+            self.run(
+                Some(&ctx),
+                Call::new([
+                    "update-ref",
+                    "--create-reflog",
+                    "-m",
+                    "codemill: wip snapshot",
+                    refname,
+                    &target,
+                    &old,
+                ]),
+            )
+            .await?;
+            tracing::info!(worktree = %worktree.display(), refname, sha = %target, "wip snapshot");
+        }
+        Ok(Some(target))
+    }
+
+    /// The existing snapshot when it already holds exactly `tree` on top of `parent`.
+    async fn reusable_snapshot(
+        &self,
+        ctx: &Ctx,
+        existing: Option<&str>,
+        tree: &str,
+        parent: Option<&str>,
+    ) -> Result<Option<String>, GitError> {
+        let Some(existing) = existing else {
+            return Ok(None);
+        };
+        let Some(existing_tree) = self
+            .rev_parse_in(ctx, &format!("{existing}^{{tree}}"))
+            .await?
+        else {
+            return Ok(None);
+        };
+        if existing_tree != tree {
+            return Ok(None);
+        }
+        let line = self
+            .run_line(
+                Some(ctx),
+                Call::new(["rev-list", "--parents", "-n", "1", existing]),
+            )
+            .await?;
+        let parents: Vec<&str> = line.split_whitespace().skip(1).collect();
+        let same_parent = match parent {
+            Some(p) => parents == [p],
+            None => parents.is_empty(),
+        };
+        Ok(same_parent.then(|| existing.to_owned()))
+    }
+
+    /// `git diff --stat <base> <head>`.
+    pub async fn diff_stat(
+        &self,
+        worktree: &Path,
+        base: &str,
+        head: &str,
+    ) -> Result<String, GitError> {
+        check_rev("base", base)?;
+        check_rev("head", head)?;
+        let ctx = self.ctx(worktree).await?;
+        let mut args = vec!["diff", "--stat"];
+        args.extend_from_slice(DIFF_FLAGS);
+        args.extend(["--end-of-options", base, head, "--"]);
+        self.run(Some(&ctx), Call::new(args)).await
+    }
+
+    /// The patch from `base` to `head`, or with `head` `None` to the files on disk, untracked
+    /// ones included (via a temporary index; nothing is staged). Capped at the diff cap (head
+    /// and tail kept, with a truncation note in between).
+    pub async fn diff(
+        &self,
+        worktree: &Path,
+        base: &str,
+        head: Option<&str>,
+    ) -> Result<String, GitError> {
+        check_rev("base", base)?;
+        let ctx = self.ctx(worktree).await?;
+        let mut _scratch = None;
+        let to = match head {
+            Some(h) => {
+                check_rev("head", h)?;
+                h.to_owned()
+            }
+            None => {
+                self.need_work_tree(&ctx, worktree)?;
+                let current = self.head_commit(&ctx).await?;
+                let (scratch, tree) = self.worktree_tree(&ctx, current.as_deref()).await?;
+                _scratch = Some(scratch);
+                tree
+            }
+        };
+        let mut args = vec!["diff"];
+        args.extend_from_slice(DIFF_FLAGS);
+        args.extend(["--end-of-options", base, &to, "--"]);
+        self.run(Some(&ctx), Call::new(args).capped(self.diff_cap))
+            .await
+    }
+
+    /// The commits reachable from `head` but not from `base`, oldest first.
+    pub async fn commits_between(
+        &self,
+        repo: &Path,
+        base: &str,
+        head: &str,
+    ) -> Result<Vec<String>, GitError> {
+        check_rev("base", base)?;
+        check_rev("head", head)?;
+        let ctx = self.ctx(repo).await?;
+        let not_base = format!("^{base}");
+        let out = self
+            .run(
+                Some(&ctx),
+                Call::new(["rev-list", "--reverse", "--end-of-options", head, &not_base]),
+            )
+            .await?;
+        Ok(out.lines().map(str::to_owned).collect())
+    }
+
+    /// The paths of all files in `rev` (e.g. `HEAD`, `origin/main`), repository-relative.
+    pub async fn list_files(&self, repo: &Path, rev: &str) -> Result<Vec<String>, GitError> {
+        check_rev("revision", rev)?;
+        let ctx = self.ctx(repo).await?;
+        let tree = format!("{rev}^{{tree}}");
+        let out = self
+            .run(
+                Some(&ctx),
+                Call::new(["ls-tree", "-r", "-z", "--name-only", "--full-tree", &tree]),
+            )
+            .await?;
+        Ok(out
+            .split('\0')
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect())
+    }
+}
