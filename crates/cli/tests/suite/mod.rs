@@ -1,6 +1,7 @@
 //! Test modules and the shared harness.
 
 mod bad_input;
+mod claude;
 mod crash;
 mod demo;
 mod harness;

@@ -163,3 +163,30 @@ async fn failing_gate_is_fixed_in_the_resumed_session() {
     assert!(fix.text().contains("codemill stage: implement"));
     assert!(fix.text().contains("test -f hello.txt"), "{}", fix.text());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_help_output() {
+    let env = Env::new(engineer(), HELLO_GATE, "").await;
+    env.ok(&[
+        "ticket",
+        "add",
+        "P",
+        "--title",
+        "Second ticket",
+        "--label",
+        "codemill",
+        "--label",
+        "backend",
+    ]);
+    env.ok(&["run", "P-1"]);
+    let status = env.ok(&["status"]);
+    insta::with_settings!({filters => vec![(r"\d+ +\$\d+\.\d{4}", "[TOKENS] [COST]")]}, {
+        insta::assert_snapshot!("status", status);
+    });
+    insta::assert_snapshot!("help", env.ok(&["--help"]));
+    let list = env.json(&["ticket", "list", "--json"]);
+    assert_eq!(
+        list[1]["labels"],
+        serde_json::json!(["codemill", "backend"])
+    );
+}
