@@ -17,6 +17,9 @@ pub use codemill_core::cost::Usage;
 
 pub mod builtin;
 pub mod claude;
+pub mod codex;
+pub mod gemini;
+pub mod opencode;
 mod log;
 mod text;
 
@@ -54,6 +57,21 @@ pub enum Api {
     Anthropic,
     /// OpenAI Chat Completions, `POST {base}/v1/chat/completions`.
     OpenAiChat,
+    /// OpenAI Responses, `POST {base}/v1/responses` (Codex CLI).
+    OpenAiResponses,
+    /// Gemini `generateContent` (Gemini CLI).
+    Gemini,
+}
+
+impl Api {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Api::Anthropic => "anthropic",
+            Api::OpenAiChat => "openai-chat",
+            Api::OpenAiResponses => "openai-responses",
+            Api::Gemini => "gemini",
+        }
+    }
 }
 
 /// Where the model lives. `Debug` never shows the key (`SecretString` redacts itself).

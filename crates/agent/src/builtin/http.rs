@@ -8,7 +8,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::text::one_line;
-use crate::{Api, Endpoint, EventSink, emit};
+use crate::{Endpoint, EventSink, emit};
 
 use super::anthropic;
 
@@ -31,10 +31,18 @@ pub(crate) enum CallError {
 }
 
 /// Everything fixed for the calls of one run.
+/// The wire formats the built-in loop speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wire {
+    Anthropic,
+    OpenAiChat,
+}
+
 pub(crate) struct Caller<'a> {
     pub http: &'a reqwest::Client,
     pub endpoint: &'a Endpoint,
     pub url: String,
+    pub wire: Wire,
     pub max_retries: u32,
     pub idle: Duration,
     pub deadline: Instant,
@@ -107,11 +115,11 @@ impl Caller<'_> {
     fn request(&self, body: &Value) -> reqwest::RequestBuilder {
         let key = self.endpoint.api_key.expose_secret();
         let builder = self.http.post(&self.url).json(body);
-        match self.endpoint.api {
-            Api::Anthropic => builder
+        match self.wire {
+            Wire::Anthropic => builder
                 .header("x-api-key", key)
                 .header("anthropic-version", anthropic::VERSION),
-            Api::OpenAiChat => builder.bearer_auth(key),
+            Wire::OpenAiChat => builder.bearer_auth(key),
         }
     }
 }

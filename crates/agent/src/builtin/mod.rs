@@ -25,7 +25,7 @@ use crate::text::truncate;
 use crate::{Agent, AgentError, AgentRequest, Api, EventSink, emit};
 
 use self::files::Worktree;
-use self::http::{CallError, Caller};
+use self::http::{CallError, Caller, Wire};
 use self::session::{Block, Message, SESSIONS_DIR, Session};
 use self::tools::Toolbox;
 
@@ -106,6 +106,20 @@ impl Builtin {
             extra_env: req.extra_env.clone(),
             command_timeout: self.command_timeout,
         };
+        // The loop speaks two wire formats; other provider APIs belong to their own CLIs.
+        let wire = match req.endpoint.api {
+            Api::Anthropic => Wire::Anthropic,
+            Api::OpenAiChat => Wire::OpenAiChat,
+            other @ (Api::OpenAiResponses | Api::Gemini) => {
+                return Ok(ended(
+                    failed(format!(
+                        "the builtin agent speaks the anthropic and openai-chat APIs, not {}",
+                        other.as_str()
+                    )),
+                    None,
+                ));
+            }
+        };
         let mut session = match &req.resume_session {
             Some(id) => match Session::load(&sessions, id) {
                 Ok(session) => session,
@@ -126,10 +140,11 @@ impl Builtin {
         let caller = Caller {
             http: &self.http,
             endpoint: &req.endpoint,
-            url: match req.endpoint.api {
-                Api::Anthropic => anthropic::url(&req.endpoint.base_url),
-                Api::OpenAiChat => openai::url(&req.endpoint.base_url),
+            url: match wire {
+                Wire::Anthropic => anthropic::url(&req.endpoint.base_url),
+                Wire::OpenAiChat => openai::url(&req.endpoint.base_url),
             },
+            wire,
             max_retries: self.max_api_retries,
             idle: req.limits.idle,
             deadline,
@@ -150,11 +165,11 @@ impl Builtin {
             if Instant::now() >= deadline {
                 break timed_out(TimeoutKind::WallClock, started);
             }
-            let body = match req.endpoint.api {
-                Api::Anthropic => {
+            let body = match wire {
+                Wire::Anthropic => {
                     anthropic::request(&req.model, &system, &session.messages, &specs)
                 }
-                Api::OpenAiChat => openai::request(&req.model, &system, &session.messages, &specs),
+                Wire::OpenAiChat => openai::request(&req.model, &system, &session.messages, &specs),
             };
             let raw = match caller.post(&body).await {
                 Ok(raw) => raw,
@@ -163,9 +178,9 @@ impl Builtin {
             out.log
                 .json(&json!({"type": "response", "turn": run.turns + 1, "body": raw}))
                 .await?;
-            let reply = match req.endpoint.api {
-                Api::Anthropic => anthropic::parse(&raw),
-                Api::OpenAiChat => openai::parse(&raw),
+            let reply = match wire {
+                Wire::Anthropic => anthropic::parse(&raw),
+                Wire::OpenAiChat => openai::parse(&raw),
             };
             let reply = match reply {
                 Ok(reply) => reply,

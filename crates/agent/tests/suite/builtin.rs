@@ -197,6 +197,7 @@ async fn write_edit_and_run(api: Api) {
                 Some(format!("Bearer {API_KEY}").as_str())
             );
         }
+        Api::OpenAiResponses | Api::Gemini => unreachable!("not a builtin wire format"),
     }
     // The raw log has the responses and events, never the key.
     let log = fx.log();
