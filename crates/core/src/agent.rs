@@ -150,6 +150,11 @@ impl AgentOutcome {
             AgentOutcome::CliMissing { program, hint } => {
                 format!("agent program `{program}` not found: {hint}")
             }
+            AgentOutcome::CliWrongVersion {
+                program,
+                found,
+                supported,
+            } => format!("agent program `{program}` is version {found}; supported: {supported}"),
             AgentOutcome::Failed { message } => format!("agent failed: {message}"),
         }
     }

@@ -40,7 +40,14 @@ const TRACE_LOG_ENV: &str = "CODEMILL_BENCH_GIT_LOG";
 /// Run git like codemill does (no hooks, no fsmonitor, no signing), failing loudly.
 async fn git(dir: &Path, args: &[&str]) -> String {
     let out = Cmd::new("git")
-        .args(["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "commit.gpgsign=false"])
+        .args([
+            "-c",
+            "core.hooksPath=/dev/null",
+            "-c",
+            "core.fsmonitor=false",
+            "-c",
+            "commit.gpgsign=false",
+        ])
         .args(["-c", "user.name=bench", "-c", "user.email=bench@localhost"])
         .args(args)
         .cwd(dir)
@@ -69,11 +76,19 @@ fn median(v: &[f64]) -> f64 {
     if n == 0 {
         return 0.0;
     }
-    if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
 }
 
 fn mean(v: &[f64]) -> f64 {
-    if v.is_empty() { 0.0 } else { v.iter().sum::<f64>() / v.len() as f64 }
+    if v.is_empty() {
+        0.0
+    } else {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
 }
 
 fn span_ms(a: &JournalEntry, b: &JournalEntry) -> f64 {
@@ -87,7 +102,10 @@ fn span_ms(a: &JournalEntry, b: &JournalEntry) -> f64 {
 async fn make_remote(root: &Path) -> PathBuf {
     let seed = root.join("seed");
     for i in 0..1000 {
-        let dir = seed.join("src").join(format!("m{}", i / 100)).join(format!("n{}", (i / 10) % 10));
+        let dir = seed
+            .join("src")
+            .join(format!("m{}", i / 100))
+            .join(format!("n{}", (i / 10) % 10));
         std::fs::create_dir_all(&dir).unwrap();
         let text = format!("file {i}\nline two of file {i}\nline three of file {i}\n");
         std::fs::write(dir.join(format!("f{i}.txt")), text).unwrap();
@@ -114,8 +132,16 @@ fn script() -> Script {
         ..Match::default()
     };
     Script::new(vec![
-        Rule::new("research", when("research", 0), Reply::text("## Research\n- Nothing to find.")),
-        Rule::new("plan", when("plan", 0), Reply::text("## Plan\n1. Write `bench-change.txt`.")),
+        Rule::new(
+            "research",
+            when("research", 0),
+            Reply::text("## Research\n- Nothing to find."),
+        ),
+        Rule::new(
+            "plan",
+            when("plan", 0),
+            Reply::text("## Plan\n1. Write `bench-change.txt`."),
+        ),
         Rule::new(
             "implement: write",
             when("implement", 0),
@@ -128,7 +154,11 @@ fn script() -> Script {
                 usage: None,
             },
         ),
-        Rule::new("implement: done", when("implement", 1), Reply::text("Wrote bench-change.txt.")),
+        Rule::new(
+            "implement: done",
+            when("implement", 1),
+            Reply::text("Wrote bench-change.txt."),
+        ),
         Rule::new(
             "review",
             when("review", 0),
@@ -153,7 +183,8 @@ async fn make_codemill(root: &Path, remote: &Path, server: &ModelServer) -> Code
         "[agent]\nbackend = \"builtin\"\nprovider = \"demo\"\nmodel = \"bench\"\n",
     )
     .unwrap();
-    home.add_project(PROJECT, &remote.display().to_string()).unwrap();
+    home.add_project(PROJECT, &remote.display().to_string())
+        .unwrap();
     let config = home.load_config().unwrap();
     let store = Store::open(&home.database()).await.unwrap();
     let runner = Runner::new(
@@ -163,6 +194,7 @@ async fn make_codemill(root: &Path, remote: &Path, server: &ModelServer) -> Code
         RunnerOptions {
             demo_base_url: Some(server.base_url()),
             actor: "bench".into(),
+            ..RunnerOptions::default()
         },
     );
     Codemill {
@@ -181,11 +213,32 @@ async fn raw_once(clone: &Path, worktrees: &Path, i: usize) -> Duration {
     let wt_s = wt.display().to_string();
     let started = Instant::now();
     git(clone, &["fetch", "--prune", "--quiet", "origin"]).await;
-    git(clone, &["worktree", "add", "--quiet", "-B", &branch, &wt_s, "origin/main"]).await;
+    git(
+        clone,
+        &[
+            "worktree",
+            "add",
+            "--quiet",
+            "-B",
+            &branch,
+            &wt_s,
+            "origin/main",
+        ],
+    )
+    .await;
     std::fs::write(wt.join("bench-change.txt"), format!("raw change {i}\n")).unwrap();
     git(&wt, &["add", "-A"]).await;
     git(&wt, &["commit", "-q", "-m", &format!("bench change {i}")]).await;
-    git(&wt, &["push", "--quiet", "origin", &format!("HEAD:refs/heads/{branch}")]).await;
+    git(
+        &wt,
+        &[
+            "push",
+            "--quiet",
+            "origin",
+            &format!("HEAD:refs/heads/{branch}"),
+        ],
+    )
+    .await;
     git(clone, &["worktree", "remove", "--force", &wt_s]).await;
     started.elapsed()
 }
@@ -205,7 +258,12 @@ async fn codemill_once(c: &Codemill, i: usize) -> (Duration, TicketKey, Vec<Jour
     let key = ticket.key;
     let started = Instant::now();
     let (_, state) = c.runner.run_ticket(&key).await.unwrap();
-    assert_eq!(state.status(), "awaiting_approval", "{key}: {:?}", state.reason);
+    assert_eq!(
+        state.status(),
+        "awaiting_approval",
+        "{key}: {:?}",
+        state.reason
+    );
     let (job, state) = c.runner.approve(&key, "bench").await.unwrap();
     let elapsed = started.elapsed();
     assert_eq!(state.status(), "done", "{key}: {:?}", state.reason);
@@ -220,7 +278,9 @@ fn effect_times(journal: &[JournalEntry]) -> Vec<(String, &'static str, f64)> {
     journal
         .windows(2)
         .filter_map(|w| match &w[0].event {
-            JobEvent::EffectStarted { effect } => Some((effect.clone(), w[1].event.name(), span_ms(&w[0], &w[1]))),
+            JobEvent::EffectStarted { effect } => {
+                Some((effect.clone(), w[1].event.name(), span_ms(&w[0], &w[1])))
+            }
             _ => None,
         })
         .collect()
@@ -324,7 +384,11 @@ async fn trace_git_per_effect() {
     std::fs::create_dir_all(&bin).unwrap();
     write_wrapper(&bin, &real_git.display().to_string());
     let log = dir.path().join("git.log");
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let out = Cmd::new(std::env::current_exe().unwrap())
         .env("PATH", path)
         .env(TRACE_CHILD_ENV, "1")
@@ -347,15 +411,25 @@ async fn trace_git_per_effect() {
         .lines()
         .filter_map(|l| {
             let mut w = l.strip_prefix("SPAN ")?.split(' ');
-            Some((w.next()?.to_string(), w.next()?.parse().ok()?, w.next()?.parse().ok()?))
+            Some((
+                w.next()?.to_string(),
+                w.next()?.parse().ok()?,
+                w.next()?.parse().ok()?,
+            ))
         })
         .collect();
     let (Some(first), Some(last)) = (spans.first(), spans.last()) else {
         println!("  (no spans from the traced run)");
         return;
     };
-    let in_job = calls.iter().filter(|(t, _)| *t >= first.1 && *t <= last.2).count();
-    println!("  git processes during the ticket: {in_job} (effects: {})", spans.len());
+    let in_job = calls
+        .iter()
+        .filter(|(t, _)| *t >= first.1 && *t <= last.2)
+        .count();
+    println!(
+        "  git processes during the ticket: {in_job} (effects: {})",
+        spans.len()
+    );
     println!("  {:<28} {:>5}  subcommands", "effect", "git");
     for (effect, a, b) in &spans {
         let mut by: BTreeMap<&str, usize> = BTreeMap::new();
@@ -365,7 +439,13 @@ async fn trace_git_per_effect() {
         let n: usize = by.values().sum();
         let list: Vec<String> = by
             .iter()
-            .map(|(k, v)| if *v > 1 { format!("{k}×{v}") } else { k.to_string() })
+            .map(|(k, v)| {
+                if *v > 1 {
+                    format!("{k}×{v}")
+                } else {
+                    k.to_string()
+                }
+            })
             .collect();
         println!("  {effect:<28} {n:>5}  {}", list.join(", "));
     }
@@ -374,7 +454,10 @@ async fn trace_git_per_effect() {
 // ---- main ---------------------------------------------------------------------------------------
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     if std::env::var_os(TRACE_CHILD_ENV).is_some() {
         rt.block_on(trace_child());
         return;
@@ -396,14 +479,28 @@ async fn bench() {
     // The raw side's shared clone, made like codemill's: bare, origin's heads as remote refs.
     let raw_clone = root.join("raw.git");
     git(&root, &["clone", "-q", "--bare", "remote.git", "raw.git"]).await;
-    git(&raw_clone, &["config", "remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*"]).await;
+    git(
+        &raw_clone,
+        &[
+            "config",
+            "remote.origin.fetch",
+            "+refs/heads/*:refs/remotes/origin/*",
+        ],
+    )
+    .await;
     git(&raw_clone, &["fetch", "--quiet", "origin"]).await;
     let raw_worktrees = root.join("raw-worktrees");
     std::fs::create_dir_all(&raw_worktrees).unwrap();
     let server = ModelServer::start(script()).await.unwrap();
     let c = make_codemill(&root, &remote, &server).await;
-    let files = git(&remote, &["ls-tree", "-r", "--name-only", "main"]).await.lines().count();
-    println!("codemill overhead bench: {iters} iterations, remote with {files} files, setup {:.0} ms", ms(setup.elapsed()));
+    let files = git(&remote, &["ls-tree", "-r", "--name-only", "main"])
+        .await
+        .lines()
+        .count();
+    println!(
+        "codemill overhead bench: {iters} iterations, remote with {files} files, setup {:.0} ms",
+        ms(setup.elapsed())
+    );
 
     // Warm-up, not measured: codemill's first ticket also makes its shared clone.
     let w_raw = raw_once(&raw_clone, &raw_worktrees, 0).await;
@@ -426,20 +523,35 @@ async fn bench() {
             let x = codemill_once(&c, i).await;
             (raw_once(&raw_clone, &raw_worktrees, i).await, x)
         };
-        println!("  iter {i:>3}: raw {:7.1} ms   codemill {:7.1} ms   ({key})", ms(r), ms(t));
+        println!(
+            "  iter {i:>3}: raw {:7.1} ms   codemill {:7.1} ms   ({key})",
+            ms(r),
+            ms(t)
+        );
         raw.push(ms(r));
         cm.push(ms(t));
         runs.push((ms(t), key, journal));
     }
-    assert!(server.unmatched().is_empty(), "model requests no rule matched: {}", server.unmatched().len());
+    assert!(
+        server.unmatched().is_empty(),
+        "model requests no rule matched: {}",
+        server.unmatched().len()
+    );
 
     let (raw_med, cm_med) = (median(&raw), median(&cm));
     println!();
-    println!("{:<10} {:>10} {:>10} {:>10} {:>10}", "", "median ms", "mean ms", "min ms", "max ms");
+    println!(
+        "{:<10} {:>10} {:>10} {:>10} {:>10}",
+        "", "median ms", "mean ms", "min ms", "max ms"
+    );
     for (name, v) in [("raw git", &raw), ("codemill", &cm)] {
         let min = v.iter().copied().fold(f64::INFINITY, f64::min);
         let max = v.iter().copied().fold(0.0, f64::max);
-        println!("{name:<10} {:>10.1} {:>10.1} {min:>10.1} {max:>10.1}", median(v), mean(v));
+        println!(
+            "{name:<10} {:>10.1} {:>10.1} {min:>10.1} {max:>10.1}",
+            median(v),
+            mean(v)
+        );
     }
     let ratio = cm_med / raw_med;
     println!(
@@ -469,8 +581,16 @@ async fn bench() {
         println!("  {effect:<28} {m:8.1} ms  {:5.1}%", 100.0 * m / cm_med);
     }
     let gaps = median(&gap_totals);
-    println!("  {:<28} {gaps:8.1} ms  {:5.1}%", "(between effects, total)", 100.0 * gaps / cm_med);
-    println!("  {:<28} {:8.1} ms  of median {cm_med:.1} ms", "(sum)", sum + gaps);
+    println!(
+        "  {:<28} {gaps:8.1} ms  {:5.1}%",
+        "(between effects, total)",
+        100.0 * gaps / cm_med
+    );
+    println!(
+        "  {:<28} {:8.1} ms  of median {cm_med:.1} ms",
+        "(sum)",
+        sum + gaps
+    );
 
     // One ticket in full: the one closest to the median.
     let (t, key, journal) = runs
@@ -483,7 +603,9 @@ async fn bench() {
 
     if std::env::var("BENCH_TRACE").as_deref() != Ok("0") {
         println!();
-        println!("git processes per effect (one more ticket, unmeasured, with a logging git wrapper on PATH):");
+        println!(
+            "git processes per effect (one more ticket, unmeasured, with a logging git wrapper on PATH):"
+        );
         trace_git_per_effect().await;
     }
     c.store.close().await;

@@ -1,5 +1,8 @@
-//! Test modules: shared helpers, the builtin loop, and the real Claude Code CLI.
+//! Test modules: shared helpers, the builtin loop, and the real agent CLIs.
 
 mod builtin;
 mod claude;
+mod codex;
 mod common;
+mod gemini;
+mod opencode;

@@ -1,0 +1,1 @@
+//! Tests of the `codex` backend against the real CLI (being written).

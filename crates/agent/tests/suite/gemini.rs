@@ -1,0 +1,1 @@
+//! Tests of the `gemini` backend against the real CLI (being written).

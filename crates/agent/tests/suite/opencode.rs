@@ -1,0 +1,1 @@
+//! Tests of the `opencode` backend against the real CLI (being written).
