@@ -105,6 +105,12 @@ pub enum AgentOutcome {
         program: String,
         hint: String,
     },
+    /// The CLI runs but is a version codemill does not support.
+    CliWrongVersion {
+        program: String,
+        found: String,
+        supported: String,
+    },
     Failed {
         message: String,
     },
