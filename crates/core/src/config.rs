@@ -74,13 +74,41 @@ fn toml_error(file: &str, text: &str, err: toml::de::Error) -> ConfigError {
 pub enum Backend {
     Builtin,
     ClaudeCode,
+    Codex,
+    Gemini,
+    Opencode,
 }
 
 impl Backend {
+    pub const ALL: [Backend; 5] = [
+        Backend::Builtin,
+        Backend::ClaudeCode,
+        Backend::Codex,
+        Backend::Gemini,
+        Backend::Opencode,
+    ];
+
     pub fn as_str(&self) -> &'static str {
         match self {
             Backend::Builtin => "builtin",
             Backend::ClaudeCode => "claude-code",
+            Backend::Codex => "codex",
+            Backend::Gemini => "gemini",
+            Backend::Opencode => "opencode",
+        }
+    }
+
+    /// The provider wire formats this backend can talk to (the demo model speaks anthropic).
+    pub fn speaks(&self) -> &'static [ProviderApi] {
+        match self {
+            Backend::Builtin | Backend::Opencode => &[
+                ProviderApi::Anthropic,
+                ProviderApi::OpenaiChat,
+                ProviderApi::Demo,
+            ],
+            Backend::ClaudeCode => &[ProviderApi::Anthropic, ProviderApi::Demo],
+            Backend::Codex => &[ProviderApi::OpenaiResponses],
+            Backend::Gemini => &[ProviderApi::Gemini],
         }
     }
 }
@@ -91,8 +119,24 @@ impl Backend {
 pub enum ProviderApi {
     Anthropic,
     OpenaiChat,
+    /// OpenAI Responses API (what Codex speaks).
+    OpenaiResponses,
+    /// Google Gemini generateContent (what Gemini CLI speaks).
+    Gemini,
     /// The embedded scripted demo model, started in-process. Never a real model.
     Demo,
+}
+
+impl ProviderApi {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ProviderApi::Anthropic => "anthropic",
+            ProviderApi::OpenaiChat => "openai-chat",
+            ProviderApi::OpenaiResponses => "openai-responses",
+            ProviderApi::Gemini => "gemini",
+            ProviderApi::Demo => "demo",
+        }
+    }
 }
 
 /// What happens to a ticket's worktree when its job ends.
@@ -153,6 +197,15 @@ struct RawAgents {
     #[serde(rename = "claude-code")]
     claude_code: RawClaude,
     builtin: RawBuiltin,
+    codex: RawCli,
+    gemini: RawCli,
+    opencode: RawCli,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawCli {
+    command: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -223,6 +276,22 @@ pub struct AgentConfig {
     pub claude_api_timeout_ms: u64,
     pub builtin_max_api_retries: u32,
     pub builtin_command_timeout_secs: u64,
+    pub codex_command: String,
+    pub gemini_command: String,
+    pub opencode_command: String,
+}
+
+impl AgentConfig {
+    /// The executable configured for a CLI backend (None for the built-in loop).
+    pub fn command(&self, backend: Backend) -> Option<&str> {
+        match backend {
+            Backend::Builtin => None,
+            Backend::ClaudeCode => Some(&self.claude_command),
+            Backend::Codex => Some(&self.codex_command),
+            Backend::Gemini => Some(&self.gemini_command),
+            Backend::Opencode => Some(&self.opencode_command),
+        }
+    }
 }
 
 /// The validated service configuration.
@@ -271,7 +340,10 @@ impl Config {
                     ));
                 }
                 (ProviderApi::Anthropic, None) => "https://api.anthropic.com".into(),
-                (ProviderApi::OpenaiChat, None) => "https://api.openai.com".into(),
+                (ProviderApi::OpenaiChat | ProviderApi::OpenaiResponses, None) => {
+                    "https://api.openai.com".into()
+                }
+                (ProviderApi::Gemini, None) => "https://generativelanguage.googleapis.com".into(),
             };
             if let Some(env) = &p.api_key_env
                 && (env.is_empty() || !env.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
@@ -305,6 +377,14 @@ impl Config {
                 ),
             ));
         };
+        let backend = raw.agent.backend.unwrap_or(Backend::Builtin);
+        if !backend.speaks().contains(&endpoint.api) {
+            return Err(ConfigError::at(
+                &name,
+                "agent.provider",
+                incompatible(backend, &endpoint),
+            ));
+        }
         let max_turns = raw.agent.max_turns.unwrap_or(defaults.max_turns);
         if max_turns == 0 {
             return Err(ConfigError::at(
@@ -362,7 +442,7 @@ impl Config {
                 .unwrap_or_else(|| "codemill@localhost".into()),
             worktree_retention: raw.git.worktree_retention.unwrap_or_default(),
             agent: AgentConfig {
-                backend: raw.agent.backend.unwrap_or(Backend::Builtin),
+                backend,
                 provider,
                 endpoint,
                 model: raw.agent.model.unwrap_or_else(|| "codemill-demo".into()),
@@ -390,6 +470,13 @@ impl Config {
                     .builtin
                     .command_timeout_secs
                     .unwrap_or(300),
+                codex_command: raw.agents.codex.command.unwrap_or_else(|| "codex".into()),
+                gemini_command: raw.agents.gemini.command.unwrap_or_else(|| "gemini".into()),
+                opencode_command: raw
+                    .agents
+                    .opencode
+                    .command
+                    .unwrap_or_else(|| "opencode".into()),
             },
             providers,
             prices: PriceTable(raw.prices),
@@ -400,6 +487,121 @@ impl Config {
     /// The provider the agent steps use (checked to exist when parsed).
     pub fn provider(&self) -> &ProviderConfig {
         &self.agent.endpoint
+    }
+}
+
+fn incompatible(backend: Backend, provider: &ProviderConfig) -> String {
+    format!(
+        "backend {} cannot use provider {:?} (api = \"{}\"); it needs api = {}",
+        backend.as_str(),
+        provider.name,
+        provider.api.as_str(),
+        backend
+            .speaks()
+            .iter()
+            .map(|a| format!("\"{}\"", a.as_str()))
+            .collect::<Vec<_>>()
+            .join(" or ")
+    )
+}
+
+/// Which agent, provider and model one stage uses; every field falls back to `[stages.default]`,
+/// then to the `[agent]` table of codemill.toml.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct StageAgent {
+    #[serde(default)]
+    pub backend: Option<Backend>,
+    /// A provider NAME from codemill.toml; a repository cannot define endpoints or keys.
+    #[serde(default)]
+    pub provider: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+}
+
+/// The stage map of `.codemill/pipeline.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct StageMap {
+    #[serde(default)]
+    pub default: Option<StageAgent>,
+    #[serde(default)]
+    pub research: Option<StageAgent>,
+    #[serde(default)]
+    pub plan: Option<StageAgent>,
+    #[serde(default)]
+    pub implement: Option<StageAgent>,
+    #[serde(default)]
+    pub review: Option<StageAgent>,
+}
+
+/// The agent one stage runs with, resolved and checked.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ResolvedAgent {
+    pub backend: Backend,
+    pub provider: ProviderConfig,
+    pub model: String,
+}
+
+impl Config {
+    /// Resolve the agent of `stage` (fix rounds use implement's: they resume its session).
+    pub fn agent_for(
+        &self,
+        policy: Option<&RepoPolicy>,
+        policy_file: &str,
+        stage: crate::pipeline::AgentStage,
+    ) -> Result<ResolvedAgent, ConfigError> {
+        use crate::pipeline::AgentStage;
+        let map = policy.map(|p| &p.stages);
+        let (key, specific) = match stage {
+            AgentStage::Research => ("research", map.and_then(|m| m.research.as_ref())),
+            AgentStage::Plan => ("plan", map.and_then(|m| m.plan.as_ref())),
+            AgentStage::Implement | AgentStage::Fix => {
+                ("implement", map.and_then(|m| m.implement.as_ref()))
+            }
+            AgentStage::Review => ("review", map.and_then(|m| m.review.as_ref())),
+        };
+        let default = map.and_then(|m| m.default.as_ref());
+        let pick = |f: fn(&StageAgent) -> Option<&String>| {
+            specific
+                .and_then(f)
+                .or_else(|| default.and_then(f))
+                .cloned()
+        };
+        let backend = specific
+            .and_then(|s| s.backend)
+            .or_else(|| default.and_then(|d| d.backend))
+            .unwrap_or(self.agent.backend);
+        let provider_name =
+            pick(|s| s.provider.as_ref()).unwrap_or_else(|| self.agent.provider.clone());
+        let model = pick(|s| s.model.as_ref()).unwrap_or_else(|| self.agent.model.clone());
+        let Some(provider) = self.providers.get(&provider_name).cloned() else {
+            return Err(ConfigError::at(
+                policy_file,
+                &format!("stages.{key}.provider"),
+                format!(
+                    "no provider named {provider_name:?} in {}; expected one of: {}",
+                    self.file.display(),
+                    self.providers
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        };
+        if !backend.speaks().contains(&provider.api) {
+            return Err(ConfigError::at(
+                policy_file,
+                &format!("stages.{key}"),
+                incompatible(backend, &provider),
+            ));
+        }
+        Ok(ResolvedAgent {
+            backend,
+            provider,
+            model,
+        })
     }
 }
 
@@ -424,6 +626,9 @@ pub struct RepoPolicy {
     pub gates: Vec<GateSpec>,
     #[serde(default)]
     pub max_fix_rounds: Option<u32>,
+    /// Which agent and model each stage uses.
+    #[serde(default)]
+    pub stages: StageMap,
 }
 
 impl RepoPolicy {
@@ -574,6 +779,82 @@ mod tests {
                 "p.toml"
             )
             .is_err()
+        );
+    }
+
+    #[test]
+    fn stage_map_resolves_with_fallbacks() {
+        use crate::pipeline::AgentStage;
+        let c = parse(
+            "[agent]\nprovider = \"a\"\nmodel = \"m0\"\n[providers.a]\napi = \"anthropic\"\n[providers.o]\napi = \"openai-responses\"\n",
+        )
+        .unwrap();
+        let policy = RepoPolicy::parse(
+            "[stages.default]\nbackend = \"claude-code\"\nmodel = \"big\"\n[stages.implement]\nbackend = \"codex\"\nprovider = \"o\"\nmodel = \"gpt-5.5\"\n",
+            "p.toml",
+        )
+        .unwrap();
+        let plan = c
+            .agent_for(Some(&policy), "p.toml", AgentStage::Plan)
+            .unwrap();
+        assert_eq!(
+            (
+                plan.backend,
+                plan.provider.name.as_str(),
+                plan.model.as_str()
+            ),
+            (Backend::ClaudeCode, "a", "big")
+        );
+        let fix = c
+            .agent_for(Some(&policy), "p.toml", AgentStage::Fix)
+            .unwrap();
+        assert_eq!(
+            (fix.backend, fix.provider.name.as_str(), fix.model.as_str()),
+            (Backend::Codex, "o", "gpt-5.5")
+        );
+        let none = c.agent_for(None, "p.toml", AgentStage::Review).unwrap();
+        assert_eq!(
+            (none.backend, none.model.as_str()),
+            (Backend::Builtin, "m0")
+        );
+    }
+
+    #[test]
+    fn stage_map_errors_name_the_key() {
+        use crate::pipeline::AgentStage;
+        let c = parse("[providers.a]\napi = \"anthropic\"\n").unwrap();
+        let p = RepoPolicy::parse("[stages.review]\nprovider = \"nope\"\n", "p.toml").unwrap();
+        let msg = c
+            .agent_for(Some(&p), "p.toml", AgentStage::Review)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("p.toml: key `stages.review.provider`"),
+            "{msg}"
+        );
+        let p = RepoPolicy::parse(
+            "[stages.review]\nbackend = \"codex\"\nprovider = \"a\"\n",
+            "p.toml",
+        )
+        .unwrap();
+        let msg = c
+            .agent_for(Some(&p), "p.toml", AgentStage::Review)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("backend codex cannot use provider \"a\""),
+            "{msg}"
+        );
+        let msg = RepoPolicy::parse("[stages.fix]\nmodel = \"x\"\n", "p.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("unknown field `fix`"), "{msg}");
+        let msg = parse("[agent]\nbackend = \"codex\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("backend codex cannot use provider \"demo\""),
+            "{msg}"
         );
     }
 

@@ -448,6 +448,32 @@ impl Git {
     }
 
     /// The paths of all files in `rev` (e.g. `HEAD`, `origin/main`), repository-relative.
+    /// The text of `path` at `rev` (for example the repository's policy at the job's base
+    /// commit, which the agent cannot change), or `None` when the file does not exist there.
+    pub async fn read_file_at(
+        &self,
+        repo: &Path,
+        rev: &str,
+        path: &str,
+    ) -> Result<Option<String>, GitError> {
+        check_rev("revision", rev)?;
+        let ctx = self.ctx(repo).await?;
+        let object = format!("{rev}:{path}");
+        let exists = self
+            .output(Some(&ctx), Call::new(["cat-file", "-e", &object]))
+            .await?;
+        if !exists.success() {
+            return Ok(None);
+        }
+        let text = self
+            .run(
+                Some(&ctx),
+                Call::new(["cat-file", "blob", &object]).capped(1 << 20),
+            )
+            .await?;
+        Ok(Some(text))
+    }
+
     pub async fn list_files(&self, repo: &Path, rev: &str) -> Result<Vec<String>, GitError> {
         check_rev("revision", rev)?;
         let ctx = self.ctx(repo).await?;

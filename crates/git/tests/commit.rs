@@ -256,3 +256,50 @@ async fn standalone_repositories_only_when_allowed() {
     let err = relaxed.is_dirty(&fx.origin).await.unwrap_err();
     assert!(matches!(err, GitError::NotAWorktree { .. }), "{err:?}");
 }
+
+#[tokio::test]
+async fn read_file_at_a_revision() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("r");
+    std::fs::create_dir_all(&repo).unwrap();
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "-c",
+                "core.hooksPath=/dev/null",
+            ])
+            .args(args)
+            .current_dir(&repo)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    git(&["init", "-q", "-b", "main"]);
+    std::fs::create_dir_all(repo.join(".codemill")).unwrap();
+    std::fs::write(repo.join(".codemill/pipeline.toml"), "v1\n").unwrap();
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "one"]);
+    let first = git(&["rev-parse", "HEAD"]);
+    std::fs::write(repo.join(".codemill/pipeline.toml"), "v2\n").unwrap();
+    let g = codemill_git::Git::new().allow_standalone_worktrees(true);
+    assert_eq!(
+        g.read_file_at(&repo, &first, ".codemill/pipeline.toml")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("v1\n")
+    );
+    assert_eq!(
+        g.read_file_at(&repo, &first, "missing.txt").await.unwrap(),
+        None
+    );
+}

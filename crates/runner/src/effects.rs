@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use codemill_agent::{Agent, AgentRequest, Builtin, ClaudeCode};
 use codemill_core::agent::AgentEvent;
-use codemill_core::config::{Backend, Retention};
+use codemill_core::config::{Backend, RepoPolicy, ResolvedAgent, Retention};
 use codemill_core::findings::parse_findings;
 use codemill_core::ids::JobId;
 use codemill_core::pipeline::{
@@ -18,7 +18,7 @@ use codemill_git::Identity;
 use codemill_store::{JournalEntry, NewPr, Ticket};
 
 use crate::engine::{RunError, Runner};
-use crate::gates::{GateEnv, gates_for, run_gates};
+use crate::gates::{GateEnv, POLICY_FILE, gates_from, parse_policy, run_gates};
 use crate::notes;
 use crate::progress::Progress;
 
@@ -188,9 +188,24 @@ impl Runner {
             .filter(|p| p.is_dir())
     }
 
-    fn backend(&self) -> Box<dyn Agent> {
+    /// The repository's policy as of the job's base commit: the agent cannot change it mid-job.
+    async fn policy(&self, state: &JobState) -> Result<Option<RepoPolicy>, String> {
+        let clone = self.home.clone_dir(state.ticket.project());
+        let base = state
+            .base_commit
+            .clone()
+            .ok_or("the job has no base commit")?;
+        let text = self
+            .git
+            .read_file_at(&clone, &base, POLICY_FILE)
+            .await
+            .map_err(|e| e.to_string())?;
+        parse_policy(text.as_deref()).map_err(|e| e.to_string())
+    }
+
+    fn backend(&self, backend: Backend) -> Option<Box<dyn Agent>> {
         let a = &self.config.agent;
-        match a.backend {
+        Some(match backend {
             Backend::ClaudeCode => Box::new(ClaudeCode {
                 program: PathBuf::from(&a.claude_command),
                 max_api_retries: a.claude_max_api_retries,
@@ -202,7 +217,8 @@ impl Runner {
                 b.command_timeout = Duration::from_secs(a.builtin_command_timeout_secs);
                 Box::new(b)
             }
-        }
+            Backend::Codex | Backend::Gemini | Backend::Opencode => return None,
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -277,8 +293,27 @@ impl Runner {
                 prompts::fix(round, &failing, &must_fix)
             }
         };
-        let endpoint = self.endpoint()?;
-        let backend = self.backend();
+        let resolved: ResolvedAgent = match self.policy(state).await.and_then(|p| {
+            self.config
+                .agent_for(p.as_ref(), POLICY_FILE, stage)
+                .map_err(|e| e.to_string())
+        }) {
+            Ok(r) => r,
+            Err(e) => return Ok(failed(effect, e)),
+        };
+        let endpoint = match self.endpoint_for(&resolved.provider) {
+            Ok(e) => e,
+            Err(e) => return Ok(failed(effect, e)),
+        };
+        let Some(backend) = self.backend(resolved.backend) else {
+            return Ok(failed(
+                effect,
+                format!(
+                    "backend {} is not available in this build",
+                    resolved.backend.as_str()
+                ),
+            ));
+        };
         let logs = self.home.logs(job);
         if let Err(e) = std::fs::create_dir_all(&logs) {
             return Ok(failed(effect, e));
@@ -289,7 +324,7 @@ impl Runner {
             system_prompt: None,
             mode: stage.mode(),
             resume_session: resume,
-            model: self.config.agent.model.clone(),
+            model: resolved.model.clone(),
             limits: self.config.agent.limits,
             state_dir: self.home.agent_state(job, backend.name()),
             log_path: logs.join(format!("{}-{round}.log", stage.as_str())),
@@ -364,10 +399,17 @@ impl Runner {
         let Some(worktree) = self.worktree(state) else {
             return failed(effect, "the ticket's worktree is missing");
         };
-        let specs = match gates_for(&worktree) {
-            Ok(s) => s,
+        let policy = match self.policy(state).await {
+            Ok(p) => p,
             Err(e) => return failed(effect, e),
         };
+        let clone = self.home.clone_dir(state.ticket.project());
+        let base = state.base_commit.clone().unwrap_or_default();
+        let files = match self.git.list_files(&clone, &base).await {
+            Ok(f) => f,
+            Err(e) => return failed(effect, e),
+        };
+        let specs = gates_from(policy.as_ref(), &files);
         if specs.is_empty() {
             self.emit(Progress::Info {
                 message: "no gates configured or detected; add .codemill/pipeline.toml".into(),

@@ -4,7 +4,7 @@ use std::fs::File;
 use std::path::PathBuf;
 
 use codemill_agent::{Api, Endpoint};
-use codemill_core::config::{Config, ProviderApi};
+use codemill_core::config::{Config, ProviderApi, ProviderConfig};
 use codemill_core::ids::{JobId, TicketKey};
 use codemill_core::pipeline::{Action, JobEvent, JobState, Stage, apply, next_action};
 use codemill_git::Git;
@@ -116,9 +116,13 @@ impl Runner {
         }
     }
 
-    /// The model endpoint for agent steps, with the key read from its environment variable.
+    /// The endpoint of the default provider (`[agent]`), with the key read from its variable.
     pub fn endpoint(&self) -> Result<Endpoint, RunError> {
-        let p = self.config.provider();
+        self.endpoint_for(self.config.provider())
+    }
+
+    /// A provider's endpoint, with the key read from its environment variable.
+    pub fn endpoint_for(&self, p: &ProviderConfig) -> Result<Endpoint, RunError> {
         let (api, base_url) = match p.api {
             ProviderApi::Demo => (
                 Api::Anthropic,
@@ -129,6 +133,8 @@ impl Runner {
             ),
             ProviderApi::Anthropic => (Api::Anthropic, p.base_url.clone()),
             ProviderApi::OpenaiChat => (Api::OpenAiChat, p.base_url.clone()),
+            ProviderApi::OpenaiResponses => (Api::OpenAiResponses, p.base_url.clone()),
+            ProviderApi::Gemini => (Api::Gemini, p.base_url.clone()),
         };
         let api_key = match &p.api_key_env {
             Some(var) => std::env::var(var).map_err(|_| RunError::MissingKey {

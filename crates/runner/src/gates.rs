@@ -10,31 +10,25 @@ use codemill_process::{Cmd, ProcessError};
 /// Where a repository keeps its codemill policy.
 pub const POLICY_FILE: &str = ".codemill/pipeline.toml";
 
-/// The repository's policy file, or an empty policy when there is none.
-pub fn load_policy(worktree: &Path) -> Result<Option<RepoPolicy>, ConfigError> {
-    let file = worktree.join(POLICY_FILE);
-    match std::fs::read_to_string(&file) {
-        Ok(text) => RepoPolicy::parse(&text, POLICY_FILE).map(Some),
-        Err(_) => Ok(None),
-    }
+/// Parse the policy file's text; `None` text means the repository has no policy file.
+pub fn parse_policy(text: Option<&str>) -> Result<Option<RepoPolicy>, ConfigError> {
+    text.map(|t| RepoPolicy::parse(t, POLICY_FILE)).transpose()
 }
 
-/// The gates for a worktree: from the policy file, else detected from its files.
-pub fn gates_for(worktree: &Path) -> Result<Vec<GateSpec>, ConfigError> {
-    if let Some(policy) = load_policy(worktree)?
+/// The gates of a repository: from its policy, else detected from the files at its root.
+pub fn gates_from(policy: Option<&RepoPolicy>, files: &[String]) -> Vec<GateSpec> {
+    if let Some(policy) = policy
         && !policy.gates.is_empty()
     {
-        return Ok(policy.gates);
+        return policy.gates.clone();
     }
-    let names: Vec<String> = std::fs::read_dir(worktree)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    Ok(detect_gates(&refs))
+    // Only top-level files decide the toolchain.
+    let root: Vec<&str> = files
+        .iter()
+        .map(String::as_str)
+        .filter(|f| !f.contains('/'))
+        .collect();
+    detect_gates(&root)
 }
 
 /// Environment variables removed from gate processes (they hold provider keys).
@@ -191,18 +185,24 @@ mod tests {
 
     #[test]
     fn policy_file_wins_over_detection() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("Cargo.toml"), "").unwrap();
-        assert_eq!(gates_for(dir.path()).unwrap()[0].name, "build");
-        std::fs::create_dir(dir.path().join(".codemill")).unwrap();
-        std::fs::write(
-            dir.path().join(POLICY_FILE),
+        let files = vec![
+            "Cargo.toml".to_string(),
+            "src/lib.rs".to_string(),
+            "sub/go.mod".to_string(),
+        ];
+        assert_eq!(gates_from(None, &files)[0].name, "build");
+        let policy = parse_policy(Some(
             "[[gates]]\nname = \"unit\"\ncommand = [\"make\", \"unit\"]\n",
-        )
+        ))
+        .unwrap()
         .unwrap();
-        assert_eq!(gates_for(dir.path()).unwrap()[0].name, "unit");
-        std::fs::write(dir.path().join(POLICY_FILE), "[[gates]]\nname = 1\n").unwrap();
-        let err = gates_for(dir.path()).unwrap_err().to_string();
+        assert_eq!(gates_from(Some(&policy), &files)[0].name, "unit");
+        let empty = parse_policy(Some("max_fix_rounds = 1\n")).unwrap().unwrap();
+        assert_eq!(gates_from(Some(&empty), &files)[0].name, "build");
+        let err = parse_policy(Some("[[gates]]\nname = 1\n"))
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with(".codemill/pipeline.toml:"), "{err}");
+        assert!(parse_policy(None).unwrap().is_none());
     }
 }

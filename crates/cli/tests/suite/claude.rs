@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::harness::{Env, at_turn};
 
-fn claude_bin() -> PathBuf {
+pub fn claude_bin() -> PathBuf {
     let path = std::env::var_os("CODEMILL_CLAUDE_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| {

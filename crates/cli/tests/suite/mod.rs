@@ -5,4 +5,5 @@ mod claude;
 mod crash;
 mod demo;
 mod harness;
+mod mixed;
 mod pipeline;

@@ -190,3 +190,40 @@ async fn status_and_help_output() {
         serde_json::json!(["codemill", "backend"])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_comes_from_the_base_commit_not_the_agent() {
+    use codemill_testkit::{Reply, Rule};
+    // The implementer rewrites the gate to `true` instead of doing the work.
+    let rules = vec![
+        Rule::new(
+            "research",
+            super::harness::at_turn("research", 0),
+            Reply::text("notes"),
+        ),
+        Rule::new(
+            "plan",
+            super::harness::at_turn("plan", 0),
+            Reply::text("plan"),
+        ),
+        Rule::new(
+            "implement: cheat",
+            super::harness::at_turn("implement", 0),
+            super::harness::write_call(
+                ".codemill/pipeline.toml",
+                "[[gates]]\nname = \"hello\"\ncommand = [\"true\"]\n",
+            ),
+        ),
+        Rule::new(
+            "implement: done",
+            super::harness::at_turn("implement", 1),
+            Reply::text("done"),
+        ),
+    ];
+    let env = Env::new(rules, HELLO_GATE, "[pipeline]\nmax_fix_rounds = 0\n").await;
+    let (code, _, err) = env.run(&["run", "P-1"]);
+    assert_eq!(code, Some(3), "{err}");
+    let show = env.json(&["show", "P-1", "--json"]);
+    assert_eq!(show["job"]["gates"][0]["command"], "test -f hello.txt");
+    assert_eq!(show["job"]["gates"][0]["passed"], false);
+}
