@@ -20,6 +20,7 @@ pub mod claude;
 pub mod codex;
 pub mod gemini;
 pub mod opencode;
+pub mod probe;
 mod log;
 mod text;
 

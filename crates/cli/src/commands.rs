@@ -141,6 +141,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { json } => demo::run(cli.home, json).await,
+        Command::Doctor { json } => crate::doctor::run(Opened::open(home).await?, json).await,
     }
 }
 

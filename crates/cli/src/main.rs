@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod commands;
 mod demo;
+mod doctor;
 mod output;
 mod progress;
 
@@ -53,6 +54,11 @@ pub enum Command {
         key: String,
         #[arg(long)]
         reason: String,
+    },
+    /// Check what is installed and reachable: git, the database, bubblewrap, the agent CLIs, the model providers.
+    Doctor {
+        #[arg(long)]
+        json: bool,
     },
     /// Run three sample tickets end to end on a fresh home with the scripted demo model.
     Demo {

@@ -109,7 +109,15 @@ fn common(key: &str, module: &str, research: &str, plan: &str) -> Vec<Rule> {
 
 /// The whole demo script.
 pub fn script() -> Script {
-    let mut rules = Vec::new();
+    // `codemill doctor`'s reachability probe.
+    let mut rules = vec![Rule::new(
+        "doctor probe",
+        Match {
+            contains: Some("Reply with the single word: ok".into()),
+            ..Match::default()
+        },
+        Reply::text("ok"),
+    )];
 
     // DEMO-1: straight through; the reviewer leaves one low-severity note.
     rules.extend(common(

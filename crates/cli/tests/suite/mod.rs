@@ -4,6 +4,7 @@ mod bad_input;
 mod claude;
 mod crash;
 mod demo;
+mod doctor;
 mod harness;
 mod mixed;
 mod pipeline;

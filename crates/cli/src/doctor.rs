@@ -1,0 +1,279 @@
+//! `codemill doctor`: what is installed and reachable, with a hint for each thing that is missing.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use codemill_agent::probe::{Probe, probe};
+use codemill_core::config::{Backend, ProviderApi};
+use codemill_process::Cmd;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::commands::Opened;
+use crate::output::{json as print_json, out};
+
+/// The CLI versions codemill is tested with (`scripts/install-agent-clis.sh` pins them).
+pub const TESTED_VERSIONS: [(Backend, &str, &str); 4] = [
+    (
+        Backend::ClaudeCode,
+        "2.1.197",
+        "npm install @anthropic-ai/claude-code",
+    ),
+    (Backend::Codex, "0.169.0", "npm install @openai/codex"),
+    (Backend::Gemini, "0.61.0", "npm install @google/gemini-cli"),
+    (Backend::Opencode, "1.18.33", "npm install opencode-ai"),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Level {
+    Ok,
+    Warn,
+    Missing,
+    Error,
+}
+
+#[derive(Debug, Serialize)]
+struct Check {
+    name: String,
+    level: Level,
+    detail: String,
+    hint: Option<String>,
+    /// The default agent cannot work without this.
+    required: bool,
+}
+
+async fn version(program: &str, args: &[&str]) -> Option<String> {
+    let out = Cmd::new(program)
+        .args(args)
+        .output(Some(Duration::from_secs(20)), 16 * 1024)
+        .await
+        .ok()?;
+    out.success()
+        .then(|| out.stdout.lines().next().unwrap_or("").trim().to_string())
+}
+
+pub async fn run(mut opened: Opened, as_json: bool) -> Result<ExitCode> {
+    let mut checks = Vec::new();
+    let config = opened.config.clone();
+    let default_backend = config.agent.backend;
+
+    checks.push(match version("git", &["--version"]).await {
+        Some(v) => Check {
+            name: "git".into(),
+            level: Level::Ok,
+            detail: v,
+            hint: None,
+            required: true,
+        },
+        None => Check {
+            name: "git".into(),
+            level: Level::Missing,
+            detail: "git not found on PATH".into(),
+            hint: Some("install git (Debian: apt-get install git)".into()),
+            required: true,
+        },
+    });
+
+    let db = opened.home.database();
+    checks.push(match opened.store.tickets(None).await {
+        Ok(t) => Check {
+            name: "database".into(),
+            level: Level::Ok,
+            detail: format!("{} (SQLite, WAL; {} tickets)", db.display(), t.len()),
+            hint: None,
+            required: true,
+        },
+        Err(e) => Check {
+            name: "database".into(),
+            level: Level::Error,
+            detail: format!("{}: {e}", db.display()),
+            hint: Some("check the file's permissions and free disk space".into()),
+            required: true,
+        },
+    });
+
+    checks.push(match version("bwrap", &["--version"]).await {
+        Some(v) => Check {
+            name: "bubblewrap".into(),
+            level: Level::Ok,
+            detail: v,
+            hint: None,
+            required: false,
+        },
+        None => Check {
+            name: "bubblewrap".into(),
+            level: Level::Missing,
+            detail: "bwrap not found on PATH".into(),
+            hint: Some(
+                "install it (Debian: apt-get install bubblewrap) for the agent sandbox".into(),
+            ),
+            required: false,
+        },
+    });
+
+    for (backend, tested, install) in TESTED_VERSIONS {
+        let program = config
+            .agent
+            .command(backend)
+            .unwrap_or_default()
+            .to_string();
+        let required = backend == default_backend;
+        let name = backend.as_str().to_string();
+        checks.push(match version(&program, &["--version"]).await {
+            Some(v) if v.contains(tested) => Check {
+                name,
+                level: Level::Ok,
+                detail: format!("{v} ({program})"),
+                hint: None,
+                required,
+            },
+            Some(v) => Check {
+                name,
+                level: Level::Warn,
+                detail: format!("{v} ({program}); codemill is tested with {tested}"),
+                hint: Some(format!("./scripts/install-agent-clis.sh installs the tested version, or {install}@{tested}")),
+                required,
+            },
+            None => Check {
+                name,
+                level: Level::Missing,
+                detail: format!("`{program}` not found or does not run"),
+                hint: Some(format!(
+                    "{install}@{tested} (or ./scripts/install-agent-clis.sh) and set [agents.{}] command",
+                    backend.as_str()
+                )),
+                required,
+            },
+        });
+    }
+
+    let runner = opened.runner().await?;
+    let http = reqwest::Client::new();
+    for provider in config.providers.values() {
+        let used = provider.name == config.agent.provider;
+        // The embedded demo provider is only worth listing when it is in use.
+        if provider.api == ProviderApi::Demo && !used {
+            continue;
+        }
+        let name = format!("provider {}", provider.name);
+        let endpoint = match runner.endpoint_for(provider) {
+            Ok(e) => e,
+            Err(e) => {
+                checks.push(Check {
+                    name,
+                    level: Level::Error,
+                    detail: e.to_string(),
+                    hint: provider
+                        .api_key_env
+                        .as_ref()
+                        .map(|v| format!("export {v}=... before running codemill")),
+                    required: used,
+                });
+                continue;
+            }
+        };
+        let shown = if provider.api == ProviderApi::Demo {
+            "embedded demo model".to_string()
+        } else {
+            format!("{} ({})", provider.base_url, provider.api.as_str())
+        };
+        let result = probe(
+            &http,
+            &endpoint,
+            &config.agent.model,
+            Duration::from_secs(15),
+        )
+        .await;
+        checks.push(match result {
+            Probe::Ok { status, latency } => Check {
+                name,
+                level: Level::Ok,
+                detail: format!("{shown} answered {status} in {} ms", latency.as_millis()),
+                hint: None,
+                required: used,
+            },
+            Probe::Status {
+                status: 404,
+                message,
+            } if !used => Check {
+                name,
+                level: Level::Ok,
+                detail: format!(
+                    "{shown} reachable (404 for model {}: {message})",
+                    config.agent.model
+                ),
+                hint: None,
+                required: used,
+            },
+            Probe::Status { status, message } => Check {
+                name,
+                level: Level::Error,
+                detail: format!("{shown} answered {status}: {message}"),
+                hint: Some(match status {
+                    401 | 403 => format!(
+                        "the key was refused; check {}",
+                        provider
+                            .api_key_env
+                            .as_deref()
+                            .unwrap_or("the provider's api_key_env")
+                    ),
+                    404 => format!("check the model name ({}) and base_url", config.agent.model),
+                    429 => "rate limited or out of credit at the provider".into(),
+                    _ => {
+                        "the provider answered with an error; try again or check its status".into()
+                    }
+                }),
+                required: used,
+            },
+            Probe::Unreachable { error } => Check {
+                name,
+                level: Level::Error,
+                detail: format!("{shown} unreachable: {error}"),
+                hint: Some("check base_url and the network".into()),
+                required: used,
+            },
+        });
+    }
+
+    let ready = checks
+        .iter()
+        .all(|c| !c.required || matches!(c.level, Level::Ok | Level::Warn));
+    let summary = format!(
+        "default agent: {} with provider {} and model {}: {}",
+        default_backend.as_str(),
+        config.agent.provider,
+        config.agent.model,
+        if ready { "ready" } else { "NOT ready" }
+    );
+    if as_json {
+        print_json(
+            &json!({"home": opened.home.root().display().to_string(), "ready": ready, "checks": checks, "summary": summary}),
+        );
+    } else {
+        out(&format!(
+            "codemill doctor — home {}",
+            opened.home.root().display()
+        ));
+        for c in &checks {
+            let level = match c.level {
+                Level::Ok => "ok",
+                Level::Warn => "warn",
+                Level::Missing => "missing",
+                Level::Error => "error",
+            };
+            out(&format!("  {level:<8} {:<22} {}", c.name, c.detail));
+            if let Some(h) = &c.hint {
+                out(&format!("  {:<8} {:<22} hint: {h}", "", ""));
+            }
+        }
+        out(&summary);
+    }
+    drop(opened.demo_model.take());
+    Ok(if ready {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,94 @@
+//! `codemill doctor` reports tools, the database and each provider, with hints, and exits non-zero
+//! when the default agent cannot work.
+
+use codemill_testkit::{Match, Reply, Rule};
+
+use super::harness::{Env, HELLO_GATE};
+
+fn probe_rule(reply: Reply) -> Rule {
+    Rule::new(
+        "probe",
+        Match {
+            contains: Some("Reply with the single word: ok".into()),
+            ..Match::default()
+        },
+        reply,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthy_setup_is_ready() {
+    let claude = super::claude::claude_bin();
+    let extra = format!(
+        "[agents.claude-code]\ncommand = \"{}\"\n[agents.codex]\ncommand = \"/nonexistent/codex\"\n\n[providers.offline]\napi = \"openai-chat\"\nbase_url = \"http://127.0.0.1:9\"\n",
+        claude.display()
+    );
+    let env = Env::new(vec![probe_rule(Reply::text("ok"))], HELLO_GATE, &extra).await;
+    let v = env.json(&["doctor", "--json"]);
+    assert_eq!(v["ready"], true, "{v:#}");
+    let check = |name: &str| {
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no check {name} in {v:#}"))
+            .clone()
+    };
+    assert_eq!(check("git")["level"], "ok");
+    assert_eq!(check("database")["level"], "ok");
+    let c = check("claude-code");
+    assert_eq!(c["level"], "ok");
+    assert!(c["detail"].as_str().unwrap().contains("2.1.197"), "{c}");
+    let codex = check("codex");
+    assert_eq!(codex["level"], "missing");
+    assert!(
+        codex["hint"]
+            .as_str()
+            .unwrap()
+            .contains("npm install @openai/codex@0.169.0"),
+        "{codex}"
+    );
+    let scripted = check("provider scripted");
+    assert_eq!(scripted["level"], "ok", "{scripted}");
+    let offline = check("provider offline");
+    assert_eq!(offline["level"], "error");
+    assert!(
+        offline["detail"].as_str().unwrap().contains("unreachable"),
+        "{offline}"
+    );
+    assert_eq!(offline["required"], false);
+    // The probe was a real request with the configured key and model.
+    let probe = &env.server.requests_for_rule("probe")[0];
+    assert_eq!(probe.header("x-api-key"), Some("test-key-123"));
+    assert_eq!(probe.body["model"], "test-model");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_key_makes_it_not_ready_with_a_hint() {
+    let env = Env::new(
+        vec![probe_rule(Reply::error(401, "invalid x-api-key"))],
+        HELLO_GATE,
+        "",
+    )
+    .await;
+    let (code, out, _) = env.run(&["doctor"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("answered 401: invalid x-api-key"), "{out}");
+    assert!(
+        out.contains("hint: the key was refused; check CODEMILL_TEST_MODEL_KEY"),
+        "{out}"
+    );
+    assert!(out.contains("NOT ready"), "{out}");
+    let out = env
+        .cmd()
+        .env_remove(super::harness::KEY_VAR)
+        .arg("doctor")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("environment variable CODEMILL_TEST_MODEL_KEY is not set"),
+        "{text}"
+    );
+}
