@@ -276,6 +276,40 @@ async fn ticket(home: Home, cmd: TicketCommand) -> Result<ExitCode> {
             out(&format!("Created {}: {}", t.key, t.title));
             Ok(ExitCode::SUCCESS)
         }
+        TicketCommand::Edit {
+            key: k,
+            title,
+            body,
+            body_file,
+        } => {
+            let k = key(&k)?;
+            let body = match (body, body_file) {
+                (Some(b), _) => Some(b),
+                (None, Some(f)) => Some(
+                    std::fs::read_to_string(&f)
+                        .with_context(|| format!("reading --body-file {}", f.display()))?,
+                ),
+                (None, None) => None,
+            };
+            if title.is_none() && body.is_none() {
+                bail!("nothing to change: pass --title, --body or --body-file");
+            }
+            if title.as_deref().is_some_and(|t| t.trim().is_empty()) {
+                bail!("--title must not be empty");
+            }
+            let t = opened
+                .store
+                .edit_ticket(&k, title.as_deref().map(str::trim), body.as_deref())
+                .await
+                .map_err(|e| match e {
+                    codemill_store::StoreError::NoTicket(_) => {
+                        anyhow!("no ticket {k} (see `codemill ticket list`)")
+                    }
+                    other => other.into(),
+                })?;
+            out(&format!("Updated {}: {}", t.key, t.title));
+            Ok(ExitCode::SUCCESS)
+        }
         TicketCommand::List { project, json } => {
             let tickets = opened.store.tickets(project.as_deref()).await?;
             if json {

@@ -93,6 +93,16 @@ pub enum TicketCommand {
         #[arg(long = "label", value_name = "LABEL")]
         labels: Vec<String>,
     },
+    /// Edit a ticket's title or body (a ticket waiting for input runs again after an edit).
+    Edit {
+        key: String,
+        #[arg(long)]
+        title: Option<String>,
+        #[arg(long, conflicts_with = "body_file")]
+        body: Option<String>,
+        #[arg(long, value_name = "FILE")]
+        body_file: Option<PathBuf>,
+    },
     /// List tickets.
     List {
         #[arg(long)]

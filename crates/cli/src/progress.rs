@@ -215,7 +215,9 @@ pub async fn show(opened: &Opened, key: &TicketKey, as_json: bool) -> Result<()>
             "job": {"id": job.to_string(), "state": state.status(), "stage": state.stage.as_str(), "rounds": state.round,
                     "branch": state.branch, "base_commit": state.base_commit, "commit": state.commit,
                     "reason": state.reason, "wip": state.wip, "tokens": state.usage, "cost_usd": state.cost_usd,
-                    "costs": state.costs, "findings": state.review_history, "gates": state.gates,
+                    "costs": state.costs, "reviews": state.reviews, "triage": state.triage,
+                    "fixed": state.fixed().iter().map(|(r, d)| json!({"round": r, "finding": d.finding})).collect::<Vec<_>>(),
+                    "backlog_tickets": state.backlog_tickets, "questions": state.questions, "gates": state.gates,
                     "diff_stat": state.proposal.as_ref().map(|p| p.diff_stat.clone())},
             "pr": pr,
             "timeline": timeline,
@@ -262,9 +264,10 @@ pub async fn show(opened: &Opened, key: &TicketKey, as_json: bool) -> Result<()>
         out("\nCost by stage:");
         for c in &state.costs {
             out(&format!(
-                "  {:<10} round {}  {:<12} {:<22} {:>8} tokens  {}",
+                "  {:<10} round {}  {:<16} {:<12} {:<22} {:>8} tokens  {}",
                 c.stage.as_str(),
                 c.round,
+                c.angle.as_deref().unwrap_or(""),
                 c.agent,
                 c.model,
                 c.usage.total(),
@@ -272,23 +275,79 @@ pub async fn show(opened: &Opened, key: &TicketKey, as_json: bool) -> Result<()>
             ));
         }
     }
-    if !state.review_history.is_empty() {
-        out("\nReview findings:");
-        for (round, findings) in &state.review_history {
-            if findings.is_empty() {
-                out(&format!("  round {round}: none"));
-            }
-            for f in findings {
+    if !state.questions.is_empty() {
+        out("\nQuestions for the ticket's author:");
+        for q in &state.questions {
+            out(&format!("  - {q}"));
+        }
+    }
+    let rounds: std::collections::BTreeSet<u32> = state.reviews.iter().map(|r| r.round).collect();
+    for round in rounds {
+        out(&format!("\nReview round {round}:"));
+        for r in state.reviews.iter().filter(|r| r.round == round) {
+            let cost: f64 = state
+                .costs
+                .iter()
+                .filter(|c| c.round == round && c.angle.as_deref() == Some(r.angle.as_str()))
+                .map(|c| c.cost_usd)
+                .sum();
+            let tokens: u64 = state
+                .costs
+                .iter()
+                .filter(|c| c.round == round && c.angle.as_deref() == Some(r.angle.as_str()))
+                .map(|c| c.usage.total())
+                .sum();
+            out(&format!(
+                "  {:<16} {} finding(s), {tokens} tokens, {}",
+                r.angle,
+                r.findings.len(),
+                money(cost)
+            ));
+            for f in &r.findings {
                 out(&format!(
-                    "  round {round}: [{}{}] {} ({}) — {}",
+                    "    [{}] {} ({}) — {}",
                     f.severity.as_str(),
-                    if f.is_must_fix() { ", must fix" } else { "" },
                     f.title,
                     f.location(),
                     f.detail
                 ));
             }
         }
+        if let Some((_, decisions)) = state.triage.iter().find(|(r, _)| *r == round) {
+            out("  triage:");
+            if decisions.is_empty() {
+                out("    nothing to triage");
+            }
+            for d in decisions {
+                out(&format!(
+                    "    {:<8} [{}] {} ({}) — {} ({:?})",
+                    d.bucket.as_str(),
+                    d.finding.severity.as_str(),
+                    d.finding.title,
+                    d.finding.location(),
+                    d.reason,
+                    d.by
+                ));
+            }
+        }
+    }
+    let fixed = state.fixed();
+    if !fixed.is_empty() {
+        out("\nFixed during review:");
+        for (round, d) in fixed {
+            out(&format!(
+                "  [{}] {} ({}), raised in round {round}",
+                d.finding.severity.as_str(),
+                d.finding.title,
+                d.finding.location()
+            ));
+        }
+    }
+    if !state.backlog_tickets.is_empty() {
+        out(&format!(
+            "\nBacklog tickets: {}",
+            state.backlog_tickets.join(", ")
+        ));
     }
     if !state.gates.is_empty() {
         out("\nLatest gates:");

@@ -533,6 +533,10 @@ pub struct StageMap {
     pub implement: Option<StageAgent>,
     #[serde(default)]
     pub review: Option<StageAgent>,
+    #[serde(default)]
+    pub triage: Option<StageAgent>,
+    #[serde(default)]
+    pub readiness: Option<StageAgent>,
 }
 
 /// The agent one stage runs with, resolved and checked.
@@ -560,6 +564,8 @@ impl Config {
                 ("implement", map.and_then(|m| m.implement.as_ref()))
             }
             AgentStage::Review => ("review", map.and_then(|m| m.review.as_ref())),
+            AgentStage::Triage => ("triage", map.and_then(|m| m.triage.as_ref())),
+            AgentStage::Readiness => ("readiness", map.and_then(|m| m.readiness.as_ref())),
         };
         let default = map.and_then(|m| m.default.as_ref());
         let pick = |f: fn(&StageAgent) -> Option<&String>| {
@@ -619,7 +625,7 @@ pub struct GateSpec {
 }
 
 /// The repository's own policy, `.codemill/pipeline.toml`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RepoPolicy {
     #[serde(default)]
@@ -629,6 +635,9 @@ pub struct RepoPolicy {
     /// Which agent and model each stage uses.
     #[serde(default)]
     pub stages: StageMap,
+    /// How review findings are sorted into fix_now, backlog and ignore.
+    #[serde(default)]
+    pub triage: crate::triage::TriagePolicy,
 }
 
 impl RepoPolicy {

@@ -7,3 +7,5 @@ pub mod findings;
 pub mod ids;
 pub mod pipeline;
 pub mod prompts;
+pub mod review;
+pub mod triage;

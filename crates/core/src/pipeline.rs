@@ -5,42 +5,59 @@
 //! resulting [`JobEvent`], and folds again, so a crash anywhere replays to the same pending effect
 //! and every effect must be safe to run twice.
 
+mod transition;
+
 use serde::{Deserialize, Serialize};
 
 use crate::agent::{AgentMode, AgentOutcome};
 use crate::cost::Usage;
 use crate::findings::Finding;
 use crate::ids::{ProjectName, TicketKey};
+use crate::review::Angle;
+use crate::triage::{Bucket, Decision, TriagePolicy};
+
+pub use transition::apply;
 
 /// An effect interrupted this many times (crash, kill) stops the job instead of looping.
 pub const MAX_EFFECT_STARTS: u32 = 3;
+
+/// The label a ticket gets while codemill waits for answers to its questions.
+pub const NEEDS_INPUT_LABEL: &str = "codemill:needs-input";
 
 /// The agent steps of the pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AgentStage {
+    Readiness,
     Research,
     Plan,
     Implement,
     Review,
+    Triage,
     Fix,
 }
 
 impl AgentStage {
     pub fn as_str(&self) -> &'static str {
         match self {
+            AgentStage::Readiness => "readiness",
             AgentStage::Research => "research",
             AgentStage::Plan => "plan",
             AgentStage::Implement => "implement",
             AgentStage::Review => "review",
+            AgentStage::Triage => "triage",
             AgentStage::Fix => "fix",
         }
     }
 
-    /// Research, plan and review only read; implement and fix edit the worktree.
+    /// Only implement and fix may edit the worktree.
     pub fn mode(&self) -> AgentMode {
         match self {
-            AgentStage::Research | AgentStage::Plan | AgentStage::Review => AgentMode::ReadOnly,
+            AgentStage::Readiness
+            | AgentStage::Research
+            | AgentStage::Plan
+            | AgentStage::Review
+            | AgentStage::Triage => AgentMode::ReadOnly,
             AgentStage::Implement | AgentStage::Fix => AgentMode::Write,
         }
     }
@@ -52,6 +69,7 @@ impl AgentStage {
 pub enum TicketStatus {
     Todo,
     InProgress,
+    NeedsInput,
     AwaitingApproval,
     InReview,
     NeedsAttention,
@@ -60,10 +78,22 @@ pub enum TicketStatus {
 }
 
 impl TicketStatus {
+    pub const ALL: [TicketStatus; 8] = [
+        TicketStatus::Todo,
+        TicketStatus::InProgress,
+        TicketStatus::NeedsInput,
+        TicketStatus::AwaitingApproval,
+        TicketStatus::InReview,
+        TicketStatus::NeedsAttention,
+        TicketStatus::Rejected,
+        TicketStatus::Done,
+    ];
+
     pub fn as_str(&self) -> &'static str {
         match self {
             TicketStatus::Todo => "todo",
             TicketStatus::InProgress => "in_progress",
+            TicketStatus::NeedsInput => "needs_input",
             TicketStatus::AwaitingApproval => "awaiting_approval",
             TicketStatus::InReview => "in_review",
             TicketStatus::NeedsAttention => "needs_attention",
@@ -73,17 +103,7 @@ impl TicketStatus {
     }
 
     pub fn parse(s: &str) -> Option<TicketStatus> {
-        [
-            TicketStatus::Todo,
-            TicketStatus::InProgress,
-            TicketStatus::AwaitingApproval,
-            TicketStatus::InReview,
-            TicketStatus::NeedsAttention,
-            TicketStatus::Rejected,
-            TicketStatus::Done,
-        ]
-        .into_iter()
-        .find(|t| t.as_str() == s)
+        TicketStatus::ALL.into_iter().find(|t| t.as_str() == s)
     }
 }
 
@@ -101,6 +121,31 @@ pub struct GateResult {
     pub error: Option<String>,
 }
 
+/// The readiness check's verdict on a ticket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Readiness {
+    pub ready: bool,
+    /// At most five clarifying questions when not ready.
+    #[serde(default)]
+    pub questions: Vec<String>,
+}
+
+impl Readiness {
+    /// Read `{"ready": bool, "questions": [...]}` from the readiness agent's answer.
+    pub fn parse(text: &str) -> Result<Readiness, String> {
+        crate::findings::json_candidates(text)
+            .iter()
+            .rev()
+            .find_map(|c| serde_json::from_str::<Readiness>(c.trim()).ok())
+            .map(|mut r| {
+                r.questions.retain(|q| !q.trim().is_empty());
+                r.questions.truncate(5);
+                r
+            })
+            .ok_or_else(|| "no {\"ready\": ..., \"questions\": [...]} object found".to_string())
+    }
+}
+
 /// What one agent step did, as journalled.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StageRun {
@@ -114,9 +159,22 @@ pub struct StageRun {
     pub duration_ms: u64,
     /// Artifact file written from the agent's answer (research notes, plan), relative to the job's artifact dir.
     pub artifact: Option<String>,
-    /// Review only: the parsed findings, or why they could not be parsed.
+    /// Review only: the angle this session reviewed from.
+    #[serde(default)]
+    pub angle: Option<String>,
+    /// Review only: the parsed findings.
     pub findings: Option<Vec<Finding>>,
+    /// Triage only: every merged finding with its bucket and reason.
+    #[serde(default)]
+    pub decisions: Option<Vec<Decision>>,
+    /// Readiness only: the verdict.
+    #[serde(default)]
+    pub readiness: Option<Readiness>,
+    /// The structured answer could not be read, even after one repair request.
     pub parse_error: Option<String>,
+    /// A repair request was needed to get a readable answer.
+    #[serde(default)]
+    pub repaired: bool,
     /// The agent's last text, truncated, for the timeline.
     pub summary: String,
 }
@@ -130,10 +188,25 @@ pub struct Proposal {
     pub title: String,
     pub summary: String,
     pub diff_stat: String,
+    /// Findings that were not fixed: backlog and ignored ones, with their reasons.
     pub findings: Vec<Finding>,
+    #[serde(default)]
+    pub decisions: Vec<Decision>,
     pub rounds: u32,
     pub usage: Usage,
     pub cost_usd: f64,
+}
+
+/// One review round's plan: the angles, the policy and what changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReviewPlan {
+    pub round: u32,
+    pub angles: Vec<Angle>,
+    pub policy: TriagePolicy,
+    /// Files changed since the previous review (all changed files in the first round).
+    pub changed_files: Vec<String>,
+    /// The commit holding the worktree as this round reviews it.
+    pub snapshot: Option<String>,
 }
 
 /// A fact the runner records in a job's journal. The journal is append-only.
@@ -167,6 +240,9 @@ pub enum JobEvent {
         round: u32,
         gates: Vec<GateResult>,
     },
+    ReviewPlanned {
+        plan: ReviewPlan,
+    },
     Committed {
         commit: String,
     },
@@ -188,6 +264,10 @@ pub enum JobEvent {
     PrRecorded {
         pr: i64,
     },
+    /// Backlog findings became tickets (keys), linked to this one.
+    BacklogCreated {
+        tickets: Vec<String>,
+    },
     Snapshotted {
         wip_ref: Option<String>,
         commit: Option<String>,
@@ -202,10 +282,37 @@ pub enum JobEvent {
     },
 }
 
-/// The closed set of stages. Terminal: `Done`, `NeedsAttention`, `Rejected`.
+impl JobEvent {
+    pub fn name(&self) -> &'static str {
+        match self {
+            JobEvent::Created { .. } => "created",
+            JobEvent::EffectStarted { .. } => "effect_started",
+            JobEvent::TicketUpdated { .. } => "ticket_updated",
+            JobEvent::WorkspaceReady { .. } => "workspace_ready",
+            JobEvent::AgentFinished { .. } => "agent_finished",
+            JobEvent::GatesFinished { .. } => "gates_finished",
+            JobEvent::ReviewPlanned { .. } => "review_planned",
+            JobEvent::Committed { .. } => "committed",
+            JobEvent::Proposed { .. } => "proposed",
+            JobEvent::Approved { .. } => "approved",
+            JobEvent::Rejected { .. } => "rejected",
+            JobEvent::Pushed { .. } => "pushed",
+            JobEvent::PrRecorded { .. } => "pr_recorded",
+            JobEvent::BacklogCreated { .. } => "backlog_created",
+            JobEvent::Snapshotted { .. } => "snapshotted",
+            JobEvent::CleanedUp { .. } => "cleaned_up",
+            JobEvent::EffectFailed { .. } => "effect_failed",
+        }
+    }
+}
+
+/// The closed set of stages. Terminal: `Done`, `NeedsAttention`, `NeedsInput`, `Rejected`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
+    Readiness,
+    AnnounceNeedsInput,
+    NeedsInput,
     Start,
     Prepare,
     Research,
@@ -213,7 +320,9 @@ pub enum Stage {
     PostPlan,
     Implement,
     Gates,
+    PlanReview,
     Review,
+    Triage,
     Fix,
     Commit,
     Propose,
@@ -221,6 +330,7 @@ pub enum Stage {
     AwaitingApproval,
     Push,
     RecordPr,
+    CreateBacklog,
     AnnounceShipped,
     Cleanup,
     Done,
@@ -234,6 +344,9 @@ pub enum Stage {
 impl Stage {
     pub fn as_str(&self) -> &'static str {
         match self {
+            Stage::Readiness => "readiness",
+            Stage::AnnounceNeedsInput => "announce_needs_input",
+            Stage::NeedsInput => "needs_input",
             Stage::Start => "start",
             Stage::Prepare => "prepare",
             Stage::Research => "research",
@@ -241,7 +354,9 @@ impl Stage {
             Stage::PostPlan => "post_plan",
             Stage::Implement => "implement",
             Stage::Gates => "gates",
+            Stage::PlanReview => "plan_review",
             Stage::Review => "review",
+            Stage::Triage => "triage",
             Stage::Fix => "fix",
             Stage::Commit => "commit",
             Stage::Propose => "propose",
@@ -249,6 +364,7 @@ impl Stage {
             Stage::AwaitingApproval => "awaiting_approval",
             Stage::Push => "push",
             Stage::RecordPr => "record_pr",
+            Stage::CreateBacklog => "create_backlog",
             Stage::AnnounceShipped => "announce_shipped",
             Stage::Cleanup => "cleanup",
             Stage::Done => "done",
@@ -261,7 +377,10 @@ impl Stage {
     }
 
     pub fn is_terminal(&self) -> bool {
-        matches!(self, Stage::Done | Stage::NeedsAttention | Stage::Rejected)
+        matches!(
+            self,
+            Stage::Done | Stage::NeedsAttention | Stage::NeedsInput | Stage::Rejected
+        )
     }
 }
 
@@ -278,10 +397,20 @@ pub enum StopKind {
 pub struct StageCost {
     pub stage: AgentStage,
     pub round: u32,
+    #[serde(default)]
+    pub angle: Option<String>,
     pub agent: String,
     pub model: String,
     pub usage: Usage,
     pub cost_usd: f64,
+}
+
+/// One review angle's findings in one round.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AngleReview {
+    pub round: u32,
+    pub angle: String,
+    pub findings: Vec<Finding>,
 }
 
 /// A job's state: the fold of its journal.
@@ -293,6 +422,7 @@ pub struct JobState {
     pub stage: Stage,
     /// Fix rounds done so far.
     pub round: u32,
+    pub questions: Vec<String>,
     pub worktree: Option<String>,
     pub branch: Option<String>,
     pub base_commit: Option<String>,
@@ -302,14 +432,17 @@ pub struct JobState {
     pub plan_artifact: Option<String>,
     /// The latest gate results.
     pub gates: Vec<GateResult>,
-    /// The latest review's findings.
-    pub findings: Vec<Finding>,
-    /// Every review's findings, with the round they were raised in.
-    pub review_history: Vec<(u32, Vec<Finding>)>,
+    /// The current review round's plan.
+    pub review_plan: Option<ReviewPlan>,
+    /// Every angle's findings, every round.
+    pub reviews: Vec<AngleReview>,
+    /// Every round's triage.
+    pub triage: Vec<(u32, Vec<Decision>)>,
     pub commit: Option<String>,
     pub proposal: Option<Proposal>,
     pub approved_by: Option<String>,
     pub pr: Option<i64>,
+    pub backlog_tickets: Vec<String>,
     pub wip: Option<(String, String)>,
     pub usage: Usage,
     pub cost_usd: f64,
@@ -329,38 +462,11 @@ pub struct InvalidEvent {
     pub event: String,
 }
 
-impl JobEvent {
-    pub fn name(&self) -> &'static str {
-        match self {
-            JobEvent::Created { .. } => "created",
-            JobEvent::EffectStarted { .. } => "effect_started",
-            JobEvent::TicketUpdated { .. } => "ticket_updated",
-            JobEvent::WorkspaceReady { .. } => "workspace_ready",
-            JobEvent::AgentFinished { .. } => "agent_finished",
-            JobEvent::GatesFinished { .. } => "gates_finished",
-            JobEvent::Committed { .. } => "committed",
-            JobEvent::Proposed { .. } => "proposed",
-            JobEvent::Approved { .. } => "approved",
-            JobEvent::Rejected { .. } => "rejected",
-            JobEvent::Pushed { .. } => "pushed",
-            JobEvent::PrRecorded { .. } => "pr_recorded",
-            JobEvent::Snapshotted { .. } => "snapshotted",
-            JobEvent::CleanedUp { .. } => "cleaned_up",
-            JobEvent::EffectFailed { .. } => "effect_failed",
-        }
-    }
-}
-
-/// A comment codemill writes on a ticket; the marker makes posting it idempotent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TicketNote {
-    pub marker: String,
-    pub kind: NoteKind,
-}
-
+/// The kinds of comment codemill writes on a ticket; with the job id they make a marker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NoteKind {
+    NeedsInput,
     Started,
     Plan,
     Proposal,
@@ -381,8 +487,13 @@ pub enum Effect {
         stage: AgentStage,
         round: u32,
         resume: Option<String>,
+        #[serde(default)]
+        angle: Option<String>,
     },
     RunGates {
+        round: u32,
+    },
+    PlanReview {
         round: u32,
     },
     Commit,
@@ -393,6 +504,7 @@ pub enum Effect {
     RecordPr {
         commit: String,
     },
+    CreateBacklogTickets,
     SnapshotWip,
     Cleanup {
         stopped: bool,
@@ -402,17 +514,36 @@ pub enum Effect {
 impl Effect {
     pub fn name(&self) -> String {
         match self {
-            Effect::UpdateTicket { note, .. } => format!("update_ticket:{note:?}").to_lowercase(),
+            Effect::UpdateTicket { note, .. } => format!("update_ticket:{}", note_name(*note)),
             Effect::PrepareWorkspace => "prepare_workspace".into(),
+            Effect::RunAgent {
+                stage,
+                round,
+                angle: Some(angle),
+                ..
+            } => format!("agent:{}:{round}:{angle}", stage.as_str()),
             Effect::RunAgent { stage, round, .. } => format!("agent:{}:{round}", stage.as_str()),
             Effect::RunGates { round } => format!("gates:{round}"),
+            Effect::PlanReview { round } => format!("plan_review:{round}"),
             Effect::Commit => "commit".into(),
             Effect::Propose => "propose".into(),
             Effect::Push { .. } => "push".into(),
             Effect::RecordPr { .. } => "record_pr".into(),
+            Effect::CreateBacklogTickets => "create_backlog".into(),
             Effect::SnapshotWip => "snapshot_wip".into(),
             Effect::Cleanup { .. } => "cleanup".into(),
         }
+    }
+}
+
+pub fn note_name(kind: NoteKind) -> &'static str {
+    match kind {
+        NoteKind::NeedsInput => "needs_input",
+        NoteKind::Started => "started",
+        NoteKind::Plan => "plan",
+        NoteKind::Proposal => "proposal",
+        NoteKind::Shipped => "shipped",
+        NoteKind::Stopped => "stopped",
     }
 }
 
@@ -443,8 +574,9 @@ impl JobState {
             ticket,
             project,
             max_rounds,
-            stage: Stage::Start,
+            stage: Stage::Readiness,
             round: 0,
+            questions: Vec::new(),
             worktree: None,
             branch: None,
             base_commit: None,
@@ -453,12 +585,14 @@ impl JobState {
             research_artifact: None,
             plan_artifact: None,
             gates: Vec::new(),
-            findings: Vec::new(),
-            review_history: Vec::new(),
+            review_plan: None,
+            reviews: Vec::new(),
+            triage: Vec::new(),
             commit: None,
             proposal: None,
             approved_by: None,
             pr: None,
+            backlog_tickets: Vec::new(),
             wip: None,
             usage: Usage::default(),
             cost_usd: 0.0,
@@ -504,61 +638,143 @@ impl JobState {
         match self.stage {
             Stage::Done => "done",
             Stage::NeedsAttention => "needs_attention",
+            Stage::NeedsInput => "needs_input",
             Stage::Rejected => "rejected",
             Stage::AwaitingApproval => "awaiting_approval",
-            Stage::Push | Stage::RecordPr | Stage::AnnounceShipped | Stage::Cleanup => "shipping",
-            Stage::Snapshot | Stage::AnnounceStop | Stage::CleanupStopped => "stopping",
-            _ => "running",
+            Stage::Push
+            | Stage::RecordPr
+            | Stage::CreateBacklog
+            | Stage::AnnounceShipped
+            | Stage::Cleanup => "shipping",
+            Stage::Snapshot
+            | Stage::AnnounceStop
+            | Stage::CleanupStopped
+            | Stage::AnnounceNeedsInput => "stopping",
+            Stage::Readiness
+            | Stage::Start
+            | Stage::Prepare
+            | Stage::Research
+            | Stage::Plan
+            | Stage::PostPlan
+            | Stage::Implement
+            | Stage::Gates
+            | Stage::PlanReview
+            | Stage::Review
+            | Stage::Triage
+            | Stage::Fix
+            | Stage::Commit
+            | Stage::Propose
+            | Stage::AnnounceProposal => "running",
         }
     }
 
-    /// The must-fix findings of the latest review.
-    pub fn must_fix(&self) -> Vec<&Finding> {
-        self.findings.iter().filter(|f| f.is_must_fix()).collect()
+    /// The latest triage, if it is for the current round (the review saw the current code).
+    pub fn current_triage(&self) -> Option<&[Decision]> {
+        self.triage
+            .last()
+            .filter(|(r, _)| *r == self.round)
+            .map(|(_, d)| d.as_slice())
+    }
+
+    /// Findings the latest triage of the current round put in fix_now.
+    pub fn fix_now(&self) -> Vec<&Decision> {
+        self.current_triage()
+            .unwrap_or_default()
+            .iter()
+            .filter(|d| d.bucket == Bucket::FixNow)
+            .collect()
     }
 
     pub fn failing_gates(&self) -> Vec<&GateResult> {
         self.gates.iter().filter(|g| !g.passed).collect()
     }
 
+    /// Every backlog decision of the job, one per distinct finding (the latest wins).
+    pub fn backlog(&self) -> Vec<&Decision> {
+        let mut out: Vec<&Decision> = Vec::new();
+        for (_, decisions) in &self.triage {
+            for d in decisions {
+                match out.iter().position(|o| o.finding.same_as(&d.finding)) {
+                    Some(i) => out[i] = d,
+                    None => out.push(d),
+                }
+            }
+        }
+        out.retain(|d| d.bucket == Bucket::Backlog);
+        out
+    }
+
+    /// fix_now findings of a round that the next round's review no longer raised.
+    pub fn fixed(&self) -> Vec<(u32, &Decision)> {
+        let mut out = Vec::new();
+        for (round, decisions) in &self.triage {
+            let Some((_, next)) = self.triage.iter().find(|(r, _)| *r == round + 1) else {
+                continue;
+            };
+            for d in decisions.iter().filter(|d| d.bucket == Bucket::FixNow) {
+                if !next.iter().any(|n| n.finding.same_as(&d.finding)) {
+                    out.push((*round, d));
+                }
+            }
+        }
+        out
+    }
+
+    /// The review angle of the current round still to run, if any.
+    pub fn next_angle(&self) -> Option<&Angle> {
+        let plan = self
+            .review_plan
+            .as_ref()
+            .filter(|p| p.round == self.round)?;
+        plan.angles.iter().find(|a| {
+            !self
+                .reviews
+                .iter()
+                .any(|r| r.round == self.round && r.angle == a.name)
+        })
+    }
+
     /// The effect the current stage asks for, if any.
     pub fn pending_effect(&self) -> Option<Effect> {
+        let agent =
+            |stage: AgentStage, round: u32, resume: Option<String>, angle: Option<String>| {
+                Some(Effect::RunAgent {
+                    stage,
+                    round,
+                    resume,
+                    angle,
+                })
+            };
         match self.stage {
+            Stage::Readiness => agent(AgentStage::Readiness, 0, None, None),
+            Stage::AnnounceNeedsInput => Some(Effect::UpdateTicket {
+                status: TicketStatus::NeedsInput,
+                note: NoteKind::NeedsInput,
+            }),
             Stage::Start => Some(Effect::UpdateTicket {
                 status: TicketStatus::InProgress,
                 note: NoteKind::Started,
             }),
             Stage::Prepare => Some(Effect::PrepareWorkspace),
-            Stage::Research => Some(Effect::RunAgent {
-                stage: AgentStage::Research,
-                round: 0,
-                resume: None,
-            }),
-            Stage::Plan => Some(Effect::RunAgent {
-                stage: AgentStage::Plan,
-                round: 0,
-                resume: None,
-            }),
+            Stage::Research => agent(AgentStage::Research, 0, None, None),
+            Stage::Plan => agent(AgentStage::Plan, 0, None, None),
             Stage::PostPlan => Some(Effect::UpdateTicket {
                 status: TicketStatus::InProgress,
                 note: NoteKind::Plan,
             }),
-            Stage::Implement => Some(Effect::RunAgent {
-                stage: AgentStage::Implement,
-                round: 0,
-                resume: None,
-            }),
+            Stage::Implement => agent(AgentStage::Implement, 0, None, None),
             Stage::Gates => Some(Effect::RunGates { round: self.round }),
-            Stage::Review => Some(Effect::RunAgent {
-                stage: AgentStage::Review,
-                round: self.round,
-                resume: None,
-            }),
-            Stage::Fix => Some(Effect::RunAgent {
-                stage: AgentStage::Fix,
-                round: self.round + 1,
-                resume: self.implement_session.clone(),
-            }),
+            Stage::PlanReview => Some(Effect::PlanReview { round: self.round }),
+            Stage::Review => self
+                .next_angle()
+                .and_then(|a| agent(AgentStage::Review, self.round, None, Some(a.name.clone()))),
+            Stage::Triage => agent(AgentStage::Triage, self.round, None, None),
+            Stage::Fix => agent(
+                AgentStage::Fix,
+                self.round + 1,
+                self.implement_session.clone(),
+                None,
+            ),
             Stage::Commit => Some(Effect::Commit),
             Stage::Propose => Some(Effect::Propose),
             Stage::AnnounceProposal => Some(Effect::UpdateTicket {
@@ -571,6 +787,7 @@ impl JobState {
                 .commit
                 .clone()
                 .map(|commit| Effect::RecordPr { commit }),
+            Stage::CreateBacklog => Some(Effect::CreateBacklogTickets),
             Stage::AnnounceShipped => Some(Effect::UpdateTicket {
                 status: TicketStatus::InReview,
                 note: NoteKind::Shipped,
@@ -585,7 +802,7 @@ impl JobState {
                 note: NoteKind::Stopped,
             }),
             Stage::CleanupStopped => Some(Effect::Cleanup { stopped: true }),
-            Stage::Done | Stage::NeedsAttention | Stage::Rejected => None,
+            Stage::Done | Stage::NeedsAttention | Stage::NeedsInput | Stage::Rejected => None,
         }
     }
 }
@@ -623,346 +840,5 @@ pub fn step(state: &JobState, event: &JobEvent) -> Result<Transition, InvalidEve
     Ok(Transition { next, effects })
 }
 
-fn stop(mut s: JobState, kind: StopKind, reason: String) -> JobState {
-    s.stop = Some(kind);
-    s.reason = Some(reason);
-    s.stage = Stage::Snapshot;
-    s
-}
-
-/// Apply one journal event to a state.
-pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEvent> {
-    let invalid = || InvalidEvent {
-        stage: state.stage.as_str(),
-        event: event.name().into(),
-    };
-    let mut s = state.clone();
-    let before = s.stage;
-
-    if let JobEvent::EffectStarted { .. } = event {
-        if s.stage.is_terminal() || s.stage == Stage::AwaitingApproval {
-            return Err(invalid());
-        }
-        s.starts_in_stage += 1;
-        return Ok(s);
-    }
-
-    if let JobEvent::EffectFailed { effect, error } = event {
-        s.stage = match s.stage {
-            // Failing while already stopping: move on so the job still ends.
-            Stage::Snapshot => Stage::AnnounceStop,
-            Stage::AnnounceStop => Stage::CleanupStopped,
-            Stage::CleanupStopped => match s.stop {
-                Some(StopKind::Rejected) => Stage::Rejected,
-                _ => Stage::NeedsAttention,
-            },
-            Stage::Done | Stage::NeedsAttention | Stage::Rejected | Stage::AwaitingApproval => {
-                return Err(invalid());
-            }
-            _ => {
-                s = stop(
-                    s,
-                    StopKind::NeedsAttention,
-                    format!("{effect} failed: {error}"),
-                );
-                Stage::Snapshot
-            }
-        };
-        if before != s.stage {
-            s.starts_in_stage = 0;
-        }
-        if s.reason.is_none() {
-            s.reason = Some(format!("{effect} failed: {error}"));
-        }
-        return Ok(s);
-    }
-
-    match (s.stage, event) {
-        (Stage::Start, JobEvent::TicketUpdated { .. }) => s.stage = Stage::Prepare,
-        (
-            Stage::Prepare,
-            JobEvent::WorkspaceReady {
-                worktree,
-                branch,
-                base_commit,
-                default_branch,
-            },
-        ) => {
-            s.worktree = Some(worktree.clone());
-            s.branch = Some(branch.clone());
-            s.base_commit = Some(base_commit.clone());
-            s.default_branch = Some(default_branch.clone());
-            s.stage = Stage::Research;
-        }
-        (
-            Stage::Research,
-            JobEvent::AgentFinished {
-                stage: AgentStage::Research,
-                run,
-                ..
-            },
-        ) => {
-            record_cost(&mut s, AgentStage::Research, 0, run);
-            if run.outcome.is_success() {
-                s.research_artifact = run.artifact.clone();
-                s.stage = Stage::Plan;
-            } else {
-                s = stop(
-                    s,
-                    StopKind::NeedsAttention,
-                    agent_reason(AgentStage::Research, run),
-                );
-            }
-        }
-        (
-            Stage::Plan,
-            JobEvent::AgentFinished {
-                stage: AgentStage::Plan,
-                run,
-                ..
-            },
-        ) => {
-            record_cost(&mut s, AgentStage::Plan, 0, run);
-            if run.outcome.is_success() {
-                s.plan_artifact = run.artifact.clone();
-                s.stage = Stage::PostPlan;
-            } else {
-                s = stop(
-                    s,
-                    StopKind::NeedsAttention,
-                    agent_reason(AgentStage::Plan, run),
-                );
-            }
-        }
-        (Stage::PostPlan, JobEvent::TicketUpdated { .. }) => s.stage = Stage::Implement,
-        (
-            Stage::Implement,
-            JobEvent::AgentFinished {
-                stage: AgentStage::Implement,
-                run,
-                ..
-            },
-        ) => {
-            record_cost(&mut s, AgentStage::Implement, 0, run);
-            s.implement_session = run.session_id.clone();
-            if run.outcome.is_success() {
-                s.stage = Stage::Gates;
-            } else {
-                s = stop(
-                    s,
-                    StopKind::NeedsAttention,
-                    agent_reason(AgentStage::Implement, run),
-                );
-            }
-        }
-        (Stage::Gates, JobEvent::GatesFinished { round, gates }) if *round == s.round => {
-            s.gates = gates.clone();
-            if gates.iter().all(|g| g.passed) {
-                s.stage = Stage::Review;
-            } else if s.round < s.max_rounds {
-                s.stage = Stage::Fix;
-            } else {
-                let names: Vec<&str> = gates
-                    .iter()
-                    .filter(|g| !g.passed)
-                    .map(|g| g.name.as_str())
-                    .collect();
-                s = stop(
-                    s.clone(),
-                    StopKind::NeedsAttention,
-                    format!(
-                        "gates still failing after {} fix round(s): {}",
-                        s.round,
-                        names.join(", ")
-                    ),
-                );
-            }
-        }
-        (
-            Stage::Review,
-            JobEvent::AgentFinished {
-                stage: AgentStage::Review,
-                round,
-                run,
-            },
-        ) if *round == s.round => {
-            record_cost(&mut s, AgentStage::Review, *round, run);
-            if !run.outcome.is_success() {
-                s = stop(
-                    s,
-                    StopKind::NeedsAttention,
-                    agent_reason(AgentStage::Review, run),
-                );
-            } else if let Some(findings) = &run.findings {
-                s.findings = findings.clone();
-                s.review_history.push((*round, findings.clone()));
-                let blocking = findings.iter().filter(|f| f.is_must_fix()).count();
-                if blocking == 0 {
-                    s.stage = Stage::Commit;
-                } else if s.round < s.max_rounds {
-                    s.stage = Stage::Fix;
-                } else {
-                    let r = s.round;
-                    s = stop(
-                        s,
-                        StopKind::NeedsAttention,
-                        format!(
-                            "{blocking} must-fix review finding(s) remain after {r} fix round(s)"
-                        ),
-                    );
-                }
-            } else {
-                let why = run
-                    .parse_error
-                    .clone()
-                    .unwrap_or_else(|| "no findings".into());
-                s = stop(
-                    s,
-                    StopKind::NeedsAttention,
-                    format!("review output could not be used: {why}"),
-                );
-            }
-        }
-        (
-            Stage::Fix,
-            JobEvent::AgentFinished {
-                stage: AgentStage::Fix,
-                round,
-                run,
-            },
-        ) if *round == s.round + 1 => {
-            record_cost(&mut s, AgentStage::Fix, *round, run);
-            if run.session_id.is_some() {
-                s.implement_session = run.session_id.clone();
-            }
-            if run.outcome.is_success() {
-                s.round = *round;
-                s.stage = Stage::Gates;
-            } else {
-                s = stop(
-                    s,
-                    StopKind::NeedsAttention,
-                    agent_reason(AgentStage::Fix, run),
-                );
-            }
-        }
-        (Stage::Commit, JobEvent::Committed { commit }) => {
-            s.commit = Some(commit.clone());
-            s.stage = Stage::Propose;
-        }
-        (Stage::Propose, JobEvent::Proposed { proposal }) => {
-            s.proposal = Some(proposal.clone());
-            s.stage = Stage::AnnounceProposal;
-        }
-        (Stage::AnnounceProposal, JobEvent::TicketUpdated { .. }) => {
-            s.stage = Stage::AwaitingApproval
-        }
-        (Stage::AwaitingApproval, JobEvent::Approved { commit, by }) => {
-            if s.commit.as_deref() != Some(commit.as_str()) {
-                return Err(InvalidEvent {
-                    stage: s.stage.as_str(),
-                    event: format!(
-                        "approved for {commit}, but the proposal is {}",
-                        s.commit.as_deref().unwrap_or("-")
-                    ),
-                });
-            }
-            s.approved_by = Some(by.clone());
-            s.stage = Stage::Push;
-        }
-        (Stage::AwaitingApproval, JobEvent::Rejected { reason, by }) => {
-            s = stop(s, StopKind::Rejected, format!("rejected by {by}: {reason}"));
-        }
-        (Stage::Push, JobEvent::Pushed { .. }) => s.stage = Stage::RecordPr,
-        (Stage::RecordPr, JobEvent::PrRecorded { pr }) => {
-            s.pr = Some(*pr);
-            s.stage = Stage::AnnounceShipped;
-        }
-        (Stage::AnnounceShipped, JobEvent::TicketUpdated { .. }) => s.stage = Stage::Cleanup,
-        (Stage::Cleanup, JobEvent::CleanedUp { .. }) => s.stage = Stage::Done,
-        (Stage::Snapshot, JobEvent::Snapshotted { wip_ref, commit }) => {
-            if let (Some(r), Some(c)) = (wip_ref, commit) {
-                s.wip = Some((r.clone(), c.clone()));
-            }
-            s.stage = Stage::AnnounceStop;
-        }
-        (Stage::AnnounceStop, JobEvent::TicketUpdated { .. }) => s.stage = Stage::CleanupStopped,
-        (Stage::CleanupStopped, JobEvent::CleanedUp { .. }) => {
-            s.stage = match s.stop {
-                Some(StopKind::Rejected) => Stage::Rejected,
-                _ => Stage::NeedsAttention,
-            }
-        }
-        // Listed in full (no catch-all arm) so a new stage or event must be placed explicitly.
-        (
-            Stage::Start
-            | Stage::Prepare
-            | Stage::Research
-            | Stage::Plan
-            | Stage::PostPlan
-            | Stage::Implement
-            | Stage::Gates
-            | Stage::Review
-            | Stage::Fix
-            | Stage::Commit
-            | Stage::Propose
-            | Stage::AnnounceProposal
-            | Stage::AwaitingApproval
-            | Stage::Push
-            | Stage::RecordPr
-            | Stage::AnnounceShipped
-            | Stage::Cleanup
-            | Stage::Done
-            | Stage::Snapshot
-            | Stage::AnnounceStop
-            | Stage::CleanupStopped
-            | Stage::NeedsAttention
-            | Stage::Rejected,
-            JobEvent::Created { .. }
-            | JobEvent::EffectStarted { .. }
-            | JobEvent::EffectFailed { .. }
-            | JobEvent::TicketUpdated { .. }
-            | JobEvent::WorkspaceReady { .. }
-            | JobEvent::AgentFinished { .. }
-            | JobEvent::GatesFinished { .. }
-            | JobEvent::Committed { .. }
-            | JobEvent::Proposed { .. }
-            | JobEvent::Approved { .. }
-            | JobEvent::Rejected { .. }
-            | JobEvent::Pushed { .. }
-            | JobEvent::PrRecorded { .. }
-            | JobEvent::Snapshotted { .. }
-            | JobEvent::CleanedUp { .. },
-        ) => return Err(invalid()),
-    }
-    if s.stage != before {
-        s.starts_in_stage = 0;
-    }
-    Ok(s)
-}
-
-fn record_cost(s: &mut JobState, stage: AgentStage, round: u32, run: &StageRun) {
-    s.usage += run.usage;
-    s.cost_usd += run.cost_usd;
-    s.costs.push(StageCost {
-        stage,
-        round,
-        agent: run.agent.clone(),
-        model: run.model.clone(),
-        usage: run.usage,
-        cost_usd: run.cost_usd,
-    });
-}
-
-fn agent_reason(stage: AgentStage, run: &StageRun) -> String {
-    format!(
-        "{} agent ({}): {}",
-        stage.as_str(),
-        run.agent,
-        run.outcome.describe()
-    )
-}
-
 #[cfg(test)]
-#[path = "pipeline_tests.rs"]
 mod tests;

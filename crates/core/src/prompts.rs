@@ -2,6 +2,7 @@
 
 use crate::findings::Finding;
 use crate::pipeline::GateResult;
+use crate::triage::Decision;
 
 /// The ticket as the agent sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,7 +47,32 @@ pub fn implement(t: &TicketText, research_file: &str, plan_file: &str) -> String
     )
 }
 
-pub fn review(t: &TicketText, plan_file: &str, diff_file: &str, gates: &[GateResult]) -> String {
+/// The readiness check: is the ticket clear enough to build?
+pub fn readiness(t: &TicketText) -> String {
+    format!(
+        "codemill stage: readiness\n\nBefore any code is written, judge whether this ticket can be built as written.\n\n{}\nA ticket is ready when it states what should change and how to tell it is done (acceptance criteria, or an equally concrete expected behaviour) and its scope is unambiguous. Answer ONLY with JSON in a ```json block:\n{{\"ready\": true, \"questions\": []}}\nor, when it is not ready, at most five short clarifying questions for the ticket's author:\n{{\"ready\": false, \"questions\": [\"...\"]}}",
+        quoted_ticket(t)
+    )
+}
+
+/// Files handed to a reviewer, relative to the worktree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewFiles {
+    pub plan: String,
+    pub diff: String,
+    /// Rounds after the first: the change since the previous review, and its findings.
+    pub delta: Option<String>,
+    pub earlier_findings: Option<String>,
+}
+
+/// One review angle's brief.
+pub fn review(
+    t: &TicketText,
+    angle: &str,
+    checklist: &str,
+    files: &ReviewFiles,
+    gates: &[GateResult],
+) -> String {
     let gate_lines: Vec<String> = gates
         .iter()
         .map(|g| {
@@ -58,9 +84,17 @@ pub fn review(t: &TicketText, plan_file: &str, diff_file: &str, gates: &[GateRes
             )
         })
         .collect();
+    let rereview = match (&files.delta, &files.earlier_findings) {
+        (Some(delta), Some(earlier)) => format!(
+            "\nThis is a re-review after a fix round. `{delta}` holds what changed since the previous review and `{earlier}` the findings of earlier rounds with their triage. Report only problems in the changed code, and earlier fix_now findings that are still not fixed. Do not repeat findings that were put in the backlog or ignored.\n"
+        ),
+        _ => String::new(),
+    };
     format!(
-        "codemill stage: review\n\nYou are a critical code reviewer. You can read, list and search files; you cannot change anything.\n\n{}\nThe plan is in `{plan_file}`. The change under review is the diff in `{diff_file}`. Gate results:\n{}\n\nCheck correctness, security, tests, error handling and consistency with the codebase. Answer ONLY with JSON in a ```json block:\n{{\"findings\": [{{\"severity\": \"critical|high|medium|low|info\", \"file\": \"path\", \"line\": 1, \"title\": \"...\", \"detail\": \"...\", \"suggestion\": \"...\", \"must_fix\": true}}]}}\nUse an empty list when there is nothing to report. high and critical findings block the change.",
+        "codemill stage: review\nreview angle: {angle}\n\nYou are a critical code reviewer looking at this change from the {angle} angle only. You can read, list and search files; you cannot change anything.\n\n{}\nThe plan is in `{}`. The whole change is the diff in `{}`.{rereview}\nGate results:\n{}\n\nChecklist for the {angle} angle:\n{checklist}\n\nAnswer ONLY with JSON in a ```json block:\n{{\"findings\": [{{\"severity\": \"critical|high|medium|low|info\", \"file\": \"path\", \"line\": 1, \"title\": \"...\", \"detail\": \"...\", \"suggestion\": \"...\", \"confidence\": 0.8}}]}}\nUse an empty list when there is nothing to report from this angle.",
         quoted_ticket(t),
+        files.plan,
+        files.diff,
         if gate_lines.is_empty() {
             "- (no gates)".to_string()
         } else {
@@ -69,7 +103,39 @@ pub fn review(t: &TicketText, plan_file: &str, diff_file: &str, gates: &[GateRes
     )
 }
 
-pub fn fix(round: u32, failing: &[&GateResult], must_fix: &[&Finding]) -> String {
+/// The triage brief: every merged finding, numbered, with what policy already decided.
+pub fn triage(t: &TicketText, round: u32, listed: &[(usize, &Finding, Option<&str>)]) -> String {
+    let mut out = format!(
+        "codemill stage: triage (round {round})\n\nSort the review findings of a change into fix_now (must be fixed before a human sees the change), backlog (worth a follow-up ticket) or ignore (not worth acting on), each with a one-line reason. You can read files; you cannot change anything.\n\n{}\nFindings:\n",
+        quoted_ticket(t)
+    );
+    for (id, f, decided) in listed {
+        out.push_str(&format!(
+            "\n{id}. [{}] {} at {} (angles: {}; confidence {:.2}): {}{}\n",
+            f.severity.as_str(),
+            f.title,
+            f.location(),
+            f.angles.join(", "),
+            f.confidence,
+            f.detail,
+            match decided {
+                Some(d) => format!("\n   Already decided by policy: {d}"),
+                None => String::new(),
+            }
+        ));
+    }
+    out.push_str("\nDecide every finding not already decided by policy. Answer ONLY with JSON in a ```json block:\n{\"decisions\": [{\"id\": 1, \"bucket\": \"fix_now|backlog|ignore\", \"reason\": \"...\"}]}");
+    out
+}
+
+/// Asked once when a structured answer could not be read.
+pub fn repair(what: &str, error: &str) -> String {
+    format!(
+        "codemill: your previous answer could not be read ({error}). Answer again with ONLY the {what} JSON in a ```json block, nothing else."
+    )
+}
+
+pub fn fix(round: u32, failing: &[&GateResult], fix_now: &[&Decision]) -> String {
     let mut out = format!(
         "codemill stage: fix (round {round})\n\nThe change you made needs fixing before it can be proposed. Fix the problems below in the working tree with your file tools. Do not commit.\n"
     );
@@ -90,19 +156,22 @@ pub fn fix(round: u32, failing: &[&GateResult], must_fix: &[&Finding]) -> String
             ));
         }
     }
-    if !must_fix.is_empty() {
-        out.push_str("\n## Must-fix review findings\n");
-        for f in must_fix {
+    if !fix_now.is_empty() {
+        out.push_str("\n## Review findings to fix now\n");
+        for d in fix_now {
+            let f = &d.finding;
             out.push_str(&format!(
-                "\n- [{}] {} at {}: {}{}\n",
+                "\n- [{}] {} at {} ({}): {}{}\n  Why now: {}\n",
                 f.severity.as_str(),
                 f.title,
                 f.location(),
+                f.angles.join(", "),
                 f.detail,
                 f.suggestion
                     .as_ref()
                     .map(|s| format!(" Suggestion: {s}"))
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                d.reason
             ));
         }
     }

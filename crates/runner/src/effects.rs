@@ -3,33 +3,31 @@
 //! `EffectFailed` events; only store and journal problems are errors.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use codemill_agent::{Agent, AgentRequest, Builtin, ClaudeCode};
-use codemill_core::agent::AgentEvent;
-use codemill_core::config::{Backend, RepoPolicy, ResolvedAgent, Retention};
-use codemill_core::findings::parse_findings;
+use codemill_core::config::{RepoPolicy, Retention};
 use codemill_core::ids::JobId;
 use codemill_core::pipeline::{
-    AgentStage, Effect, JobEvent, JobState, NoteKind, Proposal, StageRun, TicketStatus,
+    AgentStage, Effect, JobEvent, JobState, NEEDS_INPUT_LABEL, NoteKind, Proposal, TicketStatus,
 };
-use codemill_core::prompts::{self, RUN_DIR, TicketText};
+use codemill_core::prompts::RUN_DIR;
 use codemill_git::Identity;
 use codemill_store::{JournalEntry, NewPr, Ticket};
 
+use crate::agents::Step;
 use crate::engine::{RunError, Runner};
 use crate::gates::{GateEnv, POLICY_FILE, gates_from, parse_policy, run_gates};
 use crate::notes;
 use crate::progress::Progress;
 
-fn failed(effect: &Effect, error: impl std::fmt::Display) -> JobEvent {
+pub(crate) fn failed(effect: &Effect, error: impl std::fmt::Display) -> JobEvent {
     JobEvent::EffectFailed {
         effect: effect.name(),
         error: error.to_string(),
     }
 }
 
-fn truncate(s: &str, max: usize) -> String {
+pub(crate) fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_string();
     }
@@ -41,7 +39,7 @@ fn truncate(s: &str, max: usize) -> String {
 }
 
 impl Runner {
-    fn identity(&self) -> Identity {
+    pub(crate) fn identity(&self) -> Identity {
         Identity {
             name: self.config.author_name.clone(),
             email: self.config.author_email.clone(),
@@ -65,10 +63,22 @@ impl Runner {
                 stage,
                 round,
                 resume,
+                angle,
             } => {
-                self.run_agent(job, state, ticket, effect, *stage, *round, resume.clone())
-                    .await?
+                self.run_agent(Step {
+                    job,
+                    state,
+                    ticket,
+                    effect,
+                    stage: *stage,
+                    round: *round,
+                    resume: resume.clone(),
+                    angle: angle.clone(),
+                })
+                .await?
             }
+            Effect::PlanReview { round } => self.plan_review(job, state, effect, *round).await,
+            Effect::CreateBacklogTickets => self.create_backlog(job, state, ticket).await?,
             Effect::RunGates { round } => self.gates(state, effect, *round).await,
             Effect::Commit => self.commit(job, state, ticket, effect).await,
             Effect::Propose => self.propose(state, journal, ticket, effect).await,
@@ -112,6 +122,20 @@ impl Runner {
         self.store
             .set_ticket_status(&state.ticket, status, "codemill")
             .await?;
+        // The needs-input label is there exactly while codemill waits for answers.
+        match note {
+            NoteKind::NeedsInput => {
+                self.store
+                    .set_label(&state.ticket, NEEDS_INPUT_LABEL, true)
+                    .await?;
+            }
+            NoteKind::Started => {
+                self.store
+                    .set_label(&state.ticket, NEEDS_INPUT_LABEL, false)
+                    .await?;
+            }
+            NoteKind::Plan | NoteKind::Proposal | NoteKind::Shipped | NoteKind::Stopped => {}
+        }
         Ok(JobEvent::TicketUpdated { marker })
     }
 
@@ -180,7 +204,7 @@ impl Runner {
         }
     }
 
-    fn worktree(&self, state: &JobState) -> Option<PathBuf> {
+    pub(crate) fn worktree(&self, state: &JobState) -> Option<PathBuf> {
         state
             .worktree
             .as_ref()
@@ -188,8 +212,19 @@ impl Runner {
             .filter(|p| p.is_dir())
     }
 
+    /// The policy once a workspace exists; before that (readiness) there is none to read.
+    pub(crate) async fn policy_if_prepared(
+        &self,
+        state: &JobState,
+    ) -> Result<Option<RepoPolicy>, String> {
+        if state.base_commit.is_none() {
+            return Ok(None);
+        }
+        self.policy(state).await
+    }
+
     /// The repository's policy as of the job's base commit: the agent cannot change it mid-job.
-    async fn policy(&self, state: &JobState) -> Result<Option<RepoPolicy>, String> {
+    pub(crate) async fn policy(&self, state: &JobState) -> Result<Option<RepoPolicy>, String> {
         let clone = self.home.clone_dir(state.ticket.project());
         let base = state
             .base_commit
@@ -201,198 +236,6 @@ impl Runner {
             .await
             .map_err(|e| e.to_string())?;
         parse_policy(text.as_deref()).map_err(|e| e.to_string())
-    }
-
-    fn backend(&self, backend: Backend) -> Option<Box<dyn Agent>> {
-        let a = &self.config.agent;
-        Some(match backend {
-            Backend::ClaudeCode => Box::new(ClaudeCode {
-                program: PathBuf::from(&a.claude_command),
-                max_api_retries: a.claude_max_api_retries,
-                api_timeout_ms: a.claude_api_timeout_ms,
-            }),
-            Backend::Builtin => {
-                let mut b = Builtin::new();
-                b.max_api_retries = a.builtin_max_api_retries;
-                b.command_timeout = Duration::from_secs(a.builtin_command_timeout_secs);
-                Box::new(b)
-            }
-            Backend::Codex | Backend::Gemini | Backend::Opencode => return None,
-        })
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn run_agent(
-        &self,
-        job: JobId,
-        state: &JobState,
-        ticket: &Ticket,
-        effect: &Effect,
-        stage: AgentStage,
-        round: u32,
-        resume: Option<String>,
-    ) -> Result<JobEvent, RunError> {
-        let Some(worktree) = self.worktree(state) else {
-            return Ok(failed(effect, "the ticket's worktree is missing"));
-        };
-        let artifacts = self.home.artifacts(job);
-        let run_dir = worktree.join(RUN_DIR);
-        if let Err(e) =
-            std::fs::create_dir_all(&run_dir).and_then(|_| std::fs::create_dir_all(&artifacts))
-        {
-            return Ok(failed(effect, e));
-        }
-        // Earlier outputs are handed over as files in the worktree's run directory.
-        for name in [&state.research_artifact, &state.plan_artifact]
-            .into_iter()
-            .flatten()
-        {
-            if let Err(e) = std::fs::copy(artifacts.join(name), run_dir.join(name)) {
-                return Ok(failed(effect, format!("artifact {name}: {e}")));
-            }
-        }
-        let text = TicketText {
-            key: ticket.key.to_string(),
-            title: ticket.title.clone(),
-            body: ticket.body.clone(),
-        };
-        let research_file = format!("{RUN_DIR}/research.md");
-        let plan_file = format!("{RUN_DIR}/plan.md");
-        let prompt = match stage {
-            AgentStage::Research => prompts::research(&text),
-            AgentStage::Plan => prompts::plan(&text, &research_file),
-            AgentStage::Implement => prompts::implement(&text, &research_file, &plan_file),
-            AgentStage::Review => {
-                let base = state.base_commit.clone().unwrap_or_default();
-                let diff = match self.git.diff(&worktree, &base, None).await {
-                    Ok(d) => d,
-                    Err(e) => return Ok(failed(effect, e)),
-                };
-                if let Err(e) = std::fs::write(run_dir.join("diff.patch"), diff) {
-                    return Ok(failed(effect, e));
-                }
-                prompts::review(
-                    &text,
-                    &plan_file,
-                    &format!("{RUN_DIR}/diff.patch"),
-                    &state.gates,
-                )
-            }
-            AgentStage::Fix => {
-                let failing = state.failing_gates();
-                // Findings belong in the brief only when the review saw the current code.
-                let reviewed_now = state
-                    .review_history
-                    .last()
-                    .is_some_and(|(r, _)| *r == state.round);
-                let must_fix = if reviewed_now && failing.is_empty() {
-                    state.must_fix()
-                } else {
-                    Vec::new()
-                };
-                prompts::fix(round, &failing, &must_fix)
-            }
-        };
-        let resolved: ResolvedAgent = match self.policy(state).await.and_then(|p| {
-            self.config
-                .agent_for(p.as_ref(), POLICY_FILE, stage)
-                .map_err(|e| e.to_string())
-        }) {
-            Ok(r) => r,
-            Err(e) => return Ok(failed(effect, e)),
-        };
-        let endpoint = match self.endpoint_for(&resolved.provider) {
-            Ok(e) => e,
-            Err(e) => return Ok(failed(effect, e)),
-        };
-        let Some(backend) = self.backend(resolved.backend) else {
-            return Ok(failed(
-                effect,
-                format!(
-                    "backend {} is not available in this build",
-                    resolved.backend.as_str()
-                ),
-            ));
-        };
-        let logs = self.home.logs(job);
-        if let Err(e) = std::fs::create_dir_all(&logs) {
-            return Ok(failed(effect, e));
-        }
-        let request = AgentRequest {
-            workdir: worktree.clone(),
-            prompt,
-            system_prompt: None,
-            mode: stage.mode(),
-            resume_session: resume,
-            model: resolved.model.clone(),
-            limits: self.config.agent.limits,
-            state_dir: self.home.agent_state(job, backend.name()),
-            log_path: logs.join(format!("{}-{round}.log", stage.as_str())),
-            endpoint,
-            extra_env: Vec::new(),
-        };
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<AgentEvent>();
-        let forward = {
-            let sink = self.progress.clone();
-            tokio::spawn(async move {
-                while let Some(event) = rx.recv().await {
-                    if let Some(s) = &sink {
-                        let _ = s.send(Progress::Agent { stage, event });
-                    }
-                }
-            })
-        };
-        let started = Instant::now();
-        let result = backend.run(&request, tx).await;
-        let _ = forward.await;
-        let run = match result {
-            Ok(run) => run,
-            Err(e) => return Ok(failed(effect, e)),
-        };
-        let model = request.model.clone();
-        let cost_usd = self
-            .config
-            .prices
-            .cost(&model, &run.usage, run.reported_cost_usd);
-        let mut stage_run = StageRun {
-            agent: backend.name().to_string(),
-            model,
-            outcome: run.outcome.clone(),
-            session_id: run.session_id.clone(),
-            usage: run.usage,
-            cost_usd,
-            turns: run.turns,
-            duration_ms: started.elapsed().as_millis() as u64,
-            artifact: None,
-            findings: None,
-            parse_error: None,
-            summary: truncate(run.final_text.trim(), 2000),
-        };
-        if run.outcome.is_success() {
-            match stage {
-                AgentStage::Research | AgentStage::Plan => {
-                    let name = format!("{}.md", stage.as_str());
-                    if let Err(e) = std::fs::write(artifacts.join(&name), &run.final_text) {
-                        return Ok(failed(effect, e));
-                    }
-                    stage_run.artifact = Some(name);
-                }
-                AgentStage::Review => match parse_findings(&run.final_text) {
-                    Ok(f) => stage_run.findings = Some(f),
-                    Err(e) => stage_run.parse_error = Some(e.to_string()),
-                },
-                AgentStage::Implement | AgentStage::Fix => {}
-            }
-        }
-        self.emit(Progress::AgentDone {
-            stage,
-            run: Box::new(stage_run.clone()),
-        });
-        Ok(JobEvent::AgentFinished {
-            stage,
-            round,
-            run: stage_run,
-        })
     }
 
     async fn gates(&self, state: &JobState, effect: &Effect, round: u32) -> JobEvent {
@@ -506,7 +349,14 @@ impl Runner {
                 title: format!("{}: {}", ticket.key, ticket.title),
                 summary: summary.join("\n\n"),
                 diff_stat,
-                findings: state.findings.clone(),
+                findings: state
+                    .current_triage()
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(|d| d.bucket != codemill_core::triage::Bucket::FixNow)
+                    .map(|d| d.finding.clone())
+                    .collect(),
+                decisions: state.triage.iter().flat_map(|(_, d)| d.clone()).collect(),
                 rounds: state.round,
                 usage: state.usage,
                 cost_usd: state.cost_usd,
@@ -533,14 +383,7 @@ impl Runner {
                     p.cost_usd,
                     p.rounds
                 );
-                for f in &p.findings {
-                    body.push_str(&format!(
-                        "- [{}] {} ({})\n",
-                        f.severity.as_str(),
-                        f.title,
-                        f.location()
-                    ));
-                }
+                body.push_str(&notes::triage_summary(state));
                 (p.title.clone(), body)
             }
             None => (format!("{}: {}", ticket.key, ticket.title), String::new()),

@@ -184,9 +184,26 @@ impl Runner {
         // Fail before creating a job when no agent step could ever reach the model.
         self.endpoint()?;
         let _lock = self.lock(key)?;
-        let (job, resumed) = match self.latest(key).await? {
+        let latest = self.latest(key).await?;
+        // A ticket waiting for answers starts again only once a person has edited it.
+        if let Some((id, state, journal)) = &latest
+            && state.stage == Stage::NeedsInput
+        {
+            let asked_at = journal.last().map(|e| e.at);
+            let edited_since = match (ticket.edited_at, asked_at) {
+                (Some(edited), Some(asked)) => edited > asked,
+                _ => false,
+            };
+            if !edited_since {
+                return Ok((*id, state.clone()));
+            }
+        }
+        let (job, resumed) = match latest {
             Some((id, state, _))
-                if !matches!(state.stage, Stage::NeedsAttention | Stage::Rejected) =>
+                if !matches!(
+                    state.stage,
+                    Stage::NeedsAttention | Stage::Rejected | Stage::NeedsInput
+                ) =>
             {
                 (id, true)
             }

@@ -3,12 +3,14 @@
 //!
 //! Architecture invariant: only this crate writes job state, and only as journal events.
 
+mod agents;
 mod effects;
 pub mod engine;
 pub mod gates;
 pub mod home;
 pub mod notes;
 pub mod progress;
+mod review;
 
 pub use engine::{RunError, Runner, RunnerOptions};
 pub use home::{Home, HomeError};

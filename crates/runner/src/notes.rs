@@ -1,11 +1,12 @@
 //! The comments codemill writes on a ticket, rendered from job state. Pure.
 
 use codemill_core::ids::JobId;
-use codemill_core::pipeline::{JobState, NoteKind};
+use codemill_core::pipeline::{JobState, NoteKind, StopKind, note_name};
+use codemill_core::triage::{Bucket, Decision};
 
 /// The marker that makes a note idempotent: one per job and kind.
 pub fn marker(job: JobId, kind: NoteKind) -> String {
-    format!("codemill:{}:{}", job, format!("{kind:?}").to_lowercase())
+    format!("codemill:{job}:{}", note_name(kind))
 }
 
 fn tail(text: &str, max_lines: usize) -> String {
@@ -14,9 +15,71 @@ fn tail(text: &str, max_lines: usize) -> String {
     lines[start..].join("\n")
 }
 
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(12)]
+}
+
+fn decision_line(d: &Decision) -> String {
+    format!(
+        "- [{}] {} ({}; {}) — {}\n",
+        d.finding.severity.as_str(),
+        d.finding.title,
+        d.finding.location(),
+        d.finding.angles.join(", "),
+        d.reason
+    )
+}
+
+/// Triage decisions grouped by bucket, for the proposal and the PR body.
+pub fn triage_summary(state: &JobState) -> String {
+    let mut out = String::new();
+    let fixed = state.fixed();
+    if !fixed.is_empty() {
+        out.push_str("\nFixed during review:\n");
+        for (round, d) in &fixed {
+            out.push_str(&format!(
+                "- [{}] {} ({}), raised in round {round}\n",
+                d.finding.severity.as_str(),
+                d.finding.title,
+                d.finding.location()
+            ));
+        }
+    }
+    let backlog = state.backlog();
+    if !backlog.is_empty() {
+        out.push_str("\nBacklog (become tickets after approval):\n");
+        for d in backlog {
+            out.push_str(&decision_line(d));
+        }
+    }
+    let ignored: Vec<&Decision> = state
+        .current_triage()
+        .unwrap_or_default()
+        .iter()
+        .filter(|d| d.bucket == Bucket::Ignore)
+        .collect();
+    if !ignored.is_empty() {
+        out.push_str("\nIgnored:\n");
+        for d in ignored {
+            out.push_str(&decision_line(d));
+        }
+    }
+    out
+}
+
 /// Render the note of `kind`; `plan` is the plan text for the plan note.
 pub fn render(kind: NoteKind, job: JobId, state: &JobState, plan: Option<&str>) -> String {
     match kind {
+        NoteKind::NeedsInput => {
+            let mut out = format!(
+                "**codemill needs more input before it can start** (job {}). Please answer these questions in the ticket, then run it again:\n\n",
+                job.short()
+            );
+            for (i, q) in state.questions.iter().enumerate() {
+                out.push_str(&format!("{}. {q}\n", i + 1));
+            }
+            out
+        }
         NoteKind::Started => format!(
             "codemill started working on {} (job {}).",
             state.ticket,
@@ -42,42 +105,38 @@ pub fn render(kind: NoteKind, job: JobId, state: &JobState, plan: Option<&str>) 
                 p.summary.trim(),
                 p.diff_stat.trim_end()
             );
-            if !p.findings.is_empty() {
-                out.push_str("\nReview findings (not blocking):\n");
-                for f in &p.findings {
-                    out.push_str(&format!(
-                        "- [{}] {} ({})\n",
-                        f.severity.as_str(),
-                        f.title,
-                        f.location()
-                    ));
-                }
-            }
+            out.push_str(&triage_summary(state));
             out.push_str(&format!(
                 "\nApprove with `codemill approve {0}` or reject with `codemill reject {0} --reason ...`.",
                 state.ticket
             ));
             out
         }
-        NoteKind::Shipped => format!(
-            "**Shipped** — branch `{}` at `{}` pushed; PR #{} recorded. Approved by {}.",
-            state.branch.as_deref().unwrap_or("-"),
-            state.commit.as_deref().map(short).unwrap_or("-"),
-            state
-                .pr
-                .map(|p| p.to_string())
-                .unwrap_or_else(|| "-".into()),
-            state.approved_by.as_deref().unwrap_or("-"),
-        ),
+        NoteKind::Shipped => {
+            let mut out = format!(
+                "**Shipped** — branch `{}` at `{}` pushed; PR #{} recorded. Approved by {}.",
+                state.branch.as_deref().unwrap_or("-"),
+                state.commit.as_deref().map(short).unwrap_or("-"),
+                state
+                    .pr
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                state.approved_by.as_deref().unwrap_or("-"),
+            );
+            if !state.backlog_tickets.is_empty() {
+                out.push_str(&format!(
+                    "\nBacklog tickets: {}.",
+                    state.backlog_tickets.join(", ")
+                ));
+            }
+            out
+        }
         NoteKind::Stopped => stopped(job, state),
     }
 }
 
 fn stopped(job: JobId, state: &JobState) -> String {
-    let rejected = matches!(
-        state.stop,
-        Some(codemill_core::pipeline::StopKind::Rejected)
-    );
+    let rejected = matches!(state.stop, Some(StopKind::Rejected));
     let mut out = if rejected {
         format!(
             "**Rejected** (codemill job {}): {}\n",
@@ -106,17 +165,11 @@ fn stopped(job: JobId, state: &JobState) -> String {
                 ));
             }
         }
-        let must_fix = state.must_fix();
-        if !must_fix.is_empty() {
-            out.push_str("\nOpen must-fix findings:\n");
-            for f in must_fix {
-                out.push_str(&format!(
-                    "- [{}] {} ({}): {}\n",
-                    f.severity.as_str(),
-                    f.title,
-                    f.location(),
-                    f.detail
-                ));
+        let open = state.fix_now();
+        if !open.is_empty() {
+            out.push_str("\nOpen findings (fix now):\n");
+            for d in open {
+                out.push_str(&decision_line(d));
             }
         }
     }
@@ -140,8 +193,4 @@ fn stopped(job: JobId, state: &JobState) -> String {
         ));
     }
     out
-}
-
-fn short(sha: &str) -> &str {
-    &sha[..sha.len().min(12)]
 }

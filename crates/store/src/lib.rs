@@ -47,6 +47,16 @@ pub struct Ticket {
     pub status: TicketStatus,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// When a person last changed the title or body.
+    pub edited_at: Option<DateTime<Utc>>,
+}
+
+/// A link between two tickets, e.g. a backlog ticket created from a finding on another.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Link {
+    pub from: String,
+    pub to: String,
+    pub kind: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -205,6 +215,163 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(ticket_from_row).collect()
+    }
+
+    /// Change a ticket's title and/or body (a person's edit).
+    pub async fn edit_ticket(
+        &self,
+        key: &TicketKey,
+        title: Option<&str>,
+        body: Option<&str>,
+    ) -> Result<Ticket, StoreError> {
+        let at = now();
+        let result = sqlx::query(
+            "UPDATE tickets SET title = COALESCE(?, title), body = COALESCE(?, body), edited_at = ?, updated_at = ? WHERE key = ?",
+        )
+        .bind(title)
+        .bind(body)
+        .bind(&at)
+        .bind(&at)
+        .bind(key.to_string())
+        .execute(&self.pool)
+        .await?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::NoTicket(key.to_string()));
+        }
+        self.ticket(key)
+            .await?
+            .ok_or_else(|| StoreError::NoTicket(key.to_string()))
+    }
+
+    /// Add or remove one label; returns whether the labels changed.
+    pub async fn set_label(
+        &self,
+        key: &TicketKey,
+        label: &str,
+        present: bool,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let current: Option<String> = sqlx::query("SELECT labels FROM tickets WHERE key = ?")
+            .bind(key.to_string())
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?;
+        let Some(current) = current else {
+            return Err(StoreError::NoTicket(key.to_string()));
+        };
+        let mut labels: Vec<String> = serde_json::from_str(&current)
+            .map_err(|e| StoreError::Corrupt(format!("labels of {key}: {e}")))?;
+        let had = labels.iter().any(|l| l == label);
+        if had == present {
+            return Ok(false);
+        }
+        if present {
+            labels.push(label.to_string());
+        } else {
+            labels.retain(|l| l != label);
+        }
+        let text =
+            serde_json::to_string(&labels).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sqlx::query("UPDATE tickets SET labels = ?, updated_at = ? WHERE key = ?")
+            .bind(text)
+            .bind(now())
+            .bind(key.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Create a ticket linked from `from`, once per `marker`: a second call returns the first
+    /// ticket and `false`.
+    pub async fn create_linked_ticket(
+        &self,
+        from: &TicketKey,
+        kind: &str,
+        marker: &str,
+        title: &str,
+        body: &str,
+        labels: &[String],
+    ) -> Result<(Ticket, bool), StoreError> {
+        let project: ProjectName = from
+            .project()
+            .parse()
+            .map_err(|e: codemill_core::ids::IdError| StoreError::Corrupt(e.to_string()))?;
+        let mut tx = self.pool.begin().await?;
+        let existing: Option<String> =
+            sqlx::query("SELECT to_key FROM ticket_links WHERE marker = ?")
+                .bind(marker)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| r.try_get(0))
+                .transpose()?;
+        if let Some(key) = existing {
+            drop(tx);
+            let key: TicketKey = key
+                .parse()
+                .map_err(|e: codemill_core::ids::IdError| StoreError::Corrupt(e.to_string()))?;
+            let t = self
+                .ticket(&key)
+                .await?
+                .ok_or(StoreError::NoTicket(key.to_string()))?;
+            return Ok((t, false));
+        }
+        let number: i64 =
+            sqlx::query("SELECT COALESCE(MAX(number), 0) + 1 FROM tickets WHERE project = ?")
+                .bind(project.as_str())
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get(0)?;
+        let key = TicketKey::new(&project, number as u64);
+        let at = now();
+        let labels_json =
+            serde_json::to_string(labels).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO tickets (key, project, number, title, body, labels, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(key.to_string())
+        .bind(project.as_str())
+        .bind(number)
+        .bind(title)
+        .bind(body)
+        .bind(&labels_json)
+        .bind(TicketStatus::Todo.as_str())
+        .bind(&at)
+        .bind(&at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO ticket_links (from_key, to_key, kind, marker, created_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(from.to_string())
+            .bind(key.to_string())
+            .bind(kind)
+            .bind(marker)
+            .bind(&at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let t = self
+            .ticket(&key)
+            .await?
+            .ok_or(StoreError::NoTicket(key.to_string()))?;
+        Ok((t, true))
+    }
+
+    /// Links from and to a ticket.
+    pub async fn links(&self, key: &TicketKey) -> Result<Vec<Link>, StoreError> {
+        let rows = sqlx::query("SELECT from_key, to_key, kind FROM ticket_links WHERE from_key = ?1 OR to_key = ?1 ORDER BY id")
+            .bind(key.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Link {
+                    from: r.try_get("from_key")?,
+                    to: r.try_get("to_key")?,
+                    kind: r.try_get("kind")?,
+                })
+            })
+            .collect()
     }
 
     /// Set a ticket's status; records a change only when it differs. Returns whether it changed.
@@ -471,6 +638,10 @@ fn ticket_from_row(r: &SqliteRow) -> Result<Ticket, StoreError> {
             .ok_or_else(|| StoreError::Corrupt(format!("status {status:?} of {key}")))?,
         created_at: time(&r.try_get::<String, _>("created_at")?)?,
         updated_at: time(&r.try_get::<String, _>("updated_at")?)?,
+        edited_at: r
+            .try_get::<Option<String>, _>("edited_at")?
+            .map(|t| time(&t))
+            .transpose()?,
     })
 }
 

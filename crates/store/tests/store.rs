@@ -164,3 +164,66 @@ async fn reopening_keeps_data_and_schema() {
     let s = Store::open(&path).await.unwrap();
     assert_eq!(s.tickets(None).await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn edits_labels_and_linked_tickets() {
+    let (_d, s) = store().await;
+    let t = s
+        .create_ticket(&"A".parse().unwrap(), "t", "b", &[])
+        .await
+        .unwrap();
+    assert!(t.edited_at.is_none());
+    let e = s.edit_ticket(&t.key, None, Some("new body")).await.unwrap();
+    assert_eq!((e.title.as_str(), e.body.as_str()), ("t", "new body"));
+    assert!(e.edited_at.is_some());
+    assert!(
+        s.set_label(&t.key, "codemill:needs-input", true)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.set_label(&t.key, "codemill:needs-input", true)
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.set_label(&t.key, "codemill:needs-input", false)
+            .await
+            .unwrap()
+    );
+    assert!(s.ticket(&t.key).await.unwrap().unwrap().labels.is_empty());
+    let (b1, created) = s
+        .create_linked_ticket(
+            &t.key,
+            "backlog_of",
+            "m1",
+            "follow-up",
+            "detail",
+            &["codemill:backlog".into()],
+        )
+        .await
+        .unwrap();
+    assert!(created);
+    assert_eq!(b1.key.to_string(), "A-2");
+    let (b2, created) = s
+        .create_linked_ticket(&t.key, "backlog_of", "m1", "x", "y", &[])
+        .await
+        .unwrap();
+    assert!(!created);
+    assert_eq!(b2.key, b1.key);
+    let links = s.links(&t.key).await.unwrap();
+    assert_eq!(links.len(), 1);
+    assert_eq!(
+        (
+            links[0].from.as_str(),
+            links[0].to.as_str(),
+            links[0].kind.as_str()
+        ),
+        ("A-1", "A-2", "backlog_of")
+    );
+    assert!(matches!(
+        s.edit_ticket(&"A-9".parse().unwrap(), Some("x"), None)
+            .await,
+        Err(StoreError::NoTicket(_))
+    ));
+}

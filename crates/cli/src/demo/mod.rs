@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use codemill_core::ids::ProjectName;
+use codemill_core::triage::Bucket;
 use codemill_process::Cmd;
 use codemill_runner::Home;
 use serde_json::json;
@@ -179,9 +180,21 @@ pub async fn run(home_flag: Option<PathBuf>, as_json: bool) -> Result<ExitCode> 
             "TICKET", "STATE", "BRANCH", "COMMIT", "PR", "ROUNDS", "TOKENS", "COST"
         ));
         for (k, s, pr) in &results {
-            let findings: usize = s.review_history.iter().map(|(_, f)| f.len()).sum();
+            let count = |b: Bucket| {
+                s.triage
+                    .iter()
+                    .flat_map(|(_, d)| d)
+                    .filter(|d| d.bucket == b)
+                    .count()
+            };
+            let buckets = format!(
+                "fix_now {}, backlog {}, ignore {}",
+                count(Bucket::FixNow),
+                count(Bucket::Backlog),
+                count(Bucket::Ignore)
+            );
             out(&format!(
-                "{:<8} {:<8} {:<20} {:<14} {:>4} {:>6} {:>8} {:>9}  ({} review finding(s))",
+                "{:<8} {:<8} {:<20} {:<14} {:>4} {:>6} {:>8} {:>9}  findings: {}",
                 k.to_string(),
                 s.status(),
                 k.branch(),
@@ -192,7 +205,7 @@ pub async fn run(home_flag: Option<PathBuf>, as_json: bool) -> Result<ExitCode> 
                 s.round,
                 s.usage.total(),
                 format!("${:.4}", s.cost_usd),
-                findings
+                buckets
             ));
         }
         let h = root.display();

@@ -1,6 +1,6 @@
 //! The demo model: a scripted model server's rules that play a careful engineer for the three
-//! sample tickets. Answers depend on what the request contains (the ticket, the stage, the diff
-//! the reviewer read), never on call order.
+//! sample tickets. Answers depend on what the request contains (the ticket, the stage, the review
+//! angle, the diff the reviewer read), never on call order.
 
 use codemill_testkit::{Match, Reply, Rule, Script, ToolCall};
 use serde_json::json;
@@ -15,6 +15,23 @@ fn when(stage: &str, key: &str, turn: usize) -> Match {
         first_user_contains: Some(format!("codemill stage: {stage}")),
         contains: Some(format!("<ticket key=\"{key}\">")),
         turn: Some(turn),
+        ..Match::default()
+    }
+}
+
+/// A review angle's answer for one ticket, after it read the diff.
+fn angle(name: &str, key: &str) -> Match {
+    Match {
+        first_user_contains: Some(format!("codemill stage: review\nreview angle: {name}\n")),
+        contains: Some(format!("<ticket key=\"{key}\">")),
+        turn: Some(1),
+        ..Match::default()
+    }
+}
+
+fn stage(name: &str) -> Match {
+    Match {
+        first_user_contains: Some(format!("codemill stage: {name}")),
         ..Match::default()
     }
 }
@@ -81,21 +98,8 @@ fn common(key: &str, module: &str, research: &str, plan: &str) -> Vec<Rule> {
             ),
         ),
         Rule::new(
-            format!("{key} review: read diff"),
-            when("review", key, 0),
-            calls(
-                vec![("read_file", json!({"path": ".codemill-run/diff.patch"}))],
-                "Reading the diff.",
-            ),
-        ),
-        Rule::new(
             format!("{key} implement: register module"),
-            Match {
-                first_user_contains: Some("codemill stage: implement".into()),
-                contains: Some(format!("<ticket key=\"{key}\">")),
-                turn: Some(2),
-                ..Match::default()
-            },
+            when("implement", key, 2),
             calls(
                 vec![(
                     "edit_file",
@@ -119,7 +123,8 @@ pub fn script() -> Script {
         Reply::text("ok"),
     )];
 
-    // DEMO-1: straight through; the reviewer leaves one low-severity note.
+    // DEMO-1: straight through. Two reviewers leave notes: one goes to the backlog (the triage
+    // agent's call), one is ignored (policy: low confidence).
     rules.extend(common(
         "DEMO-1",
         "slug",
@@ -151,14 +156,33 @@ pub fn script() -> Script {
         Reply::text("Added `textkit::slug::slugify` with unit tests and declared the module."),
     ));
     rules.push(Rule::new(
-        "DEMO-1 review: findings",
-        when("review", "DEMO-1", 1),
+        "DEMO-1 review: correctness",
+        angle("correctness", "DEMO-1"),
         findings(json!([{
             "severity": "low", "file": "src/slug.rs", "line": 4,
             "title": "Non-ASCII letters are dropped",
-            "detail": "slugify(\"Café\") gives \"caf\"; fine for this ticket's ASCII scope.",
-            "suggestion": "Transliterate later if non-ASCII titles matter.", "must_fix": false
+            "detail": "slugify(\"Café\") gives \"caf\"; fine for this ticket's ASCII scope, worth a follow-up.",
+            "suggestion": "Transliterate before filtering if non-ASCII titles matter.", "confidence": 0.8
         }])),
+    ));
+    rules.push(Rule::new(
+        "DEMO-1 review: tests",
+        angle("tests", "DEMO-1"),
+        findings(json!([{
+            "severity": "info", "file": "src/slug.rs", "line": 16,
+            "title": "Test name could say what it checks",
+            "detail": "`slugifies` could be `joins_words_with_dashes`.", "confidence": 0.2
+        }])),
+    ));
+    rules.push(Rule::new(
+        "DEMO-1 triage",
+        Match {
+            contains: Some("<ticket key=\"DEMO-1\">".into()),
+            ..stage("triage")
+        },
+        Reply::text(
+            "```json\n{\"decisions\": [{\"id\": 1, \"bucket\": \"backlog\", \"reason\": \"Real, but outside this ticket's ASCII scope: a follow-up ticket.\"}]}\n```",
+        ),
     ));
 
     // DEMO-2: the first version splits on spaces only; the test gate fails; the fix round repairs it.
@@ -188,7 +212,10 @@ pub fn script() -> Script {
         "DEMO-2 fix: repair",
         when("implement", "DEMO-2", 4),
         calls(
-            vec![("edit_file", json!({"path": "src/count.rs", "old_text": sample::COUNT_BUGGY, "new_text": sample::COUNT_FIXED}))],
+            vec![(
+                "edit_file",
+                json!({"path": "src/count.rs", "old_text": sample::COUNT_BUGGY, "new_text": sample::COUNT_FIXED}),
+            )],
             "The test shows tabs and newlines are not separators; switching to split_whitespace.",
         ),
     ));
@@ -197,13 +224,9 @@ pub fn script() -> Script {
         when("implement", "DEMO-2", 5),
         Reply::text("word_count now splits on any whitespace; the failing test passes."),
     ));
-    rules.push(Rule::new(
-        "DEMO-2 review: clean",
-        when("review", "DEMO-2", 1),
-        findings(json!([])),
-    ));
 
-    // DEMO-3: tests pass, but the reviewer finds byte slicing that panics on multi-byte text.
+    // DEMO-3: tests pass, but two reviewers find byte slicing that panics on multi-byte text; the
+    // findings merge, policy puts the high one in fix_now, the fix round repairs it.
     rules.extend(common(
         "DEMO-3",
         "truncate",
@@ -227,30 +250,31 @@ pub fn script() -> Script {
         Reply::text("Added `textkit::truncate::truncate` with unit tests."),
     ));
     rules.push(Rule::new(
-        "DEMO-3 review: byte slicing",
+        "DEMO-3 review: security",
         Match {
             contains: Some("s[..max_chars]".into()),
-            ..when("review", "DEMO-3", 1)
+            ..angle("security", "DEMO-3")
         },
         findings(json!([{
             "severity": "high", "file": "src/truncate.rs", "line": 8,
             "title": "Byte slicing panics on multi-byte characters",
-            "detail": "`s[..max_chars]` slices bytes: truncate(\"héllo\", 2) panics because byte 2 is inside 'é', and `s.len()` counts bytes, not characters.",
+            "detail": "`s[..max_chars]` slices bytes: truncate(\"héllo\", 2) panics inside 'é'; any caller passing user text can crash the process.",
             "suggestion": "Use `s.chars().take(max_chars).collect()` and add a test with non-ASCII text.",
-            "must_fix": true
-        }, {
-            "severity": "info", "file": "src/truncate.rs", "line": 3,
-            "title": "Doc comment could mention characters vs bytes",
-            "detail": "Say that the limit counts Unicode scalar values.", "must_fix": false
+            "confidence": 0.95
         }])),
     ));
     rules.push(Rule::new(
-        "DEMO-3 review: clean",
+        "DEMO-3 review: correctness",
         Match {
-            contains: Some("chars().take(max_chars)".into()),
-            ..when("review", "DEMO-3", 1)
+            contains: Some("s[..max_chars]".into()),
+            ..angle("correctness", "DEMO-3")
         },
-        findings(json!([])),
+        findings(json!([{
+            "severity": "medium", "file": "src/truncate.rs", "line": 7,
+            "title": "Byte slicing panics on multi-byte text",
+            "detail": "`s.len()` counts bytes, not characters, so the limit is wrong for non-ASCII text.",
+            "confidence": 0.9
+        }])),
     ));
     rules.push(Rule::new(
         "DEMO-3 fix: rewrite",
@@ -267,6 +291,32 @@ pub fn script() -> Script {
         "DEMO-3 fix: done",
         when("implement", "DEMO-3", 5),
         Reply::text("truncate now counts characters; added a test with 'é'."),
+    ));
+
+    // Every ticket is clear enough to build, and every other review angle finds nothing.
+    rules.push(Rule::new(
+        "readiness: ready",
+        stage("readiness"),
+        Reply::text("```json\n{\"ready\": true, \"questions\": []}\n```"),
+    ));
+    rules.push(Rule::new(
+        "review: read diff",
+        Match {
+            turn: Some(0),
+            ..stage("review")
+        },
+        calls(
+            vec![("read_file", json!({"path": ".codemill-run/diff.patch"}))],
+            "Reading the diff.",
+        ),
+    ));
+    rules.push(Rule::new(
+        "review: nothing found",
+        Match {
+            turn: Some(1),
+            ..stage("review")
+        },
+        findings(json!([])),
     ));
     Script::new(rules)
 }

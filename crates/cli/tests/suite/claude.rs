@@ -38,6 +38,7 @@ fn call(name: &str, input: serde_json::Value) -> Reply {
 async fn claude_code_runs_a_ticket_with_a_resumed_fix_round() {
     let claude = claude_bin();
     let rules = vec![
+        super::harness::ready(),
         Rule::new(
             "research",
             at_turn("research", 0),

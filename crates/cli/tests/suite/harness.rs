@@ -83,9 +83,19 @@ pub fn write_call(path: &str, content: &str) -> Reply {
     }
 }
 
+/// The readiness check says the ticket is clear.
+pub fn ready() -> Rule {
+    Rule::new(
+        "readiness",
+        at_turn("readiness", 0),
+        Reply::text("```json\n{\"ready\": true, \"questions\": []}\n```"),
+    )
+}
+
 /// A well-behaved engineer: notes, a plan, writes hello.txt, no findings; fix rounds say they tried.
 pub fn engineer() -> Vec<Rule> {
     vec![
+        ready(),
         Rule::new(
             "research",
             at_turn("research", 0),

@@ -114,6 +114,7 @@ async fn failing_gate_is_fixed_in_the_resumed_session() {
     use codemill_testkit::{Match, Reply, Rule};
     // The first version writes the wrong file; the gate output goes to the fix round.
     let rules = vec![
+        super::harness::ready(),
         Rule::new(
             "research",
             super::harness::at_turn("research", 0),
@@ -196,6 +197,7 @@ async fn policy_comes_from_the_base_commit_not_the_agent() {
     use codemill_testkit::{Reply, Rule};
     // The implementer rewrites the gate to `true` instead of doing the work.
     let rules = vec![
+        super::harness::ready(),
         Rule::new(
             "research",
             super::harness::at_turn("research", 0),

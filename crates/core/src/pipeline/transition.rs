@@ -1,0 +1,478 @@
+//! `apply`: one journal event moves a job from one state to the next. One `match` over
+//! (stage, event), with every pair that does not fit listed explicitly as invalid.
+
+use super::{
+    AgentStage, AngleReview, InvalidEvent, JobEvent, JobState, Stage, StageCost, StageRun, StopKind,
+};
+use crate::triage::Bucket;
+
+fn stop(mut s: JobState, kind: StopKind, reason: String) -> JobState {
+    s.stop = Some(kind);
+    s.reason = Some(reason);
+    s.stage = Stage::Snapshot;
+    s
+}
+
+fn record_cost(s: &mut JobState, stage: AgentStage, round: u32, run: &StageRun) {
+    s.usage += run.usage;
+    s.cost_usd += run.cost_usd;
+    s.costs.push(StageCost {
+        stage,
+        round,
+        angle: run.angle.clone(),
+        agent: run.agent.clone(),
+        model: run.model.clone(),
+        usage: run.usage,
+        cost_usd: run.cost_usd,
+    });
+}
+
+fn agent_reason(stage: AgentStage, run: &StageRun) -> String {
+    let angle = run
+        .angle
+        .as_ref()
+        .map(|a| format!(" [{a}]"))
+        .unwrap_or_default();
+    format!(
+        "{}{angle} agent ({}): {}",
+        stage.as_str(),
+        run.agent,
+        run.outcome.describe()
+    )
+}
+
+fn unreadable(stage: AgentStage, run: &StageRun, why: &str) -> String {
+    let angle = run
+        .angle
+        .as_ref()
+        .map(|a| format!(" [{a}]"))
+        .unwrap_or_default();
+    format!(
+        "{}{angle} output could not be read after one repair request: {why}",
+        stage.as_str()
+    )
+}
+
+/// Apply one journal event to a state.
+pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEvent> {
+    let invalid = || InvalidEvent {
+        stage: state.stage.as_str(),
+        event: event.name().into(),
+    };
+    let mut s = state.clone();
+
+    if let JobEvent::EffectStarted { .. } = event {
+        if s.stage.is_terminal() || s.stage == Stage::AwaitingApproval {
+            return Err(invalid());
+        }
+        s.starts_in_stage += 1;
+        return Ok(s);
+    }
+    // Any other event completes the pending effect.
+    s.starts_in_stage = 0;
+
+    if let JobEvent::EffectFailed { effect, error } = event {
+        s.stage = match s.stage {
+            // Failing while already stopping: move on so the job still ends.
+            Stage::Snapshot => Stage::AnnounceStop,
+            Stage::AnnounceStop => Stage::CleanupStopped,
+            Stage::CleanupStopped => match s.stop {
+                Some(StopKind::Rejected) => Stage::Rejected,
+                _ => Stage::NeedsAttention,
+            },
+            Stage::AnnounceNeedsInput => Stage::NeedsInput,
+            Stage::Done
+            | Stage::NeedsAttention
+            | Stage::NeedsInput
+            | Stage::Rejected
+            | Stage::AwaitingApproval => return Err(invalid()),
+            Stage::Readiness
+            | Stage::Start
+            | Stage::Prepare
+            | Stage::Research
+            | Stage::Plan
+            | Stage::PostPlan
+            | Stage::Implement
+            | Stage::Gates
+            | Stage::PlanReview
+            | Stage::Review
+            | Stage::Triage
+            | Stage::Fix
+            | Stage::Commit
+            | Stage::Propose
+            | Stage::AnnounceProposal
+            | Stage::Push
+            | Stage::RecordPr
+            | Stage::CreateBacklog
+            | Stage::AnnounceShipped
+            | Stage::Cleanup => {
+                s = stop(
+                    s,
+                    StopKind::NeedsAttention,
+                    format!("{effect} failed: {error}"),
+                );
+                Stage::Snapshot
+            }
+        };
+        if s.reason.is_none() {
+            s.reason = Some(format!("{effect} failed: {error}"));
+        }
+        return Ok(s);
+    }
+
+    match (s.stage, event) {
+        (
+            Stage::Readiness,
+            JobEvent::AgentFinished {
+                stage: AgentStage::Readiness,
+                run,
+                ..
+            },
+        ) => {
+            record_cost(&mut s, AgentStage::Readiness, 0, run);
+            if !run.outcome.is_success() {
+                s = stop(
+                    s,
+                    StopKind::NeedsAttention,
+                    agent_reason(AgentStage::Readiness, run),
+                );
+            } else {
+                match &run.readiness {
+                    Some(r) if r.ready => s.stage = Stage::Start,
+                    Some(r) => {
+                        s.questions = r.questions.iter().take(5).cloned().collect();
+                        s.stage = Stage::AnnounceNeedsInput;
+                    }
+                    None => {
+                        let why = run
+                            .parse_error
+                            .clone()
+                            .unwrap_or_else(|| "no verdict".into());
+                        s = stop(
+                            s,
+                            StopKind::NeedsAttention,
+                            unreadable(AgentStage::Readiness, run, &why),
+                        );
+                    }
+                }
+            }
+        }
+        (Stage::AnnounceNeedsInput, JobEvent::TicketUpdated { .. }) => s.stage = Stage::NeedsInput,
+        (Stage::Start, JobEvent::TicketUpdated { .. }) => s.stage = Stage::Prepare,
+        (
+            Stage::Prepare,
+            JobEvent::WorkspaceReady {
+                worktree,
+                branch,
+                base_commit,
+                default_branch,
+            },
+        ) => {
+            s.worktree = Some(worktree.clone());
+            s.branch = Some(branch.clone());
+            s.base_commit = Some(base_commit.clone());
+            s.default_branch = Some(default_branch.clone());
+            s.stage = Stage::Research;
+        }
+        (
+            Stage::Research,
+            JobEvent::AgentFinished {
+                stage: AgentStage::Research,
+                run,
+                ..
+            },
+        ) => {
+            record_cost(&mut s, AgentStage::Research, 0, run);
+            if run.outcome.is_success() {
+                s.research_artifact = run.artifact.clone();
+                s.stage = Stage::Plan;
+            } else {
+                s = stop(
+                    s,
+                    StopKind::NeedsAttention,
+                    agent_reason(AgentStage::Research, run),
+                );
+            }
+        }
+        (
+            Stage::Plan,
+            JobEvent::AgentFinished {
+                stage: AgentStage::Plan,
+                run,
+                ..
+            },
+        ) => {
+            record_cost(&mut s, AgentStage::Plan, 0, run);
+            if run.outcome.is_success() {
+                s.plan_artifact = run.artifact.clone();
+                s.stage = Stage::PostPlan;
+            } else {
+                s = stop(
+                    s,
+                    StopKind::NeedsAttention,
+                    agent_reason(AgentStage::Plan, run),
+                );
+            }
+        }
+        (Stage::PostPlan, JobEvent::TicketUpdated { .. }) => s.stage = Stage::Implement,
+        (
+            Stage::Implement,
+            JobEvent::AgentFinished {
+                stage: AgentStage::Implement,
+                run,
+                ..
+            },
+        ) => {
+            record_cost(&mut s, AgentStage::Implement, 0, run);
+            s.implement_session = run.session_id.clone();
+            if run.outcome.is_success() {
+                s.stage = Stage::Gates;
+            } else {
+                s = stop(
+                    s,
+                    StopKind::NeedsAttention,
+                    agent_reason(AgentStage::Implement, run),
+                );
+            }
+        }
+        (Stage::Gates, JobEvent::GatesFinished { round, gates }) if *round == s.round => {
+            s.gates = gates.clone();
+            if gates.iter().all(|g| g.passed) {
+                s.stage = Stage::PlanReview;
+            } else if s.round < s.max_rounds {
+                s.stage = Stage::Fix;
+            } else {
+                let names: Vec<&str> = gates
+                    .iter()
+                    .filter(|g| !g.passed)
+                    .map(|g| g.name.as_str())
+                    .collect();
+                let reason = format!(
+                    "gates still failing after {} fix round(s): {}",
+                    s.round,
+                    names.join(", ")
+                );
+                s = stop(s, StopKind::NeedsAttention, reason);
+            }
+        }
+        (Stage::PlanReview, JobEvent::ReviewPlanned { plan }) if plan.round == s.round => {
+            s.review_plan = Some(plan.clone());
+            s.stage = if plan.angles.is_empty() {
+                Stage::Triage
+            } else {
+                Stage::Review
+            };
+        }
+        (
+            Stage::Review,
+            JobEvent::AgentFinished {
+                stage: AgentStage::Review,
+                round,
+                run,
+            },
+        ) if *round == s.round
+            && run
+                .angle
+                .as_ref()
+                .is_some_and(|a| s.next_angle().is_some_and(|n| &n.name == a)) =>
+        {
+            record_cost(&mut s, AgentStage::Review, *round, run);
+            let angle = run.angle.clone().unwrap_or_default();
+            if !run.outcome.is_success() {
+                s = stop(
+                    s,
+                    StopKind::NeedsAttention,
+                    agent_reason(AgentStage::Review, run),
+                );
+            } else if let Some(findings) = &run.findings {
+                s.reviews.push(AngleReview {
+                    round: *round,
+                    angle,
+                    findings: findings.clone(),
+                });
+                if s.next_angle().is_none() {
+                    s.stage = Stage::Triage;
+                }
+            } else {
+                let why = run
+                    .parse_error
+                    .clone()
+                    .unwrap_or_else(|| "no findings".into());
+                s = stop(
+                    s,
+                    StopKind::NeedsAttention,
+                    unreadable(AgentStage::Review, run, &why),
+                );
+            }
+        }
+        (
+            Stage::Triage,
+            JobEvent::AgentFinished {
+                stage: AgentStage::Triage,
+                round,
+                run,
+            },
+        ) if *round == s.round => {
+            record_cost(&mut s, AgentStage::Triage, *round, run);
+            if !run.outcome.is_success() {
+                s = stop(
+                    s,
+                    StopKind::NeedsAttention,
+                    agent_reason(AgentStage::Triage, run),
+                );
+            } else if let Some(decisions) = &run.decisions {
+                s.triage.push((*round, decisions.clone()));
+                let fix_now = decisions
+                    .iter()
+                    .filter(|d| d.bucket == Bucket::FixNow)
+                    .count();
+                if fix_now == 0 {
+                    s.stage = Stage::Commit;
+                } else if s.round < s.max_rounds {
+                    s.stage = Stage::Fix;
+                } else {
+                    let r = s.round;
+                    s = stop(
+                        s,
+                        StopKind::NeedsAttention,
+                        format!("{fix_now} fix-now finding(s) remain after {r} fix round(s)"),
+                    );
+                }
+            } else {
+                let why = run
+                    .parse_error
+                    .clone()
+                    .unwrap_or_else(|| "no decisions".into());
+                s = stop(
+                    s,
+                    StopKind::NeedsAttention,
+                    unreadable(AgentStage::Triage, run, &why),
+                );
+            }
+        }
+        (
+            Stage::Fix,
+            JobEvent::AgentFinished {
+                stage: AgentStage::Fix,
+                round,
+                run,
+            },
+        ) if *round == s.round + 1 => {
+            record_cost(&mut s, AgentStage::Fix, *round, run);
+            if run.session_id.is_some() {
+                s.implement_session = run.session_id.clone();
+            }
+            if run.outcome.is_success() {
+                s.round = *round;
+                s.stage = Stage::Gates;
+            } else {
+                s = stop(
+                    s,
+                    StopKind::NeedsAttention,
+                    agent_reason(AgentStage::Fix, run),
+                );
+            }
+        }
+        (Stage::Commit, JobEvent::Committed { commit }) => {
+            s.commit = Some(commit.clone());
+            s.stage = Stage::Propose;
+        }
+        (Stage::Propose, JobEvent::Proposed { proposal }) => {
+            s.proposal = Some(proposal.clone());
+            s.stage = Stage::AnnounceProposal;
+        }
+        (Stage::AnnounceProposal, JobEvent::TicketUpdated { .. }) => {
+            s.stage = Stage::AwaitingApproval
+        }
+        (Stage::AwaitingApproval, JobEvent::Approved { commit, by }) => {
+            if s.commit.as_deref() != Some(commit.as_str()) {
+                return Err(InvalidEvent {
+                    stage: s.stage.as_str(),
+                    event: format!(
+                        "approved for {commit}, but the proposal is {}",
+                        s.commit.as_deref().unwrap_or("-")
+                    ),
+                });
+            }
+            s.approved_by = Some(by.clone());
+            s.stage = Stage::Push;
+        }
+        (Stage::AwaitingApproval, JobEvent::Rejected { reason, by }) => {
+            s = stop(s, StopKind::Rejected, format!("rejected by {by}: {reason}"));
+        }
+        (Stage::Push, JobEvent::Pushed { .. }) => s.stage = Stage::RecordPr,
+        (Stage::RecordPr, JobEvent::PrRecorded { pr }) => {
+            s.pr = Some(*pr);
+            s.stage = Stage::CreateBacklog;
+        }
+        (Stage::CreateBacklog, JobEvent::BacklogCreated { tickets }) => {
+            s.backlog_tickets = tickets.clone();
+            s.stage = Stage::AnnounceShipped;
+        }
+        (Stage::AnnounceShipped, JobEvent::TicketUpdated { .. }) => s.stage = Stage::Cleanup,
+        (Stage::Cleanup, JobEvent::CleanedUp { .. }) => s.stage = Stage::Done,
+        (Stage::Snapshot, JobEvent::Snapshotted { wip_ref, commit }) => {
+            if let (Some(r), Some(c)) = (wip_ref, commit) {
+                s.wip = Some((r.clone(), c.clone()));
+            }
+            s.stage = Stage::AnnounceStop;
+        }
+        (Stage::AnnounceStop, JobEvent::TicketUpdated { .. }) => s.stage = Stage::CleanupStopped,
+        (Stage::CleanupStopped, JobEvent::CleanedUp { .. }) => {
+            s.stage = match s.stop {
+                Some(StopKind::Rejected) => Stage::Rejected,
+                _ => Stage::NeedsAttention,
+            }
+        }
+        // Listed in full (no catch-all arm) so a new stage or event must be placed explicitly.
+        (
+            Stage::Readiness
+            | Stage::AnnounceNeedsInput
+            | Stage::NeedsInput
+            | Stage::Start
+            | Stage::Prepare
+            | Stage::Research
+            | Stage::Plan
+            | Stage::PostPlan
+            | Stage::Implement
+            | Stage::Gates
+            | Stage::PlanReview
+            | Stage::Review
+            | Stage::Triage
+            | Stage::Fix
+            | Stage::Commit
+            | Stage::Propose
+            | Stage::AnnounceProposal
+            | Stage::AwaitingApproval
+            | Stage::Push
+            | Stage::RecordPr
+            | Stage::CreateBacklog
+            | Stage::AnnounceShipped
+            | Stage::Cleanup
+            | Stage::Done
+            | Stage::Snapshot
+            | Stage::AnnounceStop
+            | Stage::CleanupStopped
+            | Stage::NeedsAttention
+            | Stage::Rejected,
+            JobEvent::Created { .. }
+            | JobEvent::EffectStarted { .. }
+            | JobEvent::EffectFailed { .. }
+            | JobEvent::TicketUpdated { .. }
+            | JobEvent::WorkspaceReady { .. }
+            | JobEvent::AgentFinished { .. }
+            | JobEvent::GatesFinished { .. }
+            | JobEvent::ReviewPlanned { .. }
+            | JobEvent::Committed { .. }
+            | JobEvent::Proposed { .. }
+            | JobEvent::Approved { .. }
+            | JobEvent::Rejected { .. }
+            | JobEvent::Pushed { .. }
+            | JobEvent::PrRecorded { .. }
+            | JobEvent::BacklogCreated { .. }
+            | JobEvent::Snapshotted { .. }
+            | JobEvent::CleanedUp { .. },
+        ) => return Err(invalid()),
+    }
+    Ok(s)
+}

@@ -1,0 +1,459 @@
+//! Agent steps: building each stage's brief, running the stage's agent, reading its structured
+//! answer (with one repair request), and turning it into a journal event.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use codemill_agent::{Agent, AgentRequest, Builtin, ClaudeCode};
+use codemill_core::agent::{AgentEvent, AgentRun};
+use codemill_core::config::{Backend, ResolvedAgent};
+use codemill_core::findings::{merge_findings, parse_findings};
+use codemill_core::ids::JobId;
+use codemill_core::pipeline::{AgentStage, Effect, JobEvent, JobState, Readiness, StageRun};
+use codemill_core::prompts::{self, RUN_DIR, ReviewFiles, TicketText};
+use codemill_core::triage::{decide, parse_decisions, policy_decisions};
+use codemill_store::Ticket;
+
+use crate::effects::{failed, truncate};
+use crate::engine::{RunError, Runner};
+use crate::gates::POLICY_FILE;
+use crate::progress::Progress;
+
+/// The parts of a job an agent step needs.
+pub(crate) struct Step<'a> {
+    pub job: JobId,
+    pub state: &'a JobState,
+    pub ticket: &'a Ticket,
+    pub effect: &'a Effect,
+    pub stage: AgentStage,
+    pub round: u32,
+    pub resume: Option<String>,
+    pub angle: Option<String>,
+}
+
+/// One finished agent run plus how long it took and what it cost.
+struct Ran {
+    run: AgentRun,
+    agent: String,
+    model: String,
+    cost_usd: f64,
+    duration: Duration,
+}
+
+impl Runner {
+    pub(crate) fn backend(&self, backend: Backend) -> Option<Box<dyn Agent>> {
+        let a = &self.config.agent;
+        Some(match backend {
+            Backend::ClaudeCode => Box::new(ClaudeCode {
+                program: PathBuf::from(&a.claude_command),
+                max_api_retries: a.claude_max_api_retries,
+                api_timeout_ms: a.claude_api_timeout_ms,
+            }),
+            Backend::Builtin => {
+                let mut b = Builtin::new();
+                b.max_api_retries = a.builtin_max_api_retries;
+                b.command_timeout = Duration::from_secs(a.builtin_command_timeout_secs);
+                Box::new(b)
+            }
+            Backend::Codex | Backend::Gemini | Backend::Opencode => return None,
+        })
+    }
+
+    /// Run `prompt` once on the stage's agent, streaming its events as progress.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_once(
+        &self,
+        step: &Step<'_>,
+        resolved: &ResolvedAgent,
+        backend: &dyn Agent,
+        workdir: &Path,
+        prompt: String,
+        resume: Option<String>,
+        attempt: &str,
+    ) -> Result<Result<Ran, String>, RunError> {
+        let endpoint = match self.endpoint_for(&resolved.provider) {
+            Ok(e) => e,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        let logs = self.home.logs(step.job);
+        if let Err(e) = std::fs::create_dir_all(&logs) {
+            return Ok(Err(format!("{}: {e}", logs.display())));
+        }
+        let angle = step
+            .angle
+            .as_ref()
+            .map(|a| format!("-{a}"))
+            .unwrap_or_default();
+        let request = AgentRequest {
+            workdir: workdir.to_path_buf(),
+            prompt,
+            system_prompt: None,
+            mode: step.stage.mode(),
+            resume_session: resume,
+            model: resolved.model.clone(),
+            limits: self.config.agent.limits,
+            state_dir: self.home.agent_state(step.job, backend.name()),
+            log_path: logs.join(format!(
+                "{}-{}{angle}{attempt}.log",
+                step.stage.as_str(),
+                step.round
+            )),
+            endpoint,
+            extra_env: Vec::new(),
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<AgentEvent>();
+        let stage = step.stage;
+        let forward = {
+            let sink = self.progress.clone();
+            tokio::spawn(async move {
+                while let Some(event) = rx.recv().await {
+                    if let Some(s) = &sink {
+                        let _ = s.send(Progress::Agent { stage, event });
+                    }
+                }
+            })
+        };
+        let started = Instant::now();
+        let result = backend.run(&request, tx).await;
+        let _ = forward.await;
+        let run = match result {
+            Ok(run) => run,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        let cost_usd = self
+            .config
+            .prices
+            .cost(&resolved.model, &run.usage, run.reported_cost_usd);
+        Ok(Ok(Ran {
+            agent: backend.name().to_string(),
+            model: resolved.model.clone(),
+            cost_usd,
+            duration: started.elapsed(),
+            run,
+        }))
+    }
+
+    /// The stage's brief and working directory, or why it cannot run.
+    async fn brief(&self, step: &Step<'_>) -> Result<(String, PathBuf), String> {
+        let state = step.state;
+        let ticket = step.ticket;
+        let text = TicketText {
+            key: ticket.key.to_string(),
+            title: ticket.title.clone(),
+            body: ticket.body.clone(),
+        };
+        if step.stage == AgentStage::Readiness {
+            // No workspace exists yet, and none should for a ticket that is not ready.
+            let dir = self.home.agent_state(step.job, "readiness-cwd");
+            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            return Ok((prompts::readiness(&text), dir));
+        }
+        let worktree = self
+            .worktree(state)
+            .ok_or("the ticket's worktree is missing")?;
+        let artifacts = self.home.artifacts(step.job);
+        let run_dir = worktree.join(RUN_DIR);
+        std::fs::create_dir_all(&run_dir)
+            .and_then(|_| std::fs::create_dir_all(&artifacts))
+            .map_err(|e| e.to_string())?;
+        // Earlier outputs are handed over as files in the worktree's run directory.
+        for name in [&state.research_artifact, &state.plan_artifact]
+            .into_iter()
+            .flatten()
+        {
+            std::fs::copy(artifacts.join(name), run_dir.join(name))
+                .map_err(|e| format!("artifact {name}: {e}"))?;
+        }
+        let research_file = format!("{RUN_DIR}/research.md");
+        let plan_file = format!("{RUN_DIR}/plan.md");
+        let prompt = match step.stage {
+            AgentStage::Readiness => prompts::readiness(&text),
+            AgentStage::Research => prompts::research(&text),
+            AgentStage::Plan => prompts::plan(&text, &research_file),
+            AgentStage::Implement => prompts::implement(&text, &research_file, &plan_file),
+            AgentStage::Review => {
+                let plan = state
+                    .review_plan
+                    .as_ref()
+                    .ok_or("no review plan for this round")?;
+                let angle = plan
+                    .angles
+                    .iter()
+                    .find(|a| Some(&a.name) == step.angle.as_ref())
+                    .ok_or("the review angle is not in this round's plan")?;
+                let rereview = state.round > 0;
+                let files = ReviewFiles {
+                    plan: plan_file,
+                    diff: format!("{RUN_DIR}/diff.patch"),
+                    delta: rereview.then(|| format!("{RUN_DIR}/delta.patch")),
+                    earlier_findings: rereview.then(|| format!("{RUN_DIR}/earlier-findings.md")),
+                };
+                prompts::review(&text, &angle.name, &angle.checklist, &files, &state.gates)
+            }
+            AgentStage::Triage => {
+                let (merged, made) = self.triage_inputs(state);
+                let listed: Vec<_> = merged
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| {
+                        (
+                            i + 1,
+                            f,
+                            made[i]
+                                .as_ref()
+                                .map(|(b, r)| format!("{} — {r}", b.as_str())),
+                        )
+                    })
+                    .collect();
+                let listed: Vec<_> = listed
+                    .iter()
+                    .map(|(i, f, d)| (*i, *f, d.as_deref()))
+                    .collect();
+                prompts::triage(&text, step.round, &listed)
+            }
+            AgentStage::Fix => {
+                let failing = state.failing_gates();
+                // Findings belong in the brief only when the review saw the current code.
+                let fix_now = if failing.is_empty() {
+                    state.fix_now()
+                } else {
+                    Vec::new()
+                };
+                prompts::fix(step.round, &failing, &fix_now)
+            }
+        };
+        Ok((prompt, worktree))
+    }
+
+    /// This round's findings merged across angles, and what policy decides on its own.
+    #[allow(clippy::type_complexity)]
+    fn triage_inputs(
+        &self,
+        state: &JobState,
+    ) -> (
+        Vec<codemill_core::findings::Finding>,
+        Vec<Option<(codemill_core::triage::Bucket, String)>>,
+    ) {
+        let round_findings: Vec<_> = state
+            .reviews
+            .iter()
+            .filter(|r| r.round == state.round)
+            .flat_map(|r| r.findings.clone())
+            .collect();
+        let merged = merge_findings(round_findings);
+        let default_policy = codemill_core::triage::TriagePolicy::default();
+        let plan = state.review_plan.as_ref();
+        let policy = plan.map(|p| &p.policy).unwrap_or(&default_policy);
+        let changed: &[String] = plan.map(|p| p.changed_files.as_slice()).unwrap_or(&[]);
+        let earlier: Vec<_> = state
+            .triage
+            .iter()
+            .filter(|(r, _)| *r < state.round)
+            .flat_map(|(_, d)| d.clone())
+            .collect();
+        let made = policy_decisions(&merged, policy, state.round, changed, &earlier);
+        (merged, made)
+    }
+
+    /// Execute a `RunAgent` effect.
+    pub(crate) async fn run_agent(&self, step: Step<'_>) -> Result<JobEvent, RunError> {
+        let effect = step.effect;
+        let policy = match self.policy_if_prepared(step.state).await {
+            Ok(p) => p,
+            Err(e) => return Ok(failed(effect, e)),
+        };
+        let resolved = match self
+            .config
+            .agent_for(policy.as_ref(), POLICY_FILE, step.stage)
+        {
+            Ok(r) => r,
+            Err(e) => return Ok(failed(effect, e)),
+        };
+        let Some(backend) = self.backend(resolved.backend) else {
+            return Ok(failed(
+                effect,
+                format!(
+                    "backend {} is not available in this build",
+                    resolved.backend.as_str()
+                ),
+            ));
+        };
+
+        // Triage without anything left for an agent to decide needs no agent.
+        if step.stage == AgentStage::Triage {
+            let (merged, made) = self.triage_inputs(step.state);
+            if made.iter().all(Option::is_some) {
+                let policy = step
+                    .state
+                    .review_plan
+                    .as_ref()
+                    .map(|p| p.policy)
+                    .unwrap_or_default();
+                let decisions = decide(&merged, &made, &[], &policy);
+                return Ok(JobEvent::AgentFinished {
+                    stage: step.stage,
+                    round: step.round,
+                    run: StageRun {
+                        agent: "policy".into(),
+                        model: "-".into(),
+                        outcome: codemill_core::agent::AgentOutcome::Success,
+                        session_id: None,
+                        usage: Default::default(),
+                        cost_usd: 0.0,
+                        turns: 0,
+                        duration_ms: 0,
+                        artifact: None,
+                        angle: None,
+                        findings: None,
+                        decisions: Some(decisions),
+                        readiness: None,
+                        parse_error: None,
+                        repaired: false,
+                        summary: format!("{} finding(s), all decided by policy", merged.len()),
+                    },
+                });
+            }
+        }
+
+        let (prompt, workdir) = match self.brief(&step).await {
+            Ok(b) => b,
+            Err(e) => return Ok(failed(effect, e)),
+        };
+        let first = match self
+            .run_once(
+                &step,
+                &resolved,
+                backend.as_ref(),
+                &workdir,
+                prompt,
+                step.resume.clone(),
+                "",
+            )
+            .await?
+        {
+            Ok(r) => r,
+            Err(e) => return Ok(failed(effect, e)),
+        };
+        let mut stage_run = StageRun {
+            agent: first.agent.clone(),
+            model: first.model.clone(),
+            outcome: first.run.outcome.clone(),
+            session_id: first.run.session_id.clone(),
+            usage: first.run.usage,
+            cost_usd: first.cost_usd,
+            turns: first.run.turns,
+            duration_ms: first.duration.as_millis() as u64,
+            artifact: None,
+            angle: step.angle.clone(),
+            findings: None,
+            decisions: None,
+            readiness: None,
+            parse_error: None,
+            repaired: false,
+            summary: truncate(first.run.final_text.trim(), 2000),
+        };
+        let mut final_text = first.run.final_text.clone();
+        if first.run.outcome.is_success() {
+            let mut parsed = self.read_answer(&step, &final_text);
+            if let Err(error) = &parsed {
+                // One repair request in the same session; a second unreadable answer fails the stage.
+                let what = match step.stage {
+                    AgentStage::Readiness => "readiness",
+                    AgentStage::Review => "findings",
+                    _ => "decisions",
+                };
+                let repair = prompts::repair(what, error);
+                let resume = first.run.session_id.clone();
+                if let Ok(second) = self
+                    .run_once(
+                        &step,
+                        &resolved,
+                        backend.as_ref(),
+                        &workdir,
+                        repair,
+                        resume,
+                        "-repair",
+                    )
+                    .await?
+                {
+                    stage_run.repaired = true;
+                    stage_run.usage += second.run.usage;
+                    stage_run.cost_usd += second.cost_usd;
+                    stage_run.turns += second.run.turns;
+                    stage_run.duration_ms += second.duration.as_millis() as u64;
+                    stage_run.outcome = second.run.outcome.clone();
+                    final_text = second.run.final_text.clone();
+                    stage_run.summary = truncate(final_text.trim(), 2000);
+                    parsed = if second.run.outcome.is_success() {
+                        self.read_answer(&step, &final_text)
+                    } else {
+                        Err(second.run.outcome.describe())
+                    };
+                }
+            }
+            match parsed {
+                Ok(Answer::None) => {}
+                Ok(Answer::Readiness(r)) => stage_run.readiness = Some(r),
+                Ok(Answer::Findings(mut f)) => {
+                    for finding in &mut f {
+                        finding.angles = step.angle.iter().cloned().collect();
+                    }
+                    stage_run.findings = Some(f);
+                }
+                Ok(Answer::Decisions(d)) => {
+                    let (merged, made) = self.triage_inputs(step.state);
+                    let policy = step
+                        .state
+                        .review_plan
+                        .as_ref()
+                        .map(|p| p.policy)
+                        .unwrap_or_default();
+                    stage_run.decisions = Some(decide(&merged, &made, &d, &policy));
+                }
+                Err(e) => stage_run.parse_error = Some(e),
+            }
+            if matches!(step.stage, AgentStage::Research | AgentStage::Plan) {
+                let name = format!("{}.md", step.stage.as_str());
+                let artifacts = self.home.artifacts(step.job);
+                if let Err(e) = std::fs::create_dir_all(&artifacts)
+                    .and_then(|_| std::fs::write(artifacts.join(&name), &final_text))
+                {
+                    return Ok(failed(effect, e));
+                }
+                stage_run.artifact = Some(name);
+            }
+        }
+        self.emit(Progress::AgentDone {
+            stage: step.stage,
+            run: Box::new(stage_run.clone()),
+        });
+        Ok(JobEvent::AgentFinished {
+            stage: step.stage,
+            round: step.round,
+            run: stage_run,
+        })
+    }
+
+    fn read_answer(&self, step: &Step<'_>, text: &str) -> Result<Answer, String> {
+        match step.stage {
+            AgentStage::Readiness => Readiness::parse(text).map(Answer::Readiness),
+            AgentStage::Review => parse_findings(text)
+                .map(Answer::Findings)
+                .map_err(|e| e.to_string()),
+            AgentStage::Triage => parse_decisions(text)
+                .map(Answer::Decisions)
+                .map_err(|e| e.to_string()),
+            AgentStage::Research | AgentStage::Plan | AgentStage::Implement | AgentStage::Fix => {
+                Ok(Answer::None)
+            }
+        }
+    }
+}
+
+/// A stage's structured answer.
+enum Answer {
+    None,
+    Readiness(Readiness),
+    Findings(Vec<codemill_core::findings::Finding>),
+    Decisions(Vec<codemill_core::triage::AgentDecision>),
+}

@@ -1,0 +1,190 @@
+//! Review rounds: planning a round (snapshot, diffs, angles, policy) and turning backlog
+//! findings into linked tickets after approval.
+
+use codemill_core::ids::JobId;
+use codemill_core::pipeline::{Effect, JobEvent, JobState, ReviewPlan};
+use codemill_core::prompts::RUN_DIR;
+use codemill_core::review::choose_angles;
+use codemill_core::triage::Bucket;
+use codemill_store::Ticket;
+
+use crate::effects::failed;
+use crate::engine::{RunError, Runner};
+
+/// Checklists a repository adds or overrides: `.codemill/review/<angle>.md`.
+const CHECKLIST_DIR: &str = ".codemill/review/";
+
+/// Files named in a unified diff's `+++ b/...` / `--- a/...` headers.
+fn diff_files(diff: &str) -> Vec<String> {
+    let mut files: Vec<String> = Vec::new();
+    for line in diff.lines() {
+        let path = line
+            .strip_prefix("+++ b/")
+            .or_else(|| line.strip_prefix("--- a/"))
+            .map(str::trim);
+        if let Some(p) = path
+            && !files.iter().any(|f| f == p)
+        {
+            files.push(p.to_string());
+        }
+    }
+    files
+}
+
+impl Runner {
+    /// Plan a review round: snapshot what is reviewed, write the diff (and the delta since the
+    /// previous round), choose the angles and record the triage policy.
+    pub(crate) async fn plan_review(
+        &self,
+        job: JobId,
+        state: &JobState,
+        effect: &Effect,
+        round: u32,
+    ) -> JobEvent {
+        let Some(worktree) = self.worktree(state) else {
+            return failed(effect, "the ticket's worktree is missing");
+        };
+        let key = &state.ticket;
+        let base = state.base_commit.clone().unwrap_or_default();
+        let identity = self.identity();
+        let refname = format!("refs/codemill/review/{key}/{round}");
+        let message = format!("codemill review snapshot of {key}, round {round} (job {job})");
+        let snapshot = match self
+            .git
+            .snapshot_wip_since(&worktree, &refname, &base, &message, &identity)
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => return failed(effect, e),
+        };
+        let diff = match self.git.diff(&worktree, &base, None).await {
+            Ok(d) => d,
+            Err(e) => return failed(effect, e),
+        };
+        let run_dir = worktree.join(RUN_DIR);
+        if let Err(e) = std::fs::create_dir_all(&run_dir)
+            .and_then(|_| std::fs::write(run_dir.join("diff.patch"), &diff))
+        {
+            return failed(effect, e);
+        }
+        let mut changed = diff_files(&diff);
+        if round > 0 {
+            // The previous round's snapshot: what the reviewers saw last time.
+            let previous = state
+                .review_plan
+                .as_ref()
+                .and_then(|p| p.snapshot.clone())
+                .unwrap_or_else(|| base.clone());
+            let delta = match self.git.diff(&worktree, &previous, None).await {
+                Ok(d) => d,
+                Err(e) => return failed(effect, e),
+            };
+            changed = diff_files(&delta);
+            let mut earlier = String::from("# Findings of earlier review rounds\n");
+            for (r, decisions) in &state.triage {
+                for d in decisions {
+                    earlier.push_str(&format!(
+                        "\n- round {r} [{}] {} at {} — triage: {} ({})",
+                        d.finding.severity.as_str(),
+                        d.finding.title,
+                        d.finding.location(),
+                        d.bucket.as_str(),
+                        d.reason
+                    ));
+                }
+            }
+            let written = std::fs::write(run_dir.join("delta.patch"), &delta)
+                .and_then(|_| std::fs::write(run_dir.join("earlier-findings.md"), earlier));
+            if let Err(e) = written {
+                return failed(effect, e);
+            }
+        }
+        let policy = match self.policy(state).await {
+            Ok(p) => p,
+            Err(e) => return failed(effect, e),
+        };
+        let clone = self.home.clone_dir(key.project());
+        let files = match self.git.list_files(&clone, &base).await {
+            Ok(f) => f,
+            Err(e) => return failed(effect, e),
+        };
+        let mut checklists = Vec::new();
+        for file in files
+            .iter()
+            .filter(|f| f.starts_with(CHECKLIST_DIR) && f.ends_with(".md"))
+        {
+            let name = file[CHECKLIST_DIR.len()..file.len() - 3].to_string();
+            if name.contains('/') {
+                continue;
+            }
+            match self.git.read_file_at(&clone, &base, file).await {
+                Ok(Some(text)) => checklists.push((name, text)),
+                Ok(None) => {}
+                Err(e) => return failed(effect, e),
+            }
+        }
+        let angles = choose_angles(&diff_files(&diff), &diff, &checklists);
+        JobEvent::ReviewPlanned {
+            plan: ReviewPlan {
+                round,
+                angles,
+                policy: policy.map(|p| p.triage).unwrap_or_default(),
+                changed_files: changed,
+                snapshot,
+            },
+        }
+    }
+
+    /// After approval: every backlog finding becomes a ticket linked to this one (once each).
+    pub(crate) async fn create_backlog(
+        &self,
+        job: JobId,
+        state: &JobState,
+        ticket: &Ticket,
+    ) -> Result<JobEvent, RunError> {
+        let mut keys = Vec::new();
+        for d in state.backlog() {
+            debug_assert_eq!(d.bucket, Bucket::Backlog);
+            let f = &d.finding;
+            let marker = format!("backlog:{job}:{}", f.fingerprint());
+            let title = format!("{} ({})", f.title, f.location());
+            let body = format!(
+                "Found by codemill's review of {} ({}), angle(s): {}; severity {}.\n\n{}\n{}\nTriage: backlog — {}\n",
+                ticket.key,
+                ticket.title,
+                f.angles.join(", "),
+                f.severity.as_str(),
+                f.detail,
+                f.suggestion
+                    .as_ref()
+                    .map(|s| format!("\nSuggestion: {s}\n"))
+                    .unwrap_or_default(),
+                d.reason
+            );
+            let (t, _) = self
+                .store
+                .create_linked_ticket(
+                    &ticket.key,
+                    "backlog_of",
+                    &marker,
+                    &title,
+                    &body,
+                    &["codemill:backlog".to_string()],
+                )
+                .await?;
+            keys.push(t.key.to_string());
+        }
+        Ok(JobEvent::BacklogCreated { tickets: keys })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_of_a_diff() {
+        let diff = "diff --git a/src/a.rs b/src/a.rs\n--- a/src/a.rs\n+++ b/src/a.rs\n@@\n+x\ndiff --git a/new.txt b/new.txt\n--- /dev/null\n+++ b/new.txt\n+y\n";
+        assert_eq!(diff_files(diff), vec!["src/a.rs", "new.txt"]);
+    }
+}
