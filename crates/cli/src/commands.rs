@@ -186,6 +186,19 @@ fn finish(opened: &Opened, job: codemill_core::ids::JobId, state: &JobState) -> 
             ));
             ExitCode::SUCCESS
         }
+        "needs_input" => {
+            let mut text = format!(
+                "{key}: needs input before any code is written. Questions (also on the ticket):"
+            );
+            for q in &state.questions {
+                text.push_str(&format!("\n  - {q}"));
+            }
+            text.push_str(&format!(
+                "\nEdit the ticket (`codemill ticket edit {key} --body-file ...`) and run it again."
+            ));
+            err(&text);
+            ExitCode::from(4)
+        }
         _ => {
             err(&format!(
                 "{key}: needs attention — {}\nThe reason and context are on the ticket (`codemill ticket show {key}`).",

@@ -102,6 +102,18 @@ fn fresh_home(flag: Option<PathBuf>) -> Result<Home> {
     Ok(Home::new(root))
 }
 
+/// How many findings triage put in each bucket over the whole job.
+fn bucket_counts(s: &codemill_core::pipeline::JobState) -> serde_json::Value {
+    let count = |b: Bucket| {
+        s.triage
+            .iter()
+            .flat_map(|(_, d)| d)
+            .filter(|d| d.bucket == b)
+            .count()
+    };
+    json!({"fix_now": count(Bucket::FixNow), "backlog": count(Bucket::Backlog), "ignore": count(Bucket::Ignore)})
+}
+
 pub async fn run(home_flag: Option<PathBuf>, as_json: bool) -> Result<ExitCode> {
     let started = Instant::now();
     let home = fresh_home(home_flag)?;
@@ -167,7 +179,7 @@ pub async fn run(home_flag: Option<PathBuf>, as_json: bool) -> Result<ExitCode> 
             .map(|(k, s, pr)| {
                 json!({"key": k.to_string(), "state": s.status(), "branch": k.branch(), "commit": s.commit,
                        "pr": pr.as_ref().map(|p| p.id), "rounds": s.round, "tokens": s.usage.total(),
-                       "cost_usd": s.cost_usd})
+                       "cost_usd": s.cost_usd, "findings": bucket_counts(s), "backlog_tickets": s.backlog_tickets})
             })
             .collect();
         print_json(

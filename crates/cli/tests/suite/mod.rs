@@ -8,3 +8,4 @@ mod doctor;
 mod harness;
 mod mixed;
 mod pipeline;
+mod review;
