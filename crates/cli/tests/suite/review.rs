@@ -500,3 +500,26 @@ async fn a_vague_ticket_gets_questions_and_runs_once_edited() {
     assert_eq!(t["ticket"]["labels"], json!([]));
     assert_eq!(t["ticket"]["status"], "awaiting_approval");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repository_checklists_add_angles_with_their_text() {
+    let env = Env::new(engineer(), super::harness::HELLO_GATE, "").await;
+    // A second commit on main adds the repository's own checklist.
+    let seed = env.dir.path().join("seed");
+    std::fs::create_dir_all(seed.join(".codemill/review")).unwrap();
+    std::fs::write(seed.join(".codemill/review/accessibility.md"), "- Every image has alt text.\n").unwrap();
+    super::harness::git(&seed, &["add", "-A"]);
+    super::harness::git(&seed, &["commit", "-q", "-m", "checklist"]);
+    super::harness::git(&seed, &["push", "-q", env.remote.to_str().unwrap(), "main"]);
+    env.ok(&["run", "P-1"]);
+    let brief = env
+        .server
+        .requests()
+        .into_iter()
+        .find(|r| r.view.first_user_text().contains("review angle: accessibility"))
+        .expect("the accessibility angle ran");
+    assert!(brief.view.first_user_text().contains("- Every image has alt text."));
+    let show = env.json(&["show", "P-1", "--json"]);
+    let angles: Vec<&str> = show["job"]["reviews"].as_array().unwrap().iter().map(|r| r["angle"].as_str().unwrap()).collect();
+    assert_eq!(angles, ["correctness", "security", "tests", "architecture", "accessibility"]);
+}
