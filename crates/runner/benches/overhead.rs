@@ -1,5 +1,7 @@
-//! Hand-run benchmark of codemill's mechanical overhead: one ticket through the whole pipeline with an instant scripted agent and a no-op gate, against the raw git floor, in one process run.
+//! Hand-run benchmark of codemill's mechanical overhead per ticket against the raw git floor.
 //!
+//! One ticket goes through the whole pipeline with an instant scripted agent and a no-op gate;
+//! the same process run measures the plain git commands any tool needs for the same result.
 //! Run with `cargo bench -p codemill-runner --bench overhead` (`BENCH_ITERS=N` sets the number
 //! of measured iterations, default 10). Both sides start from the same bare "remote" (~1,000
 //! files, default branch `main`) and are interleaved, so drift hits both alike:
@@ -13,7 +15,11 @@
 //! It prints median and mean of each, the ratio codemill/raw of the medians (target ≤ 1.5×),
 //! where the time of one codemill ticket goes (from its job journal), and per effect the git
 //! processes codemill started (one extra, unmeasured run of the bench binary with a logging
-//! `git` wrapper first on PATH; `BENCH_TRACE=0` skips it).
+//! `git` wrapper first on PATH; `BENCH_TRACE=0` skips it, `BENCH_TRACE=full` lists every
+//! command line).
+//!
+//! Checking out and deleting ~1,000 files dominates both sides when the disk is busy (other
+//! builds), which hides codemill's own overhead; `TMPDIR=/dev/shm` takes the disk out of both.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -30,7 +36,8 @@ use codemill_testkit::{Match, ModelServer, Reply, Rule, Script, ToolCall};
 use serde_json::json;
 
 const PROJECT: &str = "BENCH";
-/// Set in the child run that traces git processes: run one ticket, print its journal, exit.
+/// Set in the child run that traces git processes: run two tickets, print the second's effect
+/// spans, exit.
 const TRACE_CHILD_ENV: &str = "CODEMILL_BENCH_TRACE_CHILD";
 /// The log file the git wrapper appends to in the traced child.
 const TRACE_LOG_ENV: &str = "CODEMILL_BENCH_GIT_LOG";
@@ -124,7 +131,8 @@ async fn make_remote(root: &Path) -> PathBuf {
     root.join("remote.git")
 }
 
-/// The scripted model: every stage answers at once; implement writes one file first.
+/// The scripted model: every stage answers at once; implement writes one file first. The
+/// readiness and triage rules only answer when the pipeline has those stages.
 fn script() -> Script {
     let when = |stage: &str, turn: usize| Match {
         first_user_contains: Some(format!("codemill stage: {stage}")),
@@ -132,6 +140,11 @@ fn script() -> Script {
         ..Match::default()
     };
     Script::new(vec![
+        Rule::new(
+            "readiness",
+            when("readiness", 0),
+            Reply::text("Ready.\n```json\n{\"ready\": true, \"questions\": []}\n```"),
+        ),
         Rule::new(
             "research",
             when("research", 0),
@@ -163,6 +176,11 @@ fn script() -> Script {
             "review",
             when("review", 0),
             Reply::text("Review done.\n```json\n{\"findings\": []}\n```"),
+        ),
+        Rule::new(
+            "triage",
+            when("triage", 0),
+            Reply::text("```json\n{\"decisions\": []}\n```"),
         ),
     ])
 }
@@ -206,13 +224,33 @@ async fn make_codemill(root: &Path, remote: &Path, server: &ModelServer) -> Code
 
 // ---- one iteration of each side -----------------------------------------------------------------
 
-/// The raw floor: what any tool must do to turn one change into a pushed branch.
-async fn raw_once(clone: &Path, worktrees: &Path, i: usize) -> Duration {
+/// The steps of the raw floor, in order (for the per-step medians).
+const RAW_STEPS: [&str; 6] = [
+    "fetch --prune",
+    "worktree add -B",
+    "add -A (after writing the file)",
+    "commit",
+    "push",
+    "worktree remove --force",
+];
+
+/// The raw floor: what any tool must do to turn one change into a pushed branch. Returns the
+/// total and the time of each step of [`RAW_STEPS`].
+async fn raw_once(clone: &Path, worktrees: &Path, i: usize) -> (Duration, Vec<Duration>) {
     let branch = format!("bench/{i}");
     let wt = worktrees.join(format!("wt{i}"));
     let wt_s = wt.display().to_string();
+    let push_spec = format!("HEAD:refs/heads/{branch}");
+    let message = format!("bench change {i}");
+    let mut steps = Vec::with_capacity(RAW_STEPS.len());
     let started = Instant::now();
+    let mut lap = Instant::now();
+    let mut mark = |steps: &mut Vec<Duration>| {
+        steps.push(lap.elapsed());
+        lap = Instant::now();
+    };
     git(clone, &["fetch", "--prune", "--quiet", "origin"]).await;
+    mark(&mut steps);
     git(
         clone,
         &[
@@ -226,21 +264,37 @@ async fn raw_once(clone: &Path, worktrees: &Path, i: usize) -> Duration {
         ],
     )
     .await;
+    mark(&mut steps);
     std::fs::write(wt.join("bench-change.txt"), format!("raw change {i}\n")).unwrap();
     git(&wt, &["add", "-A"]).await;
-    git(&wt, &["commit", "-q", "-m", &format!("bench change {i}")]).await;
-    git(
-        &wt,
-        &[
-            "push",
-            "--quiet",
-            "origin",
-            &format!("HEAD:refs/heads/{branch}"),
-        ],
-    )
-    .await;
+    mark(&mut steps);
+    git(&wt, &["commit", "-q", "-m", &message]).await;
+    mark(&mut steps);
+    git(&wt, &["push", "--quiet", "origin", &push_spec]).await;
+    mark(&mut steps);
     git(clone, &["worktree", "remove", "--force", &wt_s]).await;
-    started.elapsed()
+    mark(&mut steps);
+    (started.elapsed(), steps)
+}
+
+/// Median time of one trivial process spawned through `Cmd` (`true`), and of one trivial git
+/// call (`git rev-parse HEAD` in the bare clone): the unit cost behind every git call codemill makes.
+async fn spawn_costs(clone: &Path) -> (f64, f64) {
+    let mut t_true = Vec::new();
+    let mut t_git = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        let out = Cmd::new("true")
+            .output(Some(Duration::from_secs(10)), 1024)
+            .await
+            .unwrap();
+        assert!(out.success());
+        t_true.push(ms(t.elapsed()));
+        let t = Instant::now();
+        git(clone, &["rev-parse", "HEAD"]).await;
+        t_git.push(ms(t.elapsed()));
+    }
+    (median(&t_true), median(&t_git))
 }
 
 /// One ticket through codemill; returns the time of run + approve and the job's journal.
@@ -375,8 +429,23 @@ async fn trace_child() {
     }
 }
 
-/// Re-run this binary with the wrapper on PATH; count git processes per effect of one ticket.
-async fn trace_git_per_effect() {
+/// A logged git command line without the `-c key=value` pairs, for reading.
+fn without_config(line: &str) -> String {
+    let mut out = Vec::new();
+    let mut words = line.split_whitespace();
+    while let Some(w) = words.next() {
+        if w == "-c" {
+            words.next();
+        } else {
+            out.push(w);
+        }
+    }
+    out.join(" ")
+}
+
+/// Re-run this binary with the wrapper on PATH; count git processes per effect of one ticket,
+/// and with `full` list each command line.
+async fn trace_git_per_effect(full: bool) {
     let dir = tempfile::tempdir().unwrap();
     let real_git = git(dir.path(), &["--exec-path"]).await;
     let real_git = Path::new(&real_git).join("git");
@@ -398,14 +467,14 @@ async fn trace_git_per_effect() {
         .unwrap();
     assert!(out.success(), "traced child failed: {}", out.combined());
     let text = std::fs::read_to_string(&log).unwrap_or_default();
-    let calls: Vec<(i64, String)> = text
+    let calls: Vec<(i64, String, String)> = text
         .lines()
         .filter_map(|l| {
             let (t, rest) = l.split_once(' ')?;
-            Some((t.parse().ok()?, subcommand(rest)))
+            Some((t.parse().ok()?, subcommand(rest), without_config(rest)))
         })
         .collect();
-    // Only the measured ticket: spans come after the warm-up marker.
+    // The spans are those of the second ticket (the first made the shared clone).
     let spans: Vec<(String, i64, i64)> = out
         .stdout
         .lines()
@@ -424,7 +493,7 @@ async fn trace_git_per_effect() {
     };
     let in_job = calls
         .iter()
-        .filter(|(t, _)| *t >= first.1 && *t <= last.2)
+        .filter(|(t, _, _)| *t >= first.1 && *t <= last.2)
         .count();
     println!(
         "  git processes during the ticket: {in_job} (effects: {})",
@@ -433,7 +502,9 @@ async fn trace_git_per_effect() {
     println!("  {:<28} {:>5}  subcommands", "effect", "git");
     for (effect, a, b) in &spans {
         let mut by: BTreeMap<&str, usize> = BTreeMap::new();
-        for (_, sub) in calls.iter().filter(|(t, _)| t >= a && t <= b) {
+        let within: Vec<&(i64, String, String)> =
+            calls.iter().filter(|(t, _, _)| t >= a && t <= b).collect();
+        for (_, sub, _) in &within {
             *by.entry(sub.as_str()).or_default() += 1;
         }
         let n: usize = by.values().sum();
@@ -448,6 +519,11 @@ async fn trace_git_per_effect() {
             })
             .collect();
         println!("  {effect:<28} {n:>5}  {}", list.join(", "));
+        if full {
+            for (_, _, line) in &within {
+                println!("  {:<34} git {line}", "");
+            }
+        }
     }
 }
 
@@ -503,7 +579,7 @@ async fn bench() {
     );
 
     // Warm-up, not measured: codemill's first ticket also makes its shared clone.
-    let w_raw = raw_once(&raw_clone, &raw_worktrees, 0).await;
+    let (w_raw, _) = raw_once(&raw_clone, &raw_worktrees, 0).await;
     let (w_cm, _, _) = codemill_once(&c, 0).await;
     println!(
         "warm-up (not counted): raw {:.1} ms, codemill {:.1} ms (includes creating the shared clone)",
@@ -512,11 +588,12 @@ async fn bench() {
     );
 
     let mut raw = Vec::new();
+    let mut raw_steps: Vec<Vec<f64>> = vec![Vec::new(); RAW_STEPS.len()];
     let mut cm = Vec::new();
     let mut runs = Vec::new();
     for i in 1..=iters {
         // Alternate the order so neither side always runs on a warmer cache.
-        let (r, (t, key, journal)) = if i % 2 == 0 {
+        let ((r, steps), (t, key, journal)) = if i % 2 == 0 {
             let r = raw_once(&raw_clone, &raw_worktrees, i).await;
             (r, codemill_once(&c, i).await)
         } else {
@@ -529,6 +606,9 @@ async fn bench() {
             ms(t)
         );
         raw.push(ms(r));
+        for (acc, d) in raw_steps.iter_mut().zip(steps) {
+            acc.push(ms(d));
+        }
         cm.push(ms(t));
         runs.push((ms(t), key, journal));
     }
@@ -557,6 +637,25 @@ async fn bench() {
     println!(
         "ratio codemill/raw (medians): {ratio:.2}x  (target <= 1.5x: {})",
         if ratio <= 1.5 { "met" } else { "NOT met" }
+    );
+    // Paired figures: each iteration ran both sides back to back, so load from other processes
+    // on the machine hits a pair alike; these are steadier than the ratio of medians.
+    let pair_ratio: Vec<f64> = cm.iter().zip(&raw).map(|(c, r)| c / r).collect();
+    let pair_diff: Vec<f64> = cm.iter().zip(&raw).map(|(c, r)| c - r).collect();
+    println!(
+        "paired (per iteration): median ratio {:.2}x, median codemill - raw {:.1} ms",
+        median(&pair_ratio),
+        median(&pair_diff)
+    );
+
+    println!();
+    println!("raw floor per step, median over {iters} runs:");
+    for (name, v) in RAW_STEPS.iter().zip(&raw_steps) {
+        println!("  {name:<34} {:8.1} ms", median(v));
+    }
+    let (spawn_true, spawn_git) = spawn_costs(&raw_clone).await;
+    println!(
+        "unit costs (median of 20): spawn `true` via Cmd {spawn_true:.1} ms, trivial git call {spawn_git:.1} ms"
     );
 
     // Where the time goes: per effect, median over all measured tickets.
@@ -601,12 +700,13 @@ async fn bench() {
     println!("journal of {key} ({t:.1} ms), times from its `created` entry:");
     print_timeline(journal, *t);
 
-    if std::env::var("BENCH_TRACE").as_deref() != Ok("0") {
+    let trace = std::env::var("BENCH_TRACE").unwrap_or_default();
+    if trace != "0" {
         println!();
         println!(
             "git processes per effect (one more ticket, unmeasured, with a logging git wrapper on PATH):"
         );
-        trace_git_per_effect().await;
+        trace_git_per_effect(trace == "full").await;
     }
     c.store.close().await;
     server.shutdown().await;

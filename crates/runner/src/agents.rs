@@ -55,7 +55,8 @@ impl Runner {
                 b.command_timeout = Duration::from_secs(a.builtin_command_timeout_secs);
                 Box::new(b)
             }
-            Backend::Codex | Backend::Gemini | Backend::Opencode => return None,
+            Backend::Gemini => Box::new(codemill_agent::gemini::GeminiCli::new(&a.gemini_command)),
+            Backend::Codex | Backend::Opencode => return None,
         })
     }
 

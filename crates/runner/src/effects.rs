@@ -230,12 +230,20 @@ impl Runner {
             .base_commit
             .clone()
             .ok_or("the job has no base commit")?;
+        let key = (state.ticket.project().to_string(), base.clone());
+        if let Some(p) = self.policies.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return Ok(p);
+        }
         let text = self
             .git
             .read_file_at(&clone, &base, POLICY_FILE)
             .await
             .map_err(|e| e.to_string())?;
-        parse_policy(text.as_deref()).map_err(|e| e.to_string())
+        let policy = parse_policy(text.as_deref()).map_err(|e| e.to_string())?;
+        if let Ok(mut m) = self.policies.lock() {
+            m.insert(key, policy.clone());
+        }
+        Ok(policy)
     }
 
     async fn gates(&self, state: &JobState, effect: &Effect, round: u32) -> JobEvent {
@@ -246,11 +254,16 @@ impl Runner {
             Ok(p) => p,
             Err(e) => return failed(effect, e),
         };
-        let clone = self.home.clone_dir(state.ticket.project());
-        let base = state.base_commit.clone().unwrap_or_default();
-        let files = match self.git.list_files(&clone, &base).await {
-            Ok(f) => f,
-            Err(e) => return failed(effect, e),
+        // Listing the tree is only needed to detect gates the policy does not name.
+        let files = if policy.as_ref().is_some_and(|p| !p.gates.is_empty()) {
+            Vec::new()
+        } else {
+            let clone = self.home.clone_dir(state.ticket.project());
+            let base = state.base_commit.clone().unwrap_or_default();
+            match self.git.list_files(&clone, &base).await {
+                Ok(f) => f,
+                Err(e) => return failed(effect, e),
+            }
         };
         let specs = gates_from(policy.as_ref(), &files);
         if specs.is_empty() {

@@ -49,6 +49,13 @@ pub enum RunError {
     },
 }
 
+/// Repository policies by (project, base commit): a job's policy never changes.
+pub(crate) type PolicyCache = std::sync::Arc<
+    std::sync::Mutex<
+        std::collections::HashMap<(String, String), Option<codemill_core::config::RepoPolicy>>,
+    >,
+>;
+
 /// Settings of a runner that do not come from the config file.
 #[derive(Debug, Clone, Default)]
 pub struct RunnerOptions {
@@ -70,6 +77,8 @@ pub struct Runner {
     pub(crate) git: Git,
     pub(crate) options: RunnerOptions,
     pub(crate) progress: Option<ProgressSink>,
+    /// Repository policies by (project, base commit): a job's policy never changes.
+    pub(crate) policies: PolicyCache,
 }
 
 impl Runner {
@@ -81,6 +90,7 @@ impl Runner {
             git: Git::new(),
             options,
             progress: None,
+            policies: Default::default(),
         }
     }
 
@@ -99,6 +109,7 @@ impl Runner {
             git: self.git.clone(),
             options: self.options.clone(),
             progress: Some(sink),
+            policies: self.policies.clone(),
         }
     }
 
@@ -303,10 +314,11 @@ impl Runner {
 
     /// The loop: until the job waits or ends, run its pending effect and journal the result.
     async fn drive(&self, job: JobId, ticket: &Ticket) -> Result<JobState, RunError> {
+        // Read and replay once; afterwards the state advances in memory with each append, which
+        // is exactly what a replay of the stored journal would give.
+        let mut journal = self.store.journal(job).await?;
+        let mut state = replay(job, &journal)?;
         loop {
-            let journal = self.store.journal(job).await?;
-            let state = replay(job, &journal)?;
-            let mut seq = journal.len() as i64;
             match next_action(&state) {
                 Action::Finished | Action::AwaitApproval => return Ok(state),
                 Action::GiveUp { effect, reason } => {
@@ -314,18 +326,13 @@ impl Runner {
                         effect,
                         error: reason,
                     };
-                    self.append_checked(job, &state, seq, &event).await?;
+                    state = self.record(job, &state, &mut journal, event).await?;
                 }
                 Action::Run(effect) => {
                     let started = JobEvent::EffectStarted {
                         effect: effect.name(),
                     };
-                    self.append_checked(job, &state, seq, &started).await?;
-                    seq += 1;
-                    let state = apply(&state, &started).map_err(|e| RunError::Journal {
-                        job,
-                        message: e.to_string(),
-                    })?;
+                    state = self.record(job, &state, &mut journal, started).await?;
                     self.emit(Progress::Step {
                         effect: effect.name(),
                         round: state.round,
@@ -334,10 +341,32 @@ impl Runner {
                     if self.options.crash_after_effect.as_deref() == Some(effect.name().as_str()) {
                         crash_now().await;
                     }
-                    self.append_checked(job, &state, seq, &event).await?;
+                    state = self.record(job, &state, &mut journal, event).await?;
                 }
             }
         }
+    }
+
+    /// Journal `event` as the next entry and return the state it leads to.
+    async fn record(
+        &self,
+        job: JobId,
+        state: &JobState,
+        journal: &mut Vec<JournalEntry>,
+        event: JobEvent,
+    ) -> Result<JobState, RunError> {
+        let next = apply(state, &event).map_err(|e| RunError::Journal {
+            job,
+            message: e.to_string(),
+        })?;
+        let seq = journal.len() as i64;
+        self.store.append(job, seq, &event).await?;
+        journal.push(JournalEntry {
+            seq,
+            at: chrono::Utc::now(),
+            event,
+        });
+        Ok(next)
     }
 
     /// One process at a time per ticket, across processes.
