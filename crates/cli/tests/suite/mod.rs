@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod claude;
+mod clis;
 mod crash;
 mod demo;
 mod doctor;

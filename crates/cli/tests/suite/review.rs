@@ -507,7 +507,11 @@ async fn repository_checklists_add_angles_with_their_text() {
     // A second commit on main adds the repository's own checklist.
     let seed = env.dir.path().join("seed");
     std::fs::create_dir_all(seed.join(".codemill/review")).unwrap();
-    std::fs::write(seed.join(".codemill/review/accessibility.md"), "- Every image has alt text.\n").unwrap();
+    std::fs::write(
+        seed.join(".codemill/review/accessibility.md"),
+        "- Every image has alt text.\n",
+    )
+    .unwrap();
     super::harness::git(&seed, &["add", "-A"]);
     super::harness::git(&seed, &["commit", "-q", "-m", "checklist"]);
     super::harness::git(&seed, &["push", "-q", env.remote.to_str().unwrap(), "main"]);
@@ -516,10 +520,33 @@ async fn repository_checklists_add_angles_with_their_text() {
         .server
         .requests()
         .into_iter()
-        .find(|r| r.view.first_user_text().contains("review angle: accessibility"))
+        .find(|r| {
+            r.view
+                .first_user_text()
+                .contains("review angle: accessibility")
+        })
         .expect("the accessibility angle ran");
-    assert!(brief.view.first_user_text().contains("- Every image has alt text."));
+    assert!(
+        brief
+            .view
+            .first_user_text()
+            .contains("- Every image has alt text.")
+    );
     let show = env.json(&["show", "P-1", "--json"]);
-    let angles: Vec<&str> = show["job"]["reviews"].as_array().unwrap().iter().map(|r| r["angle"].as_str().unwrap()).collect();
-    assert_eq!(angles, ["correctness", "security", "tests", "architecture", "accessibility"]);
+    let angles: Vec<&str> = show["job"]["reviews"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["angle"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        angles,
+        [
+            "correctness",
+            "security",
+            "tests",
+            "architecture",
+            "accessibility"
+        ]
+    );
 }
