@@ -1,161 +1,142 @@
-//! The store: SQLite (WAL) with migrations — tickets of the local tracker, the append-only job
-//! journal, and PR records of the local forge.
+//! The store: SQLite (one process, WAL) or PostgreSQL (web nodes and workers on several
+//! machines) behind one facade — tickets of the local tracker, the append-only job journal, PR
+//! records of the local forge, the job queue with leases and fencing, the webhook inbox and API
+//! token hashes.
 //!
 //! Job state is never written here: only journal events, from which `codemill_core` derives it.
+//! The queue row only says who may work on a job and when. Both backends have the same
+//! semantics, checked by one contract test suite (`tests/contract`); each has its own SQL and
+//! migrations because `sqlx::Any` lacks the types and placeholders both need.
+//!
+//! Time: every queue, lease and inbox timestamp is the `now` the caller passes in (the worker's
+//! clock, cut to microseconds because PostgreSQL keeps no more), never the database's clock, on
+//! both backends alike, which keeps tests deterministic. Clock skew between workers only shifts
+//! when a lease counts as expired; it cannot let two owners act on one job, because the fencing
+//! token is checked in the same transaction as every fenced write. Plain record timestamps
+//! (tickets, comments, tokens) are taken from the local clock when written.
+
+/// Run `$body` (statements using the transaction `$tx`, ending in a `Result`) and then commit
+/// on `Ok` or roll back on `Err`, awaiting either. A dropped sqlx transaction only queues its
+/// rollback until the pooled connection is next used, holding its locks meanwhile: an early
+/// return would leave a queue row locked and invisible to `FOR UPDATE SKIP LOCKED` claimers.
+macro_rules! atomically {
+    ($tx:ident, $body:block) => {{
+        let result = crate::scoped(async $body).await;
+        crate::finish($tx, result).await
+    }};
+}
+
+/// Fixes the error type of an `atomically!` body, so `?` inside it converts into `StoreError`.
+fn scoped<T, F: std::future::Future<Output = Result<T, StoreError>>>(f: F) -> F {
+    f
+}
+
+async fn finish<DB: sqlx::Database, T>(
+    tx: sqlx::Transaction<'static, DB>,
+    result: Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    match result {
+        Ok(value) => {
+            tx.commit().await?;
+            Ok(value)
+        }
+        Err(e) => {
+            if let Err(rollback) = tx.rollback().await {
+                tracing::warn!(error = %rollback, after = %e, "rollback failed");
+            }
+            Err(e)
+        }
+    }
+}
+
+mod error;
+mod model;
+mod postgres;
+mod queue;
+mod sqlite;
 
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use codemill_core::ids::{JobId, ProjectName, TicketKey};
 use codemill_core::pipeline::{JobEvent, TicketStatus};
-use serde::Serialize;
-use sqlx::Row;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+
+pub use error::{FenceReason, StoreError};
+pub use model::{Comment, JobRow, JournalEntry, Link, NewPr, PrRecord, StatusChange, Ticket};
+pub use queue::{
+    Backoff, Delivery, Enqueued, InboxRow, Lease, Limits, NewJob, Outcome, QueueEntry, QueueState,
+    Reaped, Recorded, TokenRow,
 };
 
-/// Store failures.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("database {path}: {source}")]
-    Open { path: String, source: sqlx::Error },
-    #[error("database migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("database error: {0}")]
-    Sql(#[from] sqlx::Error),
-    #[error("no ticket {0}")]
-    NoTicket(String),
-    #[error(
-        "journal of job {job} already has an entry {seq}: another runner is working on this job"
-    )]
-    Conflict { job: JobId, seq: i64 },
-    #[error("stored data is corrupt: {0}")]
-    Corrupt(String),
-}
-
-/// A ticket of the local tracker.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Ticket {
-    pub key: TicketKey,
-    pub project: String,
-    pub title: String,
-    pub body: String,
-    pub labels: Vec<String>,
-    pub status: TicketStatus,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    /// When a person last changed the title or body.
-    pub edited_at: Option<DateTime<Utc>>,
-}
-
-/// A link between two tickets, e.g. a backlog ticket created from a finding on another.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Link {
-    pub from: String,
-    pub to: String,
-    pub kind: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Comment {
-    pub author: String,
-    pub marker: Option<String>,
-    pub body: String,
-    pub created_at: DateTime<Utc>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct StatusChange {
-    pub from: String,
-    pub to: String,
-    pub actor: String,
-    pub created_at: DateTime<Utc>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct JobRow {
-    pub id: JobId,
-    pub ticket: TicketKey,
-    pub project: String,
-    pub created_at: DateTime<Utc>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct JournalEntry {
-    pub seq: i64,
-    pub at: DateTime<Utc>,
-    pub event: JobEvent,
-}
-
-/// A PR record of the local forge.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PrRecord {
-    pub id: i64,
-    pub project: String,
-    pub ticket: String,
-    pub branch: String,
-    pub base: String,
-    pub commit: String,
-    pub title: String,
-    pub body: String,
-    pub state: String,
-    pub created_at: DateTime<Utc>,
-}
-
-#[derive(Debug, Clone)]
-pub struct NewPr<'a> {
-    pub project: &'a str,
-    pub ticket: &'a str,
-    pub branch: &'a str,
-    pub base: &'a str,
-    pub commit: &'a str,
-    pub title: &'a str,
-    pub body: &'a str,
-}
+use queue::micros;
 
 /// Handle to the database; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    backend: Backend,
+    backoff: Backoff,
 }
 
-fn now() -> String {
-    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+#[derive(Debug, Clone)]
+enum Backend {
+    Sqlite(sqlite::Sqlite),
+    Postgres(postgres::Postgres),
 }
 
-fn time(s: &str) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| StoreError::Corrupt(format!("timestamp {s:?}: {e}")))
+/// Call the same method on whichever backend this store has.
+macro_rules! on_backend {
+    ($store:expr, $method:ident ( $($arg:expr),* $(,)? )) => {
+        match &$store.backend {
+            Backend::Sqlite(b) => b.$method($($arg),*).await,
+            Backend::Postgres(b) => b.$method($($arg),*).await,
+        }
+    };
 }
 
 impl Store {
-    /// Open (creating if needed) the database file and bring its schema up to date.
+    /// Open (creating if needed) a SQLite database file and bring its schema up to date.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await
-            .map_err(|source| StoreError::Open {
-                path: path.display().to_string(),
-                source,
-            })?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Store { pool })
+        Ok(Store::with(Backend::Sqlite(
+            sqlite::Sqlite::open(path).await?,
+        )))
+    }
+
+    /// Connect to a PostgreSQL database (e.g. `postgres://user:pass@host/db`) and bring its
+    /// schema up to date; several nodes may do this at once.
+    pub async fn connect_postgres(url: &str) -> Result<Store, StoreError> {
+        Ok(Store::with(Backend::Postgres(
+            postgres::Postgres::connect(url).await?,
+        )))
+    }
+
+    fn with(backend: Backend) -> Store {
+        Store {
+            backend,
+            backoff: Backoff::default(),
+        }
+    }
+
+    /// The retry delays used when a release or the reaper does not name one.
+    pub fn with_backoff(mut self, backoff: Backoff) -> Store {
+        self.backoff = backoff;
+        self
+    }
+
+    pub fn backoff(&self) -> Backoff {
+        self.backoff
+    }
+
+    /// "sqlite" or "postgres".
+    pub fn backend(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
     }
 
     pub async fn close(&self) {
-        self.pool.close().await;
+        on_backend!(self, close())
     }
 
     // ---- tickets -------------------------------------------------------------------------
@@ -168,53 +149,15 @@ impl Store {
         body: &str,
         labels: &[String],
     ) -> Result<Ticket, StoreError> {
-        let labels_json =
-            serde_json::to_string(labels).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let at = now();
-        let mut tx = self.pool.begin().await?;
-        let number: i64 =
-            sqlx::query("SELECT COALESCE(MAX(number), 0) + 1 FROM tickets WHERE project = ?")
-                .bind(project.as_str())
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get(0)?;
-        let key = TicketKey::new(project, number as u64);
-        sqlx::query(
-            "INSERT INTO tickets (key, project, number, title, body, labels, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(key.to_string())
-        .bind(project.as_str())
-        .bind(number)
-        .bind(title)
-        .bind(body)
-        .bind(&labels_json)
-        .bind(TicketStatus::Todo.as_str())
-        .bind(&at)
-        .bind(&at)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        self.ticket(&key)
-            .await?
-            .ok_or_else(|| StoreError::NoTicket(key.to_string()))
+        on_backend!(self, create_ticket(project, title, body, labels))
     }
 
     pub async fn ticket(&self, key: &TicketKey) -> Result<Option<Ticket>, StoreError> {
-        let row = sqlx::query("SELECT * FROM tickets WHERE key = ?")
-            .bind(key.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| ticket_from_row(&r)).transpose()
+        on_backend!(self, ticket(key))
     }
 
     pub async fn tickets(&self, project: Option<&str>) -> Result<Vec<Ticket>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT * FROM tickets WHERE (?1 IS NULL OR project = ?1) ORDER BY project, number",
-        )
-        .bind(project)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(ticket_from_row).collect()
+        on_backend!(self, tickets(project))
     }
 
     /// Change a ticket's title and/or body (a person's edit).
@@ -224,23 +167,7 @@ impl Store {
         title: Option<&str>,
         body: Option<&str>,
     ) -> Result<Ticket, StoreError> {
-        let at = now();
-        let result = sqlx::query(
-            "UPDATE tickets SET title = COALESCE(?, title), body = COALESCE(?, body), edited_at = ?, updated_at = ? WHERE key = ?",
-        )
-        .bind(title)
-        .bind(body)
-        .bind(&at)
-        .bind(&at)
-        .bind(key.to_string())
-        .execute(&self.pool)
-        .await?;
-        if result.rows_affected() == 0 {
-            return Err(StoreError::NoTicket(key.to_string()));
-        }
-        self.ticket(key)
-            .await?
-            .ok_or_else(|| StoreError::NoTicket(key.to_string()))
+        on_backend!(self, edit_ticket(key, title, body))
     }
 
     /// Add or remove one label; returns whether the labels changed.
@@ -250,37 +177,7 @@ impl Store {
         label: &str,
         present: bool,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let current: Option<String> = sqlx::query("SELECT labels FROM tickets WHERE key = ?")
-            .bind(key.to_string())
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|r| r.try_get(0))
-            .transpose()?;
-        let Some(current) = current else {
-            return Err(StoreError::NoTicket(key.to_string()));
-        };
-        let mut labels: Vec<String> = serde_json::from_str(&current)
-            .map_err(|e| StoreError::Corrupt(format!("labels of {key}: {e}")))?;
-        let had = labels.iter().any(|l| l == label);
-        if had == present {
-            return Ok(false);
-        }
-        if present {
-            labels.push(label.to_string());
-        } else {
-            labels.retain(|l| l != label);
-        }
-        let text =
-            serde_json::to_string(&labels).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        sqlx::query("UPDATE tickets SET labels = ?, updated_at = ? WHERE key = ?")
-            .bind(text)
-            .bind(now())
-            .bind(key.to_string())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(true)
+        on_backend!(self, set_label(key, label, present))
     }
 
     /// Create a ticket linked from `from`, once per `marker`: a second call returns the first
@@ -294,84 +191,15 @@ impl Store {
         body: &str,
         labels: &[String],
     ) -> Result<(Ticket, bool), StoreError> {
-        let project: ProjectName = from
-            .project()
-            .parse()
-            .map_err(|e: codemill_core::ids::IdError| StoreError::Corrupt(e.to_string()))?;
-        let mut tx = self.pool.begin().await?;
-        let existing: Option<String> =
-            sqlx::query("SELECT to_key FROM ticket_links WHERE marker = ?")
-                .bind(marker)
-                .fetch_optional(&mut *tx)
-                .await?
-                .map(|r| r.try_get(0))
-                .transpose()?;
-        if let Some(key) = existing {
-            drop(tx);
-            let key: TicketKey = key
-                .parse()
-                .map_err(|e: codemill_core::ids::IdError| StoreError::Corrupt(e.to_string()))?;
-            let t = self
-                .ticket(&key)
-                .await?
-                .ok_or(StoreError::NoTicket(key.to_string()))?;
-            return Ok((t, false));
-        }
-        let number: i64 =
-            sqlx::query("SELECT COALESCE(MAX(number), 0) + 1 FROM tickets WHERE project = ?")
-                .bind(project.as_str())
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get(0)?;
-        let key = TicketKey::new(&project, number as u64);
-        let at = now();
-        let labels_json =
-            serde_json::to_string(labels).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        sqlx::query(
-            "INSERT INTO tickets (key, project, number, title, body, labels, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        on_backend!(
+            self,
+            create_linked_ticket(from, kind, marker, title, body, labels)
         )
-        .bind(key.to_string())
-        .bind(project.as_str())
-        .bind(number)
-        .bind(title)
-        .bind(body)
-        .bind(&labels_json)
-        .bind(TicketStatus::Todo.as_str())
-        .bind(&at)
-        .bind(&at)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("INSERT INTO ticket_links (from_key, to_key, kind, marker, created_at) VALUES (?, ?, ?, ?, ?)")
-            .bind(from.to_string())
-            .bind(key.to_string())
-            .bind(kind)
-            .bind(marker)
-            .bind(&at)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        let t = self
-            .ticket(&key)
-            .await?
-            .ok_or(StoreError::NoTicket(key.to_string()))?;
-        Ok((t, true))
     }
 
     /// Links from and to a ticket.
     pub async fn links(&self, key: &TicketKey) -> Result<Vec<Link>, StoreError> {
-        let rows = sqlx::query("SELECT from_key, to_key, kind FROM ticket_links WHERE from_key = ?1 OR to_key = ?1 ORDER BY id")
-            .bind(key.to_string())
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Link {
-                    from: r.try_get("from_key")?,
-                    to: r.try_get("to_key")?,
-                    kind: r.try_get("kind")?,
-                })
-            })
-            .collect()
+        on_backend!(self, links(key))
     }
 
     /// Set a ticket's status; records a change only when it differs. Returns whether it changed.
@@ -381,38 +209,7 @@ impl Store {
         status: TicketStatus,
         actor: &str,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let current: Option<String> = sqlx::query("SELECT status FROM tickets WHERE key = ?")
-            .bind(key.to_string())
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|r| r.try_get(0))
-            .transpose()?;
-        let Some(current) = current else {
-            return Err(StoreError::NoTicket(key.to_string()));
-        };
-        if current == status.as_str() {
-            return Ok(false);
-        }
-        let at = now();
-        sqlx::query("UPDATE tickets SET status = ?, updated_at = ? WHERE key = ?")
-            .bind(status.as_str())
-            .bind(&at)
-            .bind(key.to_string())
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO ticket_status_changes (ticket_key, from_status, to_status, actor, created_at) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(key.to_string())
-        .bind(&current)
-        .bind(status.as_str())
-        .bind(actor)
-        .bind(&at)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(true)
+        on_backend!(self, set_ticket_status(key, status, actor))
     }
 
     /// Add a comment. With a marker it is idempotent: returns false when that marker exists.
@@ -423,118 +220,54 @@ impl Store {
         marker: Option<&str>,
         body: &str,
     ) -> Result<bool, StoreError> {
-        let result = sqlx::query(
-            "INSERT INTO ticket_comments (ticket_key, author, marker, body, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        )
-        .bind(key.to_string())
-        .bind(author)
-        .bind(marker)
-        .bind(body)
-        .bind(now())
-        .execute(&self.pool)
-        .await;
-        match result {
-            Ok(r) => Ok(r.rows_affected() == 1),
-            Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {
-                Err(StoreError::NoTicket(key.to_string()))
-            }
-            Err(e) => Err(e.into()),
-        }
+        on_backend!(self, add_comment(key, author, marker, body))
     }
 
     pub async fn comments(&self, key: &TicketKey) -> Result<Vec<Comment>, StoreError> {
-        let rows = sqlx::query("SELECT author, marker, body, created_at FROM ticket_comments WHERE ticket_key = ? ORDER BY id")
-            .bind(key.to_string())
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Comment {
-                    author: r.try_get("author")?,
-                    marker: r.try_get("marker")?,
-                    body: r.try_get("body")?,
-                    created_at: time(&r.try_get::<String, _>("created_at")?)?,
-                })
-            })
-            .collect()
+        on_backend!(self, comments(key))
     }
 
     pub async fn status_changes(&self, key: &TicketKey) -> Result<Vec<StatusChange>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT from_status, to_status, actor, created_at FROM ticket_status_changes WHERE ticket_key = ? ORDER BY id",
-        )
-        .bind(key.to_string())
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StatusChange {
-                    from: r.try_get("from_status")?,
-                    to: r.try_get("to_status")?,
-                    actor: r.try_get("actor")?,
-                    created_at: time(&r.try_get::<String, _>("created_at")?)?,
-                })
-            })
-            .collect()
+        on_backend!(self, status_changes(key))
     }
 
     // ---- jobs and the journal ------------------------------------------------------------
 
-    /// Create a job with its first journal entry (`Created`) in one transaction.
+    /// Create a job with its first journal entry (`Created`) in one transaction, without a
+    /// queue row: the single-process path (`codemill run`) that needs no lease.
     pub async fn create_job(
         &self,
         id: JobId,
         ticket: &TicketKey,
         created: &JobEvent,
     ) -> Result<(), StoreError> {
-        let at = now();
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("INSERT INTO jobs (id, ticket_key, project, created_at) VALUES (?, ?, ?, ?)")
-            .bind(id.to_string())
-            .bind(ticket.to_string())
-            .bind(ticket.project())
-            .bind(&at)
-            .execute(&mut *tx)
-            .await?;
-        insert_entry(&mut tx, id, 0, created, &at).await?;
-        tx.commit().await?;
-        Ok(())
+        on_backend!(self, create_job(id, ticket, created, micros(Utc::now())))
     }
 
     /// Append `event` as entry `seq`. Fails with `Conflict` if that entry already exists.
+    /// Unfenced: for the single-process path; workers use [`Store::append_fenced`].
     pub async fn append(&self, id: JobId, seq: i64, event: &JobEvent) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        insert_entry(&mut tx, id, seq, event, &now()).await?;
-        tx.commit().await?;
-        Ok(())
+        on_backend!(self, append(id, seq, event, micros(Utc::now())))
+    }
+
+    /// Append like [`Store::append`], but only while `lease` is valid (same token, still
+    /// leased, not expired at `now`), checked in the same transaction; else `Fenced`.
+    pub async fn append_fenced(
+        &self,
+        lease: &Lease,
+        seq: i64,
+        event: &JobEvent,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        on_backend!(self, append_fenced(lease, seq, event, micros(now)))
     }
 
     pub async fn journal(&self, id: JobId) -> Result<Vec<JournalEntry>, StoreError> {
-        let rows =
-            sqlx::query("SELECT seq, event, created_at FROM journal WHERE job_id = ? ORDER BY seq")
-                .bind(id.to_string())
-                .fetch_all(&self.pool)
-                .await?;
-        rows.iter()
-            .map(|r| {
-                let text: String = r.try_get("event")?;
-                Ok(JournalEntry {
-                    seq: r.try_get("seq")?,
-                    at: time(&r.try_get::<String, _>("created_at")?)?,
-                    event: serde_json::from_str(&text).map_err(|e| {
-                        StoreError::Corrupt(format!("journal entry of job {id}: {e}"))
-                    })?,
-                })
-            })
-            .collect()
+        on_backend!(self, journal(id))
     }
 
     pub async fn jobs_for_ticket(&self, key: &TicketKey) -> Result<Vec<JobRow>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM jobs WHERE ticket_key = ? ORDER BY created_at, id")
-            .bind(key.to_string())
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(job_from_row).collect()
+        on_backend!(self, jobs_for_ticket(key))
     }
 
     pub async fn latest_job(&self, key: &TicketKey) -> Result<Option<JobRow>, StoreError> {
@@ -542,10 +275,139 @@ impl Store {
     }
 
     pub async fn jobs(&self) -> Result<Vec<JobRow>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM jobs ORDER BY created_at, id")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(job_from_row).collect()
+        on_backend!(self, jobs())
+    }
+
+    // ---- the queue -----------------------------------------------------------------------
+
+    /// Create a job (row, first journal entry, queue row due at `now`) in one transaction, or
+    /// return the ticket's active job if it has one: see [`Enqueued`].
+    pub async fn enqueue(
+        &self,
+        job: &NewJob<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Enqueued, StoreError> {
+        queue::check_max_attempts(job)?;
+        on_backend!(self, enqueue(job, micros(now)))
+    }
+
+    /// Lease the queued job that has been due longest (`run_after <= now`), with a new fencing
+    /// token, unless that would exceed `limits`. The limits count leased jobs, expired ones
+    /// included until [`Store::reap`] takes them back, so run the reaper before claiming.
+    /// `None` when nothing may run now.
+    pub async fn claim(
+        &self,
+        owner: &str,
+        ttl: Duration,
+        limits: Limits,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Lease>, StoreError> {
+        let now = micros(now);
+        let until = queue::later(now, ttl)?;
+        on_backend!(self, claim(owner, ttl, until, limits, now))
+    }
+
+    /// Extend a valid lease by its ttl from `now`; returns the new expiry, or `Fenced`.
+    pub async fn heartbeat(
+        &self,
+        lease: &Lease,
+        now: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>, StoreError> {
+        let now = micros(now);
+        let until = queue::later(now, lease.ttl)?;
+        on_backend!(self, heartbeat(lease, until, now))
+    }
+
+    /// Give a valid lease back with the attempt's outcome; returns the job's new state (a
+    /// retry on the last attempt makes it dead). `Fenced` if the lease is no longer valid.
+    pub async fn release(
+        &self,
+        lease: &Lease,
+        outcome: &Outcome,
+        now: DateTime<Utc>,
+    ) -> Result<QueueState, StoreError> {
+        on_backend!(self, release(lease, outcome, &self.backoff, micros(now)))
+    }
+
+    /// Take back every lease expired at `now`: the job is queued again after the backoff with
+    /// one more failed attempt, or dead at the attempt cap. Run it periodically on any node.
+    pub async fn reap(&self, now: DateTime<Utc>) -> Result<Vec<Reaped>, StoreError> {
+        on_backend!(self, reap(&self.backoff, micros(now)))
+    }
+
+    /// Cancel a queued, leased or waiting job (a leased one's owner is fenced off). Returns
+    /// false when it had already ended.
+    pub async fn cancel(&self, job: JobId, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        on_backend!(self, cancel(job, micros(now)))
+    }
+
+    /// Queue a waiting, dead or cancelled job again, due now, with a fresh attempt count (a
+    /// person decided). Returns false when it is already queued or leased; a done job cannot be
+    /// requeued; `ActiveJob` if the ticket got another active job meanwhile.
+    pub async fn requeue(&self, job: JobId, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        on_backend!(self, requeue(job, micros(now)))
+    }
+
+    pub async fn queue_entry(&self, job: JobId) -> Result<Option<QueueEntry>, StoreError> {
+        on_backend!(self, queue_entry(job))
+    }
+
+    /// Queue rows, optionally of one state, oldest first.
+    pub async fn queue_entries(
+        &self,
+        state: Option<QueueState>,
+    ) -> Result<Vec<QueueEntry>, StoreError> {
+        on_backend!(self, queue_entries(state))
+    }
+
+    // ---- webhook inbox -------------------------------------------------------------------
+
+    /// Record a webhook delivery once per (provider, delivery id), and with it, in the same
+    /// transaction, enqueue `job` if given. A repeated delivery writes nothing: `Duplicate`.
+    pub async fn record_delivery(
+        &self,
+        delivery: &Delivery<'_>,
+        job: Option<&NewJob<'_>>,
+        now: DateTime<Utc>,
+    ) -> Result<Recorded, StoreError> {
+        if let Some(job) = job {
+            queue::check_max_attempts(job)?;
+        }
+        on_backend!(self, record_delivery(delivery, job, micros(now)))
+    }
+
+    pub async fn delivery(
+        &self,
+        provider: &str,
+        delivery_id: &str,
+    ) -> Result<Option<InboxRow>, StoreError> {
+        on_backend!(self, delivery(provider, delivery_id))
+    }
+
+    // ---- API tokens ----------------------------------------------------------------------
+
+    /// Store a new API token by its hash (the caller hashes; plaintext never reaches the store).
+    pub async fn create_api_token(
+        &self,
+        name: &str,
+        token_hash: &str,
+    ) -> Result<TokenRow, StoreError> {
+        on_backend!(self, create_api_token(name, token_hash, micros(Utc::now())))
+    }
+
+    /// The active (not revoked) token with this hash.
+    pub async fn find_api_token(&self, token_hash: &str) -> Result<Option<TokenRow>, StoreError> {
+        on_backend!(self, find_api_token(token_hash))
+    }
+
+    /// Revoke a token; returns false when it was unknown or already revoked.
+    pub async fn revoke_api_token(&self, id: i64) -> Result<bool, StoreError> {
+        on_backend!(self, revoke_api_token(id, micros(Utc::now())))
+    }
+
+    /// All tokens, revoked ones included.
+    pub async fn api_tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
+        on_backend!(self, api_tokens())
     }
 
     // ---- local forge ---------------------------------------------------------------------
@@ -555,122 +417,15 @@ impl Store {
         project: &str,
         branch: &str,
     ) -> Result<Option<PrRecord>, StoreError> {
-        let row = sqlx::query("SELECT * FROM pull_requests WHERE project = ? AND branch = ?")
-            .bind(project)
-            .bind(branch)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| pr_from_row(&r)).transpose()
+        on_backend!(self, find_pr(project, branch))
     }
 
     /// Create the PR record of a branch, or update it to the new commit; one per (project, branch).
     pub async fn upsert_pr(&self, pr: &NewPr<'_>) -> Result<PrRecord, StoreError> {
-        let at = now();
-        sqlx::query(
-            "INSERT INTO pull_requests (project, ticket_key, branch, base, commit_sha, title, body, state, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, 'open', ?, ?)
-             ON CONFLICT (project, branch) DO UPDATE SET base = excluded.base, commit_sha = excluded.commit_sha,
-                 title = excluded.title, body = excluded.body, state = 'open', updated_at = excluded.updated_at",
-        )
-        .bind(pr.project)
-        .bind(pr.ticket)
-        .bind(pr.branch)
-        .bind(pr.base)
-        .bind(pr.commit)
-        .bind(pr.title)
-        .bind(pr.body)
-        .bind(&at)
-        .bind(&at)
-        .execute(&self.pool)
-        .await?;
-        self.find_pr(pr.project, pr.branch)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("PR record vanished after upsert".into()))
+        on_backend!(self, upsert_pr(pr))
     }
 
     pub async fn prs(&self) -> Result<Vec<PrRecord>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM pull_requests ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(pr_from_row).collect()
+        on_backend!(self, prs())
     }
-}
-
-async fn insert_entry(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    id: JobId,
-    seq: i64,
-    event: &JobEvent,
-    at: &str,
-) -> Result<(), StoreError> {
-    let text = serde_json::to_string(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let result = sqlx::query(
-        "INSERT INTO journal (job_id, seq, kind, event, created_at) VALUES (?, ?, ?, ?, ?)",
-    )
-    .bind(id.to_string())
-    .bind(seq)
-    .bind(event.name())
-    .bind(text)
-    .bind(at)
-    .execute(&mut **tx)
-    .await;
-    match result {
-        Ok(_) => Ok(()),
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-            Err(StoreError::Conflict { job: id, seq })
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-fn ticket_from_row(r: &SqliteRow) -> Result<Ticket, StoreError> {
-    let key: String = r.try_get("key")?;
-    let status: String = r.try_get("status")?;
-    let labels: String = r.try_get("labels")?;
-    Ok(Ticket {
-        key: TicketKey::from_str(&key).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        project: r.try_get("project")?,
-        title: r.try_get("title")?,
-        body: r.try_get("body")?,
-        labels: serde_json::from_str(&labels)
-            .map_err(|e| StoreError::Corrupt(format!("labels of {key}: {e}")))?,
-        status: TicketStatus::parse(&status)
-            .ok_or_else(|| StoreError::Corrupt(format!("status {status:?} of {key}")))?,
-        created_at: time(&r.try_get::<String, _>("created_at")?)?,
-        updated_at: time(&r.try_get::<String, _>("updated_at")?)?,
-        edited_at: r
-            .try_get::<Option<String>, _>("edited_at")?
-            .map(|t| time(&t))
-            .transpose()?,
-    })
-}
-
-fn job_from_row(r: &SqliteRow) -> Result<JobRow, StoreError> {
-    let id: String = r.try_get("id")?;
-    let key: String = r.try_get("ticket_key")?;
-    Ok(JobRow {
-        id: id
-            .parse()
-            .map_err(|e| StoreError::Corrupt(format!("job id {id:?}: {e}")))?,
-        ticket: key
-            .parse()
-            .map_err(|e| StoreError::Corrupt(format!("{e}")))?,
-        project: r.try_get("project")?,
-        created_at: time(&r.try_get::<String, _>("created_at")?)?,
-    })
-}
-
-fn pr_from_row(r: &SqliteRow) -> Result<PrRecord, StoreError> {
-    Ok(PrRecord {
-        id: r.try_get("id")?,
-        project: r.try_get("project")?,
-        ticket: r.try_get("ticket_key")?,
-        branch: r.try_get("branch")?,
-        base: r.try_get("base")?,
-        commit: r.try_get("commit_sha")?,
-        title: r.try_get("title")?,
-        body: r.try_get("body")?,
-        state: r.try_get("state")?,
-        created_at: time(&r.try_get::<String, _>("created_at")?)?,
-    })
 }

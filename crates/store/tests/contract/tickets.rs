@@ -1,19 +1,13 @@
-//! Store behaviour on a real SQLite file: numbering, idempotent comments, the append-only journal.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Tickets of the local tracker, comments, status changes, links and PR records.
 
-use codemill_core::ids::{JobId, ProjectName, TicketKey};
-use codemill_core::pipeline::{JobEvent, TicketStatus};
-use codemill_store::{NewPr, Store, StoreError};
+use codemill_core::ids::{ProjectName, TicketKey};
+use codemill_core::pipeline::TicketStatus;
+use codemill_store::{NewPr, StoreError};
 
-async fn store() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("codemill.db")).await.unwrap();
-    (dir, store)
-}
+use crate::harness::Db;
 
-#[tokio::test]
-async fn tickets_are_numbered_per_project() {
-    let (_d, s) = store().await;
+pub async fn tickets_are_numbered_per_project(db: Db) {
+    let s = &db.store;
     let a: ProjectName = "A".parse().unwrap();
     let b: ProjectName = "B".parse().unwrap();
     let t1 = s
@@ -33,9 +27,25 @@ async fn tickets_are_numbered_per_project() {
     assert!(s.ticket(&"A-9".parse().unwrap()).await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn comments_with_a_marker_are_posted_once() {
-    let (_d, s) = store().await;
+pub async fn concurrent_tickets_get_distinct_numbers(db: Db) {
+    let a: ProjectName = "A".parse().unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let (s, a) = (db.store.clone(), a.clone());
+        tasks.spawn(async move { s.create_ticket(&a, &format!("t{i}"), "", &[]).await });
+    }
+    let mut numbers: Vec<u64> = tasks
+        .join_all()
+        .await
+        .into_iter()
+        .map(|t| t.unwrap().key.number())
+        .collect();
+    numbers.sort();
+    assert_eq!(numbers, (1..=20).collect::<Vec<u64>>());
+}
+
+pub async fn comments_with_a_marker_are_posted_once(db: Db) {
+    let s = &db.store;
     let t = s
         .create_ticket(&"A".parse().unwrap(), "t", "", &[])
         .await
@@ -62,9 +72,8 @@ async fn comments_with_a_marker_are_posted_once() {
     ));
 }
 
-#[tokio::test]
-async fn status_changes_are_recorded_once() {
-    let (_d, s) = store().await;
+pub async fn status_changes_are_recorded_once(db: Db) {
+    let s = &db.store;
     let t = s
         .create_ticket(&"A".parse().unwrap(), "t", "", &[])
         .await
@@ -85,89 +94,15 @@ async fn status_changes_are_recorded_once() {
         (changes[0].from.as_str(), changes[0].to.as_str()),
         ("todo", "in_progress")
     );
-}
-
-#[tokio::test]
-async fn journal_is_append_only_and_sequenced() {
-    let (dir, s) = store().await;
-    let key: TicketKey = "A-1".parse().unwrap();
-    let id = JobId::new();
-    let created = JobEvent::Created {
-        ticket: key.clone(),
-        project: "A".parse().unwrap(),
-        max_rounds: 3,
-    };
-    s.create_job(id, &key, &created).await.unwrap();
-    let started = JobEvent::EffectStarted { effect: "x".into() };
-    s.append(id, 1, &started).await.unwrap();
-    // A second writer with a stale view cannot append the same step.
     assert!(matches!(
-        s.append(id, 1, &started).await,
-        Err(StoreError::Conflict { seq: 1, .. })
+        s.set_ticket_status(&"A-9".parse().unwrap(), TicketStatus::Done, "x")
+            .await,
+        Err(StoreError::NoTicket(_))
     ));
-    let journal = s.journal(id).await.unwrap();
-    assert_eq!(journal.len(), 2);
-    assert_eq!(journal[0].event, created);
-    assert_eq!(s.latest_job(&key).await.unwrap().unwrap().id, id);
-
-    // Updates and deletes are refused by the database itself.
-    let pool = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        dir.path().join("codemill.db").display()
-    ))
-    .await
-    .unwrap();
-    let err = sqlx::query("DELETE FROM journal")
-        .execute(&pool)
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("append-only"), "{err}");
-    let err = sqlx::query("UPDATE journal SET kind = 'x'")
-        .execute(&pool)
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("append-only"), "{err}");
 }
 
-#[tokio::test]
-async fn pr_records_are_one_per_branch() {
-    let (_d, s) = store().await;
-    let pr = NewPr {
-        project: "A",
-        ticket: "A-1",
-        branch: "codemill/A-1",
-        base: "main",
-        commit: "c1",
-        title: "t",
-        body: "b",
-    };
-    let first = s.upsert_pr(&pr).await.unwrap();
-    let again = s.upsert_pr(&pr).await.unwrap();
-    assert_eq!(first.id, again.id);
-    let moved = s.upsert_pr(&NewPr { commit: "c2", ..pr }).await.unwrap();
-    assert_eq!(moved.id, first.id);
-    assert_eq!(moved.commit, "c2");
-    assert_eq!(s.prs().await.unwrap().len(), 1);
-}
-
-#[tokio::test]
-async fn reopening_keeps_data_and_schema() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("codemill.db");
-    {
-        let s = Store::open(&path).await.unwrap();
-        s.create_ticket(&"A".parse().unwrap(), "t", "", &[])
-            .await
-            .unwrap();
-        s.close().await;
-    }
-    let s = Store::open(&path).await.unwrap();
-    assert_eq!(s.tickets(None).await.unwrap().len(), 1);
-}
-
-#[tokio::test]
-async fn edits_labels_and_linked_tickets() {
-    let (_d, s) = store().await;
+pub async fn edits_labels_and_linked_tickets(db: Db) {
+    let s = &db.store;
     let t = s
         .create_ticket(&"A".parse().unwrap(), "t", "b", &[])
         .await
@@ -205,6 +140,7 @@ async fn edits_labels_and_linked_tickets() {
         .unwrap();
     assert!(created);
     assert_eq!(b1.key.to_string(), "A-2");
+    assert_eq!(b1.labels, vec!["codemill:backlog"]);
     let (b2, created) = s
         .create_linked_ticket(&t.key, "backlog_of", "m1", "x", "y", &[])
         .await
@@ -226,4 +162,32 @@ async fn edits_labels_and_linked_tickets() {
             .await,
         Err(StoreError::NoTicket(_))
     ));
+}
+
+pub async fn pr_records_are_one_per_branch(db: Db) {
+    let s = &db.store;
+    let pr = NewPr {
+        project: "A",
+        ticket: "A-1",
+        branch: "codemill/A-1",
+        base: "main",
+        commit: "c1",
+        title: "t",
+        body: "b",
+    };
+    let first = s.upsert_pr(&pr).await.unwrap();
+    let again = s.upsert_pr(&pr).await.unwrap();
+    assert_eq!(first.id, again.id);
+    let moved = s.upsert_pr(&NewPr { commit: "c2", ..pr }).await.unwrap();
+    assert_eq!(moved.id, first.id);
+    assert_eq!(moved.commit, "c2");
+    assert_eq!(s.prs().await.unwrap().len(), 1);
+    assert_eq!(
+        s.find_pr("A", "codemill/A-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .commit,
+        "c2"
+    );
 }

@@ -1,0 +1,119 @@
+//! Rows of the local tracker, the job journal and the local forge, as both backends return them.
+
+use chrono::{DateTime, Utc};
+use codemill_core::ids::{JobId, TicketKey};
+use codemill_core::pipeline::{JobEvent, TicketStatus};
+use serde::Serialize;
+
+/// A ticket of the local tracker.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Ticket {
+    pub key: TicketKey,
+    pub project: String,
+    pub title: String,
+    pub body: String,
+    pub labels: Vec<String>,
+    pub status: TicketStatus,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// When a person last changed the title or body.
+    pub edited_at: Option<DateTime<Utc>>,
+}
+
+/// A link between two tickets, e.g. a backlog ticket created from a finding on another.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Link {
+    pub from: String,
+    pub to: String,
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Comment {
+    pub author: String,
+    pub marker: Option<String>,
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatusChange {
+    pub from: String,
+    pub to: String,
+    pub actor: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobRow {
+    pub id: JobId,
+    pub ticket: TicketKey,
+    pub project: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JournalEntry {
+    pub seq: i64,
+    pub at: DateTime<Utc>,
+    pub event: JobEvent,
+}
+
+/// A PR record of the local forge.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PrRecord {
+    pub id: i64,
+    pub project: String,
+    pub ticket: String,
+    pub branch: String,
+    pub base: String,
+    pub commit: String,
+    pub title: String,
+    pub body: String,
+    pub state: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewPr<'a> {
+    pub project: &'a str,
+    pub ticket: &'a str,
+    pub branch: &'a str,
+    pub base: &'a str,
+    pub commit: &'a str,
+    pub title: &'a str,
+    pub body: &'a str,
+}
+
+/// Parse a stored ticket key.
+pub(crate) fn ticket_key(s: &str) -> Result<TicketKey, crate::StoreError> {
+    s.parse()
+        .map_err(|e| crate::StoreError::Corrupt(format!("ticket key {s:?}: {e}")))
+}
+
+/// Parse a stored job id (SQLite keeps them as text).
+pub(crate) fn job_id(s: &str) -> Result<JobId, crate::StoreError> {
+    s.parse()
+        .map_err(|e| crate::StoreError::Corrupt(format!("job id {s:?}: {e}")))
+}
+
+/// Parse a stored journal event.
+pub(crate) fn event(job: JobId, text: &str) -> Result<JobEvent, crate::StoreError> {
+    serde_json::from_str(text)
+        .map_err(|e| crate::StoreError::Corrupt(format!("journal entry of job {job}: {e}")))
+}
+
+/// Parse stored labels (a JSON array of strings).
+pub(crate) fn labels(key: &str, text: &str) -> Result<Vec<String>, crate::StoreError> {
+    serde_json::from_str(text)
+        .map_err(|e| crate::StoreError::Corrupt(format!("labels of {key}: {e}")))
+}
+
+pub(crate) fn status(key: &str, s: &str) -> Result<TicketStatus, crate::StoreError> {
+    TicketStatus::parse(s)
+        .ok_or_else(|| crate::StoreError::Corrupt(format!("status {s:?} of {key}")))
+}
+
+pub(crate) fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String, crate::StoreError> {
+    serde_json::to_string(value).map_err(|e| crate::StoreError::Corrupt(e.to_string()))
+}

@@ -1,0 +1,500 @@
+//! PostgreSQL: the job queue, fenced journal appends, the webhook inbox and API tokens.
+//!
+//! Claim: one advisory lock serialises claimers, because counting leased jobs and leasing one
+//! more must be atomic or two claimers both see room for one more; claims are rare and short
+//! (jobs run minutes), so this costs nothing. The row itself is chosen `FOR UPDATE SKIP LOCKED`,
+//! so a claimer never waits on a row that a cancel or requeue is changing. Lease checks lock
+//! the queue row `FOR UPDATE` in the same transaction as the write they guard, so a claim or the
+//! reaper cannot change the token between the check and the write.
+
+use chrono::{DateTime, Utc};
+use codemill_core::ids::JobId;
+use codemill_core::pipeline::JobEvent;
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+
+use super::{LOCK_CLAIM, LOCK_TICKET_JOBS, Postgres, Tx, advisory_lock, insert_entry, insert_job};
+use crate::StoreError;
+use crate::model;
+use crate::queue::{
+    self, Backoff, Current, Delivery, Enqueued, InboxRow, Lease, Limits, NewJob, Outcome,
+    QueueEntry, QueueState, Reaped, Recorded, TokenRow, Transition,
+};
+
+fn int4(n: u32) -> Result<i32, StoreError> {
+    i32::try_from(n).map_err(|_| StoreError::Invalid(format!("{n} does not fit the database")))
+}
+
+fn attempts_of(r: &PgRow, column: &str) -> Result<u32, StoreError> {
+    queue::attempts(i64::from(r.try_get::<i32, _>(column)?))
+}
+
+impl Postgres {
+    pub async fn enqueue(
+        &self,
+        job: &NewJob<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Enqueued, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        atomically!(tx, {
+            let enqueued = enqueue_in(&mut tx, job, now).await?;
+            Ok(enqueued)
+        })
+    }
+
+    pub async fn claim(
+        &self,
+        owner: &str,
+        ttl: std::time::Duration,
+        until: DateTime<Utc>,
+        limits: Limits,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Lease>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        atomically!(tx, {
+            advisory_lock(&mut tx, LOCK_CLAIM, "").await?;
+            let row = sqlx::query(
+                "WITH next AS (
+                     SELECT q.job_id FROM queue q
+                     WHERE q.state = 'queued' AND q.run_after <= $3
+                       AND (SELECT count(*) FROM queue WHERE state = 'leased') < $4
+                       AND (SELECT count(*) FROM queue l
+                            WHERE l.state = 'leased' AND l.project = q.project) < $5
+                     ORDER BY q.run_after, q.created_at, q.job_id
+                     LIMIT 1
+                     FOR UPDATE SKIP LOCKED)
+                 UPDATE queue SET state = 'leased', lease_owner = $1, lease_token = queue.lease_token + 1,
+                     lease_until = $2, heartbeat_at = $3, updated_at = $3
+                 FROM next WHERE queue.job_id = next.job_id
+                 RETURNING queue.job_id, queue.ticket_key, queue.project, queue.lease_token,
+                     queue.attempts, queue.max_attempts",
+            )
+            .bind(owner)
+            .bind(until)
+            .bind(now)
+            .bind(queue::count(limits.global))
+            .bind(queue::count(limits.per_project))
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(r) = row else { return Ok(None) };
+            Ok(Some(Lease {
+                job: JobId(r.try_get("job_id")?),
+                ticket: model::ticket_key(&r.try_get::<String, _>("ticket_key")?)?,
+                project: r.try_get("project")?,
+                owner: owner.to_string(),
+                token: r.try_get("lease_token")?,
+                attempt: attempts_of(&r, "attempts")?.saturating_add(1),
+                max_attempts: attempts_of(&r, "max_attempts")?,
+                until,
+                ttl,
+            }))
+        })
+    }
+
+    pub async fn heartbeat(
+        &self,
+        lease: &Lease,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        atomically!(tx, {
+            queue::check_lease(lease, current(&mut tx, lease.job).await?.as_ref(), now)?;
+            sqlx::query(
+                "UPDATE queue SET lease_until = $1, heartbeat_at = $2, updated_at = $2 WHERE job_id = $3",
+            )
+            .bind(until)
+            .bind(now)
+            .bind(lease.job.0)
+            .execute(&mut *tx)
+            .await?;
+            Ok(until)
+        })
+    }
+
+    pub async fn release(
+        &self,
+        lease: &Lease,
+        outcome: &Outcome,
+        backoff: &Backoff,
+        now: DateTime<Utc>,
+    ) -> Result<QueueState, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        atomically!(tx, {
+            let cur = current(&mut tx, lease.job).await?;
+            queue::check_lease(lease, cur.as_ref(), now)?;
+            let Some(cur) = cur else {
+                return Err(StoreError::NotQueued(lease.job));
+            };
+            let next = queue::after_release(&cur, outcome, backoff, now)?;
+            apply(&mut tx, lease.job, &next, now).await?;
+            Ok(next.state)
+        })
+    }
+
+    pub async fn reap(
+        &self,
+        backoff: &Backoff,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Reaped>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        atomically!(tx, {
+            // SKIP LOCKED: a row locked right now is being heartbeaten or released by its owner, or
+            // reaped by another node; either way not ours to reap in this round.
+            let rows = sqlx::query(
+                "SELECT * FROM queue WHERE state = 'leased' AND lease_until <= $1
+                 ORDER BY lease_until FOR UPDATE SKIP LOCKED",
+            )
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut reaped = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let entry = entry_from_row(r)?;
+                let owner = entry.lease_owner.clone().unwrap_or_default();
+                let next = queue::after_expiry(&current_of(&entry), &owner, backoff, now)?;
+                apply(&mut tx, entry.job, &next, now).await?;
+                reaped.push(Reaped {
+                    job: entry.job,
+                    state: next.state,
+                });
+            }
+            Ok(reaped)
+        })
+    }
+
+    pub async fn cancel(&self, job: JobId, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        atomically!(tx, {
+            let Some(cur) = current(&mut tx, job).await? else {
+                return Err(StoreError::NotQueued(job));
+            };
+            if !cur.state.is_active() {
+                return Ok(false);
+            }
+            let next = Transition {
+                state: QueueState::Cancelled,
+                attempts: cur.attempts,
+                run_after: None,
+                last_error: None,
+            };
+            apply(&mut tx, job, &next, now).await?;
+            Ok(true)
+        })
+    }
+
+    pub async fn requeue(&self, job: JobId, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        atomically!(tx, {
+            let ticket: Option<String> =
+                sqlx::query("SELECT ticket_key FROM queue WHERE job_id = $1")
+                    .bind(job.0)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .map(|r| r.try_get(0))
+                    .transpose()?;
+            let Some(ticket) = ticket else {
+                return Err(StoreError::NotQueued(job));
+            };
+            // Same lock as enqueue: the ticket's active job cannot change under us.
+            advisory_lock(&mut tx, LOCK_TICKET_JOBS, &ticket).await?;
+            let Some(cur) = current(&mut tx, job).await? else {
+                return Err(StoreError::NotQueued(job));
+            };
+            if !queue::requeue_allowed(job, cur.state)? {
+                return Ok(false);
+            }
+            let other = sqlx::query(
+                "SELECT job_id FROM queue WHERE ticket_key = $1 AND job_id <> $2
+                   AND state IN ('queued', 'leased', 'waiting')",
+            )
+            .bind(&ticket)
+            .bind(job.0)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(other) = other {
+                return Err(StoreError::ActiveJob {
+                    ticket,
+                    job: JobId(other.try_get("job_id")?),
+                });
+            }
+            let next = Transition {
+                state: QueueState::Queued,
+                attempts: 0,
+                run_after: Some(now),
+                last_error: None,
+            };
+            apply(&mut tx, job, &next, now).await?;
+            Ok(true)
+        })
+    }
+
+    pub async fn queue_entry(&self, job: JobId) -> Result<Option<QueueEntry>, StoreError> {
+        let row = sqlx::query("SELECT * FROM queue WHERE job_id = $1")
+            .bind(job.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| entry_from_row(&r)).transpose()
+    }
+
+    pub async fn queue_entries(
+        &self,
+        state: Option<QueueState>,
+    ) -> Result<Vec<QueueEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM queue WHERE ($1::text IS NULL OR state = $1) ORDER BY created_at, job_id",
+        )
+        .bind(state.map(QueueState::as_str))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(entry_from_row).collect()
+    }
+
+    pub async fn append_fenced(
+        &self,
+        lease: &Lease,
+        seq: i64,
+        event: &JobEvent,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        atomically!(tx, {
+            queue::check_lease(lease, current(&mut tx, lease.job).await?.as_ref(), now)?;
+            insert_entry(&mut tx, lease.job, seq, event, now).await?;
+            Ok(())
+        })
+    }
+
+    // ---- webhook inbox -------------------------------------------------------------------
+
+    pub async fn record_delivery(
+        &self,
+        delivery: &Delivery<'_>,
+        job: Option<&NewJob<'_>>,
+        now: DateTime<Utc>,
+    ) -> Result<Recorded, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        atomically!(tx, {
+            // A concurrent insert of the same key waits for the first transaction, then does nothing.
+            let inserted = sqlx::query(
+                "INSERT INTO inbox (provider, delivery_id, headers, body, received_at)
+                 VALUES ($1, $2, $3::jsonb, $4, $5)
+                 ON CONFLICT (provider, delivery_id) DO NOTHING RETURNING id",
+            )
+            .bind(delivery.provider)
+            .bind(delivery.delivery_id)
+            .bind(model::to_json(delivery.headers)?)
+            .bind(delivery.body)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(inserted) = inserted else {
+                return Ok(Recorded::Duplicate);
+            };
+            let id: i64 = inserted.try_get(0)?;
+            let enqueued = match job {
+                Some(job) => Some(enqueue_in(&mut tx, job, now).await?),
+                None => None,
+            };
+            if let Some(enqueued) = enqueued {
+                sqlx::query("UPDATE inbox SET job_id = $1 WHERE id = $2")
+                    .bind(enqueued.job().0)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Ok(Recorded::Inserted { job: enqueued })
+        })
+    }
+
+    pub async fn delivery(
+        &self,
+        provider: &str,
+        delivery_id: &str,
+    ) -> Result<Option<InboxRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, provider, delivery_id, headers::text AS headers, body, job_id, received_at
+             FROM inbox WHERE provider = $1 AND delivery_id = $2",
+        )
+        .bind(provider)
+        .bind(delivery_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        let headers: String = r.try_get("headers")?;
+        Ok(Some(InboxRow {
+            id: r.try_get("id")?,
+            provider: r.try_get("provider")?,
+            delivery_id: r.try_get("delivery_id")?,
+            headers: serde_json::from_str(&headers).map_err(|e| {
+                StoreError::Corrupt(format!("headers of delivery {delivery_id}: {e}"))
+            })?,
+            body: r.try_get("body")?,
+            job: r.try_get::<Option<uuid::Uuid>, _>("job_id")?.map(JobId),
+            received_at: r.try_get("received_at")?,
+        }))
+    }
+
+    // ---- API tokens ----------------------------------------------------------------------
+
+    pub async fn create_api_token(
+        &self,
+        name: &str,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<TokenRow, StoreError> {
+        let result = sqlx::query(
+            "INSERT INTO api_tokens (name, token_hash, created_at) VALUES ($1, $2, $3) RETURNING *",
+        )
+        .bind(name)
+        .bind(token_hash)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await;
+        match result {
+            Ok(row) => token_from_row(&row),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                if e.constraint() == Some("api_tokens_active_name") {
+                    Err(StoreError::TokenNameTaken(name.to_string()))
+                } else {
+                    Err(StoreError::DuplicateToken)
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn find_api_token(&self, token_hash: &str) -> Result<Option<TokenRow>, StoreError> {
+        let row =
+            sqlx::query("SELECT * FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|r| token_from_row(&r)).transpose()
+    }
+
+    pub async fn revoke_api_token(&self, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    pub async fn api_tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM api_tokens ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(token_from_row).collect()
+    }
+}
+
+/// Create the job and its queue row, or return the ticket's active job. The advisory lock on
+/// the ticket orders concurrent enqueues, so the second one sees the first one's job.
+async fn enqueue_in(
+    tx: &mut Tx,
+    job: &NewJob<'_>,
+    now: DateTime<Utc>,
+) -> Result<Enqueued, StoreError> {
+    let ticket = job.ticket.to_string();
+    advisory_lock(tx, LOCK_TICKET_JOBS, &ticket).await?;
+    let active = sqlx::query(
+        "SELECT job_id FROM queue WHERE ticket_key = $1 AND state IN ('queued', 'leased', 'waiting')",
+    )
+    .bind(&ticket)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some(active) = active {
+        return Ok(Enqueued::Existing(JobId(active.try_get("job_id")?)));
+    }
+    insert_job(tx, job.id, job.ticket, job.created, now).await?;
+    sqlx::query(
+        "INSERT INTO queue (job_id, ticket_key, project, state, run_after, max_attempts, created_at, updated_at)
+         VALUES ($1, $2, $3, 'queued', $4, $5, $4, $4)",
+    )
+    .bind(job.id.0)
+    .bind(&ticket)
+    .bind(job.ticket.project())
+    .bind(now)
+    .bind(int4(job.max_attempts)?)
+    .execute(&mut **tx)
+    .await?;
+    Ok(Enqueued::Created(job.id))
+}
+
+/// The job's queue row, locked until the transaction ends.
+async fn current(tx: &mut Tx, job: JobId) -> Result<Option<Current>, StoreError> {
+    let row = sqlx::query("SELECT * FROM queue WHERE job_id = $1 FOR UPDATE")
+        .bind(job.0)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(row
+        .map(|r| entry_from_row(&r))
+        .transpose()?
+        .map(|e| current_of(&e)))
+}
+
+fn current_of(e: &QueueEntry) -> Current {
+    Current {
+        state: e.state,
+        token: e.lease_token,
+        until: e.lease_until,
+        attempts: e.attempts,
+        max_attempts: e.max_attempts,
+    }
+}
+
+/// Write a transition; the lease columns are cleared since the job is no longer leased.
+async fn apply(
+    tx: &mut Tx,
+    job: JobId,
+    next: &Transition,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE queue SET state = $1, attempts = $2, run_after = COALESCE($3, run_after),
+             last_error = COALESCE($4, last_error), lease_owner = NULL, lease_until = NULL,
+             updated_at = $5
+         WHERE job_id = $6",
+    )
+    .bind(next.state.as_str())
+    .bind(int4(next.attempts)?)
+    .bind(next.run_after)
+    .bind(next.last_error.as_deref())
+    .bind(now)
+    .bind(job.0)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn entry_from_row(r: &PgRow) -> Result<QueueEntry, StoreError> {
+    Ok(QueueEntry {
+        job: JobId(r.try_get("job_id")?),
+        ticket: model::ticket_key(&r.try_get::<String, _>("ticket_key")?)?,
+        project: r.try_get("project")?,
+        state: queue::parse_state(&r.try_get::<String, _>("state")?)?,
+        run_after: r.try_get("run_after")?,
+        attempts: attempts_of(r, "attempts")?,
+        max_attempts: attempts_of(r, "max_attempts")?,
+        lease_owner: r.try_get("lease_owner")?,
+        lease_token: r.try_get("lease_token")?,
+        lease_until: r.try_get("lease_until")?,
+        heartbeat_at: r.try_get("heartbeat_at")?,
+        last_error: r.try_get("last_error")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn token_from_row(r: &PgRow) -> Result<TokenRow, StoreError> {
+    Ok(TokenRow {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        created_at: r.try_get("created_at")?,
+        revoked_at: r.try_get("revoked_at")?,
+    })
+}

@@ -1,0 +1,134 @@
+//! The webhook inbox: each delivery once, with its job in the same transaction.
+
+use codemill_core::ids::JobId;
+use codemill_store::{Delivery, Enqueued, NewJob, QueueState, Recorded};
+
+use crate::harness::{Db, at, created, key};
+
+const HEADERS: &[(&str, &str)] = &[
+    ("X-GitHub-Delivery", "d-1"),
+    ("X-Hub-Signature-256", "sha256=abc"),
+    ("X-GitHub-Event", "issues"),
+];
+
+fn delivery<'a>(provider: &'a str, id: &'a str, body: &'a [u8]) -> Delivery<'a> {
+    Delivery {
+        provider,
+        delivery_id: id,
+        headers: HEADERS,
+        body,
+    }
+}
+
+pub async fn deliveries_are_recorded_once_with_their_job(db: Db) {
+    let s = &db.store;
+    let ticket = key("A-1");
+    let ev = created(&ticket);
+    let job = |id| NewJob {
+        id,
+        ticket: &ticket,
+        created: &ev,
+        max_attempts: 3,
+    };
+    // Raw bytes are kept as received (the signature covers exactly them).
+    let body: &[u8] = b"{\"action\":\"labeled\"}\n\xff";
+    let first = JobId::new();
+    assert_eq!(
+        s.record_delivery(&delivery("github", "d-1", body), Some(&job(first)), at(0))
+            .await
+            .unwrap(),
+        Recorded::Inserted {
+            job: Some(Enqueued::Created(first))
+        }
+    );
+    let row = s.delivery("github", "d-1").await.unwrap().unwrap();
+    assert_eq!(row.body, body);
+    assert_eq!(row.job, Some(first));
+    assert_eq!(row.received_at, at(0));
+    let headers: Vec<(&str, &str)> = row
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(headers, HEADERS);
+    let q = s.queue_entry(first).await.unwrap().unwrap();
+    assert_eq!((q.state, q.run_after), (QueueState::Queued, at(0)));
+    assert_eq!(s.journal(first).await.unwrap().len(), 1);
+
+    // The provider's retry of the same delivery writes nothing.
+    assert_eq!(
+        s.record_delivery(
+            &delivery("github", "d-1", b"other"),
+            Some(&job(JobId::new())),
+            at(1)
+        )
+        .await
+        .unwrap(),
+        Recorded::Duplicate
+    );
+    assert_eq!(
+        s.delivery("github", "d-1").await.unwrap().unwrap().body,
+        body
+    );
+    // Another delivery for the same ticket joins its active job.
+    assert_eq!(
+        s.record_delivery(
+            &delivery("github", "d-2", b"{}"),
+            Some(&job(JobId::new())),
+            at(2)
+        )
+        .await
+        .unwrap(),
+        Recorded::Inserted {
+            job: Some(Enqueued::Existing(first))
+        }
+    );
+    // Delivery ids are per provider; a delivery need not start a job.
+    assert_eq!(
+        s.record_delivery(&delivery("jira", "d-1", b"{}"), None, at(3))
+            .await
+            .unwrap(),
+        Recorded::Inserted { job: None }
+    );
+    assert_eq!(s.delivery("jira", "d-1").await.unwrap().unwrap().job, None);
+    assert!(s.delivery("gitlab", "d-1").await.unwrap().is_none());
+    assert_eq!(s.jobs().await.unwrap().len(), 1);
+}
+
+pub async fn concurrent_identical_deliveries_make_one_job(db: Db) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..100 {
+        let s = db.store.clone();
+        tasks.spawn(async move {
+            let ticket = key("A-1");
+            let ev = created(&ticket);
+            let job = NewJob {
+                id: JobId::new(),
+                ticket: &ticket,
+                created: &ev,
+                max_attempts: 3,
+            };
+            s.record_delivery(&delivery("github", "same", b"{}"), Some(&job), at(0))
+                .await
+                .unwrap()
+        });
+    }
+    let results = tasks.join_all().await;
+    let inserted: Vec<&Recorded> = results
+        .iter()
+        .filter(|r| matches!(r, Recorded::Inserted { .. }))
+        .collect();
+    assert_eq!(inserted.len(), 1, "{results:?}");
+    assert!(matches!(
+        inserted[0],
+        Recorded::Inserted {
+            job: Some(Enqueued::Created(_))
+        }
+    ));
+    assert_eq!(db.store.jobs().await.unwrap().len(), 1);
+    assert_eq!(db.store.queue_entries(None).await.unwrap().len(), 1);
+    assert_eq!(
+        db.raw("DELETE FROM inbox WHERE provider = 'nobody'").await,
+        Ok(0)
+    );
+}

@@ -1,0 +1,75 @@
+//! The store's contract: one suite, written once, run against SQLite and PostgreSQL alike.
+//! Every test is an `async fn(Db)` in a topic module; `contract!` instantiates it per backend as
+//! `sqlite::NAME` and `postgres::NAME`. The PostgreSQL half needs `CODEMILL_TEST_POSTGRES_URL`
+//! (./scripts/test sets it); without it those tests fail, they are never skipped.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod concurrency;
+mod harness;
+mod inbox;
+mod journal;
+mod queue;
+mod tickets;
+mod tokens;
+mod upgrade;
+
+macro_rules! contract {
+    ($($module:ident :: $name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    crate::$module::$name(crate::harness::Db::sqlite().await).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    crate::$module::$name(crate::harness::Db::postgres().await).await
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    tickets::tickets_are_numbered_per_project,
+    tickets::concurrent_tickets_get_distinct_numbers,
+    tickets::comments_with_a_marker_are_posted_once,
+    tickets::status_changes_are_recorded_once,
+    tickets::edits_labels_and_linked_tickets,
+    tickets::pr_records_are_one_per_branch,
+    journal::journal_is_append_only_and_sequenced,
+    journal::reopening_keeps_data_and_schema,
+    queue::enqueue_writes_job_journal_and_queue_row_together,
+    queue::one_active_job_per_ticket,
+    queue::claim_takes_due_jobs_oldest_first,
+    queue::heartbeat_extends_only_a_valid_lease,
+    queue::release_done_waiting_and_requeue_after_approval,
+    queue::retries_back_off_then_dead_letter,
+    queue::reap_requeues_expired_leases_then_dead_letters,
+    queue::limits_cap_leases_globally_and_per_project,
+    queue::cancel_fences_the_owner_off,
+    queue::requeue_rules,
+    queue::stale_lease_is_fenced_after_another_owner_claims,
+    queue::expired_lease_is_fenced_before_reaping,
+    queue::fenced_append_keeps_the_sequence,
+    concurrency::concurrent_claimers_take_each_job_exactly_once,
+    concurrency::concurrent_claimers_respect_limits,
+    concurrency::concurrent_enqueues_make_one_job_per_ticket,
+    inbox::deliveries_are_recorded_once_with_their_job,
+    inbox::concurrent_identical_deliveries_make_one_job,
+    tokens::api_tokens_are_found_by_hash_until_revoked,
+);
+
+/// Fails, rather than skipping, when the PostgreSQL half cannot run.
+#[test]
+fn postgres_available() {
+    assert!(
+        std::env::var(harness::POSTGRES_URL).is_ok(),
+        "{}",
+        harness::postgres_missing()
+    );
+}
