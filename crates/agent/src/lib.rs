@@ -1,4 +1,5 @@
-//! The agent seam: one request/run contract and the backends behind it (`claude-code`, `builtin`).
+//! The agent seam: one request/run contract and the backends behind it (`claude-code`, `codex`,
+//! `gemini`, `opencode`, `builtin`).
 //!
 //! Architecture invariant: raw CLI and provider JSON never leaves its backend module; callers
 //! only see [`AgentRequest`], [`AgentRun`] and the normalised [`AgentEvent`]s. Anything that goes
@@ -26,6 +27,8 @@ mod text;
 
 pub use builtin::Builtin;
 pub use claude::ClaudeCode;
+pub use codex::Codex;
+pub use gemini::GeminiCli;
 
 /// Everything one agent run needs. The runner builds it; backends only read it.
 #[derive(Debug, Clone)]

@@ -56,7 +56,8 @@ impl Runner {
                 Box::new(b)
             }
             Backend::Gemini => Box::new(codemill_agent::gemini::GeminiCli::new(&a.gemini_command)),
-            Backend::Codex | Backend::Opencode => return None,
+            Backend::Codex => Box::new(codemill_agent::Codex::new(&a.codex_command)),
+            Backend::Opencode => return None,
         })
     }
 

@@ -8,7 +8,7 @@ use codemill_core::config::{Config, ProviderApi, ProviderConfig};
 use codemill_core::ids::{JobId, TicketKey};
 use codemill_core::pipeline::{Action, JobEvent, JobState, Stage, apply, next_action};
 use codemill_git::Git;
-use codemill_store::{JournalEntry, Store, StoreError, Ticket};
+use codemill_store::{JournalEntry, Lease, Store, StoreError, Ticket};
 use secrecy::SecretString;
 
 use crate::home::Home;
@@ -313,7 +313,18 @@ impl Runner {
     }
 
     /// The loop: until the job waits or ends, run its pending effect and journal the result.
-    async fn drive(&self, job: JobId, ticket: &Ticket) -> Result<JobState, RunError> {
+    pub(crate) async fn drive(&self, job: JobId, ticket: &Ticket) -> Result<JobState, RunError> {
+        self.drive_leased(job, ticket, None).await
+    }
+
+    /// The loop. With a lease every append is fenced: once another worker has taken the job
+    /// over, the next write is refused and this loop stops without further side effects.
+    pub(crate) async fn drive_leased(
+        &self,
+        job: JobId,
+        ticket: &Ticket,
+        lease: Option<&Lease>,
+    ) -> Result<JobState, RunError> {
         // Read and replay once; afterwards the state advances in memory with each append, which
         // is exactly what a replay of the stored journal would give.
         let mut journal = self.store.journal(job).await?;
@@ -326,13 +337,15 @@ impl Runner {
                         effect,
                         error: reason,
                     };
-                    state = self.record(job, &state, &mut journal, event).await?;
+                    state = self.record(job, &state, &mut journal, event, lease).await?;
                 }
                 Action::Run(effect) => {
                     let started = JobEvent::EffectStarted {
                         effect: effect.name(),
                     };
-                    state = self.record(job, &state, &mut journal, started).await?;
+                    state = self
+                        .record(job, &state, &mut journal, started, lease)
+                        .await?;
                     self.emit(Progress::Step {
                         effect: effect.name(),
                         round: state.round,
@@ -341,7 +354,7 @@ impl Runner {
                     if self.options.crash_after_effect.as_deref() == Some(effect.name().as_str()) {
                         crash_now().await;
                     }
-                    state = self.record(job, &state, &mut journal, event).await?;
+                    state = self.record(job, &state, &mut journal, event, lease).await?;
                 }
             }
         }
@@ -354,13 +367,17 @@ impl Runner {
         state: &JobState,
         journal: &mut Vec<JournalEntry>,
         event: JobEvent,
+        lease: Option<&Lease>,
     ) -> Result<JobState, RunError> {
         let next = apply(state, &event).map_err(|e| RunError::Journal {
             job,
             message: e.to_string(),
         })?;
         let seq = journal.len() as i64;
-        self.store.append(job, seq, &event).await?;
+        match lease {
+            Some(lease) => self.store.append_fenced(lease, seq, &event, chrono::Utc::now()).await?,
+            None => self.store.append(job, seq, &event).await?,
+        }
         journal.push(JournalEntry {
             seq,
             at: chrono::Utc::now(),

@@ -4,6 +4,7 @@
 //! Architecture invariant: only this crate writes job state, and only as journal events.
 
 mod agents;
+pub mod control;
 mod effects;
 pub mod engine;
 pub mod gates;
@@ -11,6 +12,7 @@ pub mod home;
 pub mod notes;
 pub mod progress;
 mod review;
+pub mod worker;
 
 pub use engine::{RunError, Runner, RunnerOptions};
 pub use home::{Home, HomeError};

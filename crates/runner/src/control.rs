@@ -1,0 +1,133 @@
+//! State changes asked for from outside a job's loop — the CLI and the HTTP API: approve,
+//! reject, cancel, retry, and enqueueing a ticket for the workers. Each one checks the change
+//! against the pure pipeline before journalling it, and hands the job back to the queue.
+
+use chrono::Utc;
+use codemill_core::ids::{JobId, TicketKey};
+use codemill_core::pipeline::{JobEvent, JobState, Stage, apply};
+use codemill_store::{Enqueued, NewJob, Store};
+
+use crate::engine::{RunError, replay};
+
+/// Attempts a queued job gets before it is dead-lettered.
+pub const MAX_ATTEMPTS: u32 = 3;
+
+async fn latest(store: &Store, key: &TicketKey) -> Result<(JobId, JobState, i64), RunError> {
+    if store.ticket(key).await?.is_none() {
+        return Err(RunError::NoTicket(key.clone()));
+    }
+    let row = store
+        .latest_job(key)
+        .await?
+        .ok_or_else(|| RunError::NoJob { ticket: key.clone() })?;
+    let journal = store.journal(row.id).await?;
+    let state = replay(row.id, &journal)?;
+    Ok((row.id, state, journal.len() as i64))
+}
+
+async fn append_and_requeue(store: &Store, job: JobId, state: &JobState, seq: i64, event: JobEvent) -> Result<(), RunError> {
+    apply(state, &event).map_err(|e| RunError::Journal {
+        job,
+        message: e.to_string(),
+    })?;
+    store.append(job, seq, &event).await?;
+    // A job that waits in the queue goes back to the workers; a CLI job has no queue row.
+    store.requeue(job, Utc::now()).await.or_else(|e| match e {
+        codemill_store::StoreError::NotQueued(_) => Ok(false),
+        other => Err(other),
+    })?;
+    Ok(())
+}
+
+fn not_waiting(key: &TicketKey, state: &JobState) -> RunError {
+    RunError::NotAwaitingApproval {
+        ticket: key.clone(),
+        status: state.status().into(),
+    }
+}
+
+/// Approve the proposed commit; shipping happens when the job runs next.
+pub async fn approve(store: &Store, key: &TicketKey, by: &str) -> Result<JobId, RunError> {
+    let (job, state, seq) = latest(store, key).await?;
+    if state.stage != Stage::AwaitingApproval {
+        return Err(not_waiting(key, &state));
+    }
+    let event = JobEvent::Approved {
+        commit: state.commit.clone().unwrap_or_default(),
+        by: by.to_string(),
+    };
+    append_and_requeue(store, job, &state, seq, event).await?;
+    Ok(job)
+}
+
+/// Reject the proposal; the work is kept on a WIP ref when the job runs next.
+pub async fn reject(store: &Store, key: &TicketKey, reason: &str, by: &str) -> Result<JobId, RunError> {
+    let (job, state, seq) = latest(store, key).await?;
+    if state.stage != Stage::AwaitingApproval {
+        return Err(not_waiting(key, &state));
+    }
+    let event = JobEvent::Rejected {
+        reason: reason.to_string(),
+        by: by.to_string(),
+    };
+    append_and_requeue(store, job, &state, seq, event).await?;
+    Ok(job)
+}
+
+/// Cancel the ticket's queued or running job: the queue refuses its owner's next write.
+pub async fn cancel(store: &Store, key: &TicketKey) -> Result<JobId, RunError> {
+    let (job, state, _) = latest(store, key).await?;
+    if !store.cancel(job, Utc::now()).await? {
+        return Err(RunError::Journal {
+            job,
+            message: format!("{key}'s job is {} and cannot be cancelled", state.status()),
+        });
+    }
+    Ok(job)
+}
+
+/// Queue the ticket for the workers: its unfinished job, or a new one. Returns the job and
+/// whether it was created now.
+pub async fn enqueue(store: &Store, key: &TicketKey, max_rounds: u32) -> Result<(JobId, bool), RunError> {
+    if store.ticket(key).await?.is_none() {
+        return Err(RunError::NoTicket(key.clone()));
+    }
+    let id = JobId::new();
+    let created = JobEvent::Created {
+        ticket: key.clone(),
+        project: key.project().parse().map_err(|e| RunError::Journal {
+            job: id,
+            message: format!("{e}"),
+        })?,
+        max_rounds,
+    };
+    let job = NewJob {
+        id,
+        ticket: key,
+        created: &created,
+        max_attempts: MAX_ATTEMPTS,
+    };
+    Ok(match store.enqueue(&job, Utc::now()).await? {
+        Enqueued::Created(j) => (j, true),
+        Enqueued::Existing(j) => (j, false),
+    })
+}
+
+/// Run a stopped ticket again (needs attention, rejected, needs input, cancelled or dead): a new job.
+pub async fn retry(store: &Store, key: &TicketKey, max_rounds: u32) -> Result<JobId, RunError> {
+    let (job, state, _) = latest(store, key).await?;
+    let entry = store.queue_entry(job).await?;
+    let active = entry.as_ref().is_some_and(|e| {
+        matches!(
+            e.state,
+            codemill_store::QueueState::Queued | codemill_store::QueueState::Leased | codemill_store::QueueState::Waiting
+        )
+    });
+    if active || !(state.stage.is_terminal() || entry.is_some()) {
+        return Err(RunError::Journal {
+            job,
+            message: format!("{key} already has an unfinished job ({})", state.status()),
+        });
+    }
+    Ok(enqueue(store, key, max_rounds).await?.0)
+}
