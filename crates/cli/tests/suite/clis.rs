@@ -185,3 +185,32 @@ async fn gemini_cli_through_a_ticket() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codex_cli_through_a_ticket() {
+    ticket_through(Kit {
+        backend: "codex",
+        api: "openai-responses",
+        model: "gpt-5.5",
+        bin: "codex",
+        write: |p, c| {
+            let body: String = c.lines().map(|l| format!("+{l}\n")).collect();
+            ToolCall::new(
+                "apply_patch",
+                json!(format!(
+                    "*** Begin Patch\n*** Add File: {p}\n{body}*** End Patch\n"
+                )),
+            )
+        },
+        edit: |p, o, n| {
+            ToolCall::new(
+                "apply_patch",
+                json!(format!(
+                    "*** Begin Patch\n*** Update File: {p}\n@@\n-{o}\n+{n}\n*** End Patch\n"
+                )),
+            )
+        },
+        shell: |c| ToolCall::new("exec_command", json!({"cmd": c})),
+    })
+    .await;
+}
