@@ -37,9 +37,19 @@ pub struct Opened {
 impl Opened {
     pub async fn open(home: Home) -> Result<Opened> {
         let config = home.load_config()?;
-        let store = Store::open(&home.database())
-            .await
-            .with_context(|| format!("opening the database of {}", home.root().display()))?;
+        let store = match &config.postgres_url_env {
+            Some(var) => {
+                let url = std::env::var(var).map_err(|_| {
+                    anyhow!("store.postgres_url_env names {var}, but that environment variable is not set")
+                })?;
+                Store::connect_postgres(&url)
+                    .await
+                    .with_context(|| format!("connecting to PostgreSQL (URL from {var})"))?
+            }
+            None => Store::open(&home.database())
+                .await
+                .with_context(|| format!("opening the database of {}", home.root().display()))?,
+        };
         Ok(Opened {
             home,
             config,
@@ -112,9 +122,63 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             let (job, state) = progress::run_with_progress(&runner, &k, progress::Op::Run).await?;
             Ok(finish(&opened, job, &state))
         }
+        Command::Enqueue { key: k } => {
+            let k = key(&k)?;
+            let opened = Opened::open(home).await?;
+            let (job, created) =
+                codemill_runner::control::enqueue(&opened.store, &k, opened.config.max_fix_rounds)
+                    .await?;
+            if created {
+                out(&format!("{k}: queued as job {job}"));
+            } else {
+                out(&format!("{k}: already has an active job {job}"));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Worker {
+            once,
+            owner,
+            concurrency,
+            global_limit,
+            project_limit,
+            lease_secs,
+            poll_ms,
+            retry_secs,
+        } => {
+            let mut opened = Opened::open(home).await?;
+            opened.store = opened.store.clone().with_backoff(codemill_store::Backoff {
+                base: std::time::Duration::from_secs(retry_secs),
+                max: std::time::Duration::from_secs(3600),
+            });
+            let runner = opened.runner().await?;
+            let options = codemill_runner::worker::WorkerOptions {
+                owner: owner.unwrap_or_else(|| {
+                    format!(
+                        "{}:{}",
+                        std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into()),
+                        std::process::id()
+                    )
+                }),
+                limits: codemill_store::Limits {
+                    global: global_limit,
+                    per_project: project_limit,
+                },
+                lease_ttl: std::time::Duration::from_secs(lease_secs.max(3)),
+                poll: std::time::Duration::from_millis(poll_ms),
+            };
+            crate::progress::work(&runner, &options, once, concurrency.max(1)).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Approve { key: k } => {
             let k = key(&k)?;
             let mut opened = Opened::open(home).await?;
+            if queued(&opened, &k).await? {
+                let job = codemill_runner::control::approve(&opened.store, &k, &whoami()).await?;
+                out(&format!(
+                    "{k}: approved; job {job} is queued for a worker to ship"
+                ));
+                return Ok(ExitCode::SUCCESS);
+            }
             let runner = opened.runner().await?;
             let (job, state) =
                 progress::run_with_progress(&runner, &k, progress::Op::Approve(whoami())).await?;
@@ -123,6 +187,14 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Reject { key: k, reason } => {
             let k = key(&k)?;
             let mut opened = Opened::open(home).await?;
+            if queued(&opened, &k).await? {
+                let job =
+                    codemill_runner::control::reject(&opened.store, &k, &reason, &whoami()).await?;
+                out(&format!(
+                    "{k}: rejected; job {job} is queued for a worker to wrap up"
+                ));
+                return Ok(ExitCode::SUCCESS);
+            }
             let runner = opened.runner().await?;
             let (job, state) =
                 progress::run_with_progress(&runner, &k, progress::Op::Reject(reason, whoami()))
@@ -392,6 +464,14 @@ async fn ticket(home: Home, cmd: TicketCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Whether the ticket's latest job belongs to the workers' queue (rather than a CLI run).
+async fn queued(opened: &Opened, key: &TicketKey) -> Result<bool> {
+    let Some(row) = opened.store.latest_job(key).await? else {
+        return Ok(false);
+    };
+    Ok(opened.store.queue_entry(row.id).await?.is_some())
 }
 
 /// Used by `status`/`show` to load a state.

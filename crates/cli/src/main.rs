@@ -55,6 +55,34 @@ pub enum Command {
         #[arg(long)]
         reason: String,
     },
+    /// Queue a ticket for the workers (`codemill worker` or `codemill serve`).
+    Enqueue { key: String },
+    /// Claim queued jobs and run them: leases with heartbeats, fenced writes, retries with backoff.
+    Worker {
+        /// Stop after one claimed job (or none due).
+        #[arg(long)]
+        once: bool,
+        /// Name used in leases; default host:pid.
+        #[arg(long)]
+        owner: Option<String>,
+        /// Jobs run at once by this process.
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+        /// Leased jobs allowed at once across all workers, and per project.
+        #[arg(long, default_value_t = 10)]
+        global_limit: usize,
+        #[arg(long, default_value_t = 3)]
+        project_limit: usize,
+        /// A lease not renewed for this long is taken back.
+        #[arg(long, default_value_t = 60)]
+        lease_secs: u64,
+        /// How long an idle worker waits before looking again.
+        #[arg(long, default_value_t = 1000)]
+        poll_ms: u64,
+        /// First retry delay of a failed or abandoned job; it doubles per attempt (max 1 h).
+        #[arg(long, default_value_t = 30)]
+        retry_secs: u64,
+    },
     /// Check what is installed and reachable: git, the database, bubblewrap, the agent CLIs, the model providers.
     Doctor {
         #[arg(long)]

@@ -121,6 +121,66 @@ pub async fn run_with_progress(
     Ok(result?)
 }
 
+/// `codemill worker`: `concurrency` work loops, each printing what it claims and how it ends;
+/// Ctrl-C or SIGTERM stops claiming and lets running jobs finish.
+pub async fn work(
+    runner: &Runner,
+    options: &codemill_runner::worker::WorkerOptions,
+    once: bool,
+    concurrency: usize,
+) -> Result<()> {
+    use codemill_runner::worker::Worked;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let term = async {
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term => {}
+            }
+            err("worker: stopping after the running job(s)");
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let runner = runner.clone_with_progress(tokio::sync::mpsc::unbounded_channel().0);
+        let options = options.clone();
+        let stop = stop.clone();
+        tasks.spawn(async move {
+            loop {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    return Ok::<(), codemill_runner::RunError>(());
+                }
+                match runner.work_once(&options).await? {
+                    Some(Worked::Released { job, status }) => err(&format!("job {job}: {status}")),
+                    Some(Worked::Fenced { job, reason }) => {
+                        err(&format!("job {job}: another worker owns it now ({reason}); stopped without further writes"))
+                    }
+                    Some(Worked::Retried { job, error }) => err(&format!("job {job}: will be retried: {error}")),
+                    None if once => return Ok(()),
+                    None => tokio::time::sleep(options.poll).await,
+                }
+                if once {
+                    return Ok(());
+                }
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.map_err(|e| anyhow::anyhow!("worker task failed: {e}"))??;
+    }
+    Ok(())
+}
+
 fn runner_with(runner: &Runner, tx: codemill_runner::ProgressSink) -> Runner {
     runner.clone_with_progress(tx)
 }

@@ -155,6 +155,7 @@ pub enum Retention {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 struct RawFile {
+    store: RawStore,
     pipeline: RawPipeline,
     git: RawGit,
     agent: RawAgent,
@@ -162,6 +163,13 @@ struct RawFile {
     providers: BTreeMap<String, RawProvider>,
     prices: BTreeMap<String, Price>,
     projects: BTreeMap<String, RawProject>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawStore {
+    /// The NAME of the environment variable holding a PostgreSQL URL (it carries a password).
+    postgres_url_env: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -298,6 +306,8 @@ impl AgentConfig {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Config {
     pub file: PathBuf,
+    /// Use PostgreSQL at the URL in this environment variable instead of the home's SQLite file.
+    pub postgres_url_env: Option<String>,
     pub max_fix_rounds: u32,
     pub gate_timeout_secs: u64,
     pub gate_output_cap_bytes: usize,
@@ -430,8 +440,18 @@ impl Config {
                 },
             );
         }
+        if let Some(env) = &raw.store.postgres_url_env
+            && (env.is_empty() || !env.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        {
+            return Err(ConfigError::at(
+                &name,
+                "store.postgres_url_env",
+                format!("expected the NAME of an environment variable, found {env:?}"),
+            ));
+        }
         Ok(Config {
             file,
+            postgres_url_env: raw.store.postgres_url_env,
             max_fix_rounds: raw.pipeline.max_fix_rounds.unwrap_or(3),
             gate_timeout_secs: raw.pipeline.gate_timeout_secs.unwrap_or(600),
             gate_output_cap_bytes: raw.pipeline.gate_output_cap_bytes.unwrap_or(64 * 1024),

@@ -19,13 +19,21 @@ async fn latest(store: &Store, key: &TicketKey) -> Result<(JobId, JobState, i64)
     let row = store
         .latest_job(key)
         .await?
-        .ok_or_else(|| RunError::NoJob { ticket: key.clone() })?;
+        .ok_or_else(|| RunError::NoJob {
+            ticket: key.clone(),
+        })?;
     let journal = store.journal(row.id).await?;
     let state = replay(row.id, &journal)?;
     Ok((row.id, state, journal.len() as i64))
 }
 
-async fn append_and_requeue(store: &Store, job: JobId, state: &JobState, seq: i64, event: JobEvent) -> Result<(), RunError> {
+async fn append_and_requeue(
+    store: &Store,
+    job: JobId,
+    state: &JobState,
+    seq: i64,
+    event: JobEvent,
+) -> Result<(), RunError> {
     apply(state, &event).map_err(|e| RunError::Journal {
         job,
         message: e.to_string(),
@@ -61,7 +69,12 @@ pub async fn approve(store: &Store, key: &TicketKey, by: &str) -> Result<JobId, 
 }
 
 /// Reject the proposal; the work is kept on a WIP ref when the job runs next.
-pub async fn reject(store: &Store, key: &TicketKey, reason: &str, by: &str) -> Result<JobId, RunError> {
+pub async fn reject(
+    store: &Store,
+    key: &TicketKey,
+    reason: &str,
+    by: &str,
+) -> Result<JobId, RunError> {
     let (job, state, seq) = latest(store, key).await?;
     if state.stage != Stage::AwaitingApproval {
         return Err(not_waiting(key, &state));
@@ -88,7 +101,11 @@ pub async fn cancel(store: &Store, key: &TicketKey) -> Result<JobId, RunError> {
 
 /// Queue the ticket for the workers: its unfinished job, or a new one. Returns the job and
 /// whether it was created now.
-pub async fn enqueue(store: &Store, key: &TicketKey, max_rounds: u32) -> Result<(JobId, bool), RunError> {
+pub async fn enqueue(
+    store: &Store,
+    key: &TicketKey,
+    max_rounds: u32,
+) -> Result<(JobId, bool), RunError> {
     if store.ticket(key).await?.is_none() {
         return Err(RunError::NoTicket(key.clone()));
     }
@@ -120,7 +137,9 @@ pub async fn retry(store: &Store, key: &TicketKey, max_rounds: u32) -> Result<Jo
     let active = entry.as_ref().is_some_and(|e| {
         matches!(
             e.state,
-            codemill_store::QueueState::Queued | codemill_store::QueueState::Leased | codemill_store::QueueState::Waiting
+            codemill_store::QueueState::Queued
+                | codemill_store::QueueState::Leased
+                | codemill_store::QueueState::Waiting
         )
     });
     if active || !(state.stage.is_terminal() || entry.is_some()) {

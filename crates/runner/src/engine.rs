@@ -375,7 +375,11 @@ impl Runner {
         })?;
         let seq = journal.len() as i64;
         match lease {
-            Some(lease) => self.store.append_fenced(lease, seq, &event, chrono::Utc::now()).await?,
+            Some(lease) => {
+                self.store
+                    .append_fenced(lease, seq, &event, chrono::Utc::now())
+                    .await?
+            }
             None => self.store.append(job, seq, &event).await?,
         }
         journal.push(JournalEntry {

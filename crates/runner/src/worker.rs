@@ -43,14 +43,25 @@ impl Runner {
         self.store.reap(Utc::now()).await?;
         let Some(lease) = self
             .store
-            .claim(&options.owner, options.lease_ttl, options.limits, Utc::now())
+            .claim(
+                &options.owner,
+                options.lease_ttl,
+                options.limits,
+                Utc::now(),
+            )
             .await?
         else {
             return Ok(None);
         };
         let job = lease.job;
         self.emit(Progress::Info {
-            message: format!("{} claimed job {} of {} (attempt {})", lease.owner, job.short(), lease.ticket, lease.attempt),
+            message: format!(
+                "{} claimed job {} of {} (attempt {})",
+                lease.owner,
+                job.short(),
+                lease.ticket,
+                lease.attempt
+            ),
         });
         let lost = Arc::new(AtomicBool::new(false));
         let heartbeat = self.spawn_heartbeat(lease.clone(), lost.clone());
@@ -86,7 +97,14 @@ impl Runner {
                 let error = e.to_string();
                 match self
                     .store
-                    .release(&lease, &Outcome::Retry { error: error.clone(), delay: None }, Utc::now())
+                    .release(
+                        &lease,
+                        &Outcome::Retry {
+                            error: error.clone(),
+                            delay: None,
+                        },
+                        Utc::now(),
+                    )
                     .await
                 {
                     Ok(_) | Err(StoreError::Fenced { .. }) => Worked::Retried { job, error },
@@ -116,7 +134,11 @@ impl Runner {
     }
 
     /// Work until `shutdown` resolves: one job at a time, polling when idle.
-    pub async fn work(&self, options: &WorkerOptions, shutdown: impl std::future::Future<Output = ()>) -> Result<(), RunError> {
+    pub async fn work(
+        &self,
+        options: &WorkerOptions,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), RunError> {
         tokio::pin!(shutdown);
         loop {
             let next = tokio::select! {

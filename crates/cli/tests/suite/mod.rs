@@ -10,3 +10,4 @@ mod harness;
 mod mixed;
 mod pipeline;
 mod review;
+mod worker;
