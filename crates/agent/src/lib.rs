@@ -29,6 +29,7 @@ pub use builtin::Builtin;
 pub use claude::ClaudeCode;
 pub use codex::Codex;
 pub use gemini::GeminiCli;
+pub use opencode::Opencode;
 
 /// Everything one agent run needs. The runner builds it; backends only read it.
 #[derive(Debug, Clone)]

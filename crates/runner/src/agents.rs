@@ -41,9 +41,9 @@ struct Ran {
 }
 
 impl Runner {
-    pub(crate) fn backend(&self, backend: Backend) -> Option<Box<dyn Agent>> {
+    pub(crate) fn backend(&self, backend: Backend) -> Box<dyn Agent> {
         let a = &self.config.agent;
-        Some(match backend {
+        match backend {
             Backend::ClaudeCode => Box::new(ClaudeCode {
                 program: PathBuf::from(&a.claude_command),
                 max_api_retries: a.claude_max_api_retries,
@@ -57,8 +57,8 @@ impl Runner {
             }
             Backend::Gemini => Box::new(codemill_agent::gemini::GeminiCli::new(&a.gemini_command)),
             Backend::Codex => Box::new(codemill_agent::Codex::new(&a.codex_command)),
-            Backend::Opencode => return None,
-        })
+            Backend::Opencode => Box::new(codemill_agent::Opencode::new(&a.opencode_command)),
+        }
     }
 
     /// Run `prompt` once on the stage's agent, streaming its events as progress.
@@ -271,15 +271,7 @@ impl Runner {
             Ok(r) => r,
             Err(e) => return Ok(failed(effect, e)),
         };
-        let Some(backend) = self.backend(resolved.backend) else {
-            return Ok(failed(
-                effect,
-                format!(
-                    "backend {} is not available in this build",
-                    resolved.backend.as_str()
-                ),
-            ));
-        };
+        let backend = self.backend(resolved.backend);
 
         // Triage without anything left for an agent to decide needs no agent.
         if step.stage == AgentStage::Triage {

@@ -214,3 +214,22 @@ async fn codex_cli_through_a_ticket() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opencode_through_a_ticket() {
+    ticket_through(Kit {
+        backend: "opencode",
+        api: "anthropic",
+        model: "claude-sonnet-4-5",
+        bin: "opencode",
+        write: |p, c| ToolCall::new("write", json!({"filePath": p, "content": c})),
+        edit: |p, o, n| {
+            ToolCall::new(
+                "edit",
+                json!({"filePath": p, "oldString": o, "newString": n}),
+            )
+        },
+        shell: |c| ToolCall::new("bash", json!({"command": c, "description": "copy"})),
+    })
+    .await;
+}

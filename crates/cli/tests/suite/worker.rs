@@ -76,7 +76,7 @@ async fn a_stopped_worker_is_fenced_off_after_another_takes_over() {
     rules.extend(engineer());
     let env = Env::new(rules, HELLO_GATE, "").await;
     env.ok(&["enqueue", "P-1"]);
-    let mut a = worker(&env, "worker-a", 3)
+    let a = worker(&env, "worker-a", 3)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
