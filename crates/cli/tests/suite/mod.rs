@@ -10,4 +10,5 @@ mod harness;
 mod mixed;
 mod pipeline;
 mod review;
+mod service_crash;
 mod worker;
