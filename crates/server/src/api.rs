@@ -1,0 +1,302 @@
+//! The JSON API under `/api` (bearer token required, see `auth`). Reads come straight from the
+//! store, with job state replayed from the journal; the four state changes go through
+//! [`crate::Control`].
+
+use std::collections::{HashMap, HashSet};
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::{HeaderMap, header};
+use chrono::{DateTime, Utc};
+use codemill_core::ids::{JobId, TicketKey};
+use codemill_core::pipeline::{JobState, Proposal, Stage, TicketStatus};
+use codemill_store::{JournalEntry, QueueEntry, QueueState};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::ApiError;
+
+/// Longest rejection reason accepted; it ends up in a ticket comment.
+const MAX_REASON_LEN: usize = 4000;
+
+/// What a dashboard needs to show a job at a glance.
+#[derive(Debug, Serialize)]
+pub(crate) struct JobSummary {
+    id: JobId,
+    ticket: TicketKey,
+    project: String,
+    /// The user-facing state: running, awaiting_approval, shipping, done, needs_attention, ...
+    status: &'static str,
+    stage: Stage,
+    round: u32,
+    max_rounds: u32,
+    branch: Option<String>,
+    commit: Option<String>,
+    pr: Option<i64>,
+    approved_by: Option<String>,
+    reason: Option<String>,
+    cost_usd: f64,
+    /// Where the job stands in the queue; absent for jobs run in the foreground (`codemill run`).
+    queue: Option<QueueView>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    events: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct QueueView {
+    state: QueueState,
+    attempts: u32,
+    max_attempts: u32,
+    run_after: DateTime<Utc>,
+    lease_owner: Option<String>,
+    last_error: Option<String>,
+}
+
+impl From<QueueEntry> for QueueView {
+    fn from(q: QueueEntry) -> Self {
+        QueueView {
+            state: q.state,
+            attempts: q.attempts,
+            max_attempts: q.max_attempts,
+            run_after: q.run_after,
+            lease_owner: q.lease_owner,
+            last_error: q.last_error,
+        }
+    }
+}
+
+/// A job's state replayed from its journal, with its summary; `None` when it has no journal.
+struct LoadedJob {
+    state: JobState,
+    summary: JobSummary,
+    journal: Vec<JournalEntry>,
+}
+
+async fn load_job(app: &AppState, id: JobId) -> Result<Option<LoadedJob>, ApiError> {
+    let journal = app.store().journal(id).await?;
+    let (Some(first), Some(last)) = (journal.first(), journal.last()) else {
+        return Ok(None);
+    };
+    let (created_at, updated_at) = (first.at, last.at);
+    let state = JobState::replay(journal.iter().map(|e| &e.event))
+        .map_err(|e| ApiError::Internal(format!("job {id}: journal cannot be replayed: {e}")))?;
+    let queue = app.store().queue_entry(id).await?.map(QueueView::from);
+    let summary = JobSummary {
+        id,
+        ticket: state.ticket.clone(),
+        project: state.project.to_string(),
+        status: state.status(),
+        stage: state.stage,
+        round: state.round,
+        max_rounds: state.max_rounds,
+        branch: state.branch.clone(),
+        commit: state.commit.clone(),
+        pr: state.pr,
+        approved_by: state.approved_by.clone(),
+        reason: state.reason.clone(),
+        cost_usd: state.cost_usd,
+        queue,
+        created_at,
+        updated_at,
+        events: journal.len(),
+    };
+    Ok(Some(LoadedJob {
+        state,
+        summary,
+        journal,
+    }))
+}
+
+fn parse_key(key: &str) -> Result<TicketKey, ApiError> {
+    key.parse()
+        .map_err(|e| ApiError::BadRequest(format!("{e}")))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct TicketQuery {
+    project: Option<String>,
+}
+
+/// `GET /api/tickets[?project=NAME]`
+pub(crate) async fn tickets(
+    State(app): State<AppState>,
+    Query(query): Query<TicketQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let tickets = app.store().tickets(query.project.as_deref()).await?;
+    Ok(Json(json!({ "tickets": tickets })))
+}
+
+/// `GET /api/tickets/{key}`: the ticket, its comments and its latest job.
+pub(crate) async fn ticket(
+    State(app): State<AppState>,
+    Path(key): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let key = parse_key(&key)?;
+    let ticket = app
+        .store()
+        .ticket(&key)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no ticket {key}")))?;
+    let comments = app.store().comments(&key).await?;
+    let job = match app.store().latest_job(&key).await? {
+        Some(row) => load_job(&app, row.id).await?.map(|j| j.summary),
+        None => None,
+    };
+    Ok(Json(
+        json!({ "ticket": ticket, "comments": comments, "job": job }),
+    ))
+}
+
+/// `GET /api/jobs/{id}`: the job's summary and its whole journal.
+pub(crate) async fn job(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id: JobId = id
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("invalid job id {id:?}")))?;
+    let job = load_job(&app, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))?;
+    Ok(Json(json!({ "job": job.summary, "journal": job.journal })))
+}
+
+#[derive(Debug, Serialize)]
+struct ProposalView {
+    job: JobId,
+    ticket: TicketKey,
+    title: Option<String>,
+    proposal: Proposal,
+    cost_usd: f64,
+}
+
+/// `GET /api/proposals`: every job awaiting approval, with what would be shipped.
+pub(crate) async fn proposals(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let tickets = app.store().tickets(None).await?;
+    let titles: HashMap<&TicketKey, &str> =
+        tickets.iter().map(|t| (&t.key, t.title.as_str())).collect();
+    // Foreground jobs (`codemill run`) have no queue row but set the ticket's status; queued
+    // jobs pause as `waiting`. Either may be the one awaiting approval.
+    let mut candidates = Vec::new();
+    for t in tickets
+        .iter()
+        .filter(|t| t.status == TicketStatus::AwaitingApproval)
+    {
+        if let Some(row) = app.store().latest_job(&t.key).await? {
+            candidates.push(row.id);
+        }
+    }
+    for entry in app.store().queue_entries(Some(QueueState::Waiting)).await? {
+        candidates.push(entry.job);
+    }
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for id in candidates.into_iter().filter(|id| seen.insert(*id)) {
+        let job = match load_job(&app, id).await {
+            Ok(Some(job)) => job,
+            Ok(None) => continue,
+            // One unreadable journal must not hide every other proposal.
+            Err(e) => {
+                tracing::error!(job = %id, error = %e, "skipping a job in /api/proposals");
+                continue;
+            }
+        };
+        if job.state.stage != Stage::AwaitingApproval {
+            continue;
+        }
+        let Some(proposal) = job.state.proposal.clone() else {
+            continue;
+        };
+        out.push(ProposalView {
+            job: id,
+            title: titles.get(&job.state.ticket).map(|t| t.to_string()),
+            ticket: job.state.ticket,
+            proposal,
+            cost_usd: job.state.cost_usd,
+        });
+    }
+    Ok(Json(json!({ "proposals": out })))
+}
+
+fn done(job: JobId, ticket: &TicketKey, action: &str) -> Json<Value> {
+    Json(json!({ "job": job, "ticket": ticket, "action": action }))
+}
+
+/// Who made a decision, for the journal: the API token's name.
+fn by(caller: &Caller) -> String {
+    format!("api-token:{}", caller.name)
+}
+
+/// `POST /api/tickets/{key}/approve`
+pub(crate) async fn approve(
+    State(app): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(key): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let key = parse_key(&key)?;
+    let job = app.control().approve(&key, &by(&caller)).await?;
+    Ok(done(job, &key, "approved"))
+}
+
+#[derive(Debug, Deserialize)]
+struct RejectBody {
+    reason: String,
+}
+
+/// `POST /api/tickets/{key}/reject` with `{"reason": "..."}` (required, non-empty).
+pub(crate) async fn reject(
+    State(app): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let key = parse_key(&key)?;
+    let json_body = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("application/json"));
+    if !json_body {
+        return Err(ApiError::UnsupportedMediaType(
+            "send {\"reason\": \"...\"} as application/json".into(),
+        ));
+    }
+    let RejectBody { reason } = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("expected {{\"reason\": \"...\"}}: {e}")))?;
+    let reason = reason.trim();
+    if reason.is_empty() || reason.len() > MAX_REASON_LEN {
+        return Err(ApiError::BadRequest(format!(
+            "reason must be 1-{MAX_REASON_LEN} bytes"
+        )));
+    }
+    let job = app.control().reject(&key, reason, &by(&caller)).await?;
+    Ok(done(job, &key, "rejected"))
+}
+
+/// `POST /api/tickets/{key}/cancel`
+pub(crate) async fn cancel(
+    State(app): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(key): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let key = parse_key(&key)?;
+    let job = app.control().cancel(&key).await?;
+    tracing::info!(ticket = %key, by = %by(&caller), "job cancelled");
+    Ok(done(job, &key, "cancelled"))
+}
+
+/// `POST /api/tickets/{key}/retry`
+pub(crate) async fn retry(
+    State(app): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(key): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let key = parse_key(&key)?;
+    let job = app.control().retry(&key).await?;
+    tracing::info!(ticket = %key, by = %by(&caller), "job retried");
+    Ok(done(job, &key, "retried"))
+}

@@ -1,0 +1,45 @@
+//! The seam to whoever may change job state: the server asks, the runner decides and journals.
+//! The server crate does not depend on the runner; `codemill serve` plugs the runner's
+//! implementation in as an `Arc<dyn Control>`.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use codemill_core::ids::{JobId, TicketKey};
+
+/// The boxed future each [`Control`] method returns (boxed so the trait is object safe).
+pub type ControlFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, ControlError>> + Send + 'a>>;
+
+/// State changes a person asks for through the API. Each returns the job it acted on. They
+/// should record the decision and return; the work (shipping, re-running) belongs to a worker,
+/// not to the HTTP request.
+pub trait Control: Send + Sync + 'static {
+    /// Approve the proposal awaiting approval on `ticket`; `by` names the API token.
+    fn approve<'a>(&'a self, ticket: &'a TicketKey, by: &'a str) -> ControlFuture<'a, JobId>;
+    /// Reject the proposal awaiting approval on `ticket` with a reason.
+    fn reject<'a>(
+        &'a self,
+        ticket: &'a TicketKey,
+        reason: &'a str,
+        by: &'a str,
+    ) -> ControlFuture<'a, JobId>;
+    /// Cancel the ticket's active job.
+    fn cancel<'a>(&'a self, ticket: &'a TicketKey) -> ControlFuture<'a, JobId>;
+    /// Run the ticket's stopped or dead job again.
+    fn retry<'a>(&'a self, ticket: &'a TicketKey) -> ControlFuture<'a, JobId>;
+}
+
+/// Why a state change was refused; the message is shown to the caller as is, so it should name
+/// the ticket and the problem (and carry no secrets).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    /// No such ticket, or it has no job (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The job is in the wrong state for this change (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// Anything else (500).
+    #[error("{0}")]
+    Failed(String),
+}

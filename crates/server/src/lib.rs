@@ -1,0 +1,253 @@
+//! The HTTP side of `codemill serve`: signed webhooks, a bearer-token JSON API, health and
+//! Prometheus metrics.
+//!
+//! **Invariant: the server never writes job state itself.** A webhook only records the delivery
+//! and enqueues a job (one store transaction) and answers 202 at once; approvals, rejections,
+//! cancellations and retries go through [`Control`], which the runner implements. Everything
+//! else is read-only.
+//!
+//! Routes and their protection:
+//!
+//! | route | auth |
+//! |---|---|
+//! | `GET /health`, `GET /metrics` | none (no ticket data; keep the port off the internet or scrape through a proxy) |
+//! | `POST /webhooks/{provider}` | HMAC-SHA256 of the raw body with the provider's secret, see [`webhook`] |
+//! | `GET /api/tickets`, `GET /api/tickets/{key}`, `GET /api/jobs/{id}`, `GET /api/proposals` | `Authorization: Bearer <token>` |
+//! | `POST /api/tickets/{key}/approve`, `/reject`, `/cancel`, `/retry` | `Authorization: Bearer <token>` |
+//!
+//! API tokens are stored as SHA-256 hashes only ([`hash_token`]); a request's token is hashed and
+//! looked up, so the plaintext is never compared, stored or logged. Bearer tokens are not sent
+//! automatically by browsers, so the API needs no CSRF protection; the dashboard's cookie login
+//! will.
+//!
+//! Every request passes, outermost first: sensitive headers masked (`Authorization`, `Cookie`,
+//! the webhook signature) → tracing → request metrics → catch-panic (500) → timeout (408) →
+//! body limit (413 from `Content-Length` before reading, or once a chunked body passes it).
+
+mod api;
+mod auth;
+mod control;
+mod error;
+mod metrics;
+pub mod webhook;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, StatusCode, header};
+use axum::routing::{get, post};
+use codemill_store::Store;
+use secrecy::{ExposeSecret, SecretString};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::sensitive_headers::SetSensitiveHeadersLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+
+pub use auth::{hash_token, new_token};
+pub use control::{Control, ControlError, ControlFuture};
+pub use error::ConfigError;
+pub use metrics::Metrics;
+
+/// The webhook providers this server understands; each needs its own secret.
+pub const PROVIDERS: &[&str] = &["local", "generic"];
+
+/// Settings of the HTTP server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// (provider, secret) for each provider whose webhooks are accepted; see [`PROVIDERS`]. A
+    /// provider without a secret has no webhook endpoint (404).
+    pub webhook_secrets: Vec<(String, SecretString)>,
+    /// Largest request body accepted; larger ones get 413.
+    pub body_limit: usize,
+    /// Whole-request deadline (reading the body included); 408 after it.
+    pub request_timeout: Duration,
+    /// `max_rounds` of jobs created by webhooks (the config's `max_fix_rounds`).
+    pub max_rounds: u32,
+    /// Attempts before a job created by a webhook is dead-lettered.
+    pub max_attempts: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            webhook_secrets: Vec::new(),
+            body_limit: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            max_rounds: 3,
+            max_attempts: 3,
+        }
+    }
+}
+
+/// Everything the handlers share; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    control: Arc<dyn Control>,
+    secrets: HashMap<String, SecretString>,
+    body_limit: usize,
+    request_timeout: Duration,
+    max_rounds: u32,
+    max_attempts: u32,
+    metrics: Metrics,
+}
+
+impl AppState {
+    /// Check `config` and build the state. `control` carries out approvals and the other state
+    /// changes (the runner's implementation in `codemill serve`).
+    pub fn new(
+        store: Store,
+        control: Arc<dyn Control>,
+        config: ServerConfig,
+    ) -> Result<AppState, ConfigError> {
+        let mut secrets = HashMap::new();
+        for (provider, secret) in config.webhook_secrets {
+            if !PROVIDERS.contains(&provider.as_str()) {
+                return Err(ConfigError::UnknownProvider(provider));
+            }
+            if secret.expose_secret().is_empty() {
+                return Err(ConfigError::EmptySecret(provider));
+            }
+            if secrets.insert(provider.clone(), secret).is_some() {
+                return Err(ConfigError::DuplicateProvider(provider));
+            }
+        }
+        if config.body_limit == 0 {
+            return Err(ConfigError::Invalid(
+                "body_limit must be at least 1 byte".into(),
+            ));
+        }
+        if config.request_timeout.is_zero() {
+            return Err(ConfigError::Invalid(
+                "request_timeout must not be zero".into(),
+            ));
+        }
+        if config.max_attempts == 0 {
+            return Err(ConfigError::Invalid(
+                "max_attempts must be at least 1".into(),
+            ));
+        }
+        Ok(AppState {
+            inner: Arc::new(Inner {
+                store,
+                control,
+                secrets,
+                body_limit: config.body_limit,
+                request_timeout: config.request_timeout,
+                max_rounds: config.max_rounds,
+                max_attempts: config.max_attempts,
+                metrics: Metrics::new(),
+            }),
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The server's own metrics registry (also rendered by `GET /metrics`).
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    pub(crate) fn control(&self) -> &dyn Control {
+        self.inner.control.as_ref()
+    }
+
+    pub(crate) fn secret(&self, provider: &str) -> Option<&SecretString> {
+        self.inner.secrets.get(provider)
+    }
+
+    pub(crate) fn body_limit(&self) -> usize {
+        self.inner.body_limit
+    }
+
+    pub(crate) fn max_rounds(&self) -> u32 {
+        self.inner.max_rounds
+    }
+
+    pub(crate) fn max_attempts(&self) -> u32 {
+        self.inner.max_attempts
+    }
+}
+
+/// All routes with their middleware.
+pub fn router(state: AppState) -> Router {
+    let limit = state.body_limit();
+    let timeout = state.inner.request_timeout;
+    let api = Router::new()
+        .route("/api/tickets", get(api::tickets))
+        .route("/api/tickets/{key}", get(api::ticket))
+        .route("/api/tickets/{key}/approve", post(api::approve))
+        .route("/api/tickets/{key}/reject", post(api::reject))
+        .route("/api/tickets/{key}/cancel", post(api::cancel))
+        .route("/api/tickets/{key}/retry", post(api::retry))
+        .route("/api/jobs/{id}", get(api::job))
+        .route("/api/proposals", get(api::proposals))
+        // route_layer: unknown /api paths stay 404 rather than 401.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
+    let sensitive: Arc<[HeaderName]> = Arc::new([
+        header::AUTHORIZATION,
+        header::COOKIE,
+        header::SET_COOKIE,
+        HeaderName::from_static(webhook::SIGNATURE_HEADER),
+    ]);
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics::render))
+        .route("/webhooks/{provider}", post(webhook::receive))
+        .merge(api)
+        .fallback(error::not_found)
+        // Innermost first. Both limits agree: the tower-http one refuses by Content-Length before
+        // reading and caps streamed bodies; axum's keeps its extractors from assuming 2 MB.
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(RequestBodyLimitLayer::new(limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .layer(CatchPanicLayer::custom(error::panicked))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        // Headers are logged (at debug) to help debug senders; the layer below masks the
+        // sensitive ones before this one sees them.
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().include_headers(true))
+                .on_response(DefaultOnResponse::new().include_headers(true)),
+        )
+        .layer(SetSensitiveHeadersLayer::from_shared(sensitive))
+        .with_state(state)
+}
+
+/// Serve `router(state)` on `listener` until `shutdown` resolves, then stop accepting and finish
+/// the requests in flight (each bounded by the request timeout).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn health(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({ "status": "ok", "store": state.store().backend() }))
+}

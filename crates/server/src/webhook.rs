@@ -1,0 +1,389 @@
+//! `POST /webhooks/{provider}`: signed deliveries from the local tracker (`local`) or any other
+//! system that speaks this format (`generic`), each provider with its own secret.
+//!
+//! # Request
+//!
+//! ```text
+//! POST /webhooks/local
+//! Content-Type: application/json
+//! X-Codemill-Delivery: 6f1c0c9e-...          (required; stable across retries of one delivery)
+//! X-Codemill-Signature-256: sha256=<hex>     (HMAC-SHA256 of the raw body with the secret)
+//!
+//! {"event": "ticket.ready", "ticket": "PROJ-12"}
+//! ```
+//!
+//! Events: `ticket.ready` starts a job for `ticket`, which must exist in the local tracker. Other
+//! event names are recorded and acknowledged without a job, so senders may send more than this
+//! version understands. Unknown keys in the payload are ignored.
+//!
+//! # Checks, in order (nothing is written before all of them pass)
+//!
+//! | check | answer |
+//! |---|---|
+//! | provider has no secret configured | 404 |
+//! | `Content-Length` over the body limit | 413, before any of the body is read |
+//! | signature header missing, not `sha256=`, or not 64 hex digits | 401, before reading the body |
+//! | body grows over the limit while read (chunked) | 413 |
+//! | HMAC does not match (constant-time `verify_slice`) | 401 |
+//! | `Content-Type` is not `application/json` | 415 |
+//! | `X-Codemill-Delivery` missing or not 1-200 visible ASCII characters | 400 |
+//! | body is not a JSON object with a string `event` | 400 |
+//! | `ticket.ready` without a valid `ticket` key, or the ticket does not exist | 400 / 422 |
+//!
+//! # Answer: always 202, at once
+//!
+//! The delivery and its job are written in one transaction (`Store::record_delivery`); a worker
+//! does the rest. `{"job": "<id>", "duplicate": false, "existing": false, "ignored": false}` for
+//! a new job; `existing: true` when the ticket already had an active job (no second one);
+//! `duplicate: true` for a delivery id seen before (nothing written; `job` is the job the first
+//! delivery started, if any); `ignored: true`, `job: null` for an event without a job.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use codemill_core::ids::{JobId, ProjectName, TicketKey};
+use codemill_core::pipeline::JobEvent;
+use codemill_store::{Delivery, Enqueued, NewJob, Recorded};
+use hmac::{Hmac, KeyInit, Mac};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+pub const SIGNATURE_HEADER: &str = "x-codemill-signature-256";
+pub const DELIVERY_HEADER: &str = "x-codemill-delivery";
+/// The event that starts a job.
+pub const TICKET_READY: &str = "ticket.ready";
+
+const MAX_DELIVERY_ID_LEN: usize = 200;
+
+/// Headers kept with the delivery in the inbox: enough to verify and replay it later, nothing
+/// that authenticates anyone else.
+const KEPT_HEADERS: [&str; 4] = [
+    "content-type",
+    "user-agent",
+    DELIVERY_HEADER,
+    SIGNATURE_HEADER,
+];
+
+/// The payload; deliberately minimal: the ticket itself is read from the tracker, not trusted
+/// from the sender.
+#[derive(Debug, Deserialize)]
+struct Payload {
+    event: String,
+    #[serde(default)]
+    ticket: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Accepted {
+    job: Option<JobId>,
+    duplicate: bool,
+    existing: bool,
+    ignored: bool,
+}
+
+/// A refused delivery: the answer, and the result label it is counted under.
+struct Refused {
+    result: &'static str,
+    error: ApiError,
+}
+
+fn refuse(result: &'static str, error: ApiError) -> Refused {
+    Refused { result, error }
+}
+
+pub(crate) async fn receive(
+    State(state): State<AppState>,
+    Path(provider): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    // Only configured providers become metric labels; anything else is "unknown".
+    let label = crate::PROVIDERS
+        .iter()
+        .copied()
+        .find(|p| *p == provider && state.secret(p).is_some());
+    let Some(provider) = label else {
+        state.metrics().delivery("unknown", "no_such_provider");
+        return ApiError::NotFound(format!("no webhook endpoint for provider {provider:?}"))
+            .into_response();
+    };
+    match handle(&state, provider, &headers, body).await {
+        Ok((result, accepted)) => {
+            state.metrics().delivery(provider, result);
+            (StatusCode::ACCEPTED, Json(accepted)).into_response()
+        }
+        Err(refused) => {
+            state.metrics().delivery(provider, refused.result);
+            refused.error.into_response()
+        }
+    }
+}
+
+async fn handle(
+    state: &AppState,
+    provider: &'static str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(&'static str, Accepted), Refused> {
+    let tag = signature(headers).map_err(|e| refuse("unauthorized", e))?;
+    let body = read_body(body, state.body_limit()).await?;
+    let secret = state
+        .secret(provider)
+        .ok_or_else(|| refuse("error", ApiError::Internal("secret vanished".into())))?;
+    verify(secret.expose_secret().as_bytes(), &body, &tag)
+        .map_err(|e| refuse("unauthorized", e))?;
+
+    // Authenticated from here on: the sender may learn what is wrong with its request.
+    if !is_json(headers) {
+        return Err(refuse(
+            "unsupported_media_type",
+            ApiError::UnsupportedMediaType("Content-Type must be application/json".into()),
+        ));
+    }
+    let delivery_id = delivery_id(headers).map_err(|e| refuse("bad_request", e))?;
+    let payload: Payload = serde_json::from_slice(&body).map_err(|e| {
+        refuse(
+            "bad_request",
+            ApiError::BadRequest(format!("body is not a valid payload: {e}")),
+        )
+    })?;
+    let kept = kept_headers(headers);
+    let delivery = Delivery {
+        provider,
+        delivery_id,
+        headers: &kept,
+        body: &body,
+    };
+    if payload.event != TICKET_READY {
+        let recorded = state
+            .store()
+            .record_delivery(&delivery, None, Utc::now())
+            .await
+            .map_err(|e| refuse("error", e.into()))?;
+        let duplicate = recorded == Recorded::Duplicate;
+        return Ok((
+            "ignored",
+            Accepted {
+                job: None,
+                duplicate,
+                existing: false,
+                ignored: true,
+            },
+        ));
+    }
+    ticket_ready(state, &delivery, payload.ticket.as_deref()).await
+}
+
+async fn ticket_ready(
+    state: &AppState,
+    delivery: &Delivery<'_>,
+    ticket: Option<&str>,
+) -> Result<(&'static str, Accepted), Refused> {
+    let Some(ticket) = ticket else {
+        return Err(refuse(
+            "bad_request",
+            ApiError::BadRequest(format!("{TICKET_READY} needs a \"ticket\" key")),
+        ));
+    };
+    let unprocessable = |m: String| refuse("unknown_ticket", ApiError::Unprocessable(m));
+    let key: TicketKey = ticket.parse().map_err(|e| unprocessable(format!("{e}")))?;
+    let project: ProjectName = key
+        .project()
+        .parse()
+        .map_err(|e| unprocessable(format!("{e}")))?;
+    let exists = state
+        .store()
+        .ticket(&key)
+        .await
+        .map_err(|e| refuse("error", e.into()))?;
+    if exists.is_none() {
+        return Err(unprocessable(format!(
+            "no ticket {key} in the local tracker"
+        )));
+    }
+    let created = JobEvent::Created {
+        ticket: key.clone(),
+        project,
+        max_rounds: state.max_rounds(),
+    };
+    let job = NewJob {
+        id: JobId::new(),
+        ticket: &key,
+        created: &created,
+        max_attempts: state.max_attempts(),
+    };
+    let recorded = state
+        .store()
+        .record_delivery(delivery, Some(&job), Utc::now())
+        .await
+        .map_err(|e| refuse("error", e.into()))?;
+    let accepted = |job, existing| Accepted {
+        job,
+        duplicate: false,
+        existing,
+        ignored: false,
+    };
+    Ok(match recorded {
+        Recorded::Inserted {
+            job: Some(Enqueued::Created(id)),
+        } => ("job_created", accepted(Some(id), false)),
+        Recorded::Inserted {
+            job: Some(Enqueued::Existing(id)),
+        } => ("existing_job", accepted(Some(id), true)),
+        Recorded::Inserted { job: None } => ("recorded", accepted(None, false)),
+        Recorded::Duplicate => {
+            // Tell the sender which job its first delivery started; one indexed read.
+            let first = state
+                .store()
+                .delivery(delivery.provider, delivery.delivery_id)
+                .await
+                .map_err(|e| refuse("error", e.into()))?;
+            (
+                "duplicate",
+                Accepted {
+                    job: first.and_then(|row| row.job),
+                    duplicate: true,
+                    existing: false,
+                    ignored: false,
+                },
+            )
+        }
+    })
+}
+
+/// The 32-byte tag of `sha256=<64 hex digits>`; anything else (absent, `sha1=`, bad hex) is 401.
+fn signature(headers: &HeaderMap) -> Result<[u8; 32], ApiError> {
+    let bad = |m: &str| ApiError::BadSignature(m.to_string());
+    let value = headers
+        .get(SIGNATURE_HEADER)
+        .ok_or_else(|| bad("missing X-Codemill-Signature-256 header"))?
+        .to_str()
+        .map_err(|_| bad("malformed X-Codemill-Signature-256 header"))?;
+    let hex_tag = value
+        .trim()
+        .strip_prefix("sha256=")
+        .ok_or_else(|| bad("X-Codemill-Signature-256 must be sha256=<hex HMAC-SHA256>"))?;
+    let mut tag = [0u8; 32];
+    hex::decode_to_slice(hex_tag, &mut tag)
+        .map_err(|_| bad("X-Codemill-Signature-256 must be sha256=<64 hex digits>"))?;
+    Ok(tag)
+}
+
+/// Constant-time check of the body's HMAC (`verify_slice`; never compare tags by hand).
+fn verify(secret: &[u8], body: &[u8], tag: &[u8]) -> Result<(), ApiError> {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret)
+        .map_err(|_| ApiError::Internal("invalid webhook secret".into()))?;
+    mac.update(body);
+    mac.verify_slice(tag)
+        .map_err(|_| ApiError::BadSignature("signature does not match the body".into()))
+}
+
+/// Read the whole body, at most `limit` bytes. The body limit layer already refused a too
+/// large `Content-Length`; a streamed body fails here once it passes the limit.
+async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, Refused> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if is_length_limit(&e) {
+            refuse("too_large", ApiError::TooLarge(limit))
+        } else {
+            refuse(
+                "bad_request",
+                ApiError::BadRequest(format!("could not read the body: {e}")),
+            )
+        }
+    })
+}
+
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+}
+
+fn delivery_id(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let id = headers
+        .get(DELIVERY_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .unwrap_or_default();
+    let valid = !id.is_empty()
+        && id.len() <= MAX_DELIVERY_ID_LEN
+        && id.bytes().all(|b| b.is_ascii_graphic());
+    if valid {
+        Ok(id)
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "X-Codemill-Delivery must be 1-{MAX_DELIVERY_ID_LEN} visible ASCII characters"
+        )))
+    }
+}
+
+fn kept_headers(headers: &HeaderMap) -> Vec<(&'static str, &str)> {
+    KEPT_HEADERS
+        .iter()
+        .filter_map(|name| Some((*name, headers.get(*name)?.to_str().ok()?)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn with_signature(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(SIGNATURE_HEADER, v.parse().unwrap());
+        h
+    }
+
+    fn sign(secret: &[u8], body: &[u8]) -> String {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret).unwrap();
+        mac.update(body);
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    #[test]
+    fn only_sha256_signatures_of_the_body_verify() {
+        let tag = signature(&with_signature(&format!("sha256={}", sign(b"s", b"body")))).unwrap();
+        assert!(verify(b"s", b"body", &tag).is_ok());
+        assert!(verify(b"s", b"body!", &tag).is_err());
+        assert!(verify(b"t", b"body", &tag).is_err());
+        assert!(signature(&HeaderMap::new()).is_err());
+        assert!(signature(&with_signature(&format!("sha1={}", "a".repeat(40)))).is_err());
+        assert!(signature(&with_signature("sha256=zz")).is_err());
+        assert!(signature(&with_signature(&format!("sha256={}", "a".repeat(62)))).is_err());
+    }
+
+    #[test]
+    fn json_content_types() {
+        let h = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, v.parse().unwrap());
+            h
+        };
+        assert!(is_json(&h("application/json")));
+        assert!(is_json(&h("Application/JSON; charset=utf-8")));
+        assert!(!is_json(&h("text/plain")));
+        assert!(!is_json(&h("application/jsonx")));
+        assert!(!is_json(&HeaderMap::new()));
+    }
+}
