@@ -20,9 +20,9 @@ pub mod builtin;
 pub mod claude;
 pub mod codex;
 pub mod gemini;
+mod log;
 pub mod opencode;
 pub mod probe;
-mod log;
 mod text;
 
 pub use builtin::Builtin;
