@@ -213,6 +213,45 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { json } => demo::run(cli.home, json).await,
+        Command::Serve {
+            listen,
+            role,
+            workers,
+            webhook_secret_env,
+            global_limit,
+            project_limit,
+            lease_secs,
+        } => {
+            let opened = Opened::open(home).await?;
+            let worker = codemill_runner::worker::WorkerOptions {
+                owner: format!(
+                    "{}:{}",
+                    std::env::var("HOSTNAME").unwrap_or_else(|_| "serve".into()),
+                    std::process::id()
+                ),
+                limits: codemill_store::Limits {
+                    global: global_limit,
+                    per_project: project_limit,
+                },
+                lease_ttl: std::time::Duration::from_secs(lease_secs.max(3)),
+                poll: std::time::Duration::from_millis(500),
+            };
+            crate::service::serve(
+                opened,
+                crate::service::ServeArgs {
+                    listen,
+                    web_only: role == "web",
+                    workers,
+                    webhook_secret_env,
+                    worker,
+                },
+            )
+            .await
+        }
+        Command::Token(crate::TokenCommand::Create { name }) => {
+            let opened = Opened::open(home).await?;
+            crate::service::token_create(&opened, &name).await
+        }
         Command::Doctor { json } => crate::doctor::run(Opened::open(home).await?, json).await,
     }
 }

@@ -9,6 +9,7 @@ mod demo;
 mod doctor;
 mod output;
 mod progress;
+mod service;
 
 /// codemill turns issue-tracker tickets into reviewed pull requests.
 #[derive(Debug, Parser)]
@@ -83,6 +84,29 @@ pub enum Command {
         #[arg(long, default_value_t = 30)]
         retry_secs: u64,
     },
+    /// The service: JSON API, signed webhooks, metrics, and (role `all`) workers in the same process.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// `all` runs workers in this process; `web` only serves HTTP (workers run elsewhere).
+        #[arg(long, default_value = "all", value_parser = ["all", "web"])]
+        role: String,
+        /// Worker loops in this process (role `all`).
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        /// `PROVIDER=ENV_VAR`: the webhook secret of PROVIDER (`local`, `generic`) is in ENV_VAR.
+        #[arg(long = "webhook-secret-env", value_name = "PROVIDER=ENV_VAR")]
+        webhook_secret_env: Vec<String>,
+        #[arg(long, default_value_t = 10)]
+        global_limit: usize,
+        #[arg(long, default_value_t = 3)]
+        project_limit: usize,
+        #[arg(long, default_value_t = 60)]
+        lease_secs: u64,
+    },
+    /// API tokens for the service.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Check what is installed and reachable: git, the database, bubblewrap, the agent CLIs, the model providers.
     Doctor {
         #[arg(long)]
@@ -93,6 +117,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; it is printed once, only its hash is stored.
+    Create { name: String },
 }
 
 #[derive(Debug, Subcommand)]

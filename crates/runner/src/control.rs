@@ -91,9 +91,12 @@ pub async fn reject(
 pub async fn cancel(store: &Store, key: &TicketKey) -> Result<JobId, RunError> {
     let (job, state, _) = latest(store, key).await?;
     if !store.cancel(job, Utc::now()).await? {
-        return Err(RunError::Journal {
-            job,
-            message: format!("{key}'s job is {} and cannot be cancelled", state.status()),
+        return Err(RunError::WrongState {
+            ticket: key.clone(),
+            message: format!(
+                "its job {job} is {} and cannot be cancelled",
+                state.status()
+            ),
         });
     }
     Ok(job)
@@ -143,9 +146,9 @@ pub async fn retry(store: &Store, key: &TicketKey, max_rounds: u32) -> Result<Jo
         )
     });
     if active || !(state.stage.is_terminal() || entry.is_some()) {
-        return Err(RunError::Journal {
-            job,
-            message: format!("{key} already has an unfinished job ({})", state.status()),
+        return Err(RunError::WrongState {
+            ticket: key.clone(),
+            message: format!("already has an unfinished job {job} ({})", state.status()),
         });
     }
     Ok(enqueue(store, key, max_rounds).await?.0)

@@ -28,6 +28,8 @@ pub enum RunError {
     NoJob { ticket: TicketKey },
     #[error("{ticket} is not awaiting approval (its job is {status})")]
     NotAwaitingApproval { ticket: TicketKey, status: String },
+    #[error("{ticket}: {message}")]
+    WrongState { ticket: TicketKey, message: String },
     #[error("another codemill process is running {0} right now")]
     Busy(TicketKey),
     #[error(

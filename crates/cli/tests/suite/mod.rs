@@ -10,5 +10,6 @@ mod harness;
 mod mixed;
 mod pipeline;
 mod review;
+mod serve;
 mod service_crash;
 mod worker;

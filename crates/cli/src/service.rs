@@ -1,0 +1,183 @@
+//! `codemill serve` and `codemill token`: the HTTP service (API, webhooks, metrics), with the
+//! workers in the same process unless the role is `web`.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use codemill_core::ids::{JobId, TicketKey};
+use codemill_runner::{RunError, control};
+use codemill_server::{AppState, Control, ControlError, ControlFuture, ServerConfig};
+use codemill_store::{Store, StoreError};
+use secrecy::SecretString;
+
+use crate::commands::Opened;
+use crate::output::{err, out};
+
+/// Plugs the runner's control functions into the server's API.
+struct RunnerControl {
+    store: Store,
+    max_rounds: u32,
+}
+
+fn control_error(e: RunError) -> ControlError {
+    match e {
+        RunError::NoTicket(_) | RunError::NoJob { .. } => ControlError::NotFound(e.to_string()),
+        RunError::NotAwaitingApproval { .. } | RunError::WrongState { .. } => {
+            ControlError::Conflict(e.to_string())
+        }
+        RunError::Store(StoreError::ActiveJob { .. } | StoreError::InvalidTransition { .. }) => {
+            ControlError::Conflict(e.to_string())
+        }
+        other => ControlError::Failed(other.to_string()),
+    }
+}
+
+impl Control for RunnerControl {
+    fn approve<'a>(&'a self, ticket: &'a TicketKey, by: &'a str) -> ControlFuture<'a, JobId> {
+        Box::pin(async move {
+            control::approve(&self.store, ticket, by)
+                .await
+                .map_err(control_error)
+        })
+    }
+    fn reject<'a>(
+        &'a self,
+        ticket: &'a TicketKey,
+        reason: &'a str,
+        by: &'a str,
+    ) -> ControlFuture<'a, JobId> {
+        Box::pin(async move {
+            control::reject(&self.store, ticket, reason, by)
+                .await
+                .map_err(control_error)
+        })
+    }
+    fn cancel<'a>(&'a self, ticket: &'a TicketKey) -> ControlFuture<'a, JobId> {
+        Box::pin(async move {
+            control::cancel(&self.store, ticket)
+                .await
+                .map_err(control_error)
+        })
+    }
+    fn retry<'a>(&'a self, ticket: &'a TicketKey) -> ControlFuture<'a, JobId> {
+        Box::pin(async move {
+            control::retry(&self.store, ticket, self.max_rounds)
+                .await
+                .map_err(control_error)
+        })
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+/// `PROVIDER=VAR`: the webhook secret of PROVIDER is in environment variable VAR.
+fn webhook_secrets(specs: &[String]) -> Result<Vec<(String, SecretString)>> {
+    specs
+        .iter()
+        .map(|spec| {
+            let (provider, var) = spec
+                .split_once('=')
+                .ok_or_else(|| anyhow!("--webhook-secret-env {spec:?}: expected PROVIDER=ENV_VAR, e.g. local=CODEMILL_WEBHOOK_SECRET"))?;
+            let secret = std::env::var(var)
+                .map_err(|_| anyhow!("--webhook-secret-env {provider}={var}: environment variable {var} is not set"))?;
+            Ok((provider.to_string(), SecretString::from(secret)))
+        })
+        .collect()
+}
+
+pub struct ServeArgs {
+    pub listen: SocketAddr,
+    pub web_only: bool,
+    pub workers: usize,
+    pub webhook_secret_env: Vec<String>,
+    pub worker: codemill_runner::worker::WorkerOptions,
+}
+
+pub async fn serve(mut opened: Opened, args: ServeArgs) -> Result<ExitCode> {
+    let config = ServerConfig {
+        webhook_secrets: webhook_secrets(&args.webhook_secret_env)?,
+        max_rounds: opened.config.max_fix_rounds,
+        max_attempts: control::MAX_ATTEMPTS,
+        ..ServerConfig::default()
+    };
+    let control = Arc::new(RunnerControl {
+        store: opened.store.clone(),
+        max_rounds: opened.config.max_fix_rounds,
+    });
+    let state = AppState::new(opened.store.clone(), control, config).map_err(|e| anyhow!("{e}"))?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    out(&format!(
+        "codemill serving on http://{addr} (role {})",
+        if args.web_only { "web" } else { "all" }
+    ));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = tokio::task::JoinSet::new();
+    if !args.web_only {
+        let runner = opened.runner().await?;
+        for _ in 0..args.workers.max(1) {
+            let runner = runner.clone_with_progress(tokio::sync::mpsc::unbounded_channel().0);
+            let options = args.worker.clone();
+            let stop = stop.clone();
+            workers.spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    match runner.work_once(&options).await {
+                        Ok(Some(w)) => err(&format!("worker: {w:?}")),
+                        Ok(None) => tokio::time::sleep(options.poll).await,
+                        Err(e) => {
+                            err(&format!("worker: {e}"));
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    }
+                }
+            });
+        }
+    }
+    let shutdown = {
+        let stop = stop.clone();
+        async move {
+            shutdown_signal().await;
+            err("codemill: shutting down (finishing running jobs)");
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    };
+    codemill_server::serve(listener, state, shutdown).await?;
+    while workers.join_next().await.is_some() {}
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn token_create(opened: &Opened, name: &str) -> Result<ExitCode> {
+    if name.trim().is_empty() {
+        bail!("the token needs a name");
+    }
+    let plain = codemill_server::new_token();
+    let row = opened
+        .store
+        .create_api_token(name, &codemill_server::hash_token(&plain))
+        .await?;
+    err(&format!(
+        "Created API token {} ({}). It is shown once; only its hash is stored:",
+        row.id, row.name
+    ));
+    out(&plain);
+    Ok(ExitCode::SUCCESS)
+}
