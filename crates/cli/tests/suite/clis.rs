@@ -120,6 +120,15 @@ async fn ticket_through(kit: Kit) {
         m = kit.model
     );
     env.write_config(&extra);
+    // The CLIs start slowly (opencode is silent for several seconds on a busy machine).
+    let file = env.home.join("codemill.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        text.replace("idle_secs = 10", "idle_secs = 120")
+            .replace("wall_clock_secs = 60", "wall_clock_secs = 600"),
+    )
+    .unwrap();
 
     let (code, out, err) = env.run(&["run", "P-1"]);
     assert_eq!(code, Some(0), "{out}\n{err}");
