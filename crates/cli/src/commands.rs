@@ -221,6 +221,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             global_limit,
             project_limit,
             lease_secs,
+            poll_secs,
         } => {
             let opened = Opened::open(home).await?;
             let worker = codemill_runner::worker::WorkerOptions {
@@ -244,6 +245,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
                     workers,
                     webhook_secret_env,
                     worker,
+                    poll: std::time::Duration::from_secs(poll_secs),
                 },
             )
             .await

@@ -103,6 +103,9 @@ pub enum Command {
         project_limit: usize,
         #[arg(long, default_value_t = 60)]
         lease_secs: u64,
+        /// Seconds between passes of the poller that queues labelled tickets webhooks missed (0: off).
+        #[arg(long, default_value_t = 30)]
+        poll_secs: u64,
     },
     /// API tokens for the service.
     #[command(subcommand)]

@@ -108,6 +108,8 @@ pub struct ServeArgs {
     pub workers: usize,
     pub webhook_secret_env: Vec<String>,
     pub worker: codemill_runner::worker::WorkerOptions,
+    /// Between passes of the reconciling poller; zero turns it off.
+    pub poll: Duration,
 }
 
 pub async fn serve(mut opened: Opened, args: ServeArgs) -> Result<ExitCode> {
@@ -151,6 +153,31 @@ pub async fn serve(mut opened: Opened, args: ServeArgs) -> Result<ExitCode> {
                 }
             });
         }
+    }
+    if !args.poll.is_zero() {
+        let store = opened.store.clone();
+        let max_rounds = opened.config.max_fix_rounds;
+        let stop = stop.clone();
+        let every = args.poll;
+        workers.spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                match control::poll_once(&store, max_rounds).await {
+                    Ok(queued) => {
+                        for (key, job) in queued {
+                            err(&format!("poller: queued {key} as job {job}"));
+                        }
+                    }
+                    Err(e) => err(&format!("poller: {e}")),
+                }
+                // Short naps so a shutdown is not held up by a long poll interval.
+                let until = std::time::Instant::now() + every;
+                while std::time::Instant::now() < until
+                    && !stop.load(std::sync::atomic::Ordering::SeqCst)
+                {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        });
     }
     let shutdown = {
         let stop = stop.clone();

@@ -153,3 +153,41 @@ pub async fn retry(store: &Store, key: &TicketKey, max_rounds: u32) -> Result<Jo
     }
     Ok(enqueue(store, key, max_rounds).await?.0)
 }
+
+/// The label that asks codemill to work on a ticket of the local tracker.
+pub const TRIGGER_LABEL: &str = "codemill";
+
+/// One pass of the reconciling poller: every ticket labelled for codemill that is still to do
+/// and has no job, and every ticket that waited for input and was edited since, is queued.
+/// Webhooks normally get there first; this catches what they missed. Safe to run on every web
+/// node at once: a ticket has at most one active job.
+pub async fn poll_once(
+    store: &Store,
+    max_rounds: u32,
+) -> Result<Vec<(TicketKey, JobId)>, RunError> {
+    use codemill_core::pipeline::TicketStatus;
+    let mut queued = Vec::new();
+    for ticket in store.tickets(None).await? {
+        if !ticket.labels.iter().any(|l| l == TRIGGER_LABEL) {
+            continue;
+        }
+        let due = match ticket.status {
+            TicketStatus::Todo => store.latest_job(&ticket.key).await?.is_none(),
+            TicketStatus::NeedsInput => match store.latest_job(&ticket.key).await? {
+                Some(row) => {
+                    let asked_at = store.journal(row.id).await?.last().map(|e| e.at);
+                    matches!((ticket.edited_at, asked_at), (Some(edited), Some(asked)) if edited > asked)
+                }
+                None => false,
+            },
+            _ => false,
+        };
+        if due {
+            let (job, created) = enqueue(store, &ticket.key, max_rounds).await?;
+            if created {
+                queued.push((ticket.key.clone(), job));
+            }
+        }
+    }
+    Ok(queued)
+}

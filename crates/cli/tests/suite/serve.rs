@@ -130,3 +130,59 @@ async fn webhook_to_proposal_to_approval_through_the_service() {
     let status = server.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_poller_queues_labelled_tickets_that_no_webhook_announced() {
+    let env = Env::new(engineer(), HELLO_GATE, "").await;
+    env.ok(&[
+        "ticket",
+        "add",
+        "P",
+        "--title",
+        "Labelled",
+        "--label",
+        "codemill",
+        "--body",
+        "Add hello.txt.\n\nAcceptance: the file exists.",
+    ]);
+    let mut server = Command::new(assert_cmd::cargo::cargo_bin("codemill"))
+        .arg("--home")
+        .arg(&env.home)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "1",
+            "--poll-secs",
+            "1",
+        ])
+        .env(KEY_VAR, "test-key-123")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let state = env.json(&["show", "P-2", "--json"])["job"]["state"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        if state == "awaiting_approval" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "P-2 stuck in {state:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The unlabelled ticket was left alone.
+    assert!(env.json(&["show", "P-1", "--json"])["job"].is_null());
+    let pid = server.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(server.wait().unwrap().success());
+}
