@@ -1,13 +1,18 @@
 //! Remotes and the shared clone: probing, clone and fetch, default branch, remote refs, push.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use crate::lock::lock_repo;
-use crate::repo::{Ctx, Layout, canonical_or_joined, looks_bare};
-use crate::run::{Call, redact};
+use crate::repo::{Ctx, Layout, OriginConfig, canonical_or_joined, looks_bare};
+use crate::run::{Call, command_error, redact, shown};
 use crate::{Git, GitError, RemoteInfo, check_ref_name, check_rev};
 
 const FETCH_REFSPEC: &str = "+refs/heads/*:refs/remotes/origin/*";
+const ORIGIN_HEAD: &str = "refs/remotes/origin/HEAD";
+/// A fetch asks the remote for its HEAD again when the recorded one is older than this (a
+/// remote's default branch rarely changes; a missing or dangling record is refreshed at once).
+const ORIGIN_HEAD_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 // Named explicitly so a `remote.*.uploadpack`/`receivepack` in config is never what runs locally.
 const UPLOAD_PACK: &str = "--upload-pack=git-upload-pack";
 const RECEIVE_PACK: &str = "--receive-pack=git-receive-pack";
@@ -38,6 +43,37 @@ fn symref_head(out: &str) -> Option<String> {
         (name == "HEAD").then_some(())?;
         target.strip_prefix("refs/heads/").map(str::to_owned)
     })
+}
+
+/// `refs/remotes/origin/HEAD` as codemill's clones store it, read without git: a loose symref
+/// file `ref: refs/remotes/origin/<branch>`. Returns the branch, whether `origin/<branch>` is a
+/// loose ref (then it certainly exists; otherwise git is asked), and when the record was
+/// written. `None` (ask git) for anything else.
+/// The clone's `refs/` is written only by codemill (the sandbox binds it read-only), and the
+/// branch name is checked like any other; anything unexpected is left to git.
+fn loose_origin_head(common_dir: &Path) -> Option<(String, bool, SystemTime)> {
+    let file = common_dir.join(ORIGIN_HEAD);
+    let meta = std::fs::symlink_metadata(&file).ok()?;
+    if !meta.is_file() || meta.len() > 1024 {
+        return None;
+    }
+    let text = std::fs::read_to_string(&file).ok()?;
+    let branch = text
+        .strip_suffix('\n')?
+        .strip_prefix("ref: refs/remotes/origin/")?;
+    if branch == "HEAD" || check_ref_name("branch", branch).is_err() {
+        return None;
+    }
+    let target = common_dir.join("refs/remotes/origin").join(branch);
+    let loose = std::fs::symlink_metadata(target).is_ok_and(|m| m.is_file());
+    Some((branch.to_owned(), loose, meta.modified().ok()?))
+}
+
+/// Whether `push --porcelain` output reports a ref rejected because the lease did not hold.
+fn stale_lease(stdout: &str) -> bool {
+    stdout
+        .lines()
+        .any(|l| l.starts_with('!') && l.ends_with("[rejected] (stale info)"))
 }
 
 /// The object named exactly `refname` in `ls-remote` output.
@@ -81,8 +117,9 @@ impl Git {
     }
 
     /// Make sure a bare clone of `url` exists at `dir` with the fetch refspec
-    /// `+refs/heads/*:refs/remotes/origin/*`, then `fetch --prune origin` and record the remote's
-    /// HEAD as `refs/remotes/origin/HEAD`.
+    /// `+refs/heads/*:refs/remotes/origin/*`, then `fetch --prune origin`. The remote's HEAD is
+    /// recorded as `refs/remotes/origin/HEAD` when cloning, and asked for again only when that
+    /// record is missing, names a branch that no longer exists, or is more than a day old.
     ///
     /// A new clone is built in `.<name>.partial` beside `dir` and renamed into place only when
     /// complete, so a crash never leaves a half-made clone at `dir`; the next call throws the
@@ -107,7 +144,7 @@ impl Git {
             if looks_bare(&key) {
                 let ctx = self.guard_config(Ctx::bare(key.clone()), dir).await?;
                 self.configure_origin(&ctx, &url).await?;
-                return self.fetch_origin(&ctx).await;
+                return self.fetch_origin(&ctx, false).await;
             }
             let empty = std::fs::read_dir(&key)
                 .map_err(io_err(&key))?
@@ -137,9 +174,10 @@ impl Git {
             partial.as_os_str(),
         ]);
         self.run(None, init).await?;
+        // Just made by `init` with no templates: no origin yet.
         let ctx = Ctx::bare(partial.clone());
         self.configure_origin(&ctx, &url).await?;
-        self.fetch_origin(&ctx).await?;
+        self.fetch_origin(&ctx, true).await?;
         std::fs::rename(&partial, &key).map_err(io_err(&key))?;
         tracing::info!(url = %redact(&url), dir = %key.display(), "cloned");
         Ok(())
@@ -147,19 +185,17 @@ impl Git {
 
     /// Point `origin` at `url` with codemill's fetch refspec, changing only what differs.
     ///
+    /// What is there comes from the config check of `ctx` (`ctx.origin`, as `git config --get`
+    /// and `--get-all` would print it), so nothing runs when nothing differs.
+    ///
     /// Plain `git config`, not `git remote`: some `git remote` subcommands do not load the core
     /// config and so run hooks from the repository's hooks directory despite
     /// `core.hooksPath=/dev/null` (measured with `remote set-head` on git 2.47).
     async fn configure_origin(&self, ctx: &Ctx, url: &str) -> Result<(), GitError> {
-        let current = self
-            .output(
-                Some(ctx),
-                Call::new(["config", "--get", "remote.origin.url"]),
-            )
-            .await?;
-        let current = current.success().then(|| current.stdout.trim().to_owned());
-        if current.as_deref() != Some(url) {
-            if let Some(existing) = &current {
+        let OriginConfig { fetch, .. } = &ctx.origin;
+        let current = ctx.origin.url();
+        if current != Some(url) {
+            if let Some(existing) = current {
                 tracing::info!(from = %redact(existing), to = %redact(url), "repository URL changed");
             }
             self.run(
@@ -168,13 +204,7 @@ impl Git {
             )
             .await?;
         }
-        let refspecs = self
-            .output(
-                Some(ctx),
-                Call::new(["config", "--get-all", "remote.origin.fetch"]),
-            )
-            .await?;
-        if refspecs.stdout.trim() != FETCH_REFSPEC {
+        if fetch.join("\n").trim() != FETCH_REFSPEC {
             self.run(
                 Some(ctx),
                 Call::new([
@@ -189,14 +219,62 @@ impl Git {
         Ok(())
     }
 
-    async fn fetch_origin(&self, ctx: &Ctx) -> Result<(), GitError> {
+    /// `fetch --prune origin`; then record the remote's HEAD if `cloned`, or if the recorded one
+    /// is missing, dangling or old (see [`ORIGIN_HEAD_MAX_AGE`]).
+    async fn fetch_origin(&self, ctx: &Ctx, cloned: bool) -> Result<(), GitError> {
         self.run(
             Some(ctx),
             Call::new(["fetch", "--prune", "--quiet", UPLOAD_PACK, "origin"]),
         )
         .await?;
-        // Record the remote's HEAD as `refs/remotes/origin/HEAD` (what `remote set-head --auto`
-        // does, without `git remote`: see `configure_origin`).
+        let refresh = cloned
+            || match loose_origin_head(&ctx.common_dir) {
+                Some((branch, loose, written)) => {
+                    let old = SystemTime::now()
+                        .duration_since(written)
+                        .is_ok_and(|age| age > ORIGIN_HEAD_MAX_AGE);
+                    old || (!loose && !self.origin_branch_exists(ctx, &branch).await?)
+                }
+                None => self.recorded_default_branch(ctx).await?.is_none(),
+            };
+        if refresh {
+            self.record_origin_head(ctx).await?;
+        }
+        Ok(())
+    }
+
+    async fn origin_branch_exists(&self, ctx: &Ctx, branch: &str) -> Result<bool, GitError> {
+        let target = format!("refs/remotes/origin/{branch}");
+        Ok(self.rev_parse_in(ctx, &target).await?.is_some())
+    }
+
+    /// The branch `refs/remotes/origin/HEAD` names, if it is recorded and that branch exists.
+    async fn recorded_default_branch(&self, ctx: &Ctx) -> Result<Option<String>, GitError> {
+        if let Some((branch, loose, _)) = loose_origin_head(&ctx.common_dir) {
+            let exists = loose || self.origin_branch_exists(ctx, &branch).await?;
+            return Ok(exists.then_some(branch));
+        }
+        let out = self
+            .output(Some(ctx), Call::new(["symbolic-ref", "-q", ORIGIN_HEAD]))
+            .await?;
+        let Some(branch) = out
+            .success()
+            .then(|| out.stdout.trim().strip_prefix("refs/remotes/origin/"))
+            .flatten()
+        else {
+            return Ok(None);
+        };
+        if check_ref_name("branch", branch).is_err()
+            || !self.origin_branch_exists(ctx, branch).await?
+        {
+            return Ok(None);
+        }
+        Ok(Some(branch.to_owned()))
+    }
+
+    /// Record the remote's HEAD as `refs/remotes/origin/HEAD` (what `remote set-head --auto`
+    /// does, without `git remote`: see `configure_origin`).
+    async fn record_origin_head(&self, ctx: &Ctx) -> Result<(), GitError> {
         let listed = self
             .run(
                 Some(ctx),
@@ -221,7 +299,7 @@ impl Git {
                 "symbolic-ref",
                 "-m",
                 "codemill: remote HEAD",
-                "refs/remotes/origin/HEAD",
+                ORIGIN_HEAD,
                 &target,
             ]),
         )
@@ -230,19 +308,12 @@ impl Git {
     }
 
     /// The remote's default branch as last fetched (`refs/remotes/origin/HEAD`), asking the
-    /// remote (`ls-remote --symref origin HEAD`) when that was never recorded.
+    /// remote (`ls-remote --symref origin HEAD`) when that was never recorded or names a branch
+    /// that is gone.
     pub async fn default_branch(&self, clone: &Path) -> Result<String, GitError> {
         let ctx = self.ctx(clone).await?;
-        let out = self
-            .output(
-                Some(&ctx),
-                Call::new(["symbolic-ref", "-q", "refs/remotes/origin/HEAD"]),
-            )
-            .await?;
-        if out.success()
-            && let Some(branch) = out.stdout.trim().strip_prefix("refs/remotes/origin/")
-        {
-            return Ok(branch.to_owned());
+        if let Some(branch) = self.recorded_default_branch(&ctx).await? {
+            return Ok(branch);
         }
         let listed = self
             .run(
@@ -277,9 +348,13 @@ impl Git {
     /// Push commit `sha` to `refs/heads/<branch>` on `origin` of the clone (or of the clone a
     /// worktree belongs to).
     ///
-    /// Look before acting: when the remote branch already is `sha`, nothing is sent. Otherwise
-    /// the push is forced with a lease on the value just seen, so a re-run can move codemill's
-    /// own branch (e.g. after a rewrite) but never overwrites a push that happened in between.
+    /// Idempotent, and never overwrites a push it has not seen: the push is forced with a lease
+    /// on what the clone last saw of the branch (`refs/remotes/origin/<branch>`, updated by
+    /// fetches and by this push; absent = the branch must not exist). When the remote already
+    /// is `sha`, git reports it up to date and sends nothing. When the lease does not hold, the
+    /// remote is looked at (`ls-remote`): already `sha` is success; otherwise the push is
+    /// repeated with a lease on the value just seen, so a re-run can move codemill's own branch
+    /// (e.g. after a rewrite) but never overwrites a push that happened in between.
     /// Takes the repository lock (the push updates `refs/remotes/origin/<branch>` in the clone).
     pub async fn push(
         &self,
@@ -305,6 +380,30 @@ impl Git {
                 reason: "does not exist in the repository",
             })?;
         let remote_ref = format!("refs/heads/{branch}");
+        let refspec = format!("{commit}:{remote_ref}");
+        let push = |lease: String| {
+            Call::new([
+                "push",
+                "--porcelain",
+                "--quiet",
+                "--no-verify",
+                &lease,
+                RECEIVE_PACK,
+                "origin",
+                &refspec,
+            ])
+        };
+        // No value: git takes it from the remote-tracking ref, or expects no branch without one.
+        let first = push(format!("--force-with-lease={remote_ref}"));
+        let shown_first = shown(["push", "origin", &refspec]);
+        let out = self.output(Some(&ctx), first).await?;
+        if out.success() {
+            tracing::info!(branch, sha = %commit, "pushed");
+            return Ok(());
+        }
+        if !stale_lease(&out.stdout) {
+            return Err(command_error(shown_first, &out));
+        }
         let listed = self
             .run(
                 Some(&ctx),
@@ -320,21 +419,7 @@ impl Git {
             "--force-with-lease={remote_ref}:{}",
             current.as_deref().unwrap_or("")
         );
-        let refspec = format!("{commit}:{remote_ref}");
-        self.run(
-            Some(&ctx),
-            Call::new([
-                "push",
-                "--porcelain",
-                "--quiet",
-                "--no-verify",
-                &lease,
-                RECEIVE_PACK,
-                "origin",
-                &refspec,
-            ]),
-        )
-        .await?;
+        self.run(Some(&ctx), push(lease)).await?;
         tracing::info!(branch, sha = %commit, "pushed");
         Ok(())
     }
@@ -359,5 +444,9 @@ mod tests {
         let out = "abc\trefs/heads/main\ndef\trefs/remotes/x/refs/heads/main\n";
         assert_eq!(find_ref(out, "refs/heads/main").as_deref(), Some("abc"));
         assert_eq!(find_ref(out, "refs/heads/other"), None);
+        let rejected = "To /r.git\n!\tabc:refs/heads/x\t[rejected] (stale info)\nDone\n";
+        assert!(stale_lease(rejected));
+        let declined = "To /r.git\n!\tabc:refs/heads/x\t[remote rejected] (hook declined)\n";
+        assert!(!stale_lease(declined));
     }
 }

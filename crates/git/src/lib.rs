@@ -12,8 +12,13 @@
 //!
 //! Writers of a shared clone (clone, fetch, push, worktree add/remove/prune) take a
 //! per-repository lock, in-process and across processes (module `lock`).
+//!
+//! Staying cheap: a worktree's files are staged in an index codemill keeps outside the agent's
+//! reach, so only changed files are hashed again (module `index`); the config check's verdict is
+//! reused while the repository's config files are unchanged (module `repo`).
 
 mod clone;
+mod index;
 mod lock;
 mod repo;
 mod run;
@@ -22,6 +27,7 @@ mod tree;
 mod worktree;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use codemill_process::ProcessError;
@@ -100,7 +106,8 @@ pub enum GitError {
     Unexpected { command: String, detail: String },
 }
 
-/// The host git wrapper. Cheap to clone; holds no repository state (locks are global).
+/// The host git wrapper. Cheap to clone; clones share a cache of config-check verdicts (see
+/// module `repo`); locks are global.
 #[derive(Debug, Clone)]
 pub struct Git {
     program: PathBuf,
@@ -108,6 +115,7 @@ pub struct Git {
     output_cap: usize,
     diff_cap: usize,
     standalone_worktrees: bool,
+    config_cache: Arc<repo::ConfigCache>,
 }
 
 impl Default for Git {
@@ -125,12 +133,15 @@ impl Git {
             output_cap: 64 * 1024 * 1024,
             diff_cap: 1024 * 1024,
             standalone_worktrees: false,
+            config_cache: Arc::default(),
         }
     }
 
     /// Use another git binary.
     pub fn with_program(mut self, program: impl Into<PathBuf>) -> Self {
         self.program = program.into();
+        // Verdicts were reached by another git.
+        self.config_cache = Arc::default();
         self
     }
 

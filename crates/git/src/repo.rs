@@ -5,11 +5,17 @@
 //! the agent hand host git a config and hooks of its choosing. So the admin directory must sit in
 //! a `worktrees/` directory of a repository outside the worktree and point back at the worktree,
 //! and every call then names `GIT_DIR`, `GIT_COMMON_DIR` and `GIT_WORK_TREE` explicitly.
-//! Repository-local config keys that would run programs are then overridden or refused.
+//! Repository-local config keys that would run programs are then overridden or refused; that
+//! verdict is cached per repository while its config files stay unchanged (see [`ConfigCache`]).
 
+use std::collections::HashMap;
 use std::ffi::OsString;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+use std::time::SystemTime;
 
+use crate::lock::lock_file_path;
 use crate::run::Call;
 use crate::{Git, GitError};
 
@@ -33,6 +39,22 @@ pub(crate) struct Ctx {
     pub(crate) common_dir: PathBuf,
     pub(crate) work_tree: Option<PathBuf>,
     overrides: Vec<(String, String)>,
+    /// `remote.origin.*` as the config check read it (empty for a context not checked).
+    pub(crate) origin: OriginConfig,
+}
+
+/// The `remote.origin.url` and `remote.origin.fetch` values in effect (all scopes, in order).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct OriginConfig {
+    pub(crate) urls: Vec<String>,
+    pub(crate) fetch: Vec<String>,
+}
+
+impl OriginConfig {
+    /// What `git config --get remote.origin.url` prints: the last value.
+    pub(crate) fn url(&self) -> Option<&str> {
+        self.urls.last().map(String::as_str)
+    }
 }
 
 impl Ctx {
@@ -43,7 +65,15 @@ impl Ctx {
             common_dir: dir,
             work_tree: None,
             overrides: Vec::new(),
+            origin: OriginConfig::default(),
         }
+    }
+
+    /// Take over the config overrides of `other`, a context of the same repository whose
+    /// config was checked (for a worktree just created from it, before anything else ran there).
+    pub(crate) fn with_overrides_of(mut self, other: &Ctx) -> Ctx {
+        self.overrides = other.overrides.clone();
+        self
     }
 
     pub(crate) fn cwd(&self) -> &Path {
@@ -127,6 +157,7 @@ pub(crate) fn resolve(path: &Path) -> Result<Ctx, GitError> {
             common_dir: dot_git,
             work_tree: Some(dir),
             overrides: Vec::new(),
+            origin: OriginConfig::default(),
         }),
         Ok(_) => Err(not_repo(".git is neither a file nor a directory".into())),
         Err(_) if looks_bare(&dir) => Ok(Ctx::bare(dir)),
@@ -195,11 +226,12 @@ fn resolve_linked(path: &Path, work_tree: &Path, dot_git: &Path) -> Result<Ctx, 
         common_dir: common,
         work_tree: Some(work_tree.to_owned()),
         overrides: Vec::new(),
+        origin: OriginConfig::default(),
     })
 }
 
 /// What to do about a repository-scoped config key that makes git run a program.
-enum Verdict {
+enum Judgement {
     Fine,
     /// Override with these settings (highest precedence, so the program never runs).
     Neutralize(Vec<(String, String)>),
@@ -207,7 +239,7 @@ enum Verdict {
     Refuse,
 }
 
-fn judge(key: &str) -> Verdict {
+fn judge(key: &str) -> Judgement {
     let lower = key.to_ascii_lowercase();
     let (section, rest) = lower.split_once('.').unwrap_or((&lower, ""));
     let var = rest.rsplit('.').next().unwrap_or("");
@@ -219,16 +251,18 @@ fn judge(key: &str) -> Verdict {
         ""
     };
     match (section, has_sub, var) {
-        ("filter", true, "clean" | "smudge" | "process" | "required") => Verdict::Neutralize(vec![
-            (format!("filter.{sub}.clean"), String::new()),
-            (format!("filter.{sub}.smudge"), String::new()),
-            (format!("filter.{sub}.process"), String::new()),
-            (format!("filter.{sub}.required"), "false".into()),
-        ]),
-        ("core", false, "sshcommand" | "gitproxy" | "askpass") => Verdict::Refuse,
-        ("credential", _, "helper") => Verdict::Refuse,
-        ("remote", true, "uploadpack" | "receivepack" | "vcs") => Verdict::Refuse,
-        _ => Verdict::Fine,
+        ("filter", true, "clean" | "smudge" | "process" | "required") => {
+            Judgement::Neutralize(vec![
+                (format!("filter.{sub}.clean"), String::new()),
+                (format!("filter.{sub}.smudge"), String::new()),
+                (format!("filter.{sub}.process"), String::new()),
+                (format!("filter.{sub}.required"), "false".into()),
+            ])
+        }
+        ("core", false, "sshcommand" | "gitproxy" | "askpass") => Judgement::Refuse,
+        ("credential", _, "helper") => Judgement::Refuse,
+        ("remote", true, "uploadpack" | "receivepack" | "vcs") => Judgement::Refuse,
+        _ => Judgement::Fine,
     }
 }
 
@@ -249,6 +283,147 @@ fn warn_about_hooks(common_dir: &Path) {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Caching the config verdict.
+//
+// The check below (`git config --list --show-scope`) used to run at the start of every public
+// method, several times per job step on the same repository. Its verdict depends only on the
+// repository-scoped config: the entries git reads from `<common>/config` and from the worktree
+// config file (`config.worktree` of the worktree's git directory; read when
+// `extensions.worktreeConfig` is set) -- command-line, global and system scopes are the
+// operator's and are not judged. So the verdict is kept per (git directory, common directory)
+// together with a stamp of those files, and reused while a fresh `stat` gives the same stamp.
+//
+// Why that is safe:
+// - Any change to a file's contents, and any replacement of the file, sets its ctime to the
+//   file system's current time. Nobody can set a ctime (`touch`/`utimensat` set atime and
+//   mtime, and update the ctime to "now" while doing it) short of changing the host clock. The
+//   stamp holds device, inode, mode, size, mtime and ctime (nanoseconds), of the path itself
+//   and of what a symlink there points to, and "missing" for absent files (creating one changes
+//   the stamp).
+// - File times have a granularity (a clock tick; a second on some file systems), so a change
+//   within the same tick as our `stat` could leave the stamp as it was. The same problem as
+//   git's "racy" index entries, solved the same way: before the files are stat'ed for a check,
+//   a probe file on the same file system (the repository's lock file) gets a fresh ctime, and a
+//   verdict is only kept when every stamped time is strictly older than the probe's. Any change
+//   made after the probe (so any change the check might not have seen) then has a ctime at or
+//   after the probe's, hence differs from the stamp. Config changed in the same tick as the
+//   probe is simply checked again next time.
+// - Config that pulls in other files (`include.*`, `includeIf.*` in those scopes) can change
+//   without these two files changing, and `includeIf` conditions depend on other state (the
+//   branch checked out, for one): such a repository is never cached; it is checked every time.
+// - A refusal (`UnsafeConfig`) and errors are never cached; neither is anything when a file's
+//   metadata cannot be read or the probe cannot be written.
+// The cache lives in the [`Git`] value (shared by its clones), so it is per process.
+
+/// Bound on cached verdicts (one per worktree ever checked); past it the cache starts over.
+const CACHE_MAX: usize = 512;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Stamp {
+    Missing,
+    Present {
+        dev: u64,
+        ino: u64,
+        mode: u32,
+        size: u64,
+        mtime: (i64, i64),
+        ctime: (i64, i64),
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Verdict {
+    stamps: Vec<Stamp>,
+    overrides: Vec<(String, String)>,
+    origin: OriginConfig,
+}
+
+/// Verdicts of the config check per repository, valid while the stamps match (see above).
+#[derive(Debug, Default)]
+pub(crate) struct ConfigCache {
+    verdicts: Mutex<HashMap<(PathBuf, PathBuf), Verdict>>,
+}
+
+impl ConfigCache {
+    fn get(&self, key: &(PathBuf, PathBuf), stamps: &[Stamp]) -> Option<Verdict> {
+        let map = self.verdicts.lock().unwrap_or_else(PoisonError::into_inner);
+        map.get(key).filter(|v| v.stamps == stamps).cloned()
+    }
+
+    fn put(&self, key: (PathBuf, PathBuf), verdict: Option<Verdict>) {
+        let mut map = self.verdicts.lock().unwrap_or_else(PoisonError::into_inner);
+        match verdict {
+            Some(v) => {
+                if map.len() >= CACHE_MAX {
+                    map.clear();
+                }
+                map.insert(key, v);
+            }
+            None => {
+                map.remove(&key);
+            }
+        }
+    }
+}
+
+/// The repository-scoped config files git reads for `ctx`.
+fn config_files(ctx: &Ctx) -> [PathBuf; 2] {
+    let worktree_config = match ctx.layout {
+        Layout::Linked => ctx.git_dir.join("config.worktree"),
+        Layout::Bare | Layout::Main => ctx.common_dir.join("config.worktree"),
+    };
+    [ctx.common_dir.join("config"), worktree_config]
+}
+
+fn stamp_of(meta: std::io::Result<std::fs::Metadata>) -> Option<Stamp> {
+    match meta {
+        Ok(m) => Some(Stamp::Present {
+            dev: m.dev(),
+            ino: m.ino(),
+            mode: m.mode(),
+            size: m.size(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(Stamp::Missing),
+        // Unreadable metadata: no stamp, so nothing is cached or reused.
+        Err(_) => None,
+    }
+}
+
+/// Stamps of the config files of `ctx`; `None` when a file's metadata cannot be read.
+fn stamps(ctx: &Ctx) -> Option<Vec<Stamp>> {
+    let mut out = Vec::with_capacity(4);
+    for file in config_files(ctx) {
+        out.push(stamp_of(std::fs::symlink_metadata(&file))?);
+        out.push(stamp_of(std::fs::metadata(&file))?);
+    }
+    Some(out)
+}
+
+/// A fresh ctime from the file system of the repository: that of its lock file (see
+/// `lock::lock_file_path`), just touched. `None` when it cannot be written.
+fn probe(ctx: &Ctx) -> Option<(i64, i64)> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(lock_file_path(&ctx.common_dir))
+        .ok()?;
+    file.set_modified(SystemTime::now()).ok()?;
+    let meta = file.metadata().ok()?;
+    Some((meta.ctime(), meta.ctime_nsec()))
+}
+
+/// Whether every stamped file last changed strictly before `probe`.
+fn settled(stamps: &[Stamp], probe: (i64, i64)) -> bool {
+    stamps.iter().all(|s| match s {
+        Stamp::Missing => true,
+        Stamp::Present { mtime, ctime, .. } => *mtime < probe && *ctime < probe,
+    })
+}
+
 impl Git {
     /// Resolve `path` and check its repository-scoped config (see [`judge`]).
     pub(crate) async fn ctx(&self, path: &Path) -> Result<Ctx, GitError> {
@@ -256,25 +431,112 @@ impl Git {
         self.guard_config(ctx, path).await
     }
 
+    /// Check the repository-scoped config of `ctx`, or reuse the verdict of an earlier check
+    /// while the config files are unchanged (see [`ConfigCache`] for why that is safe).
     pub(crate) async fn guard_config(&self, mut ctx: Ctx, shown: &Path) -> Result<Ctx, GitError> {
+        let key = (ctx.git_dir.clone(), ctx.common_dir.clone());
+        if let Some(stamps) = stamps(&ctx)
+            && let Some(known) = self.config_cache.get(&key, &stamps)
+        {
+            ctx.overrides = known.overrides;
+            ctx.origin = known.origin;
+            warn_about_hooks(&ctx.common_dir);
+            return Ok(ctx);
+        }
+        // The probe before the stamps, the stamps before the check.
+        let probe = probe(&ctx);
+        let stamped = stamps(&ctx);
+        let checked = self.check_config(&ctx, shown).await;
+        let Ok((overrides, origin, includes)) = checked else {
+            self.config_cache.put(key, None);
+            return checked.map(|_| ctx);
+        };
+        let keep = match (probe, stamped) {
+            (Some(probe), Some(stamps)) if !includes && settled(&stamps, probe) => Some(Verdict {
+                stamps,
+                overrides: overrides.clone(),
+                origin: origin.clone(),
+            }),
+            _ => None,
+        };
+        self.config_cache.put(key, keep);
+        ctx.overrides = overrides;
+        ctx.origin = origin;
+        warn_about_hooks(&ctx.common_dir);
+        Ok(ctx)
+    }
+
+    /// `wt` was just created from `clone` (nothing but git has run in it): when the clone's
+    /// verdict is cached and current, and neither has a worktree config file, `wt`'s config is
+    /// exactly the clone's (`<common>/config`, same stamp), so its verdict is the same.
+    pub(crate) fn inherit_config_verdict(&self, clone: &Ctx, wt: &Ctx) {
+        if clone.common_dir != wt.common_dir {
+            return;
+        }
+        let (Some(clone_stamps), Some(wt_stamps)) = (stamps(clone), stamps(wt)) else {
+            return;
+        };
+        let key = (clone.git_dir.clone(), clone.common_dir.clone());
+        let Some(known) = self.config_cache.get(&key, &clone_stamps) else {
+            return;
+        };
+        // Stamps are `[config, config (followed), worktree config, worktree config (followed)]`.
+        let no_worktree_config = |s: &[Stamp]| s[2..].iter().all(|s| *s == Stamp::Missing);
+        if clone_stamps[..2] != wt_stamps[..2]
+            || !no_worktree_config(&clone_stamps)
+            || !no_worktree_config(&wt_stamps)
+        {
+            return;
+        }
+        let key = (wt.git_dir.clone(), wt.common_dir.clone());
+        self.config_cache.put(
+            key,
+            Some(Verdict {
+                stamps: wt_stamps,
+                overrides: known.overrides,
+                origin: known.origin,
+            }),
+        );
+    }
+
+    /// Run the check: the overrides to apply, `remote.origin.*`, and whether repository-scoped
+    /// config includes other files.
+    async fn check_config(
+        &self,
+        ctx: &Ctx,
+        shown: &Path,
+    ) -> Result<(Vec<(String, String)>, OriginConfig, bool), GitError> {
         let out = self
             .run(
-                Some(&ctx),
+                Some(ctx),
                 Call::new(["config", "--list", "--show-scope", "-z"]),
             )
             .await?;
         let mut overrides: Vec<(String, String)> = Vec::new();
+        let mut origin = OriginConfig::default();
+        let mut includes = false;
         let mut fields = out.split('\0');
         while let (Some(scope), Some(entry)) = (fields.next(), fields.next()) {
+            let (key, value) = entry.split_once('\n').unwrap_or((entry, ""));
+            // Keys come back lower-cased except for subsections; `remote.origin.*` has none
+            // that differ in case from what codemill writes.
+            match key {
+                "remote.origin.url" => origin.urls.push(value.to_owned()),
+                "remote.origin.fetch" => origin.fetch.push(value.to_owned()),
+                _ => {}
+            }
             // Command-line, global and system config belong to the operator; the repository and
             // worktree scopes (and whatever they include) may have been written by an agent.
             if !matches!(scope, "local" | "worktree") {
                 continue;
             }
-            let key = entry.split_once('\n').map_or(entry, |(k, _)| k);
+            let lower = key.to_ascii_lowercase();
+            if lower.starts_with("include.") || lower.starts_with("includeif.") {
+                includes = true;
+            }
             match judge(key) {
-                Verdict::Fine => {}
-                Verdict::Neutralize(settings) => {
+                Judgement::Fine => {}
+                Judgement::Neutralize(settings) => {
                     tracing::warn!(repo = %shown.display(), key, "ignoring program-running key in repository config");
                     for s in settings {
                         if !overrides.contains(&s) {
@@ -282,7 +544,7 @@ impl Git {
                         }
                     }
                 }
-                Verdict::Refuse => {
+                Judgement::Refuse => {
                     return Err(GitError::UnsafeConfig {
                         repo: shown.to_owned(),
                         key: key.to_owned(),
@@ -290,9 +552,7 @@ impl Git {
                 }
             }
         }
-        ctx.overrides = overrides;
-        warn_about_hooks(&ctx.common_dir);
-        Ok(ctx)
+        Ok((overrides, origin, includes))
     }
 }
 
@@ -302,16 +562,16 @@ mod tests {
 
     #[test]
     fn judges_keys() {
-        assert!(matches!(judge("core.bare"), Verdict::Fine));
-        assert!(matches!(judge("core.sshCommand"), Verdict::Refuse));
+        assert!(matches!(judge("core.bare"), Judgement::Fine));
+        assert!(matches!(judge("core.sshCommand"), Judgement::Refuse));
         assert!(matches!(
             judge("credential.https://x.helper"),
-            Verdict::Refuse
+            Judgement::Refuse
         ));
         match judge("filter.My.Drv.clean") {
-            Verdict::Neutralize(s) => assert_eq!(s[0].0, "filter.My.Drv.clean"),
+            Judgement::Neutralize(s) => assert_eq!(s[0].0, "filter.My.Drv.clean"),
             _ => panic!("filter not neutralized"),
         }
-        assert!(matches!(judge("filter.lfs"), Verdict::Fine));
+        assert!(matches!(judge("filter.lfs"), Judgement::Fine));
     }
 }

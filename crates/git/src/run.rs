@@ -99,6 +99,15 @@ impl Call {
         self
     }
 
+    /// Use `index` (one of codemill's own) instead of the repository's index, with the settings
+    /// that keep git's view of it trustworthy (`index::INDEX_CONFIG`).
+    pub(crate) fn index(mut self, index: &Path) -> Self {
+        for (k, v) in crate::index::INDEX_CONFIG {
+            self = self.config(k, v);
+        }
+        self.env("GIT_INDEX_FILE", index)
+    }
+
     /// Keep at most `cap` bytes of stdout (head and tail) and accept a truncated result.
     pub(crate) fn capped(mut self, cap: usize) -> Self {
         self.cap = Some(cap);

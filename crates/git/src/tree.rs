@@ -2,12 +2,15 @@
 //!
 //! The worktree's own index lives in the agent-writable admin directory (an agent can mark
 //! entries assume-unchanged or skip-worktree, or leave `index.lock` behind). So the state of a
-//! worktree is always taken with a fresh temporary index: `read-tree HEAD`, `add -A`,
-//! `write-tree`. "Dirty", "what gets committed" and "what a snapshot keeps" are then one and the
-//! same thing: the files on disk, tracked or untracked, minus ignored ones.
+//! worktree is always taken with an index codemill owns: for a linked worktree a copy of
+//! codemill's base index of it (module `index`: HEAD's tree with stat data, so only changed
+//! files are hashed), otherwise a fresh temporary one; then `add -A` and `write-tree`.
+//! "Dirty", "what gets committed" and "what a snapshot keeps" are then one and the same thing:
+//! HEAD plus the files on disk, tracked or untracked, minus ignored ones.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use crate::index::{IndexStore, install_worktree_index};
 use crate::lock::lock_repo;
 use crate::repo::{Ctx, Layout};
 use crate::run::{Call, command_error, shown};
@@ -22,6 +25,34 @@ const DIFF_FLAGS: &[&str] = &[
     "--src-prefix=a/",
     "--dst-prefix=b/",
 ];
+
+/// A worktree's HEAD: the commit and its tree.
+#[derive(Debug, Clone)]
+pub(crate) struct Head {
+    pub(crate) commit: String,
+    pub(crate) tree: String,
+}
+
+/// The files on disk staged in an index codemill owns, for the length of one call.
+struct Staged {
+    /// The index holding them.
+    index: PathBuf,
+    /// Codemill's index of the worktree (locked), when `index` is its work copy.
+    store: Option<IndexStore>,
+    _scratch: Option<Scratch>,
+}
+
+impl Staged {
+    /// HEAD now is a commit of exactly `tree`, the staged tree: keep the staged index (with its
+    /// fresh stat data) as the base.
+    fn adopt(&mut self, tree: &str) -> Result<(), GitError> {
+        if let Some(store) = &self.store {
+            store.adopt_work(tree)?;
+            self.index = store.base();
+        }
+        Ok(())
+    }
+}
 
 /// What a snapshot is compared with to decide there is nothing to keep.
 enum Base<'a> {
@@ -107,59 +138,159 @@ impl Git {
         .await
     }
 
-    async fn tree_of_rev(&self, ctx: &Ctx, rev: Option<&str>) -> Result<String, GitError> {
-        match rev {
-            Some(rev) => self
-                .rev_parse_in(ctx, &format!("{rev}^{{tree}}"))
-                .await?
-                .ok_or_else(|| GitError::Unexpected {
-                    command: "git rev-parse".into(),
-                    detail: format!("{rev} has no tree"),
+    /// HEAD's commit and tree in one call; `None` when HEAD is unborn.
+    pub(crate) async fn head_in(&self, ctx: &Ctx) -> Result<Option<Head>, GitError> {
+        // `--`: both must be revisions (never taken for file names in the work tree).
+        let args = ["rev-parse", "HEAD^{commit}", "HEAD^{tree}", "--"];
+        let out = self.output(Some(ctx), Call::new(args)).await?;
+        if out.success() {
+            let mut lines = out.stdout.lines().map(str::trim);
+            return match (lines.next(), lines.next()) {
+                (Some(commit), Some(tree)) if is_hex_sha(commit) && is_hex_sha(tree) => {
+                    Ok(Some(Head {
+                        commit: commit.to_owned(),
+                        tree: tree.to_owned(),
+                    }))
+                }
+                _ => Err(GitError::Unexpected {
+                    command: shown(args),
+                    detail: format!("not two object ids: {:?}", out.stdout),
                 }),
+            };
+        }
+        // Unborn, or broken: ask the question that tells them apart.
+        match self.rev_parse_in(ctx, "HEAD^{commit}").await? {
+            None => Ok(None),
+            Some(_) => Err(command_error(shown(args), &out)),
+        }
+    }
+
+    async fn head_tree(&self, ctx: &Ctx, head: Option<&Head>) -> Result<String, GitError> {
+        match head {
+            Some(h) => Ok(h.tree.clone()),
             None => self.empty_tree(ctx).await,
         }
     }
 
-    /// Write the tree of the files on disk (tracked and untracked, not ignored) using a
-    /// temporary index; HEAD, the real index and the files are not touched.
-    async fn worktree_tree(
-        &self,
-        ctx: &Ctx,
-        head: Option<&str>,
-    ) -> Result<(Scratch, String), GitError> {
+    /// `add --all` of the files on disk into `index` (HEAD, the real index and the files are not
+    /// touched).
+    async fn add_all(&self, ctx: &Ctx, index: &Path) -> Result<(), GitError> {
+        self.run(
+            Some(ctx),
+            Call::new(["add", "--all", "--", "."]).index(index),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Stage the files on disk (tracked and untracked, not ignored) on top of HEAD in an index
+    /// codemill owns: a copy of its base index of a linked worktree, else a temporary index.
+    async fn stage(&self, ctx: &Ctx, head: Option<&Head>) -> Result<Staged, GitError> {
+        let store = match head {
+            Some(_) => IndexStore::lock(ctx).await.unwrap_or_else(|e| {
+                // E.g. a clone the host cannot write to: stage the old way.
+                tracing::debug!(error = %e, "staging without codemill's index of the worktree");
+                None
+            }),
+            None => None,
+        };
+        if let (Some(head), Some(store)) = (head, store) {
+            let work = match self.stage_in_store(ctx, &store, head).await {
+                Ok(work) => work,
+                // A base git cannot read (or any other failure): start it over once.
+                Err(e @ GitError::Command { .. }) => {
+                    tracing::warn!(error = %e, "rebuilding codemill's index of the worktree");
+                    store.clear()?;
+                    self.stage_in_store(ctx, &store, head).await?
+                }
+                Err(e) => return Err(e),
+            };
+            return Ok(Staged {
+                index: work,
+                store: Some(store),
+                _scratch: None,
+            });
+        }
         let scratch = Scratch::new()?;
         let index = scratch.path().join("index");
         let read = match head {
-            Some(h) => Call::new(["read-tree", h]),
+            Some(h) => Call::new(["read-tree", h.tree.as_str()]),
             None => Call::new(["read-tree", "--empty"]),
         };
-        self.run(Some(ctx), read.env("GIT_INDEX_FILE", &index))
-            .await?;
-        self.run(
-            Some(ctx),
-            Call::new(["add", "--all", "--", "."]).env("GIT_INDEX_FILE", &index),
-        )
-        .await?;
-        let tree = self
-            .run_line(
-                Some(ctx),
-                Call::new(["write-tree"]).env("GIT_INDEX_FILE", &index),
-            )
-            .await?;
-        Ok((scratch, tree))
+        self.run(Some(ctx), read.index(&index)).await?;
+        self.add_all(ctx, &index).await?;
+        Ok(Staged {
+            index,
+            store: None,
+            _scratch: Some(scratch),
+        })
     }
 
-    async fn head_commit(&self, ctx: &Ctx) -> Result<Option<String>, GitError> {
-        self.rev_parse_in(ctx, "HEAD^{commit}").await
+    async fn stage_in_store(
+        &self,
+        ctx: &Ctx,
+        store: &IndexStore,
+        head: &Head,
+    ) -> Result<PathBuf, GitError> {
+        if store.base_tree().as_deref() != Some(head.tree.as_str()) {
+            // HEAD moved (or there is no base yet): entries equal in both keep their stat data
+            // (`read-tree -m` with one tree), the others are hashed once by the refresh.
+            store.forget()?;
+            let base = store.base();
+            self.run(
+                Some(ctx),
+                Call::new(["read-tree", "-m", head.tree.as_str()]).index(&base),
+            )
+            .await?;
+            self.run(
+                Some(ctx),
+                Call::new(["update-index", "-q", "--refresh"]).index(&base),
+            )
+            .await?;
+            store.set_base_tree(&head.tree, false)?;
+        } else if store.needs_settling() {
+            // Reads each file once more and writes the base in this later second: from then on
+            // unchanged files are known by their stat data (entries stay those of HEAD's tree).
+            self.run(
+                Some(ctx),
+                Call::new(["update-index", "-q", "--refresh", "--force-write-index"])
+                    .index(&store.base()),
+            )
+            .await?;
+            store.set_base_tree(&head.tree, false)?;
+        }
+        let work = store.copy_base_to_work()?;
+        self.add_all(ctx, &work).await?;
+        Ok(work)
+    }
+
+    /// Write the staged tree. When it is HEAD's (nothing changed), the staged index becomes the
+    /// base, so the stat data it just refreshed is kept.
+    async fn staged_tree(
+        &self,
+        ctx: &Ctx,
+        staged: &mut Staged,
+        head: Option<&Head>,
+    ) -> Result<String, GitError> {
+        let tree = self
+            .run_line(Some(ctx), Call::new(["write-tree"]).index(&staged.index))
+            .await?;
+        if head.is_some_and(|h| h.tree == tree)
+            && let Err(e) = staged.adopt(&tree)
+        {
+            tracing::debug!(error = %e, "could not keep the refreshed index");
+        }
+        Ok(tree)
     }
 
     /// Whether the files differ from HEAD: tracked changes, or untracked files not ignored.
     pub async fn is_dirty(&self, worktree: &Path) -> Result<bool, GitError> {
         let ctx = self.ctx(worktree).await?;
         self.need_work_tree(&ctx, worktree)?;
-        let head = self.head_commit(&ctx).await?;
-        let (_scratch, tree) = self.worktree_tree(&ctx, head.as_deref()).await?;
-        Ok(tree != self.tree_of_rev(&ctx, head.as_deref()).await?)
+        let head = self.head_in(&ctx).await?;
+        let mut staged = self.stage(&ctx, head.as_ref()).await?;
+        let tree = self.staged_tree(&ctx, &mut staged, head.as_ref()).await?;
+        Ok(tree != self.head_tree(&ctx, head.as_ref()).await?)
     }
 
     async fn commit_tree(
@@ -197,39 +328,50 @@ impl Git {
         check_identity(who)?;
         let ctx = self.ctx(worktree).await?;
         self.need_work_tree(&ctx, worktree)?;
-        let head = self.head_commit(&ctx).await?;
-        let (scratch, tree) = self.worktree_tree(&ctx, head.as_deref()).await?;
-        if tree == self.tree_of_rev(&ctx, head.as_deref()).await? {
+        let head = self.head_in(&ctx).await?;
+        let mut staged = self.stage(&ctx, head.as_ref()).await?;
+        let tree = self.staged_tree(&ctx, &mut staged, head.as_ref()).await?;
+        if tree == self.head_tree(&ctx, head.as_ref()).await? {
             return Ok(None);
         }
+        let parent = head.as_ref().map(|h| h.commit.as_str());
+        let scratch = Scratch::new()?;
         let commit = self
-            .commit_tree(&ctx, &scratch, &tree, head.as_deref(), message, who)
+            .commit_tree(&ctx, &scratch, &tree, parent, message, who)
             .await?;
         // The old value makes this a compare-and-swap: a HEAD moved meanwhile is not overwritten.
-        let old = head.clone().unwrap_or_default();
+        let old = parent.unwrap_or_default();
         // Ref writes in the shared clone queue behind fetch/gc/worktree changes (ref locks fail
         // instead of waiting); the slow part, hashing the files, ran without the lock.
         let lock = lock_repo(&ctx.common_dir).await?;
         self.run(
             Some(&ctx),
-            Call::new([
-                "update-ref",
-                "-m",
-                "codemill: commit",
-                "HEAD",
-                &commit,
-                &old,
-            ]),
+            Call::new(["update-ref", "-m", "codemill: commit", "HEAD", &commit, old]),
         )
         .await?;
         drop(lock);
-        // Bring the worktree's own index in line with the new HEAD so `git status` in the
-        // worktree is clean; the commit stands even if this fails (e.g. a stale index.lock).
-        let out = self
-            .output(Some(&ctx), Call::new(["reset", "--quiet"]))
-            .await?;
-        if !out.success() {
-            tracing::warn!(worktree = %worktree.display(), stderr = %out.stderr.trim(), "committed, but could not refresh the worktree index");
+        // HEAD's tree is now the staged one: keep that index as the base, and bring the
+        // worktree's own index in line (a copy of ours) so `git status` there is clean. The
+        // commit stands if either fails (e.g. a stale index.lock in the worktree's git directory).
+        if let Err(e) = staged.adopt(&tree) {
+            tracing::debug!(error = %e, "could not keep the staged index");
+        }
+        let refreshed = if ctx.layout == Layout::Linked {
+            install_worktree_index(&ctx.git_dir, &staged.index).map_err(|e| e.to_string())
+        } else {
+            // A standalone repository's own index may carry what a copy would drop (sparse
+            // checkout bits, extensions): let git bring it in line.
+            let out = self
+                .output(Some(&ctx), Call::new(["reset", "--quiet"]))
+                .await?;
+            if out.success() {
+                Ok(())
+            } else {
+                Err(out.stderr.trim().to_owned())
+            }
+        };
+        if let Err(e) = refreshed {
+            tracing::warn!(worktree = %worktree.display(), error = %e, "committed, but could not refresh the worktree index");
         }
         tracing::info!(worktree = %worktree.display(), sha = %commit, "committed");
         Ok(Some(commit))
@@ -287,11 +429,15 @@ impl Git {
         check_identity(who)?;
         let ctx = self.ctx(worktree).await?;
         self.need_work_tree(&ctx, worktree)?;
-        let head = self.head_commit(&ctx).await?;
-        let (scratch, tree) = self.worktree_tree(&ctx, head.as_deref()).await?;
-        let clean = tree == self.tree_of_rev(&ctx, head.as_deref()).await?;
+        let head = self.head_in(&ctx).await?;
+        let mut staged = self.stage(&ctx, head.as_ref()).await?;
+        let tree = self.staged_tree(&ctx, &mut staged, head.as_ref()).await?;
+        let clean = tree == self.head_tree(&ctx, head.as_ref()).await?;
+        let head = head.map(|h| h.commit);
         let published = match (&head, base) {
             (None, _) => true,
+            // The usual case: `base` is the full id of the commit the worktree started from.
+            (Some(h), Base::Rev(rev)) if rev == h => true,
             (Some(_), Base::Rev(rev)) => {
                 self.rev_parse_in(&ctx, &format!("{rev}^{{commit}}"))
                     .await?
@@ -319,11 +465,13 @@ impl Git {
             {
                 Some(same) => same,
                 None => {
+                    let scratch = Scratch::new()?;
                     self.commit_tree(&ctx, &scratch, &tree, head.as_deref(), message, who)
                         .await?
                 }
             },
         };
+        drop(staged);
         if existing.as_deref() != Some(target.as_str()) {
             let old = existing.unwrap_or_default();
             let _lock = lock_repo(&ctx.common_dir).await?;
@@ -356,22 +504,25 @@ impl Git {
         let Some(existing) = existing else {
             return Ok(None);
         };
-        let Some(existing_tree) = self
-            .rev_parse_in(ctx, &format!("{existing}^{{tree}}"))
-            .await?
-        else {
-            return Ok(None);
-        };
-        if existing_tree != tree {
+        // One call for its tree and parents; not a commit: not reusable.
+        let out = self
+            .output(Some(ctx), Call::new(["cat-file", "commit", existing]))
+            .await?;
+        if !out.success() {
             return Ok(None);
         }
-        let line = self
-            .run_line(
-                Some(ctx),
-                Call::new(["rev-list", "--parents", "-n", "1", existing]),
-            )
-            .await?;
-        let parents: Vec<&str> = line.split_whitespace().skip(1).collect();
+        let mut existing_tree = None;
+        let mut parents = Vec::new();
+        for line in out.stdout.lines().take_while(|l| !l.is_empty()) {
+            if let Some(t) = line.strip_prefix("tree ") {
+                existing_tree = Some(t);
+            } else if let Some(p) = line.strip_prefix("parent ") {
+                parents.push(p);
+            }
+        }
+        if existing_tree != Some(tree) {
+            return Ok(None);
+        }
         let same_parent = match parent {
             Some(p) => parents == [p],
             None => parents.is_empty(),
@@ -406,25 +557,27 @@ impl Git {
     ) -> Result<String, GitError> {
         check_rev("base", base)?;
         let ctx = self.ctx(worktree).await?;
-        let mut _scratch = None;
-        let to = match head {
+        let mut args = vec!["diff"];
+        match head {
             Some(h) => {
                 check_rev("head", h)?;
-                h.to_owned()
+                args.extend_from_slice(DIFF_FLAGS);
+                args.extend(["--end-of-options", base, h, "--"]);
+                self.run(Some(&ctx), Call::new(args).capped(self.diff_cap))
+                    .await
             }
             None => {
                 self.need_work_tree(&ctx, worktree)?;
-                let current = self.head_commit(&ctx).await?;
-                let (scratch, tree) = self.worktree_tree(&ctx, current.as_deref()).await?;
-                _scratch = Some(scratch);
-                tree
+                let current = self.head_in(&ctx).await?;
+                let staged = self.stage(&ctx, current.as_ref()).await?;
+                // `base` against the staged index: the same patch as against its tree.
+                args.push("--cached");
+                args.extend_from_slice(DIFF_FLAGS);
+                args.extend(["--end-of-options", base, "--"]);
+                let call = Call::new(args).index(&staged.index).capped(self.diff_cap);
+                self.run(Some(&ctx), call).await
             }
-        };
-        let mut args = vec!["diff"];
-        args.extend_from_slice(DIFF_FLAGS);
-        args.extend(["--end-of-options", base, &to, "--"]);
-        self.run(Some(&ctx), Call::new(args).capped(self.diff_cap))
-            .await
+        }
     }
 
     /// The commits reachable from `head` but not from `base`, oldest first.

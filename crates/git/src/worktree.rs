@@ -2,10 +2,15 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::index::{self, IndexStore, install_worktree_index};
 use crate::lock::lock_repo;
-use crate::repo::{Ctx, canonical_or_joined, resolve};
-use crate::run::Call;
+use crate::repo::{Ctx, Layout, canonical_or_joined, resolve};
+use crate::run::{Call, command_error, shown};
 use crate::{Git, GitError, WorktreeInfo, check_ref_name, check_rev};
+
+/// The lock reason of a worktree being set up (what `git worktree add` itself writes while it
+/// runs): a registration left with it was cut short by a crash.
+const INITIALIZING: &str = "initializing";
 
 /// Parse `git worktree list --porcelain -z`: records of NUL-terminated fields, an empty field
 /// ending each record.
@@ -42,6 +47,18 @@ fn parse_list(out: &str) -> Vec<WorktreeInfo> {
     }
     list.extend(cur);
     list
+}
+
+/// `worktree remove --force --force <target>`: also when locked or dirty.
+fn remove_call(target: &Path) -> Call {
+    Call::new([
+        "worktree".as_ref(),
+        "remove".as_ref(),
+        "--force".as_ref(),
+        "--force".as_ref(),
+        "--".as_ref(),
+        target.as_os_str(),
+    ])
 }
 
 fn same_path(listed: &Path, target: &Path) -> bool {
@@ -88,6 +105,9 @@ impl Git {
     /// gone is pruned first, and one left locked as `initializing` by a crashed add is removed
     /// and redone. An existing `branch` without a worktree is reset to `start` (callers snapshot
     /// first). Takes the repository lock.
+    ///
+    /// The common case, nothing at `path`, is a plain add; the registry is only listed (and
+    /// pruned) when something is there or the add fails.
     pub async fn add_worktree(
         &self,
         clone: &Path,
@@ -106,11 +126,21 @@ impl Git {
         let want_ref = format!("refs/heads/{branch}");
         let _lock = lock_repo(&ctx.common_dir).await?;
 
+        if std::fs::symlink_metadata(&target).is_err() {
+            match self.create_worktree(&ctx, &target, branch, start).await? {
+                Ok(head) => return Ok(head),
+                // E.g. a registration for this path whose directory is gone: sorted out below.
+                Err(e) => {
+                    tracing::debug!(path = %target.display(), error = %e, "worktree add failed; looking at the registry")
+                }
+            }
+        }
+
         self.run(Some(&ctx), Call::new(["worktree", "prune"]))
             .await?;
         let listed = self.list_in(&ctx).await?;
         if let Some(existing) = listed.iter().find(|w| same_path(&w.path, &target)) {
-            if existing.locked.as_deref() == Some("initializing") {
+            if existing.locked.as_deref() == Some(INITIALIZING) {
                 // We hold the lock, so no add is running: this one was cut short by a crash.
                 tracing::warn!(path = %target.display(), "redoing a worktree add cut short by a crash");
                 self.force_remove(&ctx, &target).await?;
@@ -134,20 +164,84 @@ impl Git {
                 return Err(GitError::PathOccupied { path: target });
             }
         }
+        self.create_worktree(&ctx, &target, branch, start)
+            .await?
+            .map_err(|e| *e)
+    }
 
-        let add = Call::new([
+    /// Register and check out a new worktree (the repository lock is held). The outer error is
+    /// a failure after the registration; the inner one is `worktree add` itself failing.
+    ///
+    /// The registration is made without a checkout and stays locked as `initializing` (as git
+    /// does during its own checkout) until the files are out, so a crash in between is redone
+    /// by the next add. The checkout goes through codemill's index of the worktree (module
+    /// `index`), which so starts with every file's stat data; the worktree gets a copy as its
+    /// own index.
+    async fn create_worktree(
+        &self,
+        ctx: &Ctx,
+        target: &Path,
+        branch: &str,
+        start: &str,
+    ) -> Result<Result<String, Box<GitError>>, GitError> {
+        let args = [
             "worktree".as_ref(),
             "add".as_ref(),
             "--quiet".as_ref(),
+            "--no-checkout".as_ref(),
+            "--lock".as_ref(),
+            "--reason".as_ref(),
+            INITIALIZING.as_ref(),
             "--no-track".as_ref(),
             "-B".as_ref(),
             branch.as_ref(),
             "--".as_ref(),
             target.as_os_str(),
             start.as_ref(),
-        ]);
-        self.run(Some(&ctx), add).await?;
-        self.head_of(&target).await
+        ];
+        let out = self.output(Some(ctx), Call::new(args)).await?;
+        if !out.success() {
+            return Ok(Err(Box::new(command_error(shown(args), &out))));
+        }
+        // Nothing but git has run in it yet; the repository's config was checked for `ctx`.
+        let wt = resolve(target)?.with_overrides_of(ctx);
+        self.inherit_config_verdict(ctx, &wt);
+        let head = self
+            .head_in(&wt)
+            .await?
+            .ok_or_else(|| GitError::NotAWorktree {
+                path: target.to_owned(),
+                detail: "its HEAD does not name a commit".into(),
+            })?;
+        let checkout = |index: Option<&Path>| {
+            let call = Call::new(["read-tree", "-m", "-u", head.tree.as_str()]);
+            match index {
+                Some(index) => call.index(index),
+                // The worktree's own index; same settings as for codemill's.
+                None => call.index(&wt.git_dir.join("index")),
+            }
+        };
+        // Only tried: waiting for an index lock under the repository lock could deadlock.
+        match IndexStore::try_lock(&wt) {
+            Ok(Some(store)) => {
+                // A base left by an earlier worktree of the same name would make `read-tree`
+                // skip files it thinks are out already.
+                store.clear()?;
+                let base = store.base();
+                self.run(Some(&wt), checkout(Some(&base))).await?;
+                store.set_base_tree(&head.tree, true)?;
+                install_worktree_index(&wt.git_dir, &base)?;
+            }
+            other => {
+                if let Err(e) = other {
+                    tracing::debug!(error = %e, "checking out without codemill's index");
+                }
+                self.run(Some(&wt), checkout(None)).await?;
+            }
+        }
+        let locked = wt.git_dir.join("locked");
+        std::fs::remove_file(&locked).map_err(io_err(&locked))?;
+        Ok(Ok(head.commit))
     }
 
     async fn head_of(&self, worktree: &Path) -> Result<String, GitError> {
@@ -163,10 +257,32 @@ impl Git {
     /// Remove the worktree at `path` (discarding its changes) and prune; a no-op when it is
     /// already gone. A directory that is not a worktree of `clone` is left untouched (error).
     /// Takes the repository lock.
+    ///
+    /// A plain `worktree remove` first (git only removes what its registry names); the registry
+    /// is only pruned and listed when that fails.
     pub async fn remove_worktree(&self, clone: &Path, path: &Path) -> Result<(), GitError> {
         let ctx = self.ctx(clone).await?;
         let target = canonical_or_joined(path)?;
         let _lock = lock_repo(&ctx.common_dir).await?;
+        // Which of codemill's indexes to drop; a `.git` file that does not lead back to this
+        // clone just means there is none to drop.
+        let admin = resolve(&target)
+            .ok()
+            .filter(|wt| wt.layout == Layout::Linked && wt.common_dir == ctx.common_dir)
+            .and_then(|wt| wt.git_dir.file_name().map(ToOwned::to_owned));
+        let discard = || {
+            if let Some(name) = &admin {
+                index::discard(&ctx.common_dir, name);
+            }
+        };
+        if std::fs::symlink_metadata(&target).is_ok() {
+            let out = self.output(Some(&ctx), remove_call(&target)).await?;
+            if out.success() {
+                discard();
+                return Ok(());
+            }
+            tracing::debug!(path = %target.display(), stderr = %out.stderr.trim(), "worktree remove failed; looking at the registry");
+        }
         self.run(Some(&ctx), Call::new(["worktree", "prune"]))
             .await?;
         let listed = self.list_in(&ctx).await?;
@@ -175,6 +291,7 @@ impl Git {
             .any(|w| !w.bare && same_path(&w.path, &target))
         {
             self.force_remove(&ctx, &target).await?;
+            discard();
         } else if std::fs::symlink_metadata(&target).is_ok() {
             if !self.is_leftover_of(&ctx, &target) {
                 return Err(GitError::NotAWorktree {
@@ -194,15 +311,7 @@ impl Git {
     /// `worktree remove --force --force`, falling back to deleting the directory (which git
     /// refuses for a half-deleted worktree or one containing submodules), then prune.
     async fn force_remove(&self, ctx: &Ctx, target: &Path) -> Result<(), GitError> {
-        let remove = Call::new([
-            "worktree".as_ref(),
-            "remove".as_ref(),
-            "--force".as_ref(),
-            "--force".as_ref(),
-            "--".as_ref(),
-            target.as_os_str(),
-        ]);
-        let out = self.output(Some(ctx), remove).await?;
+        let out = self.output(Some(ctx), remove_call(target)).await?;
         if !out.success() {
             tracing::warn!(path = %target.display(), stderr = %out.stderr.trim(), "git worktree remove failed; deleting the directory");
             // Only a real directory: never follow a symlink put in the worktree's place.

@@ -230,6 +230,53 @@ async fn push_is_idempotent_and_the_remote_has_the_sha() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_when_the_clone_has_a_stale_view_of_the_remote_branch() {
+    let fx = Fixture::new("main").await;
+    let git = git();
+    let (wt, _) = fx.with_worktree(&git, "PROJ-1").await;
+    let counter = fx.tmp.path().join("updates");
+    common::write_exec(
+        &fx.origin.join("hooks/update"),
+        &format!("#!/bin/sh\necho \"$1\" >> {}\n", counter.display()),
+    );
+    write(&wt.join("feature.txt"), "feature\n");
+    let sha = git.commit_all(&wt, "f", &who()).await.unwrap().unwrap();
+    git.push(&wt, &sha, "codemill/PROJ-1").await.unwrap();
+
+    // The clone forgets what it saw (as after a crash between the push and its ref update):
+    // the remote already has the commit, nothing is sent.
+    sh(
+        &fx.clone,
+        &["update-ref", "-d", "refs/remotes/origin/codemill/PROJ-1"],
+    )
+    .await;
+    git.push(&wt, &sha, "codemill/PROJ-1").await.unwrap();
+    let updates = std::fs::read_to_string(&counter).unwrap();
+    assert_eq!(updates.lines().count(), 1, "{updates}");
+
+    // The branch moved on the remote since the clone last looked: the lease on the clone's view
+    // fails, codemill looks again and moves its own branch back (as a re-run does).
+    sh(
+        &fx.seed,
+        &[
+            "push",
+            "-q",
+            "-f",
+            fx.url(),
+            "HEAD:refs/heads/codemill/PROJ-1",
+        ],
+    )
+    .await;
+    git.push(&wt, &sha, "codemill/PROJ-1").await.unwrap();
+    assert_eq!(
+        git.remote_ref(fx.url(), "refs/heads/codemill/PROJ-1")
+            .await
+            .unwrap(),
+        Some(sha)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_process_holding_the_lock_file_is_waited_for() {
     let fx = Fixture::new("main").await;
     let git = git();

@@ -324,3 +324,123 @@ async fn program_valued_keys_without_a_neutral_value_are_refused() {
     assert!(matches!(err, GitError::UnsafeConfig { .. }), "{err:?}");
     assert_eq!(markers(&marks), Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_written_after_a_cached_check_is_checked_again() {
+    let fx = Fixture::new("main").await;
+    // Count the config checks through a logging git.
+    let log = fx.tmp.path().join("git.log");
+    let logged = fx.tmp.path().join("bin/git-logged");
+    write_exec(
+        &logged,
+        &format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\nexec git \"$@\"\n",
+            log.display()
+        ),
+    );
+    let checks = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("config --list"))
+            .count()
+    };
+    let git = git().with_program(&logged);
+    let (wt, _) = fx.with_worktree(&git, "PROJ-1").await;
+    sh(&wt, &["config", "extensions.worktreeConfig", "true"]).await;
+    let marks = fx.tmp.path().join("markers");
+    std::fs::create_dir_all(&marks).unwrap();
+    let ssh = fx.tmp.path().join("ssh");
+    write_exec(&ssh, &script(&marks, "ssh"));
+    let ssh = ssh.to_str().unwrap();
+
+    // A verdict about config changed in the same clock tick is not kept: let it settle.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert!(!git.is_dirty(&wt).await.unwrap());
+    let settled = checks();
+    assert!(!git.is_dirty(&wt).await.unwrap());
+    git.rev_parse(&wt, "HEAD").await.unwrap();
+    assert_eq!(checks(), settled, "the verdict was not reused");
+    // A worktree made now reads the same config as its clone: no check of its own.
+    let (wt2, _) = fx.with_worktree(&git, "PROJ-2").await;
+    let added = checks();
+    assert!(!git.is_dirty(&wt2).await.unwrap());
+    assert_eq!(
+        checks(),
+        added,
+        "the new worktree did not inherit the verdict"
+    );
+    sh(&wt2, &["config", "--worktree", "core.sshCommand", ssh]).await;
+    let err = git.is_dirty(&wt2).await.unwrap_err();
+    assert!(matches!(err, GitError::UnsafeConfig { .. }), "{err:?}");
+    assert!(!git.is_dirty(&wt).await.unwrap());
+
+    // The agent writes a program-running key into the worktree config, then the shared config:
+    // each is seen by the very next call.
+    sh(&wt, &["config", "--worktree", "core.sshCommand", ssh]).await;
+    let err = git.is_dirty(&wt).await.unwrap_err();
+    assert!(matches!(err, GitError::UnsafeConfig { .. }), "{err:?}");
+    sh(&wt, &["config", "--worktree", "--unset", "core.sshCommand"]).await;
+    assert!(!git.is_dirty(&wt).await.unwrap());
+    sh(&wt, &["config", "core.sshCommand", ssh]).await;
+    let err = git.is_dirty(&wt).await.unwrap_err();
+    assert!(matches!(err, GitError::UnsafeConfig { .. }), "{err:?}");
+    let err = git.rev_parse(&fx.clone, "HEAD").await.unwrap_err();
+    assert!(matches!(err, GitError::UnsafeConfig { .. }), "{err:?}");
+    assert!(checks() > settled);
+    assert_eq!(markers(&marks), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_hidden_from_stat_data_is_still_committed() {
+    let fx = Fixture::new("main").await;
+    let git = git();
+    let (wt, _) = fx.with_worktree(&git, "PROJ-1").await;
+    let file = wt.join("src/lib.txt");
+    let checked_out = std::fs::metadata(&file).unwrap().modified().unwrap();
+    // A commit a while after the checkout: codemill's index then trusts the stat data of the
+    // untouched files (they are older than the index itself).
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    write(&wt.join("other.txt"), "other\n");
+    git.commit_all(&wt, "other", &who()).await.unwrap().unwrap();
+    assert!(!git.is_dirty(&wt).await.unwrap());
+
+    // The agent rewrites a file with the same size, puts its modification time back, and tells
+    // git to ignore ctime and inode numbers.
+    std::fs::write(&file, "one\nTWO\nthree\n").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(checked_out)
+        .unwrap();
+    sh(&wt, &["config", "core.trustctime", "false"]).await;
+    sh(&wt, &["config", "core.checkStat", "minimal"]).await;
+    assert!(git.is_dirty(&wt).await.unwrap());
+    let sha = git
+        .commit_all(&wt, "take it", &who())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        sh(&wt, &["show", &format!("{sha}:src/lib.txt")]).await,
+        "one\nTWO\nthree"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planted_symlink_for_the_worktree_index_is_not_written_through() {
+    let fx = Fixture::new("main").await;
+    let git = git();
+    let (wt, _) = fx.with_worktree(&git, "PROJ-1").await;
+    let victim = fx.tmp.path().join("victim.txt");
+    write(&victim, "precious\n");
+    let index = fx.clone.join("worktrees/PROJ-1/index");
+    std::fs::remove_file(&index).unwrap();
+    std::os::unix::fs::symlink(&victim, &index).unwrap();
+    write(&wt.join("work.txt"), "work\n");
+    git.commit_all(&wt, "work", &who()).await.unwrap().unwrap();
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    assert!(std::fs::symlink_metadata(&index).unwrap().is_file());
+    assert_eq!(sh(&wt, &["status", "--porcelain"]).await, "");
+}

@@ -57,6 +57,23 @@ async fn add_is_idempotent_and_keeps_uncommitted_edits() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_worktree_is_clean_for_git_and_its_kept_index_goes_with_it() {
+    let fx = Fixture::new("main").await;
+    let git = git();
+    let (wt, _) = fx.with_worktree(&git, "PROJ-1").await;
+    // The agent's own `git status` sees a clean checkout, and nothing is left locked.
+    assert_eq!(sh(&wt, &["status", "--porcelain"]).await, "");
+    let listed = git.list_worktrees(&fx.clone).await.unwrap();
+    assert!(listed.iter().all(|w| w.locked.is_none()), "{listed:?}");
+    // Codemill's index of the worktree lives in the clone, outside the worktree's git dir.
+    let kept = fx.clone.join("codemill-index/PROJ-1/index");
+    assert!(kept.is_file());
+    git.remove_worktree(&fx.clone, &wt).await.unwrap();
+    assert!(!kept.exists());
+    assert!(!wt.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_registration_is_pruned_and_old_branch_reset() {
     let fx = Fixture::new("main").await;
     let git = git();
