@@ -57,7 +57,12 @@ impl Runner {
             Ok(s) => s,
             Err(e) => return failed(effect, e),
         };
-        let diff = match self.git.diff(&worktree, &base, None).await {
+        // The snapshot holds exactly the reviewed files: diffing it saves staging them again.
+        let diffed = match &snapshot {
+            Some(sha) => self.git.diff(&worktree, &base, Some(sha)).await,
+            None => self.git.diff(&worktree, &base, None).await,
+        };
+        let diff = match diffed {
             Ok(d) => d,
             Err(e) => return failed(effect, e),
         };
