@@ -132,9 +132,16 @@ async fn endless_tool_calls_stop_at_max_turns_with_partial_work() {
         fx.log()
     );
     assert_eq!(run.turns, 2);
-    // The work done before the limit stays.
-    assert_eq!(fx.read("steps.txt"), "step\nstep\n");
-    assert_eq!(tool_calls(&events).len(), 2);
+    // The work done before the limit stays. opencode does not pause between a model answer and
+    // its tools, so on a loaded machine one more step can run before the group kill lands; the
+    // kill still comes at the limit and nothing runs after it.
+    let steps = fx.read("steps.txt");
+    assert!(
+        steps == "step\nstep\n" || steps == "step\nstep\nstep\n",
+        "{steps:?}"
+    );
+    let calls = tool_calls(&events).len();
+    assert!((2..=3).contains(&calls), "{calls} tool calls");
     // opencode's own limit is set too: its last allowed step tells the model to stop, which a
     // model that keeps calling tools ignores.
     let second = server.requests_for_rule("loop");
