@@ -50,7 +50,7 @@ impl Runner {
                 api_timeout_ms: a.claude_api_timeout_ms,
             }),
             Backend::Builtin => {
-                let mut b = Builtin::new();
+                let mut b = Builtin::with_client(self.http.clone());
                 b.max_api_retries = a.builtin_max_api_retries;
                 b.command_timeout = Duration::from_secs(a.builtin_command_timeout_secs);
                 Box::new(b)

@@ -81,6 +81,9 @@ pub struct Runner {
     pub(crate) progress: Option<ProgressSink>,
     /// Repository policies by (project, base commit): a job's policy never changes.
     pub(crate) policies: PolicyCache,
+    /// One HTTP client for every built-in agent step: its connection pool and TLS setup are
+    /// made once, not per step.
+    pub(crate) http: reqwest::Client,
 }
 
 impl Runner {
@@ -93,6 +96,7 @@ impl Runner {
             options,
             progress: None,
             policies: Default::default(),
+            http: reqwest::Client::new(),
         }
     }
 
@@ -112,6 +116,7 @@ impl Runner {
             options: self.options.clone(),
             progress: Some(sink),
             policies: self.policies.clone(),
+            http: self.http.clone(),
         }
     }
 
