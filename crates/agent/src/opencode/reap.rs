@@ -113,8 +113,14 @@ mod tests {
             .env(RUN_MARKER_VAR, &marker)
             .spawn()
             .unwrap();
-        for _ in 0..100 {
-            if marked_pids(&entry).len() >= 2 {
+        // Wait until `sleep` itself runs: only then has `setsid` left the group (before that the
+        // forked shell is still in it, and the group kill would take it too).
+        for _ in 0..250 {
+            let sleeping = marked_pids(&entry).iter().any(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|c| c.trim() == "sleep")
+            });
+            if sleeping {
                 return (running, marker, entry);
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
