@@ -362,7 +362,10 @@ async fn project(home: Home, cmd: ProjectCommand) -> Result<ExitCode> {
             for p in config.projects.values() {
                 out(&format!(
                     "{:<12} {}  (tracker {}, forge {})",
-                    p.name, p.repo, p.tracker, p.forge
+                    p.name,
+                    p.repo,
+                    p.tracker.name(),
+                    p.forge.name()
                 ));
             }
             Ok(ExitCode::SUCCESS)

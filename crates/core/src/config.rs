@@ -9,6 +9,13 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub mod vendors;
+
+pub use vendors::{
+    ForgeSettings, GithubApp, GithubSettings, JiraAuth, JiraSettings, LinearSettings, Roles,
+    StatusMap, TrackerSettings, WebhookAuthKind, WebhookSettings,
+};
+
 use crate::agent::AgentLimits;
 use crate::cost::{Price, PriceTable};
 
@@ -250,6 +257,14 @@ struct RawProject {
     tracker: Option<String>,
     #[serde(default)]
     forge: Option<String>,
+    #[serde(default)]
+    jira: Option<JiraSettings>,
+    #[serde(default)]
+    github: Option<GithubSettings>,
+    #[serde(default)]
+    linear: Option<LinearSettings>,
+    #[serde(default)]
+    roles: Roles,
 }
 
 /// A model provider endpoint; the key is named, never stored.
@@ -266,8 +281,9 @@ pub struct ProviderConfig {
 pub struct ProjectConfig {
     pub name: String,
     pub repo: String,
-    pub tracker: String,
-    pub forge: String,
+    pub tracker: TrackerSettings,
+    pub forge: ForgeSettings,
+    pub roles: Roles,
 }
 
 /// Settings of the agent steps.
@@ -412,24 +428,7 @@ impl Config {
                     "expected a project name of ASCII letters, digits or '_', starting with a letter",
                 ));
             }
-            let tracker = p.tracker.unwrap_or_else(|| "local".into());
-            let forge = p.forge.unwrap_or_else(|| "local".into());
-            if tracker != "local" {
-                return Err(ConfigError::at(
-                    &name,
-                    &format!("projects.{pname}.tracker"),
-                    format!(
-                        "expected \"local\" (the only tracker in this version), found {tracker:?}"
-                    ),
-                ));
-            }
-            if forge != "local" {
-                return Err(ConfigError::at(
-                    &name,
-                    &format!("projects.{pname}.forge"),
-                    format!("expected \"local\" (the only forge in this version), found {forge:?}"),
-                ));
-            }
+            let (tracker, forge) = vendor_settings(&name, &pname, &p)?;
             projects.insert(
                 pname.clone(),
                 ProjectConfig {
@@ -437,6 +436,7 @@ impl Config {
                     repo: p.repo,
                     tracker,
                     forge,
+                    roles: p.roles,
                 },
             );
         }
@@ -508,6 +508,133 @@ impl Config {
     pub fn provider(&self) -> &ProviderConfig {
         &self.agent.endpoint
     }
+}
+
+/// The tracker and forge of project `pname`, with their settings checked.
+fn vendor_settings(
+    file: &str,
+    pname: &str,
+    p: &RawProject,
+) -> Result<(TrackerSettings, ForgeSettings), ConfigError> {
+    let at = |key: &str| format!("projects.{pname}.{key}");
+    let missing = |section: &str, what: &str| {
+        ConfigError::at(
+            file,
+            &at(section),
+            format!("{what} needs a [projects.{pname}.{section}] table"),
+        )
+    };
+    let url = |key: &str, url: &str| -> Result<(), ConfigError> {
+        if url.starts_with("http://") || url.starts_with("https://") {
+            Ok(())
+        } else {
+            Err(ConfigError::at(
+                file,
+                &at(key),
+                format!("expected an http:// or https:// URL, found {url:?}"),
+            ))
+        }
+    };
+    let env = |key: &str, name: &str| -> Result<(), ConfigError> {
+        if vendors::is_env_name(name) {
+            Ok(())
+        } else {
+            Err(ConfigError::at(
+                file,
+                &at(key),
+                format!(
+                    "expected the NAME of an environment variable (letters, digits, '_'), found {name:?}; secrets are never written in the file"
+                ),
+            ))
+        }
+    };
+    let webhook = |section: &str, w: &Option<WebhookSettings>| -> Result<(), ConfigError> {
+        match w {
+            Some(w) => env(&format!("{section}.webhook.secret_env"), &w.secret_env),
+            None => Ok(()),
+        }
+    };
+    let github = |what: &str| -> Result<GithubSettings, ConfigError> {
+        let g = p.github.clone().ok_or_else(|| missing("github", what))?;
+        url("github.api_url", &g.api_url)?;
+        let parts: Vec<&str> = g.repo.split('/').collect();
+        if parts.len() != 2 || parts.iter().any(|s| s.is_empty()) {
+            return Err(ConfigError::at(
+                file,
+                &at("github.repo"),
+                format!("expected \"owner/name\", found {:?}", g.repo),
+            ));
+        }
+        match (&g.token_env, &g.app) {
+            (Some(t), None) => env("github.token_env", t)?,
+            (None, Some(app)) => env("github.app.private_key_env", &app.private_key_env)?,
+            _ => {
+                return Err(ConfigError::at(
+                    file,
+                    &at("github"),
+                    "expected exactly one of token_env or [app] (GitHub App authentication)",
+                ));
+            }
+        }
+        webhook("github", &g.webhook)?;
+        Ok(g)
+    };
+    let tracker = match p.tracker.as_deref().unwrap_or("local") {
+        "local" => TrackerSettings::Local,
+        "jira" => {
+            let j = p
+                .jira
+                .clone()
+                .ok_or_else(|| missing("jira", "tracker = \"jira\""))?;
+            url("jira.base_url", &j.base_url)?;
+            env("jira.token_env", &j.token_env)?;
+            match (&j.auth, &j.email_env) {
+                (JiraAuth::Cloud, Some(e)) => env("jira.email_env", e)?,
+                (JiraAuth::Cloud, None) => {
+                    return Err(ConfigError::at(
+                        file,
+                        &at("jira.email_env"),
+                        "Jira Cloud authentication (auth = \"cloud\") needs email_env, the variable holding the account's e-mail",
+                    ));
+                }
+                (JiraAuth::DataCenter, _) => {}
+            }
+            webhook("jira", &j.webhook)?;
+            TrackerSettings::Jira(j)
+        }
+        "github" => TrackerSettings::Github(github("tracker = \"github\"")?),
+        "linear" => {
+            let l = p
+                .linear
+                .clone()
+                .ok_or_else(|| missing("linear", "tracker = \"linear\""))?;
+            url("linear.api_url", &l.api_url)?;
+            env("linear.token_env", &l.token_env)?;
+            webhook("linear", &l.webhook)?;
+            TrackerSettings::Linear(l)
+        }
+        other => {
+            return Err(ConfigError::at(
+                file,
+                &at("tracker"),
+                format!(
+                    "expected one of \"local\", \"jira\", \"github\", \"linear\", found {other:?}"
+                ),
+            ));
+        }
+    };
+    let forge = match p.forge.as_deref().unwrap_or("local") {
+        "local" => ForgeSettings::Local,
+        "github" => ForgeSettings::Github(github("forge = \"github\"")?),
+        other => {
+            return Err(ConfigError::at(
+                file,
+                &at("forge"),
+                format!("expected \"local\" or \"github\", found {other:?}"),
+            ));
+        }
+    };
+    Ok((tracker, forge))
 }
 
 fn incompatible(backend: Backend, provider: &ProviderConfig) -> String {

@@ -9,3 +9,4 @@ pub mod pipeline;
 pub mod prompts;
 pub mod review;
 pub mod triage;
+pub mod untrusted;

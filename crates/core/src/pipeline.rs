@@ -197,6 +197,39 @@ pub struct Proposal {
     pub cost_usd: f64,
 }
 
+/// What kind of PR feedback started a fix round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeedbackKind {
+    /// A comment on a line of the diff.
+    ReviewComment,
+    /// A review submitted with "changes requested".
+    ChangesRequested,
+    /// A comment on the PR's conversation.
+    Comment,
+    /// A check or status on the PR's head commit failed.
+    CheckFailed,
+}
+
+/// Feedback on codemill's PR. Its text is untrusted: it reaches an agent only stripped of hidden
+/// content and quoted as data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Feedback {
+    /// Unique per forge object (`review-comment:123`, `check-run:9`): the same feedback
+    /// delivered twice starts one round.
+    pub id: String,
+    pub kind: FeedbackKind,
+    pub author: String,
+    pub body: String,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub line: Option<u32>,
+    /// The forge's id of the comment to reply to, for review comments.
+    #[serde(default)]
+    pub reply_to: Option<String>,
+}
+
 /// One review round's plan: the angles, the policy and what changed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReviewPlan {

@@ -42,6 +42,7 @@
 //! `apply_patch`), anything else a `function_call`.
 
 mod anthropic;
+pub mod fakes;
 mod gemini;
 mod openai;
 mod reply;

@@ -1,0 +1,1 @@
+//! Fake github server (see the module docs of `fakes`).

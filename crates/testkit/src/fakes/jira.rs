@@ -1,0 +1,1 @@
+//! Fake jira server (see the module docs of `fakes`).

@@ -1,0 +1,1 @@
+//! Fake linear server (see the module docs of `fakes`).

@@ -1,0 +1,1 @@
+//! jira client (in progress).

@@ -1,0 +1,1 @@
+//! linear client (in progress).

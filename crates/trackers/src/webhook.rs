@@ -1,0 +1,61 @@
+//! What an outside webhook delivery asks for, once its vendor module has verified and read it.
+//! Payloads are hints: an issue event names the issue, which is then read afresh from the tracker.
+
+use serde::{Deserialize, Serialize};
+
+/// A delivery, read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "hint", rename_all = "snake_case")]
+pub enum Hint {
+    /// Something changed on an issue; read it and start a job if it is in the trigger state.
+    Issue { key: String, actor: Option<String> },
+    /// Feedback on codemill's PR from `head` (review comment, changes requested, failed check).
+    Feedback {
+        head: String,
+        pr: u64,
+        feedback: codemill_core::pipeline::Feedback,
+    },
+    /// The PR from `head` was closed, merged or not.
+    PrClosed {
+        head: String,
+        pr: u64,
+        merged: bool,
+        actor: Option<String>,
+    },
+    /// Nothing for codemill; the reason is logged.
+    Ignored { reason: String },
+}
+
+/// Why a delivery was refused before it was read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("missing {0}")]
+    Missing(&'static str),
+    #[error("malformed {0}")]
+    Malformed(&'static str),
+    #[error("signature does not match")]
+    Mismatch,
+    #[error("token expired or not yet valid")]
+    Expired,
+}
+
+/// Constant-time HMAC-SHA256 check of `body` against a hex `signature`.
+pub fn verify_hmac_hex(secret: &[u8], body: &[u8], signature_hex: &str) -> Result<(), VerifyError> {
+    use hmac::{Hmac, KeyInit, Mac};
+    let tag = hex::decode(signature_hex.trim()).map_err(|_| VerifyError::Malformed("signature"))?;
+    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret)
+        .map_err(|_| VerifyError::Mismatch)?;
+    mac.update(body);
+    mac.verify_slice(&tag).map_err(|_| VerifyError::Mismatch)
+}
+
+/// HMAC-SHA256 of `body` as lowercase hex (for tests and fakes that sign deliveries).
+pub fn sign_hex(secret: &[u8], body: &[u8]) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac = match <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret) {
+        Ok(m) => m,
+        Err(_) => return String::new(),
+    };
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
