@@ -206,3 +206,26 @@ pub fn html_marker(marker: &str) -> String {
 pub fn has_codemill_marker(body: &str) -> bool {
     body.contains("<!-- codemill:") || body.contains("[codemill:")
 }
+
+/// Reads an environment variable by name; tests pass a map instead of the process environment.
+pub type Env<'a> = &'a (dyn Fn(&str) -> Option<String> + Sync);
+
+/// The process environment as an [`Env`].
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// The secret in variable `name`, which setting `setting` (e.g. `jira.token_env`) names.
+pub fn secret_from(
+    env: Env<'_>,
+    vendor: &str,
+    setting: &str,
+    name: &str,
+) -> Result<secrecy::SecretString> {
+    match env(name) {
+        Some(v) if !v.trim().is_empty() => Ok(secrecy::SecretString::from(v.trim().to_string())),
+        _ => Err(Error::Config(format!(
+            "{vendor}: environment variable {name} (named by {setting}) is not set or empty"
+        ))),
+    }
+}
