@@ -32,6 +32,8 @@ pub struct Opened {
     pub config: Config,
     pub store: Store,
     pub demo_model: Option<ModelServer>,
+    /// Outside tracker and forge clients, shared by the runner and the webhook side.
+    pub outside: codemill_runner::outside::OutsideCache,
 }
 
 impl Opened {
@@ -55,6 +57,7 @@ impl Opened {
             config,
             store,
             demo_model: None,
+            outside: Default::default(),
         })
     }
 
@@ -82,7 +85,8 @@ impl Opened {
             self.config.clone(),
             self.store.clone(),
             options,
-        ))
+        )
+        .with_outside(self.outside.clone()))
     }
 }
 
@@ -125,9 +129,10 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Enqueue { key: k } => {
             let k = key(&k)?;
             let opened = Opened::open(home).await?;
+            let options =
+                codemill_runner::control::JobOptions::for_project(&opened.config, k.project());
             let (job, created) =
-                codemill_runner::control::enqueue(&opened.store, &k, opened.config.max_fix_rounds)
-                    .await?;
+                codemill_runner::control::enqueue(&opened.store, &k, options).await?;
             if created {
                 out(&format!("{k}: queued as job {job}"));
             } else {

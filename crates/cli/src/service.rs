@@ -8,8 +8,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use codemill_core::ids::{JobId, TicketKey};
+use codemill_runner::inbound::{Gateway, Inbound};
 use codemill_runner::{RunError, control};
-use codemill_server::{AppState, Control, ControlError, ControlFuture, ServerConfig};
+use codemill_server::{
+    AppState, Control, ControlError, ControlFuture, OutsideEvent, OutsideHook, ServerConfig,
+};
 use codemill_store::{Store, StoreError};
 use secrecy::SecretString;
 
@@ -19,7 +22,8 @@ use crate::output::{err, out};
 /// Plugs the runner's control functions into the server's API.
 struct RunnerControl {
     store: Store,
-    max_rounds: u32,
+    config: codemill_core::config::Config,
+    gateway: Gateway,
 }
 
 fn control_error(e: RunError) -> ControlError {
@@ -64,11 +68,93 @@ impl Control for RunnerControl {
     }
     fn retry<'a>(&'a self, ticket: &'a TicketKey) -> ControlFuture<'a, JobId> {
         Box::pin(async move {
-            control::retry(&self.store, ticket, self.max_rounds)
+            let options = control::JobOptions::for_project(&self.config, ticket.project());
+            control::retry(&self.store, ticket, options)
                 .await
                 .map_err(control_error)
         })
     }
+    fn outside<'a>(&'a self, event: OutsideEvent) -> ControlFuture<'a, serde_json::Value> {
+        Box::pin(async move {
+            let result = match &event {
+                OutsideEvent::Trigger {
+                    project,
+                    key,
+                    actor,
+                } => self.gateway.trigger(project, key, actor.as_deref()).await,
+                OutsideEvent::Feedback {
+                    project,
+                    head,
+                    feedback,
+                } => self.gateway.feedback(project, head, feedback.clone()).await,
+                OutsideEvent::PrClosed {
+                    project,
+                    head,
+                    merged,
+                    actor,
+                } => {
+                    self.gateway
+                        .pr_closed(project, head, *merged, actor.as_deref())
+                        .await
+                }
+            };
+            match result {
+                Ok(inbound) => {
+                    if let Inbound::Ignored { reason } = &inbound {
+                        err(&format!("webhook ignored: {reason}"));
+                    }
+                    serde_json::to_value(&inbound).map_err(|e| ControlError::Failed(e.to_string()))
+                }
+                Err(e) => Err(control_error(e)),
+            }
+        })
+    }
+}
+
+/// The per-project webhooks of outside trackers and forges, with their secrets read from the
+/// environment variables the config names.
+fn outside_hooks(config: &codemill_core::config::Config) -> Result<Vec<OutsideHook>> {
+    use codemill_core::config::{ForgeSettings, TrackerSettings, WebhookSettings};
+    let mut hooks = Vec::new();
+    let mut add = |vendor: &str,
+                   project: &str,
+                   w: &Option<WebhookSettings>,
+                   github: Option<codemill_core::config::GithubSettings>|
+     -> Result<()> {
+        let Some(w) = w else { return Ok(()) };
+        if hooks
+            .iter()
+            .any(|h: &OutsideHook| h.vendor == vendor && h.project == project)
+        {
+            return Ok(());
+        }
+        let secret = std::env::var(&w.secret_env).map_err(|_| {
+            anyhow!(
+                "projects.{project}.{vendor}.webhook.secret_env names {}, but that environment variable is not set",
+                w.secret_env
+            )
+        })?;
+        hooks.push(OutsideHook {
+            vendor: vendor.to_string(),
+            project: project.to_string(),
+            auth: w.auth,
+            secret: SecretString::from(secret),
+            github,
+        });
+        Ok(())
+    };
+    for (name, p) in &config.projects {
+        match &p.tracker {
+            TrackerSettings::Local => {}
+            TrackerSettings::Jira(j) => add("jira", name, &j.webhook, None)?,
+            TrackerSettings::Github(g) => add("github", name, &g.webhook, Some(g.clone()))?,
+            TrackerSettings::Linear(l) => add("linear", name, &l.webhook, None)?,
+        }
+        if let ForgeSettings::Github(g) = &p.forge {
+            add("github", name, &g.webhook, Some(g.clone()))?;
+        }
+    }
+    Ok(hooks)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -117,11 +203,18 @@ pub async fn serve(mut opened: Opened, args: ServeArgs) -> Result<ExitCode> {
         webhook_secrets: webhook_secrets(&args.webhook_secret_env)?,
         max_rounds: opened.config.max_fix_rounds,
         max_attempts: control::MAX_ATTEMPTS,
+        outside_hooks: outside_hooks(&opened.config)?,
         ..ServerConfig::default()
     };
+    let gateway = Gateway::new(
+        opened.store.clone(),
+        opened.config.clone(),
+        opened.outside.clone(),
+    );
     let control = Arc::new(RunnerControl {
         store: opened.store.clone(),
-        max_rounds: opened.config.max_fix_rounds,
+        config: opened.config.clone(),
+        gateway: gateway.clone(),
     });
     let state = AppState::new(opened.store.clone(), control, config).map_err(|e| anyhow!("{e}"))?;
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -168,6 +261,17 @@ pub async fn serve(mut opened: Opened, args: ServeArgs) -> Result<ExitCode> {
                         }
                     }
                     Err(e) => err(&format!("poller: {e}")),
+                }
+                for result in gateway.poll().await {
+                    match result {
+                        Ok(Inbound::Queued {
+                            ticket,
+                            job,
+                            created: true,
+                        }) => err(&format!("poller: queued {ticket} as job {job}")),
+                        Ok(_) => {}
+                        Err(e) => err(&format!("poller: {e}")),
+                    }
                 }
                 // Short naps so a shutdown is not held up by a long poll interval.
                 let until = std::time::Instant::now() + every;

@@ -250,6 +250,13 @@ pub enum JobEvent {
         ticket: TicketKey,
         project: ProjectName,
         max_rounds: u32,
+        /// The ticket lives in an outside tracker: say "picked up" before anything else.
+        #[serde(default, skip_serializing_if = "is_false")]
+        acknowledge: bool,
+        /// The PR lives on an outside forge: after shipping, wait for its review, checks and
+        /// merge instead of finishing.
+        #[serde(default, skip_serializing_if = "is_false")]
+        follow_pr: bool,
     },
     /// The runner is about to execute the pending effect (counts interruptions).
     EffectStarted {
@@ -296,6 +303,29 @@ pub enum JobEvent {
     },
     PrRecorded {
         pr: i64,
+        /// The forge's PR number and link, for an outside forge.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        number: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
+    },
+    /// Feedback arrived on the job's PR (review comments, changes requested, failed checks).
+    FeedbackReceived {
+        feedback: Vec<Feedback>,
+    },
+    /// The job's PR was closed, merged or not.
+    PrClosed {
+        merged: bool,
+        by: String,
+    },
+    /// A feedback round's worktree is ready at the PR branch's current head.
+    FeedbackWorkspaceReady {
+        worktree: String,
+        head: String,
+    },
+    /// The feedback round's outcome was posted on the PR.
+    FeedbackReplied {
+        round: u32,
     },
     /// Backlog findings became tickets (keys), linked to this one.
     BacklogCreated {
@@ -331,6 +361,10 @@ impl JobEvent {
             JobEvent::Rejected { .. } => "rejected",
             JobEvent::Pushed { .. } => "pushed",
             JobEvent::PrRecorded { .. } => "pr_recorded",
+            JobEvent::FeedbackReceived { .. } => "feedback_received",
+            JobEvent::PrClosed { .. } => "pr_closed",
+            JobEvent::FeedbackWorkspaceReady { .. } => "feedback_workspace_ready",
+            JobEvent::FeedbackReplied { .. } => "feedback_replied",
             JobEvent::BacklogCreated { .. } => "backlog_created",
             JobEvent::Snapshotted { .. } => "snapshotted",
             JobEvent::CleanedUp { .. } => "cleaned_up",
@@ -343,6 +377,7 @@ impl JobEvent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
+    Acknowledge,
     Readiness,
     AnnounceNeedsInput,
     NeedsInput,
@@ -366,6 +401,17 @@ pub enum Stage {
     CreateBacklog,
     AnnounceShipped,
     Cleanup,
+    /// The PR is open on an outside forge; waiting for feedback or the merge.
+    InReview,
+    FeedbackPrepare,
+    FeedbackFix,
+    FeedbackGates,
+    FeedbackCommit,
+    FeedbackPush,
+    FeedbackReply,
+    FeedbackCleanup,
+    AnnouncePrClosed,
+    FinalCleanup,
     Done,
     Snapshot,
     AnnounceStop,
@@ -377,6 +423,7 @@ pub enum Stage {
 impl Stage {
     pub fn as_str(&self) -> &'static str {
         match self {
+            Stage::Acknowledge => "acknowledge",
             Stage::Readiness => "readiness",
             Stage::AnnounceNeedsInput => "announce_needs_input",
             Stage::NeedsInput => "needs_input",
@@ -400,6 +447,16 @@ impl Stage {
             Stage::CreateBacklog => "create_backlog",
             Stage::AnnounceShipped => "announce_shipped",
             Stage::Cleanup => "cleanup",
+            Stage::InReview => "in_review",
+            Stage::FeedbackPrepare => "feedback_prepare",
+            Stage::FeedbackFix => "feedback_fix",
+            Stage::FeedbackGates => "feedback_gates",
+            Stage::FeedbackCommit => "feedback_commit",
+            Stage::FeedbackPush => "feedback_push",
+            Stage::FeedbackReply => "feedback_reply",
+            Stage::FeedbackCleanup => "feedback_cleanup",
+            Stage::AnnouncePrClosed => "announce_pr_closed",
+            Stage::FinalCleanup => "final_cleanup",
             Stage::Done => "done",
             Stage::Snapshot => "snapshot",
             Stage::AnnounceStop => "announce_stop",
@@ -413,6 +470,20 @@ impl Stage {
         matches!(
             self,
             Stage::Done | Stage::NeedsAttention | Stage::NeedsInput | Stage::Rejected
+        )
+    }
+
+    /// A stage of a fix round started by PR feedback.
+    pub fn is_feedback(&self) -> bool {
+        matches!(
+            self,
+            Stage::FeedbackPrepare
+                | Stage::FeedbackFix
+                | Stage::FeedbackGates
+                | Stage::FeedbackCommit
+                | Stage::FeedbackPush
+                | Stage::FeedbackReply
+                | Stage::FeedbackCleanup
         )
     }
 }
@@ -444,6 +515,22 @@ pub struct AngleReview {
     pub round: u32,
     pub angle: String,
     pub findings: Vec<Finding>,
+}
+
+/// How a feedback round ended, for the reply on the PR.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum FeedbackResult {
+    Pushed { commit: String },
+    NoChange,
+    Failed { reason: String },
+}
+
+/// Fix attempts (agent plus gates) within one feedback round before giving up on it.
+pub const FEEDBACK_ATTEMPTS: u32 = 2;
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// A job's state: the fold of its journal.
@@ -485,6 +572,27 @@ pub struct JobState {
     pub stop: Option<StopKind>,
     /// How often the pending effect of this stage has been started.
     pub starts_in_stage: u32,
+    pub acknowledge: bool,
+    pub follow_pr: bool,
+    pub pr_number: Option<u64>,
+    pub pr_url: Option<String>,
+    /// Feedback rounds started so far.
+    pub feedback_round: u32,
+    /// The feedback the current round addresses.
+    pub feedback: Vec<Feedback>,
+    /// Feedback that arrived during a round, for the next one.
+    pub pending_feedback: Vec<Feedback>,
+    /// Ids of every feedback item seen: a redelivery starts nothing.
+    pub feedback_seen: Vec<String>,
+    /// Fix attempts in the current feedback round.
+    pub feedback_attempts: u32,
+    /// Consecutive rounds started only by failed checks (capped at `max_rounds`).
+    pub check_rounds: u32,
+    pub feedback_result: Option<FeedbackResult>,
+    /// The PR was closed during a feedback round (merged or not); handled when it ends.
+    pub pr_closed: Option<bool>,
+    /// How the PR ended.
+    pub merged: Option<bool>,
 }
 
 /// An event that does not fit the job's current stage.
@@ -499,12 +607,15 @@ pub struct InvalidEvent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NoteKind {
+    Acknowledged,
     NeedsInput,
     Started,
     Plan,
     Proposal,
     Shipped,
     Stopped,
+    Merged,
+    Closed,
 }
 
 /// IO the runner performs for a job. Each is idempotent: it looks before it acts.
@@ -542,6 +653,14 @@ pub enum Effect {
     Cleanup {
         stopped: bool,
     },
+    /// A worktree on the PR branch's current head for a feedback round.
+    PrepareFeedback {
+        round: u32,
+    },
+    /// Post the feedback round's outcome on the PR.
+    ReplyFeedback {
+        round: u32,
+    },
 }
 
 impl Effect {
@@ -565,18 +684,23 @@ impl Effect {
             Effect::CreateBacklogTickets => "create_backlog".into(),
             Effect::SnapshotWip => "snapshot_wip".into(),
             Effect::Cleanup { .. } => "cleanup".into(),
+            Effect::PrepareFeedback { round } => format!("prepare_feedback:{round}"),
+            Effect::ReplyFeedback { round } => format!("reply_feedback:{round}"),
         }
     }
 }
 
 pub fn note_name(kind: NoteKind) -> &'static str {
     match kind {
+        NoteKind::Acknowledged => "acknowledged",
         NoteKind::NeedsInput => "needs_input",
         NoteKind::Started => "started",
         NoteKind::Plan => "plan",
         NoteKind::Proposal => "proposal",
         NoteKind::Shipped => "shipped",
         NoteKind::Stopped => "stopped",
+        NoteKind::Merged => "merged",
+        NoteKind::Closed => "closed",
     }
 }
 
@@ -591,6 +715,8 @@ pub enum Action {
     },
     /// Nothing to do until a human approves or rejects.
     AwaitApproval,
+    /// Nothing to do until the PR gets feedback or is closed.
+    AwaitPr,
     Finished,
 }
 
@@ -602,12 +728,22 @@ pub struct Transition {
 }
 
 impl JobState {
-    fn new(ticket: TicketKey, project: ProjectName, max_rounds: u32) -> Self {
+    fn new(
+        ticket: TicketKey,
+        project: ProjectName,
+        max_rounds: u32,
+        acknowledge: bool,
+        follow_pr: bool,
+    ) -> Self {
         JobState {
             ticket,
             project,
             max_rounds,
-            stage: Stage::Readiness,
+            stage: if acknowledge {
+                Stage::Acknowledge
+            } else {
+                Stage::Readiness
+            },
             round: 0,
             questions: Vec::new(),
             worktree: None,
@@ -633,6 +769,19 @@ impl JobState {
             reason: None,
             stop: None,
             starts_in_stage: 0,
+            acknowledge,
+            follow_pr,
+            pr_number: None,
+            pr_url: None,
+            feedback_round: 0,
+            feedback: Vec::new(),
+            pending_feedback: Vec::new(),
+            feedback_seen: Vec::new(),
+            feedback_attempts: 0,
+            check_rounds: 0,
+            feedback_result: None,
+            pr_closed: None,
+            merged: None,
         }
     }
 
@@ -646,7 +795,15 @@ impl JobState {
                 ticket,
                 project,
                 max_rounds,
-            }) => JobState::new(ticket.clone(), project.clone(), *max_rounds),
+                acknowledge,
+                follow_pr,
+            }) => JobState::new(
+                ticket.clone(),
+                project.clone(),
+                *max_rounds,
+                *acknowledge,
+                *follow_pr,
+            ),
             Some(other) => {
                 return Err(InvalidEvent {
                     stage: "none",
@@ -674,6 +831,8 @@ impl JobState {
             Stage::NeedsInput => "needs_input",
             Stage::Rejected => "rejected",
             Stage::AwaitingApproval => "awaiting_approval",
+            Stage::InReview => "in_review",
+            Stage::AnnouncePrClosed | Stage::FinalCleanup => "finishing",
             Stage::Push
             | Stage::RecordPr
             | Stage::CreateBacklog
@@ -683,7 +842,15 @@ impl JobState {
             | Stage::AnnounceStop
             | Stage::CleanupStopped
             | Stage::AnnounceNeedsInput => "stopping",
-            Stage::Readiness
+            Stage::FeedbackPrepare
+            | Stage::FeedbackFix
+            | Stage::FeedbackGates
+            | Stage::FeedbackCommit
+            | Stage::FeedbackPush
+            | Stage::FeedbackReply
+            | Stage::FeedbackCleanup => "fixing_feedback",
+            Stage::Acknowledge
+            | Stage::Readiness
             | Stage::Start
             | Stage::Prepare
             | Stage::Research
@@ -779,6 +946,10 @@ impl JobState {
                 })
             };
         match self.stage {
+            Stage::Acknowledge => Some(Effect::UpdateTicket {
+                status: TicketStatus::InProgress,
+                note: NoteKind::Acknowledged,
+            }),
             Stage::Readiness => agent(AgentStage::Readiness, 0, None, None),
             Stage::AnnounceNeedsInput => Some(Effect::UpdateTicket {
                 status: TicketStatus::NeedsInput,
@@ -826,6 +997,37 @@ impl JobState {
                 note: NoteKind::Shipped,
             }),
             Stage::Cleanup => Some(Effect::Cleanup { stopped: false }),
+            Stage::InReview => None,
+            Stage::FeedbackPrepare => Some(Effect::PrepareFeedback {
+                round: self.feedback_round,
+            }),
+            Stage::FeedbackFix => agent(
+                AgentStage::Fix,
+                self.round + 1,
+                self.implement_session.clone(),
+                None,
+            ),
+            Stage::FeedbackGates => Some(Effect::RunGates { round: self.round }),
+            Stage::FeedbackCommit => Some(Effect::Commit),
+            Stage::FeedbackPush => self.commit.clone().map(|commit| Effect::Push { commit }),
+            Stage::FeedbackReply => Some(Effect::ReplyFeedback {
+                round: self.feedback_round,
+            }),
+            Stage::FeedbackCleanup => Some(Effect::Cleanup {
+                stopped: matches!(self.feedback_result, Some(FeedbackResult::Failed { .. })),
+            }),
+            Stage::AnnouncePrClosed => Some(if self.merged == Some(true) {
+                Effect::UpdateTicket {
+                    status: TicketStatus::Done,
+                    note: NoteKind::Merged,
+                }
+            } else {
+                Effect::UpdateTicket {
+                    status: TicketStatus::Rejected,
+                    note: NoteKind::Closed,
+                }
+            }),
+            Stage::FinalCleanup => Some(Effect::Cleanup { stopped: false }),
             Stage::Snapshot => Some(Effect::SnapshotWip),
             Stage::AnnounceStop => Some(Effect::UpdateTicket {
                 status: match self.stop {
@@ -847,6 +1049,7 @@ pub fn next_action(state: &JobState) -> Action {
     }
     match state.pending_effect() {
         None if state.stage == Stage::AwaitingApproval => Action::AwaitApproval,
+        None if state.stage == Stage::InReview => Action::AwaitPr,
         None => Action::GiveUp {
             effect: state.stage.as_str().into(),
             reason: format!(

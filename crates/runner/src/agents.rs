@@ -213,6 +213,15 @@ impl Runner {
                     .collect();
                 prompts::triage(&text, step.round, &listed)
             }
+            AgentStage::Fix if state.stage == codemill_core::pipeline::Stage::FeedbackFix => {
+                // Gates failing now are from this round's earlier attempt, if any.
+                let failing = if state.feedback_attempts > 0 {
+                    state.failing_gates()
+                } else {
+                    Vec::new()
+                };
+                prompts::fix_feedback(step.round, &state.feedback, &failing)
+            }
             AgentStage::Fix => {
                 let failing = state.failing_gates();
                 // Findings belong in the brief only when the review saw the current code.

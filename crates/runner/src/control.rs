@@ -102,25 +102,61 @@ pub async fn cancel(store: &Store, key: &TicketKey) -> Result<JobId, RunError> {
     Ok(job)
 }
 
+/// How a new job of a ticket runs: its round cap, and whether its ticket and PR live outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobOptions {
+    pub max_rounds: u32,
+    pub acknowledge: bool,
+    pub follow_pr: bool,
+}
+
+impl JobOptions {
+    /// The options for a ticket of `project` (local ones when the project is unknown).
+    pub fn for_project(config: &codemill_core::config::Config, project: &str) -> JobOptions {
+        use codemill_core::config::{ForgeSettings, TrackerSettings};
+        let p = config.projects.get(project);
+        JobOptions {
+            max_rounds: config.max_fix_rounds,
+            acknowledge: p.is_some_and(|p| !matches!(p.tracker, TrackerSettings::Local)),
+            follow_pr: p.is_some_and(|p| !matches!(p.forge, ForgeSettings::Local)),
+        }
+    }
+
+    /// A local ticket's job.
+    pub fn local(max_rounds: u32) -> JobOptions {
+        JobOptions {
+            max_rounds,
+            acknowledge: false,
+            follow_pr: false,
+        }
+    }
+
+    pub fn created(&self, key: &TicketKey, id: JobId) -> Result<JobEvent, RunError> {
+        Ok(JobEvent::Created {
+            ticket: key.clone(),
+            project: key.project().parse().map_err(|e| RunError::Journal {
+                job: id,
+                message: format!("{e}"),
+            })?,
+            max_rounds: self.max_rounds,
+            acknowledge: self.acknowledge,
+            follow_pr: self.follow_pr,
+        })
+    }
+}
+
 /// Queue the ticket for the workers: its unfinished job, or a new one. Returns the job and
 /// whether it was created now.
 pub async fn enqueue(
     store: &Store,
     key: &TicketKey,
-    max_rounds: u32,
+    options: JobOptions,
 ) -> Result<(JobId, bool), RunError> {
     if store.ticket(key).await?.is_none() {
         return Err(RunError::NoTicket(key.clone()));
     }
     let id = JobId::new();
-    let created = JobEvent::Created {
-        ticket: key.clone(),
-        project: key.project().parse().map_err(|e| RunError::Journal {
-            job: id,
-            message: format!("{e}"),
-        })?,
-        max_rounds,
-    };
+    let created = options.created(key, id)?;
     let job = NewJob {
         id,
         ticket: key,
@@ -134,7 +170,7 @@ pub async fn enqueue(
 }
 
 /// Run a stopped ticket again (needs attention, rejected, needs input, cancelled or dead): a new job.
-pub async fn retry(store: &Store, key: &TicketKey, max_rounds: u32) -> Result<JobId, RunError> {
+pub async fn retry(store: &Store, key: &TicketKey, options: JobOptions) -> Result<JobId, RunError> {
     let (job, state, _) = latest(store, key).await?;
     let entry = store.queue_entry(job).await?;
     let active = entry.as_ref().is_some_and(|e| {
@@ -151,7 +187,7 @@ pub async fn retry(store: &Store, key: &TicketKey, max_rounds: u32) -> Result<Jo
             message: format!("already has an unfinished job {job} ({})", state.status()),
         });
     }
-    Ok(enqueue(store, key, max_rounds).await?.0)
+    Ok(enqueue(store, key, options).await?.0)
 }
 
 /// The label that asks codemill to work on a ticket of the local tracker.
@@ -183,7 +219,11 @@ pub async fn poll_once(
             _ => false,
         };
         if due {
-            let (job, created) = enqueue(store, &ticket.key, max_rounds).await?;
+            // Outside tickets are found by their tracker's poll, not by the local label.
+            if ticket.external.is_some() {
+                continue;
+            }
+            let (job, created) = enqueue(store, &ticket.key, JobOptions::local(max_rounds)).await?;
             if created {
                 queued.push((ticket.key.clone(), job));
             }

@@ -96,7 +96,72 @@ impl Runner {
             Effect::RecordPr { commit } => self.record_pr(state, ticket, commit).await?,
             Effect::SnapshotWip => self.snapshot(job, state, effect).await,
             Effect::Cleanup { stopped } => self.cleanup(state, *stopped).await,
+            Effect::PrepareFeedback { .. } => self.prepare_feedback(state, effect).await,
+            Effect::ReplyFeedback { round } => {
+                self.reply_feedback(job, state, journal, effect, *round)
+                    .await?
+            }
         })
+    }
+
+    /// The project's outside clients; an unusable setting (missing credential) is the job's
+    /// failure, not a crash.
+    pub(crate) fn outside(&self, state: &JobState) -> Result<crate::outside::Outside, String> {
+        match self.config.projects.get(state.ticket.project()) {
+            Some(p) => self.outside.get(p),
+            None => Ok(crate::outside::Outside::default()),
+        }
+    }
+
+    /// A failure of an outside system: transient ones (rate limits, 5xx, timeouts) leave the
+    /// effect to be retried later by the queue; others fail the effect.
+    pub(crate) fn outside_failure(
+        &self,
+        state: &JobState,
+        effect: &Effect,
+        e: codemill_trackers::Error,
+    ) -> Result<JobEvent, RunError> {
+        if e.is_transient() {
+            Err(RunError::Outside {
+                project: state.ticket.project().to_string(),
+                message: e.to_string(),
+            })
+        } else {
+            Ok(failed(effect, e))
+        }
+    }
+
+    /// Post the progress comment, move the ticket and set its status label in the outside
+    /// tracker. The transition is best effort: a workflow without the mapped state is reported,
+    /// not fatal.
+    async fn update_outside_ticket(
+        &self,
+        tracker: &crate::outside::AnyTracker,
+        external: &str,
+        body: &str,
+        status: TicketStatus,
+    ) -> Result<(), codemill_trackers::Error> {
+        tracker
+            .upsert_comment(external, crate::outside::PROGRESS_MARKER, body)
+            .await?;
+        if let Some(label) = crate::outside::status_label(status) {
+            let remove: Vec<&str> = crate::outside::STATUS_LABELS
+                .iter()
+                .copied()
+                .filter(|l| *l != label)
+                .collect();
+            tracker.set_labels(external, &[label], &remove).await?;
+        }
+        match tracker.transition(external, status).await {
+            Ok(()) => Ok(()),
+            Err(e @ codemill_trackers::Error::NotFound(_)) => {
+                self.emit(Progress::Info {
+                    message: format!("{external}: {e}"),
+                });
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn update_ticket(
@@ -115,6 +180,25 @@ impl Runner {
             _ => None,
         };
         let body = notes::render(note, job, state, plan.as_deref());
+        let outside = match self.outside(state) {
+            Ok(o) => o,
+            Err(e) => return Ok(failed(&Effect::UpdateTicket { status, note }, e)),
+        };
+        if let Some(tracker) = &outside.tracker {
+            let external = self
+                .store
+                .ticket(&state.ticket)
+                .await?
+                .and_then(|t| t.external)
+                .unwrap_or_else(|| state.ticket.number().to_string());
+            let progress = notes::progress(note, job, state, plan.as_deref(), status);
+            if let Err(e) = self
+                .update_outside_ticket(tracker, &external, &progress, status)
+                .await
+            {
+                return self.outside_failure(state, &Effect::UpdateTicket { status, note }, e);
+            }
+        }
         // Comment first, then status: a crash between them re-posts nothing (marker) and sets the status.
         self.store
             .add_comment(&state.ticket, "codemill", Some(&marker), &body)
@@ -134,7 +218,13 @@ impl Runner {
                     .set_label(&state.ticket, NEEDS_INPUT_LABEL, false)
                     .await?;
             }
-            NoteKind::Plan | NoteKind::Proposal | NoteKind::Shipped | NoteKind::Stopped => {}
+            NoteKind::Acknowledged
+            | NoteKind::Plan
+            | NoteKind::Proposal
+            | NoteKind::Shipped
+            | NoteKind::Stopped
+            | NoteKind::Merged
+            | NoteKind::Closed => {}
         }
         Ok(JobEvent::TicketUpdated { marker })
     }
@@ -303,7 +393,14 @@ impl Runner {
             return failed(effect, "the ticket's worktree is missing");
         };
         let base = state.base_commit.clone().unwrap_or_default();
-        let message = format!("{}: {}\n\nCodemill-Job: {job}\n", ticket.key, ticket.title);
+        let message = if state.stage == codemill_core::pipeline::Stage::FeedbackCommit {
+            format!(
+                "{}: address pull request feedback (round {})\n\nCodemill-Job: {job}\n",
+                ticket.key, state.feedback_round
+            )
+        } else {
+            format!("{}: {}\n\nCodemill-Job: {job}\n", ticket.key, ticket.title)
+        };
         match self
             .git
             .commit_all(&worktree, &message, &self.identity())
@@ -401,6 +498,52 @@ impl Runner {
             }
             None => (format!("{}: {}", ticket.key, ticket.title), String::new()),
         };
+        let body = match &ticket.url {
+            Some(url) => body.replacen(
+                &format!("Ticket: {}", ticket.key),
+                &format!(
+                    "Ticket: [{}]({url})",
+                    ticket
+                        .external
+                        .as_deref()
+                        .unwrap_or(&ticket.key.to_string())
+                ),
+                1,
+            ),
+            None => body,
+        };
+        let effect = Effect::RecordPr {
+            commit: commit.to_string(),
+        };
+        let outside = match self.outside(state) {
+            Ok(o) => o,
+            Err(e) => return Ok(failed(&effect, e)),
+        };
+        let mut remote = None;
+        if let Some(forge) = &outside.forge {
+            let draft = match self
+                .config
+                .projects
+                .get(state.ticket.project())
+                .map(|p| &p.forge)
+            {
+                Some(codemill_core::config::ForgeSettings::Github(g)) => g.draft,
+                _ => true,
+            };
+            match forge
+                .open_pr(&codemill_trackers::PrRequest {
+                    head: &branch,
+                    base: &base,
+                    title: &title,
+                    body: &body,
+                    draft,
+                })
+                .await
+            {
+                Ok(pr) => remote = Some(pr),
+                Err(e) => return self.outside_failure(state, &effect, e),
+            }
+        }
         let pr = self
             .store
             .upsert_pr(&NewPr {
@@ -413,7 +556,136 @@ impl Runner {
                 body: &body,
             })
             .await?;
-        Ok(JobEvent::PrRecorded { pr: pr.id })
+        Ok(JobEvent::PrRecorded {
+            pr: pr.id,
+            number: remote.as_ref().map(|r| r.number),
+            url: remote.map(|r| r.url),
+        })
+    }
+
+    /// A fresh worktree on the PR branch as the remote has it now (a person may have pushed).
+    async fn prepare_feedback(&self, state: &JobState, effect: &Effect) -> JobEvent {
+        let key = &state.ticket;
+        let Some(project) = self.config.projects.get(key.project()) else {
+            return failed(
+                effect,
+                format!("project {} is not registered", key.project()),
+            );
+        };
+        let clone = self.home.clone_dir(key.project());
+        if let Err(e) = self.git.ensure_clone_and_fetch(&project.repo, &clone).await {
+            return failed(effect, e);
+        }
+        let branch = key.branch();
+        let head = match self
+            .git
+            .rev_parse(&clone, &format!("refs/remotes/origin/{branch}"))
+            .await
+        {
+            Ok(Some(sha)) => sha,
+            Ok(None) => return failed(effect, format!("the remote has no branch {branch}")),
+            Err(e) => return failed(effect, e),
+        };
+        if let Err(e) = exclude_run_dir(&clone) {
+            return failed(effect, e);
+        }
+        let worktree = self.home.worktree(key);
+        if worktree.exists() {
+            let msg =
+                format!("codemill: work left in the worktree of {key} before a feedback round");
+            if let Err(e) = self
+                .git
+                .snapshot_wip(&worktree, &key.wip_ref(), &msg, &self.identity())
+                .await
+            {
+                return failed(effect, e);
+            }
+            if let Err(e) = self.git.remove_worktree(&clone, &worktree).await {
+                return failed(effect, e);
+            }
+        }
+        if let Some(parent) = worktree.parent()
+            && let Err(e) = std::fs::create_dir_all(parent)
+        {
+            return failed(effect, format!("{}: {e}", parent.display()));
+        }
+        match self
+            .git
+            .add_worktree(&clone, &worktree, &branch, &head)
+            .await
+        {
+            Ok(_) => JobEvent::FeedbackWorkspaceReady {
+                worktree: worktree.display().to_string(),
+                head,
+            },
+            Err(e) => failed(effect, e),
+        }
+    }
+
+    /// Answer the round's feedback on the PR: in the thread of each review comment, and once on
+    /// the conversation for the rest. Each reply carries a marker, so a retry posts nothing twice.
+    async fn reply_feedback(
+        &self,
+        job: JobId,
+        state: &JobState,
+        journal: &[JournalEntry],
+        effect: &Effect,
+        round: u32,
+    ) -> Result<JobEvent, RunError> {
+        let summary = journal.iter().rev().find_map(|e| match &e.event {
+            JobEvent::AgentFinished {
+                stage: AgentStage::Fix,
+                run,
+                ..
+            } => Some(run.summary.clone()),
+            _ => None,
+        });
+        let body = notes::feedback_reply(state, summary.as_deref());
+        let outside = match self.outside(state) {
+            Ok(o) => o,
+            Err(e) => return Ok(failed(effect, e)),
+        };
+        let (Some(forge), Some(number)) = (&outside.forge, state.pr_number) else {
+            return Ok(JobEvent::FeedbackReplied { round });
+        };
+        let mut conversation = false;
+        for f in &state.feedback {
+            let result = match (&f.kind, &f.reply_to) {
+                (codemill_core::pipeline::FeedbackKind::ReviewComment, Some(id)) => {
+                    let marker = format!("codemill:{job}:feedback:{round}:{id}");
+                    forge
+                        .reply(
+                            number,
+                            codemill_trackers::ReplyTo::ReviewComment(id),
+                            &marker,
+                            &body,
+                        )
+                        .await
+                }
+                _ => {
+                    conversation = true;
+                    Ok(())
+                }
+            };
+            if let Err(e) = result {
+                return self.outside_failure(state, effect, e);
+            }
+        }
+        if conversation {
+            let marker = format!("codemill:{job}:feedback:{round}");
+            if let Err(e) = forge
+                .reply(
+                    number,
+                    codemill_trackers::ReplyTo::Conversation,
+                    &marker,
+                    &body,
+                )
+                .await
+            {
+                return self.outside_failure(state, effect, e);
+            }
+        }
+        Ok(JobEvent::FeedbackReplied { round })
     }
 
     async fn snapshot(&self, job: JobId, state: &JobState, effect: &Effect) -> JobEvent {

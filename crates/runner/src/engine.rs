@@ -40,6 +40,9 @@ pub enum RunError {
         "the demo provider needs the embedded demo model, which is not running in this process"
     )]
     NoDemoModel,
+    /// The project's outside tracker or forge could not be reached or refused a request.
+    #[error("project {project}: {message}")]
+    Outside { project: String, message: String },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("job {job}: {message}")]
@@ -84,6 +87,8 @@ pub struct Runner {
     /// One HTTP client for every built-in agent step: its connection pool and TLS setup are
     /// made once, not per step.
     pub(crate) http: reqwest::Client,
+    /// Each project's outside tracker and forge clients, built on first use.
+    pub(crate) outside: crate::outside::OutsideCache,
 }
 
 impl Runner {
@@ -97,7 +102,18 @@ impl Runner {
             progress: None,
             policies: Default::default(),
             http: reqwest::Client::new(),
+            outside: Default::default(),
         }
+    }
+
+    /// Use these outside clients (shared with the webhook side, or with test retry waits).
+    pub fn with_outside(mut self, outside: crate::outside::OutsideCache) -> Self {
+        self.outside = outside;
+        self
+    }
+
+    pub fn outside_cache(&self) -> crate::outside::OutsideCache {
+        self.outside.clone()
     }
 
     /// Stream live progress to `sink`.
@@ -117,6 +133,7 @@ impl Runner {
             progress: Some(sink),
             policies: self.policies.clone(),
             http: self.http.clone(),
+            outside: self.outside.clone(),
         }
     }
 
@@ -227,14 +244,8 @@ impl Runner {
             }
             _ => {
                 let id = JobId::new();
-                let created = JobEvent::Created {
-                    ticket: ticket.key.clone(),
-                    project: key.project().parse().map_err(|e| RunError::Journal {
-                        job: id,
-                        message: format!("{e}"),
-                    })?,
-                    max_rounds: self.config.max_fix_rounds,
-                };
+                let created = crate::control::JobOptions::for_project(&self.config, key.project())
+                    .created(key, id)?;
                 self.store.create_job(id, key, &created).await?;
                 (id, false)
             }
@@ -338,7 +349,7 @@ impl Runner {
         let mut state = replay(job, &journal)?;
         loop {
             match next_action(&state) {
-                Action::Finished | Action::AwaitApproval => return Ok(state),
+                Action::Finished | Action::AwaitApproval | Action::AwaitPr => return Ok(state),
                 Action::GiveUp { effect, reason } => {
                     let event = JobEvent::EffectFailed {
                         effect,

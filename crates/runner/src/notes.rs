@@ -70,6 +70,21 @@ pub fn triage_summary(state: &JobState) -> String {
 /// Render the note of `kind`; `plan` is the plan text for the plan note.
 pub fn render(kind: NoteKind, job: JobId, state: &JobState, plan: Option<&str>) -> String {
     match kind {
+        NoteKind::Acknowledged => format!(
+            "codemill picked up {} (job {}) and is checking whether it is ready to build.",
+            state.ticket,
+            job.short()
+        ),
+        NoteKind::Merged => format!(
+            "**Merged** — the pull request{} was merged; codemill is done with {}.",
+            pr_ref(state),
+            state.ticket
+        ),
+        NoteKind::Closed => format!(
+            "**Closed** — the pull request{} was closed without merging; codemill cleaned up and stopped on {}.",
+            pr_ref(state),
+            state.ticket
+        ),
         NoteKind::NeedsInput => {
             let mut out = format!(
                 "**codemill needs more input before it can start** (job {}). Please answer these questions in the ticket, then run it again:\n\n",
@@ -113,14 +128,20 @@ pub fn render(kind: NoteKind, job: JobId, state: &JobState, plan: Option<&str>) 
             out
         }
         NoteKind::Shipped => {
+            let pr = match (&state.pr_url, state.pr_number) {
+                (Some(url), Some(n)) => format!("draft PR [#{n}]({url}) opened"),
+                _ => format!(
+                    "PR #{} recorded",
+                    state
+                        .pr
+                        .map(|p| p.to_string())
+                        .unwrap_or_else(|| "-".into())
+                ),
+            };
             let mut out = format!(
-                "**Shipped** — branch `{}` at `{}` pushed; PR #{} recorded. Approved by {}.",
+                "**Shipped** — branch `{}` at `{}` pushed; {pr}. Approved by {}.",
                 state.branch.as_deref().unwrap_or("-"),
                 state.commit.as_deref().map(short).unwrap_or("-"),
-                state
-                    .pr
-                    .map(|p| p.to_string())
-                    .unwrap_or_else(|| "-".into()),
                 state.approved_by.as_deref().unwrap_or("-"),
             );
             if !state.backlog_tickets.is_empty() {
@@ -191,6 +212,70 @@ fn stopped(job: JobId, state: &JobState) -> String {
             "Run `codemill run {}` to start a new attempt after editing the ticket.",
             state.ticket
         ));
+    }
+    out
+}
+
+fn pr_ref(state: &JobState) -> String {
+    match (&state.pr_url, state.pr_number) {
+        (Some(url), Some(n)) => format!(" [#{n}]({url})"),
+        _ => String::new(),
+    }
+}
+
+/// The one progress comment of an outside ticket, edited in place at every step: where the job
+/// stands, the latest note, and the plan once there is one.
+pub fn progress(
+    kind: NoteKind,
+    job: JobId,
+    state: &JobState,
+    plan: Option<&str>,
+    status: codemill_core::pipeline::TicketStatus,
+) -> String {
+    let mut out = format!(
+        "**codemill** · job `{}` · {} · cost so far ${:.4}\n\n",
+        job.short(),
+        status.as_str().replace('_', " "),
+        state.cost_usd
+    );
+    out.push_str(render(kind, job, state, plan).trim());
+    if kind != NoteKind::Plan
+        && let Some(plan) = plan.filter(|p| !p.trim().is_empty())
+    {
+        out.push_str(&format!("\n\n**Plan**\n\n{}", plan.trim()));
+    }
+    out.push('\n');
+    out
+}
+
+/// The reply on the PR after a feedback round.
+pub fn feedback_reply(state: &JobState, summary: Option<&str>) -> String {
+    use codemill_core::pipeline::FeedbackResult;
+    let what = match &state.feedback_result {
+        Some(FeedbackResult::Pushed { commit }) => format!(
+            "Addressed in `{}`, pushed to `{}`.",
+            short(commit),
+            state.branch.as_deref().unwrap_or("this branch")
+        ),
+        Some(FeedbackResult::NoChange) => {
+            "Looked at this but made no change to the code.".to_string()
+        }
+        Some(FeedbackResult::Failed { reason }) => {
+            format!("Could not address this automatically: {reason}. Nothing was pushed.")
+        }
+        None => "No result.".to_string(),
+    };
+    let mut out = format!("**codemill** (round {}): {what}", state.feedback_round);
+    if let Some(s) = summary.map(str::trim).filter(|s| !s.is_empty()) {
+        out.push_str(&format!("\n\n> {}", s.replace('\n', "\n> ")));
+    }
+    let failing: Vec<&str> = state
+        .failing_gates()
+        .iter()
+        .map(|g| g.name.as_str())
+        .collect();
+    if !failing.is_empty() {
+        out.push_str(&format!("\n\nFailing gates: {}.", failing.join(", ")));
     }
     out
 }

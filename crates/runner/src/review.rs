@@ -148,6 +148,10 @@ impl Runner {
         ticket: &Ticket,
     ) -> Result<JobEvent, RunError> {
         let mut keys = Vec::new();
+        let outside = match self.outside(state) {
+            Ok(o) => o,
+            Err(e) => return Ok(crate::effects::failed(&Effect::CreateBacklogTickets, e)),
+        };
         for d in state.backlog() {
             debug_assert_eq!(d.bucket, Bucket::Backlog);
             let f = &d.finding;
@@ -166,6 +170,22 @@ impl Runner {
                     .unwrap_or_default(),
                 d.reason
             );
+            if let Some(tracker) = &outside.tracker {
+                let parent = ticket
+                    .external
+                    .clone()
+                    .unwrap_or_else(|| ticket.key.number().to_string());
+                match tracker
+                    .create_linked(&parent, &format!("codemill:{marker}"), &title, &body)
+                    .await
+                {
+                    Ok(k) => keys.push(k),
+                    Err(e) => {
+                        return self.outside_failure(state, &Effect::CreateBacklogTickets, e);
+                    }
+                }
+                continue;
+            }
             let (t, _) = self
                 .store
                 .create_linked_ticket(

@@ -72,7 +72,7 @@ impl Runner {
         heartbeat.abort();
         let worked = match result {
             Ok(state) => {
-                let outcome = if state.stage == Stage::AwaitingApproval {
+                let outcome = if matches!(state.stage, Stage::AwaitingApproval | Stage::InReview) {
                     Outcome::Waiting
                 } else {
                     Outcome::Done

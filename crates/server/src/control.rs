@@ -27,6 +27,41 @@ pub trait Control: Send + Sync + 'static {
     fn cancel<'a>(&'a self, ticket: &'a TicketKey) -> ControlFuture<'a, JobId>;
     /// Run the ticket's stopped or dead job again.
     fn retry<'a>(&'a self, ticket: &'a TicketKey) -> ControlFuture<'a, JobId>;
+    /// An event from an outside tracker or forge, verified and read by the webhook handler.
+    /// Answers a JSON summary of what was done. The default refuses: a server without the
+    /// runner has no trackers.
+    fn outside<'a>(&'a self, event: OutsideEvent) -> ControlFuture<'a, serde_json::Value> {
+        let _ = event;
+        Box::pin(async {
+            Err(ControlError::Failed(
+                "outside trackers are not available in this server".into(),
+            ))
+        })
+    }
+}
+
+/// What an outside webhook asks for, per project.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutsideEvent {
+    /// An issue may have entered the trigger state; `actor` is who changed it.
+    Trigger {
+        project: String,
+        key: String,
+        actor: Option<String>,
+    },
+    /// Feedback on codemill's PR from branch `head`.
+    Feedback {
+        project: String,
+        head: String,
+        feedback: codemill_core::pipeline::Feedback,
+    },
+    /// codemill's PR from `head` was closed.
+    PrClosed {
+        project: String,
+        head: String,
+        merged: bool,
+        actor: Option<String>,
+    },
 }
 
 /// Why a state change was refused; the message is shown to the caller as is, so it should name

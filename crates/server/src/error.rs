@@ -47,6 +47,9 @@ pub(crate) enum ApiError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Internal(String),
+    /// An outside system could not be reached; the sender should retry.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl ApiError {
@@ -63,6 +66,7 @@ impl ApiError {
             ApiError::Store(StoreError::ActiveJob { .. })
             | ApiError::Store(StoreError::InvalidTransition { .. }) => StatusCode::CONFLICT,
             ApiError::Store(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }

@@ -12,6 +12,7 @@
 //! |---|---|
 //! | `GET /health`, `GET /metrics` | none (no ticket data; keep the port off the internet or scrape through a proxy) |
 //! | `POST /webhooks/{provider}` | HMAC-SHA256 of the raw body with the provider's secret, see [`webhook`] |
+//! | `POST /webhooks/{jira,github,linear}/{project}` | the vendor's own signature with the project's secret, see [`outside`] |
 //! | `GET /api/tickets`, `GET /api/tickets/{key}`, `GET /api/jobs/{id}`, `GET /api/proposals` | `Authorization: Bearer <token>` |
 //! | `POST /api/tickets/{key}/approve`, `/reject`, `/cancel`, `/retry` | `Authorization: Bearer <token>` |
 //!
@@ -29,6 +30,7 @@ mod auth;
 mod control;
 mod error;
 mod metrics;
+pub mod outside;
 pub mod webhook;
 
 use std::collections::HashMap;
@@ -49,9 +51,10 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 
 pub use auth::{hash_token, new_token};
-pub use control::{Control, ControlError, ControlFuture};
+pub use control::{Control, ControlError, ControlFuture, OutsideEvent};
 pub use error::ConfigError;
 pub use metrics::Metrics;
+pub use outside::OutsideHook;
 
 /// The webhook providers this server understands; each needs its own secret.
 pub const PROVIDERS: &[&str] = &["local", "generic"];
@@ -70,6 +73,8 @@ pub struct ServerConfig {
     pub max_rounds: u32,
     /// Attempts before a job created by a webhook is dead-lettered.
     pub max_attempts: u32,
+    /// Per-project webhooks of Jira, GitHub and Linear (`/webhooks/{vendor}/{project}`).
+    pub outside_hooks: Vec<OutsideHook>,
 }
 
 impl Default for ServerConfig {
@@ -80,6 +85,7 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(30),
             max_rounds: 3,
             max_attempts: 3,
+            outside_hooks: Vec::new(),
         }
     }
 }
@@ -99,6 +105,7 @@ struct Inner {
     max_rounds: u32,
     max_attempts: u32,
     metrics: Metrics,
+    outside_hooks: Vec<OutsideHook>,
 }
 
 impl AppState {
@@ -119,6 +126,17 @@ impl AppState {
             }
             if secrets.insert(provider.clone(), secret).is_some() {
                 return Err(ConfigError::DuplicateProvider(provider));
+            }
+        }
+        for hook in &config.outside_hooks {
+            if !outside::VENDORS.contains(&hook.vendor.as_str()) {
+                return Err(ConfigError::UnknownProvider(hook.vendor.clone()));
+            }
+            if hook.secret.expose_secret().is_empty() {
+                return Err(ConfigError::EmptySecret(format!(
+                    "{}/{}",
+                    hook.vendor, hook.project
+                )));
             }
         }
         if config.body_limit == 0 {
@@ -146,6 +164,7 @@ impl AppState {
                 max_rounds: config.max_rounds,
                 max_attempts: config.max_attempts,
                 metrics: Metrics::new(),
+                outside_hooks: config.outside_hooks,
             }),
         })
     }
@@ -165,6 +184,13 @@ impl AppState {
 
     pub(crate) fn secret(&self, provider: &str) -> Option<&SecretString> {
         self.inner.secrets.get(provider)
+    }
+
+    pub(crate) fn outside_hook(&self, vendor: &str, project: &str) -> Option<&OutsideHook> {
+        self.inner
+            .outside_hooks
+            .iter()
+            .find(|h| h.vendor == vendor && h.project == project)
     }
 
     pub(crate) fn body_limit(&self) -> usize {
@@ -203,11 +229,16 @@ pub fn router(state: AppState) -> Router {
         header::COOKIE,
         header::SET_COOKIE,
         HeaderName::from_static(webhook::SIGNATURE_HEADER),
+        HeaderName::from_static("x-hub-signature-256"),
+        HeaderName::from_static("x-hub-signature"),
+        HeaderName::from_static("linear-signature"),
+        HeaderName::from_static("x-codemill-token"),
     ]);
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics::render))
         .route("/webhooks/{provider}", post(webhook::receive))
+        .route("/webhooks/{provider}/{project}", post(outside::receive))
         .merge(api)
         .fallback(error::not_found)
         // Innermost first. Both limits agree: the tower-http one refuses by Content-Length before

@@ -89,12 +89,12 @@ struct Accepted {
 }
 
 /// A refused delivery: the answer, and the result label it is counted under.
-struct Refused {
-    result: &'static str,
-    error: ApiError,
+pub(crate) struct Refused {
+    pub(crate) result: &'static str,
+    pub(crate) error: ApiError,
 }
 
-fn refuse(result: &'static str, error: ApiError) -> Refused {
+pub(crate) fn refuse(result: &'static str, error: ApiError) -> Refused {
     Refused { result, error }
 }
 
@@ -212,6 +212,8 @@ async fn ticket_ready(
         ticket: key.clone(),
         project,
         max_rounds: state.max_rounds(),
+        acknowledge: false,
+        follow_pr: false,
     };
     let job = NewJob {
         id: JobId::new(),
@@ -287,7 +289,7 @@ fn verify(secret: &[u8], body: &[u8], tag: &[u8]) -> Result<(), ApiError> {
 
 /// Read the whole body, at most `limit` bytes. The body limit layer already refused a too
 /// large `Content-Length`; a streamed body fails here once it passes the limit.
-async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, Refused> {
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, Refused> {
     axum::body::to_bytes(body, limit).await.map_err(|e| {
         if is_length_limit(&e) {
             refuse("too_large", ApiError::TooLarge(limit))
@@ -311,7 +313,7 @@ fn is_length_limit(e: &axum::Error) -> bool {
     false
 }
 
-fn is_json(headers: &HeaderMap) -> bool {
+pub(crate) fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

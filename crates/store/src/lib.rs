@@ -63,7 +63,9 @@ use codemill_core::ids::{JobId, ProjectName, TicketKey};
 use codemill_core::pipeline::{JobEvent, TicketStatus};
 
 pub use error::{FenceReason, StoreError};
-pub use model::{Comment, JobRow, JournalEntry, Link, NewPr, PrRecord, StatusChange, Ticket};
+pub use model::{
+    Comment, JobRow, JournalEntry, Link, MirroredTicket, NewPr, PrRecord, StatusChange, Ticket,
+};
 pub use queue::{
     Backoff, Delivery, Enqueued, InboxRow, Lease, Limits, NewJob, Outcome, QueueEntry, QueueState,
     Reaped, Recorded, TokenRow,
@@ -150,6 +152,12 @@ impl Store {
         labels: &[String],
     ) -> Result<Ticket, StoreError> {
         on_backend!(self, create_ticket(project, title, body, labels))
+    }
+
+    /// Insert or refresh a ticket mirrored from an outside tracker (its key is
+    /// `<project>-<number>`); a changed title or body counts as an edit; status is kept.
+    pub async fn mirror_ticket(&self, ticket: &MirroredTicket<'_>) -> Result<Ticket, StoreError> {
+        on_backend!(self, mirror_ticket(ticket))
     }
 
     pub async fn ticket(&self, key: &TicketKey) -> Result<Option<Ticket>, StoreError> {

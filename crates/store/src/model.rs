@@ -18,6 +18,21 @@ pub struct Ticket {
     pub updated_at: DateTime<Utc>,
     /// When a person last changed the title or body.
     pub edited_at: Option<DateTime<Utc>>,
+    /// The outside tracker's key (`PROJ-12`, `42`, `ENG-7`) for a mirrored ticket.
+    pub external: Option<String>,
+    /// A link to the ticket in its tracker.
+    pub url: Option<String>,
+}
+
+/// A ticket as read from an outside tracker, to mirror locally.
+#[derive(Debug, Clone)]
+pub struct MirroredTicket<'a> {
+    pub key: &'a TicketKey,
+    pub external: &'a str,
+    pub url: &'a str,
+    pub title: &'a str,
+    pub body: &'a str,
+    pub labels: &'a [String],
 }
 
 /// A link between two tickets, e.g. a backlog ticket created from a finding on another.

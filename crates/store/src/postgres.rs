@@ -15,7 +15,8 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 
 use crate::StoreError;
 use crate::model::{
-    self, Comment, JobRow, JournalEntry, Link, NewPr, PrRecord, StatusChange, Ticket,
+    self, Comment, JobRow, JournalEntry, Link, MirroredTicket, NewPr, PrRecord, StatusChange,
+    Ticket,
 };
 use crate::queue::micros;
 
@@ -30,7 +31,7 @@ const LOCK_TICKET_JOBS: i32 = 0x636d_0003;
 /// Ticket columns with the labels as JSON text, which `model::labels` parses.
 macro_rules! ticket_columns {
     () => {
-        "key, project, title, body, labels::text AS labels, status, created_at, updated_at, edited_at"
+        "key, project, title, body, labels::text AS labels, status, created_at, updated_at, edited_at, external, url"
     };
 }
 
@@ -89,6 +90,29 @@ impl Postgres {
         self.ticket(key)
             .await?
             .ok_or_else(|| StoreError::NoTicket(key.to_string()))
+    }
+
+    /// Insert or refresh a ticket mirrored from an outside tracker; a changed title or body
+    /// counts as an edit. Its status is codemill's own and is kept.
+    pub async fn mirror_ticket(&self, t: &MirroredTicket<'_>) -> Result<Ticket, StoreError> {
+        sqlx::query(
+            "INSERT INTO tickets (key, project, number, title, body, labels, status, created_at, updated_at, external, url) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $8, $9, $10) ON CONFLICT (key) DO UPDATE SET edited_at = CASE WHEN tickets.title <> excluded.title OR tickets.body <> excluded.body THEN excluded.updated_at ELSE tickets.edited_at END, title = excluded.title, body = excluded.body, labels = excluded.labels, external = excluded.external, url = excluded.url, updated_at = excluded.updated_at",
+        )
+        .bind(t.key.to_string())
+        .bind(t.key.project())
+        .bind(t.key.number() as i64)
+        .bind(t.title)
+        .bind(t.body)
+        .bind(model::to_json(t.labels)?)
+        .bind(TicketStatus::Todo.as_str())
+        .bind(Utc::now())
+        .bind(t.external)
+        .bind(t.url)
+        .execute(&self.pool)
+        .await?;
+        self.ticket(t.key)
+            .await?
+            .ok_or_else(|| StoreError::NoTicket(t.key.to_string()))
     }
 
     pub async fn ticket(&self, key: &TicketKey) -> Result<Option<Ticket>, StoreError> {
@@ -533,6 +557,8 @@ fn ticket_from_row(r: &PgRow) -> Result<Ticket, StoreError> {
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
         edited_at: r.try_get("edited_at")?,
+        external: r.try_get("external")?,
+        url: r.try_get("url")?,
     })
 }
 

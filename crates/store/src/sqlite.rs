@@ -20,7 +20,8 @@ use sqlx::sqlite::{
 
 use crate::StoreError;
 use crate::model::{
-    self, Comment, JobRow, JournalEntry, Link, NewPr, PrRecord, StatusChange, Ticket,
+    self, Comment, JobRow, JournalEntry, Link, MirroredTicket, NewPr, PrRecord, StatusChange,
+    Ticket,
 };
 
 type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
@@ -104,6 +105,29 @@ impl Sqlite {
         self.ticket(key)
             .await?
             .ok_or_else(|| StoreError::NoTicket(key.to_string()))
+    }
+
+    /// Insert or refresh a ticket mirrored from an outside tracker; a changed title or body
+    /// counts as an edit. Its status is codemill's own and is kept.
+    pub async fn mirror_ticket(&self, t: &MirroredTicket<'_>) -> Result<Ticket, StoreError> {
+        sqlx::query(
+            "INSERT INTO tickets (key, project, number, title, body, labels, status, created_at, updated_at, external, url) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10) ON CONFLICT(key) DO UPDATE SET edited_at = CASE WHEN tickets.title <> excluded.title OR tickets.body <> excluded.body THEN excluded.updated_at ELSE tickets.edited_at END, title = excluded.title, body = excluded.body, labels = excluded.labels, external = excluded.external, url = excluded.url, updated_at = excluded.updated_at",
+        )
+        .bind(t.key.to_string())
+        .bind(t.key.project())
+        .bind(t.key.number() as i64)
+        .bind(t.title)
+        .bind(t.body)
+        .bind(model::to_json(t.labels)?)
+        .bind(TicketStatus::Todo.as_str())
+        .bind(now())
+        .bind(t.external)
+        .bind(t.url)
+        .execute(&self.pool)
+        .await?;
+        self.ticket(t.key)
+            .await?
+            .ok_or_else(|| StoreError::NoTicket(t.key.to_string()))
     }
 
     pub async fn ticket(&self, key: &TicketKey) -> Result<Option<Ticket>, StoreError> {
@@ -541,6 +565,8 @@ fn ticket_from_row(r: &SqliteRow) -> Result<Ticket, StoreError> {
         created_at: time_at(r, "created_at")?,
         updated_at: time_at(r, "updated_at")?,
         edited_at: time_opt(r, "edited_at")?,
+        external: r.try_get("external")?,
+        url: r.try_get("url")?,
     })
 }
 

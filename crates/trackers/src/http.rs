@@ -265,10 +265,15 @@ impl HttpClient {
     }
 
     async fn once(&self, req: &Req, auth: &Auth) -> std::result::Result<Answer, Failure> {
-        let mut builder = self
-            .client
-            .request(req.method.clone(), self.url(&req.path))
-            .header("accept", "application/json");
+        let mut builder = self.client.request(req.method.clone(), self.url(&req.path));
+        // A vendor's own media type (GitHub's) replaces the generic one.
+        if !req
+            .headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("accept"))
+        {
+            builder = builder.header("accept", "application/json");
+        }
         if !req.query.is_empty() {
             builder = builder.query(&req.query);
         }

@@ -8,6 +8,7 @@ mod demo;
 mod doctor;
 mod harness;
 mod mixed;
+mod outside;
 mod pipeline;
 mod review;
 mod serve;

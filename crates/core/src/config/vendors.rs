@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 use crate::pipeline::TicketStatus;
 
 /// Where a project's tickets live.
+// Built once per project from the config file; boxing the settings would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TrackerSettings {
@@ -28,6 +30,7 @@ impl TrackerSettings {
 }
 
 /// Where a project's pull requests go.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ForgeSettings {

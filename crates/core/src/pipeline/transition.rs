@@ -2,9 +2,53 @@
 //! (stage, event), with every pair that does not fit listed explicitly as invalid.
 
 use super::{
-    AgentStage, AngleReview, InvalidEvent, JobEvent, JobState, Stage, StageCost, StageRun, StopKind,
+    AgentStage, AngleReview, FEEDBACK_ATTEMPTS, Feedback, FeedbackKind, FeedbackResult,
+    InvalidEvent, JobEvent, JobState, Stage, StageCost, StageRun, StopKind,
 };
 use crate::triage::Bucket;
+
+/// Start a feedback round on `items`, or wait in review when there is nothing to do. Rounds
+/// started only by failed checks are capped at `max_rounds` in a row, so a check that the agent
+/// cannot make pass does not loop forever; feedback from a person resets the count.
+fn start_round(mut s: JobState, items: Vec<Feedback>) -> JobState {
+    let checks_only = items.iter().all(|f| f.kind == FeedbackKind::CheckFailed);
+    if items.is_empty() || (checks_only && s.check_rounds >= s.max_rounds) {
+        s.stage = Stage::InReview;
+        return s;
+    }
+    s.check_rounds = if checks_only { s.check_rounds + 1 } else { 0 };
+    s.feedback_round += 1;
+    s.feedback = items;
+    s.feedback_attempts = 0;
+    s.feedback_result = None;
+    s.stage = Stage::FeedbackPrepare;
+    s
+}
+
+/// Where a job goes once a PR is open and nothing runs: close, the next round, or review.
+fn settle(mut s: JobState) -> JobState {
+    if let Some(merged) = s.pr_closed.take() {
+        s.merged = Some(merged);
+        s.stage = Stage::AnnouncePrClosed;
+        return s;
+    }
+    let pending = std::mem::take(&mut s.pending_feedback);
+    start_round(s, pending)
+}
+
+/// Stages after the PR exists in which feedback and closing are recorded for later.
+fn pr_open(stage: Stage) -> bool {
+    matches!(
+        stage,
+        Stage::CreateBacklog | Stage::AnnounceShipped | Stage::Cleanup
+    ) || stage.is_feedback()
+}
+
+fn feedback_failed(mut s: JobState, reason: String) -> JobState {
+    s.feedback_result = Some(FeedbackResult::Failed { reason });
+    s.stage = Stage::FeedbackReply;
+    s
+}
 
 fn stop(mut s: JobState, kind: StopKind, reason: String) -> JobState {
     s.stop = Some(kind);
@@ -61,8 +105,44 @@ pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEven
     };
     let mut s = state.clone();
 
+    // Feedback and closing come from outside and may arrive while an effect runs: they do not
+    // complete the pending effect.
+    match event {
+        JobEvent::FeedbackReceived { feedback } => {
+            if !s.follow_pr || !(s.stage == Stage::InReview || pr_open(s.stage)) {
+                return Err(invalid());
+            }
+            let fresh: Vec<Feedback> = feedback
+                .iter()
+                .filter(|f| !s.feedback_seen.contains(&f.id))
+                .cloned()
+                .collect();
+            s.feedback_seen.extend(fresh.iter().map(|f| f.id.clone()));
+            if s.stage == Stage::InReview {
+                return Ok(start_round(s, fresh));
+            }
+            s.pending_feedback.extend(fresh);
+            return Ok(s);
+        }
+        JobEvent::PrClosed { merged, .. } => {
+            match s.stage {
+                Stage::InReview => {
+                    s.merged = Some(*merged);
+                    s.stage = Stage::AnnouncePrClosed;
+                }
+                st if s.follow_pr && pr_open(st) => s.pr_closed = Some(*merged),
+                // Told twice: nothing new.
+                Stage::AnnouncePrClosed | Stage::FinalCleanup => {}
+                _ => return Err(invalid()),
+            }
+            return Ok(s);
+        }
+        _ => {}
+    }
+
     if let JobEvent::EffectStarted { .. } = event {
-        if s.stage.is_terminal() || s.stage == Stage::AwaitingApproval {
+        if s.stage.is_terminal() || s.stage == Stage::AwaitingApproval || s.stage == Stage::InReview
+        {
             return Err(invalid());
         }
         s.starts_in_stage += 1;
@@ -81,12 +161,26 @@ pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEven
                 _ => Stage::NeedsAttention,
             },
             Stage::AnnounceNeedsInput => Stage::NeedsInput,
-            Stage::Done
+            // A failed feedback round is reported on the PR; the PR stays in review.
+            Stage::FeedbackPrepare
+            | Stage::FeedbackFix
+            | Stage::FeedbackGates
+            | Stage::FeedbackCommit
+            | Stage::FeedbackPush => {
+                return Ok(feedback_failed(s, format!("{effect} failed: {error}")));
+            }
+            Stage::FeedbackReply => Stage::FeedbackCleanup,
+            Stage::FeedbackCleanup => return Ok(settle(s)),
+            Stage::AnnouncePrClosed => Stage::FinalCleanup,
+            Stage::FinalCleanup => Stage::Done,
+            Stage::InReview
+            | Stage::Done
             | Stage::NeedsAttention
             | Stage::NeedsInput
             | Stage::Rejected
             | Stage::AwaitingApproval => return Err(invalid()),
-            Stage::Readiness
+            Stage::Acknowledge
+            | Stage::Readiness
             | Stage::Start
             | Stage::Prepare
             | Stage::Research
@@ -114,13 +208,14 @@ pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEven
                 Stage::Snapshot
             }
         };
-        if s.reason.is_none() {
+        if s.reason.is_none() && s.stop.is_some() {
             s.reason = Some(format!("{effect} failed: {error}"));
         }
         return Ok(s);
     }
 
     match (s.stage, event) {
+        (Stage::Acknowledge, JobEvent::TicketUpdated { .. }) => s.stage = Stage::Readiness,
         (
             Stage::Readiness,
             JobEvent::AgentFinished {
@@ -401,8 +496,10 @@ pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEven
             s = stop(s, StopKind::Rejected, format!("rejected by {by}: {reason}"));
         }
         (Stage::Push, JobEvent::Pushed { .. }) => s.stage = Stage::RecordPr,
-        (Stage::RecordPr, JobEvent::PrRecorded { pr }) => {
+        (Stage::RecordPr, JobEvent::PrRecorded { pr, number, url }) => {
             s.pr = Some(*pr);
+            s.pr_number = *number;
+            s.pr_url = url.clone();
             s.stage = Stage::CreateBacklog;
         }
         (Stage::CreateBacklog, JobEvent::BacklogCreated { tickets }) => {
@@ -410,7 +507,84 @@ pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEven
             s.stage = Stage::AnnounceShipped;
         }
         (Stage::AnnounceShipped, JobEvent::TicketUpdated { .. }) => s.stage = Stage::Cleanup,
-        (Stage::Cleanup, JobEvent::CleanedUp { .. }) => s.stage = Stage::Done,
+        (Stage::Cleanup, JobEvent::CleanedUp { .. }) => {
+            if s.follow_pr {
+                s = settle(s);
+            } else {
+                s.stage = Stage::Done;
+            }
+        }
+        (Stage::FeedbackPrepare, JobEvent::FeedbackWorkspaceReady { worktree, head }) => {
+            s.worktree = Some(worktree.clone());
+            s.commit = Some(head.clone());
+            s.stage = Stage::FeedbackFix;
+        }
+        (
+            Stage::FeedbackFix,
+            JobEvent::AgentFinished {
+                stage: AgentStage::Fix,
+                round,
+                run,
+            },
+        ) if *round == s.round + 1 => {
+            record_cost(&mut s, AgentStage::Fix, *round, run);
+            if run.session_id.is_some() {
+                s.implement_session = run.session_id.clone();
+            }
+            s.round = *round;
+            s.feedback_attempts += 1;
+            if run.outcome.is_success() {
+                s.stage = Stage::FeedbackGates;
+            } else {
+                s = feedback_failed(s, agent_reason(AgentStage::Fix, run));
+            }
+        }
+        (Stage::FeedbackGates, JobEvent::GatesFinished { round, gates }) if *round == s.round => {
+            s.gates = gates.clone();
+            if gates.iter().all(|g| g.passed) {
+                s.stage = Stage::FeedbackCommit;
+            } else if s.feedback_attempts < FEEDBACK_ATTEMPTS {
+                s.stage = Stage::FeedbackFix;
+            } else {
+                let names: Vec<&str> = gates
+                    .iter()
+                    .filter(|g| !g.passed)
+                    .map(|g| g.name.as_str())
+                    .collect();
+                let reason = format!(
+                    "gates still failing after {} attempt(s): {}",
+                    s.feedback_attempts,
+                    names.join(", ")
+                );
+                s = feedback_failed(s, reason);
+            }
+        }
+        (Stage::FeedbackCommit, JobEvent::Committed { commit }) => {
+            if s.commit.as_deref() == Some(commit.as_str()) {
+                s.feedback_result = Some(FeedbackResult::NoChange);
+                s.stage = Stage::FeedbackReply;
+            } else {
+                s.commit = Some(commit.clone());
+                s.stage = Stage::FeedbackPush;
+            }
+        }
+        (Stage::FeedbackPush, JobEvent::Pushed { commit, .. }) => {
+            s.feedback_result = Some(FeedbackResult::Pushed {
+                commit: commit.clone(),
+            });
+            s.stage = Stage::FeedbackReply;
+        }
+        (Stage::FeedbackReply, JobEvent::FeedbackReplied { round })
+            if *round == s.feedback_round =>
+        {
+            s.stage = Stage::FeedbackCleanup;
+        }
+        (Stage::FeedbackCleanup, JobEvent::CleanedUp { .. }) => {
+            s.feedback.clear();
+            s = settle(s);
+        }
+        (Stage::AnnouncePrClosed, JobEvent::TicketUpdated { .. }) => s.stage = Stage::FinalCleanup,
+        (Stage::FinalCleanup, JobEvent::CleanedUp { .. }) => s.stage = Stage::Done,
         (Stage::Snapshot, JobEvent::Snapshotted { wip_ref, commit }) => {
             if let (Some(r), Some(c)) = (wip_ref, commit) {
                 s.wip = Some((r.clone(), c.clone()));
@@ -426,7 +600,8 @@ pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEven
         }
         // Listed in full (no catch-all arm) so a new stage or event must be placed explicitly.
         (
-            Stage::Readiness
+            Stage::Acknowledge
+            | Stage::Readiness
             | Stage::AnnounceNeedsInput
             | Stage::NeedsInput
             | Stage::Start
@@ -449,6 +624,16 @@ pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEven
             | Stage::CreateBacklog
             | Stage::AnnounceShipped
             | Stage::Cleanup
+            | Stage::InReview
+            | Stage::FeedbackPrepare
+            | Stage::FeedbackFix
+            | Stage::FeedbackGates
+            | Stage::FeedbackCommit
+            | Stage::FeedbackPush
+            | Stage::FeedbackReply
+            | Stage::FeedbackCleanup
+            | Stage::AnnouncePrClosed
+            | Stage::FinalCleanup
             | Stage::Done
             | Stage::Snapshot
             | Stage::AnnounceStop
@@ -471,7 +656,11 @@ pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEven
             | JobEvent::PrRecorded { .. }
             | JobEvent::BacklogCreated { .. }
             | JobEvent::Snapshotted { .. }
-            | JobEvent::CleanedUp { .. },
+            | JobEvent::CleanedUp { .. }
+            | JobEvent::FeedbackReceived { .. }
+            | JobEvent::PrClosed { .. }
+            | JobEvent::FeedbackWorkspaceReady { .. }
+            | JobEvent::FeedbackReplied { .. },
         ) => return Err(invalid()),
     }
     Ok(s)

@@ -182,6 +182,8 @@ fn to_approval(key: &TicketKey) -> Vec<JobEvent> {
             ticket: key.clone(),
             project: key.project().parse().unwrap(),
             max_rounds: 3,
+            acknowledge: false,
+            follow_pr: false,
         },
         agent(AgentStage::Readiness, |r| {
             r.readiness = Some(Readiness {

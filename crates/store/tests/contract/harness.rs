@@ -192,6 +192,8 @@ pub fn created(ticket: &TicketKey) -> JobEvent {
         ticket: ticket.clone(),
         project: ticket.project().parse().unwrap(),
         max_rounds: 3,
+        acknowledge: false,
+        follow_pr: false,
     }
 }
 

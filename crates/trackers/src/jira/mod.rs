@@ -1,1 +1,714 @@
-//! jira client (in progress).
+//! Jira Cloud (REST API v3) as a [`Tracker`]: trigger search, issue reads with ADF turned into
+//! Markdown, a sticky comment per marker, labels, workflow transitions and linked backlog issues.
+//! Every write looks first (comments and backlog issues by their `[<marker>]` text, transitions by
+//! the current status), so an operation retried after an ambiguous failure does nothing twice.
+
+mod adf;
+mod webhook;
+
+use std::sync::{Arc, Mutex};
+
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+
+use codemill_core::config::vendors::{JiraAuth, JiraSettings};
+use codemill_core::pipeline::TicketStatus;
+
+use crate::http::{Answer, Auth, HttpClient, Req, RetryPolicy, retry_op};
+use crate::{Env, Error, Issue, IssueComment, Result, Tracker, has_codemill_marker, secret_from};
+
+pub use adf::{adf_to_markdown, markdown_to_adf, plain_text};
+pub use webhook::{parse_webhook, verify_webhook};
+
+const VENDOR: &str = "jira";
+const API: &str = "/rest/api/3";
+/// Page size asked for; Jira may answer with fewer.
+const PAGE: u64 = 50;
+/// Pages followed before giving up on a paginated answer that never ends.
+const MAX_PAGES: usize = 1000;
+
+/// A Jira Cloud site, signed in. Cheap to clone (one shared HTTP client and rate-limit state).
+#[derive(Clone)]
+pub struct Jira {
+    http: HttpClient,
+    auth: Auth,
+    settings: Arc<JiraSettings>,
+}
+
+impl std::fmt::Debug for Jira {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Jira")
+            .field("base_url", &self.http.base())
+            .field("project_key", &self.settings.project_key)
+            .field("auth", &self.auth)
+            .finish()
+    }
+}
+
+/// The marker as it appears in a document: visible (ADF has no hidden text) but quiet.
+fn marker_text(marker: &str) -> String {
+    format!("[{marker}]")
+}
+
+/// Jira refuses rich text longer than 32 767 characters (of its JSON); a little room is kept.
+const MAX_BODY_CHARS: usize = 32_000;
+
+/// `markdown` as ADF with a final, emphasised paragraph carrying the marker, cut short (and
+/// saying so) when it would be too long for Jira to accept.
+fn with_marker(markdown: &str, marker: &str) -> Value {
+    let build = |text: &str| {
+        let mut doc = markdown_to_adf(text);
+        let line = json!({"type": "paragraph", "content": [
+            {"type": "text", "text": format!("codemill · {}", marker_text(marker)), "marks": [{"type": "em"}]}
+        ]});
+        if let Some(content) = doc.get_mut("content").and_then(Value::as_array_mut) {
+            content.push(line);
+        }
+        doc
+    };
+    let size = |doc: &Value| serde_json::to_string(doc).map_or(usize::MAX, |s| s.chars().count());
+    let mut doc = build(markdown);
+    let mut keep = markdown.len();
+    while size(&doc) > MAX_BODY_CHARS && keep > 0 {
+        keep = keep * 3 / 4;
+        while !markdown.is_char_boundary(keep) {
+            keep -= 1;
+        }
+        doc = build(&format!("{}\n\n… (truncated)", &markdown[..keep]));
+    }
+    doc
+}
+
+/// A title as Jira accepts a summary: one line, at most 255 characters.
+fn summary_line(title: &str) -> String {
+    let line = title.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.chars().count() <= 255 {
+        return line;
+    }
+    let mut cut: String = line.chars().take(254).collect();
+    cut.push('…');
+    cut
+}
+
+/// A JQL string literal.
+fn jql_string(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// A key fit for a URL path: `PROJ-123`, or a numeric issue id.
+fn check_key(key: &str) -> Result<&str> {
+    let valid = match key.rsplit_once('-') {
+        Some((project, number)) => {
+            project
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic())
+                && project
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !number.is_empty()
+                && number.chars().all(|c| c.is_ascii_digit())
+        }
+        None => !key.is_empty() && key.chars().all(|c| c.is_ascii_digit()),
+    };
+    if valid {
+        Ok(key)
+    } else {
+        Err(Error::NotFound(format!(
+            "jira: {key:?} is not a Jira issue key"
+        )))
+    }
+}
+
+fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
+    v.pointer(pointer).and_then(Value::as_str)
+}
+
+fn protocol(message: String) -> Error {
+    Error::Protocol {
+        vendor: VENDOR,
+        message,
+    }
+}
+
+fn array_at<'a>(v: &'a Value, field: &str, what: &str) -> Result<&'a Vec<Value>> {
+    v.get(field)
+        .and_then(Value::as_array)
+        .ok_or_else(|| protocol(format!("{what}: no `{field}` array in the answer")))
+}
+
+/// A linked issue's line: `relates to PROJ-9: title`.
+fn link_line(link: &Value) -> Option<String> {
+    let (issue, verb) = if let Some(i) = link.get("outwardIssue") {
+        (i, str_at(link, "/type/outward"))
+    } else {
+        (link.get("inwardIssue")?, str_at(link, "/type/inward"))
+    };
+    let key = str_at(issue, "/key")?;
+    let verb = verb
+        .or_else(|| str_at(link, "/type/name"))
+        .unwrap_or("links to");
+    Some(match str_at(issue, "/fields/summary") {
+        Some(summary) => format!("{verb} {key}: {summary}"),
+        None => format!("{verb} {key}"),
+    })
+}
+
+fn linked_keys(fields: &Value) -> Vec<String> {
+    fields
+        .get("issuelinks")
+        .and_then(Value::as_array)
+        .map(|links| {
+            links
+                .iter()
+                .filter_map(|l| {
+                    str_at(l, "/outwardIssue/key").or_else(|| str_at(l, "/inwardIssue/key"))
+                })
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A custom field's value as text: rich text (ADF), a string, an option, a list of them.
+fn field_text(value: &Value) -> Option<String> {
+    let text = match value {
+        Value::Null => return None,
+        Value::String(s) => s.clone(),
+        Value::Object(o) if o.get("type").and_then(Value::as_str) == Some("doc") => {
+            adf_to_markdown(value)
+        }
+        Value::Object(o) => o
+            .get("value")
+            .or_else(|| o.get("name"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| value.to_string()),
+        Value::Array(items) => items
+            .iter()
+            .filter_map(field_text)
+            .collect::<Vec<_>>()
+            .join("\n"),
+        other => other.to_string(),
+    };
+    let text = text.trim().to_string();
+    (!text.is_empty()).then_some(text)
+}
+
+fn same_name(a: &str, b: &str) -> bool {
+    a.trim().to_lowercase() == b.trim().to_lowercase()
+}
+
+impl Jira {
+    /// Credentials read by NAME through `env`: Cloud = Basic(e-mail from `settings.email_env`,
+    /// token from `settings.token_env`); Data Center = Bearer(`settings.token_env`).
+    pub fn new(settings: &JiraSettings, env: Env<'_>, policy: RetryPolicy) -> Result<Jira> {
+        let base = settings.base_url.trim();
+        if !(base.starts_with("https://") || base.starts_with("http://")) {
+            return Err(Error::Config(format!(
+                "jira: jira.base_url must be an http(s) URL, got {base:?}"
+            )));
+        }
+        let token = secret_from(env, VENDOR, "jira.token_env", &settings.token_env)?;
+        let auth = match settings.auth {
+            JiraAuth::Cloud => {
+                let Some(email_env) = settings.email_env.as_deref() else {
+                    return Err(Error::Config(
+                        "jira: jira.email_env must name the variable holding the account e-mail (Cloud sign-in is e-mail + API token)".into(),
+                    ));
+                };
+                let email = secret_from(env, VENDOR, "jira.email_env", email_env)?;
+                Auth::Basic {
+                    user: email.expose_secret().to_string(),
+                    password: token,
+                }
+            }
+            JiraAuth::DataCenter => Auth::Bearer(token),
+        };
+        Ok(Jira {
+            http: HttpClient::new(VENDOR, base, policy)?,
+            auth,
+            settings: Arc::new(settings.clone()),
+        })
+    }
+
+    async fn send(&self, req: Req) -> Result<Answer> {
+        self.http.send(&req, &self.auth).await
+    }
+
+    /// `GET /issue/{key}?fields=...`; a missing issue is [`Error::NotFound`].
+    async fn get_issue(&self, key: &str, fields: &str) -> Result<Value> {
+        let key = check_key(key)?;
+        let req = Req::get(format!("{API}/issue/{key}")).query("fields", fields);
+        match self.send(req).await {
+            Err(Error::Status { status: 404, .. }) => Err(Error::NotFound(format!(
+                "jira: issue {key} does not exist or codemill may not see it (GET {API}/issue/{key}: HTTP 404)"
+            ))),
+            other => Ok(other?.body),
+        }
+    }
+
+    /// Every comment of `key`, oldest first, following `startAt`/`total`.
+    async fn all_comments(&self, key: &str) -> Result<Vec<Value>> {
+        let key = check_key(key)?;
+        let path = format!("{API}/issue/{key}/comment");
+        let mut comments = Vec::new();
+        let mut start = 0u64;
+        for _ in 0..MAX_PAGES {
+            let req = Req::get(path.clone())
+                .query("startAt", start.to_string())
+                .query("maxResults", PAGE.to_string())
+                .query("orderBy", "created");
+            let page = self.send(req).await?.body;
+            let batch = array_at(&page, "comments", &format!("GET {path}"))?;
+            let total = page.get("total").and_then(Value::as_u64);
+            start += batch.len() as u64;
+            comments.extend(batch.iter().cloned());
+            let done = batch.is_empty() || total.is_none_or(|t| start >= t);
+            if done {
+                return Ok(comments);
+            }
+        }
+        Err(protocol(format!(
+            "GET {path}: more than {MAX_PAGES} pages of comments"
+        )))
+    }
+
+    /// One JQL search, every page: the issues with `fields`.
+    async fn search(&self, jql: &str, fields: &[&str]) -> Result<Vec<Value>> {
+        let path = format!("{API}/search/jql");
+        let mut issues = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let mut body = json!({"jql": jql, "fields": fields, "maxResults": PAGE});
+            if let Some(t) = &token {
+                body["nextPageToken"] = json!(t);
+            }
+            // A search changes nothing: safe to repeat after a 5xx.
+            let page = self
+                .send(Req::post(path.clone(), body).idempotent())
+                .await?
+                .body;
+            issues.extend(
+                array_at(&page, "issues", &format!("POST {path}"))?
+                    .iter()
+                    .cloned(),
+            );
+            let next = str_at(&page, "/nextPageToken").filter(|t| !t.is_empty());
+            let last = page.get("isLast").and_then(Value::as_bool) == Some(true);
+            match next {
+                Some(next) if !last => {
+                    if token.as_deref() == Some(next) {
+                        return Err(protocol(format!(
+                            "POST {path}: the same nextPageToken twice"
+                        )));
+                    }
+                    token = Some(next.to_string());
+                }
+                _ => return Ok(issues),
+            }
+        }
+        Err(protocol(format!(
+            "POST {path}: more than {MAX_PAGES} pages"
+        )))
+    }
+
+    /// The comment of `key` carrying `marker`: (id, body).
+    async fn find_comment(&self, key: &str, marker: &str) -> Result<Option<(String, Value)>> {
+        let needle = marker_text(marker);
+        let comments = self.all_comments(key).await?;
+        Ok(comments.into_iter().find_map(|c| {
+            let body = c.get("body")?;
+            if !plain_text(body).contains(&needle) {
+                return None;
+            }
+            let id = match c.get("id")? {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                _ => return None,
+            };
+            Some((id, body.clone()))
+        }))
+    }
+
+    async fn upsert_comment_once(&self, key: &str, marker: &str, body: &Value) -> Result<()> {
+        let key = check_key(key)?;
+        match self.find_comment(key, marker).await? {
+            Some((_, existing)) if same_document(&existing, body) => Ok(()),
+            Some((id, _)) => {
+                if !id.chars().all(|c| c.is_ascii_digit()) {
+                    return Err(protocol(format!(
+                        "comment id {id:?} on {key} is not numeric"
+                    )));
+                }
+                let req = Req::put(
+                    format!("{API}/issue/{key}/comment/{id}"),
+                    json!({"body": body}),
+                );
+                self.send(req).await.map(drop)
+            }
+            None => {
+                let req = Req::post(format!("{API}/issue/{key}/comment"), json!({"body": body}));
+                self.send(req).await.map(drop)
+            }
+        }
+    }
+
+    async fn transition_once(&self, key: &str, want: &str) -> Result<()> {
+        let key = check_key(key)?;
+        let issue = self.get_issue(key, "status").await?;
+        if str_at(&issue, "/fields/status/name").is_some_and(|s| same_name(s, want)) {
+            return Ok(());
+        }
+        let path = format!("{API}/issue/{key}/transitions");
+        let answer = self.send(Req::get(path.clone())).await?.body;
+        let transitions = array_at(&answer, "transitions", &format!("GET {path}"))?;
+        let by = |pointer: &str| {
+            transitions
+                .iter()
+                .find(|t| str_at(t, pointer).is_some_and(|n| same_name(n, want)))
+        };
+        // The target state's name first: a transition called "Done" may lead elsewhere.
+        let Some(chosen) = by("/to/name").or_else(|| by("/name")) else {
+            let available: Vec<String> = transitions
+                .iter()
+                .map(|t| {
+                    format!(
+                        "{:?} → {:?}",
+                        str_at(t, "/name").unwrap_or("?"),
+                        str_at(t, "/to/name").unwrap_or("?")
+                    )
+                })
+                .collect();
+            return Err(Error::NotFound(format!(
+                "jira: issue {key} has no transition to {want:?}; available: {}",
+                if available.is_empty() {
+                    "none".to_string()
+                } else {
+                    available.join(", ")
+                }
+            )));
+        };
+        let id = match chosen.get("id") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => return Err(protocol(format!("GET {path}: a transition without an id"))),
+        };
+        self.send(Req::post(path, json!({"transition": {"id": id}})))
+            .await
+            .map(drop)
+    }
+
+    /// `create_linked` once: look (links, then search), else create and link. `created` keeps
+    /// a key created by an earlier attempt whose link failed, so it is linked, not created again.
+    async fn create_linked_once(
+        &self,
+        key: &str,
+        marker: &str,
+        title: &str,
+        markdown: &str,
+        created: &Mutex<Option<String>>,
+    ) -> Result<String> {
+        let key = check_key(key)?;
+        let needle = marker_text(marker);
+        let parent = self.get_issue(key, "issuelinks").await?;
+        let linked = linked_keys(parent.get("fields").unwrap_or(&Value::Null));
+        for other in &linked {
+            // A linked issue codemill may not see cannot be the one it created.
+            let issue = match self.get_issue(other, "description").await {
+                Err(Error::NotFound(_)) => continue,
+                other => other?,
+            };
+            let description = issue.pointer("/fields/description").unwrap_or(&Value::Null);
+            if plain_text(description).contains(&needle) {
+                return Ok(other.clone());
+            }
+        }
+        let earlier = created.lock().ok().and_then(|c| c.clone());
+        let found = match earlier {
+            Some(k) => Some(k),
+            None => {
+                // Text search is fuzzy: a hit counts only if its description holds the marker.
+                let jql = format!(
+                    "project = {} AND description ~ {} ORDER BY created ASC",
+                    jql_string(&self.settings.project_key),
+                    jql_string(&format!(
+                        "\"{}\"",
+                        needle.replace('\\', "\\\\").replace('"', "\\\"")
+                    ))
+                );
+                let hits = self.search(&jql, &["description"]).await?;
+                hits.iter()
+                    .find(|i| {
+                        let d = i.pointer("/fields/description").unwrap_or(&Value::Null);
+                        plain_text(d).contains(&needle)
+                    })
+                    .and_then(|i| str_at(i, "/key"))
+                    .map(str::to_string)
+            }
+        };
+        let new_key = match found {
+            Some(k) => k,
+            None => {
+                let body = json!({"fields": {
+                    "project": {"key": self.settings.project_key},
+                    "summary": summary_line(title),
+                    "issuetype": {"name": self.settings.backlog_issue_type},
+                    "description": with_marker(markdown, marker),
+                }});
+                let answer = self.send(Req::post(format!("{API}/issue"), body)).await?;
+                let k = str_at(&answer.body, "/key")
+                    .ok_or_else(|| protocol(format!("POST {API}/issue: no key in the answer")))?
+                    .to_string();
+                if let Ok(mut c) = created.lock() {
+                    *c = Some(k.clone());
+                }
+                k
+            }
+        };
+        if !linked.contains(&new_key) {
+            let link = json!({
+                "type": {"name": self.settings.link_type},
+                "inwardIssue": {"key": new_key},
+                "outwardIssue": {"key": key},
+            });
+            self.send(Req::post(format!("{API}/issueLink"), link))
+                .await?;
+        }
+        Ok(new_key)
+    }
+}
+
+/// Whether two ADF documents say the same (Jira may normalise what it stores, e.g. add
+/// `localId`s, so the rendered text is compared too).
+fn same_document(a: &Value, b: &Value) -> bool {
+    a == b || adf_to_markdown(a) == adf_to_markdown(b)
+}
+
+impl Tracker for Jira {
+    fn vendor(&self) -> &'static str {
+        VENDOR
+    }
+
+    async fn triggered(&self) -> Result<Vec<String>> {
+        let issues = self
+            .search(&self.settings.trigger_jql(), &["summary"])
+            .await?;
+        let mut keys: Vec<String> = Vec::new();
+        for issue in &issues {
+            let key = str_at(issue, "/key").ok_or_else(|| {
+                protocol(format!("POST {API}/search/jql: an issue without a key"))
+            })?;
+            if !keys.iter().any(|k| k == key) {
+                keys.push(key.to_string());
+            }
+        }
+        Ok(keys)
+    }
+
+    async fn issue(&self, key: &str) -> Result<Issue> {
+        let key = check_key(key)?;
+        let mut fields =
+            String::from("summary,description,status,labels,assignee,issuelinks,subtasks");
+        let acceptance = self.settings.acceptance_criteria_field.as_deref();
+        if let Some(f) = acceptance {
+            fields.push(',');
+            fields.push_str(f);
+        }
+        let raw = self.get_issue(key, &fields).await?;
+        let f = raw.get("fields").unwrap_or(&Value::Null);
+        let key = str_at(&raw, "/key").unwrap_or(key).to_string();
+        let number = key
+            .rsplit('-')
+            .next()
+            .and_then(|n| n.parse::<u64>().ok())
+            .ok_or_else(|| protocol(format!("issue key {key:?} has no number")))?;
+        let comments = self
+            .all_comments(&key)
+            .await?
+            .iter()
+            .map(|c| {
+                let body = c.get("body").unwrap_or(&Value::Null);
+                let id = match c.get("id") {
+                    Some(Value::Number(n)) => n.to_string(),
+                    Some(v) => v.as_str().unwrap_or_default().to_string(),
+                    None => String::new(),
+                };
+                let author = str_at(c, "/author/accountId")
+                    .or_else(|| str_at(c, "/author/displayName"))
+                    .unwrap_or_default()
+                    .to_string();
+                IssueComment {
+                    id,
+                    author,
+                    body: adf_to_markdown(body),
+                    by_codemill: has_codemill_marker(&plain_text(body)),
+                }
+            })
+            .collect();
+        let subtasks = f
+            .get("subtasks")
+            .and_then(Value::as_array)
+            .map(|subs| {
+                subs.iter()
+                    .filter_map(|s| {
+                        let k = str_at(s, "/key")?;
+                        let title = str_at(s, "/fields/summary").unwrap_or_default();
+                        Some(match str_at(s, "/fields/status/name") {
+                            Some(status) => format!("{k}: {title} ({status})"),
+                            None => format!("{k}: {title}"),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Issue {
+            url: format!("{}/browse/{key}", self.http.base()),
+            number,
+            title: str_at(f, "/summary").unwrap_or_default().to_string(),
+            body: adf_to_markdown(f.get("description").unwrap_or(&Value::Null)),
+            acceptance_criteria: acceptance.and_then(|a| f.get(a)).and_then(field_text),
+            status: str_at(f, "/status/name").unwrap_or_default().to_string(),
+            labels: f
+                .get("labels")
+                .and_then(Value::as_array)
+                .map(|l| {
+                    l.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            assignees: str_at(f, "/assignee/accountId")
+                .map(|a| vec![a.to_string()])
+                .unwrap_or_default(),
+            comments,
+            links: f
+                .get("issuelinks")
+                .and_then(Value::as_array)
+                .map(|l| l.iter().filter_map(link_line).collect())
+                .unwrap_or_default(),
+            subtasks,
+            key,
+        })
+    }
+
+    async fn upsert_comment(&self, key: &str, marker: &str, markdown: &str) -> Result<()> {
+        let body = with_marker(markdown, marker);
+        retry_op(self.http.policy(), || {
+            self.upsert_comment_once(key, marker, &body)
+        })
+        .await
+    }
+
+    async fn set_labels(&self, key: &str, add: &[&str], remove: &[&str]) -> Result<()> {
+        if add.is_empty() && remove.is_empty() {
+            return Ok(());
+        }
+        let key = check_key(key)?;
+        let ops: Vec<Value> = add
+            .iter()
+            .map(|l| json!({"add": l}))
+            .chain(remove.iter().map(|l| json!({"remove": l})))
+            .collect();
+        let req = Req::put(
+            format!("{API}/issue/{key}"),
+            json!({"update": {"labels": ops}}),
+        );
+        self.send(req).await.map(drop)
+    }
+
+    async fn transition(&self, key: &str, status: TicketStatus) -> Result<()> {
+        let Some(want) = self.settings.transitions.get(status) else {
+            return Ok(());
+        };
+        retry_op(self.http.policy(), || self.transition_once(key, want)).await
+    }
+
+    async fn create_linked(
+        &self,
+        key: &str,
+        marker: &str,
+        title: &str,
+        markdown: &str,
+    ) -> Result<String> {
+        let created = Mutex::new(None);
+        retry_op(self.http.policy(), || {
+            self.create_linked_once(key, marker, title, markdown, &created)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn keys_are_checked_before_they_reach_a_path() {
+        assert!(check_key("PROJ-12").is_ok());
+        assert!(check_key("A_B2-1").is_ok());
+        assert!(check_key("10042").is_ok());
+        for bad in [
+            "",
+            "PROJ-",
+            "-1",
+            "PROJ-1/comment",
+            "../x-1",
+            "PROJ-1?x=1",
+            "1PROJ-2",
+        ] {
+            assert!(check_key(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn summaries_are_one_line_and_short_enough() {
+        assert_eq!(summary_line("  Fix\nthe   thing "), "Fix the thing");
+        let long = summary_line(&"é".repeat(300));
+        assert_eq!(long.chars().count(), 255);
+        assert!(long.ends_with('…'));
+    }
+
+    #[test]
+    fn jql_strings_escape_quotes_and_backslashes() {
+        assert_eq!(jql_string(r#"a"b\c"#), r#""a\"b\\c""#);
+    }
+
+    #[test]
+    fn the_marker_paragraph_closes_the_comment() {
+        let doc = with_marker("Hello", "codemill:j1:plan");
+        let content = doc["content"].as_array().unwrap();
+        assert_eq!(content.len(), 2);
+        assert_eq!(
+            content[1]["content"][0]["text"],
+            "codemill · [codemill:j1:plan]"
+        );
+        assert!(has_codemill_marker(&adf_to_markdown(&doc)));
+    }
+
+    #[test]
+    fn long_notes_are_cut_to_what_jira_accepts() {
+        let long = "A line of a very long gate log that goes on.\n".repeat(5000);
+        let doc = with_marker(&long, "codemill:j1:stopped");
+        let json = serde_json::to_string(&doc).unwrap();
+        assert!(json.chars().count() <= MAX_BODY_CHARS, "{}", json.len());
+        let text = plain_text(&doc);
+        assert!(text.contains("… (truncated)"));
+        assert!(text.trim_end().ends_with("[codemill:j1:stopped]"));
+        let short = with_marker("short", "m");
+        assert!(!plain_text(&short).contains("truncated"));
+    }
+
+    #[test]
+    fn field_text_reads_rich_plain_and_option_fields() {
+        assert_eq!(field_text(&json!("  x ")), Some("x".into()));
+        assert_eq!(field_text(&Value::Null), None);
+        assert_eq!(field_text(&json!({"value": "High"})), Some("High".into()));
+        assert_eq!(
+            field_text(&markdown_to_adf("- a\n- b")),
+            Some("- a\n- b".into())
+        );
+    }
+}

@@ -1,0 +1,290 @@
+//! What arrives from outside trackers and forges — issue triggers, PR feedback, PR closes, and
+//! the tracker poll — turned into queued jobs and journal events. Every delivery is treated as
+//! a hint: the issue is read afresh, actors are checked against the project's roles, and a
+//! redelivery changes nothing.
+
+use chrono::Utc;
+use codemill_core::config::Config;
+use codemill_core::ids::{JobId, TicketKey};
+use codemill_core::pipeline::{Feedback, FeedbackKind, JobEvent, JobState, Stage, apply};
+use codemill_store::{MirroredTicket, Store, StoreError};
+use serde::Serialize;
+
+use crate::control::{self, JobOptions};
+use crate::engine::{RunError, replay};
+use crate::outside::{self, OutsideCache};
+
+/// What an inbound event did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Inbound {
+    /// A job was queued (`created`) or the ticket's active job was found.
+    Queued {
+        ticket: TicketKey,
+        job: JobId,
+        created: bool,
+    },
+    /// The event was journalled on the ticket's job.
+    Recorded { ticket: TicketKey, job: JobId },
+    /// Nothing to do, and why.
+    Ignored { reason: String },
+}
+
+fn ignored(reason: impl Into<String>) -> Inbound {
+    Inbound::Ignored {
+        reason: reason.into(),
+    }
+}
+
+/// The state shared by every inbound path.
+#[derive(Clone)]
+pub struct Gateway {
+    pub store: Store,
+    pub config: Config,
+    pub outside: OutsideCache,
+}
+
+impl Gateway {
+    pub fn new(store: Store, config: Config, outside: OutsideCache) -> Gateway {
+        Gateway {
+            store,
+            config,
+            outside,
+        }
+    }
+
+    fn outside_error(project: &str, e: impl std::fmt::Display) -> RunError {
+        RunError::Outside {
+            project: project.to_string(),
+            message: e.to_string(),
+        }
+    }
+
+    /// An issue of `project`'s tracker may be ready: read it, and queue a job when it is in
+    /// the trigger state and `actor` may start work (`None`: found by the poll, allowed only
+    /// when the trigger role admits anyone, `"*"`).
+    pub async fn trigger(
+        &self,
+        project: &str,
+        key: &str,
+        actor: Option<&str>,
+    ) -> Result<Inbound, RunError> {
+        let Some(p) = self.config.projects.get(project) else {
+            return Ok(ignored(format!("no project {project}")));
+        };
+        let allowed = match actor {
+            Some(a) => p.roles.may_trigger(a) || p.roles.may_trigger("*"),
+            None => p.roles.may_trigger("*"),
+        };
+        if !allowed {
+            return Ok(ignored(format!(
+                "{} may not start work on project {project} (add them to [projects.{project}.roles] trigger)",
+                actor.unwrap_or("the poller")
+            )));
+        }
+        let outside = self
+            .outside
+            .get(p)
+            .map_err(|e| Self::outside_error(project, e))?;
+        let Some(tracker) = outside.tracker else {
+            return Ok(ignored(format!("project {project} uses the local tracker")));
+        };
+        let issue = tracker
+            .issue(key)
+            .await
+            .map_err(|e| Self::outside_error(project, e))?;
+        if !outside::is_triggered(&p.tracker, &issue) {
+            return Ok(ignored(format!(
+                "{} is not in the trigger state (status {:?}, labels {:?})",
+                issue.key, issue.status, issue.labels
+            )));
+        }
+        let name: codemill_core::ids::ProjectName = project
+            .parse()
+            .map_err(|e| Self::outside_error(project, e))?;
+        let ticket_key = TicketKey::new(&name, issue.number);
+        let (title, body) = outside::ticket_text(&issue);
+        let ticket = self
+            .store
+            .mirror_ticket(&MirroredTicket {
+                key: &ticket_key,
+                external: &issue.key,
+                url: &issue.url,
+                title: &title,
+                body: &body,
+                labels: &issue.labels,
+            })
+            .await?;
+        if let Some(row) = self.store.latest_job(&ticket_key).await? {
+            let journal = self.store.journal(row.id).await?;
+            let state = replay(row.id, &journal)?;
+            match state.stage {
+                Stage::NeedsInput => {
+                    let asked = journal.last().map(|e| e.at);
+                    let edited = matches!((ticket.edited_at, asked), (Some(e), Some(a)) if e > a);
+                    if !edited {
+                        return Ok(ignored(format!(
+                            "{ticket_key} waits for answers to its questions; edit the ticket to run it again"
+                        )));
+                    }
+                }
+                Stage::NeedsAttention | Stage::Rejected | Stage::Done => {
+                    let active = self.store.queue_entry(row.id).await?.is_some_and(|e| {
+                        matches!(
+                            e.state,
+                            codemill_store::QueueState::Queued
+                                | codemill_store::QueueState::Leased
+                                | codemill_store::QueueState::Waiting
+                        )
+                    });
+                    if !active {
+                        return Ok(ignored(format!(
+                            "{ticket_key} already ran (job {} is {}); retry it to run again",
+                            row.id,
+                            state.status()
+                        )));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let options = JobOptions::for_project(&self.config, project);
+        let (job, created) = control::enqueue(&self.store, &ticket_key, options).await?;
+        Ok(Inbound::Queued {
+            ticket: ticket_key,
+            job,
+            created,
+        })
+    }
+
+    /// The ticket a codemill branch belongs to, if `head` is one of `project`'s.
+    fn ticket_of(project: &str, head: &str) -> Option<TicketKey> {
+        let key: TicketKey = head.strip_prefix("codemill/")?.parse().ok()?;
+        (key.project() == project).then_some(key)
+    }
+
+    /// Feedback on codemill's PR from `head`: journalled on the ticket's job when its author
+    /// may review (failed checks need no role).
+    pub async fn feedback(
+        &self,
+        project: &str,
+        head: &str,
+        feedback: Feedback,
+    ) -> Result<Inbound, RunError> {
+        let Some(p) = self.config.projects.get(project) else {
+            return Ok(ignored(format!("no project {project}")));
+        };
+        let Some(key) = Self::ticket_of(project, head) else {
+            return Ok(ignored(format!(
+                "{head} is not a codemill branch of {project}"
+            )));
+        };
+        if feedback.kind != FeedbackKind::CheckFailed && !p.roles.may_review(&feedback.author) {
+            return Ok(ignored(format!(
+                "{} may not start a fix round on project {project} (add them to [projects.{project}.roles] review)",
+                feedback.author
+            )));
+        }
+        self.journal(
+            &key,
+            JobEvent::FeedbackReceived {
+                feedback: vec![feedback],
+            },
+        )
+        .await
+    }
+
+    /// codemill's PR from `head` was closed (merged or not).
+    pub async fn pr_closed(
+        &self,
+        project: &str,
+        head: &str,
+        merged: bool,
+        actor: Option<&str>,
+    ) -> Result<Inbound, RunError> {
+        let Some(key) = Self::ticket_of(project, head) else {
+            return Ok(ignored(format!(
+                "{head} is not a codemill branch of {project}"
+            )));
+        };
+        self.journal(
+            &key,
+            JobEvent::PrClosed {
+                merged,
+                by: actor.unwrap_or("forge").to_string(),
+            },
+        )
+        .await
+    }
+
+    /// Append `event` to the ticket's latest job when the pipeline accepts it there, and hand
+    /// a waiting job back to the workers. A worker appending at the same moment makes one of
+    /// the two appends fail on the journal's sequence; this side reads again and retries.
+    async fn journal(&self, key: &TicketKey, event: JobEvent) -> Result<Inbound, RunError> {
+        let Some(row) = self.store.latest_job(key).await? else {
+            return Ok(ignored(format!("{key} has no job")));
+        };
+        for _ in 0..5 {
+            let journal = self.store.journal(row.id).await?;
+            let state: JobState = replay(row.id, &journal)?;
+            let next = match apply(&state, &event) {
+                Ok(next) => next,
+                Err(e) => return Ok(ignored(format!("{key}: {e}"))),
+            };
+            if next == state {
+                return Ok(ignored(format!("{key}: nothing new")));
+            }
+            match self
+                .store
+                .append(row.id, journal.len() as i64, &event)
+                .await
+            {
+                Ok(()) => {}
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            match self.store.requeue(row.id, Utc::now()).await {
+                Ok(_) | Err(StoreError::NotQueued(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+            return Ok(Inbound::Recorded {
+                ticket: key.clone(),
+                job: row.id,
+            });
+        }
+        Err(RunError::Journal {
+            job: row.id,
+            message: "the journal kept moving while recording an outside event".into(),
+        })
+    }
+
+    /// One pass over every outside tracker: issues in the trigger state without a job are
+    /// queued. Catches what webhooks missed; a tracker that fails is reported, the rest go on.
+    pub async fn poll(&self) -> Vec<Result<Inbound, RunError>> {
+        let mut out = Vec::new();
+        for (name, p) in &self.config.projects {
+            if matches!(p.tracker, codemill_core::config::TrackerSettings::Local)
+                || !p.roles.may_trigger("*")
+            {
+                continue;
+            }
+            let tracker = match self.outside.get(p) {
+                Ok(o) => o.tracker,
+                Err(e) => {
+                    out.push(Err(Self::outside_error(name, e)));
+                    continue;
+                }
+            };
+            let Some(tracker) = tracker else { continue };
+            match tracker.triggered().await {
+                Ok(keys) => {
+                    for key in keys {
+                        out.push(self.trigger(name, &key, None).await);
+                    }
+                }
+                Err(e) => out.push(Err(Self::outside_error(name, e))),
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,214 @@
+//! `POST /webhooks/{vendor}/{project}`: deliveries from Jira, GitHub and Linear for one project.
+//!
+//! Each project's hook has its own secret and scheme: GitHub `X-Hub-Signature-256`
+//! (HMAC-SHA256), Linear `Linear-Signature` (HMAC-SHA256, timestamp within a minute), Jira an
+//! HMAC `X-Hub-Signature`, a static token or a JWT, as configured. The signature is checked
+//! before the body is parsed; a redelivery (same vendor delivery id) is answered as a duplicate
+//! without doing anything. A verified delivery is only a hint: the control reads the issue
+//! afresh, checks the actor's role and journals or queues; this handler changes no job state.
+//!
+//! Answers: 404 no such hook; 413 too large; 401 bad or missing signature; 400 malformed
+//! payload; 202 with `{"result": ...}` once handled or ignored; 503 when the tracker could not
+//! be reached (the vendor retries the delivery).
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use codemill_core::config::{GithubSettings, WebhookAuthKind};
+use codemill_store::{Delivery, Recorded};
+use codemill_trackers::webhook::Hint;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+
+use crate::AppState;
+use crate::control::{ControlError, OutsideEvent};
+use crate::error::ApiError;
+use crate::webhook::{Refused, read_body, refuse};
+
+/// The vendors with per-project webhooks.
+pub const VENDORS: &[&str] = &["jira", "github", "linear"];
+
+/// One project's webhook from one vendor.
+#[derive(Clone)]
+pub struct OutsideHook {
+    /// `jira`, `github` or `linear`.
+    pub vendor: String,
+    pub project: String,
+    pub auth: WebhookAuthKind,
+    pub secret: SecretString,
+    /// GitHub only: the settings that say what a trigger is (label, assignee, bot login).
+    pub github: Option<GithubSettings>,
+}
+
+impl std::fmt::Debug for OutsideHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutsideHook")
+            .field("vendor", &self.vendor)
+            .field("project", &self.project)
+            .field("auth", &self.auth)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The vendor's delivery id header, stable across redeliveries.
+fn delivery_header(vendor: &str) -> &'static str {
+    match vendor {
+        "github" => "x-github-delivery",
+        "linear" => "linear-delivery",
+        _ => "x-atlassian-webhook-identifier",
+    }
+}
+
+fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.len() <= 200 && v.bytes().all(|b| b.is_ascii_graphic()))
+}
+
+pub(crate) async fn receive(
+    State(state): State<AppState>,
+    Path((vendor, project)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Some(hook) = state.outside_hook(&vendor, &project).cloned() else {
+        state.metrics().delivery("unknown", "no_such_provider");
+        return ApiError::NotFound(format!("no webhook endpoint for {vendor}/{project}"))
+            .into_response();
+    };
+    let label: &'static str = VENDORS
+        .iter()
+        .copied()
+        .find(|v| *v == vendor)
+        .unwrap_or("unknown");
+    match handle(&state, &hook, &headers, body).await {
+        Ok((result, answer)) => {
+            state.metrics().delivery(label, result);
+            (StatusCode::ACCEPTED, Json(answer)).into_response()
+        }
+        Err(refused) => {
+            state.metrics().delivery(label, refused.result);
+            refused.error.into_response()
+        }
+    }
+}
+
+async fn handle(
+    state: &AppState,
+    hook: &OutsideHook,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(&'static str, serde_json::Value), Refused> {
+    let body = read_body(body, state.body_limit()).await?;
+    let secret = hook.secret.expose_secret();
+    let unauthorized = |e: codemill_trackers::webhook::VerifyError| {
+        refuse(
+            "unauthorized",
+            ApiError::BadSignature(format!("{} webhook: {e}", hook.vendor)),
+        )
+    };
+    let now = Utc::now();
+    let hint = match hook.vendor.as_str() {
+        "github" => {
+            codemill_trackers::github::verify_webhook(secret, headers, &body)
+                .map_err(unauthorized)?;
+            let event = header(headers, "x-github-event").unwrap_or_default();
+            let settings = hook.github.as_ref().ok_or_else(|| {
+                refuse(
+                    "error",
+                    ApiError::Internal("GitHub hook without settings".into()),
+                )
+            })?;
+            codemill_trackers::github::parse_webhook(event, &body, settings)
+        }
+        "linear" => {
+            codemill_trackers::linear::verify_webhook(secret, headers, &body, now)
+                .map_err(unauthorized)?;
+            codemill_trackers::linear::parse_webhook(&body)
+        }
+        _ => {
+            codemill_trackers::jira::verify_webhook(hook.auth, secret, headers, &body, now)
+                .map_err(unauthorized)?;
+            codemill_trackers::jira::parse_webhook(&body)
+        }
+    }
+    .map_err(|e| {
+        refuse(
+            "bad_request",
+            ApiError::BadRequest(format!("{} payload: {e}", hook.vendor)),
+        )
+    })?;
+    let provider = format!("{}:{}", hook.vendor, hook.project);
+    let delivery_id = header(headers, delivery_header(&hook.vendor)).map(str::to_string);
+    if let Some(id) = &delivery_id {
+        let seen = state
+            .store()
+            .delivery(&provider, id)
+            .await
+            .map_err(|e| refuse("error", e.into()))?;
+        if seen.is_some() {
+            return Ok(("duplicate", json!({"result": "duplicate"})));
+        }
+    }
+    let project = hook.project.clone();
+    let event = match hint {
+        Hint::Issue { key, actor } => OutsideEvent::Trigger {
+            project,
+            key,
+            actor,
+        },
+        Hint::Feedback { head, feedback, .. } => OutsideEvent::Feedback {
+            project,
+            head,
+            feedback,
+        },
+        Hint::PrClosed {
+            head,
+            merged,
+            actor,
+            ..
+        } => OutsideEvent::PrClosed {
+            project,
+            head,
+            merged,
+            actor,
+        },
+        Hint::Ignored { reason } => {
+            return Ok(("ignored", json!({"result": "ignored", "reason": reason})));
+        }
+    };
+    let answer = match state.control().outside(event).await {
+        Ok(answer) => answer,
+        Err(ControlError::Failed(m)) => {
+            return Err(refuse("error", ApiError::Unavailable(m)));
+        }
+        Err(e) => return Err(refuse("error", e.into())),
+    };
+    if let Some(id) = &delivery_id {
+        let delivery = Delivery {
+            provider: &provider,
+            delivery_id: id,
+            headers: &[],
+            body: &body,
+        };
+        let recorded = state
+            .store()
+            .record_delivery(&delivery, None, Utc::now())
+            .await
+            .map_err(|e| refuse("error", e.into()))?;
+        if recorded == Recorded::Duplicate {
+            return Ok(("duplicate", json!({"result": "duplicate"})));
+        }
+    }
+    let result = match answer.get("result").and_then(|r| r.as_str()) {
+        Some("queued") => "job_created",
+        Some("recorded") => "recorded",
+        _ => "ignored",
+    };
+    Ok((result, answer))
+}
