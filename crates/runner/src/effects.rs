@@ -172,13 +172,11 @@ impl Runner {
         note: NoteKind,
     ) -> Result<JobEvent, RunError> {
         let marker = notes::marker(job, note);
-        let plan = match note {
-            NoteKind::Plan => state
-                .plan_artifact
-                .as_ref()
-                .and_then(|a| std::fs::read_to_string(self.home.artifacts(job).join(a)).ok()),
-            _ => None,
-        };
+        // The plan note shows the plan; an outside ticket's progress comment keeps it afterwards.
+        let plan = state
+            .plan_artifact
+            .as_ref()
+            .and_then(|a| std::fs::read_to_string(self.home.artifacts(job).join(a)).ok());
         let body = notes::render(note, job, state, plan.as_deref());
         let outside = match self.outside(state) {
             Ok(o) => o,
