@@ -237,6 +237,58 @@ pub async fn run(mut opened: Opened, as_json: bool) -> Result<ExitCode> {
         });
     }
 
+    // Outside trackers and forges: credentials present and usable (read by name from the
+    // environment), webhook secrets present. No request is sent.
+    for (name, p) in &config.projects {
+        use codemill_core::config::{ForgeSettings, TrackerSettings};
+        if matches!(p.tracker, TrackerSettings::Local) && matches!(p.forge, ForgeSettings::Local) {
+            continue;
+        }
+        let what = format!("{} / {}", p.tracker.name(), p.forge.name());
+        checks.push(match opened.outside.get(p) {
+            Ok(_) => Check {
+                name: format!("project {name}"),
+                level: Level::Ok,
+                detail: format!("{what}: credentials found"),
+                hint: None,
+                required: false,
+            },
+            Err(e) => Check {
+                name: format!("project {name}"),
+                level: Level::Error,
+                detail: format!("{what}: {e}"),
+                hint: Some("export the variables the project's settings name (see README: Jira, GitHub and Linear)".into()),
+                required: false,
+            },
+        });
+        let hooks = [
+            match &p.tracker {
+                TrackerSettings::Jira(j) => j.webhook.as_ref(),
+                TrackerSettings::Github(g) => g.webhook.as_ref(),
+                TrackerSettings::Linear(l) => l.webhook.as_ref(),
+                TrackerSettings::Local => None,
+            },
+            match &p.forge {
+                ForgeSettings::Github(g) => g.webhook.as_ref(),
+                ForgeSettings::Local => None,
+            },
+        ];
+        for hook in hooks.into_iter().flatten() {
+            let set = std::env::var(&hook.secret_env).is_ok_and(|v| !v.is_empty());
+            checks.push(Check {
+                name: format!("project {name} webhook"),
+                level: if set { Level::Ok } else { Level::Missing },
+                detail: format!(
+                    "secret from {}: {}",
+                    hook.secret_env,
+                    if set { "set" } else { "not set" }
+                ),
+                hint: (!set).then(|| format!("export {} before `codemill serve`", hook.secret_env)),
+                required: false,
+            });
+        }
+    }
+
     let ready = checks
         .iter()
         .all(|c| !c.required || matches!(c.level, Level::Ok | Level::Warn));

@@ -12,11 +12,14 @@ use codemill_core::pipeline::{
 };
 use codemill_core::prompts::RUN_DIR;
 use codemill_git::Identity;
-use codemill_store::{JournalEntry, NewPr, Ticket};
+use codemill_store::{JournalEntry, Ticket};
+
+use codemill_trackers::{Forge, Tracker};
 
 use crate::agents::Step;
 use crate::engine::{RunError, Runner};
 use crate::gates::{GateEnv, POLICY_FILE, gates_from, parse_policy, run_gates};
+use crate::local::{LocalForge, LocalTracker};
 use crate::notes;
 use crate::progress::Progress;
 
@@ -197,32 +200,31 @@ impl Runner {
                 return self.outside_failure(state, &Effect::UpdateTicket { status, note }, e);
             }
         }
-        // Comment first, then status: a crash between them re-posts nothing (marker) and sets the status.
-        self.store
-            .add_comment(&state.ticket, "codemill", Some(&marker), &body)
-            .await?;
-        self.store
-            .set_ticket_status(&state.ticket, status, "codemill")
-            .await?;
+        // The local tracker: the ticket itself for a local project, the record of an outside
+        // one. Comment first, then status: a crash between them re-posts nothing (marker) and
+        // sets the status.
+        let local = LocalTracker::new(self.store.clone());
+        let key = state.ticket.to_string();
         // The needs-input label is there exactly while codemill waits for answers.
-        match note {
-            NoteKind::NeedsInput => {
-                self.store
-                    .set_label(&state.ticket, NEEDS_INPUT_LABEL, true)
-                    .await?;
-            }
-            NoteKind::Started => {
-                self.store
-                    .set_label(&state.ticket, NEEDS_INPUT_LABEL, false)
-                    .await?;
-            }
+        let (add, remove): (&[&str], &[&str]) = match note {
+            NoteKind::NeedsInput => (&[NEEDS_INPUT_LABEL], &[]),
+            NoteKind::Started => (&[], &[NEEDS_INPUT_LABEL]),
             NoteKind::Acknowledged
             | NoteKind::Plan
             | NoteKind::Proposal
             | NoteKind::Shipped
             | NoteKind::Stopped
             | NoteKind::Merged
-            | NoteKind::Closed => {}
+            | NoteKind::Closed => (&[], &[]),
+        };
+        let written = async {
+            local.upsert_comment(&key, &marker, &body).await?;
+            local.transition(&key, status).await?;
+            local.set_labels(&key, add, remove).await
+        }
+        .await;
+        if let Err(e) = written {
+            return self.outside_failure(state, &Effect::UpdateTicket { status, note }, e);
         }
         Ok(JobEvent::TicketUpdated { marker })
     }
@@ -518,7 +520,7 @@ impl Runner {
             Err(e) => return Ok(failed(&effect, e)),
         };
         let mut remote = None;
-        if let Some(forge) = &outside.forge {
+        if let Some(forge) = outside.forge.as_deref() {
             let draft = match self
                 .config
                 .projects
@@ -542,20 +544,23 @@ impl Runner {
                 Err(e) => return self.outside_failure(state, &effect, e),
             }
         }
-        let pr = self
-            .store
-            .upsert_pr(&NewPr {
-                project: state.ticket.project(),
-                ticket: &ticket.key.to_string(),
-                branch: &branch,
+        // The local forge's record: the PR itself for a local project, its record otherwise.
+        let local = LocalForge::new(self.store.clone(), state.ticket.clone(), commit.to_string());
+        let pr = match local
+            .open_pr(&codemill_trackers::PrRequest {
+                head: &branch,
                 base: &base,
-                commit,
                 title: &title,
                 body: &body,
+                draft: false,
             })
-            .await?;
+            .await
+        {
+            Ok(pr) => pr,
+            Err(e) => return self.outside_failure(state, &effect, e),
+        };
         Ok(JobEvent::PrRecorded {
-            pr: pr.id,
+            pr: pr.number as i64,
             number: remote.as_ref().map(|r| r.number),
             url: remote.map(|r| r.url),
         })

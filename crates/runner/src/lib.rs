@@ -10,6 +10,7 @@ pub mod engine;
 pub mod gates;
 pub mod home;
 pub mod inbound;
+pub mod local;
 pub mod notes;
 pub mod outside;
 pub mod progress;

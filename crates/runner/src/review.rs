@@ -8,6 +8,8 @@ use codemill_core::review::choose_angles;
 use codemill_core::triage::Bucket;
 use codemill_store::Ticket;
 
+use codemill_trackers::Tracker;
+
 use crate::effects::failed;
 use crate::engine::{RunError, Runner};
 
@@ -186,18 +188,14 @@ impl Runner {
                 }
                 continue;
             }
-            let (t, _) = self
-                .store
-                .create_linked_ticket(
-                    &ticket.key,
-                    "backlog_of",
-                    &marker,
-                    &title,
-                    &body,
-                    &["codemill:backlog".to_string()],
-                )
-                .await?;
-            keys.push(t.key.to_string());
+            let local = crate::local::LocalTracker::new(self.store.clone());
+            match local
+                .create_linked(&ticket.key.to_string(), &marker, &title, &body)
+                .await
+            {
+                Ok(k) => keys.push(k),
+                Err(e) => return self.outside_failure(state, &Effect::CreateBacklogTickets, e),
+            }
         }
         Ok(JobEvent::BacklogCreated { tickets: keys })
     }

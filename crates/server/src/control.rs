@@ -41,7 +41,7 @@ pub trait Control: Send + Sync + 'static {
 }
 
 /// What an outside webhook asks for, per project.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutsideEvent {
     /// An issue may have entered the trigger state; `actor` is who changed it.
     Trigger {

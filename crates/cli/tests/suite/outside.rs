@@ -218,10 +218,9 @@ pub fn lines(reqs: &[RecordedRequest]) -> Vec<String> {
     reqs.iter().map(|r| r.line()).collect()
 }
 
-pub fn github_config(project: &str, api: &str, tracker: bool) -> String {
+pub fn github_config(project: &str, api: &str) -> String {
     format!(
-        "\n[projects.{project}.github]\nrepo = \"acme/shop\"\napi_url = \"{api}\"\ntoken_env = \"GH_TOKEN\"\ntrigger_label = \"codemill\"\nbot_login = \"codemill-bot\"\n\n[projects.{project}.github.webhook]\nsecret_env = \"GH_HOOK_SECRET\"\n{}",
-        if tracker { "" } else { "" }
+        "\n[projects.{project}.github]\nrepo = \"acme/shop\"\napi_url = \"{api}\"\ntoken_env = \"GH_TOKEN\"\ntrigger_label = \"codemill\"\nbot_login = \"codemill-bot\"\n\n[projects.{project}.github.webhook]\nsecret_env = \"GH_HOOK_SECRET\"\n"
     )
 }
 
@@ -355,7 +354,7 @@ async fn a_github_issue_goes_to_a_draft_pr_feedback_rounds_and_closed_on_merge()
     let extra = format!(
         "[projects.shop]\nrepo = \"{}\"\ntracker = \"github\"\nforge = \"github\"\n\n[projects.shop.roles]\ntrigger = [\"alice\"]\nreview = [\"bob\"]\n{}",
         env.remote.display(),
-        github_config("shop", &gh.url(), true)
+        github_config("shop", &gh.url())
     );
     env.write_config(&extra);
     let svc = Service::start(&env, &github_vars());
@@ -512,7 +511,7 @@ async fn a_linear_issue_is_acknowledged_within_ten_seconds_and_done_on_merge() {
         "[projects.ENG]\nrepo = \"{}\"\ntracker = \"linear\"\nforge = \"github\"\n\n[projects.ENG.roles]\ntrigger = [\"{alice}\"]\nreview = [\"bob\"]\n\n[projects.ENG.linear]\napi_url = \"{}\"\ntoken_env = \"LINEAR_KEY\"\nteam_key = \"ENG\"\ntrigger_state = \"Todo\"\n\n[projects.ENG.linear.states]\nin_progress = \"In Progress\"\nin_review = \"In Review\"\ndone = \"Done\"\n\n[projects.ENG.linear.webhook]\nsecret_env = \"LINEAR_HOOK_SECRET\"\n{}",
         env.remote.display(),
         linear.url(),
-        github_config("ENG", &gh.url(), false)
+        github_config("ENG", &gh.url())
     );
     env.write_config(&extra);
     let mut vars = github_vars();
@@ -635,7 +634,7 @@ async fn a_jira_ticket_goes_to_a_plan_comment_a_draft_pr_and_done_on_merge() {
         "[projects.PROJ]\nrepo = \"{}\"\ntracker = \"jira\"\nforge = \"github\"\n\n[projects.PROJ.roles]\ntrigger = [\"acc-alice\"]\n\n[projects.PROJ.jira]\nbase_url = \"{}\"\nemail_env = \"JIRA_EMAIL\"\ntoken_env = \"JIRA_TOKEN\"\nproject_key = \"PROJ\"\ntrigger_status = \"To Do\"\nacceptance_criteria_field = \"customfield_10042\"\n\n[projects.PROJ.jira.transitions]\nin_progress = \"In Progress\"\nawaiting_approval = \"In Review\"\nin_review = \"In Review\"\ndone = \"Done\"\n\n[projects.PROJ.jira.webhook]\nauth = \"hmac\"\nsecret_env = \"JIRA_HOOK_SECRET\"\n{}",
         env.remote.display(),
         jira.url(),
-        github_config("PROJ", &gh.url(), false)
+        github_config("PROJ", &gh.url())
     );
     env.write_config(&extra);
     let mut vars = github_vars();

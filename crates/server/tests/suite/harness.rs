@@ -187,6 +187,7 @@ pub enum Call {
     Retry {
         ticket: String,
     },
+    Outside(codemill_server::OutsideEvent),
 }
 
 /// Records every call. The ticket's project picks the answer: NOPE → not found, BUSY → wrong
@@ -257,6 +258,22 @@ impl Control for Recording {
             ticket: ticket.to_string(),
         };
         self.answer(call, ticket)
+    }
+
+    /// Outside events of project FAIL fail (the tracker is down); others are "queued".
+    fn outside<'a>(
+        &'a self,
+        event: codemill_server::OutsideEvent,
+    ) -> ControlFuture<'a, serde_json::Value> {
+        let failing = matches!(&event, codemill_server::OutsideEvent::Trigger { project, .. } if project == "FAIL");
+        self.calls.lock().unwrap().push(Call::Outside(event));
+        Box::pin(async move {
+            if failing {
+                Err(ControlError::Failed("jira: could not connect".into()))
+            } else {
+                Ok(serde_json::json!({"result": "queued"}))
+            }
+        })
     }
 }
 

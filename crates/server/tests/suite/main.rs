@@ -6,5 +6,6 @@
 mod api;
 mod harness;
 mod logs;
+mod outside;
 mod postgres;
 mod webhooks;

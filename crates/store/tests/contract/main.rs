@@ -41,6 +41,7 @@ contract!(
     tickets::status_changes_are_recorded_once,
     tickets::edits_labels_and_linked_tickets,
     tickets::pr_records_are_one_per_branch,
+    tickets::mirrored_tickets_keep_their_key_and_status,
     journal::journal_is_append_only_and_sequenced,
     journal::reopening_keeps_data_and_schema,
     queue::enqueue_writes_job_journal_and_queue_row_together,

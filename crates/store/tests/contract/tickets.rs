@@ -191,3 +191,54 @@ pub async fn pr_records_are_one_per_branch(db: Db) {
         "c2"
     );
 }
+
+/// A ticket mirrored from an outside tracker keeps its own key; a refresh updates the text and
+/// counts as an edit only when the text changed; codemill's status is kept.
+pub async fn mirrored_tickets_keep_their_key_and_status(db: Db) {
+    use codemill_store::MirroredTicket;
+    let s = &db.store;
+    let key: TicketKey = "PROJ-42".parse().unwrap();
+    let labels = vec!["codemill".to_string()];
+    let mirror = |title: &'static str, body: &'static str| MirroredTicket {
+        key: &key,
+        external: "PROJ-42",
+        url: "https://jira.test/browse/PROJ-42",
+        title,
+        body,
+        labels: &labels,
+    };
+    let t = s
+        .mirror_ticket(&mirror("Add a flag", "Do it."))
+        .await
+        .unwrap();
+    assert_eq!(t.key, key);
+    assert_eq!(t.external.as_deref(), Some("PROJ-42"));
+    assert_eq!(t.url.as_deref(), Some("https://jira.test/browse/PROJ-42"));
+    assert_eq!(t.status, TicketStatus::Todo);
+    assert_eq!(t.edited_at, None);
+    s.set_ticket_status(&key, TicketStatus::NeedsInput, "codemill")
+        .await
+        .unwrap();
+    let same = s
+        .mirror_ticket(&mirror("Add a flag", "Do it."))
+        .await
+        .unwrap();
+    assert_eq!(same.edited_at, None, "an unchanged refresh is not an edit");
+    let edited = s
+        .mirror_ticket(&mirror("Add a flag", "Do it, with docs."))
+        .await
+        .unwrap();
+    assert_eq!(edited.body, "Do it, with docs.");
+    assert!(edited.edited_at.is_some(), "a changed body is an edit");
+    assert_eq!(
+        edited.status,
+        TicketStatus::NeedsInput,
+        "status is codemill's"
+    );
+    // Local tickets of other projects are numbered as before.
+    let local = s
+        .create_ticket(&"PROJ".parse().unwrap(), "local", "", &[])
+        .await
+        .unwrap();
+    assert_eq!(local.key.to_string(), "PROJ-43");
+}

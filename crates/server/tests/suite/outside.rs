@@ -1,0 +1,251 @@
+//! Per-project webhooks of outside trackers: each vendor's signature is checked before the body
+//! is read, a verified delivery becomes one event for the control, a redelivery does nothing.
+
+use codemill_core::config::{GithubSettings, WebhookAuthKind};
+use codemill_server::{OutsideEvent, OutsideHook, ServerConfig};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+use crate::harness::{Call, Db, Server, start_with};
+
+const SECRET: &str = "outside-secret";
+
+fn github_settings() -> GithubSettings {
+    toml::from_str(
+        "repo = \"acme/shop\"\ntoken_env = \"T\"\ntrigger_label = \"codemill\"\nbot_login = \"codemill-bot\"",
+    )
+    .unwrap()
+}
+
+fn hook(vendor: &str, project: &str, auth: WebhookAuthKind) -> OutsideHook {
+    OutsideHook {
+        vendor: vendor.into(),
+        project: project.into(),
+        auth,
+        secret: SecretString::from(SECRET),
+        github: (vendor == "github").then(github_settings),
+    }
+}
+
+async fn server() -> Server {
+    start_with(
+        Db::sqlite().await,
+        ServerConfig {
+            outside_hooks: vec![
+                hook("github", "shop", WebhookAuthKind::Hmac),
+                hook("jira", "PROJ", WebhookAuthKind::Hmac),
+                hook("jira", "FAIL", WebhookAuthKind::Token),
+                hook("linear", "ENG", WebhookAuthKind::Hmac),
+            ],
+            ..ServerConfig::default()
+        },
+    )
+    .await
+}
+
+fn labeled(number: u64, sender: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "action": "labeled",
+        "issue": {"number": number, "title": "t", "labels": [{"name": "codemill"}], "state": "open", "user": {"login": sender}},
+        "label": {"name": "codemill"},
+        "repository": {"full_name": "acme/shop"},
+        "sender": {"login": sender}
+    }))
+    .unwrap()
+}
+
+async fn post(s: &Server, path: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, Value) {
+    let mut req = s
+        .client
+        .post(s.url(path))
+        .header("content-type", "application/json")
+        .body(body.to_vec());
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+fn github_headers(body: &[u8], delivery: &str, secret: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("x-github-event", "issues".into()),
+        ("x-github-delivery", delivery.into()),
+        (
+            "x-hub-signature-256",
+            format!(
+                "sha256={}",
+                codemill_trackers::webhook::sign_hex(secret.as_bytes(), body)
+            ),
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_github_delivery_is_verified_read_once_and_handed_to_the_control() {
+    let s = server().await;
+    let body = labeled(42, "alice");
+    let (status, _) = post(
+        &s,
+        "/webhooks/github/nope",
+        &github_headers(&body, "d1", SECRET),
+        &body,
+    )
+    .await;
+    assert_eq!(status, 404, "no hook for that project");
+    let (status, _) = post(
+        &s,
+        "/webhooks/github/shop",
+        &github_headers(&body, "d1", "wrong"),
+        &body,
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, _) = post(
+        &s,
+        "/webhooks/github/shop",
+        &[("x-github-event", "issues".into())],
+        &body,
+    )
+    .await;
+    assert_eq!(status, 401, "no signature");
+    assert!(s.control.calls().is_empty(), "nothing reached the control");
+
+    let (status, answer) = post(
+        &s,
+        "/webhooks/github/shop",
+        &github_headers(&body, "d1", SECRET),
+        &body,
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["result"], "queued");
+    let (status, answer) = post(
+        &s,
+        "/webhooks/github/shop",
+        &github_headers(&body, "d1", SECRET),
+        &body,
+    )
+    .await;
+    assert_eq!(status, 202);
+    assert_eq!(
+        answer["result"], "duplicate",
+        "a redelivery does nothing: {answer}"
+    );
+    assert_eq!(
+        s.control.calls(),
+        vec![Call::Outside(OutsideEvent::Trigger {
+            project: "shop".into(),
+            key: "42".into(),
+            actor: Some("alice".into()),
+        })]
+    );
+
+    // A label that is not the trigger: read, answered, nothing asked of the control.
+    let other = serde_json::to_vec(&json!({
+        "action": "labeled",
+        "issue": {"number": 43, "title": "t", "labels": [], "state": "open", "user": {"login": "a"}},
+        "label": {"name": "codemill:running"},
+        "sender": {"login": "codemill-bot"}
+    }))
+    .unwrap();
+    let (status, answer) = post(
+        &s,
+        "/webhooks/github/shop",
+        &github_headers(&other, "d2", SECRET),
+        &other,
+    )
+    .await;
+    assert_eq!(status, 202);
+    assert_eq!(answer["result"], "ignored", "{answer}");
+    assert_eq!(s.control.calls().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jira_and_linear_deliveries_use_their_own_signatures() {
+    let s = server().await;
+    let body = serde_json::to_vec(&json!({
+        "timestamp": 1_700_000_000_000u64,
+        "webhookEvent": "jira:issue_updated",
+        "user": {"accountId": "acc-alice"},
+        "issue": {"id": "10001", "key": "PROJ-7", "fields": {"summary": "t"}}
+    }))
+    .unwrap();
+    let sig = format!(
+        "sha256={}",
+        codemill_trackers::webhook::sign_hex(SECRET.as_bytes(), &body)
+    );
+    let (status, _) = post(
+        &s,
+        "/webhooks/jira/PROJ",
+        &[("x-hub-signature", "sha256=00".into())],
+        &body,
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, answer) = post(
+        &s,
+        "/webhooks/jira/PROJ",
+        &[("x-hub-signature", sig)],
+        &body,
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(
+        s.control.calls().last(),
+        Some(&Call::Outside(OutsideEvent::Trigger {
+            project: "PROJ".into(),
+            key: "PROJ-7".into(),
+            actor: Some("acc-alice".into()),
+        }))
+    );
+
+    // The tracker cannot be reached: 503, so Jira delivers again later.
+    let (status, answer) = post(
+        &s,
+        "/webhooks/jira/FAIL",
+        &[("authorization", format!("Bearer {SECRET}"))],
+        &body,
+    )
+    .await;
+    assert_eq!(status, 503, "{answer}");
+
+    let now = chrono::Utc::now().timestamp_millis();
+    let linear = serde_json::to_vec(&json!({
+        "action": "update", "type": "Issue", "createdAt": "2026-11-21T00:00:00.000Z",
+        "organizationId": "org", "webhookId": "wh", "webhookTimestamp": now,
+        "url": "https://linear.app/acme/issue/ENG-3/t",
+        "actor": {"id": "user-alice", "name": "Alice", "type": "user"},
+        "data": {"id": "9f0c", "identifier": "ENG-3", "number": 3, "title": "t"}
+    }))
+    .unwrap();
+    let sig = codemill_trackers::webhook::sign_hex(SECRET.as_bytes(), &linear);
+    let (status, _) = post(
+        &s,
+        "/webhooks/linear/ENG",
+        &[("linear-signature", "00".repeat(32))],
+        &linear,
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, answer) = post(
+        &s,
+        "/webhooks/linear/ENG",
+        &[
+            ("linear-signature", sig),
+            ("linear-delivery", "ld-1".into()),
+        ],
+        &linear,
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(
+        s.control.calls().last(),
+        Some(&Call::Outside(OutsideEvent::Trigger {
+            project: "ENG".into(),
+            key: "ENG-3".into(),
+            actor: Some("user-alice".into()),
+        }))
+    );
+}
