@@ -33,6 +33,11 @@ pub fn poisoned_body() -> String {
 /// The engineer, plus fix rounds from PR feedback: a review comment makes the agent write
 /// `feedback-1.txt`, a failed check `feedback-2.txt` (each round resumes the implement session).
 pub fn rules() -> Vec<Rule> {
+    with_feedback(engineer())
+}
+
+/// `base` with the feedback-round rules in front.
+pub fn with_feedback(base: Vec<Rule>) -> Vec<Rule> {
     let last = |s: &str| Match {
         last_contains: Some(s.into()),
         ..Match::default()
@@ -67,7 +72,7 @@ pub fn rules() -> Vec<Rule> {
         )
         .times(1),
     ];
-    rules.extend(engineer());
+    rules.extend(base);
     rules
 }
 
@@ -629,7 +634,13 @@ async fn a_jira_ticket_goes_to_a_plan_comment_a_draft_pr_and_done_on_merge() {
             "Lowercase, please.<!-- {HIDDEN} in a Jira comment -->"
         )),
     );
-    let env = Env::new(rules(), HELLO_GATE, "").await;
+    // A reviewer raises a low finding that triage puts in the backlog: a linked Jira issue after approval.
+    let env = Env::new(
+        with_feedback(super::review::backlog_rules()),
+        HELLO_GATE,
+        "",
+    )
+    .await;
     let extra = format!(
         "[projects.PROJ]\nrepo = \"{}\"\ntracker = \"jira\"\nforge = \"github\"\n\n[projects.PROJ.roles]\ntrigger = [\"acc-alice\"]\n\n[projects.PROJ.jira]\nbase_url = \"{}\"\nemail_env = \"JIRA_EMAIL\"\ntoken_env = \"JIRA_TOKEN\"\nproject_key = \"PROJ\"\ntrigger_status = \"To Do\"\nacceptance_criteria_field = \"customfield_10042\"\n\n[projects.PROJ.jira.transitions]\nin_progress = \"In Progress\"\nawaiting_approval = \"In Review\"\nin_review = \"In Review\"\ndone = \"Done\"\n\n[projects.PROJ.jira.webhook]\nauth = \"hmac\"\nsecret_env = \"JIRA_HOOK_SECRET\"\n{}",
         env.remote.display(),
@@ -707,7 +718,34 @@ async fn a_jira_ticket_goes_to_a_plan_comment_a_draft_pr_and_done_on_merge() {
         "the ticket link: {pr_body}"
     );
     assert!(pr_body.contains("Cost: $"), "{pr_body}");
+    assert!(
+        pr_body.contains("Greeting lacks punctuation"),
+        "the findings: {pr_body}"
+    );
     assert_eq!(prs[0]["draft"], true);
+    // The backlog finding became a Jira issue, linked to the ticket.
+    assert_eq!(jira.issue_keys(), ["PROJ-1", "PROJ-2"]);
+    assert!(
+        jira.summary_of("PROJ-2")
+            .unwrap()
+            .contains("Greeting lacks punctuation")
+    );
+    let links = jira.links_of("PROJ-1");
+    assert_eq!(links.len(), 1, "{links:?}");
+    assert_eq!(links[0].link_type, "Relates");
+    assert!(
+        [&links[0].inward, &links[0].outward].contains(&&"PROJ-2".to_string()),
+        "{links:?}"
+    );
+    let progress = jira
+        .comment_texts("PROJ-1")
+        .into_iter()
+        .find(|c| c.contains("[codemill:progress]"))
+        .unwrap();
+    assert!(
+        progress.contains("PROJ-2"),
+        "the backlog ticket is named: {progress}"
+    );
 
     let n = prs[0]["number"].as_u64().unwrap();
     assert!(gh.merge(n));
@@ -739,8 +777,12 @@ async fn a_jira_ticket_goes_to_a_plan_comment_a_draft_pr_and_done_on_merge() {
         .filter(|r| r.method != "GET")
         .map(|r| format!("{} {}", r.line(), summarize(&r.body)))
         .collect();
-    insta::assert_snapshot!(lines(&jira.requests()).join("\n"));
-    insta::assert_snapshot!(writes.join("\n"));
+    insta::with_settings!({filters => vec![
+        (r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "[job-id]"),
+    ]}, {
+        insta::assert_snapshot!(lines(&jira.requests()).join("\n"));
+        insta::assert_snapshot!(writes.join("\n"));
+    });
 }
 
 /// The fields of a Jira write that say what it did (transition id, labels, comment text).

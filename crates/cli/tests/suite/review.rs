@@ -360,7 +360,7 @@ async fn a_reviewer_that_tries_to_write_changes_nothing() {
     assert!(!files.contains("evil.txt"), "{files}");
 }
 
-fn backlog_rules() -> Vec<Rule> {
+pub fn backlog_rules() -> Vec<Rule> {
     let mut rules = vec![ready(), read_diff()];
     rules.push(angle_finds(
         "correctness",
