@@ -468,6 +468,7 @@ async fn a_github_issue_goes_to_a_draft_pr_feedback_rounds_and_closed_on_merge()
     assert_eq!(create.body["draft"], true);
     assert_eq!(create.body["title"], format!("{key}: Say hello").as_str());
 
+    let shipped = gh.requests().len();
     feedback_rounds(&env, &gh, &svc, "shop", &key).await;
     assert_nothing_hidden_reached_the_model(&env);
 
@@ -496,6 +497,10 @@ async fn a_github_issue_goes_to_a_draft_pr_feedback_rounds_and_closed_on_merge()
             .any(|l| l == "codemill:awaiting-review" || l == "codemill:running"),
         "{labels:?}"
     );
+    // Every request to GitHub from the approval on: shipping, two feedback rounds, the merge.
+    let all = lines(&gh.requests());
+    insta::assert_snapshot!("github_shipping", all[..shipped].join("\n"));
+    insta::assert_snapshot!("github_feedback_and_merge", all[shipped..].join("\n"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -610,6 +615,8 @@ async fn a_linear_issue_is_acknowledged_within_ten_seconds_and_done_on_merge() {
         .unwrap()
         .to_string();
     assert!(progress.contains("Merged"), "{progress}");
+    // Every operation codemill sent to Linear, in order.
+    insta::assert_snapshot!(linear.operations().join("\n"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
