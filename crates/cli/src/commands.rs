@@ -297,9 +297,21 @@ fn finish(opened: &Opened, job: codemill_core::ids::JobId, state: &JobState) -> 
             ));
             ExitCode::SUCCESS
         }
+        "in_review" => {
+            out(&format!(
+                "{key}: shipped — draft PR {} from {}; codemill follows its reviews, checks and merge while `codemill serve` runs.",
+                state
+                    .pr_url
+                    .clone()
+                    .or_else(|| state.pr_number.map(|n| format!("#{n}")))
+                    .unwrap_or_else(|| "-".into()),
+                key.branch(),
+            ));
+            ExitCode::SUCCESS
+        }
         "rejected" => {
             out(&format!(
-                "{key}: rejected; {}",
+                "{key}: rejected; {}
                 state.reason.as_deref().unwrap_or("")
             ));
             ExitCode::SUCCESS
