@@ -311,7 +311,7 @@ fn finish(opened: &Opened, job: codemill_core::ids::JobId, state: &JobState) -> 
         }
         "rejected" => {
             out(&format!(
-                "{key}: rejected; {}
+                "{key}: rejected; {}",
                 state.reason.as_deref().unwrap_or("")
             ));
             ExitCode::SUCCESS
