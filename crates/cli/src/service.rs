@@ -85,8 +85,13 @@ impl Control for RunnerControl {
                 OutsideEvent::Feedback {
                     project,
                     head,
+                    pr,
                     feedback,
-                } => self.gateway.feedback(project, head, feedback.clone()).await,
+                } => {
+                    self.gateway
+                        .feedback(project, head, *pr, feedback.clone())
+                        .await
+                }
                 OutsideEvent::PrClosed {
                     project,
                     head,

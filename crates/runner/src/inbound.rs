@@ -169,12 +169,30 @@ impl Gateway {
         &self,
         project: &str,
         head: &str,
+        pr: u64,
         feedback: Feedback,
     ) -> Result<Inbound, RunError> {
         let Some(p) = self.config.projects.get(project) else {
             return Ok(ignored(format!("no project {project}")));
         };
-        let Some(key) = Self::ticket_of(project, head) else {
+        // A delivery that names only the PR: its branch comes from the forge.
+        let head = if head.is_empty() && pr > 0 {
+            let outside = self
+                .outside
+                .get(p)
+                .map_err(|e| Self::outside_error(project, e))?;
+            let Some(forge) = outside.forge else {
+                return Ok(ignored(format!("project {project} has no outside forge")));
+            };
+            forge
+                .pr(pr)
+                .await
+                .map_err(|e| Self::outside_error(project, e))?
+                .head
+        } else {
+            head.to_string()
+        };
+        let Some(key) = Self::ticket_of(project, &head) else {
             return Ok(ignored(format!(
                 "{head} is not a codemill branch of {project}"
             )));

@@ -95,6 +95,11 @@ pub enum AnyForge {
 }
 
 impl AnyForge {
+    pub async fn pr(&self, number: u64) -> Result<PullRequest> {
+        match self {
+            AnyForge::Github(f) => f.pr(number).await,
+        }
+    }
     pub async fn open_pr(&self, pr: &PrRequest<'_>) -> Result<PullRequest> {
         match self {
             AnyForge::Github(f) => f.open_pr(pr).await,

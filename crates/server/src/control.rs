@@ -49,10 +49,11 @@ pub enum OutsideEvent {
         key: String,
         actor: Option<String>,
     },
-    /// Feedback on codemill's PR from branch `head`.
+    /// Feedback on codemill's PR from branch `head` (empty: look PR `pr` up).
     Feedback {
         project: String,
         head: String,
+        pr: u64,
         feedback: codemill_core::pipeline::Feedback,
     },
     /// codemill's PR from `head` was closed.

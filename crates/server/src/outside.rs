@@ -162,9 +162,10 @@ async fn handle(
             key,
             actor,
         },
-        Hint::Feedback { head, feedback, .. } => OutsideEvent::Feedback {
+        Hint::Feedback { head, pr, feedback } => OutsideEvent::Feedback {
             project,
             head,
+            pr,
             feedback,
         },
         Hint::PrClosed {

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 pub enum Hint {
     /// Something changed on an issue; read it and start a job if it is in the trigger state.
     Issue { key: String, actor: Option<String> },
-    /// Feedback on codemill's PR from `head` (review comment, changes requested, failed check).
+    /// Feedback on codemill's PR from `head` (review comment, changes requested, failed check,
+    /// a comment mentioning codemill). An empty `head` means the delivery did not name the
+    /// branch: look PR `pr` up. `pr` is 0 when only the branch is known.
     Feedback {
         head: String,
         pr: u64,

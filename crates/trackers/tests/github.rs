@@ -1583,3 +1583,47 @@ async fn the_fake_checks_the_app_jwt_signature_and_claims() {
         "{body}"
     );
 }
+
+#[test]
+fn parse_pr_conversation_comments_only_when_they_mention_codemill() {
+    let settings = settings("https://api.github.com");
+    let comment = |body: &str, author: &str, on_pr: bool| {
+        let mut issue = serde_json::json!({"number": 7, "title": "t", "state": "open"});
+        if on_pr {
+            issue["pull_request"] =
+                serde_json::json!({"url": "https://api.github.com/repos/acme/shop/pulls/7"});
+        }
+        serde_json::to_vec(&serde_json::json!({
+            "action": "created",
+            "issue": issue,
+            "comment": {"id": 55, "body": body, "user": {"login": author}},
+            "sender": {"login": author}
+        }))
+        .unwrap()
+    };
+    let hint = parse_webhook(
+        "issue_comment",
+        &comment("@codemill-bot rename it", "bob", true),
+        &settings,
+    )
+    .unwrap();
+    match hint {
+        Hint::Feedback { head, pr, feedback } => {
+            assert_eq!(head, "", "the branch is looked up by PR number");
+            assert_eq!(pr, 7);
+            assert_eq!(feedback.id, "issue-comment:55");
+            assert_eq!(feedback.kind, FeedbackKind::Comment);
+            assert_eq!(feedback.author, "bob");
+        }
+        other => panic!("{other:?}"),
+    }
+    for (body, author, on_pr) in [
+        ("LGTM", "bob", true),
+        ("@codemill-bot on an issue", "bob", false),
+        ("@codemill-bot note to self", "codemill-bot", true),
+    ] {
+        let hint =
+            parse_webhook("issue_comment", &comment(body, author, on_pr), &settings).unwrap();
+        assert!(matches!(hint, Hint::Ignored { .. }), "{body}: {hint:?}");
+    }
+}

@@ -48,6 +48,18 @@ pub fn with_feedback(base: Vec<Rule>) -> Vec<Rule> {
     };
     let mut rules = vec![
         Rule::new(
+            "comment: write",
+            last("kind=\"comment\""),
+            write_call("feedback-3.txt", "three\n"),
+        )
+        .times(1),
+        Rule::new(
+            "comment: done",
+            any("kind=\"comment\""),
+            codemill_testkit::Reply::text("Added feedback-3.txt."),
+        )
+        .times(1),
+        Rule::new(
             "check: write",
             last("kind=\"check_failed\""),
             write_call("feedback-2.txt", "two\n"),
@@ -342,7 +354,51 @@ pub async fn feedback_rounds(env: &Env, gh: &FakeGitHub, svc: &Service, project:
         .filter(|c| c["body"].as_str().unwrap_or("").contains("round 2"))
         .collect();
     assert_eq!(conversation.len(), 1, "one reply on the PR conversation");
+
+    // A comment on the PR's conversation counts when it mentions codemill's account; the
+    // delivery names only the PR, whose branch codemill looks up.
+    let chatter = conversation_comment(pr, 9001, "bob", "LGTM so far");
+    let answer = github_hook(svc, project, "issue_comment", &chatter).await;
+    assert_eq!(answer["result"], "ignored", "{answer}");
+    let asked = conversation_comment(
+        pr,
+        9002,
+        "bob",
+        "@codemill-bot please add feedback-3.txt too",
+    );
+    let answer = github_hook(svc, project, "issue_comment", &asked).await;
+    assert_eq!(answer["result"], "recorded", "{answer}");
+    wait_feedback(env, key, 3);
+    let tip3 = env.remote_branch(&branch).unwrap();
+    assert_eq!(env.remote_git(&["rev-parse", &format!("{tip3}^")]), tip2);
+    assert_eq!(
+        env.remote_git(&["show", &format!("{branch}:feedback-3.txt")]),
+        "three"
+    );
     assert_eq!(gh.prs().len(), 1, "never a second PR");
+}
+
+/// An `issue_comment` delivery for a comment on PR `pr`, shaped as GitHub documents it.
+fn conversation_comment(pr: u64, id: u64, author: &str, body: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "action": "created",
+        "issue": {
+            "number": pr,
+            "title": "PR",
+            "state": "open",
+            "user": {"login": "codemill-bot"},
+            "pull_request": {"url": format!("https://api.github.com/repos/acme/shop/pulls/{pr}")}
+        },
+        "comment": {
+            "id": id,
+            "body": body,
+            "user": {"login": author, "type": "User"},
+            "html_url": format!("https://github.com/acme/shop/pull/{pr}#issuecomment-{id}")
+        },
+        "repository": {"full_name": "acme/shop", "name": "shop", "owner": {"login": "acme"}},
+        "sender": {"login": author}
+    }))
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

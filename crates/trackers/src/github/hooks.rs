@@ -68,6 +68,7 @@ pub fn parse_webhook(
         "check_run" => d.check_run(),
         "status" => d.status(),
         "pull_request" => d.pull_request(),
+        "issue_comment" => d.conversation_comment(),
         other => Ok(ignored(format!("github event {other:?} is not used"))),
     }
 }
@@ -158,6 +159,50 @@ impl Delivery<'_> {
             self.str_field(&["pull_request", "head", "ref"])?,
             self.u64_field(&["pull_request", "number"])?,
         ))
+    }
+
+    /// A comment on a PR's conversation counts only when it mentions codemill's account
+    /// (`@bot_login`): everyday chatter ("LGTM") must not start a fix round. The delivery names
+    /// no branch, so `head` is empty and the caller looks the PR up by number.
+    fn conversation_comment(&self) -> Result<Hint, String> {
+        if self.action() != "created" {
+            return Ok(ignored(format!(
+                "issue_comment action {:?} is not used",
+                self.action()
+            )));
+        }
+        if at(self.v, &["issue", "pull_request"]).is_none() {
+            return Ok(ignored("a comment on an issue, not on a pull request"));
+        }
+        let Some(bot) = self.settings.bot_login.as_deref() else {
+            return Ok(ignored("PR comments need bot_login to be mentioned"));
+        };
+        let author = self.str_field(&["comment", "user", "login"])?;
+        let body = s(self.v, &["comment", "body"])
+            .unwrap_or_default()
+            .to_string();
+        if self.is_bot(&author) || has_codemill_marker(&body) {
+            return Ok(ignored("codemill's own comment"));
+        }
+        let mention = format!("@{}", bot.to_ascii_lowercase());
+        if !body.to_ascii_lowercase().contains(&mention) {
+            return Ok(ignored(format!("the comment does not mention @{bot}")));
+        }
+        let id = self.u64_field(&["comment", "id"])?;
+        let pr = self.u64_field(&["issue", "number"])?;
+        Ok(Hint::Feedback {
+            head: String::new(),
+            pr,
+            feedback: Feedback {
+                id: format!("issue-comment:{id}"),
+                kind: FeedbackKind::Comment,
+                author,
+                body,
+                path: None,
+                line: None,
+                reply_to: None,
+            },
+        })
     }
 
     fn review_comment(&self) -> Result<Hint, String> {
