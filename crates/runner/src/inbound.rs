@@ -150,6 +150,21 @@ impl Gateway {
         }
         let options = JobOptions::for_project(&self.config, project);
         let (job, created) = control::enqueue(&self.store, &ticket_key, options).await?;
+        if created {
+            // Visible at once, even when every worker is busy: the job's first step edits this
+            // same comment. Best effort; the job does not depend on it.
+            let note = format!(
+                "**codemill** · job `{}` · queued\n\ncodemill queued {} and will pick it up as soon as a worker is free.\n",
+                job.short(),
+                issue.key
+            );
+            if let Err(e) = tracker
+                .upsert_comment(&issue.key, outside::PROGRESS_MARKER, &note)
+                .await
+            {
+                tracing::warn!(ticket = %ticket_key, error = %e, "could not post the queued note");
+            }
+        }
         Ok(Inbound::Queued {
             ticket: ticket_key,
             job,
