@@ -104,6 +104,11 @@ impl Drop for Service {
 
 impl Service {
     pub fn start(env: &Env, vars: &[(&str, &str)]) -> Service {
+        Service::start_polling(env, vars, 0)
+    }
+
+    /// With the reconciling poller every `poll_secs` (0: off).
+    pub fn start_polling(env: &Env, vars: &[(&str, &str)], poll_secs: u64) -> Service {
         let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("codemill"));
         cmd.arg("--home")
             .arg(&env.home)
@@ -114,7 +119,7 @@ impl Service {
                 "--workers",
                 "1",
                 "--poll-secs",
-                "0",
+                &poll_secs.to_string(),
             ])
             .env(KEY_VAR, "test-key-123")
             .env_remove("CODEMILL_CRASH_AFTER_EFFECT")
@@ -169,7 +174,9 @@ impl Service {
 pub fn wait_state(env: &Env, key: &str, want: &str) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let v = env.json(&["show", key, "--json"]);
+        // The ticket itself may not exist yet (the poller mirrors it first).
+        let (_, stdout, _) = env.run(&["show", key, "--json"]);
+        let v: Value = serde_json::from_str(&stdout).unwrap_or(Value::Null);
         let state = v["job"]["state"].as_str().unwrap_or("").to_string();
         if state == want {
             return;
@@ -872,4 +879,75 @@ fn summarize(body: &Value) -> String {
         return format!("jql={j}");
     }
     body.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_poller_queues_outside_tickets_in_the_trigger_state_every_page() {
+    use codemill_testkit::fakes::jira::{FakeJira, FakeJiraOptions};
+    let gh = fake_github().await;
+    let jira = FakeJira::start(FakeJiraOptions::default()).await.unwrap();
+    jira.add_issue(
+        "PROJ-1",
+        "Say hello",
+        Value::String("Add hello.txt.".into()),
+        "To Do",
+        &["codemill"],
+    );
+    jira.add_issue(
+        "PROJ-2",
+        "Not labelled",
+        Value::String("x".into()),
+        "To Do",
+        &[],
+    );
+    jira.add_issue(
+        "PROJ-3",
+        "Say hello again",
+        Value::String("Add hello.txt.".into()),
+        "To Do",
+        &["codemill"],
+    );
+    jira.add_issue(
+        "PROJ-4",
+        "Say hello later",
+        Value::String("Add hello.txt.".into()),
+        "To Do",
+        &["codemill"],
+    );
+    let env = Env::new(rules(), HELLO_GATE, "").await;
+    // The poller cannot tell who labelled a ticket: it starts work only when anyone may.
+    let extra = format!(
+        "[projects.PROJ]\nrepo = \"{}\"\ntracker = \"jira\"\nforge = \"github\"\n\n[projects.PROJ.roles]\ntrigger = [\"*\"]\n\n[projects.PROJ.jira]\nbase_url = \"{}\"\nemail_env = \"JIRA_EMAIL\"\ntoken_env = \"JIRA_TOKEN\"\nproject_key = \"PROJ\"\ntrigger_status = \"To Do\"\n{}",
+        env.remote.display(),
+        jira.url(),
+        github_config("PROJ", &gh.url())
+    );
+    env.write_config(&extra);
+    let mut vars = github_vars();
+    vars.extend([
+        ("JIRA_EMAIL", "codemill@example.com"),
+        ("JIRA_TOKEN", "jira-api-token"),
+    ]);
+    let _svc = Service::start_polling(&env, &vars, 1);
+    for key in ["PROJ-1", "PROJ-3", "PROJ-4"] {
+        wait_state(&env, key, "awaiting_approval");
+    }
+    let (code, _, _) = env.run(&["show", "PROJ-2", "--json"]);
+    assert_ne!(code, Some(0), "no job for a ticket without the label");
+    let searches: Vec<RecordedRequest> = jira
+        .requests()
+        .into_iter()
+        .filter(|r| r.line() == "POST /rest/api/3/search/jql")
+        .collect();
+    assert!(searches.len() >= 2, "two pages at least");
+    assert_eq!(
+        searches[0].body["jql"],
+        "project = \"PROJ\" AND status = \"To Do\" AND labels = \"codemill\" ORDER BY created ASC"
+    );
+    assert!(searches[0].body.get("nextPageToken").is_none());
+    assert!(
+        searches[1].body["nextPageToken"].is_string(),
+        "the second request asks for the next page: {}",
+        searches[1].body
+    );
 }
