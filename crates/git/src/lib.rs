@@ -10,6 +10,13 @@
 //! - runs through [`codemill_process::Cmd`]: argument list, own process group, stdin null,
 //!   timeout, capped output.
 //!
+//! HTTPS remotes that need credentials (GitHub tokens) get them as one header per URL prefix
+//! ([`HttpAuth`], [`Git::with_http_auth`]): handed to git in the environment, only for commands
+//! that contact a remote, never as an argument, in a remote URL or in a config file, and scrubbed
+//! from anything git prints. Extra headers found in config files are cleared so they are never
+//! sent alongside or instead of it (module `auth`, `SAFETY_CONFIG` in module `run`, and the
+//! config check in module `repo`).
+//!
 //! Writers of a shared clone (clone, fetch, push, worktree add/remove/prune) take a
 //! per-repository lock, in-process and across processes (module `lock`).
 //!
@@ -17,6 +24,7 @@
 //! reach, so only changed files are hashed again (module `index`); the config check's verdict is
 //! reused while the repository's config files are unchanged (module `repo`).
 
+mod auth;
 mod clone;
 mod index;
 mod lock;
@@ -30,6 +38,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use auth::HttpAuth;
 pub use codemill_process::ProcessError;
 
 /// Who the host's commits are by; passed on every commit so no global git config is needed.
@@ -116,6 +125,8 @@ pub struct Git {
     diff_cap: usize,
     standalone_worktrees: bool,
     config_cache: Arc<repo::ConfigCache>,
+    /// Sent by fetch, push and ls-remote to URLs under its prefix (see module `auth`).
+    http_auth: Option<HttpAuth>,
 }
 
 impl Default for Git {
@@ -134,6 +145,7 @@ impl Git {
             diff_cap: 1024 * 1024,
             standalone_worktrees: false,
             config_cache: Arc::default(),
+            http_auth: None,
         }
     }
 
@@ -159,6 +171,18 @@ impl Git {
     pub fn allow_standalone_worktrees(mut self, allow: bool) -> Self {
         self.standalone_worktrees = allow;
         self
+    }
+
+    /// The same git whose every call carries `auth` (scoped by git to URLs under its prefix).
+    ///
+    /// "Every call" that can contact a remote: fetch, push and ls-remote (so clone, fetch,
+    /// probing, remote refs and push); other commands never get the header. `None` removes it.
+    /// The result shares this value's config-check cache and locks.
+    pub fn with_http_auth(&self, auth: Option<HttpAuth>) -> Git {
+        Git {
+            http_auth: auth,
+            ..self.clone()
+        }
     }
 
     /// How many bytes of [`Git::diff`] output to keep (head and tail, with a truncation note).

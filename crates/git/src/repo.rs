@@ -230,7 +230,8 @@ fn resolve_linked(path: &Path, work_tree: &Path, dot_git: &Path) -> Result<Ctx, 
     })
 }
 
-/// What to do about a repository-scoped config key that makes git run a program.
+/// What to do about a repository-scoped config key that makes git run a program (or adds
+/// headers to codemill's HTTP requests).
 enum Judgement {
     Fine,
     /// Override with these settings (highest precedence, so the program never runs).
@@ -258,6 +259,18 @@ fn judge(key: &str) -> Judgement {
                 (format!("filter.{sub}.process"), String::new()),
                 (format!("filter.{sub}.required"), "false".into()),
             ])
+        }
+        // Not a program, but a header the clone's own config would add to codemill's requests
+        // (next to or instead of its credentials, see module `auth`): cleared at the same URL,
+        // which empties git's header list there. If that URL is more specific than the auth
+        // prefix, git then sends no header at all there and the remote refuses: a clear error.
+        ("http", _, "extraheader") => {
+            let key = if has_sub {
+                format!("http.{sub}.extraHeader")
+            } else {
+                "http.extraHeader".to_owned()
+            };
+            Judgement::Neutralize(vec![(key, String::new())])
         }
         ("core", false, "sshcommand" | "gitproxy" | "askpass") => Judgement::Refuse,
         ("credential", _, "helper") => Judgement::Refuse,
@@ -537,7 +550,7 @@ impl Git {
             match judge(key) {
                 Judgement::Fine => {}
                 Judgement::Neutralize(settings) => {
-                    tracing::warn!(repo = %shown.display(), key, "ignoring program-running key in repository config");
+                    tracing::warn!(repo = %shown.display(), key, "overriding a key in repository config that codemill does not honour");
                     for s in settings {
                         if !overrides.contains(&s) {
                             overrides.push(s);
@@ -573,5 +586,19 @@ mod tests {
             _ => panic!("filter not neutralized"),
         }
         assert!(matches!(judge("filter.lfs"), Judgement::Fine));
+        match judge("http.https://GitHub.com/a.b/.extraheader") {
+            Judgement::Neutralize(s) => assert_eq!(
+                s,
+                [(
+                    "http.https://GitHub.com/a.b/.extraHeader".into(),
+                    String::new()
+                )]
+            ),
+            _ => panic!("extra header not neutralized"),
+        }
+        assert!(matches!(
+            judge("http.extraheader"),
+            Judgement::Neutralize(_)
+        ));
     }
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 use codemill_process::{Cmd, Output};
 
 use crate::repo::Ctx;
-use crate::{Git, GitError};
+use crate::{Git, GitError, HttpAuth};
 
 /// `-c` settings given to every host git call, before the subcommand.
 ///
@@ -33,6 +33,13 @@ pub(crate) const SAFETY_CONFIG: &[(&str, &str)] = &[
     // Submodule recursion would run git in directories whose `.git` the agent controls.
     ("submodule.recurse", "false"),
     ("color.ui", "never"),
+    // Extra HTTP headers for every URL from a config file (left by a CI checkout, say) would go
+    // to every remote codemill talks to, next to or instead of its own credentials. Cleared here
+    // for all calls; URL-scoped ones are dealt with by `HttpAuth::config_entries` (broader than
+    // or equal to the auth prefix) and by the config check (repository scope, any URL). Git
+    // skips this entry for URLs where a more specific one was already applied, so codemill's
+    // own scoped header (in the environment, which git reads before `-c`) survives it.
+    ("http.extraHeader", ""),
 ];
 
 /// Inherited variables that would point git at another repository, index, config or identity.
@@ -61,7 +68,19 @@ const ENV_REMOVE: &[&str] = &[
     "GIT_AUTHOR_EMAIL",
     "GIT_COMMITTER_NAME",
     "GIT_COMMITTER_EMAIL",
+    // Tracing that could copy the HTTP auth header or its config entry into stderr (which ends
+    // up in error messages): `GIT_TRACE_REDACT=0` turns off git's redaction of `Authorization`
+    // in curl traces, older gits hand `GIT_CURL_VERBOSE` to curl unredacted, and trace2 can be
+    // told to print chosen environment variables and config values.
+    "GIT_TRACE_REDACT",
+    "GIT_CURL_VERBOSE",
+    "GIT_TRACE2_ENV_VARS",
+    "GIT_TRACE2_CONFIG_PARAMS",
 ];
+
+/// Subcommands that contact a remote: the only ones given the HTTP auth header (see
+/// [`Call::talks_to_remote`]).
+const REMOTE_SUBCOMMANDS: &[&str] = &["fetch", "push", "ls-remote", "clone", "pull"];
 
 /// One git invocation being assembled: per-call config, arguments and environment.
 pub(crate) struct Call {
@@ -115,6 +134,18 @@ impl Call {
         self
     }
 
+    /// Whether git may contact a remote for this call, so it needs the HTTP auth header.
+    ///
+    /// Other commands never use it, and some print command-scope config (`git config --list`,
+    /// which the config check runs and whose output a failure would put into an error), so
+    /// the header is kept away from them.
+    fn talks_to_remote(&self) -> bool {
+        self.args
+            .first()
+            .and_then(|a| a.to_str())
+            .is_some_and(|sub| REMOTE_SUBCOMMANDS.contains(&sub))
+    }
+
     /// The command for messages: subcommand and arguments, credentials in URLs hidden.
     fn shown(&self) -> String {
         let mut out = String::from("git");
@@ -155,6 +186,11 @@ pub(crate) fn redact(text: &str) -> String {
 }
 
 impl Git {
+    /// The HTTP auth this call carries, if any.
+    fn auth_for(&self, call: &Call) -> Option<&HttpAuth> {
+        self.http_auth.as_ref().filter(|_| call.talks_to_remote())
+    }
+
     fn build(&self, ctx: Option<&Ctx>, call: &Call) -> Cmd {
         let mut cmd = Cmd::new(&self.program);
         for (k, v) in SAFETY_CONFIG {
@@ -174,20 +210,28 @@ impl Git {
                 for (k, v) in ctx.env() {
                     cmd = cmd.env(k, v);
                 }
-                // Overrides for keys found in repository config go through the environment:
-                // unlike `-c`, it cannot be misparsed when a subsection name contains `=`.
-                let overrides = ctx.overrides();
-                if !overrides.is_empty() {
-                    cmd = cmd.env("GIT_CONFIG_COUNT", overrides.len().to_string());
-                    for (i, (k, v)) in overrides.iter().enumerate() {
-                        cmd = cmd
-                            .env(format!("GIT_CONFIG_KEY_{i}"), k)
-                            .env(format!("GIT_CONFIG_VALUE_{i}"), v);
-                    }
-                }
             }
             // Outside any repository: run from `/` so no repository (and its config) is discovered.
             None => cmd = cmd.cwd(Path::new("/")),
+        }
+        // Overrides for keys found in repository config go through the environment: unlike `-c`,
+        // it cannot be misparsed when a subsection name contains `=`. The HTTP auth header goes
+        // the same way, after them, so it is never an argument (visible in `ps`).
+        let overrides = ctx.map_or(&[][..], Ctx::overrides);
+        let auth = self.auth_for(call).map(HttpAuth::config_entries);
+        let entries = overrides
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain(auth.iter().flatten().map(|(k, v)| (k.as_str(), *v)));
+        let mut count = 0;
+        for (i, (k, v)) in entries.enumerate() {
+            cmd = cmd
+                .env(format!("GIT_CONFIG_KEY_{i}"), k)
+                .env(format!("GIT_CONFIG_VALUE_{i}"), v);
+            count = i + 1;
+        }
+        if count > 0 {
+            cmd = cmd.env("GIT_CONFIG_COUNT", count.to_string());
         }
         for (k, v) in &call.env {
             cmd = cmd.env(k, v);
@@ -201,7 +245,11 @@ impl Git {
         let shown = call.shown();
         let cap = call.cap.unwrap_or(self.output_cap);
         tracing::debug!(command = %shown, cwd = ?ctx.map(|c| c.cwd().to_owned()), "git");
-        let out = cmd.output(Some(self.timeout), cap).await?;
+        let mut out = cmd.output(Some(self.timeout), cap).await?;
+        if let Some(auth) = self.auth_for(&call) {
+            out.stdout = auth.scrub(&out.stdout);
+            out.stderr = auth.scrub(&out.stderr);
+        }
         if out.timed_out {
             return Err(GitError::Timeout {
                 command: shown,
@@ -260,6 +308,8 @@ where
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
 
     #[test]
@@ -274,5 +324,37 @@ mod tests {
             "https://host/x and /plain/path"
         );
         assert_eq!(redact("no url"), "no url");
+    }
+
+    #[test]
+    fn http_auth_goes_to_the_environment_of_remote_calls_only() {
+        let token = secrecy::SecretString::from("ghp_unit_test_token_123");
+        let auth = HttpAuth::github_token("https://github.com/", &token);
+        let header = secrecy::ExposeSecret::expose_secret(&auth.header).to_owned();
+        let credential = header.rsplit(' ').next().unwrap_or_default().to_owned();
+        let git = Git::new().with_http_auth(Some(auth));
+        let secrets = [
+            "ghp_unit_test_token_123",
+            header.as_str(),
+            credential.as_str(),
+        ];
+        let clean = |text: &str| secrets.iter().all(|s| !text.contains(s));
+        assert!(clean(&format!("{git:?}")));
+
+        let ctx = Ctx::bare(PathBuf::from("/nonexistent/clone.git"));
+        for ctx in [None, Some(&ctx)] {
+            let call = Call::new(["fetch", "--prune", "origin"]);
+            let cmd = git.build(ctx, &call);
+            assert!(cmd.get_args().iter().all(|a| clean(&a.to_string_lossy())));
+            assert!(clean(&cmd.display()) && clean(&call.shown()));
+            let debug = format!("{cmd:?}");
+            assert!(clean(&debug), "{debug}");
+            assert!(debug.contains("GIT_CONFIG_COUNT") && debug.contains("GIT_CONFIG_VALUE_1"));
+
+            // A command that never contacts a remote does not get the header at all.
+            let call = Call::new(["config", "--list", "--show-scope", "-z"]);
+            let debug = format!("{:?}", git.build(ctx, &call));
+            assert!(!debug.contains("GIT_CONFIG_COUNT"), "{debug}");
+        }
     }
 }

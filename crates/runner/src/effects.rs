@@ -61,7 +61,10 @@ impl Runner {
             Effect::UpdateTicket { status, note } => {
                 self.update_ticket(job, state, *status, *note).await?
             }
-            Effect::PrepareWorkspace => self.prepare_workspace(state, effect).await,
+            Effect::PrepareWorkspace => match self.remote_git(state).await {
+                Ok(git) => self.prepare_workspace(&git, state, effect).await,
+                Err(e) => return self.outside_failure(state, effect, e),
+            },
             Effect::RunAgent {
                 stage,
                 round,
@@ -88,7 +91,11 @@ impl Runner {
             Effect::Push { commit } => {
                 let branch = state.ticket.branch();
                 let clone = self.home.clone_dir(state.ticket.project());
-                match self.git.push(&clone, commit, &branch).await {
+                let git = match self.remote_git(state).await {
+                    Ok(git) => git,
+                    Err(e) => return self.outside_failure(state, effect, e),
+                };
+                match git.push(&clone, commit, &branch).await {
                     Ok(()) => JobEvent::Pushed {
                         commit: commit.clone(),
                         branch,
@@ -99,7 +106,10 @@ impl Runner {
             Effect::RecordPr { commit } => self.record_pr(state, ticket, commit).await?,
             Effect::SnapshotWip => self.snapshot(job, state, effect).await,
             Effect::Cleanup { stopped } => self.cleanup(state, *stopped).await,
-            Effect::PrepareFeedback { .. } => self.prepare_feedback(state, effect).await,
+            Effect::PrepareFeedback { .. } => match self.remote_git(state).await {
+                Ok(git) => self.prepare_feedback(&git, state, effect).await,
+                Err(e) => return self.outside_failure(state, effect, e),
+            },
             Effect::ReplyFeedback { round } => {
                 self.reply_feedback(job, state, journal, effect, *round)
                     .await?
@@ -229,7 +239,37 @@ impl Runner {
         Ok(JobEvent::TicketUpdated { marker })
     }
 
-    async fn prepare_workspace(&self, state: &JobState, effect: &Effect) -> JobEvent {
+    /// Git for talking to the project's remote: with an HTTPS remote on GitHub, every fetch and
+    /// push carries the forge's token (or the App's installation token) as an HTTP header that
+    /// git reads from its environment — never in a URL, an argument or a config file.
+    pub(crate) async fn remote_git(
+        &self,
+        state: &JobState,
+    ) -> Result<codemill_git::Git, codemill_trackers::Error> {
+        let Some(project) = self.config.projects.get(state.ticket.project()) else {
+            return Ok(self.git.clone());
+        };
+        let Some(prefix) = http_prefix(&project.repo) else {
+            return Ok(self.git.clone());
+        };
+        let outside = self
+            .outside(state)
+            .map_err(codemill_trackers::Error::Config)?;
+        let Some(forge) = outside.forge else {
+            return Ok(self.git.clone());
+        };
+        let token = forge.git_token().await?;
+        Ok(self.git.with_http_auth(Some(codemill_git::HttpAuth::github_token(
+            &prefix, &token,
+        ))))
+    }
+
+    async fn prepare_workspace(
+        &self,
+        git: &codemill_git::Git,
+        state: &JobState,
+        effect: &Effect,
+    ) -> JobEvent {
         let key = &state.ticket;
         let Some(project) = self.config.projects.get(key.project()) else {
             return failed(
@@ -238,15 +278,15 @@ impl Runner {
             );
         };
         let clone = self.home.clone_dir(key.project());
-        if let Err(e) = self.git.ensure_clone_and_fetch(&project.repo, &clone).await {
+        if let Err(e) = git.ensure_clone_and_fetch(&project.repo, &clone).await {
             return failed(effect, e);
         }
-        let default_branch = match self.git.default_branch(&clone).await {
+        let default_branch = match git.default_branch(&clone).await {
             Ok(b) => b,
             Err(e) => return failed(effect, e),
         };
         let start = format!("refs/remotes/origin/{default_branch}");
-        let base = match self.git.rev_parse(&clone, &start).await {
+        let base = match git.rev_parse(&clone, &start).await {
             Ok(Some(sha)) => sha,
             Ok(None) => {
                 return failed(
@@ -270,7 +310,7 @@ impl Runner {
             {
                 return failed(effect, e);
             }
-            if let Err(e) = self.git.remove_worktree(&clone, &worktree).await {
+            if let Err(e) = git.remove_worktree(&clone, &worktree).await {
                 return failed(effect, e);
             }
         }
@@ -567,7 +607,12 @@ impl Runner {
     }
 
     /// A fresh worktree on the PR branch as the remote has it now (a person may have pushed).
-    async fn prepare_feedback(&self, state: &JobState, effect: &Effect) -> JobEvent {
+    async fn prepare_feedback(
+        &self,
+        git: &codemill_git::Git,
+        state: &JobState,
+        effect: &Effect,
+    ) -> JobEvent {
         let key = &state.ticket;
         let Some(project) = self.config.projects.get(key.project()) else {
             return failed(
@@ -576,7 +621,7 @@ impl Runner {
             );
         };
         let clone = self.home.clone_dir(key.project());
-        if let Err(e) = self.git.ensure_clone_and_fetch(&project.repo, &clone).await {
+        if let Err(e) = git.ensure_clone_and_fetch(&project.repo, &clone).await {
             return failed(effect, e);
         }
         let branch = key.branch();
@@ -603,7 +648,7 @@ impl Runner {
             {
                 return failed(effect, e);
             }
-            if let Err(e) = self.git.remove_worktree(&clone, &worktree).await {
+            if let Err(e) = git.remove_worktree(&clone, &worktree).await {
                 return failed(effect, e);
             }
         }
@@ -755,6 +800,20 @@ impl Runner {
     }
 }
 
+/// `scheme://host/` of an HTTP(S) remote URL: the prefix git scopes the auth header to.
+fn http_prefix(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("https://")
+        .map(|r| ("https", r))
+        .or_else(|| url.strip_prefix("http://").map(|r| ("http", r)))?;
+    let host = rest.1.split('/').next().filter(|h| !h.is_empty())?;
+    // Credentials written into the URL are the user's own choice; leave that remote alone.
+    if host.contains('@') {
+        return None;
+    }
+    Some(format!("{}://{host}/", rest.0))
+}
+
 /// Keep codemill's run directory out of every commit of every worktree of a clone.
 fn exclude_run_dir(clone: &Path) -> std::io::Result<()> {
     let info = clone.join("info");
@@ -772,4 +831,24 @@ fn exclude_run_dir(clone: &Path) -> std::io::Result<()> {
     text.push_str(&line);
     text.push('\n');
     std::fs::write(file, text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::http_prefix;
+
+    #[test]
+    fn http_prefixes_of_remotes() {
+        assert_eq!(
+            http_prefix("https://github.com/acme/shop.git").as_deref(),
+            Some("https://github.com/")
+        );
+        assert_eq!(
+            http_prefix("http://127.0.0.1:8080/r.git").as_deref(),
+            Some("http://127.0.0.1:8080/")
+        );
+        assert_eq!(http_prefix("git@github.com:acme/shop.git"), None);
+        assert_eq!(http_prefix("/srv/git/shop.git"), None);
+        assert_eq!(http_prefix("https://user:pw@github.com/acme/shop.git"), None);
+    }
 }

@@ -95,6 +95,12 @@ pub enum AnyForge {
 }
 
 impl AnyForge {
+    /// The token git uses for the forge's HTTPS remotes.
+    pub async fn git_token(&self) -> Result<secrecy::SecretString> {
+        match self {
+            AnyForge::Github(f) => f.git_token().await,
+        }
+    }
     pub async fn pr(&self, number: u64) -> Result<PullRequest> {
         match self {
             AnyForge::Github(f) => f.pr(number).await,

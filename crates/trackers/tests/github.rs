@@ -1627,3 +1627,32 @@ fn parse_pr_conversation_comments_only_when_they_mention_codemill() {
         assert!(matches!(hint, Hint::Ignored { .. }), "{body}: {hint:?}");
     }
 }
+
+#[tokio::test]
+async fn git_token_is_the_configured_token_or_the_apps_installation_token() {
+    use secrecy::ExposeSecret;
+    let (_fake, gh) = start(10).await;
+    assert_eq!(gh.git_token().await.unwrap().expose_secret(), TOKEN);
+
+    let (fake, gh) = start_app().await;
+    let n = fake.add_issue("t", "b", &[], "alice");
+    let git = gh.git_token().await.unwrap();
+    assert!(git.expose_secret().starts_with("ghs_"), "an installation token");
+    // The API calls use the same cached token: one exchange in all.
+    gh.issue(&n.to_string()).await.unwrap();
+    let exchanges = fake
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/app/"))
+        .count();
+    assert_eq!(exchanges, 1);
+    let issue_call = fake
+        .requests()
+        .into_iter()
+        .find(|r| r.path.ends_with(&format!("/issues/{n}")))
+        .unwrap();
+    assert_eq!(
+        issue_call.header("authorization"),
+        Some(format!("Bearer {}", git.expose_secret()).as_str())
+    );
+}

@@ -90,6 +90,15 @@ impl GitHub {
         })
     }
 
+    /// The token git pushes and fetches with: the configured token, or the App's current
+    /// installation token (valid for at least another minute).
+    pub async fn git_token(&self) -> Result<secrecy::SecretString> {
+        match &self.credentials {
+            Credentials::Token(token) => Ok(token.clone()),
+            Credentials::App(app) => app.token(&self.http).await,
+        }
+    }
+
     fn repo_path(&self, rest: &str) -> String {
         format!("/repos/{}/{}{rest}", self.owner, self.repo)
     }
