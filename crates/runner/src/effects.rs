@@ -259,9 +259,9 @@ impl Runner {
             return Ok(self.git.clone());
         };
         let token = forge.git_token().await?;
-        Ok(self.git.with_http_auth(Some(codemill_git::HttpAuth::github_token(
-            &prefix, &token,
-        ))))
+        Ok(self
+            .git
+            .with_http_auth(Some(codemill_git::HttpAuth::github_token(&prefix, &token))))
     }
 
     async fn prepare_workspace(
@@ -849,6 +849,9 @@ mod tests {
         );
         assert_eq!(http_prefix("git@github.com:acme/shop.git"), None);
         assert_eq!(http_prefix("/srv/git/shop.git"), None);
-        assert_eq!(http_prefix("https://user:pw@github.com/acme/shop.git"), None);
+        assert_eq!(
+            http_prefix("https://user:pw@github.com/acme/shop.git"),
+            None
+        );
     }
 }

@@ -1637,7 +1637,10 @@ async fn git_token_is_the_configured_token_or_the_apps_installation_token() {
     let (fake, gh) = start_app().await;
     let n = fake.add_issue("t", "b", &[], "alice");
     let git = gh.git_token().await.unwrap();
-    assert!(git.expose_secret().starts_with("ghs_"), "an installation token");
+    assert!(
+        git.expose_secret().starts_with("ghs_"),
+        "an installation token"
+    );
     // The API calls use the same cached token: one exchange in all.
     gh.issue(&n.to_string()).await.unwrap();
     let exchanges = fake
