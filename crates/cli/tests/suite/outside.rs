@@ -48,6 +48,18 @@ pub fn with_feedback(base: Vec<Rule>) -> Vec<Rule> {
     };
     let mut rules = vec![
         Rule::new(
+            "changes: write",
+            last("kind=\"changes_requested\""),
+            write_call("feedback-4.txt", "four\n"),
+        )
+        .times(1),
+        Rule::new(
+            "changes: done",
+            any("kind=\"changes_requested\""),
+            codemill_testkit::Reply::text("Added feedback-4.txt."),
+        )
+        .times(1),
+        Rule::new(
             "comment: write",
             last("kind=\"comment\""),
             write_call("feedback-3.txt", "three\n"),
@@ -950,4 +962,105 @@ async fn the_poller_queues_outside_tickets_in_the_trigger_state_every_page() {
         "the second request asks for the next page: {}",
         searches[1].body
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_requested_with_line_comments_makes_one_commit_and_answers_every_thread() {
+    let gh = fake_github().await;
+    let issue = gh.add_issue(
+        "Say hello",
+        "Add hello.txt.\n\nAcceptance: the file exists.",
+        &["codemill"],
+        "alice",
+    );
+    let env = Env::new(rules(), HELLO_GATE, "").await;
+    let extra = format!(
+        "[projects.shop]\nrepo = \"{}\"\ntracker = \"github\"\nforge = \"github\"\n\n[projects.shop.roles]\ntrigger = [\"alice\"]\nreview = [\"bob\"]\n{}",
+        env.remote.display(),
+        github_config("shop", &gh.url())
+    );
+    env.write_config(&extra);
+    let svc = Service::start(&env, &github_vars());
+    let key = format!("shop-{issue}");
+    github_hook(
+        &svc,
+        "shop",
+        "issues",
+        &gh.issues_labeled(issue, "codemill", "alice"),
+    )
+    .await;
+    wait_state(&env, &key, "awaiting_approval");
+    env.ok(&["approve", &key]);
+    wait_state(&env, &key, "in_review");
+    let branch = format!("codemill/{key}");
+    let pr = gh.pr_by_head(&branch).unwrap()["number"].as_u64().unwrap();
+    let tip0 = env.remote_branch(&branch).unwrap();
+
+    // A review with "changes requested" and its two line comments, delivered as GitHub does:
+    // one delivery each, back to back.
+    let a = gh.add_review_comment(pr, "bob", "Name it feedback-4.txt", "hello.txt", 1);
+    let b = gh.add_review_comment(pr, "bob", "And keep hello.txt", "hello.txt", 1);
+    let review = gh.review_submitted(
+        pr,
+        "changes_requested",
+        Some("Please add feedback-4.txt."),
+        "bob",
+    );
+    for (event, body) in [
+        ("pull_request_review", review),
+        (
+            "pull_request_review_comment",
+            gh.review_comment_created(pr, a),
+        ),
+        (
+            "pull_request_review_comment",
+            gh.review_comment_created(pr, b),
+        ),
+    ] {
+        let answer = github_hook(&svc, "shop", event, &body).await;
+        assert_eq!(answer["result"], "recorded", "{event}: {answer}");
+    }
+    // Every thread gets its answer, whether the comments joined the review's round or not.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let replies = gh.review_comment_replies(pr);
+        let answered = |id: u64| {
+            replies
+                .iter()
+                .any(|r| r["in_reply_to_id"].as_u64() == Some(id))
+        };
+        let state = env.json(&["show", &key, "--json"])["job"]["state"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        if answered(a) && answered(b) && state == "in_review" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "threads not answered: {replies:?} ({state})"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        env.remote_git(&["show", &format!("{branch}:feedback-4.txt")]),
+        "four"
+    );
+    let log = env.remote_git(&["rev-list", &format!("{tip0}..{branch}")]);
+    assert_eq!(
+        log.lines().count(),
+        1,
+        "one new commit on the same branch: {log}"
+    );
+    let review_reply: Vec<Value> = gh
+        .comments(pr)
+        .into_iter()
+        .filter(|c| c["body"].as_str().unwrap_or("").contains("Addressed in"))
+        .collect();
+    assert_eq!(
+        review_reply.len(),
+        1,
+        "one answer to the review on the conversation"
+    );
+    assert_eq!(gh.prs().len(), 1, "never a second PR");
 }

@@ -799,3 +799,34 @@ fn feedback_is_refused_for_jobs_without_an_outside_pr() {
         .is_err()
     );
 }
+
+#[test]
+fn feedback_arriving_before_the_round_reaches_the_agent_joins_it() {
+    let mut events = to_in_review();
+    events.push(JobEvent::FeedbackReceived {
+        feedback: vec![fb("review:7", FeedbackKind::ChangesRequested)],
+    });
+    events.push(JobEvent::FeedbackReceived {
+        feedback: vec![
+            fb("review-comment:8", FeedbackKind::ReviewComment),
+            fb("review-comment:9", FeedbackKind::ReviewComment),
+        ],
+    });
+    let state = JobState::replay(&events).unwrap();
+    assert_eq!(state.stage, Stage::FeedbackPrepare);
+    assert_eq!(state.feedback_round, 1);
+    let ids: Vec<&str> = state.feedback.iter().map(|f| f.id.as_str()).collect();
+    assert_eq!(ids, ["review:7", "review-comment:8", "review-comment:9"]);
+    assert!(state.pending_feedback.is_empty());
+    // Once the workspace is ready, later feedback waits for the next round.
+    events.push(JobEvent::FeedbackWorkspaceReady {
+        worktree: "/w".into(),
+        head: "c1".into(),
+    });
+    events.push(JobEvent::FeedbackReceived {
+        feedback: vec![fb("review-comment:10", FeedbackKind::ReviewComment)],
+    });
+    let state = JobState::replay(&events).unwrap();
+    assert_eq!(state.feedback.len(), 3);
+    assert_eq!(state.pending_feedback.len(), 1);
+}

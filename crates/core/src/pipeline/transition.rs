@@ -118,10 +118,19 @@ pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEven
                 .cloned()
                 .collect();
             s.feedback_seen.extend(fresh.iter().map(|f| f.id.clone()));
-            if s.stage == Stage::InReview {
-                return Ok(start_round(s, fresh));
+            match s.stage {
+                Stage::InReview => return Ok(start_round(s, fresh)),
+                // The round has not reached the agent yet: a review's other comments, delivered
+                // a moment later, join it instead of waiting for another round.
+                Stage::FeedbackPrepare => {
+                    let person = fresh.iter().any(|f| f.kind != FeedbackKind::CheckFailed);
+                    if person {
+                        s.check_rounds = 0;
+                    }
+                    s.feedback.extend(fresh);
+                }
+                _ => s.pending_feedback.extend(fresh),
             }
-            s.pending_feedback.extend(fresh);
             return Ok(s);
         }
         JobEvent::PrClosed { merged, .. } => {
