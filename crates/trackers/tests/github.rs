@@ -1,7 +1,7 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The GitHub tracker and forge against the fake GitHub: every request asserted field by field,
 //! pagination, idempotent writes after faults, rate limits, App authentication, and webhook
 //! verification and parsing on payloads shaped like GitHub's documented examples.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 

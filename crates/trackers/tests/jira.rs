@@ -1,7 +1,7 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The Jira Cloud client against the fake Jira site: every `Tracker` method with its requests
 //! checked field by field, pagination, idempotent writes under injected faults, rate limits,
 //! Data Center auth, configuration errors, and webhook verification and parsing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 

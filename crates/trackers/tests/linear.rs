@@ -1,7 +1,7 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The Linear tracker against the fake Linear GraphQL server: every operation's request checked
 //! field by field, pagination, idempotent writes under injected faults, rate limits, and webhook
 //! verification and parsing on payloads shaped like Linear's.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
