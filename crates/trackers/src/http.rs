@@ -227,7 +227,9 @@ impl HttpClient {
         }
     }
 
-    fn hold_until(&self, until: Instant) {
+    /// Hold back every request of this client (and its clones) until `until`: for rate-limit
+    /// signals only a vendor module can read (Linear's `RATELIMITED` in a 400 or 200 body).
+    pub fn hold_until(&self, until: Instant) {
         if let Ok(mut g) = self.not_before.lock() {
             *g = Some(g.map_or(until, |cur| cur.max(until)));
         }

@@ -10,7 +10,6 @@
 //! An answer that reports `X-RateLimit-Requests-Remaining: 0` holds back the next request of
 //! this client until the reset, so codemill does not spend a request just to be refused.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::header::HeaderMap;
@@ -36,8 +35,6 @@ pub(crate) struct Gql {
     auth: Auth,
     /// The endpoint's path below the client's base (`/graphql`).
     path: String,
-    /// No request leaves before this instant (set by Linear's rate-limit signals).
-    not_before: Arc<Mutex<Option<Instant>>>,
 }
 
 impl std::fmt::Debug for Gql {
@@ -51,12 +48,7 @@ impl std::fmt::Debug for Gql {
 
 impl Gql {
     pub(crate) fn new(http: HttpClient, auth: Auth, path: String) -> Gql {
-        Gql {
-            http,
-            auth,
-            path,
-            not_before: Arc::new(Mutex::new(None)),
-        }
+        Gql { http, auth, path }
     }
 
     /// Run operation `op` (its name in `query`) with `variables`; the `data` object on success.
@@ -76,7 +68,7 @@ impl Gql {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            self.wait_turn().await;
+            // `send` waits out any hold set below before the request leaves.
             let limited = match self.http.send(&req, &self.auth).await {
                 Ok(answer) => {
                     self.note_budget(&answer.headers);
@@ -149,20 +141,7 @@ impl Gql {
                 wait_ms = wait.as_millis() as u64,
                 "rate limited; waiting"
             );
-            self.hold_until(Instant::now() + wait);
-        }
-    }
-
-    async fn wait_turn(&self) {
-        let until = self.not_before.lock().ok().and_then(|g| *g);
-        if let Some(until) = until {
-            tokio::time::sleep_until(until).await;
-        }
-    }
-
-    fn hold_until(&self, until: Instant) {
-        if let Ok(mut g) = self.not_before.lock() {
-            *g = Some(g.map_or(until, |cur| cur.max(until)));
+            self.http.hold_until(Instant::now() + wait);
         }
     }
 
@@ -173,7 +152,7 @@ impl Gql {
             && let Some(wait) = header_wait(headers)
             && wait <= self.http.policy().max_wait
         {
-            self.hold_until(Instant::now() + wait);
+            self.http.hold_until(Instant::now() + wait);
         }
     }
 }
