@@ -296,35 +296,11 @@ impl Runner {
             }
             Err(e) => return failed(effect, e),
         };
-        if let Err(e) = exclude_run_dir(&clone) {
-            return failed(effect, e);
-        }
-        let worktree = self.home.worktree(key);
-        // A worktree left by an earlier job: keep its work on the WIP ref before starting fresh.
-        if worktree.exists() {
-            let msg = format!("codemill: work left in the worktree of {key} before a new job");
-            if let Err(e) = self
-                .git
-                .snapshot_wip(&worktree, &key.wip_ref(), &msg, &self.identity())
-                .await
-            {
-                return failed(effect, e);
-            }
-            if let Err(e) = git.remove_worktree(&clone, &worktree).await {
-                return failed(effect, e);
-            }
-        }
-        if let Some(parent) = worktree.parent()
-            && let Err(e) = std::fs::create_dir_all(parent)
-        {
-            return failed(effect, format!("{}: {e}", parent.display()));
-        }
         match self
-            .git
-            .add_worktree(&clone, &worktree, &key.branch(), &base)
+            .fresh_worktree(git, &clone, key, &key.branch(), &base, "a new job")
             .await
         {
-            Ok(_) => JobEvent::WorkspaceReady {
+            Ok(worktree) => JobEvent::WorkspaceReady {
                 worktree: worktree.display().to_string(),
                 branch: key.branch(),
                 base_commit: base,
@@ -606,6 +582,37 @@ impl Runner {
         })
     }
 
+    /// A fresh worktree of `key` on `branch` at `start`, codemill's run directory excluded.
+    /// Work left in an earlier worktree is kept on the WIP ref before it is removed.
+    async fn fresh_worktree(
+        &self,
+        git: &codemill_git::Git,
+        clone: &Path,
+        key: &codemill_core::ids::TicketKey,
+        branch: &str,
+        start: &str,
+        before: &str,
+    ) -> Result<PathBuf, String> {
+        exclude_run_dir(clone).map_err(|e| e.to_string())?;
+        let worktree = self.home.worktree(key);
+        if worktree.exists() {
+            let msg = format!("codemill: work left in the worktree of {key} before {before}");
+            git.snapshot_wip(&worktree, &key.wip_ref(), &msg, &self.identity())
+                .await
+                .map_err(|e| e.to_string())?;
+            git.remove_worktree(clone, &worktree)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        if let Some(parent) = worktree.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        }
+        git.add_worktree(clone, &worktree, branch, start)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(worktree)
+    }
+
     /// A fresh worktree on the PR branch as the remote has it now (a person may have pushed).
     async fn prepare_feedback(
         &self,
@@ -634,35 +641,11 @@ impl Runner {
             Ok(None) => return failed(effect, format!("the remote has no branch {branch}")),
             Err(e) => return failed(effect, e),
         };
-        if let Err(e) = exclude_run_dir(&clone) {
-            return failed(effect, e);
-        }
-        let worktree = self.home.worktree(key);
-        if worktree.exists() {
-            let msg =
-                format!("codemill: work left in the worktree of {key} before a feedback round");
-            if let Err(e) = self
-                .git
-                .snapshot_wip(&worktree, &key.wip_ref(), &msg, &self.identity())
-                .await
-            {
-                return failed(effect, e);
-            }
-            if let Err(e) = git.remove_worktree(&clone, &worktree).await {
-                return failed(effect, e);
-            }
-        }
-        if let Some(parent) = worktree.parent()
-            && let Err(e) = std::fs::create_dir_all(parent)
-        {
-            return failed(effect, format!("{}: {e}", parent.display()));
-        }
         match self
-            .git
-            .add_worktree(&clone, &worktree, &branch, &head)
+            .fresh_worktree(git, &clone, key, &branch, &head, "a feedback round")
             .await
         {
-            Ok(_) => JobEvent::FeedbackWorkspaceReady {
+            Ok(worktree) => JobEvent::FeedbackWorkspaceReady {
                 worktree: worktree.display().to_string(),
                 head,
             },
