@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command as StdCommand;
+use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 use codemill_testkit::{Match, ModelServer, Reply, Rule, Script, ToolCall};
@@ -257,5 +258,113 @@ impl Env {
                 }
             })
             .collect()
+    }
+}
+
+/// `codemill serve` on a free port with one worker, `args` added and `vars` in its
+/// environment; killed on drop unless stopped.
+pub struct Service {
+    child: Option<std::process::Child>,
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Service {
+    pub fn start(env: &Env, args: &[&str], vars: &[(&str, &str)]) -> Service {
+        use std::io::{BufRead, BufReader};
+        let mut cmd = StdCommand::new(assert_cmd::cargo::cargo_bin("codemill"));
+        cmd.arg("--home")
+            .arg(&env.home)
+            .args(["serve", "--listen", "127.0.0.1:0", "--workers", "1"])
+            .args(args)
+            .env(KEY_VAR, "test-key-123")
+            .env_remove("CODEMILL_CRASH_AFTER_EFFECT")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let base = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_string();
+        Service {
+            child: Some(child),
+            base,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// SIGTERM, as a service manager stops it; the exit status once it has shut down.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        let pid = child.id().to_string();
+        assert!(
+            StdCommand::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        child.wait().unwrap()
+    }
+
+    /// POST a webhook body with headers; returns (status, JSON answer).
+    pub async fn deliver(
+        &self,
+        path: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body.to_vec());
+        for (k, v) in headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+}
+
+/// Wait until the ticket's job reaches `want` (its user-facing state).
+pub fn wait_state(env: &Env, key: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        // The ticket itself may not exist yet (the poller mirrors it first).
+        let (_, stdout, _) = env.run(&["show", key, "--json"]);
+        let v: Value = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+        let state = v["job"]["state"].as_str().unwrap_or("").to_string();
+        if state == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{key} stuck in {state}, want {want}: {}",
+            serde_json::to_string_pretty(&v["job"]).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
 }

@@ -4,8 +4,6 @@
 //! proposal, approval, a draft PR, fix rounds from PR feedback on the same branch, and Done on
 //! merge.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use codemill_testkit::fakes::github::{FakeGitHub, FakeGitHubOptions};
@@ -14,7 +12,7 @@ use codemill_testkit::fakes::{Fault, FaultKind, RecordedRequest};
 use codemill_testkit::{Match, Rule};
 use serde_json::Value;
 
-use super::harness::{Env, HELLO_GATE, KEY_VAR, engineer, write_call};
+use super::harness::{Env, HELLO_GATE, Service, engineer, wait_state, write_call};
 
 const GH_TOKEN: &str = "ghp_test_token_123";
 const GH_SECRET: &str = "gh-hook-secret";
@@ -98,108 +96,6 @@ pub fn with_feedback(base: Vec<Rule>) -> Vec<Rule> {
     ];
     rules.extend(base);
     rules
-}
-
-/// `codemill serve` with the given environment; killed on drop.
-pub struct Service {
-    child: Child,
-    pub base: String,
-    pub http: reqwest::Client,
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Service {
-    pub fn start(env: &Env, vars: &[(&str, &str)]) -> Service {
-        Service::start_polling(env, vars, 0)
-    }
-
-    /// With the reconciling poller every `poll_secs` (0: off).
-    pub fn start_polling(env: &Env, vars: &[(&str, &str)], poll_secs: u64) -> Service {
-        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("codemill"));
-        cmd.arg("--home")
-            .arg(&env.home)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--workers",
-                "1",
-                "--poll-secs",
-                &poll_secs.to_string(),
-            ])
-            .env(KEY_VAR, "test-key-123")
-            .env_remove("CODEMILL_CRASH_AFTER_EFFECT")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        for (k, v) in vars {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let base = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .to_string();
-        Service {
-            child,
-            base,
-            http: reqwest::Client::new(),
-        }
-    }
-
-    /// POST a webhook body with headers; returns (status, JSON answer).
-    pub async fn deliver(
-        &self,
-        path: &str,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> (u16, Value) {
-        let mut req = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header("content-type", "application/json")
-            .body(body.to_vec());
-        for (k, v) in headers {
-            req = req.header(k.as_str(), v.as_str());
-        }
-        let res = req.send().await.unwrap();
-        let status = res.status().as_u16();
-        let text = res.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-}
-
-/// Wait until the ticket's job reaches `want` (its user-facing state).
-pub fn wait_state(env: &Env, key: &str, want: &str) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        // The ticket itself may not exist yet (the poller mirrors it first).
-        let (_, stdout, _) = env.run(&["show", key, "--json"]);
-        let v: Value = serde_json::from_str(&stdout).unwrap_or(Value::Null);
-        let state = v["job"]["state"].as_str().unwrap_or("").to_string();
-        if state == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{key} stuck in {state}, want {want}: {}",
-            serde_json::to_string_pretty(&v["job"]).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// The job's feedback rounds so far.
@@ -437,7 +333,7 @@ async fn a_github_issue_goes_to_a_draft_pr_feedback_rounds_and_closed_on_merge()
         github_config("shop", &gh.url())
     );
     env.write_config(&extra);
-    let svc = Service::start(&env, &github_vars());
+    let svc = Service::start(&env, &["--poll-secs", "0"], &github_vars());
     let key = format!("shop-{issue}");
 
     // A label from someone without the trigger role starts nothing.
@@ -604,7 +500,7 @@ async fn a_linear_issue_is_acknowledged_within_ten_seconds_and_done_on_merge() {
         ("LINEAR_KEY", "lin_api_test"),
         ("LINEAR_HOOK_SECRET", "lin-secret"),
     ]);
-    let svc = Service::start(&env, &vars);
+    let svc = Service::start(&env, &["--poll-secs", "0"], &vars);
     let number: u64 = id.rsplit('-').next().unwrap().parse().unwrap();
     let key = format!("ENG-{number}");
 
@@ -737,7 +633,7 @@ async fn a_jira_ticket_goes_to_a_plan_comment_a_draft_pr_and_done_on_merge() {
         ("JIRA_TOKEN", "jira-api-token"),
         ("JIRA_HOOK_SECRET", "jira-secret"),
     ]);
-    let svc = Service::start(&env, &vars);
+    let svc = Service::start(&env, &["--poll-secs", "0"], &vars);
 
     let body = serde_json::to_vec(&jira.webhook_issue_updated("PROJ-1", "acc-alice")).unwrap();
     let headers = vec![
@@ -940,7 +836,7 @@ async fn the_poller_queues_outside_tickets_in_the_trigger_state_every_page() {
         ("JIRA_EMAIL", "codemill@example.com"),
         ("JIRA_TOKEN", "jira-api-token"),
     ]);
-    let _svc = Service::start_polling(&env, &vars, 1);
+    let _svc = Service::start(&env, &["--poll-secs", "1"], &vars);
     for key in ["PROJ-1", "PROJ-3", "PROJ-4"] {
         wait_state(&env, key, "awaiting_approval");
     }
@@ -980,7 +876,7 @@ async fn changes_requested_with_line_comments_makes_one_commit_and_answers_every
         github_config("shop", &gh.url())
     );
     env.write_config(&extra);
-    let svc = Service::start(&env, &github_vars());
+    let svc = Service::start(&env, &["--poll-secs", "0"], &github_vars());
     let key = format!("shop-{issue}");
     github_hook(
         &svc,

@@ -1,13 +1,9 @@
 //! `codemill serve`: a signed webhook queues a ticket, the in-process workers take it to a
 //! proposal, an approval through the token-authenticated API ships it.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
 use hmac::{KeyInit, Mac};
 
-use super::harness::{Env, HELLO_GATE, KEY_VAR, engineer};
+use super::harness::{Env, HELLO_GATE, Service, engineer, wait_state};
 
 fn sign(secret: &str, body: &[u8]) -> String {
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
@@ -20,34 +16,12 @@ async fn webhook_to_proposal_to_approval_through_the_service() {
     let env = Env::new(engineer(), HELLO_GATE, "").await;
     let token = env.ok(&["token", "create", "ci"]).trim().to_string();
     assert!(token.starts_with("cm_"), "{token}");
-    let mut server = Command::new(assert_cmd::cargo::cargo_bin("codemill"))
-        .arg("--home")
-        .arg(&env.home)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--webhook-secret-env",
-            "local=HOOK_SECRET",
-            "--workers",
-            "1",
-        ])
-        .env(KEY_VAR, "test-key-123")
-        .env("HOOK_SECRET", "s3cret")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
-    let http = reqwest::Client::new();
+    let server = Service::start(
+        &env,
+        &["--webhook-secret-env", "local=HOOK_SECRET"],
+        &[("HOOK_SECRET", "s3cret")],
+    );
+    let (base, http) = (server.base.clone(), server.http.clone());
 
     let body = br#"{"event": "ticket.ready", "ticket": "P-1"}"#;
     let forged = http
@@ -71,21 +45,7 @@ async fn webhook_to_proposal_to_approval_through_the_service() {
         .unwrap();
     assert_eq!(accepted.status(), 202);
 
-    let wait_for = |want: &'static str| {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            let state = env.json(&["show", "P-1", "--json"])["job"]["state"]
-                .as_str()
-                .unwrap_or("")
-                .to_string();
-            if state == want {
-                return;
-            }
-            assert!(Instant::now() < deadline, "stuck in {state}, want {want}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    };
-    wait_for("awaiting_approval");
+    wait_state(&env, "P-1", "awaiting_approval");
     let unauthorised = http
         .post(format!("{base}/api/tickets/P-1/approve"))
         .send()
@@ -104,7 +64,7 @@ async fn webhook_to_proposal_to_approval_through_the_service() {
         "{}",
         approved.text().await.unwrap_or_default()
     );
-    wait_for("done");
+    wait_state(&env, "P-1", "done");
     assert_eq!(env.remote_git(&["show", "codemill/P-1:hello.txt"]), "hello");
     let metrics = http
         .get(format!("{base}/metrics"))
@@ -119,15 +79,7 @@ async fn webhook_to_proposal_to_approval_through_the_service() {
         "{metrics}"
     );
 
-    let pid = server.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = server.wait().unwrap();
+    let status = server.stop();
     assert!(status.success(), "{status:?}");
 }
 
@@ -145,44 +97,9 @@ async fn the_poller_queues_labelled_tickets_that_no_webhook_announced() {
         "--body",
         "Add hello.txt.\n\nAcceptance: the file exists.",
     ]);
-    let mut server = Command::new(assert_cmd::cargo::cargo_bin("codemill"))
-        .arg("--home")
-        .arg(&env.home)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--workers",
-            "1",
-            "--poll-secs",
-            "1",
-        ])
-        .env(KEY_VAR, "test-key-123")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let state = env.json(&["show", "P-2", "--json"])["job"]["state"]
-            .as_str()
-            .unwrap_or("")
-            .to_string();
-        if state == "awaiting_approval" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "P-2 stuck in {state:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let server = Service::start(&env, &["--poll-secs", "1"], &[]);
+    wait_state(&env, "P-2", "awaiting_approval");
     // The unlabelled ticket was left alone.
     assert!(env.json(&["show", "P-1", "--json"])["job"].is_null());
-    let pid = server.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    assert!(server.wait().unwrap().success());
+    assert!(server.stop().success());
 }
