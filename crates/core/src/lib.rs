@@ -8,5 +8,6 @@ pub mod ids;
 pub mod pipeline;
 pub mod prompts;
 pub mod review;
+pub mod text;
 pub mod triage;
 pub mod untrusted;

@@ -14,7 +14,9 @@ use codemill_core::prompts::{self, RUN_DIR, ReviewFiles, TicketText};
 use codemill_core::triage::{decide, parse_decisions, policy_decisions};
 use codemill_store::Ticket;
 
-use crate::effects::{failed, truncate};
+use codemill_core::text::clip;
+
+use crate::effects::failed;
 use crate::engine::{RunError, Runner};
 use crate::gates::POLICY_FILE;
 use crate::progress::Progress;
@@ -353,7 +355,7 @@ impl Runner {
             readiness: None,
             parse_error: None,
             repaired: false,
-            summary: truncate(first.run.final_text.trim(), 2000),
+            summary: clip(first.run.final_text.trim(), 2000),
         };
         let mut final_text = first.run.final_text.clone();
         if first.run.outcome.is_success() {
@@ -386,7 +388,7 @@ impl Runner {
                     stage_run.duration_ms += second.duration.as_millis() as u64;
                     stage_run.outcome = second.run.outcome.clone();
                     final_text = second.run.final_text.clone();
-                    stage_run.summary = truncate(final_text.trim(), 2000);
+                    stage_run.summary = clip(final_text.trim(), 2000);
                     parsed = if second.run.outcome.is_success() {
                         self.read_answer(&step, &final_text)
                     } else {

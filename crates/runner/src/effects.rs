@@ -30,17 +30,6 @@ pub(crate) fn failed(effect: &Effect, error: impl std::fmt::Display) -> JobEvent
     }
 }
 
-pub(crate) fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
-}
-
 impl Runner {
     pub(crate) fn identity(&self) -> Identity {
         Identity {

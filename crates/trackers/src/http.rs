@@ -19,6 +19,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use tokio::time::Instant;
 
+use codemill_core::text::clip;
+
 use crate::{Error, Result};
 
 /// How long and how often to retry.
@@ -421,17 +423,6 @@ fn without_url(e: &reqwest::Error) -> String {
         Some(source) => format!("{kind}: {source}"),
         None => kind.to_string(),
     }
-}
-
-fn clip(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
 
 /// Run a whole operation (usually look-up-then-create) again after a transient error, with the
