@@ -23,6 +23,9 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use chrono::DateTime;
 use serde_json::{Map, Value, json};
 
 use super::{Fault, FaultKind, RecordedRequest, Recorder, error_status, fault_response, serve};
@@ -45,7 +48,7 @@ impl FakeJiraAuth {
     pub fn header_value(&self) -> String {
         match self {
             FakeJiraAuth::Basic { email, token } => {
-                format!("Basic {}", base64(format!("{email}:{token}").as_bytes()))
+                format!("Basic {}", STANDARD.encode(format!("{email}:{token}")))
             }
             FakeJiraAuth::Bearer(token) => format!("Bearer {token}"),
         }
@@ -620,47 +623,12 @@ pub fn adf_plain_text(doc: &Value) -> String {
     out
 }
 
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 /// `2024-01-01T00:01:00.000+0000`, Jira's timestamp format.
 fn timestamp(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.000+0000",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    DateTime::from_timestamp(secs, 0)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%S%.3f%z")
+        .to_string()
 }
 
 fn render_user(db: &Db, base: &str, account: &str) -> Value {
@@ -927,40 +895,11 @@ async fn handle(
     }
 }
 
-fn query_pairs(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 3;
-                        continue;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// The query string's `key=value` pairs, form-decoded (`+` is a space).
+fn query_pairs(uri: &Uri) -> Vec<(String, String)> {
+    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(uri)
+        .map(|q| q.0)
+        .unwrap_or_default()
 }
 
 impl Shared {
@@ -1011,7 +950,7 @@ impl Shared {
                 }
             };
         }
-        let query = query_pairs(uri.query().unwrap_or(""));
+        let query = query_pairs(uri);
         let Some(rest) = uri.path().strip_prefix(API) else {
             return jira_error(StatusCode::NOT_FOUND, &["No such endpoint."], Value::Null);
         };
@@ -2176,16 +2115,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn base64_matches_the_rfc_examples() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+    fn basic_auth_is_base64_of_email_and_token() {
+        let auth = FakeJiraAuth::Basic {
+            email: "a@b.c".into(),
+            token: "tok".into(),
+        };
+        assert_eq!(auth.header_value(), "Basic YUBiLmM6dG9r");
     }
 
     #[test]
     fn timestamps_are_jira_formatted() {
+        assert_eq!(timestamp(0), "1970-01-01T00:00:00.000+0000");
         assert_eq!(timestamp(EPOCH), "2024-01-01T00:00:00.000+0000");
         assert_eq!(
             timestamp(EPOCH + 86_400 * 60 + 61),
@@ -2231,9 +2171,17 @@ mod tests {
     }
 
     #[test]
-    fn percent_decoding() {
-        assert_eq!(percent_decode("a%2Cb+c"), "a,b c");
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz"), "%zz");
+    fn query_pairs_are_form_decoded() {
+        let uri: Uri = "/x?a=a%2Cb+c&b=100%&&c=%zz&d".parse().unwrap();
+        let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            query_pairs(&uri),
+            pairs(&[("a", "a,b c"), ("b", "100%"), ("c", "%zz"), ("d", "")])
+        );
+        assert!(query_pairs(&"/x".parse().unwrap()).is_empty());
     }
 }

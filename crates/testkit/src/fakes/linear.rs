@@ -29,6 +29,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use chrono::{DateTime, SecondsFormat};
 use serde_json::{Map, Value, json};
 
 use super::{Fault, FaultKind, RecordedRequest, Recorder, error_status, fault_response, serve};
@@ -209,24 +210,11 @@ fn epoch_ms() -> u64 {
 
 /// `2025-01-02T03:04:05.678Z` from epoch milliseconds.
 fn iso(ms: u64) -> String {
-    let secs = (ms / 1000) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms % 1000
-    )
+    i64::try_from(ms)
+        .ok()
+        .and_then(DateTime::from_timestamp_millis)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 fn slug(title: &str) -> String {
@@ -2234,6 +2222,7 @@ mod tests {
     #[test]
     fn iso_dates_are_civil() {
         assert_eq!(iso(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso(951_782_400_007), "2000-02-29T00:00:00.007Z");
         assert_eq!(iso(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
     }
 

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use codemill_core::config::vendors::GithubSettings;
 use codemill_core::pipeline::TicketStatus;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -624,17 +625,16 @@ fn to_pull_request(v: &Value, path: &str) -> Result<PullRequest> {
     })
 }
 
+/// Everything but ASCII alphanumerics and `-._~` (RFC 3986 unreserved) is escaped.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// Percent-encode one path segment (a label name such as `codemill:running`).
 fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(s, SEGMENT).to_string()
 }
 
 #[cfg(test)]
@@ -645,6 +645,7 @@ mod tests {
     fn segments_are_percent_encoded() {
         assert_eq!(encode_segment("codemill:running"), "codemill%3Arunning");
         assert_eq!(encode_segment("needs input/é"), "needs%20input%2F%C3%A9");
+        assert_eq!(encode_segment("a-b.c_d~e"), "a-b.c_d~e");
     }
 
     #[test]
