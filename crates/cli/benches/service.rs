@@ -41,7 +41,6 @@ use codemill_core::pipeline::{AgentStage, JobEvent};
 use codemill_runner::Home;
 use codemill_store::{QueueState, Store};
 use codemill_testkit::{Match, ModelServer, Reply, Rule, Script, ToolCall};
-use hmac::{KeyInit, Mac};
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
 
@@ -580,9 +579,10 @@ struct Req {
 }
 
 fn sign(body: &[u8]) -> String {
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    format!(
+        "sha256={}",
+        codemill_testkit::fakes::hmac_sha256_hex(SECRET.as_bytes(), body)
+    )
 }
 
 /// One signed `ticket.ready` delivery per key, each with its own delivery id (signed up front).

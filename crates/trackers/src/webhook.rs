@@ -43,21 +43,16 @@ pub enum VerifyError {
 
 /// Constant-time HMAC-SHA256 check of `body` against a hex `signature`.
 pub fn verify_hmac_hex(secret: &[u8], body: &[u8], signature_hex: &str) -> Result<(), VerifyError> {
-    use hmac::{Hmac, KeyInit, Mac};
     let tag = hex::decode(signature_hex.trim()).map_err(|_| VerifyError::Malformed("signature"))?;
+    verify_hmac(secret, body, &tag)
+}
+
+/// Constant-time HMAC-SHA256 check of `body` against the raw `tag` (`verify_slice`; tags are
+/// never compared by hand).
+pub fn verify_hmac(secret: &[u8], body: &[u8], tag: &[u8]) -> Result<(), VerifyError> {
+    use hmac::{Hmac, KeyInit, Mac};
     let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret)
         .map_err(|_| VerifyError::Mismatch)?;
     mac.update(body);
-    mac.verify_slice(&tag).map_err(|_| VerifyError::Mismatch)
-}
-
-/// HMAC-SHA256 of `body` as lowercase hex (for tests and fakes that sign deliveries).
-pub fn sign_hex(secret: &[u8], body: &[u8]) -> String {
-    use hmac::{Hmac, KeyInit, Mac};
-    let mut mac = match <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret) {
-        Ok(m) => m,
-        Err(_) => return String::new(),
-    };
-    mac.update(body);
-    hex::encode(mac.finalize().into_bytes())
+    mac.verify_slice(tag).map_err(|_| VerifyError::Mismatch)
 }

@@ -1,14 +1,13 @@
 //! `codemill serve`: a signed webhook queues a ticket, the in-process workers take it to a
 //! proposal, an approval through the token-authenticated API ships it.
 
-use hmac::{KeyInit, Mac};
-
 use super::harness::{Env, HELLO_GATE, Service, engineer, wait_state};
 
 fn sign(secret: &str, body: &[u8]) -> String {
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    format!(
+        "sha256={}",
+        codemill_testkit::fakes::hmac_sha256_hex(secret.as_bytes(), body)
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,9 +8,7 @@ use std::time::Duration;
 use codemill_core::ids::{JobId, ProjectName, TicketKey};
 use codemill_server::{AppState, Control, ControlError, ControlFuture, ServerConfig};
 use codemill_store::{Store, Ticket};
-use hmac::{Hmac, KeyInit, Mac};
 use secrecy::SecretString;
-use sha2::Sha256;
 use sqlx::Connection;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -382,9 +380,10 @@ impl Drop for Server {
 
 /// `sha256=<hex HMAC-SHA256 of body>`, as a sender computes it.
 pub fn sign(secret: &str, body: &[u8]) -> String {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    format!(
+        "sha256={}",
+        codemill_testkit::fakes::hmac_sha256_hex(secret.as_bytes(), body)
+    )
 }
 
 pub fn ready(ticket: &str) -> String {

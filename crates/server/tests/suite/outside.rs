@@ -76,7 +76,7 @@ fn github_headers(body: &[u8], delivery: &str, secret: &str) -> Vec<(&'static st
             "x-hub-signature-256",
             format!(
                 "sha256={}",
-                codemill_trackers::webhook::sign_hex(secret.as_bytes(), body)
+                codemill_testkit::fakes::hmac_sha256_hex(secret.as_bytes(), body)
             ),
         ),
     ]
@@ -174,7 +174,7 @@ async fn jira_and_linear_deliveries_use_their_own_signatures() {
     .unwrap();
     let sig = format!(
         "sha256={}",
-        codemill_trackers::webhook::sign_hex(SECRET.as_bytes(), &body)
+        codemill_testkit::fakes::hmac_sha256_hex(SECRET.as_bytes(), &body)
     );
     let (status, _) = post(
         &s,
@@ -220,7 +220,7 @@ async fn jira_and_linear_deliveries_use_their_own_signatures() {
         "data": {"id": "9f0c", "identifier": "ENG-3", "number": 3, "title": "t"}
     }))
     .unwrap();
-    let sig = codemill_trackers::webhook::sign_hex(SECRET.as_bytes(), &linear);
+    let sig = codemill_testkit::fakes::hmac_sha256_hex(SECRET.as_bytes(), &linear);
     let (status, _) = post(
         &s,
         "/webhooks/linear/ENG",

@@ -767,12 +767,7 @@ impl FakeGitHub {
 
 /// `sha256=<hex>`: the `X-Hub-Signature-256` value GitHub sends for `body` under `secret`.
 pub fn sign(secret: &str, body: &[u8]) -> String {
-    use hmac::{Hmac, KeyInit, Mac};
-    let Ok(mut mac) = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes()) else {
-        return String::new();
-    };
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    format!("sha256={}", super::hmac_sha256_hex(secret.as_bytes(), body))
 }
 
 /// The headers GitHub sends with a delivery: `Content-Type`, `User-Agent`, `X-GitHub-Event`,

@@ -566,14 +566,7 @@ impl FakeJira {
 
 /// `X-Hub-Signature` for `body` signed with `secret` (`sha256=<hex>`), as Jira signs deliveries.
 pub fn hub_signature(secret: &[u8], body: &[u8]) -> String {
-    use hmac::{Hmac, KeyInit, Mac};
-    match <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret) {
-        Ok(mut mac) => {
-            mac.update(body);
-            format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-        }
-        Err(_) => String::new(),
-    }
+    format!("sha256={}", super::hmac_sha256_hex(secret, body))
 }
 
 /// Plain text as an ADF document: one paragraph per non-empty line.

@@ -885,12 +885,7 @@ fn actor_json(w: &mut World, actor_id: &str) -> Value {
 
 /// The hex HMAC-SHA256 of `body` with `secret`: the `Linear-Signature` header.
 pub fn sign(secret: &str, body: &[u8]) -> String {
-    use hmac::{Hmac, KeyInit, Mac};
-    let Ok(mut mac) = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes()) else {
-        return String::new();
-    };
-    mac.update(body);
-    hex::encode(mac.finalize().into_bytes())
+    super::hmac_sha256_hex(secret.as_bytes(), body)
 }
 
 /// The headers Linear sends with a delivery of `body`: `Linear-Signature`, `Linear-Delivery`,

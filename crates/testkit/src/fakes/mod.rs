@@ -17,6 +17,16 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use tokio::net::TcpListener;
 
+/// HMAC-SHA256 of `body` with `secret`, lowercase hex: how every vendor here signs deliveries.
+pub fn hmac_sha256_hex(secret: &[u8], body: &[u8]) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let Ok(mut mac) = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret) else {
+        return String::new();
+    };
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
 /// One request as the fake received it.
 #[derive(Debug, Clone)]
 pub struct RecordedRequest {

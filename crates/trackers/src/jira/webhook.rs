@@ -285,7 +285,7 @@ mod tests {
     #[test]
     fn hmac_needs_the_sha256_prefix() {
         let now = Utc::now();
-        let sig = crate::webhook::sign_hex(b"k", b"body");
+        let sig = codemill_testkit::fakes::hmac_sha256_hex(b"k", b"body");
         let h = headers(&[("x-hub-signature", &format!("sha256={sig}"))]);
         assert_eq!(
             verify_webhook(WebhookAuthKind::Hmac, "k", &h, b"body", now),
