@@ -260,16 +260,10 @@ impl Runner {
         effect: &Effect,
     ) -> JobEvent {
         let key = &state.ticket;
-        let Some(project) = self.config.projects.get(key.project()) else {
-            return failed(
-                effect,
-                format!("project {} is not registered", key.project()),
-            );
+        let clone = match self.fetched_clone(git, key).await {
+            Ok(clone) => clone,
+            Err(e) => return failed(effect, e),
         };
-        let clone = self.home.clone_dir(key.project());
-        if let Err(e) = git.ensure_clone_and_fetch(&project.repo, &clone).await {
-            return failed(effect, e);
-        }
         let default_branch = match git.default_branch(&clone).await {
             Ok(b) => b,
             Err(e) => return failed(effect, e),
@@ -571,6 +565,24 @@ impl Runner {
         })
     }
 
+    /// The project's shared clone, cloned or fetched from its remote now.
+    async fn fetched_clone(
+        &self,
+        git: &codemill_git::Git,
+        key: &codemill_core::ids::TicketKey,
+    ) -> Result<PathBuf, String> {
+        let project = self
+            .config
+            .projects
+            .get(key.project())
+            .ok_or_else(|| format!("project {} is not registered", key.project()))?;
+        let clone = self.home.clone_dir(key.project());
+        git.ensure_clone_and_fetch(&project.repo, &clone)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(clone)
+    }
+
     /// A fresh worktree of `key` on `branch` at `start`, codemill's run directory excluded.
     /// Work left in an earlier worktree is kept on the WIP ref before it is removed.
     async fn fresh_worktree(
@@ -610,16 +622,10 @@ impl Runner {
         effect: &Effect,
     ) -> JobEvent {
         let key = &state.ticket;
-        let Some(project) = self.config.projects.get(key.project()) else {
-            return failed(
-                effect,
-                format!("project {} is not registered", key.project()),
-            );
+        let clone = match self.fetched_clone(git, key).await {
+            Ok(clone) => clone,
+            Err(e) => return failed(effect, e),
         };
-        let clone = self.home.clone_dir(key.project());
-        if let Err(e) = git.ensure_clone_and_fetch(&project.repo, &clone).await {
-            return failed(effect, e);
-        }
         let branch = key.branch();
         let head = match self
             .git

@@ -57,6 +57,16 @@ fn stop(mut s: JobState, kind: StopKind, reason: String) -> JobState {
     s
 }
 
+/// The names of the gates that failed, comma-separated.
+fn failing_names(gates: &[super::GateResult]) -> String {
+    gates
+        .iter()
+        .filter(|g| !g.passed)
+        .map(|g| g.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn record_cost(s: &mut JobState, stage: AgentStage, round: u32, run: &StageRun) {
     s.usage += run.usage;
     s.cost_usd += run.cost_usd;
@@ -346,15 +356,10 @@ pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEven
             } else if s.round < s.max_rounds {
                 s.stage = Stage::Fix;
             } else {
-                let names: Vec<&str> = gates
-                    .iter()
-                    .filter(|g| !g.passed)
-                    .map(|g| g.name.as_str())
-                    .collect();
                 let reason = format!(
                     "gates still failing after {} fix round(s): {}",
                     s.round,
-                    names.join(", ")
+                    failing_names(gates)
                 );
                 s = stop(s, StopKind::NeedsAttention, reason);
             }
@@ -555,15 +560,10 @@ pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEven
             } else if s.feedback_attempts < FEEDBACK_ATTEMPTS {
                 s.stage = Stage::FeedbackFix;
             } else {
-                let names: Vec<&str> = gates
-                    .iter()
-                    .filter(|g| !g.passed)
-                    .map(|g| g.name.as_str())
-                    .collect();
                 let reason = format!(
                     "gates still failing after {} attempt(s): {}",
                     s.feedback_attempts,
-                    names.join(", ")
+                    failing_names(gates)
                 );
                 s = feedback_failed(s, reason);
             }
