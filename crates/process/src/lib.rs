@@ -14,6 +14,10 @@ use process_wrap::tokio::{ChildWrapper, CommandWrap, KillOnDrop, ProcessGroup};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{ChildStderr, ChildStdout};
 
+pub mod sandbox;
+
+pub use sandbox::{Bwrap, ExecPolicy, Forward, Limits, Network, Sandbox};
+
 /// Errors from starting or waiting for a child process.
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
@@ -31,6 +35,9 @@ pub enum ProcessError {
         program: String,
         source: std::io::Error,
     },
+    /// The sandbox the policy asks for cannot be set up as described.
+    #[error("sandbox: {message}")]
+    Sandbox { message: String },
 }
 
 /// A command line to run: program, argument list (never a shell string), directory, environment.
