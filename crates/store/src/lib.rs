@@ -50,6 +50,7 @@ async fn finish<DB: sqlx::Database, T>(
 }
 
 mod error;
+mod metering;
 mod model;
 mod postgres;
 mod queue;
@@ -63,6 +64,7 @@ use codemill_core::ids::{JobId, ProjectName, TicketKey};
 use codemill_core::pipeline::{JobEvent, TicketStatus};
 
 pub use error::{FenceReason, StoreError};
+pub use metering::{ModelCall, ProjectSpend, Spend, SpendScope, day_of};
 pub use model::{
     Comment, JobRow, JournalEntry, Link, MirroredTicket, NewPr, PrRecord, StatusChange, Ticket,
 };
@@ -416,6 +418,28 @@ impl Store {
     /// All tokens, revoked ones included.
     pub async fn api_tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
         on_backend!(self, api_tokens())
+    }
+
+    // ---- metering --------------------------------------------------------------------------
+
+    /// Record one model request of the gateway.
+    pub async fn record_model_call(&self, call: &ModelCall) -> Result<(), StoreError> {
+        on_backend!(self, record_model_call(call))
+    }
+
+    /// Spend of a job, its ticket, its project's day and the whole day, for budget checks.
+    pub async fn spend(&self, scope: SpendScope<'_>) -> Result<Spend, StoreError> {
+        on_backend!(self, spend(scope))
+    }
+
+    /// Spend per project on one UTC day (`YYYY-MM-DD`).
+    pub async fn spend_by_project(&self, day: &str) -> Result<Vec<ProjectSpend>, StoreError> {
+        on_backend!(self, spend_by_project(day))
+    }
+
+    /// The model requests of one job, oldest first.
+    pub async fn model_calls(&self, job: &str) -> Result<Vec<ModelCall>, StoreError> {
+        on_backend!(self, model_calls(job))
     }
 
     // ---- local forge ---------------------------------------------------------------------

@@ -8,6 +8,7 @@ mod concurrency;
 mod harness;
 mod inbox;
 mod journal;
+mod metering;
 mod queue;
 mod tickets;
 mod tokens;
@@ -63,6 +64,7 @@ contract!(
     inbox::deliveries_are_recorded_once_with_their_job,
     inbox::concurrent_identical_deliveries_make_one_job,
     tokens::api_tokens_are_found_by_hash_until_revoked,
+    metering::spend_sums_by_job_ticket_project_and_day,
 );
 
 /// Fails, rather than skipping, when the PostgreSQL half cannot run.
