@@ -114,6 +114,12 @@ pub enum AgentOutcome {
     Failed {
         message: String,
     },
+    /// The model gateway refused a request because spend reached a budget (`job_usd`, ...).
+    BudgetExceeded {
+        budget: String,
+        limit: f64,
+        spent: f64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -162,6 +168,17 @@ impl AgentOutcome {
                 supported,
             } => format!("agent program `{program}` is version {found}; supported: {supported}"),
             AgentOutcome::Failed { message } => format!("agent failed: {message}"),
+            AgentOutcome::BudgetExceeded {
+                budget,
+                limit,
+                spent,
+            } => {
+                if budget.ends_with("_usd") {
+                    format!("budget exceeded: {budget} {limit:.2}, spent {spent:.2}")
+                } else {
+                    format!("budget exceeded: {budget} {limit:.0}, spent {spent:.0}")
+                }
+            }
         }
     }
 }

@@ -9,7 +9,10 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub mod guard;
 pub mod vendors;
+
+pub use guard::{Budgets, ProjectSandbox, SandboxConfig, SandboxMode};
 
 pub use vendors::{
     ForgeSettings, GithubApp, GithubSettings, JiraAuth, JiraSettings, LinearSettings, Roles,
@@ -170,6 +173,8 @@ struct RawFile {
     providers: BTreeMap<String, RawProvider>,
     prices: BTreeMap<String, Price>,
     projects: BTreeMap<String, RawProject>,
+    sandbox: guard::RawSandbox,
+    budgets: Budgets,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -265,6 +270,10 @@ struct RawProject {
     linear: Option<LinearSettings>,
     #[serde(default)]
     roles: Roles,
+    #[serde(default)]
+    budgets: Budgets,
+    #[serde(default)]
+    sandbox: ProjectSandbox,
 }
 
 /// A model provider endpoint; the key is named, never stored.
@@ -284,6 +293,9 @@ pub struct ProjectConfig {
     pub tracker: TrackerSettings,
     pub forge: ForgeSettings,
     pub roles: Roles,
+    /// `[budgets]` with this project's `[projects.NAME.budgets]` on top.
+    pub budgets: Budgets,
+    pub sandbox: ProjectSandbox,
 }
 
 /// Settings of the agent steps.
@@ -334,6 +346,9 @@ pub struct Config {
     pub providers: BTreeMap<String, ProviderConfig>,
     pub prices: PriceTable,
     pub projects: BTreeMap<String, ProjectConfig>,
+    pub sandbox: SandboxConfig,
+    /// `[budgets]`: limits for projects that do not override them.
+    pub budgets: Budgets,
 }
 
 impl Config {
@@ -419,6 +434,8 @@ impl Config {
                 "expected a number of turns of at least 1",
             ));
         }
+        raw.budgets.check(&name, "budgets")?;
+        let sandbox = raw.sandbox.resolve(&name)?;
         let mut projects = BTreeMap::new();
         for (pname, p) in raw.projects {
             if pname.parse::<crate::ids::ProjectName>().is_err() {
@@ -429,6 +446,9 @@ impl Config {
                 ));
             }
             let (tracker, forge) = vendor_settings(&name, &pname, &p)?;
+            p.budgets
+                .check(&name, &format!("projects.{pname}.budgets"))?;
+            p.sandbox.check(&name, &pname)?;
             projects.insert(
                 pname.clone(),
                 ProjectConfig {
@@ -437,6 +457,8 @@ impl Config {
                     tracker,
                     forge,
                     roles: p.roles,
+                    budgets: raw.budgets.overridden_by(&p.budgets),
+                    sandbox: p.sandbox,
                 },
             );
         }
@@ -501,12 +523,21 @@ impl Config {
             providers,
             prices: PriceTable(raw.prices),
             projects,
+            sandbox,
+            budgets: raw.budgets,
         })
     }
 
     /// The provider the agent steps use (checked to exist when parsed).
     pub fn provider(&self) -> &ProviderConfig {
         &self.agent.endpoint
+    }
+
+    /// The budgets of a project (`[budgets]` for a project that is not registered).
+    pub fn budgets_for(&self, project: &str) -> Budgets {
+        self.projects
+            .get(project)
+            .map_or(self.budgets, |p| p.budgets)
     }
 }
 
@@ -884,6 +915,46 @@ mod tests {
             msg.contains("invalid type: string \"three\", expected u32"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn sandbox_and_budgets_have_defaults_and_checked_overrides() {
+        let c = parse("").unwrap();
+        assert_eq!(c.sandbox.mode, SandboxMode::Bwrap);
+        assert!(c.budgets.is_empty());
+        let c = parse(
+            "[sandbox]\nmode = \"off\"\nexpose = [\"/opt/tools\"]\n[sandbox.env]\nRUSTUP_TOOLCHAIN = \"stable\"\n\
+             [budgets]\njob_usd = 20.0\nday_usd = 100\n\
+             [projects.WEB]\nrepo = \"/r\"\n[projects.WEB.budgets]\njob_usd = 5.0\n\
+             [projects.WEB.sandbox]\nallow_hosts = [\"index.crates.io\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.sandbox.mode, SandboxMode::Off);
+        assert_eq!(c.budgets_for("WEB").job_usd, Some(5.0));
+        assert_eq!(c.budgets_for("WEB").day_usd, Some(100.0));
+        assert_eq!(c.budgets_for("OTHER").job_usd, Some(20.0));
+        assert!(c.projects["WEB"].sandbox.allows("index.crates.io"));
+        let msg = parse("[budgets]\njob_usd = -1.0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("key `budgets.job_usd`"), "{msg}");
+        let msg = parse("[sandbox]\nmode = \"none\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("sandbox.mode") && msg.contains("bwrap"),
+            "{msg}"
+        );
+        let msg = parse("[sandbox]\nexpose = [\"tools\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("absolute"), "{msg}");
+        let msg = parse(
+            "[projects.WEB]\nrepo = \"/r\"\n[projects.WEB.sandbox]\nallow_hosts = [\"a b\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(msg.contains("projects.WEB.sandbox.allow_hosts"), "{msg}");
     }
 
     #[test]
