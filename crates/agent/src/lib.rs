@@ -8,8 +8,10 @@
 
 use std::path::PathBuf;
 
+use codemill_process::ExecPolicy;
 use futures_util::future::BoxFuture;
 use secrecy::SecretString;
+use tokio_util::sync::CancellationToken;
 
 pub use codemill_core::agent::{
     AgentEvent, AgentLimits, AgentMode, AgentOutcome, AgentRun, TimeoutKind,
@@ -19,10 +21,12 @@ pub use codemill_core::cost::Usage;
 pub mod builtin;
 pub mod claude;
 pub mod codex;
+mod driver;
 pub mod gemini;
 mod log;
 pub mod opencode;
 pub mod probe;
+mod reap;
 mod text;
 
 pub use builtin::Builtin;
@@ -50,9 +54,15 @@ pub struct AgentRequest {
     pub state_dir: PathBuf,
     /// The raw output of this run is appended here (e.g. the CLI's stream-json lines).
     pub log_path: PathBuf,
+    /// Where the agent reaches its model: codemill's gateway with a per-step token.
     pub endpoint: Endpoint,
-    /// Non-secret environment for commands the agent runs (e.g. PATH additions).
-    pub extra_env: Vec<(String, String)>,
+    /// How every process of the run is started: the environment it gets (built from nothing:
+    /// PATH, LANG and what the runner adds; the backend adds its own HOME and config
+    /// variables), the sandbox around it and its limits. Decided by the runner for the stage.
+    pub exec: ExecPolicy,
+    /// Fired to stop the run at once (a budget refused the agent's model request); the run
+    /// then ends as `Killed`.
+    pub cancel: CancellationToken,
 }
 
 /// The wire protocol of a model endpoint.

@@ -401,17 +401,22 @@ fn prepare_body(api: ProviderApi, path: &str, bytes: Bytes) -> (Bytes, Option<St
 /// A reqwest error without the URL (which names the provider's host, harmless, but keep
 /// messages short and free of query strings).
 fn without_url(e: &reqwest::Error) -> String {
-    let mut message = match e.url() {
-        Some(url) => e.to_string().replace(&format!(" ({url})"), ""),
-        None => e.to_string(),
-    };
+    // reqwest's own text names the URL; its causes say what happened.
+    let mut causes = Vec::new();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
+        causes.push(s.to_string());
         source = s.source();
     }
-    message
+    if causes.is_empty() {
+        if e.is_timeout() {
+            "timed out".into()
+        } else {
+            "request failed".into()
+        }
+    } else {
+        causes.join(": ")
+    }
 }
 
 /// Reads usage from an answer on its way to the agent; records it when the answer ends (or is

@@ -255,11 +255,56 @@ impl Running {
     }
 
     /// Kill the whole process group and reap the leader. Safe to call more than once.
+    ///
+    /// A sandbox's processes live in their own session under bubblewrap's pid-1, a child of the
+    /// leader: that child is killed too, and waited for, because the kernel only reports a
+    /// pid namespace's init as exited once every process in the namespace is gone. So when this
+    /// returns, nothing the command started is still running.
     pub async fn kill(&mut self) {
+        let children = self.pid().map(children_of).unwrap_or_default();
+        for child in &children {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*child as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
         if let Err(e) = self.child.start_kill() {
             tracing::debug!(program = %self.program, error = %e, "kill: group already gone");
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while children.iter().any(|pid| running(*pid)) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// The direct children of `pid` (Linux `/proc/PID/task/*/children`; empty elsewhere).
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut children = Vec::new();
+    for task in tasks.flatten() {
+        if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
+            children.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+    }
+    children
+}
+
+/// Whether `pid` is still running (not gone, not a zombie).
+fn running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which is in parentheses and may hold spaces.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
     }
 }
 

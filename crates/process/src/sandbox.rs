@@ -209,6 +209,29 @@ impl ExecPolicy {
         matches!(self.sandbox, Sandbox::Bwrap(_))
     }
 
+    /// When the sandbox runs as another uid ([`Bwrap::host_uid`]), gives it every writable path
+    /// as it is now. Call it right before starting a process: files codemill wrote since (state
+    /// directories, copied artifacts) would otherwise stay out of the sandbox's reach.
+    pub fn hand_over(&self) -> Result<(), ProcessError> {
+        let Sandbox::Bwrap(b) = &self.sandbox else {
+            return Ok(());
+        };
+        let Some(uid) = b.host_uid else {
+            return Ok(());
+        };
+        for path in &b.writable {
+            if path.exists() {
+                hand_over(path, uid).map_err(|e| ProcessError::Sandbox {
+                    message: format!(
+                        "cannot give {} to the sandbox uid {uid}: {e}",
+                        path.display()
+                    ),
+                })?;
+            }
+        }
+        Ok(())
+    }
+
     /// Adds a writable path to a bubblewrap sandbox (no-op without one).
     pub fn allow_write(&mut self, path: impl Into<PathBuf>) {
         if let Sandbox::Bwrap(b) = &mut self.sandbox {
@@ -287,17 +310,22 @@ impl ExecPolicy {
         Ok(cmd)
     }
 
-    /// `program` as an absolute path found on the policy's PATH, or as given when it has a `/`.
-    fn resolve(&self, program: &OsStr) -> Result<PathBuf, ProcessError> {
+    /// `program` as an absolute path found on the policy's PATH, or as given when it has a `/`
+    /// (with its directory resolved, so the path also works inside the sandbox).
+    pub fn resolve(&self, program: &OsStr) -> Result<PathBuf, ProcessError> {
         let path = Path::new(program);
         let missing = || ProcessError::NotFound {
             program: program.to_string_lossy().into_owned(),
         };
         if program.as_encoded_bytes().contains(&b'/') {
-            return if path.exists() {
-                Ok(path.to_path_buf())
-            } else {
-                Err(missing())
+            if !path.exists() {
+                return Err(missing());
+            }
+            // `..` through directories the sandbox does not have would not resolve inside it:
+            // resolve the directory here, keep the name (a `.bin` link stays a link).
+            return match (path.parent().map(std::fs::canonicalize), path.file_name()) {
+                (Some(Ok(dir)), Some(name)) => Ok(dir.join(name)),
+                _ => Ok(path.to_path_buf()),
             };
         }
         let search = self.get_env("PATH").unwrap_or(OsStr::new(""));
@@ -526,4 +554,182 @@ pub async fn probe(bwrap: &Path) -> Result<(), String> {
          `[sandbox] mode = \"off\"` in codemill.toml — agents then run with no sandbox.",
         said.trim()
     ))
+}
+
+/// The port the model gateway has inside every sandbox (each has its own network namespace).
+pub const GATEWAY_PORT: u16 = 41000;
+
+/// The gateway's base URL as an agent inside a sandbox sees it.
+pub fn gateway_url_inside() -> String {
+    format!("http://127.0.0.1:{GATEWAY_PORT}")
+}
+
+/// How this process runs untrusted code, settled once from the configuration and the host.
+#[derive(Debug, Clone)]
+pub struct SandboxSetup {
+    /// `None`: `[sandbox] mode = "off"`.
+    pub bwrap: Option<PathBuf>,
+    /// The installed relay ([`install_relay`]).
+    pub relay: Option<PathBuf>,
+    /// Read-only in every sandbox: toolchains and what the operator exposed.
+    pub expose: Vec<PathBuf>,
+    pub hide: Vec<PathBuf>,
+    /// The base environment of every untrusted process (PATH, LANG, toolchain variables, the
+    /// operator's fixed values). Steps add HOME and their own.
+    pub env: Vec<(String, String)>,
+    pub limits: Limits,
+    /// Set when codemill runs as root: sandboxes run as this uid, which is given the writable
+    /// paths first.
+    pub host_uid: Option<u32>,
+}
+
+/// What one step may touch, beyond the system and the exposed toolchains.
+#[derive(Debug, Clone, Default)]
+pub struct StepAccess {
+    /// The step's working tree.
+    pub worktree: PathBuf,
+    /// Read-only stages (research, plan, review, triage, readiness) see it read-only.
+    pub worktree_writable: bool,
+    /// Writable: the step's own HOME and state.
+    pub writable: Vec<PathBuf>,
+    /// Read-only: the git objects the worktree needs, the agent CLI's installation.
+    pub read_only: Vec<PathBuf>,
+    /// The gateway's unix socket, reachable inside at [`gateway_url_inside`].
+    pub gateway: Option<PathBuf>,
+    /// Network: `Host` only for prepare steps; otherwise none but the gateway.
+    pub host_network: bool,
+}
+
+impl SandboxSetup {
+    /// The policy of a step: the base environment, its mounts, its limits.
+    pub fn policy(&self, access: &StepAccess) -> Result<ExecPolicy, ProcessError> {
+        let sandbox = match &self.bwrap {
+            None => Sandbox::Off,
+            Some(program) => {
+                let mut b = Bwrap::new(program);
+                b.relay = self.relay.clone();
+                b.hidden = self.hide.clone();
+                b.host_uid = self.host_uid;
+                b.read_only.extend(self.expose.iter().cloned());
+                b.read_only.extend(access.read_only.iter().cloned());
+                if access.worktree_writable {
+                    b.writable.push(access.worktree.clone());
+                } else {
+                    b.read_only.push(access.worktree.clone());
+                }
+                b.writable.extend(access.writable.iter().cloned());
+                b.network = if access.host_network {
+                    Network::Host
+                } else {
+                    match &access.gateway {
+                        Some(socket) => Network::Relay(vec![Forward {
+                            port: GATEWAY_PORT,
+                            socket: socket.clone(),
+                        }]),
+                        None => Network::None,
+                    }
+                };
+                Sandbox::Bwrap(Box::new(b))
+            }
+        };
+        let mut policy = ExecPolicy::new(sandbox, self.limits);
+        for (k, v) in &self.env {
+            policy.set_env(k, v);
+        }
+        Ok(policy)
+    }
+
+    pub fn is_sandboxed(&self) -> bool {
+        self.bwrap.is_some()
+    }
+}
+
+/// Toolchains outside the system directories that gates and agents need, found on this host:
+/// rustup's toolchains (read-only, with `RUSTUP_HOME`) and cargo's `bin` (never the rest of
+/// `~/.cargo`, which holds registry credentials), plus PATH entries outside any home directory.
+/// Returns the paths to expose and the PATH to give.
+pub fn host_toolchains() -> (Vec<PathBuf>, Vec<(String, String)>, String) {
+    let mut expose = Vec::new();
+    let mut env = Vec::new();
+    let mut path: Vec<PathBuf> = Vec::new();
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let rustup = std::env::var_os("RUSTUP_HOME")
+        .map(PathBuf::from)
+        .or_else(|| home.as_ref().map(|h| h.join(".rustup")))
+        .filter(|p| p.join("toolchains").is_dir());
+    if let Some(rustup) = rustup {
+        env.push(("RUSTUP_HOME".into(), rustup.display().to_string()));
+        expose.push(rustup);
+    }
+    let cargo_bin = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| home.as_ref().map(|h| h.join(".cargo")))
+        .map(|c| c.join("bin"))
+        .filter(|p| p.is_dir());
+    if let Some(bin) = cargo_bin {
+        expose.push(bin.clone());
+        path.push(bin);
+    }
+    let host_path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&host_path) {
+        if !dir.is_absolute() || !dir.is_dir() || path.contains(&dir) {
+            continue;
+        }
+        let in_home = home.as_ref().is_some_and(|h| dir.starts_with(h))
+            || dir.starts_with("/home")
+            || dir.starts_with("/root");
+        let system = SYSTEM_PATHS.iter().any(|s| dir.starts_with(s));
+        if in_home {
+            continue;
+        }
+        if !system {
+            expose.push(dir.clone());
+        }
+        path.push(dir);
+    }
+    for system in ["/usr/local/bin", "/usr/bin", "/bin"] {
+        let system = PathBuf::from(system);
+        if !path.contains(&system) {
+            path.push(system);
+        }
+    }
+    let path = std::env::join_paths(path)
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
+    (expose, env, path)
+}
+
+/// The directories to expose so `program` can run inside a sandbox: an npm-installed CLI needs
+/// its whole `node_modules` tree (the `.bin` link, the package, its native binary); anything
+/// else outside the system directories needs its own directory.
+pub fn program_mounts(program: &Path, search_path: &OsStr) -> Vec<PathBuf> {
+    let found = if program.as_os_str().as_encoded_bytes().contains(&b'/') {
+        Some(program.to_path_buf())
+    } else {
+        std::env::split_paths(search_path)
+            .map(|dir| dir.join(program))
+            .find(|candidate| is_executable(candidate))
+    };
+    let Some(found) = found else {
+        return Vec::new();
+    };
+    let mut mounts = Vec::new();
+    for path in [Some(found.clone()), std::fs::canonicalize(&found).ok()]
+        .into_iter()
+        .flatten()
+    {
+        let outermost_modules = path
+            .ancestors()
+            .filter(|a| a.file_name().is_some_and(|n| n == "node_modules"))
+            .last()
+            .map(Path::to_path_buf);
+        let mount = outermost_modules.or_else(|| path.parent().map(Path::to_path_buf));
+        if let Some(mount) = mount
+            && !SYSTEM_PATHS.iter().any(|s| mount.starts_with(s))
+            && !mounts.contains(&mount)
+        {
+            mounts.push(mount);
+        }
+    }
+    mounts
 }

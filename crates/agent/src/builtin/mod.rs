@@ -103,7 +103,7 @@ impl Builtin {
             worktree,
             mode: req.mode,
             home,
-            extra_env: req.extra_env.clone(),
+            exec: req.exec.clone(),
             command_timeout: self.command_timeout,
         };
         // The loop speaks two wire formats; other provider APIs belong to their own CLIs.

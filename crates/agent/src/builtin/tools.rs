@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use codemill_core::agent::AgentMode;
-use codemill_process::{Cmd, ProcessError};
+use codemill_process::{ExecPolicy, ProcessError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -55,7 +55,8 @@ pub(crate) struct Toolbox {
     pub mode: AgentMode,
     /// HOME for commands (under the state dir, never the operator's).
     pub home: PathBuf,
-    pub extra_env: Vec<(String, String)>,
+    /// How commands run: the step's sandbox, environment and limits.
+    pub exec: ExecPolicy,
     pub command_timeout: Duration,
 }
 
@@ -131,7 +132,7 @@ impl Toolbox {
         }
     }
 
-    /// `run_command{argv, timeout_secs?}`: no shell, cwd = worktree, a minimal environment.
+    /// `run_command{argv, timeout_secs?}`: no shell, cwd = worktree, under the step's policy.
     async fn run_command(&self, args: CommandArgs, deadline: Instant) -> ToolOutput {
         let Some((program, rest)) = args.argv.split_first() else {
             return ToolOutput::error("argv is empty".to_string());
@@ -142,19 +143,15 @@ impl Toolbox {
             .unwrap_or(self.command_timeout);
         let remaining = deadline.saturating_duration_since(Instant::now());
         let timeout = requested.min(self.command_timeout).min(remaining);
-        let mut cmd = Cmd::new(program)
-            .args(rest)
-            .cwd(self.worktree.root())
-            .env_clear()
-            .env("HOME", &self.home)
-            .env("LANG", "C.UTF-8");
-        if let Some(path) = std::env::var_os("PATH") {
-            cmd = cmd.env("PATH", path);
-        }
-        for (key, value) in &self.extra_env {
-            cmd = cmd.env(key, value);
-        }
-        let output = match cmd.output(Some(timeout), OUTPUT_MAX).await {
+        let policy = self.exec.clone().env("HOME", &self.home);
+        let output = match policy
+            .hand_over()
+            .and_then(|()| policy.command(program, rest, self.worktree.root()))
+        {
+            Ok(cmd) => cmd.output(Some(timeout), OUTPUT_MAX).await,
+            Err(e) => Err(e),
+        };
+        let output = match output {
             Ok(output) => output,
             Err(ProcessError::NotFound { program }) => {
                 return ToolOutput::error(format!("command not found: {program}"));
@@ -350,7 +347,12 @@ mod tests {
             worktree: Worktree::new(&dir.path().join("wt")).unwrap(),
             mode,
             home: dir.path().join("home"),
-            extra_env: vec![("CODEMILL_TEST_VAR".into(), "from-extra-env".into())],
+            exec: ExecPolicy::new(
+                codemill_process::Sandbox::Off,
+                codemill_process::Limits::default(),
+            )
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("CODEMILL_TEST_VAR", "from-the-policy"),
             command_timeout: Duration::from_secs(10),
         };
         (dir, toolbox)
@@ -399,7 +401,7 @@ mod tests {
         assert!(out.content.starts_with("exit code 3\n"), "{}", out.content);
         assert!(out.content.contains(&root), "{}", out.content);
         assert!(out.content.contains("/home\n"), "{}", out.content);
-        assert!(out.content.contains("from-extra-env"), "{}", out.content);
+        assert!(out.content.contains("from-the-policy"), "{}", out.content);
         // The argument list is passed as is: no globbing or splitting.
         let out = rw
             .call("run_command", &json!({"argv": ["echo", "*  two"]}), far())

@@ -1,31 +1,29 @@
 //! The `claude-code` backend: drives the real Claude Code CLI in print mode with stream-json output.
 //!
-//! The CLI runs in the worktree with an isolated HOME/config/tmp under the state dir and a
-//! cleared environment, so nothing from the host (credentials, settings, auto-update) leaks in.
-//! Raw stdout lines go to the log as they arrive; [`normalize`] maps them to events.
+//! The CLI runs in the worktree under the request's exec policy (sandbox, environment built
+//! from nothing) with an isolated HOME/config/tmp under the state dir, so nothing from the host
+//! (credentials, settings, auto-update) leaks in; its model is codemill's gateway. Raw stdout
+//! lines go to the log as they arrive; [`normalize`] maps them to events.
 
 mod normalize;
 mod protocol;
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use codemill_core::agent::{AgentEvent, AgentMode, AgentOutcome, AgentRun, TimeoutKind};
+use codemill_core::agent::{AgentMode, AgentOutcome, AgentRun};
 use codemill_core::cost::Usage;
-use codemill_process::{Cmd, ProcessError, Running, drain_capped};
+use codemill_process::ExecPolicy;
 use futures_util::future::BoxFuture;
 use secrecy::ExposeSecret;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
+use crate::driver::{self, Launch, Stop};
 use crate::log::RawLog;
-use crate::{Agent, AgentError, AgentRequest, EventSink, emit};
+use crate::{Agent, AgentError, AgentRequest, EventSink};
 
 pub(crate) use normalize::Normalizer;
 
-/// Stderr kept for error messages; the CLI is quiet there unless something is badly wrong.
-const STDERR_CAP: usize = 64 * 1024;
-/// After stdout closes, how long the CLI may take to exit before its group is killed.
-const EXIT_GRACE: Duration = Duration::from_secs(10);
 /// The tools a read-only reviewer gets; everything else (Write, Edit, Bash, sub-agents) is gone.
 const READ_ONLY_TOOLS: &str = "Read,Grep,Glob";
 /// Refused on top of the allow-list, in case a CLI version ignores `--tools`.
@@ -61,14 +59,61 @@ impl ClaudeCode {
         }
     }
 
-    /// The full command line for `req`, with `session` as `--session-id` or `--resume`.
-    fn command(&self, req: &AgentRequest, dirs: &StateDirs, session: &SessionArg) -> Cmd {
-        let mut cmd = Cmd::new(&self.program)
-            .cwd(&req.workdir)
-            .env_clear()
+    /// The arguments for `req`, with `session` as `--session-id` or `--resume`.
+    fn args(&self, req: &AgentRequest, session: &SessionArg) -> Vec<OsString> {
+        // Inside codemill's sandbox (the boundary) write stages run without the CLI's own
+        // permission prompts, so the agent can run the repository's tests; unsandboxed, only
+        // edits and simple shell inside the cwd are allowed.
+        let write_mode = if req.exec.is_sandboxed() {
+            "bypassPermissions"
+        } else {
+            "acceptEdits"
+        };
+        let mut args: Vec<OsString> = [
+            "--print",
+            "--output-format",
+            "stream-json",
+            "--verbose",
+            "--max-turns",
+            &req.limits.max_turns.to_string(),
+            "--model",
+            &req.model,
+            "--permission-mode",
+            match req.mode {
+                AgentMode::Write => write_mode,
+                AgentMode::ReadOnly => "default",
+            },
+        ]
+        .into_iter()
+        .map(OsString::from)
+        .collect();
+        if req.mode == AgentMode::ReadOnly {
+            args.extend(
+                ["--tools", READ_ONLY_TOOLS, "--disallowedTools", WRITE_TOOLS].map(OsString::from),
+            );
+        }
+        if let Some(system) = &req.system_prompt {
+            args.extend(["--append-system-prompt".into(), system.into()]);
+        }
+        let (flag, id) = match session {
+            SessionArg::Resume(id) => ("--resume", id),
+            SessionArg::New(id) => ("--session-id", id),
+        };
+        args.extend([flag.into(), id.into()]);
+        // `--` so a prompt starting with `-` is not read as an option.
+        args.extend(["--".into(), req.prompt.clone().into()]);
+        args
+    }
+
+    /// The policy's environment plus the CLI's own: isolated HOME, config and tmp, the
+    /// gateway as base URL and the per-step token as key.
+    fn policy(&self, req: &AgentRequest, dirs: &StateDirs) -> ExecPolicy {
+        req.exec
+            .clone()
             .env("HOME", &dirs.home)
             .env("CLAUDE_CONFIG_DIR", &dirs.config)
             .env("CLAUDE_CODE_TMPDIR", &dirs.tmp)
+            .env("TMPDIR", &dirs.tmp)
             .env(
                 "ANTHROPIC_BASE_URL",
                 req.endpoint.base_url.trim_end_matches('/'),
@@ -78,38 +123,12 @@ impl ClaudeCode {
             .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
             .env("CLAUDE_CODE_MAX_RETRIES", self.max_api_retries.to_string())
             .env("API_TIMEOUT_MS", self.api_timeout_ms.to_string())
-            .env("DISABLE_AUTOUPDATER", "1");
-        if let Some(path) = std::env::var_os("PATH") {
-            cmd = cmd.env("PATH", path);
-        }
-        for (key, value) in &req.extra_env {
-            cmd = cmd.env(key, value);
-        }
-        cmd = cmd.args([
-            "--print",
-            "--output-format",
-            "stream-json",
-            "--verbose",
-            "--max-turns",
-            &req.limits.max_turns.to_string(),
-            "--model",
-            &req.model,
-            // Edits and simple shell inside the cwd; as root bypassPermissions is refused anyway.
-            "--permission-mode",
-            "acceptEdits",
-        ]);
-        if req.mode == AgentMode::ReadOnly {
-            cmd = cmd.args(["--tools", READ_ONLY_TOOLS, "--disallowedTools", WRITE_TOOLS]);
-        }
-        if let Some(system) = &req.system_prompt {
-            cmd = cmd.args(["--append-system-prompt", system]);
-        }
-        cmd = match session {
-            SessionArg::Resume(id) => cmd.args(["--resume", id]),
-            SessionArg::New(id) => cmd.args(["--session-id", id]),
-        };
-        // `--` so a prompt starting with `-` is not read as an option.
-        cmd.args(["--", &req.prompt])
+            .env("DISABLE_AUTOUPDATER", "1")
+            // The sandbox is the boundary: tell the CLI so bypassPermissions is accepted.
+            .env(
+                "IS_SANDBOX",
+                if req.exec.is_sandboxed() { "1" } else { "0" },
+            )
     }
 
     async fn run_inner(
@@ -123,58 +142,27 @@ impl ClaudeCode {
             Some(id) => SessionArg::Resume(id.clone()),
             None => SessionArg::New(uuid::Uuid::new_v4().to_string()),
         };
-        let cmd = self.command(req, &dirs, &session);
-        tracing::debug!(command = ?cmd, "starting Claude Code");
         let started = Instant::now();
-        let mut child = match cmd.spawn() {
-            Ok(child) => child,
-            Err(ProcessError::NotFound { program }) => {
-                return Ok(finished(
-                    AgentOutcome::CliMissing {
-                        program,
-                        hint: INSTALL_HINT.to_string(),
-                    },
-                    None,
-                ));
-            }
-            Err(e) => {
-                return Ok(finished(
-                    AgentOutcome::Failed {
-                        message: e.to_string(),
-                    },
-                    None,
-                ));
-            }
-        };
-        tracing::debug!(pid = ?child.pid(), "Claude Code started");
-        let stderr = tokio::spawn(drain_capped(child.take_stderr(), STDERR_CAP));
         let mut normalizer = Normalizer::new();
-        let stopped = read_lines(&mut child, req, started, &mut normalizer, &mut log, events).await;
-        let stopped = match stopped {
-            Ok(stopped) => stopped,
-            Err(e) => {
-                child.kill().await;
-                return Err(e);
-            }
+        let launch = Launch {
+            name: "Claude Code",
+            program: &self.program,
+            args: self.args(req, &session),
+            policy: self.policy(req, &dirs),
+            cwd: &req.workdir,
+            install_hint: INSTALL_HINT,
         };
-        for event in normalizer.finish() {
-            emit(events, event);
-        }
-        let outcome = match stopped {
-            Some(limit) => {
-                child.kill().await;
-                AgentOutcome::TimedOut {
-                    limit,
-                    after_secs: started.elapsed().as_secs(),
-                }
-            }
-            None => {
-                let code = wait_exit(&mut child).await;
-                // Only read stderr once the group is gone, so the drain has ended.
-                let (stderr, _) = stderr.await.unwrap_or_default();
-                if !stderr.trim().is_empty() {
-                    tracing::debug!(%stderr, "Claude Code stderr");
-                }
+        let outcome = match driver::drive(launch, req, &mut normalizer, &mut log, events).await? {
+            Err(outcome) => return Ok(finished(outcome, None)),
+            Ok(Stop::Timeout(limit)) => AgentOutcome::TimedOut {
+                limit,
+                after_secs: started.elapsed().as_secs(),
+            },
+            Ok(Stop::TurnLimit) => AgentOutcome::MaxTurns {
+                turns: normalizer.turns(),
+            },
+            Ok(Stop::Cancelled) => AgentOutcome::Killed,
+            Ok(Stop::Exited { code, stderr }) => {
                 normalize::judge(normalizer.result(), code, &stderr, normalizer.turns())
             }
         };
@@ -248,70 +236,6 @@ impl StateDirs {
     }
 }
 
-/// Reads stdout line by line until it closes (`None`) or a limit is hit (`Some(kind)`).
-async fn read_lines(
-    child: &mut Running,
-    req: &AgentRequest,
-    started: Instant,
-    normalizer: &mut Normalizer,
-    log: &mut RawLog,
-    events: &EventSink,
-) -> Result<Option<TimeoutKind>, AgentError> {
-    let Some(stdout) = child.take_stdout() else {
-        return Ok(None);
-    };
-    let mut reader = BufReader::new(stdout);
-    let deadline = tokio::time::Instant::from_std(started + req.limits.wall_clock);
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        let read = tokio::time::timeout(req.limits.idle, reader.read_until(b'\n', &mut line));
-        tokio::select! {
-            _ = tokio::time::sleep_until(deadline) => return Ok(Some(TimeoutKind::WallClock)),
-            read = read => match read {
-                Err(_) => return Ok(Some(TimeoutKind::Idle)),
-                Ok(Ok(0)) => return Ok(None),
-                Ok(Ok(_)) => {
-                    log.line(&line).await?;
-                    for event in normalizer.push_line(&String::from_utf8_lossy(&line)) {
-                        if let AgentEvent::Notice { message } = &event {
-                            tracing::debug!(%message, "claude-code notice");
-                        }
-                        emit(events, event);
-                    }
-                }
-                Ok(Err(e)) => {
-                    emit(events, AgentEvent::Notice {
-                        message: format!("reading Claude Code output failed: {e}"),
-                    });
-                    return Ok(None);
-                }
-            },
-        }
-    }
-}
-
-/// The exit code once stdout has closed; kills the group if the CLI lingers.
-async fn wait_exit(child: &mut Running) -> Option<i32> {
-    match tokio::time::timeout(EXIT_GRACE, child.wait()).await {
-        Ok(Ok(status)) => {
-            // Tools the CLI started in the background must not outlive the run.
-            child.kill().await;
-            status.code()
-        }
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "waiting for Claude Code failed");
-            child.kill().await;
-            None
-        }
-        Err(_) => {
-            tracing::warn!("Claude Code did not exit after closing stdout; killing it");
-            child.kill().await;
-            None
-        }
-    }
-}
-
 fn finished(outcome: AgentOutcome, session_id: Option<String>) -> AgentRun {
     AgentRun {
         outcome,
@@ -320,5 +244,15 @@ fn finished(outcome: AgentOutcome, session_id: Option<String>) -> AgentRun {
         usage: Usage::default(),
         reported_cost_usd: None,
         turns: 0,
+    }
+}
+
+impl driver::StreamNormalizer for Normalizer {
+    fn push_line(&mut self, line: &str) -> Vec<codemill_core::agent::AgentEvent> {
+        Normalizer::push_line(self, line)
+    }
+
+    fn finish(&mut self) -> Vec<codemill_core::agent::AgentEvent> {
+        Normalizer::finish(self)
     }
 }

@@ -9,7 +9,7 @@
 //!        --prompt=<prompt>
 //! ```
 //!
-//! run in the worktree with a cleared environment: `PATH`, `HOME=<state>/home`,
+//! run in the worktree under the request's exec policy, with: `HOME=<state>/home`,
 //! `TMPDIR=<state>/tmp`, `GOOGLE_GEMINI_BASE_URL`, `GEMINI_API_KEY` (only ever in the child's
 //! environment), `GEMINI_CLI_TRUST_WORKSPACE=true` (headless runs refuse untrusted folders),
 //! `GEMINI_CLI_NO_RELAUNCH=true` (one node process instead of a launcher plus a child),
@@ -46,27 +46,24 @@ mod normalize;
 mod protocol;
 mod setup;
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use codemill_core::agent::{AgentEvent, AgentMode, AgentOutcome, AgentRun, TimeoutKind};
+use codemill_core::agent::{AgentEvent, AgentMode, AgentOutcome, AgentRun};
 use codemill_core::cost::Usage;
-use codemill_process::{Cmd, ProcessError, Running, drain_capped};
+use codemill_process::ExecPolicy;
 use futures_util::future::BoxFuture;
 use secrecy::ExposeSecret;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::OnceCell;
 
+use crate::driver::{self, Launch, Stop};
 use crate::log::RawLog;
-use crate::{Agent, AgentError, AgentRequest, Api, EventSink, emit};
+use crate::{Agent, AgentError, AgentRequest, Api, EventSink};
 
 use normalize::Normalizer;
 use setup::StateDirs;
 
-/// Stderr kept for error messages (the CLI prints stack traces there on API errors).
-const STDERR_CAP: usize = 64 * 1024;
-/// After stdout closes, how long the CLI may take to exit before its group is killed.
-const EXIT_GRACE: Duration = Duration::from_secs(10);
 /// `gemini --version` loads the whole bundle: ~2–3 s on a busy machine.
 const VERSION_TIMEOUT: Duration = Duration::from_secs(60);
 /// The supported CLI release line; flags, settings and events were measured on 0.61.0.
@@ -107,107 +104,50 @@ impl GeminiCli {
         }
     }
 
-    /// The environment every invocation gets, on top of a cleared one.
-    fn base_command(&self, dirs: &StateDirs) -> Cmd {
-        let mut cmd = Cmd::new(&self.program)
-            .env_clear()
+    /// The policy plus the CLI's own state and settings paths.
+    fn base_policy(&self, req: &AgentRequest, dirs: &StateDirs) -> ExecPolicy {
+        req.exec
+            .clone()
             .env("HOME", &dirs.home)
             .env("TMPDIR", &dirs.tmp)
             .env("GEMINI_CLI_NO_RELAUNCH", "true")
             .env("GEMINI_CLI_SYSTEM_SETTINGS_PATH", &dirs.no_system_settings)
-            .env("GEMINI_CLI_SYSTEM_DEFAULTS_PATH", &dirs.no_system_settings);
-        if let Some(path) = std::env::var_os("PATH") {
-            cmd = cmd.env("PATH", path);
-        }
-        cmd
+            .env("GEMINI_CLI_SYSTEM_DEFAULTS_PATH", &dirs.no_system_settings)
     }
 
-    /// The full command line for `req`, with `session` as `--session-id` or `--resume`.
-    fn command(&self, req: &AgentRequest, dirs: &StateDirs, session: &SessionArg) -> Cmd {
-        let mut cmd = self
-            .base_command(dirs)
-            .cwd(&req.workdir)
+    /// The policy of a run: the gateway as base URL, the per-step token as key.
+    fn policy(&self, req: &AgentRequest, dirs: &StateDirs) -> ExecPolicy {
+        self.base_policy(req, dirs)
             .env(
                 "GOOGLE_GEMINI_BASE_URL",
                 req.endpoint.base_url.trim_end_matches('/'),
             )
             .env("GEMINI_API_KEY", req.endpoint.api_key.expose_secret())
             .env("GEMINI_CLI_TRUST_WORKSPACE", "true")
-            .env("GEMINI_TELEMETRY_ENABLED", "false");
-        for (key, value) in &req.extra_env {
-            cmd = cmd.env(key, value);
-        }
+            .env("GEMINI_TELEMETRY_ENABLED", "false")
+    }
+
+    /// The arguments for `req`, with `session` as `--session-id` or `--resume`.
+    fn args(req: &AgentRequest, dirs: &StateDirs, session: &SessionArg) -> Vec<OsString> {
         // -m always: without it the CLI's router asks a model for JSON and retries ~80 s.
-        cmd = cmd.args(["--output-format", "stream-json", "-m", &req.model]);
-        cmd = match req.mode {
-            AgentMode::Write => cmd.args(["--approval-mode", "yolo"]),
-            AgentMode::ReadOnly => cmd
-                .args(["--approval-mode", "default", "--policy"])
-                .arg(&dirs.read_only_policy),
+        let mut args: Vec<OsString> = ["--output-format", "stream-json", "-m", &req.model]
+            .map(OsString::from)
+            .to_vec();
+        match req.mode {
+            AgentMode::Write => args.extend(["--approval-mode", "yolo"].map(OsString::from)),
+            AgentMode::ReadOnly => {
+                args.extend(["--approval-mode", "default", "--policy"].map(OsString::from));
+                args.push(dirs.read_only_policy.clone().into_os_string());
+            }
+        }
+        let (flag, id) = match session {
+            SessionArg::New(id) => ("--session-id", id),
+            SessionArg::Resume(id) => ("--resume", id),
         };
-        cmd = match session {
-            SessionArg::New(id) => cmd.args(["--session-id", id]),
-            SessionArg::Resume(id) => cmd.args(["--resume", id]),
-        };
+        args.extend([flag.into(), id.into()]);
         // `--prompt=` so a prompt starting with `-` is not read as an option.
-        cmd.arg(format!("--prompt={}", req.prompt))
-    }
-
-    /// The CLI's version, read once; `Err` is the outcome to report instead of running.
-    async fn check_version(&self, dirs: &StateDirs) -> Result<(), AgentOutcome> {
-        let version = match self.version.get() {
-            Some(version) => version.clone(),
-            None => {
-                let version = self.read_version(dirs).await?;
-                // A concurrent run may have set it first; both read the same binary.
-                let _ = self.version.set(version.clone());
-                version
-            }
-        };
-        if version.starts_with(SUPPORTED_PREFIX) {
-            Ok(())
-        } else {
-            Err(AgentOutcome::CliWrongVersion {
-                program: self.program.display().to_string(),
-                found: version,
-                supported: SUPPORTED_VERSION.to_string(),
-            })
-        }
-    }
-
-    async fn read_version(&self, dirs: &StateDirs) -> Result<String, AgentOutcome> {
-        let cmd = self.base_command(dirs).cwd(&dirs.home).arg("--version");
-        let out = match cmd.output(Some(VERSION_TIMEOUT), 16 * 1024).await {
-            Ok(out) => out,
-            Err(ProcessError::NotFound { program }) => {
-                return Err(AgentOutcome::CliMissing {
-                    program,
-                    hint: INSTALL_HINT.to_string(),
-                });
-            }
-            Err(e) => {
-                return Err(AgentOutcome::Failed {
-                    message: e.to_string(),
-                });
-            }
-        };
-        // The version is the last line; warnings may come before it.
-        let found = out
-            .stdout
-            .split_whitespace()
-            .rev()
-            .find(|word| word.starts_with(|c: char| c.is_ascii_digit()))
-            .map(str::to_string);
-        match found {
-            Some(version) if out.success() => Ok(version),
-            _ => Err(AgentOutcome::Failed {
-                message: format!(
-                    "`{} --version` did not report a version: {}",
-                    self.program.display(),
-                    crate::text::truncate(out.combined().trim(), 500)
-                ),
-            }),
-        }
+        args.push(format!("--prompt={}", req.prompt).into());
+        args
     }
 
     async fn run_inner(
@@ -234,64 +174,45 @@ impl GeminiCli {
         );
         dirs.write(&settings, req.system_prompt.as_deref(), req.mode)?;
         let mut log = RawLog::open(&req.log_path)?;
-        if let Err(outcome) = self.check_version(&dirs).await {
+        if let Err(outcome) = driver::check_version(
+            &self.version,
+            &self.program,
+            &self.base_policy(req, &dirs),
+            &dirs.home,
+            VERSION_TIMEOUT,
+            SUPPORTED_PREFIX,
+            SUPPORTED_VERSION,
+            INSTALL_HINT,
+        )
+        .await
+        {
             return Ok(finished(outcome, req.resume_session.clone()));
         }
         let session = match &req.resume_session {
             Some(id) => SessionArg::Resume(id.clone()),
             None => SessionArg::New(uuid::Uuid::new_v4().to_string()),
         };
-        let cmd = self.command(req, &dirs, &session);
-        tracing::debug!(command = ?cmd, "starting Gemini CLI");
         let started = Instant::now();
-        let mut child = match cmd.spawn() {
-            Ok(child) => child,
-            Err(ProcessError::NotFound { program }) => {
-                let hint = INSTALL_HINT.to_string();
-                return Ok(finished(AgentOutcome::CliMissing { program, hint }, None));
-            }
-            Err(e) => {
-                let message = e.to_string();
-                return Ok(finished(AgentOutcome::Failed { message }, None));
-            }
-        };
-        tracing::debug!(pid = ?child.pid(), "Gemini CLI started");
-        let stderr = tokio::spawn(drain_capped(child.take_stderr(), STDERR_CAP));
         let mut normalizer = Normalizer::new();
-        let stopped = read_lines(&mut child, req, started, &mut normalizer, &mut log, events).await;
-        let stopped = match stopped {
-            Ok(stopped) => stopped,
-            Err(e) => {
-                child.kill().await;
-                return Err(e);
-            }
+        let launch = Launch {
+            name: "Gemini CLI",
+            program: &self.program,
+            args: Self::args(req, &dirs, &session),
+            policy: self.policy(req, &dirs),
+            cwd: &req.workdir,
+            install_hint: INSTALL_HINT,
         };
-        for event in normalizer.finish() {
-            emit(events, event);
-        }
-        let outcome = match stopped {
-            Stop::Timeout(limit) => {
-                child.kill().await;
-                AgentOutcome::TimedOut {
-                    limit,
-                    after_secs: started.elapsed().as_secs(),
-                }
-            }
-            Stop::TurnLimit => {
-                child.kill().await;
-                AgentOutcome::MaxTurns {
-                    turns: req.limits.max_turns,
-                }
-            }
-            Stop::Eof => {
-                let code = wait_exit(&mut child).await;
-                // Only read stderr once the group is gone, so the drain has ended.
-                let (stderr, _) = stderr.await.unwrap_or_default();
-                if !stderr.trim().is_empty() {
-                    tracing::debug!(%stderr, "Gemini CLI stderr");
-                }
-                normalizer.judge(code, &stderr)
-            }
+        let outcome = match driver::drive(launch, req, &mut normalizer, &mut log, events).await? {
+            Err(outcome) => return Ok(finished(outcome, None)),
+            Ok(Stop::Timeout(limit)) => AgentOutcome::TimedOut {
+                limit,
+                after_secs: started.elapsed().as_secs(),
+            },
+            Ok(Stop::TurnLimit) => AgentOutcome::MaxTurns {
+                turns: req.limits.max_turns,
+            },
+            Ok(Stop::Cancelled) => AgentOutcome::Killed,
+            Ok(Stop::Exited { code, stderr }) => normalizer.judge(code, &stderr),
         };
         let turns = match outcome {
             AgentOutcome::MaxTurns { turns } => turns,
@@ -343,82 +264,6 @@ impl SessionArg {
     }
 }
 
-/// Why reading stdout stopped.
-enum Stop {
-    /// The CLI closed stdout (it is exiting).
-    Eof,
-    Timeout(TimeoutKind),
-    /// The model started a turn beyond `max_turns`.
-    TurnLimit,
-}
-
-/// Reads stdout line by line until it closes, a time limit is hit, or the turn limit is passed.
-async fn read_lines(
-    child: &mut Running,
-    req: &AgentRequest,
-    started: Instant,
-    normalizer: &mut Normalizer,
-    log: &mut RawLog,
-    events: &EventSink,
-) -> Result<Stop, AgentError> {
-    let Some(stdout) = child.take_stdout() else {
-        return Ok(Stop::Eof);
-    };
-    let mut reader = BufReader::new(stdout);
-    let deadline = tokio::time::Instant::from_std(started + req.limits.wall_clock);
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        let read = tokio::time::timeout(req.limits.idle, reader.read_until(b'\n', &mut line));
-        tokio::select! {
-            _ = tokio::time::sleep_until(deadline) => return Ok(Stop::Timeout(TimeoutKind::WallClock)),
-            read = read => match read {
-                Err(_) => return Ok(Stop::Timeout(TimeoutKind::Idle)),
-                Ok(Ok(0)) => return Ok(Stop::Eof),
-                Ok(Ok(_)) => {
-                    log.line(&line).await?;
-                    for event in normalizer.push_line(&String::from_utf8_lossy(&line)) {
-                        if let AgentEvent::Notice { message } = &event {
-                            tracing::debug!(%message, "gemini notice");
-                        }
-                        emit(events, event);
-                    }
-                    if normalizer.turns() > req.limits.max_turns {
-                        return Ok(Stop::TurnLimit);
-                    }
-                }
-                Ok(Err(e)) => {
-                    emit(events, AgentEvent::Notice {
-                        message: format!("reading Gemini CLI output failed: {e}"),
-                    });
-                    return Ok(Stop::Eof);
-                }
-            },
-        }
-    }
-}
-
-/// The exit code once stdout has closed; kills the group if the CLI lingers.
-async fn wait_exit(child: &mut Running) -> Option<i32> {
-    match tokio::time::timeout(EXIT_GRACE, child.wait()).await {
-        Ok(Ok(status)) => {
-            // Shell commands the CLI started in the background must not outlive the run.
-            child.kill().await;
-            status.code()
-        }
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "waiting for Gemini CLI failed");
-            child.kill().await;
-            None
-        }
-        Err(_) => {
-            tracing::warn!("Gemini CLI did not exit after closing stdout; killing it");
-            child.kill().await;
-            None
-        }
-    }
-}
-
 fn finished(outcome: AgentOutcome, session_id: Option<String>) -> AgentRun {
     AgentRun {
         outcome,
@@ -427,5 +272,20 @@ fn finished(outcome: AgentOutcome, session_id: Option<String>) -> AgentRun {
         usage: Usage::default(),
         reported_cost_usd: None,
         turns: 0,
+    }
+}
+
+impl driver::StreamNormalizer for Normalizer {
+    fn push_line(&mut self, line: &str) -> Vec<AgentEvent> {
+        Normalizer::push_line(self, line)
+    }
+
+    fn finish(&mut self) -> Vec<AgentEvent> {
+        Normalizer::finish(self)
+    }
+
+    /// The model started a turn beyond `max_turns` (the CLI's own limit is the first line).
+    fn over_turn_limit(&self, max_turns: u32) -> bool {
+        self.turns() > max_turns
     }
 }

@@ -237,7 +237,11 @@ mod tests {
                 base_url: "http://127.0.0.1:4000/".into(),
                 api_key: SecretString::from("sk-secret-never-written"),
             },
-            extra_env: Vec::new(),
+            exec: codemill_process::ExecPolicy::new(
+                codemill_process::Sandbox::Off,
+                codemill_process::Limits::default(),
+            ),
+            cancel: Default::default(),
         }
     }
 

@@ -103,7 +103,7 @@ async fn write_edit_and_run(api: Api) {
     ]))
     .await
     .unwrap();
-    let mut req = fx.request(&server.base_url(), api, AgentMode::Write, "Do TICKET-1");
+    let mut req = fx.in_process(&server.base_url(), api, AgentMode::Write, "Do TICKET-1");
     req.system_prompt = Some("Follow the repo conventions.".into());
     let (run, events) = run(&builtin(), &req).await;
 
@@ -238,7 +238,7 @@ async fn resume_sends_the_earlier_history(api: Api) {
     ]))
     .await
     .unwrap();
-    let req = fx.request(
+    let req = fx.in_process(
         &server.base_url(),
         api,
         AgentMode::Write,
@@ -248,7 +248,7 @@ async fn resume_sends_the_earlier_history(api: Api) {
     assert_eq!(first.outcome, AgentOutcome::Success);
     let session_id = first.session_id.clone().unwrap();
 
-    let mut fix = fx.request(
+    let mut fix = fx.in_process(
         &server.base_url(),
         api,
         AgentMode::Write,
@@ -287,7 +287,7 @@ async fn openai_resume_sends_the_earlier_history() {
 async fn resuming_an_unknown_session_fails_cleanly() {
     let fx = Fixture::new().await;
     let url = refused_url().await;
-    let mut req = fx.request(&url, Api::Anthropic, AgentMode::Write, "x");
+    let mut req = fx.in_process(&url, Api::Anthropic, AgentMode::Write, "x");
     req.resume_session = Some(uuid::Uuid::new_v4().to_string());
     let (run, _) = run(&builtin(), &req).await;
     assert!(
@@ -315,7 +315,7 @@ async fn read_only_cannot_write(api: Api) {
     .await
     .unwrap();
     let before = fx.tree();
-    let req = fx.request(
+    let req = fx.in_process(
         &server.base_url(),
         api,
         AgentMode::ReadOnly,
@@ -363,7 +363,7 @@ async fn api_error(api: Api, status: u16) {
     )]))
     .await
     .unwrap();
-    let req = fx.request(&server.base_url(), api, AgentMode::Write, "x");
+    let req = fx.in_process(&server.base_url(), api, AgentMode::Write, "x");
     let (run, _) = run(&builtin(), &req).await;
     assert_eq!(
         run.outcome,
@@ -415,7 +415,7 @@ async fn server_errors_are_retried_honouring_retry_after() {
     ]))
     .await
     .unwrap();
-    let req = fx.request(&server.base_url(), Api::Anthropic, AgentMode::Write, "x");
+    let req = fx.in_process(&server.base_url(), Api::Anthropic, AgentMode::Write, "x");
     let mut agent = builtin();
     agent.max_api_retries = 1;
     let started = Instant::now();
@@ -434,13 +434,14 @@ async fn server_errors_are_retried_honouring_retry_after() {
 }
 
 #[tokio::test]
-async fn refused_connection_is_an_api_error_without_status() {
+async fn an_unreachable_provider_is_a_gateway_error() {
     let fx = Fixture::new().await;
     let url = refused_url().await;
-    let req = fx.request(&url, Api::OpenAiChat, AgentMode::Write, "x");
+    let req = fx.in_process(&url, Api::OpenAiChat, AgentMode::Write, "x");
     let (run, _) = run(&builtin(), &req).await;
     assert!(
-        matches!(run.outcome, AgentOutcome::ApiError { status: None, .. }),
+        matches!(&run.outcome, AgentOutcome::ApiError { status: Some(502), message }
+            if message.contains("could not be reached") && message.contains("Connection refused")),
         "{:?}",
         run.outcome
     );
@@ -461,7 +462,7 @@ async fn max_turns_stops_and_keeps_the_work() {
         ));
     }
     let server = ModelServer::start(Script::new(rules)).await.unwrap();
-    let mut req = fx.request(&server.base_url(), Api::Anthropic, AgentMode::Write, "loop");
+    let mut req = fx.in_process(&server.base_url(), Api::Anthropic, AgentMode::Write, "loop");
     req.limits.max_turns = 2;
     let (run, _) = run(&builtin(), &req).await;
     assert_eq!(run.outcome, AgentOutcome::MaxTurns { turns: 2 });
@@ -483,7 +484,7 @@ async fn hanging_model_times_out_idle() {
     )]))
     .await
     .unwrap();
-    let mut req = fx.request(&server.base_url(), Api::Anthropic, AgentMode::Write, "x");
+    let mut req = fx.in_process(&server.base_url(), Api::Anthropic, AgentMode::Write, "x");
     req.limits.idle = Duration::from_secs(1);
     let started = Instant::now();
     let (run, _) = run(&builtin(), &req).await;
@@ -511,7 +512,7 @@ async fn wall_clock_limit_applies_across_turns() {
     )]))
     .await
     .unwrap();
-    let mut req = fx.request(&server.base_url(), Api::OpenAiChat, AgentMode::Write, "x");
+    let mut req = fx.in_process(&server.base_url(), Api::OpenAiChat, AgentMode::Write, "x");
     req.limits.idle = Duration::from_secs(30);
     req.limits.wall_clock = Duration::from_secs(1);
     let started = Instant::now();
@@ -559,7 +560,7 @@ async fn paths_outside_the_worktree_are_refused() {
     ]))
     .await
     .unwrap();
-    let req = fx.request(
+    let req = fx.in_process(
         &server.base_url(),
         Api::Anthropic,
         AgentMode::Write,

@@ -369,7 +369,7 @@ async fn hanging_model_is_killed_at_the_idle_limit() {
         "CLAUDE-HANG",
     );
     req.limits.idle = Duration::from_secs(3);
-    req.extra_env = vec![("CODEMILL_TEST_EXTRA".into(), "from-extra-env".into())];
+    req.exec.set_env("CODEMILL_TEST_EXTRA", "from-extra-env");
     let marker = format!(
         "CLAUDE_CONFIG_DIR={}",
         fx.state_dir.join("config").display()
@@ -394,8 +394,13 @@ async fn hanging_model_is_killed_at_the_idle_limit() {
     );
     assert!(took < Duration::from_secs(10), "took {took:?}");
 
-    // Cleared environment: only what the backend sets, plus extra_env.
-    let mut names: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
+    // An environment built from nothing: the policy's (PATH, LANG, the host's toolchain
+    // variable, what the step adds) and what the backend sets.
+    let mut names: Vec<&str> = env
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .filter(|k| *k != "RUSTUP_HOME")
+        .collect();
     names.sort();
     assert_eq!(
         names,
@@ -410,12 +415,18 @@ async fn hanging_model_is_killed_at_the_idle_limit() {
             "CODEMILL_TEST_EXTRA",
             "DISABLE_AUTOUPDATER",
             "HOME",
+            "IS_SANDBOX",
+            "LANG",
             "PATH",
+            "TMPDIR",
         ]
     );
     let value = |key: &str| env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
     assert_eq!(value("CODEMILL_TEST_EXTRA"), Some("from-extra-env"));
-    assert_eq!(value("ANTHROPIC_API_KEY"), Some(API_KEY));
+    // The agent holds the gateway's per-step token, never the provider key.
+    assert_eq!(value("ANTHROPIC_API_KEY"), Some(fx.token().as_str()));
+    assert!(env.iter().all(|(_, v)| !v.contains(API_KEY)));
+    assert_eq!(value("ANTHROPIC_BASE_URL"), Some("http://127.0.0.1:41000"));
     assert_eq!(value("CLAUDE_CODE_MAX_RETRIES"), Some("0"));
     let home = fx.state_dir.join("home").display().to_string();
     assert_eq!(value("HOME"), Some(home.as_str()));

@@ -10,7 +10,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use codemill_agent::codex::{Codex, WriteSandbox};
+use codemill_agent::codex::Codex;
 use codemill_agent::{AgentEvent, AgentMode, AgentOutcome, Api, TimeoutKind};
 use codemill_testkit::{Match, ModelServer, Reply, Script};
 
@@ -106,7 +106,8 @@ async fn write_job_patches_files_and_runs_commands() {
     let results = tool_results(&events);
     assert!(results.iter().all(|(err, _)| !err), "{results:?}");
     // The command ran in Codex's sandbox, without the model key in its environment.
-    assert_eq!(results[2].1, "sandbox=1 key=unset\n");
+    // Codex's own sandbox is off inside codemill's, and its commands never see the token.
+    assert_eq!(results[2].1, "sandbox= key=unset\n");
     assert!(events.contains(&AgentEvent::Text {
         text: "Creating hello.txt.".into()
     }));
@@ -239,6 +240,63 @@ async fn read_only_run_cannot_write() {
     // "review" alone would be Codex's review subcommand without the `--` the backend passes.
     let req = request(&fx, &server, AgentMode::ReadOnly, "CODEX-REVIEW review");
     let (run, events) = run(&codex(), &req).await;
+    keep_log(&fx, "read_only_sandboxed");
+    assert_eq!(run.outcome, AgentOutcome::Success, "{events:#?}");
+    assert_eq!(run.final_text, "{\"findings\": []}");
+    // In codemill's sandbox the worktree is mounted read-only: Codex (its own sandbox off)
+    // tries every write, and every one fails in the open.
+    assert_eq!(fx.tree(), before);
+    let results = tool_results(&events);
+    assert_eq!(
+        results.iter().filter(|(err, _)| *err).count(),
+        3,
+        "{events:#?}"
+    );
+    assert!(
+        results
+            .iter()
+            .any(|(err, out)| *err && out.contains("Read-only file system")),
+        "{results:?}"
+    );
+    assert!(
+        results.contains(&(false, "# demo\n".to_string())),
+        "{results:?}"
+    );
+    let answered = server.requests_for_rule("findings");
+    assert!(answered[0].view.text().contains("Read-only file system"));
+}
+
+#[tokio::test]
+async fn read_only_run_without_the_sandbox_is_held_by_codexs_own() {
+    let fx = Fixture::new().await;
+    let server = ModelServer::start(Script::new(vec![
+        rule(
+            "write-anyway",
+            first_user("CODEX-REVIEW", Some(0)),
+            Reply::tool_calls(vec![
+                patch("*** Add File: evil.txt\n+x\n"),
+                shell("touch evil2.txt; echo y >> README.md"),
+                patch("*** Update File: README.md\n@@\n-# demo\n+# hacked\n"),
+                shell("cat README.md"),
+            ]),
+        ),
+        rule(
+            "findings",
+            first_user("CODEX-REVIEW", Some(4)),
+            Reply::text("{\"findings\": []}"),
+        ),
+    ]))
+    .await
+    .unwrap();
+    let before = fx.tree();
+    // "review" alone would be Codex's review subcommand without the `--` the backend passes.
+    let req = fx.unsandboxed(request(
+        &fx,
+        &server,
+        AgentMode::ReadOnly,
+        "CODEX-REVIEW review",
+    ));
+    let (run, events) = run(&codex(), &req).await;
     keep_log(&fx, "read_only");
     keep_rollout(&fx, "read_only");
     assert_eq!(run.outcome, AgentOutcome::Success, "{events:#?}");
@@ -356,8 +414,9 @@ async fn refused_connection_is_a_quick_api_error() {
     agent.stream_max_retries = 1;
     let started = Instant::now();
     let (run, _) = run(&agent, &req).await;
+    // The gateway answers for the unreachable provider.
     assert!(
-        matches!(&run.outcome, AgentOutcome::ApiError { status: None, message } if message.contains("Connection failed")),
+        matches!(&run.outcome, AgentOutcome::ApiError { status: Some(502), message } if message.contains("could not be reached")),
         "{:?}",
         run.outcome
     );
@@ -403,7 +462,7 @@ async fn hanging_model_is_killed_at_the_idle_limit() {
     .unwrap();
     let mut req = request(&fx, &server, AgentMode::Write, "CODEX-HANG");
     req.limits.idle = Duration::from_secs(3);
-    req.extra_env = vec![("CODEMILL_TEST_EXTRA".into(), "from-extra-env".into())];
+    req.exec.set_env("CODEMILL_TEST_EXTRA", "from-extra-env");
     let marker = env_marker(&fx);
     let agent = codex();
     let started = Instant::now();
@@ -427,24 +486,29 @@ async fn hanging_model_is_killed_at_the_idle_limit() {
     // The thread had started: a fix round could resume it.
     assert!(run.session_id.is_some());
 
-    // Cleared environment: only what the backend sets, plus extra_env.
-    let mut names: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
+    // An environment built from nothing: the policy's and what the backend sets.
+    let mut names: Vec<&str> = env
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .filter(|k| *k != "RUSTUP_HOME")
+        .collect();
     names.sort();
     assert_eq!(
         names,
         [
             "CODEMILL_CODEX_API_KEY",
-            "CODEMILL_CODEX_RUN",
             "CODEMILL_TEST_EXTRA",
             "CODEX_HOME",
             "HOME",
+            "LANG",
             "PATH",
             "TMPDIR"
         ]
     );
     let value = |key: &str| env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
     assert_eq!(value("CODEMILL_TEST_EXTRA"), Some("from-extra-env"));
-    assert_eq!(value("CODEMILL_CODEX_API_KEY"), Some(API_KEY));
+    assert_eq!(value("CODEMILL_CODEX_API_KEY"), Some(fx.token().as_str()));
+    assert!(env.iter().all(|(_, v)| !v.contains(API_KEY)));
     let home = fx.state_dir.join("home").display().to_string();
     assert_eq!(value("HOME"), Some(home.as_str()));
     let tmp = fx.state_dir.join("tmp").display().to_string();
@@ -493,31 +557,38 @@ async fn endless_agent_is_killed_at_the_wall_clock_limit() {
 }
 
 #[tokio::test]
-async fn daemons_started_without_the_sandbox_are_reaped() {
-    let fx = Fixture::new().await;
-    let server = ModelServer::start(Script::new(vec![
-        rule(
-            "start",
-            first_user("CODEX-BYPASS", Some(0)),
-            Reply::tool_calls(vec![shell("setsid sleep 30 > /dev/null 2>&1 &")]),
-        ),
-        rule(
-            "done",
-            first_user("CODEX-BYPASS", Some(1)),
-            Reply::text("Started."),
-        ),
-    ]))
-    .await
-    .unwrap();
-    let req = request(&fx, &server, AgentMode::Write, "CODEX-BYPASS");
-    let mut agent = codex();
-    // Without Codex's sandbox a daemon (own session) outlives Codex and its process group;
-    // only the reaper's marker finds it (measured: without the reaper `sleep 30` is still
-    // running here). Inside the sandbox bubblewrap's pid namespace takes it down instead.
-    agent.write_sandbox = WriteSandbox::Bypass;
-    let (run, _) = run(&agent, &req).await;
-    assert_eq!(run.outcome, AgentOutcome::Success, "{}", fx.log());
-    assert_gone(&env_marker(&fx)).await;
+async fn daemons_die_with_the_run_in_and_out_of_the_sandbox() {
+    for sandboxed in [true, false] {
+        let fx = Fixture::new().await;
+        let server = ModelServer::start(Script::new(vec![
+            rule(
+                "start",
+                first_user("CODEX-DAEMON", Some(0)),
+                Reply::tool_calls(vec![shell("setsid sleep 30 > /dev/null 2>&1 &")]),
+            ),
+            rule(
+                "done",
+                first_user("CODEX-DAEMON", Some(1)),
+                Reply::text("Started."),
+            ),
+        ]))
+        .await
+        .unwrap();
+        let mut req = request(&fx, &server, AgentMode::Write, "CODEX-DAEMON");
+        if !sandboxed {
+            req = fx.unsandboxed(req);
+        }
+        // A daemon in its own session outlives Codex and its process group; in the sandbox the
+        // pid namespace takes it down, unsandboxed the reaper's marker finds it.
+        let (run, _) = run(&codex(), &req).await;
+        assert_eq!(
+            run.outcome,
+            AgentOutcome::Success,
+            "sandboxed={sandboxed}: {}",
+            fx.log()
+        );
+        assert_gone(&env_marker(&fx)).await;
+    }
 }
 
 #[tokio::test]
@@ -584,7 +655,7 @@ async fn wrong_version_is_reported_and_checked_once() {
     use std::os::unix::fs::PermissionsExt;
     let fx = Fixture::new().await;
     let program = fx.dir.path().join("codex");
-    let calls = fx.dir.path().join("calls");
+    let calls = fx.state_dir.join("calls");
     std::fs::write(
         &program,
         format!(
@@ -595,12 +666,14 @@ async fn wrong_version_is_reported_and_checked_once() {
     .unwrap();
     std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
     let agent = Codex::new(&program);
-    let req = fx.request(
+    let mut req = fx.request(
         "http://127.0.0.1:9",
         Api::OpenAiResponses,
         AgentMode::Write,
         "x",
     );
+    // The runner exposes the configured CLI's own directory to the sandbox.
+    req.exec.allow_read(fx.dir.path());
     for _ in 0..2 {
         let (run, _) = run(&agent, &req).await;
         assert_eq!(
@@ -631,5 +704,5 @@ async fn other_apis_are_refused_before_starting_codex() {
         }
         other => panic!("expected Failed, got {other:?}"),
     }
-    assert!(!fx.state_dir.exists());
+    assert!(!fx.state_dir.join("codex-home").exists());
 }

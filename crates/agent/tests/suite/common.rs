@@ -3,23 +3,68 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::sync::Mutex;
+
 use codemill_agent::{
     Agent, AgentEvent, AgentLimits, AgentMode, AgentRequest, AgentRun, Api, Endpoint,
 };
+use codemill_core::config::ProviderApi;
+use codemill_gateway::{Gateway, Grant, Pass, Scope, Upstream};
 use codemill_process::Cmd;
+use codemill_process::sandbox::{Limits, SandboxSetup, StepAccess, install_relay};
+use codemill_store::Store;
 use codemill_testkit::{Match, Reply, Rule};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use tempfile::TempDir;
 
-/// The key tests send; asserted never to show up in logs or Debug output.
+/// The provider key: the gateway sends it to the scripted provider; asserted never to reach an
+/// agent, a log or Debug output.
 pub const API_KEY: &str = "sk-codemill-test-secret-0123456789";
 
-/// A temp dir holding a git worktree with one commit, a state dir and a log path.
+/// A temp dir holding a git worktree with one commit, a state dir and a log path, and the
+/// model gateway (with its SQLite store) every request goes through.
 pub struct Fixture {
     pub dir: TempDir,
     pub workdir: PathBuf,
     pub state_dir: PathBuf,
     pub log_path: PathBuf,
+    pub gateway: Gateway,
+    pub store: Store,
+    passes: Mutex<Vec<Pass>>,
+    setup: SandboxSetup,
+}
+
+/// bubblewrap, or a failure saying how to get it: these tests never skip.
+pub fn bwrap() -> PathBuf {
+    codemill_process::sandbox::find_on_host("bwrap").unwrap_or_else(|_| {
+        panic!(
+            "bubblewrap is not installed: run ./scripts/test (it installs it) or apt-get install bubblewrap"
+        )
+    })
+}
+
+/// The sandbox every agent test runs in: what the runner gives an agent step.
+fn setup(dir: &Path) -> SandboxSetup {
+    let (mut expose, mut env, path) = codemill_process::sandbox::host_toolchains();
+    // The pinned CLIs live in the repository's .tools (./scripts/install-agent-clis.sh).
+    let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.tools");
+    if let Ok(tools) = std::fs::canonicalize(tools) {
+        expose.push(tools);
+    }
+    env.push(("PATH".into(), path));
+    env.push(("LANG".into(), "C.UTF-8".into()));
+    SandboxSetup {
+        bwrap: Some(bwrap()),
+        relay: Some(install_relay(&dir.join("run")).unwrap()),
+        expose,
+        hide: Vec::new(),
+        env,
+        limits: Limits {
+            processes: Some(2048),
+            ..Limits::default()
+        },
+        host_uid: None,
+    }
 }
 
 impl Fixture {
@@ -31,16 +76,103 @@ impl Fixture {
         git(&workdir, &["init", "-q", "-b", "main"]).await;
         git(&workdir, &["add", "."]).await;
         git(&workdir, &["commit", "-q", "-m", "init"]).await;
+        let store = Store::open(&dir.path().join("codemill.db")).await.unwrap();
+        let gateway = Gateway::start(&dir.path().join("run/gateway.sock"), store.clone())
+            .await
+            .unwrap();
+        let state_dir = dir.path().join("state");
+        std::fs::create_dir_all(&state_dir).unwrap();
         Fixture {
-            state_dir: dir.path().join("state"),
+            setup: setup(dir.path()),
+            state_dir,
             log_path: dir.path().join("logs").join("agent.log"),
             workdir,
+            gateway,
+            store,
+            passes: Mutex::new(Vec::new()),
             dir,
         }
     }
 
-    /// A request against `base_url` with small limits; tests adjust fields as needed.
+    /// A request for a CLI backend against the provider at `base_url` (through the gateway),
+    /// sandboxed as the runner would, with small limits; tests adjust fields as needed.
     pub fn request(&self, base_url: &str, api: Api, mode: AgentMode, prompt: &str) -> AgentRequest {
+        let mut req = self.request_with(base_url, api, mode, prompt);
+        req.endpoint.base_url = codemill_process::sandbox::gateway_url_inside();
+        req
+    }
+
+    /// The same for the built-in loop: it runs in this process, so it reaches the gateway over
+    /// 127.0.0.1; its commands are sandboxed.
+    pub fn in_process(
+        &self,
+        base_url: &str,
+        api: Api,
+        mode: AgentMode,
+        prompt: &str,
+    ) -> AgentRequest {
+        self.request_with(base_url, api, mode, prompt)
+    }
+
+    /// `req` without the sandbox (`[sandbox] mode = "off"`): same environment, gateway over
+    /// 127.0.0.1.
+    pub fn unsandboxed(&self, mut req: AgentRequest) -> AgentRequest {
+        let mut off = self.setup.clone();
+        off.bwrap = None;
+        let mut exec = off.policy(&StepAccess::default()).unwrap();
+        for name in req.exec.env_names() {
+            if let Some(value) = req.exec.get_env(&name) {
+                exec.set_env(&name, value);
+            }
+        }
+        req.exec = exec;
+        req.endpoint.base_url = self.gateway.url().to_string();
+        req
+    }
+
+    fn request_with(
+        &self,
+        base_url: &str,
+        api: Api,
+        mode: AgentMode,
+        prompt: &str,
+    ) -> AgentRequest {
+        let pass = self.gateway.grant(Grant {
+            scope: Scope {
+                job: "job-test".into(),
+                ticket: "TEST-1".into(),
+                project: "TEST".into(),
+                stage: "implement".into(),
+                round: 0,
+                angle: None,
+            },
+            upstream: Upstream {
+                api: match api {
+                    Api::Anthropic => ProviderApi::Anthropic,
+                    Api::OpenAiChat => ProviderApi::OpenaiChat,
+                    Api::OpenAiResponses => ProviderApi::OpenaiResponses,
+                    Api::Gemini => ProviderApi::Gemini,
+                },
+                base_url: base_url.to_string(),
+                key: SecretString::from(API_KEY),
+            },
+            model: "claude-sonnet-4-5".into(),
+            prices: Default::default(),
+            budgets: Default::default(),
+        });
+        let token = pass.token().clone();
+        self.passes.lock().unwrap().push(pass);
+        let exec = self
+            .setup
+            .policy(&StepAccess {
+                worktree: self.workdir.clone(),
+                worktree_writable: mode == AgentMode::Write,
+                writable: vec![self.state_dir.clone()],
+                read_only: Vec::new(),
+                gateway: Some(self.gateway.socket().to_path_buf()),
+                host_network: false,
+            })
+            .unwrap();
         AgentRequest {
             workdir: self.workdir.clone(),
             prompt: prompt.to_string(),
@@ -57,11 +189,22 @@ impl Fixture {
             log_path: self.log_path.clone(),
             endpoint: Endpoint {
                 api,
-                base_url: base_url.to_string(),
-                api_key: SecretString::from(API_KEY),
+                base_url: self.gateway.url().to_string(),
+                api_key: token,
             },
-            extra_env: Vec::new(),
+            exec,
+            cancel: Default::default(),
         }
+    }
+
+    /// The per-step token of the latest request (what the agent holds instead of the key).
+    pub fn token(&self) -> String {
+        self.passes
+            .lock()
+            .unwrap()
+            .last()
+            .map(|p| p.token().expose_secret().to_string())
+            .unwrap_or_default()
     }
 
     /// Files of the worktree (without .git) as `path: content`, sorted.
@@ -97,13 +240,16 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
     }
 }
 
-async fn git(dir: &Path, args: &[&str]) {
+pub async fn git(dir: &Path, args: &[&str]) {
     let out = Cmd::new("git")
         .args([
             "-c",
             "user.name=codemill",
             "-c",
             "user.email=codemill@example.com",
+            // The worktree may belong to the sandbox's uid by now.
+            "-c",
+            "safe.directory=*",
         ])
         .args(args)
         .cwd(dir)

@@ -464,13 +464,13 @@ async fn hanging_model_is_killed_at_the_idle_limit() {
     let mut req = request(&fx, &server, AgentMode::Write, "GEMINI-HANG");
     // Generous enough for the CLI's start (2–5 s when the tests run in parallel on 2 cores).
     req.limits.idle = Duration::from_secs(6);
-    req.extra_env = vec![("CODEMILL_TEST_EXTRA".into(), "from-extra-env".into())];
+    req.exec.set_env("CODEMILL_TEST_EXTRA", "from-extra-env");
     let agent = gemini();
     let started = Instant::now();
     // While the CLI waits on the model, look at the environment it was started with (the base
     // URL picks the agent run, not a `--version` check sharing the HOME).
-    let marker = format!("GOOGLE_GEMINI_BASE_URL={}", server.base_url());
-    let ((run, _), env) = tokio::join!(run(agent, &req), probe_env(&marker));
+    let marker = "GOOGLE_GEMINI_BASE_URL=http://127.0.0.1:41000";
+    let ((run, _), env) = tokio::join!(run(agent, &req), probe_env(marker));
     let took = started.elapsed();
     keep_log(&fx, "hang");
     assert_timed_out(&run.outcome, TimeoutKind::Idle, &fx);
@@ -479,8 +479,12 @@ async fn hanging_model_is_killed_at_the_idle_limit() {
     assert_eq!(fx.read("partial.txt"), "kept\n");
     assert_eq!(run.turns, 1);
 
-    // Cleared environment: only what the backend sets, plus extra_env.
-    let mut names: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
+    // An environment built from nothing: the policy's and what the backend sets.
+    let mut names: Vec<&str> = env
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .filter(|k| *k != "RUSTUP_HOME")
+        .collect();
     names.sort();
     assert_eq!(
         names,
@@ -494,16 +498,19 @@ async fn hanging_model_is_killed_at_the_idle_limit() {
             "GEMINI_TELEMETRY_ENABLED",
             "GOOGLE_GEMINI_BASE_URL",
             "HOME",
+            "LANG",
             "PATH",
             "TMPDIR",
         ]
     );
     let value = |key: &str| env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
     assert_eq!(value("CODEMILL_TEST_EXTRA"), Some("from-extra-env"));
-    assert_eq!(value("GEMINI_API_KEY"), Some(API_KEY));
+    // The per-step token, and the gateway as the agent sees it inside the sandbox.
+    assert_eq!(value("GEMINI_API_KEY"), Some(fx.token().as_str()));
+    assert!(env.iter().all(|(_, v)| !v.contains(API_KEY)));
     assert_eq!(
         value("GOOGLE_GEMINI_BASE_URL"),
-        Some(server.base_url().as_str())
+        Some("http://127.0.0.1:41000")
     );
 
     // The whole process group is gone: nothing still runs with this test's HOME.
@@ -558,7 +565,9 @@ async fn wrong_version_is_reported_once_checked() {
         std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
     };
     write_fake("0.60.2");
-    let req = fx.request("http://127.0.0.1:9", Api::Gemini, AgentMode::Write, "x");
+    let mut req = fx.request("http://127.0.0.1:9", Api::Gemini, AgentMode::Write, "x");
+    // The runner exposes the configured CLI's own directory to the sandbox.
+    req.exec.allow_read(fx.dir.path());
     let agent = GeminiCli::new(&fake);
     let expected = AgentOutcome::CliWrongVersion {
         program: fake.display().to_string(),

@@ -1,6 +1,7 @@
 //! Test modules: shared helpers, the builtin loop, and the real agent CLIs.
 
 mod builtin;
+mod canary;
 mod claude;
 mod codex;
 mod common;

@@ -59,8 +59,11 @@ pub struct SandboxConfig {
     pub max_file_size_mb: u64,
     pub cpu_secs: u64,
     pub max_open_files: u64,
-    /// The host uid sandboxes run as when codemill itself runs as root.
-    pub uid: u32,
+    /// When codemill runs as root: the unprivileged host uid sandboxes run as. The kernel does
+    /// not apply the process limit to uid 0, so without it a fork bomb is not contained. That
+    /// uid must be able to reach every mounted path (codemill's home, toolchains); the paths it
+    /// writes are handed over to it. Running codemill as a dedicated user is simpler.
+    pub uid: Option<u32>,
 }
 
 impl Default for SandboxConfig {
@@ -75,7 +78,7 @@ impl Default for SandboxConfig {
             max_file_size_mb: 4096,
             cpu_secs: 4 * 3600,
             max_open_files: 8192,
-            uid: 65534,
+            uid: None,
         }
     }
 }
@@ -136,8 +139,7 @@ impl RawSandbox {
                         "expected an unprivileged uid, not 0",
                     ));
                 }
-                Some(uid) => uid,
-                None => d.uid,
+                other => other,
             },
         })
     }

@@ -173,7 +173,7 @@ async fn hanging_model_is_killed_at_the_idle_limit() {
     // opencode prints nothing while it boots either, so on a slow machine the limit may hit
     // before the request; the outcome is the same.
     req.limits.idle = Duration::from_secs(8);
-    req.extra_env = vec![("CODEMILL_TEST_EXTRA".into(), "from-extra-env".into())];
+    req.exec.set_env("CODEMILL_TEST_EXTRA", "from-extra-env");
     let marker = config_marker(&fx);
     let started = Instant::now();
     // While the CLI waits, look at the environment it was started with.
@@ -192,16 +192,21 @@ async fn hanging_model_is_killed_at_the_idle_limit() {
     );
     assert!(started.elapsed() < Duration::from_secs(30));
 
-    // Cleared environment: only what the backend sets, plus extra_env.
-    let mut names: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
+    // An environment built from nothing: the policy's and what the backend sets. (`PWD` is
+    // exported by the `sh` that execs opencode; the first process found may be bubblewrap.)
+    let mut names: Vec<&str> = env
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .filter(|k| !["RUSTUP_HOME", "PWD"].contains(k))
+        .collect();
     names.sort();
     assert_eq!(
         names,
         [
             "CODEMILL_OPENCODE_API_KEY",
-            "CODEMILL_OPENCODE_RUN",
             "CODEMILL_TEST_EXTRA",
             "HOME",
+            "LANG",
             "OPENCODE_CONFIG",
             "OPENCODE_DISABLE_AUTOUPDATE",
             "OPENCODE_DISABLE_DEFAULT_PLUGINS",
@@ -213,8 +218,6 @@ async fn hanging_model_is_killed_at_the_idle_limit() {
             "OPENCODE_DISABLE_SHARE",
             "OPENCODE_PURE",
             "PATH",
-            // Exported by the `sh` that execs opencode with the prompt on stdin.
-            "PWD",
             "TMPDIR",
             "XDG_CACHE_HOME",
             "XDG_CONFIG_HOME",
@@ -225,7 +228,11 @@ async fn hanging_model_is_killed_at_the_idle_limit() {
     );
     let value = |key: &str| env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
     assert_eq!(value("CODEMILL_TEST_EXTRA"), Some("from-extra-env"));
-    assert_eq!(value("CODEMILL_OPENCODE_API_KEY"), Some(API_KEY));
+    assert_eq!(
+        value("CODEMILL_OPENCODE_API_KEY"),
+        Some(fx.token().as_str())
+    );
+    assert!(env.iter().all(|(_, v)| !v.contains(API_KEY)));
     let home = fx.state_dir.join("home").display().to_string();
     assert_eq!(value("HOME"), Some(home.as_str()));
 
@@ -318,7 +325,7 @@ async fn missing_cli_is_reported_with_a_hint() {
 async fn wrong_version_is_refused_and_checked_once() {
     let fx = Fixture::new().await;
     let fake = fx.dir.path().join("opencode");
-    let count = fx.dir.path().join("count");
+    let count = fx.state_dir.join("count");
     std::fs::write(
         &fake,
         format!("#!/bin/sh\necho x >> '{}'\necho 1.17.2\n", count.display()),
@@ -327,13 +334,15 @@ async fn wrong_version_is_refused_and_checked_once() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
     let agent = Opencode::new(&fake);
-    let req = request(
+    let mut req = request(
         &fx,
         "http://127.0.0.1:9",
         Api::Anthropic,
         AgentMode::Write,
         "x",
     );
+    // The runner exposes the configured CLI's own directory to the sandbox.
+    req.exec.allow_read(fx.dir.path());
     for _ in 0..2 {
         let (run, _) = run(&agent, &req).await;
         assert_eq!(

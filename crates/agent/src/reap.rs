@@ -1,7 +1,10 @@
-//! Killing what opencode leaves behind: its bash tool starts every command in a NEW session
-//! (`detached`), so killing opencode's process group misses them. Every process of a run
-//! inherits a marker variable (`CODEMILL_OPENCODE_RUN=<uuid>`); after the group is gone, the
-//! processes whose environment holds the marker are killed as well.
+//! Killing what an unsandboxed agent leaves behind. With `[sandbox] mode = "off"` there is no
+//! pid namespace: opencode's bash tool starts every command in a new session, Codex starts its
+//! helpers and commands in new sessions, and any agent can `setsid` a daemon, so killing the
+//! CLI's process group misses them. Every process of such a run inherits a marker variable
+//! (`CODEMILL_AGENT_RUN=<uuid>`); after the group is gone, processes whose environment holds
+//! the marker are killed too. A process that clears its environment escapes this — one reason
+//! the sandbox is the default. In the sandbox, killing bubblewrap ends every process inside.
 //!
 //! Linux only (it reads `/proc`); elsewhere nothing is found and only the group kill applies.
 
@@ -10,7 +13,7 @@ use std::time::Duration;
 use codemill_process::Cmd;
 
 /// The marker variable's name.
-pub(crate) const RUN_MARKER_VAR: &str = "CODEMILL_OPENCODE_RUN";
+pub(crate) const RUN_MARKER_VAR: &str = "CODEMILL_AGENT_RUN";
 
 /// Scans and kills until no marked process is left (a dying shell may still fork once).
 const ROUNDS: usize = 5;
@@ -55,14 +58,13 @@ pub(crate) async fn kill_marked(entry: &str) {
         if pids.is_empty() {
             return;
         }
-        tracing::debug!(?pids, "killing processes opencode left behind");
-        // The shell's `kill` instead of a signal call: this crate has no unsafe code and no
-        // libc, and `sh` is there wherever opencode runs (the backend starts it through `sh`).
+        tracing::debug!(?pids, "killing processes an agent left behind");
+        // The shell's `kill` instead of a signal call: this crate has no unsafe code and no libc.
         let kill = Cmd::new("sh")
             .args(["-c", "kill -s KILL \"$@\"", "sh"])
             .args(pids.iter().map(u32::to_string));
         if let Err(e) = kill.output(Some(Duration::from_secs(5)), 4096).await {
-            tracing::warn!(error = %e, "cannot kill processes opencode left behind");
+            tracing::warn!(error = %e, "cannot kill processes an agent left behind");
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -107,9 +109,11 @@ mod tests {
     async fn detached_sleeper() -> (Running, String, String) {
         let marker = uuid::Uuid::new_v4().to_string();
         let entry = format!("{RUN_MARKER_VAR}={marker}");
-        // `setsid` puts the sleeper outside the group, like opencode's bash tool does.
+        // `setsid` puts the sleeper outside the group, as opencode's bash tool and Codex do; the
+        // subshell exits, so it is not even a child of the leader (whose children the kill
+        // takes down too).
         let running = Cmd::new("sh")
-            .args(["-c", "setsid sleep 30 & wait"])
+            .args(["-c", "(setsid sleep 30 &); exec sleep 29"])
             .env(RUN_MARKER_VAR, &marker)
             .spawn()
             .unwrap();
@@ -117,8 +121,8 @@ mod tests {
         // forked shell is still in it, and the group kill would take it too).
         for _ in 0..250 {
             let sleeping = marked_pids(&entry).iter().any(|pid| {
-                std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                    .is_ok_and(|c| c.trim() == "sleep")
+                std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| c.contains("sleep\u{0}30"))
             });
             if sleeping {
                 return (running, marker, entry);
@@ -133,6 +137,7 @@ mod tests {
         let (mut running, marker, entry) = detached_sleeper().await;
         running.kill().await;
         // The group kill missed the sleeper in its own session.
+        tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(marked_pids(&entry).len(), 1);
         Reaper::new(&marker).reap().await;
         assert!(marked_pids(&entry).is_empty());
