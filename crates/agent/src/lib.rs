@@ -25,6 +25,7 @@ mod driver;
 pub mod gemini;
 mod log;
 pub mod opencode;
+mod private;
 pub mod probe;
 mod reap;
 mod text;

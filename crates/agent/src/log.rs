@@ -17,17 +17,12 @@ impl RawLog {
     /// Opens (creating parent directories) `path` for appending.
     pub(crate) fn open(path: &Path) -> Result<RawLog, AgentError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            fs_err::create_dir_all(parent).map_err(AgentError::Log)?;
+            crate::private::create_dir(parent).map_err(AgentError::Log)?;
         }
-        let file = fs_err::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(AgentError::Log)?;
-        let (file, path) = file.into_parts();
+        let file = crate::private::append(path).map_err(AgentError::Log)?;
         Ok(RawLog {
             file: tokio::fs::File::from_std(file),
-            path,
+            path: path.to_path_buf(),
         })
     }
 

@@ -90,6 +90,20 @@ impl Opened {
     }
 }
 
+/// Sets up the sandbox and the model gateway before any job is taken, so a host that cannot
+/// sandbox refuses to work (with the reason and the fix) instead of failing job by job; warns
+/// when the sandbox is off.
+pub async fn guard_ready(runner: &Runner) -> Result<()> {
+    let guard = runner.guard().await.map_err(|e| anyhow!("sandbox: {e}"))?;
+    if !guard.setup.is_sandboxed() {
+        crate::output::err(&format!(
+            "warning: {}",
+            codemill_runner::guard::SANDBOX_OFF_WARNING
+        ));
+    }
+    Ok(())
+}
+
 pub fn whoami() -> String {
     std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
@@ -156,6 +170,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 max: std::time::Duration::from_secs(3600),
             });
             let runner = opened.runner().await?;
+            guard_ready(&runner).await?;
             let options = codemill_runner::worker::WorkerOptions {
                 owner: owner.unwrap_or_else(|| {
                     format!(
@@ -218,6 +233,11 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { json } => demo::run(cli.home, json).await,
+        Command::Budget { day, json } => {
+            let opened = Opened::open(home).await?;
+            crate::progress::budget(&opened, day, json).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Serve {
             listen,
             role,

@@ -54,6 +54,79 @@ async fn version(program: &str, args: &[&str]) -> Option<String> {
         .then(|| out.stdout.lines().next().unwrap_or("").trim().to_string())
 }
 
+/// A real sandbox probe: bubblewrap starts a process in namespaces like a job's (or the
+/// warning, when `[sandbox] mode = "off"`).
+async fn sandbox_check(opened: &Opened) -> Check {
+    let config = &opened.config.sandbox;
+    let run_dir = opened.home.run_dir();
+    match codemill_runner::guard::sandbox_setup(config, &run_dir).await {
+        Ok(setup) if setup.is_sandboxed() => Check {
+            name: "sandbox".into(),
+            level: Level::Ok,
+            detail: format!(
+                "bubblewrap ({}) runs agents and gates in their own namespaces; no network but \
+                 the model gateway; limits: {} processes, {} MB files, {} s CPU",
+                setup
+                    .bwrap
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                config.max_processes,
+                config.max_file_size_mb,
+                config.cpu_secs,
+            ),
+            hint: None,
+            required: true,
+        },
+        Ok(_) => Check {
+            name: "sandbox".into(),
+            level: Level::Warn,
+            detail: codemill_runner::guard::SANDBOX_OFF_WARNING.into(),
+            hint: Some("remove `mode = \"off\"` from [sandbox] in codemill.toml".into()),
+            required: true,
+        },
+        Err(e) => Check {
+            name: "sandbox".into(),
+            level: Level::Error,
+            detail: e,
+            hint: Some("jobs refuse to start until the sandbox works".into()),
+            required: true,
+        },
+    }
+}
+
+/// `[budgets]` in one line, with per-project overrides.
+fn budgets_summary(config: &codemill_core::config::Config) -> String {
+    let one = |b: &codemill_core::config::Budgets| {
+        let mut parts = Vec::new();
+        for (name, value) in [
+            ("job_usd", b.job_usd),
+            ("ticket_usd", b.ticket_usd),
+            ("project_day_usd", b.project_day_usd),
+            ("day_usd", b.day_usd),
+        ] {
+            if let Some(v) = value {
+                parts.push(format!("{name} {v:.2}"));
+            }
+        }
+        if let Some(t) = b.job_tokens {
+            parts.push(format!("job_tokens {t}"));
+        }
+        if parts.is_empty() {
+            "none".to_string()
+        } else {
+            parts.join(", ")
+        }
+    };
+    let mut text = one(&config.budgets);
+    for p in config.projects.values() {
+        if p.budgets != config.budgets {
+            text.push_str(&format!("; {}: {}", p.name, one(&p.budgets)));
+        }
+    }
+    text
+}
+
 pub async fn run(mut opened: Opened, as_json: bool) -> Result<ExitCode> {
     let mut checks = Vec::new();
     let config = opened.config.clone();
@@ -94,24 +167,24 @@ pub async fn run(mut opened: Opened, as_json: bool) -> Result<ExitCode> {
         },
     });
 
-    checks.push(match version("bwrap", &["--version"]).await {
-        Some(v) => Check {
-            name: "bubblewrap".into(),
+    checks.push(sandbox_check(&opened).await);
+    if !config.budgets.is_empty() || config.projects.values().any(|p| !p.budgets.is_empty()) {
+        checks.push(Check {
+            name: "budgets".into(),
             level: Level::Ok,
-            detail: v,
+            detail: budgets_summary(&config),
             hint: None,
             required: false,
-        },
-        None => Check {
-            name: "bubblewrap".into(),
-            level: Level::Missing,
-            detail: "bwrap not found on PATH".into(),
-            hint: Some(
-                "install it (Debian: apt-get install bubblewrap) for the agent sandbox".into(),
-            ),
+        });
+    } else {
+        checks.push(Check {
+            name: "budgets".into(),
+            level: Level::Warn,
+            detail: "no [budgets]: model spend is metered but not limited".into(),
+            hint: Some("set [budgets] job_usd / ticket_usd / day_usd in codemill.toml".into()),
             required: false,
-        },
-    });
+        });
+    }
 
     for (backend, tested, install) in TESTED_VERSIONS {
         let program = config

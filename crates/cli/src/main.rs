@@ -110,6 +110,14 @@ pub enum Command {
     /// API tokens for the service.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Model spend per project on a UTC day (default today), against the budgets.
+    Budget {
+        /// The UTC day, YYYY-MM-DD.
+        #[arg(long)]
+        day: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Check what is installed and reachable: git, the database, bubblewrap, the agent CLIs, the model providers.
     Doctor {
         #[arg(long)]

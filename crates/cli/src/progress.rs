@@ -192,6 +192,14 @@ fn money(x: f64) -> String {
 /// `codemill status`: every ticket and its latest job.
 pub async fn status(opened: &Opened, as_json: bool) -> Result<()> {
     let tickets = opened.store.tickets(None).await?;
+    let today = codemill_store::day_of(chrono::Utc::now());
+    let today_usd: f64 = opened
+        .store
+        .spend_by_project(&today)
+        .await?
+        .iter()
+        .map(|p| p.usd)
+        .sum();
     let mut rows = Vec::new();
     for t in &tickets {
         let latest = latest_state(opened, &t.key).await?;
@@ -208,7 +216,10 @@ pub async fn status(opened: &Opened, as_json: bool) -> Result<()> {
                 json!({"key": t.key.to_string(), "title": t.title, "ticket_status": t.status.as_str(), "job": job})
             })
             .collect();
-        print_json(&json!({"tickets": items}));
+        print_json(
+            &json!({"tickets": items, "today": {"day": today, "usd": today_usd,
+                                                         "day_usd": opened.config.budgets.day_usd}}),
+        );
         return Ok(());
     }
     if rows.is_empty() {
@@ -243,6 +254,108 @@ pub async fn status(opened: &Opened, as_json: bool) -> Result<()> {
             )),
         }
     }
+    out(&format!(
+        "\nSpent today ({today} UTC): {}{}",
+        money(today_usd),
+        opened
+            .config
+            .budgets
+            .day_usd
+            .map_or(String::new(), |l| format!(
+                " of the {} day budget",
+                money(l)
+            ))
+    ));
+    Ok(())
+}
+
+/// Spend next to each budget that is set: `job $1.20 of $20.00, ticket $3.10 of $50.00, ...`.
+pub fn spend_against_budgets(
+    spend: &codemill_store::Spend,
+    budgets: &codemill_core::config::Budgets,
+) -> String {
+    let mut parts = Vec::new();
+    for (name, spent, limit) in [
+        ("job", spend.job_usd, budgets.job_usd),
+        ("ticket", spend.ticket_usd, budgets.ticket_usd),
+        (
+            "project today",
+            spend.project_day_usd,
+            budgets.project_day_usd,
+        ),
+        ("all today", spend.day_usd, budgets.day_usd),
+    ] {
+        match limit {
+            Some(limit) => parts.push(format!("{name} {} of {}", money(spent), money(limit))),
+            None if name == "job" => parts.push(format!("{name} {} (no budget)", money(spent))),
+            None => {}
+        }
+    }
+    if let Some(limit) = budgets.job_tokens {
+        parts.push(format!("job tokens {} of {limit}", spend.job_tokens));
+    }
+    parts.join(", ")
+}
+
+/// `codemill budget`: what each project spent on one UTC day, against its budgets.
+pub async fn budget(opened: &Opened, day: Option<String>, as_json: bool) -> Result<()> {
+    let day = day.unwrap_or_else(|| codemill_store::day_of(chrono::Utc::now()));
+    if chrono::NaiveDate::parse_from_str(&day, "%Y-%m-%d").is_err() {
+        anyhow::bail!("--day {day:?}: expected a date as YYYY-MM-DD (UTC)");
+    }
+    let per_project = opened.store.spend_by_project(&day).await?;
+    let total: f64 = per_project.iter().map(|p| p.usd).sum();
+    let config = &opened.config;
+    if as_json {
+        let projects: Vec<_> = per_project
+            .iter()
+            .map(|p| {
+                json!({"project": p.project, "usd": p.usd, "tokens": p.tokens, "calls": p.calls,
+                       "project_day_usd": config.budgets_for(&p.project).project_day_usd})
+            })
+            .collect();
+        print_json(
+            &json!({"day": day, "total_usd": total, "day_usd": config.budgets.day_usd,
+                           "projects": projects}),
+        );
+        return Ok(());
+    }
+    out(&format!(
+        "Model spend on {day} (UTC), metered by the gateway"
+    ));
+    out(&format!(
+        "{:<14} {:>10} {:>12} {:>7}  BUDGET",
+        "PROJECT", "SPENT", "TOKENS", "CALLS"
+    ));
+    for p in &per_project {
+        let limit = config
+            .budgets_for(&p.project)
+            .project_day_usd
+            .map_or("-".to_string(), |l| {
+                format!(
+                    "{} ({:.0}%)",
+                    money(l),
+                    100.0 * p.usd / l.max(f64::MIN_POSITIVE)
+                )
+            });
+        out(&format!(
+            "{:<14} {:>10} {:>12} {:>7}  {limit}",
+            p.project,
+            money(p.usd),
+            p.tokens,
+            p.calls
+        ));
+    }
+    if per_project.is_empty() {
+        out("(no model requests)");
+    }
+    let day_limit = config
+        .budgets
+        .day_usd
+        .map_or("no day_usd budget".to_string(), |l| {
+            format!("of {} day_usd", money(l))
+        });
+    out(&format!("total {} {day_limit}", money(total)));
     Ok(())
 }
 
@@ -265,6 +378,19 @@ pub async fn show(opened: &Opened, key: &TicketKey, as_json: bool) -> Result<()>
         return Ok(());
     };
     let pr = opened.store.find_pr(key.project(), &key.branch()).await?;
+    let today = codemill_store::day_of(chrono::Utc::now());
+    let job_id = job.to_string();
+    let spend = opened
+        .store
+        .spend(codemill_store::SpendScope {
+            job: &job_id,
+            ticket: &key.to_string(),
+            project: key.project(),
+            day: &today,
+        })
+        .await?;
+    let budgets = opened.config.budgets_for(key.project());
+    let calls = opened.store.model_calls(&job_id).await?;
     if as_json {
         let timeline: Vec<_> = journal
             .iter()
@@ -280,6 +406,11 @@ pub async fn show(opened: &Opened, key: &TicketKey, as_json: bool) -> Result<()>
                     "backlog_tickets": state.backlog_tickets, "questions": state.questions, "gates": state.gates,
                     "diff_stat": state.proposal.as_ref().map(|p| p.diff_stat.clone())},
             "pr": pr,
+            "spend": {"day": today, "job_usd": spend.job_usd, "job_tokens": spend.job_tokens,
+                      "ticket_usd": spend.ticket_usd, "project_day_usd": spend.project_day_usd,
+                      "day_usd": spend.day_usd},
+            "budgets": budgets,
+            "model_calls": calls,
             "timeline": timeline,
         }));
         return Ok(());
@@ -319,6 +450,22 @@ pub async fn show(opened: &Opened, key: &TicketKey, as_json: bool) -> Result<()>
         state.usage.input_tokens,
         state.usage.output_tokens,
         money(state.cost_usd)
+    ));
+    let against = spend_against_budgets(&spend, &budgets);
+    if !against.is_empty() {
+        out(&format!(
+            "spend (gateway metering, UTC day {today}): {against}"
+        ));
+    }
+    let refused = calls.iter().filter(|c| c.refused.is_some()).count();
+    out(&format!(
+        "model requests: {} through the gateway{}",
+        calls.len(),
+        if refused > 0 {
+            format!(", {refused} refused by a budget")
+        } else {
+            String::new()
+        }
     ));
     if !state.costs.is_empty() {
         out("\nCost by stage:");

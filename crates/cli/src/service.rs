@@ -234,6 +234,7 @@ pub async fn serve(mut opened: Opened, args: ServeArgs) -> Result<ExitCode> {
     let mut workers = tokio::task::JoinSet::new();
     if !args.web_only {
         let runner = opened.runner().await?;
+        crate::commands::guard_ready(&runner).await?;
         for _ in 0..args.workers.max(1) {
             let runner = runner.clone_with_progress(tokio::sync::mpsc::unbounded_channel().0);
             let options = args.worker.clone();

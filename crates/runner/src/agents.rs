@@ -4,14 +4,15 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use codemill_agent::{Agent, AgentRequest, Builtin, ClaudeCode};
-use codemill_core::agent::{AgentEvent, AgentRun};
+use codemill_agent::{Agent, AgentRequest, Builtin, ClaudeCode, Endpoint};
+use codemill_core::agent::{AgentEvent, AgentOutcome, AgentRun};
 use codemill_core::config::{Backend, ResolvedAgent};
 use codemill_core::findings::{merge_findings, parse_findings};
 use codemill_core::ids::JobId;
 use codemill_core::pipeline::{AgentStage, Effect, JobEvent, JobState, Readiness, StageRun};
 use codemill_core::prompts::{self, RUN_DIR, ReviewFiles, TicketText};
 use codemill_core::triage::{decide, parse_decisions, policy_decisions};
+use codemill_gateway::{Grant, Scope, Upstream};
 use codemill_store::Ticket;
 
 use codemill_core::text::clip;
@@ -63,7 +64,9 @@ impl Runner {
         }
     }
 
-    /// Run `prompt` once on the stage's agent, streaming its events as progress.
+    /// Run `prompt` once on the stage's agent, streaming its events as progress. The agent gets
+    /// a per-step gateway pass instead of the provider key and runs under the stage's policy;
+    /// its usage and cost are what the gateway metered.
     #[allow(clippy::too_many_arguments)]
     async fn run_once(
         &self,
@@ -75,19 +78,56 @@ impl Runner {
         resume: Option<String>,
         attempt: &str,
     ) -> Result<Result<Ran, String>, RunError> {
-        let endpoint = match self.endpoint_for(&resolved.provider) {
+        let upstream = match self.endpoint_for(&resolved.provider) {
             Ok(e) => e,
             Err(e) => return Ok(Err(e.to_string())),
         };
+        let guard = match self.guard().await {
+            Ok(guard) => guard,
+            Err(e) => return Ok(Err(format!("sandbox: {e}"))),
+        };
         let logs = self.home.logs(step.job);
-        if let Err(e) = std::fs::create_dir_all(&logs) {
-            return Ok(Err(format!("{}: {e}", logs.display())));
+        let state_dir = self.home.agent_state(step.job, backend.name());
+        for dir in [&logs, &state_dir] {
+            if let Err(e) = crate::guard::private_dir(dir) {
+                return Ok(Err(e));
+            }
         }
         let angle = step
             .angle
             .as_ref()
             .map(|a| format!("-{a}"))
             .unwrap_or_default();
+        let pass = guard.gateway.grant(Grant {
+            scope: Scope {
+                job: step.job.to_string(),
+                ticket: step.ticket.key.to_string(),
+                project: step.ticket.key.project().to_string(),
+                stage: step.stage.as_str().to_string(),
+                round: step.round,
+                angle: step.angle.clone(),
+            },
+            upstream: Upstream {
+                api: resolved.provider.api,
+                base_url: upstream.base_url.clone(),
+                key: upstream.api_key.clone(),
+            },
+            model: resolved.model.clone(),
+            prices: self.config.prices.clone(),
+            budgets: self.config.budgets_for(step.ticket.key.project()),
+        });
+        let writable = step.stage.mode() == codemill_core::agent::AgentMode::Write;
+        let exec = match self.agent_policy(guard, resolved.backend, workdir, writable, &state_dir) {
+            Ok(exec) => exec,
+            Err(e) => return Ok(Err(format!("sandbox: {e}"))),
+        };
+        // The built-in loop runs in this process; a CLI in a sandbox reaches the gateway through
+        // the relay, an unsandboxed one over 127.0.0.1.
+        let base_url = if resolved.backend == Backend::Builtin || !exec.is_sandboxed() {
+            guard.gateway.url().to_string()
+        } else {
+            codemill_process::sandbox::gateway_url_inside()
+        };
         let request = AgentRequest {
             workdir: workdir.to_path_buf(),
             prompt,
@@ -96,15 +136,25 @@ impl Runner {
             resume_session: resume,
             model: resolved.model.clone(),
             limits: self.config.agent.limits,
-            state_dir: self.home.agent_state(step.job, backend.name()),
+            state_dir,
             log_path: logs.join(format!(
                 "{}-{}{angle}{attempt}.log",
                 step.stage.as_str(),
                 step.round
             )),
-            endpoint,
-            extra_env: Vec::new(),
+            endpoint: Endpoint {
+                api: upstream.api,
+                base_url,
+                api_key: pass.token().clone(),
+            },
+            exec,
+            cancel: pass.refused_signal(),
         };
+        if !request.exec.is_sandboxed() {
+            self.emit(Progress::Info {
+                message: crate::guard::SANDBOX_OFF_WARNING.to_string(),
+            });
+        }
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<AgentEvent>();
         let stage = step.stage;
         let forward = {
@@ -120,18 +170,25 @@ impl Runner {
         let started = Instant::now();
         let result = backend.run(&request, tx).await;
         let _ = forward.await;
-        let run = match result {
+        let mut run = match result {
             Ok(run) => run,
             Err(e) => return Ok(Err(e.to_string())),
         };
-        let cost_usd = self
-            .config
-            .prices
-            .cost(&resolved.model, &run.usage, run.reported_cost_usd);
+        let metered = pass.metered().await;
+        drop(pass);
+        if let Some(refusal) = metered.refused {
+            run.outcome = AgentOutcome::BudgetExceeded {
+                budget: refusal.budget,
+                limit: refusal.limit,
+                spent: refusal.spent,
+            };
+        }
+        // What the gateway metered is what it cost, whatever the agent itself reported.
+        run.usage = metered.usage;
         Ok(Ok(Ran {
             agent: backend.name().to_string(),
             model: resolved.model.clone(),
-            cost_usd,
+            cost_usd: metered.cost_usd,
             duration: started.elapsed(),
             run,
         }))
@@ -157,9 +214,8 @@ impl Runner {
             .ok_or("the ticket's worktree is missing")?;
         let artifacts = self.home.artifacts(step.job);
         let run_dir = worktree.join(RUN_DIR);
-        std::fs::create_dir_all(&run_dir)
-            .and_then(|_| std::fs::create_dir_all(&artifacts))
-            .map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(&run_dir).map_err(|e| e.to_string())?;
+        crate::guard::private_dir(&artifacts)?;
         // Earlier outputs are handed over as files in the worktree's run directory.
         for name in [&state.research_artifact, &state.plan_artifact]
             .into_iter()
@@ -420,9 +476,9 @@ impl Runner {
             if matches!(step.stage, AgentStage::Research | AgentStage::Plan) {
                 let name = format!("{}.md", step.stage.as_str());
                 let artifacts = self.home.artifacts(step.job);
-                if let Err(e) = std::fs::create_dir_all(&artifacts)
-                    .and_then(|_| std::fs::write(artifacts.join(&name), &final_text))
-                {
+                if let Err(e) = crate::guard::private_dir(&artifacts).and_then(|()| {
+                    crate::guard::private_file(&artifacts.join(&name), final_text.as_bytes())
+                }) {
                     return Ok(failed(effect, e));
                 }
                 stage_run.artifact = Some(name);

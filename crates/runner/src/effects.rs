@@ -18,7 +18,7 @@ use codemill_trackers::{Forge, Tracker};
 
 use crate::agents::Step;
 use crate::engine::{RunError, Runner};
-use crate::gates::{GateEnv, POLICY_FILE, gates_from, parse_policy, run_gates};
+use crate::gates::{POLICY_FILE, gates_from, parse_policy, run_gates};
 use crate::local::{LocalForge, LocalTracker};
 use crate::notes;
 use crate::progress::Progress;
@@ -74,7 +74,7 @@ impl Runner {
             }
             Effect::PlanReview { round } => self.plan_review(job, state, effect, *round).await,
             Effect::CreateBacklogTickets => self.create_backlog(job, state, ticket).await?,
-            Effect::RunGates { round } => self.gates(state, effect, *round).await,
+            Effect::RunGates { round } => self.gates(job, state, effect, *round).await,
             Effect::Commit => self.commit(job, state, ticket, effect).await,
             Effect::Propose => self.propose(state, journal, ticket, effect).await,
             Effect::Push { commit } => {
@@ -335,7 +335,7 @@ impl Runner {
         Ok(policy)
     }
 
-    async fn gates(&self, state: &JobState, effect: &Effect, round: u32) -> JobEvent {
+    async fn gates(&self, job: JobId, state: &JobState, effect: &Effect, round: u32) -> JobEvent {
         let Some(worktree) = self.worktree(state) else {
             return failed(effect, "the ticket's worktree is missing");
         };
@@ -360,15 +360,22 @@ impl Runner {
                 message: "no gates configured or detected; add .codemill/pipeline.toml".into(),
             });
         }
-        let env = GateEnv {
-            remove: self.config.provider().api_key_env.iter().cloned().collect(),
+        // Gates run the agent's code: sandboxed, with their own HOME and nothing of ours.
+        let guard = match self.guard().await {
+            Ok(guard) => guard,
+            Err(e) => return failed(effect, format!("sandbox: {e}")),
+        };
+        let home = self.home.agent_state(job, "gates");
+        let policy = match self.gate_policy(guard, &worktree, &home) {
+            Ok(policy) => policy,
+            Err(e) => return failed(effect, format!("sandbox: {e}")),
         };
         let results = run_gates(
             &worktree,
             &specs,
             Duration::from_secs(self.config.gate_timeout_secs),
             self.config.gate_output_cap_bytes,
-            &env,
+            &policy,
         )
         .await;
         self.emit(Progress::Gates {
@@ -392,6 +399,21 @@ impl Runner {
             return failed(effect, "the ticket's worktree is missing");
         };
         let base = state.base_commit.clone().unwrap_or_default();
+        let links = crate::links::outside_links(&worktree);
+        if !links.is_empty() {
+            let listed: Vec<String> = links
+                .iter()
+                .map(|(link, target)| format!("{link} -> {target}"))
+                .collect();
+            return failed(
+                effect,
+                format!(
+                    "refused to commit symlinks that point outside the worktree: {} (remove \
+                     them or point them inside the repository)",
+                    listed.join(", ")
+                ),
+            );
+        }
         let message = if state.stage == codemill_core::pipeline::Stage::FeedbackCommit {
             format!(
                 "{}: address pull request feedback (round {})\n\nCodemill-Job: {job}\n",

@@ -40,6 +40,9 @@ pub enum RunError {
         "the demo provider needs the embedded demo model, which is not running in this process"
     )]
     NoDemoModel,
+    /// Untrusted code cannot be run safely here (bubblewrap missing or unable to sandbox).
+    #[error("sandbox: {0}")]
+    Sandbox(String),
     /// The project's outside tracker or forge could not be reached or refused a request.
     #[error("project {project}: {message}")]
     Outside { project: String, message: String },
@@ -89,6 +92,8 @@ pub struct Runner {
     pub(crate) http: reqwest::Client,
     /// Each project's outside tracker and forge clients, built on first use.
     pub(crate) outside: crate::outside::OutsideCache,
+    /// The sandbox setup and the model gateway, made on first use.
+    pub(crate) guard: crate::guard::GuardCell,
 }
 
 impl Runner {
@@ -103,6 +108,7 @@ impl Runner {
             policies: Default::default(),
             http: reqwest::Client::new(),
             outside: Default::default(),
+            guard: Default::default(),
         }
     }
 
@@ -134,6 +140,7 @@ impl Runner {
             policies: self.policies.clone(),
             http: self.http.clone(),
             outside: self.outside.clone(),
+            guard: self.guard.clone(),
         }
     }
 
@@ -216,8 +223,10 @@ impl Runner {
                 project: key.project().to_string(),
             });
         }
-        // Fail before creating a job when no agent step could ever reach the model.
+        // Fail before creating a job when no agent step could ever reach the model, or when
+        // nothing could run sandboxed.
         self.endpoint()?;
+        self.guard().await.map_err(RunError::Sandbox)?;
         let _lock = self.lock(key)?;
         let latest = self.latest(key).await?;
         // A ticket waiting for answers starts again only once a person has edited it.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use codemill_core::config::{ConfigError, GateSpec, RepoPolicy, detect_gates};
 use codemill_core::pipeline::GateResult;
-use codemill_process::{Cmd, ProcessError};
+use codemill_process::{ExecPolicy, ProcessError};
 
 /// Where a repository keeps its codemill policy.
 pub const POLICY_FILE: &str = ".codemill/pipeline.toml";
@@ -31,23 +31,19 @@ pub fn gates_from(policy: Option<&RepoPolicy>, files: &[String]) -> Vec<GateSpec
     detect_gates(&root)
 }
 
-/// Environment variables removed from gate processes (they hold provider keys).
-#[derive(Debug, Clone, Default)]
-pub struct GateEnv {
-    pub remove: Vec<String>,
-}
-
 /// Run every gate in order; all run even when one fails, so the fix stage sees everything.
+/// A gate runs the agent's code: it runs under `policy` (the sandbox, an environment built
+/// from nothing), never with codemill's own environment.
 pub async fn run_gates(
     worktree: &Path,
     gates: &[GateSpec],
     default_timeout: Duration,
     output_cap: usize,
-    env: &GateEnv,
+    policy: &ExecPolicy,
 ) -> Vec<GateResult> {
     let mut results = Vec::with_capacity(gates.len());
     for gate in gates {
-        results.push(run_gate(worktree, gate, default_timeout, output_cap, env).await);
+        results.push(run_gate(worktree, gate, default_timeout, output_cap, policy).await);
     }
     results
 }
@@ -57,7 +53,7 @@ async fn run_gate(
     gate: &GateSpec,
     default_timeout: Duration,
     cap: usize,
-    env: &GateEnv,
+    policy: &ExecPolicy,
 ) -> GateResult {
     let dir = match &gate.workdir {
         Some(d) => worktree.join(d),
@@ -67,14 +63,15 @@ async fn run_gate(
         .timeout_secs
         .map(Duration::from_secs)
         .unwrap_or(default_timeout);
-    let mut cmd = Cmd::new(&gate.command[0])
-        .args(&gate.command[1..])
-        .cwd(&dir);
-    for k in &env.remove {
-        cmd = cmd.env_remove(k);
-    }
-    let command = cmd.display();
-    match cmd.output(Some(timeout), cap).await {
+    let command = gate.command.join(" ");
+    let ran = match policy
+        .hand_over()
+        .and_then(|()| policy.command(&gate.command[0], &gate.command[1..], &dir))
+    {
+        Ok(cmd) => cmd.output(Some(timeout), cap).await,
+        Err(e) => Err(e),
+    };
+    match ran {
         Ok(out) => {
             let mut output = out.combined();
             if out.timed_out {
@@ -129,6 +126,13 @@ async fn run_gate(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use codemill_process::{Limits, Sandbox};
+
+    /// Unsandboxed, with the host's PATH: the sandboxed path is tested end to end.
+    fn plain() -> ExecPolicy {
+        ExecPolicy::new(Sandbox::Off, Limits::default())
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+    }
 
     fn spec(name: &str, cmd: &[&str]) -> GateSpec {
         GateSpec {
@@ -147,14 +151,7 @@ mod tests {
             spec("fails", &["sh", "-c", "echo broken; exit 2"]),
             spec("missing", &["codemill-no-such-gate"]),
         ];
-        let r = run_gates(
-            dir.path(),
-            &gates,
-            Duration::from_secs(10),
-            1000,
-            &GateEnv::default(),
-        )
-        .await;
+        let r = run_gates(dir.path(), &gates, Duration::from_secs(10), 1000, &plain()).await;
         assert!(r[0].passed);
         assert!(!r[1].passed);
         assert_eq!(r[1].exit_code, Some(2));
@@ -171,14 +168,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut g = spec("slow", &["sleep", "5"]);
         g.timeout_secs = Some(1);
-        let r = run_gates(
-            dir.path(),
-            &[g],
-            Duration::from_secs(10),
-            1000,
-            &GateEnv::default(),
-        )
-        .await;
+        let r = run_gates(dir.path(), &[g], Duration::from_secs(10), 1000, &plain()).await;
         assert!(r[0].timed_out && !r[0].passed);
         assert!(r[0].output.contains("1 s gate timeout"));
     }

@@ -1,7 +1,7 @@
 //! The codemill home: where every piece of state lives, and how it is created and read.
 //!
 //! Layout: `codemill.toml`, `codemill.db`, `clones/<project>.git`, `worktrees/<project>/<KEY>`,
-//! `artifacts/<job>/`, `logs/<job>/`, `agents/<job>/`, `locks/`.
+//! `artifacts/<job>/`, `logs/<job>/`, `agents/<job>/`, `locks/`, `run/`.
 
 use std::path::{Path, PathBuf};
 
@@ -90,7 +90,8 @@ impl Home {
                 .unwrap_or_else(|| PathBuf::from("."))
                 .join(".codemill")
         });
-        Home::new(root)
+        // Absolute before anything is handed to an agent (or a sandbox, which binds paths).
+        Home::new(std::path::absolute(&root).unwrap_or(root))
     }
 
     pub fn root(&self) -> &Path {
@@ -123,6 +124,10 @@ impl Home {
     pub fn locks(&self) -> PathBuf {
         self.root.join("locks")
     }
+    /// Private (0700) runtime files: the sandbox relay, the model gateway's socket.
+    pub fn run_dir(&self) -> PathBuf {
+        self.root.join("run")
+    }
 
     pub fn is_initialised(&self) -> bool {
         self.config_file().is_file()
@@ -130,16 +135,17 @@ impl Home {
 
     /// Create the home and a default config; keeps an existing config. Returns whether it created one.
     pub fn init(&self) -> Result<bool, HomeError> {
-        for dir in [
-            "clones",
-            "worktrees",
-            "artifacts",
-            "logs",
-            "agents",
-            "locks",
-        ] {
+        for dir in ["clones", "worktrees", "locks"] {
             let p = self.root.join(dir);
             std::fs::create_dir_all(&p).map_err(io(&p))?;
+        }
+        // What agents said and did, and the runtime sockets: the service's alone.
+        for dir in ["artifacts", "logs", "agents", "run"] {
+            use std::os::unix::fs::PermissionsExt;
+            let p = self.root.join(dir);
+            std::fs::create_dir_all(&p)
+                .and_then(|()| std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700)))
+                .map_err(io(&p))?;
         }
         let file = self.config_file();
         if file.exists() {
@@ -206,6 +212,9 @@ mod tests {
         assert_eq!(h.root(), Path::new("/b"));
         let h = Home::resolve(None, None, Some("/u".into()));
         assert_eq!(h.root(), Path::new("/u/.codemill"));
+        let h = Home::resolve(Some("rel/home".into()), None, None);
+        assert!(h.root().is_absolute(), "{}", h.root().display());
+        assert!(h.root().ends_with("rel/home"));
     }
 
     #[test]

@@ -91,9 +91,9 @@ impl Builtin {
             events,
         };
         let home = req.state_dir.join("home");
-        fs_err::create_dir_all(&home).map_err(AgentError::StateDir)?;
+        crate::private::create_dir(&home).map_err(AgentError::StateDir)?;
         let sessions = req.state_dir.join(SESSIONS_DIR);
-        fs_err::create_dir_all(&sessions).map_err(AgentError::StateDir)?;
+        crate::private::create_dir(&sessions).map_err(AgentError::StateDir)?;
 
         let worktree = match Worktree::new(&req.workdir) {
             Ok(worktree) => worktree,

@@ -91,10 +91,10 @@ impl Session {
         let path = file_for(dir, &self.id).ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidInput, "session id is not a UUID")
         })?;
-        fs_err::create_dir_all(dir)?;
+        crate::private::create_dir(dir)?;
         let text = serde_json::to_string_pretty(self)?;
         let tmp = path.with_extension("json.tmp");
-        fs_err::write(&tmp, text)?;
+        crate::private::write(&tmp, text)?;
         fs_err::rename(&tmp, &path)
     }
 

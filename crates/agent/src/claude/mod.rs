@@ -230,7 +230,7 @@ impl StateDirs {
             tmp: state_dir.join("tmp"),
         };
         for dir in [&dirs.home, &dirs.config, &dirs.tmp] {
-            fs_err::create_dir_all(dir).map_err(AgentError::StateDir)?;
+            crate::private::create_dir(dir).map_err(AgentError::StateDir)?;
         }
         Ok(dirs)
     }

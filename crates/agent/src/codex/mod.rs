@@ -131,7 +131,8 @@ impl Codex {
             stream_max_retries: self.stream_max_retries,
             stream_idle_timeout: self.stream_idle_timeout,
         });
-        fs_err::write(dirs.codex_home.join("config.toml"), text).map_err(AgentError::StateDir)
+        crate::private::write(dirs.codex_home.join("config.toml"), text)
+            .map_err(AgentError::StateDir)
     }
 
     async fn run_inner(
@@ -278,7 +279,7 @@ impl StateDirs {
             tmp: state_dir.join("tmp"),
         };
         for dir in [&dirs.home, &dirs.codex_home, &dirs.tmp] {
-            fs_err::create_dir_all(dir).map_err(AgentError::StateDir)?;
+            crate::private::create_dir(dir).map_err(AgentError::StateDir)?;
         }
         Ok(dirs)
     }

@@ -59,7 +59,7 @@ impl StateDirs {
             dirs.tmp.clone(),
             state_dir.join("policies"),
         ] {
-            fs_err::create_dir_all(dir).map_err(AgentError::StateDir)?;
+            crate::private::create_dir(dir).map_err(AgentError::StateDir)?;
         }
         Ok(dirs)
     }
@@ -77,13 +77,13 @@ impl StateDirs {
     ) -> Result<(), AgentError> {
         let text =
             serde_json::to_string_pretty(settings).map_err(|e| AgentError::StateDir(e.into()))?;
-        fs_err::write(self.gemini_dir().join("settings.json"), text)
+        crate::private::write(self.gemini_dir().join("settings.json"), text)
             .map_err(AgentError::StateDir)?;
         // The global GEMINI.md lands at the end of the CLI's own system instruction (measured),
         // which is what `system_prompt` asks for; GEMINI_SYSTEM_MD would replace it instead.
         let context = self.gemini_dir().join("GEMINI.md");
         match system_prompt {
-            Some(text) => fs_err::write(&context, text).map_err(AgentError::StateDir)?,
+            Some(text) => crate::private::write(&context, text).map_err(AgentError::StateDir)?,
             None => match fs_err::remove_file(&context) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                     return Err(AgentError::StateDir(e));
@@ -92,7 +92,7 @@ impl StateDirs {
             },
         }
         if mode == AgentMode::ReadOnly {
-            fs_err::write(&self.read_only_policy, read_only_policy())
+            crate::private::write(&self.read_only_policy, read_only_policy())
                 .map_err(AgentError::StateDir)?;
         }
         Ok(())

@@ -66,7 +66,7 @@ impl StateDirs {
             &self.xdg_state,
             &self.tmp,
         ] {
-            fs_err::create_dir_all(dir).map_err(AgentError::StateDir)?;
+            crate::private::create_dir(dir).map_err(AgentError::StateDir)?;
         }
         self.stub_plugin_dependency()
     }
@@ -83,28 +83,30 @@ impl StateDirs {
     /// an empty install that satisfies the check is written instead.
     fn stub_plugin_dependency(&self) -> Result<(), AgentError> {
         let dir = self.opencode_config_dir();
-        fs_err::create_dir_all(dir.join("node_modules")).map_err(AgentError::StateDir)?;
+        crate::private::create_dir(dir.join("node_modules")).map_err(AgentError::StateDir)?;
         let manifest = json!({"dependencies": {PLUGIN_PACKAGE: PLUGIN_VERSION}});
         let lock = json!({
             "lockfileVersion": 3,
             "packages": {"": {"dependencies": {PLUGIN_PACKAGE: PLUGIN_VERSION}}},
         });
         for (name, value) in [("package.json", manifest), ("package-lock.json", lock)] {
-            fs_err::write(dir.join(name), format!("{value:#}\n")).map_err(AgentError::StateDir)?;
+            crate::private::write(dir.join(name), format!("{value:#}\n"))
+                .map_err(AgentError::StateDir)?;
         }
         Ok(())
     }
 
     /// Writes the prompt, the config and the system prompt file the config may point at.
     pub(crate) fn write_files(&self, req: &AgentRequest, npm: &str) -> Result<(), AgentError> {
-        fs_err::write(&self.prompt_file, &req.prompt).map_err(AgentError::StateDir)?;
+        crate::private::write(&self.prompt_file, &req.prompt).map_err(AgentError::StateDir)?;
         let mut instructions: Vec<PathBuf> = repo_instructions(&req.workdir).into_iter().collect();
         if let Some(text) = &req.system_prompt {
-            fs_err::write(&self.system_prompt_file, text).map_err(AgentError::StateDir)?;
+            crate::private::write(&self.system_prompt_file, text).map_err(AgentError::StateDir)?;
             instructions.push(self.system_prompt_file.clone());
         }
         let config = config(req, npm, &instructions);
-        fs_err::write(&self.config_file, format!("{config:#}\n")).map_err(AgentError::StateDir)
+        crate::private::write(&self.config_file, format!("{config:#}\n"))
+            .map_err(AgentError::StateDir)
     }
 }
 

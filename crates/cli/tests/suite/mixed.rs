@@ -39,7 +39,7 @@ async fn stages_run_on_the_agents_and_models_the_repository_maps() {
         ),
     ];
     let extra = format!(
-        "[agents.claude-code]\ncommand = \"{}\"\nmax_api_retries = 0\n\n[prices.\"cheap-model\"]\ninput_per_mtok = 0.1\noutput_per_mtok = 0.4\n",
+        "[agents.claude-code]\ncommand = \"{}\"\nmax_api_retries = 0\n\n[prices.\"cheap-model\"]\ninput_per_mtok = 0.1\noutput_per_mtok = 0.4\n\n[prices.\"planner-model\"]\ninput_per_mtok = 3.0\noutput_per_mtok = 15.0\n",
         claude.display()
     );
     let env = Env::new(rules, &policy, &extra).await;
@@ -104,7 +104,8 @@ async fn stages_run_on_the_agents_and_models_the_repository_maps() {
             );
         }
     }
-    // Each stage is priced its own way: Claude Code reports cost, the built-in loop's tokens are priced.
+    // Every stage is priced from what the gateway metered, at its own model's price, whatever
+    // the agent itself reported.
     for c in show["job"]["costs"]
         .as_array()
         .unwrap()

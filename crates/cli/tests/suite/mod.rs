@@ -11,6 +11,7 @@ mod mixed;
 mod outside;
 mod pipeline;
 mod review;
+mod security;
 mod serve;
 mod service_crash;
 mod worker;

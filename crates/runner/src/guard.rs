@@ -1,0 +1,221 @@
+//! The boundary around untrusted code, decided in one place: what every agent step and every
+//! gate may see, write and reach ([`StepAccess`] → [`ExecPolicy`]), and the model gateway that
+//! holds the provider keys, meters every request and enforces the budgets.
+//!
+//! Set up once per process on first use: bubblewrap is probed (a job refuses to start, with a
+//! message saying how to fix it, when it cannot make its namespaces), the relay is installed in
+//! the home's private `run/` directory and the gateway listens on a socket there.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use codemill_core::config::{Backend, SandboxConfig, SandboxMode};
+use codemill_gateway::Gateway;
+use codemill_process::ExecPolicy;
+use codemill_process::sandbox::{
+    self, Limits, SandboxSetup, StepAccess, find_on_host, host_toolchains, install_relay,
+    program_mounts,
+};
+use tokio::sync::OnceCell;
+
+use crate::engine::Runner;
+
+/// The warning `doctor`, `serve` and every job's log print when the sandbox is off.
+pub const SANDBOX_OFF_WARNING: &str = "[sandbox] mode = \"off\": agents and gates run with no \
+     sandbox — they can read this machine's files and reach its network. Remove the setting \
+     (the default is \"bwrap\") unless this machine is itself a throwaway sandbox.";
+
+/// What every step of this process shares: the sandbox setup and the gateway.
+pub struct Guard {
+    pub setup: SandboxSetup,
+    pub gateway: Gateway,
+}
+
+/// Shared by a runner and its clones; made on first use.
+pub type GuardCell = Arc<OnceCell<Guard>>;
+
+/// Settles how this host runs untrusted code: finds and probes bubblewrap (unless the sandbox
+/// is off), installs the relay into `run_dir`, and collects the toolchains and limits.
+pub async fn sandbox_setup(config: &SandboxConfig, run_dir: &Path) -> Result<SandboxSetup, String> {
+    private_dir(run_dir)?;
+    let (mut expose, mut env, path) = host_toolchains();
+    expose.extend(config.expose.iter().cloned());
+    env.push(("PATH".into(), path));
+    env.push(("LANG".into(), "C.UTF-8".into()));
+    env.extend(config.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let limits = Limits {
+        processes: Some(config.max_processes),
+        file_size: Some(config.max_file_size_mb.saturating_mul(1024 * 1024)),
+        cpu_secs: Some(config.cpu_secs),
+        open_files: Some(config.max_open_files),
+    };
+    let root = sandbox::current_uid() == Some(0);
+    let (bwrap, relay) = match config.mode {
+        SandboxMode::Off => (None, None),
+        SandboxMode::Bwrap => {
+            let program = if config.bwrap.contains('/') {
+                PathBuf::from(&config.bwrap)
+            } else {
+                find_on_host(&config.bwrap).map_err(|_| {
+                    format!(
+                        "the sandbox needs bubblewrap (`{}`), which is not installed: install it \
+                         (Debian/Ubuntu: apt-get install bubblewrap; ./scripts/test does) — or, only \
+                         on a machine that is itself a throwaway sandbox, set [sandbox] mode = \"off\"",
+                        config.bwrap
+                    )
+                })?
+            };
+            sandbox::probe(&program).await?;
+            let relay = install_relay(run_dir).map_err(|e| {
+                format!(
+                    "cannot install the sandbox relay in {}: {e}",
+                    run_dir.display()
+                )
+            })?;
+            (Some(program), Some(relay))
+        }
+    };
+    Ok(SandboxSetup {
+        bwrap,
+        relay,
+        expose,
+        hide: config.hide.clone(),
+        env,
+        limits,
+        host_uid: if root { config.uid } else { None },
+    })
+}
+
+/// Creates `dir` with mode 0700 (agent state, logs, gate homes: nobody else on the host
+/// reads them).
+pub(crate) fn private_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
+        .map_err(|e| format!("{}: {e}", dir.display()))
+}
+
+/// Writes `bytes` to `path`, created with mode 0600.
+pub(crate) fn private_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+impl Runner {
+    /// The guard of this process, set up on first use.
+    pub async fn guard(&self) -> Result<&Guard, String> {
+        self.guard
+            .get_or_try_init(|| async {
+                let run_dir = self.home.run_dir();
+                let setup = sandbox_setup(&self.config.sandbox, &run_dir).await?;
+                if !setup.is_sandboxed() {
+                    tracing::warn!("{SANDBOX_OFF_WARNING}");
+                }
+                let socket = run_dir.join(format!("gateway-{}.sock", std::process::id()));
+                let gateway = Gateway::start(&socket, self.store.clone())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(Guard { setup, gateway })
+            })
+            .await
+    }
+
+    /// The policy of an agent step in `workdir`, with the backend's CLI and the gateway in reach.
+    pub(crate) fn agent_policy(
+        &self,
+        guard: &Guard,
+        backend: Backend,
+        workdir: &Path,
+        writable_worktree: bool,
+        state_dir: &Path,
+    ) -> Result<ExecPolicy, String> {
+        let mut read_only = self.git_mounts(workdir);
+        if let Some(program) = self.config.agent.command(backend) {
+            let search = guard
+                .setup
+                .env
+                .iter()
+                .find(|(k, _)| k == "PATH")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            let host_path = std::env::var_os("PATH").unwrap_or_default();
+            read_only.extend(program_mounts(Path::new(program), search.as_ref()));
+            read_only.extend(program_mounts(Path::new(program), &host_path));
+        }
+        guard
+            .setup
+            .policy(&StepAccess {
+                worktree: workdir.to_path_buf(),
+                worktree_writable: writable_worktree,
+                writable: vec![state_dir.to_path_buf()],
+                read_only,
+                gateway: Some(guard.gateway.socket().to_path_buf()),
+                host_network: false,
+            })
+            .map_err(|e| e.to_string())
+    }
+
+    /// The policy of a gate: the worktree writable (builds write there), its own HOME, no
+    /// network, nothing of codemill's.
+    pub(crate) fn gate_policy(
+        &self,
+        guard: &Guard,
+        worktree: &Path,
+        home: &Path,
+    ) -> Result<ExecPolicy, String> {
+        private_dir(home)?;
+        let policy = guard
+            .setup
+            .policy(&StepAccess {
+                worktree: worktree.to_path_buf(),
+                worktree_writable: true,
+                writable: vec![home.to_path_buf()],
+                read_only: self.git_mounts(worktree),
+                gateway: None,
+                host_network: false,
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(policy.env("HOME", home))
+    }
+
+    /// What git inside a sandbox needs of the shared clone to read a worktree (`git status`,
+    /// `git diff`): objects, refs and the worktree's admin directory, read-only. Never the
+    /// clone's config or hooks. Only paths inside the clone are returned, found by the admin
+    /// directory that names this worktree (the worktree's own `.git` file is not trusted).
+    fn git_mounts(&self, worktree: &Path) -> Vec<PathBuf> {
+        let Some(project) = worktree
+            .strip_prefix(self.home.root().join("worktrees"))
+            .ok()
+            .and_then(|rest| rest.components().next())
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        else {
+            return Vec::new();
+        };
+        let clone = self.home.clone_dir(&project);
+        let mut mounts: Vec<PathBuf> = ["objects", "refs", "packed-refs", "HEAD", "info"]
+            .iter()
+            .map(|name| clone.join(name))
+            .filter(|p| p.exists())
+            .collect();
+        let wanted = worktree.join(".git");
+        if let Ok(entries) = std::fs::read_dir(clone.join("worktrees")) {
+            for entry in entries.flatten() {
+                let admin = entry.path();
+                let names_it = std::fs::read_to_string(admin.join("gitdir"))
+                    .is_ok_and(|text| Path::new(text.trim()) == wanted);
+                if names_it {
+                    mounts.push(admin);
+                }
+            }
+        }
+        mounts
+    }
+}
