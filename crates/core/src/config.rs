@@ -808,6 +808,10 @@ pub struct GateSpec {
 pub struct RepoPolicy {
     #[serde(default)]
     pub gates: Vec<GateSpec>,
+    /// Run once per job, with network, on the base commit before any agent step (`cargo
+    /// fetch`, `npm ci`): sandboxed like gates otherwise.
+    #[serde(default)]
+    pub prepare: Vec<GateSpec>,
     #[serde(default)]
     pub max_fix_rounds: Option<u32>,
     /// Which agent and model each stage uses.
@@ -821,11 +825,23 @@ pub struct RepoPolicy {
 impl RepoPolicy {
     pub fn parse(text: &str, file: &str) -> Result<RepoPolicy, ConfigError> {
         let policy: RepoPolicy = toml::from_str(text).map_err(|e| toml_error(file, text, e))?;
-        for (i, g) in policy.gates.iter().enumerate() {
+        let listed = policy
+            .gates
+            .iter()
+            .enumerate()
+            .map(|(i, g)| ("gates", i, g))
+            .chain(
+                policy
+                    .prepare
+                    .iter()
+                    .enumerate()
+                    .map(|(i, g)| ("prepare", i, g)),
+            );
+        for (table, i, g) in listed {
             if g.command.is_empty() || g.command[0].trim().is_empty() {
                 return Err(ConfigError::at(
                     file,
-                    &format!("gates[{i}].command"),
+                    &format!("{table}[{i}].command"),
                     format!(
                         "gate {:?}: expected a non-empty argument list such as [\"cargo\", \"test\"]",
                         g.name
@@ -837,7 +853,7 @@ impl RepoPolicy {
             {
                 return Err(ConfigError::at(
                     file,
-                    &format!("gates[{i}].workdir"),
+                    &format!("{table}[{i}].workdir"),
                     format!("expected a path inside the repository, found {dir:?}"),
                 ));
             }

@@ -12,9 +12,12 @@
 //!
 //! Invariant: a provider key never leaves this crate except in the request to that provider.
 
+pub mod egress;
 mod proxy;
 mod refuse;
 mod usage;
+
+pub use egress::Egress;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -559,6 +559,14 @@ pub async fn probe(bwrap: &Path) -> Result<(), String> {
 /// The port the model gateway has inside every sandbox (each has its own network namespace).
 pub const GATEWAY_PORT: u16 = 41000;
 
+/// The port of the egress proxy inside a sandbox that has one.
+pub const PROXY_PORT: u16 = 41001;
+
+/// The egress proxy's URL as a process inside a sandbox sees it (`HTTPS_PROXY`).
+pub fn proxy_url_inside() -> String {
+    format!("http://127.0.0.1:{PROXY_PORT}")
+}
+
 /// The gateway's base URL as an agent inside a sandbox sees it.
 pub fn gateway_url_inside() -> String {
     format!("http://127.0.0.1:{GATEWAY_PORT}")
@@ -596,6 +604,8 @@ pub struct StepAccess {
     pub read_only: Vec<PathBuf>,
     /// The gateway's unix socket, reachable inside at [`gateway_url_inside`].
     pub gateway: Option<PathBuf>,
+    /// The egress proxy's unix socket, reachable inside at [`proxy_url_inside`].
+    pub proxy: Option<PathBuf>,
     /// Network: `Host` only for prepare steps; otherwise none but the gateway.
     pub host_network: bool,
 }
@@ -621,12 +631,20 @@ impl SandboxSetup {
                 b.network = if access.host_network {
                     Network::Host
                 } else {
-                    match &access.gateway {
-                        Some(socket) => Network::Relay(vec![Forward {
-                            port: GATEWAY_PORT,
-                            socket: socket.clone(),
-                        }]),
-                        None => Network::None,
+                    let forwards: Vec<Forward> =
+                        [(GATEWAY_PORT, &access.gateway), (PROXY_PORT, &access.proxy)]
+                            .into_iter()
+                            .filter_map(|(port, socket)| {
+                                socket.as_ref().map(|socket| Forward {
+                                    port,
+                                    socket: socket.clone(),
+                                })
+                            })
+                            .collect();
+                    if forwards.is_empty() {
+                        Network::None
+                    } else {
+                        Network::Relay(forwards)
                     }
                 };
                 Sandbox::Bwrap(Box::new(b))
@@ -635,6 +653,16 @@ impl SandboxSetup {
         let mut policy = ExecPolicy::new(sandbox, self.limits);
         for (k, v) in &self.env {
             policy.set_env(k, v);
+        }
+        if access.proxy.is_some() && self.bwrap.is_some() {
+            let url = proxy_url_inside();
+            for name in ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"] {
+                policy.set_env(name, &url);
+            }
+            // The gateway is reached directly.
+            for name in ["NO_PROXY", "no_proxy"] {
+                policy.set_env(name, "127.0.0.1,localhost");
+            }
         }
         Ok(policy)
     }

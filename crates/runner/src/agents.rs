@@ -12,7 +12,7 @@ use codemill_core::ids::JobId;
 use codemill_core::pipeline::{AgentStage, Effect, JobEvent, JobState, Readiness, StageRun};
 use codemill_core::prompts::{self, RUN_DIR, ReviewFiles, TicketText};
 use codemill_core::triage::{decide, parse_decisions, policy_decisions};
-use codemill_gateway::{Grant, Scope, Upstream};
+use codemill_gateway::{Egress, Grant, Scope, Upstream};
 use codemill_store::Ticket;
 
 use codemill_core::text::clip;
@@ -117,7 +117,23 @@ impl Runner {
             budgets: self.config.budgets_for(step.ticket.key.project()),
         });
         let writable = step.stage.mode() == codemill_core::agent::AgentMode::Write;
-        let exec = match self.agent_policy(guard, resolved.backend, workdir, writable, &state_dir) {
+        let project = step.ticket.key.project();
+        let (egress, cache) = match self
+            .egress(guard, project, step.job)
+            .and_then(|egress| Ok((egress, self.job_cache(step.job)?)))
+        {
+            Ok(both) => both,
+            Err(e) => return Ok(Err(format!("sandbox: {e}"))),
+        };
+        let exec = match self.agent_policy(
+            guard,
+            resolved.backend,
+            workdir,
+            writable,
+            &state_dir,
+            &cache,
+            egress.as_ref().map(Egress::socket),
+        ) {
             Ok(exec) => exec,
             Err(e) => return Ok(Err(format!("sandbox: {e}"))),
         };
@@ -176,6 +192,7 @@ impl Runner {
         };
         let metered = pass.metered().await;
         drop(pass);
+        drop(egress);
         if let Some(refusal) = metered.refused {
             run.outcome = AgentOutcome::BudgetExceeded {
                 budget: refusal.budget,

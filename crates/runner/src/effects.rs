@@ -51,7 +51,7 @@ impl Runner {
                 self.update_ticket(job, state, *status, *note).await?
             }
             Effect::PrepareWorkspace => match self.remote_git(state).await {
-                Ok(git) => self.prepare_workspace(&git, state, effect).await,
+                Ok(git) => self.prepare_workspace(&git, job, state, effect).await,
                 Err(e) => return self.outside_failure(state, effect, e),
             },
             Effect::RunAgent {
@@ -256,6 +256,7 @@ impl Runner {
     async fn prepare_workspace(
         &self,
         git: &codemill_git::Git,
+        job: JobId,
         state: &JobState,
         effect: &Effect,
     ) -> JobEvent {
@@ -279,17 +280,77 @@ impl Runner {
             }
             Err(e) => return failed(effect, e),
         };
-        match self
+        let worktree = match self
             .fresh_worktree(git, &clone, key, &key.branch(), &base, "a new job")
             .await
         {
-            Ok(worktree) => JobEvent::WorkspaceReady {
-                worktree: worktree.display().to_string(),
-                branch: key.branch(),
-                base_commit: base,
-                default_branch,
-            },
-            Err(e) => failed(effect, e),
+            Ok(worktree) => worktree,
+            Err(e) => return failed(effect, e),
+        };
+        if let Err(e) = self.run_prepare(job, &clone, &base, &worktree).await {
+            return failed(effect, e);
+        }
+        JobEvent::WorkspaceReady {
+            worktree: worktree.display().to_string(),
+            branch: key.branch(),
+            base_commit: base,
+            default_branch,
+        }
+    }
+
+    /// The repository's `[[prepare]]` steps (e.g. `cargo fetch`, `npm ci`), from its policy at
+    /// the trusted base commit, run before any agent touches the worktree: sandboxed like a
+    /// gate, but with the host's network. A failing step stops the job with its output.
+    async fn run_prepare(
+        &self,
+        job: JobId,
+        clone: &Path,
+        base: &str,
+        worktree: &Path,
+    ) -> Result<(), String> {
+        let text = self
+            .git
+            .read_file_at(clone, base, POLICY_FILE)
+            .await
+            .map_err(|e| e.to_string())?;
+        let steps = match parse_policy(text.as_deref()).map_err(|e| e.to_string())? {
+            Some(policy) if !policy.prepare.is_empty() => policy.prepare,
+            _ => return Ok(()),
+        };
+        let guard = self.guard().await.map_err(|e| format!("sandbox: {e}"))?;
+        let cache = self.job_cache(job)?;
+        let policy = self
+            .gate_policy(guard, worktree, &cache, None, true)
+            .map_err(|e| format!("sandbox: {e}"))?;
+        let results = run_gates(
+            worktree,
+            &steps,
+            Duration::from_secs(self.config.gate_timeout_secs),
+            self.config.gate_output_cap_bytes,
+            &policy,
+        )
+        .await;
+        for r in &results {
+            self.emit(Progress::Info {
+                message: format!(
+                    "prepare {}: {} ({} ms)",
+                    r.name,
+                    if r.passed { "done" } else { "FAILED" },
+                    r.duration_ms
+                ),
+            });
+        }
+        match results.iter().find(|r| !r.passed) {
+            None => Ok(()),
+            Some(r) => Err(format!(
+                "prepare step `{}` ({}) failed{}: {}",
+                r.name,
+                r.command,
+                r.exit_code
+                    .map(|c| format!(" with exit {c}"))
+                    .unwrap_or_default(),
+                codemill_core::text::clip(r.error.as_deref().unwrap_or(r.output.trim()), 2000)
+            )),
         }
     }
 
@@ -365,9 +426,19 @@ impl Runner {
             Ok(guard) => guard,
             Err(e) => return failed(effect, format!("sandbox: {e}")),
         };
-        let home = self.home.agent_state(job, "gates");
-        let policy = match self.gate_policy(guard, &worktree, &home) {
-            Ok(policy) => policy,
+        let prepared = self.job_cache(job).and_then(|cache| {
+            let egress = self.egress(guard, state.ticket.project(), job)?;
+            let policy = self.gate_policy(
+                guard,
+                &worktree,
+                &cache,
+                egress.as_ref().map(codemill_gateway::Egress::socket),
+                false,
+            )?;
+            Ok((egress, policy))
+        });
+        let (_egress, policy) = match prepared {
+            Ok(prepared) => prepared,
             Err(e) => return failed(effect, format!("sandbox: {e}")),
         };
         let results = run_gates(

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use codemill_core::config::{Backend, SandboxConfig, SandboxMode};
-use codemill_gateway::Gateway;
+use codemill_core::ids::JobId;
+use codemill_gateway::{Egress, Gateway};
 use codemill_process::ExecPolicy;
 use codemill_process::sandbox::{
     self, Limits, SandboxSetup, StepAccess, find_on_host, host_toolchains, install_relay,
@@ -128,7 +129,47 @@ impl Runner {
             .await
     }
 
+    /// A step's egress proxy when its project allows hosts (sandboxed only: unsandboxed steps
+    /// have the host's network anyway). Connections are journaled to `logs/<job>/egress.log`.
+    pub(crate) fn egress(
+        &self,
+        guard: &Guard,
+        project: &str,
+        job: JobId,
+    ) -> Result<Option<Egress>, String> {
+        let Some(allow) = self
+            .config
+            .projects
+            .get(project)
+            .map(|p| &p.sandbox)
+            .filter(|s| !s.allow_hosts.is_empty())
+        else {
+            return Ok(None);
+        };
+        if !guard.setup.is_sandboxed() {
+            return Ok(None);
+        }
+        let logs = self.home.logs(job);
+        private_dir(&logs)?;
+        let socket = self
+            .home
+            .run_dir()
+            .join(format!("egress-{}.sock", uuid::Uuid::new_v4().simple()));
+        Egress::start(&socket, allow.clone(), &logs.join("egress.log"))
+            .map(Some)
+            .map_err(|e| format!("cannot start the egress proxy on {}: {e}", socket.display()))
+    }
+
+    /// The job's tool cache: HOME of its gates and prepare steps, and `CARGO_HOME` of every
+    /// step, so what a prepare step fetched is there for gates and agents alike.
+    pub(crate) fn job_cache(&self, job: JobId) -> Result<PathBuf, String> {
+        let dir = self.home.agent_state(job, "cache");
+        private_dir(&dir)?;
+        Ok(dir)
+    }
+
     /// The policy of an agent step in `workdir`, with the backend's CLI and the gateway in reach.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn agent_policy(
         &self,
         guard: &Guard,
@@ -136,6 +177,8 @@ impl Runner {
         workdir: &Path,
         writable_worktree: bool,
         state_dir: &Path,
+        cache: &Path,
+        proxy: Option<&Path>,
     ) -> Result<ExecPolicy, String> {
         let mut read_only = self.git_mounts(workdir);
         if let Some(program) = self.config.agent.command(backend) {
@@ -150,40 +193,55 @@ impl Runner {
             read_only.extend(program_mounts(Path::new(program), search.as_ref()));
             read_only.extend(program_mounts(Path::new(program), &host_path));
         }
-        guard
+        let (mut writable, mut read_cache) = (vec![state_dir.to_path_buf()], Vec::new());
+        if writable_worktree {
+            writable.push(cache.to_path_buf());
+        } else {
+            read_cache.push(cache.to_path_buf());
+        }
+        read_only.extend(read_cache);
+        let policy = guard
             .setup
             .policy(&StepAccess {
                 worktree: workdir.to_path_buf(),
                 worktree_writable: writable_worktree,
-                writable: vec![state_dir.to_path_buf()],
+                writable,
                 read_only,
                 gateway: Some(guard.gateway.socket().to_path_buf()),
+                proxy: proxy.map(Path::to_path_buf),
                 host_network: false,
             })
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        Ok(policy.env("CARGO_HOME", cache.join(".cargo")))
     }
 
-    /// The policy of a gate: the worktree writable (builds write there), its own HOME, no
-    /// network, nothing of codemill's.
+    /// The policy of a gate (or, with `network`, of a prepare step): the worktree writable
+    /// (builds write there), the job's cache as HOME, nothing of codemill's. Gates get no
+    /// network but the project's egress proxy; prepare steps run on the trusted base commit
+    /// with the host's network.
     pub(crate) fn gate_policy(
         &self,
         guard: &Guard,
         worktree: &Path,
-        home: &Path,
+        cache: &Path,
+        proxy: Option<&Path>,
+        network: bool,
     ) -> Result<ExecPolicy, String> {
-        private_dir(home)?;
         let policy = guard
             .setup
             .policy(&StepAccess {
                 worktree: worktree.to_path_buf(),
                 worktree_writable: true,
-                writable: vec![home.to_path_buf()],
+                writable: vec![cache.to_path_buf()],
                 read_only: self.git_mounts(worktree),
                 gateway: None,
-                host_network: false,
+                proxy: proxy.map(Path::to_path_buf),
+                host_network: network,
             })
             .map_err(|e| e.to_string())?;
-        Ok(policy.env("HOME", home))
+        Ok(policy
+            .env("HOME", cache)
+            .env("CARGO_HOME", cache.join(".cargo")))
     }
 
     /// What git inside a sandbox needs of the shared clone to read a worktree (`git status`,

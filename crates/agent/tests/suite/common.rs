@@ -170,6 +170,7 @@ impl Fixture {
                 writable: vec![self.state_dir.clone()],
                 read_only: Vec::new(),
                 gateway: Some(self.gateway.socket().to_path_buf()),
+                proxy: None,
                 host_network: false,
             })
             .unwrap();

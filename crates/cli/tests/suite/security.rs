@@ -319,3 +319,77 @@ async fn a_runaway_agent_stops_at_its_budget_with_the_work_kept() {
     let budget = env.ok(&["budget"]);
     assert!(budget.contains("P "), "{budget}");
 }
+
+/// A TCP echo server on the host: answers `echo:` and what it read.
+fn echo_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let mut stream = stream;
+                let mut buf = [0u8; 64];
+                if let Ok(n) = stream.read(&mut buf) {
+                    let _ = stream.write_all(b"echo:");
+                    let _ = stream.write_all(&buf[..n]);
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepare_has_network_and_gates_reach_only_allowed_hosts_through_the_proxy() {
+    let port = echo_server();
+    // prepare: straight to the host over the network, into the job's cache (the gates' HOME).
+    // The gate: no direct network; through the proxy, the allowed host answers and another
+    // name is refused.
+    let policy = format!(
+        r#"[[prepare]]
+name = "fetch"
+command = ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/{port}; printf fetched >&3; head -c 12 <&3 > $HOME/prepared.txt"]
+
+[[gates]]
+name = "net"
+command = ["bash", "-c", '''
+test -f hello.txt || exit 1
+echo "prepared: $(cat $HOME/prepared.txt)"
+(exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null && echo "direct: connected" || echo "direct: refused"
+exec 3<>/dev/tcp/127.0.0.1/41001
+printf 'CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n' >&3
+head -c 39 <&3; echo
+printf 'via-proxy' >&3
+echo "tunnel: $(head -c 14 <&3)"
+exec 4<>/dev/tcp/127.0.0.1/41001
+printf 'CONNECT localhost:{port} HTTP/1.1\r\n\r\n' >&4
+echo "other: $(head -n 1 <&4)"
+''']
+"#
+    );
+    let env = Env::new(super::harness::engineer(), &policy, "").await;
+    let file = env.home.join("codemill.toml");
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text.push_str("\n[projects.P.sandbox]\nallow_hosts = [\"127.0.0.1\"]\n");
+    std::fs::write(&file, text).unwrap();
+    env.ok(&["run", "P-1"]);
+    let show = env.json(&["show", "P-1", "--json"]);
+    assert_eq!(show["job"]["state"], "awaiting_approval", "{show:#}");
+    let output = show["job"]["gates"][0]["output"].as_str().unwrap();
+    assert!(output.contains("prepared: echo:fetched"), "{output}");
+    assert!(output.contains("direct: refused"), "{output}");
+    assert!(
+        output.contains("HTTP/1.1 200 Connection established"),
+        "{output}"
+    );
+    assert!(output.contains("tunnel: echo:via-proxy"), "{output}");
+    assert!(output.contains("other: HTTP/1.1 403 Forbidden"), "{output}");
+    let job = show["job"]["id"].as_str().unwrap();
+    let log = std::fs::read_to_string(env.home.join(format!("logs/{job}/egress.log"))).unwrap();
+    assert!(log.contains(&format!("allowed 127.0.0.1:{port}")), "{log}");
+    assert!(
+        log.contains(&format!("refused localhost:{port} (not in allow_hosts)")),
+        "{log}"
+    );
+}
