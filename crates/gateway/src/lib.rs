@@ -201,6 +201,7 @@ impl Gateway {
         let url = format!("http://{}", tcp.local_addr().map_err(listen_err)?);
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(30))
+            .tcp_nodelay(true)
             .build()
             .unwrap_or_default();
         let inner = Arc::new(Inner {
@@ -217,9 +218,15 @@ impl Gateway {
                     .into_future(),
             ),
             tokio::spawn(
-                axum::serve(tcp, router)
-                    .with_graceful_shutdown(stop.clone().cancelled_owned())
-                    .into_future(),
+                // Small SSE writes must not wait for delayed ACKs (40 ms each on loopback).
+                axum::serve(
+                    axum::serve::ListenerExt::tap_io(tcp, |stream| {
+                        let _ = stream.set_nodelay(true);
+                    }),
+                    router,
+                )
+                .with_graceful_shutdown(stop.clone().cancelled_owned())
+                .into_future(),
             ),
         ] {
             drop(serve);

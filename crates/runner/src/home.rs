@@ -65,7 +65,26 @@ pub const DEFAULT_CONFIG: &str = r#"# codemill configuration. Every key is optio
 # input_per_mtok = 3.0
 # output_per_mtok = 15.0
 
+# Every agent, agent command, gate and prepare step runs in bubblewrap; jobs refuse to start
+# when it cannot sandbox here (`codemill doctor` says why).
+[sandbox]
+# mode = "bwrap"             # "off" only on a machine that is itself a throwaway sandbox
+# expose = ["/opt/toolchains"]   # extra read-only host paths
+# max_processes = 1024
+# max_file_size_mb = 4096
+# cpu_secs = 14400
+
+# Spending limits, enforced by codemill's model gateway before each model request.
+[budgets]
+# job_usd = 20.0
+# ticket_usd = 50.0
+# project_day_usd = 200.0
+# day_usd = 500.0
+# job_tokens = 5000000
+
 # Projects are added with `codemill project add NAME --repo PATH_OR_URL`.
+# Per project: [projects.NAME.budgets] (same keys) and
+# [projects.NAME.sandbox] allow_hosts = ["index.crates.io"] (reached through the egress proxy).
 "#;
 
 /// Paths of one codemill home.

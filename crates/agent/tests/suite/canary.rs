@@ -251,11 +251,26 @@ async fn run_command(
     command: &str,
     sandboxed: bool,
 ) -> (AgentOutcome, String) {
+    let (outcome, seen, _) = run_command_in(fx, backend, command, sandboxed, None).await;
+    (outcome, seen)
+}
+
+/// [`run_command`] in a new session or, with `resume`, in an earlier one (a fix round); also
+/// returns the session id.
+async fn run_command_in(
+    fx: &Fixture,
+    backend: &Backend,
+    command: &str,
+    sandboxed: bool,
+    resume: Option<String>,
+) -> (AgentOutcome, String, Option<String>) {
+    // A resumed session's history already holds the first session's tool result.
+    let earlier = usize::from(resume.is_some());
     let server = ModelServer::start(Script::new(vec![
         rule(
             "attack",
             Match {
-                tool_results: Some(0),
+                tool_results: Some(earlier),
                 has_tools: Some(true),
                 ..Match::default()
             },
@@ -264,7 +279,7 @@ async fn run_command(
         rule(
             "done",
             Match {
-                tool_results: Some(1),
+                tool_results: Some(earlier + 1),
                 ..Match::default()
             },
             Reply::text("Done."),
@@ -288,6 +303,7 @@ async fn run_command(
         )
     };
     req.model = backend.model.into();
+    req.resume_session = resume;
     req.limits.wall_clock = Duration::from_secs(120);
     req.limits.idle = Duration::from_secs(60);
     if !sandboxed {
@@ -301,7 +317,7 @@ async fn run_command(
         .collect::<Vec<_>>()
         .join("\n");
     // Only the text the tool printed, unescaped enough to search (JSON strings escape \n).
-    (run.outcome, seen.replace("\\n", "\n"))
+    (run.outcome, seen.replace("\\n", "\n"), run.session_id)
 }
 
 async fn canary(backend: Backend) {
@@ -328,6 +344,22 @@ async fn claude_code_is_contained() {
 #[tokio::test]
 async fn codex_is_contained() {
     canary(backends().remove(1)).await;
+}
+
+/// A fix round resumes the implement session (`codex exec resume`): the same boundary holds.
+#[tokio::test]
+async fn a_resumed_codex_session_is_contained() {
+    let backend = backends().remove(1);
+    let fx = Fixture::new().await;
+    let (outcome, _, session) =
+        run_command_in(&fx, &backend, "echo first-session", true, None).await;
+    assert_eq!(outcome, AgentOutcome::Success);
+    assert!(session.is_some());
+    let target = Target::plant(&fx);
+    std::fs::write(fx.workdir.join("attack.sh"), target.script()).unwrap();
+    let (outcome, seen, _) = run_command_in(&fx, &backend, "bash attack.sh", true, session).await;
+    assert_eq!(outcome, AgentOutcome::Success, "{seen}");
+    target.assert_contained("codex (resumed)", &seen).await;
 }
 
 #[tokio::test]

@@ -21,12 +21,20 @@ use crate::progress::{Op, run_with_progress};
 
 const PROJECT: &str = "DEMO";
 
-fn demo_config() -> String {
-    format!(
+/// The demo's config; `sandboxed` is false only when bubblewrap cannot run here, and then the
+/// file says so (the demo's agent is the canned demo model on its own sample repository).
+fn demo_config(sandboxed: bool) -> String {
+    let sandbox = if sandboxed {
+        String::new()
+    } else {
+        "\n# bubblewrap could not sandbox on this machine (see `codemill doctor`). The demo runs only\n# the canned demo model on its own sample repository, so it runs without the sandbox;\n# real projects must not.\n[sandbox]\nmode = \"off\"\n".to_string()
+    };
+    let text = format!(
         "# codemill demo home. The agent steps use the built-in agent loop against the embedded,\n# scripted DEMO MODEL (provider \"demo\"): its answers are canned, not generated.\n\n[agent]\nbackend = \"builtin\"\nprovider = \"demo\"\nmodel = \"{}\"\nmax_turns = 20\nwall_clock_secs = 300\nidle_secs = 60\n\n[pipeline]\nmax_fix_rounds = 3\n\n# Illustrative price of the demo model, so the cost accounting shows figures.\n[prices.\"{}\"]\ninput_per_mtok = 3.0\noutput_per_mtok = 15.0\n",
         script::MODEL,
         script::MODEL
-    )
+    );
+    format!("{text}{sandbox}")
 }
 
 async fn git(dir: &Path, args: &[&str]) -> Result<String> {
@@ -118,12 +126,23 @@ pub async fn run(home_flag: Option<PathBuf>, as_json: bool) -> Result<ExitCode> 
     let started = Instant::now();
     let home = fresh_home(home_flag)?;
     home.init()?;
-    std::fs::write(home.config_file(), demo_config()).context("writing the demo config")?;
-    let root = std::fs::canonicalize(home.root())?;
-    let home = Home::new(root.clone());
     let say = |s: &str| {
         if as_json { err(s) } else { out(s) }
     };
+    let defaults = codemill_core::config::SandboxConfig::default();
+    let sandboxed = match codemill_runner::guard::sandbox_setup(&defaults, &home.run_dir()).await {
+        Ok(_) => true,
+        Err(e) => {
+            err(&format!(
+                "warning: {e}\nThe demo runs its canned model without the sandbox; real jobs would refuse to start."
+            ));
+            false
+        }
+    };
+    std::fs::write(home.config_file(), demo_config(sandboxed))
+        .context("writing the demo config")?;
+    let root = std::fs::canonicalize(home.root())?;
+    let home = Home::new(root.clone());
     say(&format!("codemill demo — home: {}", root.display()));
     say(
         "Agent steps use the built-in agent loop with the scripted DEMO MODEL (canned answers, no real model, no network).",

@@ -37,6 +37,13 @@ async fn healthy_setup_is_ready() {
     };
     assert_eq!(check("git")["level"], "ok");
     assert_eq!(check("database")["level"], "ok");
+    let sandbox = check("sandbox");
+    assert_eq!(sandbox["level"], "ok", "{sandbox}");
+    assert!(
+        sandbox["detail"].as_str().unwrap().contains("bubblewrap"),
+        "{sandbox}"
+    );
+    assert_eq!(check("budgets")["level"], "warn");
     let c = check("claude-code");
     assert_eq!(c["level"], "ok");
     assert!(c["detail"].as_str().unwrap().contains("2.1.197"), "{c}");
@@ -90,5 +97,53 @@ async fn refused_key_makes_it_not_ready_with_a_hint() {
     assert!(
         text.contains("environment variable CODEMILL_TEST_MODEL_KEY is not set"),
         "{text}"
+    );
+}
+
+/// Fail closed: without a working sandbox nothing runs, and every entry point says how to fix
+/// it; `mode = "off"` works but is warned about.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_sandbox_jobs_refuse_to_start_and_off_is_a_warning() {
+    let env = Env::new(
+        super::harness::engineer(),
+        HELLO_GATE,
+        "[sandbox]\nbwrap = \"/nonexistent/bwrap\"\n",
+    )
+    .await;
+    let (code, out, _) = env.run(&["doctor"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("NOT ready"), "{out}");
+    assert!(out.contains("apt-get install bubblewrap"), "{out}");
+    let (code, out, err) = env.run(&["run", "P-1"]);
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains("sandbox:") && err.contains("mode = \"off\""),
+        "{out}\n{err}"
+    );
+    let show = env.json(&["show", "P-1", "--json"]);
+    assert!(show["job"].is_null(), "a job was created: {show:#}");
+    let (code, _, err) = env.run(&["worker", "--once"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("bubblewrap"), "{err}");
+
+    env.write_config("[sandbox]\nmode = \"off\"\n");
+    let v = env.json(&["doctor", "--json"]);
+    let sandbox = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "sandbox")
+        .unwrap()
+        .clone();
+    assert_eq!(sandbox["level"], "warn", "{sandbox}");
+    assert!(
+        sandbox["detail"].as_str().unwrap().contains("no sandbox"),
+        "{sandbox}"
+    );
+    let (code, out, err) = env.run(&["run", "P-1"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(
+        out.contains("mode = \"off\""),
+        "the job's log did not warn: {out}"
     );
 }
