@@ -535,7 +535,8 @@ pub async fn probe(bwrap: &Path) -> Result<(), String> {
         .map_err(|e| match e {
             ProcessError::NotFound { .. } => format!(
                 "bubblewrap ({}) is not installed; install it (Debian/Ubuntu: apt-get install \
-                 bubblewrap)",
+                 bubblewrap) — or, only on a machine that is itself a throwaway sandbox, set \
+                 [sandbox] mode = \"off\" in codemill.toml",
                 bwrap.display()
             ),
             other => other.to_string(),

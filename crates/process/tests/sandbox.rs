@@ -216,7 +216,8 @@ async fn killing_the_step_kills_setsid_children() {
     for sandboxed in [true, false] {
         let _ = std::fs::remove_file(&marker);
         let script = format!(
-            "setsid sh -c 'sleep 2; touch {}' </dev/null >/dev/null 2>&1 & sleep 30",
+            // The subshell exits at once: the daemon is nobody's child but init's.
+            "(setsid sh -c 'sleep 2; touch {}' </dev/null >/dev/null 2>&1 &); sleep 30",
             marker.display()
         );
         let out = host

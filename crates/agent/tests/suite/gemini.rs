@@ -467,10 +467,11 @@ async fn hanging_model_is_killed_at_the_idle_limit() {
     req.exec.set_env("CODEMILL_TEST_EXTRA", "from-extra-env");
     let agent = gemini();
     let started = Instant::now();
-    // While the CLI waits on the model, look at the environment it was started with (the base
-    // URL picks the agent run, not a `--version` check sharing the HOME).
-    let marker = "GOOGLE_GEMINI_BASE_URL=http://127.0.0.1:41000";
-    let ((run, _), env) = tokio::join!(run(agent, &req), probe_env(marker));
+    // While the CLI waits on the model, look at the environment it was started with (the token
+    // picks the agent run, not a `--version` check sharing the HOME).
+    // The per-step token: unique to this run (another test's sandbox has the same base URL).
+    let marker = format!("GEMINI_API_KEY={}", fx.token());
+    let ((run, _), env) = tokio::join!(run(agent, &req), probe_env(&marker));
     let took = started.elapsed();
     keep_log(&fx, "hang");
     assert_timed_out(&run.outcome, TimeoutKind::Idle, &fx);

@@ -181,7 +181,10 @@ async fn status_and_help_output() {
     ]);
     env.ok(&["run", "P-1"]);
     let status = env.ok(&["status"]);
-    insta::with_settings!({filters => vec![(r"\d+ +\$\d+\.\d{4}", "[TOKENS] [COST]")]}, {
+    insta::with_settings!({filters => vec![
+        (r"\d+ +\$\d+\.\d{4}", "[TOKENS] [COST]"),
+        (r"today \(\d{4}-\d{2}-\d{2} UTC\): \$\d+\.\d{4}", "today ([DAY] UTC): [COST]"),
+    ]}, {
         insta::assert_snapshot!("status", status);
     });
     insta::assert_snapshot!("help", env.ok(&["--help"]));
