@@ -3,7 +3,6 @@
 //! `EffectFailed` events; only store and journal problems are errors.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use codemill_core::config::{RepoPolicy, Retention};
 use codemill_core::ids::JobId;
@@ -18,7 +17,7 @@ use codemill_trackers::{Forge, Tracker};
 
 use crate::agents::Step;
 use crate::engine::{RunError, Runner};
-use crate::gates::{POLICY_FILE, gates_from, parse_policy, run_gates};
+use crate::gates::{POLICY_FILE, parse_policy};
 use crate::local::{LocalForge, LocalTracker};
 use crate::notes;
 use crate::progress::Progress;
@@ -298,62 +297,6 @@ impl Runner {
         }
     }
 
-    /// The repository's `[[prepare]]` steps (e.g. `cargo fetch`, `npm ci`), from its policy at
-    /// the trusted base commit, run before any agent touches the worktree: sandboxed like a
-    /// gate, but with the host's network. A failing step stops the job with its output.
-    async fn run_prepare(
-        &self,
-        job: JobId,
-        clone: &Path,
-        base: &str,
-        worktree: &Path,
-    ) -> Result<(), String> {
-        let text = self
-            .git
-            .read_file_at(clone, base, POLICY_FILE)
-            .await
-            .map_err(|e| e.to_string())?;
-        let steps = match parse_policy(text.as_deref()).map_err(|e| e.to_string())? {
-            Some(policy) if !policy.prepare.is_empty() => policy.prepare,
-            _ => return Ok(()),
-        };
-        let guard = self.guard().await.map_err(|e| format!("sandbox: {e}"))?;
-        let cache = self.job_cache(job)?;
-        let policy = self
-            .gate_policy(guard, worktree, &cache, None, true)
-            .map_err(|e| format!("sandbox: {e}"))?;
-        let results = run_gates(
-            worktree,
-            &steps,
-            Duration::from_secs(self.config.gate_timeout_secs),
-            self.config.gate_output_cap_bytes,
-            &policy,
-        )
-        .await;
-        for r in &results {
-            self.emit(Progress::Info {
-                message: format!(
-                    "prepare {}: {} ({} ms)",
-                    r.name,
-                    if r.passed { "done" } else { "FAILED" },
-                    r.duration_ms
-                ),
-            });
-        }
-        match results.iter().find(|r| !r.passed) {
-            None => Ok(()),
-            Some(r) => Err(format!(
-                "prepare step `{}` ({}) failed{}: {}",
-                r.name,
-                r.command,
-                r.exit_code
-                    .map(|c| format!(" with exit {c}"))
-                    .unwrap_or_default(),
-                codemill_core::text::clip(r.error.as_deref().unwrap_or(r.output.trim()), 2000)
-            )),
-        }
-    }
-
     pub(crate) fn worktree(&self, state: &JobState) -> Option<PathBuf> {
         state
             .worktree
@@ -394,69 +337,6 @@ impl Runner {
             m.insert(key, policy.clone());
         }
         Ok(policy)
-    }
-
-    async fn gates(&self, job: JobId, state: &JobState, effect: &Effect, round: u32) -> JobEvent {
-        let Some(worktree) = self.worktree(state) else {
-            return failed(effect, "the ticket's worktree is missing");
-        };
-        let policy = match self.policy(state).await {
-            Ok(p) => p,
-            Err(e) => return failed(effect, e),
-        };
-        // Listing the tree is only needed to detect gates the policy does not name.
-        let files = if policy.as_ref().is_some_and(|p| !p.gates.is_empty()) {
-            Vec::new()
-        } else {
-            let clone = self.home.clone_dir(state.ticket.project());
-            let base = state.base_commit.clone().unwrap_or_default();
-            match self.git.list_files(&clone, &base).await {
-                Ok(f) => f,
-                Err(e) => return failed(effect, e),
-            }
-        };
-        let specs = gates_from(policy.as_ref(), &files);
-        if specs.is_empty() {
-            self.emit(Progress::Info {
-                message: "no gates configured or detected; add .codemill/pipeline.toml".into(),
-            });
-        }
-        // Gates run the agent's code: sandboxed, with their own HOME and nothing of ours.
-        let guard = match self.guard().await {
-            Ok(guard) => guard,
-            Err(e) => return failed(effect, format!("sandbox: {e}")),
-        };
-        let prepared = self.job_cache(job).and_then(|cache| {
-            let egress = self.egress(guard, state.ticket.project(), job)?;
-            let policy = self.gate_policy(
-                guard,
-                &worktree,
-                &cache,
-                egress.as_ref().map(codemill_gateway::Egress::socket),
-                false,
-            )?;
-            Ok((egress, policy))
-        });
-        let (_egress, policy) = match prepared {
-            Ok(prepared) => prepared,
-            Err(e) => return failed(effect, format!("sandbox: {e}")),
-        };
-        let results = run_gates(
-            &worktree,
-            &specs,
-            Duration::from_secs(self.config.gate_timeout_secs),
-            self.config.gate_output_cap_bytes,
-            &policy,
-        )
-        .await;
-        self.emit(Progress::Gates {
-            round,
-            results: results.clone(),
-        });
-        JobEvent::GatesFinished {
-            round,
-            gates: results,
-        }
     }
 
     async fn commit(
