@@ -61,6 +61,29 @@ pub(crate) enum Stop {
     Cancelled,
 }
 
+impl Stop {
+    /// The outcome of a run that stopped this way: limits and the cancel signal are the same
+    /// for every backend; how an exited CLI did is for its own `judge` to say.
+    pub(crate) fn outcome(
+        self,
+        started: std::time::Instant,
+        turns_at_limit: u32,
+        judge: impl FnOnce(Option<i32>, &str) -> AgentOutcome,
+    ) -> AgentOutcome {
+        match self {
+            Stop::Timeout(limit) => AgentOutcome::TimedOut {
+                limit,
+                after_secs: started.elapsed().as_secs(),
+            },
+            Stop::TurnLimit => AgentOutcome::MaxTurns {
+                turns: turns_at_limit,
+            },
+            Stop::Cancelled => AgentOutcome::Killed,
+            Stop::Exited { code, stderr } => judge(code, &stderr),
+        }
+    }
+}
+
 /// Runs the CLI to its end. `Ok(Err(outcome))` when it could not be started at all.
 pub(crate) async fn drive(
     launch: Launch<'_>,

@@ -18,7 +18,7 @@ use codemill_process::ExecPolicy;
 use futures_util::future::BoxFuture;
 use secrecy::ExposeSecret;
 
-use crate::driver::{self, Launch, Stop};
+use crate::driver::{self, Launch};
 use crate::log::RawLog;
 use crate::{Agent, AgentError, AgentRequest, EventSink};
 
@@ -152,20 +152,14 @@ impl ClaudeCode {
             cwd: &req.workdir,
             install_hint: INSTALL_HINT,
         };
-        let outcome = match driver::drive(launch, req, &mut normalizer, &mut log, events).await? {
+        let stop = match driver::drive(launch, req, &mut normalizer, &mut log, events).await? {
+            Ok(stop) => stop,
             Err(outcome) => return Ok(finished(outcome, None)),
-            Ok(Stop::Timeout(limit)) => AgentOutcome::TimedOut {
-                limit,
-                after_secs: started.elapsed().as_secs(),
-            },
-            Ok(Stop::TurnLimit) => AgentOutcome::MaxTurns {
-                turns: normalizer.turns(),
-            },
-            Ok(Stop::Cancelled) => AgentOutcome::Killed,
-            Ok(Stop::Exited { code, stderr }) => {
-                normalize::judge(normalizer.result(), code, &stderr, normalizer.turns())
-            }
         };
+        let turns_at_limit = normalizer.turns();
+        let outcome = stop.outcome(started, turns_at_limit, |code, stderr| {
+            normalize::judge(normalizer.result(), code, stderr, normalizer.turns())
+        });
         let session_id = normalizer
             .session_id()
             .map(str::to_string)

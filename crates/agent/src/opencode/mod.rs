@@ -57,7 +57,7 @@ use futures_util::future::BoxFuture;
 use secrecy::ExposeSecret;
 use tokio::sync::OnceCell;
 
-use crate::driver::{self, Launch, Stop};
+use crate::driver::{self, Launch};
 use crate::log::RawLog;
 use crate::{Agent, AgentError, AgentRequest, EventSink};
 
@@ -198,20 +198,14 @@ impl Opencode {
             cwd: &req.workdir,
             install_hint: INSTALL_HINT,
         };
-        let outcome = match driver::drive(launch, req, &mut normalizer, &mut log, events).await? {
+        let stop = match driver::drive(launch, req, &mut normalizer, &mut log, events).await? {
+            Ok(stop) => stop,
             Err(outcome) => return Ok(finished(outcome, None)),
-            Ok(Stop::Timeout(limit)) => AgentOutcome::TimedOut {
-                limit,
-                after_secs: started.elapsed().as_secs(),
-            },
-            Ok(Stop::TurnLimit) => AgentOutcome::MaxTurns {
-                turns: req.limits.max_turns,
-            },
-            Ok(Stop::Cancelled) => AgentOutcome::Killed,
-            Ok(Stop::Exited { code, stderr }) => {
-                normalize::judge(normalizer.error(), code, &stderr, normalizer.turns())
-            }
         };
+        let turns_at_limit = req.limits.max_turns;
+        let outcome = stop.outcome(started, turns_at_limit, |code, stderr| {
+            normalize::judge(normalizer.error(), code, stderr, normalizer.turns())
+        });
         let turns = match outcome {
             AgentOutcome::MaxTurns { turns } => turns,
             _ => normalizer.turns(),
