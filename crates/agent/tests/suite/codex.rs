@@ -214,10 +214,9 @@ async fn resuming_an_unknown_thread_fails_explicitly() {
     assert!(server.requests().is_empty());
 }
 
-#[tokio::test]
-async fn read_only_run_cannot_write() {
-    let fx = Fixture::new().await;
-    let server = ModelServer::start(Script::new(vec![
+/// A reviewer that tries two patches and a write through the shell, reads, then answers.
+async fn write_anyway_reviewer() -> ModelServer {
+    ModelServer::start(Script::new(vec![
         rule(
             "write-anyway",
             first_user("CODEX-REVIEW", Some(0)),
@@ -235,7 +234,13 @@ async fn read_only_run_cannot_write() {
         ),
     ]))
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test]
+async fn read_only_run_cannot_write() {
+    let fx = Fixture::new().await;
+    let server = write_anyway_reviewer().await;
     let before = fx.tree();
     // "review" alone would be Codex's review subcommand without the `--` the backend passes.
     let req = request(&fx, &server, AgentMode::ReadOnly, "CODEX-REVIEW review");
@@ -269,25 +274,7 @@ async fn read_only_run_cannot_write() {
 #[tokio::test]
 async fn read_only_run_without_the_sandbox_is_held_by_codexs_own() {
     let fx = Fixture::new().await;
-    let server = ModelServer::start(Script::new(vec![
-        rule(
-            "write-anyway",
-            first_user("CODEX-REVIEW", Some(0)),
-            Reply::tool_calls(vec![
-                patch("*** Add File: evil.txt\n+x\n"),
-                shell("touch evil2.txt; echo y >> README.md"),
-                patch("*** Update File: README.md\n@@\n-# demo\n+# hacked\n"),
-                shell("cat README.md"),
-            ]),
-        ),
-        rule(
-            "findings",
-            first_user("CODEX-REVIEW", Some(4)),
-            Reply::text("{\"findings\": []}"),
-        ),
-    ]))
-    .await
-    .unwrap();
+    let server = write_anyway_reviewer().await;
     let before = fx.tree();
     // "review" alone would be Codex's review subcommand without the `--` the backend passes.
     let req = fx.unsandboxed(request(
