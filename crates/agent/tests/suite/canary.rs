@@ -165,7 +165,11 @@ echo ATTACK-DONE
             self.connected(),
             "{name}: control: the listener was not reached"
         );
-        tokio::time::sleep(Duration::from_secs(4)).await;
+        // Polled, not timed: on a loaded machine the child's `sleep 3` may end late.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !self.late.exists() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         assert!(
             self.late.exists(),
             "{name}: control: the setsid child did not survive"
