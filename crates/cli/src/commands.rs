@@ -172,13 +172,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             let runner = opened.runner().await?;
             guard_ready(&runner).await?;
             let options = codemill_runner::worker::WorkerOptions {
-                owner: owner.unwrap_or_else(|| {
-                    format!(
-                        "{}:{}",
-                        std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into()),
-                        std::process::id()
-                    )
-                }),
+                owner: owner.unwrap_or_else(codemill_runner::worker::owner_here),
                 limits: codemill_store::Limits {
                     global: global_limit,
                     per_project: project_limit,
@@ -192,13 +186,6 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Approve { key: k } => {
             let k = key(&k)?;
             let mut opened = Opened::open(home).await?;
-            if queued(&opened, &k).await? {
-                let job = codemill_runner::control::approve(&opened.store, &k, &whoami()).await?;
-                out(&format!(
-                    "{k}: approved; job {job} is queued for a worker to ship"
-                ));
-                return Ok(ExitCode::SUCCESS);
-            }
             let runner = opened.runner().await?;
             let (job, state) =
                 progress::run_with_progress(&runner, &k, progress::Op::Approve(whoami())).await?;
@@ -207,19 +194,30 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Reject { key: k, reason } => {
             let k = key(&k)?;
             let mut opened = Opened::open(home).await?;
-            if queued(&opened, &k).await? {
-                let job =
-                    codemill_runner::control::reject(&opened.store, &k, &reason, &whoami()).await?;
-                out(&format!(
-                    "{k}: rejected; job {job} is queued for a worker to wrap up"
-                ));
-                return Ok(ExitCode::SUCCESS);
-            }
             let runner = opened.runner().await?;
             let (job, state) =
                 progress::run_with_progress(&runner, &k, progress::Op::Reject(reason, whoami()))
                     .await?;
             Ok(finish(&opened, job, &state))
+        }
+        Command::Cancel { key: k } => {
+            let k = key(&k)?;
+            let mut opened = Opened::open(home).await?;
+            let runner = opened.runner().await?;
+            let (job, state) =
+                progress::run_with_progress(&runner, &k, progress::Op::Cancel(whoami())).await?;
+            Ok(finish(&opened, job, &state))
+        }
+        Command::Retry { key: k } => {
+            let k = key(&k)?;
+            let opened = Opened::open(home).await?;
+            let options =
+                codemill_runner::control::JobOptions::for_project(&opened.config, k.project());
+            let job = codemill_runner::control::retry(&opened.store, &k, options).await?;
+            out(&format!(
+                "{k}: queued again as job {job}; `codemill run {k}` runs it here, or a worker picks it up"
+            ));
+            Ok(ExitCode::SUCCESS)
         }
         Command::Status { json } => {
             let opened = Opened::open(home).await?;
@@ -250,11 +248,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         } => {
             let opened = Opened::open(home).await?;
             let worker = codemill_runner::worker::WorkerOptions {
-                owner: format!(
-                    "{}:{}",
-                    std::env::var("HOSTNAME").unwrap_or_else(|_| "serve".into()),
-                    std::process::id()
-                ),
+                owner: codemill_runner::worker::owner_here(),
                 limits: codemill_store::Limits {
                     global: global_limit,
                     per_project: project_limit,
@@ -329,10 +323,20 @@ fn finish(opened: &Opened, job: codemill_core::ids::JobId, state: &JobState) -> 
             ));
             ExitCode::SUCCESS
         }
-        "rejected" => {
+        "rejected" | "cancelled" => {
             out(&format!(
-                "{key}: rejected; {}",
+                "{key}: {}; {}",
+                state.status(),
                 state.reason.as_deref().unwrap_or("")
+            ));
+            ExitCode::SUCCESS
+        }
+        // A worker took the job over after the decision: it finishes there.
+        "shipping" | "stopping" => {
+            out(&format!(
+                "{key}: {} — a worker is finishing job {}; follow it with `codemill show {key}`.",
+                state.status(),
+                job.short()
             ));
             ExitCode::SUCCESS
         }
@@ -548,13 +552,6 @@ async fn ticket(home: Home, cmd: TicketCommand) -> Result<ExitCode> {
 }
 
 /// Whether the ticket's latest job belongs to the workers' queue (rather than a CLI run).
-async fn queued(opened: &Opened, key: &TicketKey) -> Result<bool> {
-    let Some(row) = opened.store.latest_job(key).await? else {
-        return Ok(false);
-    };
-    Ok(opened.store.queue_entry(row.id).await?.is_some())
-}
-
 /// Used by `status`/`show` to load a state.
 pub async fn latest_state(
     opened: &Opened,

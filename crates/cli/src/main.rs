@@ -56,6 +56,10 @@ pub enum Command {
         #[arg(long)]
         reason: String,
     },
+    /// Cancel a ticket's job before its proposal is decided; its work is kept on a WIP ref.
+    Cancel { key: String },
+    /// Start a stopped ticket again (needs attention, rejected, cancelled, dead) as a new job.
+    Retry { key: String },
     /// Queue a ticket for the workers (`codemill worker` or `codemill serve`).
     Enqueue { key: String },
     /// Claim queued jobs and run them: leases with heartbeats, fenced writes, retries with backoff.

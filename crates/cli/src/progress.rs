@@ -18,6 +18,7 @@ pub enum Op {
     Run,
     Approve(String),
     Reject(String, String),
+    Cancel(String),
 }
 
 /// Run `op` while printing progress lines to stderr: elapsed time, stage, what the agent does, tokens, cost.
@@ -115,6 +116,7 @@ pub async fn run_with_progress(
         Op::Run => runner.run_ticket(key).await,
         Op::Approve(by) => runner.approve(key, &by).await,
         Op::Reject(reason, by) => runner.reject(key, &reason, &by).await,
+        Op::Cancel(by) => runner.cancel(key, &by).await,
     };
     drop(runner);
     let _ = printer.await;
@@ -146,7 +148,8 @@ pub async fn work(
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term => {}
             }
-            err("worker: stopping after the running job(s)");
+            err("worker: stopping after the running job(s); a second signal stops at once");
+            crate::service::exit_on_second_signal();
             stop.store(true, std::sync::atomic::Ordering::SeqCst);
         });
     }
@@ -161,7 +164,7 @@ pub async fn work(
                     return Ok::<(), codemill_runner::RunError>(());
                 }
                 match runner.work_once(&options).await? {
-                    Some(Worked::Released { job, status }) => err(&format!("job {job}: {status}")),
+                    Some(Worked::Released { job, status, .. }) => err(&format!("job {job}: {status}")),
                     Some(Worked::Fenced { job, reason }) => {
                         err(&format!("job {job}: another worker owns it now ({reason}); stopped without further writes"))
                     }

@@ -29,7 +29,7 @@ struct RunnerControl {
 fn control_error(e: RunError) -> ControlError {
     match e {
         RunError::NoTicket(_) | RunError::NoJob { .. } => ControlError::NotFound(e.to_string()),
-        RunError::NotAwaitingApproval { .. } | RunError::WrongState { .. } => {
+        RunError::NotAwaitingApproval { .. } | RunError::WrongState { .. } | RunError::Busy(_) => {
             ControlError::Conflict(e.to_string())
         }
         RunError::Store(StoreError::ActiveJob { .. } | StoreError::InvalidTransition { .. }) => {
@@ -59,9 +59,9 @@ impl Control for RunnerControl {
                 .map_err(control_error)
         })
     }
-    fn cancel<'a>(&'a self, ticket: &'a TicketKey) -> ControlFuture<'a, JobId> {
+    fn cancel<'a>(&'a self, ticket: &'a TicketKey, by: &'a str) -> ControlFuture<'a, JobId> {
         Box::pin(async move {
-            control::cancel(&self.store, ticket)
+            control::cancel(&self.store, ticket, by)
                 .await
                 .map_err(control_error)
         })
@@ -176,6 +176,17 @@ pub async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term => {}
     }
+}
+
+/// After the first stop request, a second Ctrl-C or SIGTERM stops the process at once. Every
+/// journal write is its own transaction, so nothing is left half-written; the jobs it held
+/// resume when their leases expire (at once when codemill restarts on this host).
+pub fn exit_on_second_signal() {
+    tokio::spawn(async {
+        shutdown_signal().await;
+        err("codemill: stopping now (second signal); its jobs resume after a restart");
+        std::process::exit(130);
+    });
 }
 
 /// `PROVIDER=VAR`: the webhook secret of PROVIDER is in environment variable VAR.
@@ -293,7 +304,8 @@ pub async fn serve(mut opened: Opened, args: ServeArgs) -> Result<ExitCode> {
         let stop = stop.clone();
         async move {
             shutdown_signal().await;
-            err("codemill: shutting down (finishing running jobs)");
+            err("codemill: shutting down (finishing running jobs; a second signal stops at once)");
+            exit_on_second_signal();
             stop.store(true, std::sync::atomic::Ordering::SeqCst);
         }
     };

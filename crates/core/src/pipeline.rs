@@ -338,6 +338,11 @@ pub enum JobEvent {
     CleanedUp {
         worktree_removed: bool,
     },
+    /// A person cancelled the job: it stops the way a rejection does (work kept on a WIP ref,
+    /// a note on the ticket) and ends as `cancelled`. Only before the proposal is decided.
+    Cancelled {
+        by: String,
+    },
     /// An effect failed in a way retrying will not mend; the job stops with the reason.
     EffectFailed {
         effect: String,
@@ -368,12 +373,14 @@ impl JobEvent {
             JobEvent::BacklogCreated { .. } => "backlog_created",
             JobEvent::Snapshotted { .. } => "snapshotted",
             JobEvent::CleanedUp { .. } => "cleaned_up",
+            JobEvent::Cancelled { .. } => "cancelled",
             JobEvent::EffectFailed { .. } => "effect_failed",
         }
     }
 }
 
-/// The closed set of stages. Terminal: `Done`, `NeedsAttention`, `NeedsInput`, `Rejected`.
+/// The closed set of stages. Terminal: `Done`, `NeedsAttention`, `NeedsInput`, `Rejected`,
+/// `Cancelled`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
@@ -418,6 +425,7 @@ pub enum Stage {
     CleanupStopped,
     NeedsAttention,
     Rejected,
+    Cancelled,
 }
 
 impl Stage {
@@ -463,13 +471,43 @@ impl Stage {
             Stage::CleanupStopped => "cleanup_stopped",
             Stage::NeedsAttention => "needs_attention",
             Stage::Rejected => "rejected",
+            Stage::Cancelled => "cancelled",
         }
+    }
+
+    /// Stages in which a person may still cancel: the job has not been decided on yet.
+    pub fn is_cancellable(&self) -> bool {
+        matches!(
+            self,
+            Stage::Acknowledge
+                | Stage::Readiness
+                | Stage::AnnounceNeedsInput
+                | Stage::Start
+                | Stage::Prepare
+                | Stage::Research
+                | Stage::Plan
+                | Stage::PostPlan
+                | Stage::Implement
+                | Stage::Gates
+                | Stage::PlanReview
+                | Stage::Review
+                | Stage::Triage
+                | Stage::Fix
+                | Stage::Commit
+                | Stage::Propose
+                | Stage::AnnounceProposal
+                | Stage::AwaitingApproval
+        )
     }
 
     pub fn is_terminal(&self) -> bool {
         matches!(
             self,
-            Stage::Done | Stage::NeedsAttention | Stage::NeedsInput | Stage::Rejected
+            Stage::Done
+                | Stage::NeedsAttention
+                | Stage::NeedsInput
+                | Stage::Rejected
+                | Stage::Cancelled
         )
     }
 
@@ -494,6 +532,7 @@ impl Stage {
 pub enum StopKind {
     NeedsAttention,
     Rejected,
+    Cancelled,
 }
 
 /// Tokens and money of one agent step.
@@ -830,6 +869,7 @@ impl JobState {
             Stage::NeedsAttention => "needs_attention",
             Stage::NeedsInput => "needs_input",
             Stage::Rejected => "rejected",
+            Stage::Cancelled => "cancelled",
             Stage::AwaitingApproval => "awaiting_approval",
             Stage::InReview => "in_review",
             Stage::AnnouncePrClosed | Stage::FinalCleanup => "finishing",
@@ -1037,8 +1077,25 @@ impl JobState {
                 note: NoteKind::Stopped,
             }),
             Stage::CleanupStopped => Some(Effect::Cleanup { stopped: true }),
-            Stage::Done | Stage::NeedsAttention | Stage::NeedsInput | Stage::Rejected => None,
+            Stage::Done
+            | Stage::NeedsAttention
+            | Stage::NeedsInput
+            | Stage::Rejected
+            | Stage::Cancelled => None,
         }
+    }
+}
+
+impl JobState {
+    /// Whether a job that stopped to ask questions may run again: only once a person edited the
+    /// ticket after the questions were asked (`asked_at`, the job's last journal entry).
+    pub fn answered(
+        &self,
+        edited_at: Option<chrono::DateTime<chrono::Utc>>,
+        asked_at: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> bool {
+        self.stage != Stage::NeedsInput
+            || matches!((edited_at, asked_at), (Some(edited), Some(asked)) if edited > asked)
     }
 }
 

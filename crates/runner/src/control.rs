@@ -1,51 +1,17 @@
-//! State changes asked for from outside a job's loop — the CLI and the HTTP API: approve,
-//! reject, cancel, retry, and enqueueing a ticket for the workers. Each one checks the change
-//! against the pure pipeline before journalling it, and hands the job back to the queue.
+//! State changes asked for from outside a job's loop — the CLI, the HTTP API, webhooks and the
+//! poller: approve, reject, cancel, retry, and enqueueing a ticket. Each decision is checked
+//! against the pure pipeline and journalled together with its queue change (see [`jobs`]).
 
 use chrono::Utc;
 use codemill_core::ids::{JobId, TicketKey};
-use codemill_core::pipeline::{JobEvent, JobState, Stage, apply};
+use codemill_core::pipeline::{JobEvent, JobState, Stage};
 use codemill_store::{Enqueued, NewJob, Store};
 
-use crate::engine::{RunError, replay};
+use crate::engine::RunError;
+use crate::jobs;
 
 /// Attempts a queued job gets before it is dead-lettered.
 pub const MAX_ATTEMPTS: u32 = 3;
-
-async fn latest(store: &Store, key: &TicketKey) -> Result<(JobId, JobState, i64), RunError> {
-    if store.ticket(key).await?.is_none() {
-        return Err(RunError::NoTicket(key.clone()));
-    }
-    let row = store
-        .latest_job(key)
-        .await?
-        .ok_or_else(|| RunError::NoJob {
-            ticket: key.clone(),
-        })?;
-    let journal = store.journal(row.id).await?;
-    let state = replay(row.id, &journal)?;
-    Ok((row.id, state, journal.len() as i64))
-}
-
-async fn append_and_requeue(
-    store: &Store,
-    job: JobId,
-    state: &JobState,
-    seq: i64,
-    event: JobEvent,
-) -> Result<(), RunError> {
-    apply(state, &event).map_err(|e| RunError::Journal {
-        job,
-        message: e.to_string(),
-    })?;
-    store.append(job, seq, &event).await?;
-    // A job that waits in the queue goes back to the workers; a CLI job has no queue row.
-    store.requeue(job, Utc::now()).await.or_else(|e| match e {
-        codemill_store::StoreError::NotQueued(_) => Ok(false),
-        other => Err(other),
-    })?;
-    Ok(())
-}
 
 fn not_waiting(key: &TicketKey, state: &JobState) -> RunError {
     RunError::NotAwaitingApproval {
@@ -56,16 +22,16 @@ fn not_waiting(key: &TicketKey, state: &JobState) -> RunError {
 
 /// Approve the proposed commit; shipping happens when the job runs next.
 pub async fn approve(store: &Store, key: &TicketKey, by: &str) -> Result<JobId, RunError> {
-    let (job, state, seq) = latest(store, key).await?;
-    if state.stage != Stage::AwaitingApproval {
-        return Err(not_waiting(key, &state));
-    }
-    let event = JobEvent::Approved {
-        commit: state.commit.clone().unwrap_or_default(),
-        by: by.to_string(),
-    };
-    append_and_requeue(store, job, &state, seq, event).await?;
-    Ok(job)
+    jobs::decide(store, key, "approve", jobs::WAITING, |latest| {
+        if latest.state.stage != Stage::AwaitingApproval {
+            return Err(not_waiting(key, &latest.state));
+        }
+        Ok(JobEvent::Approved {
+            commit: latest.state.commit.clone().unwrap_or_default(),
+            by: by.to_string(),
+        })
+    })
+    .await
 }
 
 /// Reject the proposal; the work is kept on a WIP ref when the job runs next.
@@ -75,31 +41,44 @@ pub async fn reject(
     reason: &str,
     by: &str,
 ) -> Result<JobId, RunError> {
-    let (job, state, seq) = latest(store, key).await?;
-    if state.stage != Stage::AwaitingApproval {
-        return Err(not_waiting(key, &state));
-    }
-    let event = JobEvent::Rejected {
-        reason: reason.to_string(),
-        by: by.to_string(),
-    };
-    append_and_requeue(store, job, &state, seq, event).await?;
-    Ok(job)
+    jobs::decide(store, key, "reject", jobs::WAITING, |latest| {
+        if latest.state.stage != Stage::AwaitingApproval {
+            return Err(not_waiting(key, &latest.state));
+        }
+        Ok(JobEvent::Rejected {
+            reason: reason.to_string(),
+            by: by.to_string(),
+        })
+    })
+    .await
 }
 
-/// Cancel the ticket's queued or running job: the queue refuses its owner's next write.
-pub async fn cancel(store: &Store, key: &TicketKey) -> Result<JobId, RunError> {
-    let (job, state, _) = latest(store, key).await?;
-    if !store.cancel(job, Utc::now()).await? {
-        return Err(RunError::WrongState {
-            ticket: key.clone(),
-            message: format!(
-                "its job {job} is {} and cannot be cancelled",
-                state.status()
-            ),
-        });
-    }
-    Ok(job)
+/// Cancel the ticket's job before its proposal is decided. The job stops the way a rejection
+/// does — its work kept on a WIP ref, a note on the ticket — and ends `cancelled`; a worker
+/// still running it is fenced off at its next write, and the stop runs when the job is next
+/// claimed. A job whose proposal was approved or rejected finishes that decision instead.
+pub async fn cancel(store: &Store, key: &TicketKey, by: &str) -> Result<JobId, RunError> {
+    jobs::decide(store, key, "cancel", jobs::ACTIVE, |latest| {
+        if !latest.state.stage.is_cancellable() {
+            return Err(RunError::WrongState {
+                ticket: key.clone(),
+                message: format!(
+                    "its job {} is {} and cannot be cancelled{}",
+                    latest.job,
+                    latest.state.status(),
+                    match latest.state.status() {
+                        "shipping" => " (the approved proposal is being shipped)",
+                        "stopping" => " (it is already stopping)",
+                        "in_review" | "fixing_feedback" =>
+                            " (its PR is open: close the PR to stop following it)",
+                        _ => "",
+                    }
+                ),
+            });
+        }
+        Ok(JobEvent::Cancelled { by: by.to_string() })
+    })
+    .await
 }
 
 /// How a new job of a ticket runs: its round cap, and whether its ticket and PR live outside.
@@ -171,7 +150,7 @@ pub async fn enqueue(
 
 /// Run a stopped ticket again (needs attention, rejected, needs input, cancelled or dead): a new job.
 pub async fn retry(store: &Store, key: &TicketKey, options: JobOptions) -> Result<JobId, RunError> {
-    let (job, state, _) = latest(store, key).await?;
+    let jobs::Latest { job, state, .. } = jobs::require(store, key).await?;
     let entry = store.queue_entry(job).await?;
     let active = entry.as_ref().is_some_and(|e| {
         matches!(
@@ -209,11 +188,8 @@ pub async fn poll_once(
         }
         let due = match ticket.status {
             TicketStatus::Todo => store.latest_job(&ticket.key).await?.is_none(),
-            TicketStatus::NeedsInput => match store.latest_job(&ticket.key).await? {
-                Some(row) => {
-                    let asked_at = store.journal(row.id).await?.last().map(|e| e.at);
-                    matches!((ticket.edited_at, asked_at), (Some(edited), Some(asked)) if edited > asked)
-                }
+            TicketStatus::NeedsInput => match jobs::latest(store, &ticket.key).await? {
+                Some(latest) => latest.state.answered(ticket.edited_at, latest.last_at()),
                 None => false,
             },
             _ => false,

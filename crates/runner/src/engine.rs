@@ -1,18 +1,24 @@
 //! The job loop: replay the journal, run the pending effect, journal its result, repeat.
 
-use std::fs::File;
 use std::path::PathBuf;
+use std::time::Duration;
 
+use chrono::Utc;
 use codemill_agent::{Api, Endpoint};
 use codemill_core::config::{Config, ProviderApi, ProviderConfig};
 use codemill_core::ids::{JobId, TicketKey};
-use codemill_core::pipeline::{Action, JobEvent, JobState, Stage, apply, next_action};
+use codemill_core::pipeline::{Action, JobEvent, JobState, apply, next_action};
 use codemill_git::Git;
-use codemill_store::{JournalEntry, Lease, Store, StoreError, Ticket};
+use codemill_store::{JournalEntry, Lease, QueueState, Store, StoreError, Ticket};
 use secrecy::SecretString;
 
 use crate::home::Home;
 use crate::progress::{Progress, ProgressSink};
+use crate::{control, jobs};
+
+/// The lease of a job run in the foreground (`codemill run`, `approve`, `reject`, `cancel`);
+/// renewed every third of it, so a killed process gives the job up within this long.
+const FOREGROUND_LEASE: Duration = Duration::from_secs(15);
 
 /// Why a run could not proceed. Job-level failures are not errors: they end the job as
 /// needs_attention. These are about the request itself or our own infrastructure.
@@ -30,7 +36,9 @@ pub enum RunError {
     NotAwaitingApproval { ticket: TicketKey, status: String },
     #[error("{ticket}: {message}")]
     WrongState { ticket: TicketKey, message: String },
-    #[error("another codemill process is running {0} right now")]
+    #[error(
+        "a worker is running {0} right now (see `codemill show {0}`), or its job changed while this request was made; try again"
+    )]
     Busy(TicketKey),
     #[error(
         "provider {provider:?}: environment variable {var} is not set (codemill reads the API key from it)"
@@ -200,21 +208,10 @@ impl Runner {
             .ok_or_else(|| RunError::NoTicket(key.clone()))
     }
 
-    /// The latest job of a ticket with its replayed state.
-    pub async fn latest(
-        &self,
-        key: &TicketKey,
-    ) -> Result<Option<(JobId, JobState, Vec<JournalEntry>)>, RunError> {
-        let Some(row) = self.store.latest_job(key).await? else {
-            return Ok(None);
-        };
-        let journal = self.store.journal(row.id).await?;
-        let state = replay(row.id, &journal)?;
-        Ok(Some((row.id, state, journal)))
-    }
-
-    /// Run a ticket until it waits for approval or ends. Continues an unfinished job; starts a
-    /// new one when there is none or the last one stopped.
+    /// Run a ticket in this process until it waits for approval or ends: it is queued (its
+    /// unfinished job, or a new one when there is none or the last one stopped) and then
+    /// claimed here under a lease, exactly as a worker would, so a worker and this process can
+    /// never run the same job at once.
     pub async fn run_ticket(&self, key: &TicketKey) -> Result<(JobId, JobState), RunError> {
         let ticket = self.ticket(key).await?;
         if !self.config.projects.contains_key(key.project()) {
@@ -227,73 +224,31 @@ impl Runner {
         // nothing could run sandboxed.
         self.endpoint()?;
         self.guard().await.map_err(RunError::Sandbox)?;
-        let _lock = self.lock(key)?;
-        let latest = self.latest(key).await?;
         // A ticket waiting for answers starts again only once a person has edited it.
-        if let Some((id, state, journal)) = &latest
-            && state.stage == Stage::NeedsInput
+        if let Some(latest) = jobs::latest(&self.store, key).await?
+            && !latest.state.answered(ticket.edited_at, latest.last_at())
         {
-            let asked_at = journal.last().map(|e| e.at);
-            let edited_since = match (ticket.edited_at, asked_at) {
-                (Some(edited), Some(asked)) => edited > asked,
-                _ => false,
-            };
-            if !edited_since {
-                return Ok((*id, state.clone()));
-            }
+            return Ok((latest.job, latest.state));
         }
-        let (job, resumed) = match latest {
-            Some((id, state, _))
-                if !matches!(
-                    state.stage,
-                    Stage::NeedsAttention | Stage::Rejected | Stage::NeedsInput
-                ) =>
-            {
-                (id, true)
-            }
-            _ => {
-                let id = JobId::new();
-                let created = crate::control::JobOptions::for_project(&self.config, key.project())
-                    .created(key, id)?;
-                self.store.create_job(id, key, &created).await?;
-                (id, false)
-            }
-        };
+        let options = control::JobOptions::for_project(&self.config, key.project());
+        let (job, created) = control::enqueue(&self.store, key, options).await?;
         self.emit(Progress::Job {
             job,
             ticket: key.clone(),
-            resumed,
+            resumed: !created,
         });
-        let state = self.drive(job, &ticket).await?;
-        Ok((job, state))
+        self.run_here(job, key).await
     }
 
-    /// Approve the proposal of a ticket and ship it.
+    /// Approve the proposal of a ticket, then ship it in this process.
     pub async fn approve(&self, key: &TicketKey, by: &str) -> Result<(JobId, JobState), RunError> {
-        let ticket = self.ticket(key).await?;
-        let _lock = self.lock(key)?;
-        let (job, state, journal) = self.latest(key).await?.ok_or_else(|| RunError::NoJob {
-            ticket: key.clone(),
-        })?;
-        if state.stage != Stage::AwaitingApproval {
-            return Err(RunError::NotAwaitingApproval {
-                ticket: key.clone(),
-                status: state.status().into(),
-            });
-        }
-        let event = JobEvent::Approved {
-            commit: state.commit.clone().unwrap_or_default(),
-            by: by.to_string(),
-        };
-        self.append_checked(job, &state, journal.len() as i64, &event)
-            .await?;
+        let job = control::approve(&self.store, key, by).await?;
         self.emit(Progress::Job {
             job,
             ticket: key.clone(),
             resumed: true,
         });
-        let state = self.drive(job, &ticket).await?;
-        Ok((job, state))
+        self.after_decision(job, key).await
     }
 
     /// Reject the proposal of a ticket: its work is kept on a WIP ref, nothing is pushed.
@@ -303,54 +258,91 @@ impl Runner {
         reason: &str,
         by: &str,
     ) -> Result<(JobId, JobState), RunError> {
-        let ticket = self.ticket(key).await?;
-        let _lock = self.lock(key)?;
-        let (job, state, journal) = self.latest(key).await?.ok_or_else(|| RunError::NoJob {
-            ticket: key.clone(),
-        })?;
-        if state.stage != Stage::AwaitingApproval {
-            return Err(RunError::NotAwaitingApproval {
-                ticket: key.clone(),
-                status: state.status().into(),
-            });
-        }
-        let event = JobEvent::Rejected {
-            reason: reason.to_string(),
-            by: by.to_string(),
-        };
-        self.append_checked(job, &state, journal.len() as i64, &event)
-            .await?;
-        let state = self.drive(job, &ticket).await?;
-        Ok((job, state))
+        let job = control::reject(&self.store, key, reason, by).await?;
+        self.after_decision(job, key).await
     }
 
-    async fn append_checked(
+    /// Cancel a ticket's job and run its stop (WIP ref, note, cleanup) in this process.
+    pub async fn cancel(&self, key: &TicketKey, by: &str) -> Result<(JobId, JobState), RunError> {
+        let job = control::cancel(&self.store, key, by).await?;
+        self.after_decision(job, key).await
+    }
+
+    /// Carry out a journalled decision here; when a worker took the job first, it finishes
+    /// there and the decision stands, so that is no error.
+    async fn after_decision(
         &self,
         job: JobId,
-        state: &JobState,
-        seq: i64,
-        event: &JobEvent,
-    ) -> Result<(), RunError> {
-        apply(state, event).map_err(|e| RunError::Journal {
-            job,
-            message: e.to_string(),
-        })?;
-        self.store.append(job, seq, event).await?;
-        Ok(())
+        key: &TicketKey,
+    ) -> Result<(JobId, JobState), RunError> {
+        match self.run_here(job, key).await {
+            Err(RunError::Busy(_)) => {
+                let latest = jobs::require(&self.store, key).await?;
+                Ok((latest.job, latest.state))
+            }
+            other => other,
+        }
+    }
+
+    /// Claim `job` in this process and drive it under a lease with a heartbeat, as a worker
+    /// does. A job a worker holds is refused (`Busy`) unless that worker was a process of this
+    /// host that is gone; a job that waits for a person or has ended is returned as it is.
+    pub async fn run_here(
+        &self,
+        job: JobId,
+        key: &TicketKey,
+    ) -> Result<(JobId, JobState), RunError> {
+        let owner = crate::worker::owner_here();
+        let mut lease = self
+            .store
+            .claim_job(job, &owner, FOREGROUND_LEASE, Utc::now())
+            .await?;
+        if lease.is_none()
+            && let Some(entry) = self.store.queue_entry(job).await?
+            && entry.state == QueueState::Leased
+        {
+            let dead = entry
+                .lease_owner
+                .as_deref()
+                .is_some_and(crate::worker::owner_is_gone);
+            if !dead {
+                return Err(RunError::Busy(key.clone()));
+            }
+            // A codemill of this host that was killed mid-job: take its job over now.
+            self.store
+                .expire_lease(job, entry.lease_token, Utc::now())
+                .await?;
+            self.store.reap(Utc::now()).await?;
+            lease = self
+                .store
+                .claim_job(job, &owner, FOREGROUND_LEASE, Utc::now())
+                .await?;
+        }
+        match lease {
+            Some(lease) => match self.work_lease(&lease).await? {
+                crate::worker::Worked::Released { state, .. } => Ok((job, *state)),
+                crate::worker::Worked::Fenced { .. } => Err(RunError::Busy(key.clone())),
+                crate::worker::Worked::Retried { error, .. } => Err(RunError::Journal {
+                    job,
+                    message: format!("{error} (the job is queued again for a retry)"),
+                }),
+            },
+            None => {
+                let latest = jobs::require(&self.store, key).await?;
+                Ok((latest.job, latest.state))
+            }
+        }
     }
 
     /// The loop: until the job waits or ends, run its pending effect and journal the result.
-    pub(crate) async fn drive(&self, job: JobId, ticket: &Ticket) -> Result<JobState, RunError> {
-        self.drive_leased(job, ticket, None).await
-    }
-
-    /// The loop. With a lease every append is fenced: once another worker has taken the job
-    /// over, the next write is refused and this loop stops without further side effects.
-    pub(crate) async fn drive_leased(
+    /// Every append is fenced by the lease: once another owner has taken the job over (or a
+    /// person cancelled it), the next write is refused and the loop stops without further
+    /// side effects.
+    pub(crate) async fn drive(
         &self,
         job: JobId,
         ticket: &Ticket,
-        lease: Option<&Lease>,
+        lease: &Lease,
     ) -> Result<JobState, RunError> {
         // Read and replay once; afterwards the state advances in memory with each append, which
         // is exactly what a replay of the stored journal would give.
@@ -394,51 +386,22 @@ impl Runner {
         state: &JobState,
         journal: &mut Vec<JournalEntry>,
         event: JobEvent,
-        lease: Option<&Lease>,
+        lease: &Lease,
     ) -> Result<JobState, RunError> {
         let next = apply(state, &event).map_err(|e| RunError::Journal {
             job,
             message: e.to_string(),
         })?;
         let seq = journal.len() as i64;
-        match lease {
-            Some(lease) => {
-                self.store
-                    .append_fenced(lease, seq, &event, chrono::Utc::now())
-                    .await?
-            }
-            None => self.store.append(job, seq, &event).await?,
-        }
+        self.store
+            .append_fenced(lease, seq, &event, chrono::Utc::now())
+            .await?;
         journal.push(JournalEntry {
             seq,
             at: chrono::Utc::now(),
             event,
         });
         Ok(next)
-    }
-
-    /// One process at a time per ticket, across processes.
-    fn lock(&self, key: &TicketKey) -> Result<File, RunError> {
-        let dir = self.home.locks();
-        std::fs::create_dir_all(&dir).map_err(|source| RunError::Io {
-            path: dir.clone(),
-            source,
-        })?;
-        let path = dir.join(format!("{key}.lock"));
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|source| RunError::Io {
-                path: path.clone(),
-                source,
-            })?;
-        match file.try_lock() {
-            Ok(()) => Ok(file),
-            Err(std::fs::TryLockError::WouldBlock) => Err(RunError::Busy(key.clone())),
-            Err(std::fs::TryLockError::Error(source)) => Err(RunError::Io { path, source }),
-        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! The codemill home: where every piece of state lives, and how it is created and read.
 //!
 //! Layout: `codemill.toml`, `codemill.db`, `clones/<project>.git`, `worktrees/<project>/<KEY>`,
-//! `artifacts/<job>/`, `logs/<job>/`, `agents/<job>/`, `locks/`, `run/`.
+//! `artifacts/<job>/`, `logs/<job>/`, `agents/<job>/`, `run/`.
 
 use std::path::{Path, PathBuf};
 
@@ -140,9 +140,6 @@ impl Home {
     pub fn agent_state(&self, job: JobId, backend: &str) -> PathBuf {
         self.root.join("agents").join(job.to_string()).join(backend)
     }
-    pub fn locks(&self) -> PathBuf {
-        self.root.join("locks")
-    }
     /// Private (0700) runtime files: the sandbox relay, the model gateway's socket.
     pub fn run_dir(&self) -> PathBuf {
         self.root.join("run")
@@ -154,7 +151,7 @@ impl Home {
 
     /// Create the home and a default config; keeps an existing config. Returns whether it created one.
     pub fn init(&self) -> Result<bool, HomeError> {
-        for dir in ["clones", "worktrees", "locks"] {
+        for dir in ["clones", "worktrees"] {
             let p = self.root.join(dir);
             std::fs::create_dir_all(&p).map_err(io(&p))?;
         }

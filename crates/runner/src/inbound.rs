@@ -115,21 +115,16 @@ impl Gateway {
                 labels: &issue.labels,
             })
             .await?;
-        if let Some(row) = self.store.latest_job(&ticket_key).await? {
-            let journal = self.store.journal(row.id).await?;
-            let state = replay(row.id, &journal)?;
+        if let Some(latest) = crate::jobs::latest(&self.store, &ticket_key).await? {
+            let (row, state) = (latest.job, &latest.state);
             match state.stage {
-                Stage::NeedsInput => {
-                    let asked = journal.last().map(|e| e.at);
-                    let edited = matches!((ticket.edited_at, asked), (Some(e), Some(a)) if e > a);
-                    if !edited {
-                        return Ok(ignored(format!(
-                            "{ticket_key} waits for answers to its questions; edit the ticket to run it again"
-                        )));
-                    }
+                Stage::NeedsInput if !state.answered(ticket.edited_at, latest.last_at()) => {
+                    return Ok(ignored(format!(
+                        "{ticket_key} waits for answers to its questions; edit the ticket to run it again"
+                    )));
                 }
-                Stage::NeedsAttention | Stage::Rejected | Stage::Done => {
-                    let active = self.store.queue_entry(row.id).await?.is_some_and(|e| {
+                Stage::NeedsAttention | Stage::Rejected | Stage::Cancelled | Stage::Done => {
+                    let active = self.store.queue_entry(row).await?.is_some_and(|e| {
                         matches!(
                             e.state,
                             codemill_store::QueueState::Queued
@@ -140,7 +135,7 @@ impl Gateway {
                     if !active {
                         return Ok(ignored(format!(
                             "{ticket_key} already ran (job {} is {}); retry it to run again",
-                            row.id,
+                            row,
                             state.status()
                         )));
                     }

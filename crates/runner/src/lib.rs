@@ -11,6 +11,7 @@ pub mod gates;
 pub mod guard;
 pub mod home;
 pub mod inbound;
+pub mod jobs;
 mod links;
 pub mod local;
 pub mod notes;

@@ -157,10 +157,15 @@ pub fn render(kind: NoteKind, job: JobId, state: &JobState, plan: Option<&str>) 
 }
 
 fn stopped(job: JobId, state: &JobState) -> String {
-    let rejected = matches!(state.stop, Some(StopKind::Rejected));
+    let rejected = matches!(state.stop, Some(StopKind::Rejected | StopKind::Cancelled));
     let mut out = if rejected {
+        let title = if state.stop == Some(StopKind::Cancelled) {
+            "Cancelled"
+        } else {
+            "Rejected"
+        };
         format!(
-            "**Rejected** (codemill job {}): {}\n",
+            "**{title}** (codemill job {}): {}\n",
             job.short(),
             state.reason.as_deref().unwrap_or("-")
         )

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use codemill_core::ids::JobId;
-use codemill_core::pipeline::Stage;
-use codemill_store::{Lease, Limits, Outcome, StoreError};
+use codemill_core::pipeline::{JobState, Stage};
+use codemill_store::{Lease, Limits, Outcome, QueueState, StoreError};
 
 use crate::engine::{RunError, Runner};
 use crate::progress::Progress;
@@ -29,7 +29,11 @@ pub struct WorkerOptions {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Worked {
     /// The job reached a stage where it waits or ends; the queue was told.
-    Released { job: JobId, status: String },
+    Released {
+        job: JobId,
+        status: String,
+        state: Box<JobState>,
+    },
     /// Another owner took the job over (or it was cancelled); this worker stopped writing.
     Fenced { job: JobId, reason: String },
     /// Our own infrastructure failed; the job goes back to the queue with backoff.
@@ -40,6 +44,7 @@ impl Runner {
     /// Reap expired leases, claim one due job, and run it until it waits or ends.
     /// `None` when nothing was due.
     pub async fn work_once(&self, options: &WorkerOptions) -> Result<Option<Worked>, RunError> {
+        self.take_back_from_the_gone().await?;
         self.store.reap(Utc::now()).await?;
         let Some(lease) = self
             .store
@@ -53,6 +58,25 @@ impl Runner {
         else {
             return Ok(None);
         };
+        self.work_lease(&lease).await.map(Some)
+    }
+
+    /// Leases held by processes of this host that are gone (killed mid-job) end now, so the
+    /// reaper hands their jobs back at once instead of after the lease's time.
+    async fn take_back_from_the_gone(&self) -> Result<(), RunError> {
+        for entry in self.store.queue_entries(Some(QueueState::Leased)).await? {
+            if entry.lease_owner.as_deref().is_some_and(owner_is_gone) {
+                self.store
+                    .expire_lease(entry.job, entry.lease_token, Utc::now())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drive a claimed job with fenced writes and a heartbeat until it waits or ends, then give
+    /// the lease back: released, fenced off, or queued again for a retry.
+    pub async fn work_lease(&self, lease: &Lease) -> Result<Worked, RunError> {
         let job = lease.job;
         self.emit(Progress::Info {
             message: format!(
@@ -66,7 +90,7 @@ impl Runner {
         let lost = Arc::new(AtomicBool::new(false));
         let heartbeat = self.spawn_heartbeat(lease.clone(), lost.clone());
         let result = match self.store.ticket(&lease.ticket).await? {
-            Some(ticket) => self.drive_leased(job, &ticket, Some(&lease)).await,
+            Some(ticket) => self.drive(job, &ticket, lease).await,
             None => Err(RunError::NoTicket(lease.ticket.clone())),
         };
         heartbeat.abort();
@@ -77,10 +101,11 @@ impl Runner {
                 } else {
                     Outcome::Done
                 };
-                match self.store.release(&lease, &outcome, Utc::now()).await {
+                match self.store.release(lease, &outcome, Utc::now()).await {
                     Ok(_) => Worked::Released {
                         job,
                         status: state.status().to_string(),
+                        state: Box::new(state),
                     },
                     Err(StoreError::Fenced { reason, .. }) => Worked::Fenced {
                         job,
@@ -98,7 +123,7 @@ impl Runner {
                 match self
                     .store
                     .release(
-                        &lease,
+                        lease,
                         &Outcome::Retry {
                             error: error.clone(),
                             delay: None,
@@ -115,7 +140,7 @@ impl Runner {
         if lost.load(Ordering::SeqCst) && !matches!(worked, Worked::Fenced { .. }) {
             tracing::warn!(%job, "heartbeat failed while the job ran");
         }
-        Ok(Some(worked))
+        Ok(worked)
     }
 
     /// Renew the lease every third of its ttl until aborted; a refused renewal marks it lost.
@@ -152,5 +177,53 @@ impl Runner {
                 }
             }
         }
+    }
+}
+
+/// This host's name, for lease owners.
+fn host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// The lease owner name of this process: `<host>:<pid>`.
+pub fn owner_here() -> String {
+    format!("{}:{}", host(), std::process::id())
+}
+
+/// Whether a lease owner named `<host>:<pid>` was a process of this host that no longer runs
+/// (killed mid-job): its lease need not be waited out. Owners of other hosts, or named any
+/// other way, are never judged gone.
+pub fn owner_is_gone(owner: &str) -> bool {
+    let Some((h, pid)) = owner.rsplit_once(':') else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    h == host()
+        && pid != std::process::id()
+        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_dead_process_of_this_host_is_gone() {
+        assert!(!owner_is_gone(&owner_here()), "this process runs");
+        let dead = format!("{}:{}", host(), u32::MAX - 1);
+        assert!(owner_is_gone(&dead));
+        assert!(!owner_is_gone(&format!(
+            "elsewhere.example:{}",
+            u32::MAX - 1
+        )));
+        assert!(!owner_is_gone("worker-1"));
+        assert!(!owner_is_gone(&format!("{}:not-a-pid", host())));
     }
 }

@@ -284,7 +284,7 @@ pub(crate) async fn cancel(
     Path(key): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let key = parse_key(&key)?;
-    let job = app.control().cancel(&key).await?;
+    let job = app.control().cancel(&key, &by(&caller)).await?;
     tracing::info!(ticket = %key, by = %by(&caller), "job cancelled");
     Ok(done(job, &key, "cancelled"))
 }

@@ -23,8 +23,8 @@ pub trait Control: Send + Sync + 'static {
         reason: &'a str,
         by: &'a str,
     ) -> ControlFuture<'a, JobId>;
-    /// Cancel the ticket's active job.
-    fn cancel<'a>(&'a self, ticket: &'a TicketKey) -> ControlFuture<'a, JobId>;
+    /// Cancel the ticket's job before its proposal is decided; `by` names the API token.
+    fn cancel<'a>(&'a self, ticket: &'a TicketKey, by: &'a str) -> ControlFuture<'a, JobId>;
     /// Run the ticket's stopped or dead job again.
     fn retry<'a>(&'a self, ticket: &'a TicketKey) -> ControlFuture<'a, JobId>;
     /// An event from an outside tracker or forge, verified and read by the webhook handler.

@@ -317,6 +317,49 @@ impl Store {
         on_backend!(self, claim(owner, ttl, until, limits, now))
     }
 
+    /// Lease one given job now, whatever its `run_after` and the limits: the foreground run of
+    /// `codemill run`, `approve` and `reject` asked for this job. `None` when it is not queued
+    /// (a worker holds it, it waits for a person, or it has ended).
+    pub async fn claim_job(
+        &self,
+        job: JobId,
+        owner: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Lease>, StoreError> {
+        let now = micros(now);
+        let until = queue::later(now, ttl)?;
+        on_backend!(self, claim_job(job, owner, ttl, until, now))
+    }
+
+    /// End the lease `token` on `job` now, when its owner is known to be gone (a killed
+    /// process of this host); the reaper then hands the job back. `false` when that lease is
+    /// no longer the job's.
+    pub async fn expire_lease(
+        &self,
+        job: JobId,
+        token: i64,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        on_backend!(self, expire_lease(job, token, micros(now)))
+    }
+
+    /// A person's decision (approve, reject, cancel) as one transaction: the queue row must be
+    /// in one of `from` (else `InvalidTransition` naming `action`), `event` becomes journal
+    /// entry `seq` (else `Conflict`), and the row is queued again at once with a new lease
+    /// token, so a worker still running the job is fenced off at its next write.
+    pub async fn decide(
+        &self,
+        job: JobId,
+        seq: i64,
+        event: &JobEvent,
+        from: &[QueueState],
+        action: &'static str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        on_backend!(self, decide(job, seq, event, from, action, micros(now)))
+    }
+
     /// Extend a valid lease by its ttl from `now`; returns the new expiry, or `Fenced`.
     pub async fn heartbeat(
         &self,

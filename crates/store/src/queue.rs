@@ -391,15 +391,23 @@ pub(crate) fn after_expiry(
         .map(|t| t.to_rfc3339())
         .unwrap_or_else(|| "?".into());
     let error = format!("lease of {owner:?} expired at {until} without a heartbeat");
-    failed(current, &error, None, backoff, now)
+    // The owner is gone, not failing: another worker resumes the job at once. The attempt still
+    // counts, so a job that kills every worker that runs it ends dead.
+    failed(current, &error, Some(Duration::ZERO), backoff, now)
 }
 
 /// Why `requeue` may not move a job of this state back to queued; `Ok(false)` when it is
 /// already active (a repeated approval is harmless).
 pub(crate) fn requeue_allowed(job: JobId, state: QueueState) -> Result<bool, StoreError> {
     match state {
-        QueueState::Waiting | QueueState::Dead | QueueState::Cancelled => Ok(true),
+        QueueState::Waiting | QueueState::Dead => Ok(true),
         QueueState::Queued | QueueState::Leased => Ok(false),
+        // Cancelled means cancelled: only a retry (a new job) runs the ticket again.
+        QueueState::Cancelled => Err(StoreError::InvalidTransition {
+            job,
+            state,
+            action: "requeue",
+        }),
         QueueState::Done => Err(StoreError::InvalidTransition {
             job,
             state,

@@ -205,6 +205,25 @@ impl Env {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Run with extra environment variables (the service's tokens, for a command that runs the
+    /// job in its own process); assert success; return stdout.
+    pub fn ok_with(&self, vars: &[(&str, &str)], args: &[&str]) -> String {
+        let out = self
+            .cmd()
+            .envs(vars.iter().copied())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "codemill {args:?} failed ({:?}):\nstdout: {}\nstderr: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Run; return (exit code, stdout, stderr).
     pub fn run(&self, args: &[&str]) -> (Option<i32>, String, String) {
         let out = self.cmd().args(args).output().unwrap();
@@ -308,6 +327,11 @@ impl Service {
             base,
             http: reqwest::Client::new(),
         }
+    }
+
+    /// The service's process, for a test that signals it itself.
+    pub fn into_child(mut self) -> std::process::Child {
+        self.child.take().unwrap()
     }
 
     /// SIGTERM, as a service manager stops it; the exit status once it has shut down.

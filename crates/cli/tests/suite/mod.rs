@@ -8,6 +8,7 @@ mod demo;
 mod doctor;
 mod harness;
 mod mixed;
+mod one_path;
 mod outside;
 mod pipeline;
 mod review;

@@ -388,7 +388,7 @@ async fn a_github_issue_goes_to_a_draft_pr_feedback_rounds_and_closed_on_merge()
         kind: FaultKind::AfterApply(502),
     });
     gh.clear_requests();
-    env.ok(&["approve", &key]);
+    env.ok_with(&github_vars(), &["approve", &key]);
     wait_state(&env, &key, "in_review");
     let prs = gh.prs();
     assert_eq!(prs.len(), 1, "one PR after a 502 on its creation");
@@ -558,7 +558,7 @@ async fn a_linear_issue_is_acknowledged_within_ten_seconds_and_done_on_merge() {
         );
     }
 
-    env.ok(&["approve", &key]);
+    env.ok_with(&vars, &["approve", &key]);
     wait_state(&env, &key, "in_review");
     assert_eq!(gh.prs().len(), 1);
     let pr = gh.prs()[0].clone();
@@ -687,7 +687,7 @@ async fn a_jira_ticket_goes_to_a_plan_comment_a_draft_pr_and_done_on_merge() {
             .contains(&"codemill:awaiting-review".to_string())
     );
 
-    env.ok(&["approve", "PROJ-1"]);
+    env.ok_with(&vars, &["approve", "PROJ-1"]);
     wait_state(&env, "PROJ-1", "in_review");
     let prs = gh.prs();
     assert_eq!(prs.len(), 1);
@@ -886,7 +886,7 @@ async fn changes_requested_with_line_comments_makes_one_commit_and_answers_every
     )
     .await;
     wait_state(&env, &key, "awaiting_approval");
-    env.ok(&["approve", &key]);
+    env.ok_with(&github_vars(), &["approve", &key]);
     wait_state(&env, &key, "in_review");
     let branch = format!("codemill/{key}");
     let pr = gh.pr_by_head(&branch).unwrap()["number"].as_u64().unwrap();

@@ -1,5 +1,6 @@
-//! `kill -9` of a worker at five points of a queued job — before the agent, during the agent,
-//! after the commit, after the push, after the PR record — three tickets each, then a restart:
+//! `kill -9` of a worker (or of the approving process) at five points of a queued job — before
+//! the agent, during the agent, after the commit, after the push, after the PR record — three
+//! tickets each, then a restart:
 //! every job finishes with exactly one branch, one PR record and one final ticket comment.
 
 use std::process::{Command, Output, Stdio};
@@ -162,23 +163,33 @@ async fn kill_at(point: &str) {
             }
             _ => ok(worker(&env, None).output().unwrap()),
         }
-        env.ok(&["approve", &key]);
         match point {
+            // The approving process ships the job itself (one job path) and is killed; a
+            // worker on this host takes the job over at once.
             "after-push" | "after-pr" => {
                 let effect = if point == "after-push" {
                     "push"
                 } else {
                     "record_pr"
                 };
-                let out = worker(&env, Some(effect)).output().unwrap();
+                let out = env
+                    .cmd()
+                    .env("CODEMILL_CRASH_AFTER_EFFECT", effect)
+                    .args(["approve", &key])
+                    .output()
+                    .unwrap();
                 assert_eq!(
                     out.status.code(),
                     None,
-                    "{key}: the worker should have been killed"
+                    "{key}: the approving process should have been killed"
                 );
+                ok(worker(&env, None).output().unwrap());
                 restart_until(&env, &key, "done");
             }
-            _ => restart_until(&env, &key, "done"),
+            _ => {
+                env.ok(&["approve", &key]);
+                restart_until(&env, &key, "done");
+            }
         }
         check_exactly_once(&env, &key);
     }

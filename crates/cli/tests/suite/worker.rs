@@ -52,19 +52,12 @@ async fn a_queued_ticket_is_proposed_then_shipped_by_workers() {
     let idle = worker(&env, "w2", 30).output().unwrap();
     assert!(idle.status.success());
     assert_eq!(queue_state(&env), "awaiting_approval");
+    // One job path: the approving process claims the job and ships it itself.
     let out = env.ok(&["approve", "P-1"]);
-    assert!(out.contains("queued for a worker to ship"), "{out}");
-    assert!(
-        env.remote_branch("codemill/P-1").is_none(),
-        "shipped before a worker ran"
-    );
-    let out = worker(&env, "w2", 30).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.contains("shipped"), "{out}");
     assert_eq!(queue_state(&env), "done");
+    let idle = worker(&env, "w2", 30).output().unwrap();
+    assert!(idle.status.success());
     assert_eq!(env.remote_git(&["show", "codemill/P-1:hello.txt"]), "hello");
 }
 

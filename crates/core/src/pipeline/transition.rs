@@ -50,6 +50,15 @@ fn feedback_failed(mut s: JobState, reason: String) -> JobState {
     s
 }
 
+/// The terminal stage a stopped job ends in.
+fn stopped_stage(kind: Option<StopKind>) -> Stage {
+    match kind {
+        Some(StopKind::Rejected) => Stage::Rejected,
+        Some(StopKind::Cancelled) => Stage::Cancelled,
+        Some(StopKind::NeedsAttention) | None => Stage::NeedsAttention,
+    }
+}
+
 fn stop(mut s: JobState, kind: StopKind, reason: String) -> JobState {
     s.stop = Some(kind);
     s.reason = Some(reason);
@@ -159,6 +168,15 @@ pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEven
         _ => {}
     }
 
+    // A cancel may arrive while an effect runs (its owner is fenced off): the job stops.
+    if let JobEvent::Cancelled { by } = event {
+        if !s.stage.is_cancellable() {
+            return Err(invalid());
+        }
+        s.starts_in_stage = 0;
+        return Ok(stop(s, StopKind::Cancelled, format!("cancelled by {by}")));
+    }
+
     if let JobEvent::EffectStarted { .. } = event {
         if s.stage.is_terminal() || s.stage == Stage::AwaitingApproval || s.stage == Stage::InReview
         {
@@ -175,10 +193,7 @@ pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEven
             // Failing while already stopping: move on so the job still ends.
             Stage::Snapshot => Stage::AnnounceStop,
             Stage::AnnounceStop => Stage::CleanupStopped,
-            Stage::CleanupStopped => match s.stop {
-                Some(StopKind::Rejected) => Stage::Rejected,
-                _ => Stage::NeedsAttention,
-            },
+            Stage::CleanupStopped => stopped_stage(s.stop),
             Stage::AnnounceNeedsInput => Stage::NeedsInput,
             // A failed feedback round is reported on the PR; the PR stays in review.
             Stage::FeedbackPrepare
@@ -197,6 +212,7 @@ pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEven
             | Stage::NeedsAttention
             | Stage::NeedsInput
             | Stage::Rejected
+            | Stage::Cancelled
             | Stage::AwaitingApproval => return Err(invalid()),
             Stage::Acknowledge
             | Stage::Readiness
@@ -601,12 +617,7 @@ pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEven
             s.stage = Stage::AnnounceStop;
         }
         (Stage::AnnounceStop, JobEvent::TicketUpdated { .. }) => s.stage = Stage::CleanupStopped,
-        (Stage::CleanupStopped, JobEvent::CleanedUp { .. }) => {
-            s.stage = match s.stop {
-                Some(StopKind::Rejected) => Stage::Rejected,
-                _ => Stage::NeedsAttention,
-            }
-        }
+        (Stage::CleanupStopped, JobEvent::CleanedUp { .. }) => s.stage = stopped_stage(s.stop),
         // Listed in full (no catch-all arm) so a new stage or event must be placed explicitly.
         (
             Stage::Acknowledge
@@ -648,7 +659,8 @@ pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEven
             | Stage::AnnounceStop
             | Stage::CleanupStopped
             | Stage::NeedsAttention
-            | Stage::Rejected,
+            | Stage::Rejected
+            | Stage::Cancelled,
             JobEvent::Created { .. }
             | JobEvent::EffectStarted { .. }
             | JobEvent::EffectFailed { .. }
@@ -669,7 +681,8 @@ pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEven
             | JobEvent::FeedbackReceived { .. }
             | JobEvent::PrClosed { .. }
             | JobEvent::FeedbackWorkspaceReady { .. }
-            | JobEvent::FeedbackReplied { .. },
+            | JobEvent::FeedbackReplied { .. }
+            | JobEvent::Cancelled { .. },
         ) => return Err(invalid()),
     }
     Ok(s)

@@ -387,10 +387,11 @@ async fn state_changes_go_through_control() {
             Call::Reject {
                 ticket: ticket.clone(),
                 reason: "not like this".into(),
-                by
+                by: by.clone()
             },
             Call::Cancel {
-                ticket: ticket.clone()
+                ticket: ticket.clone(),
+                by
             },
             Call::Retry { ticket },
         ]

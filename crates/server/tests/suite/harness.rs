@@ -181,6 +181,7 @@ pub enum Call {
     },
     Cancel {
         ticket: String,
+        by: String,
     },
     Retry {
         ticket: String,
@@ -244,9 +245,10 @@ impl Control for Recording {
         self.answer(call, ticket)
     }
 
-    fn cancel<'a>(&'a self, ticket: &'a TicketKey) -> ControlFuture<'a, JobId> {
+    fn cancel<'a>(&'a self, ticket: &'a TicketKey, by: &'a str) -> ControlFuture<'a, JobId> {
         let call = Call::Cancel {
             ticket: ticket.to_string(),
+            by: by.into(),
         };
         self.answer(call, ticket)
     }

@@ -91,6 +91,101 @@ impl Postgres {
         })
     }
 
+    pub async fn claim_job(
+        &self,
+        job: JobId,
+        owner: &str,
+        ttl: std::time::Duration,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Lease>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        atomically!(tx, {
+            let row = sqlx::query(
+                "UPDATE queue SET state = 'leased', lease_owner = $1, lease_token = lease_token + 1,
+                     lease_until = $2, heartbeat_at = $3, updated_at = $3
+                 WHERE job_id = $4 AND state = 'queued'
+                 RETURNING job_id, ticket_key, project, lease_token, attempts, max_attempts",
+            )
+            .bind(owner)
+            .bind(until)
+            .bind(now)
+            .bind(job.0)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(r) = row else { return Ok(None) };
+            Ok(Some(Lease {
+                job: JobId(r.try_get("job_id")?),
+                ticket: model::ticket_key(&r.try_get::<String, _>("ticket_key")?)?,
+                project: r.try_get("project")?,
+                owner: owner.to_string(),
+                token: r.try_get("lease_token")?,
+                attempt: attempts_of(&r, "attempts")?.saturating_add(1),
+                max_attempts: attempts_of(&r, "max_attempts")?,
+                until,
+                ttl,
+            }))
+        })
+    }
+
+    pub async fn expire_lease(
+        &self,
+        job: JobId,
+        token: i64,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        atomically!(tx, {
+            let done = sqlx::query(
+                "UPDATE queue SET lease_until = $1, updated_at = $1
+                 WHERE job_id = $2 AND state = 'leased' AND lease_token = $3",
+            )
+            .bind(now)
+            .bind(job.0)
+            .bind(token)
+            .execute(&mut *tx)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    pub async fn decide(
+        &self,
+        job: JobId,
+        seq: i64,
+        event: &JobEvent,
+        from: &[QueueState],
+        action: &'static str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        atomically!(tx, {
+            // The row lock orders this against fenced appends, claims and the reaper.
+            let Some(cur) = current(&mut tx, job).await? else {
+                return Err(StoreError::NotQueued(job));
+            };
+            if !from.contains(&cur.state) {
+                return Err(StoreError::InvalidTransition {
+                    job,
+                    state: cur.state,
+                    action,
+                });
+            }
+            insert_entry(&mut tx, job, seq, event, now).await?;
+            sqlx::query(
+                "UPDATE queue SET state = 'queued', attempts = 0, run_after = $1, last_error = NULL,
+                     lease_owner = NULL, lease_until = NULL, lease_token = lease_token + 1,
+                     updated_at = $1
+                 WHERE job_id = $2",
+            )
+            .bind(now)
+            .bind(job.0)
+            .execute(&mut *tx)
+            .await?;
+            Ok(())
+        })
+    }
+
     pub async fn heartbeat(
         &self,
         lease: &Lease,

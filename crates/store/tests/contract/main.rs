@@ -58,6 +58,8 @@ contract!(
     queue::stale_lease_is_fenced_after_another_owner_claims,
     queue::expired_lease_is_fenced_before_reaping,
     queue::fenced_append_keeps_the_sequence,
+    queue::claim_job_takes_one_given_queued_job_now,
+    queue::decide_appends_and_requeues_in_one_step_or_not_at_all,
     concurrency::concurrent_claimers_take_each_job_exactly_once,
     concurrency::concurrent_claimers_respect_limits,
     concurrency::concurrent_enqueues_make_one_job_per_ticket,

@@ -256,14 +256,15 @@ pub async fn reap_requeues_expired_leases_then_dead_letters(db: Db) {
     assert_eq!((l1.job, l2.job), (id, live));
     s.heartbeat(&l2, at(50)).await.unwrap();
     assert!(s.reap(at(59)).await.unwrap().is_empty());
-    // w1 went silent: its job is queued again after the backoff; w2 heartbeat, so it stays.
+    // w1 went silent: its job is queued again at once (the owner is gone, nothing failed, so
+    // no backoff), the attempt counted; w2 heartbeat, so it stays.
     let reaped = s.reap(at(60)).await.unwrap();
     assert_eq!(reaped.len(), 1);
     assert_eq!((reaped[0].job, reaped[0].state), (id, QueueState::Queued));
     let q = s.queue_entry(id).await.unwrap().unwrap();
     assert_eq!(
         (q.state, q.attempts, q.run_after),
-        (QueueState::Queued, 1, at(70))
+        (QueueState::Queued, 1, at(60))
     );
     assert!(q.lease_owner.is_none() && q.lease_until.is_none());
     assert!(q.last_error.unwrap().contains("w1"));
@@ -271,7 +272,6 @@ pub async fn reap_requeues_expired_leases_then_dead_letters(db: Db) {
         s.queue_entry(live).await.unwrap().unwrap().state,
         QueueState::Leased
     );
-    assert!(claim(&s, "w3", at(69)).await.is_none());
     let l3 = claim(&s, "w3", at(70)).await.unwrap();
     assert_eq!((l3.job, l3.token, l3.attempt), (id, 2, 2));
     s.heartbeat(&l2, at(100)).await.unwrap();
@@ -385,7 +385,8 @@ pub async fn requeue_rules(db: Db) {
         (QueueState::Queued, 0, at(3))
     );
     // ...but not while its ticket has another active job.
-    s.cancel(dead, at(4)).await.unwrap();
+    let l = claim(&s, "w", at(3)).await.unwrap();
+    s.release(&l, &retry("boom again"), at(4)).await.unwrap();
     let newer = enqueue(&s, "A-2", 1, at(4)).await;
     match s.requeue(dead, at(5)).await {
         Err(StoreError::ActiveJob { ticket, job }) => {
@@ -397,6 +398,16 @@ pub async fn requeue_rules(db: Db) {
         s.requeue(JobId::new(), at(5)).await,
         Err(StoreError::NotQueued(_))
     ));
+    // Cancelled means cancelled: requeue refuses it, only a new job runs the ticket again.
+    let cancelled = enqueue(&s, "A-3", 1, at(5)).await;
+    assert!(s.cancel(cancelled, at(6)).await.unwrap());
+    assert!(matches!(
+        s.requeue(cancelled, at(7)).await,
+        Err(StoreError::InvalidTransition {
+            state: QueueState::Cancelled,
+            ..
+        })
+    ));
 }
 
 pub async fn stale_lease_is_fenced_after_another_owner_claims(db: Db) {
@@ -406,7 +417,7 @@ pub async fn stale_lease_is_fenced_after_another_owner_claims(db: Db) {
     s.append_fenced(&old, 1, &started("a"), at(1))
         .await
         .unwrap();
-    // w1 stalls past its lease; the reaper hands the job to w2 after the backoff (30 s).
+    // w1 stalls past its lease; the reaper hands the job back and w2 claims it.
     s.reap(at(60)).await.unwrap();
     let new = claim(s, "w2", at(100)).await.unwrap();
     assert_eq!((new.job, new.token), (id, old.token + 1));
@@ -488,4 +499,93 @@ pub async fn fenced_append_keeps_the_sequence(db: Db) {
     // The unfenced append of the CLI path still works on queued jobs.
     s.append(lease.job, 2, &started("b")).await.unwrap();
     assert_eq!(s.journal(lease.job).await.unwrap().len(), 3);
+}
+
+pub async fn claim_job_takes_one_given_queued_job_now(db: Db) {
+    let s = db.store.clone().with_backoff(BACKOFF);
+    let first = enqueue(&s, "A-1", 3, t0()).await;
+    let second = enqueue(&s, "A-2", 3, t0()).await;
+    // A job waiting out a retry delay is still the foreground run's to take.
+    let l = claim(&s, "w", t0()).await.unwrap();
+    assert_eq!(l.job, first);
+    s.release(&l, &retry("boom"), at(1)).await.unwrap();
+    let mine = s
+        .claim_job(first, "cli", TTL, at(2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((mine.job, mine.token, mine.attempt), (first, 2, 2));
+    // Leased (by anyone), or unknown: not claimable.
+    assert!(
+        s.claim_job(first, "other", TTL, at(3))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.claim_job(JobId::new(), "cli", TTL, at(3))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Waiting for a person: not claimable either.
+    let l = s
+        .claim_job(second, "cli", TTL, at(3))
+        .await
+        .unwrap()
+        .unwrap();
+    s.release(&l, &Outcome::Waiting, at(4)).await.unwrap();
+    assert!(
+        s.claim_job(second, "cli", TTL, at(5))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+pub async fn decide_appends_and_requeues_in_one_step_or_not_at_all(db: Db) {
+    let s = &db.store;
+    let id = enqueue(s, "A-1", 3, t0()).await;
+    let l = claim(s, "w", t0()).await.unwrap();
+    s.append_fenced(&l, 1, &started("a"), at(1)).await.unwrap();
+    // Not waiting: an approval-like decision is refused and nothing is written.
+    let waiting = [QueueState::Waiting];
+    match s
+        .decide(id, 2, &started("x"), &waiting, "approve", at(2))
+        .await
+    {
+        Err(StoreError::InvalidTransition { state, action, .. }) => {
+            assert_eq!((state, action), (QueueState::Leased, "approve"));
+        }
+        other => panic!("expected InvalidTransition, got {other:?}"),
+    }
+    assert_eq!(s.journal(id).await.unwrap().len(), 2);
+    // A cancel-like decision on the leased job: journalled, queued again, owner fenced off.
+    let active = [QueueState::Queued, QueueState::Leased, QueueState::Waiting];
+    s.decide(id, 2, &started("cancel"), &active, "cancel", at(3))
+        .await
+        .unwrap();
+    let q = s.queue_entry(id).await.unwrap().unwrap();
+    assert_eq!(
+        (q.state, q.run_after, q.lease_token),
+        (QueueState::Queued, at(3), l.token + 1)
+    );
+    assert!(matches!(
+        s.append_fenced(&l, 3, &started("stale"), at(4)).await,
+        Err(StoreError::Fenced { .. })
+    ));
+    // The sequence is taken: a racing decision gets a conflict, and writes nothing.
+    assert!(matches!(
+        s.decide(id, 2, &started("late"), &active, "cancel", at(4))
+            .await,
+        Err(StoreError::Conflict { seq: 2, .. })
+    ));
+    assert_eq!(s.journal(id).await.unwrap().len(), 3);
+    let next = claim(s, "w2", at(5)).await.unwrap();
+    assert_eq!((next.job, next.token), (id, l.token + 2));
+    assert!(matches!(
+        s.decide(JobId::new(), 0, &started("x"), &active, "cancel", at(5))
+            .await,
+        Err(StoreError::NotQueued(_))
+    ));
 }
