@@ -128,43 +128,9 @@ pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEven
     // complete the pending effect.
     match event {
         JobEvent::FeedbackReceived { feedback } => {
-            if !s.follow_pr || !(s.stage == Stage::InReview || pr_open(s.stage)) {
-                return Err(invalid());
-            }
-            let fresh: Vec<Feedback> = feedback
-                .iter()
-                .filter(|f| !s.feedback_seen.contains(&f.id))
-                .cloned()
-                .collect();
-            s.feedback_seen.extend(fresh.iter().map(|f| f.id.clone()));
-            match s.stage {
-                Stage::InReview => return Ok(start_round(s, fresh)),
-                // The round has not reached the agent yet: a review's other comments, delivered
-                // a moment later, join it instead of waiting for another round.
-                Stage::FeedbackPrepare => {
-                    let person = fresh.iter().any(|f| f.kind != FeedbackKind::CheckFailed);
-                    if person {
-                        s.check_rounds = 0;
-                    }
-                    s.feedback.extend(fresh);
-                }
-                _ => s.pending_feedback.extend(fresh),
-            }
-            return Ok(s);
+            return feedback_received(s, feedback).ok_or_else(invalid);
         }
-        JobEvent::PrClosed { merged, .. } => {
-            match s.stage {
-                Stage::InReview => {
-                    s.merged = Some(*merged);
-                    s.stage = Stage::AnnouncePrClosed;
-                }
-                st if s.follow_pr && pr_open(st) => s.pr_closed = Some(*merged),
-                // Told twice: nothing new.
-                Stage::AnnouncePrClosed | Stage::FinalCleanup => {}
-                _ => return Err(invalid()),
-            }
-            return Ok(s);
-        }
+        JobEvent::PrClosed { merged, .. } => return pr_closed(s, *merged).ok_or_else(invalid),
         _ => {}
     }
 
@@ -189,435 +155,119 @@ pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEven
     s.starts_in_stage = 0;
 
     if let JobEvent::EffectFailed { effect, error } = event {
-        s.stage = match s.stage {
-            // Failing while already stopping: move on so the job still ends.
-            Stage::Snapshot => Stage::AnnounceStop,
-            Stage::AnnounceStop => Stage::CleanupStopped,
-            Stage::CleanupStopped => stopped_stage(s.stop),
-            Stage::AnnounceNeedsInput => Stage::NeedsInput,
-            // A failed feedback round is reported on the PR; the PR stays in review.
-            Stage::FeedbackPrepare
-            | Stage::FeedbackFix
-            | Stage::FeedbackGates
-            | Stage::FeedbackCommit
-            | Stage::FeedbackPush => {
-                return Ok(feedback_failed(s, format!("{effect} failed: {error}")));
-            }
-            Stage::FeedbackReply => Stage::FeedbackCleanup,
-            Stage::FeedbackCleanup => return Ok(settle(s)),
-            Stage::AnnouncePrClosed => Stage::FinalCleanup,
-            Stage::FinalCleanup => Stage::Done,
-            Stage::InReview
-            | Stage::Done
-            | Stage::NeedsAttention
-            | Stage::NeedsInput
-            | Stage::Rejected
-            | Stage::Cancelled
-            | Stage::AwaitingApproval => return Err(invalid()),
-            Stage::Acknowledge
-            | Stage::Readiness
-            | Stage::Start
-            | Stage::Prepare
-            | Stage::Research
-            | Stage::Plan
-            | Stage::PostPlan
-            | Stage::Implement
-            | Stage::Gates
-            | Stage::PlanReview
-            | Stage::Review
-            | Stage::Triage
-            | Stage::Fix
-            | Stage::Commit
-            | Stage::Propose
-            | Stage::AnnounceProposal
-            | Stage::Push
-            | Stage::RecordPr
-            | Stage::CreateBacklog
-            | Stage::AnnounceShipped
-            | Stage::Cleanup => {
-                s = stop(
-                    s,
-                    StopKind::NeedsAttention,
-                    format!("{effect} failed: {error}"),
-                );
-                Stage::Snapshot
-            }
-        };
-        if s.reason.is_none() && s.stop.is_some() {
-            s.reason = Some(format!("{effect} failed: {error}"));
-        }
-        return Ok(s);
+        return effect_failed(s, effect, error).ok_or_else(invalid);
     }
 
-    match (s.stage, event) {
-        (Stage::Acknowledge, JobEvent::TicketUpdated { .. }) => s.stage = Stage::Readiness,
+    use AgentStage as A;
+    use JobEvent as E;
+    // The stage graph: which event completes which stage. Each handler says where it leads.
+    s = match (s.stage, event) {
+        (Stage::Acknowledge, E::TicketUpdated { .. }) => goto(s, Stage::Readiness),
         (
             Stage::Readiness,
-            JobEvent::AgentFinished {
-                stage: AgentStage::Readiness,
+            E::AgentFinished {
+                stage: A::Readiness,
                 run,
                 ..
             },
-        ) => {
-            record_cost(&mut s, AgentStage::Readiness, 0, run);
-            if !run.outcome.is_success() {
-                s = stop(
-                    s,
-                    StopKind::NeedsAttention,
-                    agent_reason(AgentStage::Readiness, run),
-                );
-            } else {
-                match &run.readiness {
-                    Some(r) if r.ready => s.stage = Stage::Start,
-                    Some(r) => {
-                        s.questions = r.questions.iter().take(5).cloned().collect();
-                        s.stage = Stage::AnnounceNeedsInput;
-                    }
-                    None => {
-                        let why = run
-                            .parse_error
-                            .clone()
-                            .unwrap_or_else(|| "no verdict".into());
-                        s = stop(
-                            s,
-                            StopKind::NeedsAttention,
-                            unreadable(AgentStage::Readiness, run, &why),
-                        );
-                    }
-                }
-            }
-        }
-        (Stage::AnnounceNeedsInput, JobEvent::TicketUpdated { .. }) => s.stage = Stage::NeedsInput,
-        (Stage::Start, JobEvent::TicketUpdated { .. }) => s.stage = Stage::Prepare,
-        (
-            Stage::Prepare,
-            JobEvent::WorkspaceReady {
-                worktree,
-                branch,
-                base_commit,
-                default_branch,
-            },
-        ) => {
-            s.worktree = Some(worktree.clone());
-            s.branch = Some(branch.clone());
-            s.base_commit = Some(base_commit.clone());
-            s.default_branch = Some(default_branch.clone());
-            s.stage = Stage::Research;
-        }
+        ) => readiness(s, run),
+        (Stage::AnnounceNeedsInput, E::TicketUpdated { .. }) => goto(s, Stage::NeedsInput),
+        (Stage::Start, E::TicketUpdated { .. }) => goto(s, Stage::Prepare),
+        (Stage::Prepare, E::WorkspaceReady { .. }) => workspace_ready(s, event),
         (
             Stage::Research,
-            JobEvent::AgentFinished {
-                stage: AgentStage::Research,
+            E::AgentFinished {
+                stage: A::Research,
                 run,
                 ..
             },
-        ) => {
-            record_cost(&mut s, AgentStage::Research, 0, run);
-            if run.outcome.is_success() {
-                s.research_artifact = run.artifact.clone();
-                s.stage = Stage::Plan;
-            } else {
-                s = stop(
-                    s,
-                    StopKind::NeedsAttention,
-                    agent_reason(AgentStage::Research, run),
-                );
-            }
-        }
+        ) => research(s, run),
         (
             Stage::Plan,
-            JobEvent::AgentFinished {
-                stage: AgentStage::Plan,
+            E::AgentFinished {
+                stage: A::Plan,
                 run,
                 ..
             },
-        ) => {
-            record_cost(&mut s, AgentStage::Plan, 0, run);
-            if run.outcome.is_success() {
-                s.plan_artifact = run.artifact.clone();
-                s.stage = Stage::PostPlan;
-            } else {
-                s = stop(
-                    s,
-                    StopKind::NeedsAttention,
-                    agent_reason(AgentStage::Plan, run),
-                );
-            }
-        }
-        (Stage::PostPlan, JobEvent::TicketUpdated { .. }) => s.stage = Stage::Implement,
+        ) => plan(s, run),
+        (Stage::PostPlan, E::TicketUpdated { .. }) => goto(s, Stage::Implement),
         (
             Stage::Implement,
-            JobEvent::AgentFinished {
-                stage: AgentStage::Implement,
+            E::AgentFinished {
+                stage: A::Implement,
                 run,
                 ..
             },
-        ) => {
-            record_cost(&mut s, AgentStage::Implement, 0, run);
-            s.implement_session = run.session_id.clone();
-            if run.outcome.is_success() {
-                s.stage = Stage::Gates;
-            } else {
-                s = stop(
-                    s,
-                    StopKind::NeedsAttention,
-                    agent_reason(AgentStage::Implement, run),
-                );
-            }
-        }
-        (Stage::Gates, JobEvent::GatesFinished { round, gates }) if *round == s.round => {
-            s.gates = gates.clone();
-            if gates.iter().all(|g| g.passed) {
-                s.stage = Stage::PlanReview;
-            } else if s.round < s.max_rounds {
-                s.stage = Stage::Fix;
-            } else {
-                let reason = format!(
-                    "gates still failing after {} fix round(s): {}",
-                    s.round,
-                    failing_names(gates)
-                );
-                s = stop(s, StopKind::NeedsAttention, reason);
-            }
-        }
-        (Stage::PlanReview, JobEvent::ReviewPlanned { plan }) if plan.round == s.round => {
-            s.review_plan = Some(plan.clone());
-            s.stage = if plan.angles.is_empty() {
-                Stage::Triage
-            } else {
-                Stage::Review
-            };
-        }
+        ) => implement(s, run),
+        (Stage::Gates, E::GatesFinished { round, gates }) if *round == s.round => gated(s, gates),
+        (Stage::PlanReview, E::ReviewPlanned { plan }) if plan.round == s.round => planned(s, plan),
         (
             Stage::Review,
-            JobEvent::AgentFinished {
-                stage: AgentStage::Review,
+            E::AgentFinished {
+                stage: A::Review,
                 round,
                 run,
             },
-        ) if *round == s.round
-            && run
-                .angle
-                .as_ref()
-                .is_some_and(|a| s.next_angle().is_some_and(|n| &n.name == a)) =>
-        {
-            record_cost(&mut s, AgentStage::Review, *round, run);
-            let angle = run.angle.clone().unwrap_or_default();
-            if !run.outcome.is_success() {
-                s = stop(
-                    s,
-                    StopKind::NeedsAttention,
-                    agent_reason(AgentStage::Review, run),
-                );
-            } else if let Some(findings) = &run.findings {
-                s.reviews.push(AngleReview {
-                    round: *round,
-                    angle,
-                    findings: findings.clone(),
-                });
-                if s.next_angle().is_none() {
-                    s.stage = Stage::Triage;
-                }
-            } else {
-                let why = run
-                    .parse_error
-                    .clone()
-                    .unwrap_or_else(|| "no findings".into());
-                s = stop(
-                    s,
-                    StopKind::NeedsAttention,
-                    unreadable(AgentStage::Review, run, &why),
-                );
-            }
-        }
+        ) if *round == s.round && is_next_angle(&s, run) => reviewed(s, *round, run),
         (
             Stage::Triage,
-            JobEvent::AgentFinished {
-                stage: AgentStage::Triage,
+            E::AgentFinished {
+                stage: A::Triage,
                 round,
                 run,
             },
-        ) if *round == s.round => {
-            record_cost(&mut s, AgentStage::Triage, *round, run);
-            if !run.outcome.is_success() {
-                s = stop(
-                    s,
-                    StopKind::NeedsAttention,
-                    agent_reason(AgentStage::Triage, run),
-                );
-            } else if let Some(decisions) = &run.decisions {
-                s.triage.push((*round, decisions.clone()));
-                let fix_now = decisions
-                    .iter()
-                    .filter(|d| d.bucket == Bucket::FixNow)
-                    .count();
-                if fix_now == 0 {
-                    s.stage = Stage::Commit;
-                } else if s.round < s.max_rounds {
-                    s.stage = Stage::Fix;
-                } else {
-                    let r = s.round;
-                    s = stop(
-                        s,
-                        StopKind::NeedsAttention,
-                        format!("{fix_now} fix-now finding(s) remain after {r} fix round(s)"),
-                    );
-                }
-            } else {
-                let why = run
-                    .parse_error
-                    .clone()
-                    .unwrap_or_else(|| "no decisions".into());
-                s = stop(
-                    s,
-                    StopKind::NeedsAttention,
-                    unreadable(AgentStage::Triage, run, &why),
-                );
-            }
-        }
+        ) if *round == s.round => triaged(s, *round, run),
         (
             Stage::Fix,
-            JobEvent::AgentFinished {
-                stage: AgentStage::Fix,
+            E::AgentFinished {
+                stage: A::Fix,
                 round,
                 run,
             },
-        ) if *round == s.round + 1 => {
-            record_cost(&mut s, AgentStage::Fix, *round, run);
-            if run.session_id.is_some() {
-                s.implement_session = run.session_id.clone();
-            }
-            if run.outcome.is_success() {
-                s.round = *round;
-                s.stage = Stage::Gates;
-            } else {
-                s = stop(
-                    s,
-                    StopKind::NeedsAttention,
-                    agent_reason(AgentStage::Fix, run),
-                );
-            }
+        ) if *round == s.round + 1 => fixed(s, *round, run),
+        (Stage::Commit, E::Committed { commit }) => committed(s, commit),
+        (Stage::Propose, E::Proposed { proposal }) => proposed(s, proposal),
+        (Stage::AnnounceProposal, E::TicketUpdated { .. }) => goto(s, Stage::AwaitingApproval),
+        (Stage::AwaitingApproval, E::Approved { commit, by }) => approved(s, commit, by)?,
+        (Stage::AwaitingApproval, E::Rejected { reason, by }) => {
+            stop(s, StopKind::Rejected, format!("rejected by {by}: {reason}"))
         }
-        (Stage::Commit, JobEvent::Committed { commit }) => {
-            s.commit = Some(commit.clone());
-            s.stage = Stage::Propose;
-        }
-        (Stage::Propose, JobEvent::Proposed { proposal }) => {
-            s.proposal = Some(proposal.clone());
-            s.stage = Stage::AnnounceProposal;
-        }
-        (Stage::AnnounceProposal, JobEvent::TicketUpdated { .. }) => {
-            s.stage = Stage::AwaitingApproval
-        }
-        (Stage::AwaitingApproval, JobEvent::Approved { commit, by }) => {
-            if s.commit.as_deref() != Some(commit.as_str()) {
-                return Err(InvalidEvent {
-                    stage: s.stage.as_str(),
-                    event: format!(
-                        "approved for {commit}, but the proposal is {}",
-                        s.commit.as_deref().unwrap_or("-")
-                    ),
-                });
-            }
-            s.approved_by = Some(by.clone());
-            s.stage = Stage::Push;
-        }
-        (Stage::AwaitingApproval, JobEvent::Rejected { reason, by }) => {
-            s = stop(s, StopKind::Rejected, format!("rejected by {by}: {reason}"));
-        }
-        (Stage::Push, JobEvent::Pushed { .. }) => s.stage = Stage::RecordPr,
-        (Stage::RecordPr, JobEvent::PrRecorded { pr, number, url }) => {
-            s.pr = Some(*pr);
-            s.pr_number = *number;
-            s.pr_url = url.clone();
-            s.stage = Stage::CreateBacklog;
-        }
-        (Stage::CreateBacklog, JobEvent::BacklogCreated { tickets }) => {
-            s.backlog_tickets = tickets.clone();
-            s.stage = Stage::AnnounceShipped;
-        }
-        (Stage::AnnounceShipped, JobEvent::TicketUpdated { .. }) => s.stage = Stage::Cleanup,
-        (Stage::Cleanup, JobEvent::CleanedUp { .. }) => {
-            if s.follow_pr {
-                s = settle(s);
-            } else {
-                s.stage = Stage::Done;
-            }
-        }
-        (Stage::FeedbackPrepare, JobEvent::FeedbackWorkspaceReady { worktree, head }) => {
-            s.worktree = Some(worktree.clone());
-            s.commit = Some(head.clone());
-            s.stage = Stage::FeedbackFix;
+        (Stage::Push, E::Pushed { .. }) => goto(s, Stage::RecordPr),
+        (Stage::RecordPr, E::PrRecorded { pr, number, url }) => pr_recorded(s, *pr, *number, url),
+        (Stage::CreateBacklog, E::BacklogCreated { tickets }) => backlog_created(s, tickets),
+        (Stage::AnnounceShipped, E::TicketUpdated { .. }) => goto(s, Stage::Cleanup),
+        (Stage::Cleanup, E::CleanedUp { .. }) => shipped_and_cleaned(s),
+        (Stage::FeedbackPrepare, E::FeedbackWorkspaceReady { worktree, head }) => {
+            feedback_ready(s, worktree, head)
         }
         (
             Stage::FeedbackFix,
-            JobEvent::AgentFinished {
-                stage: AgentStage::Fix,
+            E::AgentFinished {
+                stage: A::Fix,
                 round,
                 run,
             },
-        ) if *round == s.round + 1 => {
-            record_cost(&mut s, AgentStage::Fix, *round, run);
-            if run.session_id.is_some() {
-                s.implement_session = run.session_id.clone();
-            }
-            s.round = *round;
-            s.feedback_attempts += 1;
-            if run.outcome.is_success() {
-                s.stage = Stage::FeedbackGates;
-            } else {
-                s = feedback_failed(s, agent_reason(AgentStage::Fix, run));
-            }
+        ) if *round == s.round + 1 => feedback_fixed(s, *round, run),
+        (Stage::FeedbackGates, E::GatesFinished { round, gates }) if *round == s.round => {
+            feedback_gated(s, gates)
         }
-        (Stage::FeedbackGates, JobEvent::GatesFinished { round, gates }) if *round == s.round => {
-            s.gates = gates.clone();
-            if gates.iter().all(|g| g.passed) {
-                s.stage = Stage::FeedbackCommit;
-            } else if s.feedback_attempts < FEEDBACK_ATTEMPTS {
-                s.stage = Stage::FeedbackFix;
-            } else {
-                let reason = format!(
-                    "gates still failing after {} attempt(s): {}",
-                    s.feedback_attempts,
-                    failing_names(gates)
-                );
-                s = feedback_failed(s, reason);
-            }
+        (Stage::FeedbackCommit, E::Committed { commit }) => feedback_committed(s, commit),
+        (Stage::FeedbackPush, E::Pushed { commit, .. }) => feedback_pushed(s, commit),
+        (Stage::FeedbackReply, E::FeedbackReplied { round }) if *round == s.feedback_round => {
+            goto(s, Stage::FeedbackCleanup)
         }
-        (Stage::FeedbackCommit, JobEvent::Committed { commit }) => {
-            if s.commit.as_deref() == Some(commit.as_str()) {
-                s.feedback_result = Some(FeedbackResult::NoChange);
-                s.stage = Stage::FeedbackReply;
-            } else {
-                s.commit = Some(commit.clone());
-                s.stage = Stage::FeedbackPush;
-            }
-        }
-        (Stage::FeedbackPush, JobEvent::Pushed { commit, .. }) => {
-            s.feedback_result = Some(FeedbackResult::Pushed {
-                commit: commit.clone(),
-            });
-            s.stage = Stage::FeedbackReply;
-        }
-        (Stage::FeedbackReply, JobEvent::FeedbackReplied { round })
-            if *round == s.feedback_round =>
-        {
-            s.stage = Stage::FeedbackCleanup;
-        }
-        (Stage::FeedbackCleanup, JobEvent::CleanedUp { .. }) => {
+        (Stage::FeedbackCleanup, E::CleanedUp { .. }) => {
             s.feedback.clear();
-            s = settle(s);
+            settle(s)
         }
-        (Stage::AnnouncePrClosed, JobEvent::TicketUpdated { .. }) => s.stage = Stage::FinalCleanup,
-        (Stage::FinalCleanup, JobEvent::CleanedUp { .. }) => s.stage = Stage::Done,
-        (Stage::Snapshot, JobEvent::Snapshotted { wip_ref, commit }) => {
-            if let (Some(r), Some(c)) = (wip_ref, commit) {
-                s.wip = Some((r.clone(), c.clone()));
-            }
-            s.stage = Stage::AnnounceStop;
+        (Stage::AnnouncePrClosed, E::TicketUpdated { .. }) => goto(s, Stage::FinalCleanup),
+        (Stage::FinalCleanup, E::CleanedUp { .. }) => goto(s, Stage::Done),
+        (Stage::Snapshot, E::Snapshotted { wip_ref, commit }) => snapshotted(s, wip_ref, commit),
+        (Stage::AnnounceStop, E::TicketUpdated { .. }) => goto(s, Stage::CleanupStopped),
+        (Stage::CleanupStopped, E::CleanedUp { .. }) => {
+            let end = stopped_stage(s.stop);
+            goto(s, end)
         }
-        (Stage::AnnounceStop, JobEvent::TicketUpdated { .. }) => s.stage = Stage::CleanupStopped,
-        (Stage::CleanupStopped, JobEvent::CleanedUp { .. }) => s.stage = stopped_stage(s.stop),
         // Listed in full (no catch-all arm) so a new stage or event must be placed explicitly.
         (
             Stage::Acknowledge
@@ -684,6 +334,385 @@ pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEven
             | JobEvent::FeedbackReplied { .. }
             | JobEvent::Cancelled { .. },
         ) => return Err(invalid()),
-    }
+    };
     Ok(s)
+}
+
+/// An effect failed for good: the job stops (or, while stopping or in a feedback round, moves
+/// on so it still ends). `None` where no effect runs.
+fn effect_failed(mut s: JobState, effect: &str, error: &str) -> Option<JobState> {
+    s.stage = match s.stage {
+        // Failing while already stopping: move on so the job still ends.
+        Stage::Snapshot => Stage::AnnounceStop,
+        Stage::AnnounceStop => Stage::CleanupStopped,
+        Stage::CleanupStopped => stopped_stage(s.stop),
+        Stage::AnnounceNeedsInput => Stage::NeedsInput,
+        // A failed feedback round is reported on the PR; the PR stays in review.
+        Stage::FeedbackPrepare
+        | Stage::FeedbackFix
+        | Stage::FeedbackGates
+        | Stage::FeedbackCommit
+        | Stage::FeedbackPush => {
+            return Some(feedback_failed(s, format!("{effect} failed: {error}")));
+        }
+        Stage::FeedbackReply => Stage::FeedbackCleanup,
+        Stage::FeedbackCleanup => return Some(settle(s)),
+        Stage::AnnouncePrClosed => Stage::FinalCleanup,
+        Stage::FinalCleanup => Stage::Done,
+        Stage::InReview
+        | Stage::Done
+        | Stage::NeedsAttention
+        | Stage::NeedsInput
+        | Stage::Rejected
+        | Stage::Cancelled
+        | Stage::AwaitingApproval => return None,
+        Stage::Acknowledge
+        | Stage::Readiness
+        | Stage::Start
+        | Stage::Prepare
+        | Stage::Research
+        | Stage::Plan
+        | Stage::PostPlan
+        | Stage::Implement
+        | Stage::Gates
+        | Stage::PlanReview
+        | Stage::Review
+        | Stage::Triage
+        | Stage::Fix
+        | Stage::Commit
+        | Stage::Propose
+        | Stage::AnnounceProposal
+        | Stage::Push
+        | Stage::RecordPr
+        | Stage::CreateBacklog
+        | Stage::AnnounceShipped
+        | Stage::Cleanup => {
+            s = stop(
+                s,
+                StopKind::NeedsAttention,
+                format!("{effect} failed: {error}"),
+            );
+            Stage::Snapshot
+        }
+    };
+    if s.reason.is_none() && s.stop.is_some() {
+        s.reason = Some(format!("{effect} failed: {error}"));
+    }
+    Some(s)
+}
+
+/// Feedback on the PR: new items start a round in review, join a round that has not reached
+/// the agent yet, or wait for the running one. `None` when no PR is followed.
+fn feedback_received(mut s: JobState, feedback: &[Feedback]) -> Option<JobState> {
+    if !s.follow_pr || !(s.stage == Stage::InReview || pr_open(s.stage)) {
+        return None;
+    }
+    let fresh: Vec<Feedback> = feedback
+        .iter()
+        .filter(|f| !s.feedback_seen.contains(&f.id))
+        .cloned()
+        .collect();
+    s.feedback_seen.extend(fresh.iter().map(|f| f.id.clone()));
+    match s.stage {
+        Stage::InReview => return Some(start_round(s, fresh)),
+        // The round has not reached the agent yet: a review's other comments, delivered a
+        // moment later, join it instead of waiting for another round.
+        Stage::FeedbackPrepare => {
+            let person = fresh.iter().any(|f| f.kind != FeedbackKind::CheckFailed);
+            if person {
+                s.check_rounds = 0;
+            }
+            s.feedback.extend(fresh);
+        }
+        _ => s.pending_feedback.extend(fresh),
+    }
+    Some(s)
+}
+
+/// The PR was closed: announced now in review, or remembered until the running step ends.
+fn pr_closed(mut s: JobState, merged: bool) -> Option<JobState> {
+    match s.stage {
+        Stage::InReview => {
+            s.merged = Some(merged);
+            s.stage = Stage::AnnouncePrClosed;
+        }
+        st if s.follow_pr && pr_open(st) => s.pr_closed = Some(merged),
+        // Told twice: nothing new.
+        Stage::AnnouncePrClosed | Stage::FinalCleanup => {}
+        _ => return None,
+    }
+    Some(s)
+}
+
+// ---- one handler per stage: what completing it records, and where the job goes next ----
+
+fn goto(mut s: JobState, stage: Stage) -> JobState {
+    s.stage = stage;
+    s
+}
+
+/// A failed agent step stops the job with the agent's outcome as the reason.
+fn agent_failed(s: JobState, stage: AgentStage, run: &StageRun) -> JobState {
+    stop(s, StopKind::NeedsAttention, agent_reason(stage, run))
+}
+
+/// An answer that could not be read even after a repair request stops the job.
+fn unreadable_answer(s: JobState, stage: AgentStage, run: &StageRun, missing: &str) -> JobState {
+    let why = run.parse_error.clone().unwrap_or_else(|| missing.into());
+    let reason = unreadable(stage, run, &why);
+    stop(s, StopKind::NeedsAttention, reason)
+}
+
+fn readiness(mut s: JobState, run: &StageRun) -> JobState {
+    record_cost(&mut s, AgentStage::Readiness, 0, run);
+    if !run.outcome.is_success() {
+        return agent_failed(s, AgentStage::Readiness, run);
+    }
+    match &run.readiness {
+        Some(r) if r.ready => goto(s, Stage::Start),
+        Some(r) => {
+            s.questions = r.questions.iter().take(5).cloned().collect();
+            goto(s, Stage::AnnounceNeedsInput)
+        }
+        None => unreadable_answer(s, AgentStage::Readiness, run, "no verdict"),
+    }
+}
+
+fn workspace_ready(mut s: JobState, event: &JobEvent) -> JobState {
+    if let JobEvent::WorkspaceReady {
+        worktree,
+        branch,
+        base_commit,
+        default_branch,
+    } = event
+    {
+        s.worktree = Some(worktree.clone());
+        s.branch = Some(branch.clone());
+        s.base_commit = Some(base_commit.clone());
+        s.default_branch = Some(default_branch.clone());
+    }
+    goto(s, Stage::Research)
+}
+
+fn research(mut s: JobState, run: &StageRun) -> JobState {
+    record_cost(&mut s, AgentStage::Research, 0, run);
+    if !run.outcome.is_success() {
+        return agent_failed(s, AgentStage::Research, run);
+    }
+    s.research_artifact = run.artifact.clone();
+    goto(s, Stage::Plan)
+}
+
+fn plan(mut s: JobState, run: &StageRun) -> JobState {
+    record_cost(&mut s, AgentStage::Plan, 0, run);
+    if !run.outcome.is_success() {
+        return agent_failed(s, AgentStage::Plan, run);
+    }
+    s.plan_artifact = run.artifact.clone();
+    goto(s, Stage::PostPlan)
+}
+
+fn implement(mut s: JobState, run: &StageRun) -> JobState {
+    record_cost(&mut s, AgentStage::Implement, 0, run);
+    s.implement_session = run.session_id.clone();
+    if !run.outcome.is_success() {
+        return agent_failed(s, AgentStage::Implement, run);
+    }
+    goto(s, Stage::Gates)
+}
+
+fn gated(mut s: JobState, gates: &[super::GateResult]) -> JobState {
+    s.gates = gates.to_vec();
+    if gates.iter().all(|g| g.passed) {
+        goto(s, Stage::PlanReview)
+    } else if s.round < s.max_rounds {
+        goto(s, Stage::Fix)
+    } else {
+        let reason = format!(
+            "gates still failing after {} fix round(s): {}",
+            s.round,
+            failing_names(gates)
+        );
+        stop(s, StopKind::NeedsAttention, reason)
+    }
+}
+
+fn planned(mut s: JobState, plan: &super::ReviewPlan) -> JobState {
+    s.review_plan = Some(plan.clone());
+    let next = if plan.angles.is_empty() {
+        Stage::Triage
+    } else {
+        Stage::Review
+    };
+    goto(s, next)
+}
+
+/// Reviews arrive one angle at a time, in the plan's order.
+fn is_next_angle(s: &JobState, run: &StageRun) -> bool {
+    run.angle
+        .as_ref()
+        .is_some_and(|a| s.next_angle().is_some_and(|n| &n.name == a))
+}
+
+fn reviewed(mut s: JobState, round: u32, run: &StageRun) -> JobState {
+    record_cost(&mut s, AgentStage::Review, round, run);
+    if !run.outcome.is_success() {
+        return agent_failed(s, AgentStage::Review, run);
+    }
+    let Some(findings) = &run.findings else {
+        return unreadable_answer(s, AgentStage::Review, run, "no findings");
+    };
+    s.reviews.push(AngleReview {
+        round,
+        angle: run.angle.clone().unwrap_or_default(),
+        findings: findings.clone(),
+    });
+    if s.next_angle().is_none() {
+        s.stage = Stage::Triage;
+    }
+    s
+}
+
+fn triaged(mut s: JobState, round: u32, run: &StageRun) -> JobState {
+    record_cost(&mut s, AgentStage::Triage, round, run);
+    if !run.outcome.is_success() {
+        return agent_failed(s, AgentStage::Triage, run);
+    }
+    let Some(decisions) = &run.decisions else {
+        return unreadable_answer(s, AgentStage::Triage, run, "no decisions");
+    };
+    s.triage.push((round, decisions.clone()));
+    let fix_now = decisions
+        .iter()
+        .filter(|d| d.bucket == Bucket::FixNow)
+        .count();
+    if fix_now == 0 {
+        goto(s, Stage::Commit)
+    } else if s.round < s.max_rounds {
+        goto(s, Stage::Fix)
+    } else {
+        let r = s.round;
+        let reason = format!("{fix_now} fix-now finding(s) remain after {r} fix round(s)");
+        stop(s, StopKind::NeedsAttention, reason)
+    }
+}
+
+fn fixed(mut s: JobState, round: u32, run: &StageRun) -> JobState {
+    record_cost(&mut s, AgentStage::Fix, round, run);
+    if run.session_id.is_some() {
+        s.implement_session = run.session_id.clone();
+    }
+    if !run.outcome.is_success() {
+        return agent_failed(s, AgentStage::Fix, run);
+    }
+    s.round = round;
+    goto(s, Stage::Gates)
+}
+
+fn committed(mut s: JobState, commit: &str) -> JobState {
+    s.commit = Some(commit.to_string());
+    goto(s, Stage::Propose)
+}
+
+fn proposed(mut s: JobState, proposal: &super::Proposal) -> JobState {
+    s.proposal = Some(proposal.clone());
+    goto(s, Stage::AnnounceProposal)
+}
+
+/// An approval names the commit the person saw: any other is refused.
+fn approved(mut s: JobState, commit: &str, by: &str) -> Result<JobState, InvalidEvent> {
+    if s.commit.as_deref() != Some(commit) {
+        return Err(InvalidEvent {
+            stage: s.stage.as_str(),
+            event: format!(
+                "approved for {commit}, but the proposal is {}",
+                s.commit.as_deref().unwrap_or("-")
+            ),
+        });
+    }
+    s.approved_by = Some(by.to_string());
+    Ok(goto(s, Stage::Push))
+}
+
+fn pr_recorded(mut s: JobState, pr: i64, number: Option<u64>, url: &Option<String>) -> JobState {
+    s.pr = Some(pr);
+    s.pr_number = number;
+    s.pr_url = url.clone();
+    goto(s, Stage::CreateBacklog)
+}
+
+fn backlog_created(mut s: JobState, tickets: &[String]) -> JobState {
+    s.backlog_tickets = tickets.to_vec();
+    goto(s, Stage::AnnounceShipped)
+}
+
+/// Shipped: done, or on to following the PR on an outside forge.
+fn shipped_and_cleaned(s: JobState) -> JobState {
+    if s.follow_pr {
+        settle(s)
+    } else {
+        goto(s, Stage::Done)
+    }
+}
+
+fn feedback_ready(mut s: JobState, worktree: &str, head: &str) -> JobState {
+    s.worktree = Some(worktree.to_string());
+    s.commit = Some(head.to_string());
+    goto(s, Stage::FeedbackFix)
+}
+
+fn feedback_fixed(mut s: JobState, round: u32, run: &StageRun) -> JobState {
+    record_cost(&mut s, AgentStage::Fix, round, run);
+    if run.session_id.is_some() {
+        s.implement_session = run.session_id.clone();
+    }
+    s.round = round;
+    s.feedback_attempts += 1;
+    if run.outcome.is_success() {
+        goto(s, Stage::FeedbackGates)
+    } else {
+        let reason = agent_reason(AgentStage::Fix, run);
+        feedback_failed(s, reason)
+    }
+}
+
+fn feedback_gated(mut s: JobState, gates: &[super::GateResult]) -> JobState {
+    s.gates = gates.to_vec();
+    if gates.iter().all(|g| g.passed) {
+        goto(s, Stage::FeedbackCommit)
+    } else if s.feedback_attempts < FEEDBACK_ATTEMPTS {
+        goto(s, Stage::FeedbackFix)
+    } else {
+        let reason = format!(
+            "gates still failing after {} attempt(s): {}",
+            s.feedback_attempts,
+            failing_names(gates)
+        );
+        feedback_failed(s, reason)
+    }
+}
+
+/// A feedback round that changed nothing replies without pushing.
+fn feedback_committed(mut s: JobState, commit: &str) -> JobState {
+    if s.commit.as_deref() == Some(commit) {
+        s.feedback_result = Some(FeedbackResult::NoChange);
+        goto(s, Stage::FeedbackReply)
+    } else {
+        s.commit = Some(commit.to_string());
+        goto(s, Stage::FeedbackPush)
+    }
+}
+
+fn feedback_pushed(mut s: JobState, commit: &str) -> JobState {
+    s.feedback_result = Some(FeedbackResult::Pushed {
+        commit: commit.to_string(),
+    });
+    goto(s, Stage::FeedbackReply)
+}
+
+fn snapshotted(mut s: JobState, wip_ref: &Option<String>, commit: &Option<String>) -> JobState {
+    if let (Some(r), Some(c)) = (wip_ref, commit) {
+        s.wip = Some((r.clone(), c.clone()));
+    }
+    goto(s, Stage::AnnounceStop)
 }
