@@ -11,7 +11,7 @@
 //! | route | auth |
 //! |---|---|
 //! | `GET /health`, `GET /metrics` | none (no ticket data; keep the port off the internet or scrape through a proxy) |
-//! | `POST /webhooks/{provider}` | HMAC-SHA256 of the raw body with the provider's secret, see [`webhook`] |
+//! | `POST /webhooks/{provider}` | HMAC-SHA256 of `"<timestamp>.<raw body>"` with the provider's secret, timestamp within 5 minutes, see [`webhook`] |
 //! | `POST /webhooks/{jira,github,linear}/{project}` | the vendor's own signature with the project's secret, see [`outside`] |
 //! | `GET /api/tickets`, `GET /api/tickets/{key}`, `GET /api/jobs/{id}`, `GET /api/proposals` | `Authorization: Bearer <token>` |
 //! | `POST /api/tickets/{key}/approve`, `/reject`, `/cancel`, `/retry` | `Authorization: Bearer <token>` |
