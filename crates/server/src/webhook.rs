@@ -37,6 +37,10 @@
 //! | body is not a JSON object with a string `event` | 400 |
 //! | `ticket.ready` without a valid `ticket` key, or the ticket does not exist | 400 / 422 |
 //!
+//! Replays: a delivery id seen before is a duplicate for as long as the inbox remembers it
+//! (days, see [`crate::ServerConfig::inbox_window`]), and a request older than 5 minutes is
+//! refused, so a captured request cannot start work again once its id is forgotten.
+//!
 //! # Answer: always 202, at once
 //!
 //! The delivery and its job are written in one transaction (`Store::record_delivery`); a worker

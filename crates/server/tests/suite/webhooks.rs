@@ -2,10 +2,13 @@
 
 use std::time::Duration;
 
+use codemill_server::ServerConfig;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::harness::{Db, LOCAL_SECRET, Server, now, ready, sign, sign_raw, start};
+use crate::harness::{
+    Db, LOCAL_SECRET, Server, config, now, ready, sign, sign_raw, start, start_with,
+};
 
 /// The same delivery posted 100 times at once: one inbox row, one job, every answer 202 and
 /// naming that job.
@@ -43,6 +46,73 @@ pub async fn hundred_identical_deliveries_make_one_job(db: Db) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_hundred_identical_deliveries_make_one_job() {
     hundred_identical_deliveries_make_one_job(Db::sqlite().await).await
+}
+
+/// The inbox keeps what de-duplication needs, not every body: once a delivery is processed, the
+/// server's pruning pass clears its body, and its delivery id is still answered as a duplicate.
+pub async fn processed_deliveries_lose_their_body_but_stay_duplicates(db: Db) {
+    let server = start_with(
+        db,
+        ServerConfig {
+            inbox_prune_every: Duration::from_millis(50),
+            ..config()
+        },
+    )
+    .await;
+    let ticket = server.ticket("PROJ", "t").await;
+    let body = ready(&ticket.key.to_string());
+    let first: Value = server.deliver("d-1", &body).await.json().await.unwrap();
+    let job: codemill_core::ids::JobId = first["job"].as_str().unwrap().parse().unwrap();
+    let other = "{\"event\":\"ticket.commented\",\"ticket\":\"PROJ-1\"}";
+    let ignored: Value = server.deliver("d-2", other).await.json().await.unwrap();
+    assert_eq!(ignored["ignored"], true);
+
+    // An event without a job was handled when it was answered.
+    cleared(&server, "d-2").await;
+    // The pass that cleared d-2 also saw d-1, recorded before it: kept while its job is active.
+    assert_eq!(body_of(&server, "d-1").await, body.as_bytes());
+
+    assert!(
+        server
+            .store()
+            .cancel(job, chrono::Utc::now())
+            .await
+            .unwrap()
+    );
+    cleared(&server, "d-1").await;
+    for (id, body) in [("d-1", body.as_str()), ("d-2", other)] {
+        let again = server.deliver(id, body).await;
+        assert_eq!(again.status(), 202);
+        let again: Value = again.json().await.unwrap();
+        assert_eq!(again["duplicate"], true, "{id}: {again}");
+    }
+    let again: Value = server.deliver("d-1", &body).await.json().await.unwrap();
+    assert_eq!(
+        again["job"], first["job"],
+        "the duplicate names the first job"
+    );
+    assert_eq!(server.db.rows().await, (2, 1, 1));
+}
+
+async fn body_of(server: &Server, id: &str) -> Vec<u8> {
+    let row = server.store().delivery("local", id).await.unwrap();
+    row.unwrap_or_else(|| panic!("no delivery {id}")).body
+}
+
+/// Wait for the pruning pass to clear the body of delivery `id`.
+async fn cleared(server: &Server, id: &str) {
+    for _ in 0..200 {
+        if body_of(server, id).await.is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the body of {id} is still in the inbox after 10 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_processed_deliveries_lose_their_body_but_stay_duplicates() {
+    processed_deliveries_lose_their_body_but_stay_duplicates(Db::sqlite().await).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
