@@ -413,3 +413,58 @@ async fn vendor_deliveries_must_be_json_and_github_ones_must_carry_a_delivery_id
     assert_eq!(status, 202, "{answer}");
     assert_eq!(s.control.calls().len(), 3);
 }
+
+/// Linear's Comment payload as Linear documents it names the issue only by `data.issueId`: it is
+/// taken (202) and handed on by that id, which the tracker reads like an identifier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_linear_comment_in_its_documented_shape_is_taken() {
+    let s = server().await;
+    let issue_id = "9b2f6a0e-1c3d-4e5f-8a7b-6c5d4e3f2a1b";
+    for (n, issue) in [None, Some(Value::Null)].into_iter().enumerate() {
+        let now = chrono::Utc::now();
+        let at = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let mut comment = json!({
+            "action": "create", "type": "Comment", "createdAt": at,
+            "organizationId": "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d",
+            "webhookId": "3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f",
+            "webhookTimestamp": now.timestamp_millis(),
+            "url": "https://linear.app/acme/issue/ENG-7/t#comment-4a5b6c7d",
+            "actor": {"id": "user-alice", "name": "Alice", "type": "user"},
+            "data": {
+                "id": "4a5b6c7d-8e9f-4a0b-9c1d-2e3f4a5b6c7d",
+                "createdAt": at, "updatedAt": at,
+                "body": "Please also log the request id.",
+                "issueId": issue_id,
+                "userId": "user-alice"
+            }
+        });
+        if let Some(issue) = issue {
+            comment["data"]["issue"] = issue;
+        }
+        let body = serde_json::to_vec(&comment).unwrap();
+        let (status, answer) = post(
+            &s,
+            "/webhooks/linear/ENG",
+            &[
+                (
+                    "linear-signature",
+                    codemill_testkit::fakes::hmac_sha256_hex(SECRET.as_bytes(), &body),
+                ),
+                ("linear-delivery", format!("lc-{n}")),
+                ("linear-event", "Comment".into()),
+            ],
+            &body,
+        )
+        .await;
+        assert_eq!(status, 202, "{answer}");
+        assert_eq!(
+            s.control.calls().last(),
+            Some(&Call::Outside(OutsideEvent::Trigger {
+                project: "ENG".into(),
+                key: issue_id.into(),
+                actor: Some("user-alice".into()),
+            }))
+        );
+    }
+    assert_eq!(s.control.calls().len(), 2);
+}
