@@ -11,7 +11,7 @@
 //! | route | auth |
 //! |---|---|
 //! | `GET /health`, `GET /metrics` | none (no ticket data; keep the port off the internet or scrape through a proxy) |
-//! | `POST /webhooks/{provider}` | HMAC-SHA256 of the raw body with the provider's secret, see [`webhook`] |
+//! | `POST /webhooks/{provider}` | HMAC-SHA256 of `"<timestamp>.<raw body>"` with the provider's secret, timestamp within 5 minutes, see [`webhook`] |
 //! | `POST /webhooks/{jira,github,linear}/{project}` | the vendor's own signature with the project's secret, see [`outside`] |
 //! | `GET /api/tickets`, `GET /api/tickets/{key}`, `GET /api/jobs/{id}`, `GET /api/proposals` | `Authorization: Bearer <token>` |
 //! | `POST /api/tickets/{key}/approve`, `/reject`, `/cancel`, `/retry` | `Authorization: Bearer <token>` |
@@ -20,6 +20,10 @@
 //! looked up, so the plaintext is never compared, stored or logged. Bearer tokens are not sent
 //! automatically by browsers, so the API needs no CSRF protection; the dashboard's cookie login
 //! will.
+//!
+//! While serving, [`serve`] also prunes the webhook inbox every
+//! [`ServerConfig::inbox_prune_every`]: processed deliveries lose their bodies at once and their
+//! rows after [`ServerConfig::inbox_window`] (`Store::prune_deliveries`).
 //!
 //! Every request passes, outermost first: sensitive headers masked (`Authorization`, `Cookie`,
 //! the webhook signature) → tracing → request metrics → catch-panic (500) → timeout (408) →
@@ -75,6 +79,13 @@ pub struct ServerConfig {
     pub max_attempts: u32,
     /// Per-project webhooks of Jira, GitHub and Linear (`/webhooks/{vendor}/{project}`).
     pub outside_hooks: Vec<OutsideHook>,
+    /// How long a delivery id is remembered, so that a redelivery is answered as a duplicate.
+    /// Longer than any vendor retries or redelivers (Linear retries for hours, GitHub lets a
+    /// person redeliver for days); a local delivery is refused after 5 minutes anyway. At least
+    /// 10 minutes.
+    pub inbox_window: Duration,
+    /// Between passes that prune the inbox; zero turns pruning off.
+    pub inbox_prune_every: Duration,
 }
 
 impl Default for ServerConfig {
@@ -86,6 +97,8 @@ impl Default for ServerConfig {
             max_rounds: 3,
             max_attempts: 3,
             outside_hooks: Vec::new(),
+            inbox_window: Duration::from_secs(7 * 24 * 3600),
+            inbox_prune_every: Duration::from_secs(10 * 60),
         }
     }
 }
@@ -106,6 +119,8 @@ struct Inner {
     max_attempts: u32,
     metrics: Metrics,
     outside_hooks: Vec<OutsideHook>,
+    inbox_window: chrono::TimeDelta,
+    inbox_prune_every: Duration,
 }
 
 impl AppState {
@@ -154,6 +169,18 @@ impl AppState {
                 "max_attempts must be at least 1".into(),
             ));
         }
+        // A local request is accepted while its timestamp is within MAX_SKEW_SECS either way
+        // of the clock: its id must be remembered at least that long or it could be replayed.
+        let least = 2 * webhook::MAX_SKEW_SECS;
+        let inbox_window = chrono::TimeDelta::from_std(config.inbox_window)
+            .ok()
+            .filter(|w| chrono::Utc::now().checked_sub_signed(*w).is_some())
+            .ok_or_else(|| ConfigError::Invalid("inbox_window is too long".into()))?;
+        if inbox_window.num_seconds() < least {
+            return Err(ConfigError::Invalid(format!(
+                "inbox_window must be at least {least} s (twice the webhook timestamp tolerance)"
+            )));
+        }
         Ok(AppState {
             inner: Arc::new(Inner {
                 store,
@@ -165,6 +192,8 @@ impl AppState {
                 max_attempts: config.max_attempts,
                 metrics: Metrics::new(),
                 outside_hooks: config.outside_hooks,
+                inbox_window,
+                inbox_prune_every: config.inbox_prune_every,
             }),
         })
     }
@@ -266,15 +295,47 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Serve `router(state)` on `listener` until `shutdown` resolves, then stop accepting and finish
-/// the requests in flight (each bounded by the request timeout).
+/// the requests in flight (each bounded by the request timeout). Meanwhile the inbox is pruned
+/// (see the crate docs).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    let pruning = tokio::spawn(prune_inbox(state.clone()));
+    let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    pruning.abort();
+    served
+}
+
+/// Prune the inbox now and then every `inbox_prune_every`. A failed pass is logged and tried
+/// again next time: pruning late costs only disk space.
+async fn prune_inbox(state: AppState) {
+    let every = state.inner.inbox_prune_every;
+    if every.is_zero() {
+        return;
+    }
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(cutoff) = chrono::Utc::now().checked_sub_signed(state.inner.inbox_window) else {
+            continue;
+        };
+        match state.store().prune_deliveries(cutoff).await {
+            Ok(pruned) if pruned != codemill_store::InboxPruned::default() => {
+                tracing::info!(
+                    cleared = pruned.cleared,
+                    deleted = pruned.deleted,
+                    "pruned the webhook inbox"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not prune the webhook inbox"),
+        }
+    }
 }
 
 async fn health(

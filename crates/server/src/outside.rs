@@ -7,9 +7,12 @@
 //! without doing anything. A verified delivery is only a hint: the control reads the issue
 //! afresh, checks the actor's role and journals or queues; this handler changes no job state.
 //!
-//! Answers: 404 no such hook; 413 too large; 401 bad or missing signature; 400 malformed
-//! payload; 202 with `{"result": ...}` once handled or ignored; 503 when the tracker could not
-//! be reached (the vendor retries the delivery).
+//! Answers, checked in this order: 404 no such hook; 413 too large; 401 bad or missing signature;
+//! 415 a `Content-Type` other than `application/json` (GitHub sends form-encoded payloads when
+//! its hook is set so); 400 a GitHub delivery without `X-GitHub-Delivery` (redeliveries could not
+//! be de-duplicated), or a malformed payload; 202 with `{"result": ...}` once handled or ignored;
+//! 503 when the tracker could not be reached (the vendor retries the delivery). A delivery of a
+//! shape the vendor documents never gets a 4xx: what codemill has no use for is a 202 `ignored`.
 
 use axum::Json;
 use axum::body::Body;
@@ -26,7 +29,7 @@ use serde_json::json;
 use crate::AppState;
 use crate::control::{ControlError, OutsideEvent};
 use crate::error::ApiError;
-use crate::webhook::{Refused, read_body, refuse};
+use crate::webhook::{Refused, is_json, read_body, refuse};
 
 /// The vendors with per-project webhooks.
 pub const VENDORS: &[&str] = &["jira", "github", "linear"];
@@ -113,10 +116,37 @@ async fn handle(
         )
     };
     let now = Utc::now();
+    match hook.vendor.as_str() {
+        "github" => codemill_trackers::github::verify_webhook(secret, headers, &body),
+        "linear" => codemill_trackers::linear::verify_webhook(secret, headers, &body, now),
+        _ => codemill_trackers::jira::verify_webhook(hook.auth, secret, headers, &body, now),
+    }
+    .map_err(unauthorized)?;
+
+    // Authenticated from here on: the sender may learn what is wrong with its request.
+    if !is_json(headers) {
+        return Err(refuse(
+            "unsupported_media_type",
+            ApiError::UnsupportedMediaType(format!(
+                "{} webhook: Content-Type must be application/json (set the webhook's content \
+                 type to application/json in its settings)",
+                hook.vendor
+            )),
+        ));
+    }
+    let delivery_id = header(headers, delivery_header(&hook.vendor)).map(str::to_string);
+    // GitHub sends the id with every delivery and keeps it on redelivery; without it a
+    // redelivery could not be told from a new event.
+    if hook.vendor == "github" && delivery_id.is_none() {
+        return Err(refuse(
+            "bad_request",
+            ApiError::BadRequest(
+                "github webhook: missing or malformed X-GitHub-Delivery header".into(),
+            ),
+        ));
+    }
     let hint = match hook.vendor.as_str() {
         "github" => {
-            codemill_trackers::github::verify_webhook(secret, headers, &body)
-                .map_err(unauthorized)?;
             let event = header(headers, "x-github-event").unwrap_or_default();
             let settings = hook.github.as_ref().ok_or_else(|| {
                 refuse(
@@ -126,16 +156,8 @@ async fn handle(
             })?;
             codemill_trackers::github::parse_webhook(event, &body, settings)
         }
-        "linear" => {
-            codemill_trackers::linear::verify_webhook(secret, headers, &body, now)
-                .map_err(unauthorized)?;
-            codemill_trackers::linear::parse_webhook(&body)
-        }
-        _ => {
-            codemill_trackers::jira::verify_webhook(hook.auth, secret, headers, &body, now)
-                .map_err(unauthorized)?;
-            codemill_trackers::jira::parse_webhook(&body)
-        }
+        "linear" => codemill_trackers::linear::parse_webhook(&body),
+        _ => codemill_trackers::jira::parse_webhook(&body),
     }
     .map_err(|e| {
         refuse(
@@ -144,7 +166,6 @@ async fn handle(
         )
     })?;
     let provider = format!("{}:{}", hook.vendor, hook.project);
-    let delivery_id = header(headers, delivery_header(&hook.vendor)).map(str::to_string);
     if let Some(id) = &delivery_id {
         let seen = state
             .store()

@@ -7,10 +7,15 @@
 //! POST /webhooks/local
 //! Content-Type: application/json
 //! X-Codemill-Delivery: 6f1c0c9e-...          (required; stable across retries of one delivery)
-//! X-Codemill-Signature-256: sha256=<hex>     (HMAC-SHA256 of the raw body with the secret)
+//! X-Codemill-Timestamp: 1767225600           (required; Unix seconds when the request was signed)
+//! X-Codemill-Signature-256: sha256=<hex>     (HMAC-SHA256 of "<timestamp>.<raw body>" with the secret)
 //!
 //! {"event": "ticket.ready", "ticket": "PROJ-12"}
 //! ```
+//!
+//! The signed message is the timestamp exactly as sent in its header, a `.`, then the raw body,
+//! so a captured request cannot be sent again later with a new timestamp. A sender retrying a
+//! delivery signs it again with the current time and keeps its delivery id.
 //!
 //! Events: `ticket.ready` starts a job for `ticket`, which must exist in the local tracker. Other
 //! event names are recorded and acknowledged without a job, so senders may send more than this
@@ -23,12 +28,18 @@
 //! | provider has no secret configured | 404 |
 //! | `Content-Length` over the body limit | 413, before any of the body is read |
 //! | signature header missing, not `sha256=`, or not 64 hex digits | 401, before reading the body |
+//! | `X-Codemill-Timestamp` missing or not Unix seconds | 401, before reading the body |
 //! | body grows over the limit while read (chunked) | 413 |
 //! | HMAC does not match (constant-time `verify_slice`) | 401 |
+//! | timestamp more than 5 minutes from the server's clock, either way | 401 |
 //! | `Content-Type` is not `application/json` | 415 |
 //! | `X-Codemill-Delivery` missing or not 1-200 visible ASCII characters | 400 |
 //! | body is not a JSON object with a string `event` | 400 |
 //! | `ticket.ready` without a valid `ticket` key, or the ticket does not exist | 400 / 422 |
+//!
+//! Replays: a delivery id seen before is a duplicate for as long as the inbox remembers it
+//! (days, see [`crate::ServerConfig::inbox_window`]), and a request older than 5 minutes is
+//! refused, so a captured request cannot start work again once its id is forgotten.
 //!
 //! # Answer: always 202, at once
 //!
@@ -55,6 +66,11 @@ use crate::error::ApiError;
 
 pub const SIGNATURE_HEADER: &str = "x-codemill-signature-256";
 pub const DELIVERY_HEADER: &str = "x-codemill-delivery";
+/// Unix seconds when the sender signed the request; part of the signed message.
+pub const TIMESTAMP_HEADER: &str = "x-codemill-timestamp";
+/// How far a delivery's timestamp may be from the server's clock, either way: long enough for
+/// clock skew and a slow network, short enough that a captured request soon stops working.
+pub const MAX_SKEW_SECS: i64 = 5 * 60;
 /// The event that starts a job.
 pub const TICKET_READY: &str = "ticket.ready";
 
@@ -62,10 +78,11 @@ const MAX_DELIVERY_ID_LEN: usize = 200;
 
 /// Headers kept with the delivery in the inbox: enough to verify and replay it later, nothing
 /// that authenticates anyone else.
-const KEPT_HEADERS: [&str; 4] = [
+const KEPT_HEADERS: [&str; 5] = [
     "content-type",
     "user-agent",
     DELIVERY_HEADER,
+    TIMESTAMP_HEADER,
     SIGNATURE_HEADER,
 ];
 
@@ -131,12 +148,14 @@ async fn handle(
     body: Body,
 ) -> Result<(&'static str, Accepted), Refused> {
     let tag = signature(headers).map_err(|e| refuse("unauthorized", e))?;
+    let (timestamp, sent_at) = timestamp(headers).map_err(|e| refuse("unauthorized", e))?;
     let body = read_body(body, state.body_limit()).await?;
     let secret = state
         .secret(provider)
         .ok_or_else(|| refuse("error", ApiError::Internal("secret vanished".into())))?;
-    verify(secret.expose_secret().as_bytes(), &body, &tag)
+    verify(secret.expose_secret().as_bytes(), timestamp, &body, &tag)
         .map_err(|e| refuse("unauthorized", e))?;
+    fresh(sent_at, Utc::now().timestamp()).map_err(|e| refuse("unauthorized", e))?;
 
     // Authenticated from here on: the sender may learn what is wrong with its request.
     if !is_json(headers) {
@@ -276,10 +295,56 @@ fn signature(headers: &HeaderMap) -> Result<[u8; 32], ApiError> {
     Ok(tag)
 }
 
-/// Constant-time check of the body's HMAC, as for every other signed webhook.
-fn verify(secret: &[u8], body: &[u8], tag: &[u8]) -> Result<(), ApiError> {
-    codemill_trackers::webhook::verify_hmac(secret, body, tag)
-        .map_err(|_| ApiError::BadSignature("signature does not match the body".into()))
+/// `X-Codemill-Timestamp` as sent (it is signed as is) and as Unix seconds.
+fn timestamp(headers: &HeaderMap) -> Result<(&str, i64), ApiError> {
+    let bad = || {
+        ApiError::BadSignature(
+            "missing or malformed X-Codemill-Timestamp header (Unix seconds when the request \
+             was signed)"
+                .into(),
+        )
+    };
+    let raw = headers
+        .get(TIMESTAMP_HEADER)
+        .ok_or_else(bad)?
+        .to_str()
+        .map_err(|_| bad())?;
+    // Digits only (no sign, no spaces): the signed text must have one spelling per instant.
+    let valid = !raw.is_empty() && raw.len() <= 18 && raw.bytes().all(|b| b.is_ascii_digit());
+    let seconds = raw.parse::<i64>().ok().filter(|_| valid).ok_or_else(bad)?;
+    Ok((raw, seconds))
+}
+
+/// Constant-time check of the HMAC of `"<timestamp>.<body>"`, as for every other signed webhook.
+fn verify(secret: &[u8], timestamp: &str, body: &[u8], tag: &[u8]) -> Result<(), ApiError> {
+    let mut signed = Vec::with_capacity(timestamp.len() + 1 + body.len());
+    signed.extend_from_slice(timestamp.as_bytes());
+    signed.push(b'.');
+    signed.extend_from_slice(body);
+    codemill_trackers::webhook::verify_hmac(secret, &signed, tag).map_err(|_| {
+        ApiError::BadSignature(
+            "signature does not match the timestamp and body (sign \"<timestamp>.<body>\")".into(),
+        )
+    })
+}
+
+/// A verified timestamp within [`MAX_SKEW_SECS`] of `now` (both Unix seconds).
+fn fresh(sent_at: i64, now: i64) -> Result<(), ApiError> {
+    let age = now.saturating_sub(sent_at);
+    if age > MAX_SKEW_SECS {
+        return Err(ApiError::BadSignature(format!(
+            "X-Codemill-Timestamp is {age} s old, older than {MAX_SKEW_SECS} s: a replayed or \
+             delayed request (re-sign a retry with the current time)"
+        )));
+    }
+    if -age > MAX_SKEW_SECS {
+        return Err(ApiError::BadSignature(format!(
+            "X-Codemill-Timestamp is {} s ahead of the server's clock, more than {MAX_SKEW_SECS} s \
+             (check the sender's clock; the header is in seconds)",
+            -age
+        )));
+    }
+    Ok(())
 }
 
 /// Read the whole body, at most `limit` bytes. The body limit layer already refused a too
@@ -355,15 +420,60 @@ mod tests {
     use codemill_testkit::fakes::hmac_sha256_hex as sign;
 
     #[test]
-    fn only_sha256_signatures_of_the_body_verify() {
-        let tag = signature(&with_signature(&format!("sha256={}", sign(b"s", b"body")))).unwrap();
-        assert!(verify(b"s", b"body", &tag).is_ok());
-        assert!(verify(b"s", b"body!", &tag).is_err());
-        assert!(verify(b"t", b"body", &tag).is_err());
+    fn only_sha256_signatures_of_timestamp_and_body_verify() {
+        let tag = signature(&with_signature(&format!(
+            "sha256={}",
+            sign(b"s", b"17.body")
+        )))
+        .unwrap();
+        assert!(verify(b"s", "17", b"body", &tag).is_ok());
+        assert!(verify(b"s", "17", b"body!", &tag).is_err());
+        assert!(verify(b"s", "18", b"body", &tag).is_err());
+        assert!(
+            verify(b"s", "1", b"7body", &tag).is_err(),
+            "the dot is signed"
+        );
+        assert!(verify(b"t", "17", b"body", &tag).is_err());
+        let body_only = sign(b"s", b"body");
+        let tag = signature(&with_signature(&format!("sha256={body_only}"))).unwrap();
+        assert!(verify(b"s", "17", b"body", &tag).is_err());
         assert!(signature(&HeaderMap::new()).is_err());
         assert!(signature(&with_signature(&format!("sha1={}", "a".repeat(40)))).is_err());
         assert!(signature(&with_signature("sha256=zz")).is_err());
         assert!(signature(&with_signature(&format!("sha256={}", "a".repeat(62)))).is_err());
+    }
+
+    #[test]
+    fn timestamps_are_unix_seconds_within_five_minutes() {
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(TIMESTAMP_HEADER, v.parse().unwrap());
+            h
+        };
+        assert_eq!(
+            timestamp(&with("1767225600")).unwrap(),
+            ("1767225600", 1767225600)
+        );
+        for bad in [
+            "",
+            "-5",
+            "+5",
+            " 5",
+            "1.5",
+            "0x10",
+            "soon",
+            "9999999999999999999",
+        ] {
+            assert!(timestamp(&with(bad)).is_err(), "{bad:?}");
+        }
+        assert!(timestamp(&HeaderMap::new()).is_err());
+        let now = 1_767_225_600;
+        assert!(fresh(now, now).is_ok());
+        assert!(fresh(now - MAX_SKEW_SECS, now).is_ok());
+        assert!(fresh(now + MAX_SKEW_SECS, now).is_ok());
+        assert!(fresh(now - MAX_SKEW_SECS - 1, now).is_err());
+        assert!(fresh(now + MAX_SKEW_SECS + 1, now).is_err());
+        assert!(fresh(0, now).is_err());
     }
 
     #[test]

@@ -68,6 +68,7 @@ pub use metering::{ModelCall, ProjectSpend, Spend, SpendScope, day_of};
 pub use model::{
     Comment, JobRow, JournalEntry, Link, MirroredTicket, NewPr, PrRecord, StatusChange, Ticket,
 };
+pub use queue::InboxPruned;
 pub use queue::{
     Backoff, Delivery, Enqueued, InboxRow, Lease, Limits, NewJob, Outcome, QueueEntry, QueueState,
     Reaped, Recorded, TokenRow,
@@ -435,6 +436,18 @@ impl Store {
         delivery_id: &str,
     ) -> Result<Option<InboxRow>, StoreError> {
         on_backend!(self, delivery(provider, delivery_id))
+    }
+
+    /// Keep the inbox small. A delivery is processed once nothing can need its body: it started
+    /// no job (it was handled when recorded), or its job is no longer queued, leased or waiting.
+    /// Processed deliveries received before `forget_before` (the end of the de-duplication
+    /// window) are deleted; the other processed ones lose their body and headers but keep their
+    /// row, so a redelivery of their id is still a `Duplicate`. Run it periodically on any node.
+    pub async fn prune_deliveries(
+        &self,
+        forget_before: DateTime<Utc>,
+    ) -> Result<InboxPruned, StoreError> {
+        on_backend!(self, prune_deliveries(micros(forget_before)))
     }
 
     // ---- API tokens ----------------------------------------------------------------------

@@ -5,6 +5,7 @@
 //! transaction first takes a row lock or a transaction-scoped advisory lock, so two nodes
 //! cannot both act on the same stale read.
 
+mod inbox;
 mod metering;
 mod queue;
 

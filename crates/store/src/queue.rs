@@ -198,7 +198,8 @@ pub struct Reaped {
     pub state: QueueState,
 }
 
-/// A webhook delivery as received: what is needed to verify and process it again later.
+/// A webhook delivery as received: what is needed to verify and process it again later (kept
+/// until it is processed, see `Store::prune_deliveries`).
 #[derive(Debug, Clone)]
 pub struct Delivery<'a> {
     pub provider: &'a str,
@@ -217,7 +218,7 @@ pub enum Recorded {
     Duplicate,
 }
 
-/// A stored webhook delivery.
+/// A stored webhook delivery; `body` and `headers` are empty once it was processed and pruned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct InboxRow {
     pub id: i64,
@@ -227,6 +228,15 @@ pub struct InboxRow {
     pub body: Vec<u8>,
     pub job: Option<JobId>,
     pub received_at: DateTime<Utc>,
+}
+
+/// What `prune_deliveries` did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct InboxPruned {
+    /// Processed deliveries whose body and headers were cleared (their row and id kept).
+    pub cleared: u64,
+    /// Processed deliveries past the de-duplication window, deleted.
+    pub deleted: u64,
 }
 
 /// An API token; the store keeps only its hash.

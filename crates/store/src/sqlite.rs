@@ -4,6 +4,7 @@
 //! front, so a read-then-write cannot fail with a stale snapshot when another connection wrote
 //! in between (which `busy_timeout` cannot retry).
 
+mod inbox;
 mod metering;
 mod queue;
 

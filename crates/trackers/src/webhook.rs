@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 #[serde(tag = "hint", rename_all = "snake_case")]
 pub enum Hint {
     /// Something changed on an issue; read it and start a job if it is in the trigger state.
+    /// `key` is what the tracker's `issue()` reads: the issue's key, or for a Linear comment
+    /// that names only its issue's id, that id.
     Issue { key: String, actor: Option<String> },
     /// Feedback on codemill's PR from `head` (review comment, changes requested, failed check,
     /// a comment mentioning codemill). An empty `head` means the delivery did not name the

@@ -896,6 +896,68 @@ fn webhook_payloads_read_as_hints() {
     );
 }
 
+/// Linear's documented Comment payload names the issue only by `data.issueId` (the comment's
+/// `issue` is nullable and usually absent): the hint carries that id, which `issue()` reads.
+#[test]
+fn a_comment_names_its_issue_by_id_when_it_carries_no_issue() {
+    let grace = Some("8f9e0d1c-2b3a-4c5d-8e6f-7a8b9c0d1e2f".to_string());
+    let by_id = Hint::Issue {
+        key: "9b2f6a0e-1c3d-4e5f-8a7b-6c5d4e3f2a1b".into(),
+        actor: grace,
+    };
+    let documented = fixture("comment_create_documented.json");
+    assert_eq!(parse_webhook(&documented), Ok(by_id.clone()));
+    let mut v: Value = serde_json::from_slice(&documented).unwrap();
+    v["data"]["issue"] = Value::Null;
+    assert_eq!(
+        parse_webhook(&serde_json::to_vec(&v).unwrap()),
+        Ok(by_id),
+        "issue: null"
+    );
+
+    // An issue without its identifier still names the issue by its id.
+    v["data"]["issue"] = json!({"id": "9b2f6a0e-1c3d-4e5f-8a7b-6c5d4e3f2a1b"});
+    v["data"].as_object_mut().unwrap().remove("issueId");
+    assert_eq!(
+        parse_webhook(&serde_json::to_vec(&v).unwrap()),
+        Ok(Hint::Issue {
+            key: "9b2f6a0e-1c3d-4e5f-8a7b-6c5d4e3f2a1b".into(),
+            actor: Some("8f9e0d1c-2b3a-4c5d-8e6f-7a8b9c0d1e2f".into())
+        }),
+        "issue: {{id}}"
+    );
+    v["data"]["issue"] = Value::Null;
+
+    // Still checked: an id that is not one is refused, codemill's own comment ignored.
+    v["data"]["issueId"] = json!("9b2f6a0e; drop");
+    assert!(parse_webhook(&serde_json::to_vec(&v).unwrap()).is_err());
+    v["data"]["issueId"] = json!("9b2f6a0e-1c3d-4e5f-8a7b-6c5d4e3f2a1b");
+    v["data"]["body"] = json!(format!("done{MARKER_LINE}"));
+    assert!(matches!(
+        parse_webhook(&serde_json::to_vec(&v).unwrap()),
+        Ok(Hint::Ignored { .. })
+    ));
+}
+
+/// The id from a Comment hint reads the same issue as its identifier.
+#[tokio::test]
+async fn an_issue_is_read_by_its_id_as_by_its_identifier() {
+    let (fake, linear) = setup().await;
+    let key = fake.add_issue("Add a health endpoint", "d", "Todo", &["codemill"]);
+    let id = fake.issue(&key)["id"].as_str().unwrap().to_string();
+    let mut v: Value = serde_json::from_slice(&fixture("comment_create_documented.json")).unwrap();
+    v["data"]["issueId"] = json!(id);
+    let Ok(Hint::Issue { key: hinted, .. }) = parse_webhook(&serde_json::to_vec(&v).unwrap())
+    else {
+        panic!("not an issue hint");
+    };
+    assert_eq!(hinted, id);
+    let by_id = linear.issue(&hinted).await.unwrap();
+    let by_identifier = linear.issue(&key).await.unwrap();
+    assert_eq!(by_id.key, key);
+    assert_eq!(by_id, by_identifier);
+}
+
 #[tokio::test]
 async fn the_fakes_webhook_bodies_verify_and_parse() {
     let (fake, _linear) = setup().await;

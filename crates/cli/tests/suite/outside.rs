@@ -474,6 +474,55 @@ async fn a_github_issue_goes_to_a_draft_pr_feedback_rounds_and_closed_on_merge()
     insta::assert_snapshot!("github_feedback_and_merge", all[shipped..].join("\n"));
 }
 
+/// Linear's Comment webhook in the shape Linear documents names its issue only by `issueId`:
+/// the service reads the issue by that id and queues it under its identifier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_linear_comment_naming_its_issue_only_by_id_queues_the_issue() {
+    let gh = fake_github().await;
+    let linear = FakeLinear::start(FakeLinearOptions {
+        api_key: "lin_api_test".into(),
+        team_key: "ENG".into(),
+        ..FakeLinearOptions::default()
+    })
+    .await
+    .unwrap();
+    let id = linear.add_issue("Say hello", "Print hello.", "Todo", &["codemill"]);
+    let env = Env::new(rules(), HELLO_GATE, "").await;
+    let alice = linear.user_id("alice");
+    let extra = format!(
+        "[projects.ENG]\nrepo = \"{}\"\ntracker = \"linear\"\nforge = \"github\"\n\n[projects.ENG.roles]\ntrigger = [\"{alice}\"]\n\n[projects.ENG.linear]\napi_url = \"{}\"\ntoken_env = \"LINEAR_KEY\"\nteam_key = \"ENG\"\ntrigger_state = \"Todo\"\n\n[projects.ENG.linear.webhook]\nsecret_env = \"LINEAR_HOOK_SECRET\"\n{}",
+        env.remote.display(),
+        linear.url(),
+        github_config("ENG", &gh.url())
+    );
+    env.write_config(&extra);
+    let mut vars = github_vars();
+    vars.extend([
+        ("LINEAR_KEY", "lin_api_test"),
+        ("LINEAR_HOOK_SECRET", "lin-secret"),
+    ]);
+    // Web only: the answer to the delivery is what is checked, no job needs to run.
+    let svc = Service::start(&env, &["--role", "web", "--poll-secs", "0"], &vars);
+
+    let mut comment = linear.comment_webhook(&id, "Please go ahead.", &alice);
+    let data = comment["data"].clone();
+    comment["data"] = serde_json::json!({
+        "id": data["id"],
+        "createdAt": data["createdAt"],
+        "updatedAt": data["updatedAt"],
+        "body": data["body"],
+        "issueId": data["issueId"],
+        "userId": data["userId"],
+    });
+    assert!(comment["data"]["issueId"].is_string(), "{comment}");
+    let body = serde_json::to_vec(&comment).unwrap();
+    let headers = codemill_testkit::fakes::linear::delivery_headers("lin-secret", &body);
+    let (status, answer) = svc.deliver("/webhooks/linear/ENG", &headers, &body).await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["result"], "queued", "{answer}");
+    assert_eq!(answer["ticket"], id.as_str(), "{answer}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_linear_issue_is_acknowledged_within_ten_seconds_and_done_on_merge() {
     let gh = fake_github().await;

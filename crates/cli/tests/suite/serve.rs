@@ -3,10 +3,13 @@
 
 use super::harness::{Env, HELLO_GATE, Service, engineer, wait_state};
 
-fn sign(secret: &str, body: &[u8]) -> String {
+/// `sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`, as a sender of local webhooks signs.
+fn sign(secret: &str, timestamp: &str, body: &[u8]) -> String {
+    let mut signed = format!("{timestamp}.").into_bytes();
+    signed.extend_from_slice(body);
     format!(
         "sha256={}",
-        codemill_testkit::fakes::hmac_sha256_hex(secret.as_bytes(), body)
+        codemill_testkit::fakes::hmac_sha256_hex(secret.as_bytes(), &signed)
     )
 }
 
@@ -23,11 +26,13 @@ async fn webhook_to_proposal_to_approval_through_the_service() {
     let (base, http) = (server.base.clone(), server.http.clone());
 
     let body = br#"{"event": "ticket.ready", "ticket": "P-1"}"#;
+    let now = chrono::Utc::now().timestamp().to_string();
     let forged = http
         .post(format!("{base}/webhooks/local"))
         .header("content-type", "application/json")
         .header("x-codemill-delivery", "d-1")
-        .header("x-codemill-signature-256", sign("wrong", body))
+        .header("x-codemill-timestamp", &now)
+        .header("x-codemill-signature-256", sign("wrong", &now, body))
         .body(body.to_vec())
         .send()
         .await
@@ -37,7 +42,8 @@ async fn webhook_to_proposal_to_approval_through_the_service() {
         .post(format!("{base}/webhooks/local"))
         .header("content-type", "application/json")
         .header("x-codemill-delivery", "d-1")
-        .header("x-codemill-signature-256", sign("s3cret", body))
+        .header("x-codemill-timestamp", &now)
+        .header("x-codemill-signature-256", sign("s3cret", &now, body))
         .body(body.to_vec())
         .send()
         .await

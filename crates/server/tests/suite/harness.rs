@@ -341,15 +341,17 @@ impl Server {
             .unwrap()
     }
 
-    /// A signed `POST /webhooks/local` of `body` as JSON with this delivery id.
+    /// A signed `POST /webhooks/local` of `body` as JSON with this delivery id, sent now.
     pub async fn deliver(&self, delivery: &str, body: &str) -> reqwest::Response {
+        let timestamp = now();
         self.client
             .post(self.url("/webhooks/local"))
             .header("content-type", "application/json")
             .header("x-codemill-delivery", delivery)
+            .header("x-codemill-timestamp", timestamp.to_string())
             .header(
                 "x-codemill-signature-256",
-                sign(LOCAL_SECRET, body.as_bytes()),
+                sign(LOCAL_SECRET, timestamp, body.as_bytes()),
             )
             .body(body.to_string())
             .send()
@@ -380,12 +382,25 @@ impl Drop for Server {
     }
 }
 
-/// `sha256=<hex HMAC-SHA256 of body>`, as a sender computes it.
-pub fn sign(secret: &str, body: &[u8]) -> String {
+/// `sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`, as a sender computes it.
+pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
+    sign_raw(secret, format!("{timestamp}.").as_bytes(), body)
+}
+
+/// `sha256=<hex HMAC-SHA256 of prefix and body>`: [`sign`] with any prefix, or none (how
+/// deliveries were signed before the timestamp was).
+pub fn sign_raw(secret: &str, prefix: &[u8], body: &[u8]) -> String {
+    let mut signed = prefix.to_vec();
+    signed.extend_from_slice(body);
     format!(
         "sha256={}",
-        codemill_testkit::fakes::hmac_sha256_hex(secret.as_bytes(), body)
+        codemill_testkit::fakes::hmac_sha256_hex(secret.as_bytes(), &signed)
     )
+}
+
+/// The sender's clock: Unix seconds, for `X-Codemill-Timestamp`.
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
 }
 
 pub fn ready(ticket: &str) -> String {

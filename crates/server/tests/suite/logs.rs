@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use crate::harness::{Db, LOCAL_SECRET, ready, sign, start, token};
+use crate::harness::{Db, LOCAL_SECRET, now, ready, sign, start, token};
 
 #[derive(Clone, Default)]
 struct Buffer(Arc<Mutex<Vec<u8>>>);
@@ -55,14 +55,27 @@ async fn tokens_and_signatures_are_not_logged() {
             .unwrap();
     }
     let body = ready(&ticket.key.to_string());
-    let signature = sign(LOCAL_SECRET, body.as_bytes());
-    assert_eq!(server.deliver("log-1", &body).await.status(), 202);
-    let forged = sign("forged-secret", body.as_bytes());
+    let at = now();
+    let signature = sign(LOCAL_SECRET, at, body.as_bytes());
+    let r = server
+        .client
+        .post(server.url("/webhooks/local"))
+        .header("content-type", "application/json")
+        .header("x-codemill-delivery", "log-1")
+        .header("x-codemill-timestamp", at.to_string())
+        .header("x-codemill-signature-256", &signature)
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let forged = sign("forged-secret", at, body.as_bytes());
     let r = server
         .client
         .post(server.url("/webhooks/local"))
         .header("content-type", "application/json")
         .header("x-codemill-delivery", "log-2")
+        .header("x-codemill-timestamp", at.to_string())
         .header("x-codemill-signature-256", &forged)
         .body(body)
         .send()

@@ -2,10 +2,13 @@
 
 use std::time::Duration;
 
+use codemill_server::ServerConfig;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::harness::{Db, LOCAL_SECRET, Server, ready, sign, start};
+use crate::harness::{
+    Db, LOCAL_SECRET, Server, config, now, ready, sign, sign_raw, start, start_with,
+};
 
 /// The same delivery posted 100 times at once: one inbox row, one job, every answer 202 and
 /// naming that job.
@@ -45,6 +48,73 @@ async fn sqlite_hundred_identical_deliveries_make_one_job() {
     hundred_identical_deliveries_make_one_job(Db::sqlite().await).await
 }
 
+/// The inbox keeps what de-duplication needs, not every body: once a delivery is processed, the
+/// server's pruning pass clears its body, and its delivery id is still answered as a duplicate.
+pub async fn processed_deliveries_lose_their_body_but_stay_duplicates(db: Db) {
+    let server = start_with(
+        db,
+        ServerConfig {
+            inbox_prune_every: Duration::from_millis(50),
+            ..config()
+        },
+    )
+    .await;
+    let ticket = server.ticket("PROJ", "t").await;
+    let body = ready(&ticket.key.to_string());
+    let first: Value = server.deliver("d-1", &body).await.json().await.unwrap();
+    let job: codemill_core::ids::JobId = first["job"].as_str().unwrap().parse().unwrap();
+    let other = "{\"event\":\"ticket.commented\",\"ticket\":\"PROJ-1\"}";
+    let ignored: Value = server.deliver("d-2", other).await.json().await.unwrap();
+    assert_eq!(ignored["ignored"], true);
+
+    // An event without a job was handled when it was answered.
+    cleared(&server, "d-2").await;
+    // The pass that cleared d-2 also saw d-1, recorded before it: kept while its job is active.
+    assert_eq!(body_of(&server, "d-1").await, body.as_bytes());
+
+    assert!(
+        server
+            .store()
+            .cancel(job, chrono::Utc::now())
+            .await
+            .unwrap()
+    );
+    cleared(&server, "d-1").await;
+    for (id, body) in [("d-1", body.as_str()), ("d-2", other)] {
+        let again = server.deliver(id, body).await;
+        assert_eq!(again.status(), 202);
+        let again: Value = again.json().await.unwrap();
+        assert_eq!(again["duplicate"], true, "{id}: {again}");
+    }
+    let again: Value = server.deliver("d-1", &body).await.json().await.unwrap();
+    assert_eq!(
+        again["job"], first["job"],
+        "the duplicate names the first job"
+    );
+    assert_eq!(server.db.rows().await, (2, 1, 1));
+}
+
+async fn body_of(server: &Server, id: &str) -> Vec<u8> {
+    let row = server.store().delivery("local", id).await.unwrap();
+    row.unwrap_or_else(|| panic!("no delivery {id}")).body
+}
+
+/// Wait for the pruning pass to clear the body of delivery `id`.
+async fn cleared(server: &Server, id: &str) {
+    for _ in 0..200 {
+        if body_of(server, id).await.is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the body of {id} is still in the inbox after 10 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_processed_deliveries_lose_their_body_but_stay_duplicates() {
+    processed_deliveries_lose_their_body_but_stay_duplicates(Db::sqlite().await).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn another_delivery_for_a_busy_ticket_joins_its_job() {
     let server = start(Db::sqlite().await).await;
@@ -67,12 +137,14 @@ async fn forged_missing_and_sha1_signatures_write_nothing() {
     let ticket = server.ticket("PROJ", "t").await;
     let body = ready(&ticket.key.to_string());
     let sha1 = format!("sha1={}", "0".repeat(40));
-    let forged = sign("not-the-secret", body.as_bytes());
+    let at = now();
+    let forged = sign("not-the-secret", at, body.as_bytes());
     let other_body = sign(
         LOCAL_SECRET,
+        at,
         b"{\"event\":\"ticket.ready\",\"ticket\":\"PROJ-2\"}",
     );
-    let uppercase_prefix = sign(LOCAL_SECRET, body.as_bytes()).replace("sha256=", "SHA256=");
+    let uppercase_prefix = sign(LOCAL_SECRET, at, body.as_bytes()).replace("sha256=", "SHA256=");
     let cases: Vec<(&str, Option<&str>)> = vec![
         ("missing", None),
         ("forged", Some(&forged)),
@@ -88,6 +160,7 @@ async fn forged_missing_and_sha1_signatures_write_nothing() {
             .post(server.url("/webhooks/local"))
             .header("content-type", "application/json")
             .header("x-codemill-delivery", format!("d-{i}"))
+            .header("x-codemill-timestamp", at.to_string())
             .body(body.clone());
         if let Some(s) = signature {
             req = req.header("x-codemill-signature-256", s);
@@ -101,6 +174,107 @@ async fn forged_missing_and_sha1_signatures_write_nothing() {
         );
     }
     assert_eq!(server.db.rows().await, (0, 0, 0));
+}
+
+/// A captured delivery sent again later under a new delivery id makes nothing: the signature
+/// covers the timestamp, and the timestamp must be within five minutes of the server's clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replayed_and_retimed_deliveries_are_refused() {
+    let server = start(Db::sqlite().await).await;
+    let ticket = server.ticket("PROJ", "t").await;
+    let body = ready(&ticket.key.to_string());
+    let post = |delivery: String, timestamp: Option<String>, signature: String| {
+        let mut req = server
+            .client
+            .post(server.url("/webhooks/local"))
+            .header("content-type", "application/json")
+            .header("x-codemill-delivery", delivery)
+            .header("x-codemill-signature-256", signature)
+            .body(body.clone());
+        if let Some(t) = timestamp {
+            req = req.header("x-codemill-timestamp", t);
+        }
+        req.send()
+    };
+    let at = now();
+    let captured = at - 6 * 60;
+    let signed = |t: i64| sign(LOCAL_SECRET, t, body.as_bytes());
+    let cases: Vec<(&str, Option<String>, String, &str)> = vec![
+        (
+            "captured six minutes ago",
+            Some(captured.to_string()),
+            signed(captured),
+            "older than",
+        ),
+        (
+            "six minutes ahead",
+            Some((at + 6 * 60).to_string()),
+            signed(at + 6 * 60),
+            "ahead of",
+        ),
+        (
+            "captured, timestamp moved to now",
+            Some(at.to_string()),
+            signed(captured),
+            "signature",
+        ),
+        (
+            "fresh signature, timestamp moved back",
+            Some((at - 1).to_string()),
+            signed(at),
+            "signature",
+        ),
+        ("no timestamp", None, signed(at), "X-Codemill-Timestamp"),
+        (
+            "not a number",
+            Some("now".into()),
+            sign_raw(LOCAL_SECRET, b"now.", body.as_bytes()),
+            "X-Codemill-Timestamp",
+        ),
+        (
+            "milliseconds",
+            Some((at * 1000).to_string()),
+            signed(at * 1000),
+            "ahead of",
+        ),
+        (
+            "the body alone signed",
+            Some(at.to_string()),
+            sign_raw(LOCAL_SECRET, b"", body.as_bytes()),
+            "signature",
+        ),
+    ];
+    for (i, (what, timestamp, signature, says)) in cases.into_iter().enumerate() {
+        let r = post(format!("replay-{i}"), timestamp, signature)
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{what}");
+        let v: Value = r.json().await.unwrap();
+        let error = v["error"].as_str().unwrap();
+        assert!(error.contains(says), "{what}: {error}");
+    }
+    assert_eq!(server.db.rows().await, (0, 0, 0));
+
+    // Fresh, or a little old within the window: accepted.
+    let r = post("fresh".into(), Some(at.to_string()), signed(at))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let first: Value = r.json().await.unwrap();
+    let r = post(
+        "four-minutes-old".into(),
+        Some((at - 4 * 60).to_string()),
+        signed(at - 4 * 60),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 202);
+    let second: Value = r.json().await.unwrap();
+    assert_eq!(
+        (second["job"].clone(), second["existing"].clone()),
+        (first["job"].clone(), true.into())
+    );
+    assert_eq!(server.db.rows().await, (2, 1, 1));
 }
 
 /// Send `head` (request line and headers) and then, from another task, `body` until the
@@ -146,13 +320,15 @@ async fn raw_status(server: &Server, head: String, body: Vec<Vec<u8>>) -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_ten_mib_body_is_refused_before_it_is_read() {
     let server = start(Db::sqlite().await).await;
-    let signature = sign(LOCAL_SECRET, b"whatever");
+    let at = now();
+    let signature = sign(LOCAL_SECRET, at, b"whatever");
     let ten_mib = 10 * 1024 * 1024;
 
     // Only the head is ever sent: the answer must come from Content-Length alone.
     let head = format!(
         "POST /webhooks/local HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
          x-codemill-delivery: big-1\r\nx-codemill-signature-256: {signature}\r\n\
+         x-codemill-timestamp: {at}\r\n\
          content-length: {ten_mib}\r\n\r\n"
     );
     assert_eq!(raw_status(&server, head, Vec::new()).await, 413);
@@ -161,6 +337,7 @@ async fn a_ten_mib_body_is_refused_before_it_is_read() {
     let head = format!(
         "POST /webhooks/local HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
          x-codemill-delivery: big-2\r\nx-codemill-signature-256: {signature}\r\n\
+         x-codemill-timestamp: {at}\r\n\
          transfer-encoding: chunked\r\n\r\n"
     );
     let chunk_len = 64 * 1024;
@@ -178,6 +355,7 @@ async fn a_ten_mib_body_is_refused_before_it_is_read() {
         .post(server.url("/webhooks/local"))
         .header("content-type", "application/json")
         .header("x-codemill-delivery", "big-3")
+        .header("x-codemill-timestamp", at.to_string())
         .header("x-codemill-signature-256", &signature)
         .body(at_limit)
         .send()
@@ -192,12 +370,14 @@ async fn malformed_requests_make_no_job_and_no_panic() {
     let server = start(Db::sqlite().await).await;
     let ticket = server.ticket("PROJ", "t").await;
     let key = ticket.key.to_string();
-    let signed = |body: &str| sign(LOCAL_SECRET, body.as_bytes());
+    let at = now();
+    let signed = |body: &str| sign(LOCAL_SECRET, at, body.as_bytes());
     let post = |delivery: Option<&str>, content_type: &str, body: &str| {
         let mut req = server
             .client
             .post(server.url("/webhooks/local"))
             .header("content-type", content_type)
+            .header("x-codemill-timestamp", at.to_string())
             .header("x-codemill-signature-256", signed(body))
             .body(body.to_string());
         if let Some(d) = delivery {
@@ -307,6 +487,7 @@ async fn malformed_requests_make_no_job_and_no_panic() {
             .post(server.url(&format!("/webhooks/{provider}")))
             .header("content-type", "application/json")
             .header("x-codemill-delivery", "p-1")
+            .header("x-codemill-timestamp", at.to_string())
             .header("x-codemill-signature-256", signed(&body))
             .body(body)
             .send()

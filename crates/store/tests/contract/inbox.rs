@@ -1,7 +1,7 @@
 //! The webhook inbox: each delivery once, with its job in the same transaction.
 
 use codemill_core::ids::JobId;
-use codemill_store::{Delivery, Enqueued, NewJob, QueueState, Recorded};
+use codemill_store::{Delivery, Enqueued, InboxPruned, NewJob, QueueState, Recorded};
 
 use crate::harness::{Db, at, created, key};
 
@@ -130,5 +130,140 @@ pub async fn concurrent_identical_deliveries_make_one_job(db: Db) {
     assert_eq!(
         db.raw("DELETE FROM inbox WHERE provider = 'nobody'").await,
         Ok(0)
+    );
+}
+
+/// Bodies go once a delivery is processed (it started no job, or its job ended); the delivery id
+/// stays, so a redelivery is still a duplicate, until the row passes the de-duplication window.
+pub async fn processed_deliveries_lose_their_body_then_their_row(db: Db) {
+    let s = &db.store;
+    let (busy, idle) = (key("A-1"), key("A-2"));
+    let (busy_ev, idle_ev) = (created(&busy), created(&idle));
+    let (running, ended) = (JobId::new(), JobId::new());
+    let job = |id, ticket, created| NewJob {
+        id,
+        ticket,
+        created,
+        max_attempts: 3,
+    };
+    let body: &[u8] = b"{\"action\":\"labeled\"}";
+    s.record_delivery(
+        &delivery("github", "starts-running", body),
+        Some(&job(running, &busy, &busy_ev)),
+        at(0),
+    )
+    .await
+    .unwrap();
+    s.record_delivery(
+        &delivery("github", "starts-ended", body),
+        Some(&job(ended, &idle, &idle_ev)),
+        at(1),
+    )
+    .await
+    .unwrap();
+    s.record_delivery(&delivery("jira", "no-job", body), None, at(2))
+        .await
+        .unwrap();
+
+    // Nothing is old enough to forget; only the delivery without a job is processed.
+    assert_eq!(
+        s.prune_deliveries(at(-60)).await.unwrap(),
+        InboxPruned {
+            cleared: 1,
+            deleted: 0
+        }
+    );
+    let row = s.delivery("jira", "no-job").await.unwrap().unwrap();
+    assert!(row.body.is_empty(), "{row:?}");
+    assert!(row.headers.is_empty(), "{row:?}");
+    assert_eq!(row.received_at, at(2));
+    for id in ["starts-running", "starts-ended"] {
+        assert_eq!(s.delivery("github", id).await.unwrap().unwrap().body, body);
+    }
+    assert_eq!(
+        s.record_delivery(&delivery("jira", "no-job", body), None, at(3))
+            .await
+            .unwrap(),
+        Recorded::Duplicate,
+        "a cleared delivery is still known"
+    );
+
+    // Its job ended: processed. The row still names the job.
+    assert!(s.cancel(ended, at(4)).await.unwrap());
+    assert_eq!(
+        s.prune_deliveries(at(-60)).await.unwrap(),
+        InboxPruned {
+            cleared: 1,
+            deleted: 0
+        }
+    );
+    let row = s.delivery("github", "starts-ended").await.unwrap().unwrap();
+    assert_eq!((row.body.len(), row.job), (0, Some(ended)));
+    assert_eq!(
+        s.delivery("github", "starts-running")
+            .await
+            .unwrap()
+            .unwrap()
+            .body,
+        body
+    );
+    assert_eq!(
+        s.prune_deliveries(at(-60)).await.unwrap(),
+        InboxPruned::default(),
+        "pruning again changes nothing"
+    );
+
+    // Past the window processed rows go (received before the cutoff, not at it); the delivery
+    // of a running job stays.
+    assert_eq!(
+        s.prune_deliveries(at(2)).await.unwrap(),
+        InboxPruned {
+            cleared: 0,
+            deleted: 1
+        }
+    );
+    assert!(
+        s.delivery("github", "starts-ended")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(s.delivery("jira", "no-job").await.unwrap().is_some());
+    assert_eq!(
+        s.prune_deliveries(at(3)).await.unwrap(),
+        InboxPruned {
+            cleared: 0,
+            deleted: 1
+        }
+    );
+    assert!(s.delivery("jira", "no-job").await.unwrap().is_none());
+    assert_eq!(
+        s.record_delivery(&delivery("jira", "no-job", body), None, at(4))
+            .await
+            .unwrap(),
+        Recorded::Inserted { job: None },
+        "a forgotten id is new again"
+    );
+    // Far past the window: the new no-job row goes (deleted, not first cleared), the running
+    // job's delivery stays whole.
+    assert_eq!(
+        s.prune_deliveries(at(3600)).await.unwrap(),
+        InboxPruned {
+            cleared: 0,
+            deleted: 1
+        }
+    );
+    assert_eq!(
+        s.delivery("github", "starts-running")
+            .await
+            .unwrap()
+            .unwrap()
+            .body,
+        body
+    );
+    assert_eq!(
+        s.jobs().await.unwrap().len(),
+        2,
+        "jobs are not the inbox's to delete"
     );
 }

@@ -65,6 +65,7 @@ contract!(
     concurrency::concurrent_enqueues_make_one_job_per_ticket,
     inbox::deliveries_are_recorded_once_with_their_job,
     inbox::concurrent_identical_deliveries_make_one_job,
+    inbox::processed_deliveries_lose_their_body_then_their_row,
     tokens::api_tokens_are_found_by_hash_until_revoked,
     metering::spend_sums_by_job_ticket_project_and_day,
 );

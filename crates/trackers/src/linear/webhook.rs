@@ -41,9 +41,13 @@ pub fn verify_webhook(
 }
 
 /// Issue create/update → [`Hint::Issue`] `{ key: data.identifier, actor: actor.id (or email) }`;
-/// Comment create → [`Hint::Issue`] for the comment's issue (`data.issue.identifier`), unless the
-/// comment carries a codemill marker → Ignored; anything else Ignored with a reason; malformed →
-/// Err.
+/// Comment create → [`Hint::Issue`] for the comment's issue, unless the comment carries a
+/// codemill marker → Ignored; anything else Ignored with a reason; malformed → Err.
+///
+/// A Comment names its issue by `data.issue.identifier` when Linear includes the issue, which
+/// its schema marks nullable and its documented example leaves out; else by `data.issueId`, the
+/// issue's id (or `data.issue.id`), which Linear's `issue(id:)` reads like an identifier. No
+/// issue id at all: a comment on something else (a project update, a document), Ignored.
 pub fn parse_webhook(body: &[u8]) -> std::result::Result<Hint, String> {
     let payload: Value = serde_json::from_slice(body)
         .map_err(|e| format!("linear webhook: body is not JSON: {e}"))?;
@@ -80,20 +84,22 @@ pub fn parse_webhook(body: &[u8]) -> std::result::Result<Hint, String> {
             if has_codemill_marker(body) {
                 return ignored("linear Comment create: codemill's own comment".into());
             }
-            match data.pointer("/issue/identifier").and_then(Value::as_str) {
-                Some(key) => Ok(Hint::Issue {
-                    key: checked_key(key)?,
-                    actor,
-                }),
-                None if data.get("issueId").is_none_or(Value::is_null)
-                    && data.get("issue").is_none_or(Value::is_null) =>
-                {
-                    ignored("linear Comment create: not a comment on an issue".into())
+            let identifier = data.pointer("/issue/identifier").and_then(Value::as_str);
+            let issue_id = data
+                .get("issueId")
+                .or_else(|| data.pointer("/issue/id"))
+                .filter(|v| !v.is_null());
+            let key = match (identifier, issue_id) {
+                (Some(key), _) => checked_key(key)?,
+                (None, Some(id)) => checked_id(id.as_str().ok_or_else(|| {
+                    "linear webhook: Comment event with a data.issueId that is not a string"
+                        .to_string()
+                })?)?,
+                (None, None) => {
+                    return ignored("linear Comment create: not a comment on an issue".into());
                 }
-                None => {
-                    Err("linear webhook: Comment event without data.issue.identifier".to_string())
-                }
-            }
+            };
+            Ok(Hint::Issue { key, actor })
         }
         (kind, action) => ignored(format!("linear {kind} {action}: nothing for codemill")),
     }
@@ -118,6 +124,19 @@ fn checked_key(key: &str) -> std::result::Result<String, String> {
     }
 }
 
+/// A Linear id (a UUID): hex digits and dashes. Anything else is refused, so it cannot be
+/// mistaken for an identifier or carry anything into a query.
+fn checked_id(id: &str) -> std::result::Result<String, String> {
+    let valid = (1..=64).contains(&id.len())
+        && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+        && id.chars().any(|c| c.is_ascii_hexdigit());
+    if valid {
+        Ok(id.to_string())
+    } else {
+        Err(format!("linear webhook: {id:?} is not an issue id"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,5 +148,21 @@ mod tests {
         assert!(checked_key("ENG-7; drop").is_err());
         assert!(checked_key("ENG").is_err());
         assert!(checked_key("-7").is_err());
+    }
+
+    #[test]
+    fn ids_are_checked() {
+        let id = "9b2f6a0e-1c3d-4e5f-8a7b-6c5d4e3f2a1b";
+        assert_eq!(checked_id(id), Ok(id.to_string()));
+        for bad in [
+            "",
+            "-",
+            "ENG-7",
+            "9b2f6a0e 1c3d",
+            "9b2f6a0e\"}",
+            &"a".repeat(65),
+        ] {
+            assert!(checked_id(bad).is_err(), "{bad:?}");
+        }
     }
 }
