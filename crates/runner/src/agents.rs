@@ -164,7 +164,7 @@ impl Runner {
                 api_key: pass.token().clone(),
             },
             exec,
-            cancel: pass.refused_signal(),
+            cancel: either(pass.refused_signal(), self.lost.clone()),
         };
         if !request.exec.is_sandboxed() {
             self.emit(Progress::Info {
@@ -190,7 +190,13 @@ impl Runner {
             Ok(run) => run,
             Err(e) => return Ok(Err(e.to_string())),
         };
-        let metered = pass.metered().await;
+        // A job whose lease is gone cannot journal this run anyway: do not wait for answers that
+        // a hanging request may never bring (the gateway still records every call it meters).
+        let metered = if self.lost.is_cancelled() {
+            codemill_gateway::Metered::default()
+        } else {
+            pass.metered().await
+        };
         drop(pass);
         drop(egress);
         if let Some(refusal) = metered.refused {
@@ -534,4 +540,23 @@ enum Answer {
     Readiness(Readiness),
     Findings(Vec<codemill_core::findings::Finding>),
     Decisions(Vec<codemill_core::triage::AgentDecision>),
+}
+
+/// A signal that fires when either `a` (the gateway refused: a budget is spent) or `b` (the
+/// job's lease is gone: cancelled or taken over) fires, so the step stops at once.
+fn either(
+    a: tokio_util::sync::CancellationToken,
+    b: tokio_util::sync::CancellationToken,
+) -> tokio_util::sync::CancellationToken {
+    let both = tokio_util::sync::CancellationToken::new();
+    let fire = both.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = a.cancelled() => {}
+            _ = b.cancelled() => {}
+            _ = fire.cancelled() => {}
+        }
+        fire.cancel();
+    });
+    both
 }

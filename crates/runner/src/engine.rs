@@ -102,6 +102,9 @@ pub struct Runner {
     pub(crate) outside: crate::outside::OutsideCache,
     /// The sandbox setup and the model gateway, made on first use.
     pub(crate) guard: crate::guard::GuardCell,
+    /// Fires when the job this runner drives lost its lease (a person cancelled it, or another
+    /// owner took it over): the running agent step stops instead of spending on.
+    pub(crate) lost: tokio_util::sync::CancellationToken,
 }
 
 impl Runner {
@@ -117,6 +120,7 @@ impl Runner {
             http: reqwest::Client::new(),
             outside: Default::default(),
             guard: Default::default(),
+            lost: Default::default(),
         }
     }
 
@@ -149,7 +153,16 @@ impl Runner {
             http: self.http.clone(),
             outside: self.outside.clone(),
             guard: self.guard.clone(),
+            lost: self.lost.clone(),
         }
+    }
+
+    /// The same runner, stopping its agent steps when `lost` fires.
+    pub(crate) fn with_lost(&self, lost: tokio_util::sync::CancellationToken) -> Runner {
+        let mut runner = self.clone_with_progress(tokio::sync::mpsc::unbounded_channel().0);
+        runner.progress = self.progress.clone();
+        runner.lost = lost;
+        runner
     }
 
     pub fn store(&self) -> &Store {
@@ -321,7 +334,11 @@ impl Runner {
         match lease {
             Some(lease) => match self.work_lease(&lease).await? {
                 crate::worker::Worked::Released { state, .. } => Ok((job, *state)),
-                crate::worker::Worked::Fenced { .. } => Err(RunError::Busy(key.clone())),
+                // Cancelled, or taken over: the job goes on elsewhere; say where it stands.
+                crate::worker::Worked::Fenced { .. } => {
+                    let latest = jobs::require(&self.store, key).await?;
+                    Ok((latest.job, latest.state))
+                }
                 crate::worker::Worked::Retried { error, .. } => Err(RunError::Journal {
                     job,
                     message: format!("{error} (the job is queued again for a retry)"),

@@ -88,12 +88,15 @@ impl Runner {
             ),
         });
         let lost = Arc::new(AtomicBool::new(false));
-        let heartbeat = self.spawn_heartbeat(lease.clone(), lost.clone());
+        let stop = tokio_util::sync::CancellationToken::new();
+        let heartbeat = self.spawn_heartbeat(lease.clone(), lost.clone(), stop.clone());
+        let runner = self.with_lost(stop.clone());
         let result = match self.store.ticket(&lease.ticket).await? {
-            Some(ticket) => self.drive(job, &ticket, lease).await,
+            Some(ticket) => runner.drive(job, &ticket, lease).await,
             None => Err(RunError::NoTicket(lease.ticket.clone())),
         };
         heartbeat.abort();
+        stop.cancel();
         let worked = match result {
             Ok(state) => {
                 let outcome = if matches!(state.stage, Stage::AwaitingApproval | Stage::InReview) {
@@ -143,16 +146,28 @@ impl Runner {
         Ok(worked)
     }
 
-    /// Renew the lease every third of its ttl until aborted; a refused renewal marks it lost.
-    fn spawn_heartbeat(&self, lease: Lease, lost: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
+    /// Renew the lease every third of its ttl until aborted; a refused renewal marks it lost,
+    /// and a lease that is no longer ours (cancelled, or taken over) stops the running step.
+    fn spawn_heartbeat(
+        &self,
+        lease: Lease,
+        lost: Arc<AtomicBool>,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
         let store = self.store.clone();
         let every = lease.ttl / 3;
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
-                if store.heartbeat(&lease, Utc::now()).await.is_err() {
-                    lost.store(true, Ordering::SeqCst);
-                    return;
+                match store.heartbeat(&lease, Utc::now()).await {
+                    Ok(_) => {}
+                    Err(e) => {
+                        lost.store(true, Ordering::SeqCst);
+                        if matches!(e, StoreError::Fenced { .. }) {
+                            stop.cancel();
+                        }
+                        return;
+                    }
                 }
             }
         })

@@ -171,9 +171,14 @@ impl Builtin {
                 }
                 Wire::OpenAiChat => openai::request(&req.model, &system, &session.messages, &specs),
             };
-            let raw = match caller.post(&body).await {
-                Ok(raw) => raw,
-                Err(e) => break call_outcome(e, started),
+            // The step's cancel signal (a budget refused, or the job's lease is gone) ends the
+            // run at once, even mid-request, like the CLI backends.
+            let raw = tokio::select! {
+                r = caller.post(&body) => match r {
+                    Ok(raw) => raw,
+                    Err(e) => break call_outcome(e, started),
+                },
+                _ = req.cancel.cancelled() => break AgentOutcome::Killed,
             };
             out.log
                 .json(&json!({"type": "response", "turn": run.turns + 1, "body": raw}))

@@ -211,3 +211,54 @@ async fn a_second_sigterm_stops_at_once_and_the_job_resumes() {
     let out = env.ok(&["run", "P-1"]);
     assert!(out.contains("proposal ready"), "{out}");
 }
+
+/// A cancel while `codemill run` is inside an agent step: the step is stopped at the next
+/// heartbeat (no more tokens spent), the job stops with its work kept, and ends cancelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_running_job_stops_its_agent_step() {
+    let mut rules =
+        vec![Rule::new("implement: hang", at_turn("implement", 0), Reply::Hang).times(1)];
+    rules.extend(engineer());
+    let env = Env::new(rules, HELLO_GATE, "").await;
+    let mut first = std::process::Command::new(assert_cmd::cargo::cargo_bin("codemill"))
+        .arg("--home")
+        .arg(&env.home)
+        .args(["run", "P-1"])
+        .env(super::harness::KEY_VAR, "test-key-123")
+        .env_remove("CODEMILL_HOME")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while env.server.hits("implement: hang") == 0 {
+        assert!(Instant::now() < deadline, "implement never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = env.ok(&["cancel", "P-1"]);
+    assert!(out.contains("P-1: cancelled"), "{out}");
+    // The foreground run notices within a heartbeat (a third of its 15 s lease) and ends,
+    // well before the agent's 10 s idle limit would have ended the hanging request.
+    let deadline = Instant::now() + Duration::from_secs(9);
+    while first.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the cancelled run kept going past its heartbeat"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let output = first.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("P-1: cancelled"), "{stdout}");
+    let show = env.json(&["show", "P-1", "--json"]);
+    assert_eq!(show["job"]["state"], "cancelled");
+    // Nothing after the cancel came from the first run: the implement step never finished.
+    let implemented = show["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"]["type"] == "agent_finished" && e["event"]["stage"] == "implement")
+        .count();
+    assert_eq!(implemented, 0, "{:#}", show["timeline"]);
+}
