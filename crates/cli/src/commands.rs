@@ -9,8 +9,8 @@ use codemill_core::ids::{ProjectName, TicketKey};
 use codemill_core::pipeline::JobState;
 use codemill_git::Git;
 use codemill_runner::{Home, Runner, RunnerOptions};
+use codemill_scripted_model::ModelServer;
 use codemill_store::Store;
-use codemill_testkit::ModelServer;
 use serde_json::json;
 
 use crate::output::{err, json as print_json, out};

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use codemill_core::config::ProjectSandbox;
+use codemill_core::text::log_safe;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
@@ -160,10 +161,12 @@ async fn serve(mut client: UnixStream, shared: &Shared) {
     let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
 }
 
-/// One line per connection in the step's egress log.
+/// One line per connection in the step's egress log. The line quotes what the sandboxed step
+/// asked for, so it is escaped before it is logged or written.
 fn journal(shared: &Shared, line: &str) {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    let line = log_safe(line);
     let stamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     tracing::info!(target: "codemill::egress", "{line}");
     if let Ok(mut file) = std::fs::OpenOptions::new()

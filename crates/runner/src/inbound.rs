@@ -7,6 +7,7 @@ use chrono::Utc;
 use codemill_core::config::Config;
 use codemill_core::ids::{JobId, TicketKey};
 use codemill_core::pipeline::{Feedback, FeedbackKind, JobEvent, JobState, Stage, apply};
+use codemill_core::text::log_safe;
 use codemill_store::{MirroredTicket, Store, StoreError};
 use serde::Serialize;
 
@@ -157,7 +158,7 @@ impl Gateway {
                 .upsert_comment(&issue.key, outside::PROGRESS_MARKER, &note)
                 .await
             {
-                tracing::warn!(ticket = %ticket_key, error = %e, "could not post the queued note");
+                tracing::warn!(ticket = %ticket_key, error = %log_safe(&e), "could not post the queued note");
             }
         }
         Ok(Inbound::Queued {

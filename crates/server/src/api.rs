@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, header};
 use chrono::{DateTime, Utc};
 use codemill_core::ids::{JobId, TicketKey};
 use codemill_core::pipeline::{JobState, Proposal, Stage, TicketStatus};
+use codemill_core::text::log_safe;
 use codemill_store::{JournalEntry, QueueEntry, QueueState};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -285,7 +286,7 @@ pub(crate) async fn cancel(
 ) -> Result<Json<Value>, ApiError> {
     let key = parse_key(&key)?;
     let job = app.control().cancel(&key, &by(&caller)).await?;
-    tracing::info!(ticket = %key, by = %by(&caller), "job cancelled");
+    tracing::info!(ticket = %key, by = %log_safe(by(&caller)), "job cancelled");
     Ok(done(job, &key, "cancelled"))
 }
 
@@ -297,6 +298,6 @@ pub(crate) async fn retry(
 ) -> Result<Json<Value>, ApiError> {
     let key = parse_key(&key)?;
     let job = app.control().retry(&key).await?;
-    tracing::info!(ticket = %key, by = %by(&caller), "job retried");
+    tracing::info!(ticket = %key, by = %log_safe(by(&caller)), "job retried");
     Ok(done(job, &key, "retried"))
 }

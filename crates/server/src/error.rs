@@ -5,6 +5,7 @@ use std::any::Any;
 use axum::Json;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use codemill_core::text::log_safe;
 use codemill_store::StoreError;
 
 use crate::control::ControlError;
@@ -85,7 +86,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         if status.is_server_error() {
-            tracing::error!(error = %self, "request failed");
+            tracing::error!(error = %log_safe(&self), "request failed");
         }
         let body = Json(serde_json::json!({ "error": self.to_string() }));
         if matches!(self, ApiError::Unauthorized) {
@@ -107,7 +108,7 @@ pub(crate) fn panicked(payload: Box<dyn Any + Send + 'static>) -> Response {
         .map(|s| s.to_string())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "(no message)".into());
-    tracing::error!(panic = %message, "request handler panicked");
+    tracing::error!(panic = %log_safe(&message), "request handler panicked");
     let body = Json(serde_json::json!({ "error": "internal error" }));
     (StatusCode::INTERNAL_SERVER_ERROR, body).into_response()
 }

@@ -46,13 +46,14 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, StatusCode, header};
 use axum::routing::{get, post};
+use codemill_core::text::log_safe;
 use codemill_store::Store;
 use secrecy::{ExposeSecret, SecretString};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::sensitive_headers::SetSensitiveHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 pub use auth::{hash_token, new_token};
 pub use control::{Control, ControlError, ControlFuture, OutsideEvent};
@@ -287,11 +288,24 @@ pub fn router(state: AppState) -> Router {
         // sensitive ones before this one sees them.
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(DefaultMakeSpan::new().include_headers(true))
+                .make_span_with(request_span)
                 .on_response(DefaultOnResponse::new().include_headers(true)),
         )
         .layer(SetSensitiveHeadersLayer::from_shared(sensitive))
         .with_state(state)
+}
+
+/// The span of one request, as tower-http's default with headers, but with the URI escaped: the
+/// path may carry raw UTF-8 (a U+202E would turn the log line around). Header values need
+/// nothing: their `Debug` already escapes every byte that is not visible ASCII.
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    tracing::debug_span!(
+        "request",
+        method = %request.method(),
+        uri = %log_safe(request.uri()),
+        version = ?request.version(),
+        headers = ?request.headers(),
+    )
 }
 
 /// Serve `router(state)` on `listener` until `shutdown` resolves, then stop accepting and finish

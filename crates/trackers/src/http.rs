@@ -19,7 +19,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use codemill_core::text::clip;
+use codemill_core::text::{clip, log_safe};
 
 use crate::{Error, Result};
 
@@ -252,7 +252,7 @@ impl HttpClient {
                         return Err(error);
                     }
                     let wait = wait.max(self.policy.backoff(attempt));
-                    tracing::warn!(vendor = self.vendor, path = %req.path, wait_ms = wait.as_millis() as u64, "rate limited; waiting");
+                    tracing::warn!(vendor = self.vendor, path = %log_safe(&req.path), wait_ms = wait.as_millis() as u64, "rate limited; waiting");
                     self.hold_until(Instant::now() + wait);
                 }
                 Err(Failure::Retryable { error, sent }) => {
@@ -260,7 +260,7 @@ impl HttpClient {
                         return Err(error);
                     }
                     let wait = self.policy.backoff(attempt);
-                    tracing::warn!(vendor = self.vendor, path = %req.path, error = %error, "retrying");
+                    tracing::warn!(vendor = self.vendor, path = %log_safe(&req.path), error = %log_safe(&error), "retrying");
                     tokio::time::sleep(wait).await;
                 }
                 Err(Failure::Final(error)) => return Err(error),
@@ -437,7 +437,7 @@ where
         attempt += 1;
         match op().await {
             Err(e) if e.is_transient() && attempt < policy.attempts => {
-                tracing::warn!(error = %e, "retrying the operation");
+                tracing::warn!(error = %log_safe(&e), "retrying the operation");
                 tokio::time::sleep(policy.backoff(attempt)).await;
             }
             other => return other,

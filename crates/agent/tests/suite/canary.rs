@@ -80,7 +80,9 @@ echo 'touch /tmp/pwned' > {clone}/hooks/post-checkout 2>/dev/null && echo HOOK-W
 printf '[core]\n\tfsmonitor = /tmp/x\n' >> {clone}/config 2>/dev/null && echo CONFIG-WRITTEN
 echo pwned > {outside} 2>/dev/null && echo OUTSIDE-WRITTEN
 (exec 3<>/dev/tcp/127.0.0.1/{port} && echo hello >&3 && echo NET-CONNECTED) 2>/dev/null
-env -i /bin/sh -c 'setsid /bin/sh -c "sleep 3; echo survived > {late}" </dev/null >/dev/null 2>&1 &'
+env -i /bin/sh -c 'setsid /bin/sh -c "touch daemon.started; sleep 3; echo survived > {late}" </dev/null >/dev/null 2>&1 &'
+# Wait until the daemon has left this process group, or ending the step would kill it anyway.
+for _ in $(seq 100); do [ -e daemon.started ] && break; sleep 0.05; done
 echo ATTACK-DONE
 "#,
             ssh = self.ssh_key.display(),

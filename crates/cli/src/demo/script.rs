@@ -2,7 +2,7 @@
 //! sample tickets. Answers depend on what the request contains (the ticket, the stage, the review
 //! angle, the diff the reviewer read), never on call order.
 
-use codemill_testkit::{Match, Reply, Rule, Script, ToolCall};
+use codemill_scripted_model::{Match, Reply, Rule, Script, ToolCall};
 use serde_json::json;
 
 use super::sample;

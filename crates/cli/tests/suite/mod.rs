@@ -1,6 +1,7 @@
 //! Test modules and the shared harness.
 
 mod bad_input;
+mod broken_pipe;
 mod claude;
 mod clis;
 mod crash;

@@ -5,7 +5,7 @@ mod lifecycle;
 mod matching;
 mod openai;
 
-use codemill_testkit::{Match, ModelServer, Reply, Rule, Script};
+use codemill_scripted_model::{Match, ModelServer, Reply, Rule, Script};
 use serde_json::Value;
 
 /// One parsed SSE event: the `event:` name (if any) and the `data:` payload.

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use codemill_testkit::{Match, NO_ANSWER, Reply};
+use codemill_scripted_model::{Match, NO_ANSWER, Reply};
 use futures_util::StreamExt;
 use serde_json::json;
 

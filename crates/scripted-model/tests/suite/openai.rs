@@ -1,6 +1,6 @@
 //! OpenAI Chat Completions (SSE and JSON), Responses (Codex SSE), Gemini, and their errors.
 
-use codemill_testkit::{Api, Match, Reply, ToolCall, Usage};
+use codemill_scripted_model::{Api, Match, Reply, ToolCall, Usage};
 use serde_json::json;
 
 use super::{parse_sse, post, post_json, rule, start};

@@ -1,6 +1,6 @@
 //! Rule choice by content: turn, last/first message text, exclusions, `times`, no match.
 
-use codemill_testkit::{Match, Reply, Script};
+use codemill_scripted_model::{Match, Reply, Script};
 use serde_json::{Value, json};
 
 use super::{post_json, rule, start};
@@ -26,7 +26,9 @@ async fn turn_and_tool_results_drive_a_two_turn_conversation() {
         ]}"#,
     )
     .unwrap();
-    let server = codemill_testkit::ModelServer::start(script).await.unwrap();
+    let server = codemill_scripted_model::ModelServer::start(script)
+        .await
+        .unwrap();
     let first = messages(json!([{"role": "user", "content": "Please fix ISSUE-1"}]));
     let (status, reply) = post_json(&server, "/v1/messages", &first).await;
     assert_eq!(status, 200);

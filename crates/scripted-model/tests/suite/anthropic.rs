@@ -1,6 +1,6 @@
 //! Anthropic Messages: the SSE sequence Claude Code accepts, JSON mode, system messages.
 
-use codemill_testkit::{Api, Match, Reply, ToolCall, Usage};
+use codemill_scripted_model::{Api, Match, Reply, ToolCall, Usage};
 use serde_json::json;
 
 use super::{parse_sse, post, post_json, rule, start};
