@@ -269,6 +269,10 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             )
             .await
         }
+        Command::Inbox { state, limit, json } => {
+            let opened = Opened::open(home).await?;
+            crate::service::inbox(&opened, state.as_deref(), limit, json).await
+        }
         Command::Token(crate::TokenCommand::Create { name }) => {
             let opened = Opened::open(home).await?;
             crate::service::token_create(&opened, &name).await

@@ -122,6 +122,17 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Webhook deliveries, newest first: what each did, and those still pending or given up.
+    Inbox {
+        /// Only deliveries in this state.
+        #[arg(long, value_parser = ["pending", "done", "failed"])]
+        state: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
     /// Check what is installed and reachable: git, the database, bubblewrap, the agent CLIs, the model providers.
     Doctor {
         #[arg(long)]

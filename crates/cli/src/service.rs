@@ -330,3 +330,82 @@ pub async fn token_create(opened: &Opened, name: &str) -> Result<ExitCode> {
     out(&plain);
     Ok(ExitCode::SUCCESS)
 }
+
+/// `codemill inbox`: the newest deliveries with what processing them did.
+pub async fn inbox(
+    opened: &Opened,
+    state: Option<&str>,
+    limit: u32,
+    json: bool,
+) -> Result<ExitCode> {
+    let state = match state {
+        None => None,
+        Some("pending") => Some(codemill_store::InboxState::Pending),
+        Some("done") => Some(codemill_store::InboxState::Done),
+        Some("failed") => Some(codemill_store::InboxState::Failed),
+        Some(other) => bail!("--state {other:?}: expected pending, done or failed"),
+    };
+    let rows = opened.store.deliveries(state, limit).await?;
+    if json {
+        let rows: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "provider": r.provider,
+                    "delivery": r.delivery_id,
+                    "received_at": r.received_at,
+                    "state": r.state,
+                    "attempts": r.attempts,
+                    "next_at": r.next_at,
+                    "job": r.job,
+                    "outcome": r.outcome,
+                })
+            })
+            .collect();
+        out(&serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if rows.is_empty() {
+        out("No webhook deliveries.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for r in &rows {
+        let what = match (&r.outcome, r.state) {
+            (Some(o), _) => summary(o),
+            (None, codemill_store::InboxState::Pending) => "not processed yet".into(),
+            (None, _) => "handled when received".into(),
+        };
+        let retry = match (r.state, r.next_at) {
+            (codemill_store::InboxState::Pending, Some(at)) if r.attempts > 0 => {
+                format!(
+                    " (attempt {}, next {})",
+                    r.attempts + 1,
+                    at.format("%H:%M:%S")
+                )
+            }
+            _ => String::new(),
+        };
+        out(&format!(
+            "{}  {:<18} {:<8} {}  {}{}",
+            r.received_at.format("%Y-%m-%d %H:%M:%S"),
+            codemill_core::text::log_safe(&r.provider),
+            r.state.as_str(),
+            codemill_core::text::log_safe(&r.delivery_id),
+            codemill_core::text::log_safe(&what),
+            retry
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line for a processing outcome: `queued DEMO-3 (job …)`, `ignored: <reason>`, `error: …`.
+fn summary(outcome: &serde_json::Value) -> String {
+    let field = |k: &str| outcome.get(k).and_then(|v| v.as_str()).unwrap_or_default();
+    match field("result") {
+        "queued" => format!("queued {} (job {})", field("ticket"), field("job")),
+        "recorded" => format!("recorded on {} (job {})", field("ticket"), field("job")),
+        "ignored" => format!("ignored: {}", field("reason")),
+        "error" => format!("error: {}", field("error")),
+        other => other.to_string(),
+    }
+}

@@ -1,10 +1,12 @@
 //! The HTTP side of `codemill serve`: signed webhooks, a bearer-token JSON API, health and
 //! Prometheus metrics.
 //!
-//! **Invariant: the server never writes job state itself.** A webhook only records the delivery
-//! and enqueues a job (one store transaction) and answers 202 at once; approvals, rejections,
-//! cancellations and retries go through [`Control`], which the runner implements. Everything
-//! else is read-only.
+//! **Invariant: the server never writes job state itself.** A local webhook only records the
+//! delivery and enqueues a job (one store transaction) and answers 202 at once; an outside
+//! tracker's webhook only stores the verified delivery and answers 202 at once, and the inbox
+//! processor hands it to [`Control`] afterwards (the tracker is never called inside the request).
+//! Approvals, rejections, cancellations and retries go through [`Control`] too, which the runner
+//! implements. Everything else is read-only.
 //!
 //! Routes and their protection:
 //!
@@ -33,6 +35,7 @@ mod api;
 mod auth;
 mod control;
 mod error;
+mod inbox;
 mod metrics;
 pub mod outside;
 pub mod webhook;
@@ -87,6 +90,14 @@ pub struct ServerConfig {
     pub inbox_window: Duration,
     /// Between passes that prune the inbox; zero turns pruning off.
     pub inbox_prune_every: Duration,
+    /// Between looks for outside deliveries to process that this node was not told about
+    /// (retries, and deliveries accepted by other nodes); zero: this node processes none.
+    pub inbox_poll: Duration,
+    /// The wait before the first retry of a delivery the tracker could not take; it doubles
+    /// with each attempt, up to 10 minutes.
+    pub inbox_retry: Duration,
+    /// Attempts at processing a delivery before it is given up (`failed` in `codemill inbox`).
+    pub inbox_max_attempts: u32,
 }
 
 impl Default for ServerConfig {
@@ -100,6 +111,10 @@ impl Default for ServerConfig {
             outside_hooks: Vec::new(),
             inbox_window: Duration::from_secs(7 * 24 * 3600),
             inbox_prune_every: Duration::from_secs(10 * 60),
+            inbox_poll: Duration::from_secs(2),
+            inbox_retry: Duration::from_secs(5),
+            // With 5 s doubling to 10 minutes: about two and a half hours of trying.
+            inbox_max_attempts: 20,
         }
     }
 }
@@ -122,6 +137,11 @@ struct Inner {
     outside_hooks: Vec<OutsideHook>,
     inbox_window: chrono::TimeDelta,
     inbox_prune_every: Duration,
+    inbox_poll: Duration,
+    inbox_retry: Duration,
+    inbox_max_attempts: u32,
+    /// Told when this node accepted an outside delivery, so it is processed at once.
+    inbox_wake: tokio::sync::Notify,
 }
 
 impl AppState {
@@ -195,6 +215,10 @@ impl AppState {
                 outside_hooks: config.outside_hooks,
                 inbox_window,
                 inbox_prune_every: config.inbox_prune_every,
+                inbox_poll: config.inbox_poll,
+                inbox_retry: config.inbox_retry,
+                inbox_max_attempts: config.inbox_max_attempts.max(1),
+                inbox_wake: tokio::sync::Notify::new(),
             }),
         })
     }
@@ -221,6 +245,11 @@ impl AppState {
             .outside_hooks
             .iter()
             .find(|h| h.vendor == vendor && h.project == project)
+    }
+
+    /// Process the outside deliveries just accepted now rather than at the next poll.
+    pub(crate) fn wake_inbox(&self) {
+        self.inner.inbox_wake.notify_one();
     }
 
     pub(crate) fn body_limit(&self) -> usize {
@@ -309,18 +338,21 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
 }
 
 /// Serve `router(state)` on `listener` until `shutdown` resolves, then stop accepting and finish
-/// the requests in flight (each bounded by the request timeout). Meanwhile the inbox is pruned
-/// (see the crate docs).
+/// the requests in flight (each bounded by the request timeout). Meanwhile outside deliveries are
+/// processed ([`inbox`]) and the inbox is pruned (see the crate docs).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let pruning = tokio::spawn(prune_inbox(state.clone()));
+    // Stopped with the server: a delivery it was processing is held, then claimed again.
+    let processing = tokio::spawn(inbox::process(state.clone()));
     let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await;
     pruning.abort();
+    processing.abort();
     served
 }
 

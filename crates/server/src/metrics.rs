@@ -1,5 +1,6 @@
 //! Prometheus metrics: requests by route and status, webhook deliveries by provider and result,
-//! and jobs by queue state (read from the store on each scrape).
+//! processing of stored outside deliveries, and jobs by queue state (read from the store on each
+//! scrape).
 //!
 //! The registry belongs to the [`crate::AppState`], not to the process-wide `metrics` recorder,
 //! so several servers in one process (tests) keep separate counts and nothing here depends on
@@ -21,6 +22,7 @@ use crate::error::ApiError;
 const HTTP_REQUESTS: &str = "codemill_http_requests_total";
 const HTTP_DURATION: &str = "codemill_http_request_duration_seconds";
 const WEBHOOK_DELIVERIES: &str = "codemill_webhook_deliveries_total";
+const INBOX_PROCESSED: &str = "codemill_inbox_processed_total";
 const JOBS: &str = "codemill_jobs";
 
 const QUEUE_STATES: [QueueState; 6] = [
@@ -60,6 +62,10 @@ impl Metrics {
                 WEBHOOK_DELIVERIES,
                 "Webhook deliveries by provider and result"
             );
+            metrics::describe_counter!(
+                INBOX_PROCESSED,
+                "Attempts at processing stored outside deliveries, by provider and result"
+            );
             metrics::describe_gauge!(JOBS, "Jobs by queue state, as of the last scrape");
         });
         metrics
@@ -96,6 +102,14 @@ impl Metrics {
     pub(crate) fn delivery(&self, provider: &'static str, result: &'static str) {
         self.with(|| {
             metrics::counter!(WEBHOOK_DELIVERIES, "provider" => provider, "result" => result)
+                .increment(1);
+        });
+    }
+
+    /// One attempt at processing a stored outside delivery; `provider` as for [`Self::delivery`].
+    pub(crate) fn processed(&self, provider: &'static str, result: &'static str) {
+        self.with(|| {
+            metrics::counter!(INBOX_PROCESSED, "provider" => provider, "result" => result)
                 .increment(1);
         });
     }

@@ -3,16 +3,21 @@
 //! Each project's hook has its own secret and scheme: GitHub `X-Hub-Signature-256`
 //! (HMAC-SHA256), Linear `Linear-Signature` (HMAC-SHA256, timestamp within a minute), Jira an
 //! HMAC `X-Hub-Signature`, a static token or a JWT, as configured. The signature is checked
-//! before the body is parsed; a redelivery (same vendor delivery id) is answered as a duplicate
-//! without doing anything. A verified delivery is only a hint: the control reads the issue
-//! afresh, checks the actor's role and journals or queues; this handler changes no job state.
+//! before the body is parsed. A verified delivery that asks for something is stored in the inbox
+//! and answered at once; the inbox processor ([`crate::inbox`]) hands it to the control, which
+//! reads the issue afresh, checks the actor's role and journals or queues. A redelivery (same
+//! vendor delivery id, or for a sender without ids the same body) is answered as a duplicate
+//! without doing anything. This handler changes no job state and calls no tracker, so a slow or
+//! unreachable tracker never slows the answer (Linear counts one slower than 5 s as failed).
 //!
 //! Answers, checked in this order: 404 no such hook; 413 too large; 401 bad or missing signature;
 //! 415 a `Content-Type` other than `application/json` (GitHub sends form-encoded payloads when
 //! its hook is set so); 400 a GitHub delivery without `X-GitHub-Delivery` (redeliveries could not
-//! be de-duplicated), or a malformed payload; 202 with `{"result": ...}` once handled or ignored;
-//! 503 when the tracker could not be reached (the vendor retries the delivery). A delivery of a
-//! shape the vendor documents never gets a 4xx: what codemill has no use for is a 202 `ignored`.
+//! be de-duplicated), or a malformed payload; 202 `{"result": "ignored", "reason": ...}` for what
+//! codemill has no use for, `{"result": "duplicate"}` for a redelivery, and `{"result":
+//! "accepted", "delivery": ...}` once stored (what processing did is in `codemill inbox`); 503
+//! when the store cannot take it (the vendor retries). A delivery of a shape the vendor documents
+//! never gets a 4xx.
 
 use axum::Json;
 use axum::body::Body;
@@ -27,9 +32,18 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
 use crate::AppState;
-use crate::control::{ControlError, OutsideEvent};
+use crate::control::OutsideEvent;
 use crate::error::ApiError;
 use crate::webhook::{Refused, is_json, read_body, refuse};
+
+/// The vendor label of a known vendor name, for metrics.
+pub(crate) fn label(vendor: &str) -> &'static str {
+    VENDORS
+        .iter()
+        .copied()
+        .find(|v| *v == vendor)
+        .unwrap_or("unknown")
+}
 
 /// The vendors with per-project webhooks.
 pub const VENDORS: &[&str] = &["jira", "github", "linear"];
@@ -84,11 +98,7 @@ pub(crate) async fn receive(
         return ApiError::NotFound(format!("no webhook endpoint for {vendor}/{project}"))
             .into_response();
     };
-    let label: &'static str = VENDORS
-        .iter()
-        .copied()
-        .find(|v| *v == vendor)
-        .unwrap_or("unknown");
+    let label = label(&vendor);
     match handle(&state, &hook, &headers, body).await {
         Ok((result, answer)) => {
             state.metrics().delivery(label, result);
@@ -145,39 +155,82 @@ async fn handle(
             ),
         ));
     }
-    let hint = match hook.vendor.as_str() {
-        "github" => {
-            let event = header(headers, "x-github-event").unwrap_or_default();
-            let settings = hook.github.as_ref().ok_or_else(|| {
-                refuse(
-                    "error",
-                    ApiError::Internal("GitHub hook without settings".into()),
-                )
-            })?;
-            codemill_trackers::github::parse_webhook(event, &body, settings)
-        }
-        "linear" => codemill_trackers::linear::parse_webhook(&body),
-        _ => codemill_trackers::jira::parse_webhook(&body),
-    }
-    .map_err(|e| {
+    let event = header(headers, "x-github-event").unwrap_or_default();
+    let hint = parse(hook, event, &body).map_err(|e| {
         refuse(
             "bad_request",
             ApiError::BadRequest(format!("{} payload: {e}", hook.vendor)),
         )
     })?;
-    let provider = format!("{}:{}", hook.vendor, hook.project);
-    if let Some(id) = &delivery_id {
-        let seen = state
-            .store()
-            .delivery(&provider, id)
-            .await
-            .map_err(|e| refuse("error", e.into()))?;
-        if seen.is_some() {
-            return Ok(("duplicate", json!({"result": "duplicate"})));
-        }
+    if let Hint::Ignored { reason } = hint {
+        return Ok(("ignored", json!({"result": "ignored", "reason": reason})));
     }
-    let project = hook.project.clone();
-    let event = match hint {
+    // Jira and Linear name their deliveries too, but a sender that does not is still
+    // de-duplicated: the same body twice is the same delivery.
+    let delivery_id = delivery_id.unwrap_or_else(|| format!("sha256:{}", sha256_hex(&body)));
+    let provider = format!("{}:{}", hook.vendor, hook.project);
+    // Only what processing needs again; never the signature or a token.
+    let kept: Vec<(&str, &str)> = if event.is_empty() {
+        Vec::new()
+    } else {
+        vec![("x-github-event", event)]
+    };
+    let delivery = Delivery {
+        provider: &provider,
+        delivery_id: &delivery_id,
+        headers: &kept,
+        body: &body,
+    };
+    let recorded = state
+        .store()
+        .accept_delivery(&delivery, Utc::now())
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %codemill_core::text::log_safe(&e), "could not store a webhook delivery");
+            refuse(
+                "error",
+                ApiError::Unavailable(
+                    "the delivery could not be stored; deliver it again later".into(),
+                ),
+            )
+        })?;
+    if recorded == Recorded::Duplicate {
+        return Ok(("duplicate", json!({"result": "duplicate"})));
+    }
+    state.wake_inbox();
+    Ok((
+        "accepted",
+        json!({"result": "accepted", "delivery": delivery_id}),
+    ))
+}
+
+fn sha256_hex(body: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(body))
+}
+
+/// What a verified delivery of `hook` says; `event` is GitHub's `X-GitHub-Event`. Pure: the
+/// handler parses to answer a malformed or irrelevant delivery at once, the inbox again when it
+/// processes the stored delivery.
+pub(crate) fn parse(hook: &OutsideHook, event: &str, body: &[u8]) -> Result<Hint, String> {
+    match hook.vendor.as_str() {
+        "github" => {
+            let settings = hook
+                .github
+                .as_ref()
+                .ok_or_else(|| "GitHub hook without settings".to_string())?;
+            codemill_trackers::github::parse_webhook(event, body, settings)
+        }
+        "linear" => codemill_trackers::linear::parse_webhook(body),
+        _ => codemill_trackers::jira::parse_webhook(body),
+    }
+    .map_err(|e| e.to_string())
+}
+
+/// The control's event for a hint that asks for something (`None`: ignored, and why).
+pub(crate) fn event(project: &str, hint: Hint) -> Result<OutsideEvent, String> {
+    let project = project.to_string();
+    Ok(match hint {
         Hint::Issue { key, actor } => OutsideEvent::Trigger {
             project,
             key,
@@ -200,37 +253,6 @@ async fn handle(
             merged,
             actor,
         },
-        Hint::Ignored { reason } => {
-            return Ok(("ignored", json!({"result": "ignored", "reason": reason})));
-        }
-    };
-    let answer = match state.control().outside(event).await {
-        Ok(answer) => answer,
-        Err(ControlError::Failed(m)) => {
-            return Err(refuse("error", ApiError::Unavailable(m)));
-        }
-        Err(e) => return Err(refuse("error", e.into())),
-    };
-    if let Some(id) = &delivery_id {
-        let delivery = Delivery {
-            provider: &provider,
-            delivery_id: id,
-            headers: &[],
-            body: &body,
-        };
-        let recorded = state
-            .store()
-            .record_delivery(&delivery, None, Utc::now())
-            .await
-            .map_err(|e| refuse("error", e.into()))?;
-        if recorded == Recorded::Duplicate {
-            return Ok(("duplicate", json!({"result": "duplicate"})));
-        }
-    }
-    let result = match answer.get("result").and_then(|r| r.as_str()) {
-        Some("queued") => "job_created",
-        Some("recorded") => "recorded",
-        _ => "ignored",
-    };
-    Ok((result, answer))
+        Hint::Ignored { reason } => return Err(reason),
+    })
 }

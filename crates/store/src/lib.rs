@@ -68,11 +68,11 @@ pub use metering::{ModelCall, ProjectSpend, Spend, SpendScope, day_of};
 pub use model::{
     Comment, JobRow, JournalEntry, Link, MirroredTicket, NewPr, PrRecord, StatusChange, Ticket,
 };
-pub use queue::InboxPruned;
 pub use queue::{
     Backoff, Delivery, Enqueued, InboxRow, Lease, Limits, NewJob, Outcome, QueueEntry, QueueState,
     Reaped, Recorded, TokenRow,
 };
+pub use queue::{InboxPruned, InboxState, Settled};
 
 use queue::micros;
 
@@ -438,8 +438,55 @@ impl Store {
         on_backend!(self, delivery(provider, delivery_id))
     }
 
-    /// Keep the inbox small. A delivery is processed once nothing can need its body: it started
-    /// no job (it was handled when recorded), or its job is no longer queued, leased or waiting.
+    /// Store a delivery to be processed later (by [`Store::claim_deliveries`]), once per
+    /// (provider, delivery id): a repeated delivery writes nothing and is a `Duplicate`. The
+    /// answer can go out as soon as this returns: the delivery is committed.
+    pub async fn accept_delivery(
+        &self,
+        delivery: &Delivery<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Recorded, StoreError> {
+        on_backend!(self, accept_delivery(delivery, micros(now)))
+    }
+
+    /// Take up to `limit` pending deliveries that are due at `now`, oldest first, and hold
+    /// them until `hold_until`: another node claims them only after that (so a node that dies
+    /// while processing delays them, and loses nothing). Each claim counts as an attempt.
+    pub async fn claim_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        hold_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<InboxRow>, StoreError> {
+        on_backend!(
+            self,
+            claim_deliveries(micros(now), micros(hold_until), limit.max(1))
+        )
+    }
+
+    /// Record how processing a claimed delivery ended. Only a pending delivery changes.
+    pub async fn settle_delivery(&self, id: i64, settled: &Settled) -> Result<(), StoreError> {
+        let settled = match settled {
+            Settled::Retry { at, error } => Settled::Retry {
+                at: micros(*at),
+                error: error.clone(),
+            },
+            other => other.clone(),
+        };
+        on_backend!(self, settle_delivery(id, &settled))
+    }
+
+    /// The newest deliveries first, of one state or all, without their bodies and headers.
+    pub async fn deliveries(
+        &self,
+        state: Option<InboxState>,
+        limit: u32,
+    ) -> Result<Vec<InboxRow>, StoreError> {
+        on_backend!(self, deliveries(state, limit.max(1)))
+    }
+
+    /// Keep the inbox small. A delivery is processed once nothing can need its body: it is no
+    /// longer pending, and it started no job or its job is no longer queued, leased or waiting.
     /// Processed deliveries received before `forget_before` (the end of the de-duplication
     /// window) are deleted; the other processed ones lose their body and headers but keep their
     /// row, so a redelivery of their id is still a `Duplicate`. Run it periodically on any node.

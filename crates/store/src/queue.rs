@@ -228,6 +228,58 @@ pub struct InboxRow {
     pub body: Vec<u8>,
     pub job: Option<JobId>,
     pub received_at: DateTime<Utc>,
+    pub state: InboxState,
+    /// Times processing started (a node that died while processing counts too).
+    pub attempts: u32,
+    /// While pending: not before this time.
+    pub next_at: Option<DateTime<Utc>>,
+    /// What processing did, or its last error.
+    pub outcome: Option<serde_json::Value>,
+}
+
+/// Where a stored delivery is in its processing. Deliveries of the local tracker are handled in
+/// the transaction that records them (`done` at once); those of outside trackers are `pending`
+/// until a serving node has read the issue they name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InboxState {
+    Pending,
+    Done,
+    /// Gave up: a permanent error, or retries used up. The outcome says why.
+    Failed,
+}
+
+impl InboxState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InboxState::Pending => "pending",
+            InboxState::Done => "done",
+            InboxState::Failed => "failed",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Result<InboxState, StoreError> {
+        match s {
+            "pending" => Ok(InboxState::Pending),
+            "done" => Ok(InboxState::Done),
+            "failed" => Ok(InboxState::Failed),
+            other => Err(StoreError::Corrupt(format!("inbox state {other:?}"))),
+        }
+    }
+}
+
+/// How processing a claimed delivery ended (`Store::settle_delivery`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Settled {
+    /// Handled; `outcome` says what was done.
+    Done(serde_json::Value),
+    /// Could not be handled now (the tracker is unreachable): try again at `at`.
+    Retry {
+        at: DateTime<Utc>,
+        error: serde_json::Value,
+    },
+    /// Will never be handled; `outcome` says why.
+    Failed(serde_json::Value),
 }
 
 /// What `prune_deliveries` did.

@@ -286,6 +286,7 @@ pub struct Service {
     child: Option<std::process::Child>,
     pub base: String,
     pub http: reqwest::Client,
+    home: std::path::PathBuf,
 }
 
 impl Drop for Service {
@@ -326,6 +327,7 @@ impl Service {
             child: Some(child),
             base,
             http: reqwest::Client::new(),
+            home: env.home.clone(),
         }
     }
 
@@ -348,8 +350,60 @@ impl Service {
         child.wait().unwrap()
     }
 
-    /// POST a webhook body with headers; returns (status, JSON answer).
+    /// POST a webhook body with headers; returns (status, JSON answer). An outside delivery
+    /// that was accepted is processed after the answer: then the answer is what processing did
+    /// (as `codemill inbox` shows it), once it is done.
     pub async fn deliver(
+        &self,
+        path: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> (u16, Value) {
+        let (status, answer) = self.deliver_now(path, headers, body).await;
+        if answer["result"] != "accepted" {
+            return (status, answer);
+        }
+        let mut parts = path.trim_start_matches("/webhooks/").splitn(2, '/');
+        let provider = format!(
+            "{}:{}",
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default()
+        );
+        let id = answer["delivery"]
+            .as_str()
+            .expect("a delivery id")
+            .to_string();
+        (status, self.processed(&provider, &id).await)
+    }
+
+    /// What processing the stored delivery did, once it is no longer pending (waits up to 60 s).
+    pub async fn processed(&self, provider: &str, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = StdCommand::new(assert_cmd::cargo::cargo_bin("codemill"))
+                .arg("--home")
+                .arg(&self.home)
+                .args(["inbox", "--json", "--limit", "500"])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "codemill inbox: {out:?}");
+            let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+            let row = rows
+                .iter()
+                .find(|r| r["provider"] == provider && r["delivery"] == id);
+            if let Some(row) = row.filter(|r| r["state"] != "pending") {
+                return row["outcome"].clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "delivery {provider}/{id} not processed within 60 s: {row:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// POST a webhook body with headers; returns (status, JSON answer) as the server sent it.
+    pub async fn deliver_now(
         &self,
         path: &str,
         headers: &[(String, String)],

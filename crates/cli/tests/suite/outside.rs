@@ -556,8 +556,14 @@ async fn a_linear_issue_is_acknowledged_within_ten_seconds_and_done_on_merge() {
     let body = serde_json::to_vec(&linear.issue_webhook(&id, "update", &alice)).unwrap();
     let headers = codemill_testkit::fakes::linear::delivery_headers("lin-secret", &body);
     let sent = Instant::now();
-    let (status, answer) = svc.deliver("/webhooks/linear/ENG", &headers, &body).await;
+    // Answered once stored; the issue is read from Linear after the answer.
+    let (status, answer) = svc
+        .deliver_now("/webhooks/linear/ENG", &headers, &body)
+        .await;
     assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["result"], "accepted", "{answer}");
+    let delivery = answer["delivery"].as_str().unwrap();
+    let answer = svc.processed("linear:ENG", delivery).await;
     assert_eq!(answer["result"], "queued", "{answer}");
     // The first visible activity: a comment on the issue within ten seconds of the trigger.
     loop {
@@ -706,6 +712,12 @@ async fn a_jira_ticket_goes_to_a_plan_comment_a_draft_pr_and_done_on_merge() {
         again["result"], "duplicate",
         "a redelivery does nothing: {again}"
     );
+    insta::with_settings!({filters => vec![
+        (r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "[job-id]"),
+        (r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", "[time]"),
+    ]}, {
+        insta::assert_snapshot!("inbox", env.ok(&["inbox"]));
+    });
 
     wait_state(&env, "PROJ-1", "awaiting_approval");
     assert_nothing_hidden_reached_the_model(&env);

@@ -194,6 +194,10 @@ pub enum Call {
 pub struct Recording {
     pub calls: Mutex<Vec<Call>>,
     pub job: JobId,
+    /// Outside events of project SLOW wait for a permit here (a tracker that does not answer).
+    pub tracker: tokio::sync::Semaphore,
+    /// Outside events of project FLAKY fail while this is above zero, counting down.
+    pub flaky: std::sync::atomic::AtomicU32,
 }
 
 impl Recording {
@@ -260,15 +264,36 @@ impl Control for Recording {
         self.answer(call, ticket)
     }
 
-    /// Outside events of project FAIL fail (the tracker is down); others are "queued".
+    /// Outside events of project FAIL fail (the tracker is down), of FLAKY fail `flaky` times,
+    /// of SLOW wait for a `tracker` permit; all others are "queued".
     fn outside<'a>(
         &'a self,
         event: codemill_server::OutsideEvent,
     ) -> ControlFuture<'a, serde_json::Value> {
-        let failing = matches!(&event, codemill_server::OutsideEvent::Trigger { project, .. } if project == "FAIL");
+        let project = match &event {
+            codemill_server::OutsideEvent::Trigger { project, .. }
+            | codemill_server::OutsideEvent::Feedback { project, .. }
+            | codemill_server::OutsideEvent::PrClosed { project, .. } => project.clone(),
+        };
         self.calls.lock().unwrap().push(Call::Outside(event));
         Box::pin(async move {
-            if failing {
+            let down = match project.as_str() {
+                "FAIL" => true,
+                "FLAKY" => self
+                    .flaky
+                    .fetch_update(
+                        std::sync::atomic::Ordering::SeqCst,
+                        std::sync::atomic::Ordering::SeqCst,
+                        |n| n.checked_sub(1),
+                    )
+                    .is_ok(),
+                "SLOW" => {
+                    self.tracker.acquire().await.unwrap().forget();
+                    false
+                }
+                _ => false,
+            };
+            if down {
                 Err(ControlError::Failed("jira: could not connect".into()))
             } else {
                 Ok(serde_json::json!({"result": "queued"}))
@@ -302,25 +327,57 @@ pub async fn start(db: Db) -> Server {
 }
 
 pub async fn start_with(db: Db, config: ServerConfig) -> Server {
+    let node = node(&db.store, config).await;
+    Server {
+        base: format!("http://{}", node.addr),
+        addr: node.addr,
+        client: reqwest::Client::new(),
+        control: node.control,
+        db,
+        shutdown: Some(node.shutdown),
+        task: Some(node.task),
+    }
+}
+
+/// A serving node over `store`, with its own recording control.
+pub struct Node {
+    pub addr: std::net::SocketAddr,
+    pub control: Arc<Recording>,
+    shutdown: oneshot::Sender<()>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+pub async fn node(store: &Store, config: ServerConfig) -> Node {
     let control = Arc::new(Recording {
         calls: Mutex::new(Vec::new()),
         job: JobId::new(),
+        tracker: tokio::sync::Semaphore::new(0),
+        flaky: std::sync::atomic::AtomicU32::new(0),
     });
-    let state = AppState::new(db.store.clone(), control.clone(), config).unwrap();
+    let state = AppState::new(store.clone(), control.clone(), config).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (tx, rx) = oneshot::channel::<()>();
+    let (shutdown, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(codemill_server::serve(listener, state, async move {
         let _ = rx.await;
     }));
-    Server {
-        base: format!("http://{addr}"),
+    Node {
         addr,
-        client: reqwest::Client::new(),
         control,
-        db,
-        shutdown: Some(tx),
-        task: Some(task),
+        shutdown,
+        task,
+    }
+}
+
+impl Node {
+    /// Stop it as `serve` stops on a signal.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(());
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("graceful shutdown took over 10 s")
+            .unwrap()
+            .unwrap();
     }
 }
 
@@ -357,6 +414,35 @@ impl Server {
             .send()
             .await
             .unwrap()
+    }
+
+    /// Wait (up to 20 s) until the stored outside delivery `id` of `provider` (`vendor:project`)
+    /// satisfies `done`, and return it.
+    pub async fn delivery_when(
+        &self,
+        provider: &str,
+        id: &str,
+        done: impl Fn(&codemill_store::InboxRow) -> bool,
+    ) -> codemill_store::InboxRow {
+        let until = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let row = self.store().delivery(provider, id).await.unwrap();
+            if let Some(row) = row {
+                if done(&row) {
+                    return row;
+                }
+                assert!(
+                    std::time::Instant::now() < until,
+                    "delivery {provider}/{id} never got there: {row:?}"
+                );
+            } else {
+                assert!(
+                    std::time::Instant::now() < until,
+                    "delivery {provider}/{id} was never stored"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Stop accepting, finish what is in flight, and return what `serve` returned.

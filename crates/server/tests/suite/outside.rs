@@ -1,12 +1,16 @@
 //! Per-project webhooks of outside trackers: each vendor's signature is checked before the body
-//! is read, a verified delivery becomes one event for the control, a redelivery does nothing.
+//! is read, a verified delivery is stored and answered at once and becomes one event for the
+//! control afterwards (retried while the tracker is down), a redelivery does nothing.
 
 use codemill_core::config::{GithubSettings, WebhookAuthKind};
+use std::time::Duration;
+
 use codemill_server::{OutsideEvent, OutsideHook, ServerConfig};
+use codemill_store::InboxState;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
-use crate::harness::{Call, Db, Server, start_with};
+use crate::harness::{Call, Db, Server, node, start_with};
 
 const SECRET: &str = "outside-secret";
 
@@ -35,8 +39,14 @@ async fn server() -> Server {
                 hook("github", "shop", WebhookAuthKind::Hmac),
                 hook("jira", "PROJ", WebhookAuthKind::Hmac),
                 hook("jira", "FAIL", WebhookAuthKind::Token),
+                hook("jira", "FLAKY", WebhookAuthKind::Token),
+                hook("jira", "SLOW", WebhookAuthKind::Token),
+                hook("jira", "FAST", WebhookAuthKind::Token),
                 hook("linear", "ENG", WebhookAuthKind::Hmac),
             ],
+            inbox_poll: Duration::from_millis(50),
+            inbox_retry: Duration::from_millis(50),
+            inbox_max_attempts: 3,
             ..ServerConfig::default()
         },
     )
@@ -52,6 +62,18 @@ fn labeled(number: u64, sender: &str) -> Vec<u8> {
         "sender": {"login": sender}
     }))
     .unwrap()
+}
+
+/// The control's calls once there are at least `n` (waits up to 20 s).
+async fn calls_when(s: &Server, n: usize) -> Vec<Call> {
+    for _ in 0..1000 {
+        let calls = s.control.calls();
+        if calls.len() >= n {
+            return calls;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the control got {:?}, not {n} calls", s.control.calls());
 }
 
 async fn post(s: &Server, path: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, Value) {
@@ -129,7 +151,22 @@ async fn a_github_delivery_is_verified_read_once_and_handed_to_the_control() {
     )
     .await;
     assert_eq!(status, 202, "{answer}");
-    assert_eq!(answer["result"], "queued");
+    assert_eq!(answer, json!({"result": "accepted", "delivery": "d1"}));
+    let row = s
+        .delivery_when("github:shop", "d1", |r| r.state == InboxState::Done)
+        .await;
+    assert_eq!(row.outcome, Some(json!({"result": "queued"})));
+    assert_eq!(row.attempts, 1);
+    let kept: Vec<(&str, &str)> = row
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        kept,
+        [("x-github-event", "issues")],
+        "the signature is not stored"
+    );
     let (status, answer) = post(
         &s,
         "/webhooks/github/shop",
@@ -201,6 +238,12 @@ async fn jira_and_linear_deliveries_use_their_own_signatures() {
     )
     .await;
     assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["result"], "accepted", "{answer}");
+    // Without X-Atlassian-Webhook-Identifier, the body names the delivery.
+    let id = answer["delivery"].as_str().unwrap();
+    assert!(id.starts_with("sha256:"), "{id}");
+    s.delivery_when("jira:PROJ", id, |r| r.state == InboxState::Done)
+        .await;
     assert_eq!(
         s.control.calls().last(),
         Some(&Call::Outside(OutsideEvent::Trigger {
@@ -209,16 +252,20 @@ async fn jira_and_linear_deliveries_use_their_own_signatures() {
             actor: Some("acc-alice".into()),
         }))
     );
-
-    // The tracker cannot be reached: 503, so Jira delivers again later.
-    let (status, answer) = post(
+    let (_, again) = post(
         &s,
-        "/webhooks/jira/FAIL",
-        &[("authorization", format!("Bearer {SECRET}"))],
+        "/webhooks/jira/PROJ",
+        &[(
+            "x-hub-signature",
+            format!(
+                "sha256={}",
+                codemill_testkit::fakes::hmac_sha256_hex(SECRET.as_bytes(), &body)
+            ),
+        )],
         &body,
     )
     .await;
-    assert_eq!(status, 503, "{answer}");
+    assert_eq!(again["result"], "duplicate", "the same body again: {again}");
 
     let now = chrono::Utc::now().timestamp_millis();
     let linear = serde_json::to_vec(&json!({
@@ -249,6 +296,8 @@ async fn jira_and_linear_deliveries_use_their_own_signatures() {
     )
     .await;
     assert_eq!(status, 202, "{answer}");
+    s.delivery_when("linear:ENG", "ld-1", |r| r.state == InboxState::Done)
+        .await;
     assert_eq!(
         s.control.calls().last(),
         Some(&Call::Outside(OutsideEvent::Trigger {
@@ -411,7 +460,7 @@ async fn vendor_deliveries_must_be_json_and_github_ones_must_carry_a_delivery_id
     )
     .await;
     assert_eq!(status, 202, "{answer}");
-    assert_eq!(s.control.calls().len(), 3);
+    calls_when(&s, 3).await;
 }
 
 /// Linear's Comment payload as Linear documents it names the issue only by `data.issueId`: it is
@@ -457,6 +506,10 @@ async fn a_linear_comment_in_its_documented_shape_is_taken() {
         )
         .await;
         assert_eq!(status, 202, "{answer}");
+        s.delivery_when("linear:ENG", &format!("lc-{n}"), |r| {
+            r.state == InboxState::Done
+        })
+        .await;
         assert_eq!(
             s.control.calls().last(),
             Some(&Call::Outside(OutsideEvent::Trigger {
@@ -467,4 +520,163 @@ async fn a_linear_comment_in_its_documented_shape_is_taken() {
         );
     }
     assert_eq!(s.control.calls().len(), 2);
+}
+
+fn jira_trigger(key: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "timestamp": 1_700_000_000_000u64,
+        "webhookEvent": "jira:issue_updated",
+        "user": {"accountId": "acc-alice"},
+        "issue": {"id": "10001", "key": key, "fields": {"summary": "t"}}
+    }))
+    .unwrap()
+}
+
+async fn post_jira(s: &Server, project: &str, delivery: &str, body: &[u8]) -> Value {
+    let (status, answer) = post(
+        s,
+        &format!("/webhooks/jira/{project}"),
+        &[
+            ("authorization", format!("Bearer {SECRET}")),
+            ("x-atlassian-webhook-identifier", delivery.into()),
+        ],
+        body,
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+    answer
+}
+
+/// A tracker that does not answer never holds up the answer to the vendor: the delivery is
+/// stored and answered while the control is still waiting for the tracker, and finished after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_tracker_does_not_hold_up_the_answer() {
+    let s = server().await;
+    let answer = post_jira(&s, "SLOW", "slow-1", &jira_trigger("SLOW-1")).await;
+    assert_eq!(answer["result"], "accepted", "{answer}");
+    // The control has the event and is stuck on the tracker; the vendor already has its 202.
+    calls_when(&s, 1).await;
+    let row = s
+        .store()
+        .delivery("jira:SLOW", "slow-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((row.state, row.outcome), (InboxState::Pending, None));
+    // Other projects' deliveries are not stuck behind it.
+    post_jira(&s, "FAST", "fast-1", &jira_trigger("FAST-1")).await;
+    s.delivery_when("jira:FAST", "fast-1", |r| r.state == InboxState::Done)
+        .await;
+    s.control.tracker.add_permits(1);
+    let row = s
+        .delivery_when("jira:SLOW", "slow-1", |r| r.state == InboxState::Done)
+        .await;
+    assert_eq!(row.outcome, Some(json!({"result": "queued"})));
+}
+
+/// The tracker is down: the delivery waits in the inbox and is tried again with backoff until
+/// it goes through; one that never does is given up after the last attempt, with the error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_the_tracker_cannot_take_is_retried_then_given_up() {
+    let s = server().await;
+    s.control
+        .flaky
+        .store(2, std::sync::atomic::Ordering::SeqCst);
+    post_jira(&s, "FLAKY", "flaky-1", &jira_trigger("FLAKY-1")).await;
+    let row = s
+        .delivery_when("jira:FLAKY", "flaky-1", |r| r.state != InboxState::Pending)
+        .await;
+    assert_eq!(
+        (row.state, row.attempts, row.outcome),
+        (InboxState::Done, 3, Some(json!({"result": "queued"}))),
+        "two failures, then through"
+    );
+
+    post_jira(&s, "FAIL", "fail-1", &jira_trigger("FAIL-1")).await;
+    let row = s
+        .delivery_when("jira:FAIL", "fail-1", |r| r.state != InboxState::Pending)
+        .await;
+    assert_eq!(row.state, InboxState::Failed);
+    assert_eq!(row.attempts, 3, "inbox_max_attempts");
+    assert_eq!(
+        row.outcome,
+        Some(json!({"result": "error", "error": "jira: could not connect"}))
+    );
+    let tries = s
+        .control
+        .calls()
+        .iter()
+        .filter(|c| matches!(c, Call::Outside(OutsideEvent::Trigger { project, .. }) if project == "FAIL"))
+        .count();
+    assert_eq!(tries, 3);
+    // Given up stays given up, and a redelivery of it is still a duplicate.
+    let again = post_jira(&s, "FAIL", "fail-1", &jira_trigger("FAIL-1")).await;
+    assert_eq!(again["result"], "duplicate");
+    let metrics = s
+        .client
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "codemill_inbox_processed_total{provider=\"jira\",result=\"retry\"} 4",
+        "codemill_inbox_processed_total{provider=\"jira\",result=\"failed\"} 1",
+        "codemill_inbox_processed_total{provider=\"jira\",result=\"job_created\"} 1",
+        "codemill_webhook_deliveries_total{provider=\"jira\",result=\"accepted\"} 2",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+}
+
+/// A delivery accepted by a node that does not process (or that stopped before it could) is
+/// processed by another node sharing the store: nothing is lost between accept and processing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_node_processes_what_one_node_accepted() {
+    let s = start_with(
+        Db::sqlite().await,
+        ServerConfig {
+            outside_hooks: vec![hook("jira", "PROJ", WebhookAuthKind::Token)],
+            inbox_poll: Duration::ZERO,
+            ..ServerConfig::default()
+        },
+    )
+    .await;
+    post_jira(&s, "PROJ", "n-1", &jira_trigger("PROJ-9")).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let row = s
+        .store()
+        .delivery("jira:PROJ", "n-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((row.state, row.attempts), (InboxState::Pending, 0));
+    assert!(s.control.calls().is_empty());
+
+    let other = node(
+        s.store(),
+        ServerConfig {
+            outside_hooks: vec![hook("jira", "PROJ", WebhookAuthKind::Token)],
+            inbox_poll: Duration::from_millis(50),
+            ..ServerConfig::default()
+        },
+    )
+    .await;
+    s.delivery_when("jira:PROJ", "n-1", |r| r.state == InboxState::Done)
+        .await;
+    assert_eq!(
+        other.control.calls(),
+        vec![Call::Outside(OutsideEvent::Trigger {
+            project: "PROJ".into(),
+            key: "PROJ-9".into(),
+            actor: Some("acc-alice".into()),
+        })]
+    );
+    assert!(
+        s.control.calls().is_empty(),
+        "the accepting node processed nothing"
+    );
+    other.stop().await;
 }

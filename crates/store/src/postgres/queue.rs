@@ -17,8 +17,8 @@ use super::{LOCK_CLAIM, LOCK_TICKET_JOBS, Postgres, Tx, advisory_lock, insert_en
 use crate::StoreError;
 use crate::model;
 use crate::queue::{
-    self, Backoff, Current, Delivery, Enqueued, InboxRow, Lease, Limits, NewJob, Outcome,
-    QueueEntry, QueueState, Reaped, Recorded, TokenRow, Transition,
+    self, Backoff, Current, Delivery, Enqueued, Lease, Limits, NewJob, Outcome, QueueEntry,
+    QueueState, Reaped, Recorded, TokenRow, Transition,
 };
 
 fn int4(n: u32) -> Result<i32, StoreError> {
@@ -400,34 +400,6 @@ impl Postgres {
             }
             Ok(Recorded::Inserted { job: enqueued })
         })
-    }
-
-    pub async fn delivery(
-        &self,
-        provider: &str,
-        delivery_id: &str,
-    ) -> Result<Option<InboxRow>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, provider, delivery_id, headers::text AS headers, body, job_id, received_at
-             FROM inbox WHERE provider = $1 AND delivery_id = $2",
-        )
-        .bind(provider)
-        .bind(delivery_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(r) = row else { return Ok(None) };
-        let headers: String = r.try_get("headers")?;
-        Ok(Some(InboxRow {
-            id: r.try_get("id")?,
-            provider: r.try_get("provider")?,
-            delivery_id: r.try_get("delivery_id")?,
-            headers: serde_json::from_str(&headers).map_err(|e| {
-                StoreError::Corrupt(format!("headers of delivery {delivery_id}: {e}"))
-            })?,
-            body: r.try_get("body")?,
-            job: r.try_get::<Option<uuid::Uuid>, _>("job_id")?.map(JobId),
-            received_at: r.try_get("received_at")?,
-        }))
     }
 
     // ---- API tokens ----------------------------------------------------------------------

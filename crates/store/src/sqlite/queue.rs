@@ -14,8 +14,8 @@ use super::{Sqlite, Tx, insert_entry, insert_job, time_at, time_opt, ts};
 use crate::StoreError;
 use crate::model;
 use crate::queue::{
-    self, Backoff, Current, Delivery, Enqueued, InboxRow, Lease, Limits, NewJob, Outcome,
-    QueueEntry, QueueState, Reaped, Recorded, TokenRow, Transition,
+    self, Backoff, Current, Delivery, Enqueued, Lease, Limits, NewJob, Outcome, QueueEntry,
+    QueueState, Reaped, Recorded, TokenRow, Transition,
 };
 
 impl Sqlite {
@@ -368,34 +368,6 @@ impl Sqlite {
             }
             Ok(Recorded::Inserted { job: enqueued })
         })
-    }
-
-    pub async fn delivery(
-        &self,
-        provider: &str,
-        delivery_id: &str,
-    ) -> Result<Option<InboxRow>, StoreError> {
-        let row = sqlx::query("SELECT * FROM inbox WHERE provider = ? AND delivery_id = ?")
-            .bind(provider)
-            .bind(delivery_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(r) = row else { return Ok(None) };
-        let headers: String = r.try_get("headers")?;
-        Ok(Some(InboxRow {
-            id: r.try_get("id")?,
-            provider: r.try_get("provider")?,
-            delivery_id: r.try_get("delivery_id")?,
-            headers: serde_json::from_str(&headers).map_err(|e| {
-                StoreError::Corrupt(format!("headers of delivery {delivery_id}: {e}"))
-            })?,
-            body: r.try_get("body")?,
-            job: r
-                .try_get::<Option<String>, _>("job_id")?
-                .map(|j| model::job_id(&j))
-                .transpose()?,
-            received_at: time_at(&r, "received_at")?,
-        }))
     }
 
     // ---- API tokens ----------------------------------------------------------------------

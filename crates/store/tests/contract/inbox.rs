@@ -1,7 +1,10 @@
 //! The webhook inbox: each delivery once, with its job in the same transaction.
 
 use codemill_core::ids::JobId;
-use codemill_store::{Delivery, Enqueued, InboxPruned, NewJob, QueueState, Recorded};
+use codemill_store::{
+    Delivery, Enqueued, InboxPruned, InboxState, NewJob, QueueState, Recorded, Settled,
+};
+use serde_json::json;
 
 use crate::harness::{Db, at, created, key};
 
@@ -266,4 +269,163 @@ pub async fn processed_deliveries_lose_their_body_then_their_row(db: Db) {
         2,
         "jobs are not the inbox's to delete"
     );
+}
+
+/// Outside deliveries are accepted now and processed later: claimed oldest first and held, so
+/// a second node takes what the first did not; a retry waits its turn; done and failed ones are
+/// never claimed again; a pending one keeps its body when the inbox is pruned.
+pub async fn accepted_deliveries_are_claimed_held_retried_and_settled(db: Db) {
+    let s = &db.store;
+    let body: &[u8] = b"{\"action\":\"labeled\"}";
+    for (n, id) in ["a", "b", "c"].into_iter().enumerate() {
+        assert_eq!(
+            s.accept_delivery(&delivery("github:shop", id, body), at(n as i64))
+                .await
+                .unwrap(),
+            Recorded::Inserted { job: None }
+        );
+    }
+    assert_eq!(
+        s.accept_delivery(&delivery("github:shop", "a", body), at(5))
+            .await
+            .unwrap(),
+        Recorded::Duplicate,
+        "a redelivery is stored once"
+    );
+    let a = s.delivery("github:shop", "a").await.unwrap().unwrap();
+    assert_eq!(
+        (a.state, a.attempts, a.next_at, a.outcome.clone()),
+        (InboxState::Pending, 0, Some(at(0)), None)
+    );
+
+    // Only what is due; oldest first; with body and headers.
+    let claimed = s.claim_deliveries(at(1), at(61), 10).await.unwrap();
+    let ids: Vec<&str> = claimed.iter().map(|r| r.delivery_id.as_str()).collect();
+    assert_eq!(ids, ["a", "b"]);
+    assert_eq!(claimed[0].body, body);
+    assert_eq!(claimed[0].headers.len(), HEADERS.len());
+    assert!(claimed.iter().all(|r| r.attempts == 1));
+    // Held: another node finds only the third.
+    let other = s.claim_deliveries(at(2), at(62), 10).await.unwrap();
+    assert_eq!(other.len(), 1);
+    assert_eq!(other[0].delivery_id, "c");
+    assert!(
+        s.claim_deliveries(at(3), at(63), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Pending deliveries keep their body, however old.
+    assert_eq!(
+        s.prune_deliveries(at(1000)).await.unwrap(),
+        InboxPruned::default()
+    );
+
+    s.settle_delivery(claimed[0].id, &Settled::Done(json!({"result": "queued"})))
+        .await
+        .unwrap();
+    s.settle_delivery(
+        claimed[1].id,
+        &Settled::Retry {
+            at: at(30),
+            error: json!({"error": "jira: could not connect"}),
+        },
+    )
+    .await
+    .unwrap();
+    s.settle_delivery(
+        other[0].id,
+        &Settled::Failed(json!({"error": "no such hook"})),
+    )
+    .await
+    .unwrap();
+    // Settling is for pending deliveries only: a late second settle changes nothing.
+    s.settle_delivery(claimed[0].id, &Settled::Failed(json!({"error": "late"})))
+        .await
+        .unwrap();
+    let a = s.delivery("github:shop", "a").await.unwrap().unwrap();
+    assert_eq!(
+        (a.state, a.next_at, a.outcome),
+        (InboxState::Done, None, Some(json!({"result": "queued"})))
+    );
+    let b = s.delivery("github:shop", "b").await.unwrap().unwrap();
+    assert_eq!((b.state, b.next_at), (InboxState::Pending, Some(at(30))));
+    assert_eq!(b.outcome, Some(json!({"error": "jira: could not connect"})));
+
+    assert!(
+        s.claim_deliveries(at(29), at(89), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let retried = s.claim_deliveries(at(30), at(90), 10).await.unwrap();
+    assert_eq!(retried.len(), 1);
+    assert_eq!(
+        (retried[0].delivery_id.as_str(), retried[0].attempts),
+        ("b", 2)
+    );
+    // A node that died while processing: claimed again once the hold is over.
+    let again = s.claim_deliveries(at(90), at(150), 10).await.unwrap();
+    assert_eq!((again[0].delivery_id.as_str(), again[0].attempts), ("b", 3));
+
+    // Newest first, without bodies; by state.
+    let all = s.deliveries(None, 10).await.unwrap();
+    let listed: Vec<(&str, InboxState)> = all
+        .iter()
+        .map(|r| (r.delivery_id.as_str(), r.state))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("c", InboxState::Failed),
+            ("b", InboxState::Pending),
+            ("a", InboxState::Done)
+        ]
+    );
+    assert!(
+        all.iter()
+            .all(|r| r.body.is_empty() && r.headers.is_empty())
+    );
+    let failed = s.deliveries(Some(InboxState::Failed), 10).await.unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(s.deliveries(None, 1).await.unwrap().len(), 1);
+
+    // Settled ones are processed: bodies go, ids stay for de-duplication.
+    assert_eq!(
+        s.prune_deliveries(at(-60)).await.unwrap(),
+        InboxPruned {
+            cleared: 2,
+            deleted: 0
+        }
+    );
+}
+
+/// Many nodes claiming at once take each delivery exactly once.
+pub async fn concurrent_claims_take_each_delivery_once(db: Db) {
+    let s = &db.store;
+    for n in 0..40 {
+        s.accept_delivery(&delivery("linear:eng", &format!("d{n}"), b"{}"), at(0))
+            .await
+            .unwrap();
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let s = db.store.clone();
+        tasks.spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let got = s.claim_deliveries(at(1), at(100), 3).await.unwrap();
+                if got.is_empty() {
+                    return mine;
+                }
+                mine.extend(got.into_iter().map(|r| r.delivery_id));
+            }
+        });
+    }
+    let mut all: Vec<String> = tasks.join_all().await.into_iter().flatten().collect();
+    all.sort();
+    let mut want: Vec<String> = (0..40).map(|n| format!("d{n}")).collect();
+    want.sort();
+    assert_eq!(all, want);
 }

@@ -66,6 +66,8 @@ contract!(
     inbox::deliveries_are_recorded_once_with_their_job,
     inbox::concurrent_identical_deliveries_make_one_job,
     inbox::processed_deliveries_lose_their_body_then_their_row,
+    inbox::accepted_deliveries_are_claimed_held_retried_and_settled,
+    inbox::concurrent_claims_take_each_delivery_once,
     tokens::api_tokens_are_found_by_hash_until_revoked,
     metering::spend_sums_by_job_ticket_project_and_day,
 );
