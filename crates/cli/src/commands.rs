@@ -180,7 +180,16 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 lease_ttl: std::time::Duration::from_secs(lease_secs.max(3)),
                 poll: std::time::Duration::from_millis(poll_ms),
             };
+            // One pass (`--once`) is for scripts and tests; a lasting worker also notifies.
+            let notifier = if once {
+                None
+            } else {
+                crate::service::notifier(&opened)?
+            };
             crate::progress::work(&runner, &options, once, concurrency.max(1)).await?;
+            if let Some(n) = notifier {
+                n.abort();
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Approve { key: k } => {
@@ -268,6 +277,10 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 },
             )
             .await
+        }
+        Command::Notifications { limit, json } => {
+            let opened = Opened::open(home).await?;
+            crate::service::notifications(&opened, limit, json).await
         }
         Command::Inbox { state, limit, json } => {
             let opened = Opened::open(home).await?;

@@ -133,6 +133,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Notifications sent to Slack, Telegram, webhooks and e-mail, newest first, with how each ended.
+    Notifications {
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
     /// Check what is installed and reachable: git, the database, bubblewrap, the agent CLIs, the model providers.
     Doctor {
         #[arg(long)]

@@ -233,6 +233,7 @@ pub async fn serve(mut opened: Opened, args: ServeArgs) -> Result<ExitCode> {
         gateway: gateway.clone(),
     });
     let state = AppState::new(opened.store.clone(), control, config).map_err(|e| anyhow!("{e}"))?;
+    let notifier = notifier(&opened)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
@@ -311,6 +312,9 @@ pub async fn serve(mut opened: Opened, args: ServeArgs) -> Result<ExitCode> {
     };
     codemill_server::serve(listener, state, shutdown).await?;
     while workers.join_next().await.is_some() {}
+    if let Some(n) = notifier {
+        n.abort();
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -408,4 +412,45 @@ fn summary(outcome: &serde_json::Value) -> String {
         "error" => format!("error: {}", field("error")),
         other => other.to_string(),
     }
+}
+
+/// Start sending the projects' notifications in the background, if any project has channels.
+/// A channel whose environment variable is not set stops the start with its name.
+pub fn notifier(opened: &Opened) -> Result<Option<tokio::task::JoinHandle<()>>> {
+    let notifier = codemill_notify::Notifier::new(
+        opened.store.clone(),
+        &opened.config,
+        codemill_notify::NotifierOptions::default(),
+    )
+    .map_err(|e| anyhow!("{e}"))?;
+    Ok(notifier.map(|n| tokio::spawn(n.run())))
+}
+
+/// `codemill notifications`: the newest messages with where they went and how it ended.
+pub async fn notifications(opened: &Opened, limit: u32, json: bool) -> Result<ExitCode> {
+    let rows = opened.store.notifications(limit).await?;
+    if json {
+        out(&serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if rows.is_empty() {
+        out("No notifications.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for r in &rows {
+        let how = match (r.state, &r.last_error) {
+            (codemill_store::NotificationState::Sent, _) => "sent".to_string(),
+            (state, Some(e)) => format!("{} after {} attempt(s): {e}", state.as_str(), r.attempts),
+            (state, None) => state.as_str().to_string(),
+        };
+        out(&format!(
+            "{}  {:<9} {:<16} {:<32} {}",
+            r.created_at.format("%Y-%m-%d %H:%M:%S"),
+            r.ticket,
+            r.kind,
+            codemill_core::text::log_safe(&r.channel),
+            codemill_core::text::log_safe(&how)
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
 }

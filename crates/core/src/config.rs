@@ -10,9 +10,11 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub mod guard;
+pub mod notify;
 pub mod vendors;
 
 pub use guard::{Budgets, ProjectSandbox, SandboxConfig, SandboxMode};
+pub use notify::{NotifyChannel, NotifyOn, NotifyTarget, SmtpTls};
 
 pub use vendors::{
     ForgeSettings, GithubApp, GithubSettings, JiraAuth, JiraSettings, LinearSettings, Roles,
@@ -274,6 +276,8 @@ struct RawProject {
     budgets: Budgets,
     #[serde(default)]
     sandbox: ProjectSandbox,
+    #[serde(default)]
+    notify: Vec<notify::RawNotify>,
 }
 
 /// A model provider endpoint; the key is named, never stored.
@@ -296,6 +300,8 @@ pub struct ProjectConfig {
     /// `[budgets]` with this project's `[projects.NAME.budgets]` on top.
     pub budgets: Budgets,
     pub sandbox: ProjectSandbox,
+    /// `[[projects.NAME.notify]]`: who is told what.
+    pub notify: Vec<NotifyChannel>,
 }
 
 /// Settings of the agent steps.
@@ -449,6 +455,12 @@ impl Config {
             p.budgets
                 .check(&name, &format!("projects.{pname}.budgets"))?;
             p.sandbox.check(&name, &pname)?;
+            let notify = p
+                .notify
+                .iter()
+                .enumerate()
+                .map(|(i, n)| n.resolve(&name, &pname, i))
+                .collect::<Result<Vec<_>, _>>()?;
             projects.insert(
                 pname.clone(),
                 ProjectConfig {
@@ -459,6 +471,7 @@ impl Config {
                     roles: p.roles,
                     budgets: raw.budgets.overridden_by(&p.budgets),
                     sandbox: p.sandbox,
+                    notify,
                 },
             );
         }

@@ -1,8 +1,9 @@
 //! The JSON API under `/api` (bearer token required, see `auth`). Reads come straight from the
-//! store, with job state replayed from the journal; the four state changes go through
-//! [`crate::Control`].
+//! store — job state from the job views written with each journal entry, never replayed per
+//! request — and followers read the event stream from a cursor; the four state changes go
+//! through [`crate::Control`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -10,9 +11,9 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, header};
 use chrono::{DateTime, Utc};
 use codemill_core::ids::{JobId, TicketKey};
-use codemill_core::pipeline::{JobState, Proposal, Stage, TicketStatus};
+use codemill_core::pipeline::{Proposal, Stage};
 use codemill_core::text::log_safe;
-use codemill_store::{JournalEntry, QueueEntry, QueueState};
+use codemill_store::{JobView, QueueEntry, QueueState};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -70,21 +71,15 @@ impl From<QueueEntry> for QueueView {
     }
 }
 
-/// A job's state replayed from its journal, with its summary; `None` when it has no journal.
-struct LoadedJob {
-    state: JobState,
-    summary: JobSummary,
-    journal: Vec<JournalEntry>,
-}
-
-async fn load_job(app: &AppState, id: JobId) -> Result<Option<LoadedJob>, ApiError> {
-    let journal = app.store().journal(id).await?;
-    let (Some(first), Some(last)) = (journal.first(), journal.last()) else {
-        return Ok(None);
+/// A job's summary from its view (written with its latest journal entry).
+async fn summarize(app: &AppState, view: JobView) -> Result<JobSummary, ApiError> {
+    let id = view.job;
+    let Some(state) = view.state else {
+        return Err(ApiError::Internal(format!(
+            "job {id}: journal cannot be replayed: {}",
+            view.error.unwrap_or_default()
+        )));
     };
-    let (created_at, updated_at) = (first.at, last.at);
-    let state = JobState::replay(journal.iter().map(|e| &e.event))
-        .map_err(|e| ApiError::Internal(format!("job {id}: journal cannot be replayed: {e}")))?;
     let queue = app.store().queue_entry(id).await?.map(QueueView::from);
     let summary = JobSummary {
         id,
@@ -101,15 +96,18 @@ async fn load_job(app: &AppState, id: JobId) -> Result<Option<LoadedJob>, ApiErr
         reason: state.reason.clone(),
         cost_usd: state.cost_usd,
         queue,
-        created_at,
-        updated_at,
-        events: journal.len(),
+        created_at: view.created_at,
+        updated_at: view.updated_at,
+        events: usize::try_from(view.seq + 1).unwrap_or(0),
     };
-    Ok(Some(LoadedJob {
-        state,
-        summary,
-        journal,
-    }))
+    Ok(summary)
+}
+
+async fn load_job(app: &AppState, id: JobId) -> Result<Option<JobSummary>, ApiError> {
+    match app.store().job_view(id).await? {
+        Some(view) => Ok(Some(summarize(app, view).await?)),
+        None => Ok(None),
+    }
 }
 
 fn parse_key(key: &str) -> Result<TicketKey, ApiError> {
@@ -143,8 +141,8 @@ pub(crate) async fn ticket(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no ticket {key}")))?;
     let comments = app.store().comments(&key).await?;
-    let job = match app.store().latest_job(&key).await? {
-        Some(row) => load_job(&app, row.id).await?.map(|j| j.summary),
+    let job = match app.store().latest_view(&key).await? {
+        Some(view) => Some(summarize(&app, view).await?),
         None => None,
     };
     Ok(Json(
@@ -163,7 +161,8 @@ pub(crate) async fn job(
     let job = load_job(&app, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))?;
-    Ok(Json(json!({ "job": job.summary, "journal": job.journal })))
+    let journal = app.store().journal(id).await?;
+    Ok(Json(json!({ "job": job, "journal": journal })))
 }
 
 #[derive(Debug, Serialize)]
@@ -180,47 +179,52 @@ pub(crate) async fn proposals(State(app): State<AppState>) -> Result<Json<Value>
     let tickets = app.store().tickets(None).await?;
     let titles: HashMap<&TicketKey, &str> =
         tickets.iter().map(|t| (&t.key, t.title.as_str())).collect();
-    // Foreground jobs (`codemill run`) have no queue row but set the ticket's status; queued
-    // jobs pause as `waiting`. Either may be the one awaiting approval.
-    let mut candidates = Vec::new();
-    for t in tickets
-        .iter()
-        .filter(|t| t.status == TicketStatus::AwaitingApproval)
-    {
-        if let Some(row) = app.store().latest_job(&t.key).await? {
-            candidates.push(row.id);
-        }
-    }
-    for entry in app.store().queue_entries(Some(QueueState::Waiting)).await? {
-        candidates.push(entry.job);
-    }
-    let mut seen = HashSet::new();
     let mut out = Vec::new();
-    for id in candidates.into_iter().filter(|id| seen.insert(*id)) {
-        let job = match load_job(&app, id).await {
-            Ok(Some(job)) => job,
-            Ok(None) => continue,
-            // One unreadable journal must not hide every other proposal.
-            Err(e) => {
-                tracing::error!(job = %id, error = %e, "skipping a job in /api/proposals");
-                continue;
-            }
-        };
-        if job.state.stage != Stage::AwaitingApproval {
+    for view in app
+        .store()
+        .job_views(Some("awaiting_approval"), None)
+        .await?
+    {
+        let Some(state) = view.state else { continue };
+        if state.stage != Stage::AwaitingApproval {
             continue;
         }
-        let Some(proposal) = job.state.proposal.clone() else {
+        let Some(proposal) = state.proposal.clone() else {
             continue;
         };
         out.push(ProposalView {
-            job: id,
-            title: titles.get(&job.state.ticket).map(|t| t.to_string()),
-            ticket: job.state.ticket,
+            job: view.job,
+            title: titles.get(&state.ticket).map(|t| t.to_string()),
+            ticket: state.ticket,
             proposal,
-            cost_usd: job.state.cost_usd,
+            cost_usd: state.cost_usd,
         });
     }
     Ok(Json(json!({ "proposals": out })))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct EventsQuery {
+    /// The last position the caller has read; 0 (the default) reads from the start.
+    #[serde(default)]
+    after: i64,
+    /// At most this many (default 100, at most 1000).
+    limit: Option<u32>,
+}
+
+/// `GET /api/events?after=POS&limit=N`: journal entries of every job after stream position
+/// `after`, in order, and the cursor to ask with next time. Resuming from `next` misses nothing.
+pub(crate) async fn events(
+    State(app): State<AppState>,
+    Query(query): Query<EventsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    if query.after < 0 {
+        return Err(ApiError::BadRequest("after must be 0 or more".into()));
+    }
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let events = app.store().events_since(query.after, limit).await?;
+    let next = events.last().map_or(query.after, |e| e.pos);
+    Ok(Json(json!({ "events": events, "next": next })))
 }
 
 fn done(job: JobId, ticket: &TicketKey, action: &str) -> Json<Value> {

@@ -15,7 +15,7 @@
 //! | `GET /health`, `GET /metrics` | none (no ticket data; keep the port off the internet or scrape through a proxy) |
 //! | `POST /webhooks/{provider}` | HMAC-SHA256 of `"<timestamp>.<raw body>"` with the provider's secret, timestamp within 5 minutes, see [`webhook`] |
 //! | `POST /webhooks/{jira,github,linear}/{project}` | the vendor's own signature with the project's secret, see [`outside`] |
-//! | `GET /api/tickets`, `GET /api/tickets/{key}`, `GET /api/jobs/{id}`, `GET /api/proposals` | `Authorization: Bearer <token>` |
+//! | `GET /api/tickets`, `GET /api/tickets/{key}`, `GET /api/jobs/{id}`, `GET /api/proposals`, `GET /api/events?after=POS` | `Authorization: Bearer <token>` |
 //! | `POST /api/tickets/{key}/approve`, `/reject`, `/cancel`, `/retry` | `Authorization: Bearer <token>` |
 //!
 //! API tokens are stored as SHA-256 hashes only ([`hash_token`]); a request's token is hashed and
@@ -278,6 +278,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/tickets/{key}/retry", post(api::retry))
         .route("/api/jobs/{id}", get(api::job))
         .route("/api/proposals", get(api::proposals))
+        .route("/api/events", get(api::events))
         // route_layer: unknown /api paths stay 404 rather than 401.
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -50,8 +50,10 @@ async fn finish<DB: sqlx::Database, T>(
 }
 
 mod error;
+mod events;
 mod metering;
 mod model;
+mod notify;
 mod postgres;
 mod queue;
 mod sqlite;
@@ -64,10 +66,12 @@ use codemill_core::ids::{JobId, ProjectName, TicketKey};
 use codemill_core::pipeline::{JobEvent, TicketStatus};
 
 pub use error::{FenceReason, StoreError};
+pub use events::{EventRow, JobView};
 pub use metering::{ModelCall, ProjectSpend, Spend, SpendScope, day_of};
 pub use model::{
     Comment, JobRow, JournalEntry, Link, MirroredTicket, NewPr, PrRecord, StatusChange, Ticket,
 };
+pub use notify::{NewNotification, NotificationRow, NotificationState, Sent};
 pub use queue::{
     Backoff, Delivery, Enqueued, InboxRow, Lease, Limits, NewJob, Outcome, QueueEntry, QueueState,
     Reaped, Recorded, TokenRow,
@@ -287,6 +291,94 @@ impl Store {
 
     pub async fn jobs(&self) -> Result<Vec<JobRow>, StoreError> {
         on_backend!(self, jobs())
+    }
+
+    // ---- followers of the event stream and the notification outbox ----------------------
+
+    /// Where follower `name` has read the event stream up to; `None` before its first read.
+    pub async fn follower_pos(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        on_backend!(self, follower_pos(name))
+    }
+
+    /// Record that follower `name` has handled every event up to `pos`. A cursor only moves
+    /// forward: a slower node recording an older position changes nothing.
+    pub async fn advance_follower(&self, name: &str, pos: i64) -> Result<(), StoreError> {
+        on_backend!(self, advance_follower(name, pos, micros(Utc::now())))
+    }
+
+    /// Store messages to send, in one transaction; each (event, channel) once, however often
+    /// it is added. Returns how many were new.
+    pub async fn add_notifications(
+        &self,
+        new: &[NewNotification<'_>],
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        on_backend!(self, add_notifications(new, micros(now)))
+    }
+
+    /// Take up to `limit` pending messages due at `now`, oldest first, held until `hold_until`
+    /// (as [`Store::claim_deliveries`]); each claim counts as an attempt.
+    pub async fn claim_notifications(
+        &self,
+        now: DateTime<Utc>,
+        hold_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<NotificationRow>, StoreError> {
+        on_backend!(
+            self,
+            claim_notifications(micros(now), micros(hold_until), limit.max(1))
+        )
+    }
+
+    /// Record how sending a claimed message ended. Only a pending message changes.
+    pub async fn settle_notification(&self, id: i64, sent: &Sent) -> Result<(), StoreError> {
+        let sent = match sent {
+            Sent::Retry { at, error } => Sent::Retry {
+                at: micros(*at),
+                error: error.clone(),
+            },
+            other => other.clone(),
+        };
+        on_backend!(self, settle_notification(id, &sent, micros(Utc::now())))
+    }
+
+    /// The newest messages first.
+    pub async fn notifications(&self, limit: u32) -> Result<Vec<NotificationRow>, StoreError> {
+        on_backend!(self, notifications(limit.max(1)))
+    }
+
+    // ---- the event stream and job views ------------------------------------------------------
+
+    /// Up to `limit` journal entries after stream position `after` (0: from the start), in
+    /// order. Resuming from the last `pos` read misses nothing: see [`events`](crate::EventRow).
+    pub async fn events_since(&self, after: i64, limit: u32) -> Result<Vec<EventRow>, StoreError> {
+        on_backend!(self, events_since(after, limit.max(1)))
+    }
+
+    /// The position of the newest entry (0 when there is none): where a follower that wants only
+    /// what happens from now on starts.
+    pub async fn last_event_pos(&self) -> Result<i64, StoreError> {
+        on_backend!(self, last_event_pos())
+    }
+
+    /// The job's state after its latest entry, as written with that entry.
+    pub async fn job_view(&self, job: JobId) -> Result<Option<JobView>, StoreError> {
+        on_backend!(self, job_view(job))
+    }
+
+    /// Job views, oldest job first, optionally of one status (`JobState::status()`) and ticket.
+    pub async fn job_views(
+        &self,
+        status: Option<&str>,
+        ticket: Option<&TicketKey>,
+    ) -> Result<Vec<JobView>, StoreError> {
+        let ticket = ticket.map(|t| t.to_string());
+        on_backend!(self, job_views(status, ticket.as_deref()))
+    }
+
+    /// The view of the ticket's latest job.
+    pub async fn latest_view(&self, ticket: &TicketKey) -> Result<Option<JobView>, StoreError> {
+        Ok(self.job_views(None, Some(ticket)).await?.pop())
     }
 
     // ---- the queue -----------------------------------------------------------------------

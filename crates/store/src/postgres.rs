@@ -5,8 +5,10 @@
 //! transaction first takes a row lock or a transaction-scoped advisory lock, so two nodes
 //! cannot both act on the same stale read.
 
+mod events;
 mod inbox;
 mod metering;
+mod notify;
 mod queue;
 
 use chrono::{DateTime, Utc};
@@ -65,7 +67,9 @@ impl Postgres {
             .map_err(StoreError::Connect)?;
         // sqlx takes an advisory lock while migrating, so nodes starting together are fine.
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Postgres { pool })
+        let store = Postgres { pool };
+        store.build_missing_views().await?;
+        Ok(store)
     }
 
     pub async fn close(&self) {
@@ -539,7 +543,7 @@ async fn insert_entry(
     .execute(&mut **tx)
     .await;
     match result {
-        Ok(_) => Ok(()),
+        Ok(_) => events::after_append(tx, id, seq, event, at).await,
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
             Err(StoreError::Conflict { job: id, seq })
         }

@@ -4,8 +4,10 @@
 //! front, so a read-then-write cannot fail with a stale snapshot when another connection wrote
 //! in between (which `busy_timeout` cannot retry).
 
+mod events;
 mod inbox;
 mod metering;
+mod notify;
 mod queue;
 
 use std::path::Path;
@@ -75,7 +77,9 @@ impl Sqlite {
                 source,
             })?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(Sqlite { pool })
+        let store = Sqlite { pool };
+        store.build_missing_views().await?;
+        Ok(store)
     }
 
     pub async fn close(&self) {
@@ -547,7 +551,7 @@ async fn insert_entry(
     .execute(&mut **tx)
     .await;
     match result {
-        Ok(_) => Ok(()),
+        Ok(_) => events::after_append(tx, id, seq, event, at).await,
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
             Err(StoreError::Conflict { job: id, seq })
         }

@@ -1,6 +1,8 @@
 //! `codemill serve`: a signed webhook queues a ticket, the in-process workers take it to a
 //! proposal, an approval through the token-authenticated API ships it.
 
+use codemill_testkit::fakes::chat::{FakeChat, FakeChatOptions};
+
 use super::harness::{Env, HELLO_GATE, Service, engineer, wait_state};
 
 /// `sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`, as a sender of local webhooks signs.
@@ -18,10 +20,18 @@ async fn webhook_to_proposal_to_approval_through_the_service() {
     let env = Env::new(engineer(), HELLO_GATE, "").await;
     let token = env.ok(&["token", "create", "ci"]).trim().to_string();
     assert!(token.starts_with("cm_"), "{token}");
+    // People are told through a webhook that is down when the proposal comes: the job goes on,
+    // and the message arrives once, later.
+    let chat = FakeChat::start(FakeChatOptions::default()).await.unwrap();
+    chat.fail_next(1);
+    env.write_config(&format!(
+        "\n[[projects.P.notify]]\nchannel = \"webhook\"\nurl = \"{}\"\nsecret_env = \"NOTIFY_SECRET\"\non = [\"proposal\", \"shipped\"]\n",
+        chat.hook_url()
+    ));
     let server = Service::start(
         &env,
         &["--webhook-secret-env", "local=HOOK_SECRET"],
-        &[("HOOK_SECRET", "s3cret")],
+        &[("HOOK_SECRET", "s3cret"), ("NOTIFY_SECRET", "n0tify")],
     );
     let (base, http) = (server.base.clone(), server.http.clone());
 
@@ -71,6 +81,36 @@ async fn webhook_to_proposal_to_approval_through_the_service() {
     );
     wait_state(&env, "P-1", "done");
     assert_eq!(env.remote_git(&["show", "codemill/P-1:hello.txt"]), "hello");
+    // Proposal (after one failed attempt) and shipped, each once.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut events = loop {
+        let delivered: Vec<String> = chat
+            .delivered("/hook")
+            .iter()
+            .map(|r| r.body["event"].as_str().unwrap_or_default().to_string())
+            .collect();
+        if delivered.len() >= 2 || std::time::Instant::now() > deadline {
+            break delivered;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    // The proposal's retry may come after the shipped message: each is on its own.
+    events.sort();
+    assert_eq!(events, ["proposal", "shipped"]);
+    assert_eq!(
+        chat.requests().len(),
+        3,
+        "one failed attempt, then each once"
+    );
+    let sent = env.json(&["notifications", "--json"]);
+    assert_eq!(sent.as_array().unwrap().len(), 2, "{sent}");
+    assert!(
+        sent.as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["state"] == "sent"),
+        "{sent}"
+    );
     let metrics = http
         .get(format!("{base}/metrics"))
         .send()

@@ -4,17 +4,13 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use codemill_core::agent::AgentOutcome;
-use codemill_core::cost::Usage;
 use codemill_core::ids::{JobId, TicketKey};
-use codemill_core::pipeline::{
-    AgentStage, GateResult, JobEvent, Proposal, Readiness, ReviewPlan, StageRun, TicketStatus,
-};
-use codemill_core::review::Angle;
-use codemill_core::triage::TriagePolicy;
+use codemill_core::pipeline::TicketStatus;
 use codemill_server::ServerConfig;
 use codemill_store::{Limits, Outcome, Store};
 use serde_json::{Value, json};
+
+use codemill_testkit::journal::to_approval;
 
 use crate::harness::{Call, Db, Server, config, ready, start, start_with, token};
 
@@ -144,117 +140,6 @@ async fn ticket_and_job_views() {
     }
 }
 
-fn stage_run() -> StageRun {
-    StageRun {
-        agent: "builtin".into(),
-        model: "m".into(),
-        outcome: AgentOutcome::Success,
-        session_id: Some("s".into()),
-        usage: Usage::default(),
-        cost_usd: 0.25,
-        turns: 1,
-        duration_ms: 1,
-        artifact: None,
-        angle: None,
-        findings: None,
-        decisions: None,
-        readiness: None,
-        parse_error: None,
-        repaired: false,
-        summary: String::new(),
-    }
-}
-
-/// The journal of a job from `created` to awaiting approval of commit `c1`.
-fn to_approval(key: &TicketKey) -> Vec<JobEvent> {
-    let agent = |stage, configure: fn(&mut StageRun)| {
-        let mut run = stage_run();
-        configure(&mut run);
-        JobEvent::AgentFinished {
-            stage,
-            round: 0,
-            run,
-        }
-    };
-    let updated = || JobEvent::TicketUpdated { marker: "m".into() };
-    vec![
-        JobEvent::Created {
-            ticket: key.clone(),
-            project: key.project().parse().unwrap(),
-            max_rounds: 3,
-            acknowledge: false,
-            follow_pr: false,
-        },
-        agent(AgentStage::Readiness, |r| {
-            r.readiness = Some(Readiness {
-                ready: true,
-                questions: vec![],
-            })
-        }),
-        updated(),
-        JobEvent::WorkspaceReady {
-            worktree: "/w".into(),
-            branch: key.branch(),
-            base_commit: "base".into(),
-            default_branch: "main".into(),
-        },
-        agent(AgentStage::Research, |_| {}),
-        agent(AgentStage::Plan, |_| {}),
-        updated(),
-        agent(AgentStage::Implement, |_| {}),
-        JobEvent::GatesFinished {
-            round: 0,
-            gates: vec![GateResult {
-                name: "test".into(),
-                command: "true".into(),
-                passed: true,
-                exit_code: Some(0),
-                timed_out: false,
-                duration_ms: 1,
-                output: String::new(),
-                error: None,
-            }],
-        },
-        JobEvent::ReviewPlanned {
-            plan: ReviewPlan {
-                round: 0,
-                angles: vec![Angle {
-                    name: "correctness".into(),
-                    why: "always".into(),
-                    checklist: String::new(),
-                }],
-                policy: TriagePolicy::default(),
-                changed_files: vec!["src/lib.rs".into()],
-                snapshot: None,
-            },
-        },
-        agent(AgentStage::Review, |r| {
-            r.angle = Some("correctness".into());
-            r.findings = Some(vec![]);
-        }),
-        agent(AgentStage::Triage, |r| r.decisions = Some(vec![])),
-        JobEvent::Committed {
-            commit: "c1".into(),
-        },
-        JobEvent::Proposed {
-            proposal: Proposal {
-                commit: "c1".into(),
-                branch: key.branch(),
-                base: "main".into(),
-                title: format!("{key}: the change"),
-                summary: "what changed".into(),
-                diff_stat: "1 file changed".into(),
-                findings: vec![],
-                decisions: vec![],
-                rounds: 0,
-                usage: Usage::default(),
-                cost_usd: 1.5,
-            },
-        },
-        updated(),
-    ]
-}
-
 /// A foreground job (no queue row) awaiting approval, as `codemill run` leaves it.
 async fn foreground_proposal(store: &Store, key: &TicketKey) -> JobId {
     let id = JobId::new();
@@ -355,6 +240,68 @@ async fn proposals_lists_jobs_awaiting_approval() {
     assert_eq!(v["job"]["status"], "awaiting_approval");
     assert_eq!(v["job"]["queue"]["state"], "waiting");
     assert_eq!(v["job"]["commit"], "c1");
+}
+
+/// A follower reads every job's journal entries in one order, page by page from its cursor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_read_in_order_from_a_cursor() {
+    let server = start(Db::sqlite().await).await;
+    let t = token(server.store(), "ci").await;
+    assert_eq!(get(&server, "/api/events", None).await.status(), 401);
+    let v: Value = get(&server, "/api/events", Some(&t))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v, json!({"events": [], "next": 0}));
+
+    let fg = server.ticket("PROJ", "foreground").await;
+    let queued = server.ticket("PROJ", "queued").await;
+    let fg_job = foreground_proposal(server.store(), &fg.key).await;
+    let queued_job = queued_proposal(&server, &queued.key).await;
+    let total = 2 * to_approval(&fg.key).len();
+
+    let mut seen = Vec::new();
+    let mut cursor = 0;
+    loop {
+        let v: Value = get(
+            &server,
+            &format!("/api/events?after={cursor}&limit=3"),
+            Some(&t),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+        let page = v["events"].as_array().unwrap().clone();
+        assert!(page.len() <= 3);
+        if page.is_empty() {
+            assert_eq!(v["next"], cursor, "an empty page keeps the cursor");
+            break;
+        }
+        cursor = v["next"].as_i64().unwrap();
+        assert_eq!(page.last().unwrap()["pos"], cursor);
+        seen.extend(page);
+    }
+    assert_eq!(seen.len(), total);
+    let (fg_id, queued_id) = (fg_job.to_string(), queued_job.to_string());
+    assert_eq!(seen[0]["job"], fg_id.as_str());
+    assert_eq!(seen[0]["event"]["type"], "created");
+    // The foreground job was written whole before the queued one began.
+    let jobs: Vec<&str> = seen.iter().map(|e| e["job"].as_str().unwrap()).collect();
+    let half = total / 2;
+    assert!(jobs[..half].iter().all(|j| *j == fg_id));
+    assert!(jobs[half..].iter().all(|j| *j == queued_id));
+    assert_eq!(seen[0]["ticket"], fg.key.to_string());
+    assert!(
+        seen.iter()
+            .filter(|e| e["job"] == queued_id.as_str())
+            .map(|e| e["seq"].as_i64().unwrap())
+            .eq(0..to_approval(&queued.key).len() as i64),
+        "each job's entries in journal order"
+    );
+    let bad = get(&server, "/api/events?after=-1", Some(&t)).await;
+    assert_eq!(bad.status(), 400);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

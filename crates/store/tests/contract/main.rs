@@ -5,10 +5,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod concurrency;
+mod events;
 mod harness;
 mod inbox;
 mod journal;
 mod metering;
+mod notify;
 mod queue;
 mod tickets;
 mod tokens;
@@ -69,6 +71,11 @@ contract!(
     inbox::accepted_deliveries_are_claimed_held_retried_and_settled,
     inbox::concurrent_claims_take_each_delivery_once,
     tokens::api_tokens_are_found_by_hash_until_revoked,
+    events::every_append_has_a_place_in_the_stream_and_updates_its_view,
+    events::a_journal_that_stops_replaying_makes_an_unreadable_view,
+    events::a_follower_misses_nothing_while_many_write,
+    notify::a_message_is_stored_once_per_event_and_channel,
+    notify::a_follower_cursor_only_moves_forward,
     metering::spend_sums_by_job_ticket_project_and_day,
 );
 

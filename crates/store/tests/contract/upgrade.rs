@@ -23,6 +23,20 @@ async fn sqlite_database_from_before_the_queue_opens() {
     assert_eq!(s.journal(job).await.unwrap().len(), 2);
     // The old job has no queue row; the ticket can be enqueued now.
     assert!(s.queue_entry(job).await.unwrap().is_none());
-    enqueue(&s, "A-1", 3, at(0)).await;
+    // Its entries are in the event stream, and its view was built when the store opened.
+    let events = s.events_since(0, 10).await.unwrap();
+    assert_eq!(
+        events.iter().map(|e| (e.job, e.seq)).collect::<Vec<_>>(),
+        [(job, 0), (job, 1)]
+    );
+    let view = s
+        .job_view(job)
+        .await
+        .unwrap()
+        .expect("a view of the old job");
+    assert_eq!((view.seq, view.pos), (1, 2));
+    assert_eq!(view.ticket.to_string(), "A-1");
+    let new = enqueue(&s, "A-1", 3, at(0)).await;
     assert_eq!(s.jobs().await.unwrap().len(), 2);
+    assert_eq!(s.job_view(new).await.unwrap().unwrap().pos, 3);
 }

@@ -1,0 +1,166 @@
+//! The event stream (every journal entry in one order, read from a cursor) and the job views
+//! written with each entry.
+
+use codemill_core::ids::JobId;
+use codemill_core::pipeline::{JobEvent, JobState};
+use codemill_store::{EventRow, QueueState};
+
+use crate::harness::{Db, at, claim, created, enqueue, key, started};
+
+/// The view after every append is the replay of the journal up to it.
+async fn view_matches_replay(db: &Db, job: JobId) {
+    let s = &db.store;
+    let journal = s.journal(job).await.unwrap();
+    let view = s.job_view(job).await.unwrap().expect("a view");
+    let replayed = JobState::replay(journal.iter().map(|e| &e.event)).unwrap();
+    assert_eq!(view.state.as_ref(), Some(&replayed));
+    assert_eq!(view.seq, journal.len() as i64 - 1);
+    assert_eq!(view.status, replayed.status());
+    assert_eq!(view.stage, replayed.stage.as_str());
+    assert_eq!(view.updated_at, journal.last().unwrap().at);
+    assert!(view.error.is_none());
+}
+
+pub async fn every_append_has_a_place_in_the_stream_and_updates_its_view(db: Db) {
+    let s = &db.store;
+    assert_eq!(s.last_event_pos().await.unwrap(), 0);
+    assert!(s.events_since(0, 10).await.unwrap().is_empty());
+
+    let a = enqueue(s, "A-1", 3, at(0)).await;
+    view_matches_replay(&db, a).await;
+    let b = enqueue(s, "B-1", 3, at(1)).await;
+    let lease = claim(s, "w1", at(2)).await.unwrap();
+    assert_eq!(lease.job, a);
+    s.append_fenced(&lease, 1, &started("prepare_workspace"), at(3))
+        .await
+        .unwrap();
+    view_matches_replay(&db, a).await;
+    // A decision: journal entry and queue change in one step; the view follows.
+    s.decide(
+        b,
+        1,
+        &JobEvent::Cancelled { by: "alice".into() },
+        &[QueueState::Queued],
+        "cancel",
+        at(4),
+    )
+    .await
+    .unwrap();
+    view_matches_replay(&db, b).await;
+    assert_eq!(s.job_view(b).await.unwrap().unwrap().status, "stopping");
+
+    let all = s.events_since(0, 100).await.unwrap();
+    let order: Vec<(JobId, i64)> = all.iter().map(|e| (e.job, e.seq)).collect();
+    assert_eq!(order, [(a, 0), (b, 0), (a, 1), (b, 1)]);
+    let positions: Vec<i64> = all.iter().map(|e| e.pos).collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+    assert_eq!(s.last_event_pos().await.unwrap(), positions[3]);
+    assert_eq!(all[0].ticket, key("A-1"));
+    assert_eq!(all[1].project, "B");
+    assert_eq!(all[0].event, created(&key("A-1")));
+    assert_eq!(all[2].at, at(3));
+
+    // From a cursor, in pages.
+    let page: Vec<(JobId, i64)> = s
+        .events_since(positions[0], 2)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| (e.job, e.seq))
+        .collect();
+    assert_eq!(page, [(b, 0), (a, 1)]);
+    assert!(s.events_since(positions[3], 10).await.unwrap().is_empty());
+
+    // A failed append (stale sequence) leaves no trace in the stream or the view.
+    assert!(s.append(a, 1, &started("again")).await.is_err());
+    assert_eq!(s.events_since(0, 100).await.unwrap().len(), 4);
+    view_matches_replay(&db, a).await;
+
+    // Views by status and ticket.
+    let cancelled = s.job_views(Some("stopping"), None).await.unwrap();
+    assert_eq!(cancelled.iter().map(|v| v.job).collect::<Vec<_>>(), [b]);
+    let latest = s.latest_view(&key("A-1")).await.unwrap().unwrap();
+    assert_eq!(latest.job, a);
+    assert_eq!(s.job_views(None, None).await.unwrap().len(), 2);
+}
+
+/// An entry that does not replay (the journal is the record; the view only reads it) is kept,
+/// and the view says why it cannot be read from then on.
+pub async fn a_journal_that_stops_replaying_makes_an_unreadable_view(db: Db) {
+    let s = &db.store;
+    let ticket = key("A-1");
+    let job = JobId::new();
+    s.create_job(job, &ticket, &created(&ticket)).await.unwrap();
+    s.append(job, 1, &created(&ticket)).await.unwrap();
+    s.append(job, 2, &started("x")).await.unwrap();
+    let view = s.job_view(job).await.unwrap().unwrap();
+    assert_eq!((view.status.as_str(), view.seq), ("unreadable", 2));
+    assert!(view.state.is_none());
+    assert!(
+        view.error
+            .as_deref()
+            .unwrap()
+            .starts_with("entry 1 (created)"),
+        "{view:?}"
+    );
+    assert_eq!(s.events_since(0, 10).await.unwrap().len(), 3);
+}
+
+/// Writers appending at the same time as a follower reads: the follower, resuming from the last
+/// position it read, sees every entry exactly once. (With positions handed out before commit, a
+/// slow transaction would commit a position the follower had already passed.)
+pub async fn a_follower_misses_nothing_while_many_write(db: Db) {
+    const WRITERS: usize = 8;
+    const APPENDS: i64 = 25;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let follower = {
+        let s = db.store.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut seen: Vec<EventRow> = Vec::new();
+            let mut cursor = 0;
+            loop {
+                let done = stop.load(std::sync::atomic::Ordering::SeqCst);
+                let page = s.events_since(cursor, 7).await.unwrap();
+                if let Some(last) = page.last() {
+                    cursor = last.pos;
+                }
+                let empty = page.is_empty();
+                seen.extend(page);
+                if done && empty {
+                    return seen;
+                }
+            }
+        })
+    };
+    let mut writers = tokio::task::JoinSet::new();
+    for w in 0..WRITERS {
+        let s = db.store.clone();
+        writers.spawn(async move {
+            let ticket = key(&format!("W{w}-1"));
+            let job = JobId::new();
+            s.create_job(job, &ticket, &created(&ticket)).await.unwrap();
+            for seq in 1..=APPENDS {
+                s.append(job, seq, &started(&format!("step-{seq}")))
+                    .await
+                    .unwrap();
+            }
+            job
+        });
+    }
+    let jobs = writers.join_all().await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let seen = follower.await.unwrap();
+    let total = WRITERS * (APPENDS as usize + 1);
+    assert_eq!(seen.len(), total, "the follower saw every entry once");
+    assert!(seen.windows(2).all(|w| w[0].pos < w[1].pos));
+    for job in jobs {
+        let mine: Vec<i64> = seen
+            .iter()
+            .filter(|e| e.job == job)
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(mine, (0..=APPENDS).collect::<Vec<_>>(), "in journal order");
+        assert_eq!(db.store.job_view(job).await.unwrap().unwrap().seq, APPENDS);
+    }
+}
