@@ -34,6 +34,35 @@ pub(crate) struct Step<'a> {
     pub angle: Option<String>,
 }
 
+/// Agent events stored at once, at most.
+const LIVE_BATCH: usize = 32;
+/// Agent events are stored at least this often while a step runs.
+const LIVE_EVERY: Duration = Duration::from_millis(500);
+
+/// Where a step's live activity goes in the store.
+struct LiveActivity {
+    store: codemill_store::Store,
+    job: JobId,
+    stage: AgentStage,
+    round: u32,
+    angle: Option<String>,
+}
+
+impl LiveActivity {
+    /// Best effort: a live page missing some events is better than a step that fails for it.
+    async fn write(&self, events: Vec<(chrono::DateTime<chrono::Utc>, AgentEvent)>) {
+        let step = codemill_store::ActivityStep {
+            job: self.job,
+            stage: self.stage.as_str(),
+            round: self.round,
+            angle: self.angle.as_deref(),
+        };
+        if let Err(e) = self.store.record_activity(&step, &events).await {
+            tracing::warn!(job = %self.job, error = %codemill_core::text::log_safe(&e), "could not store agent activity");
+        }
+    }
+}
+
 /// One finished agent run plus how long it took and what it cost.
 struct Ran {
     run: AgentRun,
@@ -175,12 +204,28 @@ impl Runner {
         let stage = step.stage;
         let forward = {
             let sink = self.progress.clone();
+            let live = LiveActivity {
+                store: self.store.clone(),
+                job: step.job,
+                stage,
+                round: step.round,
+                angle: step.angle.clone(),
+            };
             tokio::spawn(async move {
+                // Stored in small batches for live pages; the progress sink gets every event.
+                let mut batch = Vec::new();
+                let mut last_write = Instant::now();
                 while let Some(event) = rx.recv().await {
+                    batch.push((chrono::Utc::now(), event.clone()));
                     if let Some(s) = &sink {
                         let _ = s.send(Progress::Agent { stage, event });
                     }
+                    if batch.len() >= LIVE_BATCH || last_write.elapsed() >= LIVE_EVERY {
+                        live.write(std::mem::take(&mut batch)).await;
+                        last_write = Instant::now();
+                    }
                 }
+                live.write(batch).await;
             })
         };
         let started = Instant::now();

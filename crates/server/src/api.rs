@@ -305,3 +305,26 @@ pub(crate) async fn retry(
     tracing::info!(ticket = %key, by = %log_safe(by(&caller)), "job retried");
     Ok(done(job, &key, "retried"))
 }
+
+/// `GET /api/jobs/{id}/activity?after=ID&limit=N`: what the job's agents did (tool calls, text,
+/// turns), oldest first, after cursor `after`; `next` is the cursor to ask with next time. Kept
+/// for some days; the journal is the record.
+pub(crate) async fn activity(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<EventsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let id: JobId = id
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("invalid job id {id:?}")))?;
+    if query.after < 0 {
+        return Err(ApiError::BadRequest("after must be 0 or more".into()));
+    }
+    if app.store().job_view(id).await?.is_none() {
+        return Err(ApiError::NotFound(format!("no job {id}")));
+    }
+    let limit = query.limit.unwrap_or(200).clamp(1, 1000);
+    let activity = app.store().activity_since(id, query.after, limit).await?;
+    let next = activity.last().map_or(query.after, |a| a.id);
+    Ok(Json(json!({ "activity": activity, "next": next })))
+}

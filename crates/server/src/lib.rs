@@ -15,7 +15,7 @@
 //! | `GET /health`, `GET /metrics` | none (no ticket data; keep the port off the internet or scrape through a proxy) |
 //! | `POST /webhooks/{provider}` | HMAC-SHA256 of `"<timestamp>.<raw body>"` with the provider's secret, timestamp within 5 minutes, see [`webhook`] |
 //! | `POST /webhooks/{jira,github,linear}/{project}` | the vendor's own signature with the project's secret, see [`outside`] |
-//! | `GET /api/tickets`, `GET /api/tickets/{key}`, `GET /api/jobs/{id}`, `GET /api/proposals`, `GET /api/events?after=POS` | `Authorization: Bearer <token>` |
+//! | `GET /api/tickets`, `GET /api/tickets/{key}`, `GET /api/jobs/{id}`, `GET /api/proposals`, `GET /api/events?after=POS`, `GET /api/jobs/{id}/activity?after=ID` | `Authorization: Bearer <token>` |
 //! | `POST /api/tickets/{key}/approve`, `/reject`, `/cancel`, `/retry` | `Authorization: Bearer <token>` |
 //!
 //! API tokens are stored as SHA-256 hashes only ([`hash_token`]); a request's token is hashed and
@@ -25,7 +25,8 @@
 //!
 //! While serving, [`serve`] also prunes the webhook inbox every
 //! [`ServerConfig::inbox_prune_every`]: processed deliveries lose their bodies at once and their
-//! rows after [`ServerConfig::inbox_window`] (`Store::prune_deliveries`).
+//! rows after [`ServerConfig::inbox_window`] (`Store::prune_deliveries`); agent activity older
+//! than that window goes too.
 //!
 //! Every request passes, outermost first: sensitive headers masked (`Authorization`, `Cookie`,
 //! the webhook signature) → tracing → request metrics → catch-panic (500) → timeout (408) →
@@ -277,6 +278,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/tickets/{key}/cancel", post(api::cancel))
         .route("/api/tickets/{key}/retry", post(api::retry))
         .route("/api/jobs/{id}", get(api::job))
+        .route("/api/jobs/{id}/activity", get(api::activity))
         .route("/api/proposals", get(api::proposals))
         .route("/api/events", get(api::events))
         // route_layer: unknown /api paths stay 404 rather than 401.
@@ -371,6 +373,12 @@ async fn prune_inbox(state: AppState) {
         let Some(cutoff) = chrono::Utc::now().checked_sub_signed(state.inner.inbox_window) else {
             continue;
         };
+        // Live agent activity is for watching a job, not its record: kept as long as ids are.
+        match state.store().prune_activity(cutoff).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "pruned agent activity"),
+            Err(e) => tracing::warn!(error = %e, "could not prune agent activity"),
+        }
         match state.store().prune_deliveries(cutoff).await {
             Ok(pruned) if pruned != codemill_store::InboxPruned::default() => {
                 tracing::info!(

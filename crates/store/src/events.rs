@@ -89,6 +89,64 @@ pub(crate) fn replay_state(events: &[JobEvent]) -> (Option<JobState>, Option<Str
     state.unwrap_or((None, Some("empty journal".into())))
 }
 
+/// One thing an agent did during a step, for live pages (`Store::activity_since`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ActivityRow {
+    /// The cursor to read on from, per job.
+    pub id: i64,
+    pub job: JobId,
+    /// The agent stage (`implement`, `review`, ...).
+    pub stage: String,
+    pub round: u32,
+    pub angle: Option<String>,
+    pub at: DateTime<Utc>,
+    pub event: codemill_core::agent::AgentEvent,
+}
+
+/// The longest text kept for one activity event.
+const ACTIVITY_TEXT: usize = 4000;
+
+/// `event` with its long texts clipped to [`ACTIVITY_TEXT`] characters.
+pub(crate) fn clipped(
+    event: &codemill_core::agent::AgentEvent,
+) -> codemill_core::agent::AgentEvent {
+    use codemill_core::agent::AgentEvent;
+    let clip = |s: &str| -> String {
+        if s.chars().count() <= ACTIVITY_TEXT {
+            s.to_string()
+        } else {
+            let mut out: String = s.chars().take(ACTIVITY_TEXT).collect();
+            out.push('…');
+            out
+        }
+    };
+    match event {
+        AgentEvent::Text { text } => AgentEvent::Text { text: clip(text) },
+        AgentEvent::ToolResult {
+            id,
+            is_error,
+            output,
+        } => AgentEvent::ToolResult {
+            id: id.clone(),
+            is_error: *is_error,
+            output: clip(output),
+        },
+        AgentEvent::Notice { message } => AgentEvent::Notice {
+            message: clip(message),
+        },
+        other => other.clone(),
+    }
+}
+
+/// Where a batch of activity happened.
+#[derive(Debug, Clone)]
+pub struct ActivityStep<'a> {
+    pub job: JobId,
+    pub stage: &'a str,
+    pub round: u32,
+    pub angle: Option<&'a str>,
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]

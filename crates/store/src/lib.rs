@@ -66,7 +66,7 @@ use codemill_core::ids::{JobId, ProjectName, TicketKey};
 use codemill_core::pipeline::{JobEvent, TicketStatus};
 
 pub use error::{FenceReason, StoreError};
-pub use events::{EventRow, JobView};
+pub use events::{ActivityRow, ActivityStep, EventRow, JobView};
 pub use metering::{ModelCall, ProjectSpend, Spend, SpendScope, day_of};
 pub use model::{
     Comment, JobRow, JournalEntry, Link, MirroredTicket, NewPr, PrRecord, StatusChange, Ticket,
@@ -359,6 +359,38 @@ impl Store {
     /// what happens from now on starts.
     pub async fn last_event_pos(&self) -> Result<i64, StoreError> {
         on_backend!(self, last_event_pos())
+    }
+
+    /// Record what an agent did during a step (a batch, in one transaction), for live pages.
+    /// Long texts are clipped; this is a view, the journal is the record.
+    pub async fn record_activity(
+        &self,
+        step: &ActivityStep<'_>,
+        events: &[(DateTime<Utc>, codemill_core::agent::AgentEvent)],
+    ) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let events: Vec<_> = events
+            .iter()
+            .map(|(at, e)| (micros(*at), events::clipped(e)))
+            .collect();
+        on_backend!(self, record_activity(step, &events))
+    }
+
+    /// A job's agent activity after `after` (0: from the start), oldest first.
+    pub async fn activity_since(
+        &self,
+        job: JobId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<ActivityRow>, StoreError> {
+        on_backend!(self, activity_since(job, after, limit.max(1)))
+    }
+
+    /// Forget activity recorded before `before`; returns how much.
+    pub async fn prune_activity(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        on_backend!(self, prune_activity(micros(before)))
     }
 
     /// The job's state after its latest entry, as written with that entry.

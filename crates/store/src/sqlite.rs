@@ -32,7 +32,10 @@ type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Sqlite {
+    /// Reads.
     pool: SqlitePool,
+    /// Writes: one connection, so this process's writers take turns in order.
+    writer: SqlitePool,
 }
 
 fn ts(t: DateTime<Utc>) -> String {
@@ -70,25 +73,36 @@ impl Sqlite {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(|source| StoreError::Open {
                 path: path.display().to_string(),
                 source,
             })?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        let store = Sqlite { pool };
+        // Writers of this process queue for one connection instead of meeting on SQLite's file
+        // lock, whose busy handler sleeps (up to 100 ms a time) between tries.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Open {
+                path: path.display().to_string(),
+                source,
+            })?;
+        let store = Sqlite { pool, writer };
         store.build_missing_views().await?;
         Ok(store)
     }
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 
     /// A transaction holding the write lock from its first statement.
     async fn write(&self) -> Result<Tx, StoreError> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 
     // ---- tickets -------------------------------------------------------------------------
@@ -129,7 +143,7 @@ impl Sqlite {
         .bind(now())
         .bind(t.external)
         .bind(t.url)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         self.ticket(t.key)
             .await?
@@ -169,7 +183,7 @@ impl Sqlite {
         .bind(&at)
         .bind(&at)
         .bind(key.to_string())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         if result.rows_affected() == 0 {
             return Err(StoreError::NoTicket(key.to_string()));
@@ -326,7 +340,7 @@ impl Sqlite {
         .bind(marker)
         .bind(body)
         .bind(now())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await;
         match result {
             Ok(r) => Ok(r.rows_affected() == 1),
@@ -467,7 +481,7 @@ impl Sqlite {
         .bind(pr.body)
         .bind(&at)
         .bind(&at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         self.find_pr(pr.project, pr.branch)
             .await?

@@ -61,6 +61,33 @@ async fn webhook_to_proposal_to_approval_through_the_service() {
     assert_eq!(accepted.status(), 202);
 
     wait_state(&env, "P-1", "awaiting_approval");
+    // What the agents did is there for a live page: the implementer's tool calls, by stage.
+    let ticket: serde_json::Value = http
+        .get(format!("{base}/api/tickets/P-1"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let job = ticket["job"]["id"].as_str().unwrap().to_string();
+    let activity: serde_json::Value = http
+        .get(format!("{base}/api/jobs/{job}/activity?limit=1000"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rows = activity["activity"].as_array().unwrap();
+    assert!(
+        rows.iter()
+            .any(|a| a["stage"] == "implement" && a["event"]["type"] == "tool_call"),
+        "{activity}"
+    );
+    assert_eq!(activity["next"], rows.last().unwrap()["id"]);
     let unauthorised = http
         .post(format!("{base}/api/tickets/P-1/approve"))
         .send()

@@ -3,6 +3,7 @@
 //! appending transaction commits (see `crate::events`).
 
 use chrono::{DateTime, Utc};
+use codemill_core::agent::AgentEvent;
 use codemill_core::ids::JobId;
 use codemill_core::pipeline::{JobEvent, JobState};
 use sqlx::Row;
@@ -10,7 +11,9 @@ use sqlx::postgres::PgRow;
 
 use super::{Postgres, Tx};
 use crate::StoreError;
-use crate::events::{EventRow, JobView, columns, next_state, replay_state};
+use crate::events::{
+    ActivityRow, ActivityStep, EventRow, JobView, columns, next_state, replay_state,
+};
 use crate::model;
 
 /// Give the entry just appended its stream position and bring the job's view up to date. The
@@ -231,5 +234,71 @@ impl Postgres {
             built += u64::from(done);
         }
         Ok(built)
+    }
+}
+
+impl Postgres {
+    pub async fn record_activity(
+        &self,
+        step: &ActivityStep<'_>,
+        events: &[(DateTime<Utc>, AgentEvent)],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        atomically!(tx, {
+            for (at, event) in events {
+                sqlx::query(
+                    "INSERT INTO activity (job_id, stage, round, angle, at, event) VALUES ($1, $2, $3, $4, $5, $6::jsonb)",
+                )
+                .bind(step.job.0)
+                .bind(step.stage)
+                .bind(i32::try_from(step.round).unwrap_or(i32::MAX))
+                .bind(step.angle)
+                .bind(*at)
+                .bind(model::to_json(event)?)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Ok(())
+        })
+    }
+
+    pub async fn activity_since(
+        &self,
+        job: JobId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<ActivityRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, stage, round, angle, at, event::text AS event FROM activity
+             WHERE job_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(job.0)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let event: String = r.try_get("event")?;
+                Ok(ActivityRow {
+                    id: r.try_get("id")?,
+                    job,
+                    stage: r.try_get("stage")?,
+                    round: r.try_get::<i32, _>("round")?.try_into().unwrap_or(0),
+                    angle: r.try_get("angle")?,
+                    at: r.try_get("at")?,
+                    event: serde_json::from_str(&event)
+                        .map_err(|e| StoreError::Corrupt(format!("activity of job {job}: {e}")))?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn prune_activity(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        Ok(sqlx::query("DELETE FROM activity WHERE at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
     }
 }

@@ -1,6 +1,8 @@
 //! SQLite: positions in the event stream and the job views, written with each journal entry;
 //! reading them back.
 
+use chrono::{DateTime, Utc};
+use codemill_core::agent::AgentEvent;
 use codemill_core::ids::JobId;
 use codemill_core::pipeline::{JobEvent, JobState};
 use sqlx::Row;
@@ -8,7 +10,9 @@ use sqlx::sqlite::SqliteRow;
 
 use super::{Sqlite, Tx, time_at};
 use crate::StoreError;
-use crate::events::{EventRow, JobView, columns, next_state, replay_state};
+use crate::events::{
+    ActivityRow, ActivityStep, EventRow, JobView, columns, next_state, replay_state,
+};
 use crate::model;
 
 /// Give the entry just appended its stream position and bring the job's view up to date.
@@ -217,5 +221,72 @@ impl Sqlite {
             built += u64::from(done);
         }
         Ok(built)
+    }
+}
+
+impl Sqlite {
+    pub async fn record_activity(
+        &self,
+        step: &ActivityStep<'_>,
+        events: &[(DateTime<Utc>, AgentEvent)],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        atomically!(tx, {
+            for (at, event) in events {
+                sqlx::query(
+                    "INSERT INTO activity (job_id, stage, round, angle, at, event) VALUES (?, ?, ?, ?, ?, ?)",
+                )
+                .bind(step.job.to_string())
+                .bind(step.stage)
+                .bind(i64::from(step.round))
+                .bind(step.angle)
+                .bind(super::ts(*at))
+                .bind(model::to_json(event)?)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Ok(())
+        })
+    }
+
+    pub async fn activity_since(
+        &self,
+        job: JobId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<ActivityRow>, StoreError> {
+        let rows =
+            sqlx::query("SELECT * FROM activity WHERE job_id = ? AND id > ? ORDER BY id LIMIT ?")
+                .bind(job.to_string())
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| {
+                let event: String = r.try_get("event")?;
+                Ok(ActivityRow {
+                    id: r.try_get("id")?,
+                    job,
+                    stage: r.try_get("stage")?,
+                    round: r.try_get::<i64, _>("round")?.try_into().unwrap_or(0),
+                    angle: r.try_get("angle")?,
+                    at: time_at(r, "at")?,
+                    event: serde_json::from_str(&event)
+                        .map_err(|e| StoreError::Corrupt(format!("activity of job {job}: {e}")))?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn prune_activity(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut tx = self.write().await?;
+        atomically!(tx, {
+            Ok(sqlx::query("DELETE FROM activity WHERE at < ?")
+                .bind(super::ts(before))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected())
+        })
     }
 }

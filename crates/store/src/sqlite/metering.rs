@@ -30,7 +30,7 @@ impl Sqlite {
             .bind(i64::from(call.status))
             .bind(call.streamed)
             .bind(&call.refused)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }

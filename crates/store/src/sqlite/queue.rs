@@ -421,7 +421,7 @@ impl Sqlite {
             sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
                 .bind(ts(now))
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
         Ok(result.rows_affected() == 1)
     }

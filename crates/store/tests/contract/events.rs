@@ -164,3 +164,59 @@ pub async fn a_follower_misses_nothing_while_many_write(db: Db) {
         assert_eq!(db.store.job_view(job).await.unwrap().unwrap().seq, APPENDS);
     }
 }
+
+/// Agent activity: written in batches per step, read per job from a cursor, long texts clipped,
+/// pruned by age.
+pub async fn agent_activity_is_read_from_a_cursor_and_pruned(db: Db) {
+    use codemill_core::agent::AgentEvent;
+    use codemill_store::ActivityStep;
+    let s = &db.store;
+    let (a, b) = (JobId::new(), JobId::new());
+    let step = |job, stage| ActivityStep {
+        job,
+        stage,
+        round: 1,
+        angle: Some("security"),
+    };
+    let call = |n: u32| AgentEvent::ToolCall {
+        id: format!("t{n}"),
+        name: "run_command".into(),
+        summary: format!("make test #{n}"),
+    };
+    s.record_activity(&step(a, "implement"), &[(at(0), call(1)), (at(1), call(2))])
+        .await
+        .unwrap();
+    s.record_activity(&step(b, "review"), &[(at(1), call(9))])
+        .await
+        .unwrap();
+    s.record_activity(
+        &step(a, "implement"),
+        &[(
+            at(2),
+            AgentEvent::Text {
+                text: "x".repeat(10_000),
+            },
+        )],
+    )
+    .await
+    .unwrap();
+    s.record_activity(&step(a, "implement"), &[]).await.unwrap();
+
+    let all = s.activity_since(a, 0, 100).await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[0].event, call(1));
+    assert_eq!((all[0].stage.as_str(), all[0].round), ("implement", 1));
+    assert_eq!(all[0].angle.as_deref(), Some("security"));
+    assert_eq!(all[0].at, at(0));
+    let AgentEvent::Text { text } = &all[2].event else {
+        panic!("{:?}", all[2]);
+    };
+    assert_eq!(text.chars().count(), 4001, "clipped, with an ellipsis");
+    let after = s.activity_since(a, all[0].id, 100).await.unwrap();
+    assert_eq!(after.len(), 2);
+    assert_eq!(s.activity_since(a, 0, 1).await.unwrap().len(), 1);
+    assert_eq!(s.activity_since(b, 0, 100).await.unwrap().len(), 1);
+
+    assert_eq!(s.prune_activity(at(1)).await.unwrap(), 1);
+    assert_eq!(s.activity_since(a, 0, 100).await.unwrap().len(), 2);
+}

@@ -74,6 +74,7 @@ contract!(
     events::every_append_has_a_place_in_the_stream_and_updates_its_view,
     events::a_journal_that_stops_replaying_makes_an_unreadable_view,
     events::a_follower_misses_nothing_while_many_write,
+    events::agent_activity_is_read_from_a_cursor_and_pruned,
     notify::a_message_is_stored_once_per_event_and_channel,
     notify::a_follower_cursor_only_moves_forward,
     metering::spend_sums_by_job_ticket_project_and_day,
