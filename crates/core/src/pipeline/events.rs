@@ -1,0 +1,289 @@
+//! What the journal records: [`JobEvent`], one fact per effect or decision, and the results it
+//! carries (gate results, agent runs, the proposal, PR feedback, a review round's plan).
+
+use serde::{Deserialize, Serialize};
+
+use crate::agent::AgentOutcome;
+use crate::cost::Usage;
+use crate::findings::Finding;
+use crate::ids::{ProjectName, TicketKey};
+use crate::review::Angle;
+use crate::triage::{Decision, TriagePolicy};
+
+use super::AgentStage;
+
+/// One gate command's result, output capped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateResult {
+    pub name: String,
+    pub command: String,
+    pub passed: bool,
+    pub exit_code: Option<i32>,
+    pub timed_out: bool,
+    pub duration_ms: u64,
+    pub output: String,
+    /// Set when the command could not run at all (missing program, missing directory).
+    pub error: Option<String>,
+}
+
+/// The readiness check's verdict on a ticket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Readiness {
+    pub ready: bool,
+    /// At most five clarifying questions when not ready.
+    #[serde(default)]
+    pub questions: Vec<String>,
+}
+
+impl Readiness {
+    /// Read `{"ready": bool, "questions": [...]}` from the readiness agent's answer.
+    pub fn parse(text: &str) -> Result<Readiness, String> {
+        crate::findings::json_candidates(text)
+            .iter()
+            .rev()
+            .find_map(|c| serde_json::from_str::<Readiness>(c.trim()).ok())
+            .map(|mut r| {
+                r.questions.retain(|q| !q.trim().is_empty());
+                r.questions.truncate(5);
+                r
+            })
+            .ok_or_else(|| "no {\"ready\": ..., \"questions\": [...]} object found".to_string())
+    }
+}
+
+/// What one agent step did, as journalled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageRun {
+    pub agent: String,
+    pub model: String,
+    pub outcome: AgentOutcome,
+    pub session_id: Option<String>,
+    pub usage: Usage,
+    pub cost_usd: f64,
+    pub turns: u32,
+    pub duration_ms: u64,
+    /// Artifact file written from the agent's answer (research notes, plan), relative to the job's artifact dir.
+    pub artifact: Option<String>,
+    /// Review only: the angle this session reviewed from.
+    #[serde(default)]
+    pub angle: Option<String>,
+    /// Review only: the parsed findings.
+    pub findings: Option<Vec<Finding>>,
+    /// Triage only: every merged finding with its bucket and reason.
+    #[serde(default)]
+    pub decisions: Option<Vec<Decision>>,
+    /// Readiness only: the verdict.
+    #[serde(default)]
+    pub readiness: Option<Readiness>,
+    /// The structured answer could not be read, even after one repair request.
+    pub parse_error: Option<String>,
+    /// A repair request was needed to get a readable answer.
+    #[serde(default)]
+    pub repaired: bool,
+    /// The agent's last text, truncated, for the timeline.
+    pub summary: String,
+}
+
+/// What a human approves: exactly one commit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub commit: String,
+    pub branch: String,
+    pub base: String,
+    pub title: String,
+    pub summary: String,
+    pub diff_stat: String,
+    /// Findings that were not fixed: backlog and ignored ones, with their reasons.
+    pub findings: Vec<Finding>,
+    #[serde(default)]
+    pub decisions: Vec<Decision>,
+    pub rounds: u32,
+    pub usage: Usage,
+    pub cost_usd: f64,
+}
+
+/// What kind of PR feedback started a fix round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeedbackKind {
+    /// A comment on a line of the diff.
+    ReviewComment,
+    /// A review submitted with "changes requested".
+    ChangesRequested,
+    /// A comment on the PR's conversation.
+    Comment,
+    /// A check or status on the PR's head commit failed.
+    CheckFailed,
+}
+
+/// Feedback on codemill's PR. Its text is untrusted: it reaches an agent only stripped of hidden
+/// content and quoted as data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Feedback {
+    /// Unique per forge object (`review-comment:123`, `check-run:9`): the same feedback
+    /// delivered twice starts one round.
+    pub id: String,
+    pub kind: FeedbackKind,
+    pub author: String,
+    pub body: String,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub line: Option<u32>,
+    /// The forge's id of the comment to reply to, for review comments.
+    #[serde(default)]
+    pub reply_to: Option<String>,
+}
+
+/// One review round's plan: the angles, the policy and what changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReviewPlan {
+    pub round: u32,
+    pub angles: Vec<Angle>,
+    pub policy: TriagePolicy,
+    /// Files changed since the previous review (all changed files in the first round).
+    pub changed_files: Vec<String>,
+    /// The commit holding the worktree as this round reviews it.
+    pub snapshot: Option<String>,
+}
+
+/// A fact the runner records in a job's journal. The journal is append-only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum JobEvent {
+    Created {
+        ticket: TicketKey,
+        project: ProjectName,
+        max_rounds: u32,
+        /// The ticket lives in an outside tracker: say "picked up" before anything else.
+        #[serde(default, skip_serializing_if = "is_false")]
+        acknowledge: bool,
+        /// The PR lives on an outside forge: after shipping, wait for its review, checks and
+        /// merge instead of finishing.
+        #[serde(default, skip_serializing_if = "is_false")]
+        follow_pr: bool,
+    },
+    /// The runner is about to execute the pending effect (counts interruptions).
+    EffectStarted {
+        effect: String,
+    },
+    TicketUpdated {
+        marker: String,
+    },
+    WorkspaceReady {
+        worktree: String,
+        branch: String,
+        base_commit: String,
+        default_branch: String,
+    },
+    AgentFinished {
+        stage: AgentStage,
+        round: u32,
+        run: StageRun,
+    },
+    GatesFinished {
+        round: u32,
+        gates: Vec<GateResult>,
+    },
+    ReviewPlanned {
+        plan: ReviewPlan,
+    },
+    Committed {
+        commit: String,
+    },
+    Proposed {
+        proposal: Proposal,
+    },
+    Approved {
+        commit: String,
+        by: String,
+    },
+    Rejected {
+        reason: String,
+        by: String,
+    },
+    Pushed {
+        commit: String,
+        branch: String,
+    },
+    PrRecorded {
+        pr: i64,
+        /// The forge's PR number and link, for an outside forge.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        number: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
+    },
+    /// Feedback arrived on the job's PR (review comments, changes requested, failed checks).
+    FeedbackReceived {
+        feedback: Vec<Feedback>,
+    },
+    /// The job's PR was closed, merged or not.
+    PrClosed {
+        merged: bool,
+        by: String,
+    },
+    /// A feedback round's worktree is ready at the PR branch's current head.
+    FeedbackWorkspaceReady {
+        worktree: String,
+        head: String,
+    },
+    /// The feedback round's outcome was posted on the PR.
+    FeedbackReplied {
+        round: u32,
+    },
+    /// Backlog findings became tickets (keys), linked to this one.
+    BacklogCreated {
+        tickets: Vec<String>,
+    },
+    Snapshotted {
+        wip_ref: Option<String>,
+        commit: Option<String>,
+    },
+    CleanedUp {
+        worktree_removed: bool,
+    },
+    /// A person cancelled the job: it stops the way a rejection does (work kept on a WIP ref,
+    /// a note on the ticket) and ends as `cancelled`. Only before the proposal is decided.
+    Cancelled {
+        by: String,
+    },
+    /// An effect failed in a way retrying will not mend; the job stops with the reason.
+    EffectFailed {
+        effect: String,
+        error: String,
+    },
+}
+
+impl JobEvent {
+    pub fn name(&self) -> &'static str {
+        match self {
+            JobEvent::Created { .. } => "created",
+            JobEvent::EffectStarted { .. } => "effect_started",
+            JobEvent::TicketUpdated { .. } => "ticket_updated",
+            JobEvent::WorkspaceReady { .. } => "workspace_ready",
+            JobEvent::AgentFinished { .. } => "agent_finished",
+            JobEvent::GatesFinished { .. } => "gates_finished",
+            JobEvent::ReviewPlanned { .. } => "review_planned",
+            JobEvent::Committed { .. } => "committed",
+            JobEvent::Proposed { .. } => "proposed",
+            JobEvent::Approved { .. } => "approved",
+            JobEvent::Rejected { .. } => "rejected",
+            JobEvent::Pushed { .. } => "pushed",
+            JobEvent::PrRecorded { .. } => "pr_recorded",
+            JobEvent::FeedbackReceived { .. } => "feedback_received",
+            JobEvent::PrClosed { .. } => "pr_closed",
+            JobEvent::FeedbackWorkspaceReady { .. } => "feedback_workspace_ready",
+            JobEvent::FeedbackReplied { .. } => "feedback_replied",
+            JobEvent::BacklogCreated { .. } => "backlog_created",
+            JobEvent::Snapshotted { .. } => "snapshotted",
+            JobEvent::CleanedUp { .. } => "cleaned_up",
+            JobEvent::Cancelled { .. } => "cancelled",
+            JobEvent::EffectFailed { .. } => "effect_failed",
+        }
+    }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}

@@ -1,0 +1,449 @@
+//! [`JobState`], the fold of a job's journal, and what each stage asks for next
+//! ([`JobState::pending_effect`]).
+
+use serde::{Deserialize, Serialize};
+
+use crate::cost::Usage;
+use crate::findings::Finding;
+use crate::ids::{ProjectName, TicketKey};
+use crate::review::Angle;
+use crate::triage::{Bucket, Decision};
+
+use super::{
+    AgentStage, Effect, Feedback, GateResult, InvalidEvent, JobEvent, NoteKind, Proposal,
+    ReviewPlan, Stage, TicketStatus, apply,
+};
+
+/// How a stopped job ends once its partial work is safe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopKind {
+    NeedsAttention,
+    Rejected,
+    Cancelled,
+}
+
+/// Tokens and money of one agent step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageCost {
+    pub stage: AgentStage,
+    pub round: u32,
+    #[serde(default)]
+    pub angle: Option<String>,
+    pub agent: String,
+    pub model: String,
+    pub usage: Usage,
+    pub cost_usd: f64,
+}
+
+/// One review angle's findings in one round.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AngleReview {
+    pub round: u32,
+    pub angle: String,
+    pub findings: Vec<Finding>,
+}
+
+/// How a feedback round ended, for the reply on the PR.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum FeedbackResult {
+    Pushed { commit: String },
+    NoChange,
+    Failed { reason: String },
+}
+
+/// A job's state: the fold of its journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobState {
+    pub ticket: TicketKey,
+    pub project: ProjectName,
+    pub max_rounds: u32,
+    pub stage: Stage,
+    /// Fix rounds done so far.
+    pub round: u32,
+    pub questions: Vec<String>,
+    pub worktree: Option<String>,
+    pub branch: Option<String>,
+    pub base_commit: Option<String>,
+    pub default_branch: Option<String>,
+    pub implement_session: Option<String>,
+    pub research_artifact: Option<String>,
+    pub plan_artifact: Option<String>,
+    /// The latest gate results.
+    pub gates: Vec<GateResult>,
+    /// The current review round's plan.
+    pub review_plan: Option<ReviewPlan>,
+    /// Every angle's findings, every round.
+    pub reviews: Vec<AngleReview>,
+    /// Every round's triage.
+    pub triage: Vec<(u32, Vec<Decision>)>,
+    pub commit: Option<String>,
+    pub proposal: Option<Proposal>,
+    pub approved_by: Option<String>,
+    pub pr: Option<i64>,
+    pub backlog_tickets: Vec<String>,
+    pub wip: Option<(String, String)>,
+    pub usage: Usage,
+    pub cost_usd: f64,
+    pub costs: Vec<StageCost>,
+    /// Why the job stopped (needs attention) or was rejected.
+    pub reason: Option<String>,
+    pub stop: Option<StopKind>,
+    /// How often the pending effect of this stage has been started.
+    pub starts_in_stage: u32,
+    pub acknowledge: bool,
+    pub follow_pr: bool,
+    pub pr_number: Option<u64>,
+    pub pr_url: Option<String>,
+    /// Feedback rounds started so far.
+    pub feedback_round: u32,
+    /// The feedback the current round addresses.
+    pub feedback: Vec<Feedback>,
+    /// Feedback that arrived during a round, for the next one.
+    pub pending_feedback: Vec<Feedback>,
+    /// Ids of every feedback item seen: a redelivery starts nothing.
+    pub feedback_seen: Vec<String>,
+    /// Fix attempts in the current feedback round.
+    pub feedback_attempts: u32,
+    /// Consecutive rounds started only by failed checks (capped at `max_rounds`).
+    pub check_rounds: u32,
+    pub feedback_result: Option<FeedbackResult>,
+    /// The PR was closed during a feedback round (merged or not); handled when it ends.
+    pub pr_closed: Option<bool>,
+    /// How the PR ended.
+    pub merged: Option<bool>,
+}
+
+impl JobState {
+    fn new(
+        ticket: TicketKey,
+        project: ProjectName,
+        max_rounds: u32,
+        acknowledge: bool,
+        follow_pr: bool,
+    ) -> Self {
+        JobState {
+            ticket,
+            project,
+            max_rounds,
+            stage: if acknowledge {
+                Stage::Acknowledge
+            } else {
+                Stage::Readiness
+            },
+            round: 0,
+            questions: Vec::new(),
+            worktree: None,
+            branch: None,
+            base_commit: None,
+            default_branch: None,
+            implement_session: None,
+            research_artifact: None,
+            plan_artifact: None,
+            gates: Vec::new(),
+            review_plan: None,
+            reviews: Vec::new(),
+            triage: Vec::new(),
+            commit: None,
+            proposal: None,
+            approved_by: None,
+            pr: None,
+            backlog_tickets: Vec::new(),
+            wip: None,
+            usage: Usage::default(),
+            cost_usd: 0.0,
+            costs: Vec::new(),
+            reason: None,
+            stop: None,
+            starts_in_stage: 0,
+            acknowledge,
+            follow_pr,
+            pr_number: None,
+            pr_url: None,
+            feedback_round: 0,
+            feedback: Vec::new(),
+            pending_feedback: Vec::new(),
+            feedback_seen: Vec::new(),
+            feedback_attempts: 0,
+            check_rounds: 0,
+            feedback_result: None,
+            pr_closed: None,
+            merged: None,
+        }
+    }
+
+    /// Fold a whole journal. The first event must be `Created`.
+    pub fn replay<'a>(
+        events: impl IntoIterator<Item = &'a JobEvent>,
+    ) -> Result<JobState, InvalidEvent> {
+        let mut events = events.into_iter();
+        let mut state = match events.next() {
+            Some(JobEvent::Created {
+                ticket,
+                project,
+                max_rounds,
+                acknowledge,
+                follow_pr,
+            }) => JobState::new(
+                ticket.clone(),
+                project.clone(),
+                *max_rounds,
+                *acknowledge,
+                *follow_pr,
+            ),
+            Some(other) => {
+                return Err(InvalidEvent {
+                    stage: "none",
+                    event: other.name().into(),
+                });
+            }
+            None => {
+                return Err(InvalidEvent {
+                    stage: "none",
+                    event: "(empty journal)".into(),
+                });
+            }
+        };
+        for event in events {
+            state = apply(&state, event)?;
+        }
+        Ok(state)
+    }
+
+    /// The user-facing state name.
+    pub fn status(&self) -> &'static str {
+        match self.stage {
+            Stage::Done => "done",
+            Stage::NeedsAttention => "needs_attention",
+            Stage::NeedsInput => "needs_input",
+            Stage::Rejected => "rejected",
+            Stage::Cancelled => "cancelled",
+            Stage::AwaitingApproval => "awaiting_approval",
+            Stage::InReview => "in_review",
+            Stage::AnnouncePrClosed | Stage::FinalCleanup => "finishing",
+            Stage::Push
+            | Stage::RecordPr
+            | Stage::CreateBacklog
+            | Stage::AnnounceShipped
+            | Stage::Cleanup => "shipping",
+            Stage::Snapshot
+            | Stage::AnnounceStop
+            | Stage::CleanupStopped
+            | Stage::AnnounceNeedsInput => "stopping",
+            Stage::FeedbackPrepare
+            | Stage::FeedbackFix
+            | Stage::FeedbackGates
+            | Stage::FeedbackCommit
+            | Stage::FeedbackPush
+            | Stage::FeedbackReply
+            | Stage::FeedbackCleanup => "fixing_feedback",
+            Stage::Acknowledge
+            | Stage::Readiness
+            | Stage::Start
+            | Stage::Prepare
+            | Stage::Research
+            | Stage::Plan
+            | Stage::PostPlan
+            | Stage::Implement
+            | Stage::Gates
+            | Stage::PlanReview
+            | Stage::Review
+            | Stage::Triage
+            | Stage::Fix
+            | Stage::Commit
+            | Stage::Propose
+            | Stage::AnnounceProposal => "running",
+        }
+    }
+
+    /// The latest triage, if it is for the current round (the review saw the current code).
+    pub fn current_triage(&self) -> Option<&[Decision]> {
+        self.triage
+            .last()
+            .filter(|(r, _)| *r == self.round)
+            .map(|(_, d)| d.as_slice())
+    }
+
+    /// Findings the latest triage of the current round put in fix_now.
+    pub fn fix_now(&self) -> Vec<&Decision> {
+        self.current_triage()
+            .unwrap_or_default()
+            .iter()
+            .filter(|d| d.bucket == Bucket::FixNow)
+            .collect()
+    }
+
+    pub fn failing_gates(&self) -> Vec<&GateResult> {
+        self.gates.iter().filter(|g| !g.passed).collect()
+    }
+
+    /// Every backlog decision of the job, one per distinct finding (the latest wins).
+    pub fn backlog(&self) -> Vec<&Decision> {
+        let mut out: Vec<&Decision> = Vec::new();
+        for (_, decisions) in &self.triage {
+            for d in decisions {
+                match out.iter().position(|o| o.finding.same_as(&d.finding)) {
+                    Some(i) => out[i] = d,
+                    None => out.push(d),
+                }
+            }
+        }
+        out.retain(|d| d.bucket == Bucket::Backlog);
+        out
+    }
+
+    /// fix_now findings of a round that the next round's review no longer raised.
+    pub fn fixed(&self) -> Vec<(u32, &Decision)> {
+        let mut out = Vec::new();
+        for (round, decisions) in &self.triage {
+            let Some((_, next)) = self.triage.iter().find(|(r, _)| *r == round + 1) else {
+                continue;
+            };
+            for d in decisions.iter().filter(|d| d.bucket == Bucket::FixNow) {
+                if !next.iter().any(|n| n.finding.same_as(&d.finding)) {
+                    out.push((*round, d));
+                }
+            }
+        }
+        out
+    }
+
+    /// The review angle of the current round still to run, if any.
+    pub fn next_angle(&self) -> Option<&Angle> {
+        let plan = self
+            .review_plan
+            .as_ref()
+            .filter(|p| p.round == self.round)?;
+        plan.angles.iter().find(|a| {
+            !self
+                .reviews
+                .iter()
+                .any(|r| r.round == self.round && r.angle == a.name)
+        })
+    }
+
+    /// The effect the current stage asks for, if any.
+    pub fn pending_effect(&self) -> Option<Effect> {
+        let agent =
+            |stage: AgentStage, round: u32, resume: Option<String>, angle: Option<String>| {
+                Some(Effect::RunAgent {
+                    stage,
+                    round,
+                    resume,
+                    angle,
+                })
+            };
+        match self.stage {
+            Stage::Acknowledge => Some(Effect::UpdateTicket {
+                status: TicketStatus::InProgress,
+                note: NoteKind::Acknowledged,
+            }),
+            Stage::Readiness => agent(AgentStage::Readiness, 0, None, None),
+            Stage::AnnounceNeedsInput => Some(Effect::UpdateTicket {
+                status: TicketStatus::NeedsInput,
+                note: NoteKind::NeedsInput,
+            }),
+            Stage::Start => Some(Effect::UpdateTicket {
+                status: TicketStatus::InProgress,
+                note: NoteKind::Started,
+            }),
+            Stage::Prepare => Some(Effect::PrepareWorkspace),
+            Stage::Research => agent(AgentStage::Research, 0, None, None),
+            Stage::Plan => agent(AgentStage::Plan, 0, None, None),
+            Stage::PostPlan => Some(Effect::UpdateTicket {
+                status: TicketStatus::InProgress,
+                note: NoteKind::Plan,
+            }),
+            Stage::Implement => agent(AgentStage::Implement, 0, None, None),
+            Stage::Gates => Some(Effect::RunGates { round: self.round }),
+            Stage::PlanReview => Some(Effect::PlanReview { round: self.round }),
+            Stage::Review => self
+                .next_angle()
+                .and_then(|a| agent(AgentStage::Review, self.round, None, Some(a.name.clone()))),
+            Stage::Triage => agent(AgentStage::Triage, self.round, None, None),
+            Stage::Fix => agent(
+                AgentStage::Fix,
+                self.round + 1,
+                self.implement_session.clone(),
+                None,
+            ),
+            Stage::Commit => Some(Effect::Commit),
+            Stage::Propose => Some(Effect::Propose),
+            Stage::AnnounceProposal => Some(Effect::UpdateTicket {
+                status: TicketStatus::AwaitingApproval,
+                note: NoteKind::Proposal,
+            }),
+            Stage::AwaitingApproval => None,
+            Stage::Push => self.commit.clone().map(|commit| Effect::Push { commit }),
+            Stage::RecordPr => self
+                .commit
+                .clone()
+                .map(|commit| Effect::RecordPr { commit }),
+            Stage::CreateBacklog => Some(Effect::CreateBacklogTickets),
+            Stage::AnnounceShipped => Some(Effect::UpdateTicket {
+                status: TicketStatus::InReview,
+                note: NoteKind::Shipped,
+            }),
+            Stage::Cleanup => Some(Effect::Cleanup { stopped: false }),
+            Stage::InReview => None,
+            Stage::FeedbackPrepare => Some(Effect::PrepareFeedback {
+                round: self.feedback_round,
+            }),
+            Stage::FeedbackFix => agent(
+                AgentStage::Fix,
+                self.round + 1,
+                self.implement_session.clone(),
+                None,
+            ),
+            Stage::FeedbackGates => Some(Effect::RunGates { round: self.round }),
+            Stage::FeedbackCommit => Some(Effect::Commit),
+            Stage::FeedbackPush => self.commit.clone().map(|commit| Effect::Push { commit }),
+            Stage::FeedbackReply => Some(Effect::ReplyFeedback {
+                round: self.feedback_round,
+            }),
+            Stage::FeedbackCleanup => Some(Effect::Cleanup {
+                stopped: matches!(self.feedback_result, Some(FeedbackResult::Failed { .. })),
+            }),
+            Stage::AnnouncePrClosed => Some(if self.merged == Some(true) {
+                Effect::UpdateTicket {
+                    status: TicketStatus::Done,
+                    note: NoteKind::Merged,
+                }
+            } else {
+                Effect::UpdateTicket {
+                    status: TicketStatus::Rejected,
+                    note: NoteKind::Closed,
+                }
+            }),
+            Stage::FinalCleanup => Some(Effect::Cleanup { stopped: false }),
+            Stage::Snapshot => Some(Effect::SnapshotWip),
+            Stage::AnnounceStop => Some(Effect::UpdateTicket {
+                status: match self.stop {
+                    Some(StopKind::Rejected) => TicketStatus::Rejected,
+                    _ => TicketStatus::NeedsAttention,
+                },
+                note: NoteKind::Stopped,
+            }),
+            Stage::CleanupStopped => Some(Effect::Cleanup { stopped: true }),
+            Stage::Done
+            | Stage::NeedsAttention
+            | Stage::NeedsInput
+            | Stage::Rejected
+            | Stage::Cancelled => None,
+        }
+    }
+}
+
+impl JobState {
+    /// Whether a job that stopped to ask questions may run again: only once a person edited the
+    /// ticket after the questions were asked (`asked_at`, the job's last journal entry).
+    pub fn answered(
+        &self,
+        edited_at: Option<chrono::DateTime<chrono::Utc>>,
+        asked_at: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> bool {
+        self.stage != Stage::NeedsInput
+            || matches!((edited_at, asked_at), (Some(edited), Some(asked)) if edited > asked)
+    }
+}
