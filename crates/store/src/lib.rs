@@ -22,7 +22,7 @@
 macro_rules! atomically {
     ($tx:ident, $body:block) => {{
         let result = crate::scoped(async $body).await;
-        crate::finish($tx, result).await
+        crate::Finish::finish($tx, result).await
     }};
 }
 
@@ -31,20 +31,44 @@ fn scoped<T, F: std::future::Future<Output = Result<T, StoreError>>>(f: F) -> F 
     f
 }
 
-async fn finish<DB: sqlx::Database, T>(
-    tx: sqlx::Transaction<'static, DB>,
-    result: Result<T, StoreError>,
-) -> Result<T, StoreError> {
-    match result {
-        Ok(value) => {
-            tx.commit().await?;
-            Ok(value)
-        }
-        Err(e) => {
-            if let Err(rollback) = tx.rollback().await {
-                tracing::warn!(error = %rollback, after = %e, "rollback failed");
+/// Commit on `Ok`, roll back on `Err`.
+trait Finish: Sized {
+    fn finish<T: Send>(
+        self,
+        result: Result<T, StoreError>,
+    ) -> impl std::future::Future<Output = Result<T, StoreError>> + Send;
+}
+
+impl Finish for sql::Tx {
+    async fn finish<T: Send>(self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        match result {
+            Ok(value) => {
+                self.commit().await?;
+                Ok(value)
             }
-            Err(e)
+            Err(e) => {
+                if let Err(rollback) = self.rollback().await {
+                    tracing::warn!(error = %rollback, after = %e, "rollback failed");
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+impl<DB: sqlx::Database> Finish for sqlx::Transaction<'static, DB> {
+    async fn finish<T: Send>(self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        match result {
+            Ok(value) => {
+                self.commit().await?;
+                Ok(value)
+            }
+            Err(e) => {
+                if let Err(rollback) = self.rollback().await {
+                    tracing::warn!(error = %rollback, after = %e, "rollback failed");
+                }
+                Err(e)
+            }
         }
     }
 }
@@ -56,7 +80,9 @@ mod model;
 mod notify;
 mod postgres;
 mod queue;
+mod sql;
 mod sqlite;
+mod tables;
 
 use std::path::Path;
 use std::time::Duration;
@@ -84,6 +110,7 @@ use queue::micros;
 #[derive(Debug, Clone)]
 pub struct Store {
     backend: Backend,
+    db: sql::Db,
     backoff: Backoff,
 }
 
@@ -120,8 +147,13 @@ impl Store {
     }
 
     fn with(backend: Backend) -> Store {
+        let db = match &backend {
+            Backend::Sqlite(b) => b.db(),
+            Backend::Postgres(b) => b.db(),
+        };
         Store {
             backend,
+            db,
             backoff: Backoff::default(),
         }
     }
@@ -297,13 +329,15 @@ impl Store {
 
     /// Where follower `name` has read the event stream up to; `None` before its first read.
     pub async fn follower_pos(&self, name: &str) -> Result<Option<i64>, StoreError> {
-        on_backend!(self, follower_pos(name))
+        self.db.follower_pos(name).await
     }
 
     /// Record that follower `name` has handled every event up to `pos`. A cursor only moves
     /// forward: a slower node recording an older position changes nothing.
     pub async fn advance_follower(&self, name: &str, pos: i64) -> Result<(), StoreError> {
-        on_backend!(self, advance_follower(name, pos, micros(Utc::now())))
+        self.db
+            .advance_follower(name, pos, micros(Utc::now()))
+            .await
     }
 
     /// Store messages to send, in one transaction; each (event, channel) once, however often
@@ -313,7 +347,7 @@ impl Store {
         new: &[NewNotification<'_>],
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        on_backend!(self, add_notifications(new, micros(now)))
+        self.db.add_notifications(new, micros(now)).await
     }
 
     /// Take up to `limit` pending messages due at `now`, oldest first, held until `hold_until`
@@ -324,10 +358,9 @@ impl Store {
         hold_until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<NotificationRow>, StoreError> {
-        on_backend!(
-            self,
-            claim_notifications(micros(now), micros(hold_until), limit.max(1))
-        )
+        self.db
+            .claim_notifications(micros(now), micros(hold_until), limit.max(1))
+            .await
     }
 
     /// Record how sending a claimed message ended. Only a pending message changes.
@@ -339,12 +372,14 @@ impl Store {
             },
             other => other.clone(),
         };
-        on_backend!(self, settle_notification(id, &sent, micros(Utc::now())))
+        self.db
+            .settle_notification(id, &sent, micros(Utc::now()))
+            .await
     }
 
     /// The newest messages first.
     pub async fn notifications(&self, limit: u32) -> Result<Vec<NotificationRow>, StoreError> {
-        on_backend!(self, notifications(limit.max(1)))
+        self.db.notifications(limit.max(1)).await
     }
 
     // ---- the event stream and job views ------------------------------------------------------

@@ -8,7 +8,6 @@
 mod events;
 mod inbox;
 mod metering;
-mod notify;
 mod queue;
 
 use chrono::{DateTime, Utc};
@@ -70,6 +69,10 @@ impl Postgres {
         let store = Postgres { pool };
         store.build_missing_views().await?;
         Ok(store)
+    }
+
+    pub(crate) fn db(&self) -> crate::sql::Db {
+        crate::sql::Db::Postgres(self.pool.clone())
     }
 
     pub async fn close(&self) {

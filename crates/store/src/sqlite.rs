@@ -7,7 +7,6 @@
 mod events;
 mod inbox;
 mod metering;
-mod notify;
 mod queue;
 
 use std::path::Path;
@@ -93,6 +92,13 @@ impl Sqlite {
         let store = Sqlite { pool, writer };
         store.build_missing_views().await?;
         Ok(store)
+    }
+
+    pub(crate) fn db(&self) -> crate::sql::Db {
+        crate::sql::Db::Sqlite {
+            read: self.pool.clone(),
+            write: self.writer.clone(),
+        }
     }
 
     pub async fn close(&self) {

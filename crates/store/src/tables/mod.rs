@@ -1,0 +1,5 @@
+//! Each area's SQL, written once over the dialect layer (`crate::sql`) and run on SQLite or
+//! PostgreSQL alike. One module per area; the `Store` facade in the crate root documents and
+//! calls them.
+
+mod notify;
