@@ -594,7 +594,7 @@ impl Store {
         provider: &str,
         delivery_id: &str,
     ) -> Result<Option<InboxRow>, StoreError> {
-        on_backend!(self, delivery(provider, delivery_id))
+        self.db.delivery(provider, delivery_id).await
     }
 
     /// Store a delivery to be processed later (by [`Store::claim_deliveries`]), once per
@@ -605,7 +605,7 @@ impl Store {
         delivery: &Delivery<'_>,
         now: DateTime<Utc>,
     ) -> Result<Recorded, StoreError> {
-        on_backend!(self, accept_delivery(delivery, micros(now)))
+        self.db.accept_delivery(delivery, micros(now)).await
     }
 
     /// Take up to `limit` pending deliveries that are due at `now`, oldest first, and hold
@@ -617,10 +617,9 @@ impl Store {
         hold_until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<InboxRow>, StoreError> {
-        on_backend!(
-            self,
-            claim_deliveries(micros(now), micros(hold_until), limit.max(1))
-        )
+        self.db
+            .claim_deliveries(micros(now), micros(hold_until), limit.max(1))
+            .await
     }
 
     /// Record how processing a claimed delivery ended. Only a pending delivery changes.
@@ -632,7 +631,7 @@ impl Store {
             },
             other => other.clone(),
         };
-        on_backend!(self, settle_delivery(id, &settled))
+        self.db.settle_delivery(id, &settled).await
     }
 
     /// The newest deliveries first, of one state or all, without their bodies and headers.
@@ -641,7 +640,7 @@ impl Store {
         state: Option<InboxState>,
         limit: u32,
     ) -> Result<Vec<InboxRow>, StoreError> {
-        on_backend!(self, deliveries(state, limit.max(1)))
+        self.db.deliveries(state, limit.max(1)).await
     }
 
     /// Keep the inbox small. A delivery is processed once nothing can need its body: it is no
@@ -653,7 +652,7 @@ impl Store {
         &self,
         forget_before: DateTime<Utc>,
     ) -> Result<InboxPruned, StoreError> {
-        on_backend!(self, prune_deliveries(micros(forget_before)))
+        self.db.prune_deliveries(micros(forget_before)).await
     }
 
     // ---- API tokens ----------------------------------------------------------------------
@@ -686,22 +685,22 @@ impl Store {
 
     /// Record one model request of the gateway.
     pub async fn record_model_call(&self, call: &ModelCall) -> Result<(), StoreError> {
-        on_backend!(self, record_model_call(call))
+        self.db.record_model_call(call).await
     }
 
     /// Spend of a job, its ticket, its project's day and the whole day, for budget checks.
     pub async fn spend(&self, scope: SpendScope<'_>) -> Result<Spend, StoreError> {
-        on_backend!(self, spend(scope))
+        self.db.spend(scope).await
     }
 
     /// Spend per project on one UTC day (`YYYY-MM-DD`).
     pub async fn spend_by_project(&self, day: &str) -> Result<Vec<ProjectSpend>, StoreError> {
-        on_backend!(self, spend_by_project(day))
+        self.db.spend_by_project(day).await
     }
 
     /// The model requests of one job, oldest first.
     pub async fn model_calls(&self, job: &str) -> Result<Vec<ModelCall>, StoreError> {
-        on_backend!(self, model_calls(job))
+        self.db.model_calls(job).await
     }
 
     // ---- local forge ---------------------------------------------------------------------

@@ -6,8 +6,6 @@
 //! cannot both act on the same stale read.
 
 mod events;
-mod inbox;
-mod metering;
 mod queue;
 
 use chrono::{DateTime, Utc};

@@ -5,8 +5,6 @@
 //! in between (which `busy_timeout` cannot retry).
 
 mod events;
-mod inbox;
-mod metering;
 mod queue;
 
 use std::path::Path;

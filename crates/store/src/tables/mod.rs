@@ -2,4 +2,6 @@
 //! PostgreSQL alike. One module per area; the `Store` facade in the crate root documents and
 //! calls them.
 
+mod inbox;
+mod metering;
 mod notify;

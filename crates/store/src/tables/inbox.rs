@@ -1,15 +1,12 @@
-//! PostgreSQL: the webhook inbox after recording — processing outside deliveries, reading them
-//! back, and pruning (recording a local delivery with its job lives with the queue).
+//! The webhook inbox after recording: processing outside deliveries, reading them back, and
+//! pruning (recording a local delivery with its job lives with the queue).
 
 use chrono::{DateTime, Utc};
-use codemill_core::ids::JobId;
-use sqlx::Row;
-use sqlx::postgres::PgRow;
 
-use super::Postgres;
 use crate::StoreError;
 use crate::model;
 use crate::queue::{Delivery, InboxPruned, InboxRow, InboxState, Recorded, Settled};
+use crate::sql::{Db, Row, q};
 
 /// A delivery nothing can need any more: it was processed, and it started no job or its job is
 /// no longer active.
@@ -25,50 +22,50 @@ const WHOLE: &str = "id, provider, delivery_id, headers::text AS headers, body, 
 const SUMMARY: &str = "id, provider, delivery_id, job_id, received_at, state, attempts, \
      next_at, outcome::text AS outcome";
 
-fn row(r: &PgRow, whole: bool) -> Result<InboxRow, StoreError> {
-    let delivery_id: String = r.try_get("delivery_id")?;
+fn row(r: &Row, whole: bool) -> Result<InboxRow, StoreError> {
+    let delivery_id = r.text("delivery_id")?;
     let (headers, body) = if whole {
-        let headers: String = r.try_get("headers")?;
+        let headers = r.text("headers")?;
         let headers = serde_json::from_str(&headers)
             .map_err(|e| StoreError::Corrupt(format!("headers of delivery {delivery_id}: {e}")))?;
-        (headers, r.try_get("body")?)
+        (headers, r.bytes("body")?)
     } else {
         (Vec::new(), Vec::new())
     };
     let outcome = r
-        .try_get::<Option<String>, _>("outcome")?
+        .opt_text("outcome")?
         .map(|o| {
             serde_json::from_str(&o)
                 .map_err(|e| StoreError::Corrupt(format!("outcome of delivery {delivery_id}: {e}")))
         })
         .transpose()?;
     Ok(InboxRow {
-        id: r.try_get("id")?,
-        provider: r.try_get("provider")?,
+        id: r.int("id")?,
+        provider: r.text("provider")?,
         headers,
         body,
-        job: r.try_get::<Option<uuid::Uuid>, _>("job_id")?.map(JobId),
-        received_at: r.try_get("received_at")?,
-        state: InboxState::parse(&r.try_get::<String, _>("state")?)?,
-        attempts: r.try_get::<i32, _>("attempts")?.try_into().unwrap_or(0),
-        next_at: r.try_get("next_at")?,
+        job: r.opt_job("job_id")?,
+        received_at: r.time("received_at")?,
+        state: InboxState::parse(&r.text("state")?)?,
+        attempts: r.int("attempts")?.try_into().unwrap_or(0),
+        next_at: r.opt_time("next_at")?,
         outcome,
         delivery_id,
     })
 }
 
-impl Postgres {
+impl Db {
     pub async fn delivery(
         &self,
         provider: &str,
         delivery_id: &str,
     ) -> Result<Option<InboxRow>, StoreError> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        q(format!(
             "SELECT {WHOLE} FROM inbox WHERE provider = $1 AND delivery_id = $2"
-        )))
+        ))
         .bind(provider)
         .bind(delivery_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.read())
         .await?
         .map(|r| row(&r, true))
         .transpose()
@@ -80,7 +77,7 @@ impl Postgres {
         now: DateTime<Utc>,
     ) -> Result<Recorded, StoreError> {
         // A concurrent insert of the same key waits for the first transaction, then does nothing.
-        let inserted = sqlx::query(
+        let inserted = q(
             "INSERT INTO inbox (provider, delivery_id, headers, body, received_at, state, next_at)
              VALUES ($1, $2, $3::jsonb, $4, $5, 'pending', $5)
              ON CONFLICT (provider, delivery_id) DO NOTHING",
@@ -90,9 +87,8 @@ impl Postgres {
         .bind(model::to_json(delivery.headers)?)
         .bind(delivery.body)
         .bind(now)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
+        .execute(self.writer())
+        .await?;
         Ok(if inserted == 0 {
             Recorded::Duplicate
         } else {
@@ -107,16 +103,16 @@ impl Postgres {
         limit: u32,
     ) -> Result<Vec<InboxRow>, StoreError> {
         // SKIP LOCKED: nodes claiming at the same moment take different rows instead of waiting.
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let rows = q(format!(
             "UPDATE inbox SET next_at = $1, attempts = attempts + 1
              WHERE id IN (SELECT id FROM inbox WHERE state = 'pending' AND next_at <= $2
                           ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
              RETURNING {WHOLE}"
-        )))
+        ))
         .bind(hold_until)
         .bind(now)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .bind(limit)
+        .fetch_all(self.writer())
         .await?;
         let mut claimed = rows
             .iter()
@@ -132,7 +128,7 @@ impl Postgres {
             Settled::Retry { at, error } => ("pending", Some(*at), error),
             Settled::Failed(o) => ("failed", None, o),
         };
-        sqlx::query(
+        q(
             "UPDATE inbox SET state = $1, next_at = $2, outcome = $3::jsonb
              WHERE id = $4 AND state = 'pending'",
         )
@@ -140,7 +136,7 @@ impl Postgres {
         .bind(next_at)
         .bind(outcome.to_string())
         .bind(id)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -150,13 +146,13 @@ impl Postgres {
         state: Option<InboxState>,
         limit: u32,
     ) -> Result<Vec<InboxRow>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let rows = q(format!(
             "SELECT {SUMMARY} FROM inbox WHERE ($1::text IS NULL OR state = $1)
              ORDER BY id DESC LIMIT $2"
-        )))
+        ))
         .bind(state.map(InboxState::as_str))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .bind(limit)
+        .fetch_all(self.read())
         .await?;
         rows.iter().map(|r| row(r, false)).collect()
     }
@@ -167,20 +163,19 @@ impl Postgres {
         &self,
         forget_before: DateTime<Utc>,
     ) -> Result<InboxPruned, StoreError> {
-        let deleted = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let deleted = q(format!(
             "DELETE FROM inbox WHERE received_at < $1 AND {PROCESSED}"
-        )))
+        ))
         .bind(forget_before)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        let cleared = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE inbox SET body = ''::bytea, headers = '[]'::jsonb
+        .execute(self.writer())
+        .await?;
+        let cleared = q(format!(
+            "UPDATE inbox SET body = $1, headers = '[]'::jsonb
              WHERE length(body) > 0 AND {PROCESSED}"
-        )))
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
+        ))
+        .bind(Vec::<u8>::new())
+        .execute(self.writer())
+        .await?;
         Ok(InboxPruned { cleared, deleted })
     }
 }
