@@ -133,29 +133,28 @@ macro_rules! on_backend {
 impl Store {
     /// Open (creating if needed) a SQLite database file and bring its schema up to date.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
-        Ok(Store::with(Backend::Sqlite(
-            sqlite::Sqlite::open(path).await?,
-        )))
+        Store::with(Backend::Sqlite(sqlite::Sqlite::open(path).await?)).await
     }
 
     /// Connect to a PostgreSQL database (e.g. `postgres://user:pass@host/db`) and bring its
     /// schema up to date; several nodes may do this at once.
     pub async fn connect_postgres(url: &str) -> Result<Store, StoreError> {
-        Ok(Store::with(Backend::Postgres(
-            postgres::Postgres::connect(url).await?,
-        )))
+        Store::with(Backend::Postgres(postgres::Postgres::connect(url).await?)).await
     }
 
-    fn with(backend: Backend) -> Store {
+    /// Views for jobs journalled before views existed are built once here.
+    async fn with(backend: Backend) -> Result<Store, StoreError> {
         let db = match &backend {
             Backend::Sqlite(b) => b.db(),
             Backend::Postgres(b) => b.db(),
         };
-        Store {
+        let store = Store {
             backend,
             db,
             backoff: Backoff::default(),
-        }
+        };
+        store.db.build_missing_views().await?;
+        Ok(store)
     }
 
     /// The retry delays used when a release or the reaper does not name one.
@@ -387,13 +386,13 @@ impl Store {
     /// Up to `limit` journal entries after stream position `after` (0: from the start), in
     /// order. Resuming from the last `pos` read misses nothing: see [`events`](crate::EventRow).
     pub async fn events_since(&self, after: i64, limit: u32) -> Result<Vec<EventRow>, StoreError> {
-        on_backend!(self, events_since(after, limit.max(1)))
+        self.db.events_since(after, limit.max(1)).await
     }
 
     /// The position of the newest entry (0 when there is none): where a follower that wants only
     /// what happens from now on starts.
     pub async fn last_event_pos(&self) -> Result<i64, StoreError> {
-        on_backend!(self, last_event_pos())
+        self.db.last_event_pos().await
     }
 
     /// Record what an agent did during a step (a batch, in one transaction), for live pages.
@@ -410,7 +409,7 @@ impl Store {
             .iter()
             .map(|(at, e)| (micros(*at), events::clipped(e)))
             .collect();
-        on_backend!(self, record_activity(step, &events))
+        self.db.record_activity(step, &events).await
     }
 
     /// A job's agent activity after `after` (0: from the start), oldest first.
@@ -420,17 +419,17 @@ impl Store {
         after: i64,
         limit: u32,
     ) -> Result<Vec<ActivityRow>, StoreError> {
-        on_backend!(self, activity_since(job, after, limit.max(1)))
+        self.db.activity_since(job, after, limit.max(1)).await
     }
 
     /// Forget activity recorded before `before`; returns how much.
     pub async fn prune_activity(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        on_backend!(self, prune_activity(micros(before)))
+        self.db.prune_activity(micros(before)).await
     }
 
     /// The job's state after its latest entry, as written with that entry.
     pub async fn job_view(&self, job: JobId) -> Result<Option<JobView>, StoreError> {
-        on_backend!(self, job_view(job))
+        self.db.job_view(job).await
     }
 
     /// Job views, oldest job first, optionally of one status (`JobState::status()`) and ticket.
@@ -440,7 +439,7 @@ impl Store {
         ticket: Option<&TicketKey>,
     ) -> Result<Vec<JobView>, StoreError> {
         let ticket = ticket.map(|t| t.to_string());
-        on_backend!(self, job_views(status, ticket.as_deref()))
+        self.db.job_views(status, ticket.as_deref()).await
     }
 
     /// The view of the ticket's latest job.

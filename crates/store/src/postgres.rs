@@ -65,7 +65,6 @@ impl Postgres {
         // sqlx takes an advisory lock while migrating, so nodes starting together are fine.
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         let store = Postgres { pool };
-        store.build_missing_views().await?;
         Ok(store)
     }
 

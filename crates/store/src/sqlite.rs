@@ -88,7 +88,6 @@ impl Sqlite {
                 source,
             })?;
         let store = Sqlite { pool, writer };
-        store.build_missing_views().await?;
         Ok(store)
     }
 
