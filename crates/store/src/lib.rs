@@ -189,21 +189,21 @@ impl Store {
         body: &str,
         labels: &[String],
     ) -> Result<Ticket, StoreError> {
-        on_backend!(self, create_ticket(project, title, body, labels))
+        self.db.create_ticket(project, title, body, labels).await
     }
 
     /// Insert or refresh a ticket mirrored from an outside tracker (its key is
     /// `<project>-<number>`); a changed title or body counts as an edit; status is kept.
     pub async fn mirror_ticket(&self, ticket: &MirroredTicket<'_>) -> Result<Ticket, StoreError> {
-        on_backend!(self, mirror_ticket(ticket))
+        self.db.mirror_ticket(ticket).await
     }
 
     pub async fn ticket(&self, key: &TicketKey) -> Result<Option<Ticket>, StoreError> {
-        on_backend!(self, ticket(key))
+        self.db.ticket(key).await
     }
 
     pub async fn tickets(&self, project: Option<&str>) -> Result<Vec<Ticket>, StoreError> {
-        on_backend!(self, tickets(project))
+        self.db.tickets(project).await
     }
 
     /// Change a ticket's title and/or body (a person's edit).
@@ -213,7 +213,7 @@ impl Store {
         title: Option<&str>,
         body: Option<&str>,
     ) -> Result<Ticket, StoreError> {
-        on_backend!(self, edit_ticket(key, title, body))
+        self.db.edit_ticket(key, title, body).await
     }
 
     /// Add or remove one label; returns whether the labels changed.
@@ -223,7 +223,7 @@ impl Store {
         label: &str,
         present: bool,
     ) -> Result<bool, StoreError> {
-        on_backend!(self, set_label(key, label, present))
+        self.db.set_label(key, label, present).await
     }
 
     /// Create a ticket linked from `from`, once per `marker`: a second call returns the first
@@ -237,15 +237,14 @@ impl Store {
         body: &str,
         labels: &[String],
     ) -> Result<(Ticket, bool), StoreError> {
-        on_backend!(
-            self,
-            create_linked_ticket(from, kind, marker, title, body, labels)
-        )
+        self.db
+            .create_linked_ticket(from, kind, marker, title, body, labels)
+            .await
     }
 
     /// Links from and to a ticket.
     pub async fn links(&self, key: &TicketKey) -> Result<Vec<Link>, StoreError> {
-        on_backend!(self, links(key))
+        self.db.links(key).await
     }
 
     /// Set a ticket's status; records a change only when it differs. Returns whether it changed.
@@ -255,7 +254,7 @@ impl Store {
         status: TicketStatus,
         actor: &str,
     ) -> Result<bool, StoreError> {
-        on_backend!(self, set_ticket_status(key, status, actor))
+        self.db.set_ticket_status(key, status, actor).await
     }
 
     /// Add a comment. With a marker it is idempotent: returns false when that marker exists.
@@ -266,15 +265,15 @@ impl Store {
         marker: Option<&str>,
         body: &str,
     ) -> Result<bool, StoreError> {
-        on_backend!(self, add_comment(key, author, marker, body))
+        self.db.add_comment(key, author, marker, body).await
     }
 
     pub async fn comments(&self, key: &TicketKey) -> Result<Vec<Comment>, StoreError> {
-        on_backend!(self, comments(key))
+        self.db.comments(key).await
     }
 
     pub async fn status_changes(&self, key: &TicketKey) -> Result<Vec<StatusChange>, StoreError> {
-        on_backend!(self, status_changes(key))
+        self.db.status_changes(key).await
     }
 
     // ---- jobs and the journal ------------------------------------------------------------
@@ -287,13 +286,15 @@ impl Store {
         ticket: &TicketKey,
         created: &JobEvent,
     ) -> Result<(), StoreError> {
-        on_backend!(self, create_job(id, ticket, created, micros(Utc::now())))
+        self.db
+            .create_job(id, ticket, created, micros(Utc::now()))
+            .await
     }
 
     /// Append `event` as entry `seq`. Fails with `Conflict` if that entry already exists.
     /// Unfenced: for the single-process path; workers use [`Store::append_fenced`].
     pub async fn append(&self, id: JobId, seq: i64, event: &JobEvent) -> Result<(), StoreError> {
-        on_backend!(self, append(id, seq, event, micros(Utc::now())))
+        self.db.append(id, seq, event, micros(Utc::now())).await
     }
 
     /// Append like [`Store::append`], but only while `lease` is valid (same token, still
@@ -309,11 +310,11 @@ impl Store {
     }
 
     pub async fn journal(&self, id: JobId) -> Result<Vec<JournalEntry>, StoreError> {
-        on_backend!(self, journal(id))
+        self.db.journal(id).await
     }
 
     pub async fn jobs_for_ticket(&self, key: &TicketKey) -> Result<Vec<JobRow>, StoreError> {
-        on_backend!(self, jobs_for_ticket(key))
+        self.db.jobs_for_ticket(key).await
     }
 
     pub async fn latest_job(&self, key: &TicketKey) -> Result<Option<JobRow>, StoreError> {
@@ -321,7 +322,7 @@ impl Store {
     }
 
     pub async fn jobs(&self) -> Result<Vec<JobRow>, StoreError> {
-        on_backend!(self, jobs())
+        self.db.jobs().await
     }
 
     // ---- followers of the event stream and the notification outbox ----------------------
@@ -709,15 +710,15 @@ impl Store {
         project: &str,
         branch: &str,
     ) -> Result<Option<PrRecord>, StoreError> {
-        on_backend!(self, find_pr(project, branch))
+        self.db.find_pr(project, branch).await
     }
 
     /// Create the PR record of a branch, or update it to the new commit; one per (project, branch).
     pub async fn upsert_pr(&self, pr: &NewPr<'_>) -> Result<PrRecord, StoreError> {
-        on_backend!(self, upsert_pr(pr))
+        self.db.upsert_pr(pr).await
     }
 
     pub async fn prs(&self) -> Result<Vec<PrRecord>, StoreError> {
-        on_backend!(self, prs())
+        self.db.prs().await
     }
 }

@@ -98,7 +98,7 @@ impl Tx {
     /// write transactions already run one at a time.
     pub async fn lock(&mut self, namespace: i32, name: &str) -> Result<(), StoreError> {
         if self.is_postgres() {
-            q("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+            q("SELECT pg_advisory_xact_lock(CAST($1 AS INTEGER), hashtext($2))")
                 .bind(i64::from(namespace))
                 .bind(name)
                 .execute(&mut *self)

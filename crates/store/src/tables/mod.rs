@@ -4,5 +4,7 @@
 
 mod events;
 mod inbox;
+mod journal;
 mod metering;
 mod notify;
+mod tickets;
