@@ -5,8 +5,9 @@
 //!
 //! Job state is never written here: only journal events, from which `codemill_core` derives it.
 //! The queue row only says who may work on a job and when. Both backends have the same
-//! semantics, checked by one contract test suite (`tests/contract`); each has its own SQL and
-//! migrations because `sqlx::Any` lacks the types and placeholders both need.
+//! semantics, checked by one contract test suite (`tests/contract`). Each area's SQL is written
+//! once (`tables/`) over a small dialect layer (`sql.rs`) that runs it on either backend; only
+//! the migrations are per backend, because the column types differ.
 //!
 //! Time: every queue, lease and inbox timestamp is the `now` the caller passes in (the worker's
 //! clock, cut to microseconds because PostgreSQL keeps no more), never the database's clock, on
@@ -78,10 +79,8 @@ mod events;
 mod metering;
 mod model;
 mod notify;
-mod postgres;
 mod queue;
 mod sql;
-mod sqlite;
 mod tables;
 
 use std::path::Path;
@@ -109,47 +108,25 @@ use queue::micros;
 /// Handle to the database; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
-    backend: Backend,
     db: sql::Db,
     backoff: Backoff,
-}
-
-#[derive(Debug, Clone)]
-enum Backend {
-    Sqlite(sqlite::Sqlite),
-    Postgres(postgres::Postgres),
-}
-
-/// Call the same method on whichever backend this store has.
-macro_rules! on_backend {
-    ($store:expr, $method:ident ( $($arg:expr),* $(,)? )) => {
-        match &$store.backend {
-            Backend::Sqlite(b) => b.$method($($arg),*).await,
-            Backend::Postgres(b) => b.$method($($arg),*).await,
-        }
-    };
 }
 
 impl Store {
     /// Open (creating if needed) a SQLite database file and bring its schema up to date.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
-        Store::with(Backend::Sqlite(sqlite::Sqlite::open(path).await?)).await
+        Store::with(sql::Db::open_sqlite(path).await?).await
     }
 
     /// Connect to a PostgreSQL database (e.g. `postgres://user:pass@host/db`) and bring its
     /// schema up to date; several nodes may do this at once.
     pub async fn connect_postgres(url: &str) -> Result<Store, StoreError> {
-        Store::with(Backend::Postgres(postgres::Postgres::connect(url).await?)).await
+        Store::with(sql::Db::connect_postgres(url).await?).await
     }
 
     /// Views for jobs journalled before views existed are built once here.
-    async fn with(backend: Backend) -> Result<Store, StoreError> {
-        let db = match &backend {
-            Backend::Sqlite(b) => b.db(),
-            Backend::Postgres(b) => b.db(),
-        };
+    async fn with(db: sql::Db) -> Result<Store, StoreError> {
         let store = Store {
-            backend,
             db,
             backoff: Backoff::default(),
         };
@@ -169,14 +146,15 @@ impl Store {
 
     /// "sqlite" or "postgres".
     pub fn backend(&self) -> &'static str {
-        match self.backend {
-            Backend::Sqlite(_) => "sqlite",
-            Backend::Postgres(_) => "postgres",
+        if self.db.is_postgres() {
+            "postgres"
+        } else {
+            "sqlite"
         }
     }
 
     pub async fn close(&self) {
-        on_backend!(self, close())
+        self.db.close().await
     }
 
     // ---- tickets -------------------------------------------------------------------------
@@ -306,7 +284,7 @@ impl Store {
         event: &JobEvent,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        on_backend!(self, append_fenced(lease, seq, event, micros(now)))
+        self.db.append_fenced(lease, seq, event, micros(now)).await
     }
 
     pub async fn journal(&self, id: JobId) -> Result<Vec<JournalEntry>, StoreError> {
@@ -458,7 +436,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Enqueued, StoreError> {
         queue::check_max_attempts(job)?;
-        on_backend!(self, enqueue(job, micros(now)))
+        self.db.enqueue(job, micros(now)).await
     }
 
     /// Lease the queued job that has been due longest (`run_after <= now`), with a new fencing
@@ -474,7 +452,7 @@ impl Store {
     ) -> Result<Option<Lease>, StoreError> {
         let now = micros(now);
         let until = queue::later(now, ttl)?;
-        on_backend!(self, claim(owner, ttl, until, limits, now))
+        self.db.claim(owner, ttl, until, limits, now).await
     }
 
     /// Lease one given job now, whatever its `run_after` and the limits: the foreground run of
@@ -489,7 +467,7 @@ impl Store {
     ) -> Result<Option<Lease>, StoreError> {
         let now = micros(now);
         let until = queue::later(now, ttl)?;
-        on_backend!(self, claim_job(job, owner, ttl, until, now))
+        self.db.claim_job(job, owner, ttl, until, now).await
     }
 
     /// End the lease `token` on `job` now, when its owner is known to be gone (a killed
@@ -501,7 +479,7 @@ impl Store {
         token: i64,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        on_backend!(self, expire_lease(job, token, micros(now)))
+        self.db.expire_lease(job, token, micros(now)).await
     }
 
     /// A person's decision (approve, reject, cancel) as one transaction: the queue row must be
@@ -517,7 +495,9 @@ impl Store {
         action: &'static str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        on_backend!(self, decide(job, seq, event, from, action, micros(now)))
+        self.db
+            .decide(job, seq, event, from, action, micros(now))
+            .await
     }
 
     /// Extend a valid lease by its ttl from `now`; returns the new expiry, or `Fenced`.
@@ -528,7 +508,7 @@ impl Store {
     ) -> Result<DateTime<Utc>, StoreError> {
         let now = micros(now);
         let until = queue::later(now, lease.ttl)?;
-        on_backend!(self, heartbeat(lease, until, now))
+        self.db.heartbeat(lease, until, now).await
     }
 
     /// Give a valid lease back with the attempt's outcome; returns the job's new state (a
@@ -539,30 +519,32 @@ impl Store {
         outcome: &Outcome,
         now: DateTime<Utc>,
     ) -> Result<QueueState, StoreError> {
-        on_backend!(self, release(lease, outcome, &self.backoff, micros(now)))
+        self.db
+            .release(lease, outcome, &self.backoff, micros(now))
+            .await
     }
 
     /// Take back every lease expired at `now`: the job is queued again after the backoff with
     /// one more failed attempt, or dead at the attempt cap. Run it periodically on any node.
     pub async fn reap(&self, now: DateTime<Utc>) -> Result<Vec<Reaped>, StoreError> {
-        on_backend!(self, reap(&self.backoff, micros(now)))
+        self.db.reap(&self.backoff, micros(now)).await
     }
 
     /// Cancel a queued, leased or waiting job (a leased one's owner is fenced off). Returns
     /// false when it had already ended.
     pub async fn cancel(&self, job: JobId, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        on_backend!(self, cancel(job, micros(now)))
+        self.db.cancel(job, micros(now)).await
     }
 
     /// Queue a waiting, dead or cancelled job again, due now, with a fresh attempt count (a
     /// person decided). Returns false when it is already queued or leased; a done job cannot be
     /// requeued; `ActiveJob` if the ticket got another active job meanwhile.
     pub async fn requeue(&self, job: JobId, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        on_backend!(self, requeue(job, micros(now)))
+        self.db.requeue(job, micros(now)).await
     }
 
     pub async fn queue_entry(&self, job: JobId) -> Result<Option<QueueEntry>, StoreError> {
-        on_backend!(self, queue_entry(job))
+        self.db.queue_entry(job).await
     }
 
     /// Queue rows, optionally of one state, oldest first.
@@ -570,7 +552,7 @@ impl Store {
         &self,
         state: Option<QueueState>,
     ) -> Result<Vec<QueueEntry>, StoreError> {
-        on_backend!(self, queue_entries(state))
+        self.db.queue_entries(state).await
     }
 
     // ---- webhook inbox -------------------------------------------------------------------
@@ -586,7 +568,7 @@ impl Store {
         if let Some(job) = job {
             queue::check_max_attempts(job)?;
         }
-        on_backend!(self, record_delivery(delivery, job, micros(now)))
+        self.db.record_delivery(delivery, job, micros(now)).await
     }
 
     pub async fn delivery(
@@ -663,22 +645,24 @@ impl Store {
         name: &str,
         token_hash: &str,
     ) -> Result<TokenRow, StoreError> {
-        on_backend!(self, create_api_token(name, token_hash, micros(Utc::now())))
+        self.db
+            .create_api_token(name, token_hash, micros(Utc::now()))
+            .await
     }
 
     /// The active (not revoked) token with this hash.
     pub async fn find_api_token(&self, token_hash: &str) -> Result<Option<TokenRow>, StoreError> {
-        on_backend!(self, find_api_token(token_hash))
+        self.db.find_api_token(token_hash).await
     }
 
     /// Revoke a token; returns false when it was unknown or already revoked.
     pub async fn revoke_api_token(&self, id: i64) -> Result<bool, StoreError> {
-        on_backend!(self, revoke_api_token(id, micros(Utc::now())))
+        self.db.revoke_api_token(id, micros(Utc::now())).await
     }
 
     /// All tokens, revoked ones included.
     pub async fn api_tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
-        on_backend!(self, api_tokens())
+        self.db.api_tokens().await
     }
 
     // ---- metering --------------------------------------------------------------------------

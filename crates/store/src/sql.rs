@@ -9,11 +9,16 @@
 //! [`Tx::is_postgres`] at the few places that need it.
 
 use std::borrow::Cow;
+use std::path::Path;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use codemill_core::ids::JobId;
-use sqlx::postgres::{PgPool, PgRow};
-use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
 use sqlx::{ColumnIndex, Row as _};
 
 use crate::StoreError;
@@ -38,6 +43,46 @@ pub(crate) enum Tx {
 }
 
 impl Db {
+    /// Open (creating if needed) a SQLite file in WAL mode and bring its schema up to date.
+    /// Every transaction that writes starts with `BEGIN IMMEDIATE` (see [`Db::write`]).
+    pub async fn open_sqlite(path: &Path) -> Result<Db, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let opened = |source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        };
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.clone())
+            .await
+            .map_err(opened)?;
+        sqlx::migrate!("./migrations/sqlite").run(&read).await?;
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .map_err(opened)?;
+        Ok(Db::Sqlite { read, write })
+    }
+
+    /// Connect to PostgreSQL and bring its schema up to date; sqlx takes an advisory lock while
+    /// migrating, so nodes starting together are fine.
+    pub async fn connect_postgres(url: &str) -> Result<Db, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .connect(url)
+            .await
+            .map_err(StoreError::Connect)?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(Db::Postgres(pool))
+    }
+
     /// A transaction that may write. On SQLite it holds the write lock from its first
     /// statement (`BEGIN IMMEDIATE`), so a read that decides a write cannot go stale; on
     /// PostgreSQL such reads take row or advisory locks instead.

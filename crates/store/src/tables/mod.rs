@@ -7,4 +7,6 @@ mod inbox;
 mod journal;
 mod metering;
 mod notify;
+mod queue;
 mod tickets;
+mod tokens;

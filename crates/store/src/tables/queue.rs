@@ -1,24 +1,40 @@
-//! SQLite: the job queue, fenced journal appends, the webhook inbox and API tokens.
+//! The job queue: leases with fencing tokens, the state changes of control commands, and
+//! recording a local webhook delivery together with its job.
 //!
-//! One process writes at a time (`BEGIN IMMEDIATE`), so a claim's counts of leased jobs and its
-//! `UPDATE … RETURNING` of the chosen row cannot interleave with another claim, and a fenced
-//! append's token check cannot interleave with a claim or the reaper.
+//! On PostgreSQL one advisory lock serialises claimers, because counting leased jobs and
+//! leasing one more must be atomic or two claimers both see room for one more; claims are rare
+//! and short (jobs run minutes), so this costs nothing. The row itself is chosen `FOR UPDATE
+//! SKIP LOCKED`, so a claimer never waits on a row that a cancel or requeue is changing. Lease
+//! checks lock the queue row `FOR UPDATE` in the same transaction as the write they guard, so a
+//! claim or the reaper cannot change the token between the check and the write. On SQLite one
+//! process writes at a time (`BEGIN IMMEDIATE`), which gives the same guarantees.
 
 use chrono::{DateTime, Utc};
 use codemill_core::ids::JobId;
 use codemill_core::pipeline::JobEvent;
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
-use super::{Sqlite, Tx, insert_entry, insert_job, time_at, time_opt, ts};
 use crate::StoreError;
 use crate::model;
 use crate::queue::{
     self, Backoff, Current, Delivery, Enqueued, Lease, Limits, NewJob, Outcome, QueueEntry,
-    QueueState, Reaped, Recorded, TokenRow, Transition,
+    QueueState, Reaped, Recorded, Transition,
 };
+use crate::sql::{Db, Row, Tx, q};
+use crate::tables::journal::{insert_entry, insert_job};
 
-impl Sqlite {
+/// Advisory lock namespaces (PostgreSQL; see `Tx::lock`).
+const LOCK_CLAIM: i32 = 0x636d_0002;
+const LOCK_TICKET_JOBS: i32 = 0x636d_0003;
+
+fn int4(n: u32) -> Result<i32, StoreError> {
+    i32::try_from(n).map_err(|_| StoreError::Invalid(format!("{n} does not fit the database")))
+}
+
+fn attempts_of(r: &Row, column: &str) -> Result<u32, StoreError> {
+    queue::attempts(r.int(column)?)
+}
+
+impl Db {
     pub async fn enqueue(
         &self,
         job: &NewJob<'_>,
@@ -41,35 +57,37 @@ impl Sqlite {
     ) -> Result<Option<Lease>, StoreError> {
         let mut tx = self.write().await?;
         atomically!(tx, {
-            let row = sqlx::query(
-                "UPDATE queue SET state = 'leased', lease_owner = ?1, lease_token = lease_token + 1,
-                     lease_until = ?2, heartbeat_at = ?3, updated_at = ?3
+            tx.lock(LOCK_CLAIM, "").await?;
+            let row = q(
+                "UPDATE queue SET state = 'leased', lease_owner = $1, lease_token = lease_token + 1,
+                     lease_until = $2, heartbeat_at = $3, updated_at = $3
                  WHERE job_id = (
                      SELECT q.job_id FROM queue q
-                     WHERE q.state = 'queued' AND q.run_after <= ?3
-                       AND (SELECT COUNT(*) FROM queue WHERE state = 'leased') < ?4
+                     WHERE q.state = 'queued' AND q.run_after <= $3
+                       AND (SELECT COUNT(*) FROM queue WHERE state = 'leased') < $4
                        AND (SELECT COUNT(*) FROM queue l
-                            WHERE l.state = 'leased' AND l.project = q.project) < ?5
+                            WHERE l.state = 'leased' AND l.project = q.project) < $5
                      ORDER BY q.run_after, q.created_at, q.job_id
-                     LIMIT 1)
+                     LIMIT 1
+                     FOR UPDATE SKIP LOCKED)
                  RETURNING job_id, ticket_key, project, lease_token, attempts, max_attempts",
             )
             .bind(owner)
-            .bind(ts(until))
-            .bind(ts(now))
+            .bind(until)
+            .bind(now)
             .bind(queue::count(limits.global))
             .bind(queue::count(limits.per_project))
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut tx)
             .await?;
             let Some(r) = row else { return Ok(None) };
             Ok(Some(Lease {
-                job: model::job_id(&r.try_get::<String, _>("job_id")?)?,
-                ticket: model::ticket_key(&r.try_get::<String, _>("ticket_key")?)?,
-                project: r.try_get("project")?,
+                job: r.job("job_id")?,
+                ticket: model::ticket_key(&r.text("ticket_key")?)?,
+                project: r.text("project")?,
                 owner: owner.to_string(),
-                token: r.try_get("lease_token")?,
-                attempt: queue::attempts(r.try_get("attempts")?)?.saturating_add(1),
-                max_attempts: queue::attempts(r.try_get("max_attempts")?)?,
+                token: r.int("lease_token")?,
+                attempt: attempts_of(&r, "attempts")?.saturating_add(1),
+                max_attempts: attempts_of(&r, "max_attempts")?,
                 until,
                 ttl,
             }))
@@ -86,27 +104,27 @@ impl Sqlite {
     ) -> Result<Option<Lease>, StoreError> {
         let mut tx = self.write().await?;
         atomically!(tx, {
-            let row = sqlx::query(
-                "UPDATE queue SET state = 'leased', lease_owner = ?1, lease_token = lease_token + 1,
-                     lease_until = ?2, heartbeat_at = ?3, updated_at = ?3
-                 WHERE job_id = ?4 AND state = 'queued'
+            let row = q(
+                "UPDATE queue SET state = 'leased', lease_owner = $1, lease_token = lease_token + 1,
+                     lease_until = $2, heartbeat_at = $3, updated_at = $3
+                 WHERE job_id = $4 AND state = 'queued'
                  RETURNING job_id, ticket_key, project, lease_token, attempts, max_attempts",
             )
             .bind(owner)
-            .bind(ts(until))
-            .bind(ts(now))
-            .bind(job.to_string())
-            .fetch_optional(&mut *tx)
+            .bind(until)
+            .bind(now)
+            .bind(job)
+            .fetch_optional(&mut tx)
             .await?;
             let Some(r) = row else { return Ok(None) };
             Ok(Some(Lease {
-                job: model::job_id(&r.try_get::<String, _>("job_id")?)?,
-                ticket: model::ticket_key(&r.try_get::<String, _>("ticket_key")?)?,
-                project: r.try_get("project")?,
+                job: r.job("job_id")?,
+                ticket: model::ticket_key(&r.text("ticket_key")?)?,
+                project: r.text("project")?,
                 owner: owner.to_string(),
-                token: r.try_get("lease_token")?,
-                attempt: queue::attempts(r.try_get("attempts")?)?.saturating_add(1),
-                max_attempts: queue::attempts(r.try_get("max_attempts")?)?,
+                token: r.int("lease_token")?,
+                attempt: attempts_of(&r, "attempts")?.saturating_add(1),
+                max_attempts: attempts_of(&r, "max_attempts")?,
                 until,
                 ttl,
             }))
@@ -121,16 +139,14 @@ impl Sqlite {
     ) -> Result<bool, StoreError> {
         let mut tx = self.write().await?;
         atomically!(tx, {
-            let done = sqlx::query(
-                "UPDATE queue SET lease_until = ?1, updated_at = ?1
-                 WHERE job_id = ?2 AND state = 'leased' AND lease_token = ?3",
-            )
-            .bind(ts(now))
-            .bind(job.to_string())
+            let done = q("UPDATE queue SET lease_until = $1, updated_at = $1
+                 WHERE job_id = $2 AND state = 'leased' AND lease_token = $3")
+            .bind(now)
+            .bind(job)
             .bind(token)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
-            Ok(done.rows_affected() == 1)
+            Ok(done == 1)
         })
     }
 
@@ -145,6 +161,7 @@ impl Sqlite {
     ) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
         atomically!(tx, {
+            // The row lock orders this against fenced appends, claims and the reaper.
             let Some(cur) = current(&mut tx, job).await? else {
                 return Err(StoreError::NotQueued(job));
             };
@@ -155,16 +172,16 @@ impl Sqlite {
                     action,
                 });
             }
-            insert_entry(&mut tx, job, seq, event, &ts(now)).await?;
-            sqlx::query(
-                "UPDATE queue SET state = 'queued', attempts = 0, run_after = ?1, last_error = NULL,
+            insert_entry(&mut tx, job, seq, event, now).await?;
+            q(
+                "UPDATE queue SET state = 'queued', attempts = 0, run_after = $1, last_error = NULL,
                      lease_owner = NULL, lease_until = NULL, lease_token = lease_token + 1,
-                     updated_at = ?1
-                 WHERE job_id = ?2",
+                     updated_at = $1
+                 WHERE job_id = $2",
             )
-            .bind(ts(now))
-            .bind(job.to_string())
-            .execute(&mut *tx)
+            .bind(now)
+            .bind(job)
+            .execute(&mut tx)
             .await?;
             Ok(())
         })
@@ -179,14 +196,13 @@ impl Sqlite {
         let mut tx = self.write().await?;
         atomically!(tx, {
             queue::check_lease(lease, current(&mut tx, lease.job).await?.as_ref(), now)?;
-            sqlx::query(
-                "UPDATE queue SET lease_until = ?, heartbeat_at = ?, updated_at = ? WHERE job_id = ?",
+            q(
+                "UPDATE queue SET lease_until = $1, heartbeat_at = $2, updated_at = $2 WHERE job_id = $3",
             )
-            .bind(ts(until))
-            .bind(ts(now))
-            .bind(ts(now))
-            .bind(lease.job.to_string())
-            .execute(&mut *tx)
+            .bind(until)
+            .bind(now)
+            .bind(lease.job)
+            .execute(&mut tx)
             .await?;
             Ok(until)
         })
@@ -219,11 +235,14 @@ impl Sqlite {
     ) -> Result<Vec<Reaped>, StoreError> {
         let mut tx = self.write().await?;
         atomically!(tx, {
-            let rows = sqlx::query(
-                "SELECT * FROM queue WHERE state = 'leased' AND lease_until <= ? ORDER BY lease_until",
+            // SKIP LOCKED: a row locked right now is being heartbeaten or released by its owner, or
+            // reaped by another node; either way not ours to reap in this round.
+            let rows = q(
+                "SELECT * FROM queue WHERE state = 'leased' AND lease_until <= $1
+                 ORDER BY lease_until FOR UPDATE SKIP LOCKED",
             )
-            .bind(ts(now))
-            .fetch_all(&mut *tx)
+            .bind(now)
+            .fetch_all(&mut tx)
             .await?;
             let mut reaped = Vec::with_capacity(rows.len());
             for r in &rows {
@@ -263,24 +282,35 @@ impl Sqlite {
     pub async fn requeue(&self, job: JobId, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let mut tx = self.write().await?;
         atomically!(tx, {
+            let ticket: Option<String> = q("SELECT ticket_key FROM queue WHERE job_id = $1")
+                .bind(job)
+                .fetch_optional(&mut tx)
+                .await?
+                .map(|r| r.text(0))
+                .transpose()?;
+            let Some(ticket) = ticket else {
+                return Err(StoreError::NotQueued(job));
+            };
+            // Same lock as enqueue: the ticket's active job cannot change under us.
+            tx.lock(LOCK_TICKET_JOBS, &ticket).await?;
             let Some(cur) = current(&mut tx, job).await? else {
                 return Err(StoreError::NotQueued(job));
             };
             if !queue::requeue_allowed(job, cur.state)? {
                 return Ok(false);
             }
-            // The write lock is held, so the active job seen here is still active at the update.
-            let other = sqlx::query(
-                "SELECT o.job_id, o.ticket_key FROM queue o JOIN queue q ON q.ticket_key = o.ticket_key
-                 WHERE q.job_id = ?1 AND o.job_id <> ?1 AND o.state IN ('queued', 'leased', 'waiting')",
+            let other = q(
+                "SELECT job_id FROM queue WHERE ticket_key = $1 AND job_id <> $2
+                   AND state IN ('queued', 'leased', 'waiting')",
             )
-            .bind(job.to_string())
-            .fetch_optional(&mut *tx)
+            .bind(&ticket)
+            .bind(job)
+            .fetch_optional(&mut tx)
             .await?;
             if let Some(other) = other {
                 return Err(StoreError::ActiveJob {
-                    ticket: other.try_get("ticket_key")?,
-                    job: model::job_id(&other.try_get::<String, _>("job_id")?)?,
+                    ticket,
+                    job: other.job("job_id")?,
                 });
             }
             let next = Transition {
@@ -295,9 +325,9 @@ impl Sqlite {
     }
 
     pub async fn queue_entry(&self, job: JobId) -> Result<Option<QueueEntry>, StoreError> {
-        let row = sqlx::query("SELECT * FROM queue WHERE job_id = ?")
-            .bind(job.to_string())
-            .fetch_optional(&self.pool)
+        let row = q("SELECT * FROM queue WHERE job_id = $1")
+            .bind(job)
+            .fetch_optional(self.read())
             .await?;
         row.map(|r| entry_from_row(&r)).transpose()
     }
@@ -306,11 +336,11 @@ impl Sqlite {
         &self,
         state: Option<QueueState>,
     ) -> Result<Vec<QueueEntry>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT * FROM queue WHERE (?1 IS NULL OR state = ?1) ORDER BY created_at, job_id",
+        let rows = q(
+            "SELECT * FROM queue WHERE ($1::text IS NULL OR state = $1) ORDER BY created_at, job_id",
         )
         .bind(state.map(QueueState::as_str))
-        .fetch_all(&self.pool)
+        .fetch_all(self.read())
         .await?;
         rows.iter().map(entry_from_row).collect()
     }
@@ -325,7 +355,7 @@ impl Sqlite {
         let mut tx = self.write().await?;
         atomically!(tx, {
             queue::check_lease(lease, current(&mut tx, lease.job).await?.as_ref(), now)?;
-            insert_entry(&mut tx, lease.job, seq, event, &ts(now)).await?;
+            insert_entry(&mut tx, lease.job, seq, event, now).await?;
             Ok(())
         })
     }
@@ -340,140 +370,77 @@ impl Sqlite {
     ) -> Result<Recorded, StoreError> {
         let mut tx = self.write().await?;
         atomically!(tx, {
-            let inserted = sqlx::query(
-                "INSERT INTO inbox (provider, delivery_id, headers, body, received_at) VALUES (?, ?, ?, ?, ?)
+            // A concurrent insert of the same key waits for the first transaction, then does nothing.
+            let inserted = q(
+                "INSERT INTO inbox (provider, delivery_id, headers, body, received_at)
+                 VALUES ($1, $2, $3::jsonb, $4, $5)
                  ON CONFLICT (provider, delivery_id) DO NOTHING RETURNING id",
             )
             .bind(delivery.provider)
             .bind(delivery.delivery_id)
             .bind(model::to_json(delivery.headers)?)
             .bind(delivery.body)
-            .bind(ts(now))
-            .fetch_optional(&mut *tx)
+            .bind(now)
+            .fetch_optional(&mut tx)
             .await?;
             let Some(inserted) = inserted else {
                 return Ok(Recorded::Duplicate);
             };
-            let id: i64 = inserted.try_get(0)?;
+            let id = inserted.int(0)?;
             let enqueued = match job {
                 Some(job) => Some(enqueue_in(&mut tx, job, now).await?),
                 None => None,
             };
             if let Some(enqueued) = enqueued {
-                sqlx::query("UPDATE inbox SET job_id = ? WHERE id = ?")
-                    .bind(enqueued.job().to_string())
+                q("UPDATE inbox SET job_id = $1 WHERE id = $2")
+                    .bind(enqueued.job())
                     .bind(id)
-                    .execute(&mut *tx)
+                    .execute(&mut tx)
                     .await?;
             }
             Ok(Recorded::Inserted { job: enqueued })
         })
     }
-
-    // ---- API tokens ----------------------------------------------------------------------
-
-    pub async fn create_api_token(
-        &self,
-        name: &str,
-        token_hash: &str,
-        now: DateTime<Utc>,
-    ) -> Result<TokenRow, StoreError> {
-        let mut tx = self.write().await?;
-        atomically!(tx, {
-            let clash = sqlx::query(
-                "SELECT token_hash = ?1 FROM api_tokens WHERE token_hash = ?1 OR (name = ?2 AND revoked_at IS NULL)",
-            )
-            .bind(token_hash)
-            .bind(name)
-            .fetch_all(&mut *tx)
-            .await?;
-            for r in &clash {
-                if r.try_get::<bool, _>(0)? {
-                    return Err(StoreError::DuplicateToken);
-                }
-            }
-            if !clash.is_empty() {
-                return Err(StoreError::TokenNameTaken(name.to_string()));
-            }
-            let row = sqlx::query(
-                "INSERT INTO api_tokens (name, token_hash, created_at) VALUES (?, ?, ?) RETURNING *",
-            )
-            .bind(name)
-            .bind(token_hash)
-            .bind(ts(now))
-            .fetch_one(&mut *tx)
-            .await?;
-            token_from_row(&row)
-        })
-    }
-
-    pub async fn find_api_token(&self, token_hash: &str) -> Result<Option<TokenRow>, StoreError> {
-        let row =
-            sqlx::query("SELECT * FROM api_tokens WHERE token_hash = ? AND revoked_at IS NULL")
-                .bind(token_hash)
-                .fetch_optional(&self.pool)
-                .await?;
-        row.map(|r| token_from_row(&r)).transpose()
-    }
-
-    pub async fn revoke_api_token(&self, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let result =
-            sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-                .bind(ts(now))
-                .bind(id)
-                .execute(&self.writer)
-                .await?;
-        Ok(result.rows_affected() == 1)
-    }
-
-    pub async fn api_tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM api_tokens ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(token_from_row).collect()
-    }
 }
 
-/// Create the job and its queue row, or return the ticket's active job (the caller holds the
-/// write lock, so no other enqueue can slip in between the check and the insert).
+/// Create the job and its queue row, or return the ticket's active job. The advisory lock on
+/// the ticket orders concurrent enqueues, so the second one sees the first one's job.
 async fn enqueue_in(
     tx: &mut Tx,
     job: &NewJob<'_>,
     now: DateTime<Utc>,
 ) -> Result<Enqueued, StoreError> {
-    let active: Option<String> = sqlx::query(
-        "SELECT job_id FROM queue WHERE ticket_key = ? AND state IN ('queued', 'leased', 'waiting')",
+    let ticket = job.ticket.to_string();
+    tx.lock(LOCK_TICKET_JOBS, &ticket).await?;
+    let active = q(
+        "SELECT job_id FROM queue WHERE ticket_key = $1 AND state IN ('queued', 'leased', 'waiting')",
     )
-    .bind(job.ticket.to_string())
-    .fetch_optional(&mut **tx)
-    .await?
-    .map(|r| r.try_get(0))
-    .transpose()?;
+    .bind(&ticket)
+    .fetch_optional(&mut *tx)
+    .await?;
     if let Some(active) = active {
-        return Ok(Enqueued::Existing(model::job_id(&active)?));
+        return Ok(Enqueued::Existing(active.job("job_id")?));
     }
-    let at = ts(now);
-    insert_job(tx, job.id, job.ticket, job.created, &at).await?;
-    sqlx::query(
+    insert_job(tx, job.id, job.ticket, job.created, now).await?;
+    q(
         "INSERT INTO queue (job_id, ticket_key, project, state, run_after, max_attempts, created_at, updated_at)
-         VALUES (?, ?, ?, 'queued', ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, 'queued', $4, $5, $4, $4)",
     )
-    .bind(job.id.to_string())
-    .bind(job.ticket.to_string())
+    .bind(job.id)
+    .bind(&ticket)
     .bind(job.ticket.project())
-    .bind(&at)
-    .bind(i64::from(job.max_attempts))
-    .bind(&at)
-    .bind(&at)
-    .execute(&mut **tx)
+    .bind(now)
+    .bind(int4(job.max_attempts)?)
+    .execute(&mut *tx)
     .await?;
     Ok(Enqueued::Created(job.id))
 }
 
+/// The job's queue row, locked until the transaction ends.
 async fn current(tx: &mut Tx, job: JobId) -> Result<Option<Current>, StoreError> {
-    let row = sqlx::query("SELECT * FROM queue WHERE job_id = ?")
-        .bind(job.to_string())
-        .fetch_optional(&mut **tx)
+    let row = q("SELECT * FROM queue WHERE job_id = $1 FOR UPDATE")
+        .bind(job)
+        .fetch_optional(&mut *tx)
         .await?;
     Ok(row
         .map(|r| entry_from_row(&r))
@@ -498,47 +465,38 @@ async fn apply(
     next: &Transition,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE queue SET state = ?, attempts = ?, run_after = COALESCE(?, run_after),
-             last_error = COALESCE(?, last_error), lease_owner = NULL, lease_until = NULL,
-             updated_at = ?
-         WHERE job_id = ?",
+    q(
+        "UPDATE queue SET state = $1, attempts = $2, run_after = COALESCE($3, run_after),
+             last_error = COALESCE($4, last_error), lease_owner = NULL, lease_until = NULL,
+             updated_at = $5
+         WHERE job_id = $6",
     )
     .bind(next.state.as_str())
-    .bind(i64::from(next.attempts))
-    .bind(next.run_after.map(ts))
+    .bind(int4(next.attempts)?)
+    .bind(next.run_after)
     .bind(next.last_error.as_deref())
-    .bind(ts(now))
-    .bind(job.to_string())
-    .execute(&mut **tx)
+    .bind(now)
+    .bind(job)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
 
-fn entry_from_row(r: &SqliteRow) -> Result<QueueEntry, StoreError> {
+fn entry_from_row(r: &Row) -> Result<QueueEntry, StoreError> {
     Ok(QueueEntry {
-        job: model::job_id(&r.try_get::<String, _>("job_id")?)?,
-        ticket: model::ticket_key(&r.try_get::<String, _>("ticket_key")?)?,
-        project: r.try_get("project")?,
-        state: queue::parse_state(&r.try_get::<String, _>("state")?)?,
-        run_after: time_at(r, "run_after")?,
-        attempts: queue::attempts(r.try_get("attempts")?)?,
-        max_attempts: queue::attempts(r.try_get("max_attempts")?)?,
-        lease_owner: r.try_get("lease_owner")?,
-        lease_token: r.try_get("lease_token")?,
-        lease_until: time_opt(r, "lease_until")?,
-        heartbeat_at: time_opt(r, "heartbeat_at")?,
-        last_error: r.try_get("last_error")?,
-        created_at: time_at(r, "created_at")?,
-        updated_at: time_at(r, "updated_at")?,
-    })
-}
-
-fn token_from_row(r: &SqliteRow) -> Result<TokenRow, StoreError> {
-    Ok(TokenRow {
-        id: r.try_get("id")?,
-        name: r.try_get("name")?,
-        created_at: time_at(r, "created_at")?,
-        revoked_at: time_opt(r, "revoked_at")?,
+        job: r.job("job_id")?,
+        ticket: model::ticket_key(&r.text("ticket_key")?)?,
+        project: r.text("project")?,
+        state: queue::parse_state(&r.text("state")?)?,
+        run_after: r.time("run_after")?,
+        attempts: attempts_of(r, "attempts")?,
+        max_attempts: attempts_of(r, "max_attempts")?,
+        lease_owner: r.opt_text("lease_owner")?,
+        lease_token: r.int("lease_token")?,
+        lease_until: r.opt_time("lease_until")?,
+        heartbeat_at: r.opt_time("heartbeat_at")?,
+        last_error: r.opt_text("last_error")?,
+        created_at: r.time("created_at")?,
+        updated_at: r.time("updated_at")?,
     })
 }
