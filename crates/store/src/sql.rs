@@ -10,6 +10,7 @@
 
 use std::borrow::Cow;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -22,6 +23,7 @@ use sqlx::sqlite::{
 use sqlx::{ColumnIndex, Row as _};
 
 use crate::StoreError;
+use crate::tables::Ingest;
 
 /// The pools of whichever backend this store has.
 #[derive(Debug, Clone)]
@@ -32,6 +34,8 @@ pub(crate) enum Db {
         /// Writes: one connection, so this process's writers take turns in order instead of
         /// meeting on SQLite's file lock, whose busy handler sleeps between tries.
         write: SqlitePool,
+        /// Deliveries waiting to be written together (`tables::ingest`).
+        ingest: Arc<Ingest>,
     },
     Postgres(PgPool),
 }
@@ -68,7 +72,11 @@ impl Db {
             .connect_with(options)
             .await
             .map_err(opened)?;
-        Ok(Db::Sqlite { read, write })
+        Ok(Db::Sqlite {
+            read,
+            write,
+            ingest: Arc::default(),
+        })
     }
 
     /// Connect to PostgreSQL and bring its schema up to date; sqlx takes an advisory lock while
@@ -109,7 +117,7 @@ impl Db {
 
     pub async fn close(&self) {
         match self {
-            Db::Sqlite { read, write } => {
+            Db::Sqlite { read, write, .. } => {
                 read.close().await;
                 write.close().await;
             }

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use crate::StoreError;
 use crate::model;
 use crate::queue::{Delivery, InboxPruned, InboxRow, InboxState, Recorded, Settled};
-use crate::sql::{Db, Row, q};
+use crate::sql::{Db, Row, Tx, q};
 
 /// A delivery nothing can need any more: it was processed, and it started no job or its job is
 /// no longer active.
@@ -69,31 +69,6 @@ impl Db {
         .await?
         .map(|r| row(&r, true))
         .transpose()
-    }
-
-    pub async fn accept_delivery(
-        &self,
-        delivery: &Delivery<'_>,
-        now: DateTime<Utc>,
-    ) -> Result<Recorded, StoreError> {
-        // A concurrent insert of the same key waits for the first transaction, then does nothing.
-        let inserted = q(
-            "INSERT INTO inbox (provider, delivery_id, headers, body, received_at, state, next_at)
-             VALUES ($1, $2, $3::jsonb, $4, $5, 'pending', $5)
-             ON CONFLICT (provider, delivery_id) DO NOTHING",
-        )
-        .bind(delivery.provider)
-        .bind(delivery.delivery_id)
-        .bind(model::to_json(delivery.headers)?)
-        .bind(delivery.body)
-        .bind(now)
-        .execute(self.writer())
-        .await?;
-        Ok(if inserted == 0 {
-            Recorded::Duplicate
-        } else {
-            Recorded::Inserted { job: None }
-        })
     }
 
     pub async fn claim_deliveries(
@@ -178,4 +153,31 @@ impl Db {
         .await?;
         Ok(InboxPruned { cleared, deleted })
     }
+}
+
+/// Store an outside delivery, `pending` until the inbox processor claims it, in the caller's
+/// transaction.
+pub(crate) async fn accept_in(
+    tx: &mut Tx,
+    delivery: &Delivery<'_>,
+    now: DateTime<Utc>,
+) -> Result<Recorded, StoreError> {
+    // A concurrent insert of the same key waits for the first transaction, then does nothing.
+    let inserted = q(
+        "INSERT INTO inbox (provider, delivery_id, headers, body, received_at, state, next_at)
+         VALUES ($1, $2, $3::jsonb, $4, $5, 'pending', $5)
+         ON CONFLICT (provider, delivery_id) DO NOTHING",
+    )
+    .bind(delivery.provider)
+    .bind(delivery.delivery_id)
+    .bind(model::to_json(delivery.headers)?)
+    .bind(delivery.body)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    Ok(if inserted == 0 {
+        Recorded::Duplicate
+    } else {
+        Recorded::Inserted { job: None }
+    })
 }

@@ -4,9 +4,12 @@
 
 mod events;
 mod inbox;
+mod ingest;
 mod journal;
 mod metering;
 mod notify;
 mod queue;
 mod tickets;
 mod tokens;
+
+pub(crate) use ingest::Ingest;

@@ -361,46 +361,45 @@ impl Db {
     }
 
     // ---- webhook inbox -------------------------------------------------------------------
+}
 
-    pub async fn record_delivery(
-        &self,
-        delivery: &Delivery<'_>,
-        job: Option<&NewJob<'_>>,
-        now: DateTime<Utc>,
-    ) -> Result<Recorded, StoreError> {
-        let mut tx = self.write().await?;
-        atomically!(tx, {
-            // A concurrent insert of the same key waits for the first transaction, then does nothing.
-            let inserted = q(
-                "INSERT INTO inbox (provider, delivery_id, headers, body, received_at)
-                 VALUES ($1, $2, $3::jsonb, $4, $5)
-                 ON CONFLICT (provider, delivery_id) DO NOTHING RETURNING id",
-            )
-            .bind(delivery.provider)
-            .bind(delivery.delivery_id)
-            .bind(model::to_json(delivery.headers)?)
-            .bind(delivery.body)
-            .bind(now)
-            .fetch_optional(&mut tx)
+/// Record a delivery and, when asked, start (or join) the ticket's job, in the caller's
+/// transaction.
+pub(crate) async fn record_in(
+    tx: &mut Tx,
+    delivery: &Delivery<'_>,
+    job: Option<&NewJob<'_>>,
+    now: DateTime<Utc>,
+) -> Result<Recorded, StoreError> {
+    // A concurrent insert of the same key waits for the first transaction, then does nothing.
+    let inserted = q(
+        "INSERT INTO inbox (provider, delivery_id, headers, body, received_at)
+         VALUES ($1, $2, $3::jsonb, $4, $5)
+         ON CONFLICT (provider, delivery_id) DO NOTHING RETURNING id",
+    )
+    .bind(delivery.provider)
+    .bind(delivery.delivery_id)
+    .bind(model::to_json(delivery.headers)?)
+    .bind(delivery.body)
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(inserted) = inserted else {
+        return Ok(Recorded::Duplicate);
+    };
+    let id = inserted.int(0)?;
+    let enqueued = match job {
+        Some(job) => Some(enqueue_in(tx, job, now).await?),
+        None => None,
+    };
+    if let Some(enqueued) = enqueued {
+        q("UPDATE inbox SET job_id = $1 WHERE id = $2")
+            .bind(enqueued.job())
+            .bind(id)
+            .execute(&mut *tx)
             .await?;
-            let Some(inserted) = inserted else {
-                return Ok(Recorded::Duplicate);
-            };
-            let id = inserted.int(0)?;
-            let enqueued = match job {
-                Some(job) => Some(enqueue_in(&mut tx, job, now).await?),
-                None => None,
-            };
-            if let Some(enqueued) = enqueued {
-                q("UPDATE inbox SET job_id = $1 WHERE id = $2")
-                    .bind(enqueued.job())
-                    .bind(id)
-                    .execute(&mut tx)
-                    .await?;
-            }
-            Ok(Recorded::Inserted { job: enqueued })
-        })
     }
+    Ok(Recorded::Inserted { job: enqueued })
 }
 
 /// Create the job and its queue row, or return the ticket's active job. The advisory lock on

@@ -429,3 +429,63 @@ pub async fn concurrent_claims_take_each_delivery_once(db: Db) {
     want.sort();
     assert_eq!(all, want);
 }
+
+/// Deliveries arriving together may be written in one transaction (SQLite's group commit);
+/// each is still answered with its own outcome, and one that fails fails only itself.
+pub async fn deliveries_arriving_together_each_get_their_own_outcome(db: Db) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 1..=60u32 {
+        let s = db.store.clone();
+        tasks.spawn(async move {
+            // Tickets repeat (n and n + 30 share one), so half the deliveries join a job; the
+            // one that fails has a ticket of its own.
+            let ticket = if n == 7 {
+                key("B-1")
+            } else {
+                key(&format!("A-{}", (n - 1) % 30 + 1))
+            };
+            let ev = created(&ticket);
+            let job = NewJob {
+                id: JobId::new(),
+                ticket: &ticket,
+                created: &ev,
+                // Refused by the queue's CHECK: this delivery's transaction fails.
+                max_attempts: if n == 7 { 0 } else { 3 },
+            };
+            let id = format!("d-{n}");
+            let recorded = s
+                .record_delivery(&delivery("github", &id, b"{}"), Some(&job), at(0))
+                .await;
+            (n, recorded)
+        });
+    }
+    let mut created = 0;
+    let mut joined = 0;
+    for (n, recorded) in tasks.join_all().await {
+        match recorded {
+            Err(e) => assert_eq!(n, 7, "delivery {n} failed: {e}"),
+            Ok(Recorded::Inserted {
+                job: Some(Enqueued::Created(_)),
+            }) => created += 1,
+            Ok(Recorded::Inserted {
+                job: Some(Enqueued::Existing(_)),
+            }) => joined += 1,
+            Ok(other) => panic!("delivery {n}: {other:?}"),
+        }
+    }
+    assert_eq!(created + joined, 59);
+    assert_eq!(created, 30, "one job per ticket");
+    assert_eq!(db.store.jobs().await.unwrap().len(), 30);
+    assert!(db.store.delivery("github", "d-7").await.unwrap().is_none());
+    assert!(db.store.delivery("github", "d-37").await.unwrap().is_some());
+    assert_eq!(
+        db.store
+            .deliveries(None, 100)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|d| d.job.is_some())
+            .count(),
+        59
+    );
+}
