@@ -8,6 +8,7 @@ mod crash;
 mod demo;
 mod doctor;
 mod harness;
+mod jira_linear;
 mod mixed;
 mod one_path;
 mod outside;
