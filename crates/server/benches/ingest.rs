@@ -214,7 +214,60 @@ async fn run(name: &str, store: Store, deliveries: usize, concurrency: usize) {
             .unwrap();
     }
     let per_op = t.elapsed().as_secs_f64() * 1e6 / extra as f64;
-    let jobs = store.jobs().await.unwrap().len() - extra;
+    // The store alone again, with as many writers at once as the HTTP load had.
+    let mut concurrent_keys = Vec::new();
+    for i in 0..deliveries {
+        concurrent_keys.push(
+            store
+                .create_ticket(&project, &format!("together {i}"), "b", &[])
+                .await
+                .unwrap()
+                .key,
+        );
+    }
+    let concurrent_keys = Arc::new(std::sync::Mutex::new(concurrent_keys));
+    let t = Instant::now();
+    let mut writers = tokio::task::JoinSet::new();
+    for w in 0..concurrency {
+        let store = store.clone();
+        let keys = concurrent_keys.clone();
+        writers.spawn(async move {
+            let mut n = 0;
+            loop {
+                let Some(key) = keys.lock().unwrap().pop() else {
+                    return;
+                };
+                n += 1;
+                let created = codemill_core::pipeline::JobEvent::Created {
+                    ticket: key.clone(),
+                    project: "BENCH".parse().unwrap(),
+                    max_rounds: 3,
+                    acknowledge: false,
+                    follow_pr: false,
+                };
+                let job = codemill_store::NewJob {
+                    id: JobId::new(),
+                    ticket: &key,
+                    created: &created,
+                    max_attempts: 3,
+                };
+                let id = format!("together-{w}-{n}");
+                let delivery = codemill_store::Delivery {
+                    provider: "local",
+                    delivery_id: &id,
+                    headers: &[],
+                    body: b"{}",
+                };
+                store
+                    .record_delivery(&delivery, Some(&job), chrono::Utc::now())
+                    .await
+                    .unwrap();
+            }
+        });
+    }
+    writers.join_all().await;
+    let together = deliveries as f64 / t.elapsed().as_secs_f64();
+    let jobs = store.jobs().await.unwrap().len() - extra - deliveries;
     println!("== {name}: {deliveries} deliveries, concurrency {concurrency} ==");
     println!("  {}", health_load.line("GET /health"));
     println!("  {}", hook_load.line("POST /webhooks/local"));
@@ -225,6 +278,10 @@ async fn run(name: &str, store: Store, deliveries: usize, concurrency: usize) {
         hook_load.pct(99.0) / health_load.pct(99.0).max(1e-9),
     );
     println!("  store alone: record_delivery with its job, one at a time: {per_op:.0} µs each");
+    println!(
+        "  store alone: {concurrency} writers at once: {together:.0} deliveries/s ({:.2}x one at a time)",
+        together * per_op / 1e6
+    );
     assert_eq!(jobs, deliveries, "every delivery made its job");
     server.abort();
 }
