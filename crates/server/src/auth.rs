@@ -50,7 +50,15 @@ pub(crate) async fn require_token(
         Err(e) => {
             // Details go to the log only: this caller is not authenticated.
             tracing::error!(error = %e, "looking up an API token failed");
-            ApiError::Internal("could not check the API token".into()).into_response()
+            if e.is_unavailable() {
+                ApiError::Unavailable(
+                    "the store is unreachable, so the API token cannot be checked; try again"
+                        .into(),
+                )
+                .into_response()
+            } else {
+                ApiError::Internal("could not check the API token".into()).into_response()
+            }
         }
     }
 }

@@ -63,6 +63,7 @@ impl ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Store(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Store(StoreError::NoTicket(_)) => StatusCode::NOT_FOUND,
             ApiError::Store(StoreError::ActiveJob { .. })
             | ApiError::Store(StoreError::InvalidTransition { .. }) => StatusCode::CONFLICT,

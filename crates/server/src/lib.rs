@@ -36,6 +36,7 @@ mod api;
 mod auth;
 mod control;
 mod error;
+mod health;
 mod inbox;
 mod metrics;
 pub mod outside;
@@ -143,6 +144,7 @@ struct Inner {
     inbox_max_attempts: u32,
     /// Told when this node accepted an outside delivery, so it is processed at once.
     inbox_wake: tokio::sync::Notify,
+    probe: health::Probe,
 }
 
 impl AppState {
@@ -220,6 +222,7 @@ impl AppState {
                 inbox_retry: config.inbox_retry,
                 inbox_max_attempts: config.inbox_max_attempts.max(1),
                 inbox_wake: tokio::sync::Notify::new(),
+                probe: health::Probe::default(),
             }),
         })
     }
@@ -251,6 +254,10 @@ impl AppState {
     /// Process the outside deliveries just accepted now rather than at the next poll.
     pub(crate) fn wake_inbox(&self) {
         self.inner.inbox_wake.notify_one();
+    }
+
+    pub(crate) fn probe(&self) -> &health::Probe {
+        &self.inner.probe
     }
 
     pub(crate) fn body_limit(&self) -> usize {
@@ -297,7 +304,8 @@ pub fn router(state: AppState) -> Router {
         HeaderName::from_static("x-codemill-token"),
     ]);
     Router::new()
-        .route("/health", get(health))
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
         .route("/metrics", get(metrics::render))
         .route("/webhooks/{provider}", post(webhook::receive))
         .route("/webhooks/{provider}/{project}", post(outside::receive))
@@ -391,10 +399,4 @@ async fn prune_inbox(state: AppState) {
             Err(e) => tracing::warn!(error = %e, "could not prune the webhook inbox"),
         }
     }
-}
-
-async fn health(
-    axum::extract::State(state): axum::extract::State<AppState>,
-) -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({ "status": "ok", "store": state.store().backend() }))
 }

@@ -51,6 +51,24 @@ pub enum StoreError {
     Invalid(String),
 }
 
+impl StoreError {
+    /// The database could not be reached (no connection within the acquire timeout, or the
+    /// connection broke): the request may succeed later, unlike a refused or invalid one.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Connect(_)
+                | StoreError::Sql(
+                    sqlx::Error::PoolTimedOut
+                        | sqlx::Error::PoolClosed
+                        | sqlx::Error::Io(_)
+                        | sqlx::Error::Tls(_)
+                        | sqlx::Error::WorkerCrashed
+                )
+        )
+    }
+}
+
 /// Why a lease was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FenceReason {

@@ -144,6 +144,11 @@ impl Store {
         self.backoff
     }
 
+    /// One round trip to the database: `Ok` when it answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.db.ping().await
+    }
+
     /// "sqlite" or "postgres".
     pub fn backend(&self) -> &'static str {
         if self.db.is_postgres() {

@@ -25,6 +25,9 @@ use sqlx::{ColumnIndex, Row as _};
 use crate::StoreError;
 use crate::tables::Ingest;
 
+/// How long a PostgreSQL statement waits for a connection (including making one).
+pub(crate) const PG_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The pools of whichever backend this store has.
 #[derive(Debug, Clone)]
 pub(crate) enum Db {
@@ -80,10 +83,13 @@ impl Db {
     }
 
     /// Connect to PostgreSQL and bring its schema up to date; sqlx takes an advisory lock while
-    /// migrating, so nodes starting together are fine.
+    /// migrating, so nodes starting together are fine. A statement that gets no connection
+    /// within [`PG_ACQUIRE_TIMEOUT`] fails (`StoreError::is_unavailable`) instead of hanging
+    /// while the database is down.
     pub async fn connect_postgres(url: &str) -> Result<Db, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(10)
+            .acquire_timeout(PG_ACQUIRE_TIMEOUT)
             .connect(url)
             .await
             .map_err(StoreError::Connect)?;
@@ -113,6 +119,12 @@ impl Db {
 
     pub fn is_postgres(&self) -> bool {
         matches!(self, Db::Postgres(_))
+    }
+
+    /// One round trip to the database.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        q("SELECT 1").fetch_one(self.read()).await?;
+        Ok(())
     }
 
     pub async fn close(&self) {

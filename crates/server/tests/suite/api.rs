@@ -411,7 +411,13 @@ async fn health_and_metrics_answer() {
     let r = get(&server, "/health", None).await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
-    assert_eq!(v, json!({ "status": "ok", "store": "sqlite" }));
+    assert_eq!(
+        v,
+        json!({ "status": "ok", "store": "sqlite", "store_reachable": true })
+    );
+    let r = get(&server, "/ready", None).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({ "ready": true }));
 
     let ticket = server.ticket("PROJ", "t").await;
     server.deliver("d-1", &ready(&ticket.key.to_string())).await;

@@ -78,6 +78,14 @@ impl Db {
         }
     }
 
+    /// The database URL, for PostgreSQL.
+    pub fn postgres_url(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::Postgres { url, .. } => Some(url),
+            Kind::Sqlite { .. } => None,
+        }
+    }
+
     /// Rows in a table, counted behind the store's back.
     pub async fn count(&self, table: &str) -> i64 {
         let sql = format!("SELECT COUNT(*) FROM {table}");

@@ -6,6 +6,7 @@
 mod api;
 mod harness;
 mod logs;
+mod outage;
 mod outside;
 mod postgres;
 mod webhooks;
