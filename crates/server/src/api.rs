@@ -150,14 +150,23 @@ pub(crate) async fn ticket(
     ))
 }
 
-/// `GET /api/jobs/{id}`: the job's summary and its whole journal.
+/// The job a path names, by its whole id or the short form the CLI prints.
+async fn find_job(app: &AppState, text: &str) -> Result<JobId, ApiError> {
+    match app.store().find_job(text).await {
+        Ok(Some(id)) => Ok(id),
+        Ok(None) => Err(ApiError::NotFound(format!("no job {text}"))),
+        Err(codemill_store::StoreError::Invalid(why)) => Err(ApiError::BadRequest(why)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `GET /api/jobs/{id}` (the whole id or the short form the CLI prints): the job's summary and
+/// its whole journal.
 pub(crate) async fn job(
     State(app): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let id: JobId = id
-        .parse()
-        .map_err(|_| ApiError::BadRequest(format!("invalid job id {id:?}")))?;
+    let id = find_job(&app, &id).await?;
     let job = load_job(&app, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))?;
@@ -314,9 +323,7 @@ pub(crate) async fn activity(
     Path(id): Path<String>,
     Query(query): Query<EventsQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let id: JobId = id
-        .parse()
-        .map_err(|_| ApiError::BadRequest(format!("invalid job id {id:?}")))?;
+    let id = find_job(&app, &id).await?;
     if query.after < 0 {
         return Err(ApiError::BadRequest("after must be 0 or more".into()));
     }

@@ -144,6 +144,12 @@ impl Store {
         self.backoff
     }
 
+    /// The job whose id is `text`: a whole UUID, or the short form the CLI prints (the last 8
+    /// to 12 hex digits); `Invalid` when that is no job id or names more than one job.
+    pub async fn find_job(&self, text: &str) -> Result<Option<JobId>, StoreError> {
+        self.db.find_job(text).await
+    }
+
     /// One round trip to the database: `Ok` when it answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.db.ping().await

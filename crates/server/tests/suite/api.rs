@@ -125,6 +125,15 @@ async fn ticket_and_job_views() {
     assert_eq!(v["job"]["ticket"], ticket.key.to_string());
     assert_eq!(v["journal"].as_array().unwrap().len(), 1);
     assert_eq!(v["journal"][0]["event"]["type"], "created");
+    // The short form the CLI prints names the same job.
+    let short = job.replace('-', "");
+    let short = &short[short.len() - 8..];
+    let v: Value = get(&server, &format!("/api/jobs/{short}"), Some(&t))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["job"]["id"], job);
 
     for (path, status) in [
         ("/api/tickets/PROJ-99".to_string(), 404),

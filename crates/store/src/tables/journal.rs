@@ -11,6 +11,31 @@ use crate::sql::{Db, Row, Tx, q};
 use crate::tables::events;
 
 impl Db {
+    /// The job whose id is `text`: a whole UUID, or the short form the CLI prints (its last 8
+    /// to 12 hex digits). `Invalid` when the short form names more than one job.
+    pub async fn find_job(&self, text: &str) -> Result<Option<JobId>, StoreError> {
+        if let Ok(id) = text.parse::<JobId>() {
+            return Ok(Some(id));
+        }
+        let short = text.to_ascii_lowercase();
+        if !(8..=12).contains(&short.len()) || !short.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(StoreError::Invalid(format!(
+                "{text:?} is not a job id (a UUID, or the last 8 to 12 hex digits of one)"
+            )));
+        }
+        let rows = q("SELECT id FROM jobs WHERE CAST(id AS TEXT) LIKE $1 LIMIT 2")
+            .bind(format!("%{short}"))
+            .fetch_all(self.read())
+            .await?;
+        match rows.as_slice() {
+            [] => Ok(None),
+            [one] => Ok(Some(one.job(0)?)),
+            _ => Err(StoreError::Invalid(format!(
+                "job id {text:?} matches more than one job: give more of it"
+            ))),
+        }
+    }
+
     // ---- jobs and the journal ------------------------------------------------------------
 
     pub async fn create_job(

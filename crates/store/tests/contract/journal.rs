@@ -3,7 +3,7 @@
 use codemill_core::ids::{JobId, TicketKey};
 use codemill_store::StoreError;
 
-use crate::harness::{Db, created, started};
+use crate::harness::{Db, created, key, started};
 
 pub async fn journal_is_append_only_and_sequenced(db: Db) {
     let s = &db.store;
@@ -45,4 +45,30 @@ pub async fn reopening_keeps_data_and_schema(db: Db) {
     let s = db.reopen().await;
     assert_eq!(s.tickets(None).await.unwrap().len(), 1);
     s.close().await;
+}
+
+pub async fn jobs_are_found_by_their_whole_id_or_its_short_form(db: Db) {
+    let s = &db.store;
+    let ticket = key("A-1");
+    let id = JobId::new();
+    s.create_job(id, &ticket, &created(&ticket)).await.unwrap();
+    let other = JobId::new();
+    s.create_job(other, &ticket, &created(&ticket))
+        .await
+        .unwrap();
+    assert_eq!(s.find_job(&id.to_string()).await.unwrap(), Some(id));
+    assert_eq!(s.find_job(&id.short()).await.unwrap(), Some(id));
+    assert_eq!(
+        s.find_job(&id.short().to_ascii_uppercase()).await.unwrap(),
+        Some(id)
+    );
+    let hex = id.0.simple().to_string();
+    assert_eq!(s.find_job(&hex[hex.len() - 12..]).await.unwrap(), Some(id));
+    assert_eq!(s.find_job("0000000000ab").await.unwrap(), None);
+    for bad in ["42", "zzzzzzzz", "not a job id at all"] {
+        assert!(
+            matches!(s.find_job(bad).await, Err(StoreError::Invalid(_))),
+            "{bad}"
+        );
+    }
 }

@@ -47,6 +47,7 @@ contract!(
     tickets::mirrored_tickets_keep_their_key_and_status,
     journal::journal_is_append_only_and_sequenced,
     journal::reopening_keeps_data_and_schema,
+    journal::jobs_are_found_by_their_whole_id_or_its_short_form,
     queue::enqueue_writes_job_journal_and_queue_row_together,
     queue::one_active_job_per_ticket,
     queue::claim_takes_due_jobs_oldest_first,
