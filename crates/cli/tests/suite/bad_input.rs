@@ -76,7 +76,7 @@ async fn config_errors_name_file_key_and_expectation() {
     let (code, _, err) = env.run(&["run", "P-1"]);
     assert_eq!(code, Some(1));
     assert!(err.contains("key `pipeline.max_fix_rounds`"), "{err}");
-    assert!(err.contains("expected u32"), "{err}");
+    assert!(err.contains("expected a whole number, 0 or more"), "{err}");
 
     let out = assert_cmd::Command::cargo_bin("codemill")
         .unwrap()

@@ -181,11 +181,68 @@ pub struct Config {
     pub budgets: Budgets,
 }
 
+/// Values that parse but make no sense: refused with the key that holds them.
+fn check_values(file: &str, raw: &RawFile) -> Result<(), ConfigError> {
+    let positive = [
+        (
+            "pipeline.max_fix_rounds",
+            raw.pipeline.max_fix_rounds.map(u64::from),
+        ),
+        ("pipeline.gate_timeout_secs", raw.pipeline.gate_timeout_secs),
+        (
+            "pipeline.gate_output_cap_bytes",
+            raw.pipeline.gate_output_cap_bytes.map(|n| n as u64),
+        ),
+        ("agent.max_turns", raw.agent.max_turns.map(u64::from)),
+        ("agent.wall_clock_secs", raw.agent.wall_clock_secs),
+        ("agent.idle_secs", raw.agent.idle_secs),
+    ];
+    for (key, value) in positive {
+        if value == Some(0) {
+            return Err(ConfigError::at(file, key, "must be 1 or more, found 0"));
+        }
+    }
+    if let Some(model) = &raw.agent.model
+        && model.trim().is_empty()
+    {
+        return Err(ConfigError::at(
+            file,
+            "agent.model",
+            "is empty: name the model the provider serves, or leave the key out",
+        ));
+    }
+    for (model, price) in &raw.prices {
+        let fields = [
+            ("input_per_mtok", price.input_per_mtok),
+            ("output_per_mtok", price.output_per_mtok),
+            ("cache_read_per_mtok", price.cache_read_per_mtok),
+            ("cache_write_per_mtok", price.cache_write_per_mtok),
+        ];
+        for (field, value) in fields {
+            if !value.is_finite() || value < 0.0 {
+                return Err(ConfigError::at(
+                    file,
+                    &format!("prices.{model}.{field}"),
+                    format!(
+                        "must be a price in dollars per million tokens, 0 or more, found {value}"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Config {
     /// Parse and validate the text of `codemill.toml`; `file` is named in errors.
     pub fn parse(text: &str, file: PathBuf) -> Result<Config, ConfigError> {
+        Config::parse_checked(text, file).map_err(|e| e.with_line(text))
+    }
+
+    fn parse_checked(text: &str, file: PathBuf) -> Result<Config, ConfigError> {
         let name = file.display().to_string();
         let raw: RawFile = toml::from_str(text).map_err(|e| toml_error(&name, text, e))?;
+        check_values(&name, &raw)?;
         let defaults = AgentLimits::default();
         let mut providers = BTreeMap::new();
         providers.insert(

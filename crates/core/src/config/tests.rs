@@ -36,7 +36,7 @@ fn wrong_type_names_key_and_type() {
         .to_string();
     assert!(msg.contains("key `pipeline.max_fix_rounds`"), "{msg}");
     assert!(
-        msg.contains("invalid type: string \"three\", expected u32"),
+        msg.contains("invalid type: string \"three\", expected a whole number, 0 or more"),
         "{msg}"
     );
 }
@@ -83,7 +83,10 @@ fn sandbox_and_budgets_have_defaults_and_checked_overrides() {
 #[test]
 fn unknown_top_level_table() {
     let msg = parse("[agentz]\nx = 1\n").unwrap_err().to_string();
-    assert!(msg.contains("unknown field `agentz`"), "{msg}");
+    assert!(
+        msg.contains("table `[agentz]`: unknown table `agentz`"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -198,7 +201,10 @@ fn stage_map_errors_name_the_key() {
     let msg = RepoPolicy::parse("[stages.fix]\nmodel = \"x\"\n", "p.toml")
         .unwrap_err()
         .to_string();
-    assert!(msg.contains("unknown field `fix`"), "{msg}");
+    assert!(
+        msg.contains("table `[stages.fix]`: unknown table `fix`"),
+        "{msg}"
+    );
     let msg = parse("[agent]\nbackend = \"codex\"\n")
         .unwrap_err()
         .to_string();
@@ -222,4 +228,30 @@ fn detection_by_marker_files() {
     assert_eq!(detect_gates(&["pyproject.toml"])[0].command[2], "pytest");
     assert_eq!(detect_gates(&["Makefile"])[0].command, vec!["make", "test"]);
     assert!(detect_gates(&["README.md"]).is_empty());
+}
+
+/// Each refused file and what the person reading the error is told: the real line, the
+/// table or key, and plain words.
+#[test]
+fn config_errors_name_the_real_place_in_plain_words() {
+    let cases = [
+        "[agents.cursor]\nmodel = \"x\"\n",
+        "[pipeline]\nmax_fix_rounds = 2\n\n[agents.codex]\ncommand = \"codex\"\n\n[agents.cursor]\nmodel = \"x\"\n",
+        "[pipeline]\nmax_fix_rounds = 2\n\n[telemetry]\nendpoint = \"x\"\n",
+        "[projects.web]\nrepo = \"/tmp/x\"\nbogus = 1\n[projects.web.roles]\ntrigger = [\"*\"]\n",
+        "[pipeline]\nmax_fix_rounds = -1\n",
+        "[pipeline]\nmax_fix_rounds = 0\n",
+        "[pipeline]\ngate_timeout_secs = 0\n",
+        "[agent]\nmax_turns = 40\nmodel = \"\"\n",
+        "[prices.x]\ninput_per_mtok = 3.0\noutput_per_mtok = 15.0\n\n[prices.y]\ninput_per_mtok = -3.0\noutput_per_mtok = 1.0\n",
+        "[prices.x]\ninput_per_mtok = 3.0\noutput_per_mtok = 15.0\ncache_read_per_mtok = \"cheap\"\n",
+    ];
+    let report: Vec<String> = cases
+        .iter()
+        .map(|text| {
+            let err = parse(text).map(|_| ()).unwrap_err();
+            format!("{text}=> {err}\n")
+        })
+        .collect();
+    insta::assert_snapshot!(report.join("\n"));
 }
