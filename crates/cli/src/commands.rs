@@ -290,6 +290,14 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             let opened = Opened::open(home).await?;
             crate::service::token_create(&opened, &name).await
         }
+        Command::Token(crate::TokenCommand::List { json }) => {
+            let opened = Opened::open(home).await?;
+            crate::service::token_list(&opened, json).await
+        }
+        Command::Token(crate::TokenCommand::Revoke { token }) => {
+            let opened = Opened::open(home).await?;
+            crate::service::token_revoke(&opened, &token).await
+        }
         Command::Doctor { json } => crate::doctor::run(Opened::open(home).await?, json).await,
     }
 }
@@ -412,6 +420,43 @@ async fn project(home: Home, cmd: ProjectCommand) -> Result<ExitCode> {
             ));
             Ok(ExitCode::SUCCESS)
         }
+        ProjectCommand::Remove { name } => {
+            let config = home.load_config()?;
+            if !config.projects.contains_key(&name) {
+                bail!("no project {name} (see `codemill project list`)");
+            }
+            let opened = Opened::open(home.clone()).await?;
+            let active: Vec<String> = opened
+                .store
+                .queue_entries(None)
+                .await?
+                .into_iter()
+                .filter(|e| e.project == name && e.state.is_active())
+                .map(|e| format!("{} ({})", e.ticket, e.state))
+                .collect();
+            if !active.is_empty() {
+                bail!(
+                    "project {name} has active jobs: {}; cancel them first (`codemill cancel KEY`)",
+                    active.join(", ")
+                );
+            }
+            if !home.remove_project(&name)? {
+                bail!("project {name} could not be taken out of codemill.toml");
+            }
+            for dir in [
+                home.clone_dir(&name),
+                home.root().join("worktrees").join(&name),
+            ] {
+                if dir.exists() {
+                    std::fs::remove_dir_all(&dir)
+                        .with_context(|| format!("deleting {}", dir.display()))?;
+                }
+            }
+            out(&format!(
+                "Removed project {name}: its clone and worktrees are deleted; its tickets and job history stay in the store"
+            ));
+            Ok(ExitCode::SUCCESS)
+        }
         ProjectCommand::List => {
             let config = home.load_config()?;
             if config.projects.is_empty() {
@@ -513,6 +558,39 @@ async fn ticket(home: Home, cmd: TicketCommand) -> Result<ExitCode> {
                     ));
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        TicketCommand::Comment {
+            key: k,
+            body,
+            body_file,
+            author,
+        } => {
+            let k = key(&k)?;
+            let body = match (body, body_file) {
+                (Some(b), _) => b,
+                (None, Some(f)) => std::fs::read_to_string(&f)
+                    .with_context(|| format!("reading --body-file {}", f.display()))?,
+                (None, None) => bail!("nothing to say: pass --body or --body-file"),
+            };
+            if body.trim().is_empty() {
+                bail!("the comment is empty");
+            }
+            let author = author
+                .or_else(|| std::env::var("USER").ok())
+                .filter(|a| !a.trim().is_empty())
+                .unwrap_or_else(|| "human".into());
+            opened
+                .store
+                .add_comment(&k, author.trim(), None, &body)
+                .await
+                .map_err(|e| match e {
+                    codemill_store::StoreError::NoTicket(_) => {
+                        anyhow!("no ticket {k} (see `codemill ticket list`)")
+                    }
+                    other => other.into(),
+                })?;
+            out(&format!("Commented on {k} as {}", author.trim()));
             Ok(ExitCode::SUCCESS)
         }
         TicketCommand::Show { key: k, json } => {

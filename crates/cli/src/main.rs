@@ -157,6 +157,16 @@ pub enum Command {
 pub enum TokenCommand {
     /// Create a token; it is printed once, only its hash is stored.
     Create { name: String },
+    /// List tokens: id, name, when created and when revoked (never the token).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by its name (the active one) or its id; requests with it are refused.
+    Revoke {
+        #[arg(value_name = "NAME_OR_ID")]
+        token: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -169,6 +179,9 @@ pub enum ProjectCommand {
     },
     /// List registered projects.
     List,
+    /// Unregister a project: its table leaves codemill.toml and its clone and worktrees are
+    /// deleted; its tickets and job history stay in the store. Refused while it has active jobs.
+    Remove { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -201,6 +214,17 @@ pub enum TicketCommand {
         project: Option<String>,
         #[arg(long)]
         json: bool,
+    },
+    /// Comment on a ticket of the local tracker.
+    Comment {
+        key: String,
+        #[arg(long, conflicts_with = "body_file")]
+        body: Option<String>,
+        #[arg(long, value_name = "FILE")]
+        body_file: Option<PathBuf>,
+        /// Who wrote it; default $USER.
+        #[arg(long)]
+        author: Option<String>,
     },
     /// Show a ticket with its comments and status changes.
     Show {

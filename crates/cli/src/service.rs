@@ -335,6 +335,55 @@ pub async fn token_create(opened: &Opened, name: &str) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `codemill token list`.
+pub async fn token_list(opened: &Opened, json: bool) -> Result<ExitCode> {
+    let tokens = opened.store.api_tokens().await?;
+    if json {
+        crate::output::json(&serde_json::to_value(&tokens)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if tokens.is_empty() {
+        out("No API tokens. Create one with `codemill token create NAME`.");
+    }
+    for t in &tokens {
+        let state = match t.revoked_at {
+            Some(at) => format!("revoked {}", at.format("%Y-%m-%d %H:%M")),
+            None => "active".into(),
+        };
+        out(&format!(
+            "{:>4}  {:<20} created {}  {state}",
+            t.id,
+            t.name,
+            t.created_at.format("%Y-%m-%d %H:%M")
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `codemill token revoke NAME_OR_ID`: by id, or the active token of that name.
+pub async fn token_revoke(opened: &Opened, token: &str) -> Result<ExitCode> {
+    let tokens = opened.store.api_tokens().await?;
+    let found = tokens
+        .iter()
+        .find(|t| t.revoked_at.is_none() && t.name == token)
+        .or_else(|| {
+            token
+                .parse::<i64>()
+                .ok()
+                .and_then(|id| tokens.iter().find(|t| t.id == id))
+        })
+        .ok_or_else(|| anyhow!("no active token named {token:?} and no token with that id (see `codemill token list`)"))?;
+    if opened.store.revoke_api_token(found.id).await? {
+        out(&format!("Revoked API token {} ({})", found.id, found.name));
+    } else {
+        out(&format!(
+            "API token {} ({}) was already revoked",
+            found.id, found.name
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `codemill inbox`: the newest deliveries with what processing them did.
 pub async fn inbox(
     opened: &Opened,

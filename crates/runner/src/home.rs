@@ -199,6 +199,52 @@ impl Home {
     }
 }
 
+impl Home {
+    /// Take `[projects.NAME]` and its sub-tables out of codemill.toml; `false` when it has no
+    /// such project. The edit is validated before it is written, like `add_project`.
+    pub fn remove_project(&self, name: &str) -> Result<bool, HomeError> {
+        let file = self.config_file();
+        let text = std::fs::read_to_string(&file).map_err(io(&file))?;
+        let kept = without_project(&text, name);
+        if kept == text {
+            return Ok(false);
+        }
+        let config = Config::parse(&kept, file.clone())?;
+        if config.projects.contains_key(name) {
+            return Ok(false);
+        }
+        let tmp = file.with_extension("toml.tmp");
+        std::fs::write(&tmp, &kept).map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &file).map_err(io(&file))?;
+        Ok(true)
+    }
+}
+
+/// `text` without the tables of project `name`: every header `[projects.NAME]`,
+/// `[projects.NAME.…]` or `[[projects.NAME.…]]` and the lines up to the next other header.
+fn without_project(text: &str, name: &str) -> String {
+    let ours = |header: &str| {
+        let path: Vec<String> = header
+            .trim_matches(|c| c == '[' || c == ']' || c == ' ')
+            .split('.')
+            .map(|p| p.trim().trim_matches('"').to_string())
+            .collect();
+        path.len() >= 2 && path[0] == "projects" && path[1] == name
+    };
+    let mut out = String::new();
+    let mut skipping = false;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            skipping = ours(trimmed.split('#').next().unwrap_or(trimmed).trim());
+        }
+        if !skipping {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
 /// A TOML basic string literal.
 fn toml_string(s: &str) -> String {
     let mut out = String::from("\"");
@@ -219,6 +265,16 @@ fn toml_string(s: &str) -> String {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_project_is_removed_with_its_sub_tables_only() {
+        let text = "[pipeline]\nmax_fix_rounds = 2\n\n[projects.web]\nrepo = \"/r/web\"\n\n[projects.web.roles]\ntrigger = [\"*\"]\n\n[[projects.web.notify]]\nchannel = \"webhook\"\n\n[projects.webapp]\nrepo = \"/r/app\"\n";
+        assert_eq!(
+            without_project(text, "web"),
+            "[pipeline]\nmax_fix_rounds = 2\n\n[projects.webapp]\nrepo = \"/r/app\"\n"
+        );
+        assert_eq!(without_project(text, "nope"), text);
+    }
 
     #[test]
     fn resolution_order() {

@@ -9,6 +9,7 @@ mod demo;
 mod doctor;
 mod harness;
 mod jira_linear;
+mod lifecycle;
 mod mixed;
 mod one_path;
 mod outside;
