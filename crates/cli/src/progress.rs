@@ -131,7 +131,6 @@ pub async fn work(
     once: bool,
     concurrency: usize,
 ) -> Result<()> {
-    use codemill_runner::worker::Worked;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     {
         let stop = stop.clone();
@@ -164,11 +163,7 @@ pub async fn work(
                     return Ok::<(), codemill_runner::RunError>(());
                 }
                 match runner.work_once(&options).await? {
-                    Some(Worked::Released { job, status, .. }) => err(&format!("job {job}: {status}")),
-                    Some(Worked::Fenced { job, reason }) => {
-                        err(&format!("job {job}: another worker owns it now ({reason}); stopped without further writes"))
-                    }
-                    Some(Worked::Retried { job, error }) => err(&format!("job {job}: will be retried: {error}")),
+                    Some(worked) => err(&describe(&worked)),
                     None if once => return Ok(()),
                     None => tokio::time::sleep(options.poll).await,
                 }
@@ -601,4 +596,21 @@ pub async fn show(opened: &Opened, key: &TicketKey, as_json: bool) -> Result<()>
         out(&format!("  {}  {}", e.at.format("%H:%M:%S%.3f"), what));
     }
     Ok(())
+}
+
+/// One line for a job a worker finished with: the ticket, the short job id and what happened.
+pub fn describe(worked: &codemill_runner::worker::Worked) -> String {
+    use codemill_runner::worker::Worked;
+    match worked {
+        Worked::Released { job, status, state } => {
+            format!("{} (job {}): {status}", state.ticket, job.short())
+        }
+        Worked::Fenced { job, reason } => format!(
+            "job {}: another worker owns it now ({reason}); stopped without further writes",
+            job.short()
+        ),
+        Worked::Retried { job, error } => {
+            format!("job {}: will be retried: {error}", job.short())
+        }
+    }
 }

@@ -254,7 +254,7 @@ pub async fn serve(mut opened: Opened, args: ServeArgs) -> Result<ExitCode> {
             workers.spawn(async move {
                 while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                     match runner.work_once(&options).await {
-                        Ok(Some(w)) => err(&format!("worker: {w:?}")),
+                        Ok(Some(w)) => err(&format!("worker: {}", crate::progress::describe(&w))),
                         Ok(None) => tokio::time::sleep(options.poll).await,
                         Err(e) => {
                             err(&format!("worker: {e}"));
