@@ -449,6 +449,23 @@ pub async fn show(opened: &Opened, key: &TicketKey, as_json: bool) -> Result<()>
         state.usage.output_tokens,
         money(state.cost_usd)
     ));
+    let mut unpriced: Vec<&str> = calls
+        .iter()
+        .filter(|c| c.refused.is_none() && opened.config.prices.price(&c.model).is_none())
+        .map(|c| c.model.as_str())
+        .collect();
+    unpriced.sort_unstable();
+    unpriced.dedup();
+    if !unpriced.is_empty() {
+        out(&format!(
+            "note: no price for {} in [prices] of codemill.toml: those tokens count as $0",
+            unpriced
+                .iter()
+                .map(|m| format!("model `{m}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     let against = spend_against_budgets(&spend, &budgets);
     if !against.is_empty() {
         out(&format!(

@@ -77,3 +77,19 @@ async fn a_project_is_removed_only_without_active_jobs_and_keeps_its_history() {
     assert_eq!(code, Some(1));
     assert!(err.contains("no project P"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_says_which_models_have_no_price() {
+    let policy = format!("{HELLO_GATE}\n[stages.research]\nmodel = \"unpriced-model\"\n");
+    let env = Env::new(engineer(), &policy, "").await;
+    let (code, _, err) = env.run(&["run", "P-1"]);
+    assert_eq!(code, Some(0), "{err}");
+    let show = env.ok(&["show", "P-1"]);
+    assert!(
+        show.contains(
+            "note: no price for model `unpriced-model` in [prices] of codemill.toml: those tokens count as $0"
+        ),
+        "{show}"
+    );
+    assert!(!show.contains("model `test-model`"), "{show}");
+}
