@@ -44,7 +44,7 @@ pub const DEFAULT_CONFIG: &str = r#"# codemill configuration. Every key is optio
 # worktree_retention = "remove"   # remove | keep_failed | keep
 
 [agent]
-# backend = "builtin"        # builtin | claude-code
+# backend = "builtin"        # builtin | claude-code | codex | gemini | opencode
 # provider = "demo"          # a name under [providers]; "demo" is the embedded scripted demo model
 # model = "codemill-demo"
 # max_turns = 30
@@ -55,15 +55,26 @@ pub const DEFAULT_CONFIG: &str = r#"# codemill configuration. Every key is optio
 # command = "claude"
 # max_api_retries = 2
 # api_timeout_ms = 60000
+# [agents.codex]
+# command = "codex"
+# [agents.gemini]
+# command = "gemini"
+# [agents.opencode]
+# command = "opencode"
+# [agents.builtin]
+# max_api_retries = 2
+# command_timeout_secs = 600
 
 # [providers.anthropic]
-# api = "anthropic"          # anthropic | openai-chat | demo
+# api = "anthropic"          # anthropic | openai-chat | openai-responses | gemini | demo
 # base_url = "https://api.anthropic.com"
 # api_key_env = "ANTHROPIC_API_KEY"   # the NAME of the variable, never the key
 
-# [prices."claude-sonnet-4-5"]
+# [prices."claude-sonnet-4-5"]    # dollars per million tokens; a model without a price costs $0
 # input_per_mtok = 3.0
 # output_per_mtok = 15.0
+# cache_read_per_mtok = 0.3
+# cache_write_per_mtok = 3.75
 
 # Every agent, agent command, gate and prepare step runs in bubblewrap; jobs refuse to start
 # when it cannot sandbox here (`codemill doctor` says why).
@@ -265,6 +276,33 @@ fn toml_string(s: &str) -> String {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// Every setting the template shows, uncommented, is a valid configuration: the template
+    /// documents keys and values that exist.
+    #[test]
+    fn the_init_template_uncommented_is_valid() {
+        let uncommented: String = DEFAULT_CONFIG
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest)
+                    if !rest.contains("NAME")
+                        && (rest.starts_with('[')
+                            || (rest.starts_with(|c: char| c.is_ascii_lowercase())
+                                && rest.contains(" = "))) =>
+                {
+                    rest.to_string()
+                }
+                _ => line.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            uncommented.contains("\nbackend = \"builtin\""),
+            "{uncommented}"
+        );
+        assert!(uncommented.contains("\n[agents.opencode]"), "{uncommented}");
+        Config::parse(&uncommented, PathBuf::from("codemill.toml")).unwrap();
+    }
 
     #[test]
     fn a_project_is_removed_with_its_sub_tables_only() {

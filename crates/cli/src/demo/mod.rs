@@ -240,12 +240,11 @@ pub async fn run(home_flag: Option<PathBuf>, as_json: bool) -> Result<ExitCode> 
             ));
         }
         let h = root.display();
+        let me = invoked_as();
         out("\nLook at the result:");
-        out(&format!("  cargo run --release -- --home {h} status"));
-        out(&format!("  cargo run --release -- --home {h} show DEMO-3"));
-        out(&format!(
-            "  cargo run --release -- --home {h} ticket show DEMO-2"
-        ));
+        out(&format!("  {me} --home {h} status"));
+        out(&format!("  {me} --home {h} show DEMO-3"));
+        out(&format!("  {me} --home {h} ticket show DEMO-2"));
         out(&format!(
             "  git --git-dir {} log --oneline --all",
             remote.display()
@@ -261,4 +260,16 @@ pub async fn run(home_flag: Option<PathBuf>, as_json: bool) -> Result<ExitCode> 
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// How to run this binary again in the hints: through cargo when cargo started it, otherwise
+/// by the name it was called with.
+fn invoked_as() -> String {
+    if std::env::var_os("CARGO").is_some() {
+        return "cargo run --release --".into();
+    }
+    std::env::args()
+        .next()
+        .filter(|a| !a.is_empty())
+        .unwrap_or_else(|| "codemill".into())
 }
