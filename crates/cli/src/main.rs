@@ -18,8 +18,18 @@ pub struct Cli {
     /// The codemill home (config, database, clones, worktrees, logs). Default: $CODEMILL_HOME or ~/.codemill.
     #[arg(long, global = true, value_name = "DIR")]
     pub home: Option<PathBuf>,
+    /// Log lines on stderr as readable text or one JSON object per line (for a log service);
+    /// which lines is set by $CODEMILL_LOG (default `warn`, e.g. `info` or `codemill_runner=debug`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "CODEMILL_LOG_FORMAT")]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -236,13 +246,16 @@ pub enum TicketCommand {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CODEMILL_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -93,3 +93,36 @@ async fn show_says_which_models_have_no_price() {
     );
     assert!(!show.contains("model `test-model`"), "{show}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_json_lines_when_asked() {
+    let env = Env::new(engineer(), HELLO_GATE, "").await;
+    let remote = env.remote.to_str().unwrap().to_string();
+    for (format, json) in [("text", false), ("json", true)] {
+        let out = env
+            .cmd()
+            .env("CODEMILL_LOG", "debug")
+            .args([
+                "--log-format",
+                format,
+                "project",
+                "add",
+                format,
+                "--repo",
+                &remote,
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert!(!lines.is_empty(), "no log lines");
+        for line in lines {
+            let parsed = serde_json::from_str::<serde_json::Value>(line);
+            assert_eq!(parsed.is_ok(), json, "{format}: {line}");
+            if let Ok(v) = parsed {
+                assert!(v["level"].is_string() && v["fields"].is_object(), "{v}");
+            }
+        }
+    }
+}
