@@ -662,6 +662,6 @@ pub async fn latest_state(
         return Ok(None);
     };
     let journal = opened.store.journal(row.id).await?;
-    let state = codemill_runner::engine::replay(row.id, &journal)?;
+    let state = codemill_runner::jobs::replay(row.id, &journal)?;
     Ok(Some((row.id, state, journal)))
 }

@@ -2,11 +2,14 @@
 //! answer (with one repair request), and turning it into a journal event.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use codemill_agent::{Agent, AgentRequest, Builtin, ClaudeCode, Endpoint};
+use codemill_agent::{Agent, AgentRequest, Api, Builtin, ClaudeCode, Endpoint};
 use codemill_core::agent::{AgentEvent, AgentOutcome, AgentRun};
-use codemill_core::config::{Backend, ResolvedAgent};
+use codemill_core::config::{
+    Backend, Config, ProviderApi, ProviderConfig, RepoPolicy, ResolvedAgent,
+};
 use codemill_core::findings::{merge_findings, parse_findings};
 use codemill_core::ids::JobId;
 use codemill_core::pipeline::{AgentStage, Effect, JobEvent, JobState, Readiness, StageRun};
@@ -14,13 +17,16 @@ use codemill_core::prompts::{self, RUN_DIR, ReviewFiles, TicketText};
 use codemill_core::triage::{decide, parse_decisions, policy_decisions};
 use codemill_gateway::{Egress, Grant, Scope, Upstream};
 use codemill_store::Ticket;
+use secrecy::SecretString;
 
 use codemill_core::text::clip;
 
 use crate::effects::failed;
-use crate::engine::{RunError, Runner};
+use crate::error::RunError;
 use crate::gates::POLICY_FILE;
-use crate::progress::Progress;
+use crate::guard::Boundary;
+use crate::home::Home;
+use crate::progress::{Emitter, Progress};
 
 /// The parts of a job an agent step needs.
 pub(crate) struct Step<'a> {
@@ -32,6 +38,8 @@ pub(crate) struct Step<'a> {
     pub round: u32,
     pub resume: Option<String>,
     pub angle: Option<String>,
+    /// The job's worktree when it exists (every stage after readiness works in it).
+    pub worktree: Option<PathBuf>,
 }
 
 /// Agent events stored at once, at most.
@@ -72,8 +80,78 @@ struct Ran {
     duration: Duration,
 }
 
-impl Runner {
-    pub(crate) fn backend(&self, backend: Backend) -> Box<dyn Agent> {
+/// Runs agent steps: each stage's agent from the stage map, under the policy the boundary gives,
+/// with a per-step gateway pass. Holds the agent, provider, price and budget settings, and the
+/// signal that stops a step once the job's lease is gone.
+#[derive(Clone)]
+pub(crate) struct AgentPool {
+    home: Home,
+    store: codemill_store::Store,
+    config: Arc<Config>,
+    boundary: Boundary,
+    /// One HTTP client for every built-in agent step: its connection pool and TLS setup are
+    /// made once, not per step.
+    http: reqwest::Client,
+    /// Base URL of the in-process demo model server, when one runs.
+    demo_base_url: Option<String>,
+    /// Fires when the job lost its lease (a person cancelled it, or another owner took it
+    /// over): the running step stops instead of spending on.
+    lost: tokio_util::sync::CancellationToken,
+    progress: Emitter,
+}
+
+impl AgentPool {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        home: Home,
+        store: codemill_store::Store,
+        config: Arc<Config>,
+        boundary: Boundary,
+        http: reqwest::Client,
+        demo_base_url: Option<String>,
+        lost: tokio_util::sync::CancellationToken,
+        progress: Emitter,
+    ) -> AgentPool {
+        AgentPool {
+            home,
+            store,
+            config,
+            boundary,
+            http,
+            demo_base_url,
+            lost,
+            progress,
+        }
+    }
+
+    /// A provider's endpoint, with the key read from its environment variable.
+    pub(crate) fn endpoint_for(&self, p: &ProviderConfig) -> Result<Endpoint, RunError> {
+        let (api, base_url) = match p.api {
+            ProviderApi::Demo => (
+                Api::Anthropic,
+                self.demo_base_url.clone().ok_or(RunError::NoDemoModel)?,
+            ),
+            ProviderApi::Anthropic => (Api::Anthropic, p.base_url.clone()),
+            ProviderApi::OpenaiChat => (Api::OpenAiChat, p.base_url.clone()),
+            ProviderApi::OpenaiResponses => (Api::OpenAiResponses, p.base_url.clone()),
+            ProviderApi::Gemini => (Api::Gemini, p.base_url.clone()),
+        };
+        let api_key = match &p.api_key_env {
+            Some(var) => std::env::var(var).map_err(|_| RunError::MissingKey {
+                provider: p.name.clone(),
+                var: var.clone(),
+            })?,
+            None if p.api == ProviderApi::Demo => "codemill-demo-key".to_string(),
+            None => String::new(),
+        };
+        Ok(Endpoint {
+            api,
+            base_url,
+            api_key: SecretString::from(api_key),
+        })
+    }
+
+    fn backend(&self, backend: Backend) -> Box<dyn Agent> {
         let a = &self.config.agent;
         match backend {
             Backend::ClaudeCode => Box::new(ClaudeCode {
@@ -111,7 +189,7 @@ impl Runner {
             Ok(e) => e,
             Err(e) => return Ok(Err(e.to_string())),
         };
-        let guard = match self.guard().await {
+        let guard = match self.boundary.guard().await {
             Ok(guard) => guard,
             Err(e) => return Ok(Err(format!("sandbox: {e}"))),
         };
@@ -148,15 +226,16 @@ impl Runner {
         let writable = step.stage.mode() == codemill_core::agent::AgentMode::Write;
         let project = step.ticket.key.project();
         let (egress, cache) = match self
+            .boundary
             .egress(guard, project, step.job)
-            .and_then(|egress| Ok((egress, self.job_cache(step.job)?)))
+            .and_then(|egress| Ok((egress, self.boundary.job_cache(step.job)?)))
         {
             Ok(both) => both,
             Err(e) => return Ok(Err(format!("sandbox: {e}"))),
         };
-        let exec = match self.agent_policy(
+        let exec = match self.boundary.agent_policy(
             guard,
-            resolved.backend,
+            self.config.agent.command(resolved.backend),
             workdir,
             writable,
             &state_dir,
@@ -196,14 +275,14 @@ impl Runner {
             cancel: either(pass.refused_signal(), self.lost.clone()),
         };
         if !request.exec.is_sandboxed() {
-            self.emit(Progress::Info {
+            self.progress.emit(Progress::Info {
                 message: crate::guard::SANDBOX_OFF_WARNING.to_string(),
             });
         }
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<AgentEvent>();
         let stage = step.stage;
         let forward = {
-            let sink = self.progress.clone();
+            let sink = self.progress.sink().cloned();
             let live = LiveActivity {
                 store: self.store.clone(),
                 job: step.job,
@@ -277,8 +356,9 @@ impl Runner {
             std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
             return Ok((prompts::readiness(&text), dir));
         }
-        let worktree = self
-            .worktree(state)
+        let worktree = step
+            .worktree
+            .clone()
             .ok_or("the ticket's worktree is missing")?;
         let artifacts = self.home.artifacts(step.job);
         let run_dir = worktree.join(RUN_DIR);
@@ -392,13 +472,14 @@ impl Runner {
         (merged, made)
     }
 
-    /// Execute a `RunAgent` effect.
-    pub(crate) async fn run_agent(&self, step: Step<'_>) -> Result<JobEvent, RunError> {
+    /// Execute a `RunAgent` effect under the repository's `policy` (none before a workspace
+    /// exists): its stage map says which agent runs.
+    pub(crate) async fn run(
+        &self,
+        step: Step<'_>,
+        policy: Option<RepoPolicy>,
+    ) -> Result<JobEvent, RunError> {
         let effect = step.effect;
-        let policy = match self.policy_if_prepared(step.state).await {
-            Ok(p) => p,
-            Err(e) => return Ok(failed(effect, e)),
-        };
         let resolved = match self
             .config
             .agent_for(policy.as_ref(), POLICY_FILE, step.stage)
@@ -552,7 +633,7 @@ impl Runner {
                 stage_run.artifact = Some(name);
             }
         }
-        self.emit(Progress::AgentDone {
+        self.progress.emit(Progress::AgentDone {
             stage: step.stage,
             run: Box::new(stage_run.clone()),
         });

@@ -7,7 +7,7 @@ use codemill_core::ids::{JobId, TicketKey};
 use codemill_core::pipeline::{JobEvent, JobState, Stage};
 use codemill_store::{Enqueued, NewJob, Store};
 
-use crate::engine::RunError;
+use crate::error::RunError;
 use crate::jobs;
 
 /// Attempts a queued job gets before it is dead-lettered.

@@ -1,76 +1,28 @@
-//! The job loop: replay the journal, run the pending effect, journal its result, repeat.
+//! The engine: a job's loop (replay the journal, run the pending effect, journal its result,
+//! repeat), every append fenced by the lease, and the one place that says which part of the
+//! runner carries out each effect the pipeline asks for. The parts — [`Workspace`],
+//! [`AgentPool`], [`Announcer`], [`Gates`] — know nothing of the journal or of each other.
 
-use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
 
-use chrono::Utc;
-use codemill_agent::{Api, Endpoint};
-use codemill_core::config::{Config, ProviderApi, ProviderConfig};
-use codemill_core::ids::{JobId, TicketKey};
-use codemill_core::pipeline::{Action, JobEvent, JobState, apply, next_action};
-use codemill_git::Git;
-use codemill_store::{JournalEntry, Lease, QueueState, Store, StoreError, Ticket};
-use secrecy::SecretString;
+use codemill_agent::Endpoint;
+use codemill_core::config::{Config, ProviderConfig};
+use codemill_core::ids::JobId;
+use codemill_core::pipeline::{Action, Effect, JobEvent, JobState, apply, next_action};
+use codemill_git::{Git, Identity};
+use codemill_store::{JournalEntry, Lease, Store, Ticket};
 
+use crate::agents::{AgentPool, Step};
+use crate::announcer::Announcer;
+use crate::effects::{failed, outside_failure};
+use crate::error::RunError;
+use crate::gates::Gates;
+use crate::guard::{Boundary, Guard, GuardCell};
 use crate::home::Home;
-use crate::progress::{Progress, ProgressSink};
-use crate::{control, jobs};
-
-/// The lease of a job run in the foreground (`codemill run`, `approve`, `reject`, `cancel`);
-/// renewed every third of it, so a killed process gives the job up within this long.
-const FOREGROUND_LEASE: Duration = Duration::from_secs(15);
-
-/// Why a run could not proceed. Job-level failures are not errors: they end the job as
-/// needs_attention. These are about the request itself or our own infrastructure.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error("no ticket {0} (see `codemill ticket list`)")]
-    NoTicket(TicketKey),
-    #[error(
-        "ticket {ticket} belongs to project {project}, which is not registered (see `codemill project add`)"
-    )]
-    NoProject { ticket: TicketKey, project: String },
-    #[error("{ticket} has no job yet; run `codemill run {ticket}` first")]
-    NoJob { ticket: TicketKey },
-    #[error("{ticket} is not awaiting approval (its job is {status})")]
-    NotAwaitingApproval { ticket: TicketKey, status: String },
-    #[error("{ticket}: {message}")]
-    WrongState { ticket: TicketKey, message: String },
-    #[error(
-        "a worker is running {0} right now (see `codemill show {0}`), or its job changed while this request was made; try again"
-    )]
-    Busy(TicketKey),
-    #[error(
-        "provider {provider:?}: environment variable {var} is not set (codemill reads the API key from it)"
-    )]
-    MissingKey { provider: String, var: String },
-    #[error(
-        "the demo provider needs the embedded demo model, which is not running in this process"
-    )]
-    NoDemoModel,
-    /// Untrusted code cannot be run safely here (bubblewrap missing or unable to sandbox).
-    #[error("sandbox: {0}")]
-    Sandbox(String),
-    /// The project's outside tracker or forge could not be reached or refused a request.
-    #[error("project {project}: {message}")]
-    Outside { project: String, message: String },
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("job {job}: {message}")]
-    Journal { job: JobId, message: String },
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-}
-
-/// Repository policies by (project, base commit): a job's policy never changes.
-pub(crate) type PolicyCache = std::sync::Arc<
-    std::sync::Mutex<
-        std::collections::HashMap<(String, String), Option<codemill_core::config::RepoPolicy>>,
-    >,
->;
+use crate::jobs::replay;
+use crate::outside::{OutsideCache, Projects};
+use crate::progress::{Emitter, Progress, ProgressSink};
+use crate::workspace::{PolicyCache, Workspace};
 
 /// Settings of a runner that do not come from the config file.
 #[derive(Debug, Clone, Default)]
@@ -85,84 +37,158 @@ pub struct RunnerOptions {
     pub crash_after_effect: Option<String>,
 }
 
+/// What a runner and all its clones share: caches made once per process, and the signal that
+/// the driven job lost its lease.
+#[derive(Clone, Default)]
+struct Shared {
+    /// Repository policies by (project, base commit): a job's policy never changes.
+    policies: PolicyCache,
+    /// One HTTP client for every built-in agent step.
+    http: reqwest::Client,
+    /// Each project's outside tracker and forge clients, built on first use.
+    outside: OutsideCache,
+    /// The sandbox setup and the model gateway, made on first use.
+    guard: GuardCell,
+    /// Fires when the job this runner drives lost its lease (a person cancelled it, or another
+    /// owner took it over): the running agent step stops instead of spending on.
+    lost: tokio_util::sync::CancellationToken,
+}
+
 /// Drives jobs for one codemill home.
 pub struct Runner {
     pub(crate) home: Home,
-    pub(crate) config: Config,
+    pub(crate) config: Arc<Config>,
     pub(crate) store: Store,
-    pub(crate) git: Git,
-    pub(crate) options: RunnerOptions,
-    pub(crate) progress: Option<ProgressSink>,
-    /// Repository policies by (project, base commit): a job's policy never changes.
-    pub(crate) policies: PolicyCache,
-    /// One HTTP client for every built-in agent step: its connection pool and TLS setup are
-    /// made once, not per step.
-    pub(crate) http: reqwest::Client,
-    /// Each project's outside tracker and forge clients, built on first use.
-    pub(crate) outside: crate::outside::OutsideCache,
-    /// The sandbox setup and the model gateway, made on first use.
-    pub(crate) guard: crate::guard::GuardCell,
-    /// Fires when the job this runner drives lost its lease (a person cancelled it, or another
-    /// owner took it over): the running agent step stops instead of spending on.
-    pub(crate) lost: tokio_util::sync::CancellationToken,
+    git: Git,
+    options: RunnerOptions,
+    progress: Emitter,
+    shared: Shared,
+    boundary: Boundary,
+    workspace: Workspace,
+    agents: AgentPool,
+    announcer: Announcer,
+    gates: Gates,
 }
 
 impl Runner {
     pub fn new(home: Home, config: Config, store: Store, options: RunnerOptions) -> Self {
+        Runner::assemble(
+            home,
+            Arc::new(config),
+            store,
+            Git::new(),
+            options,
+            Emitter::default(),
+            Shared::default(),
+        )
+    }
+
+    /// Build the parts, each from only what it needs.
+    fn assemble(
+        home: Home,
+        config: Arc<Config>,
+        store: Store,
+        git: Git,
+        options: RunnerOptions,
+        progress: Emitter,
+        shared: Shared,
+    ) -> Runner {
+        let projects = Projects::new(config.projects.clone(), shared.outside.clone());
+        let boundary = Boundary::new(
+            home.clone(),
+            store.clone(),
+            config.sandbox.clone(),
+            projects.clone(),
+            shared.guard.clone(),
+        );
+        let workspace = Workspace::new(
+            home.clone(),
+            git.clone(),
+            projects.clone(),
+            Identity {
+                name: config.author_name.clone(),
+                email: config.author_email.clone(),
+            },
+            config.worktree_retention,
+            shared.policies.clone(),
+            progress.clone(),
+        );
+        let agents = AgentPool::new(
+            home.clone(),
+            store.clone(),
+            config.clone(),
+            boundary.clone(),
+            shared.http.clone(),
+            options.demo_base_url.clone(),
+            shared.lost.clone(),
+            progress.clone(),
+        );
+        let announcer = Announcer::new(store.clone(), projects, progress.clone());
+        let gates = Gates::new(
+            boundary.clone(),
+            std::time::Duration::from_secs(config.gate_timeout_secs),
+            config.gate_output_cap_bytes,
+            progress.clone(),
+        );
         Runner {
             home,
             config,
             store,
-            git: Git::new(),
+            git,
             options,
-            progress: None,
-            policies: Default::default(),
-            http: reqwest::Client::new(),
-            outside: Default::default(),
-            guard: Default::default(),
-            lost: Default::default(),
+            progress,
+            shared,
+            boundary,
+            workspace,
+            agents,
+            announcer,
+            gates,
         }
     }
 
-    /// Use these outside clients (shared with the webhook side, or with test retry waits).
-    pub fn with_outside(mut self, outside: crate::outside::OutsideCache) -> Self {
-        self.outside = outside;
-        self
+    /// The same runner with its parts rebuilt around `progress` and `shared`.
+    fn reassembled(&self, progress: Emitter, shared: Shared) -> Runner {
+        Runner::assemble(
+            self.home.clone(),
+            self.config.clone(),
+            self.store.clone(),
+            self.git.clone(),
+            self.options.clone(),
+            progress,
+            shared,
+        )
     }
 
-    pub fn outside_cache(&self) -> crate::outside::OutsideCache {
-        self.outside.clone()
+    /// Use these outside clients (shared with the webhook side, or with test retry waits).
+    pub fn with_outside(self, outside: OutsideCache) -> Self {
+        let shared = Shared {
+            outside,
+            ..self.shared.clone()
+        };
+        self.reassembled(self.progress.clone(), shared)
+    }
+
+    pub fn outside_cache(&self) -> OutsideCache {
+        self.shared.outside.clone()
     }
 
     /// Stream live progress to `sink`.
-    pub fn with_progress(mut self, sink: ProgressSink) -> Self {
-        self.progress = Some(sink);
-        self
+    pub fn with_progress(self, sink: ProgressSink) -> Self {
+        self.clone_with_progress(sink)
     }
 
     /// The same runner reporting progress to `sink`.
     pub fn clone_with_progress(&self, sink: ProgressSink) -> Runner {
-        Runner {
-            home: self.home.clone(),
-            config: self.config.clone(),
-            store: self.store.clone(),
-            git: self.git.clone(),
-            options: self.options.clone(),
-            progress: Some(sink),
-            policies: self.policies.clone(),
-            http: self.http.clone(),
-            outside: self.outside.clone(),
-            guard: self.guard.clone(),
-            lost: self.lost.clone(),
-        }
+        self.reassembled(Emitter::new(Some(sink)), self.shared.clone())
     }
 
     /// The same runner, stopping its agent steps when `lost` fires.
     pub(crate) fn with_lost(&self, lost: tokio_util::sync::CancellationToken) -> Runner {
-        let mut runner = self.clone_with_progress(tokio::sync::mpsc::unbounded_channel().0);
-        runner.progress = self.progress.clone();
-        runner.lost = lost;
-        runner
+        let shared = Shared {
+            lost,
+            ..self.shared.clone()
+        };
+        self.reassembled(self.progress.clone(), shared)
     }
 
     pub fn store(&self) -> &Store {
@@ -174,9 +200,7 @@ impl Runner {
     }
 
     pub(crate) fn emit(&self, p: Progress) {
-        if let Some(sink) = &self.progress {
-            let _ = sink.send(p);
-        }
+        self.progress.emit(p);
     }
 
     /// The endpoint of the default provider (`[agent]`), with the key read from its variable.
@@ -186,169 +210,12 @@ impl Runner {
 
     /// A provider's endpoint, with the key read from its environment variable.
     pub fn endpoint_for(&self, p: &ProviderConfig) -> Result<Endpoint, RunError> {
-        let (api, base_url) = match p.api {
-            ProviderApi::Demo => (
-                Api::Anthropic,
-                self.options
-                    .demo_base_url
-                    .clone()
-                    .ok_or(RunError::NoDemoModel)?,
-            ),
-            ProviderApi::Anthropic => (Api::Anthropic, p.base_url.clone()),
-            ProviderApi::OpenaiChat => (Api::OpenAiChat, p.base_url.clone()),
-            ProviderApi::OpenaiResponses => (Api::OpenAiResponses, p.base_url.clone()),
-            ProviderApi::Gemini => (Api::Gemini, p.base_url.clone()),
-        };
-        let api_key = match &p.api_key_env {
-            Some(var) => std::env::var(var).map_err(|_| RunError::MissingKey {
-                provider: p.name.clone(),
-                var: var.clone(),
-            })?,
-            None if p.api == ProviderApi::Demo => "codemill-demo-key".to_string(),
-            None => String::new(),
-        };
-        Ok(Endpoint {
-            api,
-            base_url,
-            api_key: SecretString::from(api_key),
-        })
+        self.agents.endpoint_for(p)
     }
 
-    pub async fn ticket(&self, key: &TicketKey) -> Result<Ticket, RunError> {
-        self.store
-            .ticket(key)
-            .await?
-            .ok_or_else(|| RunError::NoTicket(key.clone()))
-    }
-
-    /// Run a ticket in this process until it waits for approval or ends: it is queued (its
-    /// unfinished job, or a new one when there is none or the last one stopped) and then
-    /// claimed here under a lease, exactly as a worker would, so a worker and this process can
-    /// never run the same job at once.
-    pub async fn run_ticket(&self, key: &TicketKey) -> Result<(JobId, JobState), RunError> {
-        let ticket = self.ticket(key).await?;
-        if !self.config.projects.contains_key(key.project()) {
-            return Err(RunError::NoProject {
-                ticket: key.clone(),
-                project: key.project().to_string(),
-            });
-        }
-        // Fail before creating a job when no agent step could ever reach the model, or when
-        // nothing could run sandboxed.
-        self.endpoint()?;
-        self.guard().await.map_err(RunError::Sandbox)?;
-        // A ticket waiting for answers starts again only once a person has edited it.
-        if let Some(latest) = jobs::latest(&self.store, key).await?
-            && !latest.state.answered(ticket.edited_at, latest.last_at())
-        {
-            return Ok((latest.job, latest.state));
-        }
-        let options = control::JobOptions::for_project(&self.config, key.project());
-        let (job, created) = control::enqueue(&self.store, key, options).await?;
-        self.emit(Progress::Job {
-            job,
-            ticket: key.clone(),
-            resumed: !created,
-        });
-        self.run_here(job, key).await
-    }
-
-    /// Approve the proposal of a ticket, then ship it in this process.
-    pub async fn approve(&self, key: &TicketKey, by: &str) -> Result<(JobId, JobState), RunError> {
-        let job = control::approve(&self.store, key, by).await?;
-        self.emit(Progress::Job {
-            job,
-            ticket: key.clone(),
-            resumed: true,
-        });
-        self.after_decision(job, key).await
-    }
-
-    /// Reject the proposal of a ticket: its work is kept on a WIP ref, nothing is pushed.
-    pub async fn reject(
-        &self,
-        key: &TicketKey,
-        reason: &str,
-        by: &str,
-    ) -> Result<(JobId, JobState), RunError> {
-        let job = control::reject(&self.store, key, reason, by).await?;
-        self.after_decision(job, key).await
-    }
-
-    /// Cancel a ticket's job and run its stop (WIP ref, note, cleanup) in this process.
-    pub async fn cancel(&self, key: &TicketKey, by: &str) -> Result<(JobId, JobState), RunError> {
-        let job = control::cancel(&self.store, key, by).await?;
-        self.after_decision(job, key).await
-    }
-
-    /// Carry out a journalled decision here; when a worker took the job first, it finishes
-    /// there and the decision stands, so that is no error.
-    async fn after_decision(
-        &self,
-        job: JobId,
-        key: &TicketKey,
-    ) -> Result<(JobId, JobState), RunError> {
-        match self.run_here(job, key).await {
-            Err(RunError::Busy(_)) => {
-                let latest = jobs::require(&self.store, key).await?;
-                Ok((latest.job, latest.state))
-            }
-            other => other,
-        }
-    }
-
-    /// Claim `job` in this process and drive it under a lease with a heartbeat, as a worker
-    /// does. A job a worker holds is refused (`Busy`) unless that worker was a process of this
-    /// host that is gone; a job that waits for a person or has ended is returned as it is.
-    pub async fn run_here(
-        &self,
-        job: JobId,
-        key: &TicketKey,
-    ) -> Result<(JobId, JobState), RunError> {
-        let owner = crate::worker::owner_here();
-        let mut lease = self
-            .store
-            .claim_job(job, &owner, FOREGROUND_LEASE, Utc::now())
-            .await?;
-        if lease.is_none()
-            && let Some(entry) = self.store.queue_entry(job).await?
-            && entry.state == QueueState::Leased
-        {
-            let dead = entry
-                .lease_owner
-                .as_deref()
-                .is_some_and(crate::worker::owner_is_gone);
-            if !dead {
-                return Err(RunError::Busy(key.clone()));
-            }
-            // A codemill of this host that was killed mid-job: take its job over now.
-            self.store
-                .expire_lease(job, entry.lease_token, Utc::now())
-                .await?;
-            self.store.reap(Utc::now()).await?;
-            lease = self
-                .store
-                .claim_job(job, &owner, FOREGROUND_LEASE, Utc::now())
-                .await?;
-        }
-        match lease {
-            Some(lease) => match self.work_lease(&lease).await? {
-                crate::worker::Worked::Released { state, .. } => Ok((job, *state)),
-                // Cancelled, or taken over: the job goes on elsewhere; say where it stands.
-                crate::worker::Worked::Fenced { .. } => {
-                    let latest = jobs::require(&self.store, key).await?;
-                    Ok((latest.job, latest.state))
-                }
-                crate::worker::Worked::Retried { error, .. } => Err(RunError::Journal {
-                    job,
-                    message: format!("{error} (the job is queued again for a retry)"),
-                }),
-            },
-            None => {
-                let latest = jobs::require(&self.store, key).await?;
-                Ok((latest.job, latest.state))
-            }
-        }
+    /// The guard of this process (sandbox setup and model gateway), set up on first use.
+    pub async fn guard(&self) -> Result<&Guard, String> {
+        self.boundary.guard().await
     }
 
     /// The loop: until the job waits or ends, run its pending effect and journal the result.
@@ -420,6 +287,142 @@ impl Runner {
         });
         Ok(next)
     }
+
+    /// Carry out `effect` with the part that owns it and say what happened as the event to
+    /// journal. Failures the job cannot recover from are `EffectFailed` events; only store,
+    /// journal and transient outside problems are errors.
+    pub(crate) async fn execute(
+        &self,
+        job: JobId,
+        state: &JobState,
+        journal: &[JournalEntry],
+        ticket: &Ticket,
+        effect: &Effect,
+    ) -> Result<JobEvent, RunError> {
+        let project = state.ticket.project();
+        Ok(match effect {
+            Effect::UpdateTicket { status, note } => {
+                let plan = self.plan_text(job, state);
+                self.announcer
+                    .update_ticket(job, state, *status, *note, plan.as_deref())
+                    .await?
+            }
+            Effect::PrepareWorkspace => {
+                let git = match self.workspace.remote_git(project).await {
+                    Ok(git) => git,
+                    Err(e) => return outside_failure(project, effect, e),
+                };
+                self.prepare_workspace(&git, job, state, effect).await
+            }
+            Effect::RunAgent {
+                stage,
+                round,
+                resume,
+                angle,
+            } => {
+                // No workspace before readiness, so no policy to read yet.
+                let policy = match self.workspace.policy_if_prepared(state).await {
+                    Ok(p) => p,
+                    Err(e) => return Ok(failed(effect, e)),
+                };
+                let step = Step {
+                    job,
+                    state,
+                    ticket,
+                    effect,
+                    stage: *stage,
+                    round: *round,
+                    resume: resume.clone(),
+                    angle: angle.clone(),
+                    worktree: self.workspace.worktree(state),
+                };
+                self.agents.run(step, policy).await?
+            }
+            Effect::PlanReview { round } => {
+                self.workspace.plan_review(job, state, effect, *round).await
+            }
+            Effect::CreateBacklogTickets => {
+                self.announcer.create_backlog(job, state, ticket).await?
+            }
+            Effect::RunGates { round } => {
+                let Some(worktree) = self.workspace.worktree(state) else {
+                    return Ok(failed(effect, "the ticket's worktree is missing"));
+                };
+                let specs = match self.workspace.gate_specs(state).await {
+                    Ok(specs) => specs,
+                    Err(e) => return Ok(failed(effect, e)),
+                };
+                self.gates
+                    .run(job, project, &worktree, &specs, effect, *round)
+                    .await
+            }
+            Effect::Commit => self.workspace.commit(job, state, ticket, effect).await,
+            Effect::Propose => match self.workspace.diff_stat(state).await {
+                Ok((commit, diff_stat)) => JobEvent::Proposed {
+                    proposal: crate::proposal::proposal(state, journal, ticket, commit, diff_stat),
+                },
+                Err(e) => failed(effect, e),
+            },
+            Effect::Push { commit } => {
+                let git = match self.workspace.remote_git(project).await {
+                    Ok(git) => git,
+                    Err(e) => return outside_failure(project, effect, e),
+                };
+                self.workspace.push(&git, state, commit, effect).await
+            }
+            Effect::RecordPr { commit } => self.announcer.record_pr(state, ticket, commit).await?,
+            Effect::SnapshotWip => self.workspace.snapshot(job, state, effect).await,
+            Effect::Cleanup { stopped } => self.workspace.cleanup(state, *stopped).await,
+            Effect::PrepareFeedback { .. } => {
+                let git = match self.workspace.remote_git(project).await {
+                    Ok(git) => git,
+                    Err(e) => return outside_failure(project, effect, e),
+                };
+                self.workspace.prepare_feedback(&git, state, effect).await
+            }
+            Effect::ReplyFeedback { round } => {
+                let summary = crate::proposal::last_fix_summary(journal);
+                self.announcer
+                    .reply_feedback(job, state, summary.as_deref(), effect, *round)
+                    .await?
+            }
+        })
+    }
+
+    /// A fresh worktree for a new job, then the repository's prepare steps in it (before any
+    /// agent touches it).
+    async fn prepare_workspace(
+        &self,
+        git: &Git,
+        job: JobId,
+        state: &JobState,
+        effect: &Effect,
+    ) -> JobEvent {
+        let prepared = match self.workspace.prepare(git, &state.ticket).await {
+            Ok(prepared) => prepared,
+            Err(e) => return failed(effect, e),
+        };
+        let steps = match self
+            .workspace
+            .prepare_steps(&prepared.clone, &prepared.base)
+            .await
+        {
+            Ok(steps) => steps,
+            Err(e) => return failed(effect, e),
+        };
+        if let Err(e) = self.gates.prepare(job, &prepared.worktree, &steps).await {
+            return failed(effect, e);
+        }
+        prepared.event()
+    }
+
+    /// The plan the plan note shows, from the job's artifacts (none before the plan stage).
+    fn plan_text(&self, job: JobId, state: &JobState) -> Option<String> {
+        state
+            .plan_artifact
+            .as_ref()
+            .and_then(|a| std::fs::read_to_string(self.home.artifacts(job).join(a)).ok())
+    }
 }
 
 /// SIGKILL this process, as `kill -9` would: no destructors, no flushing.
@@ -431,12 +434,4 @@ async fn crash_now() {
         .await;
     // The signal is asynchronous; never carry on past this point.
     std::process::abort();
-}
-
-/// Fold a journal into a state.
-pub fn replay(job: JobId, journal: &[JournalEntry]) -> Result<JobState, RunError> {
-    JobState::replay(journal.iter().map(|e| &e.event)).map_err(|e| RunError::Journal {
-        job,
-        message: e.to_string(),
-    })
 }

@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use codemill_core::config::{ConfigError, GateSpec, RepoPolicy, detect_gates};
 use codemill_core::ids::JobId;
-use codemill_core::pipeline::{Effect, GateResult, JobEvent, JobState};
+use codemill_core::pipeline::{Effect, GateResult, JobEvent};
 use codemill_process::{ExecPolicy, ProcessError};
 
 use crate::effects::failed;
-use crate::engine::Runner;
-use crate::progress::Progress;
+use crate::guard::Boundary;
+use crate::progress::{Emitter, Progress};
 
 /// Where a repository keeps its codemill policy.
 pub const POLICY_FILE: &str = ".codemill/pipeline.toml";
@@ -128,49 +128,58 @@ async fn run_gate(
     }
 }
 
-impl Runner {
-    /// Run the job's gates in its worktree, sandboxed: they run the agent's code.
-    pub(crate) async fn gates(
+/// Runs gates and prepare steps through the sandboxed exec path. Knows nothing of git or the
+/// job's journal: it is handed the worktree and the commands, and answers with their results.
+#[derive(Clone)]
+pub(crate) struct Gates {
+    boundary: Boundary,
+    /// A gate's timeout when it sets none.
+    timeout: Duration,
+    /// Output kept per gate (head and tail).
+    output_cap: usize,
+    progress: Emitter,
+}
+
+impl Gates {
+    pub(crate) fn new(
+        boundary: Boundary,
+        timeout: Duration,
+        output_cap: usize,
+        progress: Emitter,
+    ) -> Gates {
+        Gates {
+            boundary,
+            timeout,
+            output_cap,
+            progress,
+        }
+    }
+
+    /// Run `specs` in the job's worktree, sandboxed (they run the agent's code, so they get
+    /// their own HOME and nothing of ours), and report them as the round's gate results.
+    pub(crate) async fn run(
         &self,
         job: JobId,
-        state: &JobState,
+        project: &str,
+        worktree: &Path,
+        specs: &[GateSpec],
         effect: &Effect,
         round: u32,
     ) -> JobEvent {
-        let Some(worktree) = self.worktree(state) else {
-            return failed(effect, "the ticket's worktree is missing");
-        };
-        let policy = match self.policy(state).await {
-            Ok(p) => p,
-            Err(e) => return failed(effect, e),
-        };
-        // Listing the tree is only needed to detect gates the policy does not name.
-        let files = if policy.as_ref().is_some_and(|p| !p.gates.is_empty()) {
-            Vec::new()
-        } else {
-            let clone = self.home.clone_dir(state.ticket.project());
-            let base = state.base_commit.clone().unwrap_or_default();
-            match self.git.list_files(&clone, &base).await {
-                Ok(f) => f,
-                Err(e) => return failed(effect, e),
-            }
-        };
-        let specs = gates_from(policy.as_ref(), &files);
         if specs.is_empty() {
-            self.emit(Progress::Info {
+            self.progress.emit(Progress::Info {
                 message: "no gates configured or detected; add .codemill/pipeline.toml".into(),
             });
         }
-        // Gates run the agent's code: sandboxed, with their own HOME and nothing of ours.
-        let guard = match self.guard().await {
+        let guard = match self.boundary.guard().await {
             Ok(guard) => guard,
             Err(e) => return failed(effect, format!("sandbox: {e}")),
         };
-        let prepared = self.job_cache(job).and_then(|cache| {
-            let egress = self.egress(guard, state.ticket.project(), job)?;
-            let policy = self.gate_policy(
+        let prepared = self.boundary.job_cache(job).and_then(|cache| {
+            let egress = self.boundary.egress(guard, project, job)?;
+            let policy = self.boundary.gate_policy(
                 guard,
-                &worktree,
+                worktree,
                 &cache,
                 egress.as_ref().map(codemill_gateway::Egress::socket),
                 false,
@@ -181,15 +190,8 @@ impl Runner {
             Ok(prepared) => prepared,
             Err(e) => return failed(effect, format!("sandbox: {e}")),
         };
-        let results = run_gates(
-            &worktree,
-            &specs,
-            Duration::from_secs(self.config.gate_timeout_secs),
-            self.config.gate_output_cap_bytes,
-            &policy,
-        )
-        .await;
-        self.emit(Progress::Gates {
+        let results = run_gates(worktree, specs, self.timeout, self.output_cap, &policy).await;
+        self.progress.emit(Progress::Gates {
             round,
             results: results.clone(),
         });
@@ -199,40 +201,31 @@ impl Runner {
         }
     }
 
-    /// The repository's `[[prepare]]` steps (e.g. `cargo fetch`, `npm ci`), from its policy at
-    /// the trusted base commit, run before any agent touches the worktree: sandboxed like a
-    /// gate, but with the host's network. A failing step stops the job with its output.
-    pub(crate) async fn run_prepare(
+    /// The repository's `[[prepare]]` steps (e.g. `cargo fetch`, `npm ci`), read from its
+    /// policy at the trusted base commit, run before any agent touches the worktree: sandboxed
+    /// like a gate, but with the host's network. A failing step stops the job with its output.
+    pub(crate) async fn prepare(
         &self,
         job: JobId,
-        clone: &Path,
-        base: &str,
         worktree: &Path,
+        steps: &[GateSpec],
     ) -> Result<(), String> {
-        let text = self
-            .git
-            .read_file_at(clone, base, POLICY_FILE)
+        if steps.is_empty() {
+            return Ok(());
+        }
+        let guard = self
+            .boundary
+            .guard()
             .await
-            .map_err(|e| e.to_string())?;
-        let steps = match parse_policy(text.as_deref()).map_err(|e| e.to_string())? {
-            Some(policy) if !policy.prepare.is_empty() => policy.prepare,
-            _ => return Ok(()),
-        };
-        let guard = self.guard().await.map_err(|e| format!("sandbox: {e}"))?;
-        let cache = self.job_cache(job)?;
+            .map_err(|e| format!("sandbox: {e}"))?;
+        let cache = self.boundary.job_cache(job)?;
         let policy = self
+            .boundary
             .gate_policy(guard, worktree, &cache, None, true)
             .map_err(|e| format!("sandbox: {e}"))?;
-        let results = run_gates(
-            worktree,
-            &steps,
-            Duration::from_secs(self.config.gate_timeout_secs),
-            self.config.gate_output_cap_bytes,
-            &policy,
-        )
-        .await;
+        let results = run_gates(worktree, steps, self.timeout, self.output_cap, &policy).await;
         for r in &results {
-            self.emit(Progress::Info {
+            self.progress.emit(Progress::Info {
                 message: format!(
                     "prepare {}: {} ({} ms)",
                     r.name,
@@ -241,18 +234,32 @@ impl Runner {
                 ),
             });
         }
-        match results.iter().find(|r| !r.passed) {
+        match prepare_failure(&results) {
             None => Ok(()),
-            Some(r) => Err(format!(
-                "prepare step `{}` ({}) failed{}: {}",
-                r.name,
-                r.command,
-                r.exit_code
-                    .map(|c| format!(" with exit {c}"))
-                    .unwrap_or_default(),
-                codemill_core::text::clip(r.error.as_deref().unwrap_or(r.output.trim()), 2000)
-            )),
+            Some(message) => Err(message),
         }
+    }
+}
+
+/// Why prepare steps stop the job: the first failed step with its exit code and output.
+fn prepare_failure(results: &[GateResult]) -> Option<String> {
+    let r = results.iter().find(|r| !r.passed)?;
+    Some(format!(
+        "prepare step `{}` ({}) failed{}: {}",
+        r.name,
+        r.command,
+        r.exit_code
+            .map(|c| format!(" with exit {c}"))
+            .unwrap_or_default(),
+        codemill_core::text::clip(r.error.as_deref().unwrap_or(r.output.trim()), 2000)
+    ))
+}
+
+/// The prepare steps of a policy file's text at the base commit (none without a policy).
+pub(crate) fn prepare_steps(text: Option<&str>) -> Result<Vec<GateSpec>, String> {
+    match parse_policy(text).map_err(|e| e.to_string())? {
+        Some(policy) => Ok(policy.prepare),
+        None => Ok(Vec::new()),
     }
 }
 

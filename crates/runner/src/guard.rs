@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use codemill_core::config::{Backend, SandboxConfig, SandboxMode};
+use codemill_core::config::{SandboxConfig, SandboxMode};
 use codemill_core::ids::JobId;
 use codemill_gateway::{Egress, Gateway};
 use codemill_process::ExecPolicy;
@@ -17,9 +17,11 @@ use codemill_process::sandbox::{
     self, Limits, SandboxSetup, StepAccess, find_on_host, host_toolchains, install_relay,
     program_mounts,
 };
+use codemill_store::Store;
 use tokio::sync::OnceCell;
 
-use crate::engine::Runner;
+use crate::home::Home;
+use crate::outside::Projects;
 
 /// The warning `doctor`, `serve` and every job's log print when the sandbox is off.
 pub const SANDBOX_OFF_WARNING: &str = "[sandbox] mode = \"off\": agents and gates run with no \
@@ -110,13 +112,41 @@ pub(crate) fn private_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
-impl Runner {
+/// The boundary of one codemill home: builds the guard on first use and the policy of every
+/// step. Holds only what those decisions read: the home's paths, the sandbox settings and each
+/// project's allowed hosts; the store only for the gateway's metering.
+#[derive(Clone)]
+pub(crate) struct Boundary {
+    home: Home,
+    store: Store,
+    sandbox: SandboxConfig,
+    projects: Projects,
+    cell: GuardCell,
+}
+
+impl Boundary {
+    pub(crate) fn new(
+        home: Home,
+        store: Store,
+        sandbox: SandboxConfig,
+        projects: Projects,
+        cell: GuardCell,
+    ) -> Boundary {
+        Boundary {
+            home,
+            store,
+            sandbox,
+            projects,
+            cell,
+        }
+    }
+
     /// The guard of this process, set up on first use.
-    pub async fn guard(&self) -> Result<&Guard, String> {
-        self.guard
+    pub(crate) async fn guard(&self) -> Result<&Guard, String> {
+        self.cell
             .get_or_try_init(|| async {
                 let run_dir = self.home.run_dir();
-                let setup = sandbox_setup(&self.config.sandbox, &run_dir).await?;
+                let setup = sandbox_setup(&self.sandbox, &run_dir).await?;
                 if !setup.is_sandboxed() {
                     tracing::warn!("{SANDBOX_OFF_WARNING}");
                 }
@@ -138,7 +168,6 @@ impl Runner {
         job: JobId,
     ) -> Result<Option<Egress>, String> {
         let Some(allow) = self
-            .config
             .projects
             .get(project)
             .map(|p| &p.sandbox)
@@ -168,12 +197,13 @@ impl Runner {
         Ok(dir)
     }
 
-    /// The policy of an agent step in `workdir`, with the backend's CLI and the gateway in reach.
+    /// The policy of an agent step in `workdir`, with the backend's CLI (`program`, none for
+    /// the built-in loop) and the gateway in reach.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn agent_policy(
         &self,
         guard: &Guard,
-        backend: Backend,
+        program: Option<&str>,
         workdir: &Path,
         writable_worktree: bool,
         state_dir: &Path,
@@ -181,7 +211,7 @@ impl Runner {
         proxy: Option<&Path>,
     ) -> Result<ExecPolicy, String> {
         let mut read_only = self.git_mounts(workdir);
-        if let Some(program) = self.config.agent.command(backend) {
+        if let Some(program) = program {
             let search = guard
                 .setup
                 .env

@@ -12,7 +12,8 @@ use codemill_store::{MirroredTicket, Store, StoreError};
 use serde::Serialize;
 
 use crate::control::{self, JobOptions};
-use crate::engine::{RunError, replay};
+use crate::error::RunError;
+use crate::jobs::replay;
 use crate::outside::{self, OutsideCache};
 
 /// What an inbound event did.

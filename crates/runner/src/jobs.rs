@@ -7,7 +7,7 @@ use codemill_core::ids::{JobId, TicketKey};
 use codemill_core::pipeline::{JobEvent, JobState, apply};
 use codemill_store::{JournalEntry, QueueState, Store, StoreError};
 
-use crate::engine::{RunError, replay};
+use crate::error::RunError;
 
 /// How often a decision is tried again when the journal grew between reading and writing.
 const CONFLICT_RETRIES: usize = 8;
@@ -112,4 +112,12 @@ pub async fn decide(
         }
     }
     Err(RunError::Busy(key.clone()))
+}
+
+/// Fold a journal into a state.
+pub fn replay(job: JobId, journal: &[JournalEntry]) -> Result<JobState, RunError> {
+    JobState::replay(journal.iter().map(|e| &e.event)).map_err(|e| RunError::Journal {
+        job,
+        message: e.to_string(),
+    })
 }

@@ -2,11 +2,19 @@
 //! for, journalling each result, and recovering from the journal after a crash.
 //!
 //! Architecture invariant: only this crate writes job state, and only as journal events.
+//!
+//! Layers, each importing only those below it: `engine` (with `worker` and `foreground`)
+//! drives the parts `workspace`, `agents`, `announcer` and `gates`; they share `guard`,
+//! `effects`, `outside`, `local`, `notes`, `proposal`, `progress`, `home` and `error`.
+//! `control` and `jobs` change job state from outside the loop and need no part.
 
 mod agents;
+mod announcer;
 pub mod control;
 mod effects;
 pub mod engine;
+pub mod error;
+mod foreground;
 pub mod gates;
 pub mod guard;
 pub mod home;
@@ -17,9 +25,14 @@ pub mod local;
 pub mod notes;
 pub mod outside;
 pub mod progress;
-mod review;
+mod proposal;
 pub mod worker;
+mod workspace;
 
-pub use engine::{RunError, Runner, RunnerOptions};
+#[cfg(test)]
+mod testing;
+
+pub use engine::{Runner, RunnerOptions};
+pub use error::RunError;
 pub use home::{Home, HomeError};
 pub use progress::{Progress, ProgressSink};

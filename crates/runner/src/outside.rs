@@ -1,7 +1,7 @@
 //! A project's outside tracker and forge (Jira, GitHub, Linear), built once per project from the
 //! config and the environment, and what counts as a trigger on each.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use codemill_core::config::{ForgeSettings, ProjectConfig, TrackerSettings};
@@ -185,6 +185,36 @@ impl OutsideCache {
             m.insert(project.name.clone(), outside.clone());
         }
         Ok(outside)
+    }
+}
+
+/// The registered projects with their outside clients: what a part of the runner needs to
+/// reach a project's tracker, forge or remote, without the rest of the configuration.
+#[derive(Clone, Default)]
+pub(crate) struct Projects {
+    settings: Arc<BTreeMap<String, ProjectConfig>>,
+    cache: OutsideCache,
+}
+
+impl Projects {
+    pub(crate) fn new(settings: BTreeMap<String, ProjectConfig>, cache: OutsideCache) -> Projects {
+        Projects {
+            settings: Arc::new(settings),
+            cache,
+        }
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&ProjectConfig> {
+        self.settings.get(name)
+    }
+
+    /// The project's outside clients (none for an unknown project: it has only the local
+    /// ones); an unusable setting (missing credential) is the job's failure, not a crash.
+    pub(crate) fn outside(&self, project: &str) -> std::result::Result<Outside, String> {
+        match self.settings.get(project) {
+            Some(p) => self.cache.get(p),
+            None => Ok(Outside::default()),
+        }
     }
 }
 

@@ -35,3 +35,24 @@ pub enum Progress {
 }
 
 pub type ProgressSink = tokio::sync::mpsc::UnboundedSender<Progress>;
+
+/// Where a part of the runner reports progress: the sink of whoever runs the job, if any.
+/// Sending never fails a job; nobody listening is fine.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Emitter(Option<ProgressSink>);
+
+impl Emitter {
+    pub(crate) fn new(sink: Option<ProgressSink>) -> Emitter {
+        Emitter(sink)
+    }
+
+    pub(crate) fn emit(&self, p: Progress) {
+        if let Some(sink) = &self.0 {
+            let _ = sink.send(p);
+        }
+    }
+
+    pub(crate) fn sink(&self) -> Option<&ProgressSink> {
+        self.0.as_ref()
+    }
+}

@@ -10,7 +10,8 @@ use codemill_core::ids::JobId;
 use codemill_core::pipeline::{JobState, Stage};
 use codemill_store::{Lease, Limits, Outcome, QueueState, StoreError};
 
-use crate::engine::{RunError, Runner};
+use crate::engine::Runner;
+use crate::error::RunError;
 use crate::progress::Progress;
 
 /// How a worker claims and holds jobs.

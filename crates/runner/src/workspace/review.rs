@@ -1,17 +1,13 @@
-//! Review rounds: planning a round (snapshot, diffs, angles, policy) and turning backlog
-//! findings into linked tickets after approval.
+//! Planning a review round in the workspace: a snapshot of what is reviewed, the diff (and the
+//! delta since the previous round) in the run directory, the angles and the triage policy.
 
 use codemill_core::ids::JobId;
 use codemill_core::pipeline::{Effect, JobEvent, JobState, ReviewPlan};
 use codemill_core::prompts::RUN_DIR;
 use codemill_core::review::choose_angles;
-use codemill_core::triage::Bucket;
-use codemill_store::Ticket;
 
-use codemill_trackers::Tracker;
-
+use super::Workspace;
 use crate::effects::failed;
-use crate::engine::{RunError, Runner};
 
 /// Checklists a repository adds or overrides: `.codemill/review/<angle>.md`.
 const CHECKLIST_DIR: &str = ".codemill/review/";
@@ -33,7 +29,7 @@ fn diff_files(diff: &str) -> Vec<String> {
     files
 }
 
-impl Runner {
+impl Workspace {
     /// Plan a review round: snapshot what is reviewed, write the diff (and the delta since the
     /// previous round), choose the angles and record the triage policy.
     pub(crate) async fn plan_review(
@@ -48,12 +44,12 @@ impl Runner {
         };
         let key = &state.ticket;
         let base = state.base_commit.clone().unwrap_or_default();
-        let identity = self.identity();
+        let identity = &self.identity;
         let refname = format!("refs/codemill/review/{key}/{round}");
         let message = format!("codemill review snapshot of {key}, round {round} (job {job})");
         let snapshot = match self
             .git
-            .snapshot_wip_since(&worktree, &refname, &base, &message, &identity)
+            .snapshot_wip_since(&worktree, &refname, &base, &message, identity)
             .await
         {
             Ok(s) => s,
@@ -140,64 +136,6 @@ impl Runner {
                 snapshot,
             },
         }
-    }
-
-    /// After approval: every backlog finding becomes a ticket linked to this one (once each).
-    pub(crate) async fn create_backlog(
-        &self,
-        job: JobId,
-        state: &JobState,
-        ticket: &Ticket,
-    ) -> Result<JobEvent, RunError> {
-        let mut keys = Vec::new();
-        let outside = match self.outside(state) {
-            Ok(o) => o,
-            Err(e) => return Ok(crate::effects::failed(&Effect::CreateBacklogTickets, e)),
-        };
-        for d in state.backlog() {
-            debug_assert_eq!(d.bucket, Bucket::Backlog);
-            let f = &d.finding;
-            let marker = format!("backlog:{job}:{}", f.fingerprint());
-            let title = format!("{} ({})", f.title, f.location());
-            let body = format!(
-                "Found by codemill's review of {} ({}), angle(s): {}; severity {}.\n\n{}\n{}\nTriage: backlog — {}\n",
-                ticket.key,
-                ticket.title,
-                f.angles.join(", "),
-                f.severity.as_str(),
-                f.detail,
-                f.suggestion
-                    .as_ref()
-                    .map(|s| format!("\nSuggestion: {s}\n"))
-                    .unwrap_or_default(),
-                d.reason
-            );
-            if let Some(tracker) = &outside.tracker {
-                let parent = ticket
-                    .external
-                    .clone()
-                    .unwrap_or_else(|| ticket.key.number().to_string());
-                match tracker
-                    .create_linked(&parent, &format!("codemill:{marker}"), &title, &body)
-                    .await
-                {
-                    Ok(k) => keys.push(k),
-                    Err(e) => {
-                        return self.outside_failure(state, &Effect::CreateBacklogTickets, e);
-                    }
-                }
-                continue;
-            }
-            let local = crate::local::LocalTracker::new(self.store.clone());
-            match local
-                .create_linked(&ticket.key.to_string(), &marker, &title, &body)
-                .await
-            {
-                Ok(k) => keys.push(k),
-                Err(e) => return self.outside_failure(state, &Effect::CreateBacklogTickets, e),
-            }
-        }
-        Ok(JobEvent::BacklogCreated { tickets: keys })
     }
 }
 

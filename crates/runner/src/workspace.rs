@@ -1,36 +1,97 @@
-//! The git side of effects: the job's clone and worktrees (fresh for a job or at a PR's head),
-//! the repository's policy, the commit, WIP snapshots and cleanup.
+//! The job's workspace: the project's shared clone and the ticket's worktree in the home (fresh
+//! for a job, or at a PR's head for a feedback round), the repository's policy as of the base
+//! commit, the commit, the push, WIP snapshots and cleanup. Only git and the home's paths; it
+//! reaches a project's forge only for the token git sends to an HTTPS remote.
+
+mod review;
 
 use std::path::{Path, PathBuf};
 
-use codemill_core::config::{RepoPolicy, Retention};
-use codemill_core::ids::JobId;
-use codemill_core::pipeline::{Effect, JobEvent, JobState};
+use codemill_core::config::{GateSpec, RepoPolicy, Retention};
+use codemill_core::ids::{JobId, TicketKey};
+use codemill_core::pipeline::{Effect, JobEvent, JobState, Stage};
 use codemill_core::prompts::RUN_DIR;
+use codemill_git::{Git, Identity};
 use codemill_store::Ticket;
 
-use crate::engine::Runner;
-use crate::gates::{POLICY_FILE, parse_policy};
-use crate::progress::Progress;
+use crate::effects::failed;
+use crate::gates::{POLICY_FILE, gates_from, parse_policy};
+use crate::home::Home;
+use crate::outside::Projects;
+use crate::progress::{Emitter, Progress};
 
-use super::failed;
+/// Repository policies by (project, base commit): a job's policy never changes.
+pub(crate) type PolicyCache = std::sync::Arc<
+    std::sync::Mutex<std::collections::HashMap<(String, String), Option<RepoPolicy>>>,
+>;
 
-impl Runner {
+/// A fresh worktree for a new job, before its prepare steps ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Prepared {
+    pub clone: PathBuf,
+    pub worktree: PathBuf,
+    pub branch: String,
+    pub base: String,
+    pub default_branch: String,
+}
+
+impl Prepared {
+    pub(crate) fn event(self) -> JobEvent {
+        JobEvent::WorkspaceReady {
+            worktree: self.worktree.display().to_string(),
+            branch: self.branch,
+            base_commit: self.base,
+            default_branch: self.default_branch,
+        }
+    }
+}
+
+/// Git and the home's paths for jobs: where a ticket's work lives and how it is kept.
+#[derive(Clone)]
+pub(crate) struct Workspace {
+    home: Home,
+    git: Git,
+    projects: Projects,
+    identity: Identity,
+    retention: Retention,
+    policies: PolicyCache,
+    progress: Emitter,
+}
+
+impl Workspace {
+    pub(crate) fn new(
+        home: Home,
+        git: Git,
+        projects: Projects,
+        identity: Identity,
+        retention: Retention,
+        policies: PolicyCache,
+        progress: Emitter,
+    ) -> Workspace {
+        Workspace {
+            home,
+            git,
+            projects,
+            identity,
+            retention,
+            policies,
+            progress,
+        }
+    }
+
     /// Git for talking to the project's remote: with an HTTPS remote on GitHub, every fetch and
     /// push carries the forge's token (or the App's installation token) as an HTTP header that
     /// git reads from its environment — never in a URL, an argument or a config file.
-    pub(crate) async fn remote_git(
-        &self,
-        state: &JobState,
-    ) -> Result<codemill_git::Git, codemill_trackers::Error> {
-        let Some(project) = self.config.projects.get(state.ticket.project()) else {
+    pub(crate) async fn remote_git(&self, project: &str) -> Result<Git, codemill_trackers::Error> {
+        let Some(settings) = self.projects.get(project) else {
             return Ok(self.git.clone());
         };
-        let Some(prefix) = http_prefix(&project.repo) else {
+        let Some(prefix) = http_prefix(&settings.repo) else {
             return Ok(self.git.clone());
         };
         let outside = self
-            .outside(state)
+            .projects
+            .outside(project)
             .map_err(codemill_trackers::Error::Config)?;
         let Some(forge) = outside.forge else {
             return Ok(self.git.clone());
@@ -41,49 +102,45 @@ impl Runner {
             .with_http_auth(Some(codemill_git::HttpAuth::github_token(&prefix, &token))))
     }
 
-    pub(super) async fn prepare_workspace(
-        &self,
-        git: &codemill_git::Git,
-        job: JobId,
-        state: &JobState,
-        effect: &Effect,
-    ) -> JobEvent {
-        let key = &state.ticket;
-        let clone = match self.fetched_clone(git, key).await {
-            Ok(clone) => clone,
-            Err(e) => return failed(effect, e),
-        };
-        let default_branch = match git.default_branch(&clone).await {
-            Ok(b) => b,
-            Err(e) => return failed(effect, e),
-        };
+    /// The project's clone fetched now and a fresh worktree of the ticket's branch at the tip of
+    /// the remote's default branch: the base every later diff and policy read refers to.
+    pub(crate) async fn prepare(&self, git: &Git, key: &TicketKey) -> Result<Prepared, String> {
+        let clone = self.fetched_clone(git, key).await?;
+        let default_branch = git
+            .default_branch(&clone)
+            .await
+            .map_err(|e| e.to_string())?;
         let start = format!("refs/remotes/origin/{default_branch}");
         let base = match git.rev_parse(&clone, &start).await {
             Ok(Some(sha)) => sha,
-            Ok(None) => {
-                return failed(
-                    effect,
-                    format!("the repository has no branch {default_branch}"),
-                );
-            }
-            Err(e) => return failed(effect, e),
+            Ok(None) => return Err(format!("the repository has no branch {default_branch}")),
+            Err(e) => return Err(e.to_string()),
         };
-        let worktree = match self
-            .fresh_worktree(git, &clone, key, &key.branch(), &base, "a new job")
-            .await
-        {
-            Ok(worktree) => worktree,
-            Err(e) => return failed(effect, e),
-        };
-        if let Err(e) = self.run_prepare(job, &clone, &base, &worktree).await {
-            return failed(effect, e);
-        }
-        JobEvent::WorkspaceReady {
-            worktree: worktree.display().to_string(),
-            branch: key.branch(),
-            base_commit: base,
+        let branch = key.branch();
+        let worktree = self
+            .fresh_worktree(git, &clone, key, &branch, &base, "a new job")
+            .await?;
+        Ok(Prepared {
+            clone,
+            worktree,
+            branch,
+            base,
             default_branch,
-        }
+        })
+    }
+
+    /// The repository's `[[prepare]]` steps as of the trusted base commit.
+    pub(crate) async fn prepare_steps(
+        &self,
+        clone: &Path,
+        base: &str,
+    ) -> Result<Vec<GateSpec>, String> {
+        let text = self
+            .git
+            .read_file_at(clone, base, POLICY_FILE)
+            .await
+            .map_err(|e| e.to_string())?;
+        crate::gates::prepare_steps(text.as_deref())
     }
 
     pub(crate) fn worktree(&self, state: &JobState) -> Option<PathBuf> {
@@ -128,7 +185,57 @@ impl Runner {
         Ok(policy)
     }
 
-    pub(super) async fn commit(
+    /// The gates of the job: from its policy, else detected from the files of its base commit
+    /// (listing the tree is only needed when the policy names none).
+    pub(crate) async fn gate_specs(&self, state: &JobState) -> Result<Vec<GateSpec>, String> {
+        let policy = self.policy(state).await?;
+        let files = if policy.as_ref().is_some_and(|p| !p.gates.is_empty()) {
+            Vec::new()
+        } else {
+            let clone = self.home.clone_dir(state.ticket.project());
+            let base = state.base_commit.clone().unwrap_or_default();
+            self.git
+                .list_files(&clone, &base)
+                .await
+                .map_err(|e| e.to_string())?
+        };
+        Ok(gates_from(policy.as_ref(), &files))
+    }
+
+    /// The job's commit and its diff stat against the base, for the proposal.
+    pub(crate) async fn diff_stat(&self, state: &JobState) -> Result<(String, String), String> {
+        let (Some(worktree), Some(commit)) = (self.worktree(state), state.commit.clone()) else {
+            return Err("the worktree or the commit is missing".into());
+        };
+        let base = state.base_commit.clone().unwrap_or_default();
+        let stat = self
+            .git
+            .diff_stat(&worktree, &base, &commit)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok((commit, stat))
+    }
+
+    /// Push the job's commit to the ticket's branch, unless the remote has it already.
+    pub(crate) async fn push(
+        &self,
+        git: &Git,
+        state: &JobState,
+        commit: &str,
+        effect: &Effect,
+    ) -> JobEvent {
+        let branch = state.ticket.branch();
+        let clone = self.home.clone_dir(state.ticket.project());
+        match git.push(&clone, commit, &branch).await {
+            Ok(()) => JobEvent::Pushed {
+                commit: commit.to_string(),
+                branch,
+            },
+            Err(e) => failed(effect, e),
+        }
+    }
+
+    pub(crate) async fn commit(
         &self,
         job: JobId,
         state: &JobState,
@@ -154,17 +261,10 @@ impl Runner {
                 ),
             );
         }
-        let message = if state.stage == codemill_core::pipeline::Stage::FeedbackCommit {
-            format!(
-                "{}: address pull request feedback (round {})\n\nCodemill-Job: {job}\n",
-                ticket.key, state.feedback_round
-            )
-        } else {
-            format!("{}: {}\n\nCodemill-Job: {job}\n", ticket.key, ticket.title)
-        };
+        let message = commit_message(job, state, ticket);
         match self
             .git
-            .commit_all(&worktree, &message, &self.identity())
+            .commit_all(&worktree, &message, &self.identity)
             .await
         {
             Ok(Some(sha)) => JobEvent::Committed { commit: sha },
@@ -181,13 +281,8 @@ impl Runner {
     }
 
     /// The project's shared clone, cloned or fetched from its remote now.
-    async fn fetched_clone(
-        &self,
-        git: &codemill_git::Git,
-        key: &codemill_core::ids::TicketKey,
-    ) -> Result<PathBuf, String> {
+    async fn fetched_clone(&self, git: &Git, key: &TicketKey) -> Result<PathBuf, String> {
         let project = self
-            .config
             .projects
             .get(key.project())
             .ok_or_else(|| format!("project {} is not registered", key.project()))?;
@@ -202,9 +297,9 @@ impl Runner {
     /// Work left in an earlier worktree is kept on the WIP ref before it is removed.
     async fn fresh_worktree(
         &self,
-        git: &codemill_git::Git,
+        git: &Git,
         clone: &Path,
-        key: &codemill_core::ids::TicketKey,
+        key: &TicketKey,
         branch: &str,
         start: &str,
         before: &str,
@@ -213,7 +308,7 @@ impl Runner {
         let worktree = self.home.worktree(key);
         if worktree.exists() {
             let msg = format!("codemill: work left in the worktree of {key} before {before}");
-            git.snapshot_wip(&worktree, &key.wip_ref(), &msg, &self.identity())
+            git.snapshot_wip(&worktree, &key.wip_ref(), &msg, &self.identity)
                 .await
                 .map_err(|e| e.to_string())?;
             git.remove_worktree(clone, &worktree)
@@ -230,9 +325,9 @@ impl Runner {
     }
 
     /// A fresh worktree on the PR branch as the remote has it now (a person may have pushed).
-    pub(super) async fn prepare_feedback(
+    pub(crate) async fn prepare_feedback(
         &self,
-        git: &codemill_git::Git,
+        git: &Git,
         state: &JobState,
         effect: &Effect,
     ) -> JobEvent {
@@ -263,7 +358,7 @@ impl Runner {
         }
     }
 
-    pub(super) async fn snapshot(&self, job: JobId, state: &JobState, effect: &Effect) -> JobEvent {
+    pub(crate) async fn snapshot(&self, job: JobId, state: &JobState, effect: &Effect) -> JobEvent {
         let Some(worktree) = self.worktree(state) else {
             return JobEvent::Snapshotted {
                 wip_ref: None,
@@ -278,7 +373,7 @@ impl Runner {
         );
         match self
             .git
-            .snapshot_wip(&worktree, &wip_ref, &message, &self.identity())
+            .snapshot_wip(&worktree, &wip_ref, &message, &self.identity)
             .await
         {
             Ok(Some(sha)) => JobEvent::Snapshotted {
@@ -293,12 +388,8 @@ impl Runner {
         }
     }
 
-    pub(super) async fn cleanup(&self, state: &JobState, stopped: bool) -> JobEvent {
-        let keep = match self.config.worktree_retention {
-            Retention::Remove => false,
-            Retention::KeepFailed => stopped,
-            Retention::Keep => true,
-        };
+    pub(crate) async fn cleanup(&self, state: &JobState, stopped: bool) -> JobEvent {
+        let keep = keeps_worktree(self.retention, stopped);
         let Some(worktree) = self.worktree(state) else {
             return JobEvent::CleanedUp {
                 worktree_removed: false,
@@ -316,7 +407,7 @@ impl Runner {
             },
             Err(e) => {
                 // Leaving a directory behind is not worth stopping a finished job for.
-                self.emit(Progress::Info {
+                self.progress.emit(Progress::Info {
                     message: format!("could not remove worktree {}: {e}", worktree.display()),
                 });
                 JobEvent::CleanedUp {
@@ -360,25 +451,28 @@ fn exclude_run_dir(clone: &Path) -> std::io::Result<()> {
     std::fs::write(file, text)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::http_prefix;
-
-    #[test]
-    fn http_prefixes_of_remotes() {
-        assert_eq!(
-            http_prefix("https://github.com/acme/shop.git").as_deref(),
-            Some("https://github.com/")
-        );
-        assert_eq!(
-            http_prefix("http://127.0.0.1:8080/r.git").as_deref(),
-            Some("http://127.0.0.1:8080/")
-        );
-        assert_eq!(http_prefix("git@github.com:acme/shop.git"), None);
-        assert_eq!(http_prefix("/srv/git/shop.git"), None);
-        assert_eq!(
-            http_prefix("https://user:pw@github.com/acme/shop.git"),
-            None
-        );
+/// The message of the job's commit: the ticket's title, or the feedback round it answers; the
+/// `Codemill-Job` trailer names the job that made it.
+fn commit_message(job: JobId, state: &JobState, ticket: &Ticket) -> String {
+    if state.stage == Stage::FeedbackCommit {
+        format!(
+            "{}: address pull request feedback (round {})\n\nCodemill-Job: {job}\n",
+            ticket.key, state.feedback_round
+        )
+    } else {
+        format!("{}: {}\n\nCodemill-Job: {job}\n", ticket.key, ticket.title)
     }
 }
+
+/// Whether cleanup keeps the worktree: by the retention setting, and for `keep_failed` only
+/// when the job stopped rather than shipped.
+fn keeps_worktree(retention: Retention, stopped: bool) -> bool {
+    match retention {
+        Retention::Remove => false,
+        Retention::KeepFailed => stopped,
+        Retention::Keep => true,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,311 @@
+//! Every write to trackers and forges: the ticket's notes, status and labels (the outside
+//! tracker's progress comment first, then the local tracker), the PR (on the outside forge and
+//! in the local record), replies to PR feedback, and backlog tickets. Every write carries a
+//! marker or a branch the other side is looked up by, so a retry creates nothing twice.
+
+use codemill_core::ids::JobId;
+use codemill_core::pipeline::{
+    Effect, FeedbackKind, JobEvent, JobState, NEEDS_INPUT_LABEL, NoteKind, TicketStatus,
+};
+use codemill_core::triage::Bucket;
+use codemill_store::{Store, Ticket};
+use codemill_trackers::{Forge, PrRequest, ReplyTo, Tracker};
+
+use crate::effects::{failed, outside_failure};
+use crate::error::RunError;
+use crate::local::{LocalForge, LocalTracker};
+use crate::notes;
+use crate::outside::{AnyTracker, PROGRESS_MARKER, Projects, STATUS_LABELS, status_label};
+use crate::progress::{Emitter, Progress};
+use crate::proposal;
+
+/// Speaks for a job on the trackers and forges of its project: the outside ones the project
+/// names, and always the local ones (the ticket itself for a local project, the record of an
+/// outside one).
+#[derive(Clone)]
+pub(crate) struct Announcer {
+    store: Store,
+    projects: Projects,
+    progress: Emitter,
+}
+
+impl Announcer {
+    pub(crate) fn new(store: Store, projects: Projects, progress: Emitter) -> Announcer {
+        Announcer {
+            store,
+            projects,
+            progress,
+        }
+    }
+
+    /// Post the note of `note`, move the ticket to `status` and set its labels; `plan` is the
+    /// plan the plan note shows (an outside ticket's progress comment keeps it afterwards).
+    pub(crate) async fn update_ticket(
+        &self,
+        job: JobId,
+        state: &JobState,
+        status: TicketStatus,
+        note: NoteKind,
+        plan: Option<&str>,
+    ) -> Result<JobEvent, RunError> {
+        let effect = Effect::UpdateTicket { status, note };
+        let project = state.ticket.project();
+        let marker = notes::marker(job, note);
+        let body = notes::render(note, job, state, plan);
+        let outside = match self.projects.outside(project) {
+            Ok(o) => o,
+            Err(e) => return Ok(failed(&effect, e)),
+        };
+        if let Some(tracker) = &outside.tracker {
+            let external = self
+                .store
+                .ticket(&state.ticket)
+                .await?
+                .and_then(|t| t.external)
+                .unwrap_or_else(|| state.ticket.number().to_string());
+            let progress = notes::progress(note, job, state, plan, status);
+            if let Err(e) = self
+                .update_outside_ticket(tracker, &external, &progress, status)
+                .await
+            {
+                return outside_failure(project, &effect, e);
+            }
+        }
+        // Comment first, then status: a crash between them re-posts nothing (marker) and sets
+        // the status.
+        let local = LocalTracker::new(self.store.clone());
+        let key = state.ticket.to_string();
+        let (add, remove) = needs_input_labels(note);
+        let written = async {
+            local.upsert_comment(&key, &marker, &body).await?;
+            local.transition(&key, status).await?;
+            local.set_labels(&key, add, remove).await
+        }
+        .await;
+        if let Err(e) = written {
+            return outside_failure(project, &effect, e);
+        }
+        Ok(JobEvent::TicketUpdated { marker })
+    }
+
+    /// Post the progress comment, move the ticket and set its status label in the outside
+    /// tracker. The transition is best effort: a workflow without the mapped state is reported,
+    /// not fatal.
+    async fn update_outside_ticket(
+        &self,
+        tracker: &AnyTracker,
+        external: &str,
+        body: &str,
+        status: TicketStatus,
+    ) -> Result<(), codemill_trackers::Error> {
+        tracker
+            .upsert_comment(external, PROGRESS_MARKER, body)
+            .await?;
+        if let Some((label, remove)) = status_labels(status) {
+            tracker.set_labels(external, &[label], &remove).await?;
+        }
+        match tracker.transition(external, status).await {
+            Ok(()) => Ok(()),
+            Err(e @ codemill_trackers::Error::NotFound(_)) => {
+                self.progress.emit(Progress::Info {
+                    message: format!("{external}: {e}"),
+                });
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Open (or find) the PR of the ticket's branch: on the outside forge when the project has
+    /// one, and always as the local record.
+    pub(crate) async fn record_pr(
+        &self,
+        state: &JobState,
+        ticket: &Ticket,
+        commit: &str,
+    ) -> Result<JobEvent, RunError> {
+        let project = state.ticket.project();
+        let branch = state.ticket.branch();
+        let base = state.default_branch.clone().unwrap_or_default();
+        let (title, body) = proposal::pr_text(state, ticket);
+        let effect = Effect::RecordPr {
+            commit: commit.to_string(),
+        };
+        let outside = match self.projects.outside(project) {
+            Ok(o) => o,
+            Err(e) => return Ok(failed(&effect, e)),
+        };
+        let mut remote = None;
+        if let Some(forge) = outside.forge.as_deref() {
+            let draft = match self.projects.get(project).map(|p| &p.forge) {
+                Some(codemill_core::config::ForgeSettings::Github(g)) => g.draft,
+                _ => true,
+            };
+            match forge
+                .open_pr(&PrRequest {
+                    head: &branch,
+                    base: &base,
+                    title: &title,
+                    body: &body,
+                    draft,
+                })
+                .await
+            {
+                Ok(pr) => remote = Some(pr),
+                Err(e) => return outside_failure(project, &effect, e),
+            }
+        }
+        let local = LocalForge::new(self.store.clone(), state.ticket.clone(), commit.to_string());
+        let pr = match local
+            .open_pr(&PrRequest {
+                head: &branch,
+                base: &base,
+                title: &title,
+                body: &body,
+                draft: false,
+            })
+            .await
+        {
+            Ok(pr) => pr,
+            Err(e) => return outside_failure(project, &effect, e),
+        };
+        Ok(JobEvent::PrRecorded {
+            pr: pr.number as i64,
+            number: remote.as_ref().map(|r| r.number),
+            url: remote.map(|r| r.url),
+        })
+    }
+
+    /// Answer the round's feedback on the PR: in the thread of each review comment, and once on
+    /// the conversation for the rest. Each reply carries a marker, so a retry posts nothing twice.
+    pub(crate) async fn reply_feedback(
+        &self,
+        job: JobId,
+        state: &JobState,
+        fix_summary: Option<&str>,
+        effect: &Effect,
+        round: u32,
+    ) -> Result<JobEvent, RunError> {
+        let project = state.ticket.project();
+        let body = notes::feedback_reply(state, fix_summary);
+        let outside = match self.projects.outside(project) {
+            Ok(o) => o,
+            Err(e) => return Ok(failed(effect, e)),
+        };
+        let (Some(forge), Some(number)) = (&outside.forge, state.pr_number) else {
+            return Ok(JobEvent::FeedbackReplied { round });
+        };
+        let mut conversation = false;
+        for f in &state.feedback {
+            let result = match (&f.kind, &f.reply_to) {
+                (FeedbackKind::ReviewComment, Some(id)) => {
+                    let marker = format!("codemill:{job}:feedback:{round}:{id}");
+                    forge
+                        .reply(number, ReplyTo::ReviewComment(id), &marker, &body)
+                        .await
+                }
+                _ => {
+                    conversation = true;
+                    Ok(())
+                }
+            };
+            if let Err(e) = result {
+                return outside_failure(project, effect, e);
+            }
+        }
+        if conversation {
+            let marker = format!("codemill:{job}:feedback:{round}");
+            if let Err(e) = forge
+                .reply(number, ReplyTo::Conversation, &marker, &body)
+                .await
+            {
+                return outside_failure(project, effect, e);
+            }
+        }
+        Ok(JobEvent::FeedbackReplied { round })
+    }
+
+    /// After approval: every backlog finding becomes a ticket linked to this one (once each).
+    pub(crate) async fn create_backlog(
+        &self,
+        job: JobId,
+        state: &JobState,
+        ticket: &Ticket,
+    ) -> Result<JobEvent, RunError> {
+        let effect = Effect::CreateBacklogTickets;
+        let project = state.ticket.project();
+        let mut keys = Vec::new();
+        let outside = match self.projects.outside(project) {
+            Ok(o) => o,
+            Err(e) => return Ok(failed(&effect, e)),
+        };
+        for d in state.backlog() {
+            debug_assert_eq!(d.bucket, Bucket::Backlog);
+            let f = &d.finding;
+            let marker = format!("backlog:{job}:{}", f.fingerprint());
+            let title = format!("{} ({})", f.title, f.location());
+            let body = format!(
+                "Found by codemill's review of {} ({}), angle(s): {}; severity {}.\n\n{}\n{}\nTriage: backlog — {}\n",
+                ticket.key,
+                ticket.title,
+                f.angles.join(", "),
+                f.severity.as_str(),
+                f.detail,
+                f.suggestion
+                    .as_ref()
+                    .map(|s| format!("\nSuggestion: {s}\n"))
+                    .unwrap_or_default(),
+                d.reason
+            );
+            let created = match &outside.tracker {
+                Some(tracker) => {
+                    let parent = ticket
+                        .external
+                        .clone()
+                        .unwrap_or_else(|| ticket.key.number().to_string());
+                    tracker
+                        .create_linked(&parent, &format!("codemill:{marker}"), &title, &body)
+                        .await
+                }
+                None => {
+                    LocalTracker::new(self.store.clone())
+                        .create_linked(&ticket.key.to_string(), &marker, &title, &body)
+                        .await
+                }
+            };
+            match created {
+                Ok(k) => keys.push(k),
+                Err(e) => return outside_failure(project, &effect, e),
+            }
+        }
+        Ok(JobEvent::BacklogCreated { tickets: keys })
+    }
+}
+
+/// The labels a note adds and removes on the local ticket: the needs-input label is there
+/// exactly while codemill waits for answers.
+fn needs_input_labels(note: NoteKind) -> (&'static [&'static str], &'static [&'static str]) {
+    match note {
+        NoteKind::NeedsInput => (&[NEEDS_INPUT_LABEL], &[]),
+        NoteKind::Started => (&[], &[NEEDS_INPUT_LABEL]),
+        NoteKind::Acknowledged
+        | NoteKind::Plan
+        | NoteKind::Proposal
+        | NoteKind::Shipped
+        | NoteKind::Stopped
+        | NoteKind::Merged
+        | NoteKind::Closed => (&[], &[]),
+    }
+}
+
+/// The status label an outside ticket gets for `status` and the others it loses, so exactly
+/// one is on it at a time; `None` leaves its labels alone.
+fn status_labels(status: TicketStatus) -> Option<(&'static str, Vec<&'static str>)> {
+    let label = status_label(status)?;
+    let remove = STATUS_LABELS
+        .iter()
+        .copied()
+        .filter(|l| *l != label)
+        .collect();
+    Some((label, remove))
+}
