@@ -309,3 +309,6 @@ fn status_labels(status: TicketStatus) -> Option<(&'static str, Vec<&'static str
         .collect();
     Some((label, remove))
 }
+
+#[cfg(test)]
+mod tests;

@@ -370,7 +370,9 @@ impl Runner {
                 };
                 self.workspace.push(&git, state, commit, effect).await
             }
-            Effect::RecordPr { commit } => self.announcer.record_pr(state, ticket, commit).await?,
+            Effect::RecordPr { commit } => {
+                self.announcer.record_pr(state, ticket, commit).await?
+            }
             Effect::SnapshotWip => self.workspace.snapshot(job, state, effect).await,
             Effect::Cleanup { stopped } => self.workspace.cleanup(state, *stopped).await,
             Effect::PrepareFeedback { .. } => {
@@ -435,3 +437,6 @@ async fn crash_now() {
     // The signal is asynchronous; never carry on past this point.
     std::process::abort();
 }
+
+#[cfg(test)]
+mod tests;

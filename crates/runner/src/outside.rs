@@ -166,6 +166,17 @@ impl OutsideCache {
         }
     }
 
+    /// A cache already holding `outside` as the clients of `project` (tests build them with
+    /// their own environment instead of the process's).
+    #[cfg(test)]
+    pub(crate) fn holding(project: &str, outside: Outside) -> OutsideCache {
+        let cache = OutsideCache::default();
+        if let Ok(mut m) = cache.built.lock() {
+            m.insert(project.to_string(), outside);
+        }
+        cache
+    }
+
     pub fn get(&self, project: &ProjectConfig) -> std::result::Result<Outside, String> {
         if let Some(o) = self
             .built
