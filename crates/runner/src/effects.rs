@@ -32,3 +32,47 @@ pub(crate) fn outside_failure(
         Ok(failed(effect, e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16) -> codemill_trackers::Error {
+        codemill_trackers::Error::Status {
+            vendor: "github",
+            method: "POST".into(),
+            path: "/repos/o/r/issues/1/comments".into(),
+            status: code,
+            body: "no".into(),
+        }
+    }
+
+    #[test]
+    fn transient_outside_failures_are_left_to_the_queue_and_the_rest_fail_the_effect() {
+        let effect = Effect::CreateBacklogTickets;
+        for transient in [status(429), status(502)] {
+            match outside_failure("SHOP", &effect, transient) {
+                Err(RunError::Outside { project, message }) => {
+                    assert_eq!(project, "SHOP");
+                    assert!(message.contains("HTTP"), "{message}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        for permanent in [
+            status(404),
+            status(422),
+            codemill_trackers::Error::Config("GH_TOKEN is not set".into()),
+            codemill_trackers::Error::NotFound("no issue 9".into()),
+        ] {
+            let message = permanent.to_string();
+            match outside_failure("SHOP", &effect, permanent) {
+                Ok(JobEvent::EffectFailed { effect, error }) => {
+                    assert_eq!(effect, "create_backlog");
+                    assert_eq!(error, message);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+}

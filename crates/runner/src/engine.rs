@@ -370,9 +370,7 @@ impl Runner {
                 };
                 self.workspace.push(&git, state, commit, effect).await
             }
-            Effect::RecordPr { commit } => {
-                self.announcer.record_pr(state, ticket, commit).await?
-            }
+            Effect::RecordPr { commit } => self.announcer.record_pr(state, ticket, commit).await?,
             Effect::SnapshotWip => self.workspace.snapshot(job, state, effect).await,
             Effect::Cleanup { stopped } => self.workspace.cleanup(state, *stopped).await,
             Effect::PrepareFeedback { .. } => {

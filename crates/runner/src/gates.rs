@@ -265,7 +265,7 @@ pub(crate) fn prepare_steps(text: Option<&str>) -> Result<Vec<GateSpec>, String>
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use codemill_process::{Limits, Sandbox};
 
@@ -312,6 +312,125 @@ mod tests {
         let r = run_gates(dir.path(), &[g], Duration::from_secs(10), 1000, &plain()).await;
         assert!(r[0].timed_out && !r[0].passed);
         assert!(r[0].output.contains("1 s gate timeout"));
+    }
+
+    /// Gates of a test home's project, unsandboxed, reporting to the returned receiver.
+    fn gates(
+        t: &crate::testing::TestHome,
+    ) -> (Gates, tokio::sync::mpsc::UnboundedReceiver<Progress>) {
+        let boundary = Boundary::new(
+            t.home.clone(),
+            t.store.clone(),
+            t.config.sandbox.clone(),
+            crate::outside::Projects::new(t.config.projects.clone(), Default::default()),
+            Default::default(),
+        );
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let gates = Gates::new(
+            boundary,
+            Duration::from_secs(10),
+            1000,
+            Emitter::new(Some(tx)),
+        );
+        (gates, rx)
+    }
+
+    #[tokio::test]
+    async fn gates_run_in_the_worktree_with_the_job_cache_as_home() {
+        let t = crate::testing::TestHome::new("/nowhere/shop.git", "").await;
+        let (gates, mut progress) = gates(&t);
+        let worktree = t.dir.path().join("worktree");
+        std::fs::create_dir_all(&worktree).unwrap();
+        let job = crate::testing::job();
+        let specs = [
+            spec("where", &["sh", "-c", "pwd; echo \"$HOME\""]),
+            spec("fails", &["sh", "-c", "exit 3"]),
+        ];
+        let effect = Effect::RunGates { round: 2 };
+        let event = gates.run(job, "SHOP", &worktree, &specs, &effect, 2).await;
+        let JobEvent::GatesFinished {
+            round: 2,
+            gates: results,
+        } = event
+        else {
+            panic!("{event:?}");
+        };
+        let cache = t.home.agent_state(job, "cache");
+        assert_eq!(
+            results[0].output,
+            format!("{}\n{}\n", worktree.display(), cache.display())
+        );
+        assert!(results[0].passed && !results[1].passed);
+        assert_eq!(results[1].exit_code, Some(3));
+        let Ok(Progress::Gates {
+            round: 2,
+            results: reported,
+        }) = progress.try_recv()
+        else {
+            panic!("the results were not reported");
+        };
+        assert_eq!(reported, results);
+    }
+
+    #[tokio::test]
+    async fn a_repository_without_gates_is_told_how_to_add_them() {
+        let t = crate::testing::TestHome::new("/nowhere/shop.git", "").await;
+        let (gates, mut progress) = gates(&t);
+        let event = gates
+            .run(
+                crate::testing::job(),
+                "SHOP",
+                t.dir.path(),
+                &[],
+                &Effect::RunGates { round: 0 },
+                0,
+            )
+            .await;
+        assert_eq!(
+            event,
+            JobEvent::GatesFinished {
+                round: 0,
+                gates: vec![]
+            }
+        );
+        let Ok(Progress::Info { message }) = progress.try_recv() else {
+            panic!("nothing said");
+        };
+        assert!(message.contains(".codemill/pipeline.toml"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn a_failing_prepare_step_stops_the_job_with_its_output() {
+        let t = crate::testing::TestHome::new("/nowhere/shop.git", "").await;
+        let (gates, _progress) = gates(&t);
+        let job = crate::testing::job();
+        assert_eq!(gates.prepare(job, t.dir.path(), &[]).await, Ok(()));
+        let steps = [
+            spec("fetch", &["true"]),
+            spec("install", &["sh", "-c", "echo no network; exit 7"]),
+            spec("never", &["sh", "-c", "exit 9"]),
+        ];
+        let err = gates.prepare(job, t.dir.path(), &steps).await.unwrap_err();
+        assert_eq!(
+            err,
+            "prepare step `install` (sh -c echo no network; exit 7) failed with exit 7: no network"
+        );
+    }
+
+    #[test]
+    fn prepare_steps_come_from_the_policy_only() {
+        assert!(prepare_steps(None).unwrap().is_empty());
+        assert!(
+            prepare_steps(Some("max_fix_rounds = 1\n"))
+                .unwrap()
+                .is_empty()
+        );
+        let steps = prepare_steps(Some(
+            "[[prepare]]\nname = \"fetch\"\ncommand = [\"cargo\", \"fetch\"]\n",
+        ))
+        .unwrap();
+        assert_eq!(steps[0].command, ["cargo", "fetch"]);
+        assert!(prepare_steps(Some("[[prepare]]\nname = 1\n")).is_err());
     }
 
     #[test]

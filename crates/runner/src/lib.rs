@@ -30,6 +30,8 @@ pub mod worker;
 mod workspace;
 
 #[cfg(test)]
+mod layers;
+#[cfg(test)]
 mod testing;
 
 pub use engine::{Runner, RunnerOptions};

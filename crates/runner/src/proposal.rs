@@ -100,3 +100,144 @@ pub(crate) fn last_fix_summary(journal: &[JournalEntry]) -> Option<String> {
         _ => None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use codemill_core::findings::{Finding, Severity};
+    use codemill_core::ids::TicketKey;
+    use codemill_core::pipeline::TicketStatus;
+    use codemill_core::triage::{DecidedBy, Decision};
+    use codemill_testkit::journal::{stage_run, to_approval};
+
+    use super::*;
+    use crate::testing::state_of;
+
+    fn ticket(key: &TicketKey, url: Option<&str>, external: Option<&str>) -> Ticket {
+        Ticket {
+            key: key.clone(),
+            project: key.project().into(),
+            title: "Add a flag".into(),
+            body: String::new(),
+            labels: vec![],
+            status: TicketStatus::InProgress,
+            created_at: chrono::Utc::now(),
+            updated_at: chrono::Utc::now(),
+            edited_at: None,
+            external: external.map(Into::into),
+            url: url.map(Into::into),
+        }
+    }
+
+    fn entries(events: Vec<JobEvent>) -> Vec<JournalEntry> {
+        events
+            .into_iter()
+            .enumerate()
+            .map(|(i, event)| JournalEntry {
+                seq: i as i64,
+                at: chrono::Utc::now(),
+                event,
+            })
+            .collect()
+    }
+
+    fn agent(stage: AgentStage, round: u32, summary: &str) -> JobEvent {
+        let mut run = stage_run();
+        run.summary = summary.into();
+        JobEvent::AgentFinished { stage, round, run }
+    }
+
+    #[test]
+    fn the_proposal_sums_up_the_implementation_and_each_fix_round() {
+        let key: TicketKey = "SHOP-3".parse().unwrap();
+        let mut state = state_of(&to_approval(&key));
+        let finding = |title: &str| Finding {
+            angles: vec!["correctness".into()],
+            severity: Severity::Low,
+            file: None,
+            line: None,
+            title: title.into(),
+            detail: String::new(),
+            suggestion: None,
+            confidence: 1.0,
+            must_fix: false,
+        };
+        let decided = |title: &str, bucket| Decision {
+            finding: finding(title),
+            bucket,
+            reason: "r".into(),
+            by: DecidedBy::Policy,
+        };
+        state.triage = vec![(
+            state.round,
+            vec![
+                decided("fixed now", Bucket::FixNow),
+                decided("for later", Bucket::Backlog),
+            ],
+        )];
+        let journal = entries(vec![
+            agent(AgentStage::Plan, 0, "the plan"),
+            agent(AgentStage::Implement, 0, "added the flag"),
+            agent(AgentStage::Fix, 1, "fixed the test"),
+        ]);
+        let p = proposal(
+            &state,
+            &journal,
+            &ticket(&key, None, None),
+            "abc".into(),
+            "1 file changed".into(),
+        );
+        assert_eq!(p.summary, "added the flag\n\nFix round 1: fixed the test");
+        assert_eq!(p.title, "SHOP-3: Add a flag");
+        assert_eq!(p.branch, key.branch());
+        assert_eq!((p.commit.as_str(), p.base.as_str()), ("abc", "main"));
+        let left: Vec<_> = p.findings.iter().map(|f| f.title.as_str()).collect();
+        assert_eq!(
+            left,
+            ["for later"],
+            "only findings not fixed now are listed"
+        );
+        assert_eq!(p.decisions.len(), 2);
+    }
+
+    #[test]
+    fn the_pr_body_links_the_outside_ticket_and_says_what_it_cost() {
+        let key: TicketKey = "SHOP-3".parse().unwrap();
+        let state = state_of(&to_approval(&key));
+        let (title, body) = pr_text(&state, &ticket(&key, None, None));
+        assert_eq!(title, "SHOP-3: the change");
+        assert!(
+            body.starts_with("what changed\n\nTicket: SHOP-3\n"),
+            "{body}"
+        );
+        assert!(body.contains("```\n1 file changed\n```"), "{body}");
+        assert!(body.contains("Cost: $1.5000. Fix rounds: 0."), "{body}");
+
+        let linked = ticket(&key, Some("https://x.test/browse/PROJ-7"), Some("PROJ-7"));
+        let (_, body) = pr_text(&state, &linked);
+        assert!(
+            body.contains("Ticket: [PROJ-7](https://x.test/browse/PROJ-7)"),
+            "{body}"
+        );
+
+        // Before a proposal (never in practice): the ticket's title and no body.
+        let early = state_of(&to_approval(&key)[..1]);
+        assert_eq!(
+            pr_text(&early, &ticket(&key, None, None)),
+            ("SHOP-3: Add a flag".to_string(), String::new())
+        );
+    }
+
+    #[test]
+    fn a_feedback_reply_quotes_the_latest_fix() {
+        let journal = entries(vec![
+            agent(AgentStage::Fix, 0, "first"),
+            agent(AgentStage::Review, 0, "looked"),
+            agent(AgentStage::Fix, 1, "second"),
+            agent(AgentStage::Triage, 1, "decided"),
+        ]);
+        assert_eq!(last_fix_summary(&journal).as_deref(), Some("second"));
+        assert_eq!(last_fix_summary(&journal[1..2]), None);
+    }
+}

@@ -125,7 +125,11 @@ fn an_outside_ticket_carries_exactly_one_status_label() {
         };
         assert!(!remove.contains(&label), "{status:?}");
         assert_eq!(remove.len() + 1, STATUS_LABELS.len(), "{status:?}");
-        assert!(STATUS_LABELS.iter().all(|l| *l == label || remove.contains(l)));
+        assert!(
+            STATUS_LABELS
+                .iter()
+                .all(|l| *l == label || remove.contains(l))
+        );
     }
     assert_eq!(
         status_labels(TicketStatus::NeedsAttention).unwrap().0,
@@ -147,7 +151,13 @@ async fn a_local_ticket_gets_its_note_status_and_labels_once() {
 
     for _ in 0..2 {
         let event = announcer
-            .update_ticket(id, &state, TicketStatus::NeedsInput, NoteKind::NeedsInput, None)
+            .update_ticket(
+                id,
+                &state,
+                TicketStatus::NeedsInput,
+                NoteKind::NeedsInput,
+                None,
+            )
             .await
             .unwrap();
         assert_eq!(
@@ -168,7 +178,13 @@ async fn a_local_ticket_gets_its_note_status_and_labels_once() {
     assert!(now.labels.iter().any(|l| l == NEEDS_INPUT_LABEL));
 
     announcer
-        .update_ticket(id, &state, TicketStatus::InProgress, NoteKind::Started, None)
+        .update_ticket(
+            id,
+            &state,
+            TicketStatus::InProgress,
+            NoteKind::Started,
+            None,
+        )
         .await
         .unwrap();
     let now = t.store.ticket(&ticket.key).await.unwrap().unwrap();
@@ -179,7 +195,9 @@ async fn a_local_ticket_gets_its_note_status_and_labels_once() {
 
 #[tokio::test]
 async fn an_outside_ticket_gets_one_progress_comment_and_the_status_label() {
-    let fake = FakeGitHub::start(FakeGitHubOptions::default()).await.unwrap();
+    let fake = FakeGitHub::start(FakeGitHubOptions::default())
+        .await
+        .unwrap();
     let mut t = local_home().await;
     let ticket = t.ticket("Add a flag").await;
     let issue = fake.add_issue("Add a flag", "body", &["codemill"], "alice");
@@ -189,7 +207,13 @@ async fn an_outside_ticket_gets_one_progress_comment_and_the_status_label() {
     let state = state_of(&[created(&ticket.key)]);
 
     announcer
-        .update_ticket(id, &state, TicketStatus::InProgress, NoteKind::Started, None)
+        .update_ticket(
+            id,
+            &state,
+            TicketStatus::InProgress,
+            NoteKind::Started,
+            None,
+        )
         .await
         .unwrap();
     assert!(fake.labels(issue).iter().any(|l| l == "codemill:running"));
@@ -205,8 +229,14 @@ async fn an_outside_ticket_gets_one_progress_comment_and_the_status_label() {
         .await
         .unwrap();
     let labels = fake.labels(issue);
-    assert!(labels.iter().any(|l| l == "codemill:awaiting-review"), "{labels:?}");
-    assert!(!labels.iter().any(|l| l == "codemill:running"), "{labels:?}");
+    assert!(
+        labels.iter().any(|l| l == "codemill:awaiting-review"),
+        "{labels:?}"
+    );
+    assert!(
+        !labels.iter().any(|l| l == "codemill:running"),
+        "{labels:?}"
+    );
     // One progress comment, edited in place; the local record has both notes.
     let comments = fake.comments(issue);
     let progress: Vec<_> = comments
@@ -242,18 +272,28 @@ async fn a_pr_is_recorded_once_per_branch() {
     let JobEvent::PrRecorded { pr, number, url } = first else {
         panic!("{first:?}");
     };
-    assert_eq!((number, url), (None, None), "a local project has no outside PR");
+    assert_eq!(
+        (number, url),
+        (None, None),
+        "a local project has no outside PR"
+    );
     let prs = t.store.prs().await.unwrap();
     assert_eq!(prs.len(), 1);
     assert_eq!(prs[0].id, pr);
     assert_eq!(prs[0].branch, ticket.key.branch());
     assert_eq!(prs[0].title, format!("{}: the change", ticket.key));
-    assert!(prs[0].body.contains(&format!("Ticket: {}", ticket.key)), "{}", prs[0].body);
+    assert!(
+        prs[0].body.contains(&format!("Ticket: {}", ticket.key)),
+        "{}",
+        prs[0].body
+    );
 }
 
 #[tokio::test]
 async fn an_outside_pr_is_opened_as_a_draft_once_and_recorded_locally() {
-    let fake = FakeGitHub::start(FakeGitHubOptions::default()).await.unwrap();
+    let fake = FakeGitHub::start(FakeGitHubOptions::default())
+        .await
+        .unwrap();
     let mut t = local_home().await;
     let ticket = t.ticket("Add a flag").await;
     let announcer = on_github(&mut t, &fake);
@@ -302,16 +342,25 @@ async fn each_backlog_finding_becomes_one_linked_ticket() {
     assert_eq!(tickets.len(), 2, "{tickets:?}");
     let all = t.store.tickets(Some(PROJECT)).await.unwrap();
     assert_eq!(all.len(), 3);
-    let slow = all.iter().find(|x| x.title.starts_with("Slow loop")).unwrap();
+    let slow = all
+        .iter()
+        .find(|x| x.title.starts_with("Slow loop"))
+        .unwrap();
     assert_eq!(slow.title, "Slow loop (src/lib.rs:3)");
-    assert!(slow.body.contains("Triage: backlog — later"), "{}", slow.body);
+    assert!(
+        slow.body.contains("Triage: backlog — later"),
+        "{}",
+        slow.body
+    );
     assert!(slow.labels.iter().any(|l| l == "codemill:backlog"));
 }
 
 #[tokio::test]
 async fn feedback_replies_go_to_each_thread_and_once_to_the_conversation() {
     use codemill_core::pipeline::{Feedback, FeedbackKind};
-    let fake = FakeGitHub::start(FakeGitHubOptions::default()).await.unwrap();
+    let fake = FakeGitHub::start(FakeGitHubOptions::default())
+        .await
+        .unwrap();
     let mut t = local_home().await;
     let ticket = t.ticket("Add a flag").await;
     let announcer = on_github(&mut t, &fake);
