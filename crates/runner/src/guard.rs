@@ -307,3 +307,73 @@ impl Boundary {
         mounts
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::testing::{TestHome, git, origin};
+
+    #[tokio::test]
+    async fn a_step_sees_the_clone_objects_and_refs_and_its_own_worktree_admin_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = origin(dir.path(), &[("README.md", "shop\n")]).await;
+        let t = TestHome::inside(dir, repo.to_str().unwrap(), "").await;
+        let clone = t.home.clone_dir("SHOP");
+        let key: codemill_core::ids::TicketKey = "SHOP-1".parse().unwrap();
+        let other: codemill_core::ids::TicketKey = "SHOP-2".parse().unwrap();
+        let (worktree, elsewhere) = (t.home.worktree(&key), t.home.worktree(&other));
+        std::fs::create_dir_all(worktree.parent().unwrap()).unwrap();
+        git(
+            t.dir.path(),
+            &[
+                "clone",
+                "-q",
+                "--bare",
+                repo.to_str().unwrap(),
+                clone.to_str().unwrap(),
+            ],
+        )
+        .await;
+        for (path, branch) in [(&worktree, "a"), (&elsewhere, "b")] {
+            git(
+                &clone,
+                &[
+                    "worktree",
+                    "add",
+                    "-q",
+                    "-b",
+                    branch,
+                    path.to_str().unwrap(),
+                ],
+            )
+            .await;
+        }
+        let boundary = Boundary::new(
+            t.home.clone(),
+            t.store.clone(),
+            t.config.sandbox.clone(),
+            Projects::new(t.config.projects.clone(), Default::default()),
+            Default::default(),
+        );
+
+        let mounts = boundary.git_mounts(&worktree);
+        for name in ["objects", "refs", "HEAD"] {
+            assert!(mounts.contains(&clone.join(name)), "{name}: {mounts:?}");
+        }
+        // Never the clone's config or hooks, never another worktree's admin directory.
+        assert!(mounts.iter().all(|m| m.starts_with(&clone)), "{mounts:?}");
+        assert!(!mounts.contains(&clone.join("config")), "{mounts:?}");
+        assert!(!mounts.contains(&clone.join("hooks")), "{mounts:?}");
+        let admins: Vec<_> = mounts
+            .iter()
+            .filter(|m| m.starts_with(clone.join("worktrees")))
+            .collect();
+        assert_eq!(admins.len(), 1, "{mounts:?}");
+        let gitdir = std::fs::read_to_string(admins[0].join("gitdir")).unwrap();
+        assert_eq!(Path::new(gitdir.trim()), worktree.join(".git"));
+        // A directory outside the home's worktrees gets nothing of any clone.
+        assert!(boundary.git_mounts(t.dir.path()).is_empty());
+    }
+}
