@@ -225,7 +225,7 @@ async fn policy_comes_from_the_base_commit_not_the_agent() {
             Reply::text("done"),
         ),
     ];
-    let env = Env::new(rules, HELLO_GATE, "[pipeline]\nmax_fix_rounds = 0\n").await;
+    let env = Env::new(rules, HELLO_GATE, "[pipeline]\nmax_fix_rounds = 1\n").await;
     let (code, _, err) = env.run(&["run", "P-1"]);
     assert_eq!(code, Some(3), "{err}");
     let show = env.json(&["show", "P-1", "--json"]);
