@@ -16,6 +16,9 @@ use crate::error::RunError;
 use crate::jobs::replay;
 use crate::outside::{self, OutsideCache};
 
+/// How long a feedback round waits for the rest of a review's deliveries.
+const FEEDBACK_SETTLE: chrono::TimeDelta = chrono::TimeDelta::seconds(3);
+
 /// What an inbound event did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
@@ -273,7 +276,15 @@ impl Gateway {
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(e) => return Err(e.into()),
             }
-            match self.store.requeue(row.id, Utc::now()).await {
+            // A review arrives as several deliveries a moment apart (the review, then each line
+            // comment): the round waits briefly so they join it instead of starting another.
+            let now = Utc::now();
+            let due = if matches!(event, JobEvent::FeedbackReceived { .. }) {
+                now + FEEDBACK_SETTLE
+            } else {
+                now
+            };
+            match self.store.requeue_at(row.id, due, now).await {
                 Ok(_) | Err(StoreError::NotQueued(_)) => {}
                 Err(e) => return Err(e.into()),
             }

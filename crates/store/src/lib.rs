@@ -551,7 +551,17 @@ impl Store {
     /// person decided). Returns false when it is already queued or leased; a done job cannot be
     /// requeued; `ActiveJob` if the ticket got another active job meanwhile.
     pub async fn requeue(&self, job: JobId, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        self.db.requeue(job, micros(now)).await
+        self.db.requeue(job, micros(now), micros(now)).await
+    }
+
+    /// `requeue`, due at `run_after` instead of now.
+    pub async fn requeue_at(
+        &self,
+        job: JobId,
+        run_after: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.db.requeue(job, micros(run_after), micros(now)).await
     }
 
     pub async fn queue_entry(&self, job: JobId) -> Result<Option<QueueEntry>, StoreError> {

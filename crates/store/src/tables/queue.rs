@@ -279,7 +279,12 @@ impl Db {
         })
     }
 
-    pub async fn requeue(&self, job: JobId, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    pub async fn requeue(
+        &self,
+        job: JobId,
+        run_after: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.write().await?;
         atomically!(tx, {
             let ticket: Option<String> = q("SELECT ticket_key FROM queue WHERE job_id = $1")
@@ -316,7 +321,7 @@ impl Db {
             let next = Transition {
                 state: QueueState::Queued,
                 attempts: 0,
-                run_after: Some(now),
+                run_after: Some(run_after),
                 last_error: None,
             };
             apply(&mut tx, job, &next, now).await?;
