@@ -122,6 +122,33 @@ async fn load(requests: Vec<reqwest::RequestBuilder>, concurrency: usize, expect
     }
 }
 
+/// One local delivery with its job, straight into the store (no HTTP).
+async fn record_directly(store: &Store, key: &TicketKey, id: &str) {
+    let created = codemill_core::pipeline::JobEvent::Created {
+        ticket: key.clone(),
+        project: "BENCH".parse().unwrap(),
+        max_rounds: 3,
+        acknowledge: false,
+        follow_pr: false,
+    };
+    let job = codemill_store::NewJob {
+        id: JobId::new(),
+        ticket: key,
+        created: &created,
+        max_attempts: 3,
+    };
+    let delivery = codemill_store::Delivery {
+        provider: "local",
+        delivery_id: id,
+        headers: &[],
+        body: b"{}",
+    };
+    store
+        .record_delivery(&delivery, Some(&job), chrono::Utc::now())
+        .await
+        .unwrap();
+}
+
 async fn run(name: &str, store: Store, deliveries: usize, concurrency: usize) {
     let project = "BENCH".parse().unwrap();
     let mut keys = Vec::new();
@@ -188,30 +215,7 @@ async fn run(name: &str, store: Store, deliveries: usize, concurrency: usize) {
     }
     let t = Instant::now();
     for (i, key) in store_keys.iter().enumerate() {
-        let created = codemill_core::pipeline::JobEvent::Created {
-            ticket: key.clone(),
-            project: "BENCH".parse().unwrap(),
-            max_rounds: 3,
-            acknowledge: false,
-            follow_pr: false,
-        };
-        let job = codemill_store::NewJob {
-            id: JobId::new(),
-            ticket: key,
-            created: &created,
-            max_attempts: 3,
-        };
-        let id = format!("direct-{i}");
-        let delivery = codemill_store::Delivery {
-            provider: "local",
-            delivery_id: &id,
-            headers: &[],
-            body: b"{}",
-        };
-        store
-            .record_delivery(&delivery, Some(&job), chrono::Utc::now())
-            .await
-            .unwrap();
+        record_directly(&store, key, &format!("direct-{i}")).await;
     }
     let per_op = t.elapsed().as_secs_f64() * 1e6 / extra as f64;
     // The store alone again, with as many writers at once as the HTTP load had.
@@ -238,30 +242,7 @@ async fn run(name: &str, store: Store, deliveries: usize, concurrency: usize) {
                     return;
                 };
                 n += 1;
-                let created = codemill_core::pipeline::JobEvent::Created {
-                    ticket: key.clone(),
-                    project: "BENCH".parse().unwrap(),
-                    max_rounds: 3,
-                    acknowledge: false,
-                    follow_pr: false,
-                };
-                let job = codemill_store::NewJob {
-                    id: JobId::new(),
-                    ticket: &key,
-                    created: &created,
-                    max_attempts: 3,
-                };
-                let id = format!("together-{w}-{n}");
-                let delivery = codemill_store::Delivery {
-                    provider: "local",
-                    delivery_id: &id,
-                    headers: &[],
-                    body: b"{}",
-                };
-                store
-                    .record_delivery(&delivery, Some(&job), chrono::Utc::now())
-                    .await
-                    .unwrap();
+                record_directly(&store, &key, &format!("together-{w}-{n}")).await;
             }
         });
     }
