@@ -4,7 +4,6 @@ use std::time::Instant;
 
 use anyhow::Result;
 use codemill_core::agent::AgentEvent;
-use codemill_core::cost::Usage;
 use codemill_core::ids::{JobId, TicketKey};
 use codemill_core::pipeline::{JobEvent, JobState};
 use codemill_runner::{Progress, Runner};
@@ -21,20 +20,17 @@ pub enum Op {
     Cancel(String),
 }
 
-/// Run `op` while printing progress lines to stderr: elapsed time, stage, what the agent does, tokens, cost.
-pub async fn run_with_progress(
-    runner: &Runner,
-    key: &TicketKey,
-    op: Op,
-) -> Result<(JobId, JobState)> {
+/// Print a job's progress lines to stderr until the returned sink is dropped: elapsed time,
+/// stage (with its review angle), what the agent does, tokens and cost, and the job's total so
+/// far (counted from what it had spent before, when it was resumed or taken over).
+fn printer() -> (codemill_runner::ProgressSink, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Progress>();
-    let prices = runner.config().prices.clone();
-    let model = runner.config().agent.model.clone();
     let printer = tokio::spawn(async move {
         let started = Instant::now();
-        let mut usage = Usage::default();
+        let mut tokens = 0u64;
         let mut cost = 0.0f64;
         let mut ticket = String::new();
+        let mut announced: Option<JobId> = None;
         let mut stage = String::from("-");
         while let Some(p) = rx.recv().await {
             let t = started.elapsed().as_secs();
@@ -46,14 +42,35 @@ pub async fn run_with_progress(
                     resumed,
                 } => {
                     ticket = k.to_string();
+                    announced = Some(job);
                     Some(format!(
                         "{clock} {ticket} job {} {}",
                         job.short(),
                         if resumed { "continues" } else { "started" }
                     ))
                 }
+                Progress::Began {
+                    job,
+                    ticket: k,
+                    fresh,
+                    tokens: spent_tokens,
+                    cost_usd,
+                } => {
+                    ticket = k.to_string();
+                    tokens = spent_tokens;
+                    cost = cost_usd;
+                    let said = announced == Some(job);
+                    announced = Some(job);
+                    (!said).then(|| {
+                        format!(
+                            "{clock} {ticket} job {} {}",
+                            job.short(),
+                            if fresh { "started" } else { "continues" }
+                        )
+                    })
+                }
                 Progress::Step { effect, round } => {
-                    stage = effect.split(':').take(2).collect::<Vec<_>>().join(":");
+                    stage = step_name(&effect);
                     let r = if round > 0 {
                         format!(" (fix round {round})")
                     } else {
@@ -65,11 +82,6 @@ pub async fn run_with_progress(
                     AgentEvent::ToolCall { name, summary, .. } => {
                         Some(format!("{clock} {ticket}   {stage} · {name} {summary}"))
                     }
-                    AgentEvent::TurnCompleted { usage: u, .. } => {
-                        usage += u;
-                        cost += prices.cost(&model, &u, None);
-                        None
-                    }
                     AgentEvent::SessionStarted { session_id, model } => Some(format!(
                         "{clock} {ticket}   {stage} · session {session_id}{}",
                         model.map(|m| format!(" ({m})")).unwrap_or_default()
@@ -77,23 +89,26 @@ pub async fn run_with_progress(
                     AgentEvent::Notice { message } => {
                         Some(format!("{clock} {ticket}   {stage} · note: {message}"))
                     }
-                    AgentEvent::Text { .. } | AgentEvent::ToolResult { .. } => None,
+                    AgentEvent::TurnCompleted { .. }
+                    | AgentEvent::Text { .. }
+                    | AgentEvent::ToolResult { .. } => None,
                 },
-                Progress::AgentDone { run, .. } => Some(format!(
-                    "{clock} {ticket}   {stage} done: {} · {} turns · {} tokens · ${:.4} (job so far: {} tokens, ${:.4})",
-                    run.outcome.describe(),
-                    run.turns,
-                    run.usage.total(),
-                    run.cost_usd,
-                    usage.total(),
-                    cost
-                )),
+                Progress::AgentDone { run, .. } => {
+                    // What the gateway metered for the step, added to the job's total.
+                    tokens += run.usage.total();
+                    cost += run.cost_usd;
+                    Some(format!(
+                        "{clock} {ticket}   {stage} done: {} · {} turns · {} tokens · ${:.4} (job so far: {tokens} tokens, ${cost:.4})",
+                        run.outcome.describe(),
+                        run.turns,
+                        run.usage.total(),
+                        run.cost_usd,
+                    ))
+                }
                 Progress::Gates { results, .. } => {
                     let parts: Vec<String> = results
                         .iter()
-                        .map(|g| {
-                            format!("{} {}", g.name, if g.passed { "passed" } else { "FAILED" })
-                        })
+                        .map(|g| format!("{} {}", g.name, gate_word(g)))
                         .collect();
                     Some(format!(
                         "{clock} {ticket}   gates: {}",
@@ -111,6 +126,38 @@ pub async fn run_with_progress(
             }
         }
     });
+    (tx, printer)
+}
+
+/// How a gate ended, in a word.
+fn gate_word(g: &codemill_core::pipeline::GateResult) -> &'static str {
+    if g.passed {
+        "passed"
+    } else if g.timed_out {
+        "TIMED OUT"
+    } else {
+        "FAILED"
+    }
+}
+
+/// A step's name for progress lines: `implement`, `review (security)`, `gates`.
+fn step_name(effect: &str) -> String {
+    let parts: Vec<&str> = effect.split(':').collect();
+    match parts.as_slice() {
+        ["agent", stage, _, angle] => format!("{stage} ({angle})"),
+        ["agent", stage, ..] => (*stage).to_string(),
+        [name, ..] => (*name).to_string(),
+        [] => effect.to_string(),
+    }
+}
+
+/// Run `op` while printing progress lines to stderr (see [`printer`]).
+pub async fn run_with_progress(
+    runner: &Runner,
+    key: &TicketKey,
+    op: Op,
+) -> Result<(JobId, JobState)> {
+    let (tx, printer) = printer();
     let runner = runner_with(runner, tx);
     let result = match op {
         Op::Run => runner.run_ticket(key).await,
@@ -154,23 +201,39 @@ pub async fn work(
     }
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..concurrency {
-        let runner = runner.clone_with_progress(tokio::sync::mpsc::unbounded_channel().0);
+        // Each loop prints what it does as it goes, as `codemill run` does.
+        let (sink, printer) = printer();
+        let runner = runner.clone_with_progress(sink);
         let options = options.clone();
         let stop = stop.clone();
         tasks.spawn(async move {
-            loop {
-                if stop.load(std::sync::atomic::Ordering::SeqCst) {
-                    return Ok::<(), codemill_runner::RunError>(());
-                }
-                match runner.work_once(&options).await? {
-                    Some(worked) => err(&describe(&worked)),
-                    None if once => return Ok(()),
-                    None => tokio::time::sleep(options.poll).await,
-                }
-                if once {
-                    return Ok(());
+            let result = async {
+                loop {
+                    if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        return Ok::<(), codemill_runner::RunError>(());
+                    }
+                    match runner.work_once(&options).await {
+                        Ok(Some(worked)) => err(&describe(&worked)),
+                        Ok(None) if once => return Ok(()),
+                        Ok(None) => tokio::time::sleep(options.poll).await,
+                        // The store is down (or another passing failure): say so and go on;
+                        // the job this worker held is taken back by lease once the store is back.
+                        Err(e) if !once => {
+                            err(&format!("worker: {e}"));
+                            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                    if once {
+                        return Ok(());
+                    }
                 }
             }
+            .await;
+            // Every progress line is out before the loop says it ended.
+            drop(runner);
+            let _ = printer.await;
+            result
         });
     }
     while let Some(r) = tasks.join_next().await {

@@ -47,6 +47,15 @@ pub fn implement(t: &TicketText, research_file: &str, plan_file: &str) -> String
     )
 }
 
+/// A fix step in a new session, because the session that implemented the change ran on
+/// another worker: what the change is for and where to read its plan, then the fix brief.
+pub fn continued(t: &TicketText, research_file: &str, plan_file: &str, fix: &str) -> String {
+    format!(
+        "codemill stage: fix, continuing a change\n\nAn earlier session implemented a change for this ticket in this repository's working tree (see `git status` and `git diff`); you continue it.\n\n{}\nThe plan is in `{plan_file}` and research notes in `{research_file}`. Do not touch `{RUN_DIR}/`.\n\n{fix}",
+        quoted_ticket(t)
+    )
+}
+
 /// The readiness check: is the ticket clear enough to build?
 pub fn readiness(t: &TicketText) -> String {
     format!(

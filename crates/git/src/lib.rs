@@ -25,6 +25,7 @@
 //! reused while the repository's config files are unchanged (module `repo`).
 
 mod auth;
+mod bundle;
 mod clone;
 mod index;
 mod lock;

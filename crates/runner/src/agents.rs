@@ -16,12 +16,12 @@ use codemill_core::pipeline::{AgentStage, Effect, JobEvent, JobState, Readiness,
 use codemill_core::prompts::{self, RUN_DIR, ReviewFiles, TicketText};
 use codemill_core::triage::{decide, parse_decisions, policy_decisions};
 use codemill_gateway::{Egress, Grant, Scope, Upstream};
-use codemill_store::Ticket;
+use codemill_store::{Lease, Ticket};
 use secrecy::SecretString;
 
 use codemill_core::text::clip;
 
-use crate::effects::failed;
+use crate::effects::{failed, review_prefix};
 use crate::error::RunError;
 use crate::gates::POLICY_FILE;
 use crate::guard::Boundary;
@@ -40,6 +40,8 @@ pub(crate) struct Step<'a> {
     pub angle: Option<String>,
     /// The job's worktree when it exists (every stage after readiness works in it).
     pub worktree: Option<PathBuf>,
+    /// The job's lease: artifacts are written under it.
+    pub lease: &'a Lease,
 }
 
 /// Agent events stored at once, at most.
@@ -341,8 +343,38 @@ impl AgentPool {
         }))
     }
 
-    /// The stage's brief and working directory, or why it cannot run.
-    async fn brief(&self, step: &Step<'_>) -> Result<(String, PathBuf), String> {
+    /// The stage's brief and working directory, or why it cannot run. Earlier outputs (research
+    /// notes, the plan, review inputs) come from the store, wherever they were made.
+    async fn brief(
+        &self,
+        step: &Step<'_>,
+        resumed: bool,
+    ) -> Result<Result<(String, PathBuf), String>, RunError> {
+        let mut inputs: Vec<(String, Vec<u8>)> = Vec::new();
+        for name in [&step.state.research_artifact, &step.state.plan_artifact]
+            .into_iter()
+            .flatten()
+        {
+            match self.store.artifact(step.job, name).await? {
+                Some(kept) => inputs.push((name.clone(), kept.body)),
+                None => return Ok(Err(format!("artifact {name} is not in the store"))),
+            }
+        }
+        if step.stage == AgentStage::Review {
+            let prefix = review_prefix(step.round);
+            for kept in self.store.artifacts(step.job, &prefix).await? {
+                inputs.push((kept.name[prefix.len()..].to_string(), kept.body));
+            }
+        }
+        Ok(self.brief_with(step, &inputs, resumed))
+    }
+
+    fn brief_with(
+        &self,
+        step: &Step<'_>,
+        inputs: &[(String, Vec<u8>)],
+        resumed: bool,
+    ) -> Result<(String, PathBuf), String> {
         let state = step.state;
         let ticket = step.ticket;
         let text = TicketText {
@@ -360,16 +392,11 @@ impl AgentPool {
             .worktree
             .clone()
             .ok_or("the ticket's worktree is missing")?;
-        let artifacts = self.home.artifacts(step.job);
         let run_dir = worktree.join(RUN_DIR);
         std::fs::create_dir_all(&run_dir).map_err(|e| e.to_string())?;
-        crate::guard::private_dir(&artifacts)?;
         // Earlier outputs are handed over as files in the worktree's run directory.
-        for name in [&state.research_artifact, &state.plan_artifact]
-            .into_iter()
-            .flatten()
-        {
-            std::fs::copy(artifacts.join(name), run_dir.join(name))
+        for (name, body) in inputs {
+            std::fs::write(run_dir.join(name), body)
                 .map_err(|e| format!("artifact {name}: {e}"))?;
         }
         let research_file = format!("{RUN_DIR}/research.md");
@@ -436,7 +463,12 @@ impl AgentPool {
                 } else {
                     Vec::new()
                 };
-                prompts::fix(step.round, &failing, &fix_now)
+                let fix = prompts::fix(step.round, &failing, &fix_now);
+                if resumed {
+                    fix
+                } else {
+                    prompts::continued(&text, &research_file, &plan_file, &fix)
+                }
             }
         };
         Ok((prompt, worktree))
@@ -525,7 +557,11 @@ impl AgentPool {
             }
         }
 
-        let (prompt, workdir) = match self.brief(&step).await {
+        // A session lives in the state directory of the worker that ran it: elsewhere a fix
+        // starts a new session, briefed on the change it continues.
+        let state_dir = self.home.agent_state(step.job, backend.name());
+        let resume = step.resume.clone().filter(|_| state_dir.is_dir());
+        let (prompt, workdir) = match self.brief(&step, resume.is_some()).await? {
             Ok(b) => b,
             Err(e) => return Ok(failed(effect, e)),
         };
@@ -536,7 +572,7 @@ impl AgentPool {
                 backend.as_ref(),
                 &workdir,
                 prompt,
-                step.resume.clone(),
+                resume,
                 "",
             )
             .await?
@@ -623,13 +659,17 @@ impl AgentPool {
                 Err(e) => stage_run.parse_error = Some(e),
             }
             if matches!(step.stage, AgentStage::Research | AgentStage::Plan) {
+                // Kept in the store, so the next step can run on any worker.
                 let name = format!("{}.md", step.stage.as_str());
-                let artifacts = self.home.artifacts(step.job);
-                if let Err(e) = crate::guard::private_dir(&artifacts).and_then(|()| {
-                    crate::guard::private_file(&artifacts.join(&name), final_text.as_bytes())
-                }) {
-                    return Ok(failed(effect, e));
-                }
+                self.store
+                    .put_artifact(
+                        step.lease,
+                        &name,
+                        final_text.as_bytes(),
+                        None,
+                        chrono::Utc::now(),
+                    )
+                    .await?;
                 stage_run.artifact = Some(name);
             }
         }

@@ -33,6 +33,11 @@ pub(crate) fn outside_failure(
     }
 }
 
+/// Where a review round's inputs (diff, delta, earlier findings) are kept with the job.
+pub(crate) fn review_prefix(round: u32) -> String {
+    format!("review/{round}/")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

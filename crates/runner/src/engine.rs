@@ -6,9 +6,10 @@
 use std::sync::Arc;
 
 use codemill_agent::Endpoint;
+use codemill_core::agent::AgentMode;
 use codemill_core::config::{Config, ProviderConfig};
 use codemill_core::ids::JobId;
-use codemill_core::pipeline::{Action, Effect, JobEvent, JobState, apply, next_action};
+use codemill_core::pipeline::{Action, AgentStage, Effect, JobEvent, JobState, apply, next_action};
 use codemill_git::{Git, Identity};
 use codemill_store::{JournalEntry, Lease, Store, Ticket};
 
@@ -103,6 +104,7 @@ impl Runner {
         );
         let workspace = Workspace::new(
             home.clone(),
+            store.clone(),
             git.clone(),
             projects.clone(),
             Identity {
@@ -232,6 +234,13 @@ impl Runner {
         // is exactly what a replay of the stored journal would give.
         let mut journal = self.store.journal(job).await?;
         let mut state = replay(job, &journal)?;
+        self.emit(Progress::Began {
+            job,
+            ticket: ticket.key.clone(),
+            fresh: journal.len() <= 1,
+            tokens: state.usage.total(),
+            cost_usd: state.cost_usd,
+        });
         loop {
             match next_action(&state) {
                 Action::Finished | Action::AwaitApproval | Action::AwaitPr => return Ok(state),
@@ -253,7 +262,9 @@ impl Runner {
                         effect: effect.name(),
                         round: state.round,
                     });
-                    let event = self.execute(job, &state, &journal, ticket, &effect).await?;
+                    let event = self
+                        .execute(job, &state, &journal, ticket, &effect, lease)
+                        .await?;
                     if self.options.crash_after_effect.as_deref() == Some(effect.name().as_str()) {
                         crash_now().await;
                     }
@@ -298,11 +309,12 @@ impl Runner {
         journal: &[JournalEntry],
         ticket: &Ticket,
         effect: &Effect,
+        lease: &Lease,
     ) -> Result<JobEvent, RunError> {
         let project = state.ticket.project();
         Ok(match effect {
             Effect::UpdateTicket { status, note } => {
-                let plan = self.plan_text(job, state);
+                let plan = self.plan_text(job, state).await?;
                 self.announcer
                     .update_ticket(job, state, *status, *note, plan.as_deref())
                     .await?
@@ -314,39 +326,41 @@ impl Runner {
                 };
                 self.prepare_workspace(&git, job, state, effect).await
             }
-            Effect::RunAgent {
-                stage,
-                round,
-                resume,
-                angle,
-            } => {
-                // No workspace before readiness, so no policy to read yet.
-                let policy = match self.workspace.policy_if_prepared(state).await {
-                    Ok(p) => p,
+            Effect::RunAgent { stage, .. } if *stage != AgentStage::Readiness => {
+                let worktree = match self.ensure_worktree(job, state, true).await? {
+                    Ok(w) => w,
                     Err(e) => return Ok(failed(effect, e)),
                 };
-                let step = Step {
-                    job,
-                    state,
-                    ticket,
-                    effect,
-                    stage: *stage,
-                    round: *round,
-                    resume: resume.clone(),
-                    angle: angle.clone(),
-                    worktree: self.workspace.worktree(state),
-                };
-                self.agents.run(step, policy).await?
+                let event = self
+                    .run_agent(job, state, ticket, effect, Some(worktree), lease)
+                    .await?;
+                if stage.mode() == AgentMode::Write {
+                    // What the agent changed is kept where any worker finds it for the next step.
+                    if let Err(e) = self.workspace.checkpoint(job, lease, state).await? {
+                        return Ok(failed(effect, e));
+                    }
+                }
+                event
+            }
+            Effect::RunAgent { .. } => {
+                self.run_agent(job, state, ticket, effect, None, lease)
+                    .await?
             }
             Effect::PlanReview { round } => {
-                self.workspace.plan_review(job, state, effect, *round).await
+                if let Err(e) = self.ensure_worktree(job, state, true).await? {
+                    return Ok(failed(effect, e));
+                }
+                self.workspace
+                    .plan_review(job, lease, state, effect, *round)
+                    .await?
             }
             Effect::CreateBacklogTickets => {
                 self.announcer.create_backlog(job, state, ticket).await?
             }
             Effect::RunGates { round } => {
-                let Some(worktree) = self.workspace.worktree(state) else {
-                    return Ok(failed(effect, "the ticket's worktree is missing"));
+                let worktree = match self.ensure_worktree(job, state, true).await? {
+                    Ok(w) => w,
+                    Err(e) => return Ok(failed(effect, e)),
                 };
                 let specs = match self.workspace.gate_specs(state).await {
                     Ok(specs) => specs,
@@ -356,29 +370,67 @@ impl Runner {
                     .run(job, project, &worktree, &specs, effect, *round)
                     .await
             }
-            Effect::Commit => self.workspace.commit(job, state, ticket, effect).await,
-            Effect::Propose => match self.workspace.diff_stat(state).await {
-                Ok((commit, diff_stat)) => JobEvent::Proposed {
-                    proposal: crate::proposal::proposal(state, journal, ticket, commit, diff_stat),
-                },
-                Err(e) => failed(effect, e),
-            },
+            Effect::Commit => {
+                if let Err(e) = self.ensure_worktree(job, state, false).await? {
+                    return Ok(failed(effect, e));
+                }
+                let event = self.workspace.commit(job, state, ticket, effect).await;
+                let parent = state.commit.as_ref().or(state.base_commit.as_ref());
+                if let (JobEvent::Committed { commit }, Some(parent)) = (&event, parent)
+                    && commit != parent
+                {
+                    // The commit is kept with the job: whichever worker pushes it has it.
+                    if let Err(e) = self
+                        .workspace
+                        .keep_commit(job, lease, state, commit, parent)
+                        .await?
+                    {
+                        return Ok(failed(effect, e));
+                    }
+                }
+                event
+            }
+            Effect::Propose => {
+                if let Some(commit) = &state.commit {
+                    let git = match self.workspace.remote_git(project).await {
+                        Ok(git) => git,
+                        Err(e) => return outside_failure(project, effect, e),
+                    };
+                    if let Err(e) = self
+                        .workspace
+                        .ensure_commit(&git, job, state, commit)
+                        .await?
+                    {
+                        return Ok(failed(effect, e));
+                    }
+                }
+                self.propose(state, journal, ticket, effect).await
+            }
             Effect::Push { commit } => {
                 let git = match self.workspace.remote_git(project).await {
                     Ok(git) => git,
                     Err(e) => return outside_failure(project, effect, e),
                 };
+                if let Err(e) = self
+                    .workspace
+                    .ensure_commit(&git, job, state, commit)
+                    .await?
+                {
+                    return Ok(failed(effect, e));
+                }
                 self.workspace.push(&git, state, commit, effect).await
             }
             Effect::RecordPr { commit } => self.announcer.record_pr(state, ticket, commit).await?,
-            Effect::SnapshotWip => self.workspace.snapshot(job, state, effect).await,
+            Effect::SnapshotWip => self.workspace.snapshot(job, state, effect).await?,
             Effect::Cleanup { stopped } => self.workspace.cleanup(state, *stopped).await,
             Effect::PrepareFeedback { .. } => {
                 let git = match self.workspace.remote_git(project).await {
                     Ok(git) => git,
                     Err(e) => return outside_failure(project, effect, e),
                 };
-                self.workspace.prepare_feedback(&git, state, effect).await
+                self.workspace
+                    .prepare_feedback(&git, job, state, effect)
+                    .await
             }
             Effect::ReplyFeedback { round } => {
                 let summary = crate::proposal::last_fix_summary(journal);
@@ -413,15 +465,109 @@ impl Runner {
         if let Err(e) = self.gates.prepare(job, &prepared.worktree, &steps).await {
             return failed(effect, e);
         }
-        prepared.event()
+        if let Err(e) = self.workspace.mark(job, &state.ticket, &prepared.base) {
+            return failed(effect, e);
+        }
+        prepared.event(&state.ticket)
+    }
+
+    /// The proposal: the job's commit with its diff stat against the base.
+    async fn propose(
+        &self,
+        state: &JobState,
+        journal: &[JournalEntry],
+        ticket: &Ticket,
+        effect: &Effect,
+    ) -> JobEvent {
+        match self.workspace.diff_stat(state).await {
+            Ok((commit, diff_stat)) => JobEvent::Proposed {
+                proposal: crate::proposal::proposal(state, journal, ticket, commit, diff_stat),
+            },
+            Err(e) => failed(effect, e),
+        }
+    }
+
+    /// One agent step, in `worktree` when the stage works in one.
+    async fn run_agent(
+        &self,
+        job: JobId,
+        state: &JobState,
+        ticket: &Ticket,
+        effect: &Effect,
+        worktree: Option<std::path::PathBuf>,
+        lease: &Lease,
+    ) -> Result<JobEvent, RunError> {
+        let Effect::RunAgent {
+            stage,
+            round,
+            resume,
+            angle,
+        } = effect
+        else {
+            return Ok(failed(effect, "not an agent step"));
+        };
+        // No workspace before readiness, so no policy to read yet.
+        let policy = match self.workspace.policy_if_prepared(state).await {
+            Ok(p) => p,
+            Err(e) => return Ok(failed(effect, e)),
+        };
+        let step = Step {
+            job,
+            state,
+            ticket,
+            effect,
+            stage: *stage,
+            round: *round,
+            resume: resume.clone(),
+            angle: angle.clone(),
+            worktree,
+            lease,
+        };
+        self.agents.run(step, policy).await
+    }
+
+    /// The job's worktree on this worker with the job's latest content, rebuilt from its kept
+    /// state when another worker did the last step (then the repository's prepare steps run
+    /// again when `prepare`, as they did when the workspace was first made).
+    async fn ensure_worktree(
+        &self,
+        job: JobId,
+        state: &JobState,
+        prepare: bool,
+    ) -> Result<Result<std::path::PathBuf, String>, RunError> {
+        let project = state.ticket.project();
+        let git = self
+            .workspace
+            .remote_git(project)
+            .await
+            .map_err(|e| RunError::Outside {
+                project: project.to_string(),
+                message: e.to_string(),
+            })?;
+        let (worktree, rebuilt) = self.workspace.ensure(&git, job, state).await?;
+        if rebuilt && prepare {
+            let clone = self.home.clone_dir(project);
+            let base = state.base_commit.clone().unwrap_or_default();
+            let prepared = match self.workspace.prepare_steps(&clone, &base).await {
+                Ok(steps) => self.gates.prepare(job, &worktree, &steps).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = prepared {
+                // Not ready for the next step: the next attempt rebuilds it again.
+                self.workspace.forget(&state.ticket);
+                return Ok(Err(e));
+            }
+        }
+        Ok(Ok(worktree))
     }
 
     /// The plan the plan note shows, from the job's artifacts (none before the plan stage).
-    fn plan_text(&self, job: JobId, state: &JobState) -> Option<String> {
-        state
-            .plan_artifact
-            .as_ref()
-            .and_then(|a| std::fs::read_to_string(self.home.artifacts(job).join(a)).ok())
+    async fn plan_text(&self, job: JobId, state: &JobState) -> Result<Option<String>, RunError> {
+        let Some(name) = &state.plan_artifact else {
+            return Ok(None);
+        };
+        let kept = self.store.artifact(job, name).await?;
+        Ok(kept.map(|a| String::from_utf8_lossy(&a.body).into_owned()))
     }
 }
 

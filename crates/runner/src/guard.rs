@@ -98,20 +98,6 @@ pub(crate) fn private_dir(dir: &Path) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", dir.display()))
 }
 
-/// Writes `bytes` to `path`, created with mode 0600.
-pub(crate) fn private_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .and_then(|mut f| f.write_all(bytes))
-        .map_err(|e| format!("{}: {e}", path.display()))
-}
-
 /// The boundary of one codemill home: builds the guard on first use and the policy of every
 /// step. Holds only what those decisions read: the home's paths, the sandbox settings and each
 /// project's allowed hosts; the store only for the gateway's metering.

@@ -1,7 +1,7 @@
 //! The codemill home: where every piece of state lives, and how it is created and read.
 //!
 //! Layout: `codemill.toml`, `codemill.db`, `clones/<project>.git`, `worktrees/<project>/<KEY>`,
-//! `artifacts/<job>/`, `logs/<job>/`, `agents/<job>/`, `run/`.
+//! `logs/<job>/`, `agents/<job>/`, `run/`.
 
 use std::path::{Path, PathBuf};
 
@@ -142,9 +142,6 @@ impl Home {
             .join(key.project())
             .join(key.to_string())
     }
-    pub fn artifacts(&self, job: JobId) -> PathBuf {
-        self.root.join("artifacts").join(job.to_string())
-    }
     pub fn logs(&self, job: JobId) -> PathBuf {
         self.root.join("logs").join(job.to_string())
     }
@@ -167,7 +164,7 @@ impl Home {
             std::fs::create_dir_all(&p).map_err(io(&p))?;
         }
         // What agents said and did, and the runtime sockets: the service's alone.
-        for dir in ["artifacts", "logs", "agents", "run"] {
+        for dir in ["logs", "agents", "run"] {
             use std::os::unix::fs::PermissionsExt;
             let p = self.root.join(dir);
             std::fs::create_dir_all(&p)

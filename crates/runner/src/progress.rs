@@ -12,6 +12,15 @@ pub enum Progress {
         ticket: TicketKey,
         resumed: bool,
     },
+    /// A process began driving the job: whether it is new, and what it had spent so far
+    /// (after a resume or a takeover, not zero).
+    Began {
+        job: JobId,
+        ticket: TicketKey,
+        fresh: bool,
+        tokens: u64,
+        cost_usd: f64,
+    },
     /// The runner starts an effect (a stage step).
     Step {
         effect: String,

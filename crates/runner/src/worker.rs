@@ -147,8 +147,11 @@ impl Runner {
         Ok(worked)
     }
 
-    /// Renew the lease every third of its ttl until aborted; a refused renewal marks it lost,
-    /// and a lease that is no longer ours (cancelled, or taken over) stops the running step.
+    /// Renew the lease every third of its ttl until aborted. A lease that is no longer ours
+    /// (cancelled, or taken over) stops the running step at once. A renewal the store could not
+    /// take (an outage) is retried; if none gets through before the lease would run out, the
+    /// step stops while the lease is still ours, so no other worker can be running the job at
+    /// the same time once the store is back.
     fn spawn_heartbeat(
         &self,
         lease: Lease,
@@ -158,17 +161,27 @@ impl Runner {
         let store = self.store.clone();
         let every = lease.ttl / 3;
         tokio::spawn(async move {
+            let mut renewal = Renewal::new(lease.until, every);
+            let mut wait = every;
             loop {
-                tokio::time::sleep(every).await;
-                match store.heartbeat(&lease, Utc::now()).await {
-                    Ok(_) => {}
+                tokio::time::sleep(wait).await;
+                let now = Utc::now();
+                let verdict = match store.heartbeat(&lease, now).await {
+                    Ok(until) => renewal.renewed(until),
+                    Err(StoreError::Fenced { .. }) => Verdict::Stop,
                     Err(e) => {
+                        tracing::warn!(job = %lease.job, error = %e, "could not renew the lease");
                         lost.store(true, Ordering::SeqCst);
-                        if matches!(e, StoreError::Fenced { .. }) {
-                            stop.cancel();
-                        }
+                        renewal.failed(Utc::now())
+                    }
+                };
+                match verdict {
+                    Verdict::Stop => {
+                        lost.store(true, Ordering::SeqCst);
+                        stop.cancel();
                         return;
                     }
+                    Verdict::Again(after) => wait = after,
                 }
             }
         })
@@ -226,6 +239,44 @@ pub fn owner_is_gone(owner: &str) -> bool {
         && !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// What the heartbeat does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// Renew again after this long.
+    Again(Duration),
+    /// Stop the job's running step now.
+    Stop,
+}
+
+/// A lease's renewals as its holder knows them: when it runs out, and how often to renew.
+#[derive(Debug, Clone, Copy)]
+struct Renewal {
+    until: chrono::DateTime<Utc>,
+    every: Duration,
+}
+
+impl Renewal {
+    fn new(until: chrono::DateTime<Utc>, every: Duration) -> Renewal {
+        Renewal { until, every }
+    }
+
+    fn renewed(&mut self, until: chrono::DateTime<Utc>) -> Verdict {
+        self.until = until;
+        Verdict::Again(self.every)
+    }
+
+    /// A renewal failed at `now`: retry soon while the lease has more than one renewal period
+    /// left, else stop (another worker may take the job over once it runs out).
+    fn failed(&self, now: chrono::DateTime<Utc>) -> Verdict {
+        let left = (self.until - now).to_std().unwrap_or_default();
+        if left <= self.every {
+            Verdict::Stop
+        } else {
+            Verdict::Again((self.every / 4).max(Duration::from_millis(100)))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,5 +292,34 @@ mod tests {
         )));
         assert!(!owner_is_gone("worker-1"));
         assert!(!owner_is_gone(&format!("{}:not-a-pid", host())));
+    }
+
+    #[test]
+    fn renewals_that_fail_are_retried_until_the_lease_would_run_out() {
+        let t0 = Utc::now();
+        let every = Duration::from_secs(10);
+        let mut r = Renewal::new(t0 + chrono::TimeDelta::seconds(30), every);
+        assert_eq!(
+            r.renewed(t0 + chrono::TimeDelta::seconds(30)),
+            Verdict::Again(every)
+        );
+        // The store is down: retried soon while more than one period is left...
+        assert_eq!(
+            r.failed(t0 + chrono::TimeDelta::seconds(5)),
+            Verdict::Again(Duration::from_millis(2500))
+        );
+        assert_eq!(
+            r.failed(t0 + chrono::TimeDelta::seconds(19)),
+            Verdict::Again(Duration::from_millis(2500))
+        );
+        // ...and the step stops while the lease is still ours.
+        assert_eq!(r.failed(t0 + chrono::TimeDelta::seconds(20)), Verdict::Stop);
+        assert_eq!(r.failed(t0 + chrono::TimeDelta::seconds(40)), Verdict::Stop);
+        // A renewal that got through moves the end.
+        r.renewed(t0 + chrono::TimeDelta::seconds(60));
+        assert!(matches!(
+            r.failed(t0 + chrono::TimeDelta::seconds(40)),
+            Verdict::Again(_)
+        ));
     }
 }

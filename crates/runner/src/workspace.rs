@@ -3,7 +3,10 @@
 //! commit, the commit, the push, WIP snapshots and cleanup. Only git and the home's paths; it
 //! reaches a project's forge only for the token git sends to an HTTPS remote.
 
+mod portable;
 mod review;
+
+pub(crate) use portable::Content;
 
 use std::path::{Path, PathBuf};
 
@@ -12,7 +15,7 @@ use codemill_core::ids::{JobId, TicketKey};
 use codemill_core::pipeline::{Effect, JobEvent, JobState, Stage};
 use codemill_core::prompts::RUN_DIR;
 use codemill_git::{Git, Identity};
-use codemill_store::Ticket;
+use codemill_store::{Store, Ticket};
 
 use crate::effects::failed;
 use crate::gates::{POLICY_FILE, gates_from, parse_policy};
@@ -36,9 +39,9 @@ pub(crate) struct Prepared {
 }
 
 impl Prepared {
-    pub(crate) fn event(self) -> JobEvent {
+    pub(crate) fn event(self, key: &TicketKey) -> JobEvent {
         JobEvent::WorkspaceReady {
-            worktree: self.worktree.display().to_string(),
+            worktree: relative_worktree(key),
             branch: self.branch,
             base_commit: self.base,
             default_branch: self.default_branch,
@@ -50,6 +53,7 @@ impl Prepared {
 #[derive(Clone)]
 pub(crate) struct Workspace {
     home: Home,
+    store: Store,
     git: Git,
     projects: Projects,
     identity: Identity,
@@ -59,8 +63,10 @@ pub(crate) struct Workspace {
 }
 
 impl Workspace {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         home: Home,
+        store: Store,
         git: Git,
         projects: Projects,
         identity: Identity,
@@ -70,6 +76,7 @@ impl Workspace {
     ) -> Workspace {
         Workspace {
             home,
+            store,
             git,
             projects,
             identity,
@@ -143,12 +150,23 @@ impl Workspace {
         crate::gates::prepare_steps(text.as_deref())
     }
 
+    /// This worker's worktree of the job's ticket, if there is one. Only the engine's
+    /// `ensure` says whether it holds the job's latest content; the journal names no path.
     pub(crate) fn worktree(&self, state: &JobState) -> Option<PathBuf> {
-        state
-            .worktree
-            .as_ref()
-            .map(PathBuf::from)
-            .filter(|p| p.is_dir())
+        state.worktree.as_ref()?;
+        Some(self.home.worktree(&state.ticket)).filter(|p| p.is_dir())
+    }
+
+    /// Note that this worker's worktree of `key` holds `content` for `job` (it was just made).
+    pub(crate) fn mark(&self, job: JobId, key: &TicketKey, head: &str) -> Result<(), String> {
+        self.write_marker(
+            key,
+            job,
+            &Content {
+                head: head.to_string(),
+                snapshot: None,
+            },
+        )
     }
 
     /// The policy once a workspace exists; before that (readiness) there is none to read.
@@ -202,15 +220,17 @@ impl Workspace {
         Ok(gates_from(policy.as_ref(), &files))
     }
 
-    /// The job's commit and its diff stat against the base, for the proposal.
+    /// The job's commit and its diff stat against the base, for the proposal (read in the
+    /// clone, which has the commit: see `ensure_commit`).
     pub(crate) async fn diff_stat(&self, state: &JobState) -> Result<(String, String), String> {
-        let (Some(worktree), Some(commit)) = (self.worktree(state), state.commit.clone()) else {
-            return Err("the worktree or the commit is missing".into());
+        let Some(commit) = state.commit.clone() else {
+            return Err("the job has no commit to propose".into());
         };
+        let clone = self.home.clone_dir(state.ticket.project());
         let base = state.base_commit.clone().unwrap_or_default();
         let stat = self
             .git
-            .diff_stat(&worktree, &base, &commit)
+            .diff_stat(&clone, &base, &commit)
             .await
             .map_err(|e| e.to_string())?;
         Ok((commit, stat))
@@ -328,6 +348,7 @@ impl Workspace {
     pub(crate) async fn prepare_feedback(
         &self,
         git: &Git,
+        job: JobId,
         state: &JobState,
         effect: &Effect,
     ) -> JobEvent {
@@ -350,20 +371,54 @@ impl Workspace {
             .fresh_worktree(git, &clone, key, &branch, &head, "a feedback round")
             .await
         {
-            Ok(worktree) => JobEvent::FeedbackWorkspaceReady {
-                worktree: worktree.display().to_string(),
-                head,
+            Ok(_) => match self.mark(job, key, &head) {
+                Ok(()) => JobEvent::FeedbackWorkspaceReady {
+                    worktree: relative_worktree(key),
+                    head,
+                },
+                Err(e) => failed(effect, e),
             },
             Err(e) => failed(effect, e),
         }
     }
 
-    pub(crate) async fn snapshot(&self, job: JobId, state: &JobState, effect: &Effect) -> JobEvent {
-        let Some(worktree) = self.worktree(state) else {
-            return JobEvent::Snapshotted {
-                wip_ref: None,
-                commit: None,
-            };
+    /// Keep a stopping job's work on its WIP ref. When another worker did the last step, the
+    /// work is already kept with the job (its worktree bundle): that is named instead, without
+    /// rebuilding a worktree for a job that is ending.
+    pub(crate) async fn snapshot(
+        &self,
+        job: JobId,
+        state: &JobState,
+        effect: &Effect,
+    ) -> Result<JobEvent, codemill_store::StoreError> {
+        let nothing = JobEvent::Snapshotted {
+            wip_ref: None,
+            commit: None,
+        };
+        let Some(expected) = self.expected(job, state).await? else {
+            return Ok(nothing);
+        };
+        let current = self
+            .worktree(state)
+            .filter(|_| self.holds(job, &state.ticket, &expected));
+        let Some(worktree) = current else {
+            let kept_commit = self
+                .store
+                .artifact(job, portable::COMMIT)
+                .await?
+                .and_then(|a| a.meta)
+                .filter(|c| state.commit.as_ref() == Some(c));
+            return Ok(match (expected.snapshot, kept_commit) {
+                (Some(snapshot), _) => JobEvent::Snapshotted {
+                    wip_ref: Some(format!("refs/codemill/jobs/{job}/worktree")),
+                    commit: Some(snapshot),
+                },
+                (None, Some(commit)) => JobEvent::Snapshotted {
+                    wip_ref: Some(format!("refs/codemill/jobs/{job}/commit")),
+                    commit: Some(commit),
+                },
+                (None, None) => nothing,
+            });
         };
         let wip_ref = state.ticket.wip_ref();
         let message = format!(
@@ -376,15 +431,12 @@ impl Workspace {
             .snapshot_wip(&worktree, &wip_ref, &message, &self.identity)
             .await
         {
-            Ok(Some(sha)) => JobEvent::Snapshotted {
+            Ok(Some(sha)) => Ok(JobEvent::Snapshotted {
                 wip_ref: Some(wip_ref),
                 commit: Some(sha),
-            },
-            Ok(None) => JobEvent::Snapshotted {
-                wip_ref: None,
-                commit: None,
-            },
-            Err(e) => failed(effect, e),
+            }),
+            Ok(None) => Ok(nothing),
+            Err(e) => Ok(failed(effect, e)),
         }
     }
 
@@ -401,6 +453,7 @@ impl Workspace {
             };
         }
         let clone = self.home.clone_dir(state.ticket.project());
+        self.forget(&state.ticket);
         match self.git.remove_worktree(&clone, &worktree).await {
             Ok(()) => JobEvent::CleanedUp {
                 worktree_removed: true,
@@ -416,6 +469,11 @@ impl Workspace {
             }
         }
     }
+}
+
+/// Where a ticket's worktree is, relative to any worker's home: what the journal records.
+fn relative_worktree(key: &TicketKey) -> String {
+    format!("worktrees/{}/{key}", key.project())
 }
 
 /// `scheme://host/` of an HTTP(S) remote URL: the prefix git scopes the auth header to.

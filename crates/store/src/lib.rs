@@ -94,7 +94,8 @@ pub use error::{FenceReason, StoreError};
 pub use events::{ActivityRow, ActivityStep, EventRow, JobView};
 pub use metering::{ModelCall, ProjectSpend, Spend, SpendScope, day_of};
 pub use model::{
-    Comment, JobRow, JournalEntry, Link, MirroredTicket, NewPr, PrRecord, StatusChange, Ticket,
+    Artifact, Comment, JobRow, JournalEntry, Link, MirroredTicket, NewPr, PrRecord, StatusChange,
+    Ticket,
 };
 pub use notify::{NewNotification, NotificationRow, NotificationState, Sent};
 pub use queue::{
@@ -435,6 +436,32 @@ impl Store {
     /// The view of the ticket's latest job.
     pub async fn latest_view(&self, ticket: &TicketKey) -> Result<Option<JobView>, StoreError> {
         Ok(self.job_views(None, Some(ticket)).await?.pop())
+    }
+
+    // ---- artifacts -------------------------------------------------------------------------
+
+    /// Keep `body` as the job's artifact `name` (replacing an earlier one), only while `lease`
+    /// is valid at `now`; else `Fenced`. Every worker reads it back with [`Store::artifact`].
+    pub async fn put_artifact(
+        &self,
+        lease: &Lease,
+        name: &str,
+        body: &[u8],
+        meta: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.db
+            .put_artifact(lease, name, body, meta, micros(now))
+            .await
+    }
+
+    pub async fn artifact(&self, job: JobId, name: &str) -> Result<Option<Artifact>, StoreError> {
+        self.db.artifact(job, name).await
+    }
+
+    /// The job's artifacts whose names start with `prefix`, by name.
+    pub async fn artifacts(&self, job: JobId, prefix: &str) -> Result<Vec<Artifact>, StoreError> {
+        self.db.artifacts(job, prefix).await
     }
 
     // ---- the queue -----------------------------------------------------------------------

@@ -132,3 +132,14 @@ pub(crate) fn status(key: &str, s: &str) -> Result<TicketStatus, crate::StoreErr
 pub(crate) fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String, crate::StoreError> {
     serde_json::to_string(value).map_err(|e| crate::StoreError::Corrupt(e.to_string()))
 }
+
+/// One artifact of a job: what a step handed to later steps, on whichever worker they run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Artifact {
+    pub job: JobId,
+    pub name: String,
+    pub body: Vec<u8>,
+    /// What the blob is, when that is not its name (the commit a bundle carries).
+    pub meta: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}

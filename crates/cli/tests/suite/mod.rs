@@ -11,6 +11,7 @@ mod harness;
 mod jira_linear;
 mod lifecycle;
 mod mixed;
+mod multinode;
 mod one_path;
 mod outside;
 mod pipeline;

@@ -44,6 +44,21 @@ async fn claimed(t: &TestHome, ticket: &Ticket, events: &[JobEvent]) -> (JobId, 
     (job, lease)
 }
 
+/// A lease for a job the store has not queued: enough for effects that write nothing under it.
+fn unleased(job: JobId) -> Lease {
+    Lease {
+        job,
+        ticket: "SHOP-1".parse().unwrap(),
+        project: "SHOP".into(),
+        owner: "test".into(),
+        token: 1,
+        attempt: 1,
+        max_attempts: 3,
+        until: Utc::now(),
+        ttl: Duration::from_secs(60),
+    }
+}
+
 /// The events after `Created` of a job that waits for approval of commit `c1`.
 fn to_approval(ticket: &Ticket) -> Vec<JobEvent> {
     codemill_testkit::journal::to_approval(&ticket.key)[1..].to_vec()
@@ -193,7 +208,7 @@ async fn each_effect_goes_to_the_part_that_owns_it() {
         let (runner, state, ticket) = (&runner, &state, &ticket);
         async move {
             runner
-                .execute(job, state, &[], ticket, &effect)
+                .execute(job, state, &[], ticket, &effect, &unleased(job))
                 .await
                 .unwrap()
         }
@@ -203,26 +218,60 @@ async fn each_effect_goes_to_the_part_that_owns_it() {
         error: error.into(),
     };
 
-    // The engine checks the worktree before the gates run.
-    assert_eq!(
-        run(Effect::RunGates { round: 0 }).await,
-        failed("gates:0", "the ticket's worktree is missing")
-    );
-    // The workspace.
-    assert_eq!(
-        run(Effect::Commit).await,
-        failed("commit", "the ticket's worktree is missing")
-    );
+    // A step that works in the worktree rebuilds it when this worker's is missing: from the
+    // project's remote (unreachable here), so the attempt is retried, not the job stopped.
+    for effect in [
+        Effect::RunGates { round: 0 },
+        Effect::Commit,
+        Effect::PlanReview { round: 0 },
+    ] {
+        let err = runner
+            .execute(job, &state, &[], &ticket, &effect, &unleased(job))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, RunError::Outside { message, .. } if message.contains("rebuilding the worktree of SHOP-1")),
+            "{effect:?}: {err}"
+        );
+    }
+    // The proposal needs the commit: none yet; then one this clone lacks and the remote
+    // (unreachable) cannot provide.
     assert_eq!(
         run(Effect::Propose).await,
-        failed("propose", "the worktree or the commit is missing")
+        failed("propose", "the job has no commit to propose")
     );
+    let mut committed = state.clone();
+    committed.commit = Some("c1".into());
+    let JobEvent::EffectFailed { effect, error } = runner
+        .execute(
+            job,
+            &committed,
+            &[],
+            &ticket,
+            &Effect::Propose,
+            &unleased(job),
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("proposed a commit nobody has");
+    };
+    assert_eq!(effect, "propose");
+    assert!(error.contains("/nowhere/shop.git"), "{error}");
+    let mut early = state.clone();
+    early.base_commit = None;
     assert_eq!(
-        run(Effect::PlanReview { round: 0 }).await,
-        failed("plan_review:0", "the ticket's worktree is missing")
-    );
-    assert_eq!(
-        run(Effect::SnapshotWip).await,
+        runner
+            .execute(
+                job,
+                &early,
+                &[],
+                &ticket,
+                &Effect::SnapshotWip,
+                &unleased(job)
+            )
+            .await
+            .unwrap(),
         JobEvent::Snapshotted {
             wip_ref: None,
             commit: None
@@ -248,7 +297,7 @@ async fn each_effect_goes_to_the_part_that_owns_it() {
     assert!(error.contains("clones/SHOP.git"), "{error}");
     let fresh = crate::testing::state_of(&[crate::testing::created(&ticket.key)]);
     let JobEvent::EffectFailed { effect, error } = runner
-        .execute(job, &fresh, &[], &ticket, &agent)
+        .execute(job, &fresh, &[], &ticket, &agent, &unleased(job))
         .await
         .unwrap()
     else {
@@ -290,19 +339,26 @@ async fn the_plan_note_shows_the_plan_the_agent_wrote() {
     let t = TestHome::new("/nowhere/shop.git", "").await;
     let ticket = t.ticket("Add a flag").await;
     let runner = runner(&t);
-    let job = JobId::new();
+    let (job, lease) = claimed(&t, &ticket, &[]).await;
     let mut state = without_worktree(&ticket);
     state.plan_artifact = Some("plan.md".into());
-    let artifacts = t.home.artifacts(job);
-    std::fs::create_dir_all(&artifacts).unwrap();
-    std::fs::write(artifacts.join("plan.md"), "1. add the flag\n2. test it\n").unwrap();
+    t.store
+        .put_artifact(
+            &lease,
+            "plan.md",
+            b"1. add the flag\n2. test it\n",
+            None,
+            Utc::now(),
+        )
+        .await
+        .unwrap();
 
     let effect = Effect::UpdateTicket {
         status: TicketStatus::InProgress,
         note: NoteKind::Plan,
     };
     runner
-        .execute(job, &state, &[], &ticket, &effect)
+        .execute(job, &state, &[], &ticket, &effect, &unleased(job))
         .await
         .unwrap();
     let comments = t.store.comments(&ticket.key).await.unwrap();
@@ -333,6 +389,7 @@ async fn a_push_goes_to_the_remote_once() {
             &[],
             &ticket,
             &Effect::PrepareWorkspace,
+            &unleased(job),
         )
         .await
         .unwrap()
@@ -341,7 +398,11 @@ async fn a_push_goes_to_the_remote_once() {
     };
     assert_eq!(branch, ticket.key.branch());
     assert_eq!(default_branch, "main");
-    let worktree = std::path::PathBuf::from(worktree);
+    assert_eq!(
+        worktree, "worktrees/SHOP/SHOP-1",
+        "no worker's absolute path is journalled"
+    );
+    let worktree = t.home.worktree(&ticket.key);
     std::fs::write(worktree.join("flag.txt"), "on\n").unwrap();
     git(&worktree, &["add", "-A"]).await;
     git(&worktree, &["commit", "-q", "-m", "flag"]).await;
@@ -355,7 +416,7 @@ async fn a_push_goes_to_the_remote_once() {
     };
     for _ in 0..2 {
         let pushed = runner
-            .execute(job, &state, &[], &ticket, &effect)
+            .execute(job, &state, &[], &ticket, &effect, &unleased(job))
             .await
             .unwrap();
         assert_eq!(

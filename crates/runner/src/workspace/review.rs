@@ -1,13 +1,14 @@
 //! Planning a review round in the workspace: a snapshot of what is reviewed, the diff (and the
 //! delta since the previous round) in the run directory, the angles and the triage policy.
 
+use chrono::Utc;
 use codemill_core::ids::JobId;
 use codemill_core::pipeline::{Effect, JobEvent, JobState, ReviewPlan};
-use codemill_core::prompts::RUN_DIR;
 use codemill_core::review::choose_angles;
+use codemill_store::{Lease, StoreError};
 
 use super::Workspace;
-use crate::effects::failed;
+use crate::effects::{failed, review_prefix};
 
 /// Checklists a repository adds or overrides: `.codemill/review/<angle>.md`.
 const CHECKLIST_DIR: &str = ".codemill/review/";
@@ -35,15 +36,18 @@ impl Workspace {
     pub(crate) async fn plan_review(
         &self,
         job: JobId,
+        lease: &Lease,
         state: &JobState,
         effect: &Effect,
         round: u32,
-    ) -> JobEvent {
+    ) -> Result<JobEvent, StoreError> {
         let Some(worktree) = self.worktree(state) else {
-            return failed(effect, "the ticket's worktree is missing");
+            return Ok(failed(effect, "the ticket's worktree is missing"));
         };
+        let mut inputs: Vec<(&str, String)> = Vec::new();
         let key = &state.ticket;
         let base = state.base_commit.clone().unwrap_or_default();
+        let head = state.commit.clone().unwrap_or_else(|| base.clone());
         let identity = &self.identity;
         let refname = format!("refs/codemill/review/{key}/{round}");
         let message = format!("codemill review snapshot of {key}, round {round} (job {job})");
@@ -53,7 +57,7 @@ impl Workspace {
             .await
         {
             Ok(s) => s,
-            Err(e) => return failed(effect, e),
+            Err(e) => return Ok(failed(effect, e)),
         };
         // The snapshot holds exactly the reviewed files: diffing it saves staging them again.
         let diffed = match &snapshot {
@@ -62,14 +66,9 @@ impl Workspace {
         };
         let diff = match diffed {
             Ok(d) => d,
-            Err(e) => return failed(effect, e),
+            Err(e) => return Ok(failed(effect, e)),
         };
-        let run_dir = worktree.join(RUN_DIR);
-        if let Err(e) = std::fs::create_dir_all(&run_dir)
-            .and_then(|_| std::fs::write(run_dir.join("diff.patch"), &diff))
-        {
-            return failed(effect, e);
-        }
+        inputs.push(("diff.patch", diff.clone()));
         let mut changed = diff_files(&diff);
         if round > 0 {
             // The previous round's snapshot: what the reviewers saw last time.
@@ -80,7 +79,7 @@ impl Workspace {
                 .unwrap_or_else(|| base.clone());
             let delta = match self.git.diff(&worktree, &previous, None).await {
                 Ok(d) => d,
-                Err(e) => return failed(effect, e),
+                Err(e) => return Ok(failed(effect, e)),
             };
             changed = diff_files(&delta);
             let mut earlier = String::from("# Findings of earlier review rounds\n");
@@ -96,20 +95,17 @@ impl Workspace {
                     ));
                 }
             }
-            let written = std::fs::write(run_dir.join("delta.patch"), &delta)
-                .and_then(|_| std::fs::write(run_dir.join("earlier-findings.md"), earlier));
-            if let Err(e) = written {
-                return failed(effect, e);
-            }
+            inputs.push(("delta.patch", delta));
+            inputs.push(("earlier-findings.md", earlier));
         }
         let policy = match self.policy(state).await {
             Ok(p) => p,
-            Err(e) => return failed(effect, e),
+            Err(e) => return Ok(failed(effect, e)),
         };
         let clone = self.home.clone_dir(key.project());
         let files = match self.git.list_files(&clone, &base).await {
             Ok(f) => f,
-            Err(e) => return failed(effect, e),
+            Err(e) => return Ok(failed(effect, e)),
         };
         let mut checklists = Vec::new();
         for file in files
@@ -123,11 +119,42 @@ impl Workspace {
             match self.git.read_file_at(&clone, &base, file).await {
                 Ok(Some(text)) => checklists.push((name, text)),
                 Ok(None) => {}
-                Err(e) => return failed(effect, e),
+                Err(e) => return Ok(failed(effect, e)),
             }
         }
         let angles = choose_angles(&diff_files(&diff), &diff, &checklists);
-        JobEvent::ReviewPlanned {
+        // The reviewers' inputs and the snapshot are kept with the job: the review sessions, and
+        // the next round's delta, may run on another worker.
+        let prefix = review_prefix(round);
+        for (name, text) in &inputs {
+            self.store
+                .put_artifact(
+                    lease,
+                    &format!("{prefix}{name}"),
+                    text.as_bytes(),
+                    None,
+                    Utc::now(),
+                )
+                .await?;
+        }
+        if let Some(sha) = snapshot.as_ref().filter(|s| **s != head) {
+            let refname = format!("refs/codemill/jobs/{job}/review-{round}");
+            let clone = self.home.clone_dir(key.project());
+            let body = match self.git.bundle(&clone, &refname, sha, &head).await {
+                Ok(b) => b,
+                Err(e) => return Ok(failed(effect, e)),
+            };
+            self.store
+                .put_artifact(
+                    lease,
+                    &format!("git/review-{round}"),
+                    &body,
+                    Some(sha),
+                    Utc::now(),
+                )
+                .await?;
+        }
+        Ok(JobEvent::ReviewPlanned {
             plan: ReviewPlan {
                 round,
                 angles,
@@ -135,7 +162,7 @@ impl Workspace {
                 changed_files: changed,
                 snapshot,
             },
-        }
+        })
     }
 }
 

@@ -19,6 +19,7 @@ const POLICY: &str = "[[gates]]\nname = \"unit\"\ncommand = [\"make\", \"unit\"]
 fn workspace(t: &TestHome, retention: Retention) -> Workspace {
     Workspace::new(
         t.home.clone(),
+        t.store.clone(),
         Git::new(),
         Projects::new(t.config.projects.clone(), Default::default()),
         Identity {
@@ -81,7 +82,10 @@ async fn a_new_job_gets_the_ticket_branch_at_the_remote_default_branch() {
     let exclude = std::fs::read_to_string(prepared.clone.join("info/exclude")).unwrap();
     let line = format!("/{}/", codemill_core::prompts::RUN_DIR);
     assert!(exclude.lines().any(|l| l == line), "{exclude}");
-    assert!(matches!(prepared.event(), JobEvent::WorkspaceReady { .. }));
+    assert!(matches!(
+        prepared.event(&ticket.key),
+        JobEvent::WorkspaceReady { .. }
+    ));
 }
 
 #[tokio::test]
@@ -112,7 +116,10 @@ async fn a_commit_is_made_once_and_an_empty_change_is_refused() {
     let git = ws.remote_git("SHOP").await.unwrap();
     let state = prepared_state(
         &ticket.key,
-        ws.prepare(&git, &ticket.key).await.unwrap().event(),
+        ws.prepare(&git, &ticket.key)
+            .await
+            .unwrap()
+            .event(&ticket.key),
     );
     let id = job();
 
@@ -162,7 +169,10 @@ async fn symlinks_leaving_the_worktree_are_refused_at_commit() {
     let git = ws.remote_git("SHOP").await.unwrap();
     let state = prepared_state(
         &ticket.key,
-        ws.prepare(&git, &ticket.key).await.unwrap().event(),
+        ws.prepare(&git, &ticket.key)
+            .await
+            .unwrap()
+            .event(&ticket.key),
     );
     let worktree = ws.worktree(&state).unwrap();
     std::os::unix::fs::symlink("/etc/passwd", worktree.join("passwd")).unwrap();
@@ -235,7 +245,10 @@ async fn cleanup_removes_a_shipped_worktree_and_keeps_a_failed_one_when_asked() 
     let git = ws.remote_git("SHOP").await.unwrap();
     let state = prepared_state(
         &ticket.key,
-        ws.prepare(&git, &ticket.key).await.unwrap().event(),
+        ws.prepare(&git, &ticket.key)
+            .await
+            .unwrap()
+            .event(&ticket.key),
     );
     let worktree = ws.worktree(&state).unwrap();
 
@@ -272,7 +285,9 @@ async fn a_stop_snapshots_work_only_when_there_is_some() {
     let ws = workspace(&t, Retention::Remove);
     let nowhere = state_of(&[created(&ticket.key)]);
     assert_eq!(
-        ws.snapshot(job(), &nowhere, &Effect::SnapshotWip).await,
+        ws.snapshot(job(), &nowhere, &Effect::SnapshotWip)
+            .await
+            .unwrap(),
         JobEvent::Snapshotted {
             wip_ref: None,
             commit: None
@@ -280,19 +295,29 @@ async fn a_stop_snapshots_work_only_when_there_is_some() {
     );
 
     let git = ws.remote_git("SHOP").await.unwrap();
-    let state = prepared_state(
-        &ticket.key,
-        ws.prepare(&git, &ticket.key).await.unwrap().event(),
-    );
+    let prepared = ws.prepare(&git, &ticket.key).await.unwrap();
+    let j = job();
+    ws.mark(j, &ticket.key, &prepared.base).unwrap();
+    let state = prepared_state(&ticket.key, prepared.event(&ticket.key));
     std::fs::write(ws.worktree(&state).unwrap().join("wip.txt"), "x").unwrap();
     let JobEvent::Snapshotted {
         wip_ref: Some(wip_ref),
         commit: Some(_),
-    } = ws.snapshot(job(), &state, &Effect::SnapshotWip).await
+    } = ws.snapshot(j, &state, &Effect::SnapshotWip).await.unwrap()
     else {
         panic!("no snapshot of the work");
     };
     assert_eq!(wip_ref, ticket.key.wip_ref());
+    // A worktree this worker does not know to be the job's latest is not the job's work: with
+    // nothing kept in the store there is nothing to name.
+    ws.forget(&ticket.key);
+    assert_eq!(
+        ws.snapshot(j, &state, &Effect::SnapshotWip).await.unwrap(),
+        JobEvent::Snapshotted {
+            wip_ref: None,
+            commit: None
+        }
+    );
 }
 
 #[tokio::test]
@@ -307,7 +332,7 @@ async fn the_policy_is_read_at_the_base_commit_once() {
         .await
         .unwrap();
     assert_eq!(steps[0].name, "fetch");
-    let state = prepared_state(&ticket.key, prepared.event());
+    let state = prepared_state(&ticket.key, prepared.event(&ticket.key));
     // Before a workspace exists there is no policy to read.
     let early = state_of(&[created(&ticket.key)]);
     assert_eq!(ws.policy_if_prepared(&early).await.unwrap(), None);
@@ -342,7 +367,7 @@ async fn gates_are_detected_from_the_base_commit_without_a_policy() {
             .unwrap()
             .is_empty()
     );
-    let state = prepared_state(&ticket.key, prepared.event());
+    let state = prepared_state(&ticket.key, prepared.event(&ticket.key));
     let specs = ws.gate_specs(&state).await.unwrap();
     assert_eq!(specs[0].command[0], "cargo", "{specs:?}");
 }

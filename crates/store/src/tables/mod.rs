@@ -2,6 +2,7 @@
 //! PostgreSQL alike. One module per area; the `Store` facade in the crate root documents and
 //! calls them.
 
+mod artifacts;
 mod events;
 mod inbox;
 mod ingest;

@@ -441,7 +441,7 @@ async fn enqueue_in(
 }
 
 /// The job's queue row, locked until the transaction ends.
-async fn current(tx: &mut Tx, job: JobId) -> Result<Option<Current>, StoreError> {
+pub(super) async fn current(tx: &mut Tx, job: JobId) -> Result<Option<Current>, StoreError> {
     let row = q("SELECT * FROM queue WHERE job_id = $1 FOR UPDATE")
         .bind(job)
         .fetch_optional(&mut *tx)

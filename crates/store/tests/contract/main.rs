@@ -4,6 +4,7 @@
 //! (./scripts/test sets it); without it those tests fail, they are never skipped.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod artifacts;
 mod concurrency;
 mod events;
 mod harness;
@@ -38,6 +39,7 @@ macro_rules! contract {
 }
 
 contract!(
+    artifacts::artifacts_are_written_under_the_lease_and_read_by_any_worker,
     tickets::tickets_are_numbered_per_project,
     tickets::concurrent_tickets_get_distinct_numbers,
     tickets::comments_with_a_marker_are_posted_once,
