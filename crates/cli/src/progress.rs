@@ -463,7 +463,10 @@ pub async fn show(opened: &Opened, key: &TicketKey, as_json: bool) -> Result<()>
                     "branch": state.branch, "base_commit": state.base_commit, "commit": state.commit,
                     "reason": state.reason, "wip": state.wip, "tokens": state.usage, "cost_usd": state.cost_usd,
                     "costs": state.costs, "reviews": state.reviews, "triage": state.triage,
-                    "fixed": state.fixed().iter().map(|(r, d)| json!({"round": r, "finding": d.finding})).collect::<Vec<_>>(),
+                    "fixed": state.fixed_gates().iter().map(|(r, g)| json!({"round": r, "gate": {"name": g.name, "command": g.command, "outcome": g.outcome()}}))
+                        .chain(state.fixed().iter().map(|(r, d)| json!({"round": r, "finding": d.finding})))
+                        .collect::<Vec<_>>(),
+                    "gate_rounds": state.gate_rounds.iter().map(|(r, gates)| json!({"round": r, "gates": gates.iter().map(|g| json!({"name": g.name, "command": g.command, "passed": g.passed, "outcome": g.outcome(), "duration_ms": g.duration_ms})).collect::<Vec<_>>()})).collect::<Vec<_>>(),
                     "backlog_tickets": state.backlog_tickets, "questions": state.questions, "gates": state.gates,
                     "diff_stat": state.proposal.as_ref().map(|p| p.diff_stat.clone())},
             "pr": pr,
@@ -616,6 +619,18 @@ pub async fn show(opened: &Opened, key: &TicketKey, as_json: bool) -> Result<()>
             }
         }
     }
+    let fixed_gates = state.fixed_gates();
+    if !fixed_gates.is_empty() {
+        out("\nGates fixed by the fix rounds:");
+        for (round, g) in fixed_gates {
+            out(&format!(
+                "  {} ({}) failed in round {round}: {}",
+                g.name,
+                g.command,
+                g.outcome()
+            ));
+        }
+    }
     let fixed = state.fixed();
     if !fixed.is_empty() {
         out("\nFixed during review:");
@@ -640,7 +655,11 @@ pub async fn show(opened: &Opened, key: &TicketKey, as_json: bool) -> Result<()>
             out(&format!(
                 "  {:<10} {:<7} {} ({} ms)",
                 g.name,
-                if g.passed { "passed" } else { "FAILED" },
+                if g.passed {
+                    "passed".to_string()
+                } else {
+                    g.outcome().to_uppercase()
+                },
                 g.command,
                 g.duration_ms
             ));

@@ -152,13 +152,10 @@ pub fn fix(round: u32, failing: &[&GateResult], fix_now: &[&Decision]) -> String
         out.push_str("\n## Failing gates\n");
         for g in failing {
             out.push_str(&format!(
-                "\n### {} (`{}`) exit {}{}\n```\n{}\n```\n",
+                "\n### {} (`{}`) {}\n```\n{}\n```\n",
                 g.name,
                 g.command,
-                g.exit_code
-                    .map(|c| c.to_string())
-                    .unwrap_or_else(|| "-".into()),
-                if g.timed_out { " (timed out)" } else { "" },
+                g.outcome(),
                 g.error
                     .clone()
                     .unwrap_or_else(|| g.output.trim_end().to_string())

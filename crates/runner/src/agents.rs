@@ -551,6 +551,7 @@ impl AgentPool {
                         readiness: None,
                         parse_error: None,
                         repaired: false,
+                        changed: None,
                         summary: format!("{} finding(s), all decided by policy", merged.len()),
                     },
                 });
@@ -596,6 +597,7 @@ impl AgentPool {
             readiness: None,
             parse_error: None,
             repaired: false,
+            changed: None,
             summary: clip(first.run.final_text.trim(), 2000),
         };
         let mut final_text = first.run.final_text.clone();

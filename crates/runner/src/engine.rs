@@ -331,13 +331,17 @@ impl Runner {
                     Ok(w) => w,
                     Err(e) => return Ok(failed(effect, e)),
                 };
-                let event = self
+                let mut event = self
                     .run_agent(job, state, ticket, effect, Some(worktree), lease)
                     .await?;
                 if stage.mode() == AgentMode::Write {
                     // What the agent changed is kept where any worker finds it for the next step.
-                    if let Err(e) = self.workspace.checkpoint(job, lease, state).await? {
-                        return Ok(failed(effect, e));
+                    let changed = match self.workspace.checkpoint(job, lease, state).await? {
+                        Ok(changed) => changed,
+                        Err(e) => return Ok(failed(effect, e)),
+                    };
+                    if let JobEvent::AgentFinished { run, .. } = &mut event {
+                        run.changed = Some(changed);
                     }
                 }
                 event

@@ -95,6 +95,7 @@ async fn run_gate(
                 duration_ms: out.duration.as_millis() as u64,
                 output,
                 error: None,
+                fix_on_timeout: gate.fix_on_timeout,
             }
         }
         Err(e) => {
@@ -123,6 +124,7 @@ async fn run_gate(
                 duration_ms: 0,
                 output: String::new(),
                 error: Some(error),
+                fix_on_timeout: gate.fix_on_timeout,
             }
         }
     }
@@ -281,6 +283,7 @@ mod tests {
             command: cmd.iter().map(|s| s.to_string()).collect(),
             workdir: None,
             timeout_secs: None,
+            fix_on_timeout: false,
         }
     }
 

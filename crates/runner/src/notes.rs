@@ -33,6 +33,18 @@ fn decision_line(d: &Decision) -> String {
 /// Triage decisions grouped by bucket, for the proposal and the PR body.
 pub fn triage_summary(state: &JobState) -> String {
     let mut out = String::new();
+    let gates = state.fixed_gates();
+    if !gates.is_empty() {
+        out.push_str("\nGates fixed by the fix rounds:\n");
+        for (round, g) in &gates {
+            out.push_str(&format!(
+                "- `{}` ({}) failed in round {round}: {}\n",
+                g.name,
+                g.command,
+                g.outcome()
+            ));
+        }
+    }
     let fixed = state.fixed();
     if !fixed.is_empty() {
         out.push_str("\nFixed during review:\n");
@@ -182,11 +194,9 @@ fn stopped(job: JobId, state: &JobState) -> String {
             out.push_str("\nFailing gates:\n");
             for g in failing {
                 out.push_str(&format!(
-                    "\n`{}` (exit {}):\n```\n{}\n```\n",
+                    "\n`{}` ({}):\n```\n{}\n```\n",
                     g.command,
-                    g.exit_code
-                        .map(|c| c.to_string())
-                        .unwrap_or_else(|| "-".into()),
+                    g.outcome(),
                     g.error.clone().unwrap_or_else(|| tail(&g.output, 30))
                 ));
             }

@@ -36,6 +36,7 @@ pub fn stage_run() -> StageRun {
         readiness: None,
         parse_error: None,
         repaired: false,
+        changed: None,
         summary: String::new(),
     }
 }
@@ -88,6 +89,7 @@ pub fn to_approval(key: &TicketKey) -> Vec<JobEvent> {
                 duration_ms: 1,
                 output: String::new(),
                 error: None,
+                fix_on_timeout: false,
             }],
         },
         JobEvent::ReviewPlanned {

@@ -159,6 +159,34 @@ async fn failing_gate_is_fixed_in_the_resumed_session() {
     let show = env.json(&["show", "P-1", "--json"]);
     assert_eq!(show["job"]["state"], "awaiting_approval");
     assert_eq!(show["job"]["rounds"], 1);
+    // The gate that caused the fix round is shown as fixed: in show, its JSON and the ticket.
+    assert_eq!(
+        show["job"]["fixed"][0],
+        serde_json::json!({"round": 0, "gate": {"name": "hello", "command": "test -f hello.txt", "outcome": "exit 1"}}),
+        "{}",
+        show["job"]
+    );
+    assert_eq!(show["job"]["gate_rounds"][0]["gates"][0]["passed"], false);
+    assert_eq!(show["job"]["gate_rounds"][1]["gates"][0]["passed"], true);
+    let text = env.ok(&["show", "P-1"]);
+    assert!(
+        text.contains(
+            "Gates fixed by the fix rounds:\n  hello (test -f hello.txt) failed in round 0: exit 1"
+        ),
+        "{text}"
+    );
+    let ticket = env.json(&["ticket", "show", "P-1", "--json"]);
+    let proposal = ticket["comments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["body"].as_str().unwrap())
+        .find(|b| b.contains("Gates fixed by the fix rounds"))
+        .unwrap_or_else(|| panic!("no comment names the fixed gate: {ticket}"));
+    assert!(
+        proposal.contains("`hello` (test -f hello.txt) failed in round 0: exit 1"),
+        "{proposal}"
+    );
     let fix = &env.server.requests_for_rule("fix: right")[0];
     // Same session: the fix request carries the implement conversation and the gate's command.
     assert!(fix.text().contains("codemill stage: implement"));
@@ -231,4 +259,81 @@ async fn policy_comes_from_the_base_commit_not_the_agent() {
     let show = env.json(&["show", "P-1", "--json"]);
     assert_eq!(show["job"]["gates"][0]["command"], "test -f hello.txt");
     assert_eq!(show["job"]["gates"][0]["passed"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_implement_step_that_changes_nothing_stops_before_gates_and_review() {
+    use codemill_testkit::{Reply, Rule};
+    let rules = vec![
+        super::harness::ready(),
+        Rule::new(
+            "research",
+            super::harness::at_turn("research", 0),
+            Reply::text("notes"),
+        ),
+        Rule::new(
+            "plan",
+            super::harness::at_turn("plan", 0),
+            Reply::text("plan"),
+        ),
+        Rule::new(
+            "implement: nothing",
+            super::harness::at_turn("implement", 0),
+            Reply::text("Nothing needed changing."),
+        ),
+        Rule::new(
+            "review",
+            super::harness::at_turn("review", 0),
+            Reply::text("{\"findings\": []}"),
+        ),
+    ];
+    let env = Env::new(rules, HELLO_GATE, "").await;
+    let (code, _, _) = env.run(&["run", "P-1"]);
+    assert_eq!(code, Some(3), "a job that needs attention exits 3");
+    let show = env.json(&["show", "P-1", "--json"]);
+    assert_eq!(show["job"]["state"], "needs_attention");
+    assert_eq!(
+        show["job"]["reason"],
+        "the implement step changed no file in the repository (the agent said: Nothing needed changing.)"
+    );
+    let kinds = env.event_kinds("P-1");
+    assert!(
+        !kinds.iter().any(|k| k.starts_with("start gates")),
+        "{kinds:?}"
+    );
+    assert_eq!(
+        env.server.hits("review"),
+        0,
+        "no review session was paid for"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gate_that_times_out_stops_the_job_without_a_fix_round() {
+    let policy = "[[gates]]\nname = \"slow\"\ncommand = [\"sleep\", \"30\"]\ntimeout_secs = 1\n";
+    let env = Env::new(engineer(), policy, "").await;
+    let (code, _, stderr) = env.run(&["run", "P-1"]);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(stderr.contains("gates: slow TIMED OUT"), "{stderr}");
+    let show = env.json(&["show", "P-1", "--json"]);
+    assert_eq!(show["job"]["state"], "needs_attention");
+    let reason = show["job"]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with(
+            "gate `slow` timed out after 1 s — a timeout does not count as a code failure"
+        ),
+        "{reason}"
+    );
+    assert_eq!(show["job"]["rounds"], 0);
+    assert_eq!(env.server.hits("fix"), 0, "no paid fix round");
+    let ticket = env.json(&["ticket", "show", "P-1", "--json"]);
+    let note = ticket["comments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["body"].as_str().unwrap())
+        .find(|b| b.starts_with("**Needs attention**"))
+        .unwrap()
+        .to_string();
+    assert!(note.contains("`sleep 30` (timed out after 1 s)"), "{note}");
 }

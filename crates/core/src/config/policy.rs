@@ -16,6 +16,11 @@ pub struct GateSpec {
     pub workdir: Option<String>,
     #[serde(default)]
     pub timeout_secs: Option<u64>,
+    /// Treat running out of time as a failure an agent can fix (a test that hangs), so it
+    /// starts a fix round. By default a timeout stops the job instead: usually the machine or
+    /// the limit is the problem, not the code.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fix_on_timeout: bool,
 }
 
 /// The repository's own policy, `.codemill/pipeline.toml`.
@@ -86,6 +91,7 @@ pub fn detect_gates(root_files: &[&str]) -> Vec<GateSpec> {
         command: cmd.iter().map(|s| s.to_string()).collect(),
         workdir: None,
         timeout_secs: None,
+        fix_on_timeout: false,
     };
     let mut gates = Vec::new();
     if has("Cargo.toml") {

@@ -24,6 +24,33 @@ pub struct GateResult {
     pub output: String,
     /// Set when the command could not run at all (missing program, missing directory).
     pub error: Option<String>,
+    /// The gate's policy counts a timeout as a failure to fix (`fix_on_timeout`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fix_on_timeout: bool,
+}
+
+impl GateResult {
+    /// How the gate ended, in words: `passed`, `exit 101`, `timed out after 600 s`,
+    /// `could not run`.
+    pub fn outcome(&self) -> String {
+        if self.passed {
+            "passed".into()
+        } else if self.timed_out {
+            format!("timed out after {} s", (self.duration_ms + 500) / 1000)
+        } else if self.error.is_some() {
+            "could not run".into()
+        } else {
+            match self.exit_code {
+                Some(c) => format!("exit {c}"),
+                None => "killed by a signal".into(),
+            }
+        }
+    }
+
+    /// Failed only by running out of time, which its policy does not count as a code failure.
+    pub fn timed_out_for_good(&self) -> bool {
+        !self.passed && self.timed_out && !self.fix_on_timeout
+    }
 }
 
 /// The readiness check's verdict on a ticket.
@@ -80,6 +107,10 @@ pub struct StageRun {
     /// A repair request was needed to get a readable answer.
     #[serde(default)]
     pub repaired: bool,
+    /// Implement and fix: whether the step left the worktree different from before it (known
+    /// once the worktree was kept; `None` for other stages and older journals).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed: Option<bool>,
     /// The agent's last text, truncated, for the timeline.
     pub summary: String,
 }

@@ -72,6 +72,9 @@ pub struct JobState {
     pub plan_artifact: Option<String>,
     /// The latest gate results.
     pub gates: Vec<GateResult>,
+    /// Every gate run of the job's build rounds, by round (round 0 after implement, round N
+    /// after fix round N), so what a fix round fixed stays visible.
+    pub gate_rounds: Vec<(u32, Vec<GateResult>)>,
     /// The current review round's plan.
     pub review_plan: Option<ReviewPlan>,
     /// Every angle's findings, every round.
@@ -142,6 +145,7 @@ impl JobState {
             research_artifact: None,
             plan_artifact: None,
             gates: Vec::new(),
+            gate_rounds: Vec::new(),
             review_plan: None,
             reviews: Vec::new(),
             triage: Vec::new(),
@@ -290,6 +294,25 @@ impl JobState {
             }
         }
         out.retain(|d| d.bucket == Bucket::Backlog);
+        out
+    }
+
+    /// Gates that failed in a round and passed in a later one: what the fix rounds fixed.
+    pub fn fixed_gates(&self) -> Vec<(u32, &GateResult)> {
+        let mut out: Vec<(u32, &GateResult)> = Vec::new();
+        for (round, gates) in &self.gate_rounds {
+            for g in gates.iter().filter(|g| !g.passed) {
+                let passed_later = self
+                    .gate_rounds
+                    .iter()
+                    .filter(|(r, _)| r > round)
+                    .any(|(_, later)| later.iter().any(|l| l.name == g.name && l.passed));
+                let first = !out.iter().any(|(_, o)| o.name == g.name);
+                if passed_later && first {
+                    out.push((*round, g));
+                }
+            }
+        }
         out
     }
 

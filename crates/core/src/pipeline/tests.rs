@@ -44,6 +44,7 @@ fn run(outcome: AgentOutcome) -> StageRun {
         readiness: None,
         parse_error: None,
         repaired: false,
+        changed: None,
         summary: String::new(),
     }
 }
@@ -135,6 +136,7 @@ fn gates(round: u32, passed: bool) -> JobEvent {
             duration_ms: 1,
             output: String::new(),
             error: None,
+            fix_on_timeout: false,
         }],
     }
 }

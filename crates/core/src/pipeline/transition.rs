@@ -518,13 +518,38 @@ fn implement(mut s: JobState, run: &StageRun) -> JobState {
     if !run.outcome.is_success() {
         return agent_failed(s, AgentStage::Implement, run);
     }
+    if run.changed == Some(false) {
+        // Nothing to check or review: stop before paying for gates and review sessions.
+        let said = run.summary.trim();
+        let reason = if said.is_empty() {
+            "the implement step changed no file in the repository".to_string()
+        } else {
+            format!("the implement step changed no file in the repository (the agent said: {said})")
+        };
+        return stop(s, StopKind::NeedsAttention, reason);
+    }
     goto(s, Stage::Gates)
 }
 
 fn gated(mut s: JobState, gates: &[super::GateResult]) -> JobState {
     s.gates = gates.to_vec();
+    s.gate_rounds.push((s.round, gates.to_vec()));
+    let timed_out: Vec<String> = gates
+        .iter()
+        .filter(|g| g.timed_out_for_good())
+        .map(|g| format!("`{}` {}", g.name, g.outcome()))
+        .collect();
     if gates.iter().all(|g| g.passed) {
         goto(s, Stage::PlanReview)
+    } else if !timed_out.is_empty() {
+        // An agent cannot fix a slow machine or a short limit: no paid fix round for it.
+        let reason = format!(
+            "gate {} — a timeout does not count as a code failure, so no fix round ran \
+             (raise the gate's timeout_secs or gate_timeout_secs, or set fix_on_timeout = true \
+             on the gate in .codemill/pipeline.toml)",
+            timed_out.join(", ")
+        );
+        stop(s, StopKind::NeedsAttention, reason)
     } else if s.round < s.max_rounds {
         goto(s, Stage::Fix)
     } else {

@@ -180,14 +180,15 @@ impl Workspace {
 
     /// Keep the worktree's files where every worker finds them, after a step that may have
     /// changed them. Written under the lease: a worker that lost the job cannot overwrite it.
+    /// Says whether the files differ from HEAD (the base, before the job's commit).
     pub(crate) async fn checkpoint(
         &self,
         job: JobId,
         lease: &Lease,
         state: &JobState,
-    ) -> Result<Result<(), String>, StoreError> {
+    ) -> Result<Result<bool, String>, StoreError> {
         let (Some(worktree), Some(head)) = (self.worktree(state), head_of(state)) else {
-            return Ok(Ok(()));
+            return Ok(Err("the ticket's worktree is missing".into()));
         };
         let refname = format!("{}worktree", job_refs(job));
         let message = format!("codemill: the worktree of {} (job {job})", state.ticket);
@@ -217,7 +218,9 @@ impl Workspace {
         self.store
             .put_artifact(lease, WORKTREE, &body, Some(&meta), chrono::Utc::now())
             .await?;
-        Ok(self.write_marker(&state.ticket, job, &content))
+        Ok(self
+            .write_marker(&state.ticket, job, &content)
+            .map(|()| content.snapshot.is_some()))
     }
 
     /// Keep the job's new commit (parent: a commit the remote has) where every worker finds it,

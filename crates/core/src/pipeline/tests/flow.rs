@@ -314,3 +314,61 @@ fn readiness_answers_are_parsed_and_capped() {
     assert_eq!(r.questions.len(), 5);
     assert!(Readiness::parse("sure, looks fine").is_err());
 }
+
+#[test]
+fn an_implement_step_that_changed_nothing_stops_before_gates() {
+    let mut events = to_gates(3);
+    let Some(JobEvent::AgentFinished { run, .. }) = events.last_mut() else {
+        panic!("the implement step is last");
+    };
+    run.changed = Some(false);
+    run.summary = "The feature already exists.".into();
+    let state = JobState::replay(&events).unwrap();
+    assert_eq!(state.stage, Stage::Snapshot, "no gates, no review");
+    assert_eq!(
+        state.reason.as_deref(),
+        Some(
+            "the implement step changed no file in the repository (the agent said: The feature already exists.)"
+        )
+    );
+    // A change, or a journal from before the check: gates run.
+    for changed in [Some(true), None] {
+        let Some(JobEvent::AgentFinished { run, .. }) = events.last_mut() else {
+            panic!();
+        };
+        run.changed = changed;
+        assert_eq!(JobState::replay(&events).unwrap().stage, Stage::Gates);
+    }
+}
+
+#[test]
+fn a_gate_that_times_out_stops_without_a_fix_round_unless_its_policy_says_so() {
+    let timed_out = |fix_on_timeout: bool| JobEvent::GatesFinished {
+        round: 0,
+        gates: vec![GateResult {
+            name: "test".into(),
+            command: "cargo test".into(),
+            passed: false,
+            exit_code: None,
+            timed_out: true,
+            duration_ms: 600_000,
+            output: String::new(),
+            error: None,
+            fix_on_timeout,
+        }],
+    };
+    let mut events = to_gates(3);
+    events.push(timed_out(false));
+    let state = JobState::replay(&events).unwrap();
+    assert_eq!(state.stage, Stage::Snapshot, "no paid fix round");
+    let reason = state.reason.unwrap();
+    assert!(
+        reason.starts_with("gate `test` timed out after 600 s — a timeout does not count"),
+        "{reason}"
+    );
+    assert_eq!(state.gates[0].outcome(), "timed out after 600 s");
+
+    events.pop();
+    events.push(timed_out(true));
+    assert_eq!(JobState::replay(&events).unwrap().stage, Stage::Fix);
+}
