@@ -347,6 +347,14 @@ impl Runner {
                 event
             }
             Effect::RunAgent { .. } => {
+                // The first model call of the job: the repository's policy is checked first.
+                let git = match self.workspace.remote_git(project).await {
+                    Ok(git) => git,
+                    Err(e) => return outside_failure(project, effect, e),
+                };
+                if let Err(e) = self.check_policy(&git, state).await {
+                    return Ok(failed(effect, e));
+                }
                 self.run_agent(job, state, ticket, effect, None, lease)
                     .await?
             }
@@ -489,6 +497,24 @@ impl Runner {
             },
             Err(e) => failed(effect, e),
         }
+    }
+
+    /// The repository's policy on its default branch parses, and every stage it maps resolves
+    /// to an agent and provider of this config.
+    async fn check_policy(&self, git: &Git, state: &JobState) -> Result<(), String> {
+        let policy = self.workspace.check_policy(git, &state.ticket).await?;
+        for stage in [
+            AgentStage::Research,
+            AgentStage::Plan,
+            AgentStage::Implement,
+            AgentStage::Review,
+            AgentStage::Triage,
+        ] {
+            self.config
+                .agent_for(policy.as_ref(), crate::gates::POLICY_FILE, stage)
+                .map_err(|e| format!("{e}; no model was called"))?;
+        }
+        Ok(())
     }
 
     /// One agent step, in `worktree` when the stage works in one.

@@ -150,6 +150,40 @@ impl Workspace {
         crate::gates::prepare_steps(text.as_deref())
     }
 
+    /// The repository's policy as the default branch has it now, read before the job's first
+    /// model call, so a mistake in it costs nothing: the error names the file, the commit and
+    /// the problem. The base commit's policy is what the job uses; this is only a check.
+    pub(crate) async fn check_policy(
+        &self,
+        git: &Git,
+        key: &TicketKey,
+    ) -> Result<Option<RepoPolicy>, String> {
+        let clone = self.fetched_clone(git, key).await?;
+        let branch = git
+            .default_branch(&clone)
+            .await
+            .map_err(|e| e.to_string())?;
+        let tip = format!("refs/remotes/origin/{branch}");
+        let Some(commit) = git
+            .rev_parse(&clone, &tip)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            return Err(format!("the repository has no branch {branch}"));
+        };
+        let text = self
+            .git
+            .read_file_at(&clone, &commit, POLICY_FILE)
+            .await
+            .map_err(|e| e.to_string())?;
+        parse_policy(text.as_deref()).map_err(|e| {
+            format!(
+                "{e} (on {branch} at {}): fix it there and run the ticket again; no model was called",
+                &commit[..commit.len().min(12)]
+            )
+        })
+    }
+
     /// This worker's worktree of the job's ticket, if there is one. Only the engine's
     /// `ensure` says whether it holds the job's latest content; the journal names no path.
     pub(crate) fn worktree(&self, state: &JobState) -> Option<PathBuf> {

@@ -337,3 +337,18 @@ async fn a_gate_that_times_out_stops_the_job_without_a_fix_round() {
         .to_string();
     assert!(note.contains("`sleep 30` (timed out after 1 s)"), "{note}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_repository_policy_stops_the_job_before_any_model_call() {
+    let policy = "[[gates]]\nname = \"hello\"\ncomand = [\"true\"]\n";
+    let env = Env::new(engineer(), policy, "").await;
+    let (code, _, stderr) = env.run(&["run", "P-1"]);
+    assert_eq!(code, Some(3), "{stderr}");
+    let show = env.json(&["show", "P-1", "--json"]);
+    let reason = show["job"]["reason"].as_str().unwrap();
+    assert!(reason.contains(".codemill/pipeline.toml"), "{reason}");
+    assert!(reason.contains("comand"), "{reason}");
+    assert!(reason.contains("on main at "), "{reason}");
+    assert!(reason.contains("no model was called"), "{reason}");
+    assert!(env.server.requests().is_empty(), "a model was called");
+}

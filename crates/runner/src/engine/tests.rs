@@ -283,27 +283,33 @@ async fn each_effect_goes_to_the_part_that_owns_it() {
             worktree_removed: false
         }
     );
-    // The agent pool, after the engine read the policy: at the base commit once a workspace
-    // exists (here its clone is missing), none before.
+    // The first model call (readiness) checks the repository's policy on the remote first:
+    // unreachable here, so no agent runs.
     let agent = Effect::RunAgent {
         stage: AgentStage::Readiness,
         round: 0,
         resume: None,
         angle: None,
     };
-    let JobEvent::EffectFailed { error, .. } = run(agent.clone()).await else {
-        panic!("an agent ran without a policy");
+    let JobEvent::EffectFailed { effect, error } = run(agent.clone()).await else {
+        panic!("an agent ran without its policy checked");
     };
-    assert!(error.contains("clones/SHOP.git"), "{error}");
-    let fresh = crate::testing::state_of(&[crate::testing::created(&ticket.key)]);
-    let JobEvent::EffectFailed { effect, error } = runner
-        .execute(job, &fresh, &[], &ticket, &agent, &unleased(job))
+    assert_eq!(effect, "agent:readiness:0");
+    assert!(error.contains("/nowhere/shop.git"), "{error}");
+    // With a reachable remote, the agent pool runs it: the demo provider needs the demo
+    // model, which this process does not serve.
+    let dir = tempfile::tempdir().unwrap();
+    let repo = origin(dir.path(), &[("README.md", "shop\n")]).await;
+    let reachable = TestHome::inside(dir, repo.to_str().unwrap(), "").await;
+    let ticket2 = reachable.ticket("Add a flag").await;
+    let fresh = crate::testing::state_of(&[crate::testing::created(&ticket2.key)]);
+    let JobEvent::EffectFailed { effect, error } = super::tests::runner(&reachable)
+        .execute(job, &fresh, &[], &ticket2, &agent, &unleased(job))
         .await
         .unwrap()
     else {
         panic!("an agent ran");
     };
-    // The demo provider needs the demo model, which this process does not serve.
     assert_eq!(effect, "agent:readiness:0");
     assert!(error.contains("demo model"), "{error}");
     // The announcer.
