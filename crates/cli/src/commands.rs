@@ -200,6 +200,25 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 progress::run_with_progress(&runner, &k, progress::Op::Approve(whoami())).await?;
             Ok(finish(&opened, job, &state))
         }
+        Command::Merge { key: k } => {
+            let k = key(&k)?;
+            let mut opened = Opened::open(home).await?;
+            let runner = opened.runner().await?;
+            let merged = runner.merge(&k, &whoami()).await?;
+            match (&merged.merged_as, merged.already) {
+                (_, true) => out(&format!("{k}: already merged into {}", merged.branch)),
+                (Some(sha), false) => out(&format!(
+                    "{k}: merged into {} (now {}); the ticket is done",
+                    merged.branch,
+                    &sha[..sha.len().min(12)]
+                )),
+                (None, false) => out(&format!(
+                    "{k}: {} already contained it; the ticket is done",
+                    merged.branch
+                )),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Reject { key: k, reason } => {
             let k = key(&k)?;
             let mut opened = Opened::open(home).await?;

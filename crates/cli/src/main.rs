@@ -68,6 +68,9 @@ pub enum Command {
     },
     /// Cancel a ticket's job before its proposal is decided; its work is kept on a WIP ref.
     Cancel { key: String },
+    /// Merge a shipped ticket's pull request of the local forge into the repository's default
+    /// branch (fast-forward, else a merge commit; refused on conflicts) and mark it done.
+    Merge { key: String },
     /// Start a stopped ticket again (needs attention, rejected, cancelled, dead) as a new job.
     Retry { key: String },
     /// Queue a ticket for the workers (`codemill worker` or `codemill serve`).

@@ -29,6 +29,7 @@ mod bundle;
 mod clone;
 mod index;
 mod lock;
+mod merge;
 mod repo;
 mod run;
 mod tmp;
@@ -41,6 +42,7 @@ use std::time::Duration;
 
 pub use auth::HttpAuth;
 pub use codemill_process::ProcessError;
+pub use merge::Merged;
 
 /// Who the host's commits are by; passed on every commit so no global git config is needed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -293,7 +293,7 @@ impl Git {
         Ok(tree != self.head_tree(&ctx, head.as_ref()).await?)
     }
 
-    async fn commit_tree(
+    pub(crate) async fn commit_tree(
         &self,
         ctx: &Ctx,
         scratch: &Scratch,

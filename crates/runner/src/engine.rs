@@ -65,7 +65,7 @@ pub struct Runner {
     progress: Emitter,
     shared: Shared,
     boundary: Boundary,
-    workspace: Workspace,
+    pub(crate) workspace: Workspace,
     agents: AgentPool,
     announcer: Announcer,
     gates: Gates,

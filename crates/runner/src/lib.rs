@@ -36,5 +36,6 @@ mod testing;
 
 pub use engine::{Runner, RunnerOptions};
 pub use error::RunError;
+pub use foreground::MergeResult;
 pub use home::{Home, HomeError};
 pub use progress::{Progress, ProgressSink};

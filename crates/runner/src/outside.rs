@@ -95,6 +95,13 @@ pub enum AnyForge {
 }
 
 impl AnyForge {
+    /// The forge's name for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AnyForge::Github(_) => "GitHub",
+        }
+    }
+
     /// The token git uses for the forge's HTTPS remotes.
     pub async fn git_token(&self) -> Result<secrecy::SecretString> {
         match self {

@@ -150,6 +150,73 @@ impl Workspace {
         crate::gates::prepare_steps(text.as_deref())
     }
 
+    /// Merge `commit` (an approved proposal, on the remote as the ticket's branch) into the
+    /// remote's default branch: a fast-forward when it is ahead, else a merge commit; refused
+    /// with the files when they conflict. Returns the default branch and what it now points at
+    /// (`None` when it already contained the commit).
+    pub(crate) async fn merge_to_default(
+        &self,
+        git: &Git,
+        key: &TicketKey,
+        commit: &str,
+    ) -> Result<(String, Option<String>), String> {
+        let clone = self.fetched_clone(git, key).await?;
+        let branch = git
+            .default_branch(&clone)
+            .await
+            .map_err(|e| e.to_string())?;
+        let tip = format!("refs/remotes/origin/{branch}");
+        let Some(ours) = git
+            .rev_parse(&clone, &tip)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            return Err(format!("the repository has no branch {branch}"));
+        };
+        if !self
+            .git
+            .has_commit(&clone, commit)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            return Err(format!(
+                "commit {commit} is not on the remote (was {} pushed?)",
+                key.branch()
+            ));
+        }
+        let message = format!("Merge {} ({key})\n", key.branch());
+        let merged = self
+            .git
+            .merge_commits(&clone, &ours, commit, &message, &self.identity)
+            .await
+            .map_err(|e| e.to_string())?;
+        let target = match merged {
+            codemill_git::Merged::UpToDate => return Ok((branch, None)),
+            codemill_git::Merged::FastForward(sha) | codemill_git::Merged::Commit(sha) => sha,
+            codemill_git::Merged::Conflicts(files) => {
+                return Err(format!(
+                    "{} conflicts with {branch} in {}: update the branch (a feedback round, or \
+                     by hand) and merge again",
+                    key.branch(),
+                    files.join(", ")
+                ));
+            }
+        };
+        git.push(&clone, &target, &branch)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok((branch, Some(target)))
+    }
+
+    /// The outside forge of a project (`github`), `None` for the local forge.
+    pub(crate) fn forge_name(&self, project: &str) -> Result<Option<String>, String> {
+        Ok(self
+            .projects
+            .outside(project)?
+            .forge
+            .map(|f| f.name().to_string()))
+    }
+
     /// The repository's policy as the default branch has it now, read before the job's first
     /// model call, so a mistake in it costs nothing: the error names the file, the commit and
     /// the problem. The base commit's policy is what the job uses; this is only a check.

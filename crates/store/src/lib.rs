@@ -746,6 +746,18 @@ impl Store {
     }
 
     /// Create the PR record of a branch, or update it to the new commit; one per (project, branch).
+    /// Set the state of the PR record of `branch` (`merged` once the local forge merged it).
+    pub async fn set_pr_state(
+        &self,
+        project: &str,
+        branch: &str,
+        state: &str,
+    ) -> Result<bool, StoreError> {
+        self.db
+            .set_pr_state(project, branch, state, micros(Utc::now()))
+            .await
+    }
+
     pub async fn upsert_pr(&self, pr: &NewPr<'_>) -> Result<PrRecord, StoreError> {
         self.db.upsert_pr(pr).await
     }

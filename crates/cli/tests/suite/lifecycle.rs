@@ -1,5 +1,5 @@
 //! The lifecycle commands a team needs besides running tickets: comments on local tickets,
-//! listing and revoking API tokens, and removing a project.
+//! listing and revoking API tokens, removing a project, and merging a local pull request.
 
 use super::harness::{Env, HELLO_GATE, engineer};
 
@@ -125,4 +125,119 @@ async fn logs_are_json_lines_when_asked() {
             }
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_pull_request_is_merged_and_its_ticket_is_done() {
+    let env = Env::new(engineer(), HELLO_GATE, "").await;
+    // Nothing to merge before a proposal was approved.
+    let (code, _, stderr) = env.run(&["merge", "P-1"]);
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("no job yet"), "{stderr}");
+    env.ok(&["run", "P-1"]);
+    let (code, _, stderr) = env.run(&["merge", "P-1"]);
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("no pull request yet"), "{stderr}");
+    env.ok(&["approve", "P-1"]);
+    // main moved on meanwhile (someone else merged): a merge commit joins both.
+    let work = env.dir.path().join("other");
+    super::harness::git(
+        env.dir.path(),
+        &["clone", "-q", env.remote.to_str().unwrap(), "other"],
+    );
+    std::fs::write(work.join("other.txt"), "other\n").unwrap();
+    super::harness::git(&work, &["add", "-A"]);
+    super::harness::git(
+        &work,
+        &[
+            "-c",
+            "user.name=o",
+            "-c",
+            "user.email=o@example.com",
+            "commit",
+            "-q",
+            "-m",
+            "other",
+        ],
+    );
+    super::harness::git(&work, &["push", "-q", "origin", "main"]);
+
+    let said = env.ok(&["merge", "P-1"]);
+    assert!(said.starts_with("P-1: merged into main (now "), "{said}");
+    let main = env.remote_git(&["rev-parse", "main"]);
+    let proposal = env.json(&["show", "P-1", "--json"])["job"]["commit"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        env.remote_git(&["rev-list", "--parents", "-n", "1", "main"])
+            .split_whitespace()
+            .count(),
+        3,
+        "a merge commit"
+    );
+    assert_eq!(
+        env.remote_git(&["merge-base", "--is-ancestor", &proposal, &main]),
+        ""
+    );
+    assert_eq!(env.remote_git(&["show", "main:hello.txt"]), "hello");
+    assert_eq!(env.remote_git(&["show", "main:other.txt"]), "other");
+    let ticket = env.json(&["ticket", "show", "P-1", "--json"]);
+    assert_eq!(ticket["ticket"]["status"], "done");
+    assert!(
+        ticket["comments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["body"].as_str().unwrap().starts_with("**Merged**")),
+        "{ticket}"
+    );
+    assert_eq!(
+        env.json(&["show", "P-1", "--json"])["pr"]["state"],
+        "merged"
+    );
+    // Again: nothing changes.
+    assert_eq!(
+        env.ok(&["merge", "P-1"]).trim(),
+        "P-1: already merged into main"
+    );
+    assert_eq!(env.remote_git(&["rev-parse", "main"]), main);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflicting_pull_request_is_not_merged() {
+    let env = Env::new(engineer(), HELLO_GATE, "").await;
+    env.ok(&["run", "P-1"]);
+    env.ok(&["approve", "P-1"]);
+    let work = env.dir.path().join("other");
+    super::harness::git(
+        env.dir.path(),
+        &["clone", "-q", env.remote.to_str().unwrap(), "other"],
+    );
+    std::fs::write(work.join("hello.txt"), "bonjour\n").unwrap();
+    super::harness::git(&work, &["add", "-A"]);
+    super::harness::git(
+        &work,
+        &[
+            "-c",
+            "user.name=o",
+            "-c",
+            "user.email=o@example.com",
+            "commit",
+            "-q",
+            "-m",
+            "other",
+        ],
+    );
+    super::harness::git(&work, &["push", "-q", "origin", "main"]);
+    let before = env.remote_git(&["rev-parse", "main"]);
+    let (code, _, stderr) = env.run(&["merge", "P-1"]);
+    assert_ne!(code, Some(0));
+    assert!(
+        stderr.contains("codemill/P-1 conflicts with main in hello.txt"),
+        "{stderr}"
+    );
+    assert_eq!(env.remote_git(&["rev-parse", "main"]), before);
+    let ticket = env.json(&["ticket", "show", "P-1", "--json"]);
+    assert_ne!(ticket["ticket"]["status"], "done");
 }

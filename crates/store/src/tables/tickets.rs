@@ -313,6 +313,24 @@ impl Db {
 
     // ---- local forge ---------------------------------------------------------------------
 
+    /// Set a PR record's state (`open`, `merged`, `closed`); false when there is none.
+    pub async fn set_pr_state(
+        &self,
+        project: &str,
+        branch: &str,
+        state: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let n = q("UPDATE pull_requests SET state = $1, updated_at = $2 WHERE project = $3 AND branch = $4")
+            .bind(state)
+            .bind(now)
+            .bind(project)
+            .bind(branch)
+            .execute(self.writer())
+            .await?;
+        Ok(n == 1)
+    }
+
     pub async fn find_pr(
         &self,
         project: &str,
