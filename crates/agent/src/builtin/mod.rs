@@ -173,12 +173,14 @@ impl Builtin {
             };
             // The step's cancel signal (a budget refused, or the job's lease is gone) ends the
             // run at once, even mid-request, like the CLI backends.
+            // Biased: a signal that fired while a tool ran stops the run before another request.
             let raw = tokio::select! {
+                biased;
+                _ = req.cancel.cancelled() => break AgentOutcome::Killed,
                 r = caller.post(&body) => match r {
                     Ok(raw) => raw,
                     Err(e) => break call_outcome(e, started),
                 },
-                _ = req.cancel.cancelled() => break AgentOutcome::Killed,
             };
             out.log
                 .json(&json!({"type": "response", "turn": run.turns + 1, "body": raw}))

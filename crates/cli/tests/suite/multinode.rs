@@ -3,7 +3,9 @@
 //! at several stages of a job (after research, plan, implement, gates, the review's planning,
 //! triage, the commit) leaves the job to the other node, which finishes it from what the store
 //! keeps; approvals through the API ship every proposal from whichever node claims the push,
-//! each once. Needs `CODEMILL_TEST_POSTGRES_URL` (./scripts/test sets it); fails without it.
+//! each once. And a store outage under load: readiness and the API answer 503 at once, running
+//! jobs stop before their leases run out, and every job still runs to its proposal once.
+//! Needs `CODEMILL_TEST_POSTGRES_URL` (./scripts/test sets it); fails without it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -345,5 +347,211 @@ async fn any_worker_finishes_any_job_and_ships_it_once() {
                 node.name
             );
         }
+    }
+}
+
+/// GET `url` (with a bearer token); the status and how long the answer took.
+async fn timed_get(http: &reqwest::Client, url: &str, bearer: Option<&str>) -> (u16, Duration) {
+    let started = Instant::now();
+    let mut req = http.get(url).timeout(Duration::from_secs(30));
+    if let Some(t) = bearer {
+        req = req.bearer_auth(t);
+    }
+    let status = req.send().await.map(|r| r.status().as_u16()).unwrap_or(0);
+    (status, started.elapsed())
+}
+
+/// Poll `url` until it answers `want`, for at most `within`.
+async fn until_status(http: &reqwest::Client, url: &str, want: u16, within: Duration) {
+    let started = Instant::now();
+    loop {
+        let (status, _) = timed_get(http, url, None).await;
+        if status == want {
+            return;
+        }
+        assert!(
+            started.elapsed() < within,
+            "{url} still answers {status} after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_outage_under_load_runs_no_job_twice() {
+    use codemill_testkit::relay::{Relay, through};
+    use codemill_testkit::{Reply, Rule, ToolCall};
+
+    use super::harness::{at_turn, ready, write_call};
+
+    let pg = database();
+    let (upstream, _) = through(&pg, "127.0.0.1:1".parse().unwrap()).unwrap();
+    let relay = Relay::start(upstream).await.unwrap();
+    let (_, relayed) = through(&pg, relay.addr).unwrap();
+    // The first two implement steps run a long command in the sandbox, so two jobs are mid-step
+    // when the store goes away; every later implement step writes at once.
+    let rules = vec![
+        ready(),
+        Rule::new("research", at_turn("research", 0), Reply::text("notes")),
+        Rule::new("plan", at_turn("plan", 0), Reply::text("plan")),
+        Rule::new(
+            "implement: slow",
+            at_turn("implement", 0),
+            Reply::Message {
+                text: Some("Building.".into()),
+                tool_calls: vec![ToolCall::new(
+                    "run_command",
+                    serde_json::json!({"argv": ["sleep", "15"]}),
+                )],
+                usage: None,
+            },
+        )
+        .times(2),
+        Rule::new(
+            "implement: write",
+            at_turn("implement", 0),
+            write_call("hello.txt", "hello\n"),
+        ),
+        Rule::new(
+            "implement: done",
+            at_turn("implement", 1),
+            Reply::text("done"),
+        ),
+        Rule::new(
+            "review",
+            at_turn("review", 0),
+            Reply::text("{\"findings\": []}"),
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let remote = make_remote(dir.path(), HELLO_GATE);
+    let server = ModelServer::start(Script::new(rules)).await.unwrap();
+    let node = Node::new(dir.path(), "node", &relayed, &server.base_url(), &remote);
+    let token = node.ok(&["token", "create", "ops"]).trim().to_string();
+    let keys: Vec<String> = (1..=6).map(|n| format!("P-{n}")).collect();
+    for key in &keys {
+        node.ok(&[
+            "ticket",
+            "add",
+            "P",
+            "--title",
+            &format!("Say hello ({key})"),
+            "--body",
+            "Add hello.txt.\n\nAcceptance: the file exists.",
+        ]);
+        node.ok(&["enqueue", key]);
+    }
+    let log = dir.path().join("serve.log");
+    let mut serve = node
+        .cmd()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "3",
+            "--lease-secs",
+            &LEASE_SECS.to_string(),
+            "--poll-secs",
+            "0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let base = {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(serve.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        line.split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap()
+            .to_string()
+    };
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.hits("implement: slow") < 2 {
+        assert!(Instant::now() < deadline, "no job reached implement");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let slow_at = Instant::now();
+
+    // The store goes away for four lease lengths while jobs are mid-step.
+    relay.cut();
+    let cut_at = Instant::now();
+    until_status(
+        &http,
+        &format!("{base}/ready"),
+        503,
+        Duration::from_secs(10),
+    )
+    .await;
+    let (status, took) = timed_get(&http, &format!("{base}/api/tickets"), Some(&token)).await;
+    assert_eq!(status, 503, "an API call during the outage");
+    assert!(took < Duration::from_secs(8), "it took {took:?}");
+    let (status, _) = timed_get(&http, &format!("{base}/health"), None).await;
+    assert_eq!(status, 200, "liveness stays up");
+    tokio::time::sleep(Duration::from_secs(4 * LEASE_SECS).saturating_sub(cut_at.elapsed())).await;
+    relay.mend();
+    until_status(
+        &http,
+        &format!("{base}/ready"),
+        200,
+        Duration::from_secs(20),
+    )
+    .await;
+
+    wait_all(&node, &keys, "awaiting_approval", &[&node]);
+    let _ = serve.kill();
+    let _ = serve.wait();
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("could not renew the lease"),
+        "the outage was seen by a running job's heartbeat:\n{logged}"
+    );
+    // The two steps caught by the outage were stopped before their leases ran out: neither
+    // went on to its next turn, even after the store was back and its job ran again (the long
+    // command would have ended 15 s after it started).
+    while slow_at.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(server.hits("implement: slow"), 2);
+    let went_on: Vec<String> = server
+        .requests_for_rule("implement: done")
+        .iter()
+        .map(|r| r.text())
+        .filter(|t| t.contains("sleep"))
+        .collect();
+    assert!(
+        went_on.is_empty(),
+        "an implement step went on after its lease was lost: {went_on:?}\n{logged}"
+    );
+    // Every job ran to its proposal once: one job per ticket, each result journalled once.
+    for key in &keys {
+        let show = node.json(&["show", key, "--json"]);
+        let kinds: Vec<&str> = show["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["event"]["type"].as_str().unwrap())
+            .collect();
+        for once in ["workspace_ready", "committed", "proposed"] {
+            assert_eq!(
+                kinds.iter().filter(|k| **k == once).count(),
+                1,
+                "{key}: {once} in {kinds:?}"
+            );
+        }
+        let implement_done = show["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| {
+                e["event"]["type"] == "agent_finished" && e["event"]["stage"] == "implement"
+            })
+            .count();
+        assert_eq!(implement_done, 1, "{key}: implement journalled once");
     }
 }

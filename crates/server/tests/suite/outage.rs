@@ -1,74 +1,14 @@
 //! A PostgreSQL outage as a node sees it: the store is reached through a TCP relay the test
 //! can cut (every open connection dropped, new ones refused) and mend.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use codemill_store::Store;
+use codemill_testkit::relay::{Relay, through};
 use serde_json::{Value, json};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::net::TcpListener;
 
 use crate::harness::{Db, config, node, token};
-
-/// Relays TCP to `upstream` until cut; while cut, connections are refused.
-struct Relay {
-    addr: SocketAddr,
-    up: Arc<AtomicBool>,
-    /// Bumped on every cut: open relays end.
-    cuts: watch::Sender<u64>,
-}
-
-impl Relay {
-    async fn start(upstream: SocketAddr) -> Relay {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let up = Arc::new(AtomicBool::new(true));
-        let (cuts, _) = watch::channel(0u64);
-        let (up2, cuts2) = (up.clone(), cuts.clone());
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
-                    return;
-                };
-                if !up2.load(Ordering::SeqCst) {
-                    drop(inbound);
-                    continue;
-                }
-                let mut cut = cuts2.subscribe();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(upstream).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = cut.changed() => {}
-                    }
-                });
-            }
-        });
-        Relay { addr, up, cuts }
-    }
-
-    fn cut(&self) {
-        self.up.store(false, Ordering::SeqCst);
-        self.cuts.send_modify(|n| *n += 1);
-    }
-
-    fn mend(&self) {
-        self.up.store(true, Ordering::SeqCst);
-    }
-}
-
-/// `host:port` of a `postgres://user:pass@host:port/db?…` URL, and the URL with another one.
-fn through(url: &str, relay: SocketAddr) -> (SocketAddr, String) {
-    let at = url.rfind('@').unwrap() + 1;
-    let end = at + url[at..].find('/').unwrap();
-    let upstream: SocketAddr = url[at..end].parse().unwrap();
-    (upstream, format!("{}{relay}{}", &url[..at], &url[end..]))
-}
 
 async fn get_json(client: &reqwest::Client, url: &str, bearer: Option<&str>) -> (u16, Value) {
     let mut req = client.get(url);
@@ -102,9 +42,9 @@ async fn a_store_outage_shows_in_health_and_readiness_and_api_calls_fail_fast() 
     let relay_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let relay_addr = relay_listener.local_addr().unwrap();
     drop(relay_listener);
-    let (upstream, _) = through(db.postgres_url().unwrap(), relay_addr);
-    let relay = Relay::start(upstream).await;
-    let (_, url) = through(db.postgres_url().unwrap(), relay.addr);
+    let (upstream, _) = through(db.postgres_url().unwrap(), relay_addr).unwrap();
+    let relay = Relay::start(upstream).await.unwrap();
+    let (_, url) = through(db.postgres_url().unwrap(), relay.addr).unwrap();
     let store = Store::connect_postgres(&url).await.unwrap();
     let bearer = token(&store, "ops").await;
     let node = node(&store, config()).await;
