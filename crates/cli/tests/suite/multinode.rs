@@ -1,11 +1,11 @@
 //! Two worker nodes with separate homes (no shared directory) and a web node on one PostgreSQL
 //! database, with nothing else shared but the project's remote: a worker killed with `kill -9`
-//! at several stages of a job (after research, plan, implement, gates, the review's planning,
-//! triage, the commit) leaves the job to the other node, which finishes it from what the store
-//! keeps; approvals through the API ship every proposal from whichever node claims the push,
-//! each once. And a store outage under load: readiness and the API answer 503 at once, running
-//! jobs stop before their leases run out, and every job still runs to its proposal once.
-//! Needs `CODEMILL_TEST_POSTGRES_URL` (./scripts/test sets it); fails without it.
+//! at several stages of a job (after research, plan, implement, gates, the review's planning, a
+//! review session, triage, the commit) leaves the job to the other node, which finishes it from
+//! what the store keeps; approvals through the API ship every proposal from whichever node
+//! claims the push, each once. And a store outage under load: readiness and the API answer 503
+//! at once, running jobs stop before their leases run out, and every job still runs to its
+//! proposal once. Needs `CODEMILL_TEST_POSTGRES_URL` (./scripts/test sets it); fails without it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -27,6 +27,7 @@ const KILL_POINTS: &[&str] = &[
     "agent:implement:0",
     "gates:0",
     "plan_review:0",
+    "agent:review:0:correctness",
     "agent:triage:0",
     "commit",
 ];
