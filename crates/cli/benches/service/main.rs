@@ -6,8 +6,9 @@
 //! against the scripted model server on 127.0.0.1, with a small repository whose only gate is
 //! `true`. Every figure comes with a baseline measured in the same run:
 //!
-//! 1. throughput: `serve --role web` plus N `worker` processes on one fresh PostgreSQL
-//!    database; T tickets enqueued through signed webhooks, an instant scripted agent; wall
+//! 1. throughput: `serve --role web` plus N `worker` processes, each in its own home, on one
+//!    fresh PostgreSQL database; T tickets enqueued through signed webhooks, an instant
+//!    scripted agent; wall
 //!    time until all T jobs await approval, with 1 and with 2 workers (ratio 2w/1w), and a
 //!    check that no job ran twice;
 //! 2. webhook ingest: signed `ticket.ready` deliveries (one ticket each, so each creates a job)

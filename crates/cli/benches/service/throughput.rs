@@ -1,5 +1,6 @@
 //! Measurements 1 and 4: wall time until T jobs await approval with `serve --role web` and N
-//! worker processes on one PostgreSQL database, checked that no job ran twice.
+//! worker processes, each in a home of its own, on one PostgreSQL database, checked that no job
+//! ran twice.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -77,7 +78,16 @@ pub(crate) async fn throughput_run(
     for w in 1..=workers {
         let log = root.join(format!("worker{w}.log"));
         let owner = format!("w{w}");
-        let mut c = svc.command(&[
+        // Each worker has a home of its own, as on separate machines: nothing shared but the
+        // database and the project's remote.
+        let own = Svc::new(
+            bin,
+            &root.join(format!("worker{w}-home")),
+            &remote,
+            &scripted_agent(&server.base_url(), 30, 120),
+            Some(&db),
+        );
+        let mut c = own.command(&[
             "worker",
             "--owner",
             &owner,
