@@ -340,7 +340,7 @@ pub(crate) async fn throughput_run(
             std::fs::read_to_string(&p.log)
                 .unwrap_or_default()
                 .lines()
-                .filter(|l| l.starts_with("job ") && l.ends_with("awaiting_approval"))
+                .filter(|l| l.contains(" (job ") && l.ends_with("): awaiting_approval"))
                 .count()
         })
         .collect();

@@ -49,6 +49,25 @@ async fn kill_during_implement_then_rerun() {
     child.wait().unwrap();
     let show = env.json(&["show", "P-1", "--json"]);
     assert_eq!(show["job"]["stage"], "implement");
+    // The rerun continues the job, and its running total starts from what the job had spent.
+    let rerun = env.cmd().args(["run", "P-1"]).output().unwrap();
+    let progress = String::from_utf8_lossy(&rerun.stderr);
+    assert!(progress.contains("P-1 job "), "{progress}");
+    assert!(progress.contains(" continues"), "{progress}");
+    let done = progress
+        .lines()
+        .find(|l| l.contains("implement done:"))
+        .unwrap_or_else(|| panic!("no implement line: {progress}"));
+    let number_before = |text: &str, marker: &str| -> u64 {
+        let head = &text[..text.find(marker).unwrap()];
+        head.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let step = number_before(done, " tokens · $");
+    let so_far = number_before(done, " tokens, $");
+    assert!(
+        so_far > step,
+        "the job so far ({so_far}) counts the steps before the kill, not only this one ({step}): {done}"
+    );
     finish_and_check(&env);
     let kinds = env.event_kinds("P-1");
     assert_eq!(
