@@ -250,6 +250,10 @@ async fn any_worker_finishes_any_job_and_ships_it_once() {
         takeover < Duration::from_secs(LEASE_SECS + 5),
         "node B resumed the last of them {takeover:?} after it started"
     );
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!("takeover: node B resumed the last crashed job {takeover:?} after it started");
+    }
 
     // The rest is shared by both nodes.
     for key in &keys[KILL_POINTS.len()..] {
