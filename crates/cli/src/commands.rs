@@ -317,6 +317,22 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             let opened = Opened::open(home).await?;
             crate::service::token_revoke(&opened, &token).await
         }
+        Command::User(crate::UserCommand::Add {
+            name,
+            role,
+            password_stdin: _,
+        }) => {
+            let opened = Opened::open(home).await?;
+            crate::service::user_add(&opened, &name, &role).await
+        }
+        Command::User(crate::UserCommand::List { json }) => {
+            let opened = Opened::open(home).await?;
+            crate::service::user_list(&opened, json).await
+        }
+        Command::User(crate::UserCommand::Remove { name }) => {
+            let opened = Opened::open(home).await?;
+            crate::service::user_remove(&opened, &name).await
+        }
         Command::Doctor { json } => crate::doctor::run(Opened::open(home).await?, json).await,
     }
 }

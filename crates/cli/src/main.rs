@@ -127,6 +127,9 @@ pub enum Command {
     /// API tokens for the service.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// People who sign in to the dashboard, each with a role.
+    #[command(subcommand)]
+    User(UserCommand),
     /// Model spend per project on a UTC day (default today), against the budgets.
     Budget {
         /// The UTC day, YYYY-MM-DD.
@@ -180,6 +183,27 @@ pub enum TokenCommand {
         #[arg(value_name = "NAME_OR_ID")]
         token: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user; the password is read from stdin (one line) and stored only as an argon2id hash.
+    Add {
+        name: String,
+        /// viewer reads; approver also approves, rejects, cancels and retries; admin also manages users and tokens.
+        #[arg(long, value_parser = ["admin", "approver", "viewer"])]
+        role: String,
+        /// Read the password from stdin (the only way to give it: never an argument).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// List users with their roles (never their password hashes).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a user.
+    Remove { name: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -360,6 +360,71 @@ pub async fn token_list(opened: &Opened, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `codemill user add NAME --role R --password-stdin`: the password is one line of stdin,
+/// hashed with argon2id before it reaches the store.
+pub async fn user_add(opened: &Opened, name: &str, role: &str) -> Result<ExitCode> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c));
+    if !valid {
+        return Err(anyhow!(
+            "user name {name:?}: use 1–64 letters, digits, '.', '_', '-' or '@'"
+        ));
+    }
+    let role = codemill_server::users::parse_role(role)
+        .ok_or_else(|| anyhow!("role {role:?}: use admin, approver or viewer"))?;
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| anyhow!("reading the password from stdin: {e}"))?;
+    let password = secrecy::SecretString::from(line.trim_end_matches(['\n', '\r']).to_string());
+    let hash = codemill_server::users::hash_password(&password)
+        .map_err(|e| anyhow!("{e} (give it on stdin: `echo … | codemill user add {name} --role {role} --password-stdin`)"))?;
+    match opened.store.create_user(name, role, &hash).await {
+        Ok(u) => {
+            out(&format!("Added user {} ({})", u.name, u.role));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(codemill_store::StoreError::UserExists(n)) => Err(anyhow!(
+            "a user named {n:?} already exists (remove it first with `codemill user remove {n}`)"
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `codemill user list [--json]`: names, roles and when they were added.
+pub async fn user_list(opened: &Opened, json: bool) -> Result<ExitCode> {
+    let users = opened.store.users().await?;
+    if json {
+        crate::output::json(&serde_json::to_value(&users)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if users.is_empty() {
+        out("No users. Add one with `codemill user add NAME --role admin --password-stdin`.");
+    }
+    for u in &users {
+        out(&format!(
+            "{:<24} {:<9} added {}",
+            u.name,
+            u.role,
+            u.created_at.format("%Y-%m-%d %H:%M")
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `codemill user remove NAME`.
+pub async fn user_remove(opened: &Opened, name: &str) -> Result<ExitCode> {
+    if opened.store.remove_user(name).await? {
+        out(&format!("Removed user {name}"));
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(anyhow!("no user named {name:?} (see `codemill user list`)"))
+    }
+}
+
 /// `codemill token revoke NAME_OR_ID`: by id, or the active token of that name.
 pub async fn token_revoke(opened: &Opened, token: &str) -> Result<ExitCode> {
     let tokens = opened.store.api_tokens().await?;

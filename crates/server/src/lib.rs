@@ -40,6 +40,7 @@ mod health;
 mod inbox;
 mod metrics;
 pub mod outside;
+pub mod users;
 pub mod webhook;
 
 use std::collections::HashMap;

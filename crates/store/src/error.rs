@@ -47,6 +47,8 @@ pub enum StoreError {
     DuplicateToken,
     #[error("an active API token named {0:?} already exists")]
     TokenNameTaken(String),
+    #[error("a user named {0:?} already exists")]
+    UserExists(String),
     #[error("invalid argument: {0}")]
     Invalid(String),
 }

@@ -95,7 +95,7 @@ pub use events::{ActivityRow, ActivityStep, EventRow, JobView};
 pub use metering::{ModelCall, ProjectSpend, Spend, SpendScope, day_of};
 pub use model::{
     Artifact, Comment, JobRow, JournalEntry, Link, MirroredTicket, NewPr, PrRecord, StatusChange,
-    Ticket,
+    Ticket, UserRow,
 };
 pub use notify::{NewNotification, NotificationRow, NotificationState, Sent};
 pub use queue::{
@@ -436,6 +436,34 @@ impl Store {
     /// The view of the ticket's latest job.
     pub async fn latest_view(&self, ticket: &TicketKey) -> Result<Option<JobView>, StoreError> {
         Ok(self.job_views(None, Some(ticket)).await?.pop())
+    }
+
+    // ---- users ---------------------------------------------------------------------------
+
+    /// Add a dashboard user with a role and an already hashed password; `UserExists` when the
+    /// name is taken.
+    pub async fn create_user(
+        &self,
+        name: &str,
+        role: &str,
+        password_hash: &str,
+    ) -> Result<UserRow, StoreError> {
+        self.db
+            .create_user(name, role, password_hash, micros(Utc::now()))
+            .await
+    }
+
+    pub async fn user(&self, name: &str) -> Result<Option<UserRow>, StoreError> {
+        self.db.user(name).await
+    }
+
+    pub async fn users(&self) -> Result<Vec<UserRow>, StoreError> {
+        self.db.users().await
+    }
+
+    /// Remove a user; false when there was none of that name.
+    pub async fn remove_user(&self, name: &str) -> Result<bool, StoreError> {
+        self.db.remove_user(name).await
     }
 
     // ---- artifacts -------------------------------------------------------------------------

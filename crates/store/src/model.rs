@@ -143,3 +143,27 @@ pub struct Artifact {
     pub meta: Option<String>,
     pub updated_at: DateTime<Utc>,
 }
+
+/// Someone who signs in to the dashboard. The password hash never leaves the store and the
+/// server's login check; `Debug` leaves it out.
+#[derive(Clone, PartialEq, Serialize)]
+pub struct UserRow {
+    pub id: i64,
+    pub name: String,
+    /// `admin`, `approver` or `viewer`.
+    pub role: String,
+    #[serde(skip)]
+    pub password_hash: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for UserRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRow")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
+}

@@ -241,3 +241,75 @@ async fn a_conflicting_pull_request_is_not_merged() {
     let ticket = env.json(&["ticket", "show", "P-1", "--json"]);
     assert_ne!(ticket["ticket"]["status"], "done");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_users_are_added_with_a_hashed_password_listed_and_removed() {
+    let env = Env::new(engineer(), HELLO_GATE, "").await;
+    let add = |name: &str, role: &str, password: &str| {
+        env.cmd()
+            .args(["user", "add", name, "--role", role, "--password-stdin"])
+            .write_stdin(format!("{password}\n"))
+            .output()
+            .unwrap()
+    };
+    let out = add("ada", "admin", "a long enough secret");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "Added user ada (admin)"
+    );
+    // Refusals name the problem.
+    let refused = |out: std::process::Output, says: &str| {
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(stderr.contains(says), "{stderr}");
+    };
+    refused(
+        add("bob", "approver", "short"),
+        "shorter than 10 characters",
+    );
+    refused(add("bob", "approver", ""), "the password is empty");
+    refused(
+        add("ada", "viewer", "another long secret"),
+        "already exists",
+    );
+    refused(
+        add("bad name", "viewer", "another long secret"),
+        "user name",
+    );
+    refused(add("bob", "owner", "another long secret"), "owner");
+    // The password is never an argument.
+    let (code, _, stderr) = env.run(&["user", "add", "bob", "--role", "viewer"]);
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("--password-stdin"), "{stderr}");
+    assert!(add("bob", "approver", "bob's long secret").status.success());
+
+    let list = env.json(&["user", "list", "--json"]);
+    let names: Vec<(&str, &str)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| (u["name"].as_str().unwrap(), u["role"].as_str().unwrap()))
+        .collect();
+    assert_eq!(names, [("ada", "admin"), ("bob", "approver")]);
+    assert!(!list.to_string().contains("argon2"), "{list}");
+    // Stored as an argon2id hash, never the password.
+    let mut db = std::fs::read(env.home.join("codemill.db")).unwrap();
+    db.extend(std::fs::read(env.home.join("codemill.db-wal")).unwrap_or_default());
+    let text = String::from_utf8_lossy(&db);
+    assert!(text.contains("$argon2id$"));
+    assert!(!text.contains("a long enough secret"));
+    let shown = env.ok(&["user", "list"]);
+    assert!(
+        shown.contains("ada") && shown.contains("approver"),
+        "{shown}"
+    );
+
+    assert_eq!(
+        env.ok(&["user", "remove", "bob"]).trim(),
+        "Removed user bob"
+    );
+    let (code, _, stderr) = env.run(&["user", "remove", "bob"]);
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("no user named \"bob\""), "{stderr}");
+}

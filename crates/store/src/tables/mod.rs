@@ -12,5 +12,6 @@ mod notify;
 mod queue;
 mod tickets;
 mod tokens;
+mod users;
 
 pub(crate) use ingest::Ingest;

@@ -16,6 +16,7 @@ mod queue;
 mod tickets;
 mod tokens;
 mod upgrade;
+mod users;
 
 macro_rules! contract {
     ($($module:ident :: $name:ident),* $(,)?) => {
@@ -39,6 +40,7 @@ macro_rules! contract {
 }
 
 contract!(
+    users::users_are_unique_by_name_and_removable,
     artifacts::artifacts_are_written_under_the_lease_and_read_by_any_worker,
     tickets::tickets_are_numbered_per_project,
     tickets::concurrent_tickets_get_distinct_numbers,

@@ -1,0 +1,9 @@
+-- People who sign in to the dashboard: a name, a role (admin, approver, viewer) and an argon2id
+-- password hash (never the password). Removing a user deletes the row.
+CREATE TABLE users (
+    id             BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name           TEXT NOT NULL UNIQUE,
+    role           TEXT NOT NULL CHECK (role IN ('admin', 'approver', 'viewer')),
+    password_hash  TEXT NOT NULL,
+    created_at     TIMESTAMPTZ NOT NULL
+);
