@@ -253,6 +253,8 @@ pub async fn run(home_flag: Option<PathBuf>, as_json: bool) -> Result<ExitCode> 
             "  git --git-dir {} show codemill/DEMO-3 --stat",
             remote.display()
         ));
+        out("Merge a shipped ticket into the demo repository's main (its ticket becomes done):");
+        out(&format!("  {me} --home {h} merge DEMO-1"));
     }
     drop(opened);
     Ok(if all_done {

@@ -79,4 +79,20 @@ fn demo_json_reports_three_shipped_tickets() {
             String::from_utf8_lossy(&test.stderr)
         );
     }
+    // The hint at the end: a shipped ticket merges into the demo repository's main.
+    let merged = assert_cmd::Command::cargo_bin("codemill")
+        .unwrap()
+        .args(["--home"])
+        .arg(&home)
+        .args(["merge", "DEMO-1"])
+        .output()
+        .unwrap();
+    assert!(
+        merged.status.success(),
+        "{}",
+        String::from_utf8_lossy(&merged.stderr)
+    );
+    git(&checkout, &["fetch", "-q", "origin"]);
+    let main = git(&checkout, &["show", "origin/main:src/slug.rs"]);
+    assert!(main.contains("pub fn slugify"), "{main}");
 }
