@@ -40,9 +40,14 @@ fn control_error(e: RunError) -> ControlError {
 }
 
 impl Control for RunnerControl {
-    fn approve<'a>(&'a self, ticket: &'a TicketKey, by: &'a str) -> ControlFuture<'a, JobId> {
+    fn approve<'a>(
+        &'a self,
+        ticket: &'a TicketKey,
+        by: &'a str,
+        seen: Option<&'a str>,
+    ) -> ControlFuture<'a, JobId> {
         Box::pin(async move {
-            control::approve(&self.store, ticket, by)
+            control::approve(&self.store, ticket, by, seen)
                 .await
                 .map_err(control_error)
         })

@@ -20,14 +20,43 @@ fn not_waiting(key: &TicketKey, state: &JobState) -> RunError {
     }
 }
 
-/// Approve the proposed commit; shipping happens when the job runs next.
-pub async fn approve(store: &Store, key: &TicketKey, by: &str) -> Result<JobId, RunError> {
+/// Approve the proposed commit; shipping happens when the job runs next. With `seen`, the
+/// commit the person looked at (whole or at least 7 characters of it): a proposal that has
+/// changed since is refused, so nobody approves what they did not see.
+pub async fn approve(
+    store: &Store,
+    key: &TicketKey,
+    by: &str,
+    seen: Option<&str>,
+) -> Result<JobId, RunError> {
+    if let Some(seen) = seen
+        && (seen.len() < 7 || !seen.chars().all(|c| c.is_ascii_hexdigit()))
+    {
+        return Err(RunError::WrongState {
+            ticket: key.clone(),
+            message: format!(
+                "{seen:?} is not a commit id: give the proposal's commit (at least 7 hex digits)"
+            ),
+        });
+    }
     jobs::decide(store, key, "approve", jobs::WAITING, |latest| {
         if latest.state.stage != Stage::AwaitingApproval {
             return Err(not_waiting(key, &latest.state));
         }
+        let commit = latest.state.commit.clone().unwrap_or_default();
+        if let Some(seen) = seen
+            && !commit.starts_with(&seen.to_ascii_lowercase())
+        {
+            return Err(RunError::WrongState {
+                ticket: key.clone(),
+                message: format!(
+                    "the proposal changed since {seen} was shown: it is now {}; look at it again before approving",
+                    &commit[..commit.len().min(12)]
+                ),
+            });
+        }
         Ok(JobEvent::Approved {
-            commit: latest.state.commit.clone().unwrap_or_default(),
+            commit,
             by: by.to_string(),
         })
     })

@@ -61,7 +61,7 @@ impl Runner {
 
     /// Approve the proposal of a ticket, then ship it in this process.
     pub async fn approve(&self, key: &TicketKey, by: &str) -> Result<(JobId, JobState), RunError> {
-        let job = control::approve(&self.store, key, by).await?;
+        let job = control::approve(&self.store, key, by, None).await?;
         self.emit(Progress::Job {
             job,
             ticket: key.clone(),

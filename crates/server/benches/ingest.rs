@@ -25,7 +25,12 @@ const SECRET: &str = "bench-secret";
 struct NoControl;
 
 impl Control for NoControl {
-    fn approve<'a>(&'a self, _: &'a TicketKey, _: &'a str) -> ControlFuture<'a, JobId> {
+    fn approve<'a>(
+        &'a self,
+        _: &'a TicketKey,
+        _: &'a str,
+        _: Option<&'a str>,
+    ) -> ControlFuture<'a, JobId> {
         Box::pin(async { Err(ControlError::Failed("not in this benchmark".into())) })
     }
     fn reject<'a>(&'a self, _: &'a TicketKey, _: &'a str, _: &'a str) -> ControlFuture<'a, JobId> {

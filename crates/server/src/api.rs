@@ -245,14 +245,44 @@ fn by(caller: &Caller) -> String {
     format!("api-token:{}", caller.name)
 }
 
-/// `POST /api/tickets/{key}/approve`
+#[derive(Debug, Deserialize)]
+struct ApproveBody {
+    /// The proposal's commit as the approver saw it; refused if the proposal changed since.
+    commit: Option<String>,
+}
+
+/// `POST /api/tickets/{key}/approve`, optionally with `{"commit": "<sha>"}` (whole or at least 7
+/// hex digits): the commit the approver looked at. A proposal that changed since is refused
+/// with 409.
 pub(crate) async fn approve(
     State(app): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let key = parse_key(&key)?;
-    let job = app.control().approve(&key, &by(&caller)).await?;
+    let seen = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        let json_body = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().starts_with("application/json"));
+        if !json_body {
+            return Err(ApiError::UnsupportedMediaType(
+                "send {\"commit\": \"<sha>\"} as application/json, or no body".into(),
+            ));
+        }
+        let ApproveBody { commit } = serde_json::from_slice(&body).map_err(|e| {
+            ApiError::BadRequest(format!("expected {{\"commit\": \"<sha>\"}}: {e}"))
+        })?;
+        commit
+    };
+    let job = app
+        .control()
+        .approve(&key, &by(&caller), seen.as_deref())
+        .await?;
     Ok(done(job, &key, "approved"))
 }
 

@@ -15,7 +15,12 @@ pub type ControlFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, ControlErr
 /// not to the HTTP request.
 pub trait Control: Send + Sync + 'static {
     /// Approve the proposal awaiting approval on `ticket`; `by` names the API token.
-    fn approve<'a>(&'a self, ticket: &'a TicketKey, by: &'a str) -> ControlFuture<'a, JobId>;
+    fn approve<'a>(
+        &'a self,
+        ticket: &'a TicketKey,
+        by: &'a str,
+        seen: Option<&'a str>,
+    ) -> ControlFuture<'a, JobId>;
     /// Reject the proposal awaiting approval on `ticket` with a reason.
     fn reject<'a>(
         &'a self,

@@ -94,9 +94,28 @@ async fn webhook_to_proposal_to_approval_through_the_service() {
         .await
         .unwrap();
     assert_eq!(unauthorised.status(), 401);
+    // An approval names the commit the approver saw: another one is refused, not shipped.
+    let stale = http
+        .post(format!("{base}/api/tickets/P-1/approve"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"commit": "0000000"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 409);
+    let said = stale.text().await.unwrap();
+    assert!(
+        said.contains("the proposal changed since 0000000"),
+        "{said}"
+    );
+    let commit = env.json(&["show", "P-1", "--json"])["job"]["commit"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let approved = http
         .post(format!("{base}/api/tickets/P-1/approve"))
         .bearer_auth(&token)
+        .json(&serde_json::json!({"commit": &commit[..12]}))
         .send()
         .await
         .unwrap();

@@ -322,6 +322,7 @@ async fn state_changes_go_through_control() {
 
     for (action, body) in [
         ("approve", None),
+        ("approve", Some(json!({ "commit": "abc1234" }))),
         ("reject", Some(json!({ "reason": "  not like this  " }))),
         ("cancel", None),
         ("retry", None),
@@ -338,7 +339,13 @@ async fn state_changes_go_through_control() {
         vec![
             Call::Approve {
                 ticket: ticket.clone(),
-                by: by.clone()
+                by: by.clone(),
+                seen: None,
+            },
+            Call::Approve {
+                ticket: ticket.clone(),
+                by: by.clone(),
+                seen: Some("abc1234".into()),
             },
             Call::Reject {
                 ticket: ticket.clone(),

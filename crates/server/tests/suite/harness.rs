@@ -181,6 +181,7 @@ pub enum Call {
     Approve {
         ticket: String,
         by: String,
+        seen: Option<String>,
     },
     Reject {
         ticket: String,
@@ -235,10 +236,16 @@ impl Recording {
 }
 
 impl Control for Recording {
-    fn approve<'a>(&'a self, ticket: &'a TicketKey, by: &'a str) -> ControlFuture<'a, JobId> {
+    fn approve<'a>(
+        &'a self,
+        ticket: &'a TicketKey,
+        by: &'a str,
+        seen: Option<&'a str>,
+    ) -> ControlFuture<'a, JobId> {
         let call = Call::Approve {
             ticket: ticket.to_string(),
             by: by.into(),
+            seen: seen.map(str::to_string),
         };
         self.answer(call, ticket)
     }
