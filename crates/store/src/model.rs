@@ -167,3 +167,14 @@ impl std::fmt::Debug for UserRow {
             .finish_non_exhaustive()
     }
 }
+
+/// A signed-in dashboard session, with its user's role as it is now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRow {
+    pub user: String,
+    pub role: String,
+    /// What the server keeps with the session (its CSRF token, for one).
+    pub data: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}

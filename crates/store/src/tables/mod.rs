@@ -10,6 +10,7 @@ mod journal;
 mod metering;
 mod notify;
 mod queue;
+mod sessions;
 mod tickets;
 mod tokens;
 mod users;

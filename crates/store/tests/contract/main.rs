@@ -13,6 +13,7 @@ mod journal;
 mod metering;
 mod notify;
 mod queue;
+mod sessions;
 mod tickets;
 mod tokens;
 mod upgrade;
@@ -40,6 +41,7 @@ macro_rules! contract {
 }
 
 contract!(
+    sessions::sessions_expire_and_end_with_sign_out_or_their_user,
     users::users_are_unique_by_name_and_removable,
     artifacts::artifacts_are_written_under_the_lease_and_read_by_any_worker,
     tickets::tickets_are_numbered_per_project,
