@@ -41,6 +41,7 @@ mod inbox;
 mod metrics;
 pub mod outside;
 pub mod users;
+mod web;
 pub mod webhook;
 
 use std::collections::HashMap;
@@ -311,6 +312,7 @@ pub fn router(state: AppState) -> Router {
         .route("/webhooks/{provider}", post(webhook::receive))
         .route("/webhooks/{provider}/{project}", post(outside::receive))
         .merge(api)
+        .merge(web::routes(state.clone()))
         .fallback(error::not_found)
         // Innermost first. Both limits agree: the tower-http one refuses by Content-Length before
         // reading and caps streamed bodies; axum's keeps its extractors from assuming 2 MB.

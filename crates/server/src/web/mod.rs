@@ -1,0 +1,385 @@
+//! The dashboard's pages: sign-in (`GET|POST /login`, `POST /logout`) and the board (`GET /`),
+//! server-rendered with askama (every value escaped), behind a session cookie kept in the store
+//! (`HttpOnly`, `SameSite=Lax`). Every POST passes the Fetch-metadata/Origin check (a
+//! cross-site one gets 403), and every page carries a Content-Security-Policy without inline
+//! scripts.
+
+mod sessions;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use askama::Template;
+use axum::Form;
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use chrono::Utc;
+use codemill_store::QueueState;
+use secrecy::SecretString;
+use serde::Deserialize;
+use tower_http::csrf::CsrfLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, Session, SessionManagerLayer};
+
+use crate::AppState;
+use sessions::{StoreSessions, USER};
+
+/// The session cookie's name.
+pub const COOKIE: &str = "codemill_session";
+/// A session not used for this long ends.
+const IDLE: time::Duration = time::Duration::hours(12);
+
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+/// The dashboard's routes with their session, CSRF and header layers.
+pub(crate) fn routes(state: AppState) -> Router<AppState> {
+    let sessions = SessionManagerLayer::new(StoreSessions::new(state.store().clone()))
+        .with_name(COOKIE)
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(false)
+        .with_expiry(Expiry::OnInactivity(IDLE));
+    Router::new()
+        .route("/", get(board))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", axum::routing::post(logout))
+        .route("/assets/app.css", get(css))
+        .layer(sessions)
+        .layer(CsrfLayer::new())
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+}
+
+async fn css() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("../../assets/app.css"),
+    )
+        .into_response()
+}
+
+/// The signed-in user and their role (as the store has it now), if any.
+async fn signed_in(session: &Session) -> Option<(String, String)> {
+    let user = session.get::<String>(USER).await.ok().flatten()?;
+    let role = session
+        .get::<String>("role")
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| "viewer".into());
+    Some((user, role))
+}
+
+fn render(page: impl Template, status: StatusCode) -> Response {
+    match page.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "a page could not be rendered");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page could not be rendered",
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Where to go after signing in: a path of this site only (never `//host` or a URL).
+fn local_path(next: &str) -> &str {
+    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') {
+        next
+    } else {
+        "/"
+    }
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage<'a> {
+    next: &'a str,
+    username: &'a str,
+    problem: Option<&'a str>,
+}
+
+#[derive(Debug, Deserialize)]
+struct NextQuery {
+    next: Option<String>,
+}
+
+async fn login_page(session: Session, Query(q): Query<NextQuery>) -> Response {
+    let next = local_path(q.next.as_deref().unwrap_or("/"));
+    if signed_in(&session).await.is_some() {
+        return Redirect::to(next).into_response();
+    }
+    render(
+        LoginPage {
+            next,
+            username: "",
+            problem: None,
+        },
+        StatusCode::OK,
+    )
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    username: String,
+    password: String,
+    #[serde(default)]
+    next: String,
+}
+
+async fn login(
+    State(app): State<AppState>,
+    session: Session,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let next = local_path(&form.next).to_string();
+    let refused = |problem: &'static str, status: StatusCode| {
+        render(
+            LoginPage {
+                next: &next,
+                username: &form.username,
+                problem: Some(problem),
+            },
+            status,
+        )
+    };
+    let user = match app.store().user(&form.username).await {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::error!(error = %e, "looking up a user failed");
+            return refused(
+                "The store cannot be reached right now; try again shortly.",
+                StatusCode::SERVICE_UNAVAILABLE,
+            );
+        }
+    };
+    let password = SecretString::from(form.password.clone());
+    // argon2 is deliberately slow: off the request threads. An unknown user is checked against
+    // a fixed hash so the answer takes as long as for a known one.
+    let hash = user
+        .as_ref()
+        .map(|u| u.password_hash.clone())
+        .unwrap_or_else(|| DUMMY_HASH.clone());
+    let ok = tokio::task::spawn_blocking(move || crate::users::verify_password(&password, &hash))
+        .await
+        .unwrap_or(false);
+    let Some(user) = user.filter(|_| ok) else {
+        return refused("Wrong user name or password.", StatusCode::UNAUTHORIZED);
+    };
+    // A new id at sign-in: a session id planted before it is worth nothing after.
+    let started = async {
+        session.cycle_id().await?;
+        session.insert(USER, &user.name).await?;
+        session.insert("role", &user.role).await?;
+        session.save().await
+    };
+    if let Err(e) = started.await {
+        tracing::error!(error = %e, "a session could not be started");
+        return refused(
+            "Signing in failed on our side; try again shortly.",
+            StatusCode::SERVICE_UNAVAILABLE,
+        );
+    }
+    Redirect::to(&next).into_response()
+}
+
+/// An argon2id hash of a random password nobody knows, for timing parity on unknown users.
+static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let unknown = SecretString::from(crate::auth::new_token());
+    crate::users::hash_password(&unknown).unwrap_or_default()
+});
+
+async fn logout(session: Session) -> Response {
+    if let Err(e) = session.flush().await {
+        tracing::error!(error = %e, "a session could not be ended");
+    }
+    Redirect::to("/login").into_response()
+}
+
+/// One card on the board.
+struct Card {
+    key: String,
+    title: String,
+    project: String,
+    stage: String,
+    round: u32,
+    age: String,
+    cost: String,
+}
+
+struct Column {
+    id: &'static str,
+    title: &'static str,
+    cards: Vec<Card>,
+}
+
+#[derive(Template)]
+#[template(path = "board.html")]
+struct BoardPage {
+    user: String,
+    role: String,
+    projects: Vec<String>,
+    project: Option<String>,
+    columns: Vec<Column>,
+}
+
+#[derive(Debug, Deserialize)]
+struct BoardQuery {
+    project: Option<String>,
+}
+
+/// The board's column of a job: by its status, and queued while its queue row waits.
+fn column_of(status: &str, queued: bool) -> usize {
+    match status {
+        _ if queued => 0,
+        "awaiting_approval" => 2,
+        "needs_attention" | "needs_input" => 3,
+        "in_review" | "fixing_feedback" => 4,
+        "done" | "rejected" | "cancelled" => 5,
+        _ => 1,
+    }
+}
+
+fn age(since: chrono::DateTime<Utc>) -> String {
+    let secs = (Utc::now() - since).num_seconds().max(0);
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 86_400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+async fn board(
+    State(app): State<AppState>,
+    session: Session,
+    Query(q): Query<BoardQuery>,
+) -> Response {
+    let Some((user, role)) = signed_in(&session).await else {
+        return Redirect::to("/login?next=/").into_response();
+    };
+    let store = app.store();
+    let loaded = async {
+        let tickets = store.tickets(None).await?;
+        let views = store.job_views(None, None).await?;
+        let queued = store.queue_entries(Some(QueueState::Queued)).await?;
+        Ok::<_, codemill_store::StoreError>((tickets, views, queued))
+    };
+    let (tickets, views, queued) = match loaded.await {
+        Ok(all) => all,
+        Err(e) => {
+            tracing::error!(error = %e, "the board could not be read");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The store cannot be reached right now; reload shortly.",
+            )
+                .into_response();
+        }
+    };
+    let project = q.project.filter(|p| !p.is_empty());
+    let projects: BTreeSet<String> = tickets.iter().map(|t| t.project.clone()).collect();
+    let titles: BTreeMap<String, String> = tickets
+        .iter()
+        .map(|t| (t.key.to_string(), t.title.clone()))
+        .collect();
+    let queued: BTreeSet<_> = queued.iter().map(|e| e.job).collect();
+    // The latest job of each ticket.
+    let mut latest: BTreeMap<String, &codemill_store::JobView> = BTreeMap::new();
+    for v in &views {
+        let key = v.ticket.to_string();
+        if latest.get(&key).is_none_or(|w| w.created_at < v.created_at) {
+            latest.insert(key, v);
+        }
+    }
+    let mut columns = vec![
+        ("queued", "Queued"),
+        ("running", "Running"),
+        ("awaiting_approval", "Awaiting approval"),
+        ("attention", "Needs attention / input"),
+        ("shipped", "Shipped"),
+        ("done", "Done / stopped"),
+    ]
+    .into_iter()
+    .map(|(id, title)| Column {
+        id,
+        title,
+        cards: Vec::new(),
+    })
+    .collect::<Vec<_>>();
+    for (key, v) in latest {
+        if project.as_ref().is_some_and(|p| *p != v.project) {
+            continue;
+        }
+        let (round, cost) = v
+            .state
+            .as_ref()
+            .map(|s| (s.round, s.cost_usd))
+            .unwrap_or_default();
+        let card = Card {
+            title: titles.get(&key).cloned().unwrap_or_default(),
+            key,
+            project: v.project.clone(),
+            stage: v.stage.clone(),
+            round,
+            age: age(v.created_at),
+            cost: format!("{cost:.4}"),
+        };
+        columns[column_of(&v.status, queued.contains(&v.job))]
+            .cards
+            .push(card);
+    }
+    render(
+        BoardPage {
+            user,
+            role,
+            projects: projects.into_iter().collect(),
+            project,
+            columns,
+        },
+        StatusCode::OK,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_followed_after_sign_in() {
+        assert_eq!(local_path("/tickets/P-1"), "/tickets/P-1");
+        assert_eq!(local_path("//evil.example/"), "/");
+        assert_eq!(local_path("https://evil.example/"), "/");
+        assert_eq!(local_path("/\\evil.example"), "/");
+        assert_eq!(local_path(""), "/");
+    }
+
+    #[test]
+    fn jobs_go_to_the_column_of_their_status() {
+        assert_eq!(column_of("running", true), 0);
+        assert_eq!(column_of("running", false), 1);
+        assert_eq!(column_of("awaiting_approval", false), 2);
+        assert_eq!(column_of("needs_input", false), 3);
+        assert_eq!(column_of("in_review", false), 4);
+        assert_eq!(column_of("cancelled", false), 5);
+    }
+}
