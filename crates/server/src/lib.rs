@@ -17,11 +17,13 @@
 //! | `POST /webhooks/{jira,github,linear}/{project}` | the vendor's own signature with the project's secret, see [`outside`] |
 //! | `GET /api/tickets`, `GET /api/tickets/{key}`, `GET /api/jobs/{id}`, `GET /api/proposals`, `GET /api/events?after=POS`, `GET /api/jobs/{id}/activity?after=ID` | `Authorization: Bearer <token>` |
 //! | `POST /api/tickets/{key}/approve`, `/reject`, `/cancel`, `/retry` | `Authorization: Bearer <token>` |
+//! | `GET /login`, `POST /login`, `POST /logout`, `GET /assets/app.css` | none (posts: same-origin only) |
+//! | `GET /` (the board) | a dashboard session cookie, else a redirect to `/login` |
 //!
 //! API tokens are stored as SHA-256 hashes only ([`hash_token`]); a request's token is hashed and
 //! looked up, so the plaintext is never compared, stored or logged. Bearer tokens are not sent
 //! automatically by browsers, so the API needs no CSRF protection; the dashboard's cookie login
-//! will.
+//! has it (module `web`).
 //!
 //! While serving, [`serve`] also prunes the webhook inbox every
 //! [`ServerConfig::inbox_prune_every`]: processed deliveries lose their bodies at once and their
