@@ -18,7 +18,8 @@
 //! | `GET /api/tickets`, `GET /api/tickets/{key}`, `GET /api/jobs/{id}`, `GET /api/proposals`, `GET /api/events?after=POS`, `GET /api/jobs/{id}/activity?after=ID` | `Authorization: Bearer <token>` |
 //! | `POST /api/tickets/{key}/approve`, `/reject`, `/cancel`, `/retry` | `Authorization: Bearer <token>` |
 //! | `GET /login`, `POST /login`, `POST /logout`, `GET /assets/app.css` | none (posts: same-origin only) |
-//! | `GET /` (the board) | a dashboard session cookie, else a redirect to `/login` |
+//! | `GET /` (the board), `GET /tickets/{KEY}` | a dashboard session cookie, else a redirect to `/login` |
+//! | `POST /tickets/{KEY}/approve`, `/reject`, `/cancel`, `/retry` | a session of an approver or admin, the session's CSRF token, same-origin |
 //!
 //! API tokens are stored as SHA-256 hashes only ([`hash_token`]); a request's token is hashed and
 //! looked up, so the plaintext is never compared, stored or logged. Bearer tokens are not sent

@@ -194,3 +194,111 @@ async fn the_poller_queues_labelled_tickets_that_no_webhook_announced() {
     assert!(env.json(&["show", "P-1", "--json"])["job"].is_null());
     assert!(server.stop().success());
 }
+
+/// `application/x-www-form-urlencoded`, as a browser posts a form (values here need no escaping
+/// beyond spaces).
+fn form(fields: &[(&str, &str)]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.replace(' ', "+")))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proposal_is_approved_from_its_page_and_ships() {
+    let env = Env::new(engineer(), HELLO_GATE, "").await;
+    let added = env
+        .cmd()
+        .args([
+            "user",
+            "add",
+            "amy",
+            "--role",
+            "approver",
+            "--password-stdin",
+        ])
+        .write_stdin("a long enough secret\n")
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{added:?}");
+    env.ok(&["run", "P-1"]);
+    let server = Service::start(&env, &[], &[]);
+    let base = server.base.clone();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let post = |path: &str, cookie: Option<&str>, body: String| {
+        let mut r = http
+            .post(format!("{base}{path}"))
+            .header("origin", base.as_str())
+            .header("sec-fetch-site", "same-origin")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some(c) = cookie {
+            r = r.header("cookie", c);
+        }
+        r.send()
+    };
+    let signed = post(
+        "/login",
+        None,
+        form(&[("username", "amy"), ("password", "a long enough secret")]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(signed.status(), 303);
+    let cookie = signed.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let page = http
+        .get(format!("{base}/tickets/P-1"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| {
+        let marker = format!("name=\"{name}\" value=\"");
+        let at = page
+            .find(&marker)
+            .unwrap_or_else(|| panic!("no {name} in {page}"))
+            + marker.len();
+        page[at..at + page[at..].find('"').unwrap()].to_string()
+    };
+    let (csrf, commit) = (value("csrf"), value("commit"));
+    assert_eq!(
+        commit,
+        env.json(&["show", "P-1", "--json"])["job"]["commit"]
+            .as_str()
+            .unwrap()
+    );
+    let approved = post(
+        "/tickets/P-1/approve",
+        Some(&cookie),
+        form(&[("csrf", &csrf), ("commit", &commit)]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(approved.status(), 303);
+    wait_state(&env, "P-1", "done");
+    assert_eq!(
+        env.remote_branch("codemill/P-1").as_deref(),
+        Some(commit.as_str())
+    );
+    let show = env.json(&["show", "P-1", "--json"]);
+    let by = show["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"]["type"] == "approved")
+        .map(|e| e["event"]["by"].clone());
+    assert_eq!(by, Some(serde_json::json!("user:amy")));
+}

@@ -1,9 +1,11 @@
-//! The dashboard's pages: sign-in (`GET|POST /login`, `POST /logout`) and the board (`GET /`),
+//! The dashboard's pages: sign-in (`GET|POST /login`, `POST /logout`), the board (`GET /`) and
+//! each ticket's job page with its decisions (module `job`),
 //! server-rendered with askama (every value escaped), behind a session cookie kept in the store
 //! (`HttpOnly`, `SameSite=Lax`). Every POST passes the Fetch-metadata/Origin check (a
 //! cross-site one gets 403), and every page carries a Content-Security-Policy without inline
 //! scripts.
 
+mod job;
 mod sessions;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -47,6 +49,8 @@ pub(crate) fn routes(state: AppState) -> Router<AppState> {
         .route("/", get(board))
         .route("/login", get(login_page).post(login))
         .route("/logout", axum::routing::post(logout))
+        .route("/tickets/{key}", get(job::page))
+        .route("/tickets/{key}/{action}", axum::routing::post(job::decide))
         .route("/assets/app.css", get(css))
         .layer(sessions)
         .layer(CsrfLayer::new())
@@ -76,8 +80,15 @@ async fn css() -> Response {
         .into_response()
 }
 
-/// The signed-in user and their role (as the store has it now), if any.
-async fn signed_in(session: &Session) -> Option<(String, String)> {
+/// Who is signed in: the user, their role as the store has it now, and the session's CSRF
+/// token that every form posts back.
+pub(crate) struct SignedIn {
+    pub user: String,
+    pub role: String,
+    pub csrf: String,
+}
+
+pub(crate) async fn signed_in(session: &Session) -> Option<SignedIn> {
     let user = session.get::<String>(USER).await.ok().flatten()?;
     let role = session
         .get::<String>("role")
@@ -85,7 +96,24 @@ async fn signed_in(session: &Session) -> Option<(String, String)> {
         .ok()
         .flatten()
         .unwrap_or_else(|| "viewer".into());
-    Some((user, role))
+    let csrf = session
+        .get::<String>("csrf")
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    Some(SignedIn { user, role, csrf })
+}
+
+/// Whether a posted CSRF token is the session's, compared in constant time.
+pub(crate) fn same_token(session: &str, posted: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    // Equal-length digests: the comparison's time says nothing about where they differ.
+    let (a, b) = (
+        Sha256::digest(session.as_bytes()),
+        Sha256::digest(posted.as_bytes()),
+    );
+    !session.is_empty() && a.iter().zip(b.iter()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
 
 fn render(page: impl Template, status: StatusCode) -> Response {
@@ -191,6 +219,7 @@ async fn login(
         session.cycle_id().await?;
         session.insert(USER, &user.name).await?;
         session.insert("role", &user.role).await?;
+        session.insert("csrf", crate::auth::new_token()).await?;
         session.save().await
     };
     if let Err(e) = started.await {
@@ -209,7 +238,22 @@ static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     crate::users::hash_password(&unknown).unwrap_or_default()
 });
 
-async fn logout(session: Session) -> Response {
+#[derive(Deserialize)]
+struct LogoutForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn logout(session: Session, Form(form): Form<LogoutForm>) -> Response {
+    if let Some(me) = signed_in(&session).await
+        && !same_token(&me.csrf, &form.csrf)
+    {
+        return (
+            StatusCode::FORBIDDEN,
+            "the form is stale or forged: reload the page",
+        )
+            .into_response();
+    }
     if let Err(e) = session.flush().await {
         tracing::error!(error = %e, "a session could not be ended");
     }
@@ -238,6 +282,7 @@ struct Column {
 struct BoardPage {
     user: String,
     role: String,
+    csrf: String,
     projects: Vec<String>,
     project: Option<String>,
     columns: Vec<Column>,
@@ -275,7 +320,7 @@ async fn board(
     session: Session,
     Query(q): Query<BoardQuery>,
 ) -> Response {
-    let Some((user, role)) = signed_in(&session).await else {
+    let Some(me) = signed_in(&session).await else {
         return Redirect::to("/login?next=/").into_response();
     };
     let store = app.store();
@@ -350,8 +395,9 @@ async fn board(
     }
     render(
         BoardPage {
-            user,
-            role,
+            user: me.user,
+            role: me.role,
+            csrf: me.csrf,
             projects: projects.into_iter().collect(),
             project,
             columns,

@@ -39,6 +39,13 @@ fn form(fields: &[(&str, &str)]) -> String {
         .join("&")
 }
 
+/// The CSRF token a page's forms carry.
+fn csrf_of(html: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let at = html.find(marker).expect("a form with a CSRF token") + marker.len();
+    html[at..at + html[at..].find('"').unwrap()].to_string()
+}
+
 /// The `name=value` part of the session cookie a response sets, and the whole header.
 fn session_cookie(r: &reqwest::Response) -> Option<(String, String)> {
     r.headers()
@@ -171,15 +178,20 @@ async fn sign_in_the_board_and_sign_out() {
         !html.contains("<script>") && !html.contains("<img src=x"),
         "{html}"
     );
-    // Sign-out ends the session (it is deleted from the store, not just from the browser).
-    let r = client()
-        .post(format!("{base}/logout"))
-        .header("cookie", &cookie)
-        .header("origin", base.as_str())
-        .header("sec-fetch-site", "same-origin")
-        .send()
-        .await
-        .unwrap();
+    // Sign-out ends the session (it is deleted from the store, not just from the browser); it
+    // is a form post like any other, so it needs the session's CSRF token.
+    let logout = |token: String| {
+        client()
+            .post(format!("{base}/logout"))
+            .header("cookie", &cookie)
+            .header("origin", base.as_str())
+            .header("sec-fetch-site", "same-origin")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form(&[("csrf", &token)]))
+            .send()
+    };
+    assert_eq!(logout("forged".into()).await.unwrap().status(), 403);
+    let r = logout(csrf_of(&html)).await.unwrap();
     assert_eq!(r.status(), 303);
     let after = client()
         .get(format!("{base}/"))
@@ -206,4 +218,148 @@ async fn sign_in_the_board_and_sign_out() {
         .await
         .unwrap();
     assert_eq!(gone.status(), 303, "the removed user's session ended");
+}
+
+/// A signed-in session cookie of a new user with `role`.
+async fn session_of(server: &crate::harness::Server, name: &str, role: &str) -> String {
+    let hash = hash_password(&SecretString::from(PASSWORD)).unwrap();
+    server
+        .db
+        .store
+        .create_user(name, role, &hash)
+        .await
+        .unwrap();
+    session_cookie(&sign_in(&server.base, name, PASSWORD).await)
+        .unwrap()
+        .0
+}
+
+async fn get_page(server: &crate::harness::Server, cookie: &str, path: &str) -> (u16, String) {
+    let r = client()
+        .get(format!("{}{path}", server.base))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+async fn post_form(
+    server: &crate::harness::Server,
+    cookie: &str,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> (u16, String) {
+    let r = client()
+        .post(format!("{}{path}", server.base))
+        .header("cookie", cookie)
+        .header("origin", server.base.as_str())
+        .header("sec-fetch-site", "same-origin")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(fields))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_job_page_shows_the_proposal_and_only_approvers_decide() {
+    use crate::harness::Call;
+
+    let server = start(Db::sqlite().await).await;
+    let store = &server.db.store;
+    let ticket = store
+        .create_ticket(
+            &"PROJ".parse().unwrap(),
+            "Add a flag",
+            "Body with <b>markup</b> & <script>x()</script>",
+            &[],
+        )
+        .await
+        .unwrap();
+    let events = codemill_testkit::journal::to_approval(&ticket.key);
+    let job = codemill_core::ids::JobId::new();
+    store
+        .create_job(job, &ticket.key, &events[0])
+        .await
+        .unwrap();
+    for (i, e) in events.iter().enumerate().skip(1) {
+        store.append(job, i as i64, e).await.unwrap();
+    }
+    let viewer = session_of(&server, "vic", "viewer").await;
+    let approver = session_of(&server, "amy", "approver").await;
+
+    // Without a session: to sign-in, coming back here afterwards.
+    let r = client()
+        .get(format!("{}/tickets/PROJ-1", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["location"], "/login?next=/tickets/PROJ-1");
+
+    // A viewer sees the job, escaped, and no decision.
+    let (status, html) = get_page(&server, &viewer, "/tickets/PROJ-1").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("data-status=\"awaiting_approval\""), "{html}");
+    assert!(
+        html.contains("&#60;script&#62;x()&#60;/script&#62;"),
+        "{html}"
+    );
+    assert!(!html.contains("<script>"), "{html}");
+    assert!(html.contains("<code class=\"commit\">c1</code>"), "{html}");
+    assert!(!html.contains("class=\"approve\""), "{html}");
+    let token = csrf_of(&html);
+    assert!(token.starts_with("cm_"), "the page's token: {token:?}");
+    let (status, said) = post_form(
+        &server,
+        &viewer,
+        "/tickets/PROJ-1/approve",
+        &[("csrf", &token), ("commit", "c1")],
+    )
+    .await;
+    assert_eq!(status, 403, "{said}");
+    assert!(said.contains("vic is a viewer"), "{said}");
+
+    // An approver sees the buttons; a post needs the session's token and names the commit.
+    let (_, html) = get_page(&server, &approver, "/tickets/PROJ-1").await;
+    assert!(html.contains("class=\"approve\""), "{html}");
+    assert!(html.contains("name=\"commit\" value=\"c1\""), "{html}");
+    let token = csrf_of(&html);
+    for bad in ["", "forged"] {
+        let (status, _) = post_form(
+            &server,
+            &approver,
+            "/tickets/PROJ-1/approve",
+            &[("csrf", bad), ("commit", "c1")],
+        )
+        .await;
+        assert_eq!(status, 403, "token {bad:?}");
+    }
+    let (status, html) = post_form(
+        &server,
+        &approver,
+        "/tickets/PROJ-1/reject",
+        &[("csrf", &token), ("reason", "  ")],
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(html.contains("Say why it is rejected."), "{html}");
+    assert!(server.control.calls().is_empty(), "nothing was decided yet");
+    let (status, _) = post_form(
+        &server,
+        &approver,
+        "/tickets/PROJ-1/approve",
+        &[("csrf", &token), ("commit", "c1")],
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert_eq!(
+        server.control.calls(),
+        vec![Call::Approve {
+            ticket: "PROJ-1".into(),
+            by: "user:amy".into(),
+            seen: Some("c1".into()),
+        }]
+    );
 }

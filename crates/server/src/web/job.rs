@@ -1,0 +1,412 @@
+//! A ticket's job page (`GET /tickets/{KEY}`) and the decisions taken from it (`POST
+//! /tickets/{KEY}/approve|reject|cancel|retry`): what the job did, what it proposes and what it
+//! cost, all escaped; decisions only for approvers and admins, with the session's CSRF token,
+//! and an approval names the commit the page showed.
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use codemill_core::ids::TicketKey;
+use codemill_core::pipeline::JobEvent;
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use super::{SignedIn, render, signed_in};
+use crate::AppState;
+use crate::control::ControlError;
+
+struct Step {
+    name: String,
+    at: String,
+    took: String,
+}
+
+struct Gate {
+    command: String,
+    passed: bool,
+    outcome: String,
+    output: String,
+}
+
+struct GateRound {
+    round: u32,
+    gates: Vec<Gate>,
+}
+
+struct FindingLine {
+    severity: String,
+    title: String,
+    location: String,
+    detail: String,
+}
+
+struct Review {
+    round: u32,
+    angle: String,
+    findings: Vec<FindingLine>,
+}
+
+struct DecisionLine {
+    bucket: String,
+    title: String,
+    reason: String,
+}
+
+struct Triage {
+    round: u32,
+    decisions: Vec<DecisionLine>,
+}
+
+struct CostLine {
+    step: String,
+    agent: String,
+    model: String,
+    tokens: u64,
+    cost: String,
+}
+
+#[derive(Template)]
+#[template(path = "job.html")]
+struct JobPage {
+    user: String,
+    role: String,
+    csrf: String,
+    key: String,
+    title: String,
+    body: String,
+    problem: Option<String>,
+    status: String,
+    stage: String,
+    reason: Option<String>,
+    rounds: u32,
+    tokens: u64,
+    cost: String,
+    commit: Option<String>,
+    short_commit: String,
+    branch: String,
+    pr_url: Option<String>,
+    diff_stat: String,
+    can_decide: bool,
+    awaiting: bool,
+    cancellable: bool,
+    retryable: bool,
+    timeline: Vec<Step>,
+    gate_rounds: Vec<GateRound>,
+    reviews: Vec<Review>,
+    triage: Vec<Triage>,
+    costs: Vec<CostLine>,
+    attempts: Vec<String>,
+}
+
+/// Roles that may decide (approve, reject, cancel, retry).
+pub(super) fn may_decide(role: &str) -> bool {
+    matches!(role, "approver" | "admin")
+}
+
+fn not_found(key: &str) -> Response {
+    (StatusCode::NOT_FOUND, format!("no ticket {key}")).into_response()
+}
+
+pub(super) async fn page(
+    State(app): State<AppState>,
+    session: Session,
+    Path(key): Path<String>,
+) -> Response {
+    let Some(me) = signed_in(&session).await else {
+        return Redirect::to(&format!("/login?next=/tickets/{key}")).into_response();
+    };
+    show(&app, me, &key, None, StatusCode::OK).await
+}
+
+/// The page of ticket `key`, with `problem` said at the top.
+async fn show(
+    app: &AppState,
+    me: SignedIn,
+    key: &str,
+    problem: Option<String>,
+    status_code: StatusCode,
+) -> Response {
+    let Ok(ticket_key) = key.parse::<TicketKey>() else {
+        return not_found(key);
+    };
+    let store = app.store();
+    let loaded = async {
+        let ticket = store.ticket(&ticket_key).await?;
+        let view = store.latest_view(&ticket_key).await?;
+        let journal = match &view {
+            Some(v) => store.journal(v.job).await?,
+            None => Vec::new(),
+        };
+        let jobs = store.jobs_for_ticket(&ticket_key).await?;
+        Ok::<_, codemill_store::StoreError>((ticket, view, journal, jobs))
+    };
+    let (ticket, view, journal, jobs) = match loaded.await {
+        Ok(all) => all,
+        Err(e) => {
+            tracing::error!(error = %e, "a job page could not be read");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The store cannot be reached right now; reload shortly.",
+            )
+                .into_response();
+        }
+    };
+    let Some(ticket) = ticket else {
+        return not_found(key);
+    };
+    let state = view.as_ref().and_then(|v| v.state.clone());
+    let status = view
+        .as_ref()
+        .map(|v| v.status.clone())
+        .unwrap_or_else(|| "no job yet".into());
+    let stage = view.as_ref().map(|v| v.stage.clone()).unwrap_or_default();
+    // Each step with when it started and how long it took (until the next step started).
+    let started: Vec<(&str, chrono::DateTime<chrono::Utc>)> = journal
+        .iter()
+        .filter_map(|e| match &e.event {
+            JobEvent::EffectStarted { effect } => Some((effect.as_str(), e.at)),
+            _ => None,
+        })
+        .collect();
+    let last_at = journal.last().map(|e| e.at);
+    let timeline = started
+        .iter()
+        .enumerate()
+        .map(|(i, (name, at))| {
+            let end = started.get(i + 1).map(|(_, t)| *t).or(last_at);
+            let took = end
+                .map(|e| format!("{:.1} s", (e - *at).num_milliseconds() as f64 / 1000.0))
+                .unwrap_or_default();
+            Step {
+                name: (*name).to_string(),
+                at: at.format("%H:%M:%S").to_string(),
+                took,
+            }
+        })
+        .collect();
+    let s = state.as_ref();
+    let gate_rounds = s
+        .map(|s| {
+            s.gate_rounds
+                .iter()
+                .map(|(round, gates)| GateRound {
+                    round: *round,
+                    gates: gates
+                        .iter()
+                        .map(|g| Gate {
+                            command: g.command.clone(),
+                            passed: g.passed,
+                            outcome: g.outcome(),
+                            output: if g.passed {
+                                String::new()
+                            } else {
+                                g.error.clone().unwrap_or_else(|| g.output.clone())
+                            },
+                        })
+                        .collect(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let reviews = s
+        .map(|s| {
+            s.reviews
+                .iter()
+                .map(|r| Review {
+                    round: r.round,
+                    angle: r.angle.clone(),
+                    findings: r
+                        .findings
+                        .iter()
+                        .map(|f| FindingLine {
+                            severity: f.severity.as_str().to_string(),
+                            title: f.title.clone(),
+                            location: f.location(),
+                            detail: f.detail.clone(),
+                        })
+                        .collect(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let triage = s
+        .map(|s| {
+            s.triage
+                .iter()
+                .map(|(round, decisions)| Triage {
+                    round: *round,
+                    decisions: decisions
+                        .iter()
+                        .map(|d| DecisionLine {
+                            bucket: d.bucket.as_str().to_string(),
+                            title: d.finding.title.clone(),
+                            reason: d.reason.clone(),
+                        })
+                        .collect(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let costs = s
+        .map(|s| {
+            s.costs
+                .iter()
+                .map(|c| CostLine {
+                    step: match &c.angle {
+                        Some(a) => format!("{} {} ({a})", c.stage.as_str(), c.round),
+                        None => format!("{} {}", c.stage.as_str(), c.round),
+                    },
+                    agent: c.agent.clone(),
+                    model: c.model.clone(),
+                    tokens: c.usage.total(),
+                    cost: format!("{:.4}", c.cost_usd),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let awaiting = status == "awaiting_approval";
+    let ended = matches!(
+        status.as_str(),
+        "done" | "rejected" | "cancelled" | "needs_attention" | "needs_input" | "no job yet"
+    );
+    let retryable = matches!(
+        status.as_str(),
+        "needs_attention" | "rejected" | "cancelled"
+    );
+    let commit = s.and_then(|s| s.commit.clone());
+    let page = JobPage {
+        can_decide: may_decide(&me.role),
+        user: me.user,
+        role: me.role,
+        csrf: me.csrf,
+        key: ticket.key.to_string(),
+        title: ticket.title.clone(),
+        body: ticket.body.clone(),
+        problem,
+        status,
+        stage,
+        reason: s.and_then(|s| s.reason.clone()),
+        rounds: s.map(|s| s.round).unwrap_or_default(),
+        tokens: s.map(|s| s.usage.total()).unwrap_or_default(),
+        cost: format!("{:.4}", s.map(|s| s.cost_usd).unwrap_or_default()),
+        short_commit: commit
+            .as_deref()
+            .map(|c| c[..c.len().min(12)].to_string())
+            .unwrap_or_default(),
+        commit,
+        branch: ticket.key.branch(),
+        pr_url: s.and_then(|s| s.pr_url.clone()),
+        diff_stat: s
+            .and_then(|s| s.proposal.as_ref())
+            .map(|p| p.diff_stat.clone())
+            .unwrap_or_default(),
+        awaiting,
+        cancellable: !ended,
+        retryable,
+        timeline,
+        gate_rounds,
+        reviews,
+        triage,
+        costs,
+        attempts: jobs
+            .iter()
+            .map(|j| {
+                format!(
+                    "job {} started {}",
+                    j.id.short(),
+                    j.created_at.format("%Y-%m-%d %H:%M")
+                )
+            })
+            .collect(),
+    };
+    render(page, status_code)
+}
+
+#[derive(Deserialize)]
+pub(super) struct DecisionForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    commit: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `POST /tickets/{KEY}/{action}`: a decision from the page.
+pub(super) async fn decide(
+    State(app): State<AppState>,
+    session: Session,
+    Path((key, action)): Path<(String, String)>,
+    Form(form): Form<DecisionForm>,
+) -> Response {
+    let Some(me) = signed_in(&session).await else {
+        return Redirect::to(&format!("/login?next=/tickets/{key}")).into_response();
+    };
+    if !super::same_token(&me.csrf, &form.csrf) {
+        return (
+            StatusCode::FORBIDDEN,
+            "the form is stale or forged: reload the page",
+        )
+            .into_response();
+    }
+    if !may_decide(&me.role) {
+        return (
+            StatusCode::FORBIDDEN,
+            format!(
+                "{} is a {}: only approvers and admins decide",
+                me.user, me.role
+            ),
+        )
+            .into_response();
+    }
+    let Ok(ticket) = key.parse::<TicketKey>() else {
+        return not_found(&key);
+    };
+    let by = format!("user:{}", me.user);
+    let control = app.control();
+    let done = match action.as_str() {
+        "approve" => {
+            let Some(commit) = form.commit.filter(|c| !c.is_empty()) else {
+                return show(
+                    &app,
+                    me,
+                    &key,
+                    Some("The page showed no commit to approve; reload it.".into()),
+                    StatusCode::BAD_REQUEST,
+                )
+                .await;
+            };
+            control.approve(&ticket, &by, Some(&commit)).await
+        }
+        "reject" => {
+            let reason = form.reason.unwrap_or_default();
+            let reason = reason.trim();
+            if reason.is_empty() {
+                return show(
+                    &app,
+                    me,
+                    &key,
+                    Some("Say why it is rejected.".into()),
+                    StatusCode::BAD_REQUEST,
+                )
+                .await;
+            }
+            control.reject(&ticket, reason, &by).await
+        }
+        "cancel" => control.cancel(&ticket, &by).await,
+        "retry" => control.retry(&ticket).await,
+        _ => return not_found(&key),
+    };
+    match done {
+        Ok(_) => Redirect::to(&format!("/tickets/{key}")).into_response(),
+        Err(ControlError::NotFound(m)) => {
+            show(&app, me, &key, Some(m), StatusCode::NOT_FOUND).await
+        }
+        Err(ControlError::Conflict(m)) => show(&app, me, &key, Some(m), StatusCode::CONFLICT).await,
+        Err(ControlError::Failed(m)) => {
+            show(&app, me, &key, Some(m), StatusCode::SERVICE_UNAVAILABLE).await
+        }
+    }
+}
