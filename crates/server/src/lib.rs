@@ -150,6 +150,8 @@ struct Inner {
     /// Told when this node accepted an outside delivery, so it is processed at once.
     inbox_wake: tokio::sync::Notify,
     probe: health::Probe,
+    /// Wrong sign-in passwords, per account and address.
+    throttle: web::Throttle,
 }
 
 impl AppState {
@@ -228,6 +230,7 @@ impl AppState {
                 inbox_max_attempts: config.inbox_max_attempts.max(1),
                 inbox_wake: tokio::sync::Notify::new(),
                 probe: health::Probe::default(),
+                throttle: web::Throttle::default(),
             }),
         })
     }
@@ -263,6 +266,10 @@ impl AppState {
 
     pub(crate) fn probe(&self) -> &health::Probe {
         &self.inner.probe
+    }
+
+    pub(crate) fn throttle(&self) -> &web::Throttle {
+        &self.inner.throttle
     }
 
     pub(crate) fn body_limit(&self) -> usize {
@@ -365,9 +372,13 @@ pub async fn serve(
     let pruning = tokio::spawn(prune_inbox(state.clone()));
     // Stopped with the server: a delivery it was processing is held, then claimed again.
     let processing = tokio::spawn(inbox::process(state.clone()));
-    let served = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    // The peer's address, for the sign-in throttle.
+    let served = axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
     pruning.abort();
     processing.abort();
     served

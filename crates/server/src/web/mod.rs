@@ -7,13 +7,16 @@
 
 mod job;
 mod sessions;
+mod throttle;
+
+pub(crate) use throttle::Throttle;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use askama::Template;
 use axum::Form;
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -177,10 +180,27 @@ struct LoginForm {
 
 async fn login(
     State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     session: Session,
     Form(form): Form<LoginForm>,
 ) -> Response {
     let next = local_path(&form.next).to_string();
+    let now = std::time::Instant::now();
+    if let Some(wait) = app.throttle().wait(&form.username, peer.ip(), now) {
+        let secs = wait.as_secs().max(1);
+        let mut page = render(
+            LoginPage {
+                next: &next,
+                username: &form.username,
+                problem: Some("Too many wrong passwords: wait a while before trying again."),
+            },
+            StatusCode::TOO_MANY_REQUESTS,
+        );
+        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+            page.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return page;
+    }
     let refused = |problem: &'static str, status: StatusCode| {
         render(
             LoginPage {
@@ -212,8 +232,10 @@ async fn login(
         .await
         .unwrap_or(false);
     let Some(user) = user.filter(|_| ok) else {
+        app.throttle().failed(&form.username, peer.ip(), now);
         return refused("Wrong user name or password.", StatusCode::UNAUTHORIZED);
     };
+    app.throttle().succeeded(&form.username, peer.ip());
     // A new id at sign-in: a session id planted before it is worth nothing after.
     let started = async {
         session.cycle_id().await?;

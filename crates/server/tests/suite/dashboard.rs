@@ -363,3 +363,34 @@ async fn the_job_page_shows_the_proposal_and_only_approvers_decide() {
         }]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_wrong_passwords_are_slowed_down_with_429() {
+    let server = start(Db::sqlite().await).await;
+    let hash = hash_password(&SecretString::from(PASSWORD)).unwrap();
+    server
+        .db
+        .store
+        .create_user("ada", "viewer", &hash)
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        assert_eq!(
+            sign_in(&server.base, "ada", "wrong password!")
+                .await
+                .status(),
+            401
+        );
+    }
+    // Now even the right password waits, and says for how long.
+    let r = sign_in(&server.base, "ada", PASSWORD).await;
+    assert_eq!(r.status(), 429);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=900).contains(&retry), "{retry}");
+    assert!(session_cookie(&r).is_none());
+    assert!(r.text().await.unwrap().contains("Too many wrong passwords"));
+}
