@@ -12,6 +12,8 @@ PINS=(
     "@openai/codex@0.169.0"
     "@google/gemini-cli@0.61.0"
     "opencode-ai@1.18.33"
+    # Not an agent: drives Debian's Chromium in the dashboard's browser tests.
+    "playwright-core@1.65.2"
 )
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

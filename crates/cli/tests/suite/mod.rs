@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod broken_pipe;
+mod browser;
 mod claude;
 mod clis;
 mod crash;

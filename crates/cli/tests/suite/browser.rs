@@ -1,0 +1,100 @@
+//! The dashboard in a real browser: Debian's headless Chromium, driven by playwright-core (both
+//! installed by ./scripts/test), signs in, finds the ticket on the board, approves its proposal
+//! from the job page and watches it ship. Screenshots land in `target/screenshots/`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::harness::{Env, HELLO_GATE, Service, engineer};
+
+const PASSWORD: &str = "a long enough secret";
+
+fn tools() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.tools/npm/node_modules")
+}
+
+fn chromium() -> PathBuf {
+    let path = std::env::var_os("CODEMILL_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    assert!(
+        path.is_file(),
+        "Chromium not found at {}: run ./scripts/test (it installs Debian's chromium), or set \
+         CODEMILL_CHROMIUM",
+        path.display()
+    );
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_signs_in_and_approves_a_proposal_in_the_browser() {
+    let chromium = chromium();
+    assert!(
+        tools().join("playwright-core/package.json").is_file(),
+        "playwright-core not found in .tools/npm: run ./scripts/test (or \
+         ./scripts/install-agent-clis.sh)"
+    );
+    let env = Env::new(engineer(), HELLO_GATE, "").await;
+    let added = env
+        .cmd()
+        .args([
+            "user",
+            "add",
+            "amy",
+            "--role",
+            "approver",
+            "--password-stdin",
+        ])
+        .write_stdin(format!("{PASSWORD}\n"))
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{added:?}");
+    env.ok(&["run", "P-1"]);
+    let commit = env.json(&["show", "P-1", "--json"])["job"]["commit"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let server = Service::start(&env, &[], &[]);
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    for shot in ["board.png", "job.png"] {
+        let _ = std::fs::remove_file(shots.join(shot));
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/dashboard.cjs");
+    let out = Command::new("node")
+        .arg(&script)
+        .args([server.base.as_str(), "amy", PASSWORD, "P-1"])
+        .arg(&shots)
+        .env("NODE_PATH", tools())
+        .env("CHROMIUM", &chromium)
+        .output()
+        .expect("node (installed by ./scripts/test) runs the browser script");
+    assert!(
+        out.status.success(),
+        "the browser session failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        said["approved"],
+        commit.as_str(),
+        "the page showed the proposal's commit"
+    );
+    assert_eq!(
+        env.remote_branch("codemill/P-1").as_deref(),
+        Some(commit.as_str())
+    );
+    let show = env.json(&["show", "P-1", "--json"]);
+    let by = show["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"]["type"] == "approved")
+        .map(|e| e["event"]["by"].clone());
+    assert_eq!(by, Some(serde_json::json!("user:amy")));
+    for shot in ["board.png", "job.png"] {
+        let png = std::fs::read(shots.join(shot)).unwrap();
+        assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{shot}");
+    }
+}
