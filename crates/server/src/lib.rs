@@ -20,6 +20,7 @@
 //! | `GET /login`, `POST /login`, `POST /logout`, `GET /assets/app.css` | none (posts: same-origin only) |
 //! | `GET /` (the board), `GET /tickets/{KEY}` | a dashboard session cookie, else a redirect to `/login` |
 //! | `POST /tickets/{KEY}/approve`, `/reject`, `/cancel`, `/retry` | a session of an approver or admin, the session's CSRF token, same-origin |
+//! | `GET /settings/tokens`, `POST /settings/tokens`, `POST /settings/tokens/{id}/revoke` | an admin's session (posts: its CSRF token, same-origin) |
 //!
 //! API tokens are stored as SHA-256 hashes only ([`hash_token`]); a request's token is hashed and
 //! looked up, so the plaintext is never compared, stored or logged. Bearer tokens are not sent

@@ -8,6 +8,7 @@
 mod job;
 mod sessions;
 mod throttle;
+mod tokens;
 
 pub(crate) use throttle::Throttle;
 
@@ -54,6 +55,11 @@ pub(crate) fn routes(state: AppState) -> Router<AppState> {
         .route("/logout", axum::routing::post(logout))
         .route("/tickets/{key}", get(job::page))
         .route("/tickets/{key}/{action}", axum::routing::post(job::decide))
+        .route("/settings/tokens", get(tokens::page).post(tokens::create))
+        .route(
+            "/settings/tokens/{id}/revoke",
+            axum::routing::post(tokens::revoke),
+        )
         .route("/assets/app.css", get(css))
         .layer(sessions)
         .layer(CsrfLayer::new())

@@ -394,3 +394,58 @@ async fn repeated_wrong_passwords_are_slowed_down_with_429() {
     assert!(session_cookie(&r).is_none());
     assert!(r.text().await.unwrap().contains("Too many wrong passwords"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_creates_and_revokes_api_tokens_on_the_settings_page() {
+    let server = start(Db::sqlite().await).await;
+    let admin = session_of(&server, "ada", "admin").await;
+    let approver = session_of(&server, "amy", "approver").await;
+    let (status, said) = get_page(&server, &approver, "/settings/tokens").await;
+    assert_eq!(status, 403);
+    assert!(said.contains("only admins manage API tokens"), "{said}");
+
+    let (status, html) = get_page(&server, &admin, "/settings/tokens").await;
+    assert_eq!(status, 200, "{html}");
+    let token = csrf_of(&html);
+    let (status, _) = post_form(
+        &server,
+        &admin,
+        "/settings/tokens",
+        &[("csrf", "forged"), ("name", "ci")],
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, html) = post_form(
+        &server,
+        &admin,
+        "/settings/tokens",
+        &[("csrf", &token), ("name", "ci")],
+    )
+    .await;
+    assert_eq!(status, 200, "{html}");
+    // Shown once, and it works on the API; only its hash is stored.
+    let at = html.find("<pre class=\"new-token\">").unwrap() + "<pre class=\"new-token\">".len();
+    let plain = html[at..at + html[at..].find('<').unwrap()].to_string();
+    assert!(plain.starts_with("cm_"), "{plain}");
+    let api = |t: String| {
+        server
+            .client
+            .get(server.url("/api/tickets"))
+            .bearer_auth(t)
+            .send()
+    };
+    assert_eq!(api(plain.clone()).await.unwrap().status(), 200);
+    let (_, again) = get_page(&server, &admin, "/settings/tokens").await;
+    assert!(!again.contains(&plain), "the token is shown only once");
+    assert!(again.contains("data-token=\"ci\""), "{again}");
+    let id = server.db.store.api_tokens().await.unwrap()[0].id;
+    let (status, _) = post_form(
+        &server,
+        &admin,
+        &format!("/settings/tokens/{id}/revoke"),
+        &[("csrf", &token)],
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert_eq!(api(plain).await.unwrap().status(), 401, "revoked");
+}

@@ -1,0 +1,209 @@
+//! `GET /settings/tokens`: an admin creates and revokes API tokens in the browser. A new token
+//! is shown once, on the page that created it; only its hash is stored.
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use super::{SignedIn, render, same_token, signed_in};
+use crate::AppState;
+
+struct TokenLine {
+    id: i64,
+    name: String,
+    created: String,
+    state: String,
+    active: bool,
+}
+
+#[derive(Template)]
+#[template(path = "tokens.html")]
+struct TokensPage {
+    user: String,
+    role: String,
+    csrf: String,
+    problem: Option<String>,
+    /// (name, token) of the token just created.
+    created: Option<(String, String)>,
+    tokens: Vec<TokenLine>,
+}
+
+/// The admin signed in, or the response that refuses anyone else.
+async fn admin(session: &Session) -> Result<SignedIn, Response> {
+    let Some(me) = signed_in(session).await else {
+        return Err(Redirect::to("/login?next=/settings/tokens").into_response());
+    };
+    if me.role != "admin" {
+        return Err((
+            StatusCode::FORBIDDEN,
+            format!(
+                "{} is a {}: only admins manage API tokens",
+                me.user, me.role
+            ),
+        )
+            .into_response());
+    }
+    Ok(me)
+}
+
+async fn show(
+    app: &AppState,
+    me: SignedIn,
+    problem: Option<String>,
+    created: Option<(String, String)>,
+    status: StatusCode,
+) -> Response {
+    let tokens = match app.store().api_tokens().await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "API tokens could not be read");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The store cannot be reached right now; reload shortly.",
+            )
+                .into_response();
+        }
+    };
+    let tokens = tokens
+        .iter()
+        .map(|t| TokenLine {
+            id: t.id,
+            name: t.name.clone(),
+            created: t.created_at.format("%Y-%m-%d %H:%M").to_string(),
+            state: match t.revoked_at {
+                Some(at) => format!("revoked {}", at.format("%Y-%m-%d %H:%M")),
+                None => "active".into(),
+            },
+            active: t.revoked_at.is_none(),
+        })
+        .collect();
+    render(
+        TokensPage {
+            user: me.user,
+            role: me.role,
+            csrf: me.csrf,
+            problem,
+            created,
+            tokens,
+        },
+        status,
+    )
+}
+
+pub(super) async fn page(State(app): State<AppState>, session: Session) -> Response {
+    match admin(&session).await {
+        Ok(me) => show(&app, me, None, None, StatusCode::OK).await,
+        Err(refused) => refused,
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct CreateForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+}
+
+pub(super) async fn create(
+    State(app): State<AppState>,
+    session: Session,
+    Form(form): Form<CreateForm>,
+) -> Response {
+    let me = match admin(&session).await {
+        Ok(me) => me,
+        Err(refused) => return refused,
+    };
+    if !same_token(&me.csrf, &form.csrf) {
+        return (
+            StatusCode::FORBIDDEN,
+            "the form is stale or forged: reload the page",
+        )
+            .into_response();
+    }
+    let name = form.name.trim().to_string();
+    if name.is_empty() || name.len() > 64 {
+        return show(
+            &app,
+            me,
+            Some("Give the token a name of 1–64 characters.".into()),
+            None,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    }
+    let token = crate::auth::new_token();
+    match app
+        .store()
+        .create_api_token(&name, &crate::auth::hash_token(&token))
+        .await
+    {
+        Ok(_) => show(&app, me, None, Some((name, token)), StatusCode::OK).await,
+        Err(codemill_store::StoreError::TokenNameTaken(n)) => {
+            show(
+                &app,
+                me,
+                Some(format!(
+                    "An active token named {n:?} exists; revoke it first."
+                )),
+                None,
+                StatusCode::CONFLICT,
+            )
+            .await
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "an API token could not be created");
+            show(
+                &app,
+                me,
+                Some("The token could not be created; try again shortly.".into()),
+                None,
+                StatusCode::SERVICE_UNAVAILABLE,
+            )
+            .await
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct RevokeForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+pub(super) async fn revoke(
+    State(app): State<AppState>,
+    session: Session,
+    Path(id): Path<i64>,
+    Form(form): Form<RevokeForm>,
+) -> Response {
+    let me = match admin(&session).await {
+        Ok(me) => me,
+        Err(refused) => return refused,
+    };
+    if !same_token(&me.csrf, &form.csrf) {
+        return (
+            StatusCode::FORBIDDEN,
+            "the form is stale or forged: reload the page",
+        )
+            .into_response();
+    }
+    match app.store().revoke_api_token(id).await {
+        Ok(_) => Redirect::to("/settings/tokens").into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "an API token could not be revoked");
+            show(
+                &app,
+                me,
+                Some("The token could not be revoked; try again shortly.".into()),
+                None,
+                StatusCode::SERVICE_UNAVAILABLE,
+            )
+            .await
+        }
+    }
+}
