@@ -273,6 +273,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             project_limit,
             lease_secs,
             poll_secs,
+            public_url,
         } => {
             let opened = Opened::open(home).await?;
             let worker = codemill_runner::worker::WorkerOptions {
@@ -293,6 +294,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
                     webhook_secret_env,
                     worker,
                     poll: std::time::Duration::from_secs(poll_secs),
+                    public_url,
                 },
             )
             .await

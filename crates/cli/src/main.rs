@@ -123,6 +123,10 @@ pub enum Command {
         /// Seconds between passes of the poller that queues labelled tickets webhooks missed (0: off).
         #[arg(long, default_value_t = 30)]
         poll_secs: u64,
+        /// Where people reach the dashboard, behind a proxy or TLS (`https://codemill.example.com`):
+        /// its origin is trusted for form posts, and with https the session cookie is `Secure`.
+        #[arg(long, value_name = "URL")]
+        public_url: Option<String>,
     },
     /// API tokens for the service.
     #[command(subcommand)]

@@ -217,6 +217,8 @@ pub struct ServeArgs {
     pub worker: codemill_runner::worker::WorkerOptions,
     /// Between passes of the reconciling poller; zero turns it off.
     pub poll: Duration,
+    /// The dashboard's public URL (`--public-url`).
+    pub public_url: Option<String>,
 }
 
 pub async fn serve(mut opened: Opened, args: ServeArgs) -> Result<ExitCode> {
@@ -225,6 +227,7 @@ pub async fn serve(mut opened: Opened, args: ServeArgs) -> Result<ExitCode> {
         max_rounds: opened.config.max_fix_rounds,
         max_attempts: control::MAX_ATTEMPTS,
         outside_hooks: outside_hooks(&opened.config)?,
+        public_url: args.public_url.clone(),
         ..ServerConfig::default()
     };
     let gateway = Gateway::new(

@@ -106,6 +106,10 @@ pub struct ServerConfig {
     pub inbox_retry: Duration,
     /// Attempts at processing a delivery before it is given up (`failed` in `codemill inbox`).
     pub inbox_max_attempts: u32,
+    /// Where people reach the dashboard (`https://codemill.example.com`), when it is behind a
+    /// proxy or TLS: its origin is trusted for form posts, and an `https` one makes the session
+    /// cookie `Secure`.
+    pub public_url: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -123,6 +127,7 @@ impl Default for ServerConfig {
             inbox_retry: Duration::from_secs(5),
             // With 5 s doubling to 10 minutes: about two and a half hours of trying.
             inbox_max_attempts: 20,
+            public_url: None,
         }
     }
 }
@@ -153,6 +158,8 @@ struct Inner {
     probe: health::Probe,
     /// Wrong sign-in passwords, per account and address.
     throttle: web::Throttle,
+    /// The dashboard's public origin (`https://host[:port]`), from `public_url`.
+    public_origin: Option<String>,
 }
 
 impl AppState {
@@ -201,6 +208,12 @@ impl AppState {
                 "max_attempts must be at least 1".into(),
             ));
         }
+        let public_origin = config
+            .public_url
+            .as_deref()
+            .map(web::origin_of)
+            .transpose()
+            .map_err(ConfigError::Invalid)?;
         // A local request is accepted while its timestamp is within MAX_SKEW_SECS either way
         // of the clock: its id must be remembered at least that long or it could be replayed.
         let least = 2 * webhook::MAX_SKEW_SECS;
@@ -232,6 +245,7 @@ impl AppState {
                 inbox_wake: tokio::sync::Notify::new(),
                 probe: health::Probe::default(),
                 throttle: web::Throttle::default(),
+                public_origin,
             }),
         })
     }
@@ -271,6 +285,10 @@ impl AppState {
 
     pub(crate) fn throttle(&self) -> &web::Throttle {
         &self.inner.throttle
+    }
+
+    pub(crate) fn public_origin(&self) -> Option<&str> {
+        self.inner.public_origin.as_deref()
     }
 
     pub(crate) fn body_limit(&self) -> usize {

@@ -43,12 +43,23 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
 
 /// The dashboard's routes with their session, CSRF and header layers.
 pub(crate) fn routes(state: AppState) -> Router<AppState> {
+    let https = state
+        .public_origin()
+        .is_some_and(|o| o.starts_with("https://"));
     let sessions = SessionManagerLayer::new(StoreSessions::new(state.store().clone()))
         .with_name(COOKIE)
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
-        .with_secure(false)
+        .with_secure(https)
         .with_expiry(Expiry::OnInactivity(IDLE));
+    // Behind a proxy the Host codemill sees may not be the one people use: their origin is
+    // trusted as given (it was checked when the state was built).
+    let csrf = match state.public_origin() {
+        Some(origin) => CsrfLayer::new()
+            .add_trusted_origin(origin)
+            .unwrap_or_else(|_| CsrfLayer::new()),
+        None => CsrfLayer::new(),
+    };
     Router::new()
         .route("/", get(board))
         .route("/login", get(login_page).post(login))
@@ -62,7 +73,7 @@ pub(crate) fn routes(state: AppState) -> Router<AppState> {
         )
         .route("/assets/app.css", get(css))
         .layer(sessions)
-        .layer(CsrfLayer::new())
+        .layer(csrf)
         .layer(SetResponseHeaderLayer::overriding(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(CSP),
@@ -137,6 +148,19 @@ fn render(page: impl Template, status: StatusCode) -> Response {
                 .into_response()
         }
     }
+}
+
+/// The origin (`scheme://host[:port]`) of the dashboard's public URL, or why it is not one.
+pub(crate) fn origin_of(url: &str) -> Result<String, String> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .filter(|(s, _)| matches!(*s, "http" | "https"))
+        .ok_or_else(|| format!("public_url {url:?} must start with https:// or http://"))?;
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() || host.contains('@') || host.contains(char::is_whitespace) {
+        return Err(format!("public_url {url:?} has no host"));
+    }
+    Ok(format!("{scheme}://{}", host.to_ascii_lowercase()))
 }
 
 /// Where to go after signing in: a path of this site only (never `//host` or a URL).
@@ -445,6 +469,22 @@ mod tests {
         assert_eq!(local_path("https://evil.example/"), "/");
         assert_eq!(local_path("/\\evil.example"), "/");
         assert_eq!(local_path(""), "/");
+    }
+
+    #[test]
+    fn the_public_url_gives_the_trusted_origin() {
+        assert_eq!(
+            origin_of("https://Codemill.example.com/dashboard/").as_deref(),
+            Ok("https://codemill.example.com")
+        );
+        assert_eq!(
+            origin_of("http://10.0.0.5:8080").as_deref(),
+            Ok("http://10.0.0.5:8080")
+        );
+        assert!(origin_of("codemill.example.com").is_err());
+        assert!(origin_of("ftp://x").is_err());
+        assert!(origin_of("https://user@host").is_err());
+        assert!(origin_of("https:///path").is_err());
     }
 
     #[test]

@@ -449,3 +449,61 @@ async fn an_admin_creates_and_revokes_api_tokens_on_the_settings_page() {
     assert_eq!(status, 303);
     assert_eq!(api(plain).await.unwrap().status(), 401, "revoked");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_proxy_the_public_origin_is_trusted_and_the_cookie_is_secure() {
+    use codemill_server::ServerConfig;
+
+    use crate::harness::{config, start_with};
+
+    let sign_in_from = |base: String, origin: &'static str| async move {
+        client()
+            .post(format!("{base}/login"))
+            .header("origin", origin)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form(&[("username", "ada"), ("password", PASSWORD)]))
+            .send()
+            .await
+            .unwrap()
+    };
+    let hash = hash_password(&SecretString::from(PASSWORD)).unwrap();
+    // Without --public-url, a post whose Origin is not this host is cross-origin.
+    let plain = start(Db::sqlite().await).await;
+    plain
+        .db
+        .store
+        .create_user("ada", "viewer", &hash)
+        .await
+        .unwrap();
+    let r = sign_in_from(plain.base.clone(), "https://codemill.example.com").await;
+    assert_eq!(r.status(), 403);
+    // With it, that origin is the dashboard's, and the cookie only travels over https.
+    let proxied = start_with(
+        Db::sqlite().await,
+        ServerConfig {
+            public_url: Some("https://codemill.example.com/".into()),
+            ..config()
+        },
+    )
+    .await;
+    proxied
+        .db
+        .store
+        .create_user("ada", "viewer", &hash)
+        .await
+        .unwrap();
+    let r = sign_in_from(proxied.base.clone(), "https://codemill.example.com").await;
+    assert_eq!(r.status(), 303);
+    let (_, header) = session_cookie(&r).unwrap();
+    assert!(header.contains("Secure"), "{header}");
+    // A public URL that is no URL is refused when the server is set up.
+    let bad = codemill_server::AppState::new(
+        proxied.db.store.clone(),
+        proxied.control.clone(),
+        ServerConfig {
+            public_url: Some("codemill.example.com".into()),
+            ..config()
+        },
+    );
+    assert!(bad.is_err());
+}
