@@ -228,6 +228,13 @@ pub async fn serve(mut opened: Opened, args: ServeArgs) -> Result<ExitCode> {
         max_attempts: control::MAX_ATTEMPTS,
         outside_hooks: outside_hooks(&opened.config)?,
         public_url: args.public_url.clone(),
+        budgets: opened.config.budgets,
+        project_budgets: opened
+            .config
+            .projects
+            .keys()
+            .map(|p| (p.to_string(), opened.config.budgets_for(p)))
+            .collect(),
         ..ServerConfig::default()
     };
     let gateway = Gateway::new(

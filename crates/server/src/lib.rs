@@ -18,7 +18,7 @@
 //! | `GET /api/tickets`, `GET /api/tickets/{key}`, `GET /api/jobs/{id}`, `GET /api/proposals`, `GET /api/events?after=POS`, `GET /api/jobs/{id}/activity?after=ID` | `Authorization: Bearer <token>` |
 //! | `POST /api/tickets/{key}/approve`, `/reject`, `/cancel`, `/retry` | `Authorization: Bearer <token>` |
 //! | `GET /login`, `POST /login`, `POST /logout`, `GET /assets/app.css` | none (posts: same-origin only) |
-//! | `GET /` (the board), `GET /tickets/{KEY}` | a dashboard session cookie, else a redirect to `/login` |
+//! | `GET /` (the board), `GET /tickets/{KEY}`, `GET /costs` | a dashboard session cookie, else a redirect to `/login` |
 //! | `POST /tickets/{KEY}/approve`, `/reject`, `/cancel`, `/retry` | a session of an approver or admin, the session's CSRF token, same-origin |
 //! | `GET /settings/tokens`, `POST /settings/tokens`, `POST /settings/tokens/{id}/revoke` | an admin's session (posts: its CSRF token, same-origin) |
 //!
@@ -110,6 +110,10 @@ pub struct ServerConfig {
     /// proxy or TLS: its origin is trusted for form posts, and an `https` one makes the session
     /// cookie `Secure`.
     pub public_url: Option<String>,
+    /// Budgets the costs page compares with: the default, and each project's where it has its
+    /// own (the config's `[budgets]` and `[projects.NAME.budgets]`).
+    pub budgets: codemill_core::config::Budgets,
+    pub project_budgets: HashMap<String, codemill_core::config::Budgets>,
 }
 
 impl Default for ServerConfig {
@@ -128,6 +132,8 @@ impl Default for ServerConfig {
             // With 5 s doubling to 10 minutes: about two and a half hours of trying.
             inbox_max_attempts: 20,
             public_url: None,
+            budgets: codemill_core::config::Budgets::default(),
+            project_budgets: HashMap::new(),
         }
     }
 }
@@ -160,6 +166,8 @@ struct Inner {
     throttle: web::Throttle,
     /// The dashboard's public origin (`https://host[:port]`), from `public_url`.
     public_origin: Option<String>,
+    budgets: codemill_core::config::Budgets,
+    project_budgets: HashMap<String, codemill_core::config::Budgets>,
 }
 
 impl AppState {
@@ -246,6 +254,8 @@ impl AppState {
                 probe: health::Probe::default(),
                 throttle: web::Throttle::default(),
                 public_origin,
+                budgets: config.budgets,
+                project_budgets: config.project_budgets,
             }),
         })
     }
@@ -289,6 +299,15 @@ impl AppState {
 
     pub(crate) fn public_origin(&self) -> Option<&str> {
         self.inner.public_origin.as_deref()
+    }
+
+    /// The budgets that apply to `project`.
+    pub(crate) fn budgets(&self, project: &str) -> codemill_core::config::Budgets {
+        self.inner
+            .project_budgets
+            .get(project)
+            .copied()
+            .unwrap_or(self.inner.budgets)
     }
 
     pub(crate) fn body_limit(&self) -> usize {

@@ -5,6 +5,7 @@
 //! cross-site one gets 403), and every page carries a Content-Security-Policy without inline
 //! scripts.
 
+mod costs;
 mod job;
 mod sessions;
 mod throttle;
@@ -66,6 +67,7 @@ pub(crate) fn routes(state: AppState) -> Router<AppState> {
         .route("/logout", axum::routing::post(logout))
         .route("/tickets/{key}", get(job::page))
         .route("/tickets/{key}/{action}", axum::routing::post(job::decide))
+        .route("/costs", get(costs::page))
         .route("/settings/tokens", get(tokens::page).post(tokens::create))
         .route(
             "/settings/tokens/{id}/revoke",

@@ -507,3 +507,57 @@ async fn behind_a_proxy_the_public_origin_is_trusted_and_the_cookie_is_secure() 
     );
     assert!(bad.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_costs_page_shows_spend_per_stage_and_ticket_against_the_budgets() {
+    use codemill_server::ServerConfig;
+
+    use crate::harness::{config, start_with};
+
+    let mut budgets = std::collections::HashMap::new();
+    budgets.insert(
+        "PROJ".to_string(),
+        codemill_core::config::Budgets {
+            ticket_usd: Some(0.5),
+            ..Default::default()
+        },
+    );
+    let server = start_with(
+        Db::sqlite().await,
+        ServerConfig {
+            project_budgets: budgets,
+            ..config()
+        },
+    )
+    .await;
+    let store = &server.db.store;
+    let ticket = store
+        .create_ticket(&"PROJ".parse().unwrap(), "Costly <b>one</b>", "", &[])
+        .await
+        .unwrap();
+    let events = codemill_testkit::journal::to_approval(&ticket.key);
+    let job = codemill_core::ids::JobId::new();
+    store
+        .create_job(job, &ticket.key, &events[0])
+        .await
+        .unwrap();
+    for (i, e) in events.iter().enumerate().skip(1) {
+        store.append(job, i as i64, e).await.unwrap();
+    }
+    let viewer = session_of(&server, "vic", "viewer").await;
+    let r = client()
+        .get(format!("{}/costs", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["location"], "/login?next=/costs");
+    let (status, html) = get_page(&server, &viewer, "/costs").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("data-stage=\"implement\""), "{html}");
+    assert!(html.contains("data-ticket=\"PROJ-1\""), "{html}");
+    assert!(html.contains("Costly &#60;b&#62;one&#60;/b&#62;"), "{html}");
+    // The journal's steps cost $0.25 each: far over the ticket's $0.50 budget, and marked so.
+    let row = &html[html.find("data-ticket=\"PROJ-1\"").unwrap()..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(row.contains("class=\"over\">$0.50"), "{row}");
+}
