@@ -416,7 +416,25 @@ impl Runner {
                         return Ok(failed(effect, e));
                     }
                 }
-                self.propose(state, journal, ticket, effect).await
+                let event = self.propose(state, journal, ticket, effect).await;
+                if matches!(event, JobEvent::Proposed { .. }) {
+                    // The patch itself, for the dashboard's job page (read on any web node).
+                    match self.workspace.proposal_diff(state).await {
+                        Ok(diff) => {
+                            self.store
+                                .put_artifact(
+                                    lease,
+                                    codemill_store::PROPOSAL_DIFF,
+                                    diff.as_bytes(),
+                                    state.commit.as_deref(),
+                                    chrono::Utc::now(),
+                                )
+                                .await?;
+                        }
+                        Err(e) => return Ok(failed(effect, e)),
+                    }
+                }
+                event
             }
             Effect::Push { commit } => {
                 let git = match self.workspace.remote_git(project).await {

@@ -321,6 +321,19 @@ impl Workspace {
         Ok(gates_from(policy.as_ref(), &files))
     }
 
+    /// The patch of the job's commit against the base (capped), for people to read.
+    pub(crate) async fn proposal_diff(&self, state: &JobState) -> Result<String, String> {
+        let Some(commit) = state.commit.clone() else {
+            return Err("the job has no commit to propose".into());
+        };
+        let clone = self.home.clone_dir(state.ticket.project());
+        let base = state.base_commit.clone().unwrap_or_default();
+        self.git
+            .diff(&clone, &base, Some(&commit))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     /// The job's commit and its diff stat against the base, for the proposal (read in the
     /// clone, which has the commit: see `ensure_commit`).
     pub(crate) async fn diff_stat(&self, state: &JobState) -> Result<(String, String), String> {

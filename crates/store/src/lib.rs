@@ -94,8 +94,8 @@ pub use error::{FenceReason, StoreError};
 pub use events::{ActivityRow, ActivityStep, EventRow, JobView};
 pub use metering::{ModelCall, ProjectSpend, Spend, SpendScope, day_of};
 pub use model::{
-    Artifact, Comment, JobRow, JournalEntry, Link, MirroredTicket, NewPr, PrRecord, SessionRow,
-    StatusChange, Ticket, UserRow,
+    Artifact, Comment, JobRow, JournalEntry, Link, MirroredTicket, NewPr, PROPOSAL_DIFF, PrRecord,
+    SessionRow, StatusChange, Ticket, UserRow,
 };
 pub use notify::{NewNotification, NotificationRow, NotificationState, Sent};
 pub use queue::{

@@ -133,6 +133,10 @@ pub(crate) fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String, crate:
     serde_json::to_string(value).map_err(|e| crate::StoreError::Corrupt(e.to_string()))
 }
 
+/// The artifact holding a proposal's patch (meta: its commit), written by the runner when it
+/// proposes and read by the dashboard.
+pub const PROPOSAL_DIFF: &str = "proposal.diff";
+
 /// One artifact of a job: what a step handed to later steps, on whichever worker they run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Artifact {

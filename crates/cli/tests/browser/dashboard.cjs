@@ -46,6 +46,8 @@ function fail(message) {
     const status = await page.getAttribute('[data-status]', 'data-status');
     if (status !== 'awaiting_approval') fail(`the job page says ${status}`);
     const commit = await page.textContent('code.commit');
+    const added = await page.locator('.diff .add').allTextContents();
+    if (!added.some((l) => l === '+hello')) fail(`the page does not show the patch: ${added}`);
     await page.screenshot({ path: `${shots}/job.png`, fullPage: true });
 
     await Promise.all([page.waitForURL(`${base}/tickets/${key}`), page.click('button.approve')]);

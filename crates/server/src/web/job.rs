@@ -59,6 +59,32 @@ struct Triage {
     decisions: Vec<DecisionLine>,
 }
 
+/// One line of the proposal's patch, with how it reads.
+struct DiffLine {
+    kind: &'static str,
+    text: String,
+}
+
+fn diff_lines(patch: &str) -> Vec<DiffLine> {
+    patch
+        .lines()
+        .map(|l| DiffLine {
+            kind: if l.starts_with("+++") || l.starts_with("---") || l.starts_with("diff ") {
+                "file"
+            } else if l.starts_with("@@") {
+                "hunk"
+            } else if l.starts_with('+') {
+                "add"
+            } else if l.starts_with('-') {
+                "del"
+            } else {
+                "ctx"
+            },
+            text: l.to_string(),
+        })
+        .collect()
+}
+
 struct CostLine {
     step: String,
     agent: String,
@@ -88,6 +114,7 @@ struct JobPage {
     branch: String,
     pr_url: Option<String>,
     diff_stat: String,
+    diff: Vec<DiffLine>,
     can_decide: bool,
     awaiting: bool,
     cancellable: bool,
@@ -140,9 +167,13 @@ async fn show(
             None => Vec::new(),
         };
         let jobs = store.jobs_for_ticket(&ticket_key).await?;
-        Ok::<_, codemill_store::StoreError>((ticket, view, journal, jobs))
+        let diff = match &view {
+            Some(v) => store.artifact(v.job, codemill_store::PROPOSAL_DIFF).await?,
+            None => None,
+        };
+        Ok::<_, codemill_store::StoreError>((ticket, view, journal, jobs, diff))
     };
-    let (ticket, view, journal, jobs) = match loaded.await {
+    let (ticket, view, journal, jobs, diff) = match loaded.await {
         Ok(all) => all,
         Err(e) => {
             tracing::error!(error = %e, "a job page could not be read");
@@ -276,6 +307,11 @@ async fn show(
         "needs_attention" | "rejected" | "cancelled"
     );
     let commit = s.and_then(|s| s.commit.clone());
+    // The patch of the commit the page shows, not of an earlier proposal.
+    let diff = diff
+        .filter(|a| a.meta.is_some() && a.meta == commit)
+        .map(|a| diff_lines(&String::from_utf8_lossy(&a.body)))
+        .unwrap_or_default();
     let page = JobPage {
         can_decide: may_decide(&me.role),
         user: me.user,
@@ -302,6 +338,7 @@ async fn show(
             .and_then(|s| s.proposal.as_ref())
             .map(|p| p.diff_stat.clone())
             .unwrap_or_default(),
+        diff,
         awaiting,
         cancellable: !ended,
         retryable,
