@@ -112,17 +112,7 @@ impl Workspace {
     /// The project's clone fetched now and a fresh worktree of the ticket's branch at the tip of
     /// the remote's default branch: the base every later diff and policy read refers to.
     pub(crate) async fn prepare(&self, git: &Git, key: &TicketKey) -> Result<Prepared, String> {
-        let clone = self.fetched_clone(git, key).await?;
-        let default_branch = git
-            .default_branch(&clone)
-            .await
-            .map_err(|e| e.to_string())?;
-        let start = format!("refs/remotes/origin/{default_branch}");
-        let base = match git.rev_parse(&clone, &start).await {
-            Ok(Some(sha)) => sha,
-            Ok(None) => return Err(format!("the repository has no branch {default_branch}")),
-            Err(e) => return Err(e.to_string()),
-        };
+        let (clone, default_branch, base) = self.remote_tip(git, key).await?;
         let branch = key.branch();
         let worktree = self
             .fresh_worktree(git, &clone, key, &branch, &base, "a new job")
@@ -160,19 +150,7 @@ impl Workspace {
         key: &TicketKey,
         commit: &str,
     ) -> Result<(String, Option<String>), String> {
-        let clone = self.fetched_clone(git, key).await?;
-        let branch = git
-            .default_branch(&clone)
-            .await
-            .map_err(|e| e.to_string())?;
-        let tip = format!("refs/remotes/origin/{branch}");
-        let Some(ours) = git
-            .rev_parse(&clone, &tip)
-            .await
-            .map_err(|e| e.to_string())?
-        else {
-            return Err(format!("the repository has no branch {branch}"));
-        };
+        let (clone, branch, ours) = self.remote_tip(git, key).await?;
         if !self
             .git
             .has_commit(&clone, commit)
@@ -225,19 +203,7 @@ impl Workspace {
         git: &Git,
         key: &TicketKey,
     ) -> Result<Option<RepoPolicy>, String> {
-        let clone = self.fetched_clone(git, key).await?;
-        let branch = git
-            .default_branch(&clone)
-            .await
-            .map_err(|e| e.to_string())?;
-        let tip = format!("refs/remotes/origin/{branch}");
-        let Some(commit) = git
-            .rev_parse(&clone, &tip)
-            .await
-            .map_err(|e| e.to_string())?
-        else {
-            return Err(format!("the repository has no branch {branch}"));
-        };
+        let (clone, branch, commit) = self.remote_tip(git, key).await?;
         let text = self
             .git
             .read_file_at(&clone, &commit, POLICY_FILE)
@@ -411,6 +377,25 @@ impl Workspace {
                 }
             }
             Err(e) => failed(effect, e),
+        }
+    }
+
+    /// The project's clone fetched now, the remote's default branch, and the commit at its tip.
+    async fn remote_tip(
+        &self,
+        git: &Git,
+        key: &TicketKey,
+    ) -> Result<(PathBuf, String, String), String> {
+        let clone = self.fetched_clone(git, key).await?;
+        let branch = git
+            .default_branch(&clone)
+            .await
+            .map_err(|e| e.to_string())?;
+        let tip = format!("refs/remotes/origin/{branch}");
+        match git.rev_parse(&clone, &tip).await {
+            Ok(Some(sha)) => Ok((clone, branch, sha)),
+            Ok(None) => Err(format!("the repository has no branch {branch}")),
+            Err(e) => Err(e.to_string()),
         }
     }
 

@@ -35,20 +35,7 @@ async fn a_person_signs_in_and_approves_a_proposal_in_the_browser() {
          ./scripts/install-agent-clis.sh)"
     );
     let env = Env::new(engineer(), HELLO_GATE, "").await;
-    let added = env
-        .cmd()
-        .args([
-            "user",
-            "add",
-            "amy",
-            "--role",
-            "approver",
-            "--password-stdin",
-        ])
-        .write_stdin(format!("{PASSWORD}\n"))
-        .output()
-        .unwrap();
-    assert!(added.status.success(), "{added:?}");
+    env.add_user("amy", "approver", PASSWORD);
     env.ok(&["run", "P-1"]);
     let commit = env.json(&["show", "P-1", "--json"])["job"]["commit"]
         .as_str()

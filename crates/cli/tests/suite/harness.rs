@@ -192,6 +192,17 @@ impl Env {
         c
     }
 
+    /// A dashboard user with `role` and `password` (given on stdin, as a person would).
+    pub fn add_user(&self, name: &str, role: &str, password: &str) {
+        let added = self
+            .cmd()
+            .args(["user", "add", name, "--role", role, "--password-stdin"])
+            .write_stdin(format!("{password}\n"))
+            .output()
+            .unwrap();
+        assert!(added.status.success(), "{added:?}");
+    }
+
     /// Run; assert success; return stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.cmd().args(args).output().unwrap();

@@ -208,20 +208,7 @@ fn form(fields: &[(&str, &str)]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proposal_is_approved_from_its_page_and_ships() {
     let env = Env::new(engineer(), HELLO_GATE, "").await;
-    let added = env
-        .cmd()
-        .args([
-            "user",
-            "add",
-            "amy",
-            "--role",
-            "approver",
-            "--password-stdin",
-        ])
-        .write_stdin("a long enough secret\n")
-        .output()
-        .unwrap();
-    assert!(added.status.success(), "{added:?}");
+    env.add_user("amy", "approver", "a long enough secret");
     env.ok(&["run", "P-1"]);
     let server = Service::start(&env, &[], &[]);
     let base = server.base.clone();
