@@ -381,12 +381,8 @@ pub(super) async fn decide(
     let Some(me) = signed_in(&session).await else {
         return Redirect::to(&format!("/login?next=/tickets/{key}")).into_response();
     };
-    if !super::same_token(&me.csrf, &form.csrf) {
-        return (
-            StatusCode::FORBIDDEN,
-            "the form is stale or forged: reload the page",
-        )
-            .into_response();
+    if let Some(refused) = super::refuse_forged(&me, &form.csrf) {
+        return refused;
     }
     if !may_decide(&me.role) {
         return (

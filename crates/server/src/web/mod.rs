@@ -127,6 +127,17 @@ pub(crate) async fn signed_in(session: &Session) -> Option<SignedIn> {
     Some(SignedIn { user, role, csrf })
 }
 
+/// The 403 a form post gets when its CSRF token is not the session's; `None` when it is.
+pub(crate) fn refuse_forged(me: &SignedIn, posted: &str) -> Option<Response> {
+    (!same_token(&me.csrf, posted)).then(|| {
+        (
+            StatusCode::FORBIDDEN,
+            "the form is stale or forged: reload the page",
+        )
+            .into_response()
+    })
+}
+
 /// Whether a posted CSRF token is the session's, compared in constant time.
 pub(crate) fn same_token(session: &str, posted: &str) -> bool {
     use sha2::{Digest, Sha256};
@@ -300,13 +311,9 @@ struct LogoutForm {
 
 async fn logout(session: Session, Form(form): Form<LogoutForm>) -> Response {
     if let Some(me) = signed_in(&session).await
-        && !same_token(&me.csrf, &form.csrf)
+        && let Some(refused) = refuse_forged(&me, &form.csrf)
     {
-        return (
-            StatusCode::FORBIDDEN,
-            "the form is stale or forged: reload the page",
-        )
-            .into_response();
+        return refused;
     }
     if let Err(e) = session.flush().await {
         tracing::error!(error = %e, "a session could not be ended");

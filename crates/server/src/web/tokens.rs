@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use super::{SignedIn, render, same_token, signed_in};
+use super::{SignedIn, render, signed_in};
 use crate::AppState;
 
 struct TokenLine {
@@ -118,12 +118,8 @@ pub(super) async fn create(
         Ok(me) => me,
         Err(refused) => return refused,
     };
-    if !same_token(&me.csrf, &form.csrf) {
-        return (
-            StatusCode::FORBIDDEN,
-            "the form is stale or forged: reload the page",
-        )
-            .into_response();
+    if let Some(refused) = super::refuse_forged(&me, &form.csrf) {
+        return refused;
     }
     let name = form.name.trim().to_string();
     if name.is_empty() || name.len() > 64 {
@@ -185,12 +181,8 @@ pub(super) async fn revoke(
         Ok(me) => me,
         Err(refused) => return refused,
     };
-    if !same_token(&me.csrf, &form.csrf) {
-        return (
-            StatusCode::FORBIDDEN,
-            "the form is stale or forged: reload the page",
-        )
-            .into_response();
+    if let Some(refused) = super::refuse_forged(&me, &form.csrf) {
+        return refused;
     }
     match app.store().revoke_api_token(id).await {
         Ok(_) => Redirect::to("/settings/tokens").into_response(),
