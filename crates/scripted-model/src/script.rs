@@ -74,6 +74,9 @@ pub struct Rule {
     /// The rule answers at most this many requests per server (None = unlimited).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub times: Option<usize>,
+    /// Answer only after this many milliseconds, like a slow model (None = at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
 }
 
 impl Rule {
@@ -83,7 +86,14 @@ impl Rule {
             when,
             reply,
             times: None,
+            delay_ms: None,
         }
+    }
+
+    /// Answers only after `delay`, as a slow model would.
+    pub fn after(mut self, delay: std::time::Duration) -> Rule {
+        self.delay_ms = Some(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+        self
     }
 
     /// Limits the rule to `times` uses.

@@ -106,7 +106,7 @@ impl Shared {
 
     /// Picks the rule for `view` and counts the use, in one step so `times` holds under
     /// concurrent requests.
-    fn choose(&self, view: &RequestView) -> Option<(String, Reply)> {
+    fn choose(&self, view: &RequestView) -> Option<(String, Reply, Option<u64>)> {
         let mut state = self.state();
         let index = state.script.select(view, &state.used)?;
         if state.used.len() <= index {
@@ -114,7 +114,7 @@ impl Shared {
         }
         state.used[index] += 1;
         let rule = state.script.rules.get(index)?;
-        Some((rule.name.clone(), rule.reply.clone()))
+        Some((rule.name.clone(), rule.reply.clone(), rule.delay_ms))
     }
 
     fn record(&self, request: RecordedRequest) {
@@ -352,7 +352,7 @@ async fn answer(shared: &Shared, mut record: RecordedRequest) -> Response {
     let view = record.view.clone();
     let view = &view;
     let api = record.api.unwrap_or(Api::Anthropic);
-    let Some((name, reply)) = shared.choose(view) else {
+    let Some((name, reply, delay_ms)) = shared.choose(view) else {
         let message = no_match_message(api, view);
         tracing::warn!("{message}");
         let response = error_response(api, 400, &message, None);
@@ -361,6 +361,12 @@ async fn answer(shared: &Shared, mut record: RecordedRequest) -> Response {
         return response;
     };
     record.matched_rule = Some(name);
+    if let Some(ms) = delay_ms {
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_millis(ms)) => {}
+            () = shared.stopped() => {}
+        }
+    }
     let model = view
         .model
         .clone()

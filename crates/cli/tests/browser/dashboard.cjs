@@ -1,11 +1,18 @@
 // The dashboard as a person uses it, in Debian's headless Chromium driven by playwright-core:
 // sign in (a wrong password first), find the ticket on the board, open its page, approve the
-// proposal, watch it ship, sign out. Screenshots of the board and the job page go to SHOTS.
-// Usage: node dashboard.cjs BASE USER PASSWORD KEY SHOTS (NODE_PATH must reach playwright-core).
+// proposal and watch it ship; then retry RETRY_KEY (a job that needed attention) and watch its
+// agents' activity arrive and the board move, without reloading; sign out. Screenshots of the
+// board, the job page and the live job page go to SHOTS.
+// Usage: node dashboard.cjs BASE USER PASSWORD KEY RETRY_KEY SHOTS (NODE_PATH must reach
+// playwright-core).
 'use strict';
 const { chromium } = require('playwright-core');
 
-const [base, user, password, key, shots] = process.argv.slice(2);
+const [base, user, password, key, retryKey, shots] = process.argv.slice(2);
+
+// A mark on the window: still there later means the page was never reloaded.
+const mark = (page) => page.evaluate(() => { window.codemillStayed = true; });
+const stayed = (page) => page.evaluate(() => window.codemillStayed === true);
 
 function fail(message) {
   console.error(`dashboard: ${message}`);
@@ -19,7 +26,8 @@ function fail(message) {
     args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'],
   });
   try {
-    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const page = await context.newPage();
     // Scripts the page did not ask for would show up here (the CSP forbids inline ones).
     const errors = [];
     page.on('pageerror', (e) => errors.push(String(e)));
@@ -51,21 +59,42 @@ function fail(message) {
     await page.screenshot({ path: `${shots}/job.png`, fullPage: true });
 
     await Promise.all([page.waitForURL(`${base}/tickets/${key}`), page.click('button.approve')]);
-    // The worker ships it; the page says so once it is done.
-    const deadline = Date.now() + 90_000;
-    for (;;) {
-      const now = await page.getAttribute('[data-status]', 'data-status');
-      if (now === 'done') break;
-      if (Date.now() > deadline) fail(`${key} did not ship after approval: ${now}`);
-      await page.waitForTimeout(500);
-      await page.reload();
+    // The worker ships it; the page says so by itself once it is done.
+    await mark(page);
+    await page.waitForSelector('[data-status=done]', { timeout: 90_000 });
+    if (!(await stayed(page))) fail('the job page was reloaded to show the push');
+
+    // A second tab watches the board while the retried job runs.
+    const board = await context.newPage();
+    board.on('pageerror', (e) => errors.push(String(e)));
+    await board.goto(`${base}/`);
+    if ((await board.locator(`[data-column=attention] [data-ticket="${retryKey}"]`).count()) !== 1) {
+      fail(`${retryKey} is not on the board as needing attention`);
     }
+    await mark(board);
+
+    await page.goto(`${base}/tickets/${retryKey}`);
+    await Promise.all([page.waitForURL(`${base}/tickets/${retryKey}`), page.click('button.retry')]);
+    await mark(page);
+    const lines = () => page.locator('#activity li').count();
+    const before = await lines();
+    await page.waitForFunction((n) => document.querySelectorAll('#activity li').length >= n + 3,
+      before, { timeout: 60_000 });
+    await page.screenshot({ path: `${shots}/live.png`, fullPage: true });
+    await page.waitForSelector('[data-status=awaiting_approval]', { timeout: 90_000 });
+    const live = (await lines()) - before;
+    if (!(await stayed(page))) fail('the job page was reloaded while the job ran');
+    await board.waitForSelector(`[data-column=awaiting_approval] [data-ticket="${retryKey}"]`,
+      { timeout: 30_000 });
+    if (!(await stayed(board))) fail('the board was reloaded');
+    await board.close();
+
     if (errors.length) fail(`script errors on the pages: ${errors.join('; ')}`);
 
     await Promise.all([page.waitForURL(`${base}/login`), page.click('text=Sign out')]);
     await page.goto(`${base}/`);
     if (!page.url().startsWith(`${base}/login`)) fail('still signed in after signing out');
-    console.log(JSON.stringify({ approved: commit.trim() }));
+    console.log(JSON.stringify({ approved: commit.trim(), live_activity: live }));
   } finally {
     await browser.close();
   }

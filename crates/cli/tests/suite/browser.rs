@@ -1,11 +1,17 @@
 //! The dashboard in a real browser: Debian's headless Chromium, driven by playwright-core (both
 //! installed by ./scripts/test), signs in, finds the ticket on the board, approves its proposal
-//! from the job page and watches it ship. Screenshots land in `target/screenshots/`.
+//! from the job page and watches it ship, then retries a job that needed attention and watches
+//! its agents' activity and the board change live (no reload). Screenshots land in
+//! `target/screenshots/`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::harness::{Env, HELLO_GATE, Service, engineer};
+use std::time::Duration;
+
+use codemill_testkit::{Reply, Rule, Script};
+
+use super::harness::{Env, HELLO_GATE, Service, at_turn, engineer};
 
 const PASSWORD: &str = "a long enough secret";
 
@@ -41,16 +47,53 @@ async fn a_person_signs_in_and_approves_a_proposal_in_the_browser() {
         .as_str()
         .unwrap()
         .to_string();
+    // P-2's first job stops for attention (the model fails its research); its retry, from the
+    // browser, meets a slow model so a person can watch it work.
+    env.ok(&[
+        "ticket",
+        "add",
+        "P",
+        "--title",
+        "Say hello again",
+        "--body",
+        "Add hello.txt.\n\nAcceptance: the file exists.",
+    ]);
+    let mut failing = engineer();
+    failing.insert(
+        0,
+        Rule::new(
+            "research fails",
+            at_turn("research", 0),
+            Reply::error(500, "the model is down"),
+        ),
+    );
+    env.server.set_script(Script::new(failing));
+    let _ = env.cmd().args(["run", "P-2"]).output().unwrap();
+    assert_eq!(
+        env.json(&["show", "P-2", "--json"])["job"]["state"],
+        "needs_attention"
+    );
+    let slow = engineer()
+        .into_iter()
+        .map(|r| {
+            if r.name == "readiness" {
+                r
+            } else {
+                r.after(Duration::from_millis(1500))
+            }
+        })
+        .collect();
+    env.server.set_script(Script::new(slow));
     let server = Service::start(&env, &[], &[]);
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
     std::fs::create_dir_all(&shots).unwrap();
-    for shot in ["board.png", "job.png"] {
+    for shot in ["board.png", "job.png", "live.png"] {
         let _ = std::fs::remove_file(shots.join(shot));
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/dashboard.cjs");
     let out = Command::new("node")
         .arg(&script)
-        .args([server.base.as_str(), "amy", PASSWORD, "P-1"])
+        .args([server.base.as_str(), "amy", PASSWORD, "P-1", "P-2"])
         .arg(&shots)
         .env("NODE_PATH", tools())
         .env("CHROMIUM", &chromium)
@@ -80,7 +123,17 @@ async fn a_person_signs_in_and_approves_a_proposal_in_the_browser() {
         .find(|e| e["event"]["type"] == "approved")
         .map(|e| e["event"]["by"].clone());
     assert_eq!(by, Some(serde_json::json!("user:amy")));
-    for shot in ["board.png", "job.png"] {
+    // The retried job ran to its proposal while the page watched it.
+    assert_eq!(
+        env.json(&["show", "P-2", "--json"])["job"]["state"],
+        "awaiting_approval"
+    );
+    assert!(
+        said["live_activity"].as_u64().unwrap() >= 3,
+        "activity lines that arrived live: {}",
+        said["live_activity"]
+    );
+    for shot in ["board.png", "job.png", "live.png"] {
         let png = std::fs::read(shots.join(shot)).unwrap();
         assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{shot}");
     }

@@ -13,6 +13,7 @@ use codemill_core::pipeline::JobEvent;
 use serde::Deserialize;
 use tower_sessions::Session;
 
+use super::live::{ActivityLine, activity_line};
 use super::{SignedIn, render, signed_in};
 use crate::AppState;
 use crate::control::ControlError;
@@ -125,7 +126,12 @@ struct JobPage {
     triage: Vec<Triage>,
     costs: Vec<CostLine>,
     attempts: Vec<String>,
+    activity: Vec<ActivityLine>,
+    events_url: String,
 }
+
+/// Activity lines a page shows at most (the newest); the stream adds what comes after.
+const SHOWN_ACTIVITY: usize = 300;
 
 /// Roles that may decide (approve, reject, cancel, retry).
 pub(super) fn may_decide(role: &str) -> bool {
@@ -159,7 +165,9 @@ async fn show(
         return not_found(key);
     };
     let store = app.store();
+    // The stream position first: whatever moves after it reaches the page live.
     let loaded = async {
+        let pos = store.last_event_pos().await?;
         let ticket = store.ticket(&ticket_key).await?;
         let view = store.latest_view(&ticket_key).await?;
         let journal = match &view {
@@ -171,9 +179,13 @@ async fn show(
             Some(v) => store.artifact(v.job, codemill_store::PROPOSAL_DIFF).await?,
             None => None,
         };
-        Ok::<_, codemill_store::StoreError>((ticket, view, journal, jobs, diff))
+        let activity = match &view {
+            Some(v) => latest_activity(store, v.job).await?,
+            None => Vec::new(),
+        };
+        Ok::<_, codemill_store::StoreError>((pos, ticket, view, journal, jobs, diff, activity))
     };
-    let (ticket, view, journal, jobs, diff) = match loaded.await {
+    let (pos, ticket, view, journal, jobs, diff, activity) = match loaded.await {
         Ok(all) => all,
         Err(e) => {
             tracing::error!(error = %e, "a job page could not be read");
@@ -206,10 +218,13 @@ async fn show(
         .iter()
         .enumerate()
         .map(|(i, (name, at))| {
-            let end = started.get(i + 1).map(|(_, t)| *t).or(last_at);
-            let took = end
-                .map(|e| format!("{:.1} s", (e - *at).num_milliseconds() as f64 / 1000.0))
-                .unwrap_or_default();
+            let next = started.get(i + 1).map(|(_, t)| *t);
+            // The last step of a job that is still at work has not ended yet.
+            let took = match next.or(last_at) {
+                _ if next.is_none() && status == "running" => "running".to_string(),
+                Some(e) => format!("{:.1} s", (e - *at).num_milliseconds() as f64 / 1000.0),
+                None => String::new(),
+            };
             Step {
                 name: (*name).to_string(),
                 at: at.format("%H:%M:%S").to_string(),
@@ -312,7 +327,17 @@ async fn show(
         .filter(|a| a.meta.is_some() && a.meta == commit)
         .map(|a| diff_lines(&String::from_utf8_lossy(&a.body)))
         .unwrap_or_default();
+    let last_activity = activity.last().map_or(0, |a| a.id);
+    let events_url = match &view {
+        Some(v) => format!(
+            "/tickets/{}/events?after={pos}&job={}&activity={last_activity}",
+            ticket.key, v.job
+        ),
+        None => format!("/tickets/{}/events?after={pos}", ticket.key),
+    };
     let page = JobPage {
+        activity,
+        events_url,
         can_decide: may_decide(&me.role),
         user: me.user,
         role: me.role,
@@ -359,6 +384,30 @@ async fn show(
             .collect(),
     };
     render(page, status_code)
+}
+
+/// The newest [`SHOWN_ACTIVITY`] lines of `job`'s agent activity, oldest first.
+async fn latest_activity(
+    store: &codemill_store::Store,
+    job: codemill_core::ids::JobId,
+) -> Result<Vec<ActivityLine>, codemill_store::StoreError> {
+    let mut lines = std::collections::VecDeque::new();
+    let mut after = 0;
+    loop {
+        let rows = store.activity_since(job, after, 1000).await?;
+        let Some(last) = rows.last() else { break };
+        after = last.id;
+        for row in &rows {
+            if lines.len() == SHOWN_ACTIVITY {
+                lines.pop_front();
+            }
+            lines.push_back(activity_line(row));
+        }
+        if rows.len() < 1000 {
+            break;
+        }
+    }
+    Ok(lines.into())
 }
 
 #[derive(Deserialize)]

@@ -7,6 +7,7 @@
 
 mod costs;
 mod job;
+mod live;
 mod sessions;
 mod throttle;
 mod tokens;
@@ -73,7 +74,11 @@ pub(crate) fn routes(state: AppState) -> Router<AppState> {
             "/settings/tokens/{id}/revoke",
             axum::routing::post(tokens::revoke),
         )
+        .route("/board/events", get(live::board))
+        .route("/tickets/{key}/events", get(live::job))
         .route("/assets/app.css", get(css))
+        .route("/assets/htmx.min.js", get(htmx))
+        .route("/assets/htmx-ext-sse.min.js", get(htmx_sse))
         .layer(sessions)
         .layer(csrf)
         .layer(SetResponseHeaderLayer::overriding(
@@ -98,6 +103,28 @@ async fn css() -> Response {
     (
         [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
         include_str!("../../assets/app.css"),
+    )
+        .into_response()
+}
+
+/// htmx and its SSE extension (BSD Zero Clause, `assets/vendor/`), embedded: no CDN.
+async fn htmx() -> Response {
+    script(include_str!("../../assets/vendor/htmx-2.0.11.min.js"))
+}
+
+async fn htmx_sse() -> Response {
+    script(include_str!(
+        "../../assets/vendor/htmx-ext-sse-2.2.4.min.js"
+    ))
+}
+
+fn script(body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        body,
     )
         .into_response()
 }
@@ -347,6 +374,7 @@ struct BoardPage {
     projects: Vec<String>,
     project: Option<String>,
     columns: Vec<Column>,
+    events_url: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -376,33 +404,26 @@ fn age(since: chrono::DateTime<Utc>) -> String {
     }
 }
 
-async fn board(
-    State(app): State<AppState>,
-    session: Session,
-    Query(q): Query<BoardQuery>,
-) -> Response {
-    let Some(me) = signed_in(&session).await else {
-        return Redirect::to("/login?next=/").into_response();
-    };
+#[derive(Template)]
+#[template(path = "columns.html")]
+struct Columns<'a> {
+    columns: &'a [Column],
+}
+
+/// The board's columns as HTML, for the live stream.
+fn columns_html(columns: &[Column]) -> String {
+    Columns { columns }.render().unwrap_or_default()
+}
+
+/// Every project with tickets, and the board's columns (of `project` only, when given).
+async fn board_columns(
+    app: &AppState,
+    project: Option<&str>,
+) -> Result<(Vec<String>, Vec<Column>), codemill_store::StoreError> {
     let store = app.store();
-    let loaded = async {
-        let tickets = store.tickets(None).await?;
-        let views = store.job_views(None, None).await?;
-        let queued = store.queue_entries(Some(QueueState::Queued)).await?;
-        Ok::<_, codemill_store::StoreError>((tickets, views, queued))
-    };
-    let (tickets, views, queued) = match loaded.await {
-        Ok(all) => all,
-        Err(e) => {
-            tracing::error!(error = %e, "the board could not be read");
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The store cannot be reached right now; reload shortly.",
-            )
-                .into_response();
-        }
-    };
-    let project = q.project.filter(|p| !p.is_empty());
+    let tickets = store.tickets(None).await?;
+    let views = store.job_views(None, None).await?;
+    let queued = store.queue_entries(Some(QueueState::Queued)).await?;
     let projects: BTreeSet<String> = tickets.iter().map(|t| t.project.clone()).collect();
     let titles: BTreeMap<String, String> = tickets
         .iter()
@@ -433,7 +454,7 @@ async fn board(
     })
     .collect::<Vec<_>>();
     for (key, v) in latest {
-        if project.as_ref().is_some_and(|p| *p != v.project) {
+        if project.is_some_and(|p| p != v.project) {
             continue;
         }
         let (round, cost) = v
@@ -454,17 +475,64 @@ async fn board(
             .cards
             .push(card);
     }
+    Ok((projects.into_iter().collect(), columns))
+}
+
+async fn board(
+    State(app): State<AppState>,
+    session: Session,
+    Query(q): Query<BoardQuery>,
+) -> Response {
+    let Some(me) = signed_in(&session).await else {
+        return Redirect::to("/login?next=/").into_response();
+    };
+    let project = q.project.filter(|p| !p.is_empty());
+    // The stream position first: whatever moves after it reaches the page live.
+    let loaded = async {
+        let pos = app.store().last_event_pos().await?;
+        let (projects, columns) = board_columns(&app, project.as_deref()).await?;
+        Ok::<_, codemill_store::StoreError>((pos, projects, columns))
+    };
+    let (pos, projects, columns) = match loaded.await {
+        Ok(all) => all,
+        Err(e) => {
+            tracing::error!(error = %e, "the board could not be read");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The store cannot be reached right now; reload shortly.",
+            )
+                .into_response();
+        }
+    };
+    let events_url = match &project {
+        Some(p) => format!("/board/events?after={pos}&project={}", query_escape(p)),
+        None => format!("/board/events?after={pos}"),
+    };
     render(
         BoardPage {
             user: me.user,
             role: me.role,
             csrf: me.csrf,
-            projects: projects.into_iter().collect(),
+            projects,
             project,
             columns,
+            events_url,
         },
         StatusCode::OK,
     )
+}
+
+/// `text` for a URL's query: everything but unreserved characters percent-encoded.
+fn query_escape(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

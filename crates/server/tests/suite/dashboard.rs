@@ -12,7 +12,7 @@ use crate::harness::{Db, start};
 
 const PASSWORD: &str = "a long enough secret";
 
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(Policy::none())
         .build()
@@ -20,7 +20,7 @@ fn client() -> reqwest::Client {
 }
 
 /// An `application/x-www-form-urlencoded` body, as a browser sends a form.
-fn form(fields: &[(&str, &str)]) -> String {
+pub(crate) fn form(fields: &[(&str, &str)]) -> String {
     let encode = |s: &str| {
         s.bytes()
             .map(|b| match b {
@@ -40,14 +40,14 @@ fn form(fields: &[(&str, &str)]) -> String {
 }
 
 /// The CSRF token a page's forms carry.
-fn csrf_of(html: &str) -> String {
+pub(crate) fn csrf_of(html: &str) -> String {
     let marker = "name=\"csrf\" value=\"";
     let at = html.find(marker).expect("a form with a CSRF token") + marker.len();
     html[at..at + html[at..].find('"').unwrap()].to_string()
 }
 
 /// The `name=value` part of the session cookie a response sets, and the whole header.
-fn session_cookie(r: &reqwest::Response) -> Option<(String, String)> {
+pub(crate) fn session_cookie(r: &reqwest::Response) -> Option<(String, String)> {
     r.headers()
         .get_all("set-cookie")
         .iter()
@@ -56,7 +56,7 @@ fn session_cookie(r: &reqwest::Response) -> Option<(String, String)> {
         .map(|v| (v.split(';').next().unwrap().to_string(), v.to_string()))
 }
 
-async fn sign_in(base: &str, user: &str, password: &str) -> reqwest::Response {
+pub(crate) async fn sign_in(base: &str, user: &str, password: &str) -> reqwest::Response {
     client()
         .post(format!("{base}/login"))
         .header("origin", base)
@@ -221,7 +221,7 @@ async fn sign_in_the_board_and_sign_out() {
 }
 
 /// A signed-in session cookie of a new user with `role`.
-async fn session_of(server: &crate::harness::Server, name: &str, role: &str) -> String {
+pub(crate) async fn session_of(server: &crate::harness::Server, name: &str, role: &str) -> String {
     let hash = hash_password(&SecretString::from(PASSWORD)).unwrap();
     server
         .db
@@ -234,7 +234,11 @@ async fn session_of(server: &crate::harness::Server, name: &str, role: &str) -> 
         .0
 }
 
-async fn get_page(server: &crate::harness::Server, cookie: &str, path: &str) -> (u16, String) {
+pub(crate) async fn get_page(
+    server: &crate::harness::Server,
+    cookie: &str,
+    path: &str,
+) -> (u16, String) {
     let r = client()
         .get(format!("{}{path}", server.base))
         .header("cookie", cookie)
@@ -244,7 +248,7 @@ async fn get_page(server: &crate::harness::Server, cookie: &str, path: &str) -> 
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
-async fn post_form(
+pub(crate) async fn post_form(
     server: &crate::harness::Server,
     cookie: &str,
     path: &str,

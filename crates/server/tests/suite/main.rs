@@ -6,6 +6,7 @@
 mod api;
 mod dashboard;
 mod harness;
+mod live;
 mod logs;
 mod outage;
 mod outside;
