@@ -221,6 +221,30 @@ pub struct ServeArgs {
     pub public_url: Option<String>,
 }
 
+/// `[web.oidc]` with its client secret from the environment variable it names.
+fn oidc_settings(
+    config: &codemill_core::config::Config,
+) -> Result<Option<codemill_server::OidcSettings>> {
+    let Some(oidc) = &config.web.oidc else {
+        return Ok(None);
+    };
+    let secret = std::env::var(&oidc.client_secret_env)
+        .ok()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            anyhow!(
+                "[web.oidc] client_secret_env names {}, which is not set: export the client \
+                 secret of {} there",
+                oidc.client_secret_env,
+                oidc.provider
+            )
+        })?;
+    Ok(Some(codemill_server::OidcSettings {
+        config: oidc.clone(),
+        client_secret: secrecy::SecretString::from(secret),
+    }))
+}
+
 pub async fn serve(mut opened: Opened, args: ServeArgs) -> Result<ExitCode> {
     let config = ServerConfig {
         webhook_secrets: webhook_secrets(&args.webhook_secret_env)?,
@@ -235,6 +259,7 @@ pub async fn serve(mut opened: Opened, args: ServeArgs) -> Result<ExitCode> {
             .keys()
             .map(|p| (p.to_string(), opened.config.budgets_for(p)))
             .collect(),
+        oidc: oidc_settings(&opened.config)?,
         ..ServerConfig::default()
     };
     let gateway = Gateway::new(

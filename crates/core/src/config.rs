@@ -13,6 +13,7 @@ mod agents;
 mod policy;
 mod service;
 mod stages;
+mod web;
 
 #[cfg(test)]
 mod tests;
@@ -29,6 +30,7 @@ pub use agents::{AgentConfig, Backend, ProviderApi, ProviderConfig};
 pub use policy::{GateSpec, RepoPolicy, detect_gates};
 pub use service::{Config, ProjectConfig, Retention};
 pub use stages::{ResolvedAgent, StageAgent, StageMap};
+pub use web::{OidcConfig, ROLES, WebConfig};
 
 /// A configuration file that could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

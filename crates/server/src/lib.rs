@@ -71,6 +71,7 @@ pub use control::{Control, ControlError, ControlFuture, OutsideEvent};
 pub use error::ConfigError;
 pub use metrics::Metrics;
 pub use outside::OutsideHook;
+pub use web::OidcSettings;
 
 /// The webhook providers this server understands; each needs its own secret.
 pub const PROVIDERS: &[&str] = &["local", "generic"];
@@ -114,6 +115,10 @@ pub struct ServerConfig {
     /// own (the config's `[budgets]` and `[projects.NAME.budgets]`).
     pub budgets: codemill_core::config::Budgets,
     pub project_budgets: HashMap<String, codemill_core::config::Budgets>,
+    /// Single sign-on to the dashboard (`[web.oidc]`); needs `public_url`.
+    pub oidc: Option<web::OidcSettings>,
+    /// A dashboard session not used for this long ends.
+    pub session_idle: Duration,
 }
 
 impl Default for ServerConfig {
@@ -134,6 +139,8 @@ impl Default for ServerConfig {
             public_url: None,
             budgets: codemill_core::config::Budgets::default(),
             project_budgets: HashMap::new(),
+            oidc: None,
+            session_idle: Duration::from_secs(12 * 3600),
         }
     }
 }
@@ -168,6 +175,8 @@ struct Inner {
     public_origin: Option<String>,
     budgets: codemill_core::config::Budgets,
     project_budgets: HashMap<String, codemill_core::config::Budgets>,
+    oidc: Option<Arc<web::Oidc>>,
+    session_idle: Duration,
 }
 
 impl AppState {
@@ -222,6 +231,19 @@ impl AppState {
             .map(web::origin_of)
             .transpose()
             .map_err(ConfigError::Invalid)?;
+        let oidc = match (config.oidc, public_origin.as_deref()) {
+            (None, _) => None,
+            (Some(_), None) => {
+                return Err(ConfigError::Invalid(
+                    "single sign-on ([web.oidc]) needs the dashboard's public URL \
+                     (codemill serve --public-url https://…): the provider sends people back there"
+                        .into(),
+                ));
+            }
+            (Some(settings), Some(origin)) => Some(Arc::new(
+                web::Oidc::new(settings, origin).map_err(ConfigError::Invalid)?,
+            )),
+        };
         // A local request is accepted while its timestamp is within MAX_SKEW_SECS either way
         // of the clock: its id must be remembered at least that long or it could be replayed.
         let least = 2 * webhook::MAX_SKEW_SECS;
@@ -254,6 +276,8 @@ impl AppState {
                 probe: health::Probe::default(),
                 throttle: web::Throttle::default(),
                 public_origin,
+                oidc,
+                session_idle: config.session_idle,
                 budgets: config.budgets,
                 project_budgets: config.project_budgets,
             }),
@@ -295,6 +319,15 @@ impl AppState {
 
     pub(crate) fn throttle(&self) -> &web::Throttle {
         &self.inner.throttle
+    }
+
+    pub(crate) fn session_idle(&self) -> Duration {
+        self.inner.session_idle
+    }
+
+    /// The single sign-on provider, when one is configured.
+    pub(crate) fn oidc(&self) -> Option<Arc<web::Oidc>> {
+        self.inner.oidc.clone()
     }
 
     pub(crate) fn public_origin(&self) -> Option<&str> {

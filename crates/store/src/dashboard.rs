@@ -21,6 +21,19 @@ impl Store {
             .await
     }
 
+    /// A user signed in by single sign-on: created with `role` and a password hash nothing
+    /// matches, or an existing user given `role` (their password stays).
+    pub async fn ensure_user(
+        &self,
+        name: &str,
+        role: &str,
+        password_hash: &str,
+    ) -> Result<UserRow, StoreError> {
+        self.db
+            .ensure_user(name, role, password_hash, micros(Utc::now()))
+            .await
+    }
+
     pub async fn user(&self, name: &str) -> Result<Option<UserRow>, StoreError> {
         self.db.user(name).await
     }
@@ -80,6 +93,32 @@ impl Store {
     /// End a session (sign-out); false when it was gone already.
     pub async fn delete_session(&self, id_hash: &str) -> Result<bool, StoreError> {
         self.db.delete_session(id_hash).await
+    }
+
+    /// Remember a single sign-on under way (the SHA-256 of the id its cookie carries) until
+    /// `expires_at`.
+    pub async fn put_sign_in(
+        &self,
+        id_hash: &str,
+        data: &serde_json::Value,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.db
+            .put_sign_in(id_hash, &data.to_string(), micros(expires_at))
+            .await
+    }
+
+    /// Take a single sign-on under way: gone afterwards, `None` when unknown or expired.
+    pub async fn take_sign_in(
+        &self,
+        id_hash: &str,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        let Some(data) = self.db.take_sign_in(id_hash, micros(Utc::now())).await? else {
+            return Ok(None);
+        };
+        serde_json::from_str(&data)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(format!("sign-in data: {e}")))
     }
 
     /// Delete every session expired at `now`; how many.

@@ -42,6 +42,7 @@ struct RawFile {
     projects: BTreeMap<String, RawProject>,
     sandbox: guard::RawSandbox,
     budgets: Budgets,
+    web: super::WebConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -179,6 +180,8 @@ pub struct Config {
     pub sandbox: SandboxConfig,
     /// `[budgets]`: limits for projects that do not override them.
     pub budgets: Budgets,
+    /// `[web]`: the dashboard's single sign-on.
+    pub web: super::WebConfig,
 }
 
 /// Values that parse but make no sense: refused with the key that holds them.
@@ -322,6 +325,7 @@ impl Config {
             ));
         }
         raw.budgets.check(&name, "budgets")?;
+        raw.web.check(&name)?;
         let sandbox = raw.sandbox.resolve(&name)?;
         let mut projects = BTreeMap::new();
         for (pname, p) in raw.projects {
@@ -419,6 +423,7 @@ impl Config {
             projects,
             sandbox,
             budgets: raw.budgets,
+            web: raw.web,
         })
     }
 

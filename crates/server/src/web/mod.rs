@@ -8,10 +8,13 @@
 mod costs;
 mod job;
 mod live;
+mod oidc;
 mod sessions;
 mod throttle;
 mod tokens;
 
+pub(crate) use oidc::Oidc;
+pub use oidc::OidcSettings;
 pub(crate) use throttle::Throttle;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -37,8 +40,6 @@ use sessions::{StoreSessions, USER};
 
 /// The session cookie's name.
 pub const COOKIE: &str = "codemill_session";
-/// A session not used for this long ends.
-const IDLE: time::Duration = time::Duration::hours(12);
 
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                    frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
@@ -53,7 +54,9 @@ pub(crate) fn routes(state: AppState) -> Router<AppState> {
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
         .with_secure(https)
-        .with_expiry(Expiry::OnInactivity(IDLE));
+        .with_expiry(Expiry::OnInactivity(
+            time::Duration::try_from(state.session_idle()).unwrap_or(time::Duration::hours(12)),
+        ));
     // Behind a proxy the Host codemill sees may not be the one people use: their origin is
     // trusted as given (it was checked when the state was built).
     let csrf = match state.public_origin() {
@@ -65,6 +68,8 @@ pub(crate) fn routes(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/", get(board))
         .route("/login", get(login_page).post(login))
+        .route("/login/oidc", get(oidc::start))
+        .route("/login/oidc/callback", get(oidc::callback))
         .route("/logout", axum::routing::post(logout))
         .route("/tickets/{key}", get(job::page))
         .route("/tickets/{key}/{action}", axum::routing::post(job::decide))
@@ -218,6 +223,8 @@ struct LoginPage<'a> {
     next: &'a str,
     username: &'a str,
     problem: Option<&'a str>,
+    /// The single sign-on provider's name, for its button.
+    provider: Option<&'a str>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -225,16 +232,22 @@ struct NextQuery {
     next: Option<String>,
 }
 
-async fn login_page(session: Session, Query(q): Query<NextQuery>) -> Response {
+async fn login_page(
+    State(app): State<AppState>,
+    session: Session,
+    Query(q): Query<NextQuery>,
+) -> Response {
     let next = local_path(q.next.as_deref().unwrap_or("/"));
     if signed_in(&session).await.is_some() {
         return Redirect::to(next).into_response();
     }
+    let oidc = app.oidc();
     render(
         LoginPage {
             next,
             username: "",
             problem: None,
+            provider: oidc.as_ref().map(|o| o.provider()),
         },
         StatusCode::OK,
     )
@@ -263,6 +276,7 @@ async fn login(
                 next: &next,
                 username: &form.username,
                 problem: Some("Too many wrong passwords: wait a while before trying again."),
+                provider: None,
             },
             StatusCode::TOO_MANY_REQUESTS,
         );
@@ -277,6 +291,7 @@ async fn login(
                 next: &next,
                 username: &form.username,
                 problem: Some(problem),
+                provider: None,
             },
             status,
         )
@@ -306,15 +321,7 @@ async fn login(
         return refused("Wrong user name or password.", StatusCode::UNAUTHORIZED);
     };
     app.throttle().succeeded(&form.username, peer.ip());
-    // A new id at sign-in: a session id planted before it is worth nothing after.
-    let started = async {
-        session.cycle_id().await?;
-        session.insert(USER, &user.name).await?;
-        session.insert("role", &user.role).await?;
-        session.insert("csrf", crate::auth::new_token()).await?;
-        session.save().await
-    };
-    if let Err(e) = started.await {
+    if let Err(e) = begin_session(&session, &user.name, &user.role).await {
         tracing::error!(error = %e, "a session could not be started");
         return refused(
             "Signing in failed on our side; try again shortly.",
@@ -322,6 +329,20 @@ async fn login(
         );
     }
     Redirect::to(&next).into_response()
+}
+
+/// Start a session of `user` with `role` and a fresh CSRF token. A new id at sign-in: a session
+/// id planted before it is worth nothing after.
+pub(crate) async fn begin_session(
+    session: &Session,
+    user: &str,
+    role: &str,
+) -> Result<(), tower_sessions::session::Error> {
+    session.cycle_id().await?;
+    session.insert(USER, user).await?;
+    session.insert("role", role).await?;
+    session.insert("csrf", crate::auth::new_token()).await?;
+    session.save().await
 }
 
 /// An argon2id hash of a random password nobody knows, for timing parity on unknown users.

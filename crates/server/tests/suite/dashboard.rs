@@ -565,3 +565,36 @@ async fn the_costs_page_shows_spend_per_stage_and_ticket_against_the_budgets() {
     let row = &row[..row.find("</tr>").unwrap()];
     assert!(row.contains("class=\"over\">$0.50"), "{row}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_live_in_the_store_and_expire_when_unused() {
+    let server = crate::harness::start_with(
+        Db::sqlite().await,
+        codemill_server::ServerConfig {
+            session_idle: std::time::Duration::from_secs(2),
+            ..crate::harness::config()
+        },
+    )
+    .await;
+    let cookie = session_of(&server, "ada", "viewer").await;
+    assert_eq!(get_page(&server, &cookie, "/").await.0, 200);
+    // Another node on the same store (or this one after a restart) knows the session.
+    let other = crate::harness::node(&server.db.store, crate::harness::config()).await;
+    let r = client()
+        .get(format!("http://{}/", other.addr))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the session is in the store");
+    // Unused for longer than the idle limit: over, everywhere.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let r = client()
+        .get(format!("{}/", server.base))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "an expired session");
+    assert_eq!(r.headers()["location"], "/login?next=/");
+}

@@ -8,6 +8,7 @@ mod dashboard;
 mod harness;
 mod live;
 mod logs;
+mod oidc;
 mod outage;
 mod outside;
 mod postgres;

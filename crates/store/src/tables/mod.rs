@@ -11,6 +11,7 @@ mod metering;
 mod notify;
 mod queue;
 mod sessions;
+mod sign_ins;
 mod tickets;
 mod tokens;
 mod users;

@@ -32,6 +32,28 @@ impl Db {
         }
     }
 
+    /// Create `name` with `role`, or give an existing user that role (its password stays).
+    pub async fn ensure_user(
+        &self,
+        name: &str,
+        role: &str,
+        password_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<UserRow, StoreError> {
+        let row = q(
+            "INSERT INTO users (name, role, password_hash, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (name) DO UPDATE SET role = excluded.role
+             RETURNING *",
+        )
+        .bind(name)
+        .bind(role)
+        .bind(password_hash)
+        .bind(now)
+        .fetch_one(self.writer())
+        .await?;
+        user_from_row(&row)
+    }
+
     pub async fn user(&self, name: &str) -> Result<Option<UserRow>, StoreError> {
         let row = q("SELECT * FROM users WHERE name = $1")
             .bind(name)
