@@ -403,12 +403,7 @@ pub async fn token_list(opened: &Opened, json: bool) -> Result<ExitCode> {
 /// `codemill user add NAME --role R --password-stdin`: the password is one line of stdin,
 /// hashed with argon2id before it reaches the store.
 pub async fn user_add(opened: &Opened, name: &str, role: &str) -> Result<ExitCode> {
-    let valid = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c));
-    if !valid {
+    if !codemill_server::users::valid_name(name) {
         return Err(anyhow!(
             "user name {name:?}: use 1–64 letters, digits, '.', '_', '-' or '@'"
         ));

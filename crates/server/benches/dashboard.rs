@@ -131,8 +131,8 @@ fn main() {
             "seeded {tickets} tickets, {events} journal events in {:.1} s",
             seeded.elapsed().as_secs_f64()
         );
-        let hash = codemill_server::users::hash_password(&SecretString::from("bench password"))
-            .unwrap();
+        let hash =
+            codemill_server::users::hash_password(&SecretString::from("bench password")).unwrap();
         store.create_user("bench", "approver", &hash).await.unwrap();
         let state = AppState::new(
             store.clone(),
@@ -174,7 +174,10 @@ fn main() {
         let pages = [
             ("GET /health", format!("{base}/health")),
             ("GET / (board)", format!("{base}/")),
-            ("GET /tickets/KEY (job page)", format!("{base}/tickets/{key}")),
+            (
+                "GET /tickets/KEY (job page)",
+                format!("{base}/tickets/{key}"),
+            ),
         ];
         // Warm up connections, caches and the store.
         for (_, url) in &pages {

@@ -17,10 +17,13 @@
 //! | `POST /webhooks/{jira,github,linear}/{project}` | the vendor's own signature with the project's secret, see [`outside`] |
 //! | `GET /api/tickets`, `GET /api/tickets/{key}`, `GET /api/jobs/{id}`, `GET /api/proposals`, `GET /api/events?after=POS`, `GET /api/jobs/{id}/activity?after=ID` | `Authorization: Bearer <token>` |
 //! | `POST /api/tickets/{key}/approve`, `/reject`, `/cancel`, `/retry` | `Authorization: Bearer <token>` |
-//! | `GET /login`, `POST /login`, `POST /logout`, `GET /assets/app.css` | none (posts: same-origin only) |
+//! | `GET /login`, `POST /login`, `POST /logout`, `GET /assets/{app.css,htmx.min.js,htmx-ext-sse.min.js}` | none (posts: same-origin only) |
+//! | `GET /login/oidc`, `GET /login/oidc/callback` | single sign-on (`[web.oidc]`): state, nonce and PKCE verifier kept in the store under a short-lived cookie, taken once |
 //! | `GET /` (the board), `GET /tickets/{KEY}`, `GET /costs` | a dashboard session cookie, else a redirect to `/login` |
+//! | `GET /board/events`, `GET /tickets/{KEY}/events` (server-sent events) | a dashboard session cookie, else 401 |
 //! | `POST /tickets/{KEY}/approve`, `/reject`, `/cancel`, `/retry` | a session of an approver or admin, the session's CSRF token, same-origin |
 //! | `GET /settings/tokens`, `POST /settings/tokens`, `POST /settings/tokens/{id}/revoke` | an admin's session (posts: its CSRF token, same-origin) |
+//! | `GET /settings/users`, `POST /settings/users`, `POST /settings/users/{name}/remove` | an admin's session (posts: its CSRF token, same-origin) |
 //!
 //! API tokens are stored as SHA-256 hashes only ([`hash_token`]); a request's token is hashed and
 //! looked up, so the plaintext is never compared, stored or logged. Bearer tokens are not sent

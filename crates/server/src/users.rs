@@ -8,7 +8,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use secrecy::{ExposeSecret, SecretString};
 
 /// The roles a user can have, from least to most allowed.
-pub const ROLES: [&str; 3] = ["viewer", "approver", "admin"];
+pub use codemill_core::config::ROLES;
 
 /// Shortest password accepted.
 pub const MIN_PASSWORD: usize = 10;
@@ -48,6 +48,15 @@ pub fn verify_password(password: &SecretString, hash: &str) -> bool {
     Argon2::default()
         .verify_password(password.expose_secret().as_bytes(), &parsed)
         .is_ok()
+}
+
+/// Whether `name` can be a user name: 1–64 letters, digits, '.', '_', '-' or '@'.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c))
 }
 
 /// A role name as given, if it is one of [`ROLES`].

@@ -1,10 +1,12 @@
-//! The dashboard's pages: sign-in (`GET|POST /login`, `POST /logout`), the board (`GET /`) and
-//! each ticket's job page with its decisions (module `job`),
-//! server-rendered with askama (every value escaped), behind a session cookie kept in the store
-//! (`HttpOnly`, `SameSite=Lax`). Every POST passes the Fetch-metadata/Origin check (a
-//! cross-site one gets 403), and every page carries a Content-Security-Policy without inline
-//! scripts.
+//! The dashboard's pages: sign-in (`GET|POST /login`, `POST /logout`, single sign-on in module
+//! `oidc`), the board (`GET /`), each ticket's job page with its decisions (module `job`), costs,
+//! and the admin's users and API tokens, server-rendered with askama (every value escaped),
+//! behind a session cookie kept in the store (`HttpOnly`, `SameSite=Lax`). Pages work without
+//! JavaScript; vendored htmx and its SSE extension only add live updates (module `live`). Every
+//! POST passes the Fetch-metadata/Origin check (a cross-site one gets 403) and the session's
+//! CSRF token, and every page carries a Content-Security-Policy without inline scripts.
 
+mod accounts;
 mod costs;
 mod job;
 mod live;
@@ -81,6 +83,14 @@ pub(crate) fn routes(state: AppState) -> Router<AppState> {
         )
         .route("/board/events", get(live::board))
         .route("/tickets/{key}/events", get(live::job))
+        .route(
+            "/settings/users",
+            get(accounts::page).post(accounts::create),
+        )
+        .route(
+            "/settings/users/{name}/remove",
+            axum::routing::post(accounts::remove),
+        )
         .route("/assets/app.css", get(css))
         .route("/assets/htmx.min.js", get(htmx))
         .route("/assets/htmx-ext-sse.min.js", get(htmx_sse))
@@ -157,6 +167,22 @@ pub(crate) async fn signed_in(session: &Session) -> Option<SignedIn> {
         .flatten()
         .unwrap_or_default();
     Some(SignedIn { user, role, csrf })
+}
+
+/// The admin signed in, or the response that refuses anyone else: to sign in (coming back to
+/// `page`), or 403 saying only admins manage `what`.
+pub(crate) async fn admin(session: &Session, page: &str, what: &str) -> Result<SignedIn, Response> {
+    let Some(me) = signed_in(session).await else {
+        return Err(Redirect::to(&format!("/login?next={page}")).into_response());
+    };
+    if me.role != "admin" {
+        return Err((
+            StatusCode::FORBIDDEN,
+            format!("{} is a {}: only admins manage {what}", me.user, me.role),
+        )
+            .into_response());
+    }
+    Ok(me)
 }
 
 /// The 403 a form post gets when its CSRF token is not the session's; `None` when it is.

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use super::{SignedIn, render, signed_in};
+use super::{SignedIn, admin, render};
 use crate::AppState;
 
 struct TokenLine {
@@ -30,24 +30,6 @@ struct TokensPage {
     /// (name, token) of the token just created.
     created: Option<(String, String)>,
     tokens: Vec<TokenLine>,
-}
-
-/// The admin signed in, or the response that refuses anyone else.
-async fn admin(session: &Session) -> Result<SignedIn, Response> {
-    let Some(me) = signed_in(session).await else {
-        return Err(Redirect::to("/login?next=/settings/tokens").into_response());
-    };
-    if me.role != "admin" {
-        return Err((
-            StatusCode::FORBIDDEN,
-            format!(
-                "{} is a {}: only admins manage API tokens",
-                me.user, me.role
-            ),
-        )
-            .into_response());
-    }
-    Ok(me)
 }
 
 async fn show(
@@ -95,7 +77,7 @@ async fn show(
 }
 
 pub(super) async fn page(State(app): State<AppState>, session: Session) -> Response {
-    match admin(&session).await {
+    match admin(&session, "/settings/tokens", "API tokens").await {
         Ok(me) => show(&app, me, None, None, StatusCode::OK).await,
         Err(refused) => refused,
     }
@@ -114,7 +96,7 @@ pub(super) async fn create(
     session: Session,
     Form(form): Form<CreateForm>,
 ) -> Response {
-    let me = match admin(&session).await {
+    let me = match admin(&session, "/settings/tokens", "API tokens").await {
         Ok(me) => me,
         Err(refused) => return refused,
     };
@@ -177,7 +159,7 @@ pub(super) async fn revoke(
     Path(id): Path<i64>,
     Form(form): Form<RevokeForm>,
 ) -> Response {
-    let me = match admin(&session).await {
+    let me = match admin(&session, "/settings/tokens", "API tokens").await {
         Ok(me) => me,
         Err(refused) => return refused,
     };

@@ -598,3 +598,80 @@ async fn sessions_live_in_the_store_and_expire_when_unused() {
     assert_eq!(r.status(), 303, "an expired session");
     assert_eq!(r.headers()["location"], "/login?next=/");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_adds_and_removes_users_on_the_settings_page() {
+    let server = start(Db::sqlite().await).await;
+    let admin = session_of(&server, "root", "admin").await;
+    let viewer = session_of(&server, "vic", "viewer").await;
+    assert_eq!(get_page(&server, &viewer, "/settings/users").await.0, 403);
+    let (status, page) = get_page(&server, &admin, "/settings/users").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("data-user=\"vic\""), "{page}");
+    let csrf = csrf_of(&page);
+    let add = |name: &'static str, password: &'static str, token: String| {
+        let admin = admin.clone();
+        let server = &server;
+        async move {
+            post_form(
+                server,
+                &admin,
+                "/settings/users",
+                &[
+                    ("csrf", &token),
+                    ("name", name),
+                    ("role", "approver"),
+                    ("password", password),
+                ],
+            )
+            .await
+        }
+    };
+    // A forged form, a bad name, a short password: refused, nobody added.
+    assert_eq!(add("bo", PASSWORD, "forged".into()).await.0, 403);
+    let (status, page) = add("bo b<script>", PASSWORD, csrf.clone()).await;
+    assert_eq!(status, 400);
+    assert!(page.contains("A user name is"), "{page}");
+    let (status, page) = add("bo", "short", csrf.clone()).await;
+    assert_eq!(status, 400);
+    assert!(page.contains("shorter than 10"), "{page}");
+    assert!(server.db.store.user("bo").await.unwrap().is_none());
+    // Added: bo signs in as an approver.
+    let (status, page) = add("bo", PASSWORD, csrf.clone()).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Added bo (approver)."), "{page}");
+    assert_eq!(add("bo", PASSWORD, csrf.clone()).await.0, 409);
+    let bo = session_cookie(&sign_in(&server.base, "bo", PASSWORD).await)
+        .unwrap()
+        .0;
+    let (_, board) = get_page(&server, &bo, "/").await;
+    assert!(board.contains("bo (approver)"), "{board}");
+    // Removed: bo's session ends at once. An admin cannot remove themself.
+    let (status, _) = post_form(
+        &server,
+        &admin,
+        "/settings/users/bo/remove",
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert_eq!(get_page(&server, &bo, "/").await.0, 303);
+    let (status, page) = post_form(
+        &server,
+        &admin,
+        "/settings/users/root/remove",
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(status, 409);
+    assert!(page.contains("cannot remove yourself"), "{page}");
+    let (status, _) = post_form(
+        &server,
+        &viewer,
+        "/settings/users/root/remove",
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(server.db.store.user("root").await.unwrap().is_some());
+}
