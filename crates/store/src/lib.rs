@@ -77,6 +77,7 @@ impl<DB: sqlx::Database> Finish for sqlx::Transaction<'static, DB> {
 mod dashboard;
 mod error;
 mod events;
+mod knowledge;
 mod metering;
 mod model;
 mod notify;
@@ -93,6 +94,7 @@ use codemill_core::pipeline::{JobEvent, TicketStatus};
 
 pub use error::{FenceReason, StoreError};
 pub use events::{ActivityRow, ActivityStep, EventRow, JobView};
+pub use knowledge::{KnowledgeHit, KnowledgeRow, KnowledgeSource, KnowledgeTag, NewKnowledge};
 pub use metering::{ModelCall, ProjectSpend, Spend, SpendScope, day_of};
 pub use model::{
     Artifact, Comment, JobRow, JournalEntry, Link, MirroredTicket, NewPr, PROPOSAL_DIFF, PrRecord,

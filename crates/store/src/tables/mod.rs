@@ -7,6 +7,7 @@ mod events;
 mod inbox;
 mod ingest;
 mod journal;
+mod knowledge;
 mod metering;
 mod notify;
 mod queue;

@@ -10,6 +10,7 @@ mod events;
 mod harness;
 mod inbox;
 mod journal;
+mod knowledge;
 mod metering;
 mod notify;
 mod queue;
@@ -41,6 +42,8 @@ macro_rules! contract {
 }
 
 contract!(
+    sessions::sign_ins_are_taken_once_and_expire,
+    knowledge::knowledge_keeps_provenance_and_is_searchable,
     sessions::sessions_expire_and_end_with_sign_out_or_their_user,
     users::users_are_unique_by_name_and_removable,
     artifacts::artifacts_are_written_under_the_lease_and_read_by_any_worker,

@@ -49,3 +49,17 @@ pub async fn sessions_expire_and_end_with_sign_out_or_their_user(db: Db) {
             .is_err()
     );
 }
+
+/// A single sign-on under way is taken once, and not at all once expired.
+pub async fn sign_ins_are_taken_once_and_expire(db: Db) {
+    let s = &db.store;
+    let data = serde_json::json!({"state": "s1", "nonce": "n1"});
+    let later = chrono::Utc::now() + chrono::TimeDelta::minutes(10);
+    s.put_sign_in("h1", &data, later).await.unwrap();
+    assert_eq!(s.take_sign_in("h1").await.unwrap(), Some(data.clone()));
+    assert_eq!(s.take_sign_in("h1").await.unwrap(), None, "used once");
+    assert_eq!(s.take_sign_in("nobody").await.unwrap(), None);
+    let past = chrono::Utc::now() - chrono::TimeDelta::seconds(1);
+    s.put_sign_in("h2", &data, past).await.unwrap();
+    assert_eq!(s.take_sign_in("h2").await.unwrap(), None, "expired");
+}
