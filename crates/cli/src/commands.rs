@@ -319,6 +319,47 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             let opened = Opened::open(home).await?;
             crate::service::token_revoke(&opened, &token).await
         }
+        Command::Knowledge(k) => {
+            let opened = Opened::open(home).await?;
+            use crate::KnowledgeCommand as K;
+            match k {
+                K::Add {
+                    project,
+                    title,
+                    body,
+                    body_file,
+                    tag,
+                    sources,
+                } => {
+                    crate::knowledge::add(
+                        &opened,
+                        crate::knowledge::Add {
+                            project,
+                            title,
+                            body,
+                            body_file,
+                            tag,
+                            sources,
+                        },
+                    )
+                    .await
+                }
+                K::List {
+                    project,
+                    tag,
+                    stale,
+                    json,
+                } => crate::knowledge::list(&opened, &project, tag.as_deref(), stale, json).await,
+                K::Show { id, json } => crate::knowledge::show(&opened, id, json).await,
+                K::Remove { id } => crate::knowledge::remove(&opened, id).await,
+                K::Search {
+                    project,
+                    query,
+                    limit,
+                    json,
+                } => crate::knowledge::search(&opened, &project, &query, limit, json).await,
+            }
+        }
         Command::User(crate::UserCommand::Add {
             name,
             role,

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod commands;
 mod demo;
 mod doctor;
+mod knowledge;
 mod output;
 mod progress;
 mod service;
@@ -134,6 +135,9 @@ pub enum Command {
     /// People who sign in to the dashboard, each with a role.
     #[command(subcommand)]
     User(UserCommand),
+    /// A project's knowledge, each entry with its provenance: human, inferred or verified.
+    #[command(subcommand)]
+    Knowledge(KnowledgeCommand),
     /// Model spend per project on a UTC day (default today), against the budgets.
     Budget {
         /// The UTC day, YYYY-MM-DD.
@@ -208,6 +212,53 @@ pub enum UserCommand {
     },
     /// Remove a user.
     Remove { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KnowledgeCommand {
+    /// Add an entry written by a person (tag `human`), with the places it cites.
+    Add {
+        project: String,
+        #[arg(long)]
+        title: String,
+        /// The entry's text (or --body-file).
+        #[arg(long, conflicts_with = "body_file")]
+        body: Option<String>,
+        #[arg(long, value_name = "FILE")]
+        body_file: Option<std::path::PathBuf>,
+        #[arg(long, default_value = "human")]
+        tag: String,
+        /// A place in the repository it cites: PATH or PATH:FIRST-LAST (repeatable).
+        #[arg(long = "source", value_name = "PATH[:L1-L2]")]
+        sources: Vec<String>,
+    },
+    /// List a project's entries (filter by tag, or only the stale ones).
+    List {
+        project: String,
+        #[arg(long, value_parser = ["verified", "inferred", "human"])]
+        tag: Option<String>,
+        #[arg(long)]
+        stale: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show an entry with its sources, author and, when stale, why.
+    Show {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an entry.
+    Remove { id: i64 },
+    /// Search a project's entries (best match first).
+    Search {
+        project: String,
+        query: String,
+        #[arg(long, default_value_t = 5)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -145,42 +145,6 @@ pub(crate) fn query_words(query: &str) -> Vec<String> {
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-    use super::*;
-
-    #[test]
-    fn sources_are_read_as_people_write_them() {
-        let s = KnowledgeSource::parse("docs/setup.md:10-20").unwrap();
-        assert_eq!(
-            (s.path.as_str(), s.lines),
-            ("docs/setup.md", Some((10, 20)))
-        );
-        assert_eq!(
-            KnowledgeSource::parse("./README.md").unwrap().path,
-            "README.md"
-        );
-        assert_eq!(
-            KnowledgeSource::parse("a.rs:7").unwrap().lines,
-            Some((7, 7))
-        );
-        for bad in ["", "/etc/passwd", "../x", "a.rs:0-2", "a.rs:5-2", "a.rs:-"] {
-            assert!(KnowledgeSource::parse(bad).is_err(), "{bad}");
-        }
-        assert_eq!(s.to_string(), "docs/setup.md:10-20");
-    }
-
-    #[test]
-    fn query_words_carry_no_syntax() {
-        assert_eq!(
-            query_words("how do I run \"tests\" OR* NEAR(x)"),
-            ["how", "do", "i", "run", "tests", "or", "near", "x"]
-        );
-        assert!(query_words("*** --").is_empty());
-    }
-}
-
 impl crate::Store {
     /// Add an entry (its tag, sources and author with it).
     pub async fn add_knowledge(
@@ -231,5 +195,41 @@ impl crate::Store {
         self.db
             .search_knowledge(project, &query_words(query), limit.clamp(1, 100))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn sources_are_read_as_people_write_them() {
+        let s = KnowledgeSource::parse("docs/setup.md:10-20").unwrap();
+        assert_eq!(
+            (s.path.as_str(), s.lines),
+            ("docs/setup.md", Some((10, 20)))
+        );
+        assert_eq!(
+            KnowledgeSource::parse("./README.md").unwrap().path,
+            "README.md"
+        );
+        assert_eq!(
+            KnowledgeSource::parse("a.rs:7").unwrap().lines,
+            Some((7, 7))
+        );
+        for bad in ["", "/etc/passwd", "../x", "a.rs:0-2", "a.rs:5-2", "a.rs:-"] {
+            assert!(KnowledgeSource::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(s.to_string(), "docs/setup.md:10-20");
+    }
+
+    #[test]
+    fn query_words_carry_no_syntax() {
+        assert_eq!(
+            query_words("how do I run \"tests\" OR* NEAR(x)"),
+            ["how", "do", "i", "run", "tests", "or", "near", "x"]
+        );
+        assert!(query_words("*** --").is_empty());
     }
 }

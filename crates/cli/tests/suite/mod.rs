@@ -10,6 +10,7 @@ mod demo;
 mod doctor;
 mod harness;
 mod jira_linear;
+mod knowledge;
 mod lifecycle;
 mod mixed;
 mod multinode;

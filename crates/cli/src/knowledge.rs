@@ -1,0 +1,192 @@
+//! `codemill knowledge add|list|show|remove|search`: a project's knowledge from the terminal,
+//! every entry shown with its provenance (tag, sources, author) and, when stale, why.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Result, anyhow, bail};
+use codemill_store::{KnowledgeRow, KnowledgeSource, KnowledgeTag, NewKnowledge};
+
+use crate::commands::Opened;
+use crate::output::{json, out};
+
+/// The longest title and body accepted.
+const MAX_TITLE: usize = 200;
+const MAX_BODY: usize = 20_000;
+
+fn registered(opened: &Opened, project: &str) -> Result<()> {
+    if opened.config.projects.contains_key(project) {
+        Ok(())
+    } else {
+        Err(anyhow!(
+            "no project {project:?} (see `codemill project list`)"
+        ))
+    }
+}
+
+/// What `knowledge add` was given.
+pub struct Add {
+    pub project: String,
+    pub title: String,
+    pub body: Option<String>,
+    pub body_file: Option<PathBuf>,
+    pub tag: String,
+    pub sources: Vec<String>,
+}
+
+pub async fn add(opened: &Opened, add: Add) -> Result<ExitCode> {
+    registered(opened, &add.project)?;
+    let title = add.title.trim();
+    if title.is_empty() || title.chars().count() > MAX_TITLE {
+        bail!("--title must be 1–{MAX_TITLE} characters");
+    }
+    let body = match (add.body, add.body_file) {
+        (Some(b), None) => b,
+        (None, Some(f)) => {
+            std::fs::read_to_string(&f).map_err(|e| anyhow!("--body-file {}: {e}", f.display()))?
+        }
+        _ => bail!("give the entry's text with --body TEXT or --body-file FILE"),
+    };
+    let body = body.trim();
+    if body.is_empty() || body.chars().count() > MAX_BODY {
+        bail!("the body must be 1–{MAX_BODY} characters");
+    }
+    // People write human entries; `verified` comes from a check against the code, `inferred`
+    // from agents.
+    let tag = match KnowledgeTag::parse(&add.tag) {
+        Some(KnowledgeTag::Human) => KnowledgeTag::Human,
+        Some(other) => bail!(
+            "--tag {}: entries added by hand are `human` (verified ones come from a check \
+             against the code, inferred ones from agents)",
+            other.as_str()
+        ),
+        None => bail!("--tag {:?}: use human", add.tag),
+    };
+    let sources = add
+        .sources
+        .iter()
+        .map(|s| KnowledgeSource::parse(s).map_err(|e| anyhow!("--source {e}")))
+        .collect::<Result<Vec<_>>>()?;
+    let author = format!(
+        "user:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    );
+    let row = opened
+        .store
+        .add_knowledge(&NewKnowledge {
+            project: &add.project,
+            title,
+            body,
+            tag,
+            sources: &sources,
+            author: &author,
+            origin: None,
+        })
+        .await?;
+    out(&format!(
+        "Added knowledge #{} to {} ({})",
+        row.id,
+        row.project,
+        row.tag.as_str()
+    ));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn line(k: &KnowledgeRow) -> String {
+    let stale = if k.stale.is_some() { " [stale]" } else { "" };
+    format!("#{:<5} {:<9} {}{stale}", k.id, k.tag.as_str(), k.title)
+}
+
+pub async fn list(
+    opened: &Opened,
+    project: &str,
+    tag: Option<&str>,
+    stale: bool,
+    as_json: bool,
+) -> Result<ExitCode> {
+    registered(opened, project)?;
+    let tag = tag
+        .map(|t| {
+            KnowledgeTag::parse(t)
+                .ok_or_else(|| anyhow!("--tag {t:?}: use verified, inferred or human"))
+        })
+        .transpose()?;
+    let entries: Vec<_> = opened
+        .store
+        .knowledge_of(project)
+        .await?
+        .into_iter()
+        .filter(|k| tag.is_none_or(|t| k.tag == t) && (!stale || k.stale.is_some()))
+        .collect();
+    if as_json {
+        json(&serde_json::to_value(&entries)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if entries.is_empty() {
+        out(&format!(
+            "No knowledge in {project} yet. Add some with `codemill knowledge add {project} --title T --body B`."
+        ));
+    }
+    for k in &entries {
+        out(&line(k));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn show(opened: &Opened, id: i64, as_json: bool) -> Result<ExitCode> {
+    let Some(k) = opened.store.knowledge(id).await? else {
+        bail!("no knowledge entry #{id} (see `codemill knowledge list PROJECT`)");
+    };
+    if as_json {
+        json(&serde_json::to_value(&k)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    out(&format!("#{} {} ({})", k.id, k.title, k.project));
+    out(&format!(
+        "tag: {} · by {} · updated {}",
+        k.tag.as_str(),
+        k.author,
+        k.updated_at.format("%Y-%m-%d %H:%M")
+    ));
+    for s in &k.sources {
+        out(&format!("source: {s}"));
+    }
+    if let Some(why) = &k.stale {
+        out(&format!("STALE: {why}"));
+    }
+    out("");
+    out(&k.body);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn remove(opened: &Opened, id: i64) -> Result<ExitCode> {
+    if opened.store.remove_knowledge(id).await? {
+        out(&format!("Removed knowledge #{id}"));
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(anyhow!("no knowledge entry #{id}"))
+    }
+}
+
+pub async fn search(
+    opened: &Opened,
+    project: &str,
+    query: &str,
+    limit: u32,
+    as_json: bool,
+) -> Result<ExitCode> {
+    registered(opened, project)?;
+    let hits = opened.store.search_knowledge(project, query, limit).await?;
+    if as_json {
+        json(&serde_json::to_value(&hits)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if hits.is_empty() {
+        out("Nothing found.");
+    }
+    for h in &hits {
+        out(&line(&h.entry));
+        out(&format!("        {}", h.excerpt.replace('\n', " ")));
+    }
+    Ok(ExitCode::SUCCESS)
+}
