@@ -323,6 +323,9 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             let opened = Opened::open(home).await?;
             use crate::KnowledgeCommand as K;
             match k {
+                K::Ingest { project, json } => {
+                    crate::knowledge::ingest(&opened, &project, json).await
+                }
                 K::Add {
                     project,
                     title,

@@ -24,6 +24,38 @@ fn registered(opened: &Opened, project: &str) -> Result<()> {
     }
 }
 
+/// `codemill knowledge ingest PROJECT`.
+pub async fn ingest(opened: &Opened, project: &str, as_json: bool) -> Result<ExitCode> {
+    registered(opened, project)?;
+    let repo = &opened.config.projects[project].repo;
+    let report = codemill_runner::knowledge::ingest(
+        &opened.store,
+        &codemill_git::Git::new(),
+        &opened.home.clone_dir(project),
+        repo,
+        project,
+    )
+    .await
+    .map_err(|e| anyhow!("ingesting {project}: {e}"))?;
+    if as_json {
+        json(&serde_json::to_value(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    out(&format!(
+        "Read {} file(s) at {}: {} added, {} updated, {} removed, {} unchanged",
+        report.files,
+        &report.commit[..report.commit.len().min(12)],
+        report.added,
+        report.updated,
+        report.removed,
+        report.unchanged
+    ));
+    for (id, why) in &report.stale {
+        out(&format!("#{id} is stale: {why}"));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// What `knowledge add` was given.
 pub struct Add {
     pub project: String,

@@ -216,6 +216,15 @@ pub enum UserCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum KnowledgeCommand {
+    /// Read the documentation on the project's default branch (README, CONTRIBUTING,
+    /// ARCHITECTURE, docs/, doc/, adr/, .codemill/knowledge/) into entries, one per section; run
+    /// again, it updates changed sections, removes vanished ones and marks entries citing
+    /// changed or deleted places as stale.
+    Ingest {
+        project: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Add an entry written by a person (tag `human`), with the places it cites.
     Add {
         project: String,

@@ -5,6 +5,7 @@ pub mod config;
 pub mod cost;
 pub mod findings;
 pub mod ids;
+pub mod knowledge;
 pub mod pipeline;
 pub mod prompts;
 pub mod review;

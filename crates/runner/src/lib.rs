@@ -20,6 +20,7 @@ pub mod guard;
 pub mod home;
 pub mod inbound;
 pub mod jobs;
+pub mod knowledge;
 mod links;
 pub mod local;
 pub mod notes;

@@ -168,6 +168,28 @@ impl crate::Store {
         self.db.knowledge_of(project).await
     }
 
+    /// Replace an entry's text, sources and stale reason (its tag, author and origin stay);
+    /// false when it is gone.
+    pub async fn update_knowledge(
+        &self,
+        id: i64,
+        title: &str,
+        body: &str,
+        sources: &[KnowledgeSource],
+        stale: Option<&str>,
+    ) -> Result<bool, crate::StoreError> {
+        self.db
+            .update_knowledge(
+                id,
+                title,
+                body,
+                sources,
+                stale,
+                crate::queue::micros(Utc::now()),
+            )
+            .await
+    }
+
     /// Remove an entry; false when there was none with that id.
     pub async fn remove_knowledge(&self, id: i64) -> Result<bool, crate::StoreError> {
         self.db.remove_knowledge(id).await

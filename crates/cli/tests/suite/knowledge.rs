@@ -123,3 +123,149 @@ async fn a_person_keeps_project_knowledge_with_its_sources() {
     );
     assert!(!listed.contains("Billing"), "{listed}");
 }
+
+/// Write `files` (path, text; `None` deletes) on the remote's main branch, as a person pushing.
+fn push_docs(env: &Env, files: &[(&str, Option<&str>)]) {
+    use super::harness::git;
+    let work = env.dir.path().join("docs-work");
+    if !work.exists() {
+        git(
+            env.dir.path(),
+            &["clone", "-q", env.remote.to_str().unwrap(), "docs-work"],
+        );
+    }
+    git(&work, &["pull", "-q"]);
+    for (path, text) in files {
+        let file = work.join(path);
+        match text {
+            Some(t) => {
+                std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+                std::fs::write(&file, t).unwrap();
+            }
+            None => std::fs::remove_file(&file).unwrap(),
+        }
+    }
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", "docs"]);
+    git(&work, &["push", "-q", "origin", "HEAD:main"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_follows_the_documentation_and_marks_what_went_stale() {
+    let env = Env::new(engineer(), HELLO_GATE, "").await;
+    push_docs(
+        &env,
+        &[
+            (
+                "docs/testing.md",
+                Some(
+                    "# Testing\n\nRun `make check`.\n\n## Fixtures\n\nFixtures live in tests/data.\n",
+                ),
+            ),
+            ("docs/old.md", Some("# Old\n\nThe old way.\n")),
+            ("src/lib.rs", Some("// not documentation\n")),
+        ],
+    );
+    // A person's entry citing two places, before any ingest.
+    env.ok(&[
+        "knowledge",
+        "add",
+        "P",
+        "--title",
+        "Old way",
+        "--body",
+        "We used to do it the old way.",
+        "--source",
+        "docs/old.md:1-3",
+    ]);
+    env.ok(&[
+        "knowledge",
+        "add",
+        "P",
+        "--title",
+        "Where fixtures are",
+        "--body",
+        "tests/data",
+        "--source",
+        "docs/testing.md:5-7",
+    ]);
+    let first = env.json(&["knowledge", "ingest", "P", "--json"]);
+    // README (a heading with nothing under it: no entry), testing.md (two), old.md (one).
+    assert_eq!(first["files"], 3, "{first}");
+    assert_eq!(first["added"], 3, "{first}");
+    assert_eq!(first["pinned"], 2, "{first}");
+    let all = env.json(&["knowledge", "list", "P", "--json"]);
+    let fixtures = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["title"] == "docs/testing.md › Fixtures")
+        .unwrap();
+    assert_eq!(fixtures["tag"], "human");
+    assert_eq!(fixtures["sources"][0]["path"], "docs/testing.md");
+    assert_eq!(fixtures["sources"][0]["lines"], serde_json::json!([5, 7]));
+    assert_eq!(
+        fixtures["sources"][0]["commit"],
+        serde_json::json!(env.remote_branch("main").unwrap())
+    );
+
+    // Nothing changed: nothing changes.
+    let again = env.json(&["knowledge", "ingest", "P", "--json"]);
+    assert_eq!(
+        (
+            &again["added"],
+            &again["updated"],
+            &again["removed"],
+            &again["unchanged"]
+        ),
+        (
+            &serde_json::json!(0),
+            &serde_json::json!(0),
+            &serde_json::json!(0),
+            &serde_json::json!(3)
+        ),
+        "{again}"
+    );
+    assert_eq!(again["stale"], serde_json::json!([]));
+
+    // A section edited, a file deleted.
+    push_docs(
+        &env,
+        &[
+            (
+                "docs/testing.md",
+                Some(
+                    "# Testing\n\nRun `make check`.\n\n## Fixtures\n\nFixtures moved to tests/fixtures.\n",
+                ),
+            ),
+            ("docs/old.md", None),
+        ],
+    );
+    let tip = env.remote_branch("main").unwrap();
+    let third = env.json(&["knowledge", "ingest", "P", "--json"]);
+    assert_eq!(third["updated"], 1, "{third}");
+    assert_eq!(third["removed"], 1, "{third}");
+    let stale: Vec<String> = third["stale"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s[1].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        stale,
+        [
+            format!("docs/old.md was deleted in {}", &tip[..12]),
+            format!("docs/testing.md changed in {}", &tip[..12]),
+        ],
+        "{third}"
+    );
+    let listed = env.ok(&["knowledge", "list", "P", "--stale"]);
+    assert!(listed.contains("Old way [stale]"), "{listed}");
+    assert!(listed.contains("Where fixtures are [stale]"), "{listed}");
+    let entry = env.json(&["knowledge", "search", "P", "fixtures moved", "--json"]);
+    assert_eq!(
+        entry[0]["entry"]["title"], "docs/testing.md › Fixtures",
+        "{entry}"
+    );
+    assert_eq!(entry[0]["entry"]["tag"], "human");
+}

@@ -58,6 +58,33 @@ impl Db {
         rows.iter().map(knowledge_from_row).collect()
     }
 
+    pub async fn update_knowledge(
+        &self,
+        id: i64,
+        title: &str,
+        body: &str,
+        sources: &[KnowledgeSource],
+        stale: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let sources = serde_json::to_string(sources)
+            .map_err(|e| StoreError::Corrupt(format!("knowledge sources: {e}")))?;
+        let n = q(
+            "UPDATE knowledge SET title = $1, body = $2, sources = $3::jsonb,
+                       stale_reason = $4, updated_at = $5
+                   WHERE id = $6",
+        )
+        .bind(title)
+        .bind(body)
+        .bind(sources)
+        .bind(stale)
+        .bind(now)
+        .bind(id)
+        .execute(self.writer())
+        .await?;
+        Ok(n == 1)
+    }
+
     pub async fn remove_knowledge(&self, id: i64) -> Result<bool, StoreError> {
         let n = q("DELETE FROM knowledge WHERE id = $1")
             .bind(id)

@@ -1,0 +1,182 @@
+//! Which files of a repository are project knowledge, and how a Markdown file splits into the
+//! sections that become entries (plain text work, so it is tested here without git or a store).
+
+/// Whether `path` (repository-relative) is documentation knowledge is read from: the README,
+/// CONTRIBUTING and ARCHITECTURE files at the root, Markdown under `docs/`, `doc/` and `adr/`,
+/// and `.codemill/knowledge/`.
+pub fn is_knowledge_file(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    if !lower.ends_with(".md") {
+        return false;
+    }
+    let root = !lower.contains('/');
+    (root
+        && ["readme", "contributing", "architecture"]
+            .iter()
+            .any(|n| lower.starts_with(n)))
+        || ["docs/", "doc/", "adr/", ".codemill/knowledge/"]
+            .iter()
+            .any(|d| lower.starts_with(d))
+}
+
+/// One section of a Markdown file: its heading (or the file's name for the text before the first
+/// heading), a slug unique in the file, the 1-based lines it spans and its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Section {
+    pub heading: String,
+    pub slug: String,
+    pub first_line: u32,
+    pub last_line: u32,
+    pub body: String,
+}
+
+fn slug(text: &str) -> String {
+    let mut s = String::new();
+    for c in text.chars() {
+        if c.is_alphanumeric() {
+            s.extend(c.to_lowercase());
+        } else if !s.ends_with('-') && !s.is_empty() {
+            s.push('-');
+        }
+    }
+    let s = s.trim_end_matches('-').to_string();
+    if s.is_empty() { "section".into() } else { s }
+}
+
+/// The ATX heading of `line` (`## Title`), if it is one.
+fn heading(line: &str) -> Option<String> {
+    let t = line.trim_start();
+    if line.len() - t.len() > 3 {
+        return None;
+    }
+    let hashes = t.chars().take_while(|c| *c == '#').count();
+    if !(1..=6).contains(&hashes) {
+        return None;
+    }
+    let rest = &t[hashes..];
+    if !rest.is_empty() && !rest.starts_with([' ', '\t']) {
+        return None;
+    }
+    let title = rest.trim().trim_end_matches('#').trim();
+    (!title.is_empty()).then(|| title.to_string())
+}
+
+/// The sections of Markdown `text` from file `name`, split at headings outside fenced code;
+/// sections with no text under their heading are left out.
+pub fn sections(name: &str, text: &str) -> Vec<Section> {
+    let mut out: Vec<Section> = Vec::new();
+    let mut current: Option<(String, u32, Vec<&str>, usize)> = None;
+    let mut fence: Option<&str> = None;
+    let mut seen = std::collections::HashMap::<String, u32>::new();
+    let mut close = |cur: Option<(String, u32, Vec<&str>, usize)>, out: &mut Vec<Section>| {
+        let Some((h, first, lines, skip)) = cur else {
+            return;
+        };
+        // The heading line itself is not text under it.
+        let body = lines[skip.min(lines.len())..].join("\n").trim().to_string();
+        if body.is_empty() {
+            return;
+        }
+        let base = slug(&h);
+        let n = seen.entry(base.clone()).or_insert(0);
+        *n += 1;
+        let slug = if *n == 1 { base } else { format!("{base}-{n}") };
+        let last = first
+            + u32::try_from(lines.len())
+                .unwrap_or(u32::MAX)
+                .saturating_sub(1);
+        out.push(Section {
+            heading: h,
+            slug,
+            first_line: first,
+            last_line: last,
+            body,
+        });
+    };
+    for (i, line) in text.lines().enumerate() {
+        let no = u32::try_from(i + 1).unwrap_or(u32::MAX);
+        let t = line.trim_start();
+        let marker = ["```", "~~~"].into_iter().find(|m| t.starts_with(m));
+        if let Some(m) = marker {
+            fence = match fence {
+                Some(open) if open == m => None,
+                None => Some(m),
+                other => other,
+            };
+        } else if fence.is_none()
+            && let Some(h) = heading(line)
+        {
+            close(current.take(), &mut out);
+            current = Some((h, no, vec![line], 1));
+            continue;
+        }
+        match &mut current {
+            Some((_, _, lines, _)) => lines.push(line),
+            None => current = Some((name.to_string(), no, vec![line], 0)),
+        }
+    }
+    close(current.take(), &mut out);
+    out
+}
+
+/// Lines `first..=last` (1-based) of `text`, or `None` when the text is shorter.
+pub fn lines_of(text: &str, first: u32, last: u32) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let (a, b) = (usize::try_from(first).ok()?, usize::try_from(last).ok()?);
+    if a == 0 || b < a || b > lines.len() {
+        return None;
+    }
+    Some(lines[a - 1..b].join("\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn knowledge_files_are_the_docs() {
+        for yes in [
+            "README.md",
+            "CONTRIBUTING.md",
+            "docs/setup.md",
+            "docs/adr/0001-db.md",
+            ".codemill/knowledge/testing.md",
+        ] {
+            assert!(is_knowledge_file(yes), "{yes}");
+        }
+        for no in [
+            "src/main.rs",
+            "vendor/x/README.md",
+            "docs/logo.png",
+            "notes.md",
+        ] {
+            assert!(!is_knowledge_file(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn markdown_splits_into_sections_with_their_lines() {
+        let text = "Intro text.\n\n# Setup\nRun make.\n\n```sh\n# not a heading\n```\n## Setup\nAgain.\n## Empty\n\n### Tests #\nmake check\n";
+        let s = sections("README.md", text);
+        let heads: Vec<_> = s
+            .iter()
+            .map(|x| (x.heading.as_str(), x.slug.as_str()))
+            .collect();
+        assert_eq!(
+            heads,
+            [
+                ("README.md", "readme-md"),
+                ("Setup", "setup"),
+                ("Setup", "setup-2"),
+                ("Tests", "tests"),
+            ]
+        );
+        assert_eq!((s[1].first_line, s[1].last_line), (3, 8));
+        assert!(s[1].body.contains("# not a heading"));
+        assert_eq!(lines_of(text, 3, 4).unwrap(), "# Setup\nRun make.");
+        assert_eq!(lines_of(text, 3, 400), None);
+        assert!(heading("#hashtag").is_none());
+        assert!(heading("    # code").is_none());
+    }
+}
