@@ -319,6 +319,10 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             let opened = Opened::open(home).await?;
             crate::service::token_revoke(&opened, &token).await
         }
+        Command::Mcp { project } => {
+            let opened = Opened::open(home).await?;
+            crate::mcp::serve(opened, &project).await
+        }
         Command::Knowledge(k) => {
             let opened = Opened::open(home).await?;
             use crate::KnowledgeCommand as K;

@@ -8,6 +8,7 @@ mod commands;
 mod demo;
 mod doctor;
 mod knowledge;
+mod mcp;
 mod output;
 mod progress;
 mod service;
@@ -138,6 +139,12 @@ pub enum Command {
     /// A project's knowledge, each entry with its provenance: human, inferred or verified.
     #[command(subcommand)]
     Knowledge(KnowledgeCommand),
+    /// Serve a project's knowledge to an agent over MCP on stdio (search_knowledge,
+    /// read_knowledge, record_knowledge, ticket_context).
+    Mcp {
+        #[arg(long)]
+        project: String,
+    },
     /// Model spend per project on a UTC day (default today), against the budgets.
     Budget {
         /// The UTC day, YYYY-MM-DD.

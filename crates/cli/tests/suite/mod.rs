@@ -12,6 +12,7 @@ mod harness;
 mod jira_linear;
 mod knowledge;
 mod lifecycle;
+mod mcp;
 mod mixed;
 mod multinode;
 mod one_path;
