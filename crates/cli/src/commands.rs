@@ -359,6 +359,13 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 } => crate::knowledge::list(&opened, &project, tag.as_deref(), stale, json).await,
                 K::Show { id, json } => crate::knowledge::show(&opened, id, json).await,
                 K::Remove { id } => crate::knowledge::remove(&opened, id).await,
+                K::Edit {
+                    id,
+                    title,
+                    body,
+                    body_file,
+                    tag,
+                } => crate::knowledge::edit(&opened, id, title, body, body_file, tag).await,
                 K::Search {
                     project,
                     query,

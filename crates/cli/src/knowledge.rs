@@ -99,10 +99,7 @@ pub async fn add(opened: &Opened, add: Add) -> Result<ExitCode> {
         .iter()
         .map(|s| KnowledgeSource::parse(s).map_err(|e| anyhow!("--source {e}")))
         .collect::<Result<Vec<_>>>()?;
-    let author = format!(
-        "user:{}",
-        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-    );
+    let author = person();
     let row = opened
         .store
         .add_knowledge(&NewKnowledge {
@@ -154,7 +151,9 @@ pub async fn list(
         json(&serde_json::to_value(&entries)?);
         return Ok(ExitCode::SUCCESS);
     }
-    if entries.is_empty() {
+    if entries.is_empty() && (tag.is_some() || stale) {
+        out("No knowledge entries match.");
+    } else if entries.is_empty() {
         out(&format!(
             "No knowledge in {project} yet. Add some with `codemill knowledge add {project} --title T --body B`."
         ));
@@ -188,6 +187,71 @@ pub async fn show(opened: &Opened, id: i64, as_json: bool) -> Result<ExitCode> {
     }
     out("");
     out(&k.body);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Who a person at this terminal is, for an entry's author.
+fn person() -> String {
+    format!(
+        "user:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    )
+}
+
+pub async fn edit(
+    opened: &Opened,
+    id: i64,
+    title: Option<String>,
+    body: Option<String>,
+    body_file: Option<PathBuf>,
+    tag: Option<String>,
+) -> Result<ExitCode> {
+    let Some(k) = opened.store.knowledge(id).await? else {
+        bail!("no knowledge entry #{id} (see `codemill knowledge list PROJECT`)");
+    };
+    let body = match (body, body_file) {
+        (Some(b), None) => Some(b),
+        (None, Some(f)) => Some(
+            std::fs::read_to_string(&f).map_err(|e| anyhow!("--body-file {}: {e}", f.display()))?,
+        ),
+        _ => None,
+    };
+    if title.is_none() && body.is_none() && tag.is_none() {
+        bail!("say what changes: --title, --body/--body-file or --tag human|verified");
+    }
+    let new_title = title
+        .as_deref()
+        .map(str::trim)
+        .unwrap_or(&k.title)
+        .to_string();
+    let new_body = body
+        .as_deref()
+        .map(str::trim)
+        .unwrap_or(&k.body)
+        .to_string();
+    if new_title.is_empty() || new_title.chars().count() > MAX_TITLE {
+        bail!("--title must be 1–{MAX_TITLE} characters");
+    }
+    if new_body.is_empty() || new_body.chars().count() > MAX_BODY {
+        bail!("the body must be 1–{MAX_BODY} characters");
+    }
+    let rewritten = title.is_some() || body.is_some();
+    // A person who rewrote or checked an entry vouches for it now: it is current again.
+    opened
+        .store
+        .update_knowledge(id, &new_title, &new_body, &k.sources, None)
+        .await?;
+    let tag = match tag.as_deref() {
+        Some("verified") => KnowledgeTag::Verified,
+        Some(_) => KnowledgeTag::Human,
+        None if rewritten => KnowledgeTag::Human,
+        None => k.tag,
+    };
+    opened.store.set_knowledge_tag(id, tag, &person()).await?;
+    out(&format!(
+        "Knowledge #{id} is now {} and current",
+        tag.as_str()
+    ));
     Ok(ExitCode::SUCCESS)
 }
 

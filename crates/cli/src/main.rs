@@ -264,6 +264,19 @@ pub enum KnowledgeCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Edit an entry as a person: new text makes it `human` and current again; `--tag verified`
+    /// says you checked it against the code.
+    Edit {
+        id: i64,
+        #[arg(long)]
+        title: Option<String>,
+        #[arg(long, conflicts_with = "body_file")]
+        body: Option<String>,
+        #[arg(long, value_name = "FILE")]
+        body_file: Option<std::path::PathBuf>,
+        #[arg(long, value_parser = ["human", "verified"])]
+        tag: Option<String>,
+    },
     /// Remove an entry.
     Remove { id: i64 },
     /// Search a project's entries (best match first).

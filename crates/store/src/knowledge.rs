@@ -190,6 +190,19 @@ impl crate::Store {
             .await
     }
 
+    /// Give an entry a new tag and the person who gave it (a person verifying or rewriting an
+    /// agent's entry); false when it is gone.
+    pub async fn set_knowledge_tag(
+        &self,
+        id: i64,
+        tag: KnowledgeTag,
+        author: &str,
+    ) -> Result<bool, crate::StoreError> {
+        self.db
+            .set_knowledge_tag(id, tag, author, crate::queue::micros(Utc::now()))
+            .await
+    }
+
     /// Remove an entry; false when there was none with that id.
     pub async fn remove_knowledge(&self, id: i64) -> Result<bool, crate::StoreError> {
         self.db.remove_knowledge(id).await

@@ -268,4 +268,31 @@ async fn ingest_follows_the_documentation_and_marks_what_went_stale() {
         "{entry}"
     );
     assert_eq!(entry[0]["entry"]["tag"], "human");
+
+    // A person rewrites one stale entry and checks the other against the code.
+    env.ok(&[
+        "knowledge",
+        "edit",
+        "2",
+        "--body",
+        "Fixtures live in tests/fixtures.",
+    ]);
+    env.ok(&["knowledge", "edit", "1", "--tag", "verified"]);
+    let (code, _, err) = env.run(&["knowledge", "edit", "1"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("say what changes"), "{err}");
+    let fixed = env.json(&["knowledge", "show", "2", "--json"]);
+    assert_eq!(
+        (&fixed["tag"], &fixed["stale"]),
+        (&serde_json::json!("human"), &serde_json::Value::Null)
+    );
+    let checked = env.json(&["knowledge", "show", "1", "--json"]);
+    assert_eq!(
+        (&checked["tag"], &checked["stale"]),
+        (&serde_json::json!("verified"), &serde_json::Value::Null)
+    );
+    assert!(
+        env.ok(&["knowledge", "list", "P", "--stale"])
+            .contains("No knowledge")
+    );
 }

@@ -85,6 +85,23 @@ impl Db {
         Ok(n == 1)
     }
 
+    pub async fn set_knowledge_tag(
+        &self,
+        id: i64,
+        tag: KnowledgeTag,
+        author: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let n = q("UPDATE knowledge SET tag = $1, author = $2, updated_at = $3 WHERE id = $4")
+            .bind(tag.as_str())
+            .bind(author)
+            .bind(now)
+            .bind(id)
+            .execute(self.writer())
+            .await?;
+        Ok(n == 1)
+    }
+
     pub async fn remove_knowledge(&self, id: i64) -> Result<bool, StoreError> {
         let n = q("DELETE FROM knowledge WHERE id = $1")
             .bind(id)
