@@ -19,7 +19,7 @@
 //! | `POST /api/tickets/{key}/approve`, `/reject`, `/cancel`, `/retry` | `Authorization: Bearer <token>` |
 //! | `GET /login`, `POST /login`, `POST /logout`, `GET /assets/{app.css,htmx.min.js,htmx-ext-sse.min.js}` | none (posts: same-origin only) |
 //! | `GET /login/oidc`, `GET /login/oidc/callback` | single sign-on (`[web.oidc]`): state, nonce and PKCE verifier kept in the store under a short-lived cookie, taken once |
-//! | `GET /` (the board), `GET /tickets/{KEY}`, `GET /costs` | a dashboard session cookie, else a redirect to `/login` |
+//! | `GET /` (the board), `GET /tickets/{KEY}`, `GET /costs`, `GET /knowledge` | a dashboard session cookie, else a redirect to `/login` |
 //! | `GET /board/events`, `GET /tickets/{KEY}/events` (server-sent events) | a dashboard session cookie, else 401 |
 //! | `POST /tickets/{KEY}/approve`, `/reject`, `/cancel`, `/retry` | a session of an approver or admin, the session's CSRF token, same-origin |
 //! | `GET /settings/tokens`, `POST /settings/tokens`, `POST /settings/tokens/{id}/revoke` | an admin's session (posts: its CSRF token, same-origin) |

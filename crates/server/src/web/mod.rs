@@ -9,6 +9,7 @@
 mod accounts;
 mod costs;
 mod job;
+mod knowledge;
 mod live;
 mod oidc;
 mod sessions;
@@ -76,6 +77,7 @@ pub(crate) fn routes(state: AppState) -> Router<AppState> {
         .route("/tickets/{key}", get(job::page))
         .route("/tickets/{key}/{action}", axum::routing::post(job::decide))
         .route("/costs", get(costs::page))
+        .route("/knowledge", get(knowledge::page))
         .route("/settings/tokens", get(tokens::page).post(tokens::create))
         .route(
             "/settings/tokens/{id}/revoke",
