@@ -9,44 +9,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use codemill_core::agent::AgentEvent;
 use codemill_core::ids::{JobId, TicketKey};
-use codemill_server::{AppState, Control, ControlError, ControlFuture, ServerConfig};
+use codemill_server::{AppState, ServerConfig};
 use codemill_store::{ActivityStep, Store};
+use common::{NoControl, env_num};
 use secrecy::SecretString;
-
-/// The pages' decisions are not exercised here.
-struct NoControl;
-
-impl Control for NoControl {
-    fn approve<'a>(
-        &'a self,
-        _: &'a TicketKey,
-        _: &'a str,
-        _: Option<&'a str>,
-    ) -> ControlFuture<'a, JobId> {
-        Box::pin(async { Err(ControlError::Failed("not in this benchmark".into())) })
-    }
-    fn reject<'a>(&'a self, _: &'a TicketKey, _: &'a str, _: &'a str) -> ControlFuture<'a, JobId> {
-        Box::pin(async { Err(ControlError::Failed("not in this benchmark".into())) })
-    }
-    fn cancel<'a>(&'a self, _: &'a TicketKey, _: &'a str) -> ControlFuture<'a, JobId> {
-        Box::pin(async { Err(ControlError::Failed("not in this benchmark".into())) })
-    }
-    fn retry<'a>(&'a self, _: &'a TicketKey) -> ControlFuture<'a, JobId> {
-        Box::pin(async { Err(ControlError::Failed("not in this benchmark".into())) })
-    }
-}
-
-fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Latencies of sequential GETs of `url`, in milliseconds, sorted.
 async fn timed(http: &reqwest::Client, url: &str, cookie: &str, n: usize) -> Vec<f64> {

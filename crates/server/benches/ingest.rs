@@ -10,46 +10,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use codemill_core::ids::{JobId, TicketKey};
-use codemill_server::{AppState, Control, ControlError, ControlFuture, ServerConfig};
+use codemill_server::{AppState, ServerConfig};
 use codemill_store::Store;
+use common::{NoControl, env_num};
 use secrecy::SecretString;
 use sqlx::Connection;
 
 const SECRET: &str = "bench-secret";
-
-/// The API's state changes are not exercised here.
-struct NoControl;
-
-impl Control for NoControl {
-    fn approve<'a>(
-        &'a self,
-        _: &'a TicketKey,
-        _: &'a str,
-        _: Option<&'a str>,
-    ) -> ControlFuture<'a, JobId> {
-        Box::pin(async { Err(ControlError::Failed("not in this benchmark".into())) })
-    }
-    fn reject<'a>(&'a self, _: &'a TicketKey, _: &'a str, _: &'a str) -> ControlFuture<'a, JobId> {
-        Box::pin(async { Err(ControlError::Failed("not in this benchmark".into())) })
-    }
-    fn cancel<'a>(&'a self, _: &'a TicketKey, _: &'a str) -> ControlFuture<'a, JobId> {
-        Box::pin(async { Err(ControlError::Failed("not in this benchmark".into())) })
-    }
-    fn retry<'a>(&'a self, _: &'a TicketKey) -> ControlFuture<'a, JobId> {
-        Box::pin(async { Err(ControlError::Failed("not in this benchmark".into())) })
-    }
-}
-
-fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn sign(timestamp: i64, body: &[u8]) -> String {
     use hmac::{Hmac, KeyInit, Mac};
