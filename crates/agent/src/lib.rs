@@ -23,6 +23,7 @@ pub mod claude;
 pub mod codex;
 mod driver;
 pub mod gemini;
+pub mod knowledge;
 mod log;
 pub mod opencode;
 mod private;
@@ -34,6 +35,7 @@ pub use builtin::Builtin;
 pub use claude::ClaudeCode;
 pub use codex::Codex;
 pub use gemini::GeminiCli;
+pub use knowledge::KnowledgeTools;
 pub use opencode::Opencode;
 
 /// Everything one agent run needs. The runner builds it; backends only read it.
@@ -61,6 +63,9 @@ pub struct AgentRequest {
     /// PATH, LANG and what the runner adds; the backend adds its own HOME and config
     /// variables), the sandbox around it and its limits. Decided by the runner for the stage.
     pub exec: ExecPolicy,
+    /// The knowledge tools (search_knowledge, read_knowledge, record_knowledge,
+    /// ticket_context), answered by the gateway under this step's pass; `None` offers none.
+    pub knowledge: Option<KnowledgeTools>,
     /// Fired to stop the run at once (a budget refused the agent's model request); the run
     /// then ends as `Killed`.
     pub cancel: CancellationToken,

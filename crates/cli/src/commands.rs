@@ -319,10 +319,14 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             let opened = Opened::open(home).await?;
             crate::service::token_revoke(&opened, &token).await
         }
-        Command::Mcp { project } => {
-            let opened = Opened::open(home).await?;
-            crate::mcp::serve(opened, &project).await
-        }
+        Command::Mcp { project, gateway } => match (project, gateway) {
+            (_, Some(url)) => crate::mcp::serve_gateway(&url).await,
+            (Some(project), None) => {
+                let opened = Opened::open(home).await?;
+                crate::mcp::serve(opened, &project).await
+            }
+            (None, None) => Err(anyhow::anyhow!("codemill mcp needs --project or --gateway")),
+        },
         Command::Knowledge(k) => {
             let opened = Opened::open(home).await?;
             use crate::KnowledgeCommand as K;

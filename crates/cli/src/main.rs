@@ -142,8 +142,13 @@ pub enum Command {
     /// Serve a project's knowledge to an agent over MCP on stdio (search_knowledge,
     /// read_knowledge, record_knowledge, ticket_context).
     Mcp {
-        #[arg(long)]
-        project: String,
+        /// Read the project's knowledge from this home's store.
+        #[arg(long, required_unless_present = "gateway", conflicts_with = "gateway")]
+        project: Option<String>,
+        /// Inside a job's sandbox: ask codemill's gateway at this URL, with the step's pass in
+        /// CODEMILL_PASS (the pass fixes the project); the store is never opened.
+        #[arg(long, value_name = "URL")]
+        gateway: Option<String>,
     },
     /// Model spend per project on a UTC day (default today), against the budgets.
     Budget {

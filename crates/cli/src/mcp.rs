@@ -1,245 +1,105 @@
-//! `codemill mcp --project P`: the project's knowledge served to an agent over MCP on stdio
-//! (rmcp). Every result says where it came from — tag (`verified`, `inferred`, `human`), the
-//! sources it cites, and whether and why it is stale — so an agent can weigh it; what an agent
-//! records is always `inferred`, never `verified`.
+//! `codemill mcp`: a project's knowledge served to an agent over MCP on stdio (rmcp). With
+//! `--project P` it reads this home's store; with `--gateway URL` (how every agent CLI starts it
+//! inside a job's sandbox) it asks codemill's gateway under the step's pass and never opens the
+//! store. The tools and their answers are [`codemill_gateway::knowledge`]'s, so both ways say
+//! the same: every result with its provenance, and what an agent records is always `inferred`.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Result, anyhow};
-use codemill_core::ids::TicketKey;
-use codemill_store::{KnowledgeRow, KnowledgeSource, KnowledgeTag, NewKnowledge, Store};
-use rmcp::handler::server::router::tool::ToolRouter;
-use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{ErrorData, ServerCapabilities, ServerConfig};
-use rmcp::{ServerHandler, ServiceExt, schemars, tool, tool_handler, tool_router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use codemill_gateway::knowledge::{Knowledge, ToolError, is_tool, tools};
+use codemill_store::Store;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorData,
+    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::{RoleServer, ServerHandler, ServiceExt};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
 
 use crate::commands::Opened;
 
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-pub struct SearchArgs {
-    /// What to look for, in plain words.
-    pub query: String,
-    /// At most this many results (default 5, at most 20).
-    pub limit: Option<u32>,
+/// The variable holding the step's pass for `--gateway`.
+pub const PASS_VAR: &str = "CODEMILL_PASS";
+
+/// Where the answers come from.
+#[derive(Clone)]
+enum Source {
+    Store(Knowledge),
+    Gateway {
+        http: reqwest::Client,
+        url: String,
+        pass: SecretString,
+    },
 }
 
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-pub struct ReadArgs {
-    /// The entry's id, from search_knowledge.
-    pub id: i64,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-pub struct RecordArgs {
-    /// A short statement of the finding.
-    pub title: String,
-    /// The finding, with what it is based on.
-    pub body: String,
-    /// The files it is based on: "PATH" or "PATH:FIRST-LAST" (at least one).
-    pub sources: Vec<String>,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-pub struct TicketArgs {
-    /// The ticket's key, like PROJ-12.
-    pub key: String,
+impl Source {
+    async fn call(&self, tool: &str, args: &Value) -> Result<Value, ToolError> {
+        match self {
+            Source::Store(k) => k.call(tool, args).await,
+            Source::Gateway { http, url, pass } => {
+                let response = http
+                    .post(format!(
+                        "{}{}{tool}",
+                        url.trim_end_matches('/'),
+                        codemill_gateway::KNOWLEDGE_PREFIX
+                    ))
+                    .bearer_auth(pass.expose_secret())
+                    .json(args)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        ToolError::Store(format!("cannot reach codemill: {}", e.without_url()))
+                    })?;
+                let status = response.status();
+                let body: Value = response.json().await.map_err(|e| {
+                    ToolError::Store(format!("codemill answered {status}: {}", e.without_url()))
+                })?;
+                if status.is_success() {
+                    return Ok(body.get("result").cloned().unwrap_or(Value::Null));
+                }
+                let message = body
+                    .get("error")
+                    .and_then(Value::as_str)
+                    .unwrap_or("no reason given")
+                    .to_string();
+                Err(match status.as_u16() {
+                    400 => ToolError::Invalid(message),
+                    404 => ToolError::Unknown(tool.to_string()),
+                    _ => ToolError::Store(format!("codemill answered {status}: {message}")),
+                })
+            }
+        }
+    }
 }
 
 #[derive(Clone)]
 pub struct KnowledgeServer {
-    store: Store,
-    project: String,
-    /// Who records entries through this server (`agent:mcp`, or the job's stage and ticket).
-    author: String,
-    tool_router: ToolRouter<Self>,
+    source: Source,
+    tools: Arc<Vec<Tool>>,
 }
 
-fn provenance(k: &KnowledgeRow) -> Value {
-    json!({
-        "tag": k.tag.as_str(),
-        "sources": k.sources.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "author": k.author,
-        "stale": k.stale.is_some(),
-        "stale_why": k.stale,
-        "updated_at": k.updated_at,
-    })
-}
-
-fn invalid(message: String) -> ErrorData {
-    ErrorData::invalid_params(message, None)
-}
-
-fn internal(e: impl std::fmt::Display) -> ErrorData {
-    ErrorData::internal_error(format!("the knowledge store: {e}"), None)
-}
-
-fn text(value: &Value) -> Result<String, ErrorData> {
-    serde_json::to_string_pretty(value).map_err(internal)
-}
-
-#[tool_router]
 impl KnowledgeServer {
-    pub fn new(store: Store, project: String, author: String) -> KnowledgeServer {
-        KnowledgeServer {
-            store,
-            project,
-            author,
-            tool_router: Self::tool_router(),
-        }
-    }
-
-    #[tool(
-        description = "Search this project's knowledge (architecture, conventions, how to test, past decisions). Each result has its provenance: tag verified (checked against the code), human (written by a person) or inferred (concluded by an agent), the sources it cites, and whether it is stale (a cited file changed since) and why."
-    )]
-    async fn search_knowledge(
-        &self,
-        Parameters(args): Parameters<SearchArgs>,
-    ) -> Result<String, ErrorData> {
-        if args.query.trim().is_empty() {
-            return Err(invalid("query is empty: say what to look for".into()));
-        }
-        let limit = args.limit.unwrap_or(5).clamp(1, 20);
-        let hits = self
-            .store
-            .search_knowledge(&self.project, &args.query, limit)
-            .await
-            .map_err(internal)?;
-        let results: Vec<Value> = hits
-            .iter()
-            .map(|h| {
-                let mut v = provenance(&h.entry);
-                v["id"] = json!(h.entry.id);
-                v["title"] = json!(h.entry.title);
-                v["excerpt"] = json!(h.excerpt);
-                v
+    fn new(source: Source) -> KnowledgeServer {
+        let tools = tools()
+            .into_iter()
+            .map(|t| {
+                let schema = match t.schema {
+                    Value::Object(map) => map,
+                    _ => Default::default(),
+                };
+                Tool::new(t.name, t.description, schema)
             })
             .collect();
-        text(&json!({ "results": results }))
-    }
-
-    #[tool(description = "Read one knowledge entry in full, with its provenance.")]
-    async fn read_knowledge(
-        &self,
-        Parameters(args): Parameters<ReadArgs>,
-    ) -> Result<String, ErrorData> {
-        let entry = self
-            .store
-            .knowledge(args.id)
-            .await
-            .map_err(internal)?
-            .filter(|k| k.project == self.project)
-            .ok_or_else(|| {
-                invalid(format!(
-                    "no knowledge entry {} in {}",
-                    args.id, self.project
-                ))
-            })?;
-        let mut v = provenance(&entry);
-        v["id"] = json!(entry.id);
-        v["title"] = json!(entry.title);
-        v["body"] = json!(entry.body);
-        text(&v)
-    }
-
-    #[tool(
-        description = "Record a durable finding about this project for later work, citing the files it is based on. It is stored as inferred (an agent's conclusion) until a person verifies it."
-    )]
-    async fn record_knowledge(
-        &self,
-        Parameters(args): Parameters<RecordArgs>,
-    ) -> Result<String, ErrorData> {
-        let title = args.title.trim();
-        let body = args.body.trim();
-        if title.is_empty() || title.chars().count() > 200 {
-            return Err(invalid("title must be 1-200 characters".into()));
+        KnowledgeServer {
+            source,
+            tools: Arc::new(tools),
         }
-        if body.is_empty() || body.chars().count() > 20_000 {
-            return Err(invalid("body must be 1-20000 characters".into()));
-        }
-        if args.sources.is_empty() {
-            return Err(invalid(
-                "sources is empty: cite at least one file the finding is based on".into(),
-            ));
-        }
-        let sources = args
-            .sources
-            .iter()
-            .map(|s| KnowledgeSource::parse(s))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(invalid)?;
-        let row = self
-            .store
-            .add_knowledge(&NewKnowledge {
-                project: &self.project,
-                title,
-                body,
-                tag: KnowledgeTag::Inferred,
-                sources: &sources,
-                author: &self.author,
-                origin: None,
-            })
-            .await
-            .map_err(internal)?;
-        text(&json!({ "id": row.id, "tag": row.tag.as_str() }))
-    }
-
-    #[tool(
-        description = "A ticket of this project: its text (which holds its acceptance criteria), status, and the tickets linked to it with how their work ended."
-    )]
-    async fn ticket_context(
-        &self,
-        Parameters(args): Parameters<TicketArgs>,
-    ) -> Result<String, ErrorData> {
-        let key: TicketKey = args
-            .key
-            .parse()
-            .map_err(|e| invalid(format!("key {:?}: {e}", args.key)))?;
-        let ticket = self
-            .store
-            .ticket(&key)
-            .await
-            .map_err(internal)?
-            .filter(|t| t.project == self.project)
-            .ok_or_else(|| invalid(format!("no ticket {key} in {}", self.project)))?;
-        let mut related = Vec::new();
-        for link in self.store.links(&key).await.map_err(internal)? {
-            let other = if link.from == key.to_string() {
-                &link.to
-            } else {
-                &link.from
-            };
-            let outcome = match other.parse::<TicketKey>() {
-                Ok(k) => self
-                    .store
-                    .latest_view(&k)
-                    .await
-                    .map_err(internal)?
-                    .map(|v| v.status),
-                Err(_) => None,
-            };
-            related.push(json!({"key": other, "link": link.kind, "outcome": outcome}));
-        }
-        let outcome = self
-            .store
-            .latest_view(&key)
-            .await
-            .map_err(internal)?
-            .map(|v| v.status);
-        text(&json!({
-            "key": ticket.key.to_string(),
-            "title": ticket.title,
-            "body": ticket.body,
-            "labels": ticket.labels,
-            "status": ticket.status,
-            "job": outcome,
-            "related": related,
-        }))
     }
 }
 
-#[tool_handler(router = self.tool_router)]
 impl ServerHandler for KnowledgeServer {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build()).with_instructions(
@@ -248,21 +108,81 @@ impl ServerHandler for KnowledgeServer {
              files that changed since.",
         )
     }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(ListToolsResult::with_all_items(self.tools.to_vec()))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        if !is_tool(&request.name) {
+            return Err(ErrorData::invalid_params(
+                ToolError::Unknown(request.name.to_string()).to_string(),
+                None,
+            ));
+        }
+        let args = Value::Object(request.arguments.unwrap_or_default());
+        // A failed call is a tool result marked as an error, so the model reads why.
+        let result = match self.source.call(&request.name, &args).await {
+            Ok(value) => CallToolResult::success(vec![ContentBlock::text(
+                serde_json::to_string_pretty(&value).unwrap_or_default(),
+            )]),
+            Err(e) => CallToolResult::error(vec![ContentBlock::text(e.to_string())]),
+        };
+        Ok(result.into())
+    }
 }
 
-/// `codemill mcp --project P`: serve until the client closes stdin.
-pub async fn serve(opened: Opened, project: &str) -> Result<ExitCode> {
-    if !opened.config.projects.contains_key(project) {
-        return Err(anyhow!(
-            "no project {project:?} (see `codemill project list`)"
-        ));
-    }
-    let author = std::env::var("CODEMILL_AGENT_AUTHOR").unwrap_or_else(|_| "agent:mcp".into());
-    let server = KnowledgeServer::new(opened.store.clone(), project.to_string(), author);
+async fn run(server: KnowledgeServer) -> Result<ExitCode> {
     let running = server
         .serve(rmcp::transport::stdio())
         .await
         .map_err(|e| anyhow!("MCP: {e}"))?;
     running.waiting().await.map_err(|e| anyhow!("MCP: {e}"))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `codemill mcp --project P`: serve from this home's store until the client closes stdin.
+pub async fn serve(opened: Opened, project: &str) -> Result<ExitCode> {
+    if !opened.config.projects.contains_key(project) {
+        return Err(anyhow!(
+            "no project {project:?} (see `codemill project list`)"
+        ));
+    }
+    let store: Store = opened.store.clone();
+    run(KnowledgeServer::new(Source::Store(Knowledge::new(
+        store,
+        project,
+        "agent:mcp",
+    ))))
+    .await
+}
+
+/// `codemill mcp --gateway URL`: serve through codemill's gateway under the pass in
+/// `CODEMILL_PASS`.
+pub async fn serve_gateway(url: &str) -> Result<ExitCode> {
+    let pass = std::env::var(PASS_VAR)
+        .ok()
+        .filter(|p| !p.trim().is_empty())
+        .ok_or_else(|| anyhow!("codemill mcp --gateway needs the step's pass in {PASS_VAR}"))?;
+    if !url.starts_with("http://") && !url.starts_with("https://") {
+        return Err(anyhow!("--gateway {url:?}: give an http:// URL"));
+    }
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .map_err(|e| anyhow!("cannot start an HTTP client: {e}"))?;
+    run(KnowledgeServer::new(Source::Gateway {
+        http,
+        url: url.to_string(),
+        pass: SecretString::from(pass),
+    }))
+    .await
 }

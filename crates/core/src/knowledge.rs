@@ -129,6 +129,84 @@ pub fn lines_of(text: &str, first: u32, last: u32) -> Option<String> {
     Some(lines[a - 1..b].join("\n"))
 }
 
+/// One knowledge tool as offered to a model: name, description, JSON Schema of its arguments.
+#[derive(Debug, Clone)]
+pub struct ToolSpec {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub schema: serde_json::Value,
+}
+
+/// The knowledge tools every agent is offered: the MCP server lists them, the built-in agent
+/// offers them natively, the gateway answers them.
+pub fn tools() -> Vec<ToolSpec> {
+    use serde_json::json;
+    vec![
+        ToolSpec {
+            name: "search_knowledge",
+            description: "Search this project's knowledge (architecture, conventions, how to test, \
+                          past decisions). Each result has its provenance: tag verified (checked \
+                          against the code), human (written by a person) or inferred (concluded \
+                          by an agent), the sources it cites, and whether it is stale (a cited \
+                          file changed since) and why.",
+            schema: json!({
+                "type": "object",
+                "properties": {
+                    "query": {"type": "string", "description": "What to look for, in plain words."},
+                    "limit": {"type": "integer", "minimum": 1, "maximum": 20,
+                              "description": "At most this many results (default 5)."}
+                },
+                "required": ["query"]
+            }),
+        },
+        ToolSpec {
+            name: "read_knowledge",
+            description: "Read one knowledge entry in full, with its provenance.",
+            schema: json!({
+                "type": "object",
+                "properties": {
+                    "id": {"type": "integer", "description": "The entry's id, from search_knowledge."}
+                },
+                "required": ["id"]
+            }),
+        },
+        ToolSpec {
+            name: "record_knowledge",
+            description: "Record a durable finding about this project for later work, citing the \
+                          files it is based on. It is stored as inferred (an agent's conclusion) \
+                          until a person verifies it.",
+            schema: json!({
+                "type": "object",
+                "properties": {
+                    "title": {"type": "string", "description": "A short statement of the finding."},
+                    "body": {"type": "string", "description": "The finding, with what it is based on."},
+                    "sources": {"type": "array", "items": {"type": "string"},
+                                "description": "The files it is based on: \"PATH\" or \"PATH:FIRST-LAST\" (at least one)."}
+                },
+                "required": ["title", "body", "sources"]
+            }),
+        },
+        ToolSpec {
+            name: "ticket_context",
+            description: "A ticket of this project: its text (which holds its acceptance \
+                          criteria), status, and the tickets linked to it with how their work \
+                          ended.",
+            schema: json!({
+                "type": "object",
+                "properties": {
+                    "key": {"type": "string", "description": "The ticket's key, like PROJ-12."}
+                },
+                "required": ["key"]
+            }),
+        },
+    ]
+}
+
+/// Whether `name` is one of the knowledge tools.
+pub fn is_tool(name: &str) -> bool {
+    tools().iter().any(|t| t.name == name)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -10,14 +10,20 @@
 //! real key, forwards the request with streaming passed through, reads the usage out of the
 //! answer ([`usage`]), prices it, and records every request in the store (`model_calls`).
 //!
+//! The same listeners answer the knowledge tools ([`knowledge`]) at `/codemill/knowledge/{tool}`
+//! under a pass, so an agent's MCP server inside a sandbox reads the project's knowledge
+//! through codemill, never by opening the store.
+//!
 //! Invariant: a provider key never leaves this crate except in the request to that provider.
 
 pub mod egress;
+pub mod knowledge;
 mod proxy;
 mod refuse;
 mod usage;
 
 pub use egress::Egress;
+pub use proxy::KNOWLEDGE_PREFIX;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

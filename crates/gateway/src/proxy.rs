@@ -71,6 +71,10 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
             "codemill gateway: unknown or expired per-step token",
         );
     };
+    if let Some(tool) = request.uri().path().strip_prefix(KNOWLEDGE_PREFIX) {
+        let tool = tool.to_string();
+        return knowledge(&inner, &live, &tool, request).await;
+    }
     let api = live.grant.upstream.api;
     let started = Instant::now();
     if let Some(refusal) = over_budget(&inner, &live).await {
@@ -112,6 +116,64 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
         Err(response) => {
             live.end();
             response
+        }
+    }
+}
+
+/// Where the knowledge tools are answered: `POST /codemill/knowledge/{tool}` with the
+/// arguments as the JSON body.
+pub const KNOWLEDGE_PREFIX: &str = "/codemill/knowledge/";
+
+/// Arguments of a knowledge call are small; a larger body is refused before it is read.
+const KNOWLEDGE_BODY_LIMIT: usize = 256 * 1024;
+
+/// One knowledge tool call under a pass: the pass fixes the project and who records. Answers
+/// `{"result": ...}`, or `{"error": "..."}` with 400 (bad arguments) / 404 (no such tool).
+async fn knowledge(inner: &Inner, live: &Live, tool: &str, request: Request) -> Response {
+    let answer = |status: StatusCode, body: Value| (status, axum::Json(body)).into_response();
+    if request.method() != Method::POST {
+        return answer(
+            StatusCode::METHOD_NOT_ALLOWED,
+            serde_json::json!({"error": "knowledge tools are called with POST"}),
+        );
+    }
+    let bytes = match axum::body::to_bytes(request.into_body(), KNOWLEDGE_BODY_LIMIT).await {
+        Ok(b) => b,
+        Err(e) => {
+            return answer(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                serde_json::json!({"error": format!("cannot read the arguments: {e}")}),
+            );
+        }
+    };
+    let args: Value = if bytes.is_empty() {
+        serde_json::json!({})
+    } else {
+        match serde_json::from_slice(&bytes) {
+            Ok(v) => v,
+            Err(e) => {
+                return answer(
+                    StatusCode::BAD_REQUEST,
+                    serde_json::json!({"error": format!("the arguments are not JSON: {e}")}),
+                );
+            }
+        }
+    };
+    let scope = &live.grant.scope;
+    let tools = crate::knowledge::Knowledge::new(
+        inner.store.clone(),
+        scope.project.clone(),
+        format!("agent:{} {}", scope.stage, scope.ticket),
+    );
+    match tools.call(tool, &args).await {
+        Ok(result) => answer(StatusCode::OK, serde_json::json!({ "result": result })),
+        Err(e) => {
+            let status = match e {
+                crate::knowledge::ToolError::Invalid(_) => StatusCode::BAD_REQUEST,
+                crate::knowledge::ToolError::Unknown(_) => StatusCode::NOT_FOUND,
+                crate::knowledge::ToolError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            answer(status, serde_json::json!({ "error": e.to_string() }))
         }
     }
 }

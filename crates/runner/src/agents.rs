@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use codemill_agent::{Agent, AgentRequest, Api, Builtin, ClaudeCode, Endpoint};
+use codemill_agent::{Agent, AgentRequest, Api, Builtin, ClaudeCode, Endpoint, KnowledgeTools};
 use codemill_core::agent::{AgentEvent, AgentOutcome, AgentRun};
 use codemill_core::config::{
     Backend, Config, ProviderApi, ProviderConfig, RepoPolicy, ResolvedAgent,
@@ -235,9 +235,13 @@ impl AgentPool {
             Ok(both) => both,
             Err(e) => return Ok(Err(format!("sandbox: {e}"))),
         };
+        // The knowledge tools: a CLI starts codemill itself (`mcp --gateway`) inside the same
+        // sandbox, so the binary is mounted read-only; the built-in loop calls the gateway.
+        let knowledge = knowledge_tools(step.stage);
         let exec = match self.boundary.agent_policy(
             guard,
             self.config.agent.command(resolved.backend),
+            knowledge.as_ref().map(|k| k.program.as_path()),
             workdir,
             writable,
             &state_dir,
@@ -274,6 +278,7 @@ impl AgentPool {
                 api_key: pass.token().clone(),
             },
             exec,
+            knowledge,
             cancel: either(pass.refused_signal(), self.lost.clone()),
         };
         if !request.exec.is_sandboxed() {
@@ -731,3 +736,22 @@ fn either(
 
 #[cfg(test)]
 mod tests;
+
+/// The knowledge tools for a stage: the judgment stages that read or change code get them
+/// (readiness and triage answer from what they are given).
+fn knowledge_tools(stage: AgentStage) -> Option<KnowledgeTools> {
+    let offered = matches!(
+        stage,
+        AgentStage::Research
+            | AgentStage::Plan
+            | AgentStage::Implement
+            | AgentStage::Fix
+            | AgentStage::Review
+    );
+    if !offered {
+        return None;
+    }
+    // This very binary serves them (`codemill mcp --gateway`).
+    let program = std::env::current_exe().ok()?;
+    Some(KnowledgeTools { program })
+}

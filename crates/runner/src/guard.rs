@@ -190,6 +190,7 @@ impl Boundary {
         &self,
         guard: &Guard,
         program: Option<&str>,
+        knowledge_server: Option<&Path>,
         workdir: &Path,
         writable_worktree: bool,
         state_dir: &Path,
@@ -197,6 +198,8 @@ impl Boundary {
         proxy: Option<&Path>,
     ) -> Result<ExecPolicy, String> {
         let mut read_only = self.git_mounts(workdir);
+        // Only the binary itself: its directory may hold anything.
+        read_only.extend(knowledge_server.map(Path::to_path_buf));
         if let Some(program) = program {
             let search = guard
                 .setup

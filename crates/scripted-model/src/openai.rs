@@ -144,7 +144,8 @@ pub(crate) fn render_responses(answer: &Answer, stream: bool) -> Rendered {
 }
 
 /// Output items: a message with the text, then function calls (custom tool calls for string
-/// inputs, which is how Codex's freeform `apply_patch` is called).
+/// inputs, which is how Codex's freeform `apply_patch` is called; a `tool_search_call` for a
+/// call of `tool_search`, Codex's search over the MCP tools it defers).
 fn response_items(answer: &Answer) -> Vec<Value> {
     let mut items = Vec::new();
     if answer.text.is_some() || answer.tool_calls.is_empty() {
@@ -162,6 +163,15 @@ fn response_items(answer: &Answer) -> Vec<Value> {
     }
     for call in &answer.tool_calls {
         items.push(match &call.input {
+            // Codex's client-side tool search (it defers MCP tools behind it): its own item type.
+            input if call.name == "tool_search" => json!({
+                "type": "tool_search_call",
+                "id": fresh_id("tsc_"),
+                "status": "completed",
+                "call_id": call.id,
+                "execution": "client",
+                "arguments": input,
+            }),
             Value::String(input) => json!({
                 "type": "custom_tool_call",
                 "id": fresh_id("ctc_"),
@@ -170,14 +180,20 @@ fn response_items(answer: &Answer) -> Vec<Value> {
                 "name": call.name,
                 "input": input,
             }),
-            input => json!({
-                "type": "function_call",
-                "id": fresh_id("fc_"),
-                "status": "completed",
-                "call_id": call.id,
-                "name": call.name,
-                "arguments": input.to_string(),
-            }),
+            input => {
+                let mut item = json!({
+                    "type": "function_call",
+                    "id": fresh_id("fc_"),
+                    "status": "completed",
+                    "call_id": call.id,
+                    "name": call.name,
+                    "arguments": input.to_string(),
+                });
+                if let Some(namespace) = &call.namespace {
+                    item["namespace"] = json!(namespace);
+                }
+                item
+            }
         });
     }
     items

@@ -25,6 +25,7 @@ pub(crate) struct ResolvedCall {
     pub id: String,
     pub name: String,
     pub input: Value,
+    pub namespace: Option<String>,
 }
 
 impl Answer {
@@ -43,6 +44,7 @@ impl Answer {
                 id: call.id.clone().unwrap_or_else(|| fresh_id(id_prefix)),
                 name: call.name.clone(),
                 input: call.input.clone(),
+                namespace: call.namespace.clone(),
             })
             .collect();
         let usage = usage.unwrap_or_else(|| {

@@ -247,6 +247,10 @@ pub struct ToolCall {
     pub name: String,
     #[serde(default = "empty_object")]
     pub input: serde_json::Value,
+    /// The Responses API's tool namespace (Codex puts the MCP tools a tool search found in
+    /// one, `mcp__<server>`); other APIs have none and ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }
 
 fn empty_object() -> serde_json::Value {
@@ -259,7 +263,14 @@ impl ToolCall {
             id: None,
             name: name.into(),
             input,
+            namespace: None,
         }
+    }
+
+    /// The call of a tool in a Responses API namespace.
+    pub fn in_namespace(mut self, namespace: impl Into<String>) -> ToolCall {
+        self.namespace = Some(namespace.into());
+        self
     }
 
     pub fn with_id(mut self, id: impl Into<String>) -> ToolCall {

@@ -221,6 +221,11 @@ pub fn openai_responses(body: &Value) -> RequestView {
                 let text = content_text(&item["output"], &mut 0);
                 view.add(Role::Tool, text);
             }
+            // The tools a tool search found: their definitions are its result.
+            "tool_search_output" => {
+                view.tool_results += 1;
+                view.add(Role::Tool, item["tools"].to_string());
+            }
             // Other model-side items (reasoning, local_shell_call, web_search_call, ...) still
             // mark an earlier model turn.
             _ if kind.ends_with("_call") || kind == "reasoning" => {

@@ -105,6 +105,11 @@ impl Builtin {
             home,
             exec: req.exec.clone(),
             command_timeout: self.command_timeout,
+            knowledge: req.knowledge.as_ref().map(|_| tools::KnowledgeClient {
+                http: self.http.clone(),
+                url: req.endpoint.base_url.clone(),
+                pass: req.endpoint.api_key.clone(),
+            }),
         };
         // The loop speaks two wire formats; other provider APIs belong to their own CLIs.
         let wire = match req.endpoint.api {

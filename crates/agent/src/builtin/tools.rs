@@ -58,6 +58,69 @@ pub(crate) struct Toolbox {
     /// How commands run: the step's sandbox, environment and limits.
     pub exec: ExecPolicy,
     pub command_timeout: Duration,
+    /// The knowledge tools, answered by the gateway under the step's pass.
+    pub knowledge: Option<KnowledgeClient>,
+}
+
+/// Calls the gateway's knowledge route with the step's pass (what a CLI's MCP server does).
+#[derive(Clone)]
+pub(crate) struct KnowledgeClient {
+    pub http: reqwest::Client,
+    /// The gateway's base URL (the request's endpoint).
+    pub url: String,
+    pub pass: secrecy::SecretString,
+}
+
+impl std::fmt::Debug for KnowledgeClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KnowledgeClient")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KnowledgeClient {
+    /// One call; the gateway's answer (or its error) as the tool's output.
+    async fn call(&self, name: &str, input: &Value) -> ToolOutput {
+        use secrecy::ExposeSecret;
+        let url = format!(
+            "{}/codemill/knowledge/{name}",
+            self.url.trim_end_matches('/')
+        );
+        let response = match self
+            .http
+            .post(url)
+            .bearer_auth(self.pass.expose_secret())
+            .json(input)
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                return ToolOutput::error(format!(
+                    "the knowledge tools are unavailable: {}",
+                    e.without_url()
+                ));
+            }
+        };
+        let ok = response.status().is_success();
+        let body: Value = match response.json().await {
+            Ok(v) => v,
+            Err(e) => return ToolOutput::error(format!("unreadable answer: {}", e.without_url())),
+        };
+        if ok {
+            let result = body.get("result").cloned().unwrap_or(Value::Null);
+            ToolOutput::ok(serde_json::to_string_pretty(&result).unwrap_or_default())
+        } else {
+            ToolOutput::error(
+                body.get("error")
+                    .and_then(Value::as_str)
+                    .unwrap_or("the knowledge tool failed")
+                    .to_string(),
+            )
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -100,14 +163,33 @@ struct CommandArgs {
 impl Toolbox {
     /// The tools offered in this mode.
     pub(crate) fn specs(&self) -> Vec<ToolSpec> {
-        all_specs()
+        let mut specs: Vec<ToolSpec> = all_specs()
             .into_iter()
             .filter(|spec| self.mode == AgentMode::Write || READ_TOOLS.contains(&spec.name))
-            .collect()
+            .collect();
+        if self.knowledge.is_some() {
+            specs.extend(
+                codemill_core::knowledge::tools()
+                    .into_iter()
+                    .map(|t| ToolSpec {
+                        name: t.name,
+                        description: t.description,
+                        schema: t.schema,
+                    }),
+            );
+        }
+        specs
     }
 
     /// Runs one call. Never fails: every problem is an error result for the model to read.
     pub(crate) async fn call(&self, name: &str, input: &Value, deadline: Instant) -> ToolOutput {
+        // The knowledge tools touch only the knowledge (through the gateway), never the
+        // worktree: offered in both modes.
+        if let Some(knowledge) = &self.knowledge
+            && codemill_core::knowledge::is_tool(name)
+        {
+            return knowledge.call(name, input).await;
+        }
         if self.mode == AgentMode::ReadOnly && !READ_TOOLS.contains(&name) {
             return ToolOutput::error(format!(
                 "tool `{name}` is not available in read-only mode; use {}",
@@ -354,6 +436,7 @@ mod tests {
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("CODEMILL_TEST_VAR", "from-the-policy"),
             command_timeout: Duration::from_secs(10),
+            knowledge: None,
         };
         (dir, toolbox)
     }

@@ -60,7 +60,12 @@ impl ClaudeCode {
     }
 
     /// The arguments for `req`, with `session` as `--session-id` or `--resume`.
-    fn args(&self, req: &AgentRequest, session: &SessionArg) -> Vec<OsString> {
+    fn args(
+        &self,
+        req: &AgentRequest,
+        session: &SessionArg,
+        mcp_config: Option<&Path>,
+    ) -> Vec<OsString> {
         // Inside codemill's sandbox (the boundary) write stages run without the CLI's own
         // permission prompts, so the agent can run the repository's tests; unsandboxed, only
         // edits and simple shell inside the cwd are allowed.
@@ -91,6 +96,19 @@ impl ClaudeCode {
             args.extend(
                 ["--tools", READ_ONLY_TOOLS, "--disallowedTools", WRITE_TOOLS].map(OsString::from),
             );
+        }
+        if let Some(config) = mcp_config {
+            // Only codemill's server (never a repository's `.mcp.json`), and its tools allowed
+            // without a prompt.
+            args.extend([
+                "--mcp-config".into(),
+                config.as_os_str().to_owned(),
+                "--strict-mcp-config".into(),
+                "--allowedTools".into(),
+                crate::knowledge::names(&format!("mcp__{}__", crate::knowledge::SERVER))
+                    .join(",")
+                    .into(),
+            ]);
         }
         if let Some(system) = &req.system_prompt {
             args.extend(["--append-system-prompt".into(), system.into()]);
@@ -142,12 +160,13 @@ impl ClaudeCode {
             Some(id) => SessionArg::Resume(id.clone()),
             None => SessionArg::New(uuid::Uuid::new_v4().to_string()),
         };
+        let mcp_config = write_mcp_config(req, &dirs)?;
         let started = Instant::now();
         let mut normalizer = Normalizer::new();
         let launch = Launch {
             name: "Claude Code",
             program: &self.program,
-            args: self.args(req, &session),
+            args: self.args(req, &session, mcp_config.as_deref()),
             policy: self.policy(req, &dirs),
             cwd: &req.workdir,
             install_hint: INSTALL_HINT,
@@ -207,6 +226,26 @@ impl SessionArg {
             SessionArg::New(id) | SessionArg::Resume(id) => id,
         }
     }
+}
+
+/// Writes `--mcp-config` for a run offered the knowledge tools (private: it holds the pass).
+fn write_mcp_config(req: &AgentRequest, dirs: &StateDirs) -> Result<Option<PathBuf>, AgentError> {
+    let Some(server) = crate::knowledge::server(req) else {
+        return Ok(None);
+    };
+    let config = serde_json::json!({
+        "mcpServers": {
+            crate::knowledge::SERVER: {
+                "type": "stdio",
+                "command": server.command,
+                "args": server.args,
+                "env": {crate::knowledge::PASS_VAR: server.pass},
+            }
+        }
+    });
+    let path = dirs.config.join("codemill-mcp.json");
+    crate::private::write(&path, config.to_string()).map_err(AgentError::StateDir)?;
+    Ok(Some(path))
 }
 
 /// The isolated HOME, config and tmp directories under the state dir.

@@ -25,6 +25,9 @@ pub(crate) struct RunConfig<'a> {
     pub request_max_retries: u32,
     pub stream_max_retries: u32,
     pub stream_idle_timeout: Duration,
+    /// codemill's knowledge MCP server: command and arguments. Its pass comes from the
+    /// environment (`env_vars`), so this file still holds no secret.
+    pub mcp: Option<(&'a str, &'a [String])>,
 }
 
 /// Renders `config.toml`. It holds no secret: only the name of the key's variable.
@@ -75,7 +78,7 @@ unbounded_connection_retries = false
 [shell_environment_policy]
 inherit = "all"
 ignore_default_excludes = false
-exclude = [{key_env}]
+exclude = [{key_env}, {pass_env}]
 
 [analytics]
 enabled = false
@@ -85,9 +88,28 @@ persistence = "none"
 "#,
         base_url = quote(&base_url),
         key_env = quote(c.key_env),
+        pass_env = quote(crate::knowledge::PASS_VAR),
         request = c.request_max_retries,
         stream = c.stream_max_retries,
     );
+    if let Some((command, args)) = c.mcp {
+        let args: Vec<String> = args.iter().map(|a| quote(a)).collect();
+        let _ = write!(
+            out,
+            r#"
+[mcp_servers.{server}]
+command = {command}
+args = [{args}]
+env_vars = [{pass}]
+startup_timeout_sec = 30
+default_tools_approval_mode = "approve"
+"#,
+            server = crate::knowledge::SERVER,
+            command = quote(command),
+            args = args.join(", "),
+            pass = quote(crate::knowledge::PASS_VAR),
+        );
+    }
     out
 }
 
@@ -126,6 +148,7 @@ mod tests {
             request_max_retries: 2,
             stream_max_retries: 1,
             stream_idle_timeout: Duration::from_secs(90),
+            mcp: None,
         })
     }
 
@@ -137,7 +160,8 @@ mod tests {
         assert!(text.contains("base_url = \"http://127.0.0.1:4000/v1\"\n"));
         assert!(text.contains("env_key = \"CODEMILL_CODEX_API_KEY\"\n"));
         assert!(text.contains("stream_idle_timeout_ms = 90000\n"));
-        assert!(text.contains("exclude = [\"CODEMILL_CODEX_API_KEY\"]\n"));
+        assert!(text.contains("exclude = [\"CODEMILL_CODEX_API_KEY\", \"CODEMILL_PASS\"]\n"));
+        assert!(!text.contains("mcp_servers"));
         assert!(!text.contains("developer_instructions"));
     }
 

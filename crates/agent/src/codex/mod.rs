@@ -111,8 +111,11 @@ impl Codex {
     /// The policy plus Codex's state directories and the token (set last: nothing the runner
     /// added can redirect them).
     fn policy(req: &AgentRequest, dirs: &StateDirs) -> ExecPolicy {
-        req.exec
-            .clone()
+        let mut policy = req.exec.clone();
+        if let Some(server) = crate::knowledge::server(req) {
+            policy.set_env(crate::knowledge::PASS_VAR, server.pass);
+        }
+        policy
             .env("HOME", &dirs.home)
             .env("CODEX_HOME", &dirs.codex_home)
             // Outside CODEX_HOME: under it, every sandboxed command fails.
@@ -121,7 +124,11 @@ impl Codex {
     }
 
     fn write_config(&self, req: &AgentRequest, dirs: &StateDirs) -> Result<(), AgentError> {
+        let server = crate::knowledge::server(req);
         let text = config::render(&config::RunConfig {
+            mcp: server
+                .as_ref()
+                .map(|s| (s.command.as_str(), s.args.as_slice())),
             model: &req.model,
             base_url: &req.endpoint.base_url,
             sandbox_mode: Self::sandbox_mode(req),

@@ -167,12 +167,21 @@ impl GeminiCli {
             ));
         }
         let dirs = StateDirs::create(&req.state_dir)?;
-        let settings = setup::settings(
+        let mut settings = setup::settings(
             req.mode,
             self.cli_turn_limit.then_some(req.limits.max_turns),
             self.max_attempts,
         );
-        dirs.write(&settings, req.system_prompt.as_deref(), req.mode)?;
+        let server = crate::knowledge::server(req);
+        if let Some(server) = &server {
+            setup::add_knowledge_server(&mut settings, server);
+        }
+        dirs.write(
+            &settings,
+            req.system_prompt.as_deref(),
+            req.mode,
+            server.is_some(),
+        )?;
         let mut log = RawLog::open(&req.log_path)?;
         if let Err(outcome) = driver::check_version(
             &self.version,

@@ -23,14 +23,35 @@ pub(crate) const READ_ONLY_TOOLS: [&str; 5] = [
 /// repository's own `.gemini/policies` cannot override it). A global `deny` removes a tool from
 /// the declarations sent to the model, so this leaves exactly the reading tools: no write_file,
 /// replace, run_shell_command, sub-agents, web access or MCP tools.
-fn read_only_policy() -> String {
+/// With `knowledge`, codemill's own MCP server's tools (the knowledge tools) are allowed too.
+fn read_only_policy(knowledge: bool) -> String {
     let allowed: Vec<String> = READ_ONLY_TOOLS.iter().map(|t| format!("{t:?}")).collect();
-    format!(
+    let mut policy = format!(
         "# Written by codemill for read-only (reviewer) runs.\n\
          [[rule]]\ntoolName = \"*\"\ndecision = \"deny\"\npriority = 900\n\n\
          [[rule]]\ntoolName = [{}]\ndecision = \"allow\"\npriority = 999\n",
         allowed.join(", ")
-    )
+    );
+    if knowledge {
+        policy.push_str(&format!(
+            "\n[[rule]]\nmcpName = {:?}\ntoolName = \"*\"\ndecision = \"allow\"\npriority = 999\n",
+            crate::knowledge::SERVER
+        ));
+    }
+    policy
+}
+
+/// Adds codemill's knowledge MCP server to `settings` (trusted: its tools need no prompt).
+pub(crate) fn add_knowledge_server(settings: &mut Value, server: &crate::knowledge::Server) {
+    settings["mcpServers"] = json!({
+        crate::knowledge::SERVER: {
+            "command": server.command,
+            "args": server.args,
+            "env": {crate::knowledge::PASS_VAR: server.pass},
+            "trust": true,
+            "timeout": 60_000,
+        }
+    });
 }
 
 /// Paths of one run's isolated state under the request's state dir.
@@ -74,6 +95,7 @@ impl StateDirs {
         settings: &Value,
         system_prompt: Option<&str>,
         mode: AgentMode,
+        knowledge: bool,
     ) -> Result<(), AgentError> {
         let text =
             serde_json::to_string_pretty(settings).map_err(|e| AgentError::StateDir(e.into()))?;
@@ -92,7 +114,7 @@ impl StateDirs {
             },
         }
         if mode == AgentMode::ReadOnly {
-            crate::private::write(&self.read_only_policy, read_only_policy())
+            crate::private::write(&self.read_only_policy, read_only_policy(knowledge))
                 .map_err(AgentError::StateDir)?;
         }
         Ok(())
@@ -152,8 +174,9 @@ mod tests {
         assert_eq!(read["model"]["maxSessionTurns"], -1);
         assert_eq!(read["general"]["maxAttempts"], 10);
         assert_eq!(read["tools"]["core"].as_array().unwrap().len(), 5);
+        assert!(read_only_policy(true).contains("mcpName = \"codemill\""));
         assert_eq!(
-            read_only_policy(),
+            read_only_policy(false),
             "# Written by codemill for read-only (reviewer) runs.\n[[rule]]\ntoolName = \"*\"\n\
              decision = \"deny\"\npriority = 900\n\n[[rule]]\ntoolName = [\"list_directory\", \
              \"read_file\", \"read_many_files\", \"grep_search\", \"glob\"]\n\

@@ -114,7 +114,11 @@ impl Opencode {
 
     /// The policy of a run: config, token and the switches that keep opencode offline.
     fn policy(req: &AgentRequest, dirs: &StateDirs) -> ExecPolicy {
-        Self::base_policy(req, dirs)
+        let mut policy = Self::base_policy(req, dirs);
+        if let Some(server) = crate::knowledge::server(req) {
+            policy.set_env(crate::knowledge::PASS_VAR, server.pass);
+        }
+        policy
             .env("OPENCODE_CONFIG", &dirs.config_file)
             .env(API_KEY_VAR, req.endpoint.api_key.expose_secret())
             // No catalogue download from models.dev: the config defines the model.

@@ -174,6 +174,26 @@ pub(crate) fn config(req: &AgentRequest, npm: &str, instructions: &[PathBuf]) ->
         "plugin": [],
         "mcp": {},
     });
+    if let Some(server) = crate::knowledge::server(req) {
+        let mut command = vec![server.command];
+        command.extend(server.args);
+        // The pass, like the key, only by name: the child's environment holds it.
+        config["mcp"] = json!({
+            crate::knowledge::SERVER: {
+                "type": "local",
+                "command": command,
+                "environment": {
+                    crate::knowledge::PASS_VAR: format!("{{env:{}}}", crate::knowledge::PASS_VAR)
+                },
+                "enabled": true,
+                "timeout": 30_000,
+            }
+        });
+        if req.mode == AgentMode::ReadOnly {
+            config["agent"][AGENT_NAME]["permission"][format!("{}_*", crate::knowledge::SERVER)] =
+                json!("allow");
+        }
+    }
     if !instructions.is_empty() {
         let paths: Vec<String> = instructions
             .iter()
@@ -243,6 +263,7 @@ mod tests {
                 codemill_process::Sandbox::Off,
                 codemill_process::Limits::default(),
             ),
+            knowledge: None,
             cancel: Default::default(),
         }
     }

@@ -194,6 +194,7 @@ impl Fixture {
                 api_key: token,
             },
             exec,
+            knowledge: None,
             cancel: Default::default(),
         }
     }

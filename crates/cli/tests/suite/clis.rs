@@ -22,7 +22,7 @@ struct Kit {
     shell: fn(&str) -> ToolCall,
 }
 
-fn bin(name: &str) -> PathBuf {
+pub fn bin(name: &str) -> PathBuf {
     let var = format!("CODEMILL_{}_BIN", name.to_uppercase());
     let path = std::env::var_os(&var)
         .map(PathBuf::from)

@@ -125,7 +125,7 @@ async fn a_person_keeps_project_knowledge_with_its_sources() {
 }
 
 /// Write `files` (path, text; `None` deletes) on the remote's main branch, as a person pushing.
-fn push_docs(env: &Env, files: &[(&str, Option<&str>)]) {
+pub(super) fn push_docs(env: &Env, files: &[(&str, Option<&str>)]) {
     use super::harness::git;
     let work = env.dir.path().join("docs-work");
     if !work.exists() {

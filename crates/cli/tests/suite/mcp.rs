@@ -217,7 +217,7 @@ async fn the_mcp_server_speaks_json_rpc_on_stdio_and_survives_bad_calls() {
         &c.tool("ticket_context", json!({"key": "Q-9"})),
         "no ticket Q-9",
     );
-    refused(&c.tool("no_such_tool", json!({})), "tool not found");
+    refused(&c.tool("no_such_tool", json!({})), "no knowledge tool");
     let unknown = c.call("no/such/method", json!({}));
     assert!(!unknown["error"].is_null(), "{unknown}");
     let again = answer(&c.tool("search_knowledge", json!({"query": "fixtures"})));

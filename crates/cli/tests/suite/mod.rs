@@ -11,6 +11,8 @@ mod doctor;
 mod harness;
 mod jira_linear;
 mod knowledge;
+mod knowledge_agents;
+mod knowledge_quality;
 mod lifecycle;
 mod mcp;
 mod mixed;

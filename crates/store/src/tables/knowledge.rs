@@ -1,5 +1,6 @@
 //! Project knowledge: entries added, listed, read, marked stale, removed, and searched — FTS5
-//! with bm25 on SQLite, a weighted `tsvector` with `ts_rank` on PostgreSQL; the rest written once.
+//! with bm25 on SQLite, a weighted `tsvector` with `ts_rank` on PostgreSQL (both split a file path
+//! like `docs/testing.md` into its words, as a query is split); the rest written once.
 
 use chrono::{DateTime, Utc};
 
@@ -135,11 +136,13 @@ impl Db {
             return Ok(Vec::new());
         }
         let (sql, query) = match self {
+            // CROSS JOIN keeps the full-text match as SQLite's outer loop: planned the other
+            // way round (the project's rows first), the match is evaluated again for every row.
             Db::Sqlite { .. } => (
                 format!(
                     "SELECT {COLUMNS},
                          snippet(knowledge_fts, 1, '', '', '…', 24) AS excerpt
-                     FROM knowledge_fts JOIN knowledge k ON k.id = knowledge_fts.rowid
+                     FROM knowledge_fts CROSS JOIN knowledge k ON k.id = knowledge_fts.rowid
                      WHERE knowledge_fts MATCH $1 AND k.project = $2
                      ORDER BY bm25(knowledge_fts, 4.0, 1.0), k.id
                      LIMIT $3"
