@@ -15,6 +15,9 @@ pub struct TicketText {
 /// Directory, relative to the worktree, where codemill puts files for agents (never committed).
 pub const RUN_DIR: &str = ".codemill-run";
 
+/// What research and plan are told about the knowledge tools.
+const KNOWLEDGE_TOOLS: &str = "This project's knowledge (architecture, conventions, how to test, past decisions and mistakes) is behind your knowledge tools: search_knowledge, read_knowledge, ticket_context (the ticket, its criteria, and linked tickets with how they ended) and record_knowledge. Search it before you dig: each entry says whether it is verified (checked against the code), human (written by a person) or inferred (an agent's conclusion), and whether it is stale. Record a durable fact you established, citing the files, with record_knowledge.";
+
 fn quoted_ticket(t: &TicketText) -> String {
     // Hidden text must not reach the agent; closing tags would end the quote early.
     let clean = |s: &str| crate::untrusted::clean(s).replace("</ticket", "<\\/ticket");
@@ -28,14 +31,14 @@ fn quoted_ticket(t: &TicketText) -> String {
 
 pub fn research(t: &TicketText) -> String {
     format!(
-        "codemill stage: research\n\nYou are researching a codebase before a change is planned. You can read, list and search files; you cannot change anything.\n\n{}\nFind the files, functions, tests and conventions this ticket touches. Answer with concise Markdown research notes: relevant files with one line each, how tests are run, risks and open questions.",
+        "codemill stage: research\n\nYou are researching a codebase before a change is planned. You can read, list and search files; you cannot change anything.\n\n{}\n{KNOWLEDGE_TOOLS}\n\nFind the files, functions, tests and conventions this ticket touches. Answer with concise Markdown research notes: relevant files with one line each, how tests are run, risks and open questions. Put the durable facts you established under a `## Facts` heading, one `- ` line each, ending with the file (and lines) it rests on in brackets, like `- Tests run with make check [Makefile:10-14]`.",
         quoted_ticket(t)
     )
 }
 
 pub fn plan(t: &TicketText, research_file: &str) -> String {
     format!(
-        "codemill stage: plan\n\nYou are planning a change. You can read, list and search files; you cannot change anything.\n\n{}\nResearch notes are in `{research_file}` (read it). Answer with a short Markdown plan: the steps, the files to change, and the tests to add or update. Keep the change as small as the ticket allows.",
+        "codemill stage: plan\n\nYou are planning a change. You can read, list and search files; you cannot change anything.\n\n{}\nResearch notes are in `{research_file}` (read it).\n\n{KNOWLEDGE_TOOLS}\n\nAnswer with a short Markdown plan: the steps, the files to change, and the tests to add or update. Keep the change as small as the ticket allows.",
         quoted_ticket(t)
     )
 }
@@ -100,7 +103,7 @@ pub fn review(
         _ => String::new(),
     };
     format!(
-        "codemill stage: review\nreview angle: {angle}\n\nYou are a critical code reviewer looking at this change from the {angle} angle only. You can read, list and search files; you cannot change anything.\n\n{}\nThe plan is in `{}`. The whole change is the diff in `{}`.{rereview}\nGate results:\n{}\n\nChecklist for the {angle} angle:\n{checklist}\n\nAnswer ONLY with JSON in a ```json block:\n{{\"findings\": [{{\"severity\": \"critical|high|medium|low|info\", \"file\": \"path\", \"line\": 1, \"title\": \"...\", \"detail\": \"...\", \"suggestion\": \"...\", \"confidence\": 0.8}}]}}\nUse an empty list when there is nothing to report from this angle.",
+        "codemill stage: review\nreview angle: {angle}\n\nYou are a critical code reviewer looking at this change from the {angle} angle only. You can read, list and search files; you cannot change anything.\n\n{}\nThe plan is in `{}`. The whole change is the diff in `{}`.{rereview}\nGate results:\n{}\n\nChecklist for the {angle} angle:\n{checklist}\n\nCheck the change against the project's knowledge too (search_knowledge, read_knowledge): `verified` and `human` entries are the project's own rules and facts, so a change that contradicts one is a finding that names the entry's id; `inferred` entries are hints, and stale ones may be out of date.\n\nAnswer ONLY with JSON in a ```json block:\n{{\"findings\": [{{\"severity\": \"critical|high|medium|low|info\", \"file\": \"path\", \"line\": 1, \"title\": \"...\", \"detail\": \"...\", \"suggestion\": \"...\", \"confidence\": 0.8}}]}}\nUse an empty list when there is nothing to report from this angle.",
         quoted_ticket(t),
         files.plan,
         files.diff,

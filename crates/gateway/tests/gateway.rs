@@ -352,3 +352,90 @@ async fn spend_of_other_jobs_counts_for_ticket_and_day_budgets() {
     assert_eq!(status, 400);
     assert!(text.contains("project_day_usd"), "{text}");
 }
+
+/// The knowledge route: the pass decides the project and the author; an agent cannot read
+/// another project's entries, record anything but `inferred`, or call without a live pass.
+#[tokio::test]
+async fn knowledge_tools_answer_under_a_pass_for_its_project_only() {
+    use codemill_store::{KnowledgeTag, NewKnowledge};
+    let fx = fixture().await;
+    let add = |project: &'static str, title: &'static str| {
+        let store = fx.store.clone();
+        async move {
+            store
+                .add_knowledge(&NewKnowledge {
+                    project,
+                    title,
+                    body: "Releases are cut with scripts/release.sh.",
+                    tag: KnowledgeTag::Human,
+                    sources: &[],
+                    author: "user:ann",
+                    origin: None,
+                })
+                .await
+                .unwrap()
+        }
+    };
+    let ours = add("WEB", "Releasing").await;
+    let theirs = add("API", "Releasing the API").await;
+    let pass = grant(&fx, ProviderApi::Anthropic, Budgets::default());
+    let http = reqwest::Client::new();
+    let call = |tool: &str, token: &str, args: Value| {
+        let req = http
+            .post(format!("{}/codemill/knowledge/{tool}", fx.gateway.url()))
+            .bearer_auth(token.to_string())
+            .json(&args);
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let token = pass.token().expose_secret().to_string();
+
+    let (status, found) = call("search_knowledge", &token, json!({"query": "release"})).await;
+    assert_eq!(status, 200, "{found}");
+    let results = found["result"]["results"].as_array().unwrap();
+    assert_eq!(results.len(), 1, "only the pass's project: {found}");
+    assert_eq!(results[0]["id"], ours.id);
+    assert_eq!(results[0]["tag"], "human");
+
+    let (status, other) = call("read_knowledge", &token, json!({"id": theirs.id})).await;
+    assert_eq!(status, 400, "{other}");
+    assert!(
+        other["error"]
+            .as_str()
+            .unwrap()
+            .contains("no knowledge entry")
+    );
+
+    let (status, recorded) = call(
+        "record_knowledge",
+        &token,
+        json!({"title": "Tags", "body": "Tags are signed.", "sources": ["scripts/release.sh:3-9"]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{recorded}");
+    assert_eq!(recorded["result"]["tag"], "inferred");
+    let row = fx
+        .store
+        .knowledge(recorded["result"]["id"].as_i64().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (row.project.as_str(), row.author.as_str(), row.tag),
+        ("WEB", "agent:implement WEB-1", KnowledgeTag::Inferred)
+    );
+
+    let (status, unknown) = call("drop_tables", &token, json!({})).await;
+    assert_eq!(status, 404, "{unknown}");
+    let (status, bad) = call("search_knowledge", &token, json!({"query": 7})).await;
+    assert_eq!(status, 400, "{bad}");
+    assert!(bad["error"].as_str().unwrap().contains("query"), "{bad}");
+
+    let (status, _) = call("search_knowledge", "cmgw-forged", json!({"query": "x"})).await;
+    assert_eq!(status, 401);
+    drop(pass);
+    let (status, _) = call("search_knowledge", &token, json!({"query": "x"})).await;
+    assert_eq!(status, 401, "a revoked pass answers nothing");
+}

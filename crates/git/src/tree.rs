@@ -530,6 +530,38 @@ impl Git {
         Ok(same_parent.then(|| existing.to_owned()))
     }
 
+    /// The paths that differ between `base` and `head` (both commits), repository-relative.
+    pub async fn changed_files(
+        &self,
+        repo: &Path,
+        base: &str,
+        head: &str,
+    ) -> Result<Vec<String>, GitError> {
+        check_rev("base", base)?;
+        check_rev("head", head)?;
+        let ctx = self.ctx(repo).await?;
+        let out = self
+            .run(
+                Some(&ctx),
+                Call::new([
+                    "diff",
+                    "--name-only",
+                    "-z",
+                    "--no-renames",
+                    "--end-of-options",
+                    base,
+                    head,
+                    "--",
+                ]),
+            )
+            .await?;
+        Ok(out
+            .split('\0')
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect())
+    }
+
     /// `git diff --stat <base> <head>`.
     pub async fn diff_stat(
         &self,

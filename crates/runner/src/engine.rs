@@ -448,6 +448,7 @@ impl Runner {
                 {
                     return Ok(failed(effect, e));
                 }
+                self.workspace.learn_from_approval(job, state, commit).await;
                 self.workspace.push(&git, state, commit, effect).await
             }
             Effect::RecordPr { commit } => self.announcer.record_pr(state, ticket, commit).await?,

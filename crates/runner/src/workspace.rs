@@ -183,7 +183,82 @@ impl Workspace {
         git.push(&clone, &target, &branch)
             .await
             .map_err(|e| e.to_string())?;
+        // Knowledge citing what the merge changed is checked again; a failure here is only
+        // reported, the merge stands.
+        match self.git.changed_files(&clone, &ours, &target).await {
+            Ok(changed) => {
+                match crate::knowledge::recheck(
+                    &self.store,
+                    &self.git,
+                    &clone,
+                    &target,
+                    key.project(),
+                    &changed,
+                )
+                .await
+                {
+                    Ok(stale) => {
+                        for (id, why) in stale {
+                            tracing::info!(entry = id, %why, "knowledge entry is stale after the merge");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "knowledge not re-checked after the merge")
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "knowledge not re-checked after the merge"),
+        }
         Ok((branch, Some(target)))
+    }
+
+    /// When a proposal is approved (before its push): the durable facts of the job's research
+    /// notes become `inferred` knowledge citing their files at `commit`, which the project's
+    /// clone has (see `ensure_commit`). Never fails the push: problems are reported.
+    pub(crate) async fn learn_from_approval(
+        &self,
+        job: codemill_core::ids::JobId,
+        state: &codemill_core::pipeline::JobState,
+        commit: &str,
+    ) {
+        let Some(name) = &state.research_artifact else {
+            return;
+        };
+        let notes = match self.store.artifact(job, name).await {
+            Ok(Some(kept)) => String::from_utf8_lossy(&kept.body).into_owned(),
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "research notes not read for knowledge");
+                return;
+            }
+        };
+        let clone = self.home.clone_dir(state.ticket.project());
+        match crate::knowledge::learn(
+            &self.store,
+            &self.git,
+            &clone,
+            commit,
+            state.ticket.project(),
+            &state.ticket.to_string(),
+            &notes,
+        )
+        .await
+        {
+            Ok(learned) => {
+                for (fact, why) in &learned.rejected {
+                    tracing::info!(%fact, %why, "research fact not kept as knowledge");
+                }
+                if !learned.added.is_empty() {
+                    self.progress.emit(crate::progress::Progress::Info {
+                        message: format!(
+                            "knowledge: {} fact(s) of the research notes kept as inferred entries",
+                            learned.added.len()
+                        ),
+                    });
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "knowledge not learned from the approval"),
+        }
     }
 
     /// The outside forge of a project (`github`), `None` for the local forge.

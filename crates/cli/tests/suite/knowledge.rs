@@ -296,3 +296,87 @@ async fn ingest_follows_the_documentation_and_marks_what_went_stale() {
             .contains("No knowledge")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_teaches_the_research_facts_and_a_merge_rechecks_what_it_changed() {
+    use super::harness::{at_turn, ready, write_call};
+    use codemill_testkit::{Reply, Rule};
+    let notes = "Notes.\n\n## Facts\n\
+                 - The guide tells people to say hello [docs/guide.md:1-3]\n\
+                 - Settings live in config/app.toml [config/app.toml:1-3]\n\
+                 - The guide is long [docs/guide.md:400-410]\n\
+                 - Nothing cited here\n";
+    let mut rules = vec![
+        ready(),
+        Rule::new("research", at_turn("research", 0), Reply::text(notes)),
+        Rule::new(
+            "implement: hello",
+            at_turn("implement", 0),
+            write_call("hello.txt", "hello\n"),
+        ),
+        Rule::new(
+            "implement: guide",
+            at_turn("implement", 1),
+            write_call("docs/guide.md", "# Guide\n\nSay hello, then wave.\n"),
+        ),
+        Rule::new(
+            "implement: done",
+            at_turn("implement", 2),
+            Reply::text("Added hello.txt and updated the guide."),
+        ),
+    ];
+    rules.extend(engineer());
+    let env = Env::new(rules, HELLO_GATE, "").await;
+    push_docs(&env, &[("docs/guide.md", Some("# Guide\n\nSay hello.\n"))]);
+    let ingested = env.json(&["knowledge", "ingest", "P", "--json"]);
+    assert_eq!(ingested["added"], 1, "{ingested}");
+
+    env.ok(&["run", "P-1"]);
+    // Nothing is learned before a person approves.
+    let before = env.json(&["knowledge", "list", "P", "--tag", "inferred", "--json"]);
+    assert_eq!(before, serde_json::json!([]), "{before}");
+    env.ok(&["approve", "P-1"]);
+    let pushed = env.remote_branch("codemill/P-1").unwrap();
+
+    let learned = env.json(&["knowledge", "list", "P", "--tag", "inferred", "--json"]);
+    let learned = learned.as_array().unwrap();
+    assert_eq!(
+        learned.len(),
+        1,
+        "only the fact whose cited lines exist at the approved commit is kept: {learned:#?}"
+    );
+    let fact = &learned[0];
+    assert_eq!(
+        fact["title"], "The guide tells people to say hello",
+        "{fact:#}"
+    );
+    assert_eq!(fact["author"], "agent:research P-1");
+    assert_eq!(fact["sources"][0]["path"], "docs/guide.md");
+    assert_eq!(fact["sources"][0]["lines"], serde_json::json!([1, 3]));
+    assert_eq!(fact["sources"][0]["commit"], serde_json::json!(pushed));
+    assert!(fact["sources"][0]["hash"].is_string(), "{fact:#}");
+    assert!(fact["stale"].is_null());
+
+    // The merge changed the guide: the ingested section citing it is stale now, with why;
+    // the learned fact, checked at the merged content, still holds.
+    env.ok(&["merge", "P-1"]);
+    let all = env.json(&["knowledge", "list", "P", "--json"]);
+    let section = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["title"] == "docs/guide.md › Guide")
+        .unwrap_or_else(|| panic!("{all:#}"));
+    let why = section["stale"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{section:#}"));
+    assert!(why.starts_with("docs/guide.md changed in "), "{why}");
+    assert_eq!(section["tag"], "human", "a stale entry keeps its tag");
+    let fact = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["tag"] == "inferred")
+        .unwrap();
+    assert!(fact["stale"].is_null(), "{fact:#}");
+}

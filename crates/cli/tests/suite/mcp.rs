@@ -229,3 +229,28 @@ async fn the_mcp_server_speaks_json_rpc_on_stdio_and_survives_bad_calls() {
         "only the good record was kept"
     );
 }
+
+/// Inside a sandbox the server only asks the gateway, and only with the step's pass: without
+/// one it refuses to start and says what is missing (it never falls back to a store).
+#[test]
+fn the_gateway_mode_needs_the_steps_pass() {
+    let out = Command::new(assert_cmd::cargo::cargo_bin("codemill"))
+        .args(["mcp", "--gateway", "http://127.0.0.1:9"])
+        .env_remove("CODEMILL_PASS")
+        .env("CODEMILL_HOME", "/nonexistent/codemill-home")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("CODEMILL_PASS"), "{err}");
+    let out = Command::new(assert_cmd::cargo::cargo_bin("codemill"))
+        .args(["mcp", "--gateway", "http://127.0.0.1:9", "--project", "P"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "--gateway and --project exclude each other"
+    );
+}
