@@ -314,6 +314,15 @@ impl Runner {
         let project = state.ticket.project();
         Ok(match effect {
             Effect::UpdateTicket { status, note } => {
+                if *note == codemill_core::pipeline::NoteKind::Merged
+                    && let Ok(git) = self.workspace.remote_git(project).await
+                {
+                    // Merged on the outside forge: knowledge citing what it changed is
+                    // checked again against the default branch.
+                    self.workspace
+                        .recheck_after_outside_merge(&git, state)
+                        .await;
+                }
                 let plan = self.plan_text(job, state).await?;
                 self.announcer
                     .update_ticket(job, state, *status, *note, plan.as_deref())

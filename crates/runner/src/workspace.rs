@@ -212,6 +212,45 @@ impl Workspace {
         Ok((branch, Some(target)))
     }
 
+    /// After the job's pull request was merged on an outside forge: the files the job changed
+    /// (base to its commit) are checked again at the default branch's new tip. Problems are
+    /// only reported.
+    pub(crate) async fn recheck_after_outside_merge(
+        &self,
+        git: &Git,
+        state: &codemill_core::pipeline::JobState,
+    ) {
+        let (Some(base), Some(commit)) = (&state.base_commit, &state.commit) else {
+            return;
+        };
+        let result = async {
+            let (clone, _, tip) = self.remote_tip(git, &state.ticket).await?;
+            let changed = self
+                .git
+                .changed_files(&clone, base, commit)
+                .await
+                .map_err(|e| e.to_string())?;
+            crate::knowledge::recheck(
+                &self.store,
+                &self.git,
+                &clone,
+                &tip,
+                state.ticket.project(),
+                &changed,
+            )
+            .await
+        }
+        .await;
+        match result {
+            Ok(stale) => {
+                for (id, why) in stale {
+                    tracing::info!(entry = id, %why, "knowledge entry is stale after the merge");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "knowledge not re-checked after the merge"),
+        }
+    }
+
     /// When a proposal is approved (before its push): the durable facts of the job's research
     /// notes become `inferred` knowledge citing their files at `commit`, which the project's
     /// clone has (see `ensure_commit`). Never fails the push: problems are reported.

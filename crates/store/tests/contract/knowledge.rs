@@ -63,6 +63,20 @@ pub async fn knowledge_keeps_provenance_and_is_searchable(db: Db) {
         .unwrap();
     assert_eq!(hits.first().map(|h| h.entry.id), Some(billing.id));
     assert_eq!(hits[0].entry.tag, KnowledgeTag::Inferred);
+    // A path in a title splits into its words on both backends (ingested titles start with
+    // the file's path).
+    let guide = s
+        .add_knowledge(&NewKnowledge {
+            project: "DOCS",
+            ..entry(
+                "docs/adr/0005-rest-instead-of-graphql.md › Decision",
+                "We keep the API plain.",
+            )
+        })
+        .await
+        .unwrap();
+    let hits = s.search_knowledge("DOCS", "graphql", 5).await.unwrap();
+    assert_eq!(hits.first().map(|h| h.entry.id), Some(guide.id), "{hits:?}");
     // Query syntax is words like any other; nothing matches nothing.
     assert!(
         s.search_knowledge("WEB", "\"NEAR(*\" OR -", 5)
