@@ -488,4 +488,88 @@ pub async fn deliveries_arriving_together_each_get_their_own_outcome(db: Db) {
             .count(),
         59
     );
+    views_match_their_jobs(&db, 30).await;
+}
+
+/// Each new job has its view and its first stream position, written with it, exactly as a job
+/// appended alone has them.
+async fn views_match_their_jobs(db: &Db, jobs: usize) {
+    let views = db.store.job_views(None, None).await.unwrap();
+    assert_eq!(views.len(), jobs);
+    let events = db.store.events_since(0, 1000).await.unwrap();
+    assert_eq!(events.len(), jobs, "one stream entry per job");
+    for view in &views {
+        let state = view.state.as_ref().unwrap_or_else(|| panic!("{view:?}"));
+        assert_eq!((view.seq, view.error.as_deref()), (0, None));
+        assert_eq!(view.status, state.status());
+        assert_eq!(view.ticket, state.ticket);
+        let event = events.iter().find(|e| e.job == view.job).unwrap();
+        assert_eq!((event.pos, event.seq), (view.pos, 0));
+        assert_eq!(event.status.as_deref(), Some(view.status.as_str()));
+        assert_eq!(event.prev_status, None);
+        assert_eq!(event.event, created(&view.ticket));
+    }
+}
+
+/// Many deliveries at once, none failing: written together (on SQLite by the batch's scripts),
+/// each with the outcome it would have alone, duplicates included.
+pub async fn many_deliveries_at_once_start_one_job_per_ticket(db: Db) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 1..=90u32 {
+        let s = db.store.clone();
+        tasks.spawn(async move {
+            let ticket = key(&format!("A-{}", (n - 1) % 20 + 1));
+            let ev = created(&ticket);
+            let job = NewJob {
+                id: JobId::new(),
+                ticket: &ticket,
+                created: &ev,
+                max_attempts: 3,
+            };
+            // Every third delivery repeats an earlier id.
+            let id = format!("d-{}", if n % 3 == 0 { n - 1 } else { n });
+            let recorded = s
+                .record_delivery(&delivery("github", &id, b"{}"), Some(&job), at(0))
+                .await
+                .unwrap();
+            (ticket, recorded)
+        });
+    }
+    let mut by_ticket: std::collections::BTreeMap<String, Vec<Recorded>> = Default::default();
+    for (ticket, recorded) in tasks.join_all().await {
+        by_ticket
+            .entry(ticket.to_string())
+            .or_default()
+            .push(recorded);
+    }
+    let mut duplicates = 0;
+    for (ticket, results) in &by_ticket {
+        let mut jobs = std::collections::BTreeSet::new();
+        let mut created_here = 0;
+        for r in results {
+            match r {
+                Recorded::Duplicate => duplicates += 1,
+                Recorded::Inserted {
+                    job: Some(Enqueued::Created(j)),
+                } => {
+                    created_here += 1;
+                    jobs.insert(*j);
+                }
+                Recorded::Inserted {
+                    job: Some(Enqueued::Existing(j)),
+                } => {
+                    jobs.insert(*j);
+                }
+                other => panic!("{ticket}: {other:?}"),
+            }
+        }
+        assert_eq!(created_here, 1, "{ticket}: {results:?}");
+        assert_eq!(jobs.len(), 1, "{ticket}: every delivery joined its one job");
+    }
+    assert_eq!(duplicates, 30);
+    assert_eq!(db.store.jobs().await.unwrap().len(), 20);
+    let stored = db.store.deliveries(None, 200).await.unwrap();
+    assert_eq!(stored.len(), 60);
+    assert!(stored.iter().all(|d| d.job.is_some()));
+    views_match_their_jobs(&db, 20).await;
 }

@@ -78,6 +78,7 @@ contract!(
     inbox::deliveries_are_recorded_once_with_their_job,
     inbox::concurrent_identical_deliveries_make_one_job,
     inbox::deliveries_arriving_together_each_get_their_own_outcome,
+    inbox::many_deliveries_at_once_start_one_job_per_ticket,
     inbox::processed_deliveries_lose_their_body_then_their_row,
     inbox::accepted_deliveries_are_claimed_held_retried_and_settled,
     inbox::concurrent_claims_take_each_delivery_once,
