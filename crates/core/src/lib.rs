@@ -9,6 +9,7 @@ pub mod knowledge;
 pub mod pipeline;
 pub mod prompts;
 pub mod review;
+pub mod subtasks;
 pub mod text;
 pub mod triage;
 pub mod untrusted;

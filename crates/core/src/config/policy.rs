@@ -35,6 +35,9 @@ pub struct RepoPolicy {
     pub prepare: Vec<GateSpec>,
     #[serde(default)]
     pub max_fix_rounds: Option<u32>,
+    /// Sub-tasks at most when the planner splits a ticket into a graph (default 8, at most 32).
+    #[serde(default)]
+    pub max_subtasks: Option<u32>,
     /// Which agent and model each stage uses.
     #[serde(default)]
     pub stages: StageMap,
@@ -44,8 +47,22 @@ pub struct RepoPolicy {
 }
 
 impl RepoPolicy {
+    /// The limit on a plan's sub-tasks: the repository's, else the service's `[pipeline]` one.
+    pub fn max_subtasks(&self, service: u32) -> u32 {
+        self.max_subtasks.unwrap_or(service)
+    }
+
     pub fn parse(text: &str, file: &str) -> Result<RepoPolicy, ConfigError> {
         let policy: RepoPolicy = toml::from_str(text).map_err(|e| toml_error(file, text, e))?;
+        if let Some(n) = policy.max_subtasks
+            && !(1..=32).contains(&n)
+        {
+            return Err(ConfigError::at(
+                file,
+                "max_subtasks",
+                format!("expected 1 to 32 sub-tasks, found {n}"),
+            ));
+        }
         let listed = policy
             .gates
             .iter()

@@ -56,6 +56,7 @@ struct RawStore {
 #[serde(deny_unknown_fields, default)]
 struct RawPipeline {
     max_fix_rounds: Option<u32>,
+    max_subtasks: Option<u32>,
     gate_timeout_secs: Option<u64>,
     gate_output_cap_bytes: Option<usize>,
 }
@@ -168,6 +169,9 @@ pub struct Config {
     /// Use PostgreSQL at the URL in this environment variable instead of the home's SQLite file.
     pub postgres_url_env: Option<String>,
     pub max_fix_rounds: u32,
+    /// Sub-tasks at most when the planner splits a ticket; a repository's policy may lower or
+    /// raise it.
+    pub max_subtasks: u32,
     pub gate_timeout_secs: u64,
     pub gate_output_cap_bytes: usize,
     pub author_name: String,
@@ -204,6 +208,15 @@ fn check_values(file: &str, raw: &RawFile) -> Result<(), ConfigError> {
         if value == Some(0) {
             return Err(ConfigError::at(file, key, "must be 1 or more, found 0"));
         }
+    }
+    if let Some(n) = raw.pipeline.max_subtasks
+        && !(1..=32).contains(&n)
+    {
+        return Err(ConfigError::at(
+            file,
+            "pipeline.max_subtasks",
+            format!("expected 1 to 32 sub-tasks, found {n}"),
+        ));
     }
     if let Some(model) = &raw.agent.model
         && model.trim().is_empty()
@@ -373,6 +386,10 @@ impl Config {
             file,
             postgres_url_env: raw.store.postgres_url_env,
             max_fix_rounds: raw.pipeline.max_fix_rounds.unwrap_or(3),
+            max_subtasks: raw
+                .pipeline
+                .max_subtasks
+                .unwrap_or(crate::subtasks::DEFAULT_MAX_SUBTASKS),
             gate_timeout_secs: raw.pipeline.gate_timeout_secs.unwrap_or(600),
             gate_output_cap_bytes: raw.pipeline.gate_output_cap_bytes.unwrap_or(64 * 1024),
             author_name: raw.git.author_name.unwrap_or_else(|| "codemill".into()),

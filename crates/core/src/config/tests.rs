@@ -255,3 +255,28 @@ fn config_errors_name_the_real_place_in_plain_words() {
         .collect();
     insta::assert_snapshot!(report.join("\n"));
 }
+
+#[test]
+fn the_sub_task_limit_defaults_to_eight_and_is_checked() {
+    let c = parse("").unwrap();
+    assert_eq!(c.max_subtasks, 8);
+    let c = parse("[pipeline]\nmax_subtasks = 12\n").unwrap();
+    assert_eq!(c.max_subtasks, 12);
+    let msg = parse("[pipeline]\nmax_subtasks = 0\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("pipeline.max_subtasks") && msg.contains("expected 1 to 32"),
+        "{msg}"
+    );
+    let policy = RepoPolicy::parse("max_subtasks = 3\n", "pipeline.toml").unwrap();
+    assert_eq!(policy.max_subtasks(8), 3);
+    assert_eq!(RepoPolicy::default().max_subtasks(8), 8);
+    let msg = RepoPolicy::parse("max_subtasks = 99\n", "pipeline.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("max_subtasks") && msg.contains("found 99"),
+        "{msg}"
+    );
+}
