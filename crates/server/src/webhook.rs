@@ -215,16 +215,6 @@ async fn ticket_ready(
         .project()
         .parse()
         .map_err(|e| unprocessable(format!("{e}")))?;
-    let exists = state
-        .store()
-        .ticket(&key)
-        .await
-        .map_err(|e| refuse("error", e.into()))?;
-    if exists.is_none() {
-        return Err(unprocessable(format!(
-            "no ticket {key} in the local tracker"
-        )));
-    }
     let created = JobEvent::Created {
         ticket: key.clone(),
         project,
@@ -238,9 +228,10 @@ async fn ticket_ready(
         created: &created,
         max_attempts: state.max_attempts(),
     };
+    // The ticket's existence is checked in the transaction that records the delivery.
     let recorded = state
         .store()
-        .record_delivery(delivery, Some(&job), Utc::now())
+        .record_ticket_delivery(delivery, &job, Utc::now())
         .await
         .map_err(|e| refuse("error", e.into()))?;
     let accepted = |job, existing| Accepted {
@@ -257,6 +248,11 @@ async fn ticket_ready(
             job: Some(Enqueued::Existing(id)),
         } => ("existing_job", accepted(Some(id), true)),
         Recorded::Inserted { job: None } => ("recorded", accepted(None, false)),
+        Recorded::UnknownTicket => {
+            return Err(unprocessable(format!(
+                "no ticket {key} in the local tracker"
+            )));
+        }
         Recorded::Duplicate => {
             // Tell the sender which job its first delivery started; one indexed read.
             let first = state

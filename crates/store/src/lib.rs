@@ -619,7 +619,21 @@ impl Store {
         if let Some(job) = job {
             queue::check_max_attempts(job)?;
         }
-        self.db.record_delivery(delivery, job, micros(now)).await
+        self.db.record_delivery(delivery, job, micros(now), false).await
+    }
+
+    /// [`Store::record_delivery`] for a job of a local tracker ticket, checking in the same
+    /// transaction that the ticket exists: `UnknownTicket` (nothing written) when it does not.
+    pub async fn record_ticket_delivery(
+        &self,
+        delivery: &Delivery<'_>,
+        job: &NewJob<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Recorded, StoreError> {
+        queue::check_max_attempts(job)?;
+        self.db
+            .record_delivery(delivery, Some(job), micros(now), true)
+            .await
     }
 
     pub async fn delivery(

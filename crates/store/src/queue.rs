@@ -216,6 +216,9 @@ pub enum Recorded {
     Inserted { job: Option<Enqueued> },
     /// Seen before: nothing was written.
     Duplicate,
+    /// The job's ticket is not in the local tracker (asked for with
+    /// `Store::record_ticket_delivery`): nothing was written.
+    UnknownTicket,
 }
 
 /// A stored webhook delivery; `body` and `headers` are empty once it was processed and pruned.

@@ -37,8 +37,8 @@ const MAX_BATCH: usize = 256;
 /// prepared scripts stay in the statement cache.
 const SCRIPT_CHUNK: usize = 16;
 
-/// Values of each delivery's script (`$1`..`$15` in [`SCRIPT`]).
-const SCRIPT_ARGS: usize = 15;
+/// Values of each delivery's script (`$1`..`$16` in [`SCRIPT`]).
+const SCRIPT_ARGS: usize = 16;
 
 /// Deliveries waiting for the next group commit.
 #[derive(Debug, Default)]
@@ -64,6 +64,8 @@ struct Op {
     job: Option<OwnedJob>,
     /// An outside delivery, `pending` until the inbox processor reads it.
     outside: bool,
+    /// The job's ticket must be in the local tracker.
+    require_ticket: bool,
     now: DateTime<Utc>,
 }
 
@@ -80,6 +82,7 @@ impl Op {
         delivery: &Delivery<'_>,
         job: Option<&NewJob<'_>>,
         outside: bool,
+        require_ticket: bool,
         now: DateTime<Utc>,
     ) -> Op {
         Op {
@@ -98,6 +101,7 @@ impl Op {
                 max_attempts: j.max_attempts,
             }),
             outside,
+            require_ticket,
             now,
         }
     }
@@ -123,7 +127,7 @@ impl Op {
             created: &j.created,
             max_attempts: j.max_attempts,
         });
-        record_in(tx, &delivery, job.as_ref(), self.now).await
+        record_in(tx, &delivery, job.as_ref(), self.now, self.require_ticket).await
     }
 }
 
@@ -158,6 +162,7 @@ impl Op {
             state.into(),
             error.into(),
             i64::from(job.max_attempts).into(),
+            i64::from(self.require_ticket).into(),
         ];
         debug_assert_eq!(args.len(), SCRIPT_ARGS);
         Ok(Some(args))
@@ -165,7 +170,8 @@ impl Op {
 }
 
 /// One delivery's script: what `record_in` and `enqueue_in` do for a new job, each step only
-/// when the one before it wrote its row. The inbox row comes first (a duplicate stops
+/// when the one before it wrote its row. When asked (`$16`), a ticket unknown to the local
+/// tracker is reported and stops everything. The inbox row comes first (a duplicate stops
 /// everything); the job, its first journal entry, stream position, view and queue row follow
 /// only when the ticket has no active job; then the delivery is linked to the ticket's active
 /// job, new or existing. It returns a row tagged `inbox` when the delivery was new and one
@@ -174,8 +180,10 @@ impl Op {
 /// `$k` is the delivery's k-th value. SQLite binds numbered parameters wrongly after a gap
 /// across the statements of one query, so each `$k` becomes a plain `?` and the values are
 /// bound in the order they appear ([`placeholders`]).
-const SCRIPT: &str = "INSERT INTO inbox (provider, delivery_id, headers, body, received_at)
- VALUES ($1, $2, $3, $4, $5)
+const SCRIPT: &str = "SELECT 'unknown' AS what, {n} AS n
+ WHERE $16 = 1 AND NOT EXISTS (SELECT 1 FROM tickets WHERE key = $7);
+INSERT INTO inbox (provider, delivery_id, headers, body, received_at)
+ SELECT $1, $2, $3, $4, $5 WHERE $16 = 0 OR EXISTS (SELECT 1 FROM tickets WHERE key = $7)
  ON CONFLICT (provider, delivery_id) DO NOTHING RETURNING 'inbox' AS what, {n} AS n;
 INSERT INTO jobs (id, ticket_key, project, created_at) SELECT $6, $7, $8, $5
  WHERE changes() = 1
@@ -229,6 +237,7 @@ async fn write_chunk(tx: &mut Tx, chunk: &[(&Op, Vec<Arg>)]) -> Result<Vec<Recor
     }
     let rows = query.fetch_all(&mut *tx).await?;
     let mut inserted = vec![false; chunk.len()];
+    let mut unknown = vec![false; chunk.len()];
     let mut linked: Vec<Option<JobId>> = vec![None; chunk.len()];
     for row in &rows {
         let n = usize::try_from(row.int("n")?)
@@ -237,13 +246,17 @@ async fn write_chunk(tx: &mut Tx, chunk: &[(&Op, Vec<Arg>)]) -> Result<Vec<Recor
             .ok_or_else(|| StoreError::Corrupt("a delivery script answered out of range".into()))?;
         match row.text("what")?.as_str() {
             "inbox" => inserted[n] = true,
+            "unknown" => unknown[n] = true,
             _ => linked[n] = Some(row.job("job")?),
         }
     }
     chunk
         .iter()
-        .zip(inserted.into_iter().zip(linked))
-        .map(|((op, _), (inserted, linked))| {
+        .zip(inserted.into_iter().zip(linked).zip(unknown))
+        .map(|((op, _), ((inserted, linked), unknown))| {
+            if unknown {
+                return Ok(Recorded::UnknownTicket);
+            }
             if !inserted {
                 return Ok(Recorded::Duplicate);
             }
@@ -300,8 +313,9 @@ impl Db {
         delivery: &Delivery<'_>,
         job: Option<&NewJob<'_>>,
         now: DateTime<Utc>,
+        require_ticket: bool,
     ) -> Result<Recorded, StoreError> {
-        self.ingest(delivery, job, false, now).await
+        self.ingest(delivery, job, false, require_ticket, now).await
     }
 
     /// Store an outside delivery, `pending` until the inbox processor claims it.
@@ -310,7 +324,7 @@ impl Db {
         delivery: &Delivery<'_>,
         now: DateTime<Utc>,
     ) -> Result<Recorded, StoreError> {
-        self.ingest(delivery, None, true, now).await
+        self.ingest(delivery, None, true, false, now).await
     }
 
     async fn ingest(
@@ -318,16 +332,15 @@ impl Db {
         delivery: &Delivery<'_>,
         job: Option<&NewJob<'_>>,
         outside: bool,
+        require_ticket: bool,
         now: DateTime<Utc>,
     ) -> Result<Recorded, StoreError> {
+        let op = Op::new(delivery, job, outside, require_ticket, now);
         let Db::Sqlite { ingest, .. } = self else {
-            return alone(self, &Op::new(delivery, job, outside, now)).await;
+            return alone(self, &op).await;
         };
         let (done, result) = oneshot::channel();
-        lock(&ingest.waiting).push(Pending {
-            op: Op::new(delivery, job, outside, now),
-            done,
-        });
+        lock(&ingest.waiting).push(Pending { op, done });
         take_turns(ingest, self, result).await
     }
 }
@@ -421,7 +434,7 @@ mod tests {
         assert_eq!(sql.matches('?').count(), order.len());
         let used: std::collections::BTreeSet<usize> = order.iter().copied().collect();
         assert_eq!(used, (0..SCRIPT_ARGS).collect());
-        // The duplicate check and the link both name the delivery by provider and id.
-        assert_eq!(&order[..5], &[0, 1, 2, 3, 4]);
+        // The ticket check first, then the inbox row with the delivery's own values.
+        assert_eq!(&order[..4], &[15, 6, 0, 1]);
     }
 }

@@ -375,7 +375,17 @@ pub(crate) async fn record_in(
     delivery: &Delivery<'_>,
     job: Option<&NewJob<'_>>,
     now: DateTime<Utc>,
+    require_ticket: bool,
 ) -> Result<Recorded, StoreError> {
+    if let Some(job) = job.filter(|_| require_ticket) {
+        let known = q("SELECT 1 FROM tickets WHERE key = $1")
+            .bind(job.ticket.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if known.is_none() {
+            return Ok(Recorded::UnknownTicket);
+        }
+    }
     // A concurrent insert of the same key waits for the first transaction, then does nothing.
     let inserted = q(
         "INSERT INTO inbox (provider, delivery_id, headers, body, received_at)

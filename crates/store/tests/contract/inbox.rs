@@ -573,3 +573,56 @@ pub async fn many_deliveries_at_once_start_one_job_per_ticket(db: Db) {
     assert!(stored.iter().all(|d| d.job.is_some()));
     views_match_their_jobs(&db, 20).await;
 }
+
+/// A local ticket's delivery checks the ticket in the transaction that records it: one for a
+/// ticket the tracker does not have writes nothing, alone or written together with others.
+pub async fn a_delivery_for_an_unknown_ticket_writes_nothing(db: Db) {
+    let project = "A".parse().unwrap();
+    let known = db
+        .store
+        .create_ticket(&project, "known", "b", &[])
+        .await
+        .unwrap()
+        .key;
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..30u32 {
+        let s = db.store.clone();
+        let known = known.clone();
+        tasks.spawn(async move {
+            let ticket = if n % 3 == 0 { key("A-99") } else { known };
+            let ev = created(&ticket);
+            let job = NewJob {
+                id: JobId::new(),
+                ticket: &ticket,
+                created: &ev,
+                max_attempts: 3,
+            };
+            let id = format!("t-{n}");
+            let recorded = s
+                .record_ticket_delivery(&delivery("local", &id, b"{}"), &job, at(0))
+                .await
+                .unwrap();
+            (n, recorded)
+        });
+    }
+    for (n, recorded) in tasks.join_all().await {
+        if n % 3 == 0 {
+            assert_eq!(recorded, Recorded::UnknownTicket, "delivery {n}");
+            assert!(
+                db.store
+                    .delivery("local", &format!("t-{n}"))
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+        } else {
+            assert!(
+                matches!(recorded, Recorded::Inserted { job: Some(_) }),
+                "delivery {n}: {recorded:?}"
+            );
+        }
+    }
+    assert_eq!(db.store.jobs().await.unwrap().len(), 1);
+    assert_eq!(db.store.deliveries(None, 100).await.unwrap().len(), 20);
+    views_match_their_jobs(&db, 1).await;
+}
