@@ -619,7 +619,9 @@ impl Store {
         if let Some(job) = job {
             queue::check_max_attempts(job)?;
         }
-        self.db.record_delivery(delivery, job, micros(now), false).await
+        self.db
+            .record_delivery(delivery, job, micros(now), false)
+            .await
     }
 
     /// [`Store::record_delivery`] for a job of a local tracker ticket, checking in the same

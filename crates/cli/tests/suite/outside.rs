@@ -333,6 +333,18 @@ async fn a_github_issue_goes_to_a_draft_pr_feedback_rounds_and_closed_on_merge()
         github_config("shop", &gh.url())
     );
     env.write_config(&extra);
+    // Knowledge citing a file the change will add: checked again when the PR is merged.
+    env.ok(&[
+        "knowledge",
+        "add",
+        "shop",
+        "--title",
+        "The greeting",
+        "--body",
+        "hello.txt holds the greeting.",
+        "--source",
+        "hello.txt:1",
+    ]);
     let svc = Service::start(&env, &["--poll-secs", "0"], &github_vars());
     let key = format!("shop-{issue}");
 
@@ -444,6 +456,9 @@ async fn a_github_issue_goes_to_a_draft_pr_feedback_rounds_and_closed_on_merge()
     assert_nothing_hidden_reached_the_model(&env);
 
     let pr_number = gh.prs()[0]["number"].as_u64().unwrap();
+    // GitHub merges the PR: the repository's main moves to the branch's head.
+    let head = env.remote_branch(&format!("codemill/{key}")).unwrap();
+    env.remote_git(&["update-ref", "refs/heads/main", &head]);
     assert!(gh.merge(pr_number));
     let answer = github_hook(
         &svc,
@@ -460,6 +475,15 @@ async fn a_github_issue_goes_to_a_draft_pr_feedback_rounds_and_closed_on_merge()
         "the merged PR closes the issue"
     );
     assert_eq!(issue_now["state_reason"], "completed");
+    // The merge re-checked the knowledge citing what it changed, at the merged main.
+    let known = env.json(&["knowledge", "list", "shop", "--json"]);
+    assert_eq!(
+        known[0]["sources"][0]["commit"],
+        serde_json::json!(head),
+        "{known:#}"
+    );
+    assert!(known[0]["sources"][0]["hash"].is_string(), "{known:#}");
+    assert!(known[0]["stale"].is_null(), "{known:#}");
     let labels = gh.labels(issue);
     assert!(labels.contains(&"codemill:done".to_string()), "{labels:?}");
     assert!(
