@@ -1,7 +1,8 @@
 //! Jira and Linear end to end through `codemill serve`: a Linear issue acknowledged within ten
 //! seconds and Done on merge, a Linear comment that names its issue only by id, a Jira ticket
-//! from its trigger to a plan comment, a draft PR and Done on merge, and the poller reading
-//! every page of an outside tracker. Helpers shared with GitHub live in `outside.rs`.
+//! from its trigger to a plan comment, a draft PR and Done on merge (on Cloud's REST v3 with ADF,
+//! and on Data Center's REST v2 with wiki markup), and the poller reading every page of an
+//! outside tracker. Helpers shared with GitHub live in `outside.rs`.
 
 use std::time::{Duration, Instant};
 
@@ -182,21 +183,69 @@ async fn a_linear_issue_is_acknowledged_within_ten_seconds_and_done_on_merge() {
     insta::assert_snapshot!(linear.operations().join("\n"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_jira_ticket_goes_to_a_plan_comment_a_draft_pr_and_done_on_merge() {
-    use codemill_testkit::fakes::jira::{FakeJira, FakeJiraOptions, adf_text, hub_signature};
+/// The Jira flavour a flow runs against.
+#[derive(Clone, Copy, PartialEq)]
+enum JiraSite {
+    /// REST v3, ADF, Basic e-mail + API token.
+    Cloud,
+    /// REST v2, wiki markup, Bearer personal access token.
+    DataCenter,
+}
+
+/// What a Jira flow leaves behind for its test to look at.
+struct JiraRun {
+    jira: codemill_testkit::fakes::jira::FakeJira,
+    env: Env,
+    _svc: Service,
+}
+
+/// The comments' text, wiki escapes of brackets undone (so markers read alike on both APIs).
+fn jira_comment_texts(jira: &codemill_testkit::fakes::jira::FakeJira) -> Vec<String> {
+    jira.comment_texts("PROJ-1")
+        .into_iter()
+        .map(|c| c.replace("\\[", "[").replace("\\]", "]"))
+        .collect()
+}
+
+/// A Jira ticket from its trigger to a plan comment, approval, a draft PR with a linked backlog
+/// issue, and Done on merge; every request authenticated as `site` signs in.
+async fn jira_flow(site: JiraSite) -> JiraRun {
+    use codemill_testkit::fakes::jira::{
+        FakeJira, FakeJiraAuth, FakeJiraOptions, adf_text, hub_signature,
+    };
     let gh = fake_github().await;
-    let jira = FakeJira::start(FakeJiraOptions::default()).await.unwrap();
+    let mut options = FakeJiraOptions::default();
+    let (description, acceptance, sign_in) = match site {
+        JiraSite::Cloud => (
+            Value::String(poisoned_body()),
+            adf_text("hello.txt exists"),
+            "email_env = \"JIRA_EMAIL\"\n",
+        ),
+        JiraSite::DataCenter => {
+            options.auth = FakeJiraAuth::Bearer("jira-pat".into());
+            (
+                Value::String(format!(
+                    "h3. Greeting\nCreate {{{{hello.txt}}}} with *one* line.\n{}",
+                    poisoned_body()
+                )),
+                Value::String("hello.txt exists".into()),
+                "auth = \"data_center\"\n",
+            )
+        }
+    };
+    let jira = FakeJira::start(options).await.unwrap();
     jira.add_user("acc-alice", "Alice");
     jira.add_user("acc-carol", "Carol");
-    jira.add_issue(
+    jira.add_issue("PROJ-1", "Say hello", Value::Null, "To Do", &["codemill"]);
+    // Stored as given: ADF made from the text on Cloud, the wiki string itself on Data Center.
+    jira.set_description(
         "PROJ-1",
-        "Say hello",
-        Value::String(poisoned_body()),
-        "To Do",
-        &["codemill"],
+        match (site, description) {
+            (JiraSite::Cloud, Value::String(text)) => adf_text(&text),
+            (_, other) => other,
+        },
     );
-    jira.set_field("PROJ-1", "customfield_10042", adf_text("hello.txt exists"));
+    jira.set_field("PROJ-1", "customfield_10042", acceptance);
     jira.add_comment(
         "PROJ-1",
         "acc-carol",
@@ -212,7 +261,7 @@ async fn a_jira_ticket_goes_to_a_plan_comment_a_draft_pr_and_done_on_merge() {
     )
     .await;
     let extra = format!(
-        "[projects.PROJ]\nrepo = \"{}\"\ntracker = \"jira\"\nforge = \"github\"\n\n[projects.PROJ.roles]\ntrigger = [\"acc-alice\"]\n\n[projects.PROJ.jira]\nbase_url = \"{}\"\nemail_env = \"JIRA_EMAIL\"\ntoken_env = \"JIRA_TOKEN\"\nproject_key = \"PROJ\"\ntrigger_status = \"To Do\"\nacceptance_criteria_field = \"customfield_10042\"\n\n[projects.PROJ.jira.transitions]\nin_progress = \"In Progress\"\nawaiting_approval = \"In Review\"\nin_review = \"In Review\"\ndone = \"Done\"\n\n[projects.PROJ.jira.webhook]\nauth = \"hmac\"\nsecret_env = \"JIRA_HOOK_SECRET\"\n{}",
+        "[projects.PROJ]\nrepo = \"{}\"\ntracker = \"jira\"\nforge = \"github\"\n\n[projects.PROJ.roles]\ntrigger = [\"acc-alice\"]\n\n[projects.PROJ.jira]\nbase_url = \"{}\"\n{sign_in}token_env = \"JIRA_TOKEN\"\nproject_key = \"PROJ\"\ntrigger_status = \"To Do\"\nacceptance_criteria_field = \"customfield_10042\"\n\n[projects.PROJ.jira.transitions]\nin_progress = \"In Progress\"\nawaiting_approval = \"In Review\"\nin_review = \"In Review\"\ndone = \"Done\"\n\n[projects.PROJ.jira.webhook]\nauth = \"hmac\"\nsecret_env = \"JIRA_HOOK_SECRET\"\n{}",
         env.remote.display(),
         jira.url(),
         github_config("PROJ", &gh.url())
@@ -221,7 +270,13 @@ async fn a_jira_ticket_goes_to_a_plan_comment_a_draft_pr_and_done_on_merge() {
     let mut vars = github_vars();
     vars.extend([
         ("JIRA_EMAIL", "codemill@example.com"),
-        ("JIRA_TOKEN", "jira-api-token"),
+        (
+            "JIRA_TOKEN",
+            match site {
+                JiraSite::Cloud => "jira-api-token",
+                JiraSite::DataCenter => "jira-pat",
+            },
+        ),
         ("JIRA_HOOK_SECRET", "jira-secret"),
     ]);
     let svc = Service::start(&env, &["--poll-secs", "0"], &vars);
@@ -248,12 +303,14 @@ async fn a_jira_ticket_goes_to_a_plan_comment_a_draft_pr_and_done_on_merge() {
         again["result"], "duplicate",
         "a redelivery does nothing: {again}"
     );
-    insta::with_settings!({filters => vec![
-        (r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "[job-id]"),
-        (r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", "[time]"),
-    ]}, {
-        insta::assert_snapshot!("inbox", env.ok(&["inbox"]));
-    });
+    if site == JiraSite::Cloud {
+        insta::with_settings!({filters => vec![
+            (r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "[job-id]"),
+            (r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", "[time]"),
+        ]}, {
+            insta::assert_snapshot!("inbox", env.ok(&["inbox"]));
+        });
+    }
 
     wait_state(&env, "PROJ-1", "awaiting_approval");
     assert_nothing_hidden_reached_the_model(&env);
@@ -267,7 +324,7 @@ async fn a_jira_ticket_goes_to_a_plan_comment_a_draft_pr_and_done_on_merge() {
         "people's comments reach the agent"
     );
     assert_eq!(jira.status_of("PROJ-1").as_deref(), Some("In Review"));
-    let comments = jira.comment_texts("PROJ-1");
+    let comments = jira_comment_texts(&jira);
     let ours: Vec<&String> = comments
         .iter()
         .filter(|c| c.contains("[codemill:progress]"))
@@ -313,8 +370,7 @@ async fn a_jira_ticket_goes_to_a_plan_comment_a_draft_pr_and_done_on_merge() {
         [&links[0].inward, &links[0].outward].contains(&&"PROJ-2".to_string()),
         "{links:?}"
     );
-    let progress = jira
-        .comment_texts("PROJ-1")
+    let progress = jira_comment_texts(&jira)
         .into_iter()
         .find(|c| c.contains("[codemill:progress]"))
         .unwrap();
@@ -337,8 +393,8 @@ async fn a_jira_ticket_goes_to_a_plan_comment_a_draft_pr_and_done_on_merge() {
     let labels = jira.labels_of("PROJ-1");
     assert!(labels.contains(&"codemill:done".to_string()), "{labels:?}");
 
-    // Every request codemill sent to Jira: the same sequence each run, authenticated each time.
-    let expected_auth = FakeJiraOptions::default().auth.header_value();
+    // Every request codemill sent to Jira was authenticated as the site signs in.
+    let expected_auth = jira.options().auth.header_value();
     for r in jira.requests() {
         assert_eq!(
             r.header("authorization"),
@@ -347,6 +403,17 @@ async fn a_jira_ticket_goes_to_a_plan_comment_a_draft_pr_and_done_on_merge() {
             r.line()
         );
     }
+    JiraRun {
+        jira,
+        env,
+        _svc: svc,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jira_ticket_goes_to_a_plan_comment_a_draft_pr_and_done_on_merge() {
+    let JiraRun { jira, .. } = jira_flow(JiraSite::Cloud).await;
+    // Every request codemill sent to Jira: the same sequence each run.
     let writes: Vec<String> = jira
         .requests()
         .iter()
@@ -359,6 +426,62 @@ async fn a_jira_ticket_goes_to_a_plan_comment_a_draft_pr_and_done_on_merge() {
         insta::assert_snapshot!(lines(&jira.requests()).join("\n"));
         insta::assert_snapshot!(writes.join("\n"));
     });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jira_data_center_ticket_goes_the_same_way_over_rest_v2_and_wiki_markup() {
+    let JiraRun { jira, env, .. } = jira_flow(JiraSite::DataCenter).await;
+    let traffic = model_traffic(&env);
+    assert!(
+        traffic.contains("### Greeting")
+            && traffic.contains("Create `hello.txt` with **one** line."),
+        "the wiki description reaches the agent as Markdown"
+    );
+    let requests = jira.requests();
+    assert!(!requests.is_empty());
+    for r in &requests {
+        assert!(r.path.starts_with("/rest/api/2/"), "{}", r.line());
+    }
+    let lines = lines(&requests);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("POST /rest/api/2/search")),
+        "the backlog issue is looked for with a v2 search: {lines:?}"
+    );
+    for r in requests.iter().filter(|r| r.method != "GET") {
+        let Some(body) = r
+            .body
+            .get("body")
+            .or_else(|| r.body.pointer("/fields/description"))
+        else {
+            continue;
+        };
+        let wiki = body
+            .as_str()
+            .unwrap_or_else(|| panic!("rich text is a wiki markup string: {}", r.line()));
+        assert!(!wiki.contains("**"), "no Markdown bold: {wiki}");
+        assert!(wiki.contains("\\[codemill:"), "the marker, escaped: {wiki}");
+    }
+    let sent: Vec<&str> = requests
+        .iter()
+        .filter_map(|r| r.body.get("body").and_then(Value::as_str))
+        .collect();
+    assert!(
+        sent.iter()
+            .any(|b| b.contains("*Proposal ready for approval*") && b.contains("{{")),
+        "bold and inline code in wiki markup: {sent:?}"
+    );
+    let progress = jira
+        .comments("PROJ-1")
+        .into_iter()
+        .filter_map(|c| c["body"].as_str().map(str::to_string))
+        .find(|b| b.contains("codemill:progress"))
+        .unwrap();
+    assert!(
+        progress.contains("_codemill · \\[codemill:progress\\]_"),
+        "{progress}"
+    );
 }
 
 /// The fields of a Jira write that say what it did (transition id, labels, comment text).

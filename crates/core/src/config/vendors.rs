@@ -47,14 +47,15 @@ impl ForgeSettings {
     }
 }
 
-/// How codemill signs in to Jira.
+/// How codemill signs in to Jira, and so which REST API it speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum JiraAuth {
-    /// Jira Cloud: HTTP Basic with an account e-mail and an API token.
+    /// Jira Cloud: HTTP Basic with an account e-mail and an API token; REST v3 with ADF.
     #[default]
     Cloud,
-    /// Jira Data Center / Server: a personal access token as a Bearer token.
+    /// Jira Data Center / Server: a personal access token as a Bearer token; REST v2 with wiki
+    /// markup.
     DataCenter,
 }
 

@@ -1,11 +1,15 @@
-//! A fake Jira Cloud site (REST API v3) on 127.0.0.1 for tests: issues with ADF descriptions,
-//! comments, labels, a workflow of named transitions, issue links and created issues, answered in
-//! the documented shapes and validated the way Jira validates (auth, `Content-Type`, required
-//! fields, ADF, transition ids, with Jira's `{"errorMessages": [...], "errors": {...}}` errors).
+//! A fake Jira site on 127.0.0.1 for tests, speaking Cloud's REST API v3 and Data Center's REST
+//! API v2 over one store: issues with rich-text descriptions, comments, labels, a workflow of named
+//! transitions, issue links and created issues, answered in the documented shapes and validated
+//! the way Jira validates (auth, `Content-Type`, required fields, ADF on v3 and wiki strings on
+//! v2, transition ids, with Jira's `{"errorMessages": [...], "errors": {...}}` errors).
 //!
-//! Endpoints (all below `/rest/api/3`): `POST /search/jql`, `GET|PUT /issue/{key}`,
+//! Endpoints (below `/rest/api/3` and `/rest/api/2`): `POST /search/jql` (v3, `nextPageToken`
+//! pages) or `GET|POST /search` (v2, `startAt` pages with `total`), `GET|PUT /issue/{key}`,
 //! `POST /issue`, `GET|POST /issue/{key}/comment`, `GET|PUT /issue/{key}/comment/{id}`,
-//! `GET|POST /issue/{key}/transitions`, `POST /issueLink`, `GET /myself`.
+//! `GET|POST /issue/{key}/transitions`, `POST /issueLink`, `GET /myself`. The store keeps rich
+//! text as it was written (ADF, or a wiki string); v2 answers ADF as its text and v3 a string as
+//! ADF, since each version speaks only its own kind.
 //!
 //! Search understands the JQL codemill writes: clauses joined by `AND` over `project`, `status`,
 //! `labels`, `key`, `issuetype`, `assignee`, `parent` (`=`, `!=`, `in`, `not in`) and `summary`,
@@ -43,6 +47,63 @@ use super::{Fault, FaultKind, RecordedRequest, Recorder, error_status, fault_res
 use render::render_user;
 
 const API: &str = "/rest/api/3";
+const API_V2: &str = "/rest/api/2";
+
+/// The REST API version a request was made to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Api {
+    /// Cloud: rich text as ADF documents.
+    V3,
+    /// Data Center: rich text as wiki markup strings.
+    V2,
+}
+
+impl Api {
+    /// Whether `value` is rich text this version accepts (a description or comment body).
+    fn check_text(self, value: &Value) -> Result<(), String> {
+        match self {
+            Api::V3 => validate_adf(value).map_err(|e| adf::adf_message(&e)),
+            Api::V2 if value.is_string() => Ok(()),
+            Api::V2 => Err("Operation value must be a string".into()),
+        }
+    }
+}
+
+/// A v3 answer with rich text written through v2 (a string in the store) as ADF, the way v3
+/// always answers descriptions and comment bodies.
+fn as_v3(value: Value) -> Value {
+    match value {
+        Value::Object(mut o) => {
+            let is_comment = o.contains_key("updateAuthor");
+            if is_comment && let Some(Value::String(text)) = o.get("body") {
+                let doc = adf_text(text);
+                o.insert("body".into(), doc);
+            }
+            if let Some(Value::Object(fields)) = o.get_mut("fields")
+                && let Some(Value::String(text)) = fields.get("description")
+            {
+                let doc = adf_text(text);
+                fields.insert("description".into(), doc);
+            }
+            Value::Object(o.into_iter().map(|(k, v)| (k, as_v3(v))).collect())
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(as_v3).collect()),
+        other => other,
+    }
+}
+
+/// A v3 answer as v2 gives it: ADF documents as their text, links below `/rest/api/2`.
+fn as_v2(value: Value) -> Value {
+    match value {
+        Value::Object(o) if o.get("type").and_then(Value::as_str) == Some("doc") => {
+            Value::String(adf_plain_text(&Value::Object(o)).trim_end().to_string())
+        }
+        Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (k, as_v2(v))).collect()),
+        Value::Array(a) => Value::Array(a.into_iter().map(as_v2).collect()),
+        Value::String(s) => Value::String(s.replace(API, API_V2)),
+        other => other,
+    }
+}
 /// Issues' `created` times count up from 2024-01-01T00:00:00Z, one minute per change.
 const EPOCH: i64 = 1_704_067_200;
 
@@ -393,48 +454,67 @@ impl Shared {
             };
         }
         let query = query_pairs(uri);
-        let Some(rest) = uri.path().strip_prefix(API) else {
+        let (api, rest) = if let Some(rest) = uri.path().strip_prefix(API) {
+            (Api::V3, rest)
+        } else if let Some(rest) = uri.path().strip_prefix(API_V2) {
+            (Api::V2, rest)
+        } else {
             return jira_error(StatusCode::NOT_FOUND, &["No such endpoint."], Value::Null);
         };
         let segments: Vec<&str> = rest.trim_matches('/').split('/').collect();
         let m = method.as_str();
-        match (m, segments.as_slice()) {
-            ("POST", ["search", "jql"]) => self.search(&json_body),
-            ("GET", ["search", "jql"]) => {
-                let get = |k: &str| query.iter().find(|(q, _)| q == k).map(|(_, v)| v.clone());
-                let mut body = json!({"jql": get("jql")});
-                if let Some(t) = get("nextPageToken") {
-                    body["nextPageToken"] = json!(t);
-                }
-                if let Some(m) = get("maxResults").and_then(|m| m.parse::<i64>().ok()) {
-                    body["maxResults"] = json!(m);
-                }
-                if let Some(f) = get("fields") {
-                    body["fields"] = json!(f.split(',').collect::<Vec<_>>());
-                }
-                self.search(&body)
+        // A GET search's query as the body a POST search would send.
+        let search_query = |paging: &str| {
+            let get = |k: &str| query.iter().find(|(q, _)| q == k).map(|(_, v)| v.clone());
+            let mut body = json!({"jql": get("jql")});
+            if let Some(t) = get(paging) {
+                // `startAt` is a number; `nextPageToken` an opaque string.
+                body[paging] = match t.parse::<u64>() {
+                    Ok(n) if paging == "startAt" => json!(n),
+                    _ => json!(t),
+                };
             }
-            ("GET", ["myself"]) => {
+            if let Some(m) = get("maxResults").and_then(|m| m.parse::<i64>().ok()) {
+                body["maxResults"] = json!(m);
+            }
+            if let Some(f) = get("fields") {
+                body["fields"] = json!(f.split(',').collect::<Vec<_>>());
+            }
+            body
+        };
+        let (status, value) = match (api, m, segments.as_slice()) {
+            (Api::V3, "POST", ["search", "jql"]) => self.search(&json_body),
+            (Api::V3, "GET", ["search", "jql"]) => self.search(&search_query("nextPageToken")),
+            (Api::V2, "POST", ["search"]) => self.search_v2(&json_body),
+            (Api::V2, "GET", ["search"]) => self.search_v2(&search_query("startAt")),
+            (_, "GET", ["myself"]) => {
                 let db = self.db();
                 (
                     StatusCode::OK,
                     render_user(&db, &self.base(), &self.options.bot_account_id),
                 )
             }
-            ("POST", ["issue"]) => self.create_issue(&json_body),
-            ("GET", ["issue", key]) => self.get_issue(key, &query),
-            ("PUT", ["issue", key]) => self.edit_issue(key, &json_body),
-            ("GET", ["issue", key, "comment"]) => self.list_comments(key, &query),
-            ("POST", ["issue", key, "comment"]) => self.add_comment(key, &json_body),
-            ("GET", ["issue", key, "comment", id]) => self.get_comment(key, id),
-            ("PUT", ["issue", key, "comment", id]) => self.edit_comment(key, id, &json_body),
-            ("GET", ["issue", key, "transitions"]) => self.transitions(key),
-            ("POST", ["issue", key, "transitions"]) => self.do_transition(key, &json_body),
-            ("POST", ["issueLink"]) => self.create_link(&json_body),
+            (_, "POST", ["issue"]) => self.create_issue(api, &json_body),
+            (_, "GET", ["issue", key]) => self.get_issue(key, &query),
+            (_, "PUT", ["issue", key]) => self.edit_issue(api, key, &json_body),
+            (_, "GET", ["issue", key, "comment"]) => self.list_comments(key, &query),
+            (_, "POST", ["issue", key, "comment"]) => self.add_comment(api, key, &json_body),
+            (_, "GET", ["issue", key, "comment", id]) => self.get_comment(key, id),
+            (_, "PUT", ["issue", key, "comment", id]) => {
+                self.edit_comment(api, key, id, &json_body)
+            }
+            (_, "GET", ["issue", key, "transitions"]) => self.transitions(key),
+            (_, "POST", ["issue", key, "transitions"]) => self.do_transition(key, &json_body),
+            (_, "POST", ["issueLink"]) => self.create_link(&json_body),
+            (Api::V3, _, ["search", "jql"]) | (Api::V2, _, ["search"]) => jira_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &["Method not allowed"],
+                Value::Null,
+            ),
             (
                 _,
-                ["search", "jql"]
-                | ["myself"]
+                _,
+                ["myself"]
                 | ["issue"]
                 | ["issue", _]
                 | ["issue", _, "comment"]
@@ -447,6 +527,10 @@ impl Shared {
                 Value::Null,
             ),
             _ => jira_error(StatusCode::NOT_FOUND, &["No such endpoint."], Value::Null),
+        };
+        match api {
+            Api::V3 => (status, as_v3(value)),
+            Api::V2 => (status, as_v2(value)),
         }
     }
 }
@@ -463,6 +547,29 @@ mod tests {
             token: "tok".into(),
         };
         assert_eq!(auth.header_value(), "Basic YUBiLmM6dG9r");
+    }
+
+    #[test]
+    fn each_version_answers_rich_text_in_its_own_kind() {
+        let comment = json!({"updateAuthor": {}, "body": "*hi*", "self": "http://x/rest/api/3/issue/1/comment/2"});
+        assert_eq!(as_v3(comment.clone())["body"], adf_text("*hi*"));
+        let v2 = as_v2(as_v3(comment));
+        assert_eq!(v2["body"], "*hi*");
+        assert_eq!(v2["self"], "http://x/rest/api/2/issue/1/comment/2");
+        let issue = json!({"fields": {"description": "h1. x", "status": {"description": ""}}});
+        assert_eq!(
+            as_v3(issue.clone())["fields"]["description"],
+            adf_text("h1. x")
+        );
+        assert_eq!(as_v3(issue)["fields"]["status"]["description"], "");
+    }
+
+    #[test]
+    fn v2_takes_wiki_strings_and_v3_adf() {
+        assert!(Api::V2.check_text(&json!("h1. x")).is_ok());
+        assert!(Api::V2.check_text(&adf_text("x")).is_err());
+        assert!(Api::V3.check_text(&adf_text("x")).is_ok());
+        assert!(Api::V3.check_text(&json!("x")).is_err());
     }
 
     #[test]

@@ -1,10 +1,12 @@
-//! Jira Cloud (REST API v3) as a [`Tracker`]: trigger search, issue reads with ADF turned into
-//! Markdown, a sticky comment per marker, labels, workflow transitions and linked backlog issues.
+//! Jira as a [`Tracker`]: trigger search, issue reads with rich text turned into Markdown, a sticky
+//! comment per marker, labels, workflow transitions and linked backlog issues. Jira Cloud speaks
+//! REST API v3 with ADF documents; Data Center speaks REST API v2 with wiki markup strings.
 //! Every write looks first (comments and backlog issues by their `[<marker>]` text, transitions by
 //! the current status), so an operation retried after an ambiguous failure does nothing twice.
 
 mod adf;
 mod webhook;
+mod wiki;
 
 use std::sync::{Arc, Mutex};
 
@@ -19,19 +21,68 @@ use crate::{Env, Error, Issue, IssueComment, Result, Tracker, has_codemill_marke
 
 pub use adf::{adf_to_markdown, markdown_to_adf, plain_text};
 pub use webhook::{parse_webhook, verify_webhook};
+pub use wiki::{markdown_to_wiki, wiki_to_markdown};
 
 const VENDOR: &str = "jira";
-const API: &str = "/rest/api/3";
 /// Page size asked for; Jira may answer with fewer.
 const PAGE: u64 = 50;
 /// Pages followed before giving up on a paginated answer that never ends.
 const MAX_PAGES: usize = 1000;
 
-/// A Jira Cloud site, signed in. Cheap to clone (one shared HTTP client and rate-limit state).
+/// Which REST API a site is spoken to in, and so how its text fields are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    /// Jira Cloud: REST v3, rich text as ADF documents, search by `nextPageToken`.
+    Cloud,
+    /// Jira Data Center / Server: REST v2, rich text as wiki markup strings, search by `startAt`.
+    DataCenter,
+}
+
+impl Dialect {
+    fn api(self) -> &'static str {
+        match self {
+            Dialect::Cloud => "/rest/api/3",
+            Dialect::DataCenter => "/rest/api/2",
+        }
+    }
+
+    /// A text field (description, comment body) as Markdown.
+    fn to_markdown(self, value: &Value) -> String {
+        match (self, value) {
+            (Dialect::DataCenter, Value::String(wiki)) => wiki_to_markdown(wiki),
+            _ => adf_to_markdown(value),
+        }
+    }
+
+    /// A text field's words, where markers are looked for.
+    fn plain(self, value: &Value) -> String {
+        match (self, value) {
+            (Dialect::DataCenter, Value::String(wiki)) => wiki_to_markdown(wiki),
+            _ => plain_text(value),
+        }
+    }
+
+    /// `markdown` with the marker line, as this API takes a text field.
+    fn note(self, markdown: &str, marker: &str) -> Value {
+        match self {
+            Dialect::Cloud => with_marker(markdown, marker),
+            Dialect::DataCenter => wiki_with_marker(markdown, marker),
+        }
+    }
+
+    /// Whether two text fields say the same (Jira may normalise what it stores, e.g. add
+    /// `localId`s to ADF, so the rendered text is compared too).
+    fn same(self, a: &Value, b: &Value) -> bool {
+        a == b || self.to_markdown(a) == self.to_markdown(b)
+    }
+}
+
+/// A Jira site, signed in. Cheap to clone (one shared HTTP client and rate-limit state).
 #[derive(Clone)]
 pub struct Jira {
     http: HttpClient,
     auth: Auth,
+    dialect: Dialect,
     settings: Arc<JiraSettings>,
 }
 
@@ -41,6 +92,7 @@ impl std::fmt::Debug for Jira {
             .field("base_url", &self.http.base())
             .field("project_key", &self.settings.project_key)
             .field("auth", &self.auth)
+            .field("dialect", &self.dialect)
             .finish()
     }
 }
@@ -56,7 +108,7 @@ const MAX_BODY_CHARS: usize = 32_000;
 /// `markdown` as ADF with a final, emphasised paragraph carrying the marker, cut short (and
 /// saying so) when it would be too long for Jira to accept.
 fn with_marker(markdown: &str, marker: &str) -> Value {
-    let build = |text: &str| {
+    fitted(markdown, |text: &str| {
         let mut doc = markdown_to_adf(text);
         let line = json!({"type": "paragraph", "content": [
             {"type": "text", "text": format!("codemill · {}", marker_text(marker)), "marks": [{"type": "em"}]}
@@ -65,7 +117,21 @@ fn with_marker(markdown: &str, marker: &str) -> Value {
             content.push(line);
         }
         doc
-    };
+    })
+}
+
+/// `markdown` as wiki markup with a final, emphasised line carrying the marker (its brackets
+/// escaped, so wiki markup keeps them as text), cut short like [`with_marker`].
+fn wiki_with_marker(markdown: &str, marker: &str) -> Value {
+    let line = markdown_to_wiki(&format!("*codemill · {}*", marker_text(marker)));
+    fitted(markdown, |text: &str| {
+        Value::String(format!("{}\n\n{line}", markdown_to_wiki(text)))
+    })
+}
+
+/// `build(markdown)`, or of a shortened `markdown` (saying so) while the result would be too long
+/// for Jira to accept.
+fn fitted(markdown: &str, build: impl Fn(&str) -> Value) -> Value {
     let size = |doc: &Value| serde_json::to_string(doc).map_or(usize::MAX, |s| s.chars().count());
     let mut doc = build(markdown);
     let mut keep = markdown.len();
@@ -225,9 +291,14 @@ impl Jira {
             }
             JiraAuth::DataCenter => Auth::Bearer(token),
         };
+        let dialect = match settings.auth {
+            JiraAuth::Cloud => Dialect::Cloud,
+            JiraAuth::DataCenter => Dialect::DataCenter,
+        };
         Ok(Jira {
             http: HttpClient::new(VENDOR, base, policy)?,
             auth,
+            dialect,
             settings: Arc::new(settings.clone()),
         })
     }
@@ -238,11 +309,12 @@ impl Jira {
 
     /// `GET /issue/{key}?fields=...`; a missing issue is [`Error::NotFound`].
     async fn get_issue(&self, key: &str, fields: &str) -> Result<Value> {
+        let api = self.dialect.api();
         let key = check_key(key)?;
-        let req = Req::get(format!("{API}/issue/{key}")).query("fields", fields);
+        let req = Req::get(format!("{api}/issue/{key}")).query("fields", fields);
         match self.send(req).await {
             Err(Error::Status { status: 404, .. }) => Err(Error::NotFound(format!(
-                "jira: issue {key} does not exist or codemill may not see it (GET {API}/issue/{key}: HTTP 404)"
+                "jira: issue {key} does not exist or codemill may not see it (GET {api}/issue/{key}: HTTP 404)"
             ))),
             other => Ok(other?.body),
         }
@@ -251,32 +323,64 @@ impl Jira {
     /// Every comment of `key`, oldest first, following `startAt`/`total`.
     async fn all_comments(&self, key: &str) -> Result<Vec<Value>> {
         let key = check_key(key)?;
-        let path = format!("{API}/issue/{key}/comment");
-        let mut comments = Vec::new();
-        let mut start = 0u64;
-        for _ in 0..MAX_PAGES {
-            let req = Req::get(path.clone())
+        let path = format!("{}/issue/{key}/comment", self.dialect.api());
+        let what = format!("GET {path}");
+        self.offset_pages("comments", &what, |start| {
+            Req::get(path.clone())
                 .query("startAt", start.to_string())
                 .query("maxResults", PAGE.to_string())
-                .query("orderBy", "created");
-            let page = self.send(req).await?.body;
-            let batch = array_at(&page, "comments", &format!("GET {path}"))?;
+                .query("orderBy", "created")
+        })
+        .await
+    }
+
+    /// Every item of the `field` arrays of a list paged by `startAt`, `maxResults` and `total`.
+    async fn offset_pages(
+        &self,
+        field: &str,
+        what: &str,
+        request: impl Fn(u64) -> Req,
+    ) -> Result<Vec<Value>> {
+        let mut items = Vec::new();
+        let mut start = 0u64;
+        for _ in 0..MAX_PAGES {
+            let page = self.send(request(start)).await?.body;
+            let batch = array_at(&page, field, what)?;
             let total = page.get("total").and_then(Value::as_u64);
             start += batch.len() as u64;
-            comments.extend(batch.iter().cloned());
+            items.extend(batch.iter().cloned());
             let done = batch.is_empty() || total.is_none_or(|t| start >= t);
             if done {
-                return Ok(comments);
+                return Ok(items);
             }
         }
         Err(protocol(format!(
-            "GET {path}: more than {MAX_PAGES} pages of comments"
+            "{what}: more than {MAX_PAGES} pages of {field}"
         )))
+    }
+
+    /// Where JQL searches go: v3's enhanced search, or v2's `startAt`-paged one.
+    fn search_path(&self) -> String {
+        match self.dialect {
+            Dialect::Cloud => format!("{}/search/jql", self.dialect.api()),
+            Dialect::DataCenter => format!("{}/search", self.dialect.api()),
+        }
     }
 
     /// One JQL search, every page: the issues with `fields`.
     async fn search(&self, jql: &str, fields: &[&str]) -> Result<Vec<Value>> {
-        let path = format!("{API}/search/jql");
+        let path = self.search_path();
+        if self.dialect == Dialect::DataCenter {
+            let what = format!("POST {path}");
+            // A search changes nothing: safe to repeat after a 5xx.
+            return self
+                .offset_pages("issues", &what, |start| {
+                    let body =
+                        json!({"jql": jql, "fields": fields, "startAt": start, "maxResults": PAGE});
+                    Req::post(path.clone(), body).idempotent()
+                })
+                .await;
+        }
         let mut issues = Vec::new();
         let mut token: Option<String> = None;
         for _ in 0..MAX_PAGES {
@@ -319,7 +423,7 @@ impl Jira {
         let comments = self.all_comments(key).await?;
         Ok(comments.into_iter().find_map(|c| {
             let body = c.get("body")?;
-            if !plain_text(body).contains(&needle) {
+            if !self.dialect.plain(body).contains(&needle) {
                 return None;
             }
             let id = match c.get("id")? {
@@ -332,9 +436,10 @@ impl Jira {
     }
 
     async fn upsert_comment_once(&self, key: &str, marker: &str, body: &Value) -> Result<()> {
+        let api = self.dialect.api();
         let key = check_key(key)?;
         match self.find_comment(key, marker).await? {
-            Some((_, existing)) if same_document(&existing, body) => Ok(()),
+            Some((_, existing)) if self.dialect.same(&existing, body) => Ok(()),
             Some((id, _)) => {
                 if !id.chars().all(|c| c.is_ascii_digit()) {
                     return Err(protocol(format!(
@@ -342,25 +447,26 @@ impl Jira {
                     )));
                 }
                 let req = Req::put(
-                    format!("{API}/issue/{key}/comment/{id}"),
+                    format!("{api}/issue/{key}/comment/{id}"),
                     json!({"body": body}),
                 );
                 self.send(req).await.map(drop)
             }
             None => {
-                let req = Req::post(format!("{API}/issue/{key}/comment"), json!({"body": body}));
+                let req = Req::post(format!("{api}/issue/{key}/comment"), json!({"body": body}));
                 self.send(req).await.map(drop)
             }
         }
     }
 
     async fn transition_once(&self, key: &str, want: &str) -> Result<()> {
+        let api = self.dialect.api();
         let key = check_key(key)?;
         let issue = self.get_issue(key, "status").await?;
         if str_at(&issue, "/fields/status/name").is_some_and(|s| same_name(s, want)) {
             return Ok(());
         }
-        let path = format!("{API}/issue/{key}/transitions");
+        let path = format!("{api}/issue/{key}/transitions");
         let answer = self.send(Req::get(path.clone())).await?.body;
         let transitions = array_at(&answer, "transitions", &format!("GET {path}"))?;
         let by = |pointer: &str| {
@@ -409,6 +515,7 @@ impl Jira {
         markdown: &str,
         created: &Mutex<Option<String>>,
     ) -> Result<String> {
+        let api = self.dialect.api();
         let key = check_key(key)?;
         let needle = marker_text(marker);
         let parent = self.get_issue(key, "issuelinks").await?;
@@ -420,7 +527,7 @@ impl Jira {
                 other => other?,
             };
             let description = issue.pointer("/fields/description").unwrap_or(&Value::Null);
-            if plain_text(description).contains(&needle) {
+            if self.dialect.plain(description).contains(&needle) {
                 return Ok(other.clone());
             }
         }
@@ -441,7 +548,7 @@ impl Jira {
                 hits.iter()
                     .find(|i| {
                         let d = i.pointer("/fields/description").unwrap_or(&Value::Null);
-                        plain_text(d).contains(&needle)
+                        self.dialect.plain(d).contains(&needle)
                     })
                     .and_then(|i| str_at(i, "/key"))
                     .map(str::to_string)
@@ -454,11 +561,11 @@ impl Jira {
                     "project": {"key": self.settings.project_key},
                     "summary": summary_line(title),
                     "issuetype": {"name": self.settings.backlog_issue_type},
-                    "description": with_marker(markdown, marker),
+                    "description": self.dialect.note(markdown, marker),
                 }});
-                let answer = self.send(Req::post(format!("{API}/issue"), body)).await?;
+                let answer = self.send(Req::post(format!("{api}/issue"), body)).await?;
                 let k = str_at(&answer.body, "/key")
-                    .ok_or_else(|| protocol(format!("POST {API}/issue: no key in the answer")))?
+                    .ok_or_else(|| protocol(format!("POST {api}/issue: no key in the answer")))?
                     .to_string();
                 if let Ok(mut c) = created.lock() {
                     *c = Some(k.clone());
@@ -472,17 +579,11 @@ impl Jira {
                 "inwardIssue": {"key": new_key},
                 "outwardIssue": {"key": key},
             });
-            self.send(Req::post(format!("{API}/issueLink"), link))
+            self.send(Req::post(format!("{api}/issueLink"), link))
                 .await?;
         }
         Ok(new_key)
     }
-}
-
-/// Whether two ADF documents say the same (Jira may normalise what it stores, e.g. add
-/// `localId`s, so the rendered text is compared too).
-fn same_document(a: &Value, b: &Value) -> bool {
-    a == b || adf_to_markdown(a) == adf_to_markdown(b)
 }
 
 impl Tracker for Jira {
@@ -497,7 +598,10 @@ impl Tracker for Jira {
         let mut keys: Vec<String> = Vec::new();
         for issue in &issues {
             let key = str_at(issue, "/key").ok_or_else(|| {
-                protocol(format!("POST {API}/search/jql: an issue without a key"))
+                protocol(format!(
+                    "POST {}: an issue without a key",
+                    self.search_path()
+                ))
             })?;
             if !keys.iter().any(|k| k == key) {
                 keys.push(key.to_string());
@@ -534,15 +638,17 @@ impl Tracker for Jira {
                     Some(v) => v.as_str().unwrap_or_default().to_string(),
                     None => String::new(),
                 };
+                // Cloud names people by account id, Data Center by user name.
                 let author = str_at(c, "/author/accountId")
+                    .or_else(|| str_at(c, "/author/name"))
                     .or_else(|| str_at(c, "/author/displayName"))
                     .unwrap_or_default()
                     .to_string();
                 IssueComment {
                     id,
                     author,
-                    body: adf_to_markdown(body),
-                    by_codemill: has_codemill_marker(&plain_text(body)),
+                    body: self.dialect.to_markdown(body),
+                    by_codemill: has_codemill_marker(&self.dialect.plain(body)),
                 }
             })
             .collect();
@@ -566,8 +672,17 @@ impl Tracker for Jira {
             url: format!("{}/browse/{key}", self.http.base()),
             number,
             title: str_at(f, "/summary").unwrap_or_default().to_string(),
-            body: adf_to_markdown(f.get("description").unwrap_or(&Value::Null)),
-            acceptance_criteria: acceptance.and_then(|a| f.get(a)).and_then(field_text),
+            body: self
+                .dialect
+                .to_markdown(f.get("description").unwrap_or(&Value::Null)),
+            acceptance_criteria: acceptance.and_then(|a| f.get(a)).and_then(|v| {
+                match (self.dialect, v) {
+                    (Dialect::DataCenter, Value::String(wiki)) => {
+                        field_text(&json!(wiki_to_markdown(wiki)))
+                    }
+                    _ => field_text(v),
+                }
+            }),
             status: str_at(f, "/status/name").unwrap_or_default().to_string(),
             labels: f
                 .get("labels")
@@ -580,6 +695,7 @@ impl Tracker for Jira {
                 })
                 .unwrap_or_default(),
             assignees: str_at(f, "/assignee/accountId")
+                .or_else(|| str_at(f, "/assignee/name"))
                 .map(|a| vec![a.to_string()])
                 .unwrap_or_default(),
             comments,
@@ -594,7 +710,7 @@ impl Tracker for Jira {
     }
 
     async fn upsert_comment(&self, key: &str, marker: &str, markdown: &str) -> Result<()> {
-        let body = with_marker(markdown, marker);
+        let body = self.dialect.note(markdown, marker);
         retry_op(self.http.policy(), || {
             self.upsert_comment_once(key, marker, &body)
         })
@@ -602,6 +718,7 @@ impl Tracker for Jira {
     }
 
     async fn set_labels(&self, key: &str, add: &[&str], remove: &[&str]) -> Result<()> {
+        let api = self.dialect.api();
         if add.is_empty() && remove.is_empty() {
             return Ok(());
         }
@@ -612,7 +729,7 @@ impl Tracker for Jira {
             .chain(remove.iter().map(|l| json!({"remove": l})))
             .collect();
         let req = Req::put(
-            format!("{API}/issue/{key}"),
+            format!("{api}/issue/{key}"),
             json!({"update": {"labels": ops}}),
         );
         self.send(req).await.map(drop)
@@ -686,6 +803,31 @@ mod tests {
             "codemill · [codemill:j1:plan]"
         );
         assert!(has_codemill_marker(&adf_to_markdown(&doc)));
+    }
+
+    #[test]
+    fn data_center_notes_are_wiki_markup_with_a_findable_marker() {
+        let note = Dialect::DataCenter.note("### Plan\n\nAdd **hello.txt**.", "codemill:j1:plan");
+        let wiki = note.as_str().unwrap();
+        assert_eq!(
+            wiki,
+            "h3. Plan\n\nAdd *hello.txt*.\n\n_codemill · \\[codemill:j1:plan\\]_"
+        );
+        let plain = Dialect::DataCenter.plain(&note);
+        assert!(plain.contains(&marker_text("codemill:j1:plan")), "{plain}");
+        assert!(has_codemill_marker(&plain));
+        assert_eq!(
+            Dialect::DataCenter.to_markdown(&note),
+            "### Plan\n\nAdd **hello.txt**.\n\n*codemill · [codemill:j1:plan]*"
+        );
+        let long = "A line of a very long gate log that goes on.\n".repeat(5000);
+        let cut = Dialect::DataCenter.note(&long, "codemill:j1:stopped");
+        assert!(cut.as_str().unwrap().chars().count() <= MAX_BODY_CHARS);
+        assert!(
+            Dialect::DataCenter
+                .plain(&cut)
+                .contains("[codemill:j1:stopped]")
+        );
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! The Jira Cloud client against the fake Jira site: every `Tracker` method with its requests
 //! checked field by field, pagination, idempotent writes under injected faults, rate limits,
-//! Data Center auth, configuration errors, and webhook verification and parsing.
+//! Data Center (auth, REST v2, wiki markup), configuration errors, and webhook verification and parsing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod client;
+mod data_center;
 mod fake;
 mod tracker;
 mod webhooks;

@@ -1,13 +1,13 @@
 //! The comment endpoints: `GET|POST /issue/{key}/comment` and `GET|PUT
-//! /issue/{key}/comment/{id}`, paged, with ADF bodies checked.
+//! /issue/{key}/comment/{id}`, paged, with bodies checked (ADF on v3, wiki strings on v2).
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use super::adf::{TOO_LONG, adf_message, too_long, validate_adf};
+use super::adf::{TOO_LONG, too_long};
 use super::adf_plain_text;
 use super::render::render_comment;
-use super::{Answer, FComment, Shared, field_error, issue_not_found, jira_error};
+use super::{Answer, Api, FComment, Shared, field_error, issue_not_found, jira_error};
 
 impl Shared {
     pub(super) fn list_comments(&self, key: &str, query: &[(String, String)]) -> Answer {
@@ -39,12 +39,12 @@ impl Shared {
         )
     }
 
-    fn comment_body(body: &Value) -> Result<Value, Answer> {
+    fn comment_body(api: Api, body: &Value) -> Result<Value, Answer> {
         let Some(doc) = body.get("body") else {
             return Err(field_error("comment", "Comment body can not be empty!"));
         };
-        if let Err(e) = validate_adf(doc) {
-            return Err(field_error("comment", &adf_message(&e)));
+        if let Err(e) = api.check_text(doc) {
+            return Err(field_error("comment", &e));
         }
         if adf_plain_text(doc).trim().is_empty() {
             return Err(field_error("comment", "Comment body can not be empty!"));
@@ -55,8 +55,8 @@ impl Shared {
         Ok(doc.clone())
     }
 
-    pub(super) fn add_comment(&self, key: &str, body: &Value) -> Answer {
-        let doc = match Self::comment_body(body) {
+    pub(super) fn add_comment(&self, api: Api, key: &str, body: &Value) -> Answer {
+        let doc = match Self::comment_body(api, body) {
             Ok(d) => d,
             Err(e) => return e,
         };
@@ -92,8 +92,8 @@ impl Shared {
         }
     }
 
-    pub(super) fn edit_comment(&self, key: &str, id: &str, body: &Value) -> Answer {
-        let doc = match Self::comment_body(body) {
+    pub(super) fn edit_comment(&self, api: Api, key: &str, id: &str, body: &Value) -> Answer {
+        let doc = match Self::comment_body(api, body) {
             Ok(d) => d,
             Err(e) => return e,
         };

@@ -112,6 +112,11 @@ impl FakeJira {
         });
     }
 
+    /// Set the description as stored: ADF, or a wiki markup string as Data Center keeps it.
+    pub fn set_description(&self, key: &str, description: Value) {
+        self.edit(key, |i| i.description = description);
+    }
+
     pub fn set_status(&self, key: &str, status: &str) {
         self.edit(key, |i| i.status = status.to_string());
     }

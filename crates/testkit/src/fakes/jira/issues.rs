@@ -1,42 +1,51 @@
-//! The issue endpoints: `POST /search/jql`, `GET|PUT /issue/{key}`, `POST /issue` and
-//! `POST /issueLink`, validated the way Jira validates them.
+//! The issue endpoints: `POST /search/jql` (v3) or `GET|POST /search` (v2), `GET|PUT
+//! /issue/{key}`, `POST /issue` and `POST /issueLink`, validated the way Jira validates them.
 
 use axum::http::StatusCode;
 use serde_json::{Map, Value, json};
 
-use super::adf::{TOO_LONG, adf_message, too_long, validate_adf};
-use super::jql::parse_jql;
+use super::adf::{TOO_LONG, too_long};
+use super::jql::{Query, parse_jql};
 use super::render::{Fields, render_issue};
 use super::{
-    API, Answer, Db, FIssue, FakeLink, ISSUE_TYPES, LINK_TYPES, Shared, bad_request, field_error,
-    issue_not_found, jira_error,
+    API, Answer, Api, Db, FIssue, FakeLink, ISSUE_TYPES, LINK_TYPES, Shared, bad_request,
+    field_error, issue_not_found, jira_error,
 };
 
+/// A checked search request.
+struct Search {
+    jql: String,
+    query: Query,
+    page: usize,
+    fields: Fields,
+}
+
 impl Shared {
-    pub(super) fn search(&self, body: &Value) -> Answer {
+    /// A search request's JQL, page size and fields, checked as Jira checks them.
+    fn search_request(&self, body: &Value, default_fields: Fields) -> Result<Search, Answer> {
         let Some(jql) = body
             .get("jql")
             .and_then(Value::as_str)
             .filter(|j| !j.trim().is_empty())
         else {
-            return bad_request(
+            return Err(bad_request(
                 "Unbounded JQL queries are not allowed here. Please add a search restriction to your query.",
-            );
+            ));
         };
         let query = match parse_jql(jql) {
             Ok(q) => q,
-            Err(e) => return bad_request(&format!("Error in the JQL Query: {e}")),
+            Err(e) => return Err(bad_request(&format!("Error in the JQL Query: {e}"))),
         };
         let max = match body.get("maxResults") {
             None | Some(Value::Null) => 50,
             Some(v) => match v.as_u64() {
                 Some(n) => n as usize,
-                None => return bad_request("maxResults must be a non-negative integer."),
+                None => return Err(bad_request("maxResults must be a non-negative integer.")),
             },
         };
         let page = max.clamp(1, self.options.page_size.max(1));
         let fields = match body.get("fields") {
-            None | Some(Value::Null) => Fields::IdOnly,
+            None | Some(Value::Null) => default_fields,
             Some(Value::Array(list)) => Fields::from_list(
                 &list
                     .iter()
@@ -44,18 +53,18 @@ impl Shared {
                     .map(str::to_string)
                     .collect::<Vec<_>>(),
             ),
-            Some(_) => return bad_request("fields must be a list of field names."),
+            Some(_) => return Err(bad_request("fields must be a list of field names.")),
         };
-        let mut db = self.db();
-        let offset = match body.get("nextPageToken").and_then(Value::as_str) {
-            None => 0,
-            Some(token) => match db.tokens.get(token) {
-                Some((q, offset)) if q == jql => *offset,
-                _ => {
-                    return bad_request("The provided next page token is invalid or expired.");
-                }
-            },
-        };
+        Ok(Search {
+            jql: jql.to_string(),
+            query,
+            page,
+            fields,
+        })
+    }
+
+    /// The issues `query` finds, in its order.
+    fn hits<'a>(&self, db: &'a Db, query: &Query) -> Vec<&'a FIssue> {
         let mut hits: Vec<&FIssue> = db
             .issues
             .iter()
@@ -78,14 +87,36 @@ impl Shared {
                 hits.reverse();
             }
         }
+        hits
+    }
+
+    /// v3's enhanced search: pages chained by `nextPageToken`.
+    pub(super) fn search(&self, body: &Value) -> Answer {
+        let search = match self.search_request(body, Fields::IdOnly) {
+            Ok(s) => s,
+            Err(e) => return e,
+        };
+        let (jql, page) = (search.jql.as_str(), search.page);
+        let mut db = self.db();
+        let offset = match body.get("nextPageToken").and_then(Value::as_str) {
+            None => 0,
+            Some(token) => match db.tokens.get(token) {
+                Some((q, offset)) if q == jql => *offset,
+                _ => {
+                    return bad_request("The provided next page token is invalid or expired.");
+                }
+            },
+        };
+        let hits = self.hits(&db, &search.query);
+        let total = hits.len();
         let base = self.base();
         let issues: Vec<Value> = hits
             .iter()
             .skip(offset)
             .take(page)
-            .map(|i| render_issue(&db, &base, i, &fields, &self.options.workflow))
+            .map(|i| render_issue(&db, &base, i, &search.fields, &self.options.workflow))
             .collect();
-        let more = offset + page < hits.len();
+        let more = offset + page < total;
         if more {
             db.next_token += 1;
             let token = format!("CAEaAggB-{}", db.next_token);
@@ -98,6 +129,35 @@ impl Shared {
         } else {
             (StatusCode::OK, json!({"issues": issues, "isLast": true}))
         }
+    }
+
+    /// v2's search: pages by `startAt`, answered with `total`; every navigable field unless
+    /// `fields` says otherwise.
+    pub(super) fn search_v2(&self, body: &Value) -> Answer {
+        let search = match self.search_request(body, Fields::All) {
+            Ok(s) => s,
+            Err(e) => return e,
+        };
+        let start = match body.get("startAt") {
+            None | Some(Value::Null) => 0,
+            Some(v) => match v.as_u64() {
+                Some(n) => n as usize,
+                None => return bad_request("startAt must be a non-negative integer."),
+            },
+        };
+        let db = self.db();
+        let hits = self.hits(&db, &search.query);
+        let base = self.base();
+        let issues: Vec<Value> = hits
+            .iter()
+            .skip(start)
+            .take(search.page)
+            .map(|i| render_issue(&db, &base, i, &search.fields, &self.options.workflow))
+            .collect();
+        (
+            StatusCode::OK,
+            json!({"startAt": start, "maxResults": search.page, "total": hits.len(), "issues": issues}),
+        )
     }
 
     pub(super) fn get_issue(&self, key: &str, query: &[(String, String)]) -> Answer {
@@ -127,7 +187,7 @@ impl Shared {
         )
     }
 
-    pub(super) fn edit_issue(&self, key: &str, body: &Value) -> Answer {
+    pub(super) fn edit_issue(&self, api: Api, key: &str, body: &Value) -> Answer {
         let Some(obj) = body.as_object() else {
             return bad_request("The request body must be a JSON object.");
         };
@@ -153,9 +213,9 @@ impl Shared {
                     },
                     "description" => {
                         if !value.is_null()
-                            && let Err(e) = validate_adf(value)
+                            && let Err(e) = api.check_text(value)
                         {
-                            return field_error("description", &adf_message(&e));
+                            return field_error("description", &e);
                         }
                         issue.description = value.clone();
                     }
@@ -223,7 +283,7 @@ impl Shared {
         (StatusCode::NO_CONTENT, Value::Null)
     }
 
-    pub(super) fn create_issue(&self, body: &Value) -> Answer {
+    pub(super) fn create_issue(&self, api: Api, body: &Value) -> Answer {
         let Some(fields) = body.get("fields").and_then(Value::as_object) else {
             return bad_request("The request must have a fields object.");
         };
@@ -267,9 +327,9 @@ impl Shared {
         }
         let description = fields.get("description").cloned().unwrap_or(Value::Null);
         if !description.is_null()
-            && let Err(e) = validate_adf(&description)
+            && let Err(e) = api.check_text(&description)
         {
-            errors.insert("description".into(), json!(adf_message(&e)));
+            errors.insert("description".into(), json!(e));
         }
         if too_long(&description) {
             errors.insert("description".into(), json!(TOO_LONG));
