@@ -4,8 +4,10 @@
 //! gateway, so nothing in the sandbox opens the store.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
 
 use crate::AgentRequest;
 
@@ -52,4 +54,54 @@ pub(crate) fn names(prefix: &str) -> Vec<String> {
         .iter()
         .map(|t| format!("{prefix}{}", t.name))
         .collect()
+}
+
+/// Why a knowledge call through the gateway gave no result.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The gateway answered with an error: 400 (bad arguments, the message says how), 404 (no
+    /// such tool), 401 (no live pass) or 503 (the store).
+    #[error("{message}")]
+    Refused { status: u16, message: String },
+    #[error("the knowledge tools are unavailable: {0}")]
+    Unreachable(String),
+}
+
+/// One knowledge tool call through the gateway at `base_url` under `pass`: what every CLI's
+/// MCP server (`codemill mcp --gateway`) and the built-in agent do.
+pub async fn call_gateway(
+    http: &reqwest::Client,
+    base_url: &str,
+    pass: &SecretString,
+    tool: &str,
+    args: &Value,
+) -> Result<Value, CallError> {
+    let url = format!(
+        "{}{}{tool}",
+        base_url.trim_end_matches('/'),
+        codemill_core::knowledge::ROUTE
+    );
+    let response = http
+        .post(url)
+        .bearer_auth(pass.expose_secret())
+        .json(args)
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .map_err(|e| CallError::Unreachable(e.without_url().to_string()))?;
+    let status = response.status();
+    let body: Value = response.json().await.map_err(|e| {
+        CallError::Unreachable(format!("unreadable answer ({status}): {}", e.without_url()))
+    })?;
+    if status.is_success() {
+        return Ok(body.get("result").cloned().unwrap_or(Value::Null));
+    }
+    Err(CallError::Refused {
+        status: status.as_u16(),
+        message: body
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or("the knowledge tool failed")
+            .to_string(),
+    })
 }

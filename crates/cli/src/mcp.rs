@@ -16,7 +16,7 @@ use rmcp::model::{
 };
 use rmcp::service::RequestContext;
 use rmcp::{RoleServer, ServerHandler, ServiceExt};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde_json::Value;
 
 use crate::commands::Opened;
@@ -40,36 +40,19 @@ impl Source {
         match self {
             Source::Store(k) => k.call(tool, args).await,
             Source::Gateway { http, url, pass } => {
-                let response = http
-                    .post(format!(
-                        "{}{}{tool}",
-                        url.trim_end_matches('/'),
-                        codemill_gateway::KNOWLEDGE_PREFIX
-                    ))
-                    .bearer_auth(pass.expose_secret())
-                    .json(args)
-                    .send()
+                use codemill_agent::knowledge::{CallError, call_gateway};
+                call_gateway(http, url, pass, tool, args)
                     .await
-                    .map_err(|e| {
-                        ToolError::Store(format!("cannot reach codemill: {}", e.without_url()))
-                    })?;
-                let status = response.status();
-                let body: Value = response.json().await.map_err(|e| {
-                    ToolError::Store(format!("codemill answered {status}: {}", e.without_url()))
-                })?;
-                if status.is_success() {
-                    return Ok(body.get("result").cloned().unwrap_or(Value::Null));
-                }
-                let message = body
-                    .get("error")
-                    .and_then(Value::as_str)
-                    .unwrap_or("no reason given")
-                    .to_string();
-                Err(match status.as_u16() {
-                    400 => ToolError::Invalid(message),
-                    404 => ToolError::Unknown(tool.to_string()),
-                    _ => ToolError::Store(format!("codemill answered {status}: {message}")),
-                })
+                    .map_err(|e| match e {
+                        CallError::Refused {
+                            status: 400,
+                            message,
+                        } => ToolError::Invalid(message),
+                        CallError::Refused { status: 404, .. } => {
+                            ToolError::Unknown(tool.to_string())
+                        }
+                        other => ToolError::Store(format!("codemill: {other}")),
+                    })
             }
         }
     }

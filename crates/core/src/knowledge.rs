@@ -129,6 +129,10 @@ pub fn lines_of(text: &str, first: u32, last: u32) -> Option<String> {
     Some(lines[a - 1..b].join("\n"))
 }
 
+/// Where the gateway answers the knowledge tools: `POST {ROUTE}{tool}`, the arguments as the
+/// JSON body, the step's pass as Bearer token.
+pub const ROUTE: &str = "/codemill/knowledge/";
+
 /// One knowledge tool as offered to a model: name, description, JSON Schema of its arguments.
 #[derive(Debug, Clone)]
 pub struct ToolSpec {

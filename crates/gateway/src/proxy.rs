@@ -120,9 +120,8 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
     }
 }
 
-/// Where the knowledge tools are answered: `POST /codemill/knowledge/{tool}` with the
-/// arguments as the JSON body.
-pub const KNOWLEDGE_PREFIX: &str = "/codemill/knowledge/";
+/// Where the knowledge tools are answered (`codemill_core::knowledge::ROUTE`).
+pub const KNOWLEDGE_PREFIX: &str = codemill_core::knowledge::ROUTE;
 
 /// Arguments of a knowledge call are small; a larger body is refused before it is read.
 const KNOWLEDGE_BODY_LIMIT: usize = 256 * 1024;

@@ -183,32 +183,9 @@ impl Workspace {
         git.push(&clone, &target, &branch)
             .await
             .map_err(|e| e.to_string())?;
-        // Knowledge citing what the merge changed is checked again; a failure here is only
-        // reported, the merge stands.
-        match self.git.changed_files(&clone, &ours, &target).await {
-            Ok(changed) => {
-                match crate::knowledge::recheck(
-                    &self.store,
-                    &self.git,
-                    &clone,
-                    &target,
-                    key.project(),
-                    &changed,
-                )
-                .await
-                {
-                    Ok(stale) => {
-                        for (id, why) in stale {
-                            tracing::info!(entry = id, %why, "knowledge entry is stale after the merge");
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "knowledge not re-checked after the merge")
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "knowledge not re-checked after the merge"),
-        }
+        // Knowledge citing what the merge changed is checked again; the merge stands either way.
+        self.recheck_merged(&clone, (&ours, &target), &target, key.project())
+            .await;
         Ok((branch, Some(target)))
     }
 
@@ -223,24 +200,24 @@ impl Workspace {
         let (Some(base), Some(commit)) = (&state.base_commit, &state.commit) else {
             return;
         };
-        let result = async {
-            let (clone, _, tip) = self.remote_tip(git, &state.ticket).await?;
-            let changed = self
-                .git
-                .changed_files(&clone, base, commit)
-                .await
-                .map_err(|e| e.to_string())?;
-            crate::knowledge::recheck(
-                &self.store,
-                &self.git,
-                &clone,
-                &tip,
-                state.ticket.project(),
-                &changed,
-            )
-            .await
+        match self.remote_tip(git, &state.ticket).await {
+            Ok((clone, _, tip)) => {
+                self.recheck_merged(&clone, (base, commit), &tip, state.ticket.project())
+                    .await
+            }
+            Err(e) => tracing::warn!(error = %e, "knowledge not re-checked after the merge"),
         }
-        .await;
+    }
+
+    /// Entries citing a file that changed between `changed.0` and `changed.1` are checked again
+    /// at `tip`; what went stale, or why nothing could be checked, is only reported.
+    async fn recheck_merged(&self, clone: &Path, changed: (&str, &str), tip: &str, project: &str) {
+        let result = match self.git.changed_files(clone, changed.0, changed.1).await {
+            Ok(files) => {
+                crate::knowledge::recheck(&self.store, &self.git, clone, tip, project, &files).await
+            }
+            Err(e) => Err(e.to_string()),
+        };
         match result {
             Ok(stale) => {
                 for (id, why) in stale {

@@ -82,43 +82,9 @@ impl std::fmt::Debug for KnowledgeClient {
 impl KnowledgeClient {
     /// One call; the gateway's answer (or its error) as the tool's output.
     async fn call(&self, name: &str, input: &Value) -> ToolOutput {
-        use secrecy::ExposeSecret;
-        let url = format!(
-            "{}/codemill/knowledge/{name}",
-            self.url.trim_end_matches('/')
-        );
-        let response = match self
-            .http
-            .post(url)
-            .bearer_auth(self.pass.expose_secret())
-            .json(input)
-            .timeout(Duration::from_secs(60))
-            .send()
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                return ToolOutput::error(format!(
-                    "the knowledge tools are unavailable: {}",
-                    e.without_url()
-                ));
-            }
-        };
-        let ok = response.status().is_success();
-        let body: Value = match response.json().await {
-            Ok(v) => v,
-            Err(e) => return ToolOutput::error(format!("unreadable answer: {}", e.without_url())),
-        };
-        if ok {
-            let result = body.get("result").cloned().unwrap_or(Value::Null);
-            ToolOutput::ok(serde_json::to_string_pretty(&result).unwrap_or_default())
-        } else {
-            ToolOutput::error(
-                body.get("error")
-                    .and_then(Value::as_str)
-                    .unwrap_or("the knowledge tool failed")
-                    .to_string(),
-            )
+        match crate::knowledge::call_gateway(&self.http, &self.url, &self.pass, name, input).await {
+            Ok(result) => ToolOutput::ok(serde_json::to_string_pretty(&result).unwrap_or_default()),
+            Err(e) => ToolOutput::error(e.to_string()),
         }
     }
 }
