@@ -69,6 +69,9 @@ impl Opened {
             crash_after_effect: std::env::var("CODEMILL_CRASH_AFTER_EFFECT")
                 .ok()
                 .filter(|v| !v.is_empty()),
+            crash_in_merge: std::env::var("CODEMILL_CRASH_IN_MERGE")
+                .ok()
+                .filter(|v| !v.is_empty()),
         };
         if self.config.provider().api == ProviderApi::Demo {
             if self.demo_model.is_none() {
@@ -200,24 +203,25 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 progress::run_with_progress(&runner, &k, progress::Op::Approve(whoami())).await?;
             Ok(finish(&opened, job, &state))
         }
-        Command::Merge { key: k } => {
-            let k = key(&k)?;
+        Command::Merge { keys, json } => {
+            let keys = keys.iter().map(|k| key(k)).collect::<Result<Vec<_>>>()?;
             let mut opened = Opened::open(home).await?;
             let runner = opened.runner().await?;
-            let merged = runner.merge(&k, &whoami()).await?;
-            match (&merged.merged_as, merged.already) {
-                (_, true) => out(&format!("{k}: already merged into {}", merged.branch)),
-                (Some(sha), false) => out(&format!(
-                    "{k}: merged into {} (now {}); the ticket is done",
-                    merged.branch,
-                    &sha[..sha.len().min(12)]
-                )),
-                (None, false) => out(&format!(
-                    "{k}: {} already contained it; the ticket is done",
-                    merged.branch
-                )),
+            let report = progress::merge_with_progress(&runner, &keys, &whoami()).await?;
+            if json {
+                out(&serde_json::to_string_pretty(&report)?);
+            } else {
+                print_merge_report(&report);
             }
-            Ok(ExitCode::SUCCESS)
+            let ejected = report
+                .outcomes
+                .iter()
+                .any(|o| o.state == codemill_store::MergeState::Ejected);
+            Ok(if ejected {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Reject { key: k, reason } => {
             let k = key(&k)?;
@@ -399,6 +403,37 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
 }
 
 /// Print how a job ended and pick the exit code: 0 when it waits for approval or is done.
+/// One line per ticket of `codemill merge`: merged (stdout) or taken out (stderr), then the
+/// gate runs this process made.
+fn print_merge_report(report: &codemill_runner::MergeReport) {
+    for o in &report.outcomes {
+        match (o.state, o.already, &o.merged_as) {
+            (codemill_store::MergeState::Ejected, ..) => err(&format!(
+                "{}: taken out of the merge queue: {}",
+                o.ticket,
+                o.reason.as_deref().unwrap_or("no reason recorded")
+            )),
+            (_, true, _) => out(&format!("{}: already merged into {}", o.ticket, o.target)),
+            (_, false, Some(sha)) => out(&format!(
+                "{}: merged into {} (now {}); the ticket is done",
+                o.ticket,
+                o.target,
+                &sha[..sha.len().min(12)]
+            )),
+            (_, false, None) => out(&format!(
+                "{}: {} already contained it; the ticket is done",
+                o.ticket, o.target
+            )),
+        }
+    }
+    if report.gate_runs > 0 {
+        err(&format!(
+            "merge queue: {} entries settled with {} gate runs",
+            report.settled, report.gate_runs
+        ));
+    }
+}
+
 fn finish(opened: &Opened, job: codemill_core::ids::JobId, state: &JobState) -> ExitCode {
     let key = &state.ticket;
     match state.status() {

@@ -70,9 +70,17 @@ pub enum Command {
     },
     /// Cancel a ticket's job before its proposal is decided; its work is kept on a WIP ref.
     Cancel { key: String },
-    /// Merge a shipped ticket's pull request of the local forge into the repository's default
-    /// branch (fast-forward, else a merge commit; refused on conflicts) and mark it done.
-    Merge { key: String },
+    /// Land shipped tickets' pull requests of the local forge through the merge queue: each
+    /// candidate (the target branch's tip with the entries ahead of it and this one) is tested
+    /// with the target's gates, then the branch moves to exactly the tested commit; a
+    /// conflicting or red entry is taken out with the reason on its ticket.
+    Merge {
+        #[arg(required = true, value_name = "KEY")]
+        keys: Vec<String>,
+        /// Print what became of each ticket as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Start a stopped ticket again (needs attention, rejected, cancelled, dead) as a new job.
     Retry { key: String },
     /// Queue a ticket for the workers (`codemill worker` or `codemill serve`).

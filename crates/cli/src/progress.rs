@@ -170,6 +170,20 @@ pub async fn run_with_progress(
     Ok(result?)
 }
 
+/// `codemill merge`: land `keys` through the merge queue, printing what it does to stderr.
+pub async fn merge_with_progress(
+    runner: &Runner,
+    keys: &[TicketKey],
+    by: &str,
+) -> Result<codemill_runner::MergeReport> {
+    let (tx, printer) = printer();
+    let runner = runner_with(runner, tx);
+    let result = runner.merge_queued(keys, by).await;
+    drop(runner);
+    let _ = printer.await;
+    Ok(result?)
+}
+
 /// `codemill worker`: `concurrency` work loops, each printing what it claims and how it ends;
 /// Ctrl-C or SIGTERM stops claiming and lets running jobs finish.
 pub async fn work(

@@ -10,6 +10,7 @@ pub mod notify;
 pub mod vendors;
 
 mod agents;
+mod merge;
 mod policy;
 mod service;
 mod stages;
@@ -27,6 +28,7 @@ pub use vendors::{
 };
 
 pub use agents::{AgentConfig, Backend, ProviderApi, ProviderConfig};
+pub use merge::{MAX_BATCH, MergeMethod, MergeQueueSettings};
 pub use policy::{GateSpec, RepoPolicy, detect_gates};
 pub use service::{Config, ProjectConfig, Retention};
 pub use stages::{ResolvedAgent, StageAgent, StageMap};

@@ -6,6 +6,7 @@ pub mod cost;
 pub mod findings;
 pub mod ids;
 pub mod knowledge;
+pub mod merge_queue;
 pub mod pipeline;
 pub mod prompts;
 pub mod review;

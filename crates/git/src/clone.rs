@@ -424,6 +424,53 @@ impl Git {
         Ok(())
     }
 
+    /// Move the remote's `branch` from exactly `expected` to `sha` (a descendant of it, so a
+    /// fast-forward): `false`, with nothing changed, when the remote's branch is no longer at
+    /// `expected` — someone else moved it since. How a merge queue lands exactly the commit it
+    /// tested and never overwrites anything.
+    pub async fn push_exact(
+        &self,
+        clone: &Path,
+        sha: &str,
+        branch: &str,
+        expected: &str,
+    ) -> Result<bool, GitError> {
+        check_rev("commit", sha)?;
+        check_rev("expected commit", expected)?;
+        check_ref_name("branch", branch)?;
+        let ctx = self.ctx(clone).await?;
+        if ctx.layout != Layout::Bare {
+            self.need_work_tree(&ctx, clone)?;
+        }
+        let _lock = lock_repo(&ctx.common_dir).await?;
+        let remote_ref = format!("refs/heads/{branch}");
+        let refspec = format!("{sha}:{remote_ref}");
+        let lease = format!("--force-with-lease={remote_ref}:{expected}");
+        let args = [
+            "push",
+            "--porcelain",
+            "--quiet",
+            "--no-verify",
+            lease.as_str(),
+            RECEIVE_PACK,
+            "origin",
+            refspec.as_str(),
+        ];
+        let out = self.output(Some(&ctx), Call::new(args)).await?;
+        if out.success() {
+            tracing::info!(branch, sha, "pushed the tested commit");
+            return Ok(true);
+        }
+        let moved = out.stdout.lines().any(|l| {
+            l.starts_with('!')
+                && (l.ends_with("[rejected] (stale info)") || l.contains("(non-fast-forward)"))
+        });
+        if moved {
+            return Ok(false);
+        }
+        Err(command_error(shown(["push", "origin", &refspec]), &out))
+    }
+
     /// `git gc` on a shared clone (auto gc is off in every call). Takes the repository lock.
     pub async fn gc(&self, clone: &Path) -> Result<(), GitError> {
         let ctx = self.ctx(clone).await?;

@@ -277,6 +277,42 @@ async fn push_when_the_clone_has_a_stale_view_of_the_remote_branch() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exact_push_lands_only_on_the_expected_tip() {
+    let fx = Fixture::new("main").await;
+    let git = git();
+    let (wt, base) = fx.with_worktree(&git, "PROJ-1").await;
+    write(&wt.join("feature.txt"), "feature\n");
+    let sha = git.commit_all(&wt, "f", &who()).await.unwrap().unwrap();
+    // Expected somewhere else: nothing moves.
+    assert!(!git.push_exact(&fx.clone, &sha, "main", &sha).await.unwrap());
+    assert_eq!(
+        git.remote_ref(fx.url(), "refs/heads/main").await.unwrap(),
+        Some(base.clone())
+    );
+    assert!(
+        git.push_exact(&fx.clone, &sha, "main", &base)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        git.remote_ref(fx.url(), "refs/heads/main").await.unwrap(),
+        Some(sha.clone())
+    );
+    // The remote moved on since: a push expecting the old tip changes nothing.
+    write(&wt.join("more.txt"), "more\n");
+    let more = git.commit_all(&wt, "g", &who()).await.unwrap().unwrap();
+    assert!(
+        !git.push_exact(&fx.clone, &more, "main", &base)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        git.remote_ref(fx.url(), "refs/heads/main").await.unwrap(),
+        Some(sha)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_process_holding_the_lock_file_is_waited_for() {
     let fx = Fixture::new("main").await;
     let git = git();

@@ -36,6 +36,10 @@ pub struct RunnerOptions {
     /// journalling its result, the process kills itself with SIGKILL. Set from
     /// `CODEMILL_CRASH_AFTER_EFFECT`; never set in normal use.
     pub crash_after_effect: Option<String>,
+    /// Fault injection for crash tests of the merge queue: `tested` (a candidate's gates
+    /// passed, before it is pushed) or `pushed` (landed, before its entries are settled). Set
+    /// from `CODEMILL_CRASH_IN_MERGE`; never set in normal use.
+    pub crash_in_merge: Option<String>,
 }
 
 /// What a runner and all its clones share: caches made once per process, and the signal that
@@ -61,14 +65,14 @@ pub struct Runner {
     pub(crate) config: Arc<Config>,
     pub(crate) store: Store,
     git: Git,
-    options: RunnerOptions,
+    pub(crate) options: RunnerOptions,
     progress: Emitter,
     shared: Shared,
     boundary: Boundary,
     pub(crate) workspace: Workspace,
     agents: AgentPool,
     announcer: Announcer,
-    gates: Gates,
+    pub(crate) gates: Gates,
 }
 
 impl Runner {
@@ -630,7 +634,7 @@ impl Runner {
 }
 
 /// SIGKILL this process, as `kill -9` would: no destructors, no flushing.
-async fn crash_now() {
+pub(crate) async fn crash_now() {
     let pid = std::process::id().to_string();
     let _ = codemill_process::Cmd::new("kill")
         .args(["-9", &pid])

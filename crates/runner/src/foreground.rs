@@ -87,81 +87,6 @@ impl Runner {
         self.after_decision(job, key).await
     }
 
-    /// Merge a shipped ticket's PR of the local forge into its repository's default branch and
-    /// mark the ticket done: how a local ticket reaches done (an outside forge's PR is merged
-    /// there, and codemill follows it).
-    pub async fn merge(&self, key: &TicketKey, by: &str) -> Result<MergeResult, RunError> {
-        let latest = jobs::require(&self.store, key).await?;
-        let project = key.project();
-        let wrong = |message: String| RunError::WrongState {
-            ticket: key.clone(),
-            message,
-        };
-        let outside = self
-            .workspace
-            .forge_name(project)
-            .map_err(|message| RunError::Outside {
-                project: project.to_string(),
-                message,
-            })?;
-        if let Some(forge) = outside {
-            return Err(wrong(format!(
-                "its pull request is on {forge}: merge it there, and codemill follows the merge"
-            )));
-        }
-        let branch = key.branch();
-        let Some(pr) = self.store.find_pr(project, &branch).await? else {
-            return Err(wrong(format!(
-                "it has no pull request yet (its job is {}); approve its proposal first",
-                latest.state.status()
-            )));
-        };
-        if pr.state == "merged" {
-            return Ok(MergeResult {
-                job: latest.job,
-                branch: pr.base,
-                merged_as: None,
-                already: true,
-            });
-        }
-        let git = self
-            .workspace
-            .remote_git(project)
-            .await
-            .map_err(|e| RunError::Outside {
-                project: project.to_string(),
-                message: e.to_string(),
-            })?;
-        let (default, merged_as) = self
-            .workspace
-            .merge_to_default(&git, key, &pr.commit)
-            .await
-            .map_err(wrong)?;
-        self.store.set_pr_state(project, &branch, "merged").await?;
-        self.store
-            .set_ticket_status(key, codemill_core::pipeline::TicketStatus::Done, by)
-            .await?;
-        let body = match &merged_as {
-            Some(sha) => format!(
-                "**Merged** `{branch}` into `{default}` (now `{}`), by {by}.",
-                &sha[..sha.len().min(12)]
-            ),
-            None => {
-                format!("**Merged**: `{default}` already contained `{branch}` (marked by {by}).")
-            }
-        };
-        let marker = format!("codemill:merged:{}", latest.job);
-        self.store
-            .add_comment(key, "codemill", Some(&marker), &body)
-            .await?;
-        Ok(MergeResult {
-            job: latest.job,
-            branch: default,
-            merged_as,
-            already: false,
-        })
-    }
-
     /// Carry out a journalled decision here; when a worker took the job first, it finishes
     /// there and the decision stands, so that is no error.
     async fn after_decision(
@@ -228,16 +153,4 @@ impl Runner {
             }
         }
     }
-}
-
-/// What `codemill merge` did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MergeResult {
-    pub job: JobId,
-    /// The default branch merged into.
-    pub branch: String,
-    /// What the default branch points at now (`None`: it already contained the proposal).
-    pub merged_as: Option<String>,
-    /// The PR record was merged before.
-    pub already: bool,
 }

@@ -173,26 +173,10 @@ impl Gates {
                 message: "no gates configured or detected; add .codemill/pipeline.toml".into(),
             });
         }
-        let guard = match self.boundary.guard().await {
-            Ok(guard) => guard,
-            Err(e) => return failed(effect, format!("sandbox: {e}")),
+        let results = match self.check(job, project, worktree, specs).await {
+            Ok(results) => results,
+            Err(e) => return failed(effect, e),
         };
-        let prepared = self.boundary.job_cache(job).and_then(|cache| {
-            let egress = self.boundary.egress(guard, project, job)?;
-            let policy = self.boundary.gate_policy(
-                guard,
-                worktree,
-                &cache,
-                egress.as_ref().map(codemill_gateway::Egress::socket),
-                false,
-            )?;
-            Ok((egress, policy))
-        });
-        let (_egress, policy) = match prepared {
-            Ok(prepared) => prepared,
-            Err(e) => return failed(effect, format!("sandbox: {e}")),
-        };
-        let results = run_gates(worktree, specs, self.timeout, self.output_cap, &policy).await;
         self.progress.emit(Progress::Gates {
             round,
             results: results.clone(),
@@ -201,6 +185,38 @@ impl Gates {
             round,
             gates: results,
         }
+    }
+
+    /// Run `specs` in `worktree` under the gate sandbox of `job` (its cache, the project's
+    /// egress): the results, or why nothing could run.
+    pub(crate) async fn check(
+        &self,
+        job: JobId,
+        project: &str,
+        worktree: &Path,
+        specs: &[GateSpec],
+    ) -> Result<Vec<GateResult>, String> {
+        let guard = self
+            .boundary
+            .guard()
+            .await
+            .map_err(|e| format!("sandbox: {e}"))?;
+        let cache = self.boundary.job_cache(job)?;
+        let egress = self
+            .boundary
+            .egress(guard, project, job)
+            .map_err(|e| format!("sandbox: {e}"))?;
+        let policy = self
+            .boundary
+            .gate_policy(
+                guard,
+                worktree,
+                &cache,
+                egress.as_ref().map(codemill_gateway::Egress::socket),
+                false,
+            )
+            .map_err(|e| format!("sandbox: {e}"))?;
+        Ok(run_gates(worktree, specs, self.timeout, self.output_cap, &policy).await)
     }
 
     /// The repository's `[[prepare]]` steps (e.g. `cargo fetch`, `npm ci`), read from its

@@ -23,6 +23,7 @@ pub mod jobs;
 pub mod knowledge;
 mod links;
 pub mod local;
+pub mod merge_queue;
 pub mod notes;
 pub mod outside;
 pub mod progress;
@@ -37,6 +38,6 @@ mod testing;
 
 pub use engine::{Runner, RunnerOptions};
 pub use error::RunError;
-pub use foreground::MergeResult;
 pub use home::{Home, HomeError};
+pub use merge_queue::{MergeOutcome, MergeReport};
 pub use progress::{Progress, ProgressSink};

@@ -4,9 +4,11 @@
 //! reaches a project's forge only for the token git sends to an HTTPS remote.
 
 mod portable;
+mod queue;
 mod review;
 
 pub(crate) use portable::Content;
+pub(crate) use queue::QueueChecks;
 
 use std::path::{Path, PathBuf};
 
@@ -138,55 +140,6 @@ impl Workspace {
             .await
             .map_err(|e| e.to_string())?;
         crate::gates::prepare_steps(text.as_deref())
-    }
-
-    /// Merge `commit` (an approved proposal, on the remote as the ticket's branch) into the
-    /// remote's default branch: a fast-forward when it is ahead, else a merge commit; refused
-    /// with the files when they conflict. Returns the default branch and what it now points at
-    /// (`None` when it already contained the commit).
-    pub(crate) async fn merge_to_default(
-        &self,
-        git: &Git,
-        key: &TicketKey,
-        commit: &str,
-    ) -> Result<(String, Option<String>), String> {
-        let (clone, branch, ours) = self.remote_tip(git, key).await?;
-        if !self
-            .git
-            .has_commit(&clone, commit)
-            .await
-            .map_err(|e| e.to_string())?
-        {
-            return Err(format!(
-                "commit {commit} is not on the remote (was {} pushed?)",
-                key.branch()
-            ));
-        }
-        let message = format!("Merge {} ({key})\n", key.branch());
-        let merged = self
-            .git
-            .merge_commits(&clone, &ours, commit, &message, &self.identity)
-            .await
-            .map_err(|e| e.to_string())?;
-        let target = match merged {
-            codemill_git::Merged::UpToDate => return Ok((branch, None)),
-            codemill_git::Merged::FastForward(sha) | codemill_git::Merged::Commit(sha) => sha,
-            codemill_git::Merged::Conflicts(files) => {
-                return Err(format!(
-                    "{} conflicts with {branch} in {}: update the branch (a feedback round, or \
-                     by hand) and merge again",
-                    key.branch(),
-                    files.join(", ")
-                ));
-            }
-        };
-        git.push(&clone, &target, &branch)
-            .await
-            .map_err(|e| e.to_string())?;
-        // Knowledge citing what the merge changed is checked again; the merge stands either way.
-        self.recheck_merged(&clone, (&ours, &target), &target, key.project())
-            .await;
-        Ok((branch, Some(target)))
     }
 
     /// After the job's pull request was merged on an outside forge: the files the job changed

@@ -15,6 +15,7 @@ mod knowledge_agents;
 mod knowledge_quality;
 mod lifecycle;
 mod mcp;
+mod merge_queue;
 mod mixed;
 mod multinode;
 mod one_path;

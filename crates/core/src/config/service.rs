@@ -12,8 +12,9 @@ use crate::cost::{Price, PriceTable};
 use super::agents::incompatible;
 use super::{
     AgentConfig, Backend, Budgets, ConfigError, ForgeSettings, GithubSettings, JiraAuth,
-    JiraSettings, LinearSettings, NotifyChannel, ProjectSandbox, ProviderApi, ProviderConfig,
-    Roles, SandboxConfig, TrackerSettings, WebhookSettings, guard, notify, toml_error, vendors,
+    JiraSettings, LinearSettings, MergeQueueSettings, NotifyChannel, ProjectSandbox, ProviderApi,
+    ProviderConfig, Roles, SandboxConfig, TrackerSettings, WebhookSettings, guard, notify,
+    toml_error, vendors,
 };
 
 /// What happens to a ticket's worktree when its job ends.
@@ -145,6 +146,8 @@ struct RawProject {
     sandbox: ProjectSandbox,
     #[serde(default)]
     notify: Vec<notify::RawNotify>,
+    #[serde(default)]
+    merge_queue: MergeQueueSettings,
 }
 
 /// A registered project.
@@ -160,6 +163,8 @@ pub struct ProjectConfig {
     pub sandbox: ProjectSandbox,
     /// `[[projects.NAME.notify]]`: who is told what.
     pub notify: Vec<NotifyChannel>,
+    /// `[projects.NAME.merge_queue]`: how approved pull requests land.
+    pub merge_queue: MergeQueueSettings,
 }
 
 /// The validated service configuration.
@@ -353,6 +358,7 @@ impl Config {
             p.budgets
                 .check(&name, &format!("projects.{pname}.budgets"))?;
             p.sandbox.check(&name, &pname)?;
+            p.merge_queue.check(&name, &pname)?;
             let notify = p
                 .notify
                 .iter()
@@ -370,6 +376,7 @@ impl Config {
                     budgets: raw.budgets.overridden_by(&p.budgets),
                     sandbox: p.sandbox,
                     notify,
+                    merge_queue: p.merge_queue,
                 },
             );
         }

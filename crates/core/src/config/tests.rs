@@ -280,3 +280,28 @@ fn the_sub_task_limit_defaults_to_eight_and_is_checked() {
         "{msg}"
     );
 }
+
+#[test]
+fn a_projects_merge_queue_batches_one_by_default_and_is_checked() {
+    let project = "[projects.P]\nrepo = \"/tmp/r.git\"\n";
+    let c = parse(project).unwrap();
+    assert_eq!(c.projects["P"].merge_queue, MergeQueueSettings::default());
+    assert_eq!(c.projects["P"].merge_queue.batch, 1);
+    let c = parse(&format!(
+        "{project}[projects.P.merge_queue]\nbatch = 4\nmethod = \"squash\"\n"
+    ))
+    .unwrap();
+    assert_eq!(c.projects["P"].merge_queue.batch, 4);
+    assert_eq!(c.projects["P"].merge_queue.method, MergeMethod::Squash);
+    let msg = parse(&format!("{project}[projects.P.merge_queue]\nbatch = 0\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("projects.P.merge_queue.batch") && msg.contains("expected 1 to 16"),
+        "{msg}"
+    );
+    let msg = parse(&format!("{project}[projects.P.merge_queue]\nbach = 2\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("bach"), "{msg}");
+}

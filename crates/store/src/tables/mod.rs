@@ -8,6 +8,7 @@ mod inbox;
 mod ingest;
 mod journal;
 mod knowledge;
+mod merge_queue;
 mod metering;
 mod notify;
 mod queue;

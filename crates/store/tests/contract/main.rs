@@ -11,6 +11,7 @@ mod harness;
 mod inbox;
 mod journal;
 mod knowledge;
+mod merge_queue;
 mod metering;
 mod notify;
 mod queue;
@@ -42,6 +43,7 @@ macro_rules! contract {
 }
 
 contract!(
+    merge_queue::merge_entries_are_queued_once_in_order_and_settled_once,
     sessions::sign_ins_are_taken_once_and_expire,
     knowledge::knowledge_keeps_provenance_and_is_searchable,
     sessions::sessions_expire_and_end_with_sign_out_or_their_user,

@@ -1,0 +1,667 @@
+//! The merge queue of the local forge: `codemill merge KEY…` queues approved pull requests per
+//! project and target branch, and they land one candidate at a time — the target's latest tip
+//! with the queued entries stacked on it, tested with the target's own gates in a fresh
+//! sandboxed worktree, and pushed only as exactly the tested commit, only while the target is
+//! still where the candidate was built. A conflicting or red entry is taken out with the reason
+//! on its ticket and the entries behind it are rebuilt without it; a red batch is bisected.
+//!
+//! Crash safety: nothing is settled before the push it depends on, every announcement is by
+//! marker, and an entry the target already contains is settled as merged without another push —
+//! so a process killed at any point resumes without merging twice or landing an untested commit.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::Utc;
+use codemill_core::ids::TicketKey;
+use codemill_core::merge_queue::Bisect;
+use codemill_core::pipeline::{GateResult, TicketStatus};
+use codemill_git::{Git, Merged};
+use codemill_store::{MergeEntry, MergeState, NewMergeEntry};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::{Runner, crash_now};
+use crate::error::RunError;
+use crate::jobs;
+use crate::progress::Progress;
+use crate::worker::{owner_here, owner_is_gone};
+use crate::workspace::QueueChecks;
+
+/// How long a process holds a queue without renewing; renewed every third of it.
+const RUN_LEASE: Duration = Duration::from_secs(30);
+/// How often a process waits for entries another process is landing.
+const WAIT: Duration = Duration::from_millis(500);
+
+/// What became of one ticket asked to merge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MergeOutcome {
+    pub ticket: String,
+    /// The branch it lands on.
+    pub target: String,
+    /// `merged` or `ejected`.
+    pub state: MergeState,
+    /// Its pull request was merged before it was asked again: nothing was queued.
+    pub already: bool,
+    /// The target's commit that contains it (`None`: the target contained it already).
+    pub merged_as: Option<String>,
+    /// Why it was taken out of the queue.
+    pub reason: Option<String>,
+    /// Its merge queue entry.
+    pub entry: Option<i64>,
+}
+
+/// What `codemill merge` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MergeReport {
+    pub outcomes: Vec<MergeOutcome>,
+    /// Gate runs this process made on candidates (each runs every gate of the target).
+    pub gate_runs: u32,
+    /// Entries this process settled, its own and others queued before them.
+    pub settled: u32,
+}
+
+/// A candidate's test: green, or why not.
+struct Tested {
+    passed: bool,
+    reason: String,
+}
+
+impl Runner {
+    /// Queue the approved pull requests of `keys` (in that order) and land them through the
+    /// merge queue, here or in the process that works the queue now; returns once each is
+    /// merged or taken out.
+    pub async fn merge_queued(
+        &self,
+        keys: &[TicketKey],
+        by: &str,
+    ) -> Result<MergeReport, RunError> {
+        let mut outcomes: Vec<Option<MergeOutcome>> = Vec::new();
+        let mut waiting: Vec<(usize, i64)> = Vec::new();
+        let mut queues = BTreeSet::new();
+        for key in keys {
+            match self.queue_one(key, by).await? {
+                Ok(entry) => {
+                    waiting.push((outcomes.len(), entry.id));
+                    queues.insert((entry.project.clone(), entry.target.clone()));
+                    outcomes.push(None);
+                }
+                Err(already) => outcomes.push(Some(already)),
+            }
+        }
+        let mut report = MergeReport {
+            outcomes: Vec::new(),
+            gate_runs: 0,
+            settled: 0,
+        };
+        loop {
+            for (project, target) in &queues {
+                if let Some((runs, settled)) = self.work_queue(project, target, by).await? {
+                    report.gate_runs += runs;
+                    report.settled += settled;
+                }
+            }
+            let mut open = false;
+            for (index, id) in &waiting {
+                let entry = self.store.merge_entry(*id).await?.ok_or_else(|| {
+                    RunError::Store(codemill_store::StoreError::Corrupt(format!(
+                        "merge queue entry {id} vanished"
+                    )))
+                })?;
+                if entry.state == MergeState::Queued {
+                    open = true;
+                } else {
+                    outcomes[*index] = Some(outcome_of(&entry));
+                }
+            }
+            if !open {
+                break;
+            }
+            // Another process works the queue: wait for it (or for its lease to run out).
+            tokio::time::sleep(WAIT).await;
+        }
+        report.outcomes = outcomes.into_iter().flatten().collect();
+        Ok(report)
+    }
+
+    /// Queue one ticket's approved pull request, or say it was merged before.
+    async fn queue_one(
+        &self,
+        key: &TicketKey,
+        by: &str,
+    ) -> Result<Result<MergeEntry, MergeOutcome>, RunError> {
+        let latest = jobs::require(&self.store, key).await?;
+        let project = key.project();
+        let wrong = |message: String| RunError::WrongState {
+            ticket: key.clone(),
+            message,
+        };
+        let outside = self
+            .workspace
+            .forge_name(project)
+            .map_err(|message| RunError::Outside {
+                project: project.to_string(),
+                message,
+            })?;
+        if let Some(forge) = outside {
+            return Err(wrong(format!(
+                "its pull request is on {forge}: merge it there, and codemill follows the merge"
+            )));
+        }
+        let branch = key.branch();
+        let Some(pr) = self.store.find_pr(project, &branch).await? else {
+            return Err(wrong(format!(
+                "it has no pull request yet (its job is {}); approve its proposal first",
+                latest.state.status()
+            )));
+        };
+        if pr.state == "merged" {
+            return Ok(Err(MergeOutcome {
+                ticket: key.to_string(),
+                target: pr.base,
+                state: MergeState::Merged,
+                already: true,
+                merged_as: None,
+                reason: None,
+                entry: None,
+            }));
+        }
+        let ticket = key.to_string();
+        let (entry, created) = self
+            .store
+            .enqueue_merge(
+                &NewMergeEntry {
+                    project,
+                    target: &pr.base,
+                    ticket: &ticket,
+                    branch: &branch,
+                    commit: &pr.commit,
+                    job: latest.job,
+                    by,
+                },
+                Utc::now(),
+            )
+            .await?;
+        if created {
+            let position = self.store.merge_queue(project, &pr.base).await?.len();
+            self.emit(Progress::Info {
+                message: format!(
+                    "{key}: queued to merge into {} (position {position})",
+                    pr.base
+                ),
+            });
+        }
+        Ok(Ok(entry))
+    }
+
+    /// Work the queue of (`project`, `target`) until it is empty, holding its lease: the gate
+    /// runs made and entries settled, or `None` when another live process holds it.
+    async fn work_queue(
+        &self,
+        project: &str,
+        target: &str,
+        by: &str,
+    ) -> Result<Option<(u32, u32)>, RunError> {
+        let owner = owner_here();
+        if !self.claim_queue(project, target, &owner).await? {
+            return Ok(None);
+        }
+        let lost = CancellationToken::new();
+        let heartbeat = {
+            let (store, lost) = (self.store.clone(), lost.clone());
+            let (project, target, owner) = (project.to_string(), target.to_string(), owner.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(RUN_LEASE / 3).await;
+                    let now = Utc::now();
+                    let until = now + chrono::Duration::from_std(RUN_LEASE).unwrap_or_default();
+                    match store
+                        .claim_merge_run(&project, &target, &owner, until, now)
+                        .await
+                    {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            lost.cancel();
+                            return;
+                        }
+                        // A store hiccup: try again; the lease outlives a few of them.
+                        Err(e) => tracing::warn!(error = %e, "merge queue lease not renewed"),
+                    }
+                }
+            })
+        };
+        let drained = self.drain(project, target, by, &lost).await;
+        heartbeat.abort();
+        if !lost.is_cancelled() {
+            self.store
+                .release_merge_run(project, target, &owner)
+                .await?;
+        }
+        drained.map(Some)
+    }
+
+    /// Take the lease on a queue; one left by a process of this host that is gone is taken over.
+    async fn claim_queue(
+        &self,
+        project: &str,
+        target: &str,
+        owner: &str,
+    ) -> Result<bool, RunError> {
+        let now = Utc::now();
+        let until = now + chrono::Duration::from_std(RUN_LEASE).unwrap_or_default();
+        if self
+            .store
+            .claim_merge_run(project, target, owner, until, now)
+            .await?
+        {
+            return Ok(true);
+        }
+        let Some((holder, _)) = self.store.merge_run_holder(project, target).await? else {
+            return Ok(false);
+        };
+        if !owner_is_gone(&holder) {
+            return Ok(false);
+        }
+        self.store
+            .release_merge_run(project, target, &holder)
+            .await?;
+        Ok(self
+            .store
+            .claim_merge_run(project, target, owner, until, now)
+            .await?)
+    }
+
+    /// Land the queued entries in order: build a candidate of up to `batch` entries on the
+    /// target's tip, test it, land what is green, take out what broke it, and go on.
+    async fn drain(
+        &self,
+        project: &str,
+        target: &str,
+        by: &str,
+        lost: &CancellationToken,
+    ) -> Result<(u32, u32), RunError> {
+        let outside = |message: String| RunError::Outside {
+            project: project.to_string(),
+            message,
+        };
+        let batch = self
+            .config
+            .projects
+            .get(project)
+            .map(|p| p.merge_queue.batch.max(1) as usize)
+            .unwrap_or(1);
+        let git = self
+            .workspace
+            .remote_git(project)
+            .await
+            .map_err(|e| outside(e.to_string()))?;
+        let (mut runs, mut settled) = (0u32, 0u32);
+        loop {
+            if lost.is_cancelled() {
+                return Err(outside(format!(
+                    "another process took over the merge queue of {target}"
+                )));
+            }
+            let entries = self.store.merge_queue(project, target).await?;
+            if entries.is_empty() {
+                return Ok((runs, settled));
+            }
+            let (clone, tip) = self
+                .workspace
+                .queue_tip(&git, project, target)
+                .await
+                .map_err(outside)?;
+            // The candidate chain: each entry stacked on the ones ahead of it.
+            let mut chain: Vec<(MergeEntry, String)> = Vec::new();
+            let mut onto = tip.clone();
+            for entry in entries.into_iter().take(batch) {
+                let message = format!("Merge {} ({})\n", entry.branch, entry.ticket);
+                match self
+                    .workspace
+                    .stack(&clone, &onto, &entry.commit, &message)
+                    .await
+                {
+                    Err(why) => {
+                        self.eject(&entry, &format!("{} cannot be merged: {why}", entry.branch))
+                            .await?;
+                        settled += 1;
+                    }
+                    Ok(Merged::UpToDate) if onto == tip => {
+                        // The target has it already (landed before a crash, or by hand).
+                        self.settle_merged(&entry, None, &[], by).await?;
+                        settled += 1;
+                    }
+                    Ok(Merged::UpToDate) => chain.push((entry, onto.clone())),
+                    Ok(Merged::FastForward(sha) | Merged::Commit(sha)) => {
+                        onto = sha.clone();
+                        chain.push((entry, sha));
+                    }
+                    Ok(Merged::Conflicts(files)) => {
+                        let reason = format!(
+                            "{} conflicts with {target} in {}{}: update the branch (a feedback \
+                             round, or by hand) and merge again",
+                            entry.branch,
+                            files.join(", "),
+                            if chain.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" once {} are merged", tickets_of(&chain))
+                            }
+                        );
+                        self.eject(&entry, &reason).await?;
+                        settled += 1;
+                    }
+                }
+            }
+            if chain.is_empty() {
+                continue;
+            }
+            let checks = self
+                .workspace
+                .queue_checks(&clone, &tip)
+                .await
+                .map_err(outside)?;
+            let n = chain.len();
+            let full = self
+                .test_candidate(project, &clone, &tip, &chain, &checks)
+                .await?;
+            runs += 1;
+            let (green, culprit) = if full.passed {
+                (n, None)
+            } else if n == 1 {
+                (0, Some((0, full.reason)))
+            } else {
+                let mut search = Bisect::new(n);
+                let mut red = full.reason;
+                while let Some(k) = search.next() {
+                    let tested = self
+                        .test_candidate(project, &clone, &tip, &chain[..k], &checks)
+                        .await?;
+                    runs += 1;
+                    if !tested.passed {
+                        red = tested.reason;
+                    }
+                    search.record(k, tested.passed);
+                }
+                self.emit(Progress::Info {
+                    message: format!(
+                        "merge queue {project}/{target}: bisected a batch of {n} to {} in {runs} \
+                         gate runs so far",
+                        chain[search.culprit()].0.ticket
+                    ),
+                });
+                (search.green(), Some((search.culprit(), red)))
+            };
+            if green > 0 {
+                let landed = self
+                    .land_prefix(
+                        &git,
+                        &clone,
+                        (target, &tip),
+                        &chain[..green],
+                        &checks,
+                        by,
+                        lost,
+                    )
+                    .await?;
+                if !landed {
+                    // The target moved since the candidate was built: build it again.
+                    continue;
+                }
+                settled += green as u32;
+            }
+            if let Some((index, reason)) = culprit {
+                self.eject(&chain[index].0, &reason).await?;
+                settled += 1;
+            }
+        }
+    }
+
+    /// Test the candidate holding `chain` (its last commit) in a fresh worktree with the
+    /// target's prepare steps and gates, sandboxed like every gate.
+    async fn test_candidate(
+        &self,
+        project: &str,
+        clone: &Path,
+        tip: &str,
+        chain: &[(MergeEntry, String)],
+        checks: &QueueChecks,
+    ) -> Result<Tested, RunError> {
+        let Some((top, candidate)) = chain.last() else {
+            return Ok(Tested {
+                passed: true,
+                reason: String::new(),
+            });
+        };
+        let outside = |message: String| RunError::Outside {
+            project: project.to_string(),
+            message,
+        };
+        let what = format!(
+            "the candidate {} ({} on {} at {})",
+            short(candidate),
+            tickets_of(chain),
+            top.target,
+            short(tip)
+        );
+        let worktree = self
+            .workspace
+            .candidate_worktree(clone, project, &top.target.replace('/', "-"), candidate)
+            .await
+            .map_err(outside)?;
+        let tested = match self
+            .gates
+            .prepare(top.job, &worktree, &checks.prepare)
+            .await
+        {
+            Err(e) => Ok(Tested {
+                passed: false,
+                reason: format!("on {what}: {e}"),
+            }),
+            Ok(()) => self
+                .gates
+                .check(top.job, project, &worktree, &checks.gates)
+                .await
+                .map(|results| judged(&results, &what))
+                .map_err(outside),
+        };
+        self.workspace.remove_candidate(clone, &worktree).await;
+        let tested = tested?;
+        self.emit(Progress::Info {
+            message: format!(
+                "merge queue: {what}: {}",
+                if tested.passed { "gates passed" } else { "red" }
+            ),
+        });
+        Ok(tested)
+    }
+
+    /// Push the tested candidate of `prefix` over the target's tip it was built on, then
+    /// settle its entries as merged. `false`, with nothing settled, when the target moved.
+    #[allow(clippy::too_many_arguments)]
+    async fn land_prefix(
+        &self,
+        git: &Git,
+        clone: &Path,
+        (target, tip): (&str, &str),
+        prefix: &[(MergeEntry, String)],
+        checks: &QueueChecks,
+        by: &str,
+        lost: &CancellationToken,
+    ) -> Result<bool, RunError> {
+        let Some((top, candidate)) = prefix.last() else {
+            return Ok(true);
+        };
+        self.crash_point("tested").await;
+        if lost.is_cancelled() {
+            return Err(RunError::Outside {
+                project: top.project.clone(),
+                message: format!("another process took over the merge queue of {target}"),
+            });
+        }
+        let pushed = self
+            .workspace
+            .land(git, clone, candidate, target, tip)
+            .await
+            .map_err(|message| RunError::Outside {
+                project: top.project.clone(),
+                message,
+            })?;
+        if !pushed {
+            return Ok(false);
+        }
+        self.crash_point("pushed").await;
+        let gates: Vec<String> = checks.gates.iter().map(|g| g.name.clone()).collect();
+        for (entry, _) in prefix {
+            self.settle_merged(entry, Some(candidate), &gates, by)
+                .await?;
+        }
+        self.workspace
+            .recheck_landed(clone, tip, candidate, &top.project)
+            .await;
+        Ok(true)
+    }
+
+    /// Announce an entry as merged (PR record, ticket done, a comment — each by marker or
+    /// idempotent), then settle it.
+    async fn settle_merged(
+        &self,
+        entry: &MergeEntry,
+        merged_as: Option<&str>,
+        gates: &[String],
+        by: &str,
+    ) -> Result<(), RunError> {
+        let key: TicketKey = entry.ticket.parse().map_err(|_| RunError::Outside {
+            project: entry.project.clone(),
+            message: format!("merge queue entry {} names no ticket", entry.id),
+        })?;
+        self.store
+            .set_pr_state(&entry.project, &entry.branch, "merged")
+            .await?;
+        self.store
+            .set_ticket_status(&key, TicketStatus::Done, &entry.enqueued_by)
+            .await?;
+        let tested = if gates.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " Gates passed on the merged result before it landed: {}.",
+                gates
+                    .iter()
+                    .map(|g| format!("`{g}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        let body = match merged_as {
+            Some(sha) => format!(
+                "**Merged** `{}` into `{}` (now `{}`) through the merge queue, queued by {}.{tested}",
+                entry.branch,
+                entry.target,
+                short(sha),
+                entry.enqueued_by
+            ),
+            None => format!(
+                "**Merged**: `{}` already contained `{}` (marked by {by}).",
+                entry.target, entry.branch
+            ),
+        };
+        let marker = format!("codemill:merged:{}", entry.job);
+        self.store
+            .add_comment(&key, "codemill", Some(&marker), &body)
+            .await?;
+        self.store
+            .settle_merge(entry.id, MergeState::Merged, None, merged_as, Utc::now())
+            .await?;
+        Ok(())
+    }
+
+    /// Take an entry out of the queue with the reason on its ticket; its PR stays open.
+    async fn eject(&self, entry: &MergeEntry, reason: &str) -> Result<(), RunError> {
+        if let Ok(key) = entry.ticket.parse::<TicketKey>() {
+            let body = format!(
+                "**Taken out of the merge queue** for `{}`: {reason}\n\nNothing was merged. Once \
+                 the branch is fixed and its proposal approved again, queue it with `codemill \
+                 merge {key}`.",
+                entry.target
+            );
+            let marker = format!("codemill:merge-ejected:{}", entry.id);
+            self.store
+                .add_comment(&key, "codemill", Some(&marker), &body)
+                .await?;
+        }
+        self.store
+            .settle_merge(
+                entry.id,
+                MergeState::Ejected,
+                Some(reason),
+                None,
+                Utc::now(),
+            )
+            .await?;
+        self.emit(Progress::Info {
+            message: format!("{}: taken out of the merge queue: {reason}", entry.ticket),
+        });
+        Ok(())
+    }
+
+    /// Fault injection for crash tests: SIGKILL this process at `point`.
+    async fn crash_point(&self, point: &str) {
+        if self.options.crash_in_merge.as_deref() == Some(point) {
+            crash_now().await;
+        }
+    }
+}
+
+/// A candidate's gate results as a verdict: green, or the first red gate with its output.
+fn judged(results: &[GateResult], what: &str) -> Tested {
+    match results.iter().find(|r| !r.passed) {
+        None => Tested {
+            passed: true,
+            reason: String::new(),
+        },
+        Some(r) => {
+            let detail = r.error.clone().unwrap_or_else(|| {
+                let code = r
+                    .exit_code
+                    .map(|c| format!("exit {c}"))
+                    .unwrap_or_else(|| "no exit code".into());
+                let output = codemill_core::text::clip(r.output.trim(), 1500);
+                if output.is_empty() {
+                    code
+                } else {
+                    format!("{code}: {output}")
+                }
+            });
+            Tested {
+                passed: false,
+                reason: format!("gate `{}` failed on {what} ({detail})", r.name),
+            }
+        }
+    }
+}
+
+fn outcome_of(entry: &MergeEntry) -> MergeOutcome {
+    MergeOutcome {
+        ticket: entry.ticket.clone(),
+        target: entry.target.clone(),
+        state: entry.state,
+        already: false,
+        merged_as: entry.merged_as.clone(),
+        reason: entry.reason.clone(),
+        entry: Some(entry.id),
+    }
+}
+
+fn tickets_of(chain: &[(MergeEntry, String)]) -> String {
+    chain
+        .iter()
+        .map(|(e, _)| e.ticket.as_str())
+        .collect::<Vec<_>>()
+        .join(" + ")
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(12)]
+}
