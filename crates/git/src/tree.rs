@@ -632,7 +632,6 @@ impl Git {
         Ok(out.lines().map(str::to_owned).collect())
     }
 
-    /// The paths of all files in `rev` (e.g. `HEAD`, `origin/main`), repository-relative.
     /// The text of `path` at `rev` (for example the repository's policy at the job's base
     /// commit, which the agent cannot change), or `None` when the file does not exist there.
     pub async fn read_file_at(
@@ -659,6 +658,7 @@ impl Git {
         Ok(Some(text))
     }
 
+    /// The paths of all files in `rev` (e.g. `HEAD`, `origin/main`), repository-relative.
     pub async fn list_files(&self, repo: &Path, rev: &str) -> Result<Vec<String>, GitError> {
         check_rev("revision", rev)?;
         let ctx = self.ctx(repo).await?;

@@ -462,7 +462,17 @@ impl Runner {
                     return Ok(failed(effect, e));
                 }
                 self.workspace.learn_from_approval(job, state, commit).await;
-                self.workspace.push(&git, state, commit, effect).await
+                let pushed = self.workspace.push(&git, state, commit, effect).await;
+                // A fix round moved the branch: the local PR record follows it, so the merge
+                // queue lands the fixed head.
+                if state.stage == codemill_core::pipeline::Stage::FeedbackPush
+                    && matches!(pushed, JobEvent::Pushed { .. })
+                {
+                    self.store
+                        .set_pr_commit(project, &state.ticket.branch(), commit)
+                        .await?;
+                }
+                pushed
             }
             Effect::RecordPr { commit } => self.announcer.record_pr(state, ticket, commit).await?,
             Effect::SnapshotWip => self.workspace.snapshot(job, state, effect).await?,

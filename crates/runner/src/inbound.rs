@@ -250,53 +250,8 @@ impl Gateway {
         .await
     }
 
-    /// Append `event` to the ticket's latest job when the pipeline accepts it there, and hand
-    /// a waiting job back to the workers. A worker appending at the same moment makes one of
-    /// the two appends fail on the journal's sequence; this side reads again and retries.
     async fn journal(&self, key: &TicketKey, event: JobEvent) -> Result<Inbound, RunError> {
-        let Some(row) = self.store.latest_job(key).await? else {
-            return Ok(ignored(format!("{key} has no job")));
-        };
-        for _ in 0..5 {
-            let journal = self.store.journal(row.id).await?;
-            let state: JobState = replay(row.id, &journal)?;
-            let next = match apply(&state, &event) {
-                Ok(next) => next,
-                Err(e) => return Ok(ignored(format!("{key}: {e}"))),
-            };
-            if next == state {
-                return Ok(ignored(format!("{key}: nothing new")));
-            }
-            match self
-                .store
-                .append(row.id, journal.len() as i64, &event)
-                .await
-            {
-                Ok(()) => {}
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
-            // A review arrives as several deliveries a moment apart (the review, then each line
-            // comment): the round waits briefly so they join it instead of starting another.
-            let now = Utc::now();
-            let due = if matches!(event, JobEvent::FeedbackReceived { .. }) {
-                now + FEEDBACK_SETTLE
-            } else {
-                now
-            };
-            match self.store.requeue_at(row.id, due, now).await {
-                Ok(_) | Err(StoreError::NotQueued(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
-            return Ok(Inbound::Recorded {
-                ticket: key.clone(),
-                job: row.id,
-            });
-        }
-        Err(RunError::Journal {
-            job: row.id,
-            message: "the journal kept moving while recording an outside event".into(),
-        })
+        record(&self.store, key, event).await
     }
 
     /// One pass over every outside tracker: issues in the trigger state without a job are
@@ -328,4 +283,60 @@ impl Gateway {
         }
         out
     }
+}
+
+/// Append `event` to the ticket's latest job when the pipeline accepts it there, and hand
+/// a waiting job back to the workers. A worker appending at the same moment makes one of
+/// the two appends fail on the journal's sequence; this side reads again and retries.
+pub(crate) async fn record(
+    store: &Store,
+    key: &TicketKey,
+    event: JobEvent,
+) -> Result<Inbound, RunError> {
+    let Some(row) = store.latest_job(key).await? else {
+        return Ok(ignored(format!("{key} has no job")));
+    };
+    for _ in 0..5 {
+        let journal = store.journal(row.id).await?;
+        let state: JobState = replay(row.id, &journal)?;
+        let next = match apply(&state, &event) {
+            Ok(next) => next,
+            Err(e) => return Ok(ignored(format!("{key}: {e}"))),
+        };
+        if next == state {
+            return Ok(ignored(format!("{key}: nothing new")));
+        }
+        match store.append(row.id, journal.len() as i64, &event).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        // A review arrives as several deliveries a moment apart (the review, then each line
+        // comment): the round waits briefly so they join it instead of starting another.
+        let now = Utc::now();
+        let due = if matches!(event, JobEvent::FeedbackReceived { .. }) {
+            now + FEEDBACK_SETTLE
+        } else {
+            now
+        };
+        // A done job takes an event only from the merge queue of the local forge (a fix
+        // round): it is reopened.
+        let requeued = if state.stage == Stage::Done {
+            store.reopen(row.id, now).await
+        } else {
+            store.requeue_at(row.id, due, now).await
+        };
+        match requeued {
+            Ok(_) | Err(StoreError::NotQueued(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        return Ok(Inbound::Recorded {
+            ticket: key.clone(),
+            job: row.id,
+        });
+    }
+    Err(RunError::Journal {
+        job: row.id,
+        message: "the journal kept moving while recording an outside event".into(),
+    })
 }

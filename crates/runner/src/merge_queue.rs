@@ -16,7 +16,7 @@ use std::time::Duration;
 use chrono::Utc;
 use codemill_core::ids::TicketKey;
 use codemill_core::merge_queue::Bisect;
-use codemill_core::pipeline::{GateResult, TicketStatus};
+use codemill_core::pipeline::{Feedback, FeedbackKind, GateResult, JobEvent, TicketStatus};
 use codemill_git::{Git, Merged};
 use codemill_store::{MergeEntry, MergeState, NewMergeEntry};
 use serde::Serialize;
@@ -24,15 +24,19 @@ use tokio_util::sync::CancellationToken;
 
 use crate::engine::{Runner, crash_now};
 use crate::error::RunError;
-use crate::jobs;
 use crate::progress::Progress;
 use crate::worker::{owner_here, owner_is_gone};
 use crate::workspace::QueueChecks;
+use crate::{inbound, jobs};
 
 /// How long a process holds a queue without renewing; renewed every third of it.
 const RUN_LEASE: Duration = Duration::from_secs(30);
 /// How often a process waits for entries another process is landing.
 const WAIT: Duration = Duration::from_millis(500);
+/// The target's side of at most this many conflicting files goes to the fix round…
+const MAX_CONFLICT_FILES: usize = 5;
+/// …each clipped to this many characters.
+const CONFLICT_FILE_CHARS: usize = 4000;
 
 /// What became of one ticket asked to merge.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -147,6 +151,12 @@ impl Runner {
         if let Some(forge) = outside {
             return Err(wrong(format!(
                 "its pull request is on {forge}: merge it there, and codemill follows the merge"
+            )));
+        }
+        if latest.state.stage.is_feedback() {
+            return Err(wrong(format!(
+                "a fix round runs on its branch ({}); queue it once the round ends",
+                latest.state.stage.as_str()
             )));
         }
         let branch = key.branch();
@@ -323,8 +333,8 @@ impl Runner {
                     .await
                 {
                     Err(why) => {
-                        self.eject(&entry, &format!("{} cannot be merged: {why}", entry.branch))
-                            .await?;
+                        let reason = format!("{} cannot be merged: {why}", entry.branch);
+                        self.eject(&entry, &reason, None).await?;
                         settled += 1;
                     }
                     Ok(Merged::UpToDate) if onto == tip => {
@@ -349,7 +359,10 @@ impl Runner {
                                 format!(" once {} are merged", tickets_of(&chain))
                             }
                         );
-                        self.eject(&entry, &reason).await?;
+                        let fix = self
+                            .conflict_feedback(&clone, &onto, target, &reason, &files)
+                            .await;
+                        self.eject(&entry, &reason, Some(fix)).await?;
                         settled += 1;
                     }
                 }
@@ -412,7 +425,11 @@ impl Runner {
                 settled += green as u32;
             }
             if let Some((index, reason)) = culprit {
-                self.eject(&chain[index].0, &reason).await?;
+                let fix = format!(
+                    "The merge queue could not land this branch: {reason}\n\nMake the change \
+                     pass the project's gates on top of the latest `{target}`."
+                );
+                self.eject(&chain[index].0, &reason, Some(fix)).await?;
                 settled += 1;
             }
         }
@@ -577,13 +594,79 @@ impl Runner {
         Ok(())
     }
 
-    /// Take an entry out of the queue with the reason on its ticket; its PR stays open.
-    async fn eject(&self, entry: &MergeEntry, reason: &str) -> Result<(), RunError> {
+    /// What a fix round needs to resolve a conflict: the reason, and the target's side of each
+    /// conflicting file (the agent's sandbox holds only its own branch).
+    async fn conflict_feedback(
+        &self,
+        clone: &Path,
+        onto: &str,
+        target: &str,
+        reason: &str,
+        files: &[String],
+    ) -> String {
+        let mut body = format!(
+            "The merge queue could not land this branch: {reason}\n\nChange the branch so it \
+             merges cleanly into `{target}` and keeps both intents. What `{target}` holds now:\n"
+        );
+        for file in files.iter().take(MAX_CONFLICT_FILES) {
+            let text = match self.workspace.file_at(clone, onto, file).await {
+                Ok(Some(text)) => codemill_core::text::clip(&text, CONFLICT_FILE_CHARS),
+                Ok(None) => "(deleted there)".into(),
+                Err(e) => format!("(could not be read: {e})"),
+            };
+            body.push_str(&format!("\n`{file}`:\n```\n{}\n```\n", text.trim_end()));
+        }
+        body
+    }
+
+    /// Take an entry out of the queue with the reason on its ticket; its PR stays open. With
+    /// `fix`, the ticket's job runs a fix round on its branch (as for PR feedback) with that
+    /// text as the feedback, and is queued again by a person once it ends.
+    async fn eject(
+        &self,
+        entry: &MergeEntry,
+        reason: &str,
+        fix: Option<String>,
+    ) -> Result<(), RunError> {
         if let Ok(key) = entry.ticket.parse::<TicketKey>() {
+            let id = format!("merge-queue:{}", entry.id);
+            if let Some(body) = fix {
+                let feedback = Feedback {
+                    id: id.clone(),
+                    kind: FeedbackKind::CheckFailed,
+                    author: "merge queue".into(),
+                    body,
+                    path: None,
+                    line: None,
+                    reply_to: None,
+                };
+                inbound::record(
+                    &self.store,
+                    &key,
+                    JobEvent::FeedbackReceived {
+                        feedback: vec![feedback],
+                    },
+                )
+                .await?;
+            }
+            // Decided from the job, not from this call: a retry after a crash records nothing
+            // new but the round still runs.
+            let fixing = jobs::latest(&self.store, &key)
+                .await?
+                .is_some_and(|l| l.state.feedback_seen.contains(&id));
+            let next = if fixing {
+                format!(
+                    "A fix round runs on the branch now (a worker, or `codemill run {key}`); once \
+                     it ends, queue it again with `codemill merge {key}`."
+                )
+            } else {
+                format!(
+                    "Once the branch is fixed and its proposal approved again, queue it with \
+                     `codemill merge {key}`."
+                )
+            };
             let body = format!(
-                "**Taken out of the merge queue** for `{}`: {reason}\n\nNothing was merged. Once \
-                 the branch is fixed and its proposal approved again, queue it with `codemill \
-                 merge {key}`.",
+                "**Taken out of the merge queue** for `{}`: {reason}\n\nNothing was merged. {next}",
                 entry.target
             );
             let marker = format!("codemill:merge-ejected:{}", entry.id);

@@ -583,7 +583,7 @@ impl Store {
     /// person decided). Returns false when it is already queued or leased; a done job cannot be
     /// requeued; `ActiveJob` if the ticket got another active job meanwhile.
     pub async fn requeue(&self, job: JobId, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        self.db.requeue(job, micros(now), micros(now)).await
+        self.db.requeue(job, micros(now), micros(now), false).await
     }
 
     /// `requeue`, due at `run_after` instead of now.
@@ -593,7 +593,15 @@ impl Store {
         run_after: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        self.db.requeue(job, micros(run_after), micros(now)).await
+        self.db
+            .requeue(job, micros(run_after), micros(now), false)
+            .await
+    }
+
+    /// Queue a job that ended done again, due now: a shipped job whose PR the merge queue took
+    /// out runs a fix round. `ActiveJob` if the ticket got another active job meanwhile.
+    pub async fn reopen(&self, job: JobId, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.db.requeue(job, micros(now), micros(now), true).await
     }
 
     pub async fn queue_entry(&self, job: JobId) -> Result<Option<QueueEntry>, StoreError> {
@@ -857,6 +865,19 @@ impl Store {
     ) -> Result<bool, StoreError> {
         self.db
             .set_pr_state(project, branch, state, micros(Utc::now()))
+            .await
+    }
+
+    /// Move a PR record's head to `commit` (a fix round pushed its branch); false when there is
+    /// none.
+    pub async fn set_pr_commit(
+        &self,
+        project: &str,
+        branch: &str,
+        commit: &str,
+    ) -> Result<bool, StoreError> {
+        self.db
+            .set_pr_commit(project, branch, commit, micros(Utc::now()))
             .await
     }
 

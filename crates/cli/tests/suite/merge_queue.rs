@@ -2,8 +2,8 @@
 //! each candidate; a red or conflicting entry is taken out with the reason and the others still
 //! land; a red batch is bisected; `kill -9` mid-merge resumes without merging twice.
 
-use codemill_testkit::{Match, Rule};
-use serde_json::Value;
+use codemill_testkit::{Match, Reply, Rule, ToolCall};
+use serde_json::{Value, json};
 
 use super::harness::{Env, at_turn, engineer, write_call};
 
@@ -20,9 +20,40 @@ const FILES: [(&str, &str, &str); 5] = [
     ("clash", "alpha.txt", "another alpha\n"),
 ];
 
-/// The engineer's script, implementing each ticket by the word in its title.
+/// The engineer's script, implementing each ticket by the word in its title; a fix round after
+/// the merge queue took a branch out makes alpha.txt what main holds and keeps its own change.
 fn rules() -> Vec<Rule> {
-    let mut rules: Vec<Rule> = Vec::new();
+    let mut rules: Vec<Rule> = vec![
+        Rule::new(
+            "merge fix: write",
+            Match {
+                last_contains: Some("merge queue could not land".into()),
+                ..Match::default()
+            },
+            Reply::Message {
+                text: Some("Keeping main's alpha.".into()),
+                tool_calls: vec![
+                    ToolCall::new(
+                        "write_file",
+                        json!({"path": "alpha.txt", "content": "alpha\n"}),
+                    ),
+                    ToolCall::new(
+                        "write_file",
+                        json!({"path": "clash.txt", "content": "another alpha\n"}),
+                    ),
+                ],
+                usage: None,
+            },
+        ),
+        Rule::new(
+            "merge fix: done",
+            Match {
+                contains: Some("merge queue could not land".into()),
+                ..Match::default()
+            },
+            Reply::text("alpha.txt now matches main; the clash lives in clash.txt."),
+        ),
+    ];
     for (word, file, content) in FILES {
         rules.push(Rule::new(
             format!("implement {word}: write"),
@@ -180,11 +211,22 @@ async fn approved_prs_land_in_order_and_a_red_candidate_is_taken_out() {
         env.json(&["ticket", "show", "P-3", "--json"])["ticket"]["status"],
         "done"
     );
-    // The plain output says the same.
-    let (code, _, stderr) = env.run(&["merge", "P-1", "P-2"]);
-    assert_eq!(code, Some(1));
+    // The progress says the same.
     assert!(
         stderr.contains("P-2: taken out of the merge queue: gate `together` failed"),
+        "{stderr}"
+    );
+    // Asked again: the merged ones are merged, the red one is in its fix round.
+    let (code, stdout, stderr) = env.run(&["merge", "P-1", "P-3"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("P-1") && stdout.contains("merged"),
+        "{stdout}"
+    );
+    let (code, _, stderr) = env.run(&["merge", "P-2"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("a fix round runs on its branch"),
         "{stderr}"
     );
     assert_eq!(
@@ -211,6 +253,41 @@ async fn a_conflict_with_an_entry_that_landed_takes_the_later_one_out() {
     );
     assert_eq!(report["gate_runs"], 1, "a conflict needs no gate run");
     assert_eq!(env.remote_git(&["show", "main:alpha.txt"]), "alpha");
+    // The conflict starts a fix round on P-2's branch, told what main holds there.
+    let ejected = comments(&env, "P-2");
+    assert!(
+        ejected
+            .iter()
+            .any(|c| c.starts_with("**Taken out of the merge queue**")
+                && c.contains("A fix round runs on the branch now")),
+        "{ejected:?}"
+    );
+    let show = env.json(&["show", "P-2", "--json"]);
+    assert_eq!(show["job"]["stage"], "feedback_prepare", "{show}");
+    let (code, _, stderr) = env.run(&["merge", "P-2"]);
+    assert_eq!(code, Some(1), "not queued during its round");
+    assert!(
+        stderr.contains("a fix round runs on its branch"),
+        "{stderr}"
+    );
+    env.ok(&["run", "P-2"]);
+    let show = env.json(&["show", "P-2", "--json"]);
+    assert_eq!(show["job"]["stage"], "done", "{show}");
+    let head = env.remote_git(&["rev-parse", "codemill/P-2"]);
+    assert_eq!(
+        show["pr"]["commit"],
+        head.as_str(),
+        "the PR follows the fix"
+    );
+    assert_eq!(env.remote_git(&["show", "codemill/P-2:alpha.txt"]), "alpha");
+    // Queued again, it lands.
+    let (code, report, stderr) = merge(&env, &["P-2"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(outcome(&report, "P-2")["state"], "merged");
+    assert_eq!(
+        main_files(&env),
+        [".codemill", "README.md", "alpha.txt", "clash.txt"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

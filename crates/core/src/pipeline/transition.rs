@@ -13,7 +13,13 @@ use crate::triage::Bucket;
 fn start_round(mut s: JobState, items: Vec<Feedback>) -> JobState {
     let checks_only = items.iter().all(|f| f.kind == FeedbackKind::CheckFailed);
     if items.is_empty() || (checks_only && s.check_rounds >= s.max_rounds) {
-        s.stage = Stage::InReview;
+        // On the local forge nothing follows the PR: the job is done again until its next
+        // merge attempt.
+        s.stage = if s.follow_pr {
+            Stage::InReview
+        } else {
+            Stage::Done
+        };
         return s;
     }
     s.check_rounds = if checks_only { s.check_rounds + 1 } else { 0 };
@@ -402,9 +408,12 @@ fn effect_failed(mut s: JobState, effect: &str, error: &str) -> Option<JobState>
 }
 
 /// Feedback on the PR: new items start a round in review, join a round that has not reached
-/// the agent yet, or wait for the running one. `None` when no PR is followed.
+/// the agent yet, or wait for the running one. On the local forge (no PR followed) only the
+/// merge queue gives feedback, to a shipped job whose PR is still open, and it starts a round.
 fn feedback_received(mut s: JobState, feedback: &[Feedback]) -> Option<JobState> {
-    if !s.follow_pr || !(s.stage == Stage::InReview || pr_open(s.stage)) {
+    let followed = s.follow_pr && (s.stage == Stage::InReview || pr_open(s.stage));
+    let local_open = !s.follow_pr && s.stage == Stage::Done && s.pr.is_some() && s.merged.is_none();
+    if !followed && !local_open {
         return None;
     }
     let fresh: Vec<Feedback> = feedback
@@ -414,7 +423,7 @@ fn feedback_received(mut s: JobState, feedback: &[Feedback]) -> Option<JobState>
         .collect();
     s.feedback_seen.extend(fresh.iter().map(|f| f.id.clone()));
     match s.stage {
-        Stage::InReview => return Some(start_round(s, fresh)),
+        Stage::InReview | Stage::Done => return Some(start_round(s, fresh)),
         // The round has not reached the agent yet: a review's other comments, delivered a
         // moment later, join it instead of waiting for another round.
         Stage::FeedbackPrepare => {

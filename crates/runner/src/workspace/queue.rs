@@ -121,6 +121,19 @@ impl Workspace {
         }
     }
 
+    /// The text of `path` at `rev` in the queue's clone (`None`: no such file there).
+    pub(crate) async fn file_at(
+        &self,
+        clone: &Path,
+        rev: &str,
+        path: &str,
+    ) -> Result<Option<String>, String> {
+        self.git
+            .read_file_at(clone, rev, path)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     /// Land `candidate` on the remote's `target` only if it is still at `expected`.
     pub(crate) async fn land(
         &self,

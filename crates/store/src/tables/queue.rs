@@ -284,6 +284,7 @@ impl Db {
         job: JobId,
         run_after: DateTime<Utc>,
         now: DateTime<Utc>,
+        reopen: bool,
     ) -> Result<bool, StoreError> {
         let mut tx = self.write().await?;
         atomically!(tx, {
@@ -301,7 +302,9 @@ impl Db {
             let Some(cur) = current(&mut tx, job).await? else {
                 return Err(StoreError::NotQueued(job));
             };
-            if !queue::requeue_allowed(job, cur.state)? {
+            if !(reopen && cur.state == QueueState::Done)
+                && !queue::requeue_allowed(job, cur.state)?
+            {
                 return Ok(false);
             }
             let other = q(

@@ -331,6 +331,24 @@ impl Db {
         Ok(n == 1)
     }
 
+    /// Move a PR record's head commit; false when there is none.
+    pub async fn set_pr_commit(
+        &self,
+        project: &str,
+        branch: &str,
+        commit: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let n = q("UPDATE pull_requests SET commit_sha = $1, updated_at = $2 WHERE project = $3 AND branch = $4")
+            .bind(commit)
+            .bind(now)
+            .bind(project)
+            .bind(branch)
+            .execute(self.writer())
+            .await?;
+        Ok(n == 1)
+    }
+
     pub async fn find_pr(
         &self,
         project: &str,

@@ -408,6 +408,19 @@ pub async fn requeue_rules(db: Db) {
             ..
         })
     ));
+    // A done job is reopened only on purpose (a fix round after the merge queue took its PR
+    // out): queued again, due now, with a fresh attempt count.
+    assert!(s.reopen(done, at(8)).await.unwrap());
+    let q = s.queue_entry(done).await.unwrap().unwrap();
+    assert_eq!(
+        (q.state, q.attempts, q.run_after),
+        (QueueState::Queued, 0, at(8))
+    );
+    assert!(!s.reopen(done, at(9)).await.unwrap(), "already queued");
+    assert!(matches!(
+        s.reopen(cancelled, at(9)).await,
+        Err(StoreError::InvalidTransition { .. })
+    ));
 }
 
 pub async fn stale_lease_is_fenced_after_another_owner_claims(db: Db) {

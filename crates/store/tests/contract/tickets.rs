@@ -182,6 +182,12 @@ pub async fn pr_records_are_one_per_branch(db: Db) {
     assert_eq!(moved.id, first.id);
     assert_eq!(moved.commit, "c2");
     assert_eq!(s.prs().await.unwrap().len(), 1);
+    // A fix round moves the head of the same record.
+    assert!(s.set_pr_commit("A", "codemill/A-1", "c3").await.unwrap());
+    assert!(!s.set_pr_commit("A", "codemill/A-9", "c3").await.unwrap());
+    assert_eq!(s.prs().await.unwrap()[0].commit, "c3");
+    let moved = s.upsert_pr(&NewPr { commit: "c2", ..pr }).await.unwrap();
+    assert_eq!(moved.commit, "c2");
     assert_eq!(
         s.find_pr("A", "codemill/A-1")
             .await

@@ -273,6 +273,69 @@ fn feedback_is_refused_for_jobs_without_an_outside_pr() {
     );
 }
 
+/// A local-forge job: shipped and done, its PR record open until the merge queue lands it.
+fn local_done() -> Vec<JobEvent> {
+    let mut events = to_in_review();
+    events[0] = JobEvent::Created {
+        ticket: "DEMO-1".parse().unwrap(),
+        project: "DEMO".parse().unwrap(),
+        max_rounds: 2,
+        acknowledge: true,
+        follow_pr: false,
+    };
+    events
+}
+
+#[test]
+fn the_merge_queue_taking_a_local_pr_out_runs_one_fix_round_and_the_job_is_done_again() {
+    let mut events = local_done();
+    let state = JobState::replay(&events).unwrap();
+    assert_eq!(state.stage, Stage::Done);
+    let ejected = JobEvent::FeedbackReceived {
+        feedback: vec![fb("merge-queue:4", FeedbackKind::CheckFailed)],
+    };
+    events.push(ejected.clone());
+    let state = JobState::replay(&events).unwrap();
+    assert_eq!(state.stage, Stage::FeedbackPrepare);
+    events.extend(feedback_round("c2", 1));
+    events.push(JobEvent::FeedbackReplied { round: 1 });
+    events.push(JobEvent::CleanedUp {
+        worktree_removed: true,
+    });
+    let state = JobState::replay(&events).unwrap();
+    assert_eq!(state.stage, Stage::Done, "nothing follows a local PR");
+    assert_eq!(state.commit.as_deref(), Some("c2"));
+    // The same ejection told twice starts nothing.
+    assert_eq!(apply(&state, &ejected).unwrap(), state);
+    // Rounds started by machines are capped like failed checks.
+    let mut capped = state.clone();
+    for n in 5..7 {
+        capped = apply(
+            &capped,
+            &JobEvent::FeedbackReceived {
+                feedback: vec![fb(&format!("merge-queue:{n}"), FeedbackKind::CheckFailed)],
+            },
+        )
+        .unwrap();
+        if capped.stage == Stage::Done {
+            break;
+        }
+        capped.stage = Stage::Done;
+    }
+    assert_eq!(capped.stage, Stage::Done);
+    assert_eq!(capped.check_rounds, 2);
+}
+
+#[test]
+fn a_merged_local_pr_takes_no_feedback() {
+    let mut state = JobState::replay(&local_done()).unwrap();
+    state.merged = Some(true);
+    let ejected = JobEvent::FeedbackReceived {
+        feedback: vec![fb("merge-queue:1", FeedbackKind::CheckFailed)],
+    };
+    assert!(apply(&state, &ejected).is_err());
+}
+
 #[test]
 fn feedback_arriving_before_the_round_reaches_the_agent_joins_it() {
     let mut events = to_in_review();
