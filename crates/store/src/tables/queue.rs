@@ -302,9 +302,10 @@ impl Db {
             let Some(cur) = current(&mut tx, job).await? else {
                 return Err(StoreError::NotQueued(job));
             };
-            if !(reopen && cur.state == QueueState::Done)
-                && !queue::requeue_allowed(job, cur.state)?
-            {
+            // A done job is reopened only when asked to (a fix round after the merge queue).
+            let allowed = (reopen && cur.state == QueueState::Done)
+                || queue::requeue_allowed(job, cur.state)?;
+            if !allowed {
                 return Ok(false);
             }
             let other = q(
