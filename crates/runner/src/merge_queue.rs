@@ -1,9 +1,11 @@
-//! The merge queue of the local forge: `codemill merge KEY…` queues approved pull requests per
-//! project and target branch, and they land one candidate at a time — the target's latest tip
-//! with the queued entries stacked on it, tested with the target's own gates in a fresh
-//! sandboxed worktree, and pushed only as exactly the tested commit, only while the target is
-//! still where the candidate was built. A conflicting or red entry is taken out with the reason
-//! on its ticket and the entries behind it are rebuilt without it; a red batch is bisected.
+//! The merge queue: `codemill merge KEY…` queues approved pull requests per project and target
+//! branch, and they land one candidate at a time — the target's latest tip with the queued
+//! entries stacked on it, tested with the target's own gates in a fresh sandboxed worktree. On
+//! the local forge the target is pushed to exactly the tested commit, only while it is still
+//! where the candidate was built; on GitHub each PR merges through the API with its tested head
+//! pinned, once the target's required checks passed ([`forge`]). A conflicting or red entry is
+//! taken out with the reason on its ticket (and PR), starts a fix round on its branch, and the
+//! entries behind it are rebuilt without it; a red batch is bisected.
 //!
 //! Crash safety: nothing is settled before the push it depends on, every announcement is by
 //! marker, and an entry the target already contains is settled as merged without another push —
@@ -19,6 +21,7 @@ use codemill_core::merge_queue::Bisect;
 use codemill_core::pipeline::{Feedback, FeedbackKind, GateResult, JobEvent, TicketStatus};
 use codemill_git::{Git, Merged};
 use codemill_store::{MergeEntry, MergeState, NewMergeEntry};
+use codemill_trackers::ReplyTo;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
@@ -27,6 +30,8 @@ use crate::error::RunError;
 use crate::progress::Progress;
 use crate::worker::{owner_here, owner_is_gone};
 use crate::workspace::QueueChecks;
+
+mod forge;
 use crate::{inbound, jobs};
 
 /// How long a process holds a queue without renewing; renewed every third of it.
@@ -141,16 +146,19 @@ impl Runner {
             ticket: key.clone(),
             message,
         };
-        let outside = self
+        let forge = self
             .workspace
             .forge_name(project)
             .map_err(|message| RunError::Outside {
                 project: project.to_string(),
                 message,
             })?;
-        if let Some(forge) = outside {
+        if let Some(forge) = &forge
+            && latest.state.pr_number.is_none()
+        {
             return Err(wrong(format!(
-                "its pull request is on {forge}: merge it there, and codemill follows the merge"
+                "it has no pull request on {forge} yet (its job is {}); approve its proposal first",
+                latest.state.status()
             )));
         }
         if latest.state.stage.is_feedback() {
@@ -306,6 +314,7 @@ impl Runner {
             .remote_git(project)
             .await
             .map_err(|e| outside(e.to_string()))?;
+        let forge = self.workspace.forge(project).map_err(outside)?;
         let (mut runs, mut settled) = (0u32, 0u32);
         loop {
             if lost.is_cancelled() {
@@ -407,22 +416,40 @@ impl Runner {
                 (search.green(), Some((search.culprit(), red)))
             };
             if green > 0 {
-                let landed = self
-                    .land_prefix(
-                        &git,
-                        &clone,
-                        (target, &tip),
-                        &chain[..green],
-                        &checks,
-                        by,
-                        lost,
-                    )
-                    .await?;
-                if !landed {
+                let gates: Vec<String> = checks.gates.iter().map(|g| g.name.clone()).collect();
+                let landed = match &forge {
+                    None => self
+                        .land_prefix(
+                            &git,
+                            &clone,
+                            (target, &tip),
+                            &chain[..green],
+                            &gates,
+                            by,
+                            lost,
+                        )
+                        .await?
+                        .then_some(green as u32),
+                    Some(forge) => {
+                        self.land_on_forge(
+                            forge,
+                            (project, target, &tip),
+                            &chain[..green],
+                            &gates,
+                            (by, lost),
+                        )
+                        .await?
+                    }
+                };
+                let Some(landed) = landed else {
                     // The target moved since the candidate was built: build it again.
                     continue;
+                };
+                settled += landed;
+                if landed as usize != green {
+                    // The forge took one out: what was tested with it is built again.
+                    continue;
                 }
-                settled += green as u32;
             }
             if let Some((index, reason)) = culprit {
                 let fix = format!(
@@ -503,7 +530,7 @@ impl Runner {
         clone: &Path,
         (target, tip): (&str, &str),
         prefix: &[(MergeEntry, String)],
-        checks: &QueueChecks,
+        gates: &[String],
         by: &str,
         lost: &CancellationToken,
     ) -> Result<bool, RunError> {
@@ -529,9 +556,8 @@ impl Runner {
             return Ok(false);
         }
         self.crash_point("pushed").await;
-        let gates: Vec<String> = checks.gates.iter().map(|g| g.name.clone()).collect();
         for (entry, _) in prefix {
-            self.settle_merged(entry, Some(candidate), &gates, by)
+            self.settle_merged(entry, Some(candidate), gates, by)
                 .await?;
         }
         self.workspace
@@ -673,6 +699,24 @@ impl Runner {
             self.store
                 .add_comment(&key, "codemill", Some(&marker), &body)
                 .await?;
+            // On an outside forge the PR says it too (once, by marker).
+            let forge =
+                self.workspace
+                    .forge(&entry.project)
+                    .map_err(|message| RunError::Outside {
+                        project: entry.project.clone(),
+                        message,
+                    })?;
+            if let Some(forge) = forge {
+                let number = self.forge_pr_number(entry).await?;
+                forge
+                    .reply(number, ReplyTo::Conversation, &marker, &body)
+                    .await
+                    .map_err(|e| RunError::Outside {
+                        project: entry.project.clone(),
+                        message: e.to_string(),
+                    })?;
+            }
         }
         self.store
             .settle_merge(

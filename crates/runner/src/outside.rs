@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use codemill_core::config::{ForgeSettings, ProjectConfig, TrackerSettings};
 use codemill_core::pipeline::TicketStatus;
 use codemill_core::untrusted;
-use codemill_trackers::github::GitHub;
+use codemill_trackers::github::{BranchTip, CheckState, GitHub, MergeAnswer};
 use codemill_trackers::jira::Jira;
 use codemill_trackers::linear::Linear;
 use codemill_trackers::{
@@ -127,6 +127,21 @@ impl AnyForge {
     ) -> Result<()> {
         match self {
             AnyForge::Github(f) => f.reply(number, to, marker, markdown).await,
+        }
+    }
+    pub async fn branch_tip(&self, branch: &str) -> Result<BranchTip> {
+        match self {
+            AnyForge::Github(f) => f.branch_tip(branch).await,
+        }
+    }
+    pub async fn check_states(&self, sha: &str) -> Result<BTreeMap<String, CheckState>> {
+        match self {
+            AnyForge::Github(f) => f.check_states(sha).await,
+        }
+    }
+    pub async fn merge_pr(&self, number: u64, sha: &str, method: &str) -> Result<MergeAnswer> {
+        match self {
+            AnyForge::Github(f) => f.merge_pr(number, sha, method).await,
         }
     }
 }

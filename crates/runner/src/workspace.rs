@@ -231,6 +231,14 @@ impl Workspace {
     }
 
     /// The outside forge of a project (`github`), `None` for the local forge.
+    /// The project's outside forge, if it has one.
+    pub(crate) fn forge(
+        &self,
+        project: &str,
+    ) -> Result<Option<std::sync::Arc<crate::outside::AnyForge>>, String> {
+        Ok(self.projects.outside(project)?.forge)
+    }
+
     pub(crate) fn forge_name(&self, project: &str) -> Result<Option<String>, String> {
         Ok(self
             .projects

@@ -5,7 +5,10 @@
 use codemill_testkit::{Match, Reply, Rule, ToolCall};
 use serde_json::{Value, json};
 
-use super::harness::{Env, at_turn, engineer, write_call};
+use codemill_testkit::fakes::github::FakeGitHub;
+
+use super::harness::{Env, at_turn, engineer, git, write_call};
+use super::outside::{fake_github, github_config, github_vars};
 
 /// The gate: a file asking for no alpha fails once alpha.txt is there — two changes that each
 /// pass alone and break together.
@@ -385,4 +388,179 @@ async fn a_killed_merge_resumes_without_merging_twice() {
         .filter(|c| c.starts_with("**Merged**"))
         .count();
     assert_eq!(merged_notes, 1);
+}
+
+/// A project whose PRs are on GitHub (the recording fake) with `main` protected by the `ci`
+/// check; the fake's API merges are made for real in the bare remote, so both stay in step.
+async fn on_github(words: &[&str]) -> (Env, FakeGitHub) {
+    let gh = fake_github().await;
+    let env = Env::new(rules(), GATE, "").await;
+    let extra = format!(
+        "[projects.shop]\nrepo = \"{}\"\nforge = \"github\"\n\n[projects.shop.merge_queue]\nmethod = \"squash\"\nchecks_timeout_secs = 30\nchecks_poll_secs = 1\n{}",
+        env.remote.display(),
+        github_config("shop", &gh.url()).replace(
+            "[projects.shop.github]\n",
+            "[projects.shop.github]\ndraft = false\n"
+        )
+    );
+    env.write_config(&extra);
+    gh.set_branch("main", &env.remote_git(&["rev-parse", "main"]));
+    gh.require_checks("main", &["ci"]);
+    let remote = env.remote.clone();
+    gh.on_merge(move |base, head, _method| {
+        let dir = remote.parent().unwrap().to_path_buf();
+        let g = |args: &[&str]| {
+            let mut full = vec!["--git-dir", remote.to_str().unwrap()];
+            full.extend_from_slice(args);
+            git(&dir, &full)
+        };
+        let tree = g(&["merge-tree", "--write-tree", base, head]);
+        let merged = g(&["commit-tree", &tree, "-p", base, "-m", "Squashed"]);
+        g(&["update-ref", &format!("refs/heads/{base}"), &merged]);
+        Some(merged)
+    });
+    for word in words {
+        env.ok(&[
+            "ticket",
+            "add",
+            "shop",
+            "--title",
+            &format!("Add {word}"),
+            "--body",
+            &format!("Add {word}.\n\nAcceptance: the file exists."),
+        ]);
+    }
+    for n in 1..=words.len() {
+        let key = format!("shop-{n}");
+        let ran = env.ok_with(&github_vars(), &["run", &key]);
+        assert!(ran.contains("proposal ready"), "{key}: {ran}");
+        env.ok_with(&github_vars(), &["approve", &key]);
+        // GitHub's PR head is the pushed branch.
+        let branch = format!("codemill/{key}");
+        gh.push(&branch, &env.remote_git(&["rev-parse", &branch]));
+    }
+    (env, gh)
+}
+
+fn merge_on_github(env: &Env, keys: &[&str]) -> (Option<i32>, Value, String) {
+    let mut cmd = env.cmd();
+    cmd.envs(github_vars())
+        .arg("merge")
+        .args(keys)
+        .arg("--json");
+    let out = cmd.output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    );
+    let report = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout} {stderr}"));
+    (out.status.code(), report, stderr)
+}
+
+/// On GitHub the queue merges through the API with the tested head pinned and the project's
+/// method, waits for the required check, and takes out a PR whose head moved after it was
+/// tested (nothing merged, the reason on the PR).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_github_the_tested_head_merges_once_required_checks_pass() {
+    let (env, gh) = on_github(&["alpha", "beta", "delta"]).await;
+    let head = |n: u32| env.remote_git(&["rev-parse", &format!("codemill/shop-{n}")]);
+    let pr_of = |n: u32| -> u64 {
+        gh.pr_by_head(&format!("codemill/shop-{n}")).unwrap()["number"]
+            .as_u64()
+            .unwrap()
+    };
+    gh.set_check(&head(1), "ci", "completed", Some("success"));
+    // beta's check is still running when its turn comes; it passes a moment later.
+    gh.set_check(&head(2), "ci", "in_progress", None);
+    // delta's head moves on GitHub after it was approved: the tested commit is not its head.
+    gh.push(
+        "codemill/shop-3",
+        "0123456789abcdef0123456789abcdef01234567",
+    );
+    let beta = head(2);
+    let (code, report, stderr) = std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(std::time::Duration::from_millis(2500));
+            gh.set_check(&beta, "ci", "completed", Some("success"));
+        });
+        merge_on_github(&env, &["shop-1", "shop-2", "shop-3"])
+    });
+    assert_eq!(code, Some(1), "delta was taken out: {stderr}");
+    assert_eq!(outcome(&report, "shop-1")["state"], "merged", "{report}");
+    assert_eq!(outcome(&report, "shop-2")["state"], "merged", "{report}");
+    let delta = outcome(&report, "shop-3");
+    assert_eq!(delta["state"], "ejected");
+    assert!(
+        delta["reason"].as_str().unwrap().contains(&format!(
+            "the head of pull request #{} moved to 0123456789ab",
+            pr_of(3)
+        )),
+        "{delta}"
+    );
+    assert!(
+        stderr.contains("waiting for the required checks ci"),
+        "{stderr}"
+    );
+    // Each merge named the tested head and the project's method.
+    let merges: Vec<_> = gh
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PUT" && r.path.ends_with("/merge"))
+        .collect();
+    assert_eq!(merges.len(), 2, "delta was never asked to merge");
+    for (r, n) in merges.iter().zip([1, 2]) {
+        let body = &r.body;
+        assert_eq!(body["sha"], head(n).as_str());
+        assert_eq!(body["merge_method"], "squash");
+        assert_eq!(gh.merge_method(pr_of(n)).as_deref(), Some("squash"));
+    }
+    // main is where GitHub put it, with both changes and not delta's.
+    assert_eq!(
+        gh.branch("main").unwrap(),
+        env.remote_git(&["rev-parse", "main"])
+    );
+    assert_eq!(
+        main_files(&env),
+        [".codemill", "README.md", "alpha.txt", "beta.txt"]
+    );
+    // The reason is on delta's PR.
+    assert!(
+        gh.comments(pr_of(3)).iter().any(|c| c["body"]
+            .as_str()
+            .unwrap()
+            .contains("Taken out of the merge queue")),
+        "{:?}",
+        gh.comments(pr_of(3))
+    );
+}
+
+/// `kill -9` right after GitHub merged (nothing settled yet): the next `codemill merge` finds the
+/// PR merged and settles it without asking GitHub to merge again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_github_a_merge_killed_after_the_api_call_is_not_asked_twice() {
+    let (env, gh) = on_github(&["alpha"]).await;
+    let head = env.remote_git(&["rev-parse", "codemill/shop-1"]);
+    gh.set_check(&head, "ci", "completed", Some("success"));
+    let crashed = env
+        .cmd()
+        .envs(github_vars())
+        .env("CODEMILL_CRASH_IN_MERGE", "pushed")
+        .args(["merge", "shop-1"])
+        .output()
+        .unwrap();
+    assert_eq!(crashed.status.code(), None, "killed by a signal");
+    let (code, report, stderr) = merge_on_github(&env, &["shop-1"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(outcome(&report, "shop-1")["state"], "merged");
+    let merges = gh
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PUT" && r.path.ends_with("/merge"))
+        .count();
+    assert_eq!(merges, 1, "merged once");
+    assert_eq!(
+        env.remote_git(&["rev-list", "--count", "main"]),
+        "2",
+        "one squashed commit on main"
+    );
 }

@@ -36,6 +36,11 @@ pub struct MergeQueueSettings {
     /// broke it. 1 tests each entry alone.
     pub batch: u32,
     pub method: MergeMethod,
+    /// How long an outside forge's required status checks on a PR's head may take before the
+    /// entry is taken out.
+    pub checks_timeout_secs: u64,
+    /// How often the required checks are looked at while they run.
+    pub checks_poll_secs: u64,
 }
 
 impl Default for MergeQueueSettings {
@@ -43,6 +48,8 @@ impl Default for MergeQueueSettings {
         MergeQueueSettings {
             batch: 1,
             method: MergeMethod::Merge,
+            checks_timeout_secs: 30 * 60,
+            checks_poll_secs: 15,
         }
     }
 }
@@ -56,6 +63,16 @@ impl MergeQueueSettings {
                 format!(
                     "expected 1 to {MAX_BATCH} entries per candidate, found {}",
                     self.batch
+                ),
+            ));
+        }
+        if self.checks_poll_secs == 0 || self.checks_poll_secs > self.checks_timeout_secs {
+            return Err(ConfigError::at(
+                file,
+                &format!("projects.{project}.merge_queue.checks_poll_secs"),
+                format!(
+                    "expected 1 to checks_timeout_secs ({}) seconds, found {}",
+                    self.checks_timeout_secs, self.checks_poll_secs
                 ),
             ));
         }

@@ -15,11 +15,12 @@
 //! ten minutes ahead).
 //!
 //! Differences from GitHub worth knowing: there is no git behind it (head SHAs are made up; move
-//! them with [`FakeGitHub::push`]); everything the API writes is authored by one login
+//! them with [`FakeGitHub::push`], and branch tips with [`FakeGitHub::set_branch`]); everything the API writes is authored by one login
 //! ([`FakeGitHub::set_viewer`], default `codemill-bot`); merging a PR into the default branch
 //! closes the issues its body names with a closing keyword (`Closes #3`), as GitHub does.
 
 mod app;
+mod checks;
 mod data;
 mod issues;
 mod pulls;
@@ -121,6 +122,8 @@ struct PrRec {
     merged_at: Option<i64>,
     merged_by: Option<String>,
     merge_sha: Option<String>,
+    /// How the API merged it (`merge`, `squash`, `rebase`); `None` when merged by hand.
+    merge_method: Option<String>,
 }
 
 struct CommentRec {
@@ -160,7 +163,18 @@ struct FakeState {
     /// Installation tokens issued, with their expiry (unix seconds).
     tokens: Vec<(String, i64)>,
     canned: Vec<Canned>,
+    /// Branch tips (the fake has no git: tests set them; API merges move the base).
+    branches: BTreeMap<String, String>,
+    /// Protected branches and the status checks they require.
+    required_checks: BTreeMap<String, Vec<String>>,
+    checks: Vec<checks::CheckRec>,
+    /// Called on an API merge with (base, head sha, method): the commit the base is at after
+    /// it, for a test that keeps a real repository in step.
+    on_merge: Option<MergeHook>,
 }
+
+/// See [`FakeGitHub::on_merge`].
+pub type MergeHook = Box<dyn Fn(&str, &str, &str) -> Option<String> + Send>;
 
 impl FakeGitHub {
     /// Start the fake on 127.0.0.1 on a free port.
@@ -180,6 +194,10 @@ impl FakeGitHub {
                 review_comments: Vec::new(),
                 tokens: Vec::new(),
                 canned: Vec::new(),
+                branches: BTreeMap::new(),
+                required_checks: BTreeMap::new(),
+                checks: Vec::new(),
+                on_merge: None,
             }),
             recorder: Recorder::default(),
         });

@@ -8,6 +8,7 @@
 
 mod auth;
 mod hooks;
+mod merge;
 
 use std::sync::Arc;
 
@@ -24,6 +25,7 @@ use crate::{
 };
 
 pub use hooks::{parse_webhook, verify_webhook};
+pub use merge::{BranchTip, CheckState, MergeAnswer};
 
 use auth::{AppAuth, Credentials};
 

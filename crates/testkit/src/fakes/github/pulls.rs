@@ -102,6 +102,7 @@ impl FakeState {
                 merged_at: None,
                 merged_by: None,
                 merge_sha: None,
+                merge_method: None,
             });
         }
         match self.issues.get(&n) {
@@ -156,27 +157,64 @@ impl FakeState {
         }
     }
 
-    pub(super) fn put_merge(&mut self, n: Option<u64>) -> Out {
+    /// `PUT /pulls/{n}/merge`: GitHub's answers for a closed PR or a draft (405), a head that
+    /// moved past the `sha` given (409), an unknown `merge_method` (422) and a required check
+    /// that has not passed (405).
+    pub(super) fn put_merge(&mut self, n: Option<u64>, json: &Value) -> Out {
         let Some(i) = n
             .and_then(|n| self.issues.get(&n))
             .filter(|i| i.pr.is_some())
         else {
             return not_found();
         };
+        let Some(p) = i.pr.as_ref() else {
+            return not_found();
+        };
         if i.state != "open" {
             return err(405, "Pull Request is not mergeable");
         }
-        if i.pr.as_ref().is_some_and(|p| p.draft) {
+        if p.draft {
             return err(405, "Pull Request is still a draft");
         }
-        let number = i.number;
+        if let Some(sha) = json.get("sha").and_then(Value::as_str)
+            && sha != p.head_sha
+        {
+            return err(
+                409,
+                "Head branch was modified. Review and try the merge again.",
+            );
+        }
+        let method = json
+            .get("merge_method")
+            .and_then(Value::as_str)
+            .unwrap_or("merge")
+            .to_string();
+        if !["merge", "squash", "rebase"].contains(&method.as_str()) {
+            return validation(
+                json!([{"resource": "PullRequest", "field": "merge_method", "code": "invalid"}]),
+            );
+        }
+        if let Some(unmet) = self.unmet_check(&p.base_ref, &p.head_sha) {
+            return err(405, &unmet);
+        }
+        let (number, base, head) = (i.number, p.base_ref.clone(), p.head_sha.clone());
+        let real = self
+            .on_merge
+            .as_ref()
+            .and_then(|hook| hook(&base, &head, &method));
         let viewer = self.viewer.clone();
         self.merge(number, &viewer);
-        let sha = self
-            .issues
-            .get(&number)
-            .and_then(|i| i.pr.as_ref())
-            .and_then(|p| p.merge_sha.clone());
+        let p = self.issues.get_mut(&number).and_then(|i| i.pr.as_mut());
+        let sha = p.and_then(|p| {
+            p.merge_method = Some(method);
+            if real.is_some() {
+                p.merge_sha = real;
+            }
+            p.merge_sha.clone()
+        });
+        if let Some(sha) = &sha {
+            self.branches.insert(base, sha.clone());
+        }
         Out::json(
             200,
             json!({"sha": sha, "merged": true, "message": "Pull Request successfully merged"}),

@@ -269,7 +269,10 @@ impl FakeState {
                 None => not_found(),
             },
             (Method::PATCH, ["pulls", n]) => self.patch_pull(num(n), &json),
-            (Method::PUT, ["pulls", n, "merge"]) => self.put_merge(num(n)),
+            (Method::PUT, ["pulls", n, "merge"]) => self.put_merge(num(n), &json),
+            (Method::GET, ["branches", name]) => self.get_branch(&percent_decode(name)),
+            (Method::GET, ["commits", sha, "check-runs"]) => self.get_check_runs(sha),
+            (Method::GET, ["commits", sha, "status"]) => self.get_combined_status(sha),
             (Method::GET, ["pulls", n, "comments"]) => {
                 match num(n).filter(|n| self.issues.get(n).is_some_and(|i| i.pr.is_some())) {
                     Some(n) => {
