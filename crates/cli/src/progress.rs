@@ -229,7 +229,10 @@ pub async fn work(
                     match runner.work_once(&options).await {
                         Ok(Some(worked)) => err(&describe(&worked)),
                         Ok(None) if once => return Ok(()),
-                        Ok(None) => tokio::time::sleep(options.poll).await,
+                        Ok(None) => {
+                            work_merges(&runner).await;
+                            tokio::time::sleep(options.poll).await
+                        }
                         // The store is down (or another passing failure): say so and go on;
                         // the job this worker held is taken back by lease once the store is back.
                         Err(e) if !once => {
@@ -254,6 +257,18 @@ pub async fn work(
         r.map_err(|e| anyhow::anyhow!("worker task failed: {e}"))??;
     }
     Ok(())
+}
+
+/// Between jobs a worker lands queued merges (a queue another process works is left to it);
+/// a queue that cannot be worked now is tried again on the next idle turn.
+pub(crate) async fn work_merges(runner: &Runner) {
+    match runner.work_merge_queues("a worker").await {
+        Ok((_, 0)) => {}
+        Ok((runs, settled)) => err(&format!(
+            "worker: merge queue: {settled} entries settled with {runs} gate runs"
+        )),
+        Err(e) => err(&format!("worker: merge queue: {e}")),
+    }
 }
 
 fn runner_with(runner: &Runner, tx: codemill_runner::ProgressSink) -> Runner {

@@ -79,6 +79,43 @@ impl Control for RunnerControl {
                 .map_err(control_error)
         })
     }
+    fn merge<'a>(
+        &'a self,
+        ticket: &'a TicketKey,
+        by: &'a str,
+    ) -> ControlFuture<'a, serde_json::Value> {
+        Box::pin(async move {
+            let queued =
+                codemill_runner::merge_queue::enqueue(&self.store, &self.config, ticket, by)
+                    .await
+                    .map_err(control_error)?;
+            let answer = match queued {
+                Ok((entry, created)) => {
+                    let position = self
+                        .store
+                        .merge_queue(&entry.project, &entry.target)
+                        .await
+                        .map_err(|e| ControlError::Failed(e.to_string()))?
+                        .iter()
+                        .position(|e| e.id == entry.id)
+                        .map_or(0, |p| p + 1);
+                    serde_json::json!({
+                        "ticket": ticket.to_string(),
+                        "action": if created { "queued" } else { "already_queued" },
+                        "entry": entry.id,
+                        "target": entry.target,
+                        "position": position,
+                    })
+                }
+                Err(merged) => serde_json::json!({
+                    "ticket": ticket.to_string(),
+                    "action": "already_merged",
+                    "target": merged.target,
+                }),
+            };
+            Ok(answer)
+        })
+    }
     fn outside<'a>(&'a self, event: OutsideEvent) -> ControlFuture<'a, serde_json::Value> {
         Box::pin(async move {
             let result = match &event {
@@ -295,7 +332,10 @@ pub async fn serve(mut opened: Opened, args: ServeArgs) -> Result<ExitCode> {
                 while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                     match runner.work_once(&options).await {
                         Ok(Some(w)) => err(&format!("worker: {}", crate::progress::describe(&w))),
-                        Ok(None) => tokio::time::sleep(options.poll).await,
+                        Ok(None) => {
+                            crate::progress::work_merges(&runner).await;
+                            tokio::time::sleep(options.poll).await
+                        }
                         Err(e) => {
                             err(&format!("worker: {e}"));
                             tokio::time::sleep(Duration::from_secs(1)).await;

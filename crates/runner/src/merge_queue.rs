@@ -16,11 +16,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::Utc;
+use codemill_core::config::{Config, ForgeSettings};
 use codemill_core::ids::TicketKey;
 use codemill_core::merge_queue::Bisect;
 use codemill_core::pipeline::{Feedback, FeedbackKind, GateResult, JobEvent, TicketStatus};
 use codemill_git::{Git, Merged};
-use codemill_store::{MergeEntry, MergeState, NewMergeEntry};
+use codemill_store::{MergeEntry, MergeState, NewMergeEntry, Store};
 use codemill_trackers::ReplyTo;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -69,6 +70,16 @@ pub struct MergeReport {
     pub gate_runs: u32,
     /// Entries this process settled, its own and others queued before them.
     pub settled: u32,
+}
+
+/// The lease renewal of a queue being worked: stopped when the work ends, or is dropped (a
+/// worker shutting down mid-drain), so an abandoned lease runs out.
+struct Heartbeat(tokio::task::JoinHandle<()>);
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// A candidate's test: green, or why not.
@@ -140,77 +151,40 @@ impl Runner {
         key: &TicketKey,
         by: &str,
     ) -> Result<Result<MergeEntry, MergeOutcome>, RunError> {
-        let latest = jobs::require(&self.store, key).await?;
-        let project = key.project();
-        let wrong = |message: String| RunError::WrongState {
-            ticket: key.clone(),
-            message,
-        };
-        let forge = self
-            .workspace
-            .forge_name(project)
-            .map_err(|message| RunError::Outside {
-                project: project.to_string(),
-                message,
-            })?;
-        if let Some(forge) = &forge
-            && latest.state.pr_number.is_none()
-        {
-            return Err(wrong(format!(
-                "it has no pull request on {forge} yet (its job is {}); approve its proposal first",
-                latest.state.status()
-            )));
-        }
-        if latest.state.stage.is_feedback() {
-            return Err(wrong(format!(
-                "a fix round runs on its branch ({}); queue it once the round ends",
-                latest.state.stage.as_str()
-            )));
-        }
-        let branch = key.branch();
-        let Some(pr) = self.store.find_pr(project, &branch).await? else {
-            return Err(wrong(format!(
-                "it has no pull request yet (its job is {}); approve its proposal first",
-                latest.state.status()
-            )));
-        };
-        if pr.state == "merged" {
-            return Ok(Err(MergeOutcome {
-                ticket: key.to_string(),
-                target: pr.base,
-                state: MergeState::Merged,
-                already: true,
-                merged_as: None,
-                reason: None,
-                entry: None,
-            }));
-        }
-        let ticket = key.to_string();
-        let (entry, created) = self
-            .store
-            .enqueue_merge(
-                &NewMergeEntry {
-                    project,
-                    target: &pr.base,
-                    ticket: &ticket,
-                    branch: &branch,
-                    commit: &pr.commit,
-                    job: latest.job,
-                    by,
-                },
-                Utc::now(),
-            )
-            .await?;
-        if created {
-            let position = self.store.merge_queue(project, &pr.base).await?.len();
+        let queued = enqueue(&self.store, &self.config, key, by).await?;
+        if let Ok((entry, true)) = &queued {
+            let position = self
+                .store
+                .merge_queue(&entry.project, &entry.target)
+                .await?
+                .len();
             self.emit(Progress::Info {
                 message: format!(
                     "{key}: queued to merge into {} (position {position})",
-                    pr.base
+                    entry.target
                 ),
             });
         }
-        Ok(Ok(entry))
+        Ok(queued.map(|(entry, _)| entry))
+    }
+
+    /// Work every queue that has entries, one after another (each under its lease; a queue
+    /// another process works is left to it): what a worker does between jobs.
+    pub async fn work_merge_queues(&self, by: &str) -> Result<(u32, u32), RunError> {
+        let mut queues = BTreeSet::new();
+        for entry in self.store.merge_entries(None).await? {
+            if entry.state == MergeState::Queued {
+                queues.insert((entry.project, entry.target));
+            }
+        }
+        let (mut runs, mut settled) = (0, 0);
+        for (project, target) in queues {
+            if let Some((r, s)) = self.work_queue(&project, &target, by).await? {
+                runs += r;
+                settled += s;
+            }
+        }
+        Ok((runs, settled))
     }
 
     /// Work the queue of (`project`, `target`) until it is empty, holding its lease: the gate
@@ -226,7 +200,7 @@ impl Runner {
             return Ok(None);
         }
         let lost = CancellationToken::new();
-        let heartbeat = {
+        let heartbeat = Heartbeat({
             let (store, lost) = (self.store.clone(), lost.clone());
             let (project, target, owner) = (project.to_string(), target.to_string(), owner.clone());
             tokio::spawn(async move {
@@ -248,9 +222,9 @@ impl Runner {
                     }
                 }
             })
-        };
+        });
         let drained = self.drain(project, target, by, &lost).await;
-        heartbeat.abort();
+        drop(heartbeat);
         if !lost.is_cancelled() {
             self.store
                 .release_merge_run(project, target, &owner)
@@ -791,4 +765,73 @@ fn tickets_of(chain: &[(MergeEntry, String)]) -> String {
 
 fn short(sha: &str) -> &str {
     &sha[..sha.len().min(12)]
+}
+
+/// Queue the approved pull request of `key` on its project's merge queue (once: asked again,
+/// the queued entry is answered, with `false`), or say it was merged before. Refused with the
+/// reason while it has no pull request or a fix round runs on its branch.
+pub async fn enqueue(
+    store: &Store,
+    config: &Config,
+    key: &TicketKey,
+    by: &str,
+) -> Result<Result<(MergeEntry, bool), MergeOutcome>, RunError> {
+    let latest = jobs::require(store, key).await?;
+    let project = key.project();
+    let wrong = |message: String| RunError::WrongState {
+        ticket: key.clone(),
+        message,
+    };
+    let forge = config.projects.get(project).and_then(|p| match &p.forge {
+        ForgeSettings::Local => None,
+        ForgeSettings::Github(_) => Some("GitHub"),
+    });
+    if let Some(forge) = forge
+        && latest.state.pr_number.is_none()
+    {
+        return Err(wrong(format!(
+            "it has no pull request on {forge} yet (its job is {}); approve its proposal first",
+            latest.state.status()
+        )));
+    }
+    if latest.state.stage.is_feedback() {
+        return Err(wrong(format!(
+            "a fix round runs on its branch ({}); queue it once the round ends",
+            latest.state.stage.as_str()
+        )));
+    }
+    let branch = key.branch();
+    let Some(pr) = store.find_pr(project, &branch).await? else {
+        return Err(wrong(format!(
+            "it has no pull request yet (its job is {}); approve its proposal first",
+            latest.state.status()
+        )));
+    };
+    if pr.state == "merged" {
+        return Ok(Err(MergeOutcome {
+            ticket: key.to_string(),
+            target: pr.base,
+            state: MergeState::Merged,
+            already: true,
+            merged_as: None,
+            reason: None,
+            entry: None,
+        }));
+    }
+    let ticket = key.to_string();
+    let queued = store
+        .enqueue_merge(
+            &NewMergeEntry {
+                project,
+                target: &pr.base,
+                ticket: &ticket,
+                branch: &branch,
+                commit: &pr.commit,
+                job: latest.job,
+                by,
+            },
+            Utc::now(),
+        )
+        .await?;
+    Ok(Ok(queued))
 }

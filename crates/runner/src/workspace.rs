@@ -239,14 +239,6 @@ impl Workspace {
         Ok(self.projects.outside(project)?.forge)
     }
 
-    pub(crate) fn forge_name(&self, project: &str) -> Result<Option<String>, String> {
-        Ok(self
-            .projects
-            .outside(project)?
-            .forge
-            .map(|f| f.name().to_string()))
-    }
-
     /// The repository's policy as the default branch has it now, read before the job's first
     /// model call, so a mistake in it costs nothing: the error names the file, the commit and
     /// the problem. The base commit's policy is what the job uses; this is only a check.

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, Query, State};
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use chrono::{DateTime, Utc};
 use codemill_core::ids::{JobId, TicketKey};
 use codemill_core::pipeline::{Proposal, Stage};
@@ -343,6 +343,20 @@ pub(crate) async fn retry(
     let job = app.control().retry(&key).await?;
     tracing::info!(ticket = %key, by = %log_safe(by(&caller)), "job retried");
     Ok(done(job, &key, "retried"))
+}
+
+/// `POST /api/tickets/{key}/merge`: queue the ticket's approved pull request to land through
+/// the merge queue (202; a worker tests and lands it). Asked again while queued, the same entry
+/// is answered; a PR merged before answers `already`.
+pub(crate) async fn merge(
+    State(app): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(key): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let key = parse_key(&key)?;
+    let queued = app.control().merge(&key, &by(&caller)).await?;
+    tracing::info!(ticket = %key, by = %log_safe(by(&caller)), "merge queued");
+    Ok((StatusCode::ACCEPTED, Json(queued)))
 }
 
 /// `GET /api/jobs/{id}/activity?after=ID&limit=N`: what the job's agents did (tool calls, text,

@@ -32,6 +32,21 @@ pub trait Control: Send + Sync + 'static {
     fn cancel<'a>(&'a self, ticket: &'a TicketKey, by: &'a str) -> ControlFuture<'a, JobId>;
     /// Run the ticket's stopped or dead job again.
     fn retry<'a>(&'a self, ticket: &'a TicketKey) -> ControlFuture<'a, JobId>;
+    /// Put the ticket's approved pull request on its project's merge queue; answers a JSON
+    /// summary (the entry and its position). Workers land it. The default refuses: a server
+    /// without the runner has no merge queue.
+    fn merge<'a>(
+        &'a self,
+        ticket: &'a TicketKey,
+        by: &'a str,
+    ) -> ControlFuture<'a, serde_json::Value> {
+        let _ = (ticket, by);
+        Box::pin(async {
+            Err(ControlError::Failed(
+                "the merge queue is not available in this server".into(),
+            ))
+        })
+    }
     /// An event from an outside tracker or forge, verified and read by the webhook handler.
     /// Answers a JSON summary of what was done. The default refuses: a server without the
     /// runner has no trackers.

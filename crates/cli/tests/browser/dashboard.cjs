@@ -1,8 +1,9 @@
 // The dashboard as a person uses it, in Debian's headless Chromium driven by playwright-core:
 // sign in (a wrong password first), find the ticket on the board, open its page, approve the
 // proposal and watch it ship; then retry RETRY_KEY (a job that needed attention) and watch its
-// agents' activity arrive and the board move, without reloading; sign out. Screenshots of the
-// board, the job page and the live job page go to SHOTS.
+// agents' activity arrive and the board move, without reloading; merge KEY through the merge
+// queue from its page; sign out. Screenshots of the board, the job page, the live job page and
+// the merged job page go to SHOTS.
 // Usage: node dashboard.cjs BASE USER PASSWORD KEY RETRY_KEY SHOTS (NODE_PATH must reach
 // playwright-core).
 'use strict';
@@ -64,6 +65,7 @@ function fail(message) {
     await page.waitForSelector('[data-status=done]', { timeout: 90_000 });
     if (!(await stayed(page))) fail('the job page was reloaded to show the push');
 
+
     // A second tab watches the board while the retried job runs.
     const board = await context.newPage();
     board.on('pageerror', (e) => errors.push(String(e)));
@@ -88,6 +90,26 @@ function fail(message) {
       { timeout: 30_000 });
     if (!(await stayed(board))) fail('the board was reloaded');
     await board.close();
+
+    // The shipped ticket's pull request goes through the merge queue from its page; a worker
+    // lands it.
+    await page.goto(`${base}/tickets/${key}`);
+    await page.waitForSelector('button.merge', { timeout: 30_000 });
+    await Promise.all([page.waitForURL(`${base}/tickets/${key}`), page.click('button.merge')]);
+    let merged = false;
+    for (let i = 0; i < 120 && !merged; i++) {
+      merged = (await page.locator('p.merged').count()) === 1;
+      if (!merged) {
+        if ((await page.locator('.merge-queued, button.merge').count()) === 0) {
+          fail('the page neither queues nor offers the merge');
+        }
+        await page.waitForTimeout(500);
+        await page.reload();
+      }
+    }
+    if (!merged) fail('the merge did not land');
+    if ((await page.locator('button.merge').count()) !== 0) fail('a merged PR is offered again');
+    await page.screenshot({ path: `${shots}/merged.png`, fullPage: true });
 
     if (errors.length) fail(`script errors on the pages: ${errors.join('; ')}`);
 

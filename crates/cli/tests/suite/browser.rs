@@ -1,7 +1,8 @@
 //! The dashboard in a real browser: Debian's headless Chromium, driven by playwright-core (both
 //! installed by ./scripts/test), signs in, finds the ticket on the board, approves its proposal
 //! from the job page and watches it ship, then retries a job that needed attention and watches
-//! its agents' activity and the board change live (no reload). Screenshots land in
+//! its agents' activity and the board change live (no reload), and merges the shipped ticket
+//! through the merge queue from its page. Screenshots land in
 //! `target/screenshots/`.
 
 use std::path::{Path, PathBuf};
@@ -87,7 +88,7 @@ async fn a_person_signs_in_and_approves_a_proposal_in_the_browser() {
     let server = Service::start(&env, &[], &[]);
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
     std::fs::create_dir_all(&shots).unwrap();
-    for shot in ["board.png", "job.png", "live.png"] {
+    for shot in ["board.png", "job.png", "merged.png", "live.png"] {
         let _ = std::fs::remove_file(shots.join(shot));
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/dashboard.cjs");
@@ -133,7 +134,9 @@ async fn a_person_signs_in_and_approves_a_proposal_in_the_browser() {
         "activity lines that arrived live: {}",
         said["live_activity"]
     );
-    for shot in ["board.png", "job.png", "live.png"] {
+    // The page's merge landed P-1 on main.
+    assert_eq!(env.remote_git(&["show", "main:hello.txt"]), "hello");
+    for shot in ["board.png", "job.png", "merged.png", "live.png"] {
         let png = std::fs::read(shots.join(shot)).unwrap();
         assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{shot}");
     }

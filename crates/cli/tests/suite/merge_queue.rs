@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use codemill_testkit::fakes::github::FakeGitHub;
 
-use super::harness::{Env, at_turn, engineer, git, write_call};
+use super::harness::{Env, Service, at_turn, engineer, git, write_call};
 use super::outside::{fake_github, github_config, github_vars};
 
 /// The gate: a file asking for no alpha fails once alpha.txt is there — two changes that each
@@ -563,4 +563,65 @@ async fn on_github_a_merge_killed_after_the_api_call_is_not_asked_twice() {
         "2",
         "one squashed commit on main"
     );
+}
+
+/// Through the API (`POST /api/tickets/{key}/merge`) entries are only queued; the service's
+/// worker lands them between jobs, in order, each tested on the candidate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_queues_merges_and_the_service_lands_them() {
+    let env = approved(&["alpha", "beta"], "").await;
+    let token = env.ok(&["token", "create", "ci"]).trim().to_string();
+    let server = Service::start(&env, &[], &[]);
+    let (base, http) = (server.base.clone(), server.http.clone());
+    let post = |key: &str, token: Option<&str>| {
+        let mut req = http.post(format!("{base}/api/tickets/{key}/merge"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    assert_eq!(post("P-1", None).await.unwrap().status(), 401);
+    let first = post("P-1", Some(&token)).await.unwrap();
+    assert_eq!(first.status(), 202);
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(first["action"], "queued", "{first}");
+    assert_eq!(first["target"], "main");
+    let second: Value = post("P-2", Some(&token))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        second["action"] == "queued" || second["action"] == "already_merged",
+        "{second}"
+    );
+    let unknown = post("P-9", Some(&token)).await.unwrap();
+    assert_eq!(unknown.status(), 404);
+    // The worker lands both.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while env.json(&["show", "P-2", "--json"])["pr"]["state"] != "merged" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not landed: {}",
+            env.json(&["show", "P-2", "--json"])["pr"]
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        env.json(&["show", "P-1", "--json"])["pr"]["state"],
+        "merged"
+    );
+    assert_eq!(
+        main_files(&env),
+        [".codemill", "README.md", "alpha.txt", "beta.txt"]
+    );
+    // Asked again, it says so.
+    let again: Value = post("P-1", Some(&token))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["action"], "already_merged", "{again}");
 }

@@ -120,6 +120,12 @@ struct JobPage {
     awaiting: bool,
     cancellable: bool,
     retryable: bool,
+    /// Its open PR may be queued to merge.
+    mergeable: bool,
+    /// The branch its PR is queued to merge into.
+    merge_queued: Option<String>,
+    /// The branch its PR was merged into.
+    merged_into: Option<String>,
     timeline: Vec<Step>,
     gate_rounds: Vec<GateRound>,
     reviews: Vec<Review>,
@@ -183,9 +189,20 @@ async fn show(
             Some(v) => latest_activity(store, v.job).await?,
             None => Vec::new(),
         };
-        Ok::<_, codemill_store::StoreError>((pos, ticket, view, journal, jobs, diff, activity))
+        let pr = store
+            .find_pr(ticket_key.project(), &ticket_key.branch())
+            .await?;
+        let queued = store
+            .merge_entries(Some(ticket_key.project()))
+            .await?
+            .into_iter()
+            .find(|e| e.ticket == key && e.state == codemill_store::MergeState::Queued);
+        let merge = (pr, queued);
+        Ok::<_, codemill_store::StoreError>((
+            pos, ticket, view, journal, jobs, diff, activity, merge,
+        ))
     };
-    let (pos, ticket, view, journal, jobs, diff, activity) = match loaded.await {
+    let (pos, ticket, view, journal, jobs, diff, activity, (pr, queued)) = match loaded.await {
         Ok(all) => all,
         Err(e) => {
             tracing::error!(error = %e, "a job page could not be read");
@@ -321,6 +338,15 @@ async fn show(
         status.as_str(),
         "needs_attention" | "rejected" | "cancelled"
     );
+    // An open PR of a shipped job may be put on the merge queue, once.
+    let merge_queued = queued.map(|e| e.target);
+    let merged_into = pr
+        .as_ref()
+        .filter(|p| p.state == "merged")
+        .map(|p| p.base.clone());
+    let mergeable = merge_queued.is_none()
+        && matches!(status.as_str(), "done" | "in_review")
+        && pr.as_ref().is_some_and(|p| p.state == "open");
     let commit = s.and_then(|s| s.commit.clone());
     // The patch of the commit the page shows, not of an earlier proposal.
     let diff = diff
@@ -367,6 +393,9 @@ async fn show(
         awaiting,
         cancellable: !ended,
         retryable,
+        mergeable,
+        merge_queued,
+        merged_into,
         timeline,
         gate_rounds,
         reviews,
@@ -448,7 +477,7 @@ pub(super) async fn decide(
     };
     let by = format!("user:{}", me.user);
     let control = app.control();
-    let done = match action.as_str() {
+    let done: Result<(), ControlError> = match action.as_str() {
         "approve" => {
             let Some(commit) = form.commit.filter(|c| !c.is_empty()) else {
                 return show(
@@ -460,7 +489,7 @@ pub(super) async fn decide(
                 )
                 .await;
             };
-            control.approve(&ticket, &by, Some(&commit)).await
+            control.approve(&ticket, &by, Some(&commit)).await.map(drop)
         }
         "reject" => {
             let reason = form.reason.unwrap_or_default();
@@ -475,10 +504,11 @@ pub(super) async fn decide(
                 )
                 .await;
             }
-            control.reject(&ticket, reason, &by).await
+            control.reject(&ticket, reason, &by).await.map(drop)
         }
-        "cancel" => control.cancel(&ticket, &by).await,
-        "retry" => control.retry(&ticket).await,
+        "cancel" => control.cancel(&ticket, &by).await.map(drop),
+        "retry" => control.retry(&ticket).await.map(drop),
+        "merge" => control.merge(&ticket, &by).await.map(drop),
         _ => return not_found(&key),
     };
     match done {
