@@ -11,12 +11,21 @@ pub fn out(text: &str) {
     stdout(format_args!("{text}\n"));
 }
 
+/// A line for people on stderr (progress, worker lines); a JSON log line in JSON mode.
 pub fn err(text: &str) {
-    stderr(format_args!("{text}\n"));
+    if crate::logs::json() {
+        tracing::info!(target: crate::logs::SAID, "{text}");
+    } else {
+        stderr(format_args!("{text}\n"));
+    }
 }
 
 pub fn error(text: &str) {
-    stderr(format_args!("error: {text}\n"));
+    if crate::logs::json() {
+        tracing::error!(target: crate::logs::SAID, "{text}");
+    } else {
+        stderr(format_args!("error: {text}\n"));
+    }
 }
 
 pub fn json(value: &serde_json::Value) {

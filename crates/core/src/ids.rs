@@ -142,6 +142,12 @@ impl JobId {
         JobId(uuid::Uuid::now_v7())
     }
 
+    /// The job's id as a W3C trace id (32 lowercase hex digits): one trace per job, the same
+    /// in every log line and span of it.
+    pub fn trace_id(&self) -> String {
+        self.0.simple().to_string()
+    }
+
     /// Last eight hex digits (the random part of a v7 id), for display.
     pub fn short(&self) -> String {
         let hex = self.0.simple().to_string();

@@ -12,6 +12,7 @@ use codemill_core::ids::JobId;
 use codemill_core::pipeline::{Action, AgentStage, Effect, JobEvent, JobState, apply, next_action};
 use codemill_git::{Git, Identity};
 use codemill_store::{JournalEntry, Lease, Store, Ticket};
+use tracing::Instrument;
 
 use crate::agents::{AgentPool, Step};
 use crate::announcer::Announcer;
@@ -234,6 +235,22 @@ impl Runner {
         ticket: &Ticket,
         lease: &Lease,
     ) -> Result<JobState, RunError> {
+        // Every log line of the job carries its id, ticket and trace id.
+        let span = tracing::info_span!(
+            "job",
+            job = %job,
+            ticket = %ticket.key,
+            trace_id = %job.trace_id()
+        );
+        self.drive_in(job, ticket, lease).instrument(span).await
+    }
+
+    async fn drive_in(
+        &self,
+        job: JobId,
+        ticket: &Ticket,
+        lease: &Lease,
+    ) -> Result<JobState, RunError> {
         // Read and replay once; afterwards the state advances in memory with each append, which
         // is exactly what a replay of the stored journal would give.
         let mut journal = self.store.journal(job).await?;
@@ -266,9 +283,20 @@ impl Runner {
                         effect: effect.name(),
                         round: state.round,
                     });
-                    let event = self
-                        .execute(job, &state, &journal, ticket, &effect, lease)
-                        .await?;
+                    let stage = tracing::info_span!("stage", stage = %state.stage.as_str());
+                    let event = async {
+                        tracing::info!(effect = %effect.name(), "step started");
+                        let event = self
+                            .execute(job, &state, &journal, ticket, &effect, lease)
+                            .await;
+                        match &event {
+                            Ok(e) => tracing::info!(event = e.name(), "step finished"),
+                            Err(e) => tracing::warn!(error = %e, "step interrupted"),
+                        }
+                        event
+                    }
+                    .instrument(stage)
+                    .await?;
                     if self.options.crash_after_effect.as_deref() == Some(effect.name().as_str()) {
                         crash_now().await;
                     }

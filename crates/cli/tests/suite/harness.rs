@@ -311,6 +311,16 @@ impl Drop for Service {
 
 impl Service {
     pub fn start(env: &Env, args: &[&str], vars: &[(&str, &str)]) -> Service {
+        Service::start_logged(env, args, vars, None)
+    }
+
+    /// `start`, with the service's stderr (its logs) written to `log`.
+    pub fn start_logged(
+        env: &Env,
+        args: &[&str],
+        vars: &[(&str, &str)],
+        log: Option<&Path>,
+    ) -> Service {
         use std::io::{BufRead, BufReader};
         let mut cmd = StdCommand::new(assert_cmd::cargo::cargo_bin("codemill"));
         cmd.arg("--home")
@@ -320,7 +330,10 @@ impl Service {
             .env(KEY_VAR, "test-key-123")
             .env_remove("CODEMILL_CRASH_AFTER_EFFECT")
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null());
+            .stderr(match log {
+                Some(path) => std::fs::File::create(path).unwrap().into(),
+                None => std::process::Stdio::null(),
+            });
         for (k, v) in vars {
             cmd.env(k, v);
         }

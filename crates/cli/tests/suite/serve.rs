@@ -289,3 +289,93 @@ async fn a_proposal_is_approved_from_its_page_and_ships() {
         .map(|e| e["event"]["by"].clone());
     assert_eq!(by, Some(serde_json::json!("user:amy")));
 }
+
+/// `serve --log-format json` through a whole job (webhook, agents, gates, approval, push) with
+/// debug logs: every stderr line is one JSON object; the job's lines carry its id, ticket,
+/// stage and trace id; no secret of the service (model key, webhook secret, API token) is in
+/// any of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_of_a_whole_job_carry_the_job_and_no_secret() {
+    const HOOK: &str = "planted-webhook-secret-5f1c";
+    let env = Env::new(engineer(), HELLO_GATE, "").await;
+    let token = env.ok(&["token", "create", "ci"]).trim().to_string();
+    let log = env.dir.path().join("serve.log");
+    let server = Service::start_logged(
+        &env,
+        &["--webhook-secret-env", "local=HOOK_SECRET"],
+        &[
+            ("HOOK_SECRET", HOOK),
+            ("CODEMILL_LOG", "debug"),
+            ("CODEMILL_LOG_FORMAT", "json"),
+        ],
+        Some(&log),
+    );
+    let (base, http) = (server.base.clone(), server.http.clone());
+    let body = br#"{"event": "ticket.ready", "ticket": "P-1"}"#;
+    let now = chrono::Utc::now().timestamp().to_string();
+    let accepted = http
+        .post(format!("{base}/webhooks/local"))
+        .header("content-type", "application/json")
+        .header("x-codemill-delivery", "d-1")
+        .header("x-codemill-timestamp", &now)
+        .header("x-codemill-signature-256", sign(HOOK, &now, body))
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 202);
+    wait_state(&env, "P-1", "awaiting_approval");
+    let approved = http
+        .post(format!("{base}/api/tickets/P-1/approve"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(approved.status(), 200);
+    wait_state(&env, "P-1", "done");
+    let job = env.json(&["show", "P-1", "--json"])["job"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(server.stop().success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(lines.len() > 20, "{text}");
+    for line in &lines {
+        assert!(
+            line["time"].is_string() && line["level"].is_string() && line["message"].is_string(),
+            "{line}"
+        );
+    }
+    let steps: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["message"] == "step started")
+        .collect();
+    assert!(!steps.is_empty(), "{text}");
+    for step in &steps {
+        assert_eq!(step["job"], job.as_str(), "{step}");
+        assert_eq!(step["ticket"], "P-1", "{step}");
+        assert_eq!(step["trace_id"], job.replace('-', "").as_str(), "{step}");
+        assert!(step["stage"].is_string(), "{step}");
+    }
+    let stages: std::collections::BTreeSet<&str> =
+        steps.iter().filter_map(|s| s["stage"].as_str()).collect();
+    assert!(
+        stages.contains("implement") && stages.contains("push"),
+        "{stages:?}"
+    );
+    // What the workers say reaches the same stream as JSON.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"].as_str().unwrap().starts_with("worker: ")),
+        "{text}"
+    );
+    for secret in [HOOK, token.as_str(), "test-key-123"] {
+        assert!(!text.contains(secret), "a secret is in the logs");
+    }
+}
