@@ -17,6 +17,7 @@ mod notify;
 mod queue;
 mod sessions;
 mod tickets;
+mod tls;
 mod tokens;
 mod upgrade;
 mod users;
