@@ -29,8 +29,7 @@ async fn postgres_over_tls_honours_sslmode_and_verifies_the_server() {
     // With TLS off the server refuses this role: the protection the others rely on is on.
     let plain = sqlx::PgConnection::connect(&with(&url, "sslmode=disable"))
         .await
-        .err()
-        .expect("a plain connection is refused")
+        .expect_err("a plain connection is refused")
         .to_string();
     assert!(plain.contains("no encryption"), "{plain}");
     // `require`: encrypted (the server's own view of the session).
@@ -45,8 +44,7 @@ async fn postgres_over_tls_honours_sslmode_and_verifies_the_server() {
     // `verify-full` checks the certificate against the CA given, and the host name.
     let unknown = sqlx::PgConnection::connect(&with(&url, "sslmode=verify-full"))
         .await
-        .err()
-        .expect("a certificate of an unknown CA is refused")
+        .expect_err("a certificate of an unknown CA is refused")
         .to_string();
     assert!(unknown.to_lowercase().contains("certificate"), "{unknown}");
     // The store itself, on a fresh database, over a verified connection.
