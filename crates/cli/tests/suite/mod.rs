@@ -20,6 +20,7 @@ mod mixed;
 mod multinode;
 mod one_path;
 mod outside;
+mod packaging;
 mod pipeline;
 mod review;
 mod security;
