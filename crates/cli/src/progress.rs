@@ -214,6 +214,15 @@ pub async fn work(
         });
     }
     let mut tasks = tokio::task::JoinSet::new();
+    if !once {
+        // Queued merges land beside the job loops, so a merge waiting for checks holds no job.
+        let runner = runner.clone_with_progress(tokio::sync::mpsc::unbounded_channel().0);
+        let (stop, poll) = (stop.clone(), options.poll);
+        tasks.spawn(async move {
+            merge_loop(&runner, &stop, poll).await;
+            Ok(())
+        });
+    }
     for _ in 0..concurrency {
         // Each loop prints what it does as it goes, as `codemill run` does.
         let (sink, printer) = printer();
@@ -229,10 +238,7 @@ pub async fn work(
                     match runner.work_once(&options).await {
                         Ok(Some(worked)) => err(&describe(&worked)),
                         Ok(None) if once => return Ok(()),
-                        Ok(None) => {
-                            work_merges(&runner).await;
-                            tokio::time::sleep(options.poll).await
-                        }
+                        Ok(None) => tokio::time::sleep(options.poll).await,
                         // The store is down (or another passing failure): say so and go on;
                         // the job this worker held is taken back by lease once the store is back.
                         Err(e) if !once => {
@@ -259,15 +265,22 @@ pub async fn work(
     Ok(())
 }
 
-/// Between jobs a worker lands queued merges (a queue another process works is left to it);
-/// a queue that cannot be worked now is tried again on the next idle turn.
-pub(crate) async fn work_merges(runner: &Runner) {
-    match runner.work_merge_queues("a worker").await {
-        Ok((_, 0)) => {}
-        Ok((runs, settled)) => err(&format!(
-            "worker: merge queue: {settled} entries settled with {runs} gate runs"
-        )),
-        Err(e) => err(&format!("worker: merge queue: {e}")),
+/// Land queued merges until `stop` (a queue another process works is left to it; one that
+/// cannot be worked now is tried again after `poll`).
+pub(crate) async fn merge_loop(
+    runner: &Runner,
+    stop: &std::sync::atomic::AtomicBool,
+    poll: std::time::Duration,
+) {
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        match runner.work_merge_queues("a worker").await {
+            Ok((_, 0)) => {}
+            Ok((runs, settled)) => err(&format!(
+                "worker: merge queue: {settled} entries settled with {runs} gate runs"
+            )),
+            Err(e) => err(&format!("worker: merge queue: {e}")),
+        }
+        tokio::time::sleep(poll).await;
     }
 }
 

@@ -324,6 +324,13 @@ pub async fn serve(mut opened: Opened, args: ServeArgs) -> Result<ExitCode> {
     if !args.web_only {
         let runner = opened.runner().await?;
         crate::commands::guard_ready(&runner).await?;
+        {
+            // Queued merges land beside the job loops, so a merge waiting for checks holds no
+            // job.
+            let runner = runner.clone_with_progress(tokio::sync::mpsc::unbounded_channel().0);
+            let (stop, poll) = (stop.clone(), args.worker.poll);
+            workers.spawn(async move { crate::progress::merge_loop(&runner, &stop, poll).await });
+        }
         for _ in 0..args.workers.max(1) {
             let runner = runner.clone_with_progress(tokio::sync::mpsc::unbounded_channel().0);
             let options = args.worker.clone();
@@ -332,10 +339,7 @@ pub async fn serve(mut opened: Opened, args: ServeArgs) -> Result<ExitCode> {
                 while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                     match runner.work_once(&options).await {
                         Ok(Some(w)) => err(&format!("worker: {}", crate::progress::describe(&w))),
-                        Ok(None) => {
-                            crate::progress::work_merges(&runner).await;
-                            tokio::time::sleep(options.poll).await
-                        }
+                        Ok(None) => tokio::time::sleep(options.poll).await,
                         Err(e) => {
                             err(&format!("worker: {e}"));
                             tokio::time::sleep(Duration::from_secs(1)).await;

@@ -171,14 +171,8 @@ impl Runner {
     /// Work every queue that has entries, one after another (each under its lease; a queue
     /// another process works is left to it): what a worker does between jobs.
     pub async fn work_merge_queues(&self, by: &str) -> Result<(u32, u32), RunError> {
-        let mut queues = BTreeSet::new();
-        for entry in self.store.merge_entries(None).await? {
-            if entry.state == MergeState::Queued {
-                queues.insert((entry.project, entry.target));
-            }
-        }
         let (mut runs, mut settled) = (0, 0);
-        for (project, target) in queues {
+        for (project, target) in self.store.merge_queues_waiting().await? {
             if let Some((r, s)) = self.work_queue(&project, &target, by).await? {
                 runs += r;
                 settled += s;

@@ -793,6 +793,11 @@ impl Store {
         self.db.merge_entries(project).await
     }
 
+    /// The (project, target) queues that have queued entries; what workers poll.
+    pub async fn merge_queues_waiting(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.db.merge_queues_waiting().await
+    }
+
     pub async fn merge_entry(&self, id: i64) -> Result<Option<MergeEntry>, StoreError> {
         self.db.merge_entry(id).await
     }

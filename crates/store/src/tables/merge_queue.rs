@@ -72,6 +72,17 @@ impl Db {
         rows.iter().map(entry_from_row).collect()
     }
 
+    /// The (project, target) queues that have queued entries.
+    pub async fn merge_queues_waiting(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = q("SELECT DISTINCT project, target FROM merge_queue
+                      WHERE state = 'queued' ORDER BY project, target")
+        .fetch_all(self.read())
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.text("project")?, r.text("target")?)))
+            .collect()
+    }
+
     pub async fn merge_entry(&self, id: i64) -> Result<Option<MergeEntry>, StoreError> {
         let row = q("SELECT * FROM merge_queue WHERE id = $1")
             .bind(id)

@@ -33,6 +33,10 @@ pub async fn merge_entries_are_queued_once_in_order_and_settled_once(db: Db) {
         ["A-1", "A-2"]
     );
     assert!(other.merge_queue("A", "develop").await.unwrap().is_empty());
+    assert_eq!(
+        other.merge_queues_waiting().await.unwrap(),
+        [("A".to_string(), "main".to_string())]
+    );
     // Settled once; a second settle changes nothing.
     assert!(
         s.settle_merge(first.id, MergeState::Merged, None, Some("m1"), at(4))
@@ -61,6 +65,7 @@ pub async fn merge_entries_are_queued_once_in_order_and_settled_once(db: Db) {
     let ejected = other.merge_entry(second.id).await.unwrap().unwrap();
     assert_eq!(ejected.reason.as_deref(), Some("gate `test` failed"));
     assert!(other.merge_queue("A", "main").await.unwrap().is_empty());
+    assert!(other.merge_queues_waiting().await.unwrap().is_empty());
     // Once settled, the ticket can be queued again.
     let (third, created) = s.enqueue_merge(&new("A-1", "ddd"), at(6)).await.unwrap();
     assert!(created && third.id > second.id);
