@@ -326,8 +326,7 @@ impl Runner {
                     }
                     Ok(Merged::Conflicts(files)) => {
                         let reason = format!(
-                            "{} conflicts with {target} in {}{}: update the branch (a feedback \
-                             round, or by hand) and merge again",
+                            "{} conflicts with {target} in {}{}",
                             entry.branch,
                             files.join(", "),
                             if chain.is_empty() {
@@ -622,6 +621,7 @@ impl Runner {
         reason: &str,
         fix: Option<String>,
     ) -> Result<(), RunError> {
+        let mut fixing = false;
         if let Ok(key) = entry.ticket.parse::<TicketKey>() {
             let id = format!("merge-queue:{}", entry.id);
             if let Some(body) = fix {
@@ -645,7 +645,7 @@ impl Runner {
             }
             // Decided from the job, not from this call: a retry after a crash records nothing
             // new but the round still runs.
-            let fixing = jobs::latest(&self.store, &key)
+            fixing = jobs::latest(&self.store, &key)
                 .await?
                 .is_some_and(|l| l.state.feedback_seen.contains(&id));
             let next = if fixing {
@@ -696,7 +696,15 @@ impl Runner {
             )
             .await?;
         self.emit(Progress::Info {
-            message: format!("{}: taken out of the merge queue: {reason}", entry.ticket),
+            message: format!(
+                "{}: taken out of the merge queue: {reason}{}",
+                entry.ticket,
+                if fixing {
+                    "; a fix round starts on its branch"
+                } else {
+                    ""
+                }
+            ),
         });
         Ok(())
     }
