@@ -139,6 +139,11 @@ impl AnyForge {
             AnyForge::Github(f) => f.check_states(sha).await,
         }
     }
+    pub async fn mark_ready(&self, number: u64) -> Result<()> {
+        match self {
+            AnyForge::Github(f) => f.mark_ready(number).await,
+        }
+    }
     pub async fn merge_pr(&self, number: u64, sha: &str, method: &str) -> Result<MergeAnswer> {
         match self {
             AnyForge::Github(f) => f.merge_pr(number, sha, method).await,

@@ -398,10 +398,7 @@ async fn on_github(words: &[&str]) -> (Env, FakeGitHub) {
     let extra = format!(
         "[projects.shop]\nrepo = \"{}\"\nforge = \"github\"\n\n[projects.shop.merge_queue]\nmethod = \"squash\"\nchecks_timeout_secs = 30\nchecks_poll_secs = 1\n{}",
         env.remote.display(),
-        github_config("shop", &gh.url()).replace(
-            "[projects.shop.github]\n",
-            "[projects.shop.github]\ndraft = false\n"
-        )
+        github_config("shop", &gh.url())
     );
     env.write_config(&extra);
     gh.set_branch("main", &env.remote_git(&["rev-parse", "main"]));
@@ -508,6 +505,19 @@ async fn on_github_the_tested_head_merges_once_required_checks_pass() {
         .filter(|r| r.method == "PUT" && r.path.ends_with("/merge"))
         .collect();
     assert_eq!(merges.len(), 2, "delta was never asked to merge");
+    // codemill opened drafts; queued to merge, each was marked ready first (GraphQL).
+    let readied = gh
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path == "/graphql")
+        .filter(|r| {
+            r.body["query"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("markPullRequestReadyForReview")
+        })
+        .count();
+    assert_eq!(readied, 2, "the two merged drafts were marked ready");
     for (r, n) in merges.iter().zip([1, 2]) {
         let body = &r.body;
         assert_eq!(body["sha"], head(n).as_str());

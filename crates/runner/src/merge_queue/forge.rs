@@ -155,14 +155,14 @@ impl Runner {
             );
         }
         if pr.draft {
-            return out(
-                format!(
-                    "pull request #{number} is a draft on {}: mark it ready for review, then \
-                     merge again",
-                    forge.name()
+            // Queued by a person to merge: the draft codemill opened is ready now.
+            forge.mark_ready(number).await?;
+            self.emit(Progress::Info {
+                message: format!(
+                    "{}: marked pull request #{number} ready for review to merge it",
+                    entry.ticket
                 ),
-                false,
-            );
+            });
         }
         let checked = self
             .await_checks(forge, &entry.commit, required, settings, lost)

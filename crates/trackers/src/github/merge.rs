@@ -128,6 +128,45 @@ impl GitHub {
         Ok(states)
     }
 
+    /// Mark draft PR `number` ready for review (GitHub's REST API cannot; its GraphQL mutation
+    /// `markPullRequestReadyForReview` does). Asking again for a ready PR changes nothing.
+    pub async fn mark_ready(&self, number: u64) -> Result<()> {
+        let path = self.repo_path(&format!("/pulls/{number}"));
+        let pr = self.send(Req::get(&path)).await?;
+        let Some(node) = str_at(&pr.body, &["node_id"]) else {
+            return Err(Error::Protocol {
+                vendor: VENDOR,
+                message: format!("{path}: a pull request without `node_id`"),
+            });
+        };
+        // GitHub Enterprise serves GraphQL beside its REST root: `/api/v3` → `/api/graphql`.
+        let base = self.http.base().trim_end_matches('/');
+        let graphql = match base.strip_suffix("/api/v3") {
+            Some(host) => format!("{host}/api/graphql"),
+            None => format!("{base}/graphql"),
+        };
+        let query = "mutation($id: ID!) { markPullRequestReadyForReview(input: {pullRequestId: $id}) { pullRequest { isDraft } } }";
+        let answer = self
+            .send(
+                Req::post(graphql, json!({"query": query, "variables": {"id": node}})).idempotent(),
+            )
+            .await?;
+        if let Some(errors) = answer.body["errors"].as_array().filter(|e| !e.is_empty()) {
+            let messages: Vec<&str> = errors
+                .iter()
+                .filter_map(|e| e["message"].as_str())
+                .collect();
+            return Err(Error::Protocol {
+                vendor: VENDOR,
+                message: format!(
+                    "marking pull request #{number} ready for review: {}",
+                    messages.join("; ")
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// Merge PR `number` only if its head is still `sha`, with `method` (`merge`, `squash` or
     /// `rebase`). Not retried: a merge that timed out may have happened, and the queue looks at
     /// the PR again before it asks twice.

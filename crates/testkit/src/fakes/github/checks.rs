@@ -1,6 +1,7 @@
 //! Branches with protection, check runs and commit statuses: `GET /branches/{b}` (with the
 //! `protection.required_status_checks` GitHub shows readers), `GET /commits/{sha}/check-runs`,
-//! `GET /commits/{sha}/status`, and the test's hands on them. A merge into a protected branch is
+//! `GET /commits/{sha}/status`, the GraphQL mutation that marks a draft ready, and the test's
+//! hands on them. A merge into a protected branch is
 //! refused (405, GitHub's message) until every required check passed on the PR's head.
 
 use serde_json::{Value, json};
@@ -106,6 +107,40 @@ impl FakeState {
             200,
             json!({"state": state, "sha": sha, "total_count": statuses.len(), "statuses": statuses}),
         )
+    }
+
+    /// `POST /graphql`: only the mutation `markPullRequestReadyForReview` (the REST API cannot
+    /// un-draft a PR), by the PR's `node_id` in `variables.id`; answers GraphQL errors (200)
+    /// like GitHub for anything else.
+    pub(super) fn graphql(&mut self, json: &Value) -> Out {
+        let query = json
+            .get("query")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if !query.contains("markPullRequestReadyForReview") {
+            return Out::json(
+                200,
+                json!({"errors": [{"message": "this fake answers only markPullRequestReadyForReview"}]}),
+            );
+        }
+        let id = json["variables"]["id"].as_str().unwrap_or_default();
+        let found = self
+            .issues
+            .values_mut()
+            .find(|i| i.pr.is_some() && format!("PR_{}", i.id) == id);
+        match found.and_then(|i| i.pr.as_mut().map(|p| (i.number, p))) {
+            Some((number, p)) => {
+                p.draft = false;
+                Out::json(
+                    200,
+                    json!({"data": {"markPullRequestReadyForReview": {"pullRequest": {"isDraft": false, "number": number}}}}),
+                )
+            }
+            None => Out::json(
+                200,
+                json!({"data": {"markPullRequestReadyForReview": null}, "errors": [{"type": "NOT_FOUND", "path": ["markPullRequestReadyForReview"], "message": format!("Could not resolve to a node with the global id of '{id}'")}]}),
+            ),
+        }
     }
 
     /// The first required check of `base` that has not passed on `sha`, as GitHub words it.

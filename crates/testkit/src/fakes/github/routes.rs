@@ -168,6 +168,9 @@ impl FakeState {
             }
             return Out::json(200, user_json(&self.viewer));
         }
+        if seg.as_slice() == ["graphql"] && *method == Method::POST {
+            return self.graphql(&json);
+        }
         let ["repos", owner, repo, rest @ ..] = seg.as_slice() else {
             return not_found();
         };
