@@ -19,10 +19,9 @@ use chrono::Utc;
 use codemill_core::config::{Config, ForgeSettings};
 use codemill_core::ids::TicketKey;
 use codemill_core::merge_queue::Bisect;
-use codemill_core::pipeline::{Feedback, FeedbackKind, GateResult, JobEvent, TicketStatus};
+use codemill_core::pipeline::GateResult;
 use codemill_git::{Git, Merged};
 use codemill_store::{MergeEntry, MergeState, NewMergeEntry, Store};
-use codemill_trackers::ReplyTo;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
@@ -33,7 +32,8 @@ use crate::worker::{owner_here, owner_is_gone};
 use crate::workspace::QueueChecks;
 
 mod forge;
-use crate::{inbound, jobs};
+mod settle;
+use crate::jobs;
 
 /// How long a process holds a queue without renewing; renewed every third of it.
 const RUN_LEASE: Duration = Duration::from_secs(30);
@@ -531,182 +531,6 @@ impl Runner {
             .recheck_landed(clone, tip, candidate, &top.project)
             .await;
         Ok(true)
-    }
-
-    /// Announce an entry as merged (PR record, ticket done, a comment — each by marker or
-    /// idempotent), then settle it.
-    async fn settle_merged(
-        &self,
-        entry: &MergeEntry,
-        merged_as: Option<&str>,
-        gates: &[String],
-        by: &str,
-    ) -> Result<(), RunError> {
-        let key: TicketKey = entry.ticket.parse().map_err(|_| RunError::Outside {
-            project: entry.project.clone(),
-            message: format!("merge queue entry {} names no ticket", entry.id),
-        })?;
-        self.store
-            .set_pr_state(&entry.project, &entry.branch, "merged")
-            .await?;
-        self.store
-            .set_ticket_status(&key, TicketStatus::Done, &entry.enqueued_by)
-            .await?;
-        let tested = if gates.is_empty() {
-            String::new()
-        } else {
-            format!(
-                " Gates passed on the merged result before it landed: {}.",
-                gates
-                    .iter()
-                    .map(|g| format!("`{g}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        };
-        let body = match merged_as {
-            Some(sha) => format!(
-                "**Merged** `{}` into `{}` (now `{}`) through the merge queue, queued by {}.{tested}",
-                entry.branch,
-                entry.target,
-                short(sha),
-                entry.enqueued_by
-            ),
-            None => format!(
-                "**Merged**: `{}` already contained `{}` (marked by {by}).",
-                entry.target, entry.branch
-            ),
-        };
-        let marker = format!("codemill:merged:{}", entry.job);
-        self.store
-            .add_comment(&key, "codemill", Some(&marker), &body)
-            .await?;
-        self.store
-            .settle_merge(entry.id, MergeState::Merged, None, merged_as, Utc::now())
-            .await?;
-        Ok(())
-    }
-
-    /// What a fix round needs to resolve a conflict: the reason, and the target's side of each
-    /// conflicting file (the agent's sandbox holds only its own branch).
-    async fn conflict_feedback(
-        &self,
-        clone: &Path,
-        onto: &str,
-        target: &str,
-        reason: &str,
-        files: &[String],
-    ) -> String {
-        let mut body = format!(
-            "The merge queue could not land this branch: {reason}\n\nChange the branch so it \
-             merges cleanly into `{target}` and keeps both intents. What `{target}` holds now:\n"
-        );
-        for file in files.iter().take(MAX_CONFLICT_FILES) {
-            let text = match self.workspace.file_at(clone, onto, file).await {
-                Ok(Some(text)) => codemill_core::text::clip(&text, CONFLICT_FILE_CHARS),
-                Ok(None) => "(deleted there)".into(),
-                Err(e) => format!("(could not be read: {e})"),
-            };
-            body.push_str(&format!("\n`{file}`:\n```\n{}\n```\n", text.trim_end()));
-        }
-        body
-    }
-
-    /// Take an entry out of the queue with the reason on its ticket; its PR stays open. With
-    /// `fix`, the ticket's job runs a fix round on its branch (as for PR feedback) with that
-    /// text as the feedback, and is queued again by a person once it ends.
-    async fn eject(
-        &self,
-        entry: &MergeEntry,
-        reason: &str,
-        fix: Option<String>,
-    ) -> Result<(), RunError> {
-        let mut fixing = false;
-        if let Ok(key) = entry.ticket.parse::<TicketKey>() {
-            let id = format!("merge-queue:{}", entry.id);
-            if let Some(body) = fix {
-                let feedback = Feedback {
-                    id: id.clone(),
-                    kind: FeedbackKind::CheckFailed,
-                    author: "merge queue".into(),
-                    body,
-                    path: None,
-                    line: None,
-                    reply_to: None,
-                };
-                inbound::record(
-                    &self.store,
-                    &key,
-                    JobEvent::FeedbackReceived {
-                        feedback: vec![feedback],
-                    },
-                )
-                .await?;
-            }
-            // Decided from the job, not from this call: a retry after a crash records nothing
-            // new but the round still runs.
-            fixing = jobs::latest(&self.store, &key)
-                .await?
-                .is_some_and(|l| l.state.feedback_seen.contains(&id));
-            let next = if fixing {
-                format!(
-                    "A fix round runs on the branch now (a worker, or `codemill run {key}`); once \
-                     it ends, queue it again with `codemill merge {key}`."
-                )
-            } else {
-                format!(
-                    "Once the branch is fixed and its proposal approved again, queue it with \
-                     `codemill merge {key}`."
-                )
-            };
-            let body = format!(
-                "**Taken out of the merge queue** for `{}`: {reason}\n\nNothing was merged. {next}",
-                entry.target
-            );
-            let marker = format!("codemill:merge-ejected:{}", entry.id);
-            self.store
-                .add_comment(&key, "codemill", Some(&marker), &body)
-                .await?;
-            // On an outside forge the PR says it too (once, by marker).
-            let forge =
-                self.workspace
-                    .forge(&entry.project)
-                    .map_err(|message| RunError::Outside {
-                        project: entry.project.clone(),
-                        message,
-                    })?;
-            if let Some(forge) = forge {
-                let number = self.forge_pr_number(entry).await?;
-                forge
-                    .reply(number, ReplyTo::Conversation, &marker, &body)
-                    .await
-                    .map_err(|e| RunError::Outside {
-                        project: entry.project.clone(),
-                        message: e.to_string(),
-                    })?;
-            }
-        }
-        self.store
-            .settle_merge(
-                entry.id,
-                MergeState::Ejected,
-                Some(reason),
-                None,
-                Utc::now(),
-            )
-            .await?;
-        self.emit(Progress::Info {
-            message: format!(
-                "{}: taken out of the merge queue: {reason}{}",
-                entry.ticket,
-                if fixing {
-                    "; a fix round starts on its branch"
-                } else {
-                    ""
-                }
-            ),
-        });
-        Ok(())
     }
 
     /// Fault injection for crash tests: SIGKILL this process at `point`.
