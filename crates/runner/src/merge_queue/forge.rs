@@ -79,8 +79,8 @@ impl Runner {
             match landed {
                 Landed::Merged(sha) => {
                     self.crash_point("pushed").await;
-                    self.settle_merged(entry, sha.as_deref(), gates, by).await?;
-                    // The job follows its PR: it announces the merge and finishes.
+                    // The job follows its PR: it announces the merge and finishes. Told before
+                    // the entry is settled, so a crash between the two tells it on the retry.
                     if let Ok(key) = entry.ticket.parse::<TicketKey>() {
                         inbound::record(
                             &self.store,
@@ -92,6 +92,7 @@ impl Runner {
                         )
                         .await?;
                     }
+                    self.settle_merged(entry, sha.as_deref(), gates, by).await?;
                     settled += 1;
                 }
                 Landed::Out { reason, fixable } => {
