@@ -24,26 +24,28 @@ pub fn json() -> bool {
     JSON.load(Ordering::Relaxed)
 }
 
-/// Start logging to stderr in `format` (`CODEMILL_LOG` filters; `warn` by default).
-pub fn init(json_lines: bool) {
+/// Start logging to stderr in `format` (`CODEMILL_LOG` filters; `warn` by default), and hand
+/// spans to `traces` when given (it filters for itself, so traces do not depend on the log level).
+pub fn init(json_lines: bool, traces: Option<crate::telemetry::TraceLayer>) {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_env("CODEMILL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let registry = tracing_subscriber::registry().with(traces);
     if json_lines {
         let filter = match format!("{SAID}=info").parse() {
             Ok(said) => filter.add_directive(said),
             Err(_) => filter,
         };
         JSON.store(true, Ordering::Relaxed);
-        tracing_subscriber::registry()
-            .with(filter)
-            .with(JsonLines)
-            .init();
+        registry.with(JsonLines.with_filter(filter)).init();
     } else {
-        tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_filter(filter),
+            )
             .init();
     }
 }

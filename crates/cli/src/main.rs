@@ -13,6 +13,7 @@ mod mcp;
 mod output;
 mod progress;
 mod service;
+mod telemetry;
 
 /// codemill turns issue-tracker tickets into reviewed pull requests.
 #[derive(Debug, Parser)]
@@ -371,7 +372,26 @@ pub enum TicketCommand {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    logs::init(cli.log_format == LogFormat::Json);
+    // Traces need the home's `[telemetry]` before the first span; a home that cannot be read
+    // is reported by the command itself.
+    let telemetry = commands::home_of(cli.home.clone())
+        .load_config()
+        .map(|c| c.telemetry)
+        .unwrap_or_default();
+    let (traces, layer, warning) = match telemetry::Traces::start(&telemetry) {
+        Ok(Some((traces, layer))) => (Some(traces), Some(layer), None),
+        Ok(None) => (None, None, None),
+        // The command itself can still do its work; it says why nothing is traced.
+        Err(e) => (
+            None,
+            None,
+            Some(format!("warning: {e:#}; no traces are sent")),
+        ),
+    };
+    logs::init(cli.log_format == LogFormat::Json, layer);
+    if let Some(warning) = warning {
+        output::err(&warning);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -382,11 +402,17 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(commands::dispatch(cli)) {
+    let code = match runtime.block_on(commands::dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
             output::error(&format!("{e:#}"));
             std::process::ExitCode::FAILURE
         }
+    };
+    // Spans end as their tasks are dropped with the runtime; then the last batch goes out.
+    drop(runtime);
+    if let Some(traces) = traces {
+        traces.shutdown();
     }
+    code
 }

@@ -14,6 +14,7 @@ mod merge;
 mod policy;
 mod service;
 mod stages;
+mod telemetry;
 mod web;
 
 #[cfg(test)]
@@ -32,6 +33,7 @@ pub use merge::{MAX_BATCH, MergeMethod, MergeQueueSettings};
 pub use policy::{GateSpec, RepoPolicy, detect_gates};
 pub use service::{Config, ProjectConfig, Retention};
 pub use stages::{ResolvedAgent, StageAgent, StageMap};
+pub use telemetry::{TelemetryConfig, parse_headers as parse_telemetry_headers};
 pub use web::{OidcConfig, ROLES, WebConfig};
 
 /// A configuration file that could not be used.

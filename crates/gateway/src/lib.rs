@@ -117,6 +117,9 @@ struct Live {
     settled: tokio::sync::Notify,
     /// Fired when a budget refuses a request, so the step can stop its agent.
     refused: CancellationToken,
+    /// The span of the step the pass was granted in: each model request's span hangs under
+    /// it, so a request shows in its job's trace.
+    span: tracing::Span,
 }
 
 impl Live {
@@ -255,7 +258,8 @@ impl Gateway {
         &self.url
     }
 
-    /// A new pass for one step. Its token works until the pass is dropped.
+    /// A new pass for one step, whose requests are traced under the current span. Its token
+    /// works until the pass is dropped.
     pub fn grant(&self, grant: Grant) -> Pass {
         let bytes: [u8; 32] = rand::random();
         let token = format!("cmgw-{}", hex::encode(bytes));
@@ -265,6 +269,7 @@ impl Gateway {
             inflight: Mutex::new(0),
             settled: tokio::sync::Notify::new(),
             refused: CancellationToken::new(),
+            span: tracing::Span::current(),
         });
         self.inner
             .passes

@@ -77,6 +77,23 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
     }
     let api = live.grant.upstream.api;
     let started = Instant::now();
+    // The model request in the job's trace (GenAI conventions); named once the model is known.
+    let span = tracing::info_span!(
+        parent: &live.span,
+        "model_request",
+        otel.name = %format!("{} {}", api.gen_ai_operation(), live.grant.model),
+        otel.kind = "client",
+        gen_ai.operation.name = api.gen_ai_operation(),
+        gen_ai.provider.name = api.gen_ai_provider(),
+        gen_ai.request.model = %live.grant.model,
+        gen_ai.response.model = tracing::field::Empty,
+        gen_ai.usage.input_tokens = tracing::field::Empty,
+        gen_ai.usage.output_tokens = tracing::field::Empty,
+        cost_usd = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+        error.r#type = tracing::field::Empty,
+        refused = tracing::field::Empty,
+    );
     if let Some(refusal) = over_budget(&inner, &live).await {
         let refusal = match refusal {
             Ok(r) => r,
@@ -101,6 +118,7 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
                 streamed: false,
                 latency: started.elapsed(),
                 refused: Some(refusal.budget.clone()),
+                span,
             },
         )
         .await;
@@ -109,7 +127,7 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
         return error(api, StatusCode::BAD_REQUEST, Kind::Budget, &message);
     }
     live.begin();
-    let response = forward(&inner, &live, request, started).await;
+    let response = forward(&inner, &live, request, started, span).await;
     // `forward` hands the in-flight mark to the answer's body when there is one.
     match response {
         Ok(response) => response,
@@ -283,6 +301,7 @@ async fn forward(
     live: &Arc<Live>,
     request: Request,
     started: Instant,
+    span: tracing::Span,
 ) -> Result<Response, Response> {
     let upstream = &live.grant.upstream;
     let api = upstream.api;
@@ -297,6 +316,10 @@ async fn forward(
     })?;
     let (bytes, model) = prepare_body(api, parts.uri.path(), bytes);
     let model = model.unwrap_or_else(|| live.grant.model.clone());
+    if model != live.grant.model {
+        span.record("gen_ai.request.model", model.as_str());
+        span.record("otel.name", format!("{} {model}", api.gen_ai_operation()));
+    }
     let path_and_query = match parts.uri.query() {
         Some(q) => {
             let kept: Vec<&str> = q.split('&').filter(|p| !p.starts_with("key=")).collect();
@@ -360,6 +383,7 @@ async fn forward(
                     streamed: false,
                     latency: started.elapsed(),
                     refused: None,
+                    span,
                 },
             )
             .await;
@@ -391,6 +415,7 @@ async fn forward(
         status: status.as_u16(),
         streamed,
         started,
+        span,
     };
     let stream =
         futures_util::stream::unfold(Some((answer.bytes_stream(), meter)), |state| async move {
@@ -490,6 +515,7 @@ struct Meter {
     status: u16,
     streamed: bool,
     started: Instant,
+    span: tracing::Span,
 }
 
 impl Meter {
@@ -508,6 +534,7 @@ impl Meter {
             streamed: self.streamed,
             latency: self.started.elapsed(),
             refused: None,
+            span: self.span.clone(),
         })
     }
 
@@ -544,6 +571,8 @@ struct Recorded {
     streamed: bool,
     latency: Duration,
     refused: Option<String>,
+    /// The request's span; the usage and cost are recorded on it.
+    span: tracing::Span,
 }
 
 /// Prices a request, adds it to the pass's metering, and returns its row.
@@ -554,6 +583,20 @@ fn account(live: &Live, r: &Recorded) -> ModelCall {
         .price(&r.model)
         .or_else(|| grant.prices.price(&grant.model));
     let cost_usd = price.map_or(0.0, |p| p.cost(&r.usage));
+    r.span.record("gen_ai.response.model", r.model.as_str());
+    r.span
+        .record("gen_ai.usage.input_tokens", r.usage.input_tokens as i64);
+    r.span
+        .record("gen_ai.usage.output_tokens", r.usage.output_tokens as i64);
+    r.span.record("cost_usd", cost_usd);
+    r.span
+        .record("http.response.status_code", i64::from(r.status));
+    if let Some(budget) = &r.refused {
+        r.span.record("refused", budget.as_str());
+        r.span.record("error.type", "budget_exceeded");
+    } else if r.status >= 400 {
+        r.span.record("error.type", r.status.to_string());
+    }
     if r.refused.is_none() {
         let mut metered = live.lock();
         metered.usage += r.usage;

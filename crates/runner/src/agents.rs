@@ -1,6 +1,7 @@
 //! Agent steps: building each stage's brief, running the stage's agent, reading its structured
 //! answer (with one repair request), and turning it into a journal event.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +19,7 @@ use codemill_core::triage::{decide, parse_decisions, policy_decisions};
 use codemill_gateway::{Egress, Grant, Scope, Upstream};
 use codemill_store::{Lease, Ticket};
 use secrecy::SecretString;
+use tracing::Instrument;
 
 use codemill_core::text::clip;
 
@@ -187,6 +189,54 @@ impl AgentPool {
         resume: Option<String>,
         attempt: &str,
     ) -> Result<Result<Ran, String>, RunError> {
+        let span = crate::telemetry::agent_span(
+            backend.name(),
+            resolved.provider.api.gen_ai_provider(),
+            &resolved.model,
+            step.stage.as_str(),
+            step.round,
+            step.angle.as_deref(),
+        );
+        let ran = self
+            .run_once_in(step, resolved, backend, workdir, prompt, resume, attempt)
+            .instrument(span.clone())
+            .await;
+        match &ran {
+            Ok(Ok(ran)) => {
+                span.record(
+                    "gen_ai.usage.input_tokens",
+                    ran.run.usage.input_tokens as i64,
+                );
+                span.record(
+                    "gen_ai.usage.output_tokens",
+                    ran.run.usage.output_tokens as i64,
+                );
+                span.record("cost_usd", ran.cost_usd);
+                span.record("outcome", ran.run.outcome.describe());
+            }
+            Ok(Err(why)) => {
+                span.record("outcome", why.as_str());
+            }
+            Err(e) => {
+                span.record("outcome", e.to_string());
+            }
+        }
+        ran
+    }
+
+    /// [`Self::run_once`] inside its `invoke_agent` span: the gateway pass and the tool spans
+    /// hang under it.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_once_in(
+        &self,
+        step: &Step<'_>,
+        resolved: &ResolvedAgent,
+        backend: &dyn Agent,
+        workdir: &Path,
+        prompt: String,
+        resume: Option<String>,
+        attempt: &str,
+    ) -> Result<Result<Ran, String>, RunError> {
         let upstream = match self.endpoint_for(&resolved.provider) {
             Ok(e) => e,
             Err(e) => return Ok(Err(e.to_string())),
@@ -297,11 +347,30 @@ impl AgentPool {
                 round: step.round,
                 angle: step.angle.clone(),
             };
+            let agent_span = tracing::Span::current();
             tokio::spawn(async move {
                 // Stored in small batches for live pages; the progress sink gets every event.
                 let mut batch = Vec::new();
                 let mut last_write = Instant::now();
+                // A tool's span runs from its call to its result.
+                let mut tools: HashMap<String, tracing::Span> = HashMap::new();
                 while let Some(event) = rx.recv().await {
+                    match &event {
+                        AgentEvent::ToolCall { id, name, .. } => {
+                            tools.insert(
+                                id.clone(),
+                                crate::telemetry::tool_span(&agent_span, name, id),
+                            );
+                        }
+                        AgentEvent::ToolResult { id, is_error, .. } => {
+                            if let Some(span) = tools.remove(id)
+                                && *is_error
+                            {
+                                span.record("error.type", "tool_error");
+                            }
+                        }
+                        _ => {}
+                    }
                     batch.push((chrono::Utc::now(), event.clone()));
                     if let Some(s) = &sink {
                         let _ = s.send(Progress::Agent { stage, event });

@@ -235,14 +235,23 @@ impl Runner {
         ticket: &Ticket,
         lease: &Lease,
     ) -> Result<JobState, RunError> {
-        // Every log line of the job carries its id, ticket and trace id.
-        let span = tracing::info_span!(
-            "job",
-            job = %job,
-            ticket = %ticket.key,
-            trace_id = %job.trace_id()
-        );
-        self.drive_in(job, ticket, lease).instrument(span).await
+        // Every log line of the job carries its id, ticket and trace id; the span is the root
+        // of this drive in the job's trace.
+        let span = crate::telemetry::job_span(job, &ticket.key.to_string());
+        let result = self
+            .drive_in(job, ticket, lease)
+            .instrument(span.clone())
+            .await;
+        if let Ok(state) = &result {
+            span.record("stage", state.stage.as_str());
+            span.record("cost_usd", state.cost_usd);
+            span.record("gen_ai.usage.input_tokens", state.usage.input_tokens as i64);
+            span.record(
+                "gen_ai.usage.output_tokens",
+                state.usage.output_tokens as i64,
+            );
+        }
+        result
     }
 
     async fn drive_in(
@@ -283,7 +292,7 @@ impl Runner {
                         effect: effect.name(),
                         round: state.round,
                     });
-                    let stage = tracing::info_span!("stage", stage = %state.stage.as_str());
+                    let stage = crate::telemetry::stage_span(state.stage.as_str(), &effect.name());
                     let event = async {
                         tracing::info!(effect = %effect.name(), "step started");
                         let event = self

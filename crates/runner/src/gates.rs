@@ -8,6 +8,7 @@ use codemill_core::config::{ConfigError, GateSpec, RepoPolicy, detect_gates};
 use codemill_core::ids::JobId;
 use codemill_core::pipeline::{Effect, GateResult, JobEvent};
 use codemill_process::{ExecPolicy, ProcessError};
+use tracing::Instrument;
 
 use crate::effects::failed;
 use crate::guard::Boundary;
@@ -49,7 +50,23 @@ pub async fn run_gates(
 ) -> Vec<GateResult> {
     let mut results = Vec::with_capacity(gates.len());
     for gate in gates {
-        results.push(run_gate(worktree, gate, default_timeout, output_cap, policy).await);
+        let span = tracing::info_span!(
+            "gate",
+            otel.name = %format!("gate {}", gate.name),
+            gate = %gate.name,
+            passed = tracing::field::Empty,
+            exit_code = tracing::field::Empty,
+            timed_out = tracing::field::Empty,
+        );
+        let result = run_gate(worktree, gate, default_timeout, output_cap, policy)
+            .instrument(span.clone())
+            .await;
+        span.record("passed", result.passed);
+        span.record("timed_out", result.timed_out);
+        if let Some(code) = result.exit_code {
+            span.record("exit_code", code);
+        }
+        results.push(result);
     }
     results
 }

@@ -18,6 +18,7 @@ use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use codemill_core::text::{clip, log_safe};
 
@@ -243,7 +244,24 @@ impl HttpClient {
         loop {
             attempt += 1;
             self.wait_turn().await;
-            let outcome = self.once(req, auth).await;
+            let span = self.request_span(req, attempt);
+            let outcome = self.once(req, auth).instrument(span.clone()).await;
+            match &outcome {
+                Ok(answer) => {
+                    span.record("http.response.status_code", i64::from(answer.status));
+                }
+                Err(Failure::RateLimited { error, .. })
+                | Err(Failure::Retryable { error, .. })
+                | Err(Failure::Final(error)) => {
+                    if let Error::Status { status, .. } = error {
+                        span.record("http.response.status_code", i64::from(*status));
+                        span.record("error.type", status.to_string());
+                    } else {
+                        span.record("error.type", "transport");
+                    }
+                }
+            }
+            drop(span);
             let last = attempt >= self.policy.attempts;
             match outcome {
                 Ok(answer) => return Ok(answer),
@@ -266,6 +284,29 @@ impl HttpClient {
                 Err(Failure::Final(error)) => return Err(error),
             }
         }
+    }
+
+    /// One attempt at an outside request, as an HTTP client span of the job's trace. Only the
+    /// path is named (never the query, which may carry search text).
+    fn request_span(&self, req: &Req, attempt: u32) -> tracing::Span {
+        let host = self
+            .base
+            .split("://")
+            .nth(1)
+            .and_then(|rest| rest.split(['/', ':']).next())
+            .unwrap_or("");
+        tracing::info_span!(
+            "outside_request",
+            otel.name = %format!("{} {}", req.method, self.vendor),
+            otel.kind = "client",
+            http.request.method = %req.method,
+            server.address = %host,
+            url.path = %log_safe(req.path.split('?').next().unwrap_or("")),
+            vendor = self.vendor,
+            attempt = i64::from(attempt),
+            http.response.status_code = tracing::field::Empty,
+            error.r#type = tracing::field::Empty,
+        )
     }
 
     async fn once(&self, req: &Req, auth: &Auth) -> std::result::Result<Answer, Failure> {

@@ -26,4 +26,5 @@ mod review;
 mod security;
 mod serve;
 mod service_crash;
+mod telemetry;
 mod worker;

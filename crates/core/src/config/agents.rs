@@ -74,6 +74,24 @@ impl ProviderApi {
             ProviderApi::Demo => "demo",
         }
     }
+
+    /// `gen_ai.provider.name` of OpenTelemetry's GenAI conventions for this wire format.
+    pub fn gen_ai_provider(&self) -> &'static str {
+        match self {
+            ProviderApi::Anthropic => "anthropic",
+            ProviderApi::OpenaiChat | ProviderApi::OpenaiResponses => "openai",
+            ProviderApi::Gemini => "gcp.gemini",
+            ProviderApi::Demo => "codemill.demo",
+        }
+    }
+
+    /// `gen_ai.operation.name` of one request in this wire format.
+    pub fn gen_ai_operation(&self) -> &'static str {
+        match self {
+            ProviderApi::Gemini => "generate_content",
+            _ => "chat",
+        }
+    }
 }
 
 /// A model provider endpoint; the key is named, never stored.

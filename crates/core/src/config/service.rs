@@ -44,6 +44,7 @@ struct RawFile {
     sandbox: guard::RawSandbox,
     budgets: Budgets,
     web: super::WebConfig,
+    telemetry: super::TelemetryConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -191,6 +192,8 @@ pub struct Config {
     pub budgets: Budgets,
     /// `[web]`: the dashboard's single sign-on.
     pub web: super::WebConfig,
+    /// `[telemetry]`: OpenTelemetry traces over OTLP/HTTP.
+    pub telemetry: super::TelemetryConfig,
 }
 
 /// Values that parse but make no sense: refused with the key that holds them.
@@ -344,6 +347,7 @@ impl Config {
         }
         raw.budgets.check(&name, "budgets")?;
         raw.web.check(&name)?;
+        raw.telemetry.check(&name)?;
         let sandbox = raw.sandbox.resolve(&name)?;
         let mut projects = BTreeMap::new();
         for (pname, p) in raw.projects {
@@ -448,6 +452,7 @@ impl Config {
             sandbox,
             budgets: raw.budgets,
             web: raw.web,
+            telemetry: raw.telemetry,
         })
     }
 

@@ -3,13 +3,15 @@
 //! request for field-by-field assertions, and can inject faults (an error after the write was
 //! applied, an error before it, a 429 with `Retry-After`). Beside them, the receivers of
 //! notifications: Slack, Telegram and a webhook (`chat`), and an SMTP server (`smtp`); and an
-//! OpenID Connect identity provider for the dashboard's single sign-on (`oidc`).
+//! OpenID Connect identity provider for the dashboard's single sign-on (`oidc`); and an
+//! OpenTelemetry collector's OTLP/HTTP trace receiver (`otlp`).
 
 pub mod chat;
 pub mod github;
 pub mod jira;
 pub mod linear;
 pub mod oidc;
+pub mod otlp;
 pub mod smtp;
 
 use std::collections::BTreeMap;
