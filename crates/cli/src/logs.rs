@@ -83,6 +83,8 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for JsonLines {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let mut fields = Fields::default();
         attrs.record(&mut fields);
+        // `otel.*` fields name and classify a span for the trace exporter; not log content.
+        fields.0.retain(|k, _| !k.starts_with("otel."));
         if let Some(span) = ctx.span(id) {
             span.extensions_mut().insert(fields);
         }
@@ -93,6 +95,7 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for JsonLines {
             && let Some(fields) = span.extensions_mut().get_mut::<Fields>()
         {
             values.record(fields);
+            fields.0.retain(|k, _| !k.starts_with("otel."));
         }
     }
 
