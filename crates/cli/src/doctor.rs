@@ -330,7 +330,7 @@ pub async fn run(mut opened: Opened, as_json: bool) -> Result<ExitCode> {
                 name: format!("project {name}"),
                 level: Level::Error,
                 detail: format!("{what}: {e}"),
-                hint: Some("export the variables the project's settings name (see README: Jira, GitHub and Linear)".into()),
+                hint: Some("export the variables the project's settings name (see README: Jira, GitHub, GitLab and Linear)".into()),
                 required: false,
             },
         });
@@ -339,10 +339,12 @@ pub async fn run(mut opened: Opened, as_json: bool) -> Result<ExitCode> {
                 TrackerSettings::Jira(j) => j.webhook.as_ref(),
                 TrackerSettings::Github(g) => g.webhook.as_ref(),
                 TrackerSettings::Linear(l) => l.webhook.as_ref(),
+                TrackerSettings::Gitlab(g) => g.webhook.as_ref(),
                 TrackerSettings::Local => None,
             },
             match &p.forge {
                 ForgeSettings::Github(g) => g.webhook.as_ref(),
+                ForgeSettings::Gitlab(g) => g.webhook.as_ref(),
                 ForgeSettings::Local => None,
             },
         ];

@@ -166,7 +166,8 @@ fn outside_hooks(config: &codemill_core::config::Config) -> Result<Vec<OutsideHo
     let mut add = |vendor: &str,
                    project: &str,
                    w: &Option<WebhookSettings>,
-                   github: Option<codemill_core::config::GithubSettings>|
+                   github: Option<codemill_core::config::GithubSettings>,
+                   gitlab: Option<codemill_core::config::GitlabSettings>|
      -> Result<()> {
         let Some(w) = w else { return Ok(()) };
         if hooks
@@ -187,18 +188,22 @@ fn outside_hooks(config: &codemill_core::config::Config) -> Result<Vec<OutsideHo
             auth: w.auth,
             secret: SecretString::from(secret),
             github,
+            gitlab,
         });
         Ok(())
     };
     for (name, p) in &config.projects {
         match &p.tracker {
             TrackerSettings::Local => {}
-            TrackerSettings::Jira(j) => add("jira", name, &j.webhook, None)?,
-            TrackerSettings::Github(g) => add("github", name, &g.webhook, Some(g.clone()))?,
-            TrackerSettings::Linear(l) => add("linear", name, &l.webhook, None)?,
+            TrackerSettings::Jira(j) => add("jira", name, &j.webhook, None, None)?,
+            TrackerSettings::Github(g) => add("github", name, &g.webhook, Some(g.clone()), None)?,
+            TrackerSettings::Linear(l) => add("linear", name, &l.webhook, None, None)?,
+            TrackerSettings::Gitlab(g) => add("gitlab", name, &g.webhook, None, Some(g.clone()))?,
         }
-        if let ForgeSettings::Github(g) = &p.forge {
-            add("github", name, &g.webhook, Some(g.clone()))?;
+        match &p.forge {
+            ForgeSettings::Local => {}
+            ForgeSettings::Github(g) => add("github", name, &g.webhook, Some(g.clone()), None)?,
+            ForgeSettings::Gitlab(g) => add("gitlab", name, &g.webhook, None, Some(g.clone()))?,
         }
     }
     Ok(hooks)

@@ -24,8 +24,8 @@ pub use guard::{Budgets, ProjectSandbox, SandboxConfig, SandboxMode};
 pub use notify::{NotifyChannel, NotifyOn, NotifyTarget, SmtpTls};
 
 pub use vendors::{
-    ForgeSettings, GithubApp, GithubSettings, JiraAuth, JiraSettings, LinearSettings, Roles,
-    StatusMap, TrackerSettings, WebhookAuthKind, WebhookSettings,
+    ForgeSettings, GithubApp, GithubSettings, GitlabSettings, JiraAuth, JiraSettings,
+    LinearSettings, Roles, StatusMap, TrackerSettings, WebhookAuthKind, WebhookSettings,
 };
 
 pub use agents::{AgentConfig, Backend, ProviderApi, ProviderConfig};

@@ -45,6 +45,17 @@ impl HttpAuth {
         }
     }
 
+    /// GitLab's form for an access token (personal, project or group): Basic with the token as
+    /// the password of the `oauth2` user.
+    pub fn gitlab_token(url_prefix: &str, token: &SecretString) -> HttpAuth {
+        let basic = base64::engine::general_purpose::STANDARD
+            .encode(format!("oauth2:{}", token.expose_secret()));
+        HttpAuth {
+            url_prefix: url_prefix.to_owned(),
+            header: SecretString::from(format!("Authorization: Basic {basic}")),
+        }
+    }
+
     /// The command-scope config entries that carry the header, in order.
     ///
     /// An empty value first: git clears the list of extra headers on it, so a header left in a

@@ -611,6 +611,7 @@ pub async fn enqueue(
     let forge = config.projects.get(project).and_then(|p| match &p.forge {
         ForgeSettings::Local => None,
         ForgeSettings::Github(_) => Some("GitHub"),
+        ForgeSettings::Gitlab(_) => Some("GitLab"),
     });
     if let Some(forge) = forge
         && latest.state.pr_number.is_none()

@@ -8,6 +8,7 @@ use codemill_core::config::{ForgeSettings, ProjectConfig, TrackerSettings};
 use codemill_core::pipeline::TicketStatus;
 use codemill_core::untrusted;
 use codemill_trackers::github::{BranchTip, CheckState, GitHub, MergeAnswer};
+use codemill_trackers::gitlab::GitLab;
 use codemill_trackers::jira::Jira;
 use codemill_trackers::linear::Linear;
 use codemill_trackers::{
@@ -44,6 +45,7 @@ pub enum AnyTracker {
     Jira(Jira),
     Github(GitHub),
     Linear(Linear),
+    Gitlab(GitLab),
 }
 
 macro_rules! on_tracker {
@@ -52,6 +54,7 @@ macro_rules! on_tracker {
             AnyTracker::Jira(t) => t.$m($($a),*).await,
             AnyTracker::Github(t) => Tracker::$m(t, $($a),*).await,
             AnyTracker::Linear(t) => t.$m($($a),*).await,
+            AnyTracker::Gitlab(t) => Tracker::$m(t, $($a),*).await,
         }
     };
 }
@@ -62,6 +65,7 @@ impl AnyTracker {
             AnyTracker::Jira(_) => "jira",
             AnyTracker::Github(_) => "github",
             AnyTracker::Linear(_) => "linear",
+            AnyTracker::Gitlab(_) => "gitlab",
         }
     }
     pub async fn triggered(&self) -> Result<Vec<String>> {
@@ -92,6 +96,14 @@ impl AnyTracker {
 
 pub enum AnyForge {
     Github(GitHub),
+    Gitlab(GitLab),
+}
+
+/// The merge queue lands changes through GitHub's API or on the local forge only.
+fn no_queue_on(forge: &str) -> codemill_trackers::Error {
+    codemill_trackers::Error::Config(format!(
+        "the merge queue does not merge through {forge}: merge the merge request in {forge}, or use the local forge"
+    ))
 }
 
 impl AnyForge {
@@ -99,6 +111,7 @@ impl AnyForge {
     pub fn name(&self) -> &'static str {
         match self {
             AnyForge::Github(_) => "GitHub",
+            AnyForge::Gitlab(_) => "GitLab",
         }
     }
 
@@ -106,16 +119,19 @@ impl AnyForge {
     pub async fn git_token(&self) -> Result<secrecy::SecretString> {
         match self {
             AnyForge::Github(f) => f.git_token().await,
+            AnyForge::Gitlab(f) => Ok(f.git_token()),
         }
     }
     pub async fn pr(&self, number: u64) -> Result<PullRequest> {
         match self {
             AnyForge::Github(f) => f.pr(number).await,
+            AnyForge::Gitlab(f) => f.pr(number).await,
         }
     }
     pub async fn open_pr(&self, pr: &PrRequest<'_>) -> Result<PullRequest> {
         match self {
             AnyForge::Github(f) => f.open_pr(pr).await,
+            AnyForge::Gitlab(f) => f.open_pr(pr).await,
         }
     }
     pub async fn reply(
@@ -127,26 +143,31 @@ impl AnyForge {
     ) -> Result<()> {
         match self {
             AnyForge::Github(f) => f.reply(number, to, marker, markdown).await,
+            AnyForge::Gitlab(f) => f.reply(number, to, marker, markdown).await,
         }
     }
     pub async fn branch_tip(&self, branch: &str) -> Result<BranchTip> {
         match self {
             AnyForge::Github(f) => f.branch_tip(branch).await,
+            AnyForge::Gitlab(_) => Err(no_queue_on("GitLab")),
         }
     }
     pub async fn check_states(&self, sha: &str) -> Result<BTreeMap<String, CheckState>> {
         match self {
             AnyForge::Github(f) => f.check_states(sha).await,
+            AnyForge::Gitlab(_) => Err(no_queue_on("GitLab")),
         }
     }
     pub async fn mark_ready(&self, number: u64) -> Result<()> {
         match self {
             AnyForge::Github(f) => f.mark_ready(number).await,
+            AnyForge::Gitlab(_) => Err(no_queue_on("GitLab")),
         }
     }
     pub async fn merge_pr(&self, number: u64, sha: &str, method: &str) -> Result<MergeAnswer> {
         match self {
             AnyForge::Github(f) => f.merge_pr(number, sha, method).await,
+            AnyForge::Gitlab(_) => Err(no_queue_on("GitLab")),
         }
     }
 }
@@ -165,10 +186,12 @@ impl Outside {
             TrackerSettings::Jira(s) => Some(AnyTracker::Jira(Jira::new(s, env, policy)?)),
             TrackerSettings::Github(s) => Some(AnyTracker::Github(GitHub::new(s, env, policy)?)),
             TrackerSettings::Linear(s) => Some(AnyTracker::Linear(Linear::new(s, env, policy)?)),
+            TrackerSettings::Gitlab(s) => Some(AnyTracker::Gitlab(GitLab::new(s, env, policy)?)),
         };
         let forge = match &project.forge {
             ForgeSettings::Local => None,
             ForgeSettings::Github(s) => Some(AnyForge::Github(GitHub::new(s, env, policy)?)),
+            ForgeSettings::Gitlab(s) => Some(AnyForge::Gitlab(GitLab::new(s, env, policy)?)),
         };
         Ok(Outside {
             tracker: tracker.map(Arc::new),
@@ -273,6 +296,10 @@ pub fn is_triggered(settings: &TrackerSettings, issue: &Issue) -> bool {
         }
         TrackerSettings::Linear(l) => {
             issue.status.eq_ignore_ascii_case(&l.trigger_state) && has(&l.trigger_label)
+        }
+        // GitLab label names are case-sensitive.
+        TrackerSettings::Gitlab(g) => {
+            issue.status == "opened" && issue.labels.contains(&g.trigger_label)
         }
     }
 }

@@ -106,9 +106,15 @@ impl Workspace {
             return Ok(self.git.clone());
         };
         let token = forge.git_token().await?;
-        Ok(self
-            .git
-            .with_http_auth(Some(codemill_git::HttpAuth::github_token(&prefix, &token))))
+        let auth = match forge.as_ref() {
+            crate::outside::AnyForge::Gitlab(_) => {
+                codemill_git::HttpAuth::gitlab_token(&prefix, &token)
+            }
+            crate::outside::AnyForge::Github(_) => {
+                codemill_git::HttpAuth::github_token(&prefix, &token)
+            }
+        };
+        Ok(self.git.with_http_auth(Some(auth)))
     }
 
     /// The project's clone fetched now and a fresh worktree of the ticket's branch at the tip of

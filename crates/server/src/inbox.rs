@@ -146,7 +146,7 @@ async fn handle(
     let event = row
         .headers
         .iter()
-        .find(|(n, _)| n == "x-github-event")
+        .find(|(n, _)| n == "x-github-event" || n == "x-gitlab-event")
         .map(|(_, v)| v.as_str())
         .unwrap_or_default();
     let hint = match outside::parse(hook, event, &row.body) {

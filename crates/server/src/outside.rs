@@ -1,7 +1,8 @@
-//! `POST /webhooks/{vendor}/{project}`: deliveries from Jira, GitHub and Linear for one project.
+//! `POST /webhooks/{vendor}/{project}`: deliveries from Jira, GitHub, GitLab and Linear for one
+//! project.
 //!
 //! Each project's hook has its own secret and scheme: GitHub `X-Hub-Signature-256`
-//! (HMAC-SHA256), Linear `Linear-Signature` (HMAC-SHA256, timestamp within a minute), Jira an
+//! (HMAC-SHA256), GitLab `X-Gitlab-Token` (the secret itself, compared in constant time), Linear `Linear-Signature` (HMAC-SHA256, timestamp within a minute), Jira an
 //! HMAC `X-Hub-Signature`, a static token or a JWT, as configured. The signature is checked
 //! before the body is parsed. A verified delivery that asks for something is stored in the inbox
 //! and answered at once; the inbox processor ([`crate::inbox`]) hands it to the control, which
@@ -25,7 +26,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use codemill_core::config::{GithubSettings, WebhookAuthKind};
+use codemill_core::config::{GithubSettings, GitlabSettings, WebhookAuthKind};
 use codemill_store::{Delivery, Recorded};
 use codemill_trackers::webhook::Hint;
 use secrecy::{ExposeSecret, SecretString};
@@ -46,7 +47,7 @@ pub(crate) fn label(vendor: &str) -> &'static str {
 }
 
 /// The vendors with per-project webhooks.
-pub const VENDORS: &[&str] = &["jira", "github", "linear"];
+pub const VENDORS: &[&str] = &["jira", "github", "gitlab", "linear"];
 
 /// One project's webhook from one vendor.
 #[derive(Clone)]
@@ -58,6 +59,8 @@ pub struct OutsideHook {
     pub secret: SecretString,
     /// GitHub only: the settings that say what a trigger is (label, assignee, bot login).
     pub github: Option<GithubSettings>,
+    /// GitLab only: the trigger label and the bot's username.
+    pub gitlab: Option<GitlabSettings>,
 }
 
 impl std::fmt::Debug for OutsideHook {
@@ -74,6 +77,8 @@ impl std::fmt::Debug for OutsideHook {
 fn delivery_header(vendor: &str) -> &'static str {
     match vendor {
         "github" => "x-github-delivery",
+        // Kept by GitLab when it retries a delivery.
+        "gitlab" => "idempotency-key",
         "linear" => "linear-delivery",
         _ => "x-atlassian-webhook-identifier",
     }
@@ -128,6 +133,7 @@ async fn handle(
     let now = Utc::now();
     match hook.vendor.as_str() {
         "github" => codemill_trackers::github::verify_webhook(secret, headers, &body),
+        "gitlab" => codemill_trackers::gitlab::verify_webhook(secret, headers),
         "linear" => codemill_trackers::linear::verify_webhook(secret, headers, &body, now),
         _ => codemill_trackers::jira::verify_webhook(hook.auth, secret, headers, &body, now),
     }
@@ -144,7 +150,14 @@ async fn handle(
             )),
         ));
     }
-    let delivery_id = header(headers, delivery_header(&hook.vendor)).map(str::to_string);
+    let delivery_id = header(headers, delivery_header(&hook.vendor))
+        // GitLab before 17.4 sends no Idempotency-Key; its event UUID names the delivery.
+        .or_else(|| {
+            (hook.vendor == "gitlab")
+                .then(|| header(headers, "x-gitlab-event-uuid"))
+                .flatten()
+        })
+        .map(str::to_string);
     // GitHub sends the id with every delivery and keeps it on redelivery; without it a
     // redelivery could not be told from a new event.
     if hook.vendor == "github" && delivery_id.is_none() {
@@ -155,7 +168,16 @@ async fn handle(
             ),
         ));
     }
-    let event = header(headers, "x-github-event").unwrap_or_default();
+    let event_header = if hook.vendor == "gitlab" {
+        "x-gitlab-event"
+    } else {
+        "x-github-event"
+    };
+    let event = headers
+        .get(event_header)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .unwrap_or_default();
     let hint = parse(hook, event, &body).map_err(|e| {
         refuse(
             "bad_request",
@@ -173,7 +195,7 @@ async fn handle(
     let kept: Vec<(&str, &str)> = if event.is_empty() {
         Vec::new()
     } else {
-        vec![("x-github-event", event)]
+        vec![(event_header, event)]
     };
     let delivery = Delivery {
         provider: &provider,
@@ -209,7 +231,8 @@ fn sha256_hex(body: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(body))
 }
 
-/// What a verified delivery of `hook` says; `event` is GitHub's `X-GitHub-Event`. Pure: the
+/// What a verified delivery of `hook` says; `event` is GitHub's `X-GitHub-Event` or GitLab's
+/// `X-Gitlab-Event`. Pure: the
 /// handler parses to answer a malformed or irrelevant delivery at once, the inbox again when it
 /// processes the stored delivery.
 pub(crate) fn parse(hook: &OutsideHook, event: &str, body: &[u8]) -> Result<Hint, String> {
@@ -220,6 +243,13 @@ pub(crate) fn parse(hook: &OutsideHook, event: &str, body: &[u8]) -> Result<Hint
                 .as_ref()
                 .ok_or_else(|| "GitHub hook without settings".to_string())?;
             codemill_trackers::github::parse_webhook(event, body, settings)
+        }
+        "gitlab" => {
+            let settings = hook
+                .gitlab
+                .as_ref()
+                .ok_or_else(|| "GitLab hook without settings".to_string())?;
+            codemill_trackers::gitlab::parse_webhook(event, body, settings)
         }
         "linear" => codemill_trackers::linear::parse_webhook(body),
         _ => codemill_trackers::jira::parse_webhook(body),

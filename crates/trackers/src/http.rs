@@ -417,8 +417,10 @@ enum Failure {
 pub fn rate_limit_wait(status: StatusCode, headers: &HeaderMap) -> Option<Duration> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let retry_after = header("retry-after").and_then(parse_retry_after);
-    let exhausted = header("x-ratelimit-remaining").is_some_and(|v| v.trim() == "0");
-    let reset = header("x-ratelimit-reset").and_then(parse_reset);
+    // GitHub and Jira say `X-RateLimit-*`, GitLab `RateLimit-*`.
+    let either = |name: &str| header(&format!("x-{name}")).or_else(|| header(name));
+    let exhausted = either("ratelimit-remaining").is_some_and(|v| v.trim() == "0");
+    let reset = either("ratelimit-reset").and_then(parse_reset);
     match status.as_u16() {
         429 => Some(retry_after.or(reset).unwrap_or(Duration::from_secs(1))),
         403 if retry_after.is_some() || exhausted => {

@@ -1,5 +1,5 @@
-//! The tracker and forge seams and their outside implementations: Jira Cloud/Data Center, GitHub
-//! and Linear. Every client speaks the vendor's documented wire format through one retrying HTTP
+//! The tracker and forge seams and their outside implementations: Jira Cloud/Data Center,
+//! GitHub, GitLab and Linear. Every client speaks the vendor's documented wire format through one retrying HTTP
 //! client ([`http`]); every write looks before it acts (comment by marker, PR by branch, issue by
 //! marker), so a retry after an error that had in fact succeeded creates nothing twice.
 //!
@@ -7,6 +7,7 @@
 //! (`codemill_core::untrusted`) before any of it reaches an agent.
 
 pub mod github;
+pub mod gitlab;
 pub mod http;
 pub mod jira;
 pub mod linear;

@@ -58,3 +58,14 @@ pub fn verify_hmac(secret: &[u8], body: &[u8], tag: &[u8]) -> Result<(), VerifyE
     mac.update(body);
     mac.verify_slice(tag).map_err(|_| VerifyError::Mismatch)
 }
+
+/// Equal without an early exit: both sides are hashed first, so neither the length nor the
+/// first differing byte shows in the timing (for static webhook tokens).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use sha2::{Digest, Sha256};
+    let (x, y) = (Sha256::digest(a), Sha256::digest(b));
+    x.iter()
+        .zip(y.iter())
+        .fold(0u8, |acc, (p, q)| acc | (p ^ q))
+        == 0
+}

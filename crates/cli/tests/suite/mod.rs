@@ -8,6 +8,7 @@ mod clis;
 mod crash;
 mod demo;
 mod doctor;
+mod gitlab;
 mod harness;
 mod jira_linear;
 mod knowledge;

@@ -11,10 +11,10 @@ use crate::cost::{Price, PriceTable};
 
 use super::agents::incompatible;
 use super::{
-    AgentConfig, Backend, Budgets, ConfigError, ForgeSettings, GithubSettings, JiraAuth,
-    JiraSettings, LinearSettings, MergeQueueSettings, NotifyChannel, ProjectSandbox, ProviderApi,
-    ProviderConfig, Roles, SandboxConfig, TrackerSettings, WebhookSettings, guard, notify,
-    toml_error, vendors,
+    AgentConfig, Backend, Budgets, ConfigError, ForgeSettings, GithubSettings, GitlabSettings,
+    JiraAuth, JiraSettings, LinearSettings, MergeQueueSettings, NotifyChannel, ProjectSandbox,
+    ProviderApi, ProviderConfig, Roles, SandboxConfig, TrackerSettings, WebhookSettings, guard,
+    notify, toml_error, vendors,
 };
 
 /// What happens to a ticket's worktree when its job ends.
@@ -139,6 +139,8 @@ struct RawProject {
     github: Option<GithubSettings>,
     #[serde(default)]
     linear: Option<LinearSettings>,
+    #[serde(default)]
+    gitlab: Option<GitlabSettings>,
     #[serde(default)]
     roles: Roles,
     #[serde(default)]
@@ -538,6 +540,26 @@ fn vendor_settings(
         webhook("github", &g.webhook)?;
         Ok(g)
     };
+    let gitlab = |what: &str| -> Result<GitlabSettings, ConfigError> {
+        let g = p.gitlab.clone().ok_or_else(|| missing("gitlab", what))?;
+        url("gitlab.base_url", &g.base_url)?;
+        let project = g.project.trim();
+        let numeric = !project.is_empty() && project.bytes().all(|b| b.is_ascii_digit());
+        let path = project.split('/').count() >= 2 && project.split('/').all(|s| !s.is_empty());
+        if !numeric && !path {
+            return Err(ConfigError::at(
+                file,
+                &at("gitlab.project"),
+                format!(
+                    "expected the project's path with its namespace (\"group/name\") or its numeric id, found {:?}",
+                    g.project
+                ),
+            ));
+        }
+        env("gitlab.token_env", &g.token_env)?;
+        webhook("gitlab", &g.webhook)?;
+        Ok(g)
+    };
     let tracker = match p.tracker.as_deref().unwrap_or("local") {
         "local" => TrackerSettings::Local,
         "jira" => {
@@ -562,6 +584,7 @@ fn vendor_settings(
             TrackerSettings::Jira(j)
         }
         "github" => TrackerSettings::Github(github("tracker = \"github\"")?),
+        "gitlab" => TrackerSettings::Gitlab(gitlab("tracker = \"gitlab\"")?),
         "linear" => {
             let l = p
                 .linear
@@ -577,7 +600,7 @@ fn vendor_settings(
                 file,
                 &at("tracker"),
                 format!(
-                    "expected one of \"local\", \"jira\", \"github\", \"linear\", found {other:?}"
+                    "expected one of \"local\", \"jira\", \"github\", \"gitlab\", \"linear\", found {other:?}"
                 ),
             ));
         }
@@ -585,11 +608,12 @@ fn vendor_settings(
     let forge = match p.forge.as_deref().unwrap_or("local") {
         "local" => ForgeSettings::Local,
         "github" => ForgeSettings::Github(github("forge = \"github\"")?),
+        "gitlab" => ForgeSettings::Gitlab(gitlab("forge = \"gitlab\"")?),
         other => {
             return Err(ConfigError::at(
                 file,
                 &at("forge"),
-                format!("expected \"local\" or \"github\", found {other:?}"),
+                format!("expected \"local\", \"github\" or \"gitlab\", found {other:?}"),
             ));
         }
     };

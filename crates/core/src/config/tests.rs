@@ -305,3 +305,41 @@ fn a_projects_merge_queue_batches_one_by_default_and_is_checked() {
         .to_string();
     assert!(msg.contains("bach"), "{msg}");
 }
+
+/// A GitLab project: tracker and forge from one `[projects.P.gitlab]` table with its defaults;
+/// a project that is neither a path nor an id, or a token written in the file, is refused by key.
+#[test]
+fn a_gitlab_project_is_read_with_its_defaults_and_checked() {
+    let text = "[projects.web]\nrepo = \"https://gitlab.example.com/acme/web.git\"\ntracker = \"gitlab\"\nforge = \"gitlab\"\n\n[projects.web.gitlab]\nbase_url = \"https://gitlab.example.com\"\nproject = \"acme/web\"\ntoken_env = \"GITLAB_TOKEN\"\nbot_username = \"codemill-bot\"\n\n[projects.web.gitlab.webhook]\nsecret_env = \"GITLAB_WEBHOOK_SECRET\"\n";
+    let config = parse(text).unwrap();
+    let web = &config.projects["web"];
+    let TrackerSettings::Gitlab(g) = &web.tracker else {
+        panic!("{:?}", web.tracker)
+    };
+    assert_eq!(g.project, "acme/web");
+    assert_eq!(g.trigger_label, "codemill");
+    assert!(g.draft);
+    assert_eq!(
+        g.webhook.as_ref().map(|w| w.secret_env.as_str()),
+        Some("GITLAB_WEBHOOK_SECRET")
+    );
+    assert_eq!(web.forge.name(), "gitlab");
+    let defaulted =
+        parse(&text.replace("base_url = \"https://gitlab.example.com\"\n", "")).unwrap();
+    let TrackerSettings::Gitlab(g) = &defaulted.projects["web"].tracker else {
+        panic!()
+    };
+    assert_eq!(g.base_url, "https://gitlab.com");
+
+    let err = parse(&text.replace("project = \"acme/web\"", "project = \"web\"")).unwrap_err();
+    assert!(err.to_string().contains("gitlab.project"), "{err}");
+    let err = parse(&text.replace(
+        "token_env = \"GITLAB_TOKEN\"",
+        "token_env = \"glpat-abc-123\"",
+    ))
+    .unwrap_err();
+    assert!(err.to_string().contains("gitlab.token_env"), "{err}");
+    let without = &text[..text.find("[projects.web.gitlab]").unwrap()];
+    let err = parse(without).unwrap_err();
+    assert!(err.to_string().contains("[projects.web.gitlab]"), "{err}");
+}

@@ -16,6 +16,7 @@ pub enum TrackerSettings {
     Jira(JiraSettings),
     Github(GithubSettings),
     Linear(LinearSettings),
+    Gitlab(GitlabSettings),
 }
 
 impl TrackerSettings {
@@ -25,6 +26,7 @@ impl TrackerSettings {
             TrackerSettings::Jira(_) => "jira",
             TrackerSettings::Github(_) => "github",
             TrackerSettings::Linear(_) => "linear",
+            TrackerSettings::Gitlab(_) => "gitlab",
         }
     }
 }
@@ -36,6 +38,7 @@ impl TrackerSettings {
 pub enum ForgeSettings {
     Local,
     Github(GithubSettings),
+    Gitlab(GitlabSettings),
 }
 
 impl ForgeSettings {
@@ -43,6 +46,7 @@ impl ForgeSettings {
         match self {
             ForgeSettings::Local => "local",
             ForgeSettings::Github(_) => "github",
+            ForgeSettings::Gitlab(_) => "gitlab",
         }
     }
 }
@@ -206,6 +210,32 @@ pub struct GithubSettings {
     pub webhook: Option<WebhookSettings>,
 }
 
+/// `[projects.<name>.gitlab]`: the project's issues (tracker) and merge requests (forge), on
+/// gitlab.com or a self-managed GitLab (API v4).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitlabSettings {
+    /// The instance, without `/api/v4`.
+    #[serde(default = "default_gitlab_url")]
+    pub base_url: String,
+    /// The project's path with its namespace (`acme/web`), or its numeric id.
+    pub project: String,
+    /// The variable holding a personal, project or group access token (`api` scope).
+    pub token_env: String,
+    /// Issues with this label start a job.
+    #[serde(default = "default_label")]
+    pub trigger_label: String,
+    /// codemill's own username: its notes never trigger anything, and a mention of it in an
+    /// MR note is feedback.
+    #[serde(default)]
+    pub bot_username: Option<String>,
+    /// Open merge requests as drafts (the default).
+    #[serde(default = "default_true")]
+    pub draft: bool,
+    #[serde(default)]
+    pub webhook: Option<WebhookSettings>,
+}
+
 /// `[projects.<name>.linear]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -265,6 +295,9 @@ fn default_link_type() -> String {
 }
 fn default_github_api() -> String {
     "https://api.github.com".into()
+}
+fn default_gitlab_url() -> String {
+    "https://gitlab.com".into()
 }
 fn default_linear_api() -> String {
     "https://api.linear.app/graphql".into()

@@ -28,6 +28,7 @@ fn hook(vendor: &str, project: &str, auth: WebhookAuthKind) -> OutsideHook {
         auth,
         secret: SecretString::from(SECRET),
         github: (vendor == "github").then(github_settings),
+        gitlab: None,
     }
 }
 

@@ -1,13 +1,14 @@
-//! Fake Jira, GitHub and Linear servers for tests: each speaks its vendor's documented wire
-//! format on 127.0.0.1, keeps the state a real one would (issues, comments, PRs), records every
-//! request for field-by-field assertions, and can inject faults (an error after the write was
-//! applied, an error before it, a 429 with `Retry-After`). Beside them, the receivers of
+//! Fake Jira, GitHub, GitLab and Linear servers for tests: each speaks its vendor's documented
+//! wire format on 127.0.0.1, keeps the state a real one would (issues, comments, PRs), records
+//! every request for field-by-field assertions, and can inject faults (an error after the write
+//! was applied, an error before it, a 429 with `Retry-After`). Beside them, the receivers of
 //! notifications: Slack, Telegram and a webhook (`chat`), and an SMTP server (`smtp`); and an
 //! OpenID Connect identity provider for the dashboard's single sign-on (`oidc`); and an
 //! OpenTelemetry collector's OTLP/HTTP trace receiver (`otlp`).
 
 pub mod chat;
 pub mod github;
+pub mod gitlab;
 pub mod jira;
 pub mod linear;
 pub mod oidc;
