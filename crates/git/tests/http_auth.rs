@@ -45,9 +45,14 @@ struct ServerState {
 
 /// `git http-backend` behind a Basic-auth check, serving the repositories in `root`.
 async fn serve(root: &Path) -> (u16, Arc<ServerState>) {
+    serve_expecting(root, format!("Basic {}", basic(TOKEN))).await
+}
+
+/// [`serve`], accepting only the `Authorization` value `expected`.
+async fn serve_expecting(root: &Path, expected: String) -> (u16, Arc<ServerState>) {
     let state = Arc::new(ServerState {
         root: root.to_owned(),
-        expected: format!("Basic {}", basic(TOKEN)),
+        expected,
         seen: Mutex::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -396,4 +401,46 @@ async fn without_the_right_token_git_fails_quickly_and_clearly() {
     assert!(seen.refused >= 6, "{seen:?}");
     let argv = std::fs::read_to_string(&argv_log).unwrap();
     assert!(!argv.contains("ghs_WrongToken") && !argv.contains(&wrong_basic));
+}
+
+/// GitLab's form of the header (the token as the password of `oauth2`): clone and push with it;
+/// GitHub's form is refused by the same server, so the test tells the two apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gitlab_token_clones_and_pushes_as_the_oauth2_user() {
+    let fx = Fixture::new("main").await;
+    let gitlab = base64::engine::general_purpose::STANDARD.encode(format!("oauth2:{TOKEN}"));
+    let (port, server) = serve_expecting(fx.tmp.path(), format!("Basic {gitlab}")).await;
+    let prefix = format!("http://127.0.0.1:{port}/");
+    let url = format!("{prefix}origin.git");
+    let (git, _argv) = wrapped_git(fx.tmp.path(), "");
+    let token = SecretString::from(TOKEN);
+
+    let as_github = git.with_http_auth(Some(HttpAuth::github_token(&prefix, &token)));
+    assert!(
+        as_github
+            .ensure_clone_and_fetch(&url, &fx.clone)
+            .await
+            .is_err()
+    );
+
+    let git = git.with_http_auth(Some(HttpAuth::gitlab_token(&prefix, &token)));
+    git.ensure_clone_and_fetch(&url, &fx.clone).await.unwrap();
+    let wt = fx.wt("web-1");
+    git.add_worktree(&fx.clone, &wt, "codemill/web-1", "origin/main")
+        .await
+        .unwrap();
+    write(&wt.join("hello.txt"), "hello\n");
+    let sha = git
+        .commit_all(&wt, "web-1: add hello", &who())
+        .await
+        .unwrap()
+        .unwrap();
+    git.push(&wt, &sha, "codemill/web-1").await.unwrap();
+    assert_eq!(
+        sh(&fx.origin, &["rev-parse", "refs/heads/codemill/web-1"]).await,
+        sha
+    );
+    let seen = server.seen.lock().unwrap();
+    assert!(seen.refused >= 1 && seen.authorized >= 3, "{seen:?}");
+    assert!(seen.leaks.is_empty(), "{seen:?}");
 }
