@@ -89,6 +89,8 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
         gen_ai.response.model = tracing::field::Empty,
         gen_ai.usage.input_tokens = tracing::field::Empty,
         gen_ai.usage.output_tokens = tracing::field::Empty,
+        gen_ai.usage.cache_read.input_tokens = tracing::field::Empty,
+        gen_ai.usage.cache_creation.input_tokens = tracing::field::Empty,
         cost_usd = tracing::field::Empty,
         http.response.status_code = tracing::field::Empty,
         error.r#type = tracing::field::Empty,
@@ -588,6 +590,14 @@ fn account(live: &Live, r: &Recorded) -> ModelCall {
         .record("gen_ai.usage.input_tokens", r.usage.input_tokens as i64);
     r.span
         .record("gen_ai.usage.output_tokens", r.usage.output_tokens as i64);
+    r.span.record(
+        "gen_ai.usage.cache_read.input_tokens",
+        r.usage.cache_read_tokens as i64,
+    );
+    r.span.record(
+        "gen_ai.usage.cache_creation.input_tokens",
+        r.usage.cache_write_tokens as i64,
+    );
     r.span.record("cost_usd", cost_usd);
     r.span
         .record("http.response.status_code", i64::from(r.status));

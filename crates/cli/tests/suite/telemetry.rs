@@ -260,3 +260,112 @@ async fn a_missing_headers_variable_is_named() {
     assert!(err.contains("telemetry.headers_env"), "{err}");
     assert!(err.contains("no traces are sent"), "{err}");
 }
+
+/// `codemill demo` with the standard `OTEL_EXPORTER_OTLP_ENDPOINT` (its fresh home has no
+/// `[telemetry]`): one trace per ticket, named spans with GenAI attributes, and the tokens of
+/// each trace's model requests equal to what the gateway metered for the ticket's job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demo_run_is_one_trace_per_ticket_with_the_metered_tokens() {
+    let otlp = FakeOtlp::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("demo-home");
+    let url = otlp.url().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        assert_cmd::Command::cargo_bin("codemill")
+            .unwrap()
+            .args(["demo", "--json", "--home"])
+            .arg(&home)
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", url)
+            .timeout(std::time::Duration::from_secs(300))
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let demo: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let spans = otlp.spans();
+    let ids = by_id(&spans);
+    let tickets = demo["tickets"].as_array().unwrap();
+    assert_eq!(tickets.len(), 3);
+    let mut traces = BTreeSet::new();
+    for t in tickets {
+        let key = t["key"].as_str().unwrap();
+        let roots: Vec<&ReceivedSpan> = spans
+            .iter()
+            .filter(|s| s.name == format!("job {key}"))
+            .collect();
+        assert!(!roots.is_empty(), "{key}: no job span");
+        let trace = roots[0].trace_id.clone();
+        assert!(
+            roots.iter().all(|r| r.trace_id == trace),
+            "{key}: one trace"
+        );
+        assert!(traces.insert(trace.clone()), "{key}: a trace of its own");
+        let in_trace: Vec<&ReceivedSpan> = spans.iter().filter(|s| s.trace_id == trace).collect();
+        let names: BTreeSet<&str> = in_trace.iter().map(|s| s.name.as_str()).collect();
+        for want in [
+            "invoke_agent builtin",
+            "chat codemill-demo",
+            "execute_tool write_file",
+        ] {
+            assert!(names.contains(want), "{key}: no {want:?} in {names:?}");
+        }
+        assert!(
+            names.iter().any(|n| n.starts_with("gate ")),
+            "{key}: {names:?}"
+        );
+        let requests: Vec<&&ReceivedSpan> = in_trace
+            .iter()
+            .filter(|s| s.attr_str("gen_ai.operation.name") == Some("chat"))
+            .collect();
+        for r in &requests {
+            assert_eq!(r.attr_str("gen_ai.provider.name"), Some("codemill.demo"));
+            assert_eq!(r.attr_str("gen_ai.request.model"), Some("codemill-demo"));
+            assert_eq!(
+                ids.get(r.parent_span_id.as_str())
+                    .and_then(|p| p.attr_str("gen_ai.agent.name")),
+                Some("builtin")
+            );
+        }
+        let tokens: i64 = requests
+            .iter()
+            .map(|r| {
+                [
+                    "gen_ai.usage.input_tokens",
+                    "gen_ai.usage.output_tokens",
+                    "gen_ai.usage.cache_read.input_tokens",
+                    "gen_ai.usage.cache_creation.input_tokens",
+                ]
+                .iter()
+                .map(|k| r.attr(k).and_then(Value::as_i64).unwrap_or(0))
+                .sum::<i64>()
+            })
+            .sum();
+        assert_eq!(
+            tokens,
+            t["tokens"].as_i64().unwrap(),
+            "{key}: the trace's tokens are the gateway's metering"
+        );
+        let agents: i64 = in_trace
+            .iter()
+            .filter(|s| s.attr_str("gen_ai.operation.name") == Some("invoke_agent"))
+            .map(|s| {
+                s.attr("gen_ai.usage.input_tokens")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0)
+                    + s.attr("gen_ai.usage.output_tokens")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0)
+            })
+            .sum();
+        assert!(
+            agents > 0 && agents <= tokens,
+            "{key}: {agents} of {tokens}"
+        );
+    }
+}
