@@ -219,7 +219,7 @@ pub async fn work(
         let runner = runner.clone_with_progress(tokio::sync::mpsc::unbounded_channel().0);
         let (stop, poll) = (stop.clone(), options.poll);
         tasks.spawn(async move {
-            merge_loop(&runner, &stop, poll).await;
+            merge_loop(&runner, stop, poll).await;
             Ok(())
         });
     }
@@ -266,22 +266,37 @@ pub async fn work(
 }
 
 /// Land queued merges until `stop` (a queue another process works is left to it; one that
-/// cannot be worked now is tried again after `poll`).
+/// cannot be worked now is tried again after `poll`). A stop request ends a wait for checks at
+/// once: the queue's entries stay queued for the next run.
 pub(crate) async fn merge_loop(
     runner: &Runner,
-    stop: &std::sync::atomic::AtomicBool,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     poll: std::time::Duration,
 ) {
-    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-        match runner.work_merge_queues("a worker").await {
+    let stopping = tokio_util::sync::CancellationToken::new();
+    let watch = {
+        let (stop, stopping) = (stop.clone(), stopping.clone());
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            stopping.cancel();
+        })
+    };
+    while !stopping.is_cancelled() {
+        match runner.work_merge_queues_until("a worker", &stopping).await {
             Ok((_, 0)) => {}
             Ok((runs, settled)) => err(&format!(
                 "worker: merge queue: {settled} entries settled with {runs} gate runs"
             )),
             Err(e) => err(&format!("worker: merge queue: {e}")),
         }
-        tokio::time::sleep(poll).await;
+        tokio::select! {
+            _ = tokio::time::sleep(poll) => {}
+            _ = stopping.cancelled() => {}
+        }
     }
+    watch.abort();
 }
 
 fn runner_with(runner: &Runner, tx: codemill_runner::ProgressSink) -> Runner {

@@ -334,7 +334,7 @@ pub async fn serve(mut opened: Opened, args: ServeArgs) -> Result<ExitCode> {
             // job.
             let runner = runner.clone_with_progress(tokio::sync::mpsc::unbounded_channel().0);
             let (stop, poll) = (stop.clone(), args.worker.poll);
-            workers.spawn(async move { crate::progress::merge_loop(&runner, &stop, poll).await });
+            workers.spawn(async move { crate::progress::merge_loop(&runner, stop, poll).await });
         }
         for _ in 0..args.workers.max(1) {
             let runner = runner.clone_with_progress(tokio::sync::mpsc::unbounded_channel().0);

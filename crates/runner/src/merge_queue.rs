@@ -13,6 +13,8 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -117,7 +119,10 @@ impl Runner {
         };
         loop {
             for (project, target) in &queues {
-                if let Some((runs, settled)) = self.work_queue(project, target, by).await? {
+                if let Some((runs, settled)) = self
+                    .work_queue(project, target, by, &CancellationToken::new())
+                    .await?
+                {
                     report.gate_runs += runs;
                     report.settled += settled;
                 }
@@ -171,9 +176,24 @@ impl Runner {
     /// Work every queue that has entries, one after another (each under its lease; a queue
     /// another process works is left to it): what a worker does between jobs.
     pub async fn work_merge_queues(&self, by: &str) -> Result<(u32, u32), RunError> {
+        self.work_merge_queues_until(by, &CancellationToken::new())
+            .await
+    }
+
+    /// [`Self::work_merge_queues`] until `stop` fires (a service shutting down): a queue being
+    /// worked then stops between steps or while waiting for checks, hands its lease back, and
+    /// leaves its entries queued for the next run — nothing is settled that did not land.
+    pub async fn work_merge_queues_until(
+        &self,
+        by: &str,
+        stop: &CancellationToken,
+    ) -> Result<(u32, u32), RunError> {
         let (mut runs, mut settled) = (0, 0);
         for (project, target) in self.store.merge_queues_waiting().await? {
-            if let Some((r, s)) = self.work_queue(&project, &target, by).await? {
+            if stop.is_cancelled() {
+                break;
+            }
+            if let Some((r, s)) = self.work_queue(&project, &target, by, stop).await? {
                 runs += r;
                 settled += s;
             }
@@ -188,14 +208,18 @@ impl Runner {
         project: &str,
         target: &str,
         by: &str,
+        stop: &CancellationToken,
     ) -> Result<Option<(u32, u32)>, RunError> {
         let owner = owner_here();
         if !self.claim_queue(project, target, &owner).await? {
             return Ok(None);
         }
-        let lost = CancellationToken::new();
+        // Fired when the lease is gone or when this process stops; only the first hands the
+        // queue to someone else.
+        let lost = stop.child_token();
+        let lease_lost = Arc::new(AtomicBool::new(false));
         let heartbeat = Heartbeat({
-            let (store, lost) = (self.store.clone(), lost.clone());
+            let (store, lost, lease_lost) = (self.store.clone(), lost.clone(), lease_lost.clone());
             let (project, target, owner) = (project.to_string(), target.to_string(), owner.clone());
             tokio::spawn(async move {
                 loop {
@@ -208,6 +232,7 @@ impl Runner {
                     {
                         Ok(true) => {}
                         Ok(false) => {
+                            lease_lost.store(true, Ordering::SeqCst);
                             lost.cancel();
                             return;
                         }
@@ -219,10 +244,14 @@ impl Runner {
         });
         let drained = self.drain(project, target, by, &lost).await;
         drop(heartbeat);
-        if !lost.is_cancelled() {
+        if !lease_lost.load(Ordering::SeqCst) {
             self.store
                 .release_merge_run(project, target, &owner)
                 .await?;
+        }
+        if stop.is_cancelled() && drained.is_err() {
+            // Stopped part-way: what landed is settled, the rest waits for the next run.
+            return Ok(None);
         }
         drained.map(Some)
     }

@@ -635,3 +635,75 @@ async fn the_api_queues_merges_and_the_service_lands_them() {
         .unwrap();
     assert_eq!(again["action"], "already_merged", "{again}");
 }
+
+/// A service asked to stop while its merge queue waits for a required check stops at once
+/// instead of waiting the checks out: nothing is merged or taken out, the entry stays queued,
+/// and the next run lands it once the check passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_the_service_while_checks_run_leaves_the_entry_queued() {
+    let (env, gh) = on_github(&["alpha"]).await;
+    // Long enough that a service waiting it out would take the entry out before it stopped.
+    let config = std::fs::read_to_string(env.home.join("codemill.toml"))
+        .unwrap()
+        .replace("checks_timeout_secs = 30", "checks_timeout_secs = 600");
+    std::fs::write(env.home.join("codemill.toml"), config).unwrap();
+    let head = env.remote_git(&["rev-parse", "codemill/shop-1"]);
+    gh.set_check(&head, "ci", "in_progress", None);
+    let pr = gh.pr_by_head("codemill/shop-1").unwrap()["number"]
+        .as_u64()
+        .unwrap();
+    let token = env.ok(&["token", "create", "ci"]).trim().to_string();
+
+    let svc = Service::start(&env, &[], &github_vars());
+    let queued: Value = svc
+        .http
+        .post(format!("{}/api/tickets/shop-1/merge", svc.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(queued["action"], "queued", "{queued}");
+    let polled = format!("/commits/{head}/check-runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !gh.requests().iter().any(|r| r.path.ends_with(&polled)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the queue never asked for the checks"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(svc.stop().success());
+    let merges = |gh: &FakeGitHub| {
+        gh.requests()
+            .iter()
+            .filter(|r| r.method == "PUT" && r.path.ends_with("/merge"))
+            .count()
+    };
+    assert_eq!(merges(&gh), 0);
+    assert!(
+        !gh.comments(pr).iter().any(|c| c["body"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Taken out of the merge queue")),
+        "the entry was not taken out: {:?}",
+        gh.comments(pr)
+    );
+
+    // The check passes; the next run lands the entry that waited.
+    gh.set_check(&head, "ci", "completed", Some("success"));
+    let svc = Service::start(&env, &[], &github_vars());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while env.json(&["show", "shop-1", "--json"])["pr"]["state"] != "merged" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not landed: {}",
+            env.json(&["show", "shop-1", "--json"])["pr"]
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(merges(&gh), 1, "merged once");
+    assert!(svc.stop().success());
+}
