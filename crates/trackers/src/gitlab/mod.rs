@@ -390,6 +390,23 @@ impl Tracker for GitLab {
                 .map(|a| a.iter().filter_map(label_name).collect())
                 .unwrap_or_default()
         };
+        // Linked issues, one line each, as the other trackers give them.
+        let links = self
+            .get_all(Req::get(self.path(&format!("/issues/{iid}/links"))))
+            .await?
+            .iter()
+            .map(|l| {
+                format!(
+                    "{} #{}: {} ({})",
+                    str_at(l, &["link_type"])
+                        .unwrap_or("relates_to")
+                        .replace('_', " "),
+                    l.get("iid").map(id_string).unwrap_or_default(),
+                    str_at(l, &["title"]).unwrap_or_default(),
+                    str_at(l, &["state"]).unwrap_or_default()
+                )
+            })
+            .collect();
         let assignees = raw
             .get("assignees")
             .and_then(Value::as_array)
@@ -412,7 +429,7 @@ impl Tracker for GitLab {
             labels: strings("labels"),
             assignees,
             comments,
-            links: Vec::new(),
+            links,
             subtasks: Vec::new(),
         })
     }

@@ -154,6 +154,11 @@ async fn notes_labels_and_closing_are_idempotent_after_a_lost_answer() {
     assert_eq!(first, second);
     let created: u64 = first.parse().unwrap();
     assert_eq!(fake.linked_issues(iid), [created]);
+    let issue = gl.issue(&key).await.unwrap();
+    assert_eq!(
+        issue.links,
+        [format!("relates to #{created}: Follow-up (opened)")]
+    );
     assert_eq!(
         fake.issue(created)["labels"],
         serde_json::json!(["codemill:backlog"])
