@@ -40,7 +40,8 @@ pub(crate) enum Db {
         /// Deliveries waiting to be written together (`tables::ingest`).
         ingest: Arc<Ingest>,
     },
-    Postgres(PgPool),
+    /// A pool, and deliveries waiting to be written together (`tables::ingest`).
+    Postgres(PgPool, Arc<Ingest>),
 }
 
 /// A transaction of either backend.
@@ -94,7 +95,7 @@ impl Db {
             .await
             .map_err(StoreError::Connect)?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Db::Postgres(pool))
+        Ok(Db::Postgres(pool, Arc::default()))
     }
 
     /// A transaction that may write. On SQLite it holds the write lock from its first
@@ -103,7 +104,7 @@ impl Db {
     pub async fn write(&self) -> Result<Tx, StoreError> {
         Ok(match self {
             Db::Sqlite { write, .. } => Tx::Sqlite(write.begin_with("BEGIN IMMEDIATE").await?),
-            Db::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+            Db::Postgres(pool, _) => Tx::Postgres(pool.begin().await?),
         })
     }
 
@@ -118,7 +119,7 @@ impl Db {
     }
 
     pub fn is_postgres(&self) -> bool {
-        matches!(self, Db::Postgres(_))
+        matches!(self, Db::Postgres(..))
     }
 
     /// One round trip to the database.
@@ -133,7 +134,7 @@ impl Db {
                 read.close().await;
                 write.close().await;
             }
-            Db::Postgres(pool) => pool.close().await,
+            Db::Postgres(pool, _) => pool.close().await,
         }
     }
 }
@@ -350,7 +351,7 @@ macro_rules! run {
                     bind_sqlite(sqlx::query(sqlx::AssertSqlSafe(sqlite_dialect(&sql))), args);
                 $wrap.sqlite(query.$method(pool).await?)
             }
-            On::Read(Db::Postgres(pool)) | On::Write(Db::Postgres(pool)) => {
+            On::Read(Db::Postgres(pool, _)) | On::Write(Db::Postgres(pool, _)) => {
                 let query = bind_pg(sqlx::query(sqlx::AssertSqlSafe(sql.into_owned())), args);
                 $wrap.pg(query.$method(pool).await?)
             }

@@ -1,12 +1,13 @@
-//! Recording webhook deliveries, with group commit on SQLite.
+//! Recording webhook deliveries, with group commit.
 //!
 //! A delivery is answered only after the transaction holding it committed, so a 202 still
-//! means the delivery is in the database. On SQLite each commit writes every page the
-//! transaction touched (inbox, jobs, journal, stream, view, queue and their indexes) to the
-//! WAL, and this process's writers take turns on one connection; deliveries arriving while a
-//! commit is under way therefore wait, and are then written together in one transaction, so
-//! those pages are written once per batch instead of once per delivery. PostgreSQL commits
-//! from many connections at once and records each delivery in its own transaction.
+//! means the delivery is in the database. Every delivery that starts a job writes the inbox,
+//! job, journal, stream, view and queue rows; on SQLite each commit writes every page it
+//! touched to the WAL, and on PostgreSQL each commit holds the event counter's row lock (the
+//! stream's positions become visible in order) until its WAL flush. So this process's
+//! deliveries take turns: those arriving while a commit is under way wait, and are then
+//! written together in one transaction — one WAL write and one flush per batch instead of per
+//! delivery.
 //!
 //! Inside a batch, a local delivery that starts a job is written by one multi-statement script
 //! (the same rows `record_in` writes), and up to [`SCRIPT_CHUNK`] such scripts go to SQLite's
@@ -281,6 +282,14 @@ async fn write_chunk(tx: &mut Tx, chunk: &[(&Op, Vec<Arg>)]) -> Result<Vec<Recor
 /// others statement by statement.
 async fn write_batch(tx: &mut Tx, batch: &[Pending]) -> Result<Vec<Recorded>, StoreError> {
     let mut results = Vec::with_capacity(batch.len());
+    // The script is SQLite's (`changes()`, `last_insert_rowid()`); on PostgreSQL each
+    // delivery's statements go one by one, still in the one transaction.
+    if matches!(tx, Tx::Postgres(_)) {
+        for pending in batch {
+            results.push(pending.op.write(tx).await?);
+        }
+        return Ok(results);
+    }
     let mut chunk: Vec<(&Op, Vec<Arg>)> = Vec::new();
     for pending in batch {
         match pending.op.script_args()? {
@@ -336,8 +345,8 @@ impl Db {
         now: DateTime<Utc>,
     ) -> Result<Recorded, StoreError> {
         let op = Op::new(delivery, job, outside, require_ticket, now);
-        let Db::Sqlite { ingest, .. } = self else {
-            return alone(self, &op).await;
+        let ingest = match self {
+            Db::Sqlite { ingest, .. } | Db::Postgres(_, ingest) => ingest,
         };
         let (done, result) = oneshot::channel();
         lock(&ingest.waiting).push(Pending { op, done });

@@ -153,7 +153,7 @@ impl Db {
                     .collect::<Vec<_>>()
                     .join(" OR "),
             ),
-            Db::Postgres(_) => (
+            Db::Postgres(..) => (
                 format!(
                     "SELECT {COLUMNS},
                          ts_headline('english', k.body, tq, 'StartSel=\"\", StopSel=\"\", MaxWords=30, MinWords=12') AS excerpt
