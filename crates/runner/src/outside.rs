@@ -99,13 +99,6 @@ pub enum AnyForge {
     Gitlab(GitLab),
 }
 
-/// The merge queue lands changes through GitHub's API or on the local forge only.
-fn no_queue_on(forge: &str) -> codemill_trackers::Error {
-    codemill_trackers::Error::Config(format!(
-        "the merge queue does not merge through {forge}: merge the merge request in {forge}, or use the local forge"
-    ))
-}
-
 impl AnyForge {
     /// The forge's name for messages.
     pub fn name(&self) -> &'static str {
@@ -149,25 +142,25 @@ impl AnyForge {
     pub async fn branch_tip(&self, branch: &str) -> Result<BranchTip> {
         match self {
             AnyForge::Github(f) => f.branch_tip(branch).await,
-            AnyForge::Gitlab(_) => Err(no_queue_on("GitLab")),
+            AnyForge::Gitlab(f) => f.branch_tip(branch).await,
         }
     }
     pub async fn check_states(&self, sha: &str) -> Result<BTreeMap<String, CheckState>> {
         match self {
             AnyForge::Github(f) => f.check_states(sha).await,
-            AnyForge::Gitlab(_) => Err(no_queue_on("GitLab")),
+            AnyForge::Gitlab(f) => f.check_states(sha).await,
         }
     }
     pub async fn mark_ready(&self, number: u64) -> Result<()> {
         match self {
             AnyForge::Github(f) => f.mark_ready(number).await,
-            AnyForge::Gitlab(_) => Err(no_queue_on("GitLab")),
+            AnyForge::Gitlab(f) => f.mark_ready(number).await,
         }
     }
     pub async fn merge_pr(&self, number: u64, sha: &str, method: &str) -> Result<MergeAnswer> {
         match self {
             AnyForge::Github(f) => f.merge_pr(number, sha, method).await,
-            AnyForge::Gitlab(_) => Err(no_queue_on("GitLab")),
+            AnyForge::Gitlab(f) => f.merge_pr(number, sha, method).await,
         }
     }
 }

@@ -707,3 +707,152 @@ async fn stopping_the_service_while_checks_run_leaves_the_entry_queued() {
     assert_eq!(merges(&gh), 1, "merged once");
     assert!(svc.stop().success());
 }
+
+const GITLAB_TOKEN: &str = "glpat-merge-queue";
+
+/// `words` as approved merge requests on the fake GitLab (pipelines must succeed; its merges
+/// move the test's repository the way GitLab would, squashed or not).
+async fn on_gitlab(words: &[&str]) -> (Env, codemill_testkit::fakes::gitlab::FakeGitLab) {
+    use codemill_testkit::fakes::gitlab::{FakeGitLab, FakeGitLabOptions};
+    let gl = FakeGitLab::start(FakeGitLabOptions {
+        token: GITLAB_TOKEN.into(),
+        ..FakeGitLabOptions::default()
+    })
+    .await
+    .unwrap();
+    let env = Env::new(rules(), GATE, "").await;
+    let extra = format!(
+        "[projects.shop]\nrepo = \"{}\"\nforge = \"gitlab\"\n\n[projects.shop.merge_queue]\nmethod = \"squash\"\nchecks_timeout_secs = 30\nchecks_poll_secs = 1\n\n[projects.shop.gitlab]\nbase_url = \"{}\"\nproject = \"acme/web\"\ntoken_env = \"GITLAB_TOKEN\"\n",
+        env.remote.display(),
+        gl.url()
+    );
+    env.write_config(&extra);
+    gl.set_branch("main", &env.remote_git(&["rev-parse", "main"]));
+    gl.require_pipeline(true);
+    let remote = env.remote.clone();
+    gl.on_merge(move |target, head, squash| {
+        let dir = remote.parent().unwrap().to_path_buf();
+        let g = |args: &[&str]| {
+            let mut full = vec!["--git-dir", remote.to_str().unwrap()];
+            full.extend_from_slice(args);
+            git(&dir, &full)
+        };
+        let tree = g(&["merge-tree", "--write-tree", target, head]);
+        let merged = if squash {
+            g(&["commit-tree", &tree, "-p", target, "-m", "Squashed"])
+        } else {
+            g(&[
+                "commit-tree",
+                &tree,
+                "-p",
+                target,
+                "-p",
+                head,
+                "-m",
+                "Merged",
+            ])
+        };
+        g(&["update-ref", &format!("refs/heads/{target}"), &merged]);
+        Some(merged)
+    });
+    for word in words {
+        env.ok(&[
+            "ticket",
+            "add",
+            "shop",
+            "--title",
+            &format!("Add {word}"),
+            "--body",
+            &format!("Add {word}.\n\nAcceptance: the file exists."),
+        ]);
+    }
+    for n in 1..=words.len() {
+        let key = format!("shop-{n}");
+        let ran = env.ok_with(&[("GITLAB_TOKEN", GITLAB_TOKEN)], &["run", &key]);
+        assert!(ran.contains("proposal ready"), "{key}: {ran}");
+        env.ok_with(&[("GITLAB_TOKEN", GITLAB_TOKEN)], &["approve", &key]);
+        let branch = format!("codemill/{key}");
+        gl.push(&branch, &env.remote_git(&["rev-parse", &branch]));
+    }
+    (env, gl)
+}
+
+/// On GitLab the queue marks each draft ready, waits for the head's pipeline, merges through
+/// the API with the tested head pinned and squashed as configured, and takes out a merge
+/// request whose head moved after it was tested.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_gitlab_the_tested_head_merges_once_its_pipeline_passed() {
+    let (env, gl) = on_gitlab(&["alpha", "beta", "delta"]).await;
+    let head = |n: u32| env.remote_git(&["rev-parse", &format!("codemill/shop-{n}")]);
+    let iid = |n: u32| -> u64 {
+        gl.mr_by_source(&format!("codemill/shop-{n}")).unwrap()["iid"]
+            .as_u64()
+            .unwrap()
+    };
+    assert!(
+        gl.mr(iid(1))["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("Draft: "),
+        "opened as a draft"
+    );
+    gl.set_pipeline(&head(1), "success");
+    // beta's pipeline still runs when its turn comes; it passes a moment later.
+    gl.set_pipeline(&head(2), "running");
+    gl.push(
+        "codemill/shop-3",
+        "0123456789abcdef0123456789abcdef01234567",
+    );
+    let beta = head(2);
+    let (code, report, stderr) = std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(std::time::Duration::from_millis(2500));
+            gl.set_pipeline(&beta, "success");
+        });
+        let mut cmd = env.cmd();
+        cmd.env("GITLAB_TOKEN", GITLAB_TOKEN)
+            .args(["merge", "shop-1", "shop-2", "shop-3", "--json"]);
+        let out = cmd.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        let report: Value =
+            serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout} {stderr}"));
+        (out.status.code(), report, stderr)
+    });
+    assert_eq!(code, Some(1), "delta was taken out: {stderr}");
+    assert_eq!(outcome(&report, "shop-1")["state"], "merged", "{report}");
+    assert_eq!(outcome(&report, "shop-2")["state"], "merged", "{report}");
+    assert_eq!(outcome(&report, "shop-3")["state"], "ejected", "{report}");
+    assert!(
+        stderr.contains("waiting for the required checks pipeline"),
+        "{stderr}"
+    );
+    let merges: Vec<_> = gl
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PUT" && r.path.ends_with("/merge"))
+        .collect();
+    assert_eq!(merges.len(), 2, "delta was never asked to merge");
+    for (r, n) in merges.iter().zip([1, 2]) {
+        assert_eq!(r.body["sha"], head(n).as_str());
+        assert_eq!(r.body["squash"], true);
+        assert_eq!(gl.squashed(iid(n)), Some(true));
+        assert_eq!(gl.mr(iid(n))["state"], "merged");
+        assert!(
+            !gl.mr(iid(n))["title"]
+                .as_str()
+                .unwrap()
+                .starts_with("Draft"),
+            "marked ready before the merge"
+        );
+    }
+    assert_eq!(gl.mr(iid(3))["state"], "opened");
+    assert_eq!(
+        gl.branch("main").unwrap(),
+        env.remote_git(&["rev-parse", "main"])
+    );
+    assert_eq!(
+        main_files(&env),
+        [".codemill", "README.md", "alpha.txt", "beta.txt"]
+    );
+}

@@ -20,6 +20,7 @@ mod issues;
 mod mrs;
 mod notes;
 mod render;
+mod repo;
 mod routes;
 #[cfg(test)]
 mod tests;
@@ -123,6 +124,8 @@ struct MrRec {
     merged_at: Option<i64>,
     merged_by: Option<String>,
     closed_at: Option<i64>,
+    /// Whether the merge squashed (set when merged through the API).
+    squashed: Option<bool>,
 }
 
 struct DiscussionRec {
@@ -163,6 +166,10 @@ struct FakeState {
     discussions: Vec<DiscussionRec>,
     notes: Vec<NoteRec>,
     links: Vec<LinkRec>,
+    branches: BTreeMap<String, String>,
+    pipelines: Vec<repo::PipelineRec>,
+    pipeline_must_succeed: bool,
+    on_merge: Option<repo::MergeHook>,
 }
 
 impl FakeGitLab {
@@ -180,6 +187,10 @@ impl FakeGitLab {
                 discussions: Vec::new(),
                 notes: Vec::new(),
                 links: Vec::new(),
+                branches: BTreeMap::new(),
+                pipelines: Vec::new(),
+                pipeline_must_succeed: false,
+                on_merge: None,
             }),
             recorder: Recorder::default(),
             served: AtomicU64::new(0),

@@ -9,35 +9,8 @@ use serde_json::{Value, json};
 
 use super::{GitHub, VENDOR, encode_segment, not_found, str_at};
 use crate::http::Req;
+use crate::landing::{BranchTip, CheckState, MergeAnswer};
 use crate::{Error, Result};
-
-/// A branch as the merge queue needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BranchTip {
-    pub sha: String,
-    /// The status check contexts its protection requires (empty: none, or unprotected).
-    pub required_checks: Vec<String>,
-}
-
-/// Where one named check (a check run or a commit status) stands on a commit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CheckState {
-    Pending,
-    Passed,
-    Failed,
-}
-
-/// What GitHub said to a merge.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MergeAnswer {
-    /// Merged as this commit on the base branch.
-    Merged(String),
-    /// The head moved since the SHA given (409).
-    HeadMoved(String),
-    /// Not mergeable now (405/422: a draft, a required check or review, a conflict), with
-    /// GitHub's message.
-    Refused(String),
-}
 
 impl GitHub {
     /// The tip of `branch` and the status checks its protection requires.

@@ -24,8 +24,8 @@ use crate::{
     has_codemill_marker, html_marker, secret_from,
 };
 
+pub use crate::landing::{BranchTip, CheckState, MergeAnswer};
 pub use hooks::{parse_webhook, verify_webhook};
-pub use merge::{BranchTip, CheckState, MergeAnswer};
 
 use auth::{AppAuth, Credentials};
 

@@ -8,6 +8,7 @@
 //! follow `X-Next-Page` (offset pagination).
 
 mod hooks;
+mod merge;
 
 use std::sync::Arc;
 
@@ -24,6 +25,7 @@ use crate::{
 };
 
 pub use hooks::{parse_webhook, verify_webhook};
+pub use merge::PIPELINE_CHECK;
 
 pub(crate) const VENDOR: &str = "gitlab";
 /// The label of issues codemill creates from review findings.
@@ -538,7 +540,7 @@ impl Forge for GitLab {
 }
 
 /// Everything but ASCII alphanumerics and `-._~` (RFC 3986 unreserved) is escaped.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+pub(crate) const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'.')
     .remove(b'_')

@@ -72,6 +72,7 @@ impl FakeState {
             merged_at: None,
             merged_by: None,
             closed_at: None,
+            squashed: None,
         };
         let out = Out::json(201, self.mr_json(&rec));
         self.mrs.insert(iid, rec);
@@ -127,8 +128,19 @@ impl FakeState {
             let message = format!("SHA does not match HEAD of source branch: {}", m.sha);
             return err(409, &message);
         }
+        if self.pipeline_must_succeed && !self.pipeline_passed(&m.sha) {
+            return err(405, "405 Method Not Allowed");
+        }
+        let squash = p.str("squash").as_deref() == Some("true");
         let (iid, bot) = (m.iid, self.opts.bot_username.clone());
+        let landed = self.merged_by_hook(iid, squash);
         self.merge(iid, &bot);
+        if let Some(m) = self.mrs.get_mut(&iid) {
+            m.squashed = Some(squash);
+            if landed.is_some() {
+                m.merge_commit_sha = landed;
+            }
+        }
         match self.mrs.get(&iid) {
             Some(m) => Out::json(200, self.mr_json(m)),
             None => not_found(),

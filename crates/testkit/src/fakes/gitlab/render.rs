@@ -83,6 +83,7 @@ impl FakeState {
                 "kind": "group",
             },
             "default_branch": "main",
+            "only_allow_merge_if_pipeline_succeeds": self.pipeline_must_succeed,
             "web_url": self.project_web_url(),
             "http_url_to_repo": format!("{}.git", self.project_web_url()),
         })

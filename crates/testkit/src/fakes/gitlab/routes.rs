@@ -270,6 +270,8 @@ impl FakeState {
             },
             (Method::PUT, ["merge_requests", n]) => self.put_mr(num(n), &p),
             (Method::PUT, ["merge_requests", n, "merge"]) => self.put_merge(num(n), &p),
+            (Method::GET, ["repository", "branches", name]) => self.get_branch(name),
+            (Method::GET, ["pipelines"]) => self.list_pipelines(&p),
             _ => err(404, "404 Not Found"),
         }
     }
