@@ -46,7 +46,7 @@ impl FakeState {
             .filter(|r| sha.as_ref().is_none_or(|s| *s == r.sha))
             .filter(|r| status.as_ref().is_none_or(|s| *s == r.status))
             .collect();
-        items.sort_by(|a, b| b.id.cmp(&a.id));
+        items.sort_by_key(|r| std::cmp::Reverse(r.id));
         let items = items
             .into_iter()
             .map(|r| {
