@@ -1,0 +1,14 @@
+//! The `Store` facade's methods, one file per area; each delegates to that area's SQL in
+//! `tables/` and keeps the transaction rules documented on `Store`.
+
+mod artifacts;
+mod followers;
+mod forge;
+mod inbox;
+mod jobs;
+mod merge_queue;
+mod metering;
+mod queue;
+mod stream;
+mod tickets;
+mod tokens;

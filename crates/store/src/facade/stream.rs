@@ -1,0 +1,73 @@
+//! The store's event stream, job views and agents' live activity.
+
+use chrono::{DateTime, Utc};
+use codemill_core::ids::{JobId, TicketKey};
+
+use crate::queue::micros;
+use crate::{ActivityRow, ActivityStep, EventRow, JobView, Store, StoreError, events};
+
+impl Store {
+    /// Up to `limit` journal entries after stream position `after` (0: from the start), in
+    /// order. Resuming from the last `pos` read misses nothing: see [`events`](crate::EventRow).
+    pub async fn events_since(&self, after: i64, limit: u32) -> Result<Vec<EventRow>, StoreError> {
+        self.db.events_since(after, limit.max(1)).await
+    }
+
+    /// The position of the newest entry (0 when there is none): where a follower that wants only
+    /// what happens from now on starts.
+    pub async fn last_event_pos(&self) -> Result<i64, StoreError> {
+        self.db.last_event_pos().await
+    }
+
+    /// Record what an agent did during a step (a batch, in one transaction), for live pages.
+    /// Long texts are clipped; this is a view, the journal is the record.
+    pub async fn record_activity(
+        &self,
+        step: &ActivityStep<'_>,
+        events: &[(DateTime<Utc>, codemill_core::agent::AgentEvent)],
+    ) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let events: Vec<_> = events
+            .iter()
+            .map(|(at, e)| (micros(*at), events::clipped(e)))
+            .collect();
+        self.db.record_activity(step, &events).await
+    }
+
+    /// A job's agent activity after `after` (0: from the start), oldest first.
+    pub async fn activity_since(
+        &self,
+        job: JobId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<ActivityRow>, StoreError> {
+        self.db.activity_since(job, after, limit.max(1)).await
+    }
+
+    /// Forget activity recorded before `before`; returns how much.
+    pub async fn prune_activity(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.db.prune_activity(micros(before)).await
+    }
+
+    /// The job's state after its latest entry, as written with that entry.
+    pub async fn job_view(&self, job: JobId) -> Result<Option<JobView>, StoreError> {
+        self.db.job_view(job).await
+    }
+
+    /// Job views, oldest job first, optionally of one status (`JobState::status()`) and ticket.
+    pub async fn job_views(
+        &self,
+        status: Option<&str>,
+        ticket: Option<&TicketKey>,
+    ) -> Result<Vec<JobView>, StoreError> {
+        let ticket = ticket.map(|t| t.to_string());
+        self.db.job_views(status, ticket.as_deref()).await
+    }
+
+    /// The view of the ticket's latest job.
+    pub async fn latest_view(&self, ticket: &TicketKey) -> Result<Option<JobView>, StoreError> {
+        Ok(self.job_views(None, Some(ticket)).await?.pop())
+    }
+}
