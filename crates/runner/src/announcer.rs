@@ -198,7 +198,9 @@ impl Announcer {
         let mut conversation = false;
         for f in &state.feedback {
             let result = match (&f.kind, &f.reply_to) {
-                (FeedbackKind::ReviewComment, Some(id)) => {
+                // A review comment, or a note that names its thread (GitLab): the reply goes
+                // into that thread.
+                (FeedbackKind::ReviewComment | FeedbackKind::Comment, Some(id)) => {
                     let marker = format!("codemill:{job}:feedback:{round}:{id}");
                     forge
                         .reply(number, ReplyTo::ReviewComment(id), &marker, &body)

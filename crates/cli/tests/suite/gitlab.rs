@@ -227,7 +227,8 @@ async fn a_gitlab_issue_goes_to_a_draft_merge_request_fix_rounds_and_closed_on_m
     let (chatter, _) = gl.add_mr_note(mr_iid, "bob", "LGTM so far");
     let answer = hook(&svc, "Note Hook", &gl.note_hook_on_mr(mr_iid, chatter)).await;
     assert_eq!(answer["result"], "ignored", "{answer}");
-    let (asked, _) = gl.add_mr_note(mr_iid, "bob", "@codemill-bot please add feedback-3.txt too");
+    let (asked, asked_thread) =
+        gl.add_mr_note(mr_iid, "bob", "@codemill-bot please add feedback-3.txt too");
     let answer = hook(&svc, "Note Hook", &gl.note_hook_on_mr(mr_iid, asked)).await;
     assert_eq!(answer["result"], "recorded", "{answer}");
     wait_feedback(&env, &key, 3);
@@ -237,6 +238,14 @@ async fn a_gitlab_issue_goes_to_a_draft_merge_request_fix_rounds_and_closed_on_m
         env.remote_git(&["show", &format!("{branch}:feedback-3.txt")]),
         "three"
     );
+    let thread = discussion_of(&gl, mr_iid, &asked_thread);
+    let notes = thread["notes"].as_array().unwrap();
+    assert_eq!(
+        notes.len(),
+        2,
+        "the mention is answered in its thread: {thread:#}"
+    );
+    assert!(notes[1]["body"].as_str().unwrap().contains(&tip3[..12]));
     assert_eq!(
         gl.mr_by_source(&branch).unwrap()["iid"].as_u64(),
         Some(mr_iid),

@@ -199,8 +199,9 @@ impl Delivery<'_> {
                 body,
                 path,
                 line,
-                // Replies go into the note's discussion (every note has one).
-                reply_to: if threaded { discussion } else { None },
+                // Replies go into the note's discussion (every note has one; replying to a
+                // single note makes it a thread, as GitLab's "Reply" does).
+                reply_to: discussion,
             },
         })
     }
@@ -410,7 +411,7 @@ mod tests {
         ));
         let mentioned = parse("Note Hook", note("bob", "@codemill-bot please add tests"));
         assert!(
-            matches!(&mentioned, Hint::Feedback { feedback, .. } if feedback.kind == FeedbackKind::Comment && feedback.reply_to.is_none()),
+            matches!(&mentioned, Hint::Feedback { feedback, .. } if feedback.kind == FeedbackKind::Comment),
             "{mentioned:?}"
         );
         assert!(matches!(
