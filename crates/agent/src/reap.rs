@@ -118,11 +118,12 @@ mod tests {
             .spawn()
             .unwrap();
         // Wait until `sleep` itself runs: only then has `setsid` left the group (before that the
-        // forked shell is still in it, and the group kill would take it too).
+        // forked shell, or `setsid` itself — whose command line also holds `sleep 30` — is still
+        // in it, and the group kill would take it too).
         for _ in 0..250 {
             let sleeping = marked_pids(&entry).iter().any(|pid| {
                 std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
-                    .is_ok_and(|c| c.contains("sleep\u{0}30"))
+                    .is_ok_and(|c| c.starts_with("sleep\u{0}30"))
             });
             if sleeping {
                 return (running, marker, entry);
