@@ -516,7 +516,9 @@ pub async fn show(opened: &Opened, key: &TicketKey, as_json: bool) -> Result<()>
             .collect();
         print_json(&json!({
             "ticket": ticket,
-            "job": {"id": job.to_string(), "state": state.status(), "stage": state.stage.as_str(), "rounds": state.round,
+            "job": {"id": job.to_string(), "trace_id": job.trace_id(),
+                    "trace_url": opened.config.telemetry.trace_link(&job.trace_id()),
+                    "state": state.status(), "stage": state.stage.as_str(), "rounds": state.round,
                     "branch": state.branch, "base_commit": state.base_commit, "commit": state.commit,
                     "reason": state.reason, "wip": state.wip, "tokens": state.usage, "cost_usd": state.cost_usd,
                     "costs": state.costs, "reviews": state.reviews, "triage": state.triage,
@@ -544,6 +546,10 @@ pub async fn show(opened: &Opened, key: &TicketKey, as_json: bool) -> Result<()>
         state.stage.as_str(),
         state.round
     ));
+    match opened.config.telemetry.trace_link(&job.trace_id()) {
+        Some(url) => out(&format!("trace {}  {url}", job.trace_id())),
+        None => out(&format!("trace {}", job.trace_id())),
+    }
     if let Some(b) = &state.branch {
         out(&format!(
             "branch {b}  base {}",

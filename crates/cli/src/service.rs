@@ -302,6 +302,7 @@ pub async fn serve(mut opened: Opened, args: ServeArgs) -> Result<ExitCode> {
             .map(|p| (p.to_string(), opened.config.budgets_for(p)))
             .collect(),
         oidc: oidc_settings(&opened.config)?,
+        trace_url: opened.config.telemetry.trace_url.clone(),
         ..ServerConfig::default()
     };
     let gateway = Gateway::new(

@@ -122,6 +122,9 @@ pub struct ServerConfig {
     pub oidc: Option<web::OidcSettings>,
     /// A dashboard session not used for this long ends.
     pub session_idle: Duration,
+    /// The tracing backend's link to a job's trace, `{trace_id}` for its id
+    /// (`[telemetry] trace_url`).
+    pub trace_url: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -144,6 +147,7 @@ impl Default for ServerConfig {
             project_budgets: HashMap::new(),
             oidc: None,
             session_idle: Duration::from_secs(12 * 3600),
+            trace_url: None,
         }
     }
 }
@@ -180,6 +184,7 @@ struct Inner {
     project_budgets: HashMap<String, codemill_core::config::Budgets>,
     oidc: Option<Arc<web::Oidc>>,
     session_idle: Duration,
+    trace_url: Option<String>,
 }
 
 impl AppState {
@@ -281,6 +286,7 @@ impl AppState {
                 public_origin,
                 oidc,
                 session_idle: config.session_idle,
+                trace_url: config.trace_url,
                 budgets: config.budgets,
                 project_budgets: config.project_budgets,
             }),
@@ -335,6 +341,14 @@ impl AppState {
 
     pub(crate) fn public_origin(&self) -> Option<&str> {
         self.inner.public_origin.as_deref()
+    }
+
+    /// The link to the trace of `job` in the tracing backend, when one is configured.
+    pub(crate) fn trace_link(&self, job: codemill_core::ids::JobId) -> Option<String> {
+        self.inner
+            .trace_url
+            .as_deref()
+            .map(|t| t.replace("{trace_id}", &job.trace_id()))
     }
 
     /// The budgets that apply to `project`.

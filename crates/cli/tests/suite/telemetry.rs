@@ -40,7 +40,7 @@ async fn a_job_is_one_trace_with_stages_agents_model_requests_tools_gates_and_ou
     );
     let env = Env::new(engineer(), HELLO_GATE, "").await;
     let extra = format!(
-        "\n[telemetry]\notlp_endpoint = \"{}\"\nheaders_env = \"OTLP_HEADERS\"\n\n[projects.shop]\nrepo = \"{}\"\ntracker = \"github\"\nforge = \"github\"\n\n[projects.shop.roles]\ntrigger = [\"alice\"]\nreview = [\"bob\"]\n{}",
+        "\n[telemetry]\notlp_endpoint = \"{}\"\nheaders_env = \"OTLP_HEADERS\"\ntrace_url = \"https://lf.example/traces/{{trace_id}}\"\n\n[projects.shop]\nrepo = \"{}\"\ntracker = \"github\"\nforge = \"github\"\n\n[projects.shop.roles]\ntrigger = [\"alice\"]\nreview = [\"bob\"]\n{}",
         otlp.url(),
         env.remote.display(),
         github_config("shop", &gh.url())
@@ -89,6 +89,13 @@ async fn a_job_is_one_trace_with_stages_agents_model_requests_tools_gates_and_ou
             Some(&Value::from("codemill"))
         );
     }
+    // `codemill show` names the trace and links to it.
+    let shown = env.json(&["show", &key, "--json"]);
+    assert_eq!(shown["job"]["trace_id"], trace.as_str());
+    assert_eq!(
+        shown["job"]["trace_url"],
+        format!("https://lf.example/traces/{trace}").as_str()
+    );
     let cost = roots[0].attr("cost_usd").and_then(Value::as_f64).unwrap();
     assert!(cost > 0.0, "the job's cost is on its span: {cost}");
 

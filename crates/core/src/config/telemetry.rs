@@ -16,9 +16,20 @@ pub struct TelemetryConfig {
     pub headers_env: Option<String>,
     /// `service.name` of the traces; default `codemill`.
     pub service_name: Option<String>,
+    /// A link to a job's trace in the tracing backend, with `{trace_id}` where its id goes
+    /// (e.g. `https://cloud.langfuse.com/project/P/traces/{trace_id}`): the dashboard's job
+    /// page links to it.
+    pub trace_url: Option<String>,
 }
 
 impl TelemetryConfig {
+    /// The link to the trace `trace_id` (32 hex digits), when `trace_url` is set.
+    pub fn trace_link(&self, trace_id: &str) -> Option<String> {
+        self.trace_url
+            .as_deref()
+            .map(|t| t.replace("{trace_id}", trace_id))
+    }
+
     /// `{otlp_endpoint}/v1/traces`, when traces are wanted.
     pub fn traces_url(&self) -> Option<String> {
         let base = self.otlp_endpoint.as_deref()?.trim_end_matches('/');
@@ -36,6 +47,18 @@ impl TelemetryConfig {
                 file,
                 "telemetry.otlp_endpoint",
                 format!("expected an http:// or https:// URL, got `{url}`"),
+            ));
+        }
+        if let Some(url) = &self.trace_url
+            && (!(url.starts_with("http://") || url.starts_with("https://"))
+                || !url.contains("{trace_id}"))
+        {
+            return Err(ConfigError::at(
+                file,
+                "telemetry.trace_url",
+                format!(
+                    "expected an http(s) URL with {{trace_id}} where the trace id goes, got `{url}`"
+                ),
             ));
         }
         if let Some(var) = &self.headers_env
@@ -135,6 +158,25 @@ mod tests {
         assert!(err.contains("no `=`"), "{err}");
         assert!(parse_headers("=x").is_err());
         assert_eq!(parse_headers("").unwrap(), vec![]);
+    }
+
+    #[test]
+    fn a_trace_link_puts_the_id_in_the_template() {
+        let t = TelemetryConfig {
+            trace_url: Some("https://lf.example/project/p/traces/{trace_id}".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            t.trace_link("0192abcd").as_deref(),
+            Some("https://lf.example/project/p/traces/0192abcd")
+        );
+        assert!(t.check("codemill.toml").is_ok());
+        let bad = TelemetryConfig {
+            trace_url: Some("https://lf.example/traces/".into()),
+            ..Default::default()
+        };
+        let e = bad.check("codemill.toml").unwrap_err();
+        assert!(e.to_string().contains("telemetry.trace_url"), "{e}");
     }
 
     #[test]

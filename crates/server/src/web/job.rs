@@ -134,6 +134,8 @@ struct JobPage {
     attempts: Vec<String>,
     activity: Vec<ActivityLine>,
     events_url: String,
+    /// The job's trace in the tracing backend (`[telemetry] trace_url`).
+    trace_url: Option<String>,
 }
 
 /// Activity lines a page shows at most (the newest); the stream adds what comes after.
@@ -362,6 +364,7 @@ async fn show(
         None => format!("/tickets/{}/events?after={pos}", ticket.key),
     };
     let page = JobPage {
+        trace_url: view.as_ref().and_then(|v| app.trace_link(v.job)),
         activity,
         events_url,
         can_decide: may_decide(&me.role),

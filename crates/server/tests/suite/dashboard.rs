@@ -751,3 +751,46 @@ async fn the_knowledge_page_shows_provenance_filters_and_searches() {
         "{found}"
     );
 }
+
+/// With `[telemetry] trace_url`, a job page links to the job's trace (its id is the job's);
+/// without it, no link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_page_links_to_its_trace_when_a_trace_url_is_set() {
+    use codemill_server::ServerConfig;
+
+    use crate::harness::{config, start_with};
+
+    for trace_url in [
+        Some("https://langfuse.example/project/p1/traces/{trace_id}".to_string()),
+        None,
+    ] {
+        let server = start_with(
+            Db::sqlite().await,
+            ServerConfig {
+                trace_url: trace_url.clone(),
+                ..config()
+            },
+        )
+        .await;
+        let store = &server.db.store;
+        let ticket = store
+            .create_ticket(&"PROJ".parse().unwrap(), "Traced", "", &[])
+            .await
+            .unwrap();
+        let events = codemill_testkit::journal::to_approval(&ticket.key);
+        let job = codemill_core::ids::JobId::new();
+        store
+            .create_job(job, &ticket.key, &events[0])
+            .await
+            .unwrap();
+        let viewer = session_of(&server, "vic", "viewer").await;
+        let (status, html) = get_page(&server, &viewer, &format!("/tickets/{}", ticket.key)).await;
+        assert_eq!(status, 200, "{html}");
+        let link = format!(
+            "<a class=\"trace\" href=\"https://langfuse.example/project/p1/traces/{}\">trace</a>",
+            job.trace_id()
+        );
+        assert_eq!(html.contains(&link), trace_url.is_some(), "{html}");
+        assert_eq!(html.contains("class=\"trace\""), trace_url.is_some());
+    }
+}
