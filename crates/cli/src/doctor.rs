@@ -44,6 +44,78 @@ struct Check {
     required: bool,
 }
 
+/// Where traces go, and whether the collector takes them: an empty OTLP export (a valid
+/// `ExportTraceServiceRequest` with no spans is zero bytes of protobuf) with the configured
+/// headers.
+async fn traces_check(telemetry: &codemill_core::config::TelemetryConfig) -> Check {
+    let mut telemetry = telemetry.clone();
+    if telemetry.otlp_endpoint.is_none() {
+        telemetry.otlp_endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .ok()
+            .filter(|v| !v.trim().is_empty());
+    }
+    let check = |level, detail: String, hint: Option<String>| Check {
+        name: "traces".into(),
+        level,
+        detail,
+        hint,
+        required: false,
+    };
+    let Some(url) = telemetry.traces_url() else {
+        return check(Level::Ok, "off (no [telemetry] otlp_endpoint)".into(), None);
+    };
+    let mut request = reqwest::Client::new()
+        .post(&url)
+        .timeout(std::time::Duration::from_secs(10))
+        .header("content-type", "application/x-protobuf");
+    if let Some(var) = &telemetry.headers_env {
+        let Ok(text) = std::env::var(var) else {
+            return check(
+                Level::Missing,
+                format!("{url}: telemetry.headers_env names {var}, which is not set"),
+                Some(format!("export {var} (key=value pairs, comma-separated)")),
+            );
+        };
+        match codemill_core::config::parse_telemetry_headers(&text) {
+            Ok(headers) => {
+                for (k, v) in headers {
+                    request = request.header(k, v);
+                }
+            }
+            Err(e) => {
+                return check(
+                    Level::Error,
+                    format!("{url}: the headers in {var}: {e}"),
+                    None,
+                );
+            }
+        }
+    }
+    match request.body(Vec::<u8>::new()).send().await {
+        Ok(answer) if answer.status().is_success() => check(
+            Level::Ok,
+            format!(
+                "sent to {url} (the collector answered {})",
+                answer.status().as_u16()
+            ),
+            None,
+        ),
+        Ok(answer) => check(
+            Level::Error,
+            format!("{url}: the collector answered {}", answer.status()),
+            Some("check the endpoint and the headers (an API key, Basic auth)".into()),
+        ),
+        Err(e) => check(
+            Level::Error,
+            format!(
+                "{url}: unreachable: {}",
+                codemill_core::text::log_safe(&e.without_url())
+            ),
+            None,
+        ),
+    }
+}
+
 async fn version(program: &str, args: &[&str]) -> Option<String> {
     let out = Cmd::new(program)
         .args(args)
@@ -363,6 +435,8 @@ pub async fn run(mut opened: Opened, as_json: bool) -> Result<ExitCode> {
             });
         }
     }
+
+    checks.push(traces_check(&config.telemetry).await);
 
     let ready = checks
         .iter()

@@ -150,3 +150,56 @@ async fn without_a_sandbox_jobs_refuse_to_start_and_off_is_a_warning() {
         "the job's log did not warn: {err}"
     );
 }
+
+/// The traces check sends an empty OTLP export with the configured headers to the collector;
+/// a header variable that is not set is reported by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_traces_check_reaches_the_collector_with_its_headers() {
+    let otlp = codemill_testkit::fakes::otlp::FakeOtlp::start()
+        .await
+        .unwrap();
+    let extra = format!(
+        "\n[telemetry]\notlp_endpoint = \"{}\"\nheaders_env = \"DOCTOR_OTLP_HEADERS\"\n",
+        otlp.url()
+    );
+    let env = Env::new(vec![probe_rule(Reply::text("ok"))], HELLO_GATE, &extra).await;
+    let traces = |v: &serde_json::Value| {
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "traces")
+            .unwrap_or_else(|| panic!("no traces check in {v:#}"))
+            .clone()
+    };
+    let out = env
+        .cmd()
+        .env("DOCTOR_OTLP_HEADERS", "x-api-key=collector-key")
+        .args(["doctor", "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let check = traces(&v);
+    assert_eq!(check["level"], "ok", "{check}");
+    assert!(
+        check["detail"].as_str().unwrap().contains("answered 200"),
+        "{check}"
+    );
+    let exports = otlp.exports();
+    assert!(
+        exports.iter().any(|e| e.spans == 0
+            && e.headers.get("x-api-key").map(String::as_str) == Some("collector-key")),
+        "{exports:?}"
+    );
+
+    let v = env.json(&["doctor", "--json"]);
+    let check = traces(&v);
+    assert_eq!(check["level"], "missing", "{check}");
+    assert!(
+        check["detail"]
+            .as_str()
+            .unwrap()
+            .contains("DOCTOR_OTLP_HEADERS"),
+        "{check}"
+    );
+}
