@@ -1,7 +1,6 @@
 //! Agent steps: building each stage's brief, running the stage's agent, reading its structured
 //! answer (with one repair request), and turning it into a journal event.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,6 +28,7 @@ use crate::gates::POLICY_FILE;
 use crate::guard::Boundary;
 use crate::home::Home;
 use crate::progress::{Emitter, Progress};
+use live::LiveActivity;
 
 /// The parts of a job an agent step needs.
 pub(crate) struct Step<'a> {
@@ -44,35 +44,6 @@ pub(crate) struct Step<'a> {
     pub worktree: Option<PathBuf>,
     /// The job's lease: artifacts are written under it.
     pub lease: &'a Lease,
-}
-
-/// Agent events stored at once, at most.
-const LIVE_BATCH: usize = 32;
-/// Agent events are stored at least this often while a step runs.
-const LIVE_EVERY: Duration = Duration::from_millis(500);
-
-/// Where a step's live activity goes in the store.
-struct LiveActivity {
-    store: codemill_store::Store,
-    job: JobId,
-    stage: AgentStage,
-    round: u32,
-    angle: Option<String>,
-}
-
-impl LiveActivity {
-    /// Best effort: a live page missing some events is better than a step that fails for it.
-    async fn write(&self, events: Vec<(chrono::DateTime<chrono::Utc>, AgentEvent)>) {
-        let step = codemill_store::ActivityStep {
-            job: self.job,
-            stage: self.stage.as_str(),
-            round: self.round,
-            angle: self.angle.as_deref(),
-        };
-        if let Err(e) = self.store.record_activity(&step, &events).await {
-            tracing::warn!(job = %self.job, error = %codemill_core::text::log_safe(&e), "could not store agent activity");
-        }
-    }
 }
 
 /// One finished agent run plus how long it took and what it cost.
@@ -336,53 +307,19 @@ impl AgentPool {
                 message: crate::guard::SANDBOX_OFF_WARNING.to_string(),
             });
         }
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<AgentEvent>();
-        let stage = step.stage;
-        let forward = {
-            let sink = self.progress.sink().cloned();
-            let live = LiveActivity {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<AgentEvent>();
+        let forward = live::forward(
+            rx,
+            self.progress.sink().cloned(),
+            LiveActivity {
                 store: self.store.clone(),
                 job: step.job,
-                stage,
+                stage: step.stage,
                 round: step.round,
                 angle: step.angle.clone(),
-            };
-            let agent_span = tracing::Span::current();
-            tokio::spawn(async move {
-                // Stored in small batches for live pages; the progress sink gets every event.
-                let mut batch = Vec::new();
-                let mut last_write = Instant::now();
-                // A tool's span runs from its call to its result.
-                let mut tools: HashMap<String, tracing::Span> = HashMap::new();
-                while let Some(event) = rx.recv().await {
-                    match &event {
-                        AgentEvent::ToolCall { id, name, .. } => {
-                            tools.insert(
-                                id.clone(),
-                                crate::telemetry::tool_span(&agent_span, name, id),
-                            );
-                        }
-                        AgentEvent::ToolResult { id, is_error, .. } => {
-                            if let Some(span) = tools.remove(id)
-                                && *is_error
-                            {
-                                span.record("error.type", "tool_error");
-                            }
-                        }
-                        _ => {}
-                    }
-                    batch.push((chrono::Utc::now(), event.clone()));
-                    if let Some(s) = &sink {
-                        let _ = s.send(Progress::Agent { stage, event });
-                    }
-                    if batch.len() >= LIVE_BATCH || last_write.elapsed() >= LIVE_EVERY {
-                        live.write(std::mem::take(&mut batch)).await;
-                        last_write = Instant::now();
-                    }
-                }
-                live.write(batch).await;
-            })
-        };
+            },
+            tracing::Span::current(),
+        );
         let started = Instant::now();
         let result = backend.run(&request, tx).await;
         let _ = forward.await;
@@ -802,6 +739,8 @@ fn either(
     });
     both
 }
+
+mod live;
 
 #[cfg(test)]
 mod tests;

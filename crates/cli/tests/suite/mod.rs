@@ -17,6 +17,7 @@ mod knowledge_quality;
 mod lifecycle;
 mod mcp;
 mod merge_queue;
+mod merge_queue_forges;
 mod mixed;
 mod multinode;
 mod one_path;
