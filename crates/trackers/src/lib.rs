@@ -10,6 +10,7 @@ pub mod github;
 pub mod gitlab;
 pub mod http;
 pub mod jira;
+mod json;
 pub mod landing;
 pub mod linear;
 pub mod webhook;

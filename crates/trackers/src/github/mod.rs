@@ -19,6 +19,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::http::{Answer, HttpClient, Req, RetryPolicy, retry_op};
+use crate::json::{body_has, id_string, not_found, str_at};
 use crate::{
     Env, Error, Forge, Issue, IssueComment, PrRequest, PullRequest, ReplyTo, Result, Tracker,
     has_codemill_marker, html_marker, secret_from,
@@ -576,29 +577,6 @@ fn issue_number(key: &str) -> Result<u64> {
         .ok()
         .filter(|n| *n > 0)
         .ok_or_else(|| Error::NotFound(format!("github: issue key {key:?} is not an issue number")))
-}
-
-/// A 404 as [`Error::NotFound`] with `message`; other errors unchanged.
-fn not_found(e: Error, message: impl FnOnce() -> String) -> Error {
-    match e {
-        Error::Status { status: 404, .. } => Error::NotFound(message()),
-        other => other,
-    }
-}
-
-fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
-    path.iter().try_fold(v, |v, k| v.get(*k))?.as_str()
-}
-
-fn body_has(item: &Value, hidden: &str) -> bool {
-    str_at(item, &["body"]).is_some_and(|b| b.contains(hidden))
-}
-
-fn id_string(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
 }
 
 fn to_pull_request(v: &Value, path: &str) -> Result<PullRequest> {

@@ -9,6 +9,7 @@ use reqwest::header::HeaderMap;
 use serde_json::Value;
 
 use crate::has_codemill_marker;
+use crate::json::{at, ignored, str_at as s};
 use crate::webhook::{Hint, VerifyError, constant_time_eq};
 
 const TOKEN_HEADER: &str = "X-Gitlab-Token";
@@ -283,22 +284,6 @@ impl Delivery<'_> {
             },
         })
     }
-}
-
-fn ignored(reason: impl Into<String>) -> Hint {
-    Hint::Ignored {
-        reason: reason.into(),
-    }
-}
-
-fn at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
-    path.iter()
-        .try_fold(v, |v, k| v.get(*k))
-        .filter(|v| !v.is_null())
-}
-
-fn s<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
-    at(v, path)?.as_str()
 }
 
 #[cfg(test)]

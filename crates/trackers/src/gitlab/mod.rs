@@ -19,6 +19,7 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 
 use crate::http::{Answer, Auth, HttpClient, Req, RetryPolicy, retry_op};
+use crate::json::{body_has, id_string, not_found, str_at};
 use crate::{
     Env, Error, Forge, Issue, IssueComment, PrRequest, PullRequest, ReplyTo, Result, Tracker,
     has_codemill_marker, html_marker, secret_from,
@@ -568,28 +569,6 @@ fn issue_iid(key: &str) -> Result<u64> {
         .trim_start_matches('#')
         .parse()
         .map_err(|_| Error::NotFound(format!("gitlab: {key:?} is not an issue number")))
-}
-
-fn not_found(e: Error, message: impl FnOnce() -> String) -> Error {
-    match e {
-        Error::Status { status: 404, .. } => Error::NotFound(message()),
-        other => other,
-    }
-}
-
-fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
-    path.iter().try_fold(v, |v, k| v.get(*k))?.as_str()
-}
-
-fn body_has(item: &Value, hidden: &str) -> bool {
-    str_at(item, &["body"]).is_some_and(|b| b.contains(hidden))
-}
-
-fn id_string(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
 }
 
 /// A label as issues list them (`"bug"`) or as some endpoints do (`{"title": "bug"}`).
