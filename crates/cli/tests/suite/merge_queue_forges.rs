@@ -24,18 +24,44 @@ async fn on_github(words: &[&str]) -> (Env, FakeGitHub) {
     gh.set_branch("main", &env.remote_git(&["rev-parse", "main"]));
     gh.require_checks("main", &["ci"]);
     let remote = env.remote.clone();
-    gh.on_merge(move |base, head, _method| {
-        let dir = remote.parent().unwrap().to_path_buf();
-        let g = |args: &[&str]| {
-            let mut full = vec!["--git-dir", remote.to_str().unwrap()];
-            full.extend_from_slice(args);
-            git(&dir, &full)
-        };
-        let tree = g(&["merge-tree", "--write-tree", base, head]);
-        let merged = g(&["commit-tree", &tree, "-p", base, "-m", "Squashed"]);
-        g(&["update-ref", &format!("refs/heads/{base}"), &merged]);
-        Some(merged)
+    gh.on_merge(move |base, head, _method| Some(merge_in(&remote, base, head, true)));
+    ship(&env, words, &github_vars(), |branch, head| {
+        gh.push(branch, head)
     });
+    (env, gh)
+}
+
+/// What a forge's merge does to the bare `remote`: `target` moves to a commit of the merged
+/// tree (squashed: one parent; else two); the new tip.
+fn merge_in(remote: &std::path::Path, target: &str, head: &str, squash: bool) -> String {
+    let dir = remote.parent().unwrap().to_path_buf();
+    let g = |args: &[&str]| {
+        let mut full = vec!["--git-dir", remote.to_str().unwrap()];
+        full.extend_from_slice(args);
+        git(&dir, &full)
+    };
+    let tree = g(&["merge-tree", "--write-tree", target, head]);
+    let merged = if squash {
+        g(&["commit-tree", &tree, "-p", target, "-m", "Squashed"])
+    } else {
+        g(&[
+            "commit-tree",
+            &tree,
+            "-p",
+            target,
+            "-p",
+            head,
+            "-m",
+            "Merged",
+        ])
+    };
+    g(&["update-ref", &format!("refs/heads/{target}"), &merged]);
+    merged
+}
+
+/// Tickets "Add <word>" in project shop, each run and approved with `vars`; `pushed` tells the
+/// forge fake each branch's head (the forge's PR head is the pushed branch).
+fn ship(env: &Env, words: &[&str], vars: &[(&str, &str)], pushed: impl Fn(&str, &str)) {
     for word in words {
         env.ok(&[
             "ticket",
@@ -49,14 +75,12 @@ async fn on_github(words: &[&str]) -> (Env, FakeGitHub) {
     }
     for n in 1..=words.len() {
         let key = format!("shop-{n}");
-        let ran = env.ok_with(&github_vars(), &["run", &key]);
+        let ran = env.ok_with(vars, &["run", &key]);
         assert!(ran.contains("proposal ready"), "{key}: {ran}");
-        env.ok_with(&github_vars(), &["approve", &key]);
-        // GitHub's PR head is the pushed branch.
+        env.ok_with(vars, &["approve", &key]);
         let branch = format!("codemill/{key}");
-        gh.push(&branch, &env.remote_git(&["rev-parse", &branch]));
+        pushed(&branch, &env.remote_git(&["rev-parse", &branch]));
     }
-    (env, gh)
 }
 
 fn merge_on_github(env: &Env, keys: &[&str]) -> (Option<i32>, Value, String) {
@@ -289,50 +313,13 @@ async fn on_gitlab(words: &[&str]) -> (Env, codemill_testkit::fakes::gitlab::Fak
     gl.set_branch("main", &env.remote_git(&["rev-parse", "main"]));
     gl.require_pipeline(true);
     let remote = env.remote.clone();
-    gl.on_merge(move |target, head, squash| {
-        let dir = remote.parent().unwrap().to_path_buf();
-        let g = |args: &[&str]| {
-            let mut full = vec!["--git-dir", remote.to_str().unwrap()];
-            full.extend_from_slice(args);
-            git(&dir, &full)
-        };
-        let tree = g(&["merge-tree", "--write-tree", target, head]);
-        let merged = if squash {
-            g(&["commit-tree", &tree, "-p", target, "-m", "Squashed"])
-        } else {
-            g(&[
-                "commit-tree",
-                &tree,
-                "-p",
-                target,
-                "-p",
-                head,
-                "-m",
-                "Merged",
-            ])
-        };
-        g(&["update-ref", &format!("refs/heads/{target}"), &merged]);
-        Some(merged)
-    });
-    for word in words {
-        env.ok(&[
-            "ticket",
-            "add",
-            "shop",
-            "--title",
-            &format!("Add {word}"),
-            "--body",
-            &format!("Add {word}.\n\nAcceptance: the file exists."),
-        ]);
-    }
-    for n in 1..=words.len() {
-        let key = format!("shop-{n}");
-        let ran = env.ok_with(&[("GITLAB_TOKEN", GITLAB_TOKEN)], &["run", &key]);
-        assert!(ran.contains("proposal ready"), "{key}: {ran}");
-        env.ok_with(&[("GITLAB_TOKEN", GITLAB_TOKEN)], &["approve", &key]);
-        let branch = format!("codemill/{key}");
-        gl.push(&branch, &env.remote_git(&["rev-parse", &branch]));
-    }
+    gl.on_merge(move |target, head, squash| Some(merge_in(&remote, target, head, squash)));
+    ship(
+        &env,
+        words,
+        &[("GITLAB_TOKEN", GITLAB_TOKEN)],
+        |branch, head| gl.push(branch, head),
+    );
     (env, gl)
 }
 
