@@ -48,12 +48,9 @@ struct Check {
 /// `ExportTraceServiceRequest` with no spans is zero bytes of protobuf) with the configured
 /// headers.
 async fn traces_check(telemetry: &codemill_core::config::TelemetryConfig) -> Check {
-    let mut telemetry = telemetry.clone();
-    if telemetry.otlp_endpoint.is_none() {
-        telemetry.otlp_endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .ok()
-            .filter(|v| !v.trim().is_empty());
-    }
+    let telemetry = telemetry
+        .clone()
+        .or_endpoint(std::env::var(crate::telemetry::OTLP_ENDPOINT_VAR).ok());
     let check = |level, detail: String, hint: Option<String>| Check {
         name: "traces".into(),
         level,

@@ -374,16 +374,12 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // Traces need the home's `[telemetry]` before the first span; a home that cannot be read
     // is reported by the command itself.
-    let mut telemetry = commands::home_of(cli.home.clone())
+    // The standard variable serves a run whose home has no `[telemetry]` (`codemill demo`).
+    let telemetry = commands::home_of(cli.home.clone())
         .load_config()
         .map(|c| c.telemetry)
-        .unwrap_or_default();
-    // The standard variable, for a run whose home has no `[telemetry]` (`codemill demo`).
-    if telemetry.otlp_endpoint.is_none() {
-        telemetry.otlp_endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .ok()
-            .filter(|v| !v.trim().is_empty());
-    }
+        .unwrap_or_default()
+        .or_endpoint(std::env::var(telemetry::OTLP_ENDPOINT_VAR).ok());
     let (traces, layer, warning) = match telemetry::Traces::start(&telemetry) {
         Ok(Some((traces, layer))) => (Some(traces), Some(layer), None),
         Ok(None) => (None, None, None),

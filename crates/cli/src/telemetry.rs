@@ -15,6 +15,9 @@ use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, SdkTracerProvider
 use tracing_subscriber::Layer;
 use tracing_subscriber::registry::Registry;
 
+/// The standard variable naming the collector, used when `[telemetry]` names none.
+pub const OTLP_ENDPOINT_VAR: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+
 /// The exporter of this process; [`Traces::shutdown`] sends what is left.
 pub struct Traces {
     provider: SdkTracerProvider,

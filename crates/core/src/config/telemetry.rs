@@ -23,6 +23,15 @@ pub struct TelemetryConfig {
 }
 
 impl TelemetryConfig {
+    /// This config, sending to `fallback` when it names no endpoint (the binary passes the
+    /// standard `OTEL_EXPORTER_OTLP_ENDPOINT`).
+    pub fn or_endpoint(mut self, fallback: Option<String>) -> TelemetryConfig {
+        if self.otlp_endpoint.is_none() {
+            self.otlp_endpoint = fallback.filter(|v| !v.trim().is_empty());
+        }
+        self
+    }
+
     /// The link to the trace `trace_id` (32 hex digits), when `trace_url` is set.
     pub fn trace_link(&self, trace_id: &str) -> Option<String> {
         self.trace_url
