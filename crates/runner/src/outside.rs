@@ -115,6 +115,16 @@ impl AnyForge {
             AnyForge::Gitlab(f) => Ok(f.git_token()),
         }
     }
+
+    /// The header git sends to remotes under `url_prefix`, in the form this forge takes its
+    /// token in.
+    pub async fn git_auth(&self, url_prefix: &str) -> Result<codemill_git::HttpAuth> {
+        let token = self.git_token().await?;
+        Ok(match self {
+            AnyForge::Github(_) => codemill_git::HttpAuth::github_token(url_prefix, &token),
+            AnyForge::Gitlab(_) => codemill_git::HttpAuth::gitlab_token(url_prefix, &token),
+        })
+    }
     pub async fn pr(&self, number: u64) -> Result<PullRequest> {
         match self {
             AnyForge::Github(f) => f.pr(number).await,

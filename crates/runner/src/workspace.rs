@@ -105,15 +105,7 @@ impl Workspace {
         let Some(forge) = outside.forge else {
             return Ok(self.git.clone());
         };
-        let token = forge.git_token().await?;
-        let auth = match forge.as_ref() {
-            crate::outside::AnyForge::Gitlab(_) => {
-                codemill_git::HttpAuth::gitlab_token(&prefix, &token)
-            }
-            crate::outside::AnyForge::Github(_) => {
-                codemill_git::HttpAuth::github_token(&prefix, &token)
-            }
-        };
+        let auth = forge.git_auth(&prefix).await?;
         Ok(self.git.with_http_auth(Some(auth)))
     }
 
