@@ -495,7 +495,12 @@ pub async fn show(opened: &Opened, key: &TicketKey, as_json: bool) -> Result<()>
         }
         return Ok(());
     };
-    let pr = opened.store.find_pr(key.project(), &key.branch()).await?;
+    // A sub-task's PR is on its stack branch.
+    let pr_branch = match (&state.subtask, &state.branch) {
+        (Some(_), Some(b)) => b.clone(),
+        _ => key.branch(),
+    };
+    let pr = opened.store.find_pr(key.project(), &pr_branch).await?;
     let today = codemill_store::day_of(chrono::Utc::now());
     let job_id = job.to_string();
     let spend = opened
@@ -527,7 +532,9 @@ pub async fn show(opened: &Opened, key: &TicketKey, as_json: bool) -> Result<()>
                         .collect::<Vec<_>>(),
                     "gate_rounds": state.gate_rounds.iter().map(|(r, gates)| json!({"round": r, "gates": gates.iter().map(|g| json!({"name": g.name, "command": g.command, "passed": g.passed, "outcome": g.outcome(), "duration_ms": g.duration_ms})).collect::<Vec<_>>()})).collect::<Vec<_>>(),
                     "backlog_tickets": state.backlog_tickets, "questions": state.questions, "gates": state.gates,
-                    "diff_stat": state.proposal.as_ref().map(|p| p.diff_stat.clone())},
+                    "diff_stat": state.proposal.as_ref().map(|p| p.diff_stat.clone()),
+                    "subtask": state.subtask, "graph": state.graph, "children": state.children,
+                    "stack": state.stack},
             "pr": pr,
             "spend": {"day": today, "job_usd": spend.job_usd, "job_tokens": spend.job_tokens,
                       "ticket_usd": spend.ticket_usd, "project_day_usd": spend.project_day_usd,
@@ -549,6 +556,42 @@ pub async fn show(opened: &Opened, key: &TicketKey, as_json: bool) -> Result<()>
     match opened.config.telemetry.trace_link(&job.trace_id()) {
         Some(url) => out(&format!("trace {}  {url}", job.trace_id())),
         None => out(&format!("trace {}", job.trace_id())),
+    }
+    if let Some(sub) = &state.subtask {
+        out(&format!(
+            "sub-task {} ({}) of {}: ships in its stack",
+            sub.n, sub.id, sub.parent_ticket
+        ));
+    }
+    if let Some(checked) = state.checked_graph() {
+        out(&codemill_core::subtasks::render(&checked));
+        for c in &state.children {
+            let result = match &c.result {
+                None => "running".to_string(),
+                Some(codemill_core::subtasks::ChildResult::Ready { commit }) => {
+                    format!("ready {}", commit.get(..12).unwrap_or(commit))
+                }
+                Some(codemill_core::subtasks::ChildResult::Stopped { status, reason }) => {
+                    format!("{status}: {reason}")
+                }
+            };
+            out(&format!(
+                "  sub-task {} → {} (job {})  {result}",
+                c.id,
+                c.ticket,
+                c.job.short()
+            ));
+        }
+    }
+    for (i, e) in state.stack.iter().enumerate() {
+        out(&format!(
+            "stack {}. {}  {}  on {}  ({})",
+            i + 1,
+            e.commit.get(..12).unwrap_or(&e.commit),
+            e.branch,
+            e.base,
+            e.ticket
+        ));
     }
     if let Some(b) = &state.branch {
         out(&format!(

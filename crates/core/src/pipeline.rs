@@ -49,6 +49,8 @@ pub enum Action {
     AwaitApproval,
     /// Nothing to do until the PR gets feedback or is closed.
     AwaitPr,
+    /// Nothing to do until a sub-job ends.
+    AwaitChildren,
     Finished,
 }
 
@@ -67,6 +69,7 @@ pub fn next_action(state: &JobState) -> Action {
     match state.pending_effect() {
         None if state.stage == Stage::AwaitingApproval => Action::AwaitApproval,
         None if state.stage == Stage::InReview => Action::AwaitPr,
+        None if state.stage == Stage::AwaitingChildren => Action::AwaitChildren,
         None => Action::GiveUp {
             effect: state.stage.as_str().into(),
             reason: format!(

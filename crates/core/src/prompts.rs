@@ -36,11 +36,19 @@ pub fn research(t: &TicketText) -> String {
     )
 }
 
-pub fn plan(t: &TicketText, research_file: &str) -> String {
-    format!(
+/// The plan brief; with `split`, the most sub-tasks a ticket too large for one change may be
+/// split into.
+pub fn plan(t: &TicketText, research_file: &str, split: Option<u32>) -> String {
+    let mut out = format!(
         "codemill stage: plan\n\nYou are planning a change. You can read, list and search files; you cannot change anything.\n\n{}\nResearch notes are in `{research_file}` (read it).\n\n{KNOWLEDGE_TOOLS}\n\nAnswer with a short Markdown plan: the steps, the files to change, and the tests to add or update. Keep the change as small as the ticket allows.",
         quoted_ticket(t)
-    )
+    );
+    if let Some(max) = split {
+        out.push_str(&format!(
+            "\n\nOnly if the ticket is too large for one reviewable change: split it instead into at most {max} sub-tasks, each a small change of its own, and end your answer with the graph in one ```json block: {{\"subtasks\": [{{\"id\": \"A\", \"title\": \"...\", \"goal\": \"...\", \"criteria\": [\"checkable statement\"], \"files\": [\"path\"], \"depends_on\": []}}]}}. Sub-tasks that change the same files must be ordered with depends_on; independent ones run at the same time."
+        ));
+    }
+    out
 }
 
 pub fn implement(t: &TicketText, research_file: &str, plan_file: &str) -> String {

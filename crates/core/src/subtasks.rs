@@ -7,6 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::{JobId, TicketKey};
+
 /// Sub-tasks at most in one graph when the repository's policy names no limit.
 pub const DEFAULT_MAX_SUBTASKS: u32 = 8;
 
@@ -45,9 +47,181 @@ pub struct Checked {
     pub waves: Vec<Vec<usize>>,
 }
 
+/// A sub-job's place under its parent (carried by its `Created` event).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubtaskOf {
+    pub parent: JobId,
+    pub parent_ticket: TicketKey,
+    /// The sub-task's id in the graph.
+    pub id: String,
+    /// Its place in the stack, 1-based.
+    pub n: u32,
+    /// The commit the parent started from: every sub-task of the graph stacks on it.
+    pub base_commit: String,
+    /// The sub-tasks it depends on, directly or not, dependencies first: their commits are
+    /// stacked on `base_commit` before it starts.
+    #[serde(default)]
+    pub below: Vec<Below>,
+}
+
+/// A finished sub-task whose commit another one starts on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Below {
+    pub job: JobId,
+    pub commit: String,
+}
+
+/// A sub-job the parent started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Child {
+    pub id: String,
+    pub ticket: TicketKey,
+    pub job: JobId,
+    #[serde(default)]
+    pub result: Option<ChildResult>,
+}
+
+/// How a sub-job ended, as its parent knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum ChildResult {
+    /// Its proposal is ready: one reviewed commit.
+    Ready { commit: String },
+    /// It stopped (needs attention, rejected, cancelled) with the reason.
+    Stopped { status: String, reason: String },
+}
+
+/// One sub-task's commit in the parent's stack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StackEntry {
+    pub id: String,
+    pub title: String,
+    pub ticket: TicketKey,
+    pub job: JobId,
+    /// The commit in the stack (on top of the entry below it).
+    pub commit: String,
+    /// `codemill/<KEY>/<n>-<slug>`.
+    pub branch: String,
+    /// The branch its PR is based on: the entry below, or the default branch.
+    pub base: String,
+}
+
+/// What the parent does next while it waits for its sub-jobs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// Sub-tasks whose dependencies are all ready and that have no job yet.
+    Start(Vec<usize>),
+    /// Every sub-task is ready: build the stack.
+    Stack,
+    /// Sub-jobs still run.
+    Wait,
+    /// Nothing runs and some sub-tasks can never start: why.
+    Blocked(String),
+}
+
+/// Where the graph stands given its sub-jobs.
+pub fn next(checked: &Checked, children: &[Child]) -> Next {
+    let tasks = &checked.graph.subtasks;
+    let child = |i: usize| children.iter().find(|c| c.id == tasks[i].id);
+    let ready = |i: usize| {
+        matches!(
+            child(i).and_then(|c| c.result.as_ref()),
+            Some(ChildResult::Ready { .. })
+        )
+    };
+    if checked.order.iter().all(|&i| ready(i)) {
+        return Next::Stack;
+    }
+    let runnable: Vec<usize> = checked
+        .order
+        .iter()
+        .copied()
+        .filter(|&i| child(i).is_none())
+        .filter(|&i| {
+            tasks[i].depends_on.iter().all(|d| {
+                tasks
+                    .iter()
+                    .position(|t| t.id == d.trim())
+                    .is_some_and(ready)
+            })
+        })
+        .collect();
+    if !runnable.is_empty() {
+        return Next::Start(runnable);
+    }
+    if children.iter().any(|c| c.result.is_none()) {
+        return Next::Wait;
+    }
+    let stopped: Vec<String> = children
+        .iter()
+        .filter_map(|c| match &c.result {
+            Some(ChildResult::Stopped { status, reason }) => Some(format!(
+                "sub-task {} ({}) is {status}: {reason}",
+                c.id, c.ticket
+            )),
+            _ => None,
+        })
+        .collect();
+    let waiting: Vec<&str> = checked
+        .order
+        .iter()
+        .filter(|&&i| child(i).is_none())
+        .map(|&i| tasks[i].id.as_str())
+        .collect();
+    Next::Blocked(format!(
+        "{}; not started because they depend on it: {}",
+        stopped.join("; "),
+        if waiting.is_empty() {
+            "none".to_string()
+        } else {
+            waiting.join(", ")
+        }
+    ))
+}
+
+/// Everything sub-task `i` depends on, directly or not, in the checked order.
+pub fn below(checked: &Checked, i: usize) -> Vec<usize> {
+    let tasks = &checked.graph.subtasks;
+    let index = |id: &str| tasks.iter().position(|t| t.id == id.trim());
+    let mut all: BTreeSet<usize> = BTreeSet::new();
+    let mut todo: Vec<usize> = tasks[i]
+        .depends_on
+        .iter()
+        .filter_map(|d| index(d))
+        .collect();
+    while let Some(j) = todo.pop() {
+        if all.insert(j) {
+            todo.extend(tasks[j].depends_on.iter().filter_map(|d| index(d)));
+        }
+    }
+    checked
+        .order
+        .iter()
+        .copied()
+        .filter(|j| all.contains(j))
+        .collect()
+}
+
+/// The ticket text of a sub-task: its goal and criteria, with where it came from.
+pub fn ticket_body(parent: &str, t: &SubTask, n: usize, total: usize) -> String {
+    let mut out = format!(
+        "Sub-task {n} of {total} of {parent}.\n\n{}\n\nAcceptance criteria:\n",
+        t.goal.trim()
+    );
+    for c in t.criteria.iter().filter(|c| !c.trim().is_empty()) {
+        out.push_str(&format!("- {}\n", c.trim()));
+    }
+    if !t.files.is_empty() {
+        out.push_str(&format!("\nExpected to change: {}\n", t.files.join(", ")));
+    }
+    out
+}
+
 /// Why a graph was refused; each names what to change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Problem {
+    /// The JSON block is not a graph.
+    Unreadable(String),
     Empty,
     TooMany {
         count: usize,
@@ -76,6 +250,7 @@ pub enum Problem {
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Problem::Unreadable(e) => write!(f, "{e}"),
             Problem::Empty => write!(f, "the graph has no sub-tasks"),
             Problem::TooMany { count, max } => write!(
                 f,

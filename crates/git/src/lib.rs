@@ -42,7 +42,7 @@ use std::time::Duration;
 
 pub use auth::HttpAuth;
 pub use codemill_process::ProcessError;
-pub use merge::Merged;
+pub use merge::{Merged, Picked};
 
 /// Who the host's commits are by; passed on every commit so no global git config is needed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -84,3 +84,99 @@ impl Git {
         Ok(Merged::Commit(commit))
     }
 }
+
+/// What putting one commit's change on top of another gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Picked {
+    /// The new commit (the commit itself when it already sat on `onto`).
+    Commit(String),
+    /// The files whose change does not apply on `onto`.
+    Conflicts(Vec<String>),
+}
+
+impl Git {
+    /// Apply the change `commit` makes to its first parent on top of `onto`, as `cherry-pick`
+    /// would, but in memory and reproducibly: the new commit keeps the original's author,
+    /// committer, dates and message, so picking the same commit onto the same base gives the
+    /// same id on every machine. A commit whose parent already is `onto` is returned as it is.
+    pub async fn pick(&self, repo: &Path, onto: &str, commit: &str) -> Result<Picked, GitError> {
+        check_rev("commit", onto)?;
+        check_rev("commit", commit)?;
+        let ctx = self.ctx(repo).await?;
+        let parent = self
+            .run_line(
+                Some(&ctx),
+                Call::new(["rev-parse", "--verify", &format!("{commit}^1^{{commit}}")]),
+            )
+            .await?;
+        let onto_full = self
+            .run_line(
+                Some(&ctx),
+                Call::new(["rev-parse", "--verify", &format!("{onto}^{{commit}}")]),
+            )
+            .await?;
+        if parent == onto_full {
+            return Ok(Picked::Commit(commit.to_owned()));
+        }
+        let base = format!("--merge-base={parent}");
+        let args = [
+            "merge-tree",
+            "--write-tree",
+            "--name-only",
+            "--no-messages",
+            base.as_str(),
+            onto_full.as_str(),
+            commit,
+        ];
+        let out = self.output(Some(&ctx), Call::new(args)).await?;
+        let mut lines = out.stdout.lines();
+        let tree = lines.next().unwrap_or("").trim().to_owned();
+        match out.code() {
+            Some(0) => {}
+            Some(1) => {
+                let files = lines
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                return Ok(Picked::Conflicts(files));
+            }
+            _ => return Err(crate::run::command_error(crate::run::shown(args), &out)),
+        }
+        // Who and when, NUL-separated: author name, e-mail, date; committer name, e-mail, date.
+        let who = self
+            .run(
+                Some(&ctx),
+                Call::new([
+                    "show",
+                    "-s",
+                    "--format=%an%x00%ae%x00%ad%x00%cn%x00%ce%x00%cd",
+                    "--date=raw",
+                    commit,
+                ]),
+            )
+            .await?;
+        let fields: Vec<&str> = who.trim_end_matches('\n').split('\0').collect();
+        let [an, ae, ad, cn, ce, cd] = fields.as_slice() else {
+            return Err(GitError::InvalidArgument {
+                what: "commit",
+                value: commit.to_owned(),
+                reason: "has no readable author and committer",
+            });
+        };
+        let message = self
+            .run(Some(&ctx), Call::new(["show", "-s", "--format=%B", commit]))
+            .await?;
+        let scratch = Scratch::new()?;
+        let msg = scratch.write("message", message.trim_end())?;
+        let msg = msg.to_string_lossy().into_owned();
+        let call = Call::new(["commit-tree", &tree, "-p", &onto_full, "-F", &msg])
+            .env("GIT_AUTHOR_NAME", an)
+            .env("GIT_AUTHOR_EMAIL", ae)
+            .env("GIT_AUTHOR_DATE", ad)
+            .env("GIT_COMMITTER_NAME", cn)
+            .env("GIT_COMMITTER_EMAIL", ce)
+            .env("GIT_COMMITTER_DATE", cd);
+        Ok(Picked::Commit(self.run_line(Some(&ctx), call).await?))
+    }
+}

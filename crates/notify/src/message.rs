@@ -249,6 +249,7 @@ mod tests {
             max_rounds: 3,
             acknowledge: false,
             follow_pr: false,
+            subtask: None,
         }))
         .unwrap()
     }

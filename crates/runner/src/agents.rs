@@ -44,6 +44,8 @@ pub(crate) struct Step<'a> {
     pub worktree: Option<PathBuf>,
     /// The job's lease: artifacts are written under it.
     pub lease: &'a Lease,
+    /// Plan only: the most sub-tasks the plan may split the ticket into (set by `run`).
+    pub split: Option<u32>,
 }
 
 /// One finished agent run plus how long it took and what it cost.
@@ -415,7 +417,7 @@ impl AgentPool {
         let prompt = match step.stage {
             AgentStage::Readiness => prompts::readiness(&text),
             AgentStage::Research => prompts::research(&text),
-            AgentStage::Plan => prompts::plan(&text, &research_file),
+            AgentStage::Plan => prompts::plan(&text, &research_file, step.split),
             AgentStage::Implement => prompts::implement(&text, &research_file, &plan_file),
             AgentStage::Review => {
                 let plan = state
@@ -522,6 +524,10 @@ impl AgentPool {
         step: Step<'_>,
         policy: Option<RepoPolicy>,
     ) -> Result<JobEvent, RunError> {
+        let mut step = step;
+        if step.stage == AgentStage::Plan {
+            step.split = self.split_limit(step.state, policy.as_ref());
+        }
         let effect = step.effect;
         let resolved = match self
             .config
@@ -564,6 +570,7 @@ impl AgentPool {
                         repaired: false,
                         changed: None,
                         summary: format!("{} finding(s), all decided by policy", merged.len()),
+                        subtasks: None,
                     },
                 });
             }
@@ -610,6 +617,7 @@ impl AgentPool {
             repaired: false,
             changed: None,
             summary: clip(first.run.final_text.trim(), 2000),
+            subtasks: None,
         };
         let mut final_text = first.run.final_text.clone();
         if first.run.outcome.is_success() {
@@ -621,7 +629,12 @@ impl AgentPool {
                     AgentStage::Review => "findings",
                     _ => "decisions",
                 };
-                let repair = prompts::repair(what, error);
+                // A sub-task graph's problems come as the whole repair brief.
+                let repair = if step.stage == AgentStage::Plan {
+                    error.clone()
+                } else {
+                    prompts::repair(what, error)
+                };
                 let resume = first.run.session_id.clone();
                 if let Ok(second) = self
                     .run_once(
@@ -659,6 +672,7 @@ impl AgentPool {
                     }
                     stage_run.findings = Some(f);
                 }
+                Ok(Answer::Graph(g)) => stage_run.subtasks = g,
                 Ok(Answer::Decisions(d)) => {
                     let (merged, made) = self.triage_inputs(step.state);
                     let policy = step
@@ -706,11 +720,43 @@ impl AgentPool {
             AgentStage::Triage => parse_decisions(text)
                 .map(Answer::Decisions)
                 .map_err(|e| e.to_string()),
-            AgentStage::Research | AgentStage::Plan | AgentStage::Implement | AgentStage::Fix => {
-                Ok(Answer::None)
-            }
+            AgentStage::Plan => match step.split {
+                Some(max) => read_graph(text, max).map(Answer::Graph),
+                None => Ok(Answer::None),
+            },
+            AgentStage::Research | AgentStage::Implement | AgentStage::Fix => Ok(Answer::None),
         }
     }
+
+    /// The most sub-tasks this job's plan may split into; `None` when it may not split: a
+    /// sub-job, or a project whose tickets live in an outside tracker.
+    fn split_limit(&self, state: &JobState, policy: Option<&RepoPolicy>) -> Option<u32> {
+        let local = self
+            .config
+            .projects
+            .get(state.ticket.project())
+            .is_some_and(|p| matches!(p.tracker, codemill_core::config::TrackerSettings::Local));
+        (state.subtask.is_none() && local).then(|| {
+            policy.map_or(self.config.max_subtasks, |p| {
+                p.max_subtasks(self.config.max_subtasks)
+            })
+        })
+    }
+}
+
+/// The sub-task graph in a plan, checked: `None` for a plain plan (or a graph of one
+/// sub-task, which is the plain plan), `Err` with the repair brief for a graph that breaks
+/// the rules.
+fn read_graph(text: &str, max: u32) -> Result<Option<codemill_core::subtasks::Graph>, String> {
+    use codemill_core::subtasks;
+    let broken = |problems: Vec<subtasks::Problem>| subtasks::repair_request(&problems, max);
+    let Some(graph) =
+        subtasks::parse(text).map_err(|e| broken(vec![subtasks::Problem::Unreadable(e)]))?
+    else {
+        return Ok(None);
+    };
+    let checked = subtasks::check(graph, max).map_err(broken)?;
+    Ok((checked.graph.subtasks.len() > 1).then_some(checked.graph))
 }
 
 /// A stage's structured answer.
@@ -719,6 +765,7 @@ enum Answer {
     Readiness(Readiness),
     Findings(Vec<codemill_core::findings::Finding>),
     Decisions(Vec<codemill_core::triage::AgentDecision>),
+    Graph(Option<codemill_core::subtasks::Graph>),
 }
 
 /// A signal that fires when either `a` (the gateway refused: a budget is spent) or `b` (the

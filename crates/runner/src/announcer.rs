@@ -176,6 +176,86 @@ impl Announcer {
         })
     }
 
+    /// One PR per sub-task of an approved stack, bottom first, each based on the branch of the
+    /// one below it (the lowest on the default branch), with the stack drawn in each body.
+    /// Returns the top PR as the job's, and every entry's local PR record.
+    pub(crate) async fn record_stack_prs(
+        &self,
+        state: &JobState,
+        ticket: &Ticket,
+    ) -> Result<(JobEvent, Option<Vec<i64>>), RunError> {
+        let project = state.ticket.project();
+        let effect = Effect::RecordPr {
+            commit: state.commit.clone().unwrap_or_default(),
+        };
+        let outside = match self.projects.outside(project) {
+            Ok(o) => o,
+            Err(e) => return Ok((failed(&effect, e), None)),
+        };
+        let draft = match self.projects.get(project).map(|p| &p.forge) {
+            Some(codemill_core::config::ForgeSettings::Github(g)) => g.draft,
+            _ => true,
+        };
+        let (_, summary) = proposal::pr_text(state, ticket);
+        let total = state.stack.len();
+        let mut prs = Vec::new();
+        let mut top = None;
+        for (i, entry) in state.stack.iter().enumerate() {
+            let title = format!("{} [{}/{total}] {}", ticket.key, i + 1, entry.title);
+            let body = format!(
+                "Sub-task {} of {total} of {} ({}), ticket {}.\n\n{}\n---\n\n{}",
+                i + 1,
+                ticket.key,
+                ticket.title,
+                entry.ticket,
+                proposal::stack_drawing(&state.stack, Some(i)),
+                summary
+            );
+            let request = PrRequest {
+                head: &entry.branch,
+                base: &entry.base,
+                title: &title,
+                body: &body,
+                draft,
+            };
+            let mut remote = None;
+            if let Some(forge) = outside.forge.as_deref() {
+                match forge.open_pr(&request).await {
+                    Ok(pr) => remote = Some(pr),
+                    Err(e) => return outside_failure(project, &effect, e).map(|ev| (ev, None)),
+                }
+            }
+            let local = LocalForge::new(
+                self.store.clone(),
+                entry.ticket.clone(),
+                entry.commit.clone(),
+            );
+            let pr = match local
+                .open_pr(&PrRequest {
+                    draft: false,
+                    ..request
+                })
+                .await
+            {
+                Ok(pr) => pr,
+                Err(e) => return outside_failure(project, &effect, e).map(|ev| (ev, None)),
+            };
+            prs.push(pr.number as i64);
+            top = Some((pr.number as i64, remote));
+        }
+        let Some((pr, remote)) = top else {
+            return Ok((failed(&effect, "the stack is empty"), None));
+        };
+        Ok((
+            JobEvent::PrRecorded {
+                pr,
+                number: remote.as_ref().map(|r| r.number),
+                url: remote.map(|r| r.url),
+            },
+            Some(prs),
+        ))
+    }
+
     /// Answer the round's feedback on the PR: in the thread of each review comment, and once on
     /// the conversation for the rest. Each reply carries a marker, so a retry posts nothing twice.
     pub(crate) async fn reply_feedback(

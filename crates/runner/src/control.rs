@@ -43,6 +43,9 @@ pub async fn approve(
         if latest.state.stage != Stage::AwaitingApproval {
             return Err(not_waiting(key, &latest.state));
         }
+        if let Some(sub) = &latest.state.subtask {
+            return Err(part_of_stack(key, sub));
+        }
         let commit = latest.state.commit.clone().unwrap_or_default();
         if let Some(seen) = seen
             && !commit.starts_with(&seen.to_ascii_lowercase())
@@ -63,6 +66,17 @@ pub async fn approve(
     .await
 }
 
+/// A sub-task's proposal is decided on its parent's stack.
+fn part_of_stack(key: &TicketKey, sub: &codemill_core::subtasks::SubtaskOf) -> RunError {
+    RunError::WrongState {
+        ticket: key.clone(),
+        message: format!(
+            "it is sub-task {} of {}: its commit ships in {}'s stack; approve or reject {} instead",
+            sub.n, sub.parent_ticket, sub.parent_ticket, sub.parent_ticket
+        ),
+    }
+}
+
 /// Reject the proposal; the work is kept on a WIP ref when the job runs next.
 pub async fn reject(
     store: &Store,
@@ -70,9 +84,23 @@ pub async fn reject(
     reason: &str,
     by: &str,
 ) -> Result<JobId, RunError> {
+    reject_as(store, key, reason, by, false).await
+}
+
+/// [`reject`]; `parent` lets a stopping parent reject its own sub-jobs.
+pub(crate) async fn reject_as(
+    store: &Store,
+    key: &TicketKey,
+    reason: &str,
+    by: &str,
+    parent: bool,
+) -> Result<JobId, RunError> {
     jobs::decide(store, key, "reject", jobs::WAITING, |latest| {
         if latest.state.stage != Stage::AwaitingApproval {
             return Err(not_waiting(key, &latest.state));
+        }
+        if let Some(sub) = latest.state.subtask.as_ref().filter(|_| !parent) {
+            return Err(part_of_stack(key, sub));
         }
         Ok(JobEvent::Rejected {
             reason: reason.to_string(),
@@ -149,6 +177,7 @@ impl JobOptions {
             max_rounds: self.max_rounds,
             acknowledge: self.acknowledge,
             follow_pr: self.follow_pr,
+            subtask: None,
         })
     }
 }

@@ -65,7 +65,7 @@ pub struct Runner {
     pub(crate) home: Home,
     pub(crate) config: Arc<Config>,
     pub(crate) store: Store,
-    git: Git,
+    pub(crate) git: Git,
     pub(crate) options: RunnerOptions,
     progress: Emitter,
     shared: Shared,
@@ -273,7 +273,10 @@ impl Runner {
         });
         loop {
             match next_action(&state) {
-                Action::Finished | Action::AwaitApproval | Action::AwaitPr => return Ok(state),
+                Action::Finished
+                | Action::AwaitApproval
+                | Action::AwaitPr
+                | Action::AwaitChildren => return Ok(state),
                 Action::GiveUp { effect, reason } => {
                     let event = JobEvent::EffectFailed {
                         effect,
@@ -374,7 +377,8 @@ impl Runner {
                     Ok(git) => git,
                     Err(e) => return outside_failure(project, effect, e),
                 };
-                self.prepare_workspace(&git, job, state, effect).await
+                self.prepare_workspace(&git, job, state, effect, lease)
+                    .await?
             }
             Effect::RunAgent { stage, .. } if *stage != AgentStage::Readiness => {
                 let worktree = match self.ensure_worktree(job, state, true).await? {
@@ -499,6 +503,9 @@ impl Runner {
                     return Ok(failed(effect, e));
                 }
                 self.workspace.learn_from_approval(job, state, commit).await;
+                if !state.stack.is_empty() && state.stage == codemill_core::pipeline::Stage::Push {
+                    return self.push_stack(&git, state, effect).await;
+                }
                 let pushed = self.workspace.push(&git, state, commit, effect).await;
                 // A fix round moved the branch: the local PR record follows it, so the merge
                 // queue lands the fixed head.
@@ -511,9 +518,21 @@ impl Runner {
                 }
                 pushed
             }
+            Effect::RecordPr { commit } if !state.stack.is_empty() => {
+                let (event, prs) = self.announcer.record_stack_prs(state, ticket).await?;
+                if let Some(prs) = prs {
+                    self.ship_children(state, &prs).await?;
+                }
+                event
+            }
             Effect::RecordPr { commit } => self.announcer.record_pr(state, ticket, commit).await?,
             Effect::SnapshotWip => self.workspace.snapshot(job, state, effect).await?,
-            Effect::Cleanup { stopped } => self.workspace.cleanup(state, *stopped).await,
+            Effect::Cleanup { stopped } => {
+                if *stopped && state.graph.is_some() && !state.stage.is_feedback() {
+                    self.stop_children(state).await?;
+                }
+                self.workspace.cleanup(state, *stopped).await
+            }
             Effect::PrepareFeedback { .. } => {
                 let git = match self.workspace.remote_git(project).await {
                     Ok(git) => git,
@@ -523,6 +542,15 @@ impl Runner {
                     .prepare_feedback(&git, job, state, effect)
                     .await
             }
+            Effect::StartSubtasks { ids } => self.start_subtasks(job, state, ids, effect).await?,
+            Effect::BuildStack => {
+                let git = match self.workspace.remote_git(project).await {
+                    Ok(git) => git,
+                    Err(e) => return outside_failure(project, effect, e),
+                };
+                self.build_stack(&git, job, state, lease, effect).await?
+            }
+            Effect::ReportToParent => self.report_to_parent(state).await?,
             Effect::ReplyFeedback { round } => {
                 let summary = crate::proposal::last_fix_summary(journal);
                 self.announcer
@@ -540,26 +568,40 @@ impl Runner {
         job: JobId,
         state: &JobState,
         effect: &Effect,
-    ) -> JobEvent {
-        let prepared = match self.workspace.prepare(git, &state.ticket).await {
-            Ok(prepared) => prepared,
-            Err(e) => return failed(effect, e),
+        lease: &Lease,
+    ) -> Result<JobEvent, RunError> {
+        let prepared = match &state.subtask {
+            Some(sub) => {
+                self.workspace
+                    .prepare_subtask(git, job, lease, &state.ticket, sub)
+                    .await?
+            }
+            None => self.workspace.prepare(git, &state.ticket).await,
         };
+        let prepared = match prepared {
+            Ok(prepared) => prepared,
+            Err(e) => return Ok(failed(effect, e)),
+        };
+        // Prepare steps come from the trusted base (a sub-job's parent's base).
+        let trusted = state
+            .subtask
+            .as_ref()
+            .map_or(prepared.base.clone(), |s| s.base_commit.clone());
         let steps = match self
             .workspace
-            .prepare_steps(&prepared.clone, &prepared.base)
+            .prepare_steps(&prepared.clone, &trusted)
             .await
         {
             Ok(steps) => steps,
-            Err(e) => return failed(effect, e),
+            Err(e) => return Ok(failed(effect, e)),
         };
         if let Err(e) = self.gates.prepare(job, &prepared.worktree, &steps).await {
-            return failed(effect, e);
+            return Ok(failed(effect, e));
         }
         if let Err(e) = self.workspace.mark(job, &state.ticket, &prepared.base) {
-            return failed(effect, e);
+            return Ok(failed(effect, e));
         }
-        prepared.event(&state.ticket)
+        Ok(prepared.event(&state.ticket))
     }
 
     /// The proposal: the job's commit with its diff stat against the base.
@@ -631,6 +673,7 @@ impl Runner {
             angle: angle.clone(),
             worktree,
             lease,
+            split: None,
         };
         self.agents.run(step, policy).await
     }
@@ -656,7 +699,7 @@ impl Runner {
         let (worktree, rebuilt) = self.workspace.ensure(&git, job, state).await?;
         if rebuilt && prepare {
             let clone = self.home.clone_dir(project);
-            let base = state.base_commit.clone().unwrap_or_default();
+            let base = state.policy_base().unwrap_or_default();
             let prepared = match self.workspace.prepare_steps(&clone, &base).await {
                 Ok(steps) => self.gates.prepare(job, &worktree, &steps).await,
                 Err(e) => Err(e),
@@ -676,7 +719,16 @@ impl Runner {
             return Ok(None);
         };
         let kept = self.store.artifact(job, name).await?;
-        Ok(kept.map(|a| String::from_utf8_lossy(&a.body).into_owned()))
+        let plan = kept.map(|a| String::from_utf8_lossy(&a.body).into_owned());
+        // A split ticket's plan note leads with its graph, drawn.
+        Ok(match (state.checked_graph(), plan) {
+            (Some(checked), Some(plan)) => Some(format!(
+                "{}\n{}",
+                codemill_core::subtasks::render(&checked),
+                plan
+            )),
+            (_, plan) => plan,
+        })
     }
 }
 

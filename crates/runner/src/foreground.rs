@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use codemill_core::ids::{JobId, TicketKey};
-use codemill_core::pipeline::JobState;
+use codemill_core::pipeline::{JobState, Stage};
 use codemill_store::{QueueState, Ticket};
 
 use crate::engine::Runner;
@@ -56,7 +56,37 @@ impl Runner {
             ticket: key.clone(),
             resumed: !created,
         });
-        self.run_here(job, key).await
+        let (job, state) = self.run_here(job, key).await?;
+        self.run_children_here(job, key, state).await
+    }
+
+    /// A split ticket run in the foreground: its sub-jobs run here one after another (workers
+    /// may take some meanwhile), and the parent each time they end, until it no longer waits.
+    async fn run_children_here(
+        &self,
+        job: JobId,
+        key: &TicketKey,
+        mut state: JobState,
+    ) -> Result<(JobId, JobState), RunError> {
+        while state.stage == Stage::AwaitingChildren {
+            let mut ran = false;
+            for child in state.children.iter().filter(|c| c.result.is_none()) {
+                match self.run_here(child.job, &child.ticket).await {
+                    Ok(_) => ran = true,
+                    Err(RunError::Busy(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            // Workers may run them (or a retry waits out its backoff): look again in a moment.
+            let pause = if ran { 100 } else { 1000 };
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+            state = match self.run_here(job, key).await {
+                Ok((_, s)) => s,
+                Err(RunError::Busy(_)) => jobs::require(&self.store, key).await?.state,
+                Err(e) => return Err(e),
+            };
+        }
+        Ok((job, state))
     }
 
     /// Approve the proposal of a ticket, then ship it in this process.

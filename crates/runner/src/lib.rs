@@ -28,6 +28,7 @@ pub mod notes;
 pub mod outside;
 pub mod progress;
 mod proposal;
+mod split;
 pub mod telemetry;
 pub mod worker;
 mod workspace;

@@ -102,7 +102,20 @@ impl Runner {
         let mut outcomes: Vec<Option<MergeOutcome>> = Vec::new();
         let mut waiting: Vec<(usize, i64)> = Vec::new();
         let mut queues = BTreeSet::new();
+        // A split ticket lands as its stack: each sub-task's PR in order, bottom first.
+        let mut expanded = Vec::new();
+        let mut stacks = Vec::new();
         for key in keys {
+            match jobs::latest(&self.store, key).await? {
+                Some(latest) if !latest.state.stack.is_empty() => {
+                    let tickets = crate::split::stack_tickets(&latest.state);
+                    stacks.push((key.clone(), tickets.clone()));
+                    expanded.extend(tickets);
+                }
+                _ => expanded.push(key.clone()),
+            }
+        }
+        for key in &expanded {
             match self.queue_one(key, by).await? {
                 Ok(entry) => {
                     waiting.push((outcomes.len(), entry.id));
@@ -147,7 +160,41 @@ impl Runner {
             tokio::time::sleep(WAIT).await;
         }
         report.outcomes = outcomes.into_iter().flatten().collect();
+        for (parent, tickets) in &stacks {
+            self.settle_stack(parent, tickets, &report, by).await?;
+        }
         Ok(report)
+    }
+
+    /// A stack whose every sub-task merged: its parent ticket is done too.
+    async fn settle_stack(
+        &self,
+        parent: &TicketKey,
+        tickets: &[TicketKey],
+        report: &MergeReport,
+        by: &str,
+    ) -> Result<(), RunError> {
+        let merged = tickets.iter().all(|t| {
+            report
+                .outcomes
+                .iter()
+                .any(|o| o.ticket == t.to_string() && o.state == MergeState::Merged)
+        });
+        if !merged {
+            return Ok(());
+        }
+        self.store
+            .set_ticket_status(parent, codemill_core::pipeline::TicketStatus::Done, by)
+            .await?;
+        let listed: Vec<String> = tickets.iter().map(ToString::to_string).collect();
+        let body = format!(
+            "**Merged**: every sub-task of the stack landed through the merge queue, in order: {}.",
+            listed.join(", ")
+        );
+        self.store
+            .add_comment(parent, "codemill", Some("codemill:stack-merged"), &body)
+            .await?;
+        Ok(())
     }
 
     /// Queue one ticket's approved pull request, or say it was merged before.
@@ -656,7 +703,14 @@ pub async fn enqueue(
             latest.state.stage.as_str()
         )));
     }
-    let branch = key.branch();
+    // A sub-task's PR is on its stack branch, and lands on the default branch.
+    let stacked = latest
+        .state
+        .subtask
+        .as_ref()
+        .and(latest.state.pr)
+        .and(latest.state.branch.clone());
+    let branch = stacked.clone().unwrap_or_else(|| key.branch());
     let Some(pr) = store.find_pr(project, &branch).await? else {
         return Err(wrong(format!(
             "it has no pull request yet (its job is {}); approve its proposal first",
@@ -679,7 +733,10 @@ pub async fn enqueue(
         .enqueue_merge(
             &NewMergeEntry {
                 project,
-                target: &pr.base,
+                target: match (&stacked, &latest.state.default_branch) {
+                    (Some(_), Some(default)) => default,
+                    _ => &pr.base,
+                },
                 ticket: &ticket,
                 branch: &branch,
                 commit: &pr.commit,

@@ -133,10 +133,24 @@ pub fn render(kind: NoteKind, job: JobId, state: &JobState, plan: Option<&str>) 
                 p.diff_stat.trim_end()
             );
             out.push_str(&triage_summary(state));
-            out.push_str(&format!(
-                "\nApprove with `codemill approve {0}` or reject with `codemill reject {0} --reason ...`.",
-                state.ticket
-            ));
+            if !p.stack.is_empty() {
+                out.push('\n');
+                out.push_str(&crate::proposal::stack_drawing(&p.stack, None));
+                out.push_str(&format!(
+                    "\nApproving `{}` approves the whole stack: one PR per sub-task, each based on the one below it.\n",
+                    short(&p.commit)
+                ));
+            }
+            match &state.subtask {
+                Some(sub) => out.push_str(&format!(
+                    "\nThis is sub-task {} of {}: it ships in {}'s stack, approved or rejected there.",
+                    sub.n, sub.parent_ticket, sub.parent_ticket
+                )),
+                None => out.push_str(&format!(
+                    "\nApprove with `codemill approve {0}` or reject with `codemill reject {0} --reason ...`.",
+                    state.ticket
+                )),
+            }
             out
         }
         NoteKind::Shipped => {
@@ -150,12 +164,23 @@ pub fn render(kind: NoteKind, job: JobId, state: &JobState, plan: Option<&str>) 
                         .unwrap_or_else(|| "-".into())
                 ),
             };
-            let mut out = format!(
-                "**Shipped** — branch `{}` at `{}` pushed; {pr}. Approved by {}.",
-                state.branch.as_deref().unwrap_or("-"),
-                state.commit.as_deref().map(short).unwrap_or("-"),
-                state.approved_by.as_deref().unwrap_or("-"),
-            );
+            let mut out = if state.stack.is_empty() {
+                format!(
+                    "**Shipped** — branch `{}` at `{}` pushed; {pr}. Approved by {}.",
+                    state.branch.as_deref().unwrap_or("-"),
+                    state.commit.as_deref().map(short).unwrap_or("-"),
+                    state.approved_by.as_deref().unwrap_or("-"),
+                )
+            } else {
+                format!(
+                    "**Shipped** — the stack of {} sub-tasks pushed, one PR each (the top one {pr}). \
+                     Approved by {}. Land it with `codemill merge {}`.\n\n{}",
+                    state.stack.len(),
+                    state.approved_by.as_deref().unwrap_or("-"),
+                    state.ticket,
+                    crate::proposal::stack_drawing(&state.stack, None)
+                )
+            };
             if !state.backlog_tickets.is_empty() {
                 out.push_str(&format!(
                     "\nBacklog tickets: {}.",

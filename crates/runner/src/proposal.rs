@@ -32,12 +32,24 @@ pub(crate) fn proposal(
             _ => None,
         })
         .collect();
+    // A stack's summary: what each sub-task is, in order (each sub-job's own summary is on its
+    // ticket).
+    let summary: Vec<String> = if state.stack.is_empty() {
+        summary
+    } else {
+        state
+            .stack
+            .iter()
+            .enumerate()
+            .map(|(i, e)| format!("{}. {} ({})", i + 1, e.title, e.ticket))
+            .collect()
+    };
     Proposal {
         commit,
         branch: state.ticket.branch(),
         base: state.default_branch.clone().unwrap_or_default(),
         title: format!("{}: {}", ticket.key, ticket.title),
-        summary: summary.join("\n\n"),
+        summary: summary.join(if state.stack.is_empty() { "\n\n" } else { "\n" }),
         diff_stat,
         findings: state
             .current_triage()
@@ -50,6 +62,7 @@ pub(crate) fn proposal(
         rounds: state.round,
         usage: state.usage,
         cost_usd: state.cost_usd,
+        stack: state.stack.clone(),
     }
 }
 
@@ -87,6 +100,28 @@ pub(crate) fn pr_text(state: &JobState, ticket: &Ticket) -> (String, String) {
         None => body,
     };
     (title, body)
+}
+
+/// A stack as a numbered list, bottom first, marking entry `this` when given.
+pub(crate) fn stack_drawing(
+    stack: &[codemill_core::subtasks::StackEntry],
+    this: Option<usize>,
+) -> String {
+    let mut out = String::from(
+        "**Stack**, bottom first (each PR is based on the branch of the one before it; the first on the default branch):\n\n",
+    );
+    for (i, e) in stack.iter().enumerate() {
+        let mark = if this == Some(i) { " ← this PR" } else { "" };
+        out.push_str(&format!(
+            "{}. `{}` — {} ({}) `{}`{mark}\n",
+            i + 1,
+            e.branch,
+            e.title,
+            e.ticket,
+            e.commit.get(..12).unwrap_or(&e.commit)
+        ));
+    }
+    out
 }
 
 /// What the latest fix round said it did, quoted in the reply to feedback.

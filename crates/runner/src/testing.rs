@@ -106,6 +106,7 @@ pub(crate) fn created(key: &TicketKey) -> JobEvent {
         max_rounds: 3,
         acknowledge: false,
         follow_pr: false,
+        subtask: None,
     }
 }
 

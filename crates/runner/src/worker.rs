@@ -100,7 +100,10 @@ impl Runner {
         stop.cancel();
         let worked = match result {
             Ok(state) => {
-                let outcome = if matches!(state.stage, Stage::AwaitingApproval | Stage::InReview) {
+                let outcome = if matches!(
+                    state.stage,
+                    Stage::AwaitingApproval | Stage::InReview | Stage::AwaitingChildren
+                ) {
                     Outcome::Waiting
                 } else {
                     Outcome::Done

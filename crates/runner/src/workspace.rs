@@ -7,6 +7,7 @@ mod portable;
 mod queue;
 mod review;
 
+use portable::BASE;
 pub(crate) use portable::Content;
 pub(crate) use queue::QueueChecks;
 
@@ -17,7 +18,7 @@ use codemill_core::ids::{JobId, TicketKey};
 use codemill_core::pipeline::{Effect, JobEvent, JobState, Stage};
 use codemill_core::prompts::RUN_DIR;
 use codemill_git::{Git, Identity};
-use codemill_store::{Store, Ticket};
+use codemill_store::{Lease, Store, StoreError, Ticket};
 
 use crate::effects::failed;
 use crate::gates::{POLICY_FILE, gates_from, parse_policy};
@@ -124,6 +125,72 @@ impl Workspace {
             base,
             default_branch,
         })
+    }
+
+    /// A sub-job's worktree: the parent's base with the commits of the sub-tasks it depends on
+    /// stacked on it (as the parent will stack them), kept with the job as a bundle so any
+    /// worker can rebuild it.
+    pub(crate) async fn prepare_subtask(
+        &self,
+        git: &Git,
+        job: JobId,
+        lease: &Lease,
+        key: &TicketKey,
+        sub: &codemill_core::subtasks::SubtaskOf,
+    ) -> Result<Result<Prepared, String>, StoreError> {
+        let clone = match self.fetched_clone(git, key).await {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
+        };
+        let default_branch = match git.default_branch(&clone).await {
+            Ok(b) => b,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        let mut onto = sub.base_commit.clone();
+        for below in &sub.below {
+            if let Err(e) = self.import(below.job, &clone).await? {
+                return Ok(Err(e));
+            }
+            match self.git.pick(&clone, &onto, &below.commit).await {
+                Ok(codemill_git::Picked::Commit(c)) => onto = c,
+                Ok(codemill_git::Picked::Conflicts(files)) => {
+                    return Ok(Err(format!(
+                        "the sub-tasks it depends on do not stack: {} changed on both sides",
+                        files.join(", ")
+                    )));
+                }
+                Err(e) => return Ok(Err(e.to_string())),
+            }
+        }
+        if onto != sub.base_commit {
+            let refname = format!("refs/codemill/jobs/{job}/base");
+            let body = match self
+                .git
+                .bundle(&clone, &refname, &onto, &sub.base_commit)
+                .await
+            {
+                Ok(b) => b,
+                Err(e) => return Ok(Err(e.to_string())),
+            };
+            self.store
+                .put_artifact(lease, BASE, &body, Some(&onto), chrono::Utc::now())
+                .await?;
+        }
+        let branch = key.branch();
+        let worktree = match self
+            .fresh_worktree(git, &clone, key, &branch, &onto, "a new job")
+            .await
+        {
+            Ok(w) => w,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(Ok(Prepared {
+            clone,
+            worktree,
+            branch,
+            base: onto,
+            default_branch,
+        }))
     }
 
     /// The repository's `[[prepare]]` steps as of the trusted base commit.
@@ -292,10 +359,7 @@ impl Workspace {
     /// The repository's policy as of the job's base commit: the agent cannot change it mid-job.
     pub(crate) async fn policy(&self, state: &JobState) -> Result<Option<RepoPolicy>, String> {
         let clone = self.home.clone_dir(state.ticket.project());
-        let base = state
-            .base_commit
-            .clone()
-            .ok_or("the job has no base commit")?;
+        let base = state.policy_base().ok_or("the job has no base commit")?;
         let key = (state.ticket.project().to_string(), base.clone());
         if let Some(p) = self.policies.lock().ok().and_then(|m| m.get(&key).cloned()) {
             return Ok(p);
@@ -320,7 +384,7 @@ impl Workspace {
             Vec::new()
         } else {
             let clone = self.home.clone_dir(state.ticket.project());
-            let base = state.base_commit.clone().unwrap_or_default();
+            let base = state.policy_base().unwrap_or_default();
             self.git
                 .list_files(&clone, &base)
                 .await
@@ -442,7 +506,11 @@ impl Workspace {
     }
 
     /// The project's shared clone, cloned or fetched from its remote now.
-    async fn fetched_clone(&self, git: &Git, key: &TicketKey) -> Result<PathBuf, String> {
+    pub(crate) async fn fetched_clone(
+        &self,
+        git: &Git,
+        key: &TicketKey,
+    ) -> Result<PathBuf, String> {
         let project = self
             .projects
             .get(key.project())
@@ -456,7 +524,7 @@ impl Workspace {
 
     /// A fresh worktree of `key` on `branch` at `start`, codemill's run directory excluded.
     /// Work left in an earlier worktree is kept on the WIP ref before it is removed.
-    async fn fresh_worktree(
+    pub(crate) async fn fresh_worktree(
         &self,
         git: &Git,
         clone: &Path,

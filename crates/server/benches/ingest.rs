@@ -108,6 +108,7 @@ async fn record_directly(store: &Store, key: &TicketKey, id: &str) {
         max_rounds: 3,
         acknowledge: false,
         follow_pr: false,
+        subtask: None,
     };
     let job = codemill_store::NewJob {
         id: JobId::new(),

@@ -221,6 +221,7 @@ async fn ticket_ready(
         max_rounds: state.max_rounds(),
         acknowledge: false,
         follow_pr: false,
+        subtask: None,
     };
     let job = NewJob {
         id: JobId::new(),

@@ -162,6 +162,7 @@ mod tests {
             max_rounds: 2,
             acknowledge: false,
             follow_pr: false,
+            subtask: None,
         }
     }
 

@@ -38,6 +38,7 @@ pub fn stage_run() -> StageRun {
         repaired: false,
         changed: None,
         summary: String::new(),
+        subtasks: None,
     }
 }
 
@@ -60,6 +61,7 @@ pub fn to_approval(key: &TicketKey) -> Vec<JobEvent> {
             max_rounds: 3,
             acknowledge: false,
             follow_pr: false,
+            subtask: None,
         },
         agent(AgentStage::Readiness, |r| {
             r.readiness = Some(Readiness {
@@ -126,6 +128,7 @@ pub fn to_approval(key: &TicketKey) -> Vec<JobEvent> {
                 rounds: 0,
                 usage: Usage::default(),
                 cost_usd: 1.5,
+                stack: Vec::new(),
             },
         },
         updated(),

@@ -28,5 +28,6 @@ mod review;
 mod security;
 mod serve;
 mod service_crash;
+mod subtasks;
 mod telemetry;
 mod worker;

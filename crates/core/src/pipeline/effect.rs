@@ -62,6 +62,14 @@ pub enum Effect {
     ReplyFeedback {
         round: u32,
     },
+    /// Make the tickets of the sub-tasks that may start now (by marker) and queue their jobs.
+    StartSubtasks {
+        ids: Vec<String>,
+    },
+    /// Stack the sub-tasks' commits in dependency order on the parent's base.
+    BuildStack,
+    /// A sub-job tells its parent how it ended.
+    ReportToParent,
 }
 
 impl Effect {
@@ -87,6 +95,9 @@ impl Effect {
             Effect::Cleanup { .. } => "cleanup".into(),
             Effect::PrepareFeedback { round } => format!("prepare_feedback:{round}"),
             Effect::ReplyFeedback { round } => format!("reply_feedback:{round}"),
+            Effect::StartSubtasks { .. } => "start_subtasks".into(),
+            Effect::BuildStack => "build_stack".into(),
+            Effect::ReportToParent => "report_to_parent".into(),
         }
     }
 }

@@ -8,6 +8,7 @@ use crate::cost::Usage;
 use crate::findings::Finding;
 use crate::ids::{ProjectName, TicketKey};
 use crate::review::Angle;
+use crate::subtasks::{Child, ChildResult, Graph, StackEntry, SubtaskOf};
 use crate::triage::{Decision, TriagePolicy};
 
 use super::AgentStage;
@@ -107,6 +108,9 @@ pub struct StageRun {
     /// A repair request was needed to get a readable answer.
     #[serde(default)]
     pub repaired: bool,
+    /// Plan only: the checked graph of sub-tasks, when the planner split the ticket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subtasks: Option<Graph>,
     /// Implement and fix: whether the step left the worktree different from before it (known
     /// once the worktree was kept; `None` for other stages and older journals).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -131,6 +135,9 @@ pub struct Proposal {
     pub rounds: u32,
     pub usage: Usage,
     pub cost_usd: f64,
+    /// A split ticket: one commit per sub-task, bottom first; `commit` is the top.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stack: Vec<StackEntry>,
 }
 
 /// What kind of PR feedback started a fix round.
@@ -193,6 +200,9 @@ pub enum JobEvent {
         /// merge instead of finishing.
         #[serde(default, skip_serializing_if = "is_false")]
         follow_pr: bool,
+        /// A sub-job of a split ticket: its parent and where it stacks.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subtask: Option<SubtaskOf>,
     },
     /// The runner is about to execute the pending effect (counts interruptions).
     EffectStarted {
@@ -284,6 +294,31 @@ pub enum JobEvent {
         effect: String,
         error: String,
     },
+    /// A split ticket's parent started sub-jobs (tickets made and queued).
+    SubtasksStarted {
+        children: Vec<Child>,
+    },
+    /// A sub-job told its parent how it ended (written into the parent's journal).
+    SubtaskFinished {
+        id: String,
+        result: ChildResult,
+    },
+    /// The sub-tasks' commits stacked in dependency order; `commit` is the top.
+    Stacked {
+        entries: Vec<StackEntry>,
+        commit: String,
+    },
+    /// A sub-job told its parent how it ended.
+    ParentTold {
+        parent: TicketKey,
+    },
+    /// The parent's approved stack was pushed with this sub-task's PR (written into the
+    /// sub-job's journal).
+    ShippedWithParent {
+        parent: TicketKey,
+        pr: i64,
+        branch: String,
+    },
 }
 
 impl JobEvent {
@@ -311,6 +346,11 @@ impl JobEvent {
             JobEvent::CleanedUp { .. } => "cleaned_up",
             JobEvent::Cancelled { .. } => "cancelled",
             JobEvent::EffectFailed { .. } => "effect_failed",
+            JobEvent::SubtasksStarted { .. } => "subtasks_started",
+            JobEvent::SubtaskFinished { .. } => "subtask_finished",
+            JobEvent::Stacked { .. } => "stacked",
+            JobEvent::ParentTold { .. } => "parent_told",
+            JobEvent::ShippedWithParent { .. } => "shipped_with_parent",
         }
     }
 }

@@ -112,6 +112,10 @@ pub enum Stage {
     Propose,
     AnnounceProposal,
     AwaitingApproval,
+    /// A split ticket's parent: sub-jobs run; it starts the next ones and stacks them at the end.
+    AwaitingChildren,
+    /// A sub-job tells its parent how it ended.
+    ReportToParent,
     Push,
     RecordPr,
     CreateBacklog,
@@ -159,6 +163,8 @@ impl Stage {
             Stage::Propose => "propose",
             Stage::AnnounceProposal => "announce_proposal",
             Stage::AwaitingApproval => "awaiting_approval",
+            Stage::AwaitingChildren => "awaiting_children",
+            Stage::ReportToParent => "report_to_parent",
             Stage::Push => "push",
             Stage::RecordPr => "record_pr",
             Stage::CreateBacklog => "create_backlog",
@@ -206,6 +212,7 @@ impl Stage {
                 | Stage::Propose
                 | Stage::AnnounceProposal
                 | Stage::AwaitingApproval
+                | Stage::AwaitingChildren
         )
     }
 

@@ -7,6 +7,7 @@ use crate::cost::Usage;
 use crate::findings::Finding;
 use crate::ids::{ProjectName, TicketKey};
 use crate::review::Angle;
+use crate::subtasks::{self, Checked, Child, Graph, StackEntry, SubtaskOf};
 use crate::triage::{Bucket, Decision};
 
 use super::{
@@ -116,6 +117,18 @@ pub struct JobState {
     pub pr_closed: Option<bool>,
     /// How the PR ended.
     pub merged: Option<bool>,
+    /// A sub-job: its parent and where it stacks.
+    #[serde(default)]
+    pub subtask: Option<SubtaskOf>,
+    /// A split ticket: the planner's checked graph.
+    #[serde(default)]
+    pub graph: Option<Graph>,
+    /// A split ticket: the sub-jobs started so far, with how each ended.
+    #[serde(default)]
+    pub children: Vec<Child>,
+    /// A split ticket: the sub-tasks' commits stacked, bottom first.
+    #[serde(default)]
+    pub stack: Vec<StackEntry>,
 }
 
 impl JobState {
@@ -125,6 +138,7 @@ impl JobState {
         max_rounds: u32,
         acknowledge: bool,
         follow_pr: bool,
+        subtask: Option<SubtaskOf>,
     ) -> Self {
         JobState {
             ticket,
@@ -174,7 +188,26 @@ impl JobState {
             feedback_result: None,
             pr_closed: None,
             merged: None,
+            subtask,
+            graph: None,
+            children: Vec::new(),
+            stack: Vec::new(),
         }
+    }
+
+    /// The commit the repository's policy (gates, prepare steps, review checklists) is read
+    /// at: the job's base, or for a sub-job its parent's base — the sub-tasks stacked under it
+    /// were written by agents and are not trusted to set policy.
+    pub fn policy_base(&self) -> Option<String> {
+        match &self.subtask {
+            Some(sub) => Some(sub.base_commit.clone()),
+            None => self.base_commit.clone(),
+        }
+    }
+
+    /// The split ticket's graph with its order (it was checked when the plan was read).
+    pub fn checked_graph(&self) -> Option<Checked> {
+        subtasks::check(self.graph.clone()?, u32::MAX).ok()
     }
 
     /// Fold a whole journal. The first event must be `Created`.
@@ -189,12 +222,14 @@ impl JobState {
                 max_rounds,
                 acknowledge,
                 follow_pr,
+                subtask,
             }) => JobState::new(
                 ticket.clone(),
                 project.clone(),
                 *max_rounds,
                 *acknowledge,
                 *follow_pr,
+                subtask.clone(),
             ),
             Some(other) => {
                 return Err(InvalidEvent {
@@ -224,6 +259,7 @@ impl JobState {
             Stage::Rejected => "rejected",
             Stage::Cancelled => "cancelled",
             Stage::AwaitingApproval => "awaiting_approval",
+            Stage::AwaitingChildren => "awaiting_children",
             Stage::InReview => "in_review",
             Stage::AnnouncePrClosed | Stage::FinalCleanup => "finishing",
             Stage::Push
@@ -257,7 +293,8 @@ impl JobState {
             | Stage::Fix
             | Stage::Commit
             | Stage::Propose
-            | Stage::AnnounceProposal => "running",
+            | Stage::AnnounceProposal
+            | Stage::ReportToParent => "running",
         }
     }
 
@@ -398,6 +435,20 @@ impl JobState {
                 note: NoteKind::Proposal,
             }),
             Stage::AwaitingApproval => None,
+            Stage::AwaitingChildren => {
+                let checked = self.checked_graph()?;
+                match subtasks::next(&checked, &self.children) {
+                    subtasks::Next::Start(ids) => Some(Effect::StartSubtasks {
+                        ids: ids
+                            .into_iter()
+                            .map(|i| checked.graph.subtasks[i].id.clone())
+                            .collect(),
+                    }),
+                    subtasks::Next::Stack => Some(Effect::BuildStack),
+                    subtasks::Next::Wait | subtasks::Next::Blocked(_) => None,
+                }
+            }
+            Stage::ReportToParent => Some(Effect::ReportToParent),
             Stage::Push => self.commit.clone().map(|commit| Effect::Push { commit }),
             Stage::RecordPr => self
                 .commit

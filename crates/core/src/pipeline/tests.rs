@@ -20,6 +20,7 @@ fn created(max_rounds: u32) -> JobEvent {
         max_rounds,
         acknowledge: false,
         follow_pr: false,
+        subtask: None,
     }
 }
 
@@ -46,6 +47,7 @@ fn run(outcome: AgentOutcome) -> StageRun {
         repaired: false,
         changed: None,
         summary: String::new(),
+        subtasks: None,
     }
 }
 
@@ -214,6 +216,7 @@ fn proposal(state: &JobState) -> Proposal {
         rounds: 0,
         usage: state.usage,
         cost_usd: state.cost_usd,
+        stack: Vec::new(),
     }
 }
 

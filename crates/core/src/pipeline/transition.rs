@@ -137,6 +137,10 @@ pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEven
             return feedback_received(s, feedback).ok_or_else(invalid);
         }
         JobEvent::PrClosed { merged, .. } => return pr_closed(s, *merged).ok_or_else(invalid),
+        // A sub-job reports while its parent may be running an effect.
+        JobEvent::SubtaskFinished { id, result } => {
+            return subtask_finished(s, id, result).ok_or_else(invalid);
+        }
         _ => {}
     }
 
@@ -196,7 +200,43 @@ pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEven
                 ..
             },
         ) => plan(s, run),
-        (Stage::PostPlan, E::TicketUpdated { .. }) => goto(s, Stage::Implement),
+        (Stage::PostPlan, E::TicketUpdated { .. }) => {
+            let next = if s.graph.is_some() {
+                Stage::AwaitingChildren
+            } else {
+                Stage::Implement
+            };
+            goto(s, next)
+        }
+        (Stage::AwaitingChildren, E::SubtasksStarted { children }) => {
+            for c in children {
+                if !s.children.iter().any(|have| have.id == c.id) {
+                    s.children.push(c.clone());
+                }
+            }
+            children_blocked(s)
+        }
+        (Stage::AwaitingChildren, E::Stacked { entries, commit }) => {
+            s.stack = entries.clone();
+            s.commit = Some(commit.clone());
+            goto(s, Stage::Gates)
+        }
+        (Stage::ReportToParent, E::ParentTold { .. }) => {
+            let end = if s.stop.is_some() {
+                stopped_stage(s.stop)
+            } else {
+                Stage::AwaitingApproval
+            };
+            goto(s, end)
+        }
+        (Stage::AwaitingApproval, E::ShippedWithParent { parent, pr, branch })
+            if s.subtask.is_some() =>
+        {
+            s.pr = Some(*pr);
+            s.branch = Some(branch.clone());
+            s.approved_by = Some(format!("the approval of {parent}"));
+            goto(s, Stage::FinalCleanup)
+        }
         (
             Stage::Implement,
             E::AgentFinished {
@@ -233,7 +273,14 @@ pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEven
         ) if *round == s.round + 1 => fixed(s, *round, run),
         (Stage::Commit, E::Committed { commit }) => committed(s, commit),
         (Stage::Propose, E::Proposed { proposal }) => proposed(s, proposal),
-        (Stage::AnnounceProposal, E::TicketUpdated { .. }) => goto(s, Stage::AwaitingApproval),
+        (Stage::AnnounceProposal, E::TicketUpdated { .. }) => {
+            let next = if s.subtask.is_some() {
+                Stage::ReportToParent
+            } else {
+                Stage::AwaitingApproval
+            };
+            goto(s, next)
+        }
         (Stage::AwaitingApproval, E::Approved { commit, by }) => approved(s, commit, by)?,
         (Stage::AwaitingApproval, E::Rejected { reason, by }) => {
             stop(s, StopKind::Rejected, format!("rejected by {by}: {reason}"))
@@ -271,7 +318,11 @@ pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEven
         (Stage::Snapshot, E::Snapshotted { wip_ref, commit }) => snapshotted(s, wip_ref, commit),
         (Stage::AnnounceStop, E::TicketUpdated { .. }) => goto(s, Stage::CleanupStopped),
         (Stage::CleanupStopped, E::CleanedUp { .. }) => {
-            let end = stopped_stage(s.stop);
+            let end = if s.subtask.is_some() {
+                Stage::ReportToParent
+            } else {
+                stopped_stage(s.stop)
+            };
             goto(s, end)
         }
         // Listed in full (no catch-all arm) so a new stage or event must be placed explicitly.
@@ -295,6 +346,8 @@ pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEven
             | Stage::Propose
             | Stage::AnnounceProposal
             | Stage::AwaitingApproval
+            | Stage::AwaitingChildren
+            | Stage::ReportToParent
             | Stage::Push
             | Stage::RecordPr
             | Stage::CreateBacklog
@@ -338,7 +391,12 @@ pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEven
             | JobEvent::PrClosed { .. }
             | JobEvent::FeedbackWorkspaceReady { .. }
             | JobEvent::FeedbackReplied { .. }
-            | JobEvent::Cancelled { .. },
+            | JobEvent::Cancelled { .. }
+            | JobEvent::SubtasksStarted { .. }
+            | JobEvent::SubtaskFinished { .. }
+            | JobEvent::Stacked { .. }
+            | JobEvent::ParentTold { .. }
+            | JobEvent::ShippedWithParent { .. },
         ) => return Err(invalid()),
     };
     Ok(s)
@@ -365,6 +423,14 @@ fn effect_failed(mut s: JobState, effect: &str, error: &str) -> Option<JobState>
         Stage::FeedbackCleanup => return Some(settle(s)),
         Stage::AnnouncePrClosed => Stage::FinalCleanup,
         Stage::FinalCleanup => Stage::Done,
+        // The parent is not told: the sub-job still ends as it was going to.
+        Stage::ReportToParent => {
+            if s.stop.is_some() {
+                stopped_stage(s.stop)
+            } else {
+                Stage::AwaitingApproval
+            }
+        }
         Stage::InReview
         | Stage::Done
         | Stage::NeedsAttention
@@ -388,6 +454,7 @@ fn effect_failed(mut s: JobState, effect: &str, error: &str) -> Option<JobState>
         | Stage::Commit
         | Stage::Propose
         | Stage::AnnounceProposal
+        | Stage::AwaitingChildren
         | Stage::Push
         | Stage::RecordPr
         | Stage::CreateBacklog
@@ -451,6 +518,38 @@ fn pr_closed(mut s: JobState, merged: bool) -> Option<JobState> {
         _ => return None,
     }
     Some(s)
+}
+
+/// A sub-job's report: recorded on its parent; a parent left with nothing to run stops.
+fn subtask_finished(
+    mut s: JobState,
+    id: &str,
+    result: &crate::subtasks::ChildResult,
+) -> Option<JobState> {
+    if s.graph.is_none() || s.stage.is_terminal() {
+        return None;
+    }
+    let child = s.children.iter_mut().find(|c| c.id == id)?;
+    child.result = Some(result.clone());
+    Some(children_blocked(s))
+}
+
+/// A waiting parent whose stopped sub-jobs leave nothing to run stops with why.
+fn children_blocked(s: JobState) -> JobState {
+    if s.stage != Stage::AwaitingChildren {
+        return s;
+    }
+    let Some(checked) = s.checked_graph() else {
+        return s;
+    };
+    match crate::subtasks::next(&checked, &s.children) {
+        crate::subtasks::Next::Blocked(reason) => {
+            let mut s = s;
+            s.starts_in_stage = 0;
+            stop(s, StopKind::NeedsAttention, reason)
+        }
+        _ => s,
+    }
 }
 
 // ---- one handler per stage: what completing it records, and where the job goes next ----
@@ -517,7 +616,14 @@ fn plan(mut s: JobState, run: &StageRun) -> JobState {
     if !run.outcome.is_success() {
         return agent_failed(s, AgentStage::Plan, run);
     }
+    if run.parse_error.is_some() {
+        return unreadable_answer(s, AgentStage::Plan, run, "no readable sub-task graph");
+    }
     s.plan_artifact = run.artifact.clone();
+    // A sub-job never splits again.
+    if s.subtask.is_none() {
+        s.graph = run.subtasks.clone();
+    }
     goto(s, Stage::PostPlan)
 }
 
@@ -550,6 +656,14 @@ fn gated(mut s: JobState, gates: &[super::GateResult]) -> JobState {
         .collect();
     if gates.iter().all(|g| g.passed) {
         goto(s, Stage::PlanReview)
+    } else if !s.stack.is_empty() {
+        // Each sub-task passed its gates alone; together they do not, and no single
+        // session owns the stack to fix it.
+        let reason = format!(
+            "the stacked sub-tasks fail gates together: {}",
+            failing_names(gates)
+        );
+        stop(s, StopKind::NeedsAttention, reason)
     } else if !timed_out.is_empty() {
         // An agent cannot fix a slow machine or a short limit: no paid fix round for it.
         let reason = format!(
@@ -616,6 +730,11 @@ fn triaged(mut s: JobState, round: u32, run: &StageRun) -> JobState {
         return unreadable_answer(s, AgentStage::Triage, run, "no decisions");
     };
     s.triage.push((round, decisions.clone()));
+    if !s.stack.is_empty() {
+        // The whole-stack review informs the person approving; each sub-task was fixed in
+        // its own session already.
+        return goto(s, Stage::Propose);
+    }
     let fix_now = decisions
         .iter()
         .filter(|d| d.bucket == Bucket::FixNow)

@@ -20,6 +20,9 @@ use crate::error::RunError;
 /// The bundle of the worktree's files after the last writing step; meta `"<head> <snapshot>"`,
 /// or just `"<head>"` when the files equal HEAD.
 pub(crate) const WORKTREE: &str = "git/worktree";
+/// A sub-job's base: the commits of the sub-tasks below it, stacked on the parent's base
+/// (imported first: the names sort before the others).
+pub(crate) const BASE: &str = "git/base";
 /// The bundle of the job's latest commit (the proposal, or a feedback round's commit).
 pub(crate) const COMMIT: &str = "git/commit";
 
@@ -162,7 +165,7 @@ impl Workspace {
     }
 
     /// Fetch every bundle the job kept into `clone`.
-    async fn import(
+    pub(crate) async fn import(
         &self,
         job: JobId,
         clone: &std::path::Path,

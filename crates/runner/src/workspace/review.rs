@@ -103,7 +103,8 @@ impl Workspace {
             Err(e) => return Ok(failed(effect, e)),
         };
         let clone = self.home.clone_dir(key.project());
-        let files = match self.git.list_files(&clone, &base).await {
+        let trusted = state.policy_base().unwrap_or_default();
+        let files = match self.git.list_files(&clone, &trusted).await {
             Ok(f) => f,
             Err(e) => return Ok(failed(effect, e)),
         };
@@ -116,13 +117,17 @@ impl Workspace {
             if name.contains('/') {
                 continue;
             }
-            match self.git.read_file_at(&clone, &base, file).await {
+            match self.git.read_file_at(&clone, &trusted, file).await {
                 Ok(Some(text)) => checklists.push((name, text)),
                 Ok(None) => {}
                 Err(e) => return Ok(failed(effect, e)),
             }
         }
-        let angles = choose_angles(&diff_files(&diff), &diff, &checklists);
+        let mut angles = choose_angles(&diff_files(&diff), &diff, &checklists);
+        if !state.stack.is_empty() {
+            // Each sub-task was reviewed alone; the whole stack gets the architecture angle.
+            angles.retain(|a| a.name == "architecture");
+        }
         // The reviewers' inputs and the snapshot are kept with the job: the review sessions, and
         // the next round's delta, may run on another worker.
         let prefix = review_prefix(round);

@@ -99,6 +99,7 @@ async fn sign_in_the_board_and_sign_out() {
                 max_rounds: 3,
                 acknowledge: false,
                 follow_pr: false,
+                subtask: None,
             },
         )
         .await

@@ -194,6 +194,7 @@ pub fn created(ticket: &TicketKey) -> JobEvent {
         max_rounds: 3,
         acknowledge: false,
         follow_pr: false,
+        subtask: None,
     }
 }
 

@@ -23,6 +23,7 @@ fn to_in_review() -> Vec<JobEvent> {
         max_rounds: 2,
         acknowledge: true,
         follow_pr: true,
+        subtask: None,
     }];
     events.push(updated());
     events.extend(to_proposal().into_iter().skip(1));
@@ -282,6 +283,7 @@ fn local_done() -> Vec<JobEvent> {
         max_rounds: 2,
         acknowledge: true,
         follow_pr: false,
+        subtask: None,
     };
     events
 }

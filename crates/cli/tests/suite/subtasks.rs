@@ -1,0 +1,282 @@
+//! A ticket split into a graph of sub-tasks: the plan's graph becomes one job per sub-task on
+//! linked tickets, independent ones run at the same time under two worker loops, the parent's
+//! proposal is the stack of their commits, approving it opens one PR per sub-task based on the
+//! one below, and the merge queue lands the stack on main in order.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use codemill_testkit::{Match, Reply, Rule};
+use serde_json::Value;
+
+use super::harness::{Env, KEY_VAR, at_turn, ready, write_call};
+
+/// Always green: the sub-tasks' files are checked by review, not by a gate.
+const GATE: &str = "[[gates]]\nname = \"tree\"\ncommand = [\"test\", \"-d\", \".\"]\n";
+
+/// A; B and C after A; D after B and C.
+const GRAPH: &str = "Plan: four parts, B and C independent.\n\n```json\n{\"subtasks\": [\n\
+ {\"id\": \"A\", \"title\": \"Part A\", \"goal\": \"Goal-A: write a.txt.\", \"criteria\": [\"a.txt exists\"], \"files\": [\"a.txt\"], \"depends_on\": []},\n\
+ {\"id\": \"B\", \"title\": \"Part B\", \"goal\": \"Goal-B: write b.txt.\", \"criteria\": [\"b.txt exists\"], \"files\": [\"b.txt\"], \"depends_on\": [\"A\"]},\n\
+ {\"id\": \"C\", \"title\": \"Part C\", \"goal\": \"Goal-C: write c.txt.\", \"criteria\": [\"c.txt exists\"], \"files\": [\"c.txt\"], \"depends_on\": [\"A\"]},\n\
+ {\"id\": \"D\", \"title\": \"Part D\", \"goal\": \"Goal-D: write d.txt.\", \"criteria\": [\"d.txt exists\"], \"files\": [\"d.txt\", \"a.txt\"], \"depends_on\": [\"B\", \"C\"]}\n\
+]}\n```\n";
+
+/// The planner splits the parent; each sub-task's engineer writes its own file (B and C
+/// slowly, so two workers overlap them); D also extends a.txt, which only works on top of A.
+pub(super) fn rules(graph: &str) -> Vec<Rule> {
+    let mut rules = vec![
+        ready(),
+        Rule::new("research", at_turn("research", 0), Reply::text("Notes.")),
+        Rule::new(
+            "plan: a sub-task",
+            Match {
+                contains: Some("Sub-task ".into()),
+                ..at_turn("plan", 0)
+            },
+            Reply::text("Plan: write the one file."),
+        ),
+        Rule::new("plan: split", at_turn("plan", 0), Reply::text(graph)),
+    ];
+    for part in ["A", "B", "C", "D"] {
+        let lower = part.to_lowercase();
+        let content = if part == "D" {
+            "a\nand d\n".to_string()
+        } else {
+            format!("{lower}\n")
+        };
+        let file = if part == "D" { "a.txt" } else { "" };
+        let mut write = Rule::new(
+            format!("implement {part}: write"),
+            Match {
+                contains: Some(format!("Goal-{part}")),
+                ..at_turn("implement", 0)
+            },
+            if part == "D" {
+                Reply::Message {
+                    text: Some("Writing.".into()),
+                    tool_calls: vec![
+                        codemill_testkit::ToolCall::new(
+                            "write_file",
+                            serde_json::json!({"path": "d.txt", "content": "d\n"}),
+                        ),
+                        codemill_testkit::ToolCall::new(
+                            "write_file",
+                            serde_json::json!({"path": file, "content": content}),
+                        ),
+                    ],
+                    usage: None,
+                }
+            } else {
+                write_call(&format!("{lower}.txt"), &content)
+            },
+        );
+        if part == "B" || part == "C" {
+            write = write.after(Duration::from_millis(2500));
+        }
+        rules.push(write);
+    }
+    rules.extend([
+        Rule::new(
+            "implement: done",
+            at_turn("implement", 1),
+            Reply::text("Wrote the file."),
+        ),
+        Rule::new(
+            "review",
+            at_turn("review", 0),
+            Reply::text("```json\n{\"findings\": []}\n```"),
+        ),
+    ]);
+    rules
+}
+
+/// `codemill worker` with `loops` work loops on `env`'s home, until killed.
+pub(super) fn workers(env: &Env, loops: usize) -> std::process::Child {
+    Command::new(assert_cmd::cargo::cargo_bin("codemill"))
+        .arg("--home")
+        .arg(&env.home)
+        .args([
+            "worker",
+            "--concurrency",
+            &loops.to_string(),
+            "--poll-ms",
+            "100",
+            "--retry-secs",
+            "0",
+        ])
+        .env(KEY_VAR, "test-key-123")
+        .env_remove("CODEMILL_HOME")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Wait until `key`'s job is `want`; a stopped job fails the test with its state.
+pub(super) fn wait_for(env: &Env, key: &str, want: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let v = env.json(&["show", key, "--json"]);
+        let state = v["job"]["state"].as_str().unwrap_or("").to_string();
+        if state == want {
+            return v;
+        }
+        assert!(
+            !["needs_attention", "rejected", "cancelled", "needs_input"].contains(&state.as_str()),
+            "{key} stopped: {}",
+            serde_json::to_string_pretty(&v["job"]).unwrap()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "{key} stuck in {state}: {}",
+            serde_json::to_string_pretty(&v["job"]).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn at(entry: &Value) -> DateTime<Utc> {
+    entry["at"].as_str().unwrap().parse().unwrap()
+}
+
+/// When the implement step of `key`'s job started and ended, from its journal.
+fn implement_span(env: &Env, key: &str) -> (DateTime<Utc>, DateTime<Utc>) {
+    let v = env.json(&["show", key, "--json"]);
+    let timeline = v["timeline"].as_array().unwrap();
+    let start = timeline
+        .iter()
+        .find(|e| e["event"]["effect"] == "agent:implement:0")
+        .unwrap_or_else(|| panic!("{key} never started implement"));
+    let end = timeline
+        .iter()
+        .find(|e| e["event"]["type"] == "agent_finished" && e["event"]["stage"] == "implement")
+        .unwrap_or_else(|| panic!("{key} never finished implement"));
+    (at(start), at(end))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_four_node_graph_runs_in_parallel_and_lands_as_a_stack() {
+    let env = Env::new(rules(GRAPH), GATE, "").await;
+    env.ok(&["enqueue", "P-1"]);
+    let mut running = workers(&env, 2);
+    let parent = wait_for(&env, "P-1", "awaiting_approval");
+    let _ = running.kill();
+    let _ = running.wait();
+
+    // The graph became four linked sub-task tickets, each its own job.
+    let children = parent["job"]["children"].as_array().unwrap().clone();
+    let child = |id: &str| -> String {
+        children
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap_or_else(|| panic!("no sub-task {id}: {children:?}"))["ticket"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(children.len(), 4, "{children:?}");
+    for c in &children {
+        assert_eq!(c["result"]["result"], "ready", "{c}");
+    }
+
+    // B and C ran at the same time: their implement steps overlap in their journals.
+    let (b0, b1) = implement_span(&env, &child("B"));
+    let (c0, c1) = implement_span(&env, &child("C"));
+    assert!(
+        b0 < c1 && c0 < b1,
+        "B {b0}..{b1} and C {c0}..{c1} did not overlap"
+    );
+    // D started only after both were ready.
+    let (d0, _) = implement_span(&env, &child("D"));
+    assert!(d0 > b1 && d0 > c1, "D started at {d0}, before B or C ended");
+
+    // The proposal is a four-commit stack in dependency order, each on the one below.
+    let stack = parent["job"]["stack"].as_array().unwrap().clone();
+    let ids: Vec<&str> = stack.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["A", "B", "C", "D"]);
+    assert_eq!(stack[0]["base"], "main");
+    for i in 1..4 {
+        assert_eq!(stack[i]["base"], stack[i - 1]["branch"], "{stack:?}");
+    }
+    assert_eq!(stack[0]["branch"], "codemill/P-1/1-part-a");
+    assert_eq!(
+        parent["job"]["commit"], stack[3]["commit"],
+        "the proposal is the top of the stack"
+    );
+    let shown = env.ok(&["show", "P-1"]);
+    assert!(
+        shown.contains("Plan: 4 sub-tasks") && shown.contains("stack 4."),
+        "{shown}"
+    );
+    // The plan note drew the graph on the ticket.
+    let comments = env.json(&["ticket", "show", "P-1", "--json"]);
+    assert!(
+        comments.to_string().contains("Plan: 4 sub-tasks"),
+        "{comments}"
+    );
+
+    // A sub-task is decided on its parent's stack, not alone.
+    let (code, _, stderr) = env.run(&["approve", &child("B")]);
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("approve or reject P-1 instead"), "{stderr}");
+
+    // Approving the parent pushes four branches and records four PRs, each on the one below.
+    env.ok(&["approve", "P-1"]);
+    for (i, entry) in stack.iter().enumerate() {
+        let branch = entry["branch"].as_str().unwrap();
+        assert_eq!(
+            env.remote_branch(branch).as_deref(),
+            entry["commit"].as_str(),
+            "{branch}"
+        );
+        if i > 0 {
+            let parent_commit = env.remote_git(&["rev-parse", &format!("{branch}^")]);
+            assert_eq!(
+                parent_commit.trim(),
+                stack[i - 1]["commit"].as_str().unwrap()
+            );
+        }
+        let key = entry["ticket"].as_str().unwrap();
+        let pr = &env.json(&["show", key, "--json"])["pr"];
+        assert_eq!(pr["branch"], entry["branch"], "{key}: {pr}");
+        assert_eq!(pr["base"], entry["base"], "{key}: {pr}");
+        assert!(
+            pr["body"].as_str().unwrap().contains("← this PR"),
+            "{key}: {pr}"
+        );
+    }
+
+    // The merge queue lands all four on main, in order.
+    let (code, stdout, stderr) = env.run(&["merge", "P-1", "--json"]);
+    assert_eq!(code, Some(0), "{stdout} {stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let landed: Vec<&str> = report["outcomes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            assert_eq!(o["state"], "merged", "{o}");
+            o["ticket"].as_str().unwrap()
+        })
+        .collect();
+    let expected: Vec<String> = ["A", "B", "C", "D"].iter().map(|id| child(id)).collect();
+    assert_eq!(landed, expected);
+    let log = env.remote_git(&["log", "--format=%s", "-4", "main"]);
+    let subjects: Vec<&str> = log.lines().collect();
+    for (line, id) in subjects.iter().zip(["D", "C", "B", "A"]) {
+        assert!(line.contains(&format!("Part {id}")), "{log}");
+    }
+    assert_eq!(
+        env.remote_git(&["show", "main:a.txt"]).trim_end(),
+        "a\nand d",
+        "D's change to a.txt sits on A's"
+    );
+    let p1 = env.json(&["ticket", "show", "P-1", "--json"]);
+    assert_eq!(p1["ticket"]["status"], "done", "{p1}");
+    assert!(
+        p1.to_string().contains("the stack of 4 sub-tasks pushed"),
+        "{p1}"
+    );
+}
