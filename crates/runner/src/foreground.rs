@@ -97,7 +97,15 @@ impl Runner {
             ticket: key.clone(),
             resumed: true,
         });
-        self.after_decision(job, key).await
+        let (job, state) = self.after_decision(job, key).await?;
+        // A shipped stack's sub-jobs finish here too (they only clean up).
+        for entry in &state.stack {
+            match self.run_here(entry.job, &entry.ticket).await {
+                Ok(_) | Err(RunError::Busy(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((job, state))
     }
 
     /// Reject the proposal of a ticket: its work is kept on a WIP ref, nothing is pushed.

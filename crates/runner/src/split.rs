@@ -325,7 +325,9 @@ impl Runner {
     }
 
     /// Tell each sub-job its commit shipped with the parent's stack (it then cleans up and is
-    /// done); `prs` holds each entry's PR record, bottom first.
+    /// done); `prs` holds each entry's PR record, bottom first. A sub-job may still be in its
+    /// report step (its result reached the parent, its own journal not yet): it is told too, so
+    /// none is left waiting for an approval that already happened.
     pub(crate) async fn ship_children(
         &self,
         state: &JobState,
@@ -335,7 +337,12 @@ impl Runner {
             let Some(latest) = jobs::latest(&self.store, &entry.ticket).await? else {
                 continue;
             };
-            if latest.job != entry.job || latest.state.stage != Stage::AwaitingApproval {
+            // Ready, or still telling the parent so (perhaps on a worker that died doing it).
+            let waiting = matches!(
+                latest.state.stage,
+                Stage::AwaitingApproval | Stage::ReportToParent
+            );
+            if latest.job != entry.job || !waiting {
                 continue;
             }
             let event = JobEvent::ShippedWithParent {
@@ -343,7 +350,8 @@ impl Runner {
                 pr: *pr,
                 branch: entry.branch.clone(),
             };
-            let decided = jobs::decide(&self.store, &entry.ticket, "ship", jobs::WAITING, |_| {
+            // A worker still reporting is fenced off; the sub-job goes on from the shipped state.
+            let decided = jobs::decide(&self.store, &entry.ticket, "ship", jobs::ACTIVE, |_| {
                 Ok(event.clone())
             })
             .await;

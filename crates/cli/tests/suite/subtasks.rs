@@ -280,3 +280,178 @@ async fn a_four_node_graph_runs_in_parallel_and_lands_as_a_stack() {
         "{p1}"
     );
 }
+
+/// A; B after A, where B extends A's file.
+const CHAIN: &str = "```json\n{\"subtasks\": [\n\
+ {\"id\": \"A\", \"title\": \"Part A\", \"goal\": \"Goal-A: write a.txt.\", \"criteria\": [\"a.txt exists\"], \"files\": [\"a.txt\"]},\n\
+ {\"id\": \"D\", \"title\": \"Part D\", \"goal\": \"Goal-D: write d.txt.\", \"criteria\": [\"d.txt exists\"], \"files\": [\"d.txt\", \"a.txt\"], \"depends_on\": [\"A\"]}\n\
+]}\n```\n";
+
+/// A graph with a cycle and a sub-task without criteria.
+const BROKEN: &str = "```json\n{\"subtasks\": [\n\
+ {\"id\": \"A\", \"title\": \"Part A\", \"goal\": \"Goal-A\", \"criteria\": [], \"depends_on\": [\"D\"]},\n\
+ {\"id\": \"D\", \"title\": \"Part D\", \"goal\": \"Goal-D\", \"criteria\": [\"x\"], \"depends_on\": [\"A\"]}\n\
+]}\n```\n";
+
+/// The sub-task tickets of P-1 (linked, labelled), by key.
+fn subtask_tickets(env: &Env) -> Vec<String> {
+    let list = env.json(&["ticket", "list", "--json"]);
+    list.as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| {
+            t["labels"]
+                .as_array()
+                .is_some_and(|l| l.iter().any(|l| l == "codemill:subtask"))
+        })
+        .map(|t| t["key"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Land P-1's stack and check main got exactly its two commits, once each.
+fn land_chain(env: &Env) {
+    let before = env.remote_git(&["rev-list", "--count", "main"]);
+    let (code, stdout, stderr) = env.run(&["merge", "P-1", "--json"]);
+    assert_eq!(code, Some(0), "{stdout} {stderr}");
+    let after = env.remote_git(&["rev-list", "--count", "main"]);
+    assert_eq!(
+        after.parse::<u32>().unwrap(),
+        before.parse::<u32>().unwrap() + 2,
+        "{stdout}"
+    );
+    assert_eq!(
+        env.remote_git(&["show", "main:a.txt"]).trim_end(),
+        "a\nand d"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_graph_gets_one_repair_request_and_codemill_run_finishes_the_split_here() {
+    let mut rules = vec![Rule::new(
+        "plan: repaired",
+        Match {
+            last_contains: Some("Your sub-task graph cannot be used".into()),
+            ..Match::default()
+        },
+        Reply::text(CHAIN),
+    )];
+    rules.extend(super::subtasks::rules(BROKEN));
+    let env = Env::new(rules, GATE, "").await;
+    // The foreground run makes the sub-jobs and runs them in this process too.
+    let out = env.ok(&["run", "P-1"]);
+    assert!(out.contains("proposal ready"), "{out}");
+    let repair = env
+        .server
+        .requests()
+        .into_iter()
+        .find(|r| r.matched_rule.as_deref() == Some("plan: repaired"))
+        .expect("no repair request was sent");
+    let text = repair.view.last_text();
+    assert!(
+        text.contains("a dependency cycle: ")
+            && text.contains("sub-task \"A\" has no acceptance criteria"),
+        "{text}"
+    );
+    let show = env.json(&["show", "P-1", "--json"]);
+    assert_eq!(show["job"]["stack"].as_array().unwrap().len(), 2);
+    assert_eq!(subtask_tickets(&env).len(), 2);
+    env.ok(&["approve", "P-1"]);
+    land_chain(&env);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_at_each_split_step_then_rerun_makes_nothing_twice() {
+    for effect in [
+        "start_subtasks",
+        "report_to_parent",
+        "build_stack",
+        "record_pr",
+    ] {
+        let env = Env::new(super::subtasks::rules(CHAIN), GATE, "").await;
+        let (run_args, approve_first): (&[&str], bool) = if effect == "record_pr" {
+            (&["approve", "P-1"], true)
+        } else {
+            (&["run", "P-1"], false)
+        };
+        if approve_first {
+            env.ok(&["run", "P-1"]);
+        }
+        let out = env
+            .cmd()
+            .env("CODEMILL_CRASH_AFTER_EFFECT", effect)
+            .args(run_args)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            None,
+            "{effect}: codemill should have died"
+        );
+        // Running again resumes wherever the kill left each job.
+        let out = env.ok(&["run", "P-1"]);
+        if approve_first {
+            assert!(out.contains("shipped"), "{effect}: {out}");
+        } else {
+            assert!(out.contains("proposal ready"), "{effect}: {out}");
+            env.ok(&["approve", "P-1"]);
+        }
+        assert_eq!(
+            subtask_tickets(&env).len(),
+            2,
+            "{effect}: one ticket per sub-task"
+        );
+        let stack = env.json(&["show", "P-1", "--json"])["job"]["stack"].clone();
+        for entry in stack.as_array().unwrap() {
+            let key = entry["ticket"].as_str().unwrap();
+            let kinds = env.event_kinds(key);
+            assert_eq!(
+                kinds.iter().filter(|k| *k == "shipped_with_parent").count(),
+                1,
+                "{effect}: {key}: {kinds:?}"
+            );
+        }
+        let parent = env.event_kinds("P-1");
+        assert_eq!(
+            parent.iter().filter(|k| *k == "subtask_finished").count(),
+            2,
+            "{effect}: {parent:?}"
+        );
+        land_chain(&env);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_the_parent_cancels_its_sub_jobs() {
+    let env = Env::new(super::subtasks::rules(CHAIN), GATE, "").await;
+    env.ok(&["enqueue", "P-1"]);
+    // One claimed job: the parent plans, makes sub-task A's ticket and job, and waits.
+    let once = env.cmd().args(["worker", "--once"]).output().unwrap();
+    assert!(once.status.success(), "{once:?}");
+    let parent = env.json(&["show", "P-1", "--json"]);
+    assert_eq!(parent["job"]["state"], "awaiting_children", "{parent}");
+    let a = parent["job"]["children"][0]["ticket"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(env.json(&["show", &a, "--json"])["job"]["state"], "running");
+
+    env.ok(&["cancel", "P-1"]);
+    assert_eq!(
+        env.json(&["show", "P-1", "--json"])["job"]["state"],
+        "cancelled"
+    );
+    // The sub-job stops the way a cancel does, when it next runs.
+    let once = env.cmd().args(["worker", "--once"]).output().unwrap();
+    assert!(once.status.success(), "{once:?}");
+    let child = env.json(&["show", &a, "--json"]);
+    assert_eq!(child["job"]["state"], "cancelled", "{child}");
+    assert!(
+        child["job"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("cancelled by codemill (P-1)"),
+        "{child}"
+    );
+    // Nothing else was started.
+    assert_eq!(subtask_tickets(&env).len(), 1);
+}

@@ -5,6 +5,7 @@
 mod control;
 mod feedback;
 mod flow;
+mod split;
 
 use super::*;
 use crate::agent::AgentOutcome;

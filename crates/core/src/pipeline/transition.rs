@@ -229,9 +229,11 @@ pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEven
             };
             goto(s, end)
         }
-        (Stage::AwaitingApproval, E::ShippedWithParent { parent, pr, branch })
-            if s.subtask.is_some() =>
-        {
+        // Shipped while it was still telling its parent it was ready: nothing left to tell.
+        (
+            Stage::AwaitingApproval | Stage::ReportToParent,
+            E::ShippedWithParent { parent, pr, branch },
+        ) if s.subtask.is_some() && s.stop.is_none() => {
             s.pr = Some(*pr);
             s.branch = Some(branch.clone());
             s.approved_by = Some(format!("the approval of {parent}"));
