@@ -208,7 +208,7 @@ impl Announcer {
                 ticket.key,
                 ticket.title,
                 entry.ticket,
-                proposal::stack_drawing(&state.stack, Some(i)),
+                notes::stack_drawing(&state.stack, Some(i)),
                 summary
             );
             let request = PrRequest {

@@ -135,7 +135,7 @@ pub fn render(kind: NoteKind, job: JobId, state: &JobState, plan: Option<&str>) 
             out.push_str(&triage_summary(state));
             if !p.stack.is_empty() {
                 out.push('\n');
-                out.push_str(&crate::proposal::stack_drawing(&p.stack, None));
+                out.push_str(&stack_drawing(&p.stack, None));
                 out.push_str(&format!(
                     "\nApproving `{}` approves the whole stack: one PR per sub-task, each based on the one below it.\n",
                     short(&p.commit)
@@ -178,7 +178,7 @@ pub fn render(kind: NoteKind, job: JobId, state: &JobState, plan: Option<&str>) 
                     state.stack.len(),
                     state.approved_by.as_deref().unwrap_or("-"),
                     state.ticket,
-                    crate::proposal::stack_drawing(&state.stack, None)
+                    stack_drawing(&state.stack, None)
                 )
             };
             if !state.backlog_tickets.is_empty() {
@@ -316,6 +316,28 @@ pub fn feedback_reply(state: &JobState, summary: Option<&str>) -> String {
         .collect();
     if !failing.is_empty() {
         out.push_str(&format!("\n\nFailing gates: {}.", failing.join(", ")));
+    }
+    out
+}
+
+/// A stack as a numbered list, bottom first, marking entry `this` when given.
+pub(crate) fn stack_drawing(
+    stack: &[codemill_core::subtasks::StackEntry],
+    this: Option<usize>,
+) -> String {
+    let mut out = String::from(
+        "**Stack**, bottom first (each PR is based on the branch of the one before it; the first on the default branch):\n\n",
+    );
+    for (i, e) in stack.iter().enumerate() {
+        let mark = if this == Some(i) { " ← this PR" } else { "" };
+        out.push_str(&format!(
+            "{}. `{}` — {} ({}) `{}`{mark}\n",
+            i + 1,
+            e.branch,
+            e.title,
+            e.ticket,
+            e.commit.get(..12).unwrap_or(&e.commit)
+        ));
     }
     out
 }

@@ -102,28 +102,6 @@ pub(crate) fn pr_text(state: &JobState, ticket: &Ticket) -> (String, String) {
     (title, body)
 }
 
-/// A stack as a numbered list, bottom first, marking entry `this` when given.
-pub(crate) fn stack_drawing(
-    stack: &[codemill_core::subtasks::StackEntry],
-    this: Option<usize>,
-) -> String {
-    let mut out = String::from(
-        "**Stack**, bottom first (each PR is based on the branch of the one before it; the first on the default branch):\n\n",
-    );
-    for (i, e) in stack.iter().enumerate() {
-        let mark = if this == Some(i) { " ← this PR" } else { "" };
-        out.push_str(&format!(
-            "{}. `{}` — {} ({}) `{}`{mark}\n",
-            i + 1,
-            e.branch,
-            e.title,
-            e.ticket,
-            e.commit.get(..12).unwrap_or(&e.commit)
-        ));
-    }
-    out
-}
-
 /// What the latest fix round said it did, quoted in the reply to feedback.
 pub(crate) fn last_fix_summary(journal: &[JournalEntry]) -> Option<String> {
     journal.iter().rev().find_map(|e| match &e.event {

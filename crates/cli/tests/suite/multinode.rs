@@ -560,3 +560,70 @@ async fn a_store_outage_under_load_runs_no_job_twice() {
         assert_eq!(implement_done, 1, "{key}: implement journalled once");
     }
 }
+
+/// A split ticket across two homes: the sub-jobs go to whichever node is free, each one's base
+/// (the sub-tasks below it) and commit travel through the store as bundles, the parent stacks
+/// commits made on both nodes, and the other node approves and lands the stack.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_ticket_runs_its_sub_jobs_on_both_nodes() {
+    use super::subtasks::{GATE, GRAPH, rules};
+    let pg = database();
+    let dir = tempfile::tempdir().unwrap();
+    let remote = make_remote(dir.path(), GATE);
+    let server = ModelServer::start(Script::new(rules(GRAPH))).await.unwrap();
+    let a = Node::new(dir.path(), "node-a", &pg, &server.base_url(), &remote);
+    let b = Node::new(dir.path(), "node-b", &pg, &server.base_url(), &remote);
+    a.ok(&[
+        "ticket",
+        "add",
+        "P",
+        "--title",
+        "Build four parts",
+        "--body",
+        "Four parts.\n\nAcceptance: all four files exist.",
+    ]);
+    a.ok(&["enqueue", "P-1"]);
+    let (wa, wb) = (a.worker(1), b.worker(1));
+    let keys = vec!["P-1".to_string()];
+    wait_all(&a, &keys, "awaiting_approval", &[&a, &b]);
+    stop(wa);
+    stop(wb);
+    // Both nodes ran sub-jobs (B and C are slow, so each node takes one of them).
+    let children: Vec<String> = a.json(&["show", "P-1", "--json"])["job"]["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["ticket"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(children.len(), 4);
+    let ran_on = |node: &Node| {
+        children
+            .iter()
+            .filter(|k| node.log().contains(&format!(" of {k} ")))
+            .count()
+    };
+    assert!(
+        ran_on(&a) > 0 && ran_on(&b) > 0,
+        "sub-jobs on a: {}, on b: {}\n{}\n{}",
+        ran_on(&a),
+        ran_on(&b),
+        a.log(),
+        b.log()
+    );
+    // The node that did not build the stack approves it; the other lands it.
+    b.ok(&["approve", "P-1"]);
+    let report: Value = serde_json::from_str(&a.ok(&["merge", "P-1", "--json"])).unwrap();
+    assert!(
+        report["outcomes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["state"] == "merged"),
+        "{report}"
+    );
+    let files = git(&remote, &["ls-tree", "--name-only", "main"]);
+    for f in ["a.txt", "b.txt", "c.txt", "d.txt"] {
+        assert!(files.contains(f), "{files}");
+    }
+    assert_eq!(git(&remote, &["show", "main:a.txt"]).trim_end(), "a\nand d");
+}

@@ -13,10 +13,10 @@ use serde_json::Value;
 use super::harness::{Env, KEY_VAR, at_turn, ready, write_call};
 
 /// Always green: the sub-tasks' files are checked by review, not by a gate.
-const GATE: &str = "[[gates]]\nname = \"tree\"\ncommand = [\"test\", \"-d\", \".\"]\n";
+pub(super) const GATE: &str = "[[gates]]\nname = \"tree\"\ncommand = [\"test\", \"-d\", \".\"]\n";
 
 /// A; B and C after A; D after B and C.
-const GRAPH: &str = "Plan: four parts, B and C independent.\n\n```json\n{\"subtasks\": [\n\
+pub(super) const GRAPH: &str = "Plan: four parts, B and C independent.\n\n```json\n{\"subtasks\": [\n\
  {\"id\": \"A\", \"title\": \"Part A\", \"goal\": \"Goal-A: write a.txt.\", \"criteria\": [\"a.txt exists\"], \"files\": [\"a.txt\"], \"depends_on\": []},\n\
  {\"id\": \"B\", \"title\": \"Part B\", \"goal\": \"Goal-B: write b.txt.\", \"criteria\": [\"b.txt exists\"], \"files\": [\"b.txt\"], \"depends_on\": [\"A\"]},\n\
  {\"id\": \"C\", \"title\": \"Part C\", \"goal\": \"Goal-C: write c.txt.\", \"criteria\": [\"c.txt exists\"], \"files\": [\"c.txt\"], \"depends_on\": [\"A\"]},\n\
