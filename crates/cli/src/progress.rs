@@ -568,7 +568,7 @@ pub async fn show(opened: &Opened, key: &TicketKey, as_json: bool) -> Result<()>
         for c in &state.children {
             let result = match &c.result {
                 None => "running".to_string(),
-                Some(codemill_core::subtasks::ChildResult::Ready { commit }) => {
+                Some(codemill_core::subtasks::ChildResult::Ready { commit, .. }) => {
                     format!("ready {}", commit.get(..12).unwrap_or(commit))
                 }
                 Some(codemill_core::subtasks::ChildResult::Stopped { status, reason }) => {

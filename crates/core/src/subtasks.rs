@@ -69,6 +69,17 @@ pub struct SubtaskOf {
 pub struct Below {
     pub job: JobId,
     pub commit: String,
+    /// Where its change starts (the commits below it); `None`: the commit's parent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+}
+
+/// A person sent one sub-task of a proposed stack back for a fix round.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rework {
+    pub id: String,
+    pub reason: String,
+    pub by: String,
 }
 
 /// A sub-job the parent started.
@@ -79,14 +90,26 @@ pub struct Child {
     pub job: JobId,
     #[serde(default)]
     pub result: Option<ChildResult>,
+    /// Times a person sent it back from the proposed stack.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reworks: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// How a sub-job ended, as its parent knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum ChildResult {
-    /// Its proposal is ready: one reviewed commit.
-    Ready { commit: String },
+    /// Its proposal is ready: its reviewed change, from `base` (the sub-tasks below it on the
+    /// parent's base) to `commit`.
+    Ready {
+        commit: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        base: Option<String>,
+    },
     /// It stopped (needs attention, rejected, cancelled) with the reason.
     Stopped { status: String, reason: String },
 }

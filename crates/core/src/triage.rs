@@ -30,6 +30,8 @@ impl Bucket {
 pub enum DecidedBy {
     Policy,
     Agent,
+    /// A person, rejecting a sub-task's commit with a reason.
+    Person,
 }
 
 /// `[triage]` of `.codemill/pipeline.toml`.

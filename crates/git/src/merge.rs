@@ -99,50 +99,68 @@ impl Git {
     /// would, but in memory and reproducibly: the new commit keeps the original's author,
     /// committer, dates and message, so picking the same commit onto the same base gives the
     /// same id on every machine. A commit whose parent already is `onto` is returned as it is.
-    pub async fn pick(&self, repo: &Path, onto: &str, commit: &str) -> Result<Picked, GitError> {
+    ///
+    /// With `from`, the change picked is `from..commit` (several commits become one); without,
+    /// the commit's own change against its first parent.
+    pub async fn pick(
+        &self,
+        repo: &Path,
+        onto: &str,
+        commit: &str,
+        from: Option<&str>,
+    ) -> Result<Picked, GitError> {
         check_rev("commit", onto)?;
         check_rev("commit", commit)?;
+        if let Some(from) = from {
+            check_rev("commit", from)?;
+        }
         let ctx = self.ctx(repo).await?;
-        let parent = self
-            .run_line(
-                Some(&ctx),
-                Call::new(["rev-parse", "--verify", &format!("{commit}^1^{{commit}}")]),
-            )
-            .await?;
-        let onto_full = self
-            .run_line(
-                Some(&ctx),
-                Call::new(["rev-parse", "--verify", &format!("{onto}^{{commit}}")]),
-            )
-            .await?;
-        if parent == onto_full {
+        let full = |rev: String| {
+            let ctx = &ctx;
+            async move {
+                self.run_line(Some(ctx), Call::new(["rev-parse", "--verify", &rev]))
+                    .await
+            }
+        };
+        let parent = full(format!("{commit}^1^{{commit}}")).await?;
+        let onto_full = full(format!("{onto}^{{commit}}")).await?;
+        let from = match from {
+            Some(f) => full(format!("{f}^{{commit}}")).await?,
+            None => parent.clone(),
+        };
+        if parent == onto_full && from == onto_full {
             return Ok(Picked::Commit(commit.to_owned()));
         }
-        let base = format!("--merge-base={parent}");
-        let args = [
-            "merge-tree",
-            "--write-tree",
-            "--name-only",
-            "--no-messages",
-            base.as_str(),
-            onto_full.as_str(),
-            commit,
-        ];
-        let out = self.output(Some(&ctx), Call::new(args)).await?;
-        let mut lines = out.stdout.lines();
-        let tree = lines.next().unwrap_or("").trim().to_owned();
-        match out.code() {
-            Some(0) => {}
-            Some(1) => {
-                let files = lines
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty())
-                    .map(str::to_owned)
-                    .collect();
-                return Ok(Picked::Conflicts(files));
+        let tree = if from == onto_full {
+            // Already on top, as several commits: their tree, as one.
+            full(format!("{commit}^{{tree}}")).await?
+        } else {
+            let base = format!("--merge-base={from}");
+            let args = [
+                "merge-tree",
+                "--write-tree",
+                "--name-only",
+                "--no-messages",
+                base.as_str(),
+                onto_full.as_str(),
+                commit,
+            ];
+            let out = self.output(Some(&ctx), Call::new(args)).await?;
+            let mut lines = out.stdout.lines();
+            let tree = lines.next().unwrap_or("").trim().to_owned();
+            match out.code() {
+                Some(0) => tree,
+                Some(1) => {
+                    let files = lines
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty())
+                        .map(str::to_owned)
+                        .collect();
+                    return Ok(Picked::Conflicts(files));
+                }
+                _ => return Err(crate::run::command_error(crate::run::shown(args), &out)),
             }
-            _ => return Err(crate::run::command_error(crate::run::shown(args), &out)),
-        }
+        };
         // Who and when, NUL-separated: author name, e-mail, date; committer name, e-mail, date.
         let who = self
             .run(

@@ -31,11 +31,11 @@ async fn picks_are_reproducible_and_conflicts_are_named() {
 
     // Already on top: the commit itself.
     assert_eq!(
-        git.pick(&fx.clone, &base, &ca).await.unwrap(),
+        git.pick(&fx.clone, &base, &ca, None).await.unwrap(),
         Picked::Commit(ca.clone())
     );
     // B's change on top of A: a new commit with both files, B's message, A as parent.
-    let Picked::Commit(first) = git.pick(&fx.clone, &ca, &cb).await.unwrap() else {
+    let Picked::Commit(first) = git.pick(&fx.clone, &ca, &cb, None).await.unwrap() else {
         panic!("no conflict expected");
     };
     assert_ne!(first, cb);
@@ -55,7 +55,7 @@ async fn picks_are_reproducible_and_conflicts_are_named() {
     // The same pick a second later gives the same id (dates come from the original).
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert_eq!(
-        git.pick(&fx.clone, &ca, &cb).await.unwrap(),
+        git.pick(&fx.clone, &ca, &cb, None).await.unwrap(),
         Picked::Commit(first.clone())
     );
 
@@ -73,7 +73,36 @@ async fn picks_are_reproducible_and_conflicts_are_named() {
     write(&d.join("src/lib.txt"), "one\ndos\nthree\n");
     let cd = git.commit_all(&d, "D", &who()).await.unwrap().unwrap();
     assert_eq!(
-        git.pick(&fx.clone, &cc, &cd).await.unwrap(),
+        git.pick(&fx.clone, &cc, &cd, None).await.unwrap(),
         Picked::Conflicts(vec!["src/lib.txt".into()])
+    );
+
+    // Two commits of one change picked as one: from their base, onto another commit.
+    write(&b.join("b2.txt"), "more\n");
+    let cb2 = git
+        .commit_all(&b, "B: add b, reworked", &who())
+        .await
+        .unwrap()
+        .unwrap();
+    let Picked::Commit(both) = git.pick(&fx.clone, &ca, &cb2, Some(&base)).await.unwrap() else {
+        panic!("no conflict expected");
+    };
+    let files = sh(&fx.clone, &["ls-tree", "--name-only", &both]).await;
+    assert!(
+        files.contains("b.txt") && files.contains("b2.txt") && files.contains("a.txt"),
+        "{files}"
+    );
+    assert_eq!(sh(&fx.clone, &["rev-parse", &format!("{both}^")]).await, ca);
+    // On the base they started from: squashed into one commit on it.
+    let Picked::Commit(one) = git.pick(&fx.clone, &base, &cb2, Some(&base)).await.unwrap() else {
+        panic!("no conflict expected");
+    };
+    assert_eq!(
+        sh(&fx.clone, &["rev-parse", &format!("{one}^")]).await,
+        base
+    );
+    assert_eq!(
+        sh(&fx.clone, &["rev-parse", &format!("{one}^{{tree}}")]).await,
+        sh(&fx.clone, &["rev-parse", &format!("{cb2}^{{tree}}")]).await
     );
 }

@@ -66,15 +66,53 @@ pub async fn approve(
     .await
 }
 
-/// A sub-task's proposal is decided on its parent's stack.
+/// A sub-task's proposal is approved with its parent's stack.
 fn part_of_stack(key: &TicketKey, sub: &codemill_core::subtasks::SubtaskOf) -> RunError {
     RunError::WrongState {
         ticket: key.clone(),
         message: format!(
-            "it is sub-task {} of {}: its commit ships in {}'s stack; approve or reject {} instead",
+            "it is sub-task {} of {}: its commit ships in {}'s stack; approve {} instead (rejecting \
+             {key} sends it alone back for a fix round)",
             sub.n, sub.parent_ticket, sub.parent_ticket, sub.parent_ticket
         ),
     }
+}
+
+/// Reject one sub-task's commit of its parent's proposed stack: the parent journals it (and
+/// sends that sub-task alone back for a fix round when it runs next), then stacks again. Returns
+/// the parent's job.
+async fn send_back(
+    store: &Store,
+    key: &TicketKey,
+    sub: &codemill_core::subtasks::SubtaskOf,
+    reason: &str,
+    by: &str,
+) -> Result<JobId, RunError> {
+    let rework = codemill_core::subtasks::Rework {
+        id: sub.id.clone(),
+        reason: reason.to_string(),
+        by: by.to_string(),
+    };
+    jobs::decide(store, &sub.parent_ticket, "reject", jobs::WAITING, |parent| {
+        let proposed = parent.state.stage == Stage::AwaitingApproval
+            && parent.state.stack.iter().any(|e| e.id == sub.id);
+        if parent.job != sub.parent || !proposed {
+            return Err(RunError::WrongState {
+                ticket: key.clone(),
+                message: format!(
+                    "it is sub-task {} of {}, whose stack is not awaiting approval ({}): a sub-task \
+                     is sent back only from its parent's proposed stack",
+                    sub.n,
+                    sub.parent_ticket,
+                    parent.state.status()
+                ),
+            });
+        }
+        Ok(JobEvent::SubtaskRejected {
+            rework: rework.clone(),
+        })
+    })
+    .await
 }
 
 /// Reject the proposal; the work is kept on a WIP ref when the job runs next.
@@ -95,12 +133,15 @@ pub(crate) async fn reject_as(
     by: &str,
     parent: bool,
 ) -> Result<JobId, RunError> {
+    if !parent
+        && let Some(latest) = jobs::latest(store, key).await?
+        && let Some(sub) = &latest.state.subtask
+    {
+        return send_back(store, key, sub, reason, by).await;
+    }
     jobs::decide(store, key, "reject", jobs::WAITING, |latest| {
         if latest.state.stage != Stage::AwaitingApproval {
             return Err(not_waiting(key, &latest.state));
-        }
-        if let Some(sub) = latest.state.subtask.as_ref().filter(|_| !parent) {
-            return Err(part_of_stack(key, sub));
         }
         Ok(JobEvent::Rejected {
             reason: reason.to_string(),

@@ -441,7 +441,12 @@ impl Runner {
                     return Ok(failed(effect, e));
                 }
                 let event = self.workspace.commit(job, state, ticket, effect).await;
-                let parent = state.commit.as_ref().or(state.base_commit.as_ref());
+                // A sub-job's commits are never pushed on their own: each kept bundle reaches
+                // back to its base, so a commit made on top of a rejected one carries both.
+                let parent = match &state.subtask {
+                    Some(_) => state.base_commit.as_ref(),
+                    None => state.commit.as_ref().or(state.base_commit.as_ref()),
+                };
                 if let (JobEvent::Committed { commit }, Some(parent)) = (&event, parent)
                     && commit != parent
                 {
@@ -551,6 +556,7 @@ impl Runner {
                 self.build_stack(&git, job, state, lease, effect).await?
             }
             Effect::ReportToParent => self.report_to_parent(state).await?,
+            Effect::ReworkSubtask { id } => self.rework_subtask(state, id, effect).await?,
             Effect::ReplyFeedback { round } => {
                 let summary = crate::proposal::last_fix_summary(journal);
                 self.announcer

@@ -116,6 +116,14 @@ impl Runner {
         by: &str,
     ) -> Result<(JobId, JobState), RunError> {
         let job = control::reject(&self.store, key, reason, by).await?;
+        // A sub-task sent back from its parent's stack: the parent sends it, it runs its fix
+        // round here, and the parent stacks again.
+        if let Some(latest) = jobs::latest(&self.store, key).await?
+            && let Some(sub) = latest.state.subtask.filter(|s| s.parent == job)
+        {
+            let (job, state) = self.after_decision(job, &sub.parent_ticket).await?;
+            return self.run_children_here(job, &sub.parent_ticket, state).await;
+        }
         self.after_decision(job, key).await
     }
 

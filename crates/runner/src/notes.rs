@@ -143,8 +143,9 @@ pub fn render(kind: NoteKind, job: JobId, state: &JobState, plan: Option<&str>) 
             }
             match &state.subtask {
                 Some(sub) => out.push_str(&format!(
-                    "\nThis is sub-task {} of {}: it ships in {}'s stack, approved or rejected there.",
-                    sub.n, sub.parent_ticket, sub.parent_ticket
+                    "\nThis is sub-task {} of {}: it ships in {}'s stack, approved there; `codemill reject {}` \
+                     sends this sub-task alone back for a fix round.",
+                    sub.n, sub.parent_ticket, sub.parent_ticket, state.ticket
                 )),
                 None => out.push_str(&format!(
                     "\nApprove with `codemill approve {0}` or reject with `codemill reject {0} --reason ...`.",

@@ -52,10 +52,13 @@ impl Runner {
             let mut below = Vec::new();
             for j in subtasks::below(&checked, i) {
                 let ready = state.children.iter().find_map(|c| match &c.result {
-                    Some(ChildResult::Ready { commit }) if c.id == tasks[j].id => Some(Below {
-                        job: c.job,
-                        commit: commit.clone(),
-                    }),
+                    Some(ChildResult::Ready { commit, base }) if c.id == tasks[j].id => {
+                        Some(Below {
+                            job: c.job,
+                            commit: commit.clone(),
+                            base: base.clone(),
+                        })
+                    }
                     _ => None,
                 });
                 match ready {
@@ -126,6 +129,7 @@ impl Runner {
                 ticket: ticket.key,
                 job: child_job,
                 result: None,
+                reworks: 0,
             });
         }
         Ok(JobEvent::SubtasksStarted { children })
@@ -144,6 +148,7 @@ impl Runner {
         let result = match (&state.stop, &state.commit) {
             (None, Some(commit)) => ChildResult::Ready {
                 commit: commit.clone(),
+                base: state.base_commit.clone(),
             },
             _ => ChildResult::Stopped {
                 status: match state.stop {
@@ -220,16 +225,18 @@ impl Runner {
         for (n, &i) in checked.order.iter().enumerate() {
             let task = &tasks[i];
             let ready = state.children.iter().find_map(|c| match &c.result {
-                Some(ChildResult::Ready { commit }) if c.id == task.id => Some((c, commit)),
+                Some(ChildResult::Ready { commit, base }) if c.id == task.id => {
+                    Some((c, commit, base))
+                }
                 _ => None,
             });
-            let Some((child, commit)) = ready else {
+            let Some((child, commit, from)) = ready else {
                 return Ok(failed(effect, format!("sub-task {} is not ready", task.id)));
             };
             if let Err(e) = self.workspace.import(child.job, &clone).await? {
                 return Ok(failed(effect, format!("sub-task {}: {e}", task.id)));
             }
-            let stacked = match self.git.pick(&clone, &onto, commit).await {
+            let stacked = match self.git.pick(&clone, &onto, commit, from.as_deref()).await {
                 Ok(Picked::Commit(c)) => c,
                 Ok(Picked::Conflicts(files)) => {
                     return Ok(failed(
@@ -271,6 +278,53 @@ impl Runner {
             entries,
             commit: onto,
         })
+    }
+
+    /// Send sub-task `id`, which a person rejected from the proposed stack, back for its fix
+    /// round — unless its journal shows it was sent already (as often as the parent asked).
+    pub(crate) async fn rework_subtask(
+        &self,
+        state: &JobState,
+        id: &str,
+        effect: &Effect,
+    ) -> Result<JobEvent, RunError> {
+        let sent = JobEvent::SubtaskReworkSent { id: id.to_string() };
+        let (Some(child), Some(rework)) = (
+            state.children.iter().find(|c| c.id == id),
+            state.rework.iter().find(|r| r.id == id),
+        ) else {
+            return Ok(failed(
+                effect,
+                format!("sub-task {id} has no rework to send"),
+            ));
+        };
+        let Some(latest) = jobs::latest(&self.store, &child.ticket).await? else {
+            return Ok(failed(effect, format!("sub-task {id} has no job")));
+        };
+        let told = latest
+            .journal
+            .iter()
+            .filter(|e| matches!(e.event, JobEvent::Reworked { .. }))
+            .count() as u32;
+        if latest.job != child.job || told >= child.reworks {
+            return Ok(sent);
+        }
+        let event = JobEvent::Reworked {
+            reason: rework.reason.clone(),
+            by: rework.by.clone(),
+        };
+        match jobs::decide(&self.store, &child.ticket, "rework", jobs::WAITING, |_| {
+            Ok(event.clone())
+        })
+        .await
+        {
+            Ok(_) => Ok(sent),
+            Err(RunError::WrongState { message, .. }) => Ok(failed(
+                effect,
+                format!("sub-task {id} ({}) cannot go back: {message}", child.ticket),
+            )),
+            Err(e) => Err(e),
+        }
     }
 
     /// Push every branch of the approved stack, bottom first.

@@ -151,7 +151,11 @@ impl Workspace {
             if let Err(e) = self.import(below.job, &clone).await? {
                 return Ok(Err(e));
             }
-            match self.git.pick(&clone, &onto, &below.commit).await {
+            match self
+                .git
+                .pick(&clone, &onto, &below.commit, below.base.as_deref())
+                .await
+            {
                 Ok(codemill_git::Picked::Commit(c)) => onto = c,
                 Ok(codemill_git::Picked::Conflicts(files)) => {
                     return Ok(Err(format!(

@@ -220,7 +220,7 @@ async fn a_four_node_graph_runs_in_parallel_and_lands_as_a_stack() {
     // A sub-task is decided on its parent's stack, not alone.
     let (code, _, stderr) = env.run(&["approve", &child("B")]);
     assert_ne!(code, Some(0));
-    assert!(stderr.contains("approve or reject P-1 instead"), "{stderr}");
+    assert!(stderr.contains("approve P-1 instead"), "{stderr}");
 
     // Approving the parent pushes four branches and records four PRs, each on the one below.
     env.ok(&["approve", "P-1"]);
@@ -454,4 +454,91 @@ async fn cancelling_the_parent_cancels_its_sub_jobs() {
     );
     // Nothing else was started.
     assert_eq!(subtask_tickets(&env).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejecting_one_sub_task_sends_only_it_back_and_restacks_the_ones_above() {
+    let mut rules = vec![
+        Rule::new(
+            "rework: write",
+            Match {
+                last_contains: Some("Use a second file".into()),
+                ..Match::default()
+            },
+            write_call("a2.txt", "a2\n"),
+        ),
+        Rule::new(
+            "rework: done",
+            Match {
+                contains: Some("Use a second file".into()),
+                ..Match::default()
+            },
+            Reply::text("Added a2.txt."),
+        ),
+    ];
+    rules.extend(super::subtasks::rules(CHAIN));
+    let env = Env::new(rules, GATE, "").await;
+    let out = env.ok(&["run", "P-1"]);
+    assert!(out.contains("proposal ready"), "{out}");
+    let before = env.json(&["show", "P-1", "--json"])["job"].clone();
+    let (a, d) = (
+        before["stack"][0]["ticket"].as_str().unwrap().to_string(),
+        before["stack"][1]["ticket"].as_str().unwrap().to_string(),
+    );
+
+    // Rejecting sub-task A's commit: A alone gets a fix round with the reason, then the stack
+    // is built again with D rebased on the new A.
+    let out = env.ok(&["reject", &a, "--reason", "Use a second file for the rest"]);
+    assert!(out.contains("proposal ready"), "{out}");
+    let after = env.json(&["show", "P-1", "--json"])["job"].clone();
+    assert_eq!(after["state"], "awaiting_approval", "{after}");
+    assert_eq!(after["rounds"], 1, "the stack's second round");
+    let a_kinds = env.event_kinds(&a);
+    assert_eq!(
+        a_kinds.iter().filter(|k| *k == "reworked").count(),
+        1,
+        "{a_kinds:?}"
+    );
+    assert!(
+        a_kinds.iter().any(|k| k == "start agent:fix:1"),
+        "{a_kinds:?}"
+    );
+    let d_kinds = env.event_kinds(&d);
+    assert_eq!(
+        d_kinds
+            .iter()
+            .filter(|k| *k == "start agent:implement:0")
+            .count(),
+        1,
+        "D was not built again: {d_kinds:?}"
+    );
+    let (old, new) = (&before["stack"], &after["stack"]);
+    assert_ne!(old[0]["commit"], new[0]["commit"]);
+    assert_ne!(
+        old[1]["commit"], new[1]["commit"],
+        "D is rebased on the new A"
+    );
+    // A is still one commit, now with both files; D sits on it.
+    env.ok(&["approve", "P-1"]);
+    let a_branch = new[0]["branch"].as_str().unwrap();
+    let d_branch = new[1]["branch"].as_str().unwrap();
+    assert_eq!(
+        env.remote_git(&["rev-list", "--count", &format!("main..{a_branch}")]),
+        "1"
+    );
+    assert_eq!(
+        env.remote_git(&["rev-parse", &format!("{d_branch}^")]),
+        env.remote_git(&["rev-parse", a_branch])
+    );
+    assert_eq!(
+        env.remote_git(&["show", &format!("{a_branch}:a2.txt")]),
+        "a2"
+    );
+    land_chain(&env);
+    assert_eq!(env.remote_git(&["show", "main:a2.txt"]), "a2");
+
+    // A sub-task whose stack is not proposed cannot be sent back.
+    let (code, _, stderr) = env.run(&["reject", &a, "--reason", "again"]);
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("is not awaiting approval"), "{stderr}");
 }

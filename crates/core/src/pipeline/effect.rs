@@ -70,6 +70,10 @@ pub enum Effect {
     BuildStack,
     /// A sub-job tells its parent how it ended.
     ReportToParent,
+    /// Send a sub-task a person rejected back for its fix round.
+    ReworkSubtask {
+        id: String,
+    },
 }
 
 impl Effect {
@@ -98,6 +102,7 @@ impl Effect {
             Effect::StartSubtasks { .. } => "start_subtasks".into(),
             Effect::BuildStack => "build_stack".into(),
             Effect::ReportToParent => "report_to_parent".into(),
+            Effect::ReworkSubtask { id } => format!("rework_subtask:{id}"),
         }
     }
 }

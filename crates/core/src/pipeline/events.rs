@@ -8,7 +8,7 @@ use crate::cost::Usage;
 use crate::findings::Finding;
 use crate::ids::{ProjectName, TicketKey};
 use crate::review::Angle;
-use crate::subtasks::{Child, ChildResult, Graph, StackEntry, SubtaskOf};
+use crate::subtasks::{Child, ChildResult, Graph, Rework, StackEntry, SubtaskOf};
 use crate::triage::{Decision, TriagePolicy};
 
 use super::AgentStage;
@@ -312,6 +312,20 @@ pub enum JobEvent {
     ParentTold {
         parent: TicketKey,
     },
+    /// A person rejected one sub-task's commit of the proposed stack: that sub-task goes back
+    /// for a fix round, and the stack is built again once it is ready (parent's journal).
+    SubtaskRejected {
+        rework: Rework,
+    },
+    /// The sub-job was sent back for its fix round (parent's journal).
+    SubtaskReworkSent {
+        id: String,
+    },
+    /// Sent back by a person from its parent's stack, with why (sub-job's journal).
+    Reworked {
+        reason: String,
+        by: String,
+    },
     /// The parent's approved stack was pushed with this sub-task's PR (written into the
     /// sub-job's journal).
     ShippedWithParent {
@@ -351,6 +365,9 @@ impl JobEvent {
             JobEvent::Stacked { .. } => "stacked",
             JobEvent::ParentTold { .. } => "parent_told",
             JobEvent::ShippedWithParent { .. } => "shipped_with_parent",
+            JobEvent::SubtaskRejected { .. } => "subtask_rejected",
+            JobEvent::SubtaskReworkSent { .. } => "subtask_rework_sent",
+            JobEvent::Reworked { .. } => "reworked",
         }
     }
 }

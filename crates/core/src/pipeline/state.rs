@@ -7,7 +7,7 @@ use crate::cost::Usage;
 use crate::findings::Finding;
 use crate::ids::{ProjectName, TicketKey};
 use crate::review::Angle;
-use crate::subtasks::{self, Checked, Child, Graph, StackEntry, SubtaskOf};
+use crate::subtasks::{self, Checked, Child, Graph, Rework, StackEntry, SubtaskOf};
 use crate::triage::{Bucket, Decision};
 
 use super::{
@@ -129,6 +129,9 @@ pub struct JobState {
     /// A split ticket: the sub-tasks' commits stacked, bottom first.
     #[serde(default)]
     pub stack: Vec<StackEntry>,
+    /// A split ticket: sub-tasks a person sent back, not yet told.
+    #[serde(default)]
+    pub rework: Vec<Rework>,
 }
 
 impl JobState {
@@ -192,6 +195,7 @@ impl JobState {
             graph: None,
             children: Vec::new(),
             stack: Vec::new(),
+            rework: Vec::new(),
         }
     }
 
@@ -436,6 +440,9 @@ impl JobState {
             }),
             Stage::AwaitingApproval => None,
             Stage::AwaitingChildren => {
+                if let Some(r) = self.rework.first() {
+                    return Some(Effect::ReworkSubtask { id: r.id.clone() });
+                }
                 let checked = self.checked_graph()?;
                 match subtasks::next(&checked, &self.children) {
                     subtasks::Next::Start(ids) => Some(Effect::StartSubtasks {

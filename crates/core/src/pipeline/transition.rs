@@ -221,6 +221,14 @@ pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEven
             s.commit = Some(commit.clone());
             goto(s, Stage::Gates)
         }
+        (Stage::AwaitingApproval, E::SubtaskRejected { rework }) => subtask_rejected(s, rework)?,
+        (Stage::AwaitingChildren, E::SubtaskReworkSent { id }) => {
+            s.rework.retain(|r| &r.id != id);
+            s
+        }
+        (Stage::AwaitingApproval, E::Reworked { reason, by }) if s.subtask.is_some() => {
+            reworked(s, reason, by)
+        }
         (Stage::ReportToParent, E::ParentTold { .. }) => {
             let end = if s.stop.is_some() {
                 stopped_stage(s.stop)
@@ -398,7 +406,10 @@ pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEven
             | JobEvent::SubtaskFinished { .. }
             | JobEvent::Stacked { .. }
             | JobEvent::ParentTold { .. }
-            | JobEvent::ShippedWithParent { .. },
+            | JobEvent::ShippedWithParent { .. }
+            | JobEvent::SubtaskRejected { .. }
+            | JobEvent::SubtaskReworkSent { .. }
+            | JobEvent::Reworked { .. },
         ) => return Err(invalid()),
     };
     Ok(s)
@@ -534,6 +545,60 @@ fn subtask_finished(
     let child = s.children.iter_mut().find(|c| c.id == id)?;
     child.result = Some(result.clone());
     Some(children_blocked(s))
+}
+
+/// One sub-task of the proposed stack goes back: the parent waits for it again, and builds,
+/// gates and reviews the stack anew (the next round) once it is ready.
+fn subtask_rejected(
+    mut s: JobState,
+    rework: &crate::subtasks::Rework,
+) -> Result<JobState, InvalidEvent> {
+    let stage = s.stage.as_str();
+    let Some(child) = s.children.iter_mut().find(|c| c.id == rework.id) else {
+        return Err(InvalidEvent {
+            stage,
+            event: format!(
+                "rejected sub-task {}, which the stack does not have",
+                rework.id
+            ),
+        });
+    };
+    child.result = None;
+    child.reworks += 1;
+    s.stack.clear();
+    s.commit = None;
+    s.proposal = None;
+    s.round += 1;
+    s.rework.push(rework.clone());
+    Ok(goto(s, Stage::AwaitingChildren))
+}
+
+/// A sub-task sent back by a person: a fix round on its own change with the reason as the one
+/// finding to fix now.
+fn reworked(mut s: JobState, reason: &str, by: &str) -> JobState {
+    use crate::findings::{Finding, Severity};
+    let finding = Finding {
+        angles: vec!["approver".into()],
+        severity: Severity::High,
+        file: None,
+        line: None,
+        title: format!("Rejected by {by}"),
+        detail: reason.to_string(),
+        suggestion: None,
+        confidence: 1.0,
+        must_fix: true,
+    };
+    s.triage.push((
+        s.round,
+        vec![crate::triage::Decision {
+            finding,
+            bucket: Bucket::FixNow,
+            reason: format!("{by} rejected this sub-task's commit"),
+            by: crate::triage::DecidedBy::Person,
+        }],
+    ));
+    s.proposal = None;
+    goto(s, Stage::Fix)
 }
 
 /// A waiting parent whose stopped sub-jobs leave nothing to run stops with why.

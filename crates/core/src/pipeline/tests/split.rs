@@ -45,6 +45,7 @@ fn child(id: &str, n: u128) -> Child {
         ticket: format!("DEMO-{}", n + 1).parse().unwrap(),
         job: JobId(uuid::Uuid::from_u128(n)),
         result: None,
+        reworks: 0,
     }
 }
 
@@ -59,6 +60,7 @@ fn ready_child(id: &str) -> JobEvent {
         id: id.into(),
         result: ChildResult::Ready {
             commit: format!("c-{id}"),
+            base: None,
         },
     }
 }
@@ -216,6 +218,7 @@ fn a_sub_job_reports_then_ships_with_its_parent() {
         below: vec![Below {
             job: JobId(uuid::Uuid::from_u128(1)),
             commit: "c-A".into(),
+            base: None,
         }],
     };
     let mut e = to_proposal();
@@ -284,4 +287,75 @@ fn a_sub_job_reports_then_ships_with_its_parent() {
         parent: "DEMO-1".parse().unwrap(),
     });
     assert_eq!(JobState::replay(&stopped).unwrap().stage, Stage::Cancelled);
+}
+
+#[test]
+fn a_rejected_sub_task_goes_back_alone_and_the_stack_is_built_again() {
+    let mut e = to_children();
+    e.push(started(&[("A", 1)]));
+    e.push(ready_child("A"));
+    e.push(started(&[("B", 2), ("C", 3)]));
+    e.extend([ready_child("B"), ready_child("C")]);
+    e.push(started(&[("D", 4)]));
+    e.push(ready_child("D"));
+    e.push(JobEvent::Stacked {
+        entries: vec![StackEntry {
+            id: "A".into(),
+            title: "Part A".into(),
+            ticket: "DEMO-2".parse().unwrap(),
+            job: JobId(uuid::Uuid::from_u128(1)),
+            commit: "s-A".into(),
+            branch: "codemill/DEMO-1/1-part-a".into(),
+            base: "main".into(),
+        }],
+        commit: "s-D".into(),
+    });
+    e.push(gates(0, true));
+    e.extend([
+        plan_review(0, &["architecture"]),
+        review(0, "architecture", vec![]),
+        triaged(0, &[]),
+    ]);
+    let state = JobState::replay(&e).unwrap();
+    e.push(JobEvent::Proposed {
+        proposal: proposal(&state),
+    });
+    e.push(updated());
+    assert_eq!(JobState::replay(&e).unwrap().stage, Stage::AwaitingApproval);
+    let rework = crate::subtasks::Rework {
+        id: "B".into(),
+        reason: "name it better".into(),
+        by: "ann".into(),
+    };
+    // Only a sub-task of the stack can go back.
+    let state = JobState::replay(&e).unwrap();
+    let mut unknown = rework.clone();
+    unknown.id = "Z".into();
+    assert!(apply(&state, &JobEvent::SubtaskRejected { rework: unknown }).is_err());
+    e.push(JobEvent::SubtaskRejected { rework });
+    let state = JobState::replay(&e).unwrap();
+    assert_eq!(state.stage, Stage::AwaitingChildren);
+    assert_eq!((state.round, state.commit.clone()), (1, None));
+    assert_eq!(
+        state.pending_effect(),
+        Some(Effect::ReworkSubtask { id: "B".into() })
+    );
+    e.push(JobEvent::SubtaskReworkSent { id: "B".into() });
+    assert_eq!(pending(&e), None, "waits for B's fix round");
+    e.push(ready_child("B"));
+    assert_eq!(pending(&e), Some(Effect::BuildStack));
+    e.push(JobEvent::Stacked {
+        entries: vec![StackEntry {
+            id: "A".into(),
+            title: "Part A".into(),
+            ticket: "DEMO-2".parse().unwrap(),
+            job: JobId(uuid::Uuid::from_u128(1)),
+            commit: "s-A".into(),
+            branch: "codemill/DEMO-1/1-part-a".into(),
+            base: "main".into(),
+        }],
+        commit: "s-D2".into(),
+    });
+    // The new stack is gated and reviewed as the next round.
+    assert_eq!(pending(&e), Some(Effect::RunGates { round: 1 }));
 }
