@@ -85,35 +85,22 @@ impl Control for RunnerControl {
         by: &'a str,
     ) -> ControlFuture<'a, serde_json::Value> {
         Box::pin(async move {
-            let queued =
-                codemill_runner::merge_queue::enqueue(&self.store, &self.config, ticket, by)
-                    .await
-                    .map_err(control_error)?;
-            let answer = match queued {
-                Ok((entry, created)) => {
-                    let position = self
-                        .store
-                        .merge_queue(&entry.project, &entry.target)
-                        .await
-                        .map_err(|e| ControlError::Failed(e.to_string()))?
-                        .iter()
-                        .position(|e| e.id == entry.id)
-                        .map_or(0, |p| p + 1);
-                    serde_json::json!({
-                        "ticket": ticket.to_string(),
-                        "action": if created { "queued" } else { "already_queued" },
-                        "entry": entry.id,
-                        "target": entry.target,
-                        "position": position,
-                    })
+            let tickets = codemill_runner::merge_queue::stack_or_self(&self.store, ticket)
+                .await
+                .map_err(control_error)?;
+            if tickets.len() > 1 || tickets.first() != Some(ticket) {
+                // A split ticket: each sub-task's PR is queued, bottom first.
+                let mut stack = Vec::new();
+                for key in &tickets {
+                    stack.push(self.merge_one(key, by).await?);
                 }
-                Err(merged) => serde_json::json!({
+                return Ok(serde_json::json!({
                     "ticket": ticket.to_string(),
-                    "action": "already_merged",
-                    "target": merged.target,
-                }),
-            };
-            Ok(answer)
+                    "action": "queued_stack",
+                    "stack": stack,
+                }));
+            }
+            self.merge_one(ticket, by).await
         })
     }
     fn outside<'a>(&'a self, event: OutsideEvent) -> ControlFuture<'a, serde_json::Value> {
@@ -155,6 +142,44 @@ impl Control for RunnerControl {
                 Err(e) => Err(control_error(e)),
             }
         })
+    }
+}
+
+impl RunnerControl {
+    /// Queue one ticket's PR on the merge queue; the API's answer for it.
+    async fn merge_one(
+        &self,
+        ticket: &TicketKey,
+        by: &str,
+    ) -> Result<serde_json::Value, ControlError> {
+        let queued = codemill_runner::merge_queue::enqueue(&self.store, &self.config, ticket, by)
+            .await
+            .map_err(control_error)?;
+        let answer = match queued {
+            Ok((entry, created)) => {
+                let position = self
+                    .store
+                    .merge_queue(&entry.project, &entry.target)
+                    .await
+                    .map_err(|e| ControlError::Failed(e.to_string()))?
+                    .iter()
+                    .position(|e| e.id == entry.id)
+                    .map_or(0, |p| p + 1);
+                serde_json::json!({
+                    "ticket": ticket.to_string(),
+                    "action": if created { "queued" } else { "already_queued" },
+                    "entry": entry.id,
+                    "target": entry.target,
+                    "position": position,
+                })
+            }
+            Err(merged) => serde_json::json!({
+                "ticket": ticket.to_string(),
+                "action": "already_merged",
+                "target": merged.target,
+            }),
+        };
+        Ok(answer)
     }
 }
 

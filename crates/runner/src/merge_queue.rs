@@ -104,16 +104,8 @@ impl Runner {
         let mut queues = BTreeSet::new();
         // A split ticket lands as its stack: each sub-task's PR in order, bottom first.
         let mut expanded = Vec::new();
-        let mut stacks = Vec::new();
         for key in keys {
-            match jobs::latest(&self.store, key).await? {
-                Some(latest) if !latest.state.stack.is_empty() => {
-                    let tickets = crate::split::stack_tickets(&latest.state);
-                    stacks.push((key.clone(), tickets.clone()));
-                    expanded.extend(tickets);
-                }
-                _ => expanded.push(key.clone()),
-            }
+            expanded.extend(stack_or_self(&self.store, key).await?);
         }
         for key in &expanded {
             match self.queue_one(key, by).await? {
@@ -160,41 +152,7 @@ impl Runner {
             tokio::time::sleep(WAIT).await;
         }
         report.outcomes = outcomes.into_iter().flatten().collect();
-        for (parent, tickets) in &stacks {
-            self.settle_stack(parent, tickets, &report, by).await?;
-        }
         Ok(report)
-    }
-
-    /// A stack whose every sub-task merged: its parent ticket is done too.
-    async fn settle_stack(
-        &self,
-        parent: &TicketKey,
-        tickets: &[TicketKey],
-        report: &MergeReport,
-        by: &str,
-    ) -> Result<(), RunError> {
-        let merged = tickets.iter().all(|t| {
-            report
-                .outcomes
-                .iter()
-                .any(|o| o.ticket == t.to_string() && o.state == MergeState::Merged)
-        });
-        if !merged {
-            return Ok(());
-        }
-        self.store
-            .set_ticket_status(parent, codemill_core::pipeline::TicketStatus::Done, by)
-            .await?;
-        let listed: Vec<String> = tickets.iter().map(ToString::to_string).collect();
-        let body = format!(
-            "**Merged**: every sub-task of the stack landed through the merge queue, in order: {}.",
-            listed.join(", ")
-        );
-        self.store
-            .add_comment(parent, "codemill", Some("codemill:stack-merged"), &body)
-            .await?;
-        Ok(())
     }
 
     /// Queue one ticket's approved pull request, or say it was merged before.
@@ -672,6 +630,17 @@ fn short(sha: &str) -> &str {
 /// Queue the approved pull request of `key` on its project's merge queue (once: asked again,
 /// the queued entry is answered, with `false`), or say it was merged before. Refused with the
 /// reason while it has no pull request or a fix round runs on its branch.
+/// The tickets `key` lands as: its stack's sub-tasks bottom first when it is a split ticket
+/// with a proposed or shipped stack, else itself.
+pub async fn stack_or_self(store: &Store, key: &TicketKey) -> Result<Vec<TicketKey>, RunError> {
+    Ok(match jobs::latest(store, key).await? {
+        Some(latest) if !latest.state.stack.is_empty() => {
+            crate::split::stack_tickets(&latest.state)
+        }
+        _ => vec![key.clone()],
+    })
+}
+
 pub async fn enqueue(
     store: &Store,
     config: &Config,

@@ -542,3 +542,40 @@ async fn rejecting_one_sub_task_sends_only_it_back_and_restacks_the_ones_above()
     assert_ne!(code, Some(0));
     assert!(stderr.contains("is not awaiting approval"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_queues_a_stack_and_the_service_lands_it() {
+    let env = Env::new(super::subtasks::rules(CHAIN), GATE, "").await;
+    env.ok(&["run", "P-1"]);
+    env.ok(&["approve", "P-1"]);
+    let token = env.ok(&["token", "create", "ci"]).trim().to_string();
+    let server = super::harness::Service::start(&env, &[], &[]);
+    let answer: Value = server
+        .http
+        .post(format!("{}/api/tickets/P-1/merge", server.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["action"], "queued_stack", "{answer}");
+    let stack = answer["stack"].as_array().unwrap();
+    assert_eq!(stack.len(), 2, "{answer}");
+    assert!(stack.iter().all(|e| e["target"] == "main"), "{answer}");
+    // The service's merge loop lands both; the parent is done once the last one merged.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let p1 = env.json(&["ticket", "show", "P-1", "--json"]);
+        if p1["ticket"]["status"] == "done" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not landed: {p1}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        env.remote_git(&["show", "main:a.txt"]).trim_end(),
+        "a\nand d"
+    );
+}

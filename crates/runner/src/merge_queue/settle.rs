@@ -69,6 +69,51 @@ impl Runner {
         self.store
             .settle_merge(entry.id, MergeState::Merged, None, merged_as, Utc::now())
             .await?;
+        self.settle_stack_of(&key, &entry.enqueued_by).await
+    }
+
+    /// A sub-task merged: once every sub-task of its parent's stack has, the parent ticket is
+    /// done too (said once, by marker).
+    async fn settle_stack_of(&self, key: &TicketKey, by: &str) -> Result<(), RunError> {
+        let Some(sub) = jobs::latest(&self.store, key)
+            .await?
+            .and_then(|l| l.state.subtask)
+        else {
+            return Ok(());
+        };
+        let Some(parent) = jobs::latest(&self.store, &sub.parent_ticket).await? else {
+            return Ok(());
+        };
+        if parent.job != sub.parent || parent.state.stack.is_empty() {
+            return Ok(());
+        }
+        for e in &parent.state.stack {
+            let merged = self
+                .store
+                .find_pr(key.project(), &e.branch)
+                .await?
+                .is_some_and(|pr| pr.state == "merged");
+            if !merged {
+                return Ok(());
+            }
+        }
+        self.store
+            .set_ticket_status(&sub.parent_ticket, TicketStatus::Done, by)
+            .await?;
+        let listed: Vec<String> = parent
+            .state
+            .stack
+            .iter()
+            .map(|e| e.ticket.to_string())
+            .collect();
+        let body = format!(
+            "**Merged**: every sub-task of the stack landed through the merge queue, in order: {}.",
+            listed.join(", ")
+        );
+        let marker = format!("codemill:stack-merged:{}", parent.job);
+        self.store
+            .add_comment(&sub.parent_ticket, "codemill", Some(&marker), &body)
+            .await?;
         Ok(())
     }
 
