@@ -579,3 +579,72 @@ async fn the_api_queues_a_stack_and_the_service_lands_it() {
         "a\nand d"
     );
 }
+
+/// A; C after A; D after C.
+const LINE: &str = "```json\n{\"subtasks\": [\n\
+ {\"id\": \"A\", \"title\": \"Part A\", \"goal\": \"Goal-A: write a.txt.\", \"criteria\": [\"a.txt exists\"], \"files\": [\"a.txt\"]},\n\
+ {\"id\": \"C\", \"title\": \"Part C\", \"goal\": \"Goal-C: write c.txt.\", \"criteria\": [\"c.txt exists\"], \"files\": [\"c.txt\"], \"depends_on\": [\"A\"]},\n\
+ {\"id\": \"D\", \"title\": \"Part D\", \"goal\": \"Goal-D: write d.txt.\", \"criteria\": [\"d.txt exists\"], \"files\": [\"d.txt\", \"a.txt\"], \"depends_on\": [\"C\"]}\n\
+]}\n```\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_red_sub_task_takes_the_ones_above_it_out_of_the_queue() {
+    // Red once c.txt meets x.txt, which someone adds to main after the stack was approved.
+    let gate = "[[gates]]\nname = \"together\"\ncommand = [\"sh\", \"-c\", \"if [ -e c.txt ] && [ -e x.txt ]; then echo c cannot live with x >&2; exit 1; fi\"]\n";
+    let env = Env::new(super::subtasks::rules(LINE), gate, "").await;
+    env.ok(&["run", "P-1"]);
+    env.ok(&["approve", "P-1"]);
+    let stack = env.json(&["show", "P-1", "--json"])["job"]["stack"].clone();
+    let key = |i: usize| stack[i]["ticket"].as_str().unwrap().to_string();
+    let work = env.dir.path().join("someone");
+    super::harness::git(
+        env.dir.path(),
+        &[
+            "clone",
+            "-q",
+            env.remote.to_str().unwrap(),
+            work.to_str().unwrap(),
+        ],
+    );
+    std::fs::write(work.join("x.txt"), "x\n").unwrap();
+    super::harness::git(&work, &["add", "x.txt"]);
+    super::harness::git(&work, &["commit", "-q", "-m", "x"]);
+    super::harness::git(&work, &["push", "-q", "origin", "HEAD:main"]);
+
+    let (code, stdout, stderr) = env.run(&["merge", "P-1", "--json"]);
+    assert_eq!(code, Some(1), "{stdout} {stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let state = |k: &str| {
+        report["outcomes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["ticket"] == k)
+            .unwrap_or_else(|| panic!("{k}: {report}"))
+            .clone()
+    };
+    assert_eq!(state(&key(0))["state"], "merged", "{report}");
+    assert_eq!(state(&key(1))["state"], "ejected", "{report}");
+    let d = state(&key(2));
+    assert_eq!(d["state"], "ejected", "{report}");
+    assert!(
+        d["reason"].as_str().unwrap().contains(&format!(
+            "the sub-task below it in its stack ({}) was taken out",
+            key(1)
+        )),
+        "{report}"
+    );
+    let files = env.remote_git(&["ls-tree", "--name-only", "main"]);
+    assert!(
+        files.contains("a.txt") && !files.contains("c.txt") && !files.contains("d.txt"),
+        "{files}"
+    );
+    // No fix round was started on a sub-task's branch; the parent is not done.
+    assert!(
+        !env.event_kinds(&key(1))
+            .iter()
+            .any(|k| k == "feedback_received")
+    );
+    let p1 = env.json(&["ticket", "show", "P-1", "--json"]);
+    assert_ne!(p1["ticket"]["status"], "done", "{p1}");
+}

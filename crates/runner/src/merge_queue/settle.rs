@@ -152,6 +152,12 @@ impl Runner {
         fix: Option<String>,
     ) -> Result<(), RunError> {
         let mut fixing = false;
+        // A sub-task of a stack is fixed from its parent's stack, not by a round on its branch.
+        let above = match entry.ticket.parse::<TicketKey>() {
+            Ok(key) => self.stack_above(&key).await?,
+            Err(_) => None,
+        };
+        let fix = if above.is_some() { None } else { fix };
         if let Ok(key) = entry.ticket.parse::<TicketKey>() {
             let id = format!("merge-queue:{}", entry.id);
             if let Some(body) = fix {
@@ -236,6 +242,42 @@ impl Runner {
                 }
             ),
         });
+        // The sub-tasks above it in its stack contain it: they cannot land without it.
+        if let Some(above) = above {
+            let queued = self
+                .store
+                .merge_queue(&entry.project, &entry.target)
+                .await?;
+            for later in queued.iter().filter(|e| {
+                e.state == MergeState::Queued && above.iter().any(|k| k.to_string() == e.ticket)
+            }) {
+                let why = format!(
+                    "the sub-task below it in its stack ({}) was taken out of the queue",
+                    entry.ticket
+                );
+                Box::pin(self.eject(later, &why, None)).await?;
+            }
+        }
         Ok(())
+    }
+
+    /// For a sub-task of a stack, the sub-tasks above it (they contain its commit); `None` for
+    /// a ticket that is no sub-task.
+    async fn stack_above(&self, key: &TicketKey) -> Result<Option<Vec<TicketKey>>, RunError> {
+        let Some(sub) = jobs::latest(&self.store, key)
+            .await?
+            .and_then(|l| l.state.subtask)
+        else {
+            return Ok(None);
+        };
+        let Some(parent) = jobs::latest(&self.store, &sub.parent_ticket).await? else {
+            return Ok(Some(Vec::new()));
+        };
+        let stack = &parent.state.stack;
+        let at = stack.iter().position(|e| &e.ticket == key);
+        Ok(Some(match at {
+            Some(i) => stack[i + 1..].iter().map(|e| e.ticket.clone()).collect(),
+            None => Vec::new(),
+        }))
     }
 }
