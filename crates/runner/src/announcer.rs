@@ -183,7 +183,7 @@ impl Announcer {
         &self,
         state: &JobState,
         ticket: &Ticket,
-    ) -> Result<(JobEvent, Option<Vec<i64>>), RunError> {
+    ) -> Result<(JobEvent, Option<Vec<StackPr>>), RunError> {
         let project = state.ticket.project();
         let effect = Effect::RecordPr {
             commit: state.commit.clone().unwrap_or_default(),
@@ -240,7 +240,11 @@ impl Announcer {
                 Ok(pr) => pr,
                 Err(e) => return outside_failure(project, &effect, e).map(|ev| (ev, None)),
             };
-            prs.push(pr.number as i64);
+            prs.push(StackPr {
+                record: pr.number as i64,
+                number: remote.as_ref().map(|r| r.number),
+                url: remote.as_ref().map(|r| r.url.clone()),
+            });
             top = Some((pr.number as i64, remote));
         }
         let Some((pr, remote)) = top else {
@@ -394,3 +398,11 @@ fn status_labels(status: TicketStatus) -> Option<(&'static str, Vec<&'static str
 
 #[cfg(test)]
 mod tests;
+
+/// One sub-task's PR: its local record, and its number and link on an outside forge.
+#[derive(Debug, Clone)]
+pub(crate) struct StackPr {
+    pub record: i64,
+    pub number: Option<u64>,
+    pub url: Option<String>,
+}

@@ -658,6 +658,21 @@ pub async fn enqueue(
         ForgeSettings::Github(_) => Some("GitHub"),
         ForgeSettings::Gitlab(_) => Some("GitLab"),
     });
+    // A sub-task's PR is on its stack branch, and lands on the default branch.
+    let stacked = latest
+        .state
+        .subtask
+        .as_ref()
+        .and(latest.state.pr)
+        .and(latest.state.branch.clone());
+    if let (Some(branch), Some(forge)) = (&stacked, forge) {
+        // Its PR is based on the sub-task below it; the forge would merge it there.
+        return Err(wrong(format!(
+            "its PR ({branch}) is stacked on the sub-task below it: on {forge}, merge the stack \
+             bottom first there (merging each PR retargets the next); the merge queue lands \
+             stacks on the local forge"
+        )));
+    }
     if let Some(forge) = forge
         && latest.state.pr_number.is_none()
     {
@@ -672,13 +687,6 @@ pub async fn enqueue(
             latest.state.stage.as_str()
         )));
     }
-    // A sub-task's PR is on its stack branch, and lands on the default branch.
-    let stacked = latest
-        .state
-        .subtask
-        .as_ref()
-        .and(latest.state.pr)
-        .and(latest.state.branch.clone());
     let branch = stacked.clone().unwrap_or_else(|| key.branch());
     let Some(pr) = store.find_pr(project, &branch).await? else {
         return Err(wrong(format!(

@@ -385,7 +385,7 @@ impl Runner {
     pub(crate) async fn ship_children(
         &self,
         state: &JobState,
-        prs: &[i64],
+        prs: &[crate::announcer::StackPr],
     ) -> Result<(), RunError> {
         for (entry, pr) in state.stack.iter().zip(prs) {
             let Some(latest) = jobs::latest(&self.store, &entry.ticket).await? else {
@@ -401,8 +401,10 @@ impl Runner {
             }
             let event = JobEvent::ShippedWithParent {
                 parent: state.ticket.clone(),
-                pr: *pr,
+                pr: pr.record,
                 branch: entry.branch.clone(),
+                number: pr.number,
+                url: pr.url.clone(),
             };
             // A worker still reporting is fenced off; the sub-job goes on from the shipped state.
             let decided = jobs::decide(&self.store, &entry.ticket, "ship", jobs::ACTIVE, |_| {

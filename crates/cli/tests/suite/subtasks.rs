@@ -648,3 +648,63 @@ async fn a_red_sub_task_takes_the_ones_above_it_out_of_the_queue() {
     let p1 = env.json(&["ticket", "show", "P-1", "--json"]);
     assert_ne!(p1["ticket"]["status"], "done", "{p1}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_github_each_sub_task_gets_a_pr_based_on_the_one_below() {
+    use super::outside::{fake_github, github_config, github_vars};
+    let gh = fake_github().await;
+    let env = Env::new(super::subtasks::rules(CHAIN), GATE, "").await;
+    env.write_config(&format!(
+        "[projects.shop]\nrepo = \"{}\"\nforge = \"github\"\n{}",
+        env.remote.display(),
+        github_config("shop", &gh.url())
+    ));
+    gh.set_branch("main", &env.remote_git(&["rev-parse", "main"]));
+    env.ok(&[
+        "ticket",
+        "add",
+        "shop",
+        "--title",
+        "Build two parts",
+        "--body",
+        "Two parts.\n\nAcceptance: both files exist.",
+    ]);
+    let vars = github_vars();
+    let ran = env.ok_with(&vars, &["run", "shop-1"]);
+    assert!(ran.contains("proposal ready"), "{ran}");
+    env.ok_with(&vars, &["approve", "shop-1"]);
+    let stack = env.json(&["show", "shop-1", "--json"])["job"]["stack"].clone();
+    let prs = gh.prs();
+    assert_eq!(prs.len(), 2, "{prs:?}");
+    for (i, entry) in stack.as_array().unwrap().iter().enumerate() {
+        let pr = gh
+            .pr_by_head(entry["branch"].as_str().unwrap())
+            .unwrap_or_else(|| panic!("no PR for {entry}: {prs:?}"));
+        let base = if i == 0 {
+            "main"
+        } else {
+            stack[i - 1]["branch"].as_str().unwrap()
+        };
+        assert_eq!(pr["base"]["ref"], base, "{pr}");
+        assert_eq!(pr["draft"], true, "{pr}");
+        let body = pr["body"].as_str().unwrap();
+        assert!(
+            body.contains("← this PR") && body.contains("**Stack**"),
+            "{body}"
+        );
+    }
+    // The queue does not land a stack through GitHub's API (each PR would merge into the one
+    // below it); it says how to land it instead.
+    let out = env
+        .cmd()
+        .envs(vars.iter().copied())
+        .args(["merge", "shop-1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("merge the stack bottom first there"),
+        "{stderr}"
+    );
+}

@@ -332,6 +332,11 @@ pub enum JobEvent {
         parent: TicketKey,
         pr: i64,
         branch: String,
+        /// Its PR on an outside forge.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        number: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
     },
 }
 

@@ -240,9 +240,17 @@ pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEven
         // Shipped while it was still telling its parent it was ready: nothing left to tell.
         (
             Stage::AwaitingApproval | Stage::ReportToParent,
-            E::ShippedWithParent { parent, pr, branch },
+            E::ShippedWithParent {
+                parent,
+                pr,
+                branch,
+                number,
+                url,
+            },
         ) if s.subtask.is_some() && s.stop.is_none() => {
             s.pr = Some(*pr);
+            s.pr_number = *number;
+            s.pr_url = url.clone();
             s.branch = Some(branch.clone());
             s.approved_by = Some(format!("the approval of {parent}"));
             goto(s, Stage::FinalCleanup)

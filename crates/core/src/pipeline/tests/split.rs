@@ -243,6 +243,8 @@ fn a_sub_job_reports_then_ships_with_its_parent() {
         parent: "DEMO-1".parse().unwrap(),
         pr: 7,
         branch: "b".into(),
+        number: None,
+        url: None,
     });
     assert_eq!(JobState::replay(&early).unwrap().stage, Stage::FinalCleanup);
     e.push(JobEvent::ParentTold {
@@ -254,13 +256,15 @@ fn a_sub_job_reports_then_ships_with_its_parent() {
         parent: "DEMO-1".parse().unwrap(),
         pr: 7,
         branch: "codemill/DEMO-1/2-part-b".into(),
+        number: Some(12),
+        url: Some("https://example.test/pr/12".into()),
     });
     e.push(JobEvent::CleanedUp {
         worktree_removed: true,
     });
     let state = JobState::replay(&e).unwrap();
     assert_eq!(state.stage, Stage::Done);
-    assert_eq!(state.pr, Some(7));
+    assert_eq!((state.pr, state.pr_number), (Some(7), Some(12)));
     assert_eq!(state.branch.as_deref(), Some("codemill/DEMO-1/2-part-b"));
 
     // A sub-job that stops reports that too, then ends stopped.
