@@ -693,6 +693,11 @@ async fn on_github_each_sub_task_gets_a_pr_based_on_the_one_below() {
             "{body}"
         );
     }
+    // The parent follows none of the stack's PRs: it is done once they are open.
+    assert_eq!(
+        env.json(&["show", "shop-1", "--json"])["job"]["state"],
+        "done"
+    );
     // The queue does not land a stack through GitHub's API (each PR would merge into the one
     // below it); it says how to land it instead.
     let out = env

@@ -876,7 +876,8 @@ fn backlog_created(mut s: JobState, tickets: &[String]) -> JobState {
 
 /// Shipped: done, or on to following the PR on an outside forge.
 fn shipped_and_cleaned(s: JobState) -> JobState {
-    if s.follow_pr {
+    // A stack's PRs are landed on the forge by people, bottom first; the parent follows none.
+    if s.follow_pr && s.stack.is_empty() {
         settle(s)
     } else {
         goto(s, Stage::Done)
