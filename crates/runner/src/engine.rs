@@ -619,9 +619,20 @@ impl Runner {
         effect: &Effect,
     ) -> JobEvent {
         match self.workspace.diff_stat(state).await {
-            Ok((commit, diff_stat)) => JobEvent::Proposed {
-                proposal: crate::proposal::proposal(state, journal, ticket, commit, diff_stat),
-            },
+            Ok((commit, diff_stat)) => {
+                let mut proposal =
+                    crate::proposal::proposal(state, journal, ticket, commit, diff_stat);
+                // A stack costs what its sub-jobs spent too.
+                for entry in &state.stack {
+                    if let Ok(Some(child)) = crate::jobs::latest(&self.store, &entry.ticket).await
+                        && child.job == entry.job
+                    {
+                        proposal.usage += child.state.usage;
+                        proposal.cost_usd += child.state.cost_usd;
+                    }
+                }
+                JobEvent::Proposed { proposal }
+            }
             Err(e) => failed(effect, e),
         }
     }

@@ -141,3 +141,57 @@ async fn a_person_signs_in_and_approves_a_proposal_in_the_browser() {
         assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{shot}");
     }
 }
+
+/// A split ticket in the browser: its sub-tasks and stack on its page, a sub-task's page that
+/// points back to it, and the stack approved and landed from the parent's page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_approves_and_lands_a_stack_in_the_browser() {
+    let chromium = chromium();
+    assert!(
+        tools().join("playwright-core/package.json").is_file(),
+        "playwright-core not found in .tools/npm: run ./scripts/test"
+    );
+    let env = Env::new(
+        super::subtasks::rules(super::subtasks::CHAIN),
+        super::subtasks::GATE,
+        "",
+    )
+    .await;
+    env.add_user("amy", "approver", PASSWORD);
+    let ran = env.ok(&["run", "P-1"]);
+    assert!(ran.contains("proposal ready"), "{ran}");
+    let server = Service::start(&env, &[], &[]);
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    for shot in ["stack.png", "subtask.png", "stack-merged.png"] {
+        let _ = std::fs::remove_file(shots.join(shot));
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/stack.cjs");
+    let out = Command::new("node")
+        .arg(&script)
+        .args([server.base.as_str(), "amy", PASSWORD, "P-1"])
+        .arg(&shots)
+        .env("NODE_PATH", tools())
+        .env("CHROMIUM", &chromium)
+        .output()
+        .expect("node (installed by ./scripts/test) runs the browser script");
+    assert!(
+        out.status.success(),
+        "the browser session failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        said["branches"],
+        serde_json::json!(["codemill/P-1/1-part-a", "codemill/P-1/2-part-d"])
+    );
+    assert_eq!(
+        env.remote_git(&["show", "main:a.txt"]).trim_end(),
+        "a\nand d"
+    );
+    for shot in ["stack.png", "subtask.png", "stack-merged.png"] {
+        let png = std::fs::read(shots.join(shot)).unwrap();
+        assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{shot}");
+    }
+}

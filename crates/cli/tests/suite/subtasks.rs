@@ -205,6 +205,21 @@ async fn a_four_node_graph_runs_in_parallel_and_lands_as_a_stack() {
         parent["job"]["commit"], stack[3]["commit"],
         "the proposal is the top of the stack"
     );
+    // The proposal counts what the sub-jobs spent too.
+    let own = parent["job"]["cost_usd"].as_f64().unwrap();
+    let children_cost: f64 = children
+        .iter()
+        .map(|c| {
+            env.json(&["show", c["ticket"].as_str().unwrap(), "--json"])["job"]["cost_usd"]
+                .as_f64()
+                .unwrap()
+        })
+        .sum();
+    let note = env.json(&["ticket", "show", "P-1", "--json"]).to_string();
+    assert!(
+        note.contains(&format!("${:.4}", own + children_cost)),
+        "the proposal note shows {own} + {children_cost}: {note}"
+    );
     let shown = env.ok(&["show", "P-1"]);
     assert!(
         shown.contains("Plan: 4 sub-tasks") && shown.contains("stack 4."),
@@ -282,7 +297,7 @@ async fn a_four_node_graph_runs_in_parallel_and_lands_as_a_stack() {
 }
 
 /// A; B after A, where B extends A's file.
-const CHAIN: &str = "```json\n{\"subtasks\": [\n\
+pub(super) const CHAIN: &str = "```json\n{\"subtasks\": [\n\
  {\"id\": \"A\", \"title\": \"Part A\", \"goal\": \"Goal-A: write a.txt.\", \"criteria\": [\"a.txt exists\"], \"files\": [\"a.txt\"]},\n\
  {\"id\": \"D\", \"title\": \"Part D\", \"goal\": \"Goal-D: write d.txt.\", \"criteria\": [\"d.txt exists\"], \"files\": [\"d.txt\", \"a.txt\"], \"depends_on\": [\"A\"]}\n\
 ]}\n```\n";

@@ -86,6 +86,35 @@ fn diff_lines(patch: &str) -> Vec<DiffLine> {
         .collect()
 }
 
+/// One sub-task of a split ticket, in the graph's order.
+struct SubtaskLine {
+    n: usize,
+    id: String,
+    title: String,
+    after: String,
+    ticket: String,
+    /// `waiting` (not started), `running`, `ready`, or how it stopped.
+    state: String,
+    tokens: u64,
+    cost: String,
+}
+
+/// One commit of a split ticket's stack, bottom first.
+struct StackLine {
+    branch: String,
+    base: String,
+    ticket: String,
+    commit: String,
+    /// Its PR: `not pushed`, `open`, `queued`, `merged`.
+    pr: String,
+}
+
+/// A sub-task's parent.
+struct ParentLine {
+    key: String,
+    n: u32,
+}
+
 struct CostLine {
     step: String,
     agent: String,
@@ -136,6 +165,12 @@ struct JobPage {
     events_url: String,
     /// The job's trace in the tracing backend (`[telemetry] trace_url`).
     trace_url: Option<String>,
+    subtasks: Vec<SubtaskLine>,
+    /// A split ticket's whole spend: this job's and its sub-jobs'.
+    total_tokens: u64,
+    total_cost: String,
+    stack: Vec<StackLine>,
+    parent: Option<ParentLine>,
 }
 
 /// Activity lines a page shows at most (the newest); the stream adds what comes after.
@@ -331,6 +366,40 @@ async fn show(
                 .collect()
         })
         .unwrap_or_default();
+    let mut subtasks = s.map(subtask_lines).unwrap_or_default();
+    // What each sub-job spent, from its own job view.
+    let (mut total_tokens, mut total_cost) = s.map_or((0, 0.0), |s| (s.usage.total(), s.cost_usd));
+    for line in subtasks.iter_mut().filter(|l| !l.ticket.is_empty()) {
+        let Ok(key) = line.ticket.parse::<TicketKey>() else {
+            continue;
+        };
+        if let Ok(Some(view)) = store.latest_view(&key).await
+            && let Some(child) = view.state
+        {
+            line.tokens = child.usage.total();
+            line.cost = format!("{:.4}", child.cost_usd);
+            total_tokens += child.usage.total();
+            total_cost += child.cost_usd;
+        }
+    }
+    let stack = match s {
+        Some(s) if !s.stack.is_empty() => match stack_lines(store, s).await {
+            Ok(lines) => lines,
+            Err(e) => {
+                tracing::error!(error = %e, "a job page could not be read");
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The store cannot be reached right now; reload shortly.",
+                )
+                    .into_response();
+            }
+        },
+        _ => Vec::new(),
+    };
+    let parent = s.and_then(|s| s.subtask.as_ref()).map(|sub| ParentLine {
+        key: sub.parent_ticket.to_string(),
+        n: sub.n,
+    });
     let awaiting = status == "awaiting_approval";
     let ended = matches!(
         status.as_str(),
@@ -346,9 +415,16 @@ async fn show(
         .as_ref()
         .filter(|p| p.state == "merged")
         .map(|p| p.base.clone());
+    // A stack is merged once every sub-task's PR is, and may be queued while one is open.
+    let stack_merged = !stack.is_empty() && stack.iter().all(|e| e.pr == "merged");
+    let merged_into = match (stack_merged, s.and_then(|s| s.default_branch.clone())) {
+        (true, Some(target)) => Some(target),
+        _ => merged_into,
+    };
+    let stack_open = stack.iter().any(|e| e.pr == "open");
     let mergeable = merge_queued.is_none()
         && matches!(status.as_str(), "done" | "in_review")
-        && pr.as_ref().is_some_and(|p| p.state == "open");
+        && (pr.as_ref().is_some_and(|p| p.state == "open") || stack_open);
     let commit = s.and_then(|s| s.commit.clone());
     // The patch of the commit the page shows, not of an earlier proposal.
     let diff = diff
@@ -364,6 +440,11 @@ async fn show(
         None => format!("/tickets/{}/events?after={pos}", ticket.key),
     };
     let page = JobPage {
+        subtasks,
+        total_tokens,
+        total_cost: format!("{total_cost:.4}"),
+        stack,
+        parent,
         trace_url: view.as_ref().and_then(|v| app.trace_link(v.job)),
         activity,
         events_url,
@@ -524,4 +605,70 @@ pub(super) async fn decide(
             show(&app, me, &key, Some(m), StatusCode::SERVICE_UNAVAILABLE).await
         }
     }
+}
+
+/// A split ticket's sub-tasks in the graph's order, each with its ticket and where it stands.
+fn subtask_lines(s: &codemill_core::pipeline::JobState) -> Vec<SubtaskLine> {
+    use codemill_core::subtasks::ChildResult;
+    let Some(checked) = s.checked_graph() else {
+        return Vec::new();
+    };
+    checked
+        .order
+        .iter()
+        .enumerate()
+        .map(|(n, &i)| {
+            let task = &checked.graph.subtasks[i];
+            let child = s.children.iter().find(|c| c.id == task.id);
+            let state = match (child, child.and_then(|c| c.result.as_ref())) {
+                (None, _) => "waiting".to_string(),
+                (Some(_), None) => "running".to_string(),
+                (Some(_), Some(ChildResult::Ready { .. })) => "ready".to_string(),
+                (Some(_), Some(ChildResult::Stopped { status, .. })) => status.clone(),
+            };
+            SubtaskLine {
+                n: n + 1,
+                id: task.id.clone(),
+                title: task.title.clone(),
+                after: task.depends_on.join(", "),
+                ticket: child.map(|c| c.ticket.to_string()).unwrap_or_default(),
+                state,
+                tokens: 0,
+                cost: String::new(),
+            }
+        })
+        .collect()
+}
+
+/// A stack's commits, bottom first, with where each one's PR stands.
+async fn stack_lines(
+    store: &codemill_store::Store,
+    s: &codemill_core::pipeline::JobState,
+) -> Result<Vec<StackLine>, codemill_store::StoreError> {
+    let project = s.ticket.project();
+    let queued = store.merge_entries(Some(project)).await?;
+    let mut lines = Vec::new();
+    for e in &s.stack {
+        let ticket = e.ticket.to_string();
+        let pr = match store.find_pr(project, &e.branch).await? {
+            None => "not pushed".to_string(),
+            Some(pr) if pr.state == "merged" => "merged".to_string(),
+            Some(_)
+                if queued.iter().any(|q| {
+                    q.ticket == ticket && q.state == codemill_store::MergeState::Queued
+                }) =>
+            {
+                "queued".to_string()
+            }
+            Some(pr) => pr.state,
+        };
+        lines.push(StackLine {
+            branch: e.branch.clone(),
+            base: e.base.clone(),
+            ticket,
+            commit: e.commit.get(..12).unwrap_or(&e.commit).to_string(),
+            pr,
+        });
+    }
+    Ok(lines)
 }
