@@ -233,7 +233,12 @@ impl AgentPool {
         let pass = guard.gateway.grant(Grant {
             scope: Scope {
                 job: step.job.to_string(),
-                ticket: step.ticket.key.to_string(),
+                // A sub-job spends from its parent ticket's budget: splitting a ticket does
+                // not multiply what it may cost.
+                ticket: step.state.subtask.as_ref().map_or_else(
+                    || step.ticket.key.to_string(),
+                    |s| s.parent_ticket.to_string(),
+                ),
                 project: step.ticket.key.project().to_string(),
                 stage: step.stage.as_str().to_string(),
                 round: step.round,

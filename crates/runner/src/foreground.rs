@@ -86,6 +86,15 @@ impl Runner {
                 Err(e) => return Err(e),
             };
         }
+        if state.stage.is_terminal() {
+            // A parent that stopped stopped its sub-jobs: their stops run here too.
+            for child in &state.children {
+                match self.run_here(child.job, &child.ticket).await {
+                    Ok(_) | Err(RunError::Busy(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
         Ok((job, state))
     }
 

@@ -728,3 +728,63 @@ async fn on_github_each_sub_task_gets_a_pr_based_on_the_one_below() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sub_jobs_spend_from_their_parent_tickets_budget() {
+    // Each sub-job alone stays under the ticket budget; the ticket and its sub-jobs together
+    // do not.
+    let env = Env::new(
+        super::subtasks::rules(CHAIN),
+        GATE,
+        "\n[budgets]\nticket_usd = 0.014\n",
+    )
+    .await;
+    let out = env.cmd().args(["run", "P-1"]).output().unwrap();
+    let parent = env.json(&["show", "P-1", "--json"]);
+    assert_eq!(
+        parent["job"]["state"],
+        "needs_attention",
+        "{}\n{parent}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The sub-job that met the budget stopped on it, though it alone spent less.
+    let children = parent["job"]["children"].as_array().unwrap().clone();
+    let shown: Vec<Value> = children
+        .iter()
+        .map(|c| env.json(&["show", c["ticket"].as_str().unwrap(), "--json"]))
+        .collect();
+    let stopped: Vec<&Value> = shown
+        .iter()
+        .filter(|c| c["job"]["state"] == "needs_attention")
+        .collect();
+    assert_eq!(stopped.len(), 1, "{parent}");
+    let reason = stopped[0]["job"]["reason"].as_str().unwrap();
+    assert!(reason.contains("ticket_usd"), "{reason}");
+    assert!(
+        stopped[0]["job"]["cost_usd"].as_f64().unwrap() < 0.014,
+        "the sub-job alone is under the budget: {}",
+        stopped[0]
+    );
+    // Any other, rejected when the parent stopped, ended too: `codemill run` finished it.
+    for c in &shown {
+        let state = &c["job"]["state"];
+        assert!(
+            state == "needs_attention" || state == "rejected",
+            "{}: {state}",
+            c["ticket"]["key"]
+        );
+    }
+    // The parent ticket's spend counts its sub-jobs' model calls.
+    assert!(
+        parent["spend"]["ticket_usd"].as_f64().unwrap() >= 0.014,
+        "{}",
+        parent["spend"]
+    );
+    assert!(
+        parent["job"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("is needs_attention: "),
+        "{parent}"
+    );
+}
