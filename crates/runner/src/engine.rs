@@ -368,9 +368,15 @@ impl Runner {
                         .await;
                 }
                 let plan = self.plan_text(job, state).await?;
-                self.announcer
+                let event = self
+                    .announcer
                     .update_ticket(job, state, *status, *note, plan.as_deref())
-                    .await?
+                    .await?;
+                if *note == codemill_core::pipeline::NoteKind::Merged && state.subtask.is_some() {
+                    // The last sub-task of a stack merged on the forge: its parent is done too.
+                    self.settle_stack_of(&state.ticket, "forge").await?;
+                }
+                event
             }
             Effect::PrepareWorkspace => {
                 let git = match self.workspace.remote_git(project).await {
@@ -518,7 +524,7 @@ impl Runner {
                     && matches!(pushed, JobEvent::Pushed { .. })
                 {
                     self.store
-                        .set_pr_commit(project, &state.ticket.branch(), commit)
+                        .set_pr_commit(project, &state.pr_branch(), commit)
                         .await?;
                 }
                 pushed

@@ -172,10 +172,18 @@ impl Gateway {
         })
     }
 
-    /// The ticket a codemill branch belongs to, if `head` is one of `project`'s.
-    fn ticket_of(project: &str, head: &str) -> Option<TicketKey> {
-        let key: TicketKey = head.strip_prefix("codemill/")?.parse().ok()?;
-        (key.project() == project).then_some(key)
+    /// The ticket a codemill branch belongs to, if `head` is one of `project`'s: the ticket's
+    /// own branch, or a stack branch (`codemill/<KEY>/<n>-…`), whose PR record names its
+    /// sub-task's ticket.
+    async fn ticket_of(&self, project: &str, head: &str) -> Result<Option<TicketKey>, RunError> {
+        let Some(rest) = head.strip_prefix("codemill/") else {
+            return Ok(None);
+        };
+        if let Ok(key) = rest.parse::<TicketKey>() {
+            return Ok((key.project() == project).then_some(key));
+        }
+        let record = self.store.find_pr(project, head).await?;
+        Ok(record.and_then(|pr| pr.ticket.parse().ok()))
     }
 
     /// Feedback on codemill's PR from `head`: journalled on the ticket's job when its author
@@ -207,7 +215,7 @@ impl Gateway {
         } else {
             head.to_string()
         };
-        let Some(key) = Self::ticket_of(project, &head) else {
+        let Some(key) = self.ticket_of(project, &head).await? else {
             return Ok(ignored(format!(
                 "{head} is not a codemill branch of {project}"
             )));
@@ -235,7 +243,7 @@ impl Gateway {
         merged: bool,
         actor: Option<&str>,
     ) -> Result<Inbound, RunError> {
-        let Some(key) = Self::ticket_of(project, head) else {
+        let Some(key) = self.ticket_of(project, head).await? else {
             return Ok(ignored(format!(
                 "{head} is not a codemill branch of {project}"
             )));

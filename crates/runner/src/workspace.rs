@@ -434,7 +434,7 @@ impl Workspace {
         commit: &str,
         effect: &Effect,
     ) -> JobEvent {
-        let branch = state.ticket.branch();
+        let branch = state.pr_branch();
         let clone = self.home.clone_dir(state.ticket.project());
         match git.push(&clone, commit, &branch).await {
             Ok(()) => JobEvent::Pushed {
@@ -570,14 +570,17 @@ impl Workspace {
             Ok(clone) => clone,
             Err(e) => return failed(effect, e),
         };
+        // The PR's branch on the remote (a sub-task's is in its parent's stack); the worktree's
+        // own branch is always the ticket's.
+        let remote = state.pr_branch();
         let branch = key.branch();
         let head = match self
             .git
-            .rev_parse(&clone, &format!("refs/remotes/origin/{branch}"))
+            .rev_parse(&clone, &format!("refs/remotes/origin/{remote}"))
             .await
         {
             Ok(Some(sha)) => sha,
-            Ok(None) => return failed(effect, format!("the remote has no branch {branch}")),
+            Ok(None) => return failed(effect, format!("the remote has no branch {remote}")),
             Err(e) => return failed(effect, e),
         };
         match self

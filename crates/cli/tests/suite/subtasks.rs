@@ -668,9 +668,28 @@ async fn a_red_sub_task_takes_the_ones_above_it_out_of_the_queue() {
 async fn on_github_each_sub_task_gets_a_pr_based_on_the_one_below() {
     use super::outside::{fake_github, github_config, github_vars};
     let gh = fake_github().await;
-    let env = Env::new(super::subtasks::rules(CHAIN), GATE, "").await;
+    let mut rules = vec![
+        Rule::new(
+            "stack fix: write",
+            Match {
+                last_contains: Some("Please also add a3.txt".into()),
+                ..Match::default()
+            },
+            write_call("a3.txt", "three\n"),
+        ),
+        Rule::new(
+            "stack fix: done",
+            Match {
+                contains: Some("Please also add a3.txt".into()),
+                ..Match::default()
+            },
+            Reply::text("Added a3.txt."),
+        ),
+    ];
+    rules.extend(super::subtasks::rules(CHAIN));
+    let env = Env::new(rules, GATE, "").await;
     env.write_config(&format!(
-        "[projects.shop]\nrepo = \"{}\"\nforge = \"github\"\n{}",
+        "[projects.shop]\nrepo = \"{}\"\nforge = \"github\"\n\n[projects.shop.roles]\nreview = [\"bob\"]\n{}",
         env.remote.display(),
         github_config("shop", &gh.url())
     ));
@@ -727,6 +746,72 @@ async fn on_github_each_sub_task_gets_a_pr_based_on_the_one_below() {
         stderr.contains("merge the stack bottom first there"),
         "{stderr}"
     );
+
+    // Each sub-job follows its own PR: merged on GitHub bottom first, each sub-task's ticket is
+    // done, and the parent's once the last one merged.
+    for entry in stack.as_array().unwrap() {
+        let key = entry["ticket"].as_str().unwrap();
+        assert_eq!(
+            env.json(&["show", key, "--json"])["job"]["state"],
+            "in_review",
+            "{key}"
+        );
+    }
+    let svc = super::harness::Service::start(&env, &["--poll-secs", "0"], &vars);
+    // A review comment on the bottom PR: a fix round of that sub-task, pushed to its stack
+    // branch, answered in the thread.
+    let bottom = &stack[0];
+    let (a_key, a_branch) = (
+        bottom["ticket"].as_str().unwrap(),
+        bottom["branch"].as_str().unwrap(),
+    );
+    let a_pr = gh.pr_by_head(a_branch).unwrap()["number"].as_u64().unwrap();
+    let tip0 = env.remote_branch(a_branch).unwrap();
+    let comment = gh.add_review_comment(a_pr, "bob", "Please also add a3.txt", "a.txt", 1);
+    let answer = super::outside::github_hook(
+        &svc,
+        "shop",
+        "pull_request_review_comment",
+        &gh.review_comment_created(a_pr, comment),
+    )
+    .await;
+    assert_eq!(answer["result"], "recorded", "{answer}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !env
+        .event_kinds(a_key)
+        .iter()
+        .any(|k| k == "feedback_replied")
+    {
+        assert!(Instant::now() < deadline, "{:?}", env.event_kinds(a_key));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let tip1 = env.remote_branch(a_branch).unwrap();
+    assert_eq!(env.remote_git(&["rev-parse", &format!("{tip1}^")]), tip0);
+    assert_eq!(
+        env.remote_git(&["show", &format!("{a_branch}:a3.txt")]),
+        "three"
+    );
+    assert_eq!(gh.review_comment_replies(a_pr).len(), 1);
+    super::harness::wait_state(&env, a_key, "in_review");
+    for (i, entry) in stack.as_array().unwrap().iter().enumerate() {
+        let key = entry["ticket"].as_str().unwrap();
+        let pr = gh.pr_by_head(entry["branch"].as_str().unwrap()).unwrap()["number"]
+            .as_u64()
+            .unwrap();
+        assert!(gh.merge(pr));
+        let answer = super::outside::github_hook(
+            &svc,
+            "shop",
+            "pull_request",
+            &gh.pull_request_closed(pr, true),
+        )
+        .await;
+        assert_eq!(answer["result"], "recorded", "{answer}");
+        super::harness::wait_state(&env, key, "done");
+        let parent = env.json(&["ticket", "show", "shop-1", "--json"]);
+        let done = parent["ticket"]["status"] == "done";
+        assert_eq!(done, i == 1, "after {key} merged: {parent}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -209,6 +209,15 @@ impl JobState {
         }
     }
 
+    /// The remote branch of the job's PR: the ticket's branch, or a shipped sub-task's branch in
+    /// its parent's stack.
+    pub fn pr_branch(&self) -> String {
+        match (&self.subtask, &self.branch, self.pr) {
+            (Some(_), Some(branch), Some(_)) => branch.clone(),
+            _ => self.ticket.branch(),
+        }
+    }
+
     /// The split ticket's graph with its order (it was checked when the plan was read).
     pub fn checked_graph(&self) -> Option<Checked> {
         subtasks::check(self.graph.clone()?, u32::MAX).ok()

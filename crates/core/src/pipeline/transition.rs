@@ -253,7 +253,8 @@ pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEven
             s.pr_url = url.clone();
             s.branch = Some(branch.clone());
             s.approved_by = Some(format!("the approval of {parent}"));
-            goto(s, Stage::FinalCleanup)
+            // Announced on its own ticket; on an outside forge it then follows its PR.
+            goto(s, Stage::AnnounceShipped)
         }
         (
             Stage::Implement,

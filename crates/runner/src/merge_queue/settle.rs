@@ -74,7 +74,7 @@ impl Runner {
 
     /// A sub-task merged: once every sub-task of its parent's stack has, the parent ticket is
     /// done too (said once, by marker).
-    async fn settle_stack_of(&self, key: &TicketKey, by: &str) -> Result<(), RunError> {
+    pub(crate) async fn settle_stack_of(&self, key: &TicketKey, by: &str) -> Result<(), RunError> {
         let Some(sub) = jobs::latest(&self.store, key)
             .await?
             .and_then(|l| l.state.subtask)
@@ -88,12 +88,16 @@ impl Runner {
             return Ok(());
         }
         for e in &parent.state.stack {
-            let merged = self
+            // Landed by the queue (the PR record), or merged on the forge (the sub-job saw it).
+            let recorded = self
                 .store
                 .find_pr(key.project(), &e.branch)
                 .await?
                 .is_some_and(|pr| pr.state == "merged");
-            if !merged {
+            let followed = jobs::latest(&self.store, &e.ticket)
+                .await?
+                .is_some_and(|l| l.job == e.job && l.state.merged == Some(true));
+            if !recorded && !followed {
                 return Ok(());
             }
         }
@@ -107,7 +111,7 @@ impl Runner {
             .map(|e| e.ticket.to_string())
             .collect();
         let body = format!(
-            "**Merged**: every sub-task of the stack landed through the merge queue, in order: {}.",
+            "**Merged**: every sub-task of the stack landed, in order: {}.",
             listed.join(", ")
         );
         let marker = format!("codemill:stack-merged:{}", parent.job);

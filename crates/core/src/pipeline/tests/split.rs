@@ -246,7 +246,10 @@ fn a_sub_job_reports_then_ships_with_its_parent() {
         number: None,
         url: None,
     });
-    assert_eq!(JobState::replay(&early).unwrap().stage, Stage::FinalCleanup);
+    assert_eq!(
+        JobState::replay(&early).unwrap().stage,
+        Stage::AnnounceShipped
+    );
     e.push(JobEvent::ParentTold {
         parent: "DEMO-1".parse().unwrap(),
     });
@@ -259,6 +262,7 @@ fn a_sub_job_reports_then_ships_with_its_parent() {
         number: Some(12),
         url: Some("https://example.test/pr/12".into()),
     });
+    e.push(updated());
     e.push(JobEvent::CleanedUp {
         worktree_removed: true,
     });
