@@ -733,15 +733,11 @@ impl AgentPool {
         }
     }
 
-    /// The most sub-tasks this job's plan may split into; `None` when it may not split: a
-    /// sub-job, or a project whose tickets live in an outside tracker.
+    /// The most sub-tasks this job's plan may split into; `None` when it may not split (a
+    /// sub-job never splits again).
     fn split_limit(&self, state: &JobState, policy: Option<&RepoPolicy>) -> Option<u32> {
-        let local = self
-            .config
-            .projects
-            .get(state.ticket.project())
-            .is_some_and(|p| matches!(p.tracker, codemill_core::config::TrackerSettings::Local));
-        (state.subtask.is_none() && local).then(|| {
+        let known = self.config.projects.contains_key(state.ticket.project());
+        (state.subtask.is_none() && known).then(|| {
             policy.map_or(self.config.max_subtasks, |p| {
                 p.max_subtasks(self.config.max_subtasks)
             })

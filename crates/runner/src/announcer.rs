@@ -176,6 +176,70 @@ impl Announcer {
         })
     }
 
+    /// The ticket of a split ticket's sub-task, made once per `marker`: a linked local ticket,
+    /// or on an outside tracker a linked issue (labelled `codemill:subtask` where codemill
+    /// labels its issues) mirrored locally. `Err` holds the event of a failure that will not
+    /// mend by retrying.
+    pub(crate) async fn subtask_ticket(
+        &self,
+        parent: &Ticket,
+        marker: &str,
+        title: &str,
+        body: &str,
+        effect: &Effect,
+    ) -> Result<Result<codemill_core::ids::TicketKey, JobEvent>, RunError> {
+        let project = parent.key.project();
+        let outside = match self.projects.outside(project) {
+            Ok(o) => o,
+            Err(e) => return Ok(Err(failed(effect, e))),
+        };
+        let Some(tracker) = &outside.tracker else {
+            let (ticket, _) = self
+                .store
+                .create_linked_ticket(
+                    &parent.key,
+                    "subtask_of",
+                    marker,
+                    title,
+                    body,
+                    &[codemill_trackers::SUBTASK_LABEL.to_string()],
+                )
+                .await?;
+            return Ok(Ok(ticket.key));
+        };
+        let parent_ref = parent
+            .external
+            .clone()
+            .unwrap_or_else(|| parent.key.number().to_string());
+        let made = async {
+            let key = tracker
+                .create_subtask(&parent_ref, &format!("codemill:{marker}"), title, body)
+                .await?;
+            tracker.issue(&key).await
+        };
+        let issue = match made.await {
+            Ok(issue) => issue,
+            Err(e) => return outside_failure(project, effect, e).map(Err),
+        };
+        let name: codemill_core::ids::ProjectName = match project.parse() {
+            Ok(n) => n,
+            Err(e) => return Ok(Err(failed(effect, e))),
+        };
+        let key = codemill_core::ids::TicketKey::new(&name, issue.number);
+        let (text_title, text_body) = crate::outside::ticket_text(&issue);
+        self.store
+            .mirror_ticket(&codemill_store::MirroredTicket {
+                key: &key,
+                external: &issue.key,
+                url: &issue.url,
+                title: &text_title,
+                body: &text_body,
+                labels: &issue.labels,
+            })
+            .await?;
+        Ok(Ok(key))
+    }
+
     /// One PR per sub-task of an approved stack, bottom first, each based on the branch of the
     /// one below it (the lowest on the default branch), with the stack drawn in each body.
     /// Returns the top PR as the job's, and every entry's local PR record.

@@ -72,7 +72,7 @@ pub struct Runner {
     boundary: Boundary,
     pub(crate) workspace: Workspace,
     agents: AgentPool,
-    announcer: Announcer,
+    pub(crate) announcer: Announcer,
     pub(crate) gates: Gates,
 }
 
@@ -374,7 +374,7 @@ impl Runner {
                     .await?;
                 if *note == codemill_core::pipeline::NoteKind::Merged && state.subtask.is_some() {
                     // The last sub-task of a stack merged on the forge: its parent is done too.
-                    self.settle_stack_of(&state.ticket, "forge").await?;
+                    self.settle_stack_of(&state.ticket).await?;
                 }
                 event
             }
@@ -553,7 +553,9 @@ impl Runner {
                     .prepare_feedback(&git, job, state, effect)
                     .await
             }
-            Effect::StartSubtasks { ids } => self.start_subtasks(job, state, ids, effect).await?,
+            Effect::StartSubtasks { ids } => {
+                self.start_subtasks(job, state, ticket, ids, effect).await?
+            }
             Effect::BuildStack => {
                 let git = match self.workspace.remote_git(project).await {
                     Ok(git) => git,

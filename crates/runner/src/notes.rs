@@ -87,6 +87,14 @@ pub fn render(kind: NoteKind, job: JobId, state: &JobState, plan: Option<&str>) 
             state.ticket,
             job.short()
         ),
+        NoteKind::Merged if !state.stack.is_empty() => {
+            let listed: Vec<String> = state.stack.iter().map(|e| e.ticket.to_string()).collect();
+            format!(
+                "**Merged** — every sub-task of the stack landed, in order: {}; codemill is done with {}.",
+                listed.join(", "),
+                state.ticket
+            )
+        }
         NoteKind::Merged => format!(
             "**Merged** — the pull request{} was merged; codemill is done with {}.",
             pr_ref(state),

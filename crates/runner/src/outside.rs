@@ -92,6 +92,16 @@ impl AnyTracker {
     ) -> Result<String> {
         on_tracker!(self, create_linked(key, marker, title, markdown))
     }
+
+    pub async fn create_subtask(
+        &self,
+        key: &str,
+        marker: &str,
+        title: &str,
+        markdown: &str,
+    ) -> Result<String> {
+        on_tracker!(self, create_subtask(key, marker, title, markdown))
+    }
 }
 
 pub enum AnyForge {

@@ -20,9 +20,6 @@ use crate::error::RunError;
 use crate::jobs;
 use crate::progress::Progress;
 
-/// The label every sub-task ticket carries (never the trigger label: only its parent queues it).
-pub const SUBTASK_LABEL: &str = "codemill:subtask";
-
 impl Runner {
     /// Make the tickets of the sub-tasks `ids` (found again by marker) and queue their jobs,
     /// each knowing the commits of the sub-tasks it depends on.
@@ -30,6 +27,7 @@ impl Runner {
         &self,
         job: JobId,
         state: &JobState,
+        parent: &codemill_store::Ticket,
         ids: &[String],
         effect: &Effect,
     ) -> Result<JobEvent, RunError> {
@@ -77,19 +75,16 @@ impl Runner {
             let marker = format!("subtask:{job}:{id}");
             let title = format!("{} [{n}/{total}]", task.title.trim());
             let body = subtasks::ticket_body(&state.ticket.to_string(), task, n, total);
-            let (ticket, _) = self
-                .store
-                .create_linked_ticket(
-                    &state.ticket,
-                    "subtask_of",
-                    &marker,
-                    &title,
-                    &body,
-                    &[SUBTASK_LABEL.to_string()],
-                )
-                .await?;
+            let key = match self
+                .announcer
+                .subtask_ticket(parent, &marker, &title, &body, effect)
+                .await?
+            {
+                Ok(key) => key,
+                Err(failed) => return Ok(failed),
+            };
             let id_new = JobId::new();
-            let mut created = options.created(&ticket.key, id_new)?;
+            let mut created = options.created(&key, id_new)?;
             if let JobEvent::Created { subtask, .. } = &mut created {
                 *subtask = Some(SubtaskOf {
                     parent: job,
@@ -105,7 +100,7 @@ impl Runner {
                 .enqueue(
                     &NewJob {
                         id: id_new,
-                        ticket: &ticket.key,
+                        ticket: &key,
                         created: &created,
                         max_attempts: control::MAX_ATTEMPTS,
                     },
@@ -120,13 +115,13 @@ impl Runner {
                     "{}: sub-task {id} ({}) queued as {} (job {})",
                     state.ticket,
                     task.title.trim(),
-                    ticket.key,
+                    key,
                     child_job.short()
                 ),
             });
             children.push(Child {
                 id: id.clone(),
-                ticket: ticket.key,
+                ticket: key,
                 job: child_job,
                 result: None,
                 reworks: 0,

@@ -179,7 +179,23 @@ pub trait Tracker: Send + Sync {
         title: &str,
         markdown: &str,
     ) -> impl Future<Output = Result<String>> + Send;
+
+    /// Create a sub-task of `key` (a split ticket's part), linked to it, or return the one
+    /// created before for the same `marker`. Trackers that label codemill's linked issues label
+    /// it `codemill:subtask` instead of `codemill:backlog`.
+    fn create_subtask(
+        &self,
+        key: &str,
+        marker: &str,
+        title: &str,
+        markdown: &str,
+    ) -> impl Future<Output = Result<String>> + Send {
+        self.create_linked(key, marker, title, markdown)
+    }
 }
+
+/// The label of a sub-task's issue on trackers that label codemill's linked issues.
+pub const SUBTASK_LABEL: &str = "codemill:subtask";
 
 /// A code forge's pull requests. Every write is idempotent.
 pub trait Forge: Send + Sync {

@@ -873,3 +873,113 @@ async fn sub_jobs_spend_from_their_parent_tickets_budget() {
         "{parent}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_github_issue_splits_into_sub_task_issues_made_once() {
+    use codemill_testkit::fakes::{Fault, FaultKind};
+
+    use super::outside::{fake_github, github_config, github_hook, github_vars};
+    let gh = fake_github().await;
+    let issue = gh.add_issue(
+        "Build two parts",
+        "Two parts.\n\nAcceptance: both files exist.",
+        &[],
+        "alice",
+    );
+    let env = Env::new(super::subtasks::rules(CHAIN), GATE, "").await;
+    env.write_config(&format!(
+        "[projects.shop]\nrepo = \"{}\"\ntracker = \"github\"\nforge = \"github\"\n\n[projects.shop.roles]\ntrigger = [\"alice\"]\n{}",
+        env.remote.display(),
+        github_config("shop", &gh.url())
+    ));
+    gh.set_branch("main", &env.remote_git(&["rev-parse", "main"]));
+    // The first sub-task issue is made but its answer is lost: the retry finds it by marker.
+    gh.inject(Fault {
+        method: "POST".into(),
+        path: "/repos/acme/shop/issues".into(),
+        kind: FaultKind::AfterApply(502),
+    });
+    let svc = super::harness::Service::start(&env, &["--poll-secs", "0"], &github_vars());
+    gh.add_label(issue, "codemill");
+    let answer = github_hook(
+        &svc,
+        "shop",
+        "issues",
+        &gh.issues_labeled(issue, "codemill", "alice"),
+    )
+    .await;
+    assert_eq!(answer["result"], "queued", "{answer}");
+    let key = format!("shop-{issue}");
+    wait_for(&env, &key, "awaiting_approval");
+
+    // Two sub-task issues on GitHub, labelled as sub-tasks, each naming its parent, made once.
+    let parent = env.json(&["show", &key, "--json"]);
+    let children = parent["job"]["children"].as_array().unwrap().clone();
+    assert_eq!(children.len(), 2, "{parent}");
+    let mut numbers = Vec::new();
+    for c in &children {
+        let local = c["ticket"].as_str().unwrap();
+        let number: u64 = local.trim_start_matches("shop-").parse().unwrap();
+        numbers.push(number);
+        let made = gh
+            .issue(number)
+            .unwrap_or_else(|| panic!("no issue {number}"));
+        let body = made["body"].as_str().unwrap();
+        assert!(body.contains(&format!("Sub-task of #{issue}")), "{body}");
+        assert!(gh.labels(number).contains(&"codemill:subtask".to_string()));
+        // Mirrored locally, and worked on through GitHub like any issue: one progress comment.
+        let ticket = env.json(&["ticket", "show", local, "--json"]);
+        assert_eq!(ticket["ticket"]["external"], number.to_string(), "{ticket}");
+        let progress = gh
+            .comments(number)
+            .into_iter()
+            .filter(|c| {
+                c["body"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("codemill:progress")
+            })
+            .count();
+        assert_eq!(progress, 1, "{number}");
+    }
+    let subtask_issues = (1..=20)
+        .filter_map(|n| gh.issue(n))
+        .filter(|i| {
+            i["labels"]
+                .as_array()
+                .is_some_and(|l| l.iter().any(|l| l["name"] == "codemill:subtask"))
+        })
+        .count();
+    assert_eq!(subtask_issues, 2, "one issue per sub-task, after a 502");
+    // The parent's progress comment draws the graph.
+    let drawn = gh.comments(issue).into_iter().any(|c| {
+        c["body"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Plan: 2 sub-tasks")
+    });
+    assert!(drawn, "{:?}", gh.comments(issue));
+
+    // Approved and merged on GitHub bottom first: each sub-task issue closes, then the parent's.
+    env.ok_with(&github_vars(), &["approve", &key]);
+    let stack = env.json(&["show", &key, "--json"])["job"]["stack"].clone();
+    for entry in stack.as_array().unwrap() {
+        let pr = gh.pr_by_head(entry["branch"].as_str().unwrap()).unwrap()["number"]
+            .as_u64()
+            .unwrap();
+        assert!(gh.merge(pr));
+        let answer = github_hook(
+            &svc,
+            "shop",
+            "pull_request",
+            &gh.pull_request_closed(pr, true),
+        )
+        .await;
+        assert_eq!(answer["result"], "recorded", "{answer}");
+        super::harness::wait_state(&env, entry["ticket"].as_str().unwrap(), "done");
+    }
+    for number in numbers {
+        assert_eq!(gh.issue(number).unwrap()["state"], "closed", "{number}");
+    }
+    assert_eq!(gh.issue(issue).unwrap()["state"], "closed");
+}

@@ -69,12 +69,12 @@ impl Runner {
         self.store
             .settle_merge(entry.id, MergeState::Merged, None, merged_as, Utc::now())
             .await?;
-        self.settle_stack_of(&key, &entry.enqueued_by).await
+        self.settle_stack_of(&key).await
     }
 
     /// A sub-task merged: once every sub-task of its parent's stack has, the parent ticket is
     /// done too (said once, by marker).
-    pub(crate) async fn settle_stack_of(&self, key: &TicketKey, by: &str) -> Result<(), RunError> {
+    pub(crate) async fn settle_stack_of(&self, key: &TicketKey) -> Result<(), RunError> {
         let Some(sub) = jobs::latest(&self.store, key)
             .await?
             .and_then(|l| l.state.subtask)
@@ -101,23 +101,21 @@ impl Runner {
                 return Ok(());
             }
         }
-        self.store
-            .set_ticket_status(&sub.parent_ticket, TicketStatus::Done, by)
+        // Said on the parent ticket as its merge is on any ticket (by marker, so once): Done in
+        // its tracker, local or outside.
+        let said = self
+            .announcer
+            .update_ticket(
+                parent.job,
+                &parent.state,
+                TicketStatus::Done,
+                codemill_core::pipeline::NoteKind::Merged,
+                None,
+            )
             .await?;
-        let listed: Vec<String> = parent
-            .state
-            .stack
-            .iter()
-            .map(|e| e.ticket.to_string())
-            .collect();
-        let body = format!(
-            "**Merged**: every sub-task of the stack landed, in order: {}.",
-            listed.join(", ")
-        );
-        let marker = format!("codemill:stack-merged:{}", parent.job);
-        self.store
-            .add_comment(&sub.parent_ticket, "codemill", Some(&marker), &body)
-            .await?;
+        if let JobEvent::EffectFailed { error, .. } = said {
+            tracing::warn!(ticket = %sub.parent_ticket, %error, "could not mark the stack merged");
+        }
         Ok(())
     }
 

@@ -308,12 +308,13 @@ impl GitHub {
         hidden: &str,
         title: &str,
         body: &str,
+        label: &str,
     ) -> Result<String> {
         let backlog = self
             .get_all(
                 Req::get(self.repo_path("/issues"))
                     .query("state", "all")
-                    .query("labels", BACKLOG_LABEL)
+                    .query("labels", label)
                     .query("per_page", PER_PAGE),
             )
             .await?;
@@ -329,7 +330,7 @@ impl GitHub {
         let answer = self
             .send(Req::post(
                 &path,
-                json!({ "title": title, "body": body, "labels": [BACKLOG_LABEL] }),
+                json!({ "title": title, "body": body, "labels": [label] }),
             ))
             .await?;
         answer
@@ -511,7 +512,22 @@ impl Tracker for GitHub {
         let hidden = html_marker(marker);
         let body = format!("{markdown}\n\nFound while working on #{key}.\n\n{hidden}");
         retry_op(self.http.policy(), || {
-            self.create_linked_once(key, &hidden, title, &body)
+            self.create_linked_once(key, &hidden, title, &body, BACKLOG_LABEL)
+        })
+        .await
+    }
+
+    async fn create_subtask(
+        &self,
+        key: &str,
+        marker: &str,
+        title: &str,
+        markdown: &str,
+    ) -> Result<String> {
+        let hidden = html_marker(marker);
+        let body = format!("{markdown}\n\nSub-task of #{key}.\n\n{hidden}");
+        retry_op(self.http.policy(), || {
+            self.create_linked_once(key, &hidden, title, &body, crate::SUBTASK_LABEL)
         })
         .await
     }

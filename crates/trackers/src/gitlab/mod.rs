@@ -259,12 +259,13 @@ impl GitLab {
         hidden: &str,
         title: &str,
         body: &str,
+        label: &str,
     ) -> Result<String> {
         let backlog = self
             .get_all(
                 Req::get(self.path("/issues"))
                     .query("state", "all")
-                    .query("labels", BACKLOG_LABEL),
+                    .query("labels", label),
             )
             .await?;
         let found = backlog
@@ -278,7 +279,7 @@ impl GitLab {
                 let answer = self
                     .send(Req::post(
                         &path,
-                        json!({ "title": title, "description": body, "labels": BACKLOG_LABEL }),
+                        json!({ "title": title, "description": body, "labels": label }),
                     ))
                     .await?;
                 answer
@@ -496,7 +497,23 @@ impl Tracker for GitLab {
         let hidden = html_marker(marker);
         let body = format!("{markdown}\n\nFound while working on #{iid}.\n\n{hidden}");
         retry_op(self.http.policy(), || {
-            self.create_linked_once(iid, &hidden, title, &body)
+            self.create_linked_once(iid, &hidden, title, &body, BACKLOG_LABEL)
+        })
+        .await
+    }
+
+    async fn create_subtask(
+        &self,
+        key: &str,
+        marker: &str,
+        title: &str,
+        markdown: &str,
+    ) -> Result<String> {
+        let iid = issue_iid(key)?;
+        let hidden = html_marker(marker);
+        let body = format!("{markdown}\n\nSub-task of #{iid}.\n\n{hidden}");
+        retry_op(self.http.policy(), || {
+            self.create_linked_once(iid, &hidden, title, &body, crate::SUBTASK_LABEL)
         })
         .await
     }
