@@ -250,6 +250,7 @@ pub async fn enqueue(
 /// Run a stopped ticket again (needs attention, rejected, needs input, cancelled or dead): a new job.
 pub async fn retry(store: &Store, key: &TicketKey, options: JobOptions) -> Result<JobId, RunError> {
     let jobs::Latest { job, state, .. } = jobs::require(store, key).await?;
+    let subtask = state.subtask.clone();
     let entry = store.queue_entry(job).await?;
     let active = entry.as_ref().is_some_and(|e| {
         matches!(
@@ -265,7 +266,32 @@ pub async fn retry(store: &Store, key: &TicketKey, options: JobOptions) -> Resul
             message: format!("already has an unfinished job {job} ({})", state.status()),
         });
     }
-    Ok(enqueue(store, key, options).await?.0)
+    match subtask {
+        // A sub-task tried again stays its parent's: it stacks where it did and reports back.
+        Some(sub) => enqueue_subtask(store, key, options, sub).await,
+        None => Ok(enqueue(store, key, options).await?.0),
+    }
+}
+
+/// Queue a new job of a sub-task's ticket, under the same parent.
+async fn enqueue_subtask(
+    store: &Store,
+    key: &TicketKey,
+    options: JobOptions,
+    sub: codemill_core::subtasks::SubtaskOf,
+) -> Result<JobId, RunError> {
+    let id = JobId::new();
+    let mut created = options.created(key, id)?;
+    if let JobEvent::Created { subtask, .. } = &mut created {
+        *subtask = Some(sub);
+    }
+    let job = NewJob {
+        id,
+        ticket: key,
+        created: &created,
+        max_attempts: MAX_ATTEMPTS,
+    };
+    Ok(store.enqueue(&job, Utc::now()).await?.job())
 }
 
 /// The label that asks codemill to work on a ticket of the local tracker.

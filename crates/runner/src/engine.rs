@@ -540,7 +540,7 @@ impl Runner {
             Effect::SnapshotWip => self.workspace.snapshot(job, state, effect).await?,
             Effect::Cleanup { stopped } => {
                 if *stopped && state.graph.is_some() && !state.stage.is_feedback() {
-                    self.stop_children(state).await?;
+                    self.stop_children(job, state).await?;
                 }
                 self.workspace.cleanup(state, *stopped).await
             }

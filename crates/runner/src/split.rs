@@ -166,9 +166,13 @@ impl Runner {
         if parent.job != sub.parent || parent.state.stage.is_terminal() || known {
             return Ok(told);
         }
+        let child_job = jobs::latest(&self.store, &state.ticket)
+            .await?
+            .map(|l| l.job);
         let event = JobEvent::SubtaskFinished {
             id: sub.id.clone(),
             result,
+            job: child_job,
         };
         let decided = jobs::decide(
             &self.store,
@@ -344,7 +348,7 @@ impl Runner {
 
     /// The parent stopped: sub-jobs waiting for it are rejected, running ones cancelled, each
     /// with the reason.
-    pub(crate) async fn stop_children(&self, state: &JobState) -> Result<(), RunError> {
+    pub(crate) async fn stop_children(&self, job: JobId, state: &JobState) -> Result<(), RunError> {
         let why = format!(
             "its parent {} stopped: {}",
             state.ticket,
@@ -355,7 +359,13 @@ impl Runner {
             let Some(latest) = jobs::latest(&self.store, &child.ticket).await? else {
                 continue;
             };
-            if latest.job != child.job {
+            // Its latest job is this parent's (the one started, or a retry of it).
+            let ours = latest
+                .state
+                .subtask
+                .as_ref()
+                .is_some_and(|s| s.parent == job);
+            if !ours {
                 continue;
             }
             let stopped = if latest.state.stage == Stage::AwaitingApproval {

@@ -983,3 +983,71 @@ async fn a_github_issue_splits_into_sub_task_issues_made_once() {
     }
     assert_eq!(gh.issue(issue).unwrap()["state"], "closed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_sub_task_rejoins_its_waiting_parent() {
+    // B's research fails once; C takes long enough (8 s, under the agents' 10 s idle limit) that
+    // the parent still waits for it when B is tried again.
+    let mut rules = vec![
+        Rule::new(
+            "research B fails",
+            Match {
+                contains: Some("Goal-B".into()),
+                ..at_turn("research", 0)
+            },
+            Reply::error(500, "the model is down"),
+        )
+        .times(1),
+        Rule::new(
+            "implement C: slow",
+            Match {
+                contains: Some("Goal-C".into()),
+                ..at_turn("implement", 0)
+            },
+            write_call("c.txt", "c\n"),
+        )
+        .after(Duration::from_secs(8)),
+    ];
+    rules.extend(super::subtasks::rules(GRAPH));
+    let env = Env::new(rules, GATE, "").await;
+    env.ok(&["enqueue", "P-1"]);
+    let mut running = workers(&env, 2);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let b = loop {
+        let parent = env.json(&["show", "P-1", "--json"]);
+        let b = parent["job"]["children"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["id"] == "B"))
+            .and_then(|c| c["ticket"].as_str())
+            .map(str::to_string);
+        if let Some(b) = b
+            && env.json(&["show", &b, "--json"])["job"]["state"] == "needs_attention"
+        {
+            break b;
+        }
+        assert!(Instant::now() < deadline, "B never stopped: {parent}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        env.json(&["show", "P-1", "--json"])["job"]["state"],
+        "awaiting_children",
+        "the parent waits for C"
+    );
+    env.ok(&["retry", &b]);
+    let parent = wait_for(&env, "P-1", "awaiting_approval");
+    let _ = running.kill();
+    let _ = running.wait();
+    let stack = parent["job"]["stack"].as_array().unwrap();
+    assert_eq!(stack.len(), 4, "{parent}");
+    let retried = env.json(&["show", &b, "--json"]);
+    assert_eq!(retried["job"]["subtask"]["id"], "B", "{retried}");
+    let in_parent = parent["job"]["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "B")
+        .unwrap()
+        .clone();
+    assert_eq!(in_parent["job"], retried["job"]["id"], "{in_parent}");
+    assert_eq!(stack[1]["job"], retried["job"]["id"]);
+}

@@ -302,6 +302,9 @@ pub enum JobEvent {
     SubtaskFinished {
         id: String,
         result: ChildResult,
+        /// The sub-job that ended, when it is a retry of the one the parent started.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        job: Option<crate::ids::JobId>,
     },
     /// The sub-tasks' commits stacked in dependency order; `commit` is the top.
     Stacked {

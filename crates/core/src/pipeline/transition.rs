@@ -138,8 +138,8 @@ pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEven
         }
         JobEvent::PrClosed { merged, .. } => return pr_closed(s, *merged).ok_or_else(invalid),
         // A sub-job reports while its parent may be running an effect.
-        JobEvent::SubtaskFinished { id, result } => {
-            return subtask_finished(s, id, result).ok_or_else(invalid);
+        JobEvent::SubtaskFinished { id, result, job } => {
+            return subtask_finished(s, id, result, *job).ok_or_else(invalid);
         }
         _ => {}
     }
@@ -547,12 +547,17 @@ fn subtask_finished(
     mut s: JobState,
     id: &str,
     result: &crate::subtasks::ChildResult,
+    job: Option<crate::ids::JobId>,
 ) -> Option<JobState> {
     if s.graph.is_none() || s.stage.is_terminal() {
         return None;
     }
     let child = s.children.iter_mut().find(|c| c.id == id)?;
     child.result = Some(result.clone());
+    // A retried sub-task: its commits are kept with the new job.
+    if let Some(job) = job {
+        child.job = job;
+    }
     Some(children_blocked(s))
 }
 

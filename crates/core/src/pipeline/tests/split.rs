@@ -62,6 +62,7 @@ fn ready_child(id: &str) -> JobEvent {
             commit: format!("c-{id}"),
             base: None,
         },
+        job: None,
     }
 }
 
@@ -173,7 +174,22 @@ fn a_stopped_sub_task_stops_its_dependants_not_its_siblings() {
             status: "needs_attention".into(),
             reason: "gates failed".into(),
         },
+        job: None,
     });
+    // Retried while C still runs: the new job's result counts, and its commits are its own.
+    let mut retried = e.clone();
+    retried.push(JobEvent::SubtaskFinished {
+        id: "B".into(),
+        result: ChildResult::Ready {
+            commit: "c-B2".into(),
+            base: None,
+        },
+        job: Some(JobId(uuid::Uuid::from_u128(22))),
+    });
+    let state = JobState::replay(&retried).unwrap();
+    let b = state.children.iter().find(|c| c.id == "B").unwrap();
+    assert_eq!(b.job, JobId(uuid::Uuid::from_u128(22)));
+    assert_eq!(state.stage, Stage::AwaitingChildren);
     // C still runs: the parent waits for it.
     let state = JobState::replay(&e).unwrap();
     assert_eq!(state.stage, Stage::AwaitingChildren);
