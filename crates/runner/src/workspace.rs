@@ -308,6 +308,13 @@ impl Workspace {
         Ok(self.projects.outside(project)?.forge)
     }
 
+    /// Whether the project's tickets live in an outside tracker.
+    pub(crate) fn outside_tracker(&self, project: &str) -> bool {
+        self.projects
+            .get(project)
+            .is_some_and(|p| !matches!(p.tracker, codemill_core::config::TrackerSettings::Local))
+    }
+
     /// The repository's policy as the default branch has it now, read before the job's first
     /// model call, so a mistake in it costs nothing: the error names the file, the commit and
     /// the problem. The base commit's policy is what the job uses; this is only a check.

@@ -402,3 +402,55 @@ async fn on_gitlab_the_tested_head_merges_once_its_pipeline_passed() {
         [".codemill", "README.md", "alpha.txt", "beta.txt"]
     );
 }
+
+/// Tickets in GitHub Issues, PRs on the local forge: the queue lands the PR and the issue is
+/// done on GitHub too (closed, labelled), said once even when the merge is asked again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outside_ticket_landed_by_the_local_queue_is_done_in_its_tracker() {
+    use super::outside::github_hook;
+    let gh = fake_github().await;
+    let issue = gh.add_issue(
+        "Add alpha",
+        "Add alpha.\n\nAcceptance: the file exists.",
+        &[],
+        "alice",
+    );
+    let env = Env::new(rules(), GATE, "").await;
+    env.write_config(&format!(
+        "[projects.shop]\nrepo = \"{}\"\ntracker = \"github\"\n\n[projects.shop.roles]\ntrigger = [\"alice\"]\n{}",
+        env.remote.display(),
+        github_config("shop", &gh.url())
+    ));
+    let svc = Service::start(&env, &["--poll-secs", "0"], &github_vars());
+    gh.add_label(issue, "codemill");
+    let answer = github_hook(
+        &svc,
+        "shop",
+        "issues",
+        &gh.issues_labeled(issue, "codemill", "alice"),
+    )
+    .await;
+    assert_eq!(answer["result"], "queued", "{answer}");
+    let key = format!("shop-{issue}");
+    super::harness::wait_state(&env, &key, "awaiting_approval");
+    drop(svc);
+    env.ok_with(&github_vars(), &["approve", &key]);
+    assert!(gh.prs().is_empty(), "the local forge opens no GitHub PR");
+    let out = env.ok_with(&github_vars(), &["merge", &key, "--json"]);
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(outcome(&report, &key)["state"], "merged", "{report}");
+    assert_eq!(main_files(&env), [".codemill", "README.md", "alpha.txt"]);
+    let now = gh.issue(issue).unwrap();
+    assert_eq!(now["state"], "closed", "{now}");
+    assert!(gh.labels(issue).contains(&"codemill:done".to_string()));
+    let merged_notes = |gh: &FakeGitHub| {
+        gh.comments(issue)
+            .into_iter()
+            .filter(|c| c["body"].as_str().unwrap_or("").contains("**Merged**"))
+            .count()
+    };
+    assert_eq!(merged_notes(&gh), 1, "{:?}", gh.comments(issue));
+    // Asked again: already merged, nothing said twice.
+    env.ok_with(&github_vars(), &["merge", &key]);
+    assert_eq!(merged_notes(&gh), 1);
+}

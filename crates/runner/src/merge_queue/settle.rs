@@ -66,10 +66,46 @@ impl Runner {
         self.store
             .add_comment(&key, "codemill", Some(&marker), &body)
             .await?;
+        self.tell_outside_tracker_merged(entry, &key).await?;
         self.store
             .settle_merge(entry.id, MergeState::Merged, None, merged_as, Utc::now())
             .await?;
         self.settle_stack_of(&key).await
+    }
+
+    /// A ticket of an outside tracker whose PR the local forge's queue merged: Done there too,
+    /// with the merged note (by marker, so a retry says it once). Nothing to do for the local
+    /// tracker, whose ticket the entry's settling already marked.
+    async fn tell_outside_tracker_merged(
+        &self,
+        entry: &MergeEntry,
+        key: &TicketKey,
+    ) -> Result<(), RunError> {
+        let outside = self.workspace.outside_tracker(&entry.project);
+        if !outside {
+            return Ok(());
+        }
+        let Some(latest) = jobs::latest(&self.store, key).await? else {
+            return Ok(());
+        };
+        if latest.job != entry.job {
+            return Ok(());
+        }
+        let said = self
+            .announcer
+            .update_ticket(
+                entry.job,
+                &latest.state,
+                TicketStatus::Done,
+                codemill_core::pipeline::NoteKind::Merged,
+                None,
+            )
+            .await?;
+        if let JobEvent::EffectFailed { error, .. } = said {
+            // It landed; a tracker that refuses the update for good does not undo that.
+            tracing::warn!(ticket = %key, %error, "could not mark the merged ticket done in its tracker");
+        }
+        Ok(())
     }
 
     /// A sub-task merged: once every sub-task of its parent's stack has, the parent ticket is
