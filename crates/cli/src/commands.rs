@@ -136,6 +136,20 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Project(cmd) => project(home, cmd).await,
         Command::Ticket(cmd) => ticket(home, cmd).await,
+        Command::Idea(crate::IdeaCommand::Add {
+            project,
+            title,
+            body,
+            body_file,
+        }) => idea_add(home, project, title, body, body_file).await,
+        Command::Refine(crate::RefineCommand::Accept { key: k }) => {
+            let k = key(&k)?;
+            let mut opened = Opened::open(home).await?;
+            let runner = opened.runner().await?;
+            let (job, state) =
+                progress::run_with_progress(&runner, &k, progress::Op::Accept(whoami())).await?;
+            Ok(finish(&opened, job, &state))
+        }
         Command::Run { key: k } => {
             let k = key(&k)?;
             let mut opened = Opened::open(home).await?;
@@ -436,6 +450,30 @@ fn print_merge_report(report: &codemill_runner::MergeReport) {
 
 fn finish(opened: &Opened, job: codemill_core::ids::JobId, state: &JobState) -> ExitCode {
     let key = &state.ticket;
+    if state.refine.is_some() {
+        match state.status() {
+            "awaiting_acceptance" => {
+                out(&format!(
+                    "{key}: refined — the spec is on the ticket (`codemill ticket show {key}`). Accept it with `codemill refine accept {key}`, or edit the ticket to refine it again."
+                ));
+                return ExitCode::SUCCESS;
+            }
+            "done" if !state.split_tickets.is_empty() => {
+                out(&format!(
+                    "{key}: accepted — split into {}, each queued for its build.",
+                    state.split_tickets.join(", ")
+                ));
+                return ExitCode::SUCCESS;
+            }
+            "done" => {
+                out(&format!(
+                    "{key}: refined and queued for its build; `codemill run {key}` builds it here, or a worker picks it up."
+                ));
+                return ExitCode::SUCCESS;
+            }
+            _ => {}
+        }
+    }
     match state.status() {
         "awaiting_approval" => {
             out(&format!(
@@ -795,4 +833,55 @@ pub async fn latest_state(
     let journal = opened.store.journal(row.id).await?;
     let state = codemill_runner::jobs::replay(row.id, &journal)?;
     Ok(Some((row.id, state, journal)))
+}
+
+/// `codemill idea add`: a ticket labelled for refinement in the local tracker, queued.
+async fn idea_add(
+    home: Home,
+    project: String,
+    title: String,
+    body: Option<String>,
+    body_file: Option<PathBuf>,
+) -> Result<ExitCode> {
+    let opened = Opened::open(home).await?;
+    let project: ProjectName = project.parse()?;
+    let Some(settings) = opened.config.projects.get(project.as_str()) else {
+        bail!(
+            "no project {project}; register it with `codemill project add {project} --repo PATH_OR_URL`"
+        );
+    };
+    if !matches!(
+        settings.tracker,
+        codemill_core::config::TrackerSettings::Local
+    ) {
+        bail!(
+            "project {project} keeps its tickets in an outside tracker; the refinement queue works on the local tracker"
+        );
+    }
+    if title.trim().is_empty() {
+        bail!("--title must not be empty");
+    }
+    let body = match (body, body_file) {
+        (Some(b), _) => b,
+        (None, Some(f)) => std::fs::read_to_string(&f)
+            .with_context(|| format!("reading --body-file {}", f.display()))?,
+        (None, None) => String::new(),
+    };
+    let t = opened
+        .store
+        .create_ticket(
+            &project,
+            title.trim(),
+            &body,
+            &[codemill_core::refine::REFINE_LABEL.to_string()],
+        )
+        .await?;
+    let options =
+        codemill_runner::control::JobOptions::for_project(&opened.config, project.as_str());
+    let (job, _) = codemill_runner::control::enqueue(&opened.store, &t.key, options).await?;
+    out(&format!(
+        "{}: idea added and queued for refinement as job {job}; `codemill run {}` refines it here, or a worker picks it up.",
+        t.key, t.key
+    ));
+    Ok(ExitCode::SUCCESS)
 }

@@ -46,6 +46,13 @@ pub enum Command {
     /// Tickets of the local tracker.
     #[command(subcommand)]
     Ticket(TicketCommand),
+    /// An idea for the refinement queue: a ticket labelled `codemill:refine`, queued to be
+    /// refined into a spec.
+    #[command(subcommand)]
+    Idea(IdeaCommand),
+    /// Refinement: accept a refined spec.
+    #[command(subcommand)]
+    Refine(RefineCommand),
     /// Run one ticket in the foreground until its proposal waits for approval (exit 0) or it stops.
     Run {
         /// Ticket key, e.g. DEMO-1.
@@ -318,6 +325,26 @@ pub enum ProjectCommand {
     /// Unregister a project: its table leaves codemill.toml and its clone and worktrees are
     /// deleted; its tickets and job history stay in the store. Refused while it has active jobs.
     Remove { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IdeaCommand {
+    /// Add an idea to a project and queue its refinement.
+    Add {
+        project: String,
+        #[arg(long)]
+        title: String,
+        #[arg(long, conflicts_with = "body_file")]
+        body: Option<String>,
+        #[arg(long, value_name = "FILE")]
+        body_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RefineCommand {
+    /// Accept a refined spec: it goes to the build queue, or its proposed split becomes tickets.
+    Accept { key: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -18,6 +18,7 @@ pub enum Op {
     Approve(String),
     Reject(String, String),
     Cancel(String),
+    Accept(String),
 }
 
 /// Print a job's progress lines to stderr until the returned sink is dropped: elapsed time,
@@ -164,6 +165,7 @@ pub async fn run_with_progress(
         Op::Approve(by) => runner.approve(key, &by).await,
         Op::Reject(reason, by) => runner.reject(key, &reason, &by).await,
         Op::Cancel(by) => runner.cancel(key, &by).await,
+        Op::Accept(by) => runner.accept(key, &by).await,
     };
     drop(runner);
     let _ = printer.await;

@@ -382,12 +382,12 @@ pub async fn serve(mut opened: Opened, args: ServeArgs) -> Result<ExitCode> {
     }
     if !args.poll.is_zero() {
         let store = opened.store.clone();
-        let max_rounds = opened.config.max_fix_rounds;
+        let config = opened.config.clone();
         let stop = stop.clone();
         let every = args.poll;
         workers.spawn(async move {
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                match control::poll_once(&store, max_rounds).await {
+                match control::poll_once(&store, &config).await {
                     Ok(queued) => {
                         for (key, job) in queued {
                             err(&format!("poller: queued {key} as job {job}"));

@@ -9,6 +9,7 @@ pub mod knowledge;
 pub mod merge_queue;
 pub mod pipeline;
 pub mod prompts;
+pub mod refine;
 pub mod review;
 pub mod subtasks;
 pub mod text;

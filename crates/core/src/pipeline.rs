@@ -67,7 +67,13 @@ pub fn next_action(state: &JobState) -> Action {
         return Action::Finished;
     }
     match state.pending_effect() {
-        None if state.stage == Stage::AwaitingApproval => Action::AwaitApproval,
+        None if matches!(
+            state.stage,
+            Stage::AwaitingApproval | Stage::AwaitingAcceptance
+        ) =>
+        {
+            Action::AwaitApproval
+        }
         None if state.stage == Stage::InReview => Action::AwaitPr,
         None if state.stage == Stage::AwaitingChildren => Action::AwaitChildren,
         None => Action::GiveUp {

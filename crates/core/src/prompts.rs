@@ -36,6 +36,14 @@ pub fn research(t: &TicketText) -> String {
     )
 }
 
+/// A refinement's draft step: the idea as a spec a team can build from.
+pub fn refine(t: &TicketText, research_file: &str) -> String {
+    format!(
+        "codemill stage: refine\n\nYou are turning an idea into a ticket a team can build. You can read, list and search files; you cannot change anything.\n\n{}\nResearch notes on the repository are in `{research_file}` (read it).\n\n{KNOWLEDGE_TOOLS}\n\nAnswer with the spec as JSON in a ```json block: {{\"problem\": \"...\", \"behaviour\": \"the proposed behaviour\", \"criteria\": [\"checkable statements that say when it is done\"], \"out_of_scope\": [\"...\"], \"questions\": [\"what only the author can answer, at most five\"], \"areas\": [\"affected files or modules\"], \"size\": \"S\" | \"M\" | \"L\", \"size_reason\": \"...\", \"split\": [{{\"title\": \"...\", \"goal\": \"...\", \"criteria\": [\"...\"]}}]}}. Leave `questions` empty when the idea is clear enough to build, and `split` empty unless the work is too large for one ticket.",
+        quoted_ticket(t)
+    )
+}
+
 /// The plan brief; with `split`, the most sub-tasks a ticket too large for one change may be
 /// split into.
 pub fn plan(t: &TicketText, research_file: &str, split: Option<u32>) -> String {

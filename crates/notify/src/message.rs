@@ -250,6 +250,7 @@ mod tests {
             acknowledge: false,
             follow_pr: false,
             subtask: None,
+            refine: None,
         }))
         .unwrap()
     }

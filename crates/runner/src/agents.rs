@@ -422,6 +422,7 @@ impl AgentPool {
         let prompt = match step.stage {
             AgentStage::Readiness => prompts::readiness(&text),
             AgentStage::Research => prompts::research(&text),
+            AgentStage::Plan if state.refine.is_some() => prompts::refine(&text, &research_file),
             AgentStage::Plan => prompts::plan(&text, &research_file, step.split),
             AgentStage::Implement => prompts::implement(&text, &research_file, &plan_file),
             AgentStage::Review => {
@@ -576,6 +577,7 @@ impl AgentPool {
                         changed: None,
                         summary: format!("{} finding(s), all decided by policy", merged.len()),
                         subtasks: None,
+                        spec: None,
                     },
                 });
             }
@@ -623,6 +625,7 @@ impl AgentPool {
             changed: None,
             summary: clip(first.run.final_text.trim(), 2000),
             subtasks: None,
+            spec: None,
         };
         let mut final_text = first.run.final_text.clone();
         if first.run.outcome.is_success() {
@@ -635,7 +638,9 @@ impl AgentPool {
                     _ => "decisions",
                 };
                 // A sub-task graph's problems come as the whole repair brief.
-                let repair = if step.stage == AgentStage::Plan {
+                let repair = if step.stage == AgentStage::Plan && step.state.refine.is_some() {
+                    prompts::repair("spec", error)
+                } else if step.stage == AgentStage::Plan {
                     error.clone()
                 } else {
                     prompts::repair(what, error)
@@ -678,6 +683,7 @@ impl AgentPool {
                     stage_run.findings = Some(f);
                 }
                 Ok(Answer::Graph(g)) => stage_run.subtasks = g,
+                Ok(Answer::Spec(spec)) => stage_run.spec = Some(spec),
                 Ok(Answer::Decisions(d)) => {
                     let (merged, made) = self.triage_inputs(step.state);
                     let policy = step
@@ -725,6 +731,9 @@ impl AgentPool {
             AgentStage::Triage => parse_decisions(text)
                 .map(Answer::Decisions)
                 .map_err(|e| e.to_string()),
+            AgentStage::Plan if step.state.refine.is_some() => {
+                codemill_core::refine::Spec::parse(text).map(|s| Answer::Spec(Box::new(s)))
+            }
             AgentStage::Plan => match step.split {
                 Some(max) => read_graph(text, max).map(Answer::Graph),
                 None => Ok(Answer::None),
@@ -737,7 +746,7 @@ impl AgentPool {
     /// sub-job never splits again).
     fn split_limit(&self, state: &JobState, policy: Option<&RepoPolicy>) -> Option<u32> {
         let known = self.config.projects.contains_key(state.ticket.project());
-        (state.subtask.is_none() && known).then(|| {
+        (state.subtask.is_none() && state.refine.is_none() && known).then(|| {
             policy.map_or(self.config.max_subtasks, |p| {
                 p.max_subtasks(self.config.max_subtasks)
             })
@@ -767,6 +776,7 @@ enum Answer {
     Findings(Vec<codemill_core::findings::Finding>),
     Decisions(Vec<codemill_core::triage::AgentDecision>),
     Graph(Option<codemill_core::subtasks::Graph>),
+    Spec(Box<codemill_core::refine::Spec>),
 }
 
 /// A signal that fires when either `a` (the gateway refused: a budget is spent) or `b` (the

@@ -75,7 +75,7 @@ impl Announcer {
         // the status.
         let local = LocalTracker::new(self.store.clone());
         let key = state.ticket.to_string();
-        let (add, remove) = needs_input_labels(note);
+        let (add, remove) = note_labels(note, state);
         let written = async {
             local.upsert_comment(&key, &marker, &body).await?;
             local.transition(&key, status).await?;
@@ -238,6 +238,82 @@ impl Announcer {
             })
             .await?;
         Ok(Ok(key))
+    }
+
+    /// The tickets of an accepted spec's proposed split, each linked to the refined one (found
+    /// again by marker) and carrying the trigger label, so each is built on its own.
+    pub(crate) async fn create_split(
+        &self,
+        job: JobId,
+        state: &JobState,
+        ticket: &Ticket,
+    ) -> Result<JobEvent, RunError> {
+        let effect = Effect::CreateSplitTickets;
+        let Some(spec) = &state.spec else {
+            return Ok(failed(&effect, "the job has no spec"));
+        };
+        if self
+            .projects
+            .outside(state.ticket.project())
+            .is_ok_and(|o| o.tracker.is_some())
+        {
+            return Ok(failed(
+                &effect,
+                "a split of a refined ticket is made in the local tracker only",
+            ));
+        }
+        let mut keys = Vec::new();
+        for (n, part) in spec.split.iter().enumerate() {
+            let marker = format!("refine-split:{job}:{}", n + 1);
+            let body = codemill_core::refine::part_body(&ticket.key.to_string(), part);
+            let (made, _) = self
+                .store
+                .create_linked_ticket(
+                    &ticket.key,
+                    "split_of",
+                    &marker,
+                    part.title.trim(),
+                    &body,
+                    &[crate::control::TRIGGER_LABEL.to_string()],
+                )
+                .await?;
+            keys.push(made.key.to_string());
+        }
+        Ok(JobEvent::SplitCreated { tickets: keys })
+    }
+
+    /// A refined ticket goes to the build queue: the refine label off, the trigger label on,
+    /// status to do.
+    pub(crate) async fn queue_build(&self, state: &JobState) -> Result<JobEvent, RunError> {
+        let effect = Effect::QueueBuild;
+        let project = state.ticket.project();
+        if self
+            .projects
+            .outside(project)
+            .is_ok_and(|o| o.tracker.is_some())
+        {
+            return Ok(failed(
+                &effect,
+                "a refined ticket is queued for its build in the local tracker only",
+            ));
+        }
+        let local = LocalTracker::new(self.store.clone());
+        let key = state.ticket.to_string();
+        let moved = async {
+            local
+                .set_labels(
+                    &key,
+                    &[crate::control::TRIGGER_LABEL],
+                    &[codemill_core::refine::REFINE_LABEL],
+                )
+                .await?;
+            local.transition(&key, TicketStatus::Todo).await
+        }
+        .await;
+        if let Err(e) = moved {
+            return outside_failure(project, &effect, e);
+        }
+        Ok(JobEvent::BuildQueued)
     }
 
     /// One PR per sub-task of an approved stack, bottom first, each based on the branch of the
@@ -433,10 +509,16 @@ impl Announcer {
 }
 
 /// The labels a note adds and removes on the local ticket: the needs-input label is there
-/// exactly while codemill waits for answers.
-fn needs_input_labels(note: NoteKind) -> (&'static [&'static str], &'static [&'static str]) {
+/// exactly while codemill waits for answers; a written spec marks the ticket refined.
+fn note_labels(
+    note: NoteKind,
+    state: &JobState,
+) -> (&'static [&'static str], &'static [&'static str]) {
+    use codemill_core::refine::REFINED_LABEL;
     match note {
         NoteKind::NeedsInput => (&[NEEDS_INPUT_LABEL], &[]),
+        NoteKind::Spec if !state.questions.is_empty() => (&[REFINED_LABEL, NEEDS_INPUT_LABEL], &[]),
+        NoteKind::Spec => (&[REFINED_LABEL], &[NEEDS_INPUT_LABEL]),
         NoteKind::Started => (&[], &[NEEDS_INPUT_LABEL]),
         NoteKind::Acknowledged
         | NoteKind::Plan

@@ -115,6 +115,25 @@ async fn send_back(
     .await
 }
 
+/// Accept a refined spec: the ticket goes to the build queue (or its proposed split becomes
+/// tickets) when the job runs next.
+pub async fn accept(store: &Store, key: &TicketKey, by: &str) -> Result<JobId, RunError> {
+    jobs::decide(store, key, "accept", jobs::WAITING, |latest| {
+        if latest.state.stage != Stage::AwaitingAcceptance {
+            return Err(RunError::WrongState {
+                ticket: key.clone(),
+                message: format!(
+                    "its job {} is {}, not a refined spec awaiting acceptance",
+                    latest.job,
+                    latest.state.status()
+                ),
+            });
+        }
+        Ok(JobEvent::Accepted { by: by.to_string() })
+    })
+    .await
+}
+
 /// Reject the proposal; the work is kept on a WIP ref when the job runs next.
 pub async fn reject(
     store: &Store,
@@ -185,6 +204,8 @@ pub struct JobOptions {
     pub max_rounds: u32,
     pub acknowledge: bool,
     pub follow_pr: bool,
+    /// `[projects.NAME.refinement] auto_queue`, for a ticket that asks for refinement.
+    pub auto_queue: bool,
 }
 
 impl JobOptions {
@@ -196,6 +217,7 @@ impl JobOptions {
             max_rounds: config.max_fix_rounds,
             acknowledge: p.is_some_and(|p| !matches!(p.tracker, TrackerSettings::Local)),
             follow_pr: p.is_some_and(|p| !matches!(p.forge, ForgeSettings::Local)),
+            auto_queue: p.is_some_and(|p| p.refinement.auto_queue),
         }
     }
 
@@ -205,6 +227,7 @@ impl JobOptions {
             max_rounds,
             acknowledge: false,
             follow_pr: false,
+            auto_queue: false,
         }
     }
 
@@ -219,6 +242,7 @@ impl JobOptions {
             acknowledge: self.acknowledge,
             follow_pr: self.follow_pr,
             subtask: None,
+            refine: None,
         })
     }
 }
@@ -230,11 +254,23 @@ pub async fn enqueue(
     key: &TicketKey,
     options: JobOptions,
 ) -> Result<(JobId, bool), RunError> {
-    if store.ticket(key).await?.is_none() {
+    let Some(ticket) = store.ticket(key).await? else {
         return Err(RunError::NoTicket(key.clone()));
-    }
+    };
     let id = JobId::new();
-    let created = options.created(key, id)?;
+    let mut created = options.created(key, id)?;
+    // A local ticket labelled for refinement gets a refinement job, not a build.
+    if !options.acknowledge
+        && ticket
+            .labels
+            .iter()
+            .any(|l| l == codemill_core::refine::REFINE_LABEL)
+        && let JobEvent::Created { refine, .. } = &mut created
+    {
+        *refine = Some(codemill_core::refine::Mode {
+            auto_queue: options.auto_queue,
+        });
+    }
     let job = NewJob {
         id,
         ticket: key,
@@ -303,16 +339,25 @@ pub const TRIGGER_LABEL: &str = "codemill";
 /// node at once: a ticket has at most one active job.
 pub async fn poll_once(
     store: &Store,
-    max_rounds: u32,
+    config: &codemill_core::config::Config,
 ) -> Result<Vec<(TicketKey, JobId)>, RunError> {
     use codemill_core::pipeline::TicketStatus;
     let mut queued = Vec::new();
     for ticket in store.tickets(None).await? {
-        if !ticket.labels.iter().any(|l| l == TRIGGER_LABEL) {
+        let asks = |label: &str| ticket.labels.iter().any(|l| l == label);
+        if !asks(TRIGGER_LABEL) && !asks(codemill_core::refine::REFINE_LABEL) {
             continue;
         }
         let due = match ticket.status {
-            TicketStatus::Todo => store.latest_job(&ticket.key).await?.is_none(),
+            // Never worked on, or refined and moved to the build queue since.
+            TicketStatus::Todo => match jobs::latest(store, &ticket.key).await? {
+                None => true,
+                Some(latest) => {
+                    latest.state.refine.is_some()
+                        && latest.state.stage == codemill_core::pipeline::Stage::Done
+                        && asks(TRIGGER_LABEL)
+                }
+            },
             TicketStatus::NeedsInput => match jobs::latest(store, &ticket.key).await? {
                 Some(latest) => latest.state.answered(ticket.edited_at, latest.last_at()),
                 None => false,
@@ -324,7 +369,8 @@ pub async fn poll_once(
             if ticket.external.is_some() {
                 continue;
             }
-            let (job, created) = enqueue(store, &ticket.key, JobOptions::local(max_rounds)).await?;
+            let options = JobOptions::for_project(config, ticket.key.project());
+            let (job, created) = enqueue(store, &ticket.key, options).await?;
             if created {
                 queued.push((ticket.key.clone(), job));
             }

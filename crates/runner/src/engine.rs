@@ -565,6 +565,8 @@ impl Runner {
             }
             Effect::ReportToParent => self.report_to_parent(state).await?,
             Effect::ReworkSubtask { id } => self.rework_subtask(state, id, effect).await?,
+            Effect::CreateSplitTickets => self.announcer.create_split(job, state, ticket).await?,
+            Effect::QueueBuild => self.announcer.queue_build(state).await?,
             Effect::ReplyFeedback { round } => {
                 let summary = crate::proposal::last_fix_summary(journal);
                 self.announcer
@@ -740,7 +742,11 @@ impl Runner {
 
     /// The plan the plan note shows, from the job's artifacts (none before the plan stage).
     async fn plan_text(&self, job: JobId, state: &JobState) -> Result<Option<String>, RunError> {
-        let Some(name) = &state.plan_artifact else {
+        let Some(name) = state
+            .plan_artifact
+            .as_ref()
+            .filter(|_| state.refine.is_none())
+        else {
             return Ok(None);
         };
         let kept = self.store.artifact(job, name).await?;

@@ -57,7 +57,18 @@ impl Runner {
             resumed: !created,
         });
         let (job, state) = self.run_here(job, key).await?;
-        self.run_children_here(job, key, state).await
+        let (job, state) = self.run_children_here(job, key, state).await?;
+        // A refined ticket that went to the build queue is built here next.
+        if queued_for_build(&state) {
+            return Box::pin(self.run_ticket(key)).await;
+        }
+        Ok((job, state))
+    }
+
+    /// Accept a refined spec, then carry it out here (split tickets, or the build queue).
+    pub async fn accept(&self, key: &TicketKey, by: &str) -> Result<(JobId, JobState), RunError> {
+        let job = control::accept(&self.store, key, by).await?;
+        self.after_decision(job, key).await
     }
 
     /// A split ticket run in the foreground: its sub-jobs run here one after another (workers
@@ -208,4 +219,9 @@ impl Runner {
             }
         }
     }
+}
+
+/// A refinement that ended by moving its ticket to the build trigger.
+fn queued_for_build(state: &JobState) -> bool {
+    state.refine.is_some() && state.stage == Stage::Done && state.split_tickets.is_empty()
 }

@@ -82,6 +82,26 @@ pub fn triage_summary(state: &JobState) -> String {
 /// Render the note of `kind`; `plan` is the plan text for the plan note.
 pub fn render(kind: NoteKind, job: JobId, state: &JobState, plan: Option<&str>) -> String {
     match kind {
+        NoteKind::Spec => match &state.spec {
+            Some(spec) => {
+                let next = if !state.questions.is_empty() {
+                    "It waits for answers: edit the ticket and it is refined again.".to_string()
+                } else if spec.queues_itself(state.refine.unwrap_or_default().auto_queue) {
+                    "It goes to the build queue now.".to_string()
+                } else {
+                    format!(
+                        "Accept it with `codemill refine accept {}` (or edit the ticket to refine it again).",
+                        state.ticket
+                    )
+                };
+                format!(
+                    "{}\n_Refined by codemill (job {}). {next}_",
+                    spec.render(),
+                    job.short()
+                )
+            }
+            None => "codemill refined this ticket.".into(),
+        },
         NoteKind::Acknowledged => format!(
             "codemill picked up {} (job {}) and is checking whether it is ready to build.",
             state.ticket,
@@ -288,7 +308,7 @@ pub fn progress(
         state.cost_usd
     );
     out.push_str(render(kind, job, state, plan).trim());
-    if kind != NoteKind::Plan
+    if !matches!(kind, NoteKind::Plan | NoteKind::Spec)
         && let Some(plan) = plan.filter(|p| !p.trim().is_empty())
     {
         out.push_str(&format!("\n\n**Plan**\n\n{}", plan.trim()));

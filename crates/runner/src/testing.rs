@@ -107,6 +107,7 @@ pub(crate) fn created(key: &TicketKey) -> JobEvent {
         acknowledge: false,
         follow_pr: false,
         subtask: None,
+        refine: None,
     }
 }
 

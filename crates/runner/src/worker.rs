@@ -102,7 +102,10 @@ impl Runner {
             Ok(state) => {
                 let outcome = if matches!(
                     state.stage,
-                    Stage::AwaitingApproval | Stage::InReview | Stage::AwaitingChildren
+                    Stage::AwaitingApproval
+                        | Stage::InReview
+                        | Stage::AwaitingChildren
+                        | Stage::AwaitingAcceptance
                 ) {
                     Outcome::Waiting
                 } else {

@@ -109,6 +109,7 @@ async fn record_directly(store: &Store, key: &TicketKey, id: &str) {
         acknowledge: false,
         follow_pr: false,
         subtask: None,
+        refine: None,
     };
     let job = codemill_store::NewJob {
         id: JobId::new(),

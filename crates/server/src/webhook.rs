@@ -222,6 +222,7 @@ async fn ticket_ready(
         acknowledge: false,
         follow_pr: false,
         subtask: None,
+        refine: None,
     };
     let job = NewJob {
         id: JobId::new(),

@@ -163,6 +163,7 @@ mod tests {
             acknowledge: false,
             follow_pr: false,
             subtask: None,
+            refine: None,
         }
     }
 

@@ -39,6 +39,7 @@ pub fn stage_run() -> StageRun {
         changed: None,
         summary: String::new(),
         subtasks: None,
+        spec: None,
     }
 }
 
@@ -62,6 +63,7 @@ pub fn to_approval(key: &TicketKey) -> Vec<JobEvent> {
             acknowledge: false,
             follow_pr: false,
             subtask: None,
+            refine: None,
         },
         agent(AgentStage::Readiness, |r| {
             r.readiness = Some(Readiness {

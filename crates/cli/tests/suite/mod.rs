@@ -24,6 +24,7 @@ mod one_path;
 mod outside;
 mod packaging;
 mod pipeline;
+mod refine;
 mod review;
 mod security;
 mod serve;

@@ -151,6 +151,17 @@ struct RawProject {
     notify: Vec<notify::RawNotify>,
     #[serde(default)]
     merge_queue: MergeQueueSettings,
+    #[serde(default)]
+    refinement: RefinementSettings,
+}
+
+/// `[projects.NAME.refinement]`: what happens to an idea once it is refined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RefinementSettings {
+    /// A refined spec with no open questions, no proposed split and a size other than L goes
+    /// straight to the build queue; otherwise it waits for a person to accept it.
+    pub auto_queue: bool,
 }
 
 /// A registered project.
@@ -168,6 +179,8 @@ pub struct ProjectConfig {
     pub notify: Vec<NotifyChannel>,
     /// `[projects.NAME.merge_queue]`: how approved pull requests land.
     pub merge_queue: MergeQueueSettings,
+    /// `[projects.NAME.refinement]`: ideas refined into specs.
+    pub refinement: RefinementSettings,
 }
 
 /// The validated service configuration.
@@ -383,6 +396,7 @@ impl Config {
                     sandbox: p.sandbox,
                     notify,
                     merge_queue: p.merge_queue,
+                    refinement: p.refinement,
                 },
             );
         }

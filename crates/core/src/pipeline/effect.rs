@@ -17,6 +17,8 @@ pub enum NoteKind {
     Stopped,
     Merged,
     Closed,
+    /// A refinement's spec, written back to the ticket.
+    Spec,
 }
 
 /// IO the runner performs for a job. Each is idempotent: it looks before it acts.
@@ -70,6 +72,10 @@ pub enum Effect {
     BuildStack,
     /// A sub-job tells its parent how it ended.
     ReportToParent,
+    /// Make the tickets of an accepted spec's proposed split (by marker).
+    CreateSplitTickets,
+    /// Move a refined ticket to the build trigger.
+    QueueBuild,
     /// Send a sub-task a person rejected back for its fix round.
     ReworkSubtask {
         id: String,
@@ -103,6 +109,8 @@ impl Effect {
             Effect::BuildStack => "build_stack".into(),
             Effect::ReportToParent => "report_to_parent".into(),
             Effect::ReworkSubtask { id } => format!("rework_subtask:{id}"),
+            Effect::CreateSplitTickets => "create_split".into(),
+            Effect::QueueBuild => "queue_build".into(),
         }
     }
 }
@@ -118,5 +126,6 @@ pub fn note_name(kind: NoteKind) -> &'static str {
         NoteKind::Stopped => "stopped",
         NoteKind::Merged => "merged",
         NoteKind::Closed => "closed",
+        NoteKind::Spec => "spec",
     }
 }

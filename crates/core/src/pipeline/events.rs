@@ -108,6 +108,9 @@ pub struct StageRun {
     /// A repair request was needed to get a readable answer.
     #[serde(default)]
     pub repaired: bool,
+    /// A refinement's draft step: the spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<Box<crate::refine::Spec>>,
     /// Plan only: the checked graph of sub-tasks, when the planner split the ticket.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subtasks: Option<Graph>,
@@ -203,6 +206,9 @@ pub enum JobEvent {
         /// A sub-job of a split ticket: its parent and where it stacks.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         subtask: Option<SubtaskOf>,
+        /// A refinement job: the idea becomes a spec, not a change.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refine: Option<crate::refine::Mode>,
     },
     /// The runner is about to execute the pending effect (counts interruptions).
     EffectStarted {
@@ -329,6 +335,16 @@ pub enum JobEvent {
         reason: String,
         by: String,
     },
+    /// A person accepted a refined spec.
+    Accepted {
+        by: String,
+    },
+    /// The accepted spec's proposed split became these tickets, linked to this one.
+    SplitCreated {
+        tickets: Vec<String>,
+    },
+    /// The refined ticket was moved to the build trigger (label and status).
+    BuildQueued,
     /// The parent's approved stack was pushed with this sub-task's PR (written into the
     /// sub-job's journal).
     ShippedWithParent {
@@ -374,6 +390,9 @@ impl JobEvent {
             JobEvent::ParentTold { .. } => "parent_told",
             JobEvent::ShippedWithParent { .. } => "shipped_with_parent",
             JobEvent::SubtaskRejected { .. } => "subtask_rejected",
+            JobEvent::Accepted { .. } => "accepted",
+            JobEvent::SplitCreated { .. } => "split_created",
+            JobEvent::BuildQueued => "build_queued",
             JobEvent::SubtaskReworkSent { .. } => "subtask_rework_sent",
             JobEvent::Reworked { .. } => "reworked",
         }

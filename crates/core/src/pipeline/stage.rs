@@ -116,6 +116,14 @@ pub enum Stage {
     AwaitingChildren,
     /// A sub-job tells its parent how it ended.
     ReportToParent,
+    /// A refinement writes its spec back to the ticket.
+    AnnounceSpec,
+    /// A refined spec waits for a person to accept it.
+    AwaitingAcceptance,
+    /// An accepted spec's split becomes tickets.
+    CreateSplit,
+    /// The refined ticket moves to the build trigger.
+    QueueBuild,
     Push,
     RecordPr,
     CreateBacklog,
@@ -165,6 +173,10 @@ impl Stage {
             Stage::AwaitingApproval => "awaiting_approval",
             Stage::AwaitingChildren => "awaiting_children",
             Stage::ReportToParent => "report_to_parent",
+            Stage::AnnounceSpec => "announce_spec",
+            Stage::AwaitingAcceptance => "awaiting_acceptance",
+            Stage::CreateSplit => "create_split",
+            Stage::QueueBuild => "queue_build",
             Stage::Push => "push",
             Stage::RecordPr => "record_pr",
             Stage::CreateBacklog => "create_backlog",
@@ -213,6 +225,8 @@ impl Stage {
                 | Stage::AnnounceProposal
                 | Stage::AwaitingApproval
                 | Stage::AwaitingChildren
+                | Stage::AnnounceSpec
+                | Stage::AwaitingAcceptance
         )
     }
 

@@ -132,6 +132,15 @@ pub struct JobState {
     /// A split ticket: sub-tasks a person sent back, not yet told.
     #[serde(default)]
     pub rework: Vec<Rework>,
+    /// A refinement job, and what it may do.
+    #[serde(default)]
+    pub refine: Option<crate::refine::Mode>,
+    /// A refinement's spec.
+    #[serde(default)]
+    pub spec: Option<crate::refine::Spec>,
+    /// Tickets an accepted spec's split became.
+    #[serde(default)]
+    pub split_tickets: Vec<String>,
 }
 
 impl JobState {
@@ -142,6 +151,7 @@ impl JobState {
         acknowledge: bool,
         follow_pr: bool,
         subtask: Option<SubtaskOf>,
+        refine: Option<crate::refine::Mode>,
     ) -> Self {
         JobState {
             ticket,
@@ -149,6 +159,9 @@ impl JobState {
             max_rounds,
             stage: if acknowledge {
                 Stage::Acknowledge
+            } else if refine.is_some() {
+                // A refinement asks its own questions.
+                Stage::Start
             } else {
                 Stage::Readiness
             },
@@ -196,6 +209,9 @@ impl JobState {
             children: Vec::new(),
             stack: Vec::new(),
             rework: Vec::new(),
+            refine,
+            spec: None,
+            split_tickets: Vec::new(),
         }
     }
 
@@ -236,6 +252,7 @@ impl JobState {
                 acknowledge,
                 follow_pr,
                 subtask,
+                refine,
             }) => JobState::new(
                 ticket.clone(),
                 project.clone(),
@@ -243,6 +260,7 @@ impl JobState {
                 *acknowledge,
                 *follow_pr,
                 subtask.clone(),
+                *refine,
             ),
             Some(other) => {
                 return Err(InvalidEvent {
@@ -273,6 +291,7 @@ impl JobState {
             Stage::Cancelled => "cancelled",
             Stage::AwaitingApproval => "awaiting_approval",
             Stage::AwaitingChildren => "awaiting_children",
+            Stage::AwaitingAcceptance => "awaiting_acceptance",
             Stage::InReview => "in_review",
             Stage::AnnouncePrClosed | Stage::FinalCleanup => "finishing",
             Stage::Push
@@ -307,7 +326,10 @@ impl JobState {
             | Stage::Commit
             | Stage::Propose
             | Stage::AnnounceProposal
-            | Stage::ReportToParent => "running",
+            | Stage::ReportToParent
+            | Stage::AnnounceSpec
+            | Stage::CreateSplit
+            | Stage::QueueBuild => "running",
         }
     }
 
@@ -465,6 +487,21 @@ impl JobState {
                 }
             }
             Stage::ReportToParent => Some(Effect::ReportToParent),
+            Stage::AnnounceSpec => Some(Effect::UpdateTicket {
+                status: match &self.spec {
+                    _ if !self.questions.is_empty() => TicketStatus::NeedsInput,
+                    Some(spec)
+                        if spec.queues_itself(self.refine.unwrap_or_default().auto_queue) =>
+                    {
+                        TicketStatus::InProgress
+                    }
+                    _ => TicketStatus::AwaitingApproval,
+                },
+                note: NoteKind::Spec,
+            }),
+            Stage::AwaitingAcceptance => None,
+            Stage::CreateSplit => Some(Effect::CreateSplitTickets),
+            Stage::QueueBuild => Some(Effect::QueueBuild),
             Stage::Push => self.commit.clone().map(|commit| Effect::Push { commit }),
             Stage::RecordPr => self
                 .commit

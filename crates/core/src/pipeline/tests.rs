@@ -5,6 +5,7 @@
 mod control;
 mod feedback;
 mod flow;
+mod refine;
 mod split;
 
 use super::*;
@@ -22,6 +23,7 @@ fn created(max_rounds: u32) -> JobEvent {
         acknowledge: false,
         follow_pr: false,
         subtask: None,
+        refine: None,
     }
 }
 
@@ -49,6 +51,7 @@ fn run(outcome: AgentOutcome) -> StageRun {
         changed: None,
         summary: String::new(),
         subtasks: None,
+        spec: None,
     }
 }
 

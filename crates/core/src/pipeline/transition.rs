@@ -154,7 +154,11 @@ pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEven
     }
 
     if let JobEvent::EffectStarted { .. } = event {
-        if s.stage.is_terminal() || s.stage == Stage::AwaitingApproval || s.stage == Stage::InReview
+        if s.stage.is_terminal()
+            || matches!(
+                s.stage,
+                Stage::AwaitingApproval | Stage::InReview | Stage::AwaitingAcceptance
+            )
         {
             return Err(invalid());
         }
@@ -172,7 +176,32 @@ pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEven
     use JobEvent as E;
     // The stage graph: which event completes which stage. Each handler says where it leads.
     s = match (s.stage, event) {
-        (Stage::Acknowledge, E::TicketUpdated { .. }) => goto(s, Stage::Readiness),
+        (Stage::Acknowledge, E::TicketUpdated { .. }) => {
+            let next = if s.refine.is_some() {
+                Stage::Start
+            } else {
+                Stage::Readiness
+            };
+            goto(s, next)
+        }
+        (Stage::AnnounceSpec, E::TicketUpdated { .. }) => spec_announced(s),
+        (Stage::AwaitingAcceptance, E::Accepted { by }) => {
+            s.approved_by = Some(by.clone());
+            let split = s.spec.as_ref().is_some_and(|sp| !sp.split.is_empty());
+            goto(
+                s,
+                if split {
+                    Stage::CreateSplit
+                } else {
+                    Stage::QueueBuild
+                },
+            )
+        }
+        (Stage::CreateSplit, E::SplitCreated { tickets }) => {
+            s.split_tickets = tickets.clone();
+            goto(s, Stage::Done)
+        }
+        (Stage::QueueBuild, E::BuildQueued) => goto(s, Stage::Done),
         (
             Stage::Readiness,
             E::AgentFinished {
@@ -367,6 +396,10 @@ pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEven
             | Stage::AwaitingApproval
             | Stage::AwaitingChildren
             | Stage::ReportToParent
+            | Stage::AnnounceSpec
+            | Stage::AwaitingAcceptance
+            | Stage::CreateSplit
+            | Stage::QueueBuild
             | Stage::Push
             | Stage::RecordPr
             | Stage::CreateBacklog
@@ -418,7 +451,10 @@ pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEven
             | JobEvent::ShippedWithParent { .. }
             | JobEvent::SubtaskRejected { .. }
             | JobEvent::SubtaskReworkSent { .. }
-            | JobEvent::Reworked { .. },
+            | JobEvent::Reworked { .. }
+            | JobEvent::Accepted { .. }
+            | JobEvent::SplitCreated { .. }
+            | JobEvent::BuildQueued,
         ) => return Err(invalid()),
     };
     Ok(s)
@@ -459,7 +495,8 @@ fn effect_failed(mut s: JobState, effect: &str, error: &str) -> Option<JobState>
         | Stage::NeedsInput
         | Stage::Rejected
         | Stage::Cancelled
-        | Stage::AwaitingApproval => return None,
+        | Stage::AwaitingApproval
+        | Stage::AwaitingAcceptance => return None,
         Stage::Acknowledge
         | Stage::Readiness
         | Stage::Start
@@ -477,6 +514,9 @@ fn effect_failed(mut s: JobState, effect: &str, error: &str) -> Option<JobState>
         | Stage::Propose
         | Stage::AnnounceProposal
         | Stage::AwaitingChildren
+        | Stage::AnnounceSpec
+        | Stage::CreateSplit
+        | Stage::QueueBuild
         | Stage::Push
         | Stage::RecordPr
         | Stage::CreateBacklog
@@ -540,6 +580,18 @@ fn pr_closed(mut s: JobState, merged: bool) -> Option<JobState> {
         _ => return None,
     }
     Some(s)
+}
+
+/// The spec is on the ticket: it waits for its author's answers, goes to the build queue, or
+/// waits for a person to accept it.
+fn spec_announced(s: JobState) -> JobState {
+    let auto = s.refine.unwrap_or_default().auto_queue;
+    let next = match &s.spec {
+        _ if !s.questions.is_empty() => Stage::NeedsInput,
+        Some(spec) if spec.queues_itself(auto) => Stage::QueueBuild,
+        _ => Stage::AwaitingAcceptance,
+    };
+    goto(s, next)
 }
 
 /// A sub-job's report: recorded on its parent; a parent left with nothing to run stops.
@@ -699,6 +751,16 @@ fn plan(mut s: JobState, run: &StageRun) -> JobState {
     }
     if run.parse_error.is_some() {
         return unreadable_answer(s, AgentStage::Plan, run, "no readable sub-task graph");
+    }
+    if s.refine.is_some() {
+        // A refinement's draft step: its answer is the spec.
+        let Some(spec) = &run.spec else {
+            return unreadable_answer(s, AgentStage::Plan, run, "no spec");
+        };
+        s.plan_artifact = run.artifact.clone();
+        s.questions = spec.questions.clone();
+        s.spec = Some((**spec).clone());
+        return goto(s, Stage::AnnounceSpec);
     }
     s.plan_artifact = run.artifact.clone();
     // A sub-job never splits again.

@@ -16,7 +16,7 @@ use codemill_core::triage::{Bucket, DecidedBy, Decision};
 use codemill_testkit::fakes::github::{FakeGitHub, FakeGitHubOptions};
 use codemill_trackers::RetryPolicy;
 
-use super::{Announcer, needs_input_labels, status_labels};
+use super::{Announcer, note_labels, status_labels};
 use crate::notes;
 use crate::outside::{OutsideCache, PROGRESS_MARKER, Projects, STATUS_LABELS};
 use crate::progress::Emitter;
@@ -95,6 +95,7 @@ fn decision(f: Finding, bucket: Bucket) -> Decision {
 
 #[test]
 fn the_needs_input_label_is_there_exactly_while_codemill_waits_for_answers() {
+    let plain = state_of(&[created(&"P-1".parse().unwrap())]);
     for note in [
         NoteKind::Acknowledged,
         NoteKind::NeedsInput,
@@ -106,7 +107,7 @@ fn the_needs_input_label_is_there_exactly_while_codemill_waits_for_answers() {
         NoteKind::Merged,
         NoteKind::Closed,
     ] {
-        let (add, remove) = needs_input_labels(note);
+        let (add, remove) = note_labels(note, &plain);
         let (want_add, want_remove): (&[&str], &[&str]) = match note {
             NoteKind::NeedsInput => (&[NEEDS_INPUT_LABEL], &[]),
             NoteKind::Started => (&[], &[NEEDS_INPUT_LABEL]),

@@ -100,6 +100,7 @@ async fn sign_in_the_board_and_sign_out() {
                 acknowledge: false,
                 follow_pr: false,
                 subtask: None,
+                refine: None,
             },
         )
         .await

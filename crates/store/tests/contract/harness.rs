@@ -195,6 +195,7 @@ pub fn created(ticket: &TicketKey) -> JobEvent {
         acknowledge: false,
         follow_pr: false,
         subtask: None,
+        refine: None,
     }
 }
 

@@ -24,6 +24,7 @@ fn to_in_review() -> Vec<JobEvent> {
         acknowledge: true,
         follow_pr: true,
         subtask: None,
+        refine: None,
     }];
     events.push(updated());
     events.extend(to_proposal().into_iter().skip(1));
@@ -284,6 +285,7 @@ fn local_done() -> Vec<JobEvent> {
         acknowledge: true,
         follow_pr: false,
         subtask: None,
+        refine: None,
     };
     events
 }

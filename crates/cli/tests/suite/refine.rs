@@ -1,0 +1,168 @@
+//! The refinement queue on the local tracker: an idea becomes a spec on its ticket; open
+//! questions wait for the author and an edit refines it again; an accepted spec with a proposed
+//! split becomes linked tickets once, however often it is accepted; with auto-queue on, a small
+//! clear spec goes straight to its build and is built.
+
+use codemill_testkit::{Match, Reply, Rule};
+use serde_json::Value;
+
+use super::harness::{Env, HELLO_GATE, at_turn, engineer};
+
+const ASKS: &str = "```json\n{\"problem\": \"Exports are slow\", \"behaviour\": \"Stream exports\", \"criteria\": [\"a 1 GB export starts within 1 s\"], \"questions\": [\"CSV or JSON?\"], \"areas\": [\"src/export.rs\"], \"size\": \"M\", \"size_reason\": \"one module\"}\n```";
+const SPLITS: &str = "```json\n{\"problem\": \"Exports are slow\", \"behaviour\": \"Stream CSV exports\", \"criteria\": [\"a 1 GB CSV export starts within 1 s\"], \"out_of_scope\": [\"JSON\"], \"size\": \"L\", \"size_reason\": \"two modules and a format\", \"split\": [{\"title\": \"Stream the export writer\", \"goal\": \"Write rows as they come\", \"criteria\": [\"memory stays under 50 MB\"]}, {\"title\": \"Stream the HTTP response\", \"goal\": \"Send chunks\", \"criteria\": [\"the first byte leaves within 1 s\"]}]}\n```";
+const CLEAR: &str = "```json\n{\"problem\": \"No greeting\", \"behaviour\": \"Add hello.txt\", \"criteria\": [\"hello.txt exists\"], \"size\": \"S\", \"size_reason\": \"one file\"}\n```";
+
+fn refiner(first: &str, after_edit: &str) -> Vec<Rule> {
+    let mut rules = vec![
+        Rule::new(
+            "refine: after the edit",
+            Match {
+                contains: Some("CSV, please".into()),
+                ..at_turn("refine", 0)
+            },
+            Reply::text(after_edit),
+        ),
+        Rule::new("refine", at_turn("refine", 0), Reply::text(first)),
+    ];
+    rules.extend(engineer());
+    rules
+}
+
+fn ticket(env: &Env, key: &str) -> Value {
+    env.json(&["ticket", "show", key, "--json"])
+}
+
+fn labels(t: &Value) -> Vec<String> {
+    t["ticket"]["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idea_is_refined_asks_its_author_and_splits_once_when_accepted() {
+    let env = Env::new(refiner(ASKS, SPLITS), HELLO_GATE, "").await;
+    let added = env.ok(&[
+        "idea",
+        "add",
+        "P",
+        "--title",
+        "Faster exports",
+        "--body",
+        "Exports take forever.",
+    ]);
+    assert!(
+        added.contains("P-2: idea added and queued for refinement"),
+        "{added}"
+    );
+    let (code, _, stderr) = env.run(&["run", "P-2"]);
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(stderr.contains("CSV or JSON?"), "{stderr}");
+    let t = ticket(&env, "P-2");
+    assert_eq!(t["ticket"]["status"], "needs_input", "{t}");
+    let l = labels(&t);
+    assert!(
+        l.contains(&"codemill:refined".to_string())
+            && l.contains(&"codemill:needs-input".to_string()),
+        "{l:?}"
+    );
+    let spec = t["comments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["body"].as_str().unwrap().to_string())
+        .find(|b| b.contains("## Refined spec (codemill)"))
+        .unwrap_or_else(|| panic!("no spec section: {t}"));
+    assert!(
+        spec.contains("- [ ] a 1 GB export starts within 1 s"),
+        "{spec}"
+    );
+    assert!(spec.contains("CSV or JSON?"), "{spec}");
+    assert_eq!(
+        t["ticket"]["body"], "Exports take forever.",
+        "the idea's own text is kept"
+    );
+    // Unedited, running it again changes nothing; after the author's edit it is refined again.
+    let (code, _, _) = env.run(&["run", "P-2"]);
+    assert_eq!(code, Some(4));
+    env.ok(&[
+        "ticket",
+        "edit",
+        "P-2",
+        "--body",
+        "Exports take forever. CSV, please.",
+    ]);
+    let out = env.ok(&["run", "P-2"]);
+    assert!(out.contains("codemill refine accept P-2"), "{out}");
+    let t = ticket(&env, "P-2");
+    assert_eq!(t["ticket"]["status"], "awaiting_approval", "{t}");
+    assert!(!labels(&t).contains(&"codemill:needs-input".to_string()));
+    // Nothing is split before a person accepts.
+    assert_eq!(
+        env.json(&["ticket", "list", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    let accepted = env.ok(&["refine", "accept", "P-2"]);
+    assert!(accepted.contains("split into P-3, P-4"), "{accepted}");
+    let (code, _, stderr) = env.run(&["refine", "accept", "P-2"]);
+    assert_ne!(code, Some(0));
+    assert!(
+        stderr.contains("not a refined spec awaiting acceptance"),
+        "{stderr}"
+    );
+    let all = env.json(&["ticket", "list", "--json"]);
+    assert_eq!(
+        all.as_array().unwrap().len(),
+        4,
+        "two parts, made once: {all}"
+    );
+    for (key, criterion) in [
+        ("P-3", "memory stays under 50 MB"),
+        ("P-4", "the first byte leaves within 1 s"),
+    ] {
+        let part = ticket(&env, key);
+        assert!(labels(&part).contains(&"codemill".to_string()), "{part}");
+        let body = part["ticket"]["body"].as_str().unwrap();
+        assert!(
+            body.contains("Part of P-2") && body.contains(criterion),
+            "{body}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_auto_queue_a_small_clear_idea_is_refined_then_built() {
+    let env = Env::new(refiner(CLEAR, CLEAR), HELLO_GATE, "").await;
+    env.write_config("[projects.P.refinement]\nauto_queue = true\n");
+    env.ok(&[
+        "idea",
+        "add",
+        "P",
+        "--title",
+        "Greet people",
+        "--body",
+        "We should say hello.",
+    ]);
+    let out = env.ok(&["run", "P-2"]);
+    assert!(out.contains("proposal ready"), "{out}");
+    let t = ticket(&env, "P-2");
+    let l = labels(&t);
+    assert!(
+        l.contains(&"codemill".to_string())
+            && l.contains(&"codemill:refined".to_string())
+            && !l.contains(&"codemill:refine".to_string()),
+        "{l:?}"
+    );
+    assert!(
+        env.remote_branch("codemill/P-2").is_none(),
+        "nothing pushed before approval"
+    );
+    let show = env.json(&["show", "P-2", "--json"]);
+    assert_eq!(show["job"]["state"], "awaiting_approval", "{show}");
+}
