@@ -71,6 +71,13 @@ impl Control for RunnerControl {
                 .map_err(control_error)
         })
     }
+    fn accept<'a>(&'a self, ticket: &'a TicketKey, by: &'a str) -> ControlFuture<'a, JobId> {
+        Box::pin(async move {
+            control::accept(&self.store, ticket, by)
+                .await
+                .map_err(control_error)
+        })
+    }
     fn retry<'a>(&'a self, ticket: &'a TicketKey) -> ControlFuture<'a, JobId> {
         Box::pin(async move {
             let options = control::JobOptions::for_project(&self.config, ticket.project());

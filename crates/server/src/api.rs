@@ -345,6 +345,19 @@ pub(crate) async fn retry(
     Ok(done(job, &key, "retried"))
 }
 
+/// `POST /api/tickets/{key}/accept`: accept a refined spec (a worker moves it to the build
+/// queue, or makes its proposed split into tickets).
+pub(crate) async fn accept(
+    State(app): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(key): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let key = parse_key(&key)?;
+    let job = app.control().accept(&key, &by(&caller)).await?;
+    tracing::info!(ticket = %key, by = %log_safe(by(&caller)), "spec accepted");
+    Ok(done(job, &key, "accepted"))
+}
+
 /// `POST /api/tickets/{key}/merge`: queue the ticket's approved pull request to land through
 /// the merge queue (202; a worker tests and lands it). Asked again while queued, the same entry
 /// is answered; a PR merged before answers `already`.

@@ -32,6 +32,16 @@ pub trait Control: Send + Sync + 'static {
     fn cancel<'a>(&'a self, ticket: &'a TicketKey, by: &'a str) -> ControlFuture<'a, JobId>;
     /// Run the ticket's stopped or dead job again.
     fn retry<'a>(&'a self, ticket: &'a TicketKey) -> ControlFuture<'a, JobId>;
+    /// Accept the refined spec awaiting acceptance on `ticket`. The default refuses: a server
+    /// without the runner refines nothing.
+    fn accept<'a>(&'a self, ticket: &'a TicketKey, by: &'a str) -> ControlFuture<'a, JobId> {
+        let _ = (ticket, by);
+        Box::pin(async {
+            Err(ControlError::Failed(
+                "refinement is not available in this server".into(),
+            ))
+        })
+    }
     /// Put the ticket's approved pull request on its project's merge queue; answers a JSON
     /// summary (the entry and its position). Workers land it. The default refuses: a server
     /// without the runner has no merge queue.

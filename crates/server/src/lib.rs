@@ -16,12 +16,12 @@
 //! | `POST /webhooks/{provider}` | HMAC-SHA256 of `"<timestamp>.<raw body>"` with the provider's secret, timestamp within 5 minutes, see [`webhook`] |
 //! | `POST /webhooks/{jira,github,linear}/{project}` | the vendor's own signature with the project's secret, see [`outside`] |
 //! | `GET /api/tickets`, `GET /api/tickets/{key}`, `GET /api/jobs/{id}`, `GET /api/proposals`, `GET /api/events?after=POS`, `GET /api/jobs/{id}/activity?after=ID` | `Authorization: Bearer <token>` |
-//! | `POST /api/tickets/{key}/approve`, `/reject`, `/cancel`, `/retry`, `/merge` | `Authorization: Bearer <token>` |
+//! | `POST /api/tickets/{key}/approve`, `/reject`, `/cancel`, `/retry`, `/merge`, `/accept` | `Authorization: Bearer <token>` |
 //! | `GET /login`, `POST /login`, `POST /logout`, `GET /assets/{app.css,htmx.min.js,htmx-ext-sse.min.js}` | none (posts: same-origin only) |
 //! | `GET /login/oidc`, `GET /login/oidc/callback` | single sign-on (`[web.oidc]`): state, nonce and PKCE verifier kept in the store under a short-lived cookie, taken once |
 //! | `GET /` (the board), `GET /tickets/{KEY}`, `GET /costs`, `GET /knowledge` | a dashboard session cookie, else a redirect to `/login` |
 //! | `GET /board/events`, `GET /tickets/{KEY}/events` (server-sent events) | a dashboard session cookie, else 401 |
-//! | `POST /tickets/{KEY}/approve`, `/reject`, `/cancel`, `/retry`, `/merge` | a session of an approver or admin, the session's CSRF token, same-origin |
+//! | `POST /tickets/{KEY}/approve`, `/reject`, `/cancel`, `/retry`, `/merge`, `/accept` | a session of an approver or admin, the session's CSRF token, same-origin |
 //! | `GET /settings/tokens`, `POST /settings/tokens`, `POST /settings/tokens/{id}/revoke` | an admin's session (posts: its CSRF token, same-origin) |
 //! | `GET /settings/users`, `POST /settings/users`, `POST /settings/users/{name}/remove` | an admin's session (posts: its CSRF token, same-origin) |
 //!
@@ -385,6 +385,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/tickets/{key}/cancel", post(api::cancel))
         .route("/api/tickets/{key}/retry", post(api::retry))
         .route("/api/tickets/{key}/merge", post(api::merge))
+        .route("/api/tickets/{key}/accept", post(api::accept))
         .route("/api/jobs/{id}", get(api::job))
         .route("/api/jobs/{id}/activity", get(api::activity))
         .route("/api/proposals", get(api::proposals))

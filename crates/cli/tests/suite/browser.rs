@@ -195,3 +195,69 @@ async fn a_person_approves_and_lands_a_stack_in_the_browser() {
         assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{shot}");
     }
 }
+
+/// A refined idea in the browser: its spec on its page, accepted with the page's button, and the
+/// page following the job to its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_accepts_a_refined_spec_in_the_browser() {
+    use super::refine::{SPLITS, refiner};
+    let chromium = chromium();
+    assert!(
+        tools().join("playwright-core/package.json").is_file(),
+        "playwright-core not found in .tools/npm: run ./scripts/test"
+    );
+    let env = Env::new(refiner(SPLITS, SPLITS), HELLO_GATE, "").await;
+    env.add_user("amy", "approver", PASSWORD);
+    env.ok(&[
+        "idea",
+        "add",
+        "P",
+        "--title",
+        "Faster exports",
+        "--body",
+        "Exports take forever.",
+    ]);
+    let out = env.ok(&["run", "P-2"]);
+    assert!(out.contains("codemill refine accept P-2"), "{out}");
+    let server = Service::start(&env, &[], &[]);
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    for shot in ["refined.png", "accepted.png"] {
+        let _ = std::fs::remove_file(shots.join(shot));
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/refine.cjs");
+    let out = Command::new("node")
+        .arg(&script)
+        .args([server.base.as_str(), "amy", PASSWORD, "P-2"])
+        .arg(&shots)
+        .env("NODE_PATH", tools())
+        .env("CHROMIUM", &chromium)
+        .output()
+        .expect("node (installed by ./scripts/test) runs the browser script");
+    assert!(
+        out.status.success(),
+        "the browser session failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Accepted from the page: the split became two tickets, and the decision names the person.
+    let show = env.json(&["show", "P-2", "--json"]);
+    let by = show["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"]["type"] == "accepted")
+        .map(|e| e["event"]["by"].clone());
+    assert_eq!(by, Some(serde_json::json!("user:amy")));
+    assert_eq!(
+        env.json(&["ticket", "list", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+    for shot in ["refined.png", "accepted.png"] {
+        let png = std::fs::read(shots.join(shot)).unwrap();
+        assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{shot}");
+    }
+}

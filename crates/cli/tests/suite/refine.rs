@@ -9,10 +9,10 @@ use serde_json::Value;
 use super::harness::{Env, HELLO_GATE, at_turn, engineer};
 
 const ASKS: &str = "```json\n{\"problem\": \"Exports are slow\", \"behaviour\": \"Stream exports\", \"criteria\": [\"a 1 GB export starts within 1 s\"], \"questions\": [\"CSV or JSON?\"], \"areas\": [\"src/export.rs\"], \"size\": \"M\", \"size_reason\": \"one module\"}\n```";
-const SPLITS: &str = "```json\n{\"problem\": \"Exports are slow\", \"behaviour\": \"Stream CSV exports\", \"criteria\": [\"a 1 GB CSV export starts within 1 s\"], \"out_of_scope\": [\"JSON\"], \"size\": \"L\", \"size_reason\": \"two modules and a format\", \"split\": [{\"title\": \"Stream the export writer\", \"goal\": \"Write rows as they come\", \"criteria\": [\"memory stays under 50 MB\"]}, {\"title\": \"Stream the HTTP response\", \"goal\": \"Send chunks\", \"criteria\": [\"the first byte leaves within 1 s\"]}]}\n```";
+pub(super) const SPLITS: &str = "```json\n{\"problem\": \"Exports are slow\", \"behaviour\": \"Stream CSV exports\", \"criteria\": [\"a 1 GB CSV export starts within 1 s\"], \"out_of_scope\": [\"JSON\"], \"size\": \"L\", \"size_reason\": \"two modules and a format\", \"split\": [{\"title\": \"Stream the export writer\", \"goal\": \"Write rows as they come\", \"criteria\": [\"memory stays under 50 MB\"]}, {\"title\": \"Stream the HTTP response\", \"goal\": \"Send chunks\", \"criteria\": [\"the first byte leaves within 1 s\"]}]}\n```";
 const CLEAR: &str = "```json\n{\"problem\": \"No greeting\", \"behaviour\": \"Add hello.txt\", \"criteria\": [\"hello.txt exists\"], \"size\": \"S\", \"size_reason\": \"one file\"}\n```";
 
-fn refiner(first: &str, after_edit: &str) -> Vec<Rule> {
+pub(super) fn refiner(first: &str, after_edit: &str) -> Vec<Rule> {
     let mut rules = vec![
         Rule::new(
             "refine: after the edit",
@@ -165,4 +165,45 @@ async fn with_auto_queue_a_small_clear_idea_is_refined_then_built() {
     );
     let show = env.json(&["show", "P-2", "--json"]);
     assert_eq!(show["job"]["state"], "awaiting_approval", "{show}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_accepts_a_refined_spec_and_a_worker_carries_it_out() {
+    let env = Env::new(refiner(SPLITS, SPLITS), HELLO_GATE, "").await;
+    env.ok(&[
+        "idea",
+        "add",
+        "P",
+        "--title",
+        "Faster exports",
+        "--body",
+        "Slow.",
+    ]);
+    env.ok(&["run", "P-2"]);
+    let token = env.ok(&["token", "create", "ci"]).trim().to_string();
+    let server = super::harness::Service::start(&env, &[], &[]);
+    let post = |key: &str| {
+        server
+            .http
+            .post(format!("{}/api/tickets/{key}/accept", server.base))
+            .bearer_auth(&token)
+            .send()
+    };
+    // A ticket with no spec waiting is refused with why.
+    let refused = post("P-1").await.unwrap();
+    assert_eq!(refused.status(), 404);
+    let why = refused.text().await.unwrap();
+    assert!(why.contains("P-1 has no job yet"), "{why}");
+    let accepted = post("P-2").await.unwrap();
+    assert_eq!(accepted.status(), 200);
+    let body: Value = accepted.json().await.unwrap();
+    assert_eq!(body["action"], "accepted", "{body}");
+    super::harness::wait_state(&env, "P-2", "done");
+    assert_eq!(
+        env.json(&["ticket", "list", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
 }

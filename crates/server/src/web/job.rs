@@ -166,6 +166,10 @@ struct JobPage {
     /// The job's trace in the tracing backend (`[telemetry] trace_url`).
     trace_url: Option<String>,
     subtasks: Vec<SubtaskLine>,
+    /// A refinement's spec, as written to the ticket.
+    spec: Option<String>,
+    /// A refined spec waits for a person to accept it.
+    acceptable: bool,
     /// A split ticket's whole spend: this job's and its sub-jobs'.
     total_tokens: u64,
     total_cost: String,
@@ -440,6 +444,8 @@ async fn show(
         None => format!("/tickets/{}/events?after={pos}", ticket.key),
     };
     let page = JobPage {
+        spec: s.and_then(|s| s.spec.as_ref()).map(|spec| spec.render()),
+        acceptable: status == "awaiting_acceptance",
         subtasks,
         total_tokens,
         total_cost: format!("{total_cost:.4}"),
@@ -593,6 +599,7 @@ pub(super) async fn decide(
         "cancel" => control.cancel(&ticket, &by).await.map(drop),
         "retry" => control.retry(&ticket).await.map(drop),
         "merge" => control.merge(&ticket, &by).await.map(drop),
+        "accept" => control.accept(&ticket, &by).await.map(drop),
         _ => return not_found(&key),
     };
     match done {

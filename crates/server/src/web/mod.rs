@@ -435,7 +435,7 @@ struct BoardQuery {
 fn column_of(status: &str, queued: bool) -> usize {
     match status {
         _ if queued => 0,
-        "awaiting_approval" => 2,
+        "awaiting_approval" | "awaiting_acceptance" => 2,
         "needs_attention" | "needs_input" => 3,
         "in_review" | "fixing_feedback" => 4,
         "done" | "rejected" | "cancelled" => 5,
@@ -618,6 +618,7 @@ mod tests {
         assert_eq!(column_of("running", true), 0);
         assert_eq!(column_of("running", false), 1);
         assert_eq!(column_of("awaiting_approval", false), 2);
+        assert_eq!(column_of("awaiting_acceptance", false), 2);
         assert_eq!(column_of("needs_input", false), 3);
         assert_eq!(column_of("in_review", false), 4);
         assert_eq!(column_of("cancelled", false), 5);
