@@ -207,3 +207,31 @@ async fn the_api_accepts_a_refined_spec_and_a_worker_carries_it_out() {
         4
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_poller_refines_labelled_ideas_and_then_builds_them() {
+    // A ticket labelled for refinement by hand (no `idea add`): the service's poller refines it;
+    // with auto-queue it then moves to the build trigger, and the poller queues its build.
+    let env = Env::new(refiner(CLEAR, CLEAR), HELLO_GATE, "").await;
+    env.write_config("[projects.P.refinement]\nauto_queue = true\n");
+    env.ok(&[
+        "ticket",
+        "add",
+        "P",
+        "--title",
+        "Greet people",
+        "--label",
+        "codemill:refine",
+        "--body",
+        "We should say hello.",
+    ]);
+    let server = super::harness::Service::start(&env, &["--poll-secs", "1"], &[]);
+    super::harness::wait_state(&env, "P-2", "awaiting_approval");
+    let show = env.json(&["show", "P-2", "--json"]);
+    assert!(show["job"]["commit"].is_string(), "{show}");
+    let jobs = env.event_kinds("P-2");
+    assert!(jobs.contains(&"proposed".to_string()), "{jobs:?}");
+    // The unlabelled ticket was left alone.
+    assert!(env.json(&["show", "P-1", "--json"])["job"].is_null());
+    assert!(server.stop().success());
+}
