@@ -9,14 +9,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
 use codemill_testkit::{Match, ModelServer, Reply, Rule, Script, ToolCall};
+use common::{codemill, run_ok};
 use serde_json::{Value, json};
 
-const KEY_VAR: &str = "CODEMILL_BENCH_MODEL_KEY";
 /// Red when alpha.txt is in and a file asks for no alpha: two changes that pass alone.
 const GATE: &str = "[[gates]]\nname = \"together\"\ncommand = [\"sh\", \"-c\", \"if [ -e alpha.txt ] && grep -qs needs-no-alpha *.txt; then exit 1; fi\"]\n";
 
@@ -144,58 +145,10 @@ fn rules(entries: usize) -> Vec<Rule> {
     rules
 }
 
-fn codemill(home: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_codemill"));
-    c.arg("--home").arg(home);
-    c.env(KEY_VAR, "bench-key");
-    c.env_remove("CODEMILL_HOME");
-    c
-}
-
-fn run_ok(c: &mut Command) -> String {
-    let out = c.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{c:?}: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    run_ok(
-        Command::new("git")
-            .args(["-c", "user.name=b", "-c", "user.email=b@b"])
-            .args(args)
-            .current_dir(dir),
-    );
-}
-
 /// A home with project B on a fresh remote, `entries` tickets run and approved.
 fn setup(dir: &Path, model: &str, entries: usize, batch: u32) -> PathBuf {
-    let seed = dir.join("seed");
-    std::fs::create_dir_all(seed.join(".codemill")).unwrap();
-    std::fs::write(seed.join("README.md"), "# bench\n").unwrap();
-    std::fs::write(seed.join(".codemill/pipeline.toml"), GATE).unwrap();
-    git(&seed, &["init", "-q", "-b", "main"]);
-    git(&seed, &["add", "-A"]);
-    git(&seed, &["commit", "-q", "-m", "first"]);
-    git(dir, &["clone", "-q", "--bare", "seed", "remote.git"]);
-    let home = dir.join("home");
-    run_ok(codemill(&home).arg("init"));
-    let remote = dir.join("remote.git");
-    run_ok(codemill(&home).args(["project", "add", "B", "--repo", remote.to_str().unwrap()]));
-    let config = home.join("codemill.toml");
-    let projects = std::fs::read_to_string(&config).unwrap();
-    let projects = &projects[projects.find("\n[projects.").unwrap()..];
-    std::fs::write(
-        &config,
-        format!(
-            "[agent]\nbackend = \"builtin\"\nprovider = \"scripted\"\nmodel = \"bench-model\"\nmax_turns = 10\n\n[providers.scripted]\napi = \"anthropic\"\nbase_url = \"{model}\"\napi_key_env = \"{KEY_VAR}\"\n{projects}\n[projects.B.merge_queue]\nbatch = {batch}\n"
-        ),
-    )
-    .unwrap();
+    let extra = format!("[projects.B.merge_queue]\nbatch = {batch}\n");
+    let home = common::home_with_project(dir, model, "B", GATE, &extra);
     for n in 1..=entries {
         let w = word(n);
         run_ok(codemill(&home).args([

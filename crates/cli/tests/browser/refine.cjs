@@ -4,29 +4,17 @@
 // to SHOTS.
 // Usage: node refine.cjs BASE USER PASSWORD KEY SHOTS (NODE_PATH must reach playwright-core).
 'use strict';
-const { chromium } = require('playwright-core');
+const { failer, launch, signedIn } = require('./common.cjs');
 
 const [base, user, password, key, shots] = process.argv.slice(2);
 
-function fail(message) {
-  console.error(`refine: ${message}`);
-  process.exit(1);
-}
+const fail = failer('refine');
 
 (async () => {
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  });
+  const browser = await launch();
   try {
-    const page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
     const errors = [];
-    page.on('pageerror', (e) => errors.push(String(e)));
-    await page.goto(`${base}/login`);
-    await page.fill('input[name=username]', user);
-    await page.fill('input[name=password]', password);
-    await Promise.all([page.waitForURL(`${base}/`), page.click('button[type=submit]')]);
+    const page = await signedIn(browser, base, user, password, errors);
     const card = page.locator(`[data-column=awaiting_approval] [data-ticket="${key}"]`);
     if ((await card.count()) !== 1) fail(`${key} is not waiting for a decision on the board`);
 

@@ -5,29 +5,17 @@
 // page, a sub-task's page and the merged stack go to SHOTS.
 // Usage: node stack.cjs BASE USER PASSWORD KEY SHOTS (NODE_PATH must reach playwright-core).
 'use strict';
-const { chromium } = require('playwright-core');
+const { failer, launch, signedIn } = require('./common.cjs');
 
 const [base, user, password, key, shots] = process.argv.slice(2);
 
-function fail(message) {
-  console.error(`stack: ${message}`);
-  process.exit(1);
-}
+const fail = failer('stack');
 
 (async () => {
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  });
+  const browser = await launch();
   try {
-    const page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
     const errors = [];
-    page.on('pageerror', (e) => errors.push(String(e)));
-    await page.goto(`${base}/login`);
-    await page.fill('input[name=username]', user);
-    await page.fill('input[name=password]', password);
-    await Promise.all([page.waitForURL(`${base}/`), page.click('button[type=submit]')]);
+    const page = await signedIn(browser, base, user, password, errors);
 
     await page.goto(`${base}/tickets/${key}`);
     const rows = page.locator('.subtasks tr[data-subtask]');

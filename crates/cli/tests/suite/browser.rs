@@ -2,8 +2,9 @@
 //! installed by ./scripts/test), signs in, finds the ticket on the board, approves its proposal
 //! from the job page and watches it ship, then retries a job that needed attention and watches
 //! its agents' activity and the board change live (no reload), and merges the shipped ticket
-//! through the merge queue from its page. Screenshots land in
-//! `target/screenshots/`.
+//! through the merge queue from its page; a split ticket's sub-tasks and stack are approved and
+//! landed from its page; a refined idea's spec is accepted with its page's button. The scripts
+//! are in `tests/browser/`; screenshots land in `target/screenshots/`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -33,14 +34,49 @@ fn chromium() -> PathBuf {
     path
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_person_signs_in_and_approves_a_proposal_in_the_browser() {
+/// Run `tests/browser/<script>` in headless Chromium against the service at `base` with
+/// `args` (the screenshots directory last), after clearing the `shots` it takes; fails the test
+/// with the script's output when it fails, checks each screenshot is a real picture, and
+/// returns what the script printed as JSON.
+fn browse(script: &str, base: &str, args: &[&str], shots: &[&str]) -> serde_json::Value {
     let chromium = chromium();
     assert!(
         tools().join("playwright-core/package.json").is_file(),
         "playwright-core not found in .tools/npm: run ./scripts/test (or \
          ./scripts/install-agent-clis.sh)"
     );
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    for shot in shots {
+        let _ = std::fs::remove_file(dir.join(shot));
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/browser")
+        .join(script);
+    let out = Command::new("node")
+        .arg(&script)
+        .arg(base)
+        .args(args)
+        .arg(&dir)
+        .env("NODE_PATH", tools())
+        .env("CHROMIUM", &chromium)
+        .output()
+        .expect("node (installed by ./scripts/test) runs the browser script");
+    assert!(
+        out.status.success(),
+        "the browser session failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for shot in shots {
+        let png = std::fs::read(dir.join(shot)).unwrap();
+        assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{shot}");
+    }
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_signs_in_and_approves_a_proposal_in_the_browser() {
     let env = Env::new(engineer(), HELLO_GATE, "").await;
     env.add_user("amy", "approver", PASSWORD);
     env.ok(&["run", "P-1"]);
@@ -86,27 +122,12 @@ async fn a_person_signs_in_and_approves_a_proposal_in_the_browser() {
         .collect();
     env.server.set_script(Script::new(slow));
     let server = Service::start(&env, &[], &[]);
-    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
-    for shot in ["board.png", "job.png", "merged.png", "live.png"] {
-        let _ = std::fs::remove_file(shots.join(shot));
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/dashboard.cjs");
-    let out = Command::new("node")
-        .arg(&script)
-        .args([server.base.as_str(), "amy", PASSWORD, "P-1", "P-2"])
-        .arg(&shots)
-        .env("NODE_PATH", tools())
-        .env("CHROMIUM", &chromium)
-        .output()
-        .expect("node (installed by ./scripts/test) runs the browser script");
-    assert!(
-        out.status.success(),
-        "the browser session failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let said = browse(
+        "dashboard.cjs",
+        &server.base,
+        &["amy", PASSWORD, "P-1", "P-2"],
+        &["board.png", "job.png", "merged.png", "live.png"],
     );
-    let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         said["approved"],
         commit.as_str(),
@@ -136,21 +157,12 @@ async fn a_person_signs_in_and_approves_a_proposal_in_the_browser() {
     );
     // The page's merge landed P-1 on main.
     assert_eq!(env.remote_git(&["show", "main:hello.txt"]), "hello");
-    for shot in ["board.png", "job.png", "merged.png", "live.png"] {
-        let png = std::fs::read(shots.join(shot)).unwrap();
-        assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{shot}");
-    }
 }
 
 /// A split ticket in the browser: its sub-tasks and stack on its page, a sub-task's page that
 /// points back to it, and the stack approved and landed from the parent's page.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_approves_and_lands_a_stack_in_the_browser() {
-    let chromium = chromium();
-    assert!(
-        tools().join("playwright-core/package.json").is_file(),
-        "playwright-core not found in .tools/npm: run ./scripts/test"
-    );
     let env = Env::new(
         super::subtasks::rules(super::subtasks::CHAIN),
         super::subtasks::GATE,
@@ -161,27 +173,12 @@ async fn a_person_approves_and_lands_a_stack_in_the_browser() {
     let ran = env.ok(&["run", "P-1"]);
     assert!(ran.contains("proposal ready"), "{ran}");
     let server = Service::start(&env, &[], &[]);
-    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
-    for shot in ["stack.png", "subtask.png", "stack-merged.png"] {
-        let _ = std::fs::remove_file(shots.join(shot));
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/stack.cjs");
-    let out = Command::new("node")
-        .arg(&script)
-        .args([server.base.as_str(), "amy", PASSWORD, "P-1"])
-        .arg(&shots)
-        .env("NODE_PATH", tools())
-        .env("CHROMIUM", &chromium)
-        .output()
-        .expect("node (installed by ./scripts/test) runs the browser script");
-    assert!(
-        out.status.success(),
-        "the browser session failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let said = browse(
+        "stack.cjs",
+        &server.base,
+        &["amy", PASSWORD, "P-1"],
+        &["stack.png", "subtask.png", "stack-merged.png"],
     );
-    let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         said["branches"],
         serde_json::json!(["codemill/P-1/1-part-a", "codemill/P-1/2-part-d"])
@@ -190,10 +187,6 @@ async fn a_person_approves_and_lands_a_stack_in_the_browser() {
         env.remote_git(&["show", "main:a.txt"]).trim_end(),
         "a\nand d"
     );
-    for shot in ["stack.png", "subtask.png", "stack-merged.png"] {
-        let png = std::fs::read(shots.join(shot)).unwrap();
-        assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{shot}");
-    }
 }
 
 /// A refined idea in the browser: its spec on its page, accepted with the page's button, and the
@@ -201,11 +194,6 @@ async fn a_person_approves_and_lands_a_stack_in_the_browser() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_accepts_a_refined_spec_in_the_browser() {
     use super::refine::{SPLITS, refiner};
-    let chromium = chromium();
-    assert!(
-        tools().join("playwright-core/package.json").is_file(),
-        "playwright-core not found in .tools/npm: run ./scripts/test"
-    );
     let env = Env::new(refiner(SPLITS, SPLITS), HELLO_GATE, "").await;
     env.add_user("amy", "approver", PASSWORD);
     env.ok(&[
@@ -220,25 +208,11 @@ async fn a_person_accepts_a_refined_spec_in_the_browser() {
     let out = env.ok(&["run", "P-2"]);
     assert!(out.contains("codemill refine accept P-2"), "{out}");
     let server = Service::start(&env, &[], &[]);
-    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
-    for shot in ["refined.png", "accepted.png"] {
-        let _ = std::fs::remove_file(shots.join(shot));
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/refine.cjs");
-    let out = Command::new("node")
-        .arg(&script)
-        .args([server.base.as_str(), "amy", PASSWORD, "P-2"])
-        .arg(&shots)
-        .env("NODE_PATH", tools())
-        .env("CHROMIUM", &chromium)
-        .output()
-        .expect("node (installed by ./scripts/test) runs the browser script");
-    assert!(
-        out.status.success(),
-        "the browser session failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    browse(
+        "refine.cjs",
+        &server.base,
+        &["amy", PASSWORD, "P-2"],
+        &["refined.png", "accepted.png"],
     );
     // Accepted from the page: the split became two tickets, and the decision names the person.
     let show = env.json(&["show", "P-2", "--json"]);
@@ -256,8 +230,4 @@ async fn a_person_accepts_a_refined_spec_in_the_browser() {
             .len(),
         4
     );
-    for shot in ["refined.png", "accepted.png"] {
-        let png = std::fs::read(shots.join(shot)).unwrap();
-        assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{shot}");
-    }
 }
