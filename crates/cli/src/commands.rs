@@ -655,25 +655,7 @@ async fn ticket(home: Home, cmd: TicketCommand) -> Result<ExitCode> {
             body_file,
             labels,
         } => {
-            let project: ProjectName = project.parse()?;
-            if !opened.config.projects.contains_key(project.as_str()) {
-                bail!(
-                    "no project {project}; register it with `codemill project add {project} --repo PATH_OR_URL`"
-                );
-            }
-            if title.trim().is_empty() {
-                bail!("--title must not be empty");
-            }
-            let body = match (body, body_file) {
-                (Some(b), _) => b,
-                (None, Some(f)) => std::fs::read_to_string(&f)
-                    .with_context(|| format!("reading --body-file {}", f.display()))?,
-                (None, None) => String::new(),
-            };
-            let t = opened
-                .store
-                .create_ticket(&project, title.trim(), &body, &labels)
-                .await?;
+            let t = add_ticket(&opened, &project, &title, body, body_file, &labels, false).await?;
             out(&format!("Created {}: {}", t.key, t.title));
             Ok(ExitCode::SUCCESS)
         }
@@ -835,25 +817,29 @@ pub async fn latest_state(
     Ok(Some((row.id, state, journal)))
 }
 
-/// `codemill idea add`: a ticket labelled for refinement in the local tracker, queued.
-async fn idea_add(
-    home: Home,
-    project: String,
-    title: String,
+/// A new ticket of the local tracker, from `ticket add` or `idea add` (`local_only`: refused
+/// for a project whose tickets live in an outside tracker).
+async fn add_ticket(
+    opened: &Opened,
+    project: &str,
+    title: &str,
     body: Option<String>,
     body_file: Option<PathBuf>,
-) -> Result<ExitCode> {
-    let opened = Opened::open(home).await?;
+    labels: &[String],
+    local_only: bool,
+) -> Result<codemill_store::Ticket> {
     let project: ProjectName = project.parse()?;
     let Some(settings) = opened.config.projects.get(project.as_str()) else {
         bail!(
             "no project {project}; register it with `codemill project add {project} --repo PATH_OR_URL`"
         );
     };
-    if !matches!(
-        settings.tracker,
-        codemill_core::config::TrackerSettings::Local
-    ) {
+    if local_only
+        && !matches!(
+            settings.tracker,
+            codemill_core::config::TrackerSettings::Local
+        )
+    {
         bail!(
             "project {project} keeps its tickets in an outside tracker; the refinement queue works on the local tracker"
         );
@@ -867,17 +853,25 @@ async fn idea_add(
             .with_context(|| format!("reading --body-file {}", f.display()))?,
         (None, None) => String::new(),
     };
-    let t = opened
+    Ok(opened
         .store
-        .create_ticket(
-            &project,
-            title.trim(),
-            &body,
-            &[codemill_core::refine::REFINE_LABEL.to_string()],
-        )
-        .await?;
+        .create_ticket(&project, title.trim(), &body, labels)
+        .await?)
+}
+
+/// `codemill idea add`: a ticket labelled for refinement in the local tracker, queued.
+async fn idea_add(
+    home: Home,
+    project: String,
+    title: String,
+    body: Option<String>,
+    body_file: Option<PathBuf>,
+) -> Result<ExitCode> {
+    let opened = Opened::open(home).await?;
+    let labels = [codemill_core::refine::REFINE_LABEL.to_string()];
+    let t = add_ticket(&opened, &project, &title, body, body_file, &labels, true).await?;
     let options =
-        codemill_runner::control::JobOptions::for_project(&opened.config, project.as_str());
+        codemill_runner::control::JobOptions::for_project(&opened.config, t.key.project());
     let (job, _) = codemill_runner::control::enqueue(&opened.store, &t.key, options).await?;
     out(&format!(
         "{}: idea added and queued for refinement as job {job}; `codemill run {}` refines it here, or a worker picks it up.",
