@@ -92,6 +92,31 @@ pub(super) fn rules(graph: &str) -> Vec<Rule> {
     rules
 }
 
+/// [`rules`] for `graph`, plus a fix round that writes `path` when the fix brief (a person's
+/// reason or review comment) says `asked`.
+fn fixing(graph: &str, asked: &str, path: &str, content: &str) -> Vec<Rule> {
+    let mut rules = vec![
+        Rule::new(
+            "fix: write",
+            Match {
+                last_contains: Some(asked.into()),
+                ..Match::default()
+            },
+            write_call(path, content),
+        ),
+        Rule::new(
+            "fix: done",
+            Match {
+                contains: Some(asked.into()),
+                ..Match::default()
+            },
+            Reply::text(format!("Added {path}.")),
+        ),
+    ];
+    rules.extend(self::rules(graph));
+    rules
+}
+
 /// `codemill worker` with `loops` work loops on `env`'s home, until killed.
 pub(super) fn workers(env: &Env, loops: usize) -> std::process::Child {
     Command::new(assert_cmd::cargo::cargo_bin("codemill"))
@@ -473,25 +498,7 @@ async fn cancelling_the_parent_cancels_its_sub_jobs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejecting_one_sub_task_sends_only_it_back_and_restacks_the_ones_above() {
-    let mut rules = vec![
-        Rule::new(
-            "rework: write",
-            Match {
-                last_contains: Some("Use a second file".into()),
-                ..Match::default()
-            },
-            write_call("a2.txt", "a2\n"),
-        ),
-        Rule::new(
-            "rework: done",
-            Match {
-                contains: Some("Use a second file".into()),
-                ..Match::default()
-            },
-            Reply::text("Added a2.txt."),
-        ),
-    ];
-    rules.extend(super::subtasks::rules(CHAIN));
+    let rules = fixing(CHAIN, "Use a second file", "a2.txt", "a2\n");
     let env = Env::new(rules, GATE, "").await;
     let out = env.ok(&["run", "P-1"]);
     assert!(out.contains("proposal ready"), "{out}");
@@ -668,25 +675,7 @@ async fn a_red_sub_task_takes_the_ones_above_it_out_of_the_queue() {
 async fn on_github_each_sub_task_gets_a_pr_based_on_the_one_below() {
     use super::outside::{fake_github, github_config, github_vars};
     let gh = fake_github().await;
-    let mut rules = vec![
-        Rule::new(
-            "stack fix: write",
-            Match {
-                last_contains: Some("Please also add a3.txt".into()),
-                ..Match::default()
-            },
-            write_call("a3.txt", "three\n"),
-        ),
-        Rule::new(
-            "stack fix: done",
-            Match {
-                contains: Some("Please also add a3.txt".into()),
-                ..Match::default()
-            },
-            Reply::text("Added a3.txt."),
-        ),
-    ];
-    rules.extend(super::subtasks::rules(CHAIN));
+    let rules = fixing(CHAIN, "Please also add a3.txt", "a3.txt", "three\n");
     let env = Env::new(rules, GATE, "").await;
     env.write_config(&format!(
         "[projects.shop]\nrepo = \"{}\"\nforge = \"github\"\n\n[projects.shop.roles]\nreview = [\"bob\"]\n{}",
