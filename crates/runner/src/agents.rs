@@ -384,13 +384,26 @@ impl AgentPool {
                 inputs.push((kept.name[prefix.len()..].to_string(), kept.body));
             }
         }
-        Ok(self.brief_with(step, &inputs, resumed))
+        // A build of a refined idea works from the spec that was accepted: the latest one
+        // written on the ticket.
+        let spec = if step.state.refine.is_none() {
+            self.store
+                .comments(&step.ticket.key)
+                .await?
+                .into_iter()
+                .rfind(|c| c.marker.as_deref().is_some_and(|m| m.ends_with(":spec")))
+                .map(|c| c.body)
+        } else {
+            None
+        };
+        Ok(self.brief_with(step, &inputs, spec.as_deref(), resumed))
     }
 
     fn brief_with(
         &self,
         step: &Step<'_>,
         inputs: &[(String, Vec<u8>)],
+        spec: Option<&str>,
         resumed: bool,
     ) -> Result<(String, PathBuf), String> {
         let state = step.state;
@@ -398,7 +411,10 @@ impl AgentPool {
         let text = TicketText {
             key: ticket.key.to_string(),
             title: ticket.title.clone(),
-            body: ticket.body.clone(),
+            body: match spec {
+                Some(spec) => format!("{}\n\n{}", ticket.body.trim_end(), spec.trim()),
+                None => ticket.body.clone(),
+            },
         };
         if step.stage == AgentStage::Readiness {
             // No workspace exists yet, and none should for a ticket that is not ready.

@@ -70,6 +70,21 @@ impl Announcer {
             {
                 return outside_failure(project, &effect, e);
             }
+            // The spec is a section of its own that outlives the progress comment (a build
+            // rewrites that one); refining again edits it in place.
+            if note == NoteKind::Spec {
+                let (add, remove) = note_labels(note, state);
+                let written = async {
+                    tracker
+                        .upsert_comment(&external, SPEC_MARKER, &body)
+                        .await?;
+                    tracker.set_labels(&external, add, remove).await
+                }
+                .await;
+                if let Err(e) = written {
+                    return outside_failure(project, &effect, e);
+                }
+            }
         }
         // Comment first, then status: a crash between them re-posts nothing (marker) and sets
         // the status.
@@ -252,15 +267,41 @@ impl Announcer {
         let Some(spec) = &state.spec else {
             return Ok(failed(&effect, "the job has no spec"));
         };
-        if self
-            .projects
-            .outside(state.ticket.project())
-            .is_ok_and(|o| o.tracker.is_some())
-        {
-            return Ok(failed(
-                &effect,
-                "a split of a refined ticket is made in the local tracker only",
-            ));
+        let project = state.ticket.project();
+        let outside = match self.projects.outside(project) {
+            Ok(o) => o,
+            Err(e) => return Ok(failed(&effect, e)),
+        };
+        if let (Some(tracker), Some(p)) = (&outside.tracker, self.projects.get(project)) {
+            // Each part is an issue linked to the idea (found again by marker), carrying the
+            // build trigger label so it is built on its own.
+            let parent = ticket
+                .external
+                .clone()
+                .unwrap_or_else(|| ticket.key.number().to_string());
+            let shown = match tracker.vendor() {
+                "github" | "gitlab" => format!("#{parent}"),
+                _ => parent.clone(),
+            };
+            let trigger = p.tracker.trigger_label();
+            let mut keys = Vec::new();
+            for (n, part) in spec.split.iter().enumerate() {
+                let marker = format!("codemill:refine-split:{job}:{}", n + 1);
+                let body = codemill_core::refine::part_body(&shown, part);
+                let made = async {
+                    let key = tracker
+                        .create_subtask(&parent, &marker, part.title.trim(), &body)
+                        .await?;
+                    tracker.set_labels(&key, &[trigger], &[]).await?;
+                    Ok::<_, codemill_trackers::Error>(key)
+                }
+                .await;
+                match made {
+                    Ok(key) => keys.push(key),
+                    Err(e) => return outside_failure(project, &effect, e),
+                }
+            }
+            return Ok(JobEvent::SplitCreated { tickets: keys });
         }
         let mut keys = Vec::new();
         for (n, part) in spec.split.iter().enumerate() {
@@ -287,15 +328,34 @@ impl Announcer {
     pub(crate) async fn queue_build(&self, state: &JobState) -> Result<JobEvent, RunError> {
         let effect = Effect::QueueBuild;
         let project = state.ticket.project();
-        if self
-            .projects
-            .outside(project)
-            .is_ok_and(|o| o.tracker.is_some())
-        {
-            return Ok(failed(
-                &effect,
-                "a refined ticket is queued for its build in the local tracker only",
-            ));
+        let outside = match self.projects.outside(project) {
+            Ok(o) => o,
+            Err(e) => return Ok(failed(&effect, e)),
+        };
+        if let (Some(tracker), Some(p)) = (&outside.tracker, self.projects.get(project)) {
+            // The tracker's own trigger: the build label on, the refine label and codemill's
+            // status label off, back in the trigger state. Its poll or webhook starts the build.
+            let external = self
+                .store
+                .ticket(&state.ticket)
+                .await?
+                .and_then(|t| t.external)
+                .unwrap_or_else(|| state.ticket.number().to_string());
+            let mut remove = vec![p.tracker.refine_label()];
+            remove.extend(STATUS_LABELS);
+            let moved = async {
+                tracker
+                    .set_labels(&external, &[p.tracker.trigger_label()], &remove)
+                    .await?;
+                match tracker.transition(&external, TicketStatus::Todo).await {
+                    Err(codemill_trackers::Error::NotFound(_)) | Ok(()) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            }
+            .await;
+            if let Err(e) = moved {
+                return outside_failure(project, &effect, e);
+            }
         }
         let local = LocalTracker::new(self.store.clone());
         let key = state.ticket.to_string();
@@ -507,6 +567,9 @@ impl Announcer {
         Ok(JobEvent::BacklogCreated { tickets: keys })
     }
 }
+
+/// The marker of the refined spec's own comment on an outside ticket.
+const SPEC_MARKER: &str = "codemill:spec";
 
 /// The labels a note adds and removes on the local ticket: the needs-input label is there
 /// exactly while codemill waits for answers; a written spec marks the ticket refined.

@@ -206,6 +206,9 @@ pub struct JobOptions {
     pub follow_pr: bool,
     /// `[projects.NAME.refinement] auto_queue`, for a ticket that asks for refinement.
     pub auto_queue: bool,
+    /// The ticket asks for a spec, not a build (an outside ticket with its tracker's refine
+    /// label; a local ticket's label is read by [`enqueue`] itself).
+    pub refine: bool,
 }
 
 impl JobOptions {
@@ -218,6 +221,7 @@ impl JobOptions {
             acknowledge: p.is_some_and(|p| !matches!(p.tracker, TrackerSettings::Local)),
             follow_pr: p.is_some_and(|p| !matches!(p.forge, ForgeSettings::Local)),
             auto_queue: p.is_some_and(|p| p.refinement.auto_queue),
+            refine: false,
         }
     }
 
@@ -228,6 +232,7 @@ impl JobOptions {
             acknowledge: false,
             follow_pr: false,
             auto_queue: false,
+            refine: false,
         }
     }
 
@@ -259,12 +264,13 @@ pub async fn enqueue(
     };
     let id = JobId::new();
     let mut created = options.created(key, id)?;
-    // A local ticket labelled for refinement gets a refinement job, not a build.
-    if !options.acknowledge
+    // A ticket labelled for refinement gets a refinement job, not a build.
+    let local_refine = !options.acknowledge
         && ticket
             .labels
             .iter()
-            .any(|l| l == codemill_core::refine::REFINE_LABEL)
+            .any(|l| l == codemill_core::refine::REFINE_LABEL);
+    if (options.refine || local_refine)
         && let JobEvent::Created { refine, .. } = &mut created
     {
         *refine = Some(codemill_core::refine::Mode {
@@ -281,6 +287,37 @@ pub async fn enqueue(
         Enqueued::Created(j) => (j, true),
         Enqueued::Existing(j) => (j, false),
     })
+}
+
+/// A refinement job whose spec awaits acceptance ends when its ticket was edited since the
+/// spec was written, so a new job refines the edited text. Returns whether it ended.
+pub async fn supersede_if_edited(
+    store: &Store,
+    latest: &jobs::Latest,
+    ticket: &codemill_store::Ticket,
+) -> Result<bool, RunError> {
+    let edited = matches!(
+        (ticket.edited_at, latest.last_at()),
+        (Some(edited), Some(at)) if edited > at
+    );
+    if latest.state.stage != Stage::AwaitingAcceptance || latest.state.refine.is_none() || !edited {
+        return Ok(false);
+    }
+    let job = jobs::decide(store, &ticket.key, "supersede", jobs::WAITING, |now| {
+        if now.job != latest.job || now.state.stage != Stage::AwaitingAcceptance {
+            return Err(RunError::WrongState {
+                ticket: ticket.key.clone(),
+                message: format!("its job {} is {}", now.job, now.state.status()),
+            });
+        }
+        Ok(JobEvent::Superseded {
+            by: "an edit of the ticket".into(),
+        })
+    })
+    .await?;
+    // The job is over: its queue row goes too, so the new job can be queued at once.
+    store.cancel(job, Utc::now()).await?;
+    Ok(true)
 }
 
 /// Run a stopped ticket again (needs attention, rejected, needs input, cancelled or dead): a new job.
@@ -362,6 +399,13 @@ pub async fn poll_once(
                 Some(latest) => latest.state.answered(ticket.edited_at, latest.last_at()),
                 None => false,
             },
+            // A spec awaiting acceptance whose ticket was edited is refined again.
+            TicketStatus::AwaitingApproval if ticket.external.is_none() => {
+                match jobs::latest(store, &ticket.key).await? {
+                    Some(latest) => supersede_if_edited(store, &latest, &ticket).await?,
+                    None => false,
+                }
+            }
             _ => false,
         };
         if due {

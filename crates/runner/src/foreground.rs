@@ -223,5 +223,5 @@ impl Runner {
 
 /// A refinement that ended by moving its ticket to the build trigger.
 fn queued_for_build(state: &JobState) -> bool {
-    state.refine.is_some() && state.stage == Stage::Done && state.split_tickets.is_empty()
+    state.build_queued
 }

@@ -98,12 +98,12 @@ impl Gateway {
             .issue(key)
             .await
             .map_err(|e| Self::outside_error(project, e))?;
-        if !outside::is_triggered(&p.tracker, &issue) {
+        let Some(asked) = outside::asked(&p.tracker, &issue) else {
             return Ok(ignored(format!(
                 "{} is not in the trigger state (status {:?}, labels {:?})",
                 issue.key, issue.status, issue.labels
             )));
-        }
+        };
         let name: codemill_core::ids::ProjectName = project
             .parse()
             .map_err(|e| Self::outside_error(project, e))?;
@@ -128,6 +128,17 @@ impl Gateway {
                         "{ticket_key} waits for answers to its questions; edit the ticket to run it again"
                     )));
                 }
+                // Unless the ticket was edited since: then the waiting job ends, and a new one
+                // refines the edited text.
+                Stage::AwaitingAcceptance
+                    if !control::supersede_if_edited(&self.store, &latest, &ticket).await? =>
+                {
+                    return Ok(ignored(format!(
+                        "{ticket_key}'s spec awaits acceptance; accept it or edit the ticket to refine it again"
+                    )));
+                }
+                // A refined idea moved on to its build: the build is a new job.
+                Stage::Done if state.refine.is_some() && asked == outside::Asked::Build => {}
                 Stage::NeedsAttention | Stage::Rejected | Stage::Cancelled | Stage::Done => {
                     let active = self.store.queue_entry(row).await?.is_some_and(|e| {
                         matches!(
@@ -148,7 +159,8 @@ impl Gateway {
                 _ => {}
             }
         }
-        let options = JobOptions::for_project(&self.config, project);
+        let mut options = JobOptions::for_project(&self.config, project);
+        options.refine = asked == outside::Asked::Refine;
         let (job, created) = control::enqueue(&self.store, &ticket_key, options).await?;
         if created {
             // Visible at once, even when every worker is busy: the job's first step edits this

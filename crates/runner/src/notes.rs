@@ -307,7 +307,12 @@ pub fn progress(
         status.as_str().replace('_', " "),
         state.cost_usd
     );
-    out.push_str(render(kind, job, state, plan).trim());
+    if kind == NoteKind::Spec {
+        // The spec has a comment of its own, which outlives this one.
+        out.push_str("codemill refined this idea: the spec is in its own comment on this ticket.");
+    } else {
+        out.push_str(render(kind, job, state, plan).trim());
+    }
     if !matches!(kind, NoteKind::Plan | NoteKind::Spec)
         && let Some(plan) = plan.filter(|p| !p.trim().is_empty())
     {

@@ -292,28 +292,51 @@ impl Projects {
     }
 }
 
-/// Whether an outside issue is in the trigger state of its tracker.
-pub fn is_triggered(settings: &TrackerSettings, issue: &Issue) -> bool {
-    let has = |label: &str| issue.labels.iter().any(|l| l.eq_ignore_ascii_case(label));
-    match settings {
-        TrackerSettings::Local => false,
-        TrackerSettings::Jira(j) => {
-            issue.status.eq_ignore_ascii_case(&j.trigger_status) && has(&j.trigger_label)
-        }
-        TrackerSettings::Github(g) => {
-            issue.status.eq_ignore_ascii_case("open")
-                && (has(&g.trigger_label)
-                    || g.trigger_assignee
-                        .as_ref()
-                        .is_some_and(|a| issue.assignees.iter().any(|x| x.eq_ignore_ascii_case(a))))
-        }
-        TrackerSettings::Linear(l) => {
-            issue.status.eq_ignore_ascii_case(&l.trigger_state) && has(&l.trigger_label)
-        }
-        // GitLab label names are case-sensitive.
-        TrackerSettings::Gitlab(g) => {
-            issue.status == "opened" && issue.labels.contains(&g.trigger_label)
-        }
+/// What an outside issue in its tracker's trigger state asks codemill for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asked {
+    /// A build: the trigger label (or assignee).
+    Build,
+    /// A spec: the refine label, which wins when both are on.
+    Refine,
+}
+
+/// What an outside issue asks for: nothing unless it is in the trigger state of its tracker
+/// and carries the trigger or the refine label.
+pub fn asked(settings: &TrackerSettings, issue: &Issue) -> Option<Asked> {
+    // GitLab label names are case-sensitive; the others are not.
+    let exact = matches!(settings, TrackerSettings::Gitlab(_));
+    let has = |label: &str| {
+        issue.labels.iter().any(|l| {
+            if exact {
+                l == label
+            } else {
+                l.eq_ignore_ascii_case(label)
+            }
+        })
+    };
+    let in_state = match settings {
+        TrackerSettings::Local => return None,
+        TrackerSettings::Jira(j) => issue.status.eq_ignore_ascii_case(&j.trigger_status),
+        TrackerSettings::Github(_) => issue.status.eq_ignore_ascii_case("open"),
+        TrackerSettings::Linear(l) => issue.status.eq_ignore_ascii_case(&l.trigger_state),
+        TrackerSettings::Gitlab(_) => issue.status == "opened",
+    };
+    let assigned = match settings {
+        TrackerSettings::Github(g) => g
+            .trigger_assignee
+            .as_ref()
+            .is_some_and(|a| issue.assignees.iter().any(|x| x.eq_ignore_ascii_case(a))),
+        _ => false,
+    };
+    if !in_state {
+        None
+    } else if has(settings.refine_label()) {
+        Some(Asked::Refine)
+    } else if has(settings.trigger_label()) || assigned {
+        Some(Asked::Build)
+    } else {
+        None
     }
 }
 

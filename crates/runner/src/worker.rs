@@ -112,11 +112,23 @@ impl Runner {
                     Outcome::Done
                 };
                 match self.store.release(lease, &outcome, Utc::now()).await {
-                    Ok(_) => Worked::Released {
-                        job,
-                        status: state.status().to_string(),
-                        state: Box::new(state),
-                    },
+                    Ok(_) => {
+                        if state.build_queued {
+                            // A refined idea goes on to its build at once, without waiting for
+                            // a poll (a tracker's webhook from codemill's own label change
+                            // starts nothing). A crash here is caught by the poll.
+                            let options = crate::control::JobOptions::for_project(
+                                &self.config,
+                                lease.ticket.project(),
+                            );
+                            crate::control::enqueue(&self.store, &lease.ticket, options).await?;
+                        }
+                        Worked::Released {
+                            job,
+                            status: state.status().to_string(),
+                            state: Box::new(state),
+                        }
+                    }
                     Err(StoreError::Fenced { reason, .. }) => Worked::Fenced {
                         job,
                         reason: reason.to_string(),

@@ -25,6 +25,7 @@ mod outside;
 mod packaging;
 mod pipeline;
 mod refine;
+mod refine_outside;
 mod review;
 mod security;
 mod serve;

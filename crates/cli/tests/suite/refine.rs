@@ -8,9 +8,9 @@ use serde_json::Value;
 
 use super::harness::{Env, HELLO_GATE, at_turn, engineer};
 
-const ASKS: &str = "```json\n{\"problem\": \"Exports are slow\", \"behaviour\": \"Stream exports\", \"criteria\": [\"a 1 GB export starts within 1 s\"], \"questions\": [\"CSV or JSON?\"], \"areas\": [\"src/export.rs\"], \"size\": \"M\", \"size_reason\": \"one module\"}\n```";
+pub(super) const ASKS: &str = "```json\n{\"problem\": \"Exports are slow\", \"behaviour\": \"Stream exports\", \"criteria\": [\"a 1 GB export starts within 1 s\"], \"questions\": [\"CSV or JSON?\"], \"areas\": [\"src/export.rs\"], \"size\": \"M\", \"size_reason\": \"one module\"}\n```";
 pub(super) const SPLITS: &str = "```json\n{\"problem\": \"Exports are slow\", \"behaviour\": \"Stream CSV exports\", \"criteria\": [\"a 1 GB CSV export starts within 1 s\"], \"out_of_scope\": [\"JSON\"], \"size\": \"L\", \"size_reason\": \"two modules and a format\", \"split\": [{\"title\": \"Stream the export writer\", \"goal\": \"Write rows as they come\", \"criteria\": [\"memory stays under 50 MB\"]}, {\"title\": \"Stream the HTTP response\", \"goal\": \"Send chunks\", \"criteria\": [\"the first byte leaves within 1 s\"]}]}\n```";
-const CLEAR: &str = "```json\n{\"problem\": \"No greeting\", \"behaviour\": \"Add hello.txt\", \"criteria\": [\"hello.txt exists\"], \"size\": \"S\", \"size_reason\": \"one file\"}\n```";
+pub(super) const CLEAR: &str = "```json\n{\"problem\": \"No greeting\", \"behaviour\": \"Add hello.txt\", \"criteria\": [\"hello.txt exists\"], \"size\": \"S\", \"size_reason\": \"one file\"}\n```";
 
 pub(super) fn refiner(first: &str, after_edit: &str) -> Vec<Rule> {
     let mut rules = vec![
@@ -233,5 +233,60 @@ async fn the_poller_refines_labelled_ideas_and_then_builds_them() {
     assert!(jobs.contains(&"proposed".to_string()), "{jobs:?}");
     // The unlabelled ticket was left alone.
     assert!(env.json(&["show", "P-1", "--json"])["job"].is_null());
+    assert!(server.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_while_the_spec_awaits_acceptance_refines_it_again() {
+    let env = Env::new(refiner(CLEAR, SPLITS), HELLO_GATE, "").await;
+    env.ok(&[
+        "idea",
+        "add",
+        "P",
+        "--title",
+        "Faster exports",
+        "--body",
+        "Exports take forever.",
+    ]);
+    let server = super::harness::Service::start(&env, &["--poll-secs", "1"], &[]);
+    super::harness::wait_state(&env, "P-2", "awaiting_acceptance");
+    let first = env.json(&["show", "P-2", "--json"])["job"]["id"].clone();
+    env.ok(&[
+        "ticket",
+        "edit",
+        "P-2",
+        "--body",
+        "Exports take forever. CSV, please.",
+    ]);
+    // The poller ends the waiting job and a new one drafts the spec from the edited text.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let show = env.json(&["show", "P-2", "--json"]);
+        if show["job"]["id"] != first && show["job"]["state"] == "awaiting_acceptance" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{show}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let t = ticket(&env, "P-2");
+    let specs: Vec<String> = t["comments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["body"].as_str().unwrap().to_string())
+        .filter(|b| b.contains("## Refined spec (codemill)"))
+        .collect();
+    assert!(
+        specs.last().unwrap().contains("Stream the export writer"),
+        "{specs:?}"
+    );
+    // Nothing was split or built by the first job.
+    assert_eq!(
+        env.json(&["ticket", "list", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
     assert!(server.stop().success());
 }

@@ -29,6 +29,28 @@ impl TrackerSettings {
             TrackerSettings::Gitlab(_) => "gitlab",
         }
     }
+
+    /// The label that asks for a build.
+    pub fn trigger_label(&self) -> &str {
+        match self {
+            TrackerSettings::Local => "codemill",
+            TrackerSettings::Jira(j) => &j.trigger_label,
+            TrackerSettings::Github(g) => &g.trigger_label,
+            TrackerSettings::Linear(l) => &l.trigger_label,
+            TrackerSettings::Gitlab(g) => &g.trigger_label,
+        }
+    }
+
+    /// The label that asks for refinement instead of a build.
+    pub fn refine_label(&self) -> &str {
+        match self {
+            TrackerSettings::Local => crate::refine::REFINE_LABEL,
+            TrackerSettings::Jira(j) => &j.refine_label,
+            TrackerSettings::Github(g) => &g.refine_label,
+            TrackerSettings::Linear(l) => &l.refine_label,
+            TrackerSettings::Gitlab(g) => &g.refine_label,
+        }
+    }
 }
 
 /// Where a project's pull requests go.
@@ -134,6 +156,10 @@ pub struct JiraSettings {
     pub trigger_status: String,
     #[serde(default = "default_label")]
     pub trigger_label: String,
+    /// Tickets with this label (in the same state a build needs) are refined into a spec
+    /// instead of built.
+    #[serde(default = "default_refine_label")]
+    pub refine_label: String,
     /// Replaces the JQL built from project, status and label.
     #[serde(default)]
     pub jql: Option<String>,
@@ -167,6 +193,19 @@ impl JiraSettings {
     }
 }
 
+impl JiraSettings {
+    /// The JQL that finds ideas waiting for refinement: the trigger status with the refine
+    /// label (a custom `jql` replaces only the build search).
+    pub fn refine_jql(&self) -> String {
+        format!(
+            "project = \"{}\" AND status = \"{}\" AND labels = \"{}\" ORDER BY created ASC",
+            jql_escape(&self.project_key),
+            jql_escape(&self.trigger_status),
+            jql_escape(&self.refine_label)
+        )
+    }
+}
+
 fn jql_escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
@@ -197,6 +236,10 @@ pub struct GithubSettings {
     /// Issues with this label start a job.
     #[serde(default = "default_label")]
     pub trigger_label: String,
+    /// Tickets with this label (in the same state a build needs) are refined into a spec
+    /// instead of built.
+    #[serde(default = "default_refine_label")]
+    pub refine_label: String,
     /// Issues assigned to this login start a job too.
     #[serde(default)]
     pub trigger_assignee: Option<String>,
@@ -225,6 +268,10 @@ pub struct GitlabSettings {
     /// Issues with this label start a job.
     #[serde(default = "default_label")]
     pub trigger_label: String,
+    /// Tickets with this label (in the same state a build needs) are refined into a spec
+    /// instead of built.
+    #[serde(default = "default_refine_label")]
+    pub refine_label: String,
     /// codemill's own username: its notes never trigger anything, and a mention of it in an
     /// MR note is feedback.
     #[serde(default)]
@@ -250,6 +297,10 @@ pub struct LinearSettings {
     pub trigger_state: String,
     #[serde(default = "default_label")]
     pub trigger_label: String,
+    /// Tickets with this label (in the same state a build needs) are refined into a spec
+    /// instead of built.
+    #[serde(default = "default_refine_label")]
+    pub refine_label: String,
     /// Workflow state names to move issues to.
     #[serde(default)]
     pub states: StatusMap,
@@ -280,6 +331,9 @@ impl Roles {
 
 fn default_label() -> String {
     "codemill".into()
+}
+fn default_refine_label() -> String {
+    crate::refine::REFINE_LABEL.into()
 }
 fn default_jira_status() -> String {
     "To Do".into()

@@ -339,6 +339,11 @@ pub enum JobEvent {
     Accepted {
         by: String,
     },
+    /// The ticket was edited while its spec awaited acceptance: this job ends, and a new
+    /// refinement job drafts the spec again from the edited text.
+    Superseded {
+        by: String,
+    },
     /// The accepted spec's proposed split became these tickets, linked to this one.
     SplitCreated {
         tickets: Vec<String>,
@@ -391,6 +396,7 @@ impl JobEvent {
             JobEvent::ShippedWithParent { .. } => "shipped_with_parent",
             JobEvent::SubtaskRejected { .. } => "subtask_rejected",
             JobEvent::Accepted { .. } => "accepted",
+            JobEvent::Superseded { .. } => "superseded",
             JobEvent::SplitCreated { .. } => "split_created",
             JobEvent::BuildQueued => "build_queued",
             JobEvent::SubtaskReworkSent { .. } => "subtask_rework_sent",

@@ -141,6 +141,9 @@ pub struct JobState {
     /// Tickets an accepted spec's split became.
     #[serde(default)]
     pub split_tickets: Vec<String>,
+    /// A refinement that ended by moving its ticket to the build trigger.
+    #[serde(default)]
+    pub build_queued: bool,
 }
 
 impl JobState {
@@ -212,6 +215,7 @@ impl JobState {
             refine,
             spec: None,
             split_tickets: Vec::new(),
+            build_queued: false,
         }
     }
 

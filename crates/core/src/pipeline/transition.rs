@@ -197,11 +197,16 @@ pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEven
                 },
             )
         }
+        // Nothing was built or split yet: the job simply ends, and its successor refines.
+        (Stage::AwaitingAcceptance, E::Superseded { .. }) => goto(s, Stage::Done),
         (Stage::CreateSplit, E::SplitCreated { tickets }) => {
             s.split_tickets = tickets.clone();
             goto(s, Stage::Done)
         }
-        (Stage::QueueBuild, E::BuildQueued) => goto(s, Stage::Done),
+        (Stage::QueueBuild, E::BuildQueued) => {
+            s.build_queued = true;
+            goto(s, Stage::Done)
+        }
         (
             Stage::Readiness,
             E::AgentFinished {
@@ -453,6 +458,7 @@ pub fn apply(state: &JobState, event: &JobEvent) -> Result<JobState, InvalidEven
             | JobEvent::SubtaskReworkSent { .. }
             | JobEvent::Reworked { .. }
             | JobEvent::Accepted { .. }
+            | JobEvent::Superseded { .. }
             | JobEvent::SplitCreated { .. }
             | JobEvent::BuildQueued,
         ) => return Err(invalid()),

@@ -38,6 +38,7 @@ fn on_github(t: &mut TestHome, fake: &FakeGitHub) -> Announcer {
         token_env: Some("GH_TOKEN".into()),
         app: None,
         trigger_label: "codemill".into(),
+        refine_label: "codemill:refine".into(),
         trigger_assignee: None,
         bot_login: Some("codemill-bot".into()),
         draft: true,

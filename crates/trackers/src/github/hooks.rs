@@ -122,11 +122,12 @@ impl Delivery<'_> {
             return Ok(ignored("the issue is a pull request"));
         }
         let label = &self.settings.trigger_label;
+        let refine = &self.settings.refine_label;
+        // The trigger label asks for a build, the refine label for a spec.
+        let asks = |n: &str| n.eq_ignore_ascii_case(label) || n.eq_ignore_ascii_case(refine);
         let assignee = self.settings.trigger_assignee.as_deref();
         let triggered = match action {
-            "labeled" => {
-                s(self.v, &["label", "name"]).is_some_and(|n| n.eq_ignore_ascii_case(label))
-            }
+            "labeled" => s(self.v, &["label", "name"]).is_some_and(asks),
             "assigned" => {
                 let who = s(self.v, &["assignee", "login"]);
                 matches!((who, assignee), (Some(w), Some(a)) if w.eq_ignore_ascii_case(a))
@@ -134,19 +135,38 @@ impl Delivery<'_> {
             "opened" => {
                 names(self.v, &["issue", "labels"], "name")
                     .iter()
-                    .any(|n| n.eq_ignore_ascii_case(label))
+                    .any(|n| asks(n))
                     || assignee.is_some_and(|a| {
                         names(self.v, &["issue", "assignees"], "login")
                             .iter()
                             .any(|n| n.eq_ignore_ascii_case(a))
                     })
             }
+            // An edit may answer the questions a labelled issue waits on.
+            "edited" => return self.labelled_issue("issues edited"),
             other => return Ok(ignored(format!("issues action {other:?} is not a trigger"))),
         };
         if !triggered {
             return Ok(ignored(format!(
                 "issues {action}: not the trigger label or assignee"
             )));
+        }
+        let number = self.u64_field(&["issue", "number"])?;
+        Ok(Hint::Issue {
+            key: number.to_string(),
+            actor: self.sender(),
+        })
+    }
+
+    /// A hint for an issue that carries the trigger or the refine label (others are never
+    /// codemill's); what it asks for is decided on the issue read afresh.
+    fn labelled_issue(&self, what: &str) -> Result<Hint, String> {
+        let (label, refine) = (&self.settings.trigger_label, &self.settings.refine_label);
+        let labelled = names(self.v, &["issue", "labels"], "name")
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(label) || n.eq_ignore_ascii_case(refine));
+        if !labelled {
+            return Ok(ignored(format!("{what}: the issue has no codemill label")));
         }
         let number = self.u64_field(&["issue", "number"])?;
         Ok(Hint::Issue {
@@ -173,7 +193,14 @@ impl Delivery<'_> {
             )));
         }
         if at(self.v, &["issue", "pull_request"]).is_none() {
-            return Ok(ignored("a comment on an issue, not on a pull request"));
+            // A person's answer on a labelled issue that waits for input: the issue is read
+            // afresh and run again if its questions were answered.
+            let author = self.str_field(&["comment", "user", "login"])?;
+            let body = s(self.v, &["comment", "body"]).unwrap_or_default();
+            if self.is_bot(&author) || has_codemill_marker(body) {
+                return Ok(ignored("codemill's own comment"));
+            }
+            return self.labelled_issue("issue_comment");
         }
         let Some(bot) = self.settings.bot_login.as_deref() else {
             return Ok(ignored("PR comments need bot_login to be mentioned"));

@@ -360,6 +360,11 @@ impl Tracker for GitHub {
         let mut items = self
             .get_all(list("labels", &self.settings.trigger_label))
             .await?;
+        // Ideas to refine are found the same way: GitHub's `labels` filter is an AND.
+        items.extend(
+            self.get_all(list("labels", &self.settings.refine_label))
+                .await?,
+        );
         if let Some(login) = &self.settings.trigger_assignee {
             items.extend(self.get_all(list("assignee", login)).await?);
         }

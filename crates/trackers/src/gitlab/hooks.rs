@@ -117,19 +117,24 @@ impl Delivery<'_> {
                 })
                 .unwrap_or_default()
         };
-        let has = |list: &[String]| list.iter().any(|t| t == label);
-        let triggered = match action {
-            "open" | "reopen" => {
-                has(&titles(&["labels"])) || has(&titles(&["object_attributes", "labels"]))
+        let refine = &self.settings.refine_label;
+        // Either label counts: the trigger label asks for a build, the refine label for a spec.
+        let triggered = [label, refine].into_iter().any(|label| {
+            let has = |list: &[String]| list.iter().any(|t| t == label);
+            match action {
+                "open" | "reopen" => {
+                    has(&titles(&["labels"])) || has(&titles(&["object_attributes", "labels"]))
+                }
+                "update" => {
+                    has(&titles(&["changes", "labels", "current"]))
+                        && !has(&titles(&["changes", "labels", "previous"]))
+                }
+                _ => false,
             }
-            "update" => {
-                has(&titles(&["changes", "labels", "current"]))
-                    && !has(&titles(&["changes", "labels", "previous"]))
-            }
-            other => {
-                return Ok(ignored(format!("issue action {other:?} is not a trigger")));
-            }
-        };
+        });
+        if !matches!(action, "open" | "reopen" | "update") {
+            return Ok(ignored(format!("issue action {action:?} is not a trigger")));
+        }
         if !triggered {
             return Ok(ignored(format!(
                 "issue {action}: the trigger label {label:?} was not added"
@@ -298,6 +303,7 @@ mod tests {
             project: "acme/web".into(),
             token_env: "GITLAB_TOKEN".into(),
             trigger_label: "codemill".into(),
+            refine_label: "codemill:refine".into(),
             bot_username: Some("codemill-bot".into()),
             draft: true,
             webhook: None,

@@ -340,15 +340,20 @@ impl Tracker for GitLab {
     }
 
     async fn triggered(&self) -> Result<Vec<String>> {
-        let items = self
-            .get_all(
-                Req::get(self.path("/issues"))
-                    .query("state", "opened")
-                    .query("labels", self.settings.trigger_label.clone())
-                    .query("order_by", "created_at")
-                    .query("sort", "asc"),
-            )
-            .await?;
+        // GitLab's `labels` filter is an AND: builds and ideas to refine are two lists.
+        let mut items = Vec::new();
+        for label in [&self.settings.trigger_label, &self.settings.refine_label] {
+            items.extend(
+                self.get_all(
+                    Req::get(self.path("/issues"))
+                        .query("state", "opened")
+                        .query("labels", label.clone())
+                        .query("order_by", "created_at")
+                        .query("sort", "asc"),
+                )
+                .await?,
+            );
+        }
         let mut iids: Vec<u64> = items
             .iter()
             .filter_map(|i| i.get("iid").and_then(Value::as_u64))

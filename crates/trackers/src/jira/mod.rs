@@ -592,9 +592,13 @@ impl Tracker for Jira {
     }
 
     async fn triggered(&self) -> Result<Vec<String>> {
-        let issues = self
+        let mut issues = self
             .search(&self.settings.trigger_jql(), &["summary"])
             .await?;
+        issues.extend(
+            self.search(&self.settings.refine_jql(), &["summary"])
+                .await?,
+        );
         let mut keys: Vec<String> = Vec::new();
         for issue in &issues {
             let key = str_at(issue, "/key").ok_or_else(|| {
@@ -736,7 +740,13 @@ impl Tracker for Jira {
     }
 
     async fn transition(&self, key: &str, status: TicketStatus) -> Result<()> {
-        let Some(want) = self.settings.transitions.get(status) else {
+        // Back to the to-do state is back to the trigger status (a refined idea going to its
+        // build); the other statuses move only where mapped.
+        let want = match status {
+            TicketStatus::Todo => Some(self.settings.trigger_status.as_str()),
+            s => self.settings.transitions.get(s),
+        };
+        let Some(want) = want else {
             return Ok(());
         };
         retry_op(self.http.policy(), || self.transition_once(key, want)).await

@@ -39,6 +39,7 @@ pub struct Linear {
     team_key: String,
     trigger_state: String,
     trigger_label: String,
+    refine_label: String,
     states: StatusMap,
     /// The team's id, looked up once.
     team_id: Arc<Mutex<Option<String>>>,
@@ -51,6 +52,7 @@ impl std::fmt::Debug for Linear {
             .field("team_key", &self.team_key)
             .field("trigger_state", &self.trigger_state)
             .field("trigger_label", &self.trigger_label)
+            .field("refine_label", &self.refine_label)
             .finish_non_exhaustive()
     }
 }
@@ -81,6 +83,7 @@ impl Linear {
             team_key: settings.team_key.trim().to_string(),
             trigger_state: settings.trigger_state.clone(),
             trigger_label: settings.trigger_label.clone(),
+            refine_label: settings.refine_label.clone(),
             states: settings.states.clone(),
             team_id: Arc::new(Mutex::new(None)),
         })
@@ -497,7 +500,7 @@ impl Tracker for Linear {
         let filter = json!({
             "team": self.team_filter(),
             "state": {"name": {"eq": self.trigger_state}},
-            "labels": {"name": {"eq": self.trigger_label}},
+            "labels": {"name": {"in": [self.trigger_label, self.refine_label]}},
         });
         let nodes = self
             .all_pages(
@@ -542,7 +545,13 @@ impl Tracker for Linear {
     }
 
     async fn transition(&self, key: &str, status: TicketStatus) -> Result<()> {
-        let Some(target) = self.states.get(status).map(str::to_string) else {
+        // Back to the to-do state is back to the trigger state (a refined idea going to its
+        // build); the other statuses move only where mapped.
+        let target = match status {
+            TicketStatus::Todo => Some(self.trigger_state.clone()),
+            s => self.states.get(s).map(str::to_string),
+        };
+        let Some(target) = target else {
             return Ok(());
         };
         retry_op(self.policy, || self.transition_once(key, &target)).await

@@ -39,6 +39,7 @@ fn settings(api_url: &str) -> GithubSettings {
         token_env: Some("GH_TOKEN".into()),
         app: None,
         trigger_label: "codemill".into(),
+        refine_label: "codemill:refine".into(),
         trigger_assignee: None,
         bot_login: Some("codemill-bot".into()),
         draft: true,

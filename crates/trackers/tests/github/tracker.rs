@@ -23,6 +23,7 @@ async fn triggered_follows_link_pages_dedupes_and_skips_pull_requests() {
     fake.assign(b, "mill-runner");
     let e = fake.add_issue("e", "", &["codemill"], "alice");
     let closed = fake.add_issue("f", "", &["codemill"], "alice");
+    let idea = fake.add_issue("g", "", &["codemill:refine"], "alice");
     let pr = gh
         .open_pr(&PrRequest {
             head: "feature",
@@ -42,14 +43,22 @@ async fn triggered_follows_link_pages_dedupes_and_skips_pull_requests() {
     let keys = gh.triggered().await.unwrap();
     assert_eq!(
         keys,
-        vec![a.to_string(), b.to_string(), d.to_string(), e.to_string()]
+        vec![
+            a.to_string(),
+            b.to_string(),
+            d.to_string(),
+            e.to_string(),
+            idea.to_string()
+        ]
     );
 
     let reqs = fake.requests();
-    // Labelled: a, b, e and the PR = 4 items over 2 pages; assigned: b, d = 1 page.
+    // Labelled: a, b, e and the PR = 4 items over 2 pages; to refine: g = 1 page; assigned:
+    // b, d = 1 page.
     assert_eq!(
         lines(&reqs),
         vec![
+            "GET /repos/o/r/issues",
             "GET /repos/o/r/issues",
             "GET /repos/o/r/issues",
             "GET /repos/o/r/issues"
@@ -79,6 +88,14 @@ async fn triggered_follows_link_pages_dedupes_and_skips_pull_requests() {
     );
     assert_eq!(
         query(&reqs[2]),
+        q(&[
+            ("state", "open"),
+            ("labels", "codemill:refine"),
+            ("per_page", "100")
+        ])
+    );
+    assert_eq!(
+        query(&reqs[3]),
         q(&[
             ("state", "open"),
             ("assignee", "mill-runner"),

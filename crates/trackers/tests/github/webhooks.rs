@@ -469,3 +469,38 @@ fn parse_pr_conversation_comments_only_when_they_mention_codemill() {
         assert!(matches!(hint, Hint::Ignored { .. }), "{body}: {hint:?}");
     }
 }
+
+#[tokio::test]
+async fn the_refine_label_an_edit_and_a_persons_comment_on_a_labelled_issue_are_hints() {
+    let (fake, _gh) = start(10).await;
+    let idea = fake.add_issue("Idea", "rough", &["codemill:refine"], "alice");
+    let plain = fake.add_issue("Chatter", "", &["question"], "alice");
+    let v = |b: Vec<u8>| serde_json::from_slice::<Value>(&b).unwrap();
+    let labeled = parse(
+        "issues",
+        &v(fake.issues_labeled(idea, "codemill:refine", "alice")),
+    );
+    assert!(
+        matches!(&labeled, Hint::Issue { key, actor } if *key == idea.to_string() && actor.as_deref() == Some("alice")),
+        "{labeled:?}"
+    );
+    let mut edited = v(fake.issues_labeled(idea, "codemill:refine", "alice"));
+    edited["action"] = json!("edited");
+    assert!(matches!(parse("issues", &edited), Hint::Issue { .. }));
+    let answer = parse(
+        "issue_comment",
+        &v(fake.issue_commented(idea, "alice", "CSV, please.")),
+    );
+    assert!(matches!(answer, Hint::Issue { .. }), "{answer:?}");
+    // Not codemill's issue, or codemill's own comment: nothing.
+    let other = parse(
+        "issue_comment",
+        &v(fake.issue_commented(plain, "alice", "Hi")),
+    );
+    assert!(is_ignored(&other), "{other:?}");
+    let own = parse(
+        "issue_comment",
+        &v(fake.issue_commented(idea, "alice", "x <!-- codemill:progress -->")),
+    );
+    assert!(is_ignored(&own), "{own:?}");
+}

@@ -39,6 +39,7 @@ async fn start(page_size: usize) -> (FakeGitLab, GitLab) {
         project: "acme/web".into(),
         token_env: "GITLAB_TOKEN".into(),
         trigger_label: "codemill".into(),
+        refine_label: "codemill:refine".into(),
         bot_username: Some("codemill-bot".into()),
         draft: true,
         webhook: None,
@@ -257,5 +258,6 @@ async fn a_rate_limit_holds_the_client_back_and_then_it_goes_on() {
         .iter()
         .filter(|r| r.path == format!("{PROJECT}/issues"))
         .count();
-    assert_eq!(tries, 2);
+    // The limited try, its retry, then the list of ideas to refine.
+    assert_eq!(tries, 3);
 }

@@ -41,9 +41,10 @@ async fn triggered_follows_start_at_pages_of_the_v2_search() {
     let keys = jira.triggered().await.unwrap();
     assert_eq!(keys, ["PROJ-1", "PROJ-2", "PROJ-3", "PROJ-4", "PROJ-5"]);
     let reqs = fake.requests();
-    assert_eq!(lines(&reqs), ["POST /rest/api/2/search"; 3]);
+    // Three pages of the build search, then one of ideas to refine.
+    assert_eq!(lines(&reqs), ["POST /rest/api/2/search"; 4]);
     let starts: Vec<&Value> = reqs.iter().map(|r| &r.body["startAt"]).collect();
-    assert_eq!(starts, [&json!(0), &json!(2), &json!(4)]);
+    assert_eq!(starts, [&json!(0), &json!(2), &json!(4), &json!(0)]);
     assert!(
         reqs.iter()
             .all(|r| r.header("authorization") == Some("Bearer dc-token"))

@@ -51,6 +51,7 @@ fn settings(base: &str) -> JiraSettings {
         project_key: "PROJ".into(),
         trigger_status: "To Do".into(),
         trigger_label: "codemill".into(),
+        refine_label: "codemill:refine".into(),
         jql: None,
         acceptance_criteria_field: Some(ACCEPTANCE.into()),
         backlog_issue_type: "Task".into(),

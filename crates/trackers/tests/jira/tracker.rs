@@ -29,8 +29,16 @@ async fn triggered_follows_next_page_tokens() {
     let keys = jira.triggered().await.unwrap();
     assert_eq!(keys, ["PROJ-1", "PROJ-2", "PROJ-3", "PROJ-4", "PROJ-5"]);
 
-    let reqs = fake.requests();
-    assert_eq!(reqs.len(), 3, "{:?}", lines(&reqs));
+    let mut reqs = fake.requests();
+    // Three pages of the build search, then one of ideas to refine.
+    assert_eq!(reqs.len(), 4, "{:?}", lines(&reqs));
+    let refine = reqs.pop().unwrap();
+    assert_eq!(
+        refine.body["jql"],
+        json!(
+            r#"project = "PROJ" AND status = "To Do" AND labels = "codemill:refine" ORDER BY created ASC"#
+        )
+    );
     let jql = settings("x").trigger_jql();
     assert_eq!(
         jql,

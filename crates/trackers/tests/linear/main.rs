@@ -38,6 +38,7 @@ fn settings(url: &str) -> LinearSettings {
         team_key: "ENG".into(),
         trigger_state: "Todo".into(),
         trigger_label: "codemill".into(),
+        refine_label: "codemill:refine".into(),
         states: StatusMap {
             in_progress: Some("In Progress".into()),
             in_review: Some("In Review".into()),

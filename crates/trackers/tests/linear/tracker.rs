@@ -30,7 +30,7 @@ async fn triggered_follows_every_page_of_the_team_state_and_label() {
     let filter = json!({
         "team": {"key": {"eq": "ENG"}},
         "state": {"name": {"eq": "Todo"}},
-        "labels": {"name": {"eq": "codemill"}},
+        "labels": {"name": {"in": ["codemill", "codemill:refine"]}},
     });
     for (i, r) in requests.iter().enumerate() {
         assert_eq!(op(r), "CodemillTriggered");

@@ -26,6 +26,27 @@ impl FakeGitHub {
         }))
     }
 
+    /// `issue_comment` / `created`: `author` commented `body` on issue `number` (the comment is
+    /// added to the fake too).
+    pub fn issue_commented(&self, number: u64, author: &str, body: &str) -> Vec<u8> {
+        let id = self.add_comment(number, author, body);
+        let s = self.state();
+        let issue = s.issues.get(&number).map(|i| s.issue_json(i));
+        let comment = s
+            .comments
+            .iter()
+            .find(|c| c.id == id)
+            .map(|c| s.comment_json(c));
+        to_bytes(json!({
+            "action": "created",
+            "issue": issue,
+            "comment": comment,
+            "repository": s.repository_json(),
+            "sender": user_json(author),
+            "installation": s.installation_json(),
+        }))
+    }
+
     /// `issues` / `assigned`: `sender` assigned `assignee` to issue `number`.
     pub fn issues_assigned(&self, number: u64, assignee: &str, sender: &str) -> Vec<u8> {
         let s = self.state();
