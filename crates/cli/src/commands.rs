@@ -868,6 +868,36 @@ async fn idea_add(
     body_file: Option<PathBuf>,
 ) -> Result<ExitCode> {
     let opened = Opened::open(home).await?;
+    let outside = opened
+        .config
+        .projects
+        .get(&project)
+        .is_some_and(|p| !matches!(p.tracker, codemill_core::config::TrackerSettings::Local));
+    if outside {
+        // The idea goes to the project's own tracker, labelled for refinement, and is queued.
+        let body = match (body, body_file) {
+            (Some(b), _) => b,
+            (None, Some(f)) => std::fs::read_to_string(&f)
+                .with_context(|| format!("reading --body-file {}", f.display()))?,
+            (None, None) => String::new(),
+        };
+        if title.trim().is_empty() {
+            bail!("--title must not be empty");
+        }
+        let gateway = codemill_runner::inbound::Gateway::new(
+            opened.store.clone(),
+            opened.config.clone(),
+            opened.outside.clone(),
+        );
+        let (issue, queued) = gateway.add_idea(&project, title.trim(), &body).await?;
+        match queued {
+            codemill_runner::inbound::Inbound::Queued { ticket, job, .. } => out(&format!(
+                "{ticket}: idea added to the tracker as {issue} and queued for refinement as job {job}; `codemill run {ticket}` refines it here, or a worker picks it up."
+            )),
+            other => bail!("idea added to the tracker as {issue}, but not queued: {other:?}"),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let labels = [codemill_core::refine::REFINE_LABEL.to_string()];
     let t = add_ticket(&opened, &project, &title, body, body_file, &labels, true).await?;
     let options =

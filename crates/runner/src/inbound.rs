@@ -87,6 +87,55 @@ impl Gateway {
                 actor.unwrap_or("the poller")
             )));
         }
+        self.read_and_queue(project, p, key).await
+    }
+
+    /// An idea added by an operator (`codemill idea add`) on a project with an outside tracker:
+    /// an issue there with the refine label, queued for refinement at once. Returns the
+    /// outside issue's key and what was queued.
+    pub async fn add_idea(
+        &self,
+        project: &str,
+        title: &str,
+        body: &str,
+    ) -> Result<(String, Inbound), RunError> {
+        let Some(p) = self.config.projects.get(project) else {
+            return Ok((String::new(), ignored(format!("no project {project}"))));
+        };
+        let outside = self
+            .outside
+            .get(p)
+            .map_err(|e| Self::outside_error(project, e))?;
+        let Some(tracker) = outside.tracker else {
+            return Ok((
+                String::new(),
+                ignored(format!("project {project} uses the local tracker")),
+            ));
+        };
+        let marker = format!("codemill:idea:{}", JobId::new());
+        let key = tracker
+            .create_issue(&marker, title, body, p.tracker.refine_label())
+            .await
+            .map_err(|e| Self::outside_error(project, e))?;
+        // Into the trigger state where the tracker has states (a new issue may start elsewhere).
+        match tracker
+            .transition(&key, codemill_core::pipeline::TicketStatus::Todo)
+            .await
+        {
+            Ok(()) | Err(codemill_trackers::Error::NotFound(_)) => {}
+            Err(e) => return Err(Self::outside_error(project, e)),
+        }
+        let queued = self.read_and_queue(project, p, &key).await?;
+        Ok((key, queued))
+    }
+
+    /// Read the issue afresh and queue the job it asks for (no role check: the caller did it).
+    async fn read_and_queue(
+        &self,
+        project: &str,
+        p: &codemill_core::config::ProjectConfig,
+        key: &str,
+    ) -> Result<Inbound, RunError> {
         let outside = self
             .outside
             .get(p)

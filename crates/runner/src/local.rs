@@ -1,7 +1,7 @@
 //! The local tracker and forge — tickets, comments and PR records in codemill's own store — as
 //! implementations of the same seams the outside trackers and forges implement.
 
-use codemill_core::ids::TicketKey;
+use codemill_core::ids::{ProjectName, TicketKey};
 use codemill_core::pipeline::TicketStatus;
 use codemill_store::{NewPr, Store, StoreError};
 use codemill_trackers::{
@@ -30,11 +30,24 @@ fn parse_key(key: &str) -> Result<TicketKey> {
 #[derive(Clone)]
 pub struct LocalTracker {
     store: Store,
+    /// Where new standalone tickets go; every other call names its ticket by key.
+    project: Option<ProjectName>,
 }
 
 impl LocalTracker {
     pub fn new(store: Store) -> LocalTracker {
-        LocalTracker { store }
+        LocalTracker {
+            store,
+            project: None,
+        }
+    }
+
+    /// The local tracker of one project, which can also create standalone tickets.
+    pub fn for_project(store: Store, project: ProjectName) -> LocalTracker {
+        LocalTracker {
+            store,
+            project: Some(project),
+        }
     }
 }
 
@@ -119,6 +132,28 @@ impl Tracker for LocalTracker {
             .await
             .map_err(store_error)?;
         Ok(())
+    }
+
+    /// One transaction makes the ticket, so no answer is ever lost and no retry repeats it:
+    /// the marker is not needed to find it again.
+    async fn create_issue(
+        &self,
+        _marker: &str,
+        title: &str,
+        markdown: &str,
+        label: &str,
+    ) -> Result<String> {
+        let Some(project) = &self.project else {
+            return Err(Error::NotFound(
+                "local tracker: a new ticket needs its project".into(),
+            ));
+        };
+        let t = self
+            .store
+            .create_ticket(project, title, markdown, &[label.to_string()])
+            .await
+            .map_err(store_error)?;
+        Ok(t.key.to_string())
     }
 
     async fn create_linked(

@@ -93,6 +93,16 @@ impl AnyTracker {
         on_tracker!(self, create_linked(key, marker, title, markdown))
     }
 
+    pub async fn create_issue(
+        &self,
+        marker: &str,
+        title: &str,
+        markdown: &str,
+        label: &str,
+    ) -> Result<String> {
+        on_tracker!(self, create_issue(marker, title, markdown, label))
+    }
+
     pub async fn create_subtask(
         &self,
         key: &str,

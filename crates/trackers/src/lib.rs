@@ -180,6 +180,16 @@ pub trait Tracker: Send + Sync {
         markdown: &str,
     ) -> impl Future<Output = Result<String>> + Send;
 
+    /// Create a standalone issue labelled `label` (an idea to refine, a draft saved from the
+    /// assistant), or return the one created before for the same `marker`.
+    fn create_issue(
+        &self,
+        marker: &str,
+        title: &str,
+        markdown: &str,
+        label: &str,
+    ) -> impl Future<Output = Result<String>> + Send;
+
     /// Create a sub-task of `key` (a split ticket's part), linked to it, or return the one
     /// created before for the same `marker`. Trackers that label codemill's linked issues label
     /// it `codemill:subtask` instead of `codemill:backlog`.

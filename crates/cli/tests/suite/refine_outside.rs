@@ -253,3 +253,44 @@ async fn an_accepted_linear_spec_moves_the_issue_to_its_build() {
     assert!(show["job"]["commit"].is_string(), "built: {show}");
     assert!(svc.stop().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idea_add_on_a_github_project_files_the_idea_there_and_queues_it() {
+    let gh = fake_github().await;
+    let env = Env::new(refiner(CLEAR, CLEAR), HELLO_GATE, "").await;
+    env.write_config(&format!(
+        "[projects.shop]\nrepo = \"{}\"\ntracker = \"github\"\nforge = \"github\"\n{}",
+        env.remote.display(),
+        github_config("shop", &gh.url())
+    ));
+    let out = env.ok_with(
+        &github_vars(),
+        &[
+            "idea",
+            "add",
+            "shop",
+            "--title",
+            "Greet people",
+            "--body",
+            "Say hello.",
+        ],
+    );
+    assert!(
+        out.contains("shop-1: idea added to the tracker as 1 and queued for refinement"),
+        "{out}"
+    );
+    let issue = gh.issue(1).expect("the idea's issue");
+    assert_eq!(issue["title"], "Greet people");
+    assert!(issue["body"].as_str().unwrap().starts_with("Say hello."));
+    assert_eq!(gh.labels(1), ["codemill:refine"]);
+    assert!(gh.issue(2).is_none(), "one issue");
+    // Refined here, from the issue's text, with the spec on GitHub.
+    let out = env.ok_with(&github_vars(), &["run", "shop-1"]);
+    assert!(out.contains("codemill refine accept shop-1"), "{out}");
+    let comments: Vec<String> = gh
+        .comments(1)
+        .iter()
+        .map(|c| c["body"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(spec_comments(&comments).len(), 1, "{comments:?}");
+}

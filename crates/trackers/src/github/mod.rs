@@ -340,7 +340,7 @@ impl GitHub {
             .map(|n| n.to_string())
             .ok_or_else(|| Error::Protocol {
                 vendor: VENDOR,
-                message: format!("POST {path} (linked to #{key}): the answer has no `number`"),
+                message: format!("POST {path} (for {key}): the answer has no `number`"),
             })
     }
 }
@@ -516,8 +516,24 @@ impl Tracker for GitHub {
     ) -> Result<String> {
         let hidden = html_marker(marker);
         let body = format!("{markdown}\n\nFound while working on #{key}.\n\n{hidden}");
+        let parent = format!("#{key}");
         retry_op(self.http.policy(), || {
-            self.create_linked_once(key, &hidden, title, &body, BACKLOG_LABEL)
+            self.create_linked_once(&parent, &hidden, title, &body, BACKLOG_LABEL)
+        })
+        .await
+    }
+
+    async fn create_issue(
+        &self,
+        marker: &str,
+        title: &str,
+        markdown: &str,
+        label: &str,
+    ) -> Result<String> {
+        let hidden = html_marker(marker);
+        let body = format!("{markdown}\n\n{hidden}");
+        retry_op(self.http.policy(), || {
+            self.create_linked_once("a new issue", &hidden, title, &body, label)
         })
         .await
     }
@@ -531,8 +547,9 @@ impl Tracker for GitHub {
     ) -> Result<String> {
         let hidden = html_marker(marker);
         let body = format!("{markdown}\n\nSub-task of #{key}.\n\n{hidden}");
+        let parent = format!("#{key}");
         retry_op(self.http.policy(), || {
-            self.create_linked_once(key, &hidden, title, &body, crate::SUBTASK_LABEL)
+            self.create_linked_once(&parent, &hidden, title, &body, crate::SUBTASK_LABEL)
         })
         .await
     }

@@ -261,6 +261,34 @@ impl GitLab {
         body: &str,
         label: &str,
     ) -> Result<String> {
+        let created = self.create_once(hidden, title, body, label).await?;
+        // The link, once: GitLab answers 409 for a link that exists.
+        let links = self
+            .get_all(Req::get(self.path(&format!("/issues/{iid}/links"))))
+            .await?;
+        if !links
+            .iter()
+            .any(|l| l.get("iid").and_then(Value::as_u64) == Some(created))
+        {
+            let project_id = self.project_id().await?;
+            let req = Req::post(
+                self.path(&format!("/issues/{iid}/links")),
+                json!({
+                    "target_project_id": project_id,
+                    "target_issue_iid": created,
+                    "link_type": "relates_to",
+                }),
+            );
+            match self.send(req).await {
+                Ok(_) | Err(Error::Status { status: 409, .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(created.to_string())
+    }
+
+    /// The issue labelled `label` whose description carries `hidden`, made now if there is none.
+    async fn create_once(&self, hidden: &str, title: &str, body: &str, label: &str) -> Result<u64> {
         let backlog = self
             .get_all(
                 Req::get(self.path("/issues"))
@@ -292,29 +320,7 @@ impl GitLab {
                     })?
             }
         };
-        // The link, once: GitLab answers 409 for a link that exists.
-        let links = self
-            .get_all(Req::get(self.path(&format!("/issues/{iid}/links"))))
-            .await?;
-        if !links
-            .iter()
-            .any(|l| l.get("iid").and_then(Value::as_u64) == Some(created))
-        {
-            let project_id = self.project_id().await?;
-            let req = Req::post(
-                self.path(&format!("/issues/{iid}/links")),
-                json!({
-                    "target_project_id": project_id,
-                    "target_issue_iid": created,
-                    "link_type": "relates_to",
-                }),
-            );
-            match self.send(req).await {
-                Ok(_) | Err(Error::Status { status: 409, .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(created.to_string())
+        Ok(created)
     }
 
     /// The project's numeric id (what an issue link names its target by).
@@ -505,6 +511,22 @@ impl Tracker for GitLab {
             self.create_linked_once(iid, &hidden, title, &body, BACKLOG_LABEL)
         })
         .await
+    }
+
+    async fn create_issue(
+        &self,
+        marker: &str,
+        title: &str,
+        markdown: &str,
+        label: &str,
+    ) -> Result<String> {
+        let hidden = html_marker(marker);
+        let body = format!("{markdown}\n\n{hidden}");
+        retry_op(self.http.policy(), || {
+            self.create_once(&hidden, title, &body, label)
+        })
+        .await
+        .map(|iid| iid.to_string())
     }
 
     async fn create_subtask(

@@ -507,30 +507,18 @@ impl Jira {
 
     /// `create_linked` once: look (links, then search), else create and link. `created` keeps
     /// a key created by an earlier attempt whose link failed, so it is linked, not created again.
-    async fn create_linked_once(
+    /// The issue whose description carries `marker` (remembered from an earlier try, or found
+    /// by text search), created now with `labels` if there is none.
+    async fn find_or_create(
         &self,
-        key: &str,
         marker: &str,
         title: &str,
         markdown: &str,
+        labels: &[&str],
         created: &Mutex<Option<String>>,
     ) -> Result<String> {
         let api = self.dialect.api();
-        let key = check_key(key)?;
         let needle = marker_text(marker);
-        let parent = self.get_issue(key, "issuelinks").await?;
-        let linked = linked_keys(parent.get("fields").unwrap_or(&Value::Null));
-        for other in &linked {
-            // A linked issue codemill may not see cannot be the one it created.
-            let issue = match self.get_issue(other, "description").await {
-                Err(Error::NotFound(_)) => continue,
-                other => other?,
-            };
-            let description = issue.pointer("/fields/description").unwrap_or(&Value::Null);
-            if self.dialect.plain(description).contains(&needle) {
-                return Ok(other.clone());
-            }
-        }
         let earlier = created.lock().ok().and_then(|c| c.clone());
         let found = match earlier {
             Some(k) => Some(k),
@@ -557,12 +545,15 @@ impl Jira {
         let new_key = match found {
             Some(k) => k,
             None => {
-                let body = json!({"fields": {
+                let mut body = json!({"fields": {
                     "project": {"key": self.settings.project_key},
                     "summary": summary_line(title),
                     "issuetype": {"name": self.settings.backlog_issue_type},
                     "description": self.dialect.note(markdown, marker),
                 }});
+                if !labels.is_empty() {
+                    body["fields"]["labels"] = json!(labels);
+                }
                 let answer = self.send(Req::post(format!("{api}/issue"), body)).await?;
                 let k = str_at(&answer.body, "/key")
                     .ok_or_else(|| protocol(format!("POST {api}/issue: no key in the answer")))?
@@ -573,6 +564,36 @@ impl Jira {
                 k
             }
         };
+        Ok(new_key)
+    }
+
+    async fn create_linked_once(
+        &self,
+        key: &str,
+        marker: &str,
+        title: &str,
+        markdown: &str,
+        created: &Mutex<Option<String>>,
+    ) -> Result<String> {
+        let api = self.dialect.api();
+        let key = check_key(key)?;
+        let needle = marker_text(marker);
+        let parent = self.get_issue(key, "issuelinks").await?;
+        let linked = linked_keys(parent.get("fields").unwrap_or(&Value::Null));
+        for other in &linked {
+            // A linked issue codemill may not see cannot be the one it created.
+            let issue = match self.get_issue(other, "description").await {
+                Err(Error::NotFound(_)) => continue,
+                other => other?,
+            };
+            let description = issue.pointer("/fields/description").unwrap_or(&Value::Null);
+            if self.dialect.plain(description).contains(&needle) {
+                return Ok(other.clone());
+            }
+        }
+        let new_key = self
+            .find_or_create(marker, title, markdown, &[], created)
+            .await?;
         if !linked.contains(&new_key) {
             let link = json!({
                 "type": {"name": self.settings.link_type},
@@ -750,6 +771,21 @@ impl Tracker for Jira {
             return Ok(());
         };
         retry_op(self.http.policy(), || self.transition_once(key, want)).await
+    }
+
+    async fn create_issue(
+        &self,
+        marker: &str,
+        title: &str,
+        markdown: &str,
+        label: &str,
+    ) -> Result<String> {
+        let created = Mutex::new(None);
+        let labels = [label];
+        retry_op(self.http.policy(), || {
+            self.find_or_create(marker, title, markdown, &labels, &created)
+        })
+        .await
     }
 
     async fn create_linked(

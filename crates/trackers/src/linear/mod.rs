@@ -458,6 +458,18 @@ impl Linear {
             return Ok(identifier);
         }
 
+        let (id, identifier) = self.create_once(marker, title, markdown).await?;
+        self.relate(&id, &parent_id).await?;
+        Ok(identifier)
+    }
+
+    /// Create an issue whose description ends with `marker`; returns its id and identifier.
+    async fn create_once(
+        &self,
+        marker: &str,
+        title: &str,
+        markdown: &str,
+    ) -> Result<(String, String)> {
         let team_id = self.team_id().await?;
         let description = format!("{}{}", markdown.trim_end(), marker_line(marker));
         let data = self
@@ -473,7 +485,43 @@ impl Linear {
         let id = str_at(ops::ISSUE_CREATE, &data, "/issueCreate/issue/id")?.to_string();
         let identifier =
             str_at(ops::ISSUE_CREATE, &data, "/issueCreate/issue/identifier")?.to_string();
-        self.relate(&id, &parent_id).await?;
+        Ok((id, identifier))
+    }
+
+    /// The issue of the team whose description carries `marker`, if any.
+    async fn find_by_marker(&self, marker: &str) -> Result<Option<String>> {
+        let candidates = self
+            .all_pages(
+                ops::FIND_BY_MARKER,
+                ops::FIND_BY_MARKER_QUERY,
+                json!({"filter": {"team": self.team_filter(), "description": {"contains": marker}}}),
+                "/issues",
+            )
+            .await?;
+        candidates
+            .iter()
+            .find(|i| {
+                i.get("description")
+                    .and_then(Value::as_str)
+                    .is_some_and(|d| carries_marker(d, marker))
+            })
+            .map(|i| str_at(ops::FIND_BY_MARKER, i, "/identifier").map(str::to_string))
+            .transpose()
+    }
+
+    async fn create_issue_once(
+        &self,
+        marker: &str,
+        title: &str,
+        markdown: &str,
+        label: &str,
+    ) -> Result<String> {
+        let identifier = match self.find_by_marker(marker).await? {
+            Some(found) => found,
+            None => self.create_once(marker, title, markdown).await?.1,
+        };
+        // Labels by name through the same path as every other label change.
+        self.set_labels_once(&identifier, &[label], &[]).await?;
         Ok(identifier)
     }
 
@@ -555,6 +603,19 @@ impl Tracker for Linear {
             return Ok(());
         };
         retry_op(self.policy, || self.transition_once(key, &target)).await
+    }
+
+    async fn create_issue(
+        &self,
+        marker: &str,
+        title: &str,
+        markdown: &str,
+        label: &str,
+    ) -> Result<String> {
+        retry_op(self.policy, || {
+            self.create_issue_once(marker, title, markdown, label)
+        })
+        .await
     }
 
     async fn create_linked(

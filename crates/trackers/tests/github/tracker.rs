@@ -448,3 +448,37 @@ async fn create_linked_finds_by_marker_across_pages_or_creates_once() {
     assert_eq!(backlog.len(), 1, "exactly one issue for the marker");
     assert_eq!(backlog[0]["number"].as_u64().unwrap().to_string(), third);
 }
+
+#[tokio::test]
+async fn create_issue_makes_one_labelled_issue_after_an_applied_502() {
+    let (fake, gh) = start(2).await;
+    fake.inject(Fault {
+        method: "POST".into(),
+        path: "/repos/o/r/issues".into(),
+        kind: FaultKind::AfterApply(502),
+    });
+    let first = gh
+        .create_issue(
+            "codemill:draft:1",
+            "Add SSO",
+            "Log in with OIDC.",
+            "codemill:refine",
+        )
+        .await
+        .unwrap();
+    let again = gh
+        .create_issue(
+            "codemill:draft:1",
+            "Add SSO",
+            "Log in with OIDC.",
+            "codemill:refine",
+        )
+        .await
+        .unwrap();
+    assert_eq!(first, again);
+    let n: u64 = first.parse().unwrap();
+    assert!(fake.issue(n + 1).is_none(), "one issue");
+    assert_eq!(fake.labels(n), ["codemill:refine"]);
+    let body = fake.issue(n).unwrap()["body"].as_str().unwrap().to_string();
+    assert!(body.starts_with("Log in with OIDC.") && body.contains("<!-- codemill:draft:1 -->"));
+}

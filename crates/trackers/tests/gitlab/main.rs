@@ -261,3 +261,34 @@ async fn a_rate_limit_holds_the_client_back_and_then_it_goes_on() {
     // The limited try, its retry, then the list of ideas to refine.
     assert_eq!(tries, 3);
 }
+
+#[tokio::test]
+async fn create_issue_makes_one_labelled_issue_after_an_applied_502() {
+    let (fake, gl) = start(20).await;
+    fake.inject(post_fault("/issues", FaultKind::AfterApply(502)));
+    let first = gl
+        .create_issue(
+            "codemill:draft:1",
+            "Add SSO",
+            "Log in with OIDC.",
+            "codemill:refine",
+        )
+        .await
+        .unwrap();
+    let again = gl
+        .create_issue(
+            "codemill:draft:1",
+            "Add SSO",
+            "Log in with OIDC.",
+            "codemill:refine",
+        )
+        .await
+        .unwrap();
+    assert_eq!(first, again);
+    let iid: u64 = first.parse().unwrap();
+    assert_eq!(
+        fake.issue(iid)["labels"],
+        serde_json::json!(["codemill:refine"])
+    );
+    assert!(fake.linked_issues(iid).is_empty(), "standalone");
+}

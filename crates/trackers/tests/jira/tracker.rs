@@ -512,3 +512,26 @@ fn adf_and_markdown_meet_in_the_middle() {
         "# Title\n\nText with [a link](https://example.com) and ~~old~~ words.\n\n> note\n\n---";
     assert_eq!(adf_to_markdown(&markdown_to_adf(md)), md);
 }
+
+#[tokio::test]
+async fn create_issue_after_an_applied_500_makes_one_labelled_issue() {
+    let (fake, jira) = setup().await;
+    fake.inject(Fault {
+        method: "POST".into(),
+        path: "/rest/api/3/issue".into(),
+        kind: FaultKind::AfterApply(500),
+    });
+    let key = jira
+        .create_issue(
+            "codemill:draft:1",
+            "Add SSO",
+            "Log in with OIDC.",
+            "codemill:refine",
+        )
+        .await
+        .unwrap();
+    assert_eq!(key, "PROJ-1");
+    assert_eq!(fake.issue_keys(), ["PROJ-1"]);
+    assert_eq!(fake.labels_of("PROJ-1"), ["codemill:refine"]);
+    assert!(fake.links_of("PROJ-1").is_empty(), "standalone");
+}

@@ -568,3 +568,26 @@ async fn a_5xx_after_the_relation_is_retried_without_a_second_relation() {
     assert_eq!(fake.relations_of(&created).len(), 1);
     assert_eq!(fake.issues().len(), 2);
 }
+
+#[tokio::test]
+async fn create_issue_after_a_5xx_makes_one_labelled_issue() {
+    let (fake, linear) = setup().await;
+    fake.inject_on("issueCreate", FaultKind::AfterApply(500));
+    let created = linear
+        .create_issue(
+            "codemill:draft:1",
+            "Add SSO",
+            "Log in with OIDC.",
+            "codemill:refine",
+        )
+        .await
+        .unwrap();
+    assert_eq!(fake.issues(), vec![created.clone()]);
+    assert_eq!(fake.labels_of(&created), ["codemill:refine"]);
+    assert!(fake.relations_of(&created).is_empty(), "standalone");
+    let ops = fake.operations();
+    assert_eq!(
+        ops.iter().filter(|o| *o == "CodemillIssueCreate").count(),
+        1
+    );
+}
