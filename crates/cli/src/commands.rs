@@ -142,6 +142,28 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             body,
             body_file,
         }) => idea_add(home, project, title, body, body_file).await,
+        Command::Assistant {
+            project,
+            ask,
+            conversation,
+            save,
+            list,
+            json,
+        } => {
+            let mut opened = Opened::open(home).await?;
+            crate::assistant::run(
+                &mut opened,
+                crate::assistant::Request {
+                    project,
+                    ask,
+                    conversation,
+                    save,
+                    list,
+                    json,
+                },
+            )
+            .await
+        }
         Command::Refine(crate::RefineCommand::Accept { key: k }) => {
             let k = key(&k)?;
             let mut opened = Opened::open(home).await?;

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+mod assistant;
 mod commands;
 mod demo;
 mod doctor;
@@ -53,6 +54,26 @@ pub enum Command {
     /// Refinement: accept a refined spec.
     #[command(subcommand)]
     Refine(RefineCommand),
+    /// The product-owner assistant: questions about a project's code and backlog, answered
+    /// read-only in the sandbox; drafted tickets saved to its tracker. Reads one question per
+    /// line from stdin unless --ask, --save or --list is given.
+    Assistant {
+        project: String,
+        /// Ask one question and print the answer.
+        #[arg(long, conflicts_with_all = ["save", "list"])]
+        ask: Option<String>,
+        /// Go on with this conversation (its id from an earlier answer or --list).
+        #[arg(long)]
+        conversation: Option<String>,
+        /// Save a drafted ticket to the project's tracker: TURN.N, e.g. 12.1.
+        #[arg(long, value_name = "TURN.N", conflicts_with = "list")]
+        save: Option<String>,
+        /// List the project's conversations.
+        #[arg(long)]
+        list: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Run one ticket in the foreground until its proposal waits for approval (exit 0) or it stops.
     Run {
         /// Ticket key, e.g. DEMO-1.

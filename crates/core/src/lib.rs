@@ -1,6 +1,7 @@
 //! codemill's domain: ids, the pipeline as a pure state machine, agent vocabulary, findings, cost, config. No IO.
 
 pub mod agent;
+pub mod assistant;
 pub mod config;
 pub mod cost;
 pub mod findings;

@@ -254,6 +254,18 @@ impl Git {
             })
     }
 
+    /// Delete the local branch `branch` (no worktree may have it checked out); a no-op when
+    /// there is none. Takes the repository lock.
+    pub async fn delete_branch(&self, clone: &Path, branch: &str) -> Result<(), GitError> {
+        check_ref_name("branch", branch)?;
+        let ctx = self.ctx(clone).await?;
+        let _lock = lock_repo(&ctx.common_dir).await?;
+        let refname = format!("refs/heads/{branch}");
+        self.run(Some(&ctx), Call::new(["update-ref", "-d", &refname]))
+            .await?;
+        Ok(())
+    }
+
     /// Remove the worktree at `path` (discarding its changes) and prune; a no-op when it is
     /// already gone. A directory that is not a worktree of `clone` is left untouched (error).
     /// Takes the repository lock.

@@ -48,13 +48,53 @@ pub(crate) struct Step<'a> {
     pub split: Option<u32>,
 }
 
+/// What one agent run is metered and budgeted under, and where its files go: a job's step,
+/// or an assistant's answer.
+pub(crate) struct Metering {
+    /// The job (or the assistant's turn): its logs, agent state and sandbox cache.
+    pub job: JobId,
+    /// The budget scope a ticket's budget counts.
+    pub ticket: String,
+    pub project: String,
+    /// The stage whose mode, tools and agent the run gets.
+    pub stage: AgentStage,
+    /// The stage name the gateway records (the stage's own, or e.g. `assistant`).
+    pub label: &'static str,
+    pub round: u32,
+    pub angle: Option<String>,
+    pub budgets: codemill_core::config::Budgets,
+    /// Stream tool calls to the job's live activity.
+    pub live: bool,
+}
+
+impl Step<'_> {
+    fn metering(&self, config: &Config) -> Metering {
+        Metering {
+            job: self.job,
+            // A sub-job spends from its parent ticket's budget: splitting a ticket does not
+            // multiply what it may cost.
+            ticket: self.state.subtask.as_ref().map_or_else(
+                || self.ticket.key.to_string(),
+                |s| s.parent_ticket.to_string(),
+            ),
+            project: self.ticket.key.project().to_string(),
+            stage: self.stage,
+            label: self.stage.as_str(),
+            round: self.round,
+            angle: self.angle.clone(),
+            budgets: config.budgets_for(self.ticket.key.project()),
+            live: true,
+        }
+    }
+}
+
 /// One finished agent run plus how long it took and what it cost.
-struct Ran {
-    run: AgentRun,
-    agent: String,
-    model: String,
-    cost_usd: f64,
-    duration: Duration,
+pub(crate) struct Ran {
+    pub run: AgentRun,
+    pub agent: String,
+    pub model: String,
+    pub cost_usd: f64,
+    pub duration: Duration,
 }
 
 /// Runs agent steps: each stage's agent from the stage map, under the policy the boundary gives,
@@ -128,7 +168,7 @@ impl AgentPool {
         })
     }
 
-    fn backend(&self, backend: Backend) -> Box<dyn Agent> {
+    pub(crate) fn backend(&self, backend: Backend) -> Box<dyn Agent> {
         let a = &self.config.agent;
         match backend {
             Backend::ClaudeCode => Box::new(ClaudeCode {
@@ -152,9 +192,9 @@ impl AgentPool {
     /// a per-step gateway pass instead of the provider key and runs under the stage's policy;
     /// its usage and cost are what the gateway metered.
     #[allow(clippy::too_many_arguments)]
-    async fn run_once(
+    pub(crate) async fn run_once(
         &self,
-        step: &Step<'_>,
+        step: &Metering,
         resolved: &ResolvedAgent,
         backend: &dyn Agent,
         workdir: &Path,
@@ -166,7 +206,7 @@ impl AgentPool {
             backend.name(),
             resolved.provider.api.gen_ai_provider(),
             &resolved.model,
-            step.stage.as_str(),
+            step.label,
             step.round,
             step.angle.as_deref(),
         );
@@ -202,7 +242,7 @@ impl AgentPool {
     #[allow(clippy::too_many_arguments)]
     async fn run_once_in(
         &self,
-        step: &Step<'_>,
+        step: &Metering,
         resolved: &ResolvedAgent,
         backend: &dyn Agent,
         workdir: &Path,
@@ -233,14 +273,9 @@ impl AgentPool {
         let pass = guard.gateway.grant(Grant {
             scope: Scope {
                 job: step.job.to_string(),
-                // A sub-job spends from its parent ticket's budget: splitting a ticket does
-                // not multiply what it may cost.
-                ticket: step.state.subtask.as_ref().map_or_else(
-                    || step.ticket.key.to_string(),
-                    |s| s.parent_ticket.to_string(),
-                ),
-                project: step.ticket.key.project().to_string(),
-                stage: step.stage.as_str().to_string(),
+                ticket: step.ticket.clone(),
+                project: step.project.clone(),
+                stage: step.label.to_string(),
                 round: step.round,
                 angle: step.angle.clone(),
             },
@@ -251,10 +286,10 @@ impl AgentPool {
             },
             model: resolved.model.clone(),
             prices: self.config.prices.clone(),
-            budgets: self.config.budgets_for(step.ticket.key.project()),
+            budgets: step.budgets,
         });
         let writable = step.stage.mode() == codemill_core::agent::AgentMode::Write;
-        let project = step.ticket.key.project();
+        let project = step.project.as_str();
         let (egress, cache) = match self
             .boundary
             .egress(guard, project, step.job)
@@ -295,11 +330,7 @@ impl AgentPool {
             model: resolved.model.clone(),
             limits: self.config.agent.limits,
             state_dir,
-            log_path: logs.join(format!(
-                "{}-{}{angle}{attempt}.log",
-                step.stage.as_str(),
-                step.round
-            )),
+            log_path: logs.join(format!("{}-{}{angle}{attempt}.log", step.label, step.round)),
             endpoint: Endpoint {
                 api: upstream.api,
                 base_url,
@@ -318,13 +349,13 @@ impl AgentPool {
         let forward = live::forward(
             rx,
             self.progress.sink().cloned(),
-            LiveActivity {
+            step.live.then(|| LiveActivity {
                 store: self.store.clone(),
                 job: step.job,
                 stage: step.stage,
                 round: step.round,
                 angle: step.angle.clone(),
-            },
+            }),
             tracing::Span::current(),
         );
         let started = Instant::now();
@@ -607,9 +638,10 @@ impl AgentPool {
             Ok(b) => b,
             Err(e) => return Ok(failed(effect, e)),
         };
+        let metering = step.metering(&self.config);
         let first = match self
             .run_once(
-                &step,
+                &metering,
                 &resolved,
                 backend.as_ref(),
                 &workdir,
@@ -664,7 +696,7 @@ impl AgentPool {
                 let resume = first.run.session_id.clone();
                 if let Ok(second) = self
                     .run_once(
-                        &step,
+                        &metering,
                         &resolved,
                         backend.as_ref(),
                         &workdir,

@@ -71,7 +71,7 @@ pub struct Runner {
     shared: Shared,
     boundary: Boundary,
     pub(crate) workspace: Workspace,
-    agents: AgentPool,
+    pub(crate) agents: AgentPool,
     pub(crate) announcer: Announcer,
     pub(crate) gates: Gates,
 }

@@ -40,6 +40,9 @@ pub enum RunError {
     /// The project's outside tracker or forge could not be reached or refused a request.
     #[error("project {project}: {message}")]
     Outside { project: String, message: String },
+    /// A request to the product-owner assistant that cannot be served as asked.
+    #[error("assistant: {0}")]
+    Assistant(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("job {job}: {message}")]

@@ -10,6 +10,7 @@
 
 mod agents;
 mod announcer;
+pub mod assistant;
 pub mod control;
 mod effects;
 pub mod engine;

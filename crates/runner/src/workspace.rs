@@ -516,6 +516,55 @@ impl Workspace {
         }
     }
 
+    /// A read-only look at `project`'s default branch as the remote has it now, for the
+    /// assistant: a worktree of its own on a throwaway branch, gone again after
+    /// [`Workspace::drop_checkout`].
+    pub(crate) async fn assistant_checkout(
+        &self,
+        project: &str,
+        turn: JobId,
+    ) -> Result<(PathBuf, String), String> {
+        let settings = self
+            .projects
+            .get(project)
+            .ok_or_else(|| format!("project {project} is not registered"))?;
+        let git = self.remote_git(project).await.map_err(|e| e.to_string())?;
+        let clone = self.home.clone_dir(project);
+        git.ensure_clone_and_fetch(&settings.repo, &clone)
+            .await
+            .map_err(|e| e.to_string())?;
+        let default = git
+            .default_branch(&clone)
+            .await
+            .map_err(|e| e.to_string())?;
+        let tip = git
+            .rev_parse(&clone, &format!("refs/remotes/origin/{default}"))
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("the repository has no branch {default}"))?;
+        exclude_run_dir(&clone).map_err(|e| e.to_string())?;
+        let path = self.home.root().join("assistant").join(turn.to_string());
+        git.add_worktree(&clone, &path, &assistant_branch(turn), &tip)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok((path, tip))
+    }
+
+    /// Remove an assistant checkout and its branch.
+    pub(crate) async fn drop_checkout(&self, project: &str, turn: JobId, path: &Path) {
+        let clone = self.home.clone_dir(project);
+        let removed = async {
+            self.git.remove_worktree(&clone, path).await?;
+            self.git
+                .delete_branch(&clone, &assistant_branch(turn))
+                .await
+        }
+        .await;
+        if let Err(e) = removed {
+            tracing::warn!(project, error = %e, "could not remove the assistant's checkout");
+        }
+    }
+
     /// The project's shared clone, cloned or fetched from its remote now.
     pub(crate) async fn fetched_clone(
         &self,
@@ -714,6 +763,11 @@ fn http_prefix(url: &str) -> Option<String> {
 }
 
 /// Keep codemill's run directory out of every commit of every worktree of a clone.
+/// The throwaway branch of an assistant checkout.
+fn assistant_branch(turn: JobId) -> String {
+    format!("codemill-assistant/{}", turn.short())
+}
+
 fn exclude_run_dir(clone: &Path) -> std::io::Result<()> {
     let info = clone.join("info");
     std::fs::create_dir_all(&info)?;

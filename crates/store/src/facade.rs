@@ -2,6 +2,7 @@
 //! `tables/` and keeps the transaction rules documented on `Store`.
 
 mod artifacts;
+mod assistant;
 mod followers;
 mod forge;
 mod inbox;

@@ -74,6 +74,7 @@ impl<DB: sqlx::Database> Finish for sqlx::Transaction<'static, DB> {
     }
 }
 
+mod assistant;
 mod dashboard;
 mod error;
 mod events;
@@ -91,6 +92,9 @@ use std::path::Path;
 
 use codemill_core::ids::JobId;
 
+pub use assistant::{
+    AssistantConversation, AssistantDraft, AssistantTurn, DraftClaim, NewAssistantTurn,
+};
 pub use error::{FenceReason, StoreError};
 pub use events::{ActivityRow, ActivityStep, EventRow, JobView};
 pub use knowledge::{KnowledgeHit, KnowledgeRow, KnowledgeSource, KnowledgeTag, NewKnowledge};

@@ -1,5 +1,6 @@
 //! Test modules and the shared harness.
 
+mod assistant;
 mod bad_input;
 mod broken_pipe;
 mod browser;

@@ -153,6 +153,23 @@ struct RawProject {
     merge_queue: MergeQueueSettings,
     #[serde(default)]
     refinement: RefinementSettings,
+    #[serde(default)]
+    assistant: AssistantSettings,
+}
+
+/// `[projects.NAME.assistant]`: the product-owner assistant's own budget.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AssistantSettings {
+    /// What one conversation may spend on models, in USD; the project's daily budgets count
+    /// it too.
+    pub budget_usd: f64,
+}
+
+impl Default for AssistantSettings {
+    fn default() -> Self {
+        AssistantSettings { budget_usd: 1.0 }
+    }
 }
 
 /// `[projects.NAME.refinement]`: what happens to an idea once it is refined.
@@ -181,6 +198,8 @@ pub struct ProjectConfig {
     pub merge_queue: MergeQueueSettings,
     /// `[projects.NAME.refinement]`: ideas refined into specs.
     pub refinement: RefinementSettings,
+    /// `[projects.NAME.assistant]`: the product-owner assistant.
+    pub assistant: AssistantSettings,
 }
 
 /// The validated service configuration.
@@ -378,6 +397,16 @@ impl Config {
                 .check(&name, &format!("projects.{pname}.budgets"))?;
             p.sandbox.check(&name, &pname)?;
             p.merge_queue.check(&name, &pname)?;
+            if !(p.assistant.budget_usd.is_finite() && p.assistant.budget_usd > 0.0) {
+                return Err(ConfigError::at(
+                    &name,
+                    &format!("projects.{pname}.assistant.budget_usd"),
+                    format!(
+                        "expected a positive amount of USD, found {}",
+                        p.assistant.budget_usd
+                    ),
+                ));
+            }
             let notify = p
                 .notify
                 .iter()
@@ -397,6 +426,7 @@ impl Config {
                     notify,
                     merge_queue: p.merge_queue,
                     refinement: p.refinement,
+                    assistant: p.assistant,
                 },
             );
         }

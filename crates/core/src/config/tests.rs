@@ -306,6 +306,29 @@ fn a_projects_merge_queue_batches_one_by_default_and_is_checked() {
     assert!(msg.contains("bach"), "{msg}");
 }
 
+#[test]
+fn a_projects_assistant_budget_defaults_to_one_dollar_and_is_checked() {
+    let project = "[projects.P]\nrepo = \"/tmp/r.git\"\n";
+    assert_eq!(
+        parse(project).unwrap().projects["P"].assistant.budget_usd,
+        1.0
+    );
+    let c = parse(&format!(
+        "{project}[projects.P.assistant]\nbudget_usd = 0.25\n"
+    ))
+    .unwrap();
+    assert_eq!(c.projects["P"].assistant.budget_usd, 0.25);
+    let msg = parse(&format!(
+        "{project}[projects.P.assistant]\nbudget_usd = -1.0\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        msg.contains("projects.P.assistant.budget_usd") && msg.contains("positive amount"),
+        "{msg}"
+    );
+}
+
 /// A GitLab project: tracker and forge from one `[projects.P.gitlab]` table with its defaults;
 /// a project that is neither a path nor an id, or a token written in the file, is refused by key.
 #[test]

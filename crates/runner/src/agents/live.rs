@@ -46,10 +46,10 @@ impl LiveActivity {
 pub(super) fn forward(
     mut rx: UnboundedReceiver<AgentEvent>,
     sink: Option<ProgressSink>,
-    live: LiveActivity,
+    live: Option<LiveActivity>,
     agent_span: tracing::Span,
 ) -> tokio::task::JoinHandle<()> {
-    let stage = live.stage;
+    let stage = live.as_ref().map_or(AgentStage::Research, |l| l.stage);
     tokio::spawn(async move {
         let mut batch = Vec::new();
         let mut last_write = Instant::now();
@@ -71,15 +71,21 @@ pub(super) fn forward(
                 }
                 _ => {}
             }
-            batch.push((chrono::Utc::now(), event.clone()));
+            if live.is_some() {
+                batch.push((chrono::Utc::now(), event.clone()));
+            }
             if let Some(s) = &sink {
                 let _ = s.send(Progress::Agent { stage, event });
             }
-            if batch.len() >= LIVE_BATCH || last_write.elapsed() >= LIVE_EVERY {
+            if let Some(live) = &live
+                && (batch.len() >= LIVE_BATCH || last_write.elapsed() >= LIVE_EVERY)
+            {
                 live.write(std::mem::take(&mut batch)).await;
                 last_write = Instant::now();
             }
         }
-        live.write(batch).await;
+        if let Some(live) = &live {
+            live.write(batch).await;
+        }
     })
 }

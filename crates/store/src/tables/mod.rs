@@ -3,6 +3,7 @@
 //! calls them.
 
 mod artifacts;
+mod assistant;
 mod events;
 mod inbox;
 mod ingest;

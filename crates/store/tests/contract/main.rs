@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod artifacts;
+mod assistant;
 mod concurrency;
 mod events;
 mod harness;
@@ -44,6 +45,7 @@ macro_rules! contract {
 }
 
 contract!(
+    assistant::assistant_turns_keep_their_drafts_and_save_each_once,
     merge_queue::merge_entries_are_queued_once_in_order_and_settled_once,
     sessions::sign_ins_are_taken_once_and_expire,
     knowledge::knowledge_keeps_provenance_and_is_searchable,

@@ -1,0 +1,267 @@
+//! The product-owner assistant: a question about a project answered by an agent reading its
+//! repository (a fresh read-only checkout of the default branch) and its backlog, in the
+//! sandbox, through the model gateway, under the conversation's own budget; and a drafted
+//! ticket saved to the project's tracker (local, Jira, GitHub, GitLab or Linear) at most once.
+
+use chrono::Utc;
+use codemill_core::agent::AgentOutcome;
+use codemill_core::assistant::{self, BacklogItem};
+use codemill_core::ids::{JobId, ProjectName};
+use codemill_core::pipeline::AgentStage;
+use codemill_store::{AssistantTurn, DraftClaim, NewAssistantTurn};
+use codemill_trackers::Tracker;
+
+use crate::agents::Metering;
+use crate::engine::Runner;
+use crate::error::RunError;
+use crate::gates::POLICY_FILE;
+use crate::local::LocalTracker;
+
+/// The label a saved draft carries: a person decides whether it is refined or built.
+pub const DRAFTED_LABEL: &str = "codemill:drafted";
+
+/// The budget scope of a conversation (what its `ticket` budget counts).
+pub fn budget_scope(conversation: &str) -> String {
+    format!("assistant:{conversation}")
+}
+
+fn fail(message: impl Into<String>) -> RunError {
+    RunError::Assistant(message.into())
+}
+
+impl Runner {
+    /// Ask the assistant about `project`, in `conversation` (a new one when `None`). The turn
+    /// is recorded whatever happens: a spent budget or a failed agent is its error.
+    pub async fn ask_assistant(
+        &self,
+        project: &str,
+        conversation: Option<&str>,
+        question: &str,
+        by: &str,
+    ) -> Result<AssistantTurn, RunError> {
+        let Some(settings) = self.config.projects.get(project) else {
+            return Err(fail(format!(
+                "no project {project}; register it with `codemill project add`"
+            )));
+        };
+        if question.trim().is_empty() {
+            return Err(fail("the question is empty"));
+        }
+        let conversation = conversation
+            .map(str::to_string)
+            .unwrap_or_else(|| JobId::new().to_string());
+        let earlier = self.store.assistant_turns(&conversation).await?;
+        if let Some(first) = earlier.first()
+            && first.project != project
+        {
+            return Err(fail(format!(
+                "conversation {conversation} is about project {}, not {project}",
+                first.project
+            )));
+        }
+        let budget = settings.assistant.budget_usd;
+        let spent: f64 = earlier.iter().map(|t| t.cost_usd).sum();
+        let record = |answer: String, cost: f64, error: Option<String>| {
+            let drafts: Vec<(String, String)> = assistant::drafts(&answer)
+                .into_iter()
+                .map(|d| (d.title, d.body))
+                .collect();
+            let conversation = conversation.clone();
+            async move {
+                self.store
+                    .add_assistant_turn(
+                        &NewAssistantTurn {
+                            conversation: &conversation,
+                            project,
+                            asked_by: by,
+                            question: question.trim(),
+                            answer: &answer,
+                            cost_usd: cost,
+                            error: error.as_deref(),
+                            drafts: &drafts,
+                        },
+                        Utc::now(),
+                    )
+                    .await
+            }
+        };
+        if spent >= budget {
+            let why = format!(
+                "this conversation spent ${spent:.4} of its ${budget:.2} budget; start a new one"
+            );
+            return Ok(record(String::new(), 0.0, Some(why)).await?);
+        }
+        let turn = JobId::new();
+        let (checkout, _tip) = match self.workspace.assistant_checkout(project, turn).await {
+            Ok(c) => c,
+            Err(e) => {
+                return Ok(record(String::new(), 0.0, Some(format!("checkout: {e}"))).await?);
+            }
+        };
+        let ran = self
+            .answer_in(project, &conversation, turn, &checkout, question, &earlier)
+            .await;
+        self.workspace.drop_checkout(project, turn, &checkout).await;
+        let (answer, cost, error) = match ran? {
+            Ok(ran) => {
+                let error = match &ran.run.outcome {
+                    AgentOutcome::Success => None,
+                    AgentOutcome::BudgetExceeded { limit, spent, .. } => Some(format!(
+                        "stopped at this conversation's budget: ${spent:.4} of ${limit:.2}"
+                    )),
+                    other => Some(format!("the agent {}", other.describe())),
+                };
+                (ran.run.final_text, ran.cost_usd, error)
+            }
+            Err(why) => (String::new(), 0.0, Some(why)),
+        };
+        Ok(record(answer, cost, error).await?)
+    }
+
+    /// One agent run answering `question` in `checkout`, with the backlog handed over as a file.
+    async fn answer_in(
+        &self,
+        project: &str,
+        conversation: &str,
+        turn: JobId,
+        checkout: &std::path::Path,
+        question: &str,
+        earlier: &[AssistantTurn],
+    ) -> Result<Result<crate::agents::Ran, String>, RunError> {
+        let items: Vec<BacklogItem> = self
+            .store
+            .tickets(Some(project))
+            .await?
+            .into_iter()
+            .map(|t| BacklogItem {
+                key: t.key.to_string(),
+                title: t.title,
+                status: t.status.as_str().to_string(),
+                labels: t.labels,
+                body: t.body,
+            })
+            .collect();
+        let file = checkout.join(assistant::BACKLOG_FILE);
+        if let Some(dir) = file.parent()
+            && let Err(e) = std::fs::create_dir_all(dir)
+                .and_then(|()| std::fs::write(&file, assistant::backlog(project, &items)))
+        {
+            return Ok(Err(format!("{}: {e}", file.display())));
+        }
+        let resolved = match self
+            .config
+            .agent_for(None, POLICY_FILE, AgentStage::Research)
+        {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        let backend = self.agents.backend(resolved.backend);
+        let history: Vec<(String, String)> = earlier
+            .iter()
+            .filter(|t| t.error.is_none())
+            .map(|t| (t.question.clone(), assistant::shown(&t.answer)))
+            .collect();
+        let mut budgets = self.config.budgets_for(project);
+        budgets.job_usd = None;
+        budgets.job_tokens = None;
+        budgets.ticket_usd = self
+            .config
+            .projects
+            .get(project)
+            .map(|p| p.assistant.budget_usd);
+        // Research's mode and tools: read-only, in the sandbox, through the gateway.
+        let metering = Metering {
+            job: turn,
+            ticket: budget_scope(conversation),
+            project: project.to_string(),
+            stage: AgentStage::Research,
+            label: "assistant",
+            round: 0,
+            angle: None,
+            budgets,
+            live: false,
+        };
+        self.agents
+            .run_once(
+                &metering,
+                &resolved,
+                backend.as_ref(),
+                checkout,
+                assistant::brief(project, question, &history),
+                None,
+                "",
+            )
+            .await
+    }
+
+    /// Save draft `n` of turn `turn` as a ticket in its project's tracker; saved before, the
+    /// same ticket is returned. Returns the ticket's key as the tracker names it.
+    pub async fn save_assistant_draft(
+        &self,
+        turn: i64,
+        n: i64,
+        by: &str,
+    ) -> Result<String, RunError> {
+        let Some(asked) = self.store.assistant_turn(turn).await? else {
+            return Err(fail(format!("no assistant turn {turn}")));
+        };
+        let draft = match self
+            .store
+            .claim_assistant_draft(turn, n, Utc::now())
+            .await?
+        {
+            None => {
+                return Err(fail(format!(
+                    "turn {turn} has no draft {n} (it has {})",
+                    asked.drafts.len()
+                )));
+            }
+            Some(DraftClaim::Saved(key)) => return Ok(key),
+            Some(DraftClaim::Busy) => {
+                return Err(fail(format!(
+                    "draft {n} of turn {turn} is being saved right now; look again in a moment"
+                )));
+            }
+            Some(DraftClaim::Claimed(d)) => d,
+        };
+        let project = asked.project.as_str();
+        let body = format!(
+            "{}\n\n_Drafted with codemill's assistant; saved by {by}._",
+            draft.body.trim()
+        );
+        let marker = format!("codemill:assistant:{turn}:{n}");
+        let outside = match self.config.projects.get(project) {
+            Some(p) => {
+                self.outside_cache()
+                    .get(p)
+                    .map_err(|e| RunError::Outside {
+                        project: project.to_string(),
+                        message: e,
+                    })?
+                    .tracker
+            }
+            None => None,
+        };
+        let created = match outside {
+            Some(tracker) => {
+                tracker
+                    .create_issue(&marker, &draft.title, &body, DRAFTED_LABEL)
+                    .await
+            }
+            None => {
+                let name: ProjectName = project
+                    .parse()
+                    .map_err(|e| fail(format!("project {project}: {e}")))?;
+                LocalTracker::for_project(self.store.clone(), name)
+                    .create_issue(&marker, &draft.title, &body, DRAFTED_LABEL)
+                    .await
+            }
+        };
+        let key = created.map_err(|e| RunError::Outside {
+            project: project.to_string(),
+            message: e.to_string(),
+        })?;
+        self.store.saved_assistant_draft(turn, n, &key).await?;
+        Ok(key)
+    }
+}
