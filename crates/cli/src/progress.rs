@@ -239,6 +239,8 @@ pub async fn work(
                     }
                     match runner.work_once(&options).await {
                         Ok(Some(worked)) => err(&describe(&worked)),
+                        // No job: a question for the assistant, if one waits.
+                        Ok(None) if answer_one(&runner).await => {}
                         Ok(None) if once => return Ok(()),
                         Ok(None) => tokio::time::sleep(options.poll).await,
                         // The store is down (or another passing failure): say so and go on;
@@ -265,6 +267,29 @@ pub async fn work(
         r.map_err(|e| anyhow::anyhow!("worker task failed: {e}"))??;
     }
     Ok(())
+}
+
+/// Answer one pending question for the assistant; whether there was one.
+pub(crate) async fn answer_one(runner: &Runner) -> bool {
+    match runner.assistant_once().await {
+        Ok(Some(turn)) => {
+            err(&format!(
+                "worker: answered assistant question {} on {}{}",
+                turn.id,
+                turn.project,
+                turn.error
+                    .as_deref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            ));
+            true
+        }
+        Ok(None) => false,
+        Err(e) => {
+            err(&format!("worker: assistant: {e}"));
+            false
+        }
+    }
 }
 
 /// Land queued merges until `stop` (a queue another process works is left to it; one that

@@ -35,6 +35,8 @@ fn control_error(e: RunError) -> ControlError {
         RunError::Store(StoreError::ActiveJob { .. } | StoreError::InvalidTransition { .. }) => {
             ControlError::Conflict(e.to_string())
         }
+        // A request the assistant cannot serve as asked: the person can change it.
+        RunError::Assistant(_) => ControlError::Conflict(e.to_string()),
         other => ControlError::Failed(other.to_string()),
     }
 }
@@ -69,6 +71,46 @@ impl Control for RunnerControl {
             control::cancel(&self.store, ticket, by)
                 .await
                 .map_err(control_error)
+        })
+    }
+    fn ask_assistant<'a>(
+        &'a self,
+        project: &'a str,
+        conversation: Option<&'a str>,
+        question: &'a str,
+        by: &'a str,
+    ) -> ControlFuture<'a, codemill_store::AssistantTurn> {
+        Box::pin(async move {
+            codemill_runner::assistant::ask(
+                &self.store,
+                &self.config,
+                project,
+                conversation,
+                question,
+                by,
+                None,
+            )
+            .await
+            .map_err(control_error)
+        })
+    }
+    fn save_assistant_draft<'a>(
+        &'a self,
+        turn: i64,
+        n: i64,
+        by: &'a str,
+    ) -> ControlFuture<'a, String> {
+        Box::pin(async move {
+            codemill_runner::assistant::save(
+                &self.store,
+                &self.config,
+                &self.gateway.outside,
+                turn,
+                n,
+                by,
+            )
+            .await
+            .map_err(control_error)
         })
     }
     fn accept<'a>(&'a self, ticket: &'a TicketKey, by: &'a str) -> ControlFuture<'a, JobId> {
@@ -333,6 +375,12 @@ pub async fn serve(mut opened: Opened, args: ServeArgs) -> Result<ExitCode> {
             .keys()
             .map(|p| (p.to_string(), opened.config.budgets_for(p)))
             .collect(),
+        assistant_budgets: opened
+            .config
+            .projects
+            .iter()
+            .map(|(name, p)| (name.clone(), p.assistant.budget_usd))
+            .collect(),
         oidc: oidc_settings(&opened.config)?,
         trace_url: opened.config.telemetry.trace_url.clone(),
         ..ServerConfig::default()
@@ -377,6 +425,8 @@ pub async fn serve(mut opened: Opened, args: ServeArgs) -> Result<ExitCode> {
                 while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                     match runner.work_once(&options).await {
                         Ok(Some(w)) => err(&format!("worker: {}", crate::progress::describe(&w))),
+                        // No job: a question for the assistant, if one waits.
+                        Ok(None) if crate::progress::answer_one(&runner).await => {}
                         Ok(None) => tokio::time::sleep(options.poll).await,
                         Err(e) => {
                             err(&format!("worker: {e}"));

@@ -2,13 +2,16 @@
 //! repository (a fresh read-only checkout of the default branch) and its backlog, in the
 //! sandbox, through the model gateway, under the conversation's own budget; and a drafted
 //! ticket saved to the project's tracker (local, Jira, GitHub, GitLab or Linear) at most once.
+//! A question is recorded pending; the process that asked it answers it (the terminal), or a
+//! worker does (the dashboard), and a claim that runs out lets another process answer.
 
 use chrono::Utc;
 use codemill_core::agent::AgentOutcome;
 use codemill_core::assistant::{self, BacklogItem};
+use codemill_core::config::Config;
 use codemill_core::ids::{JobId, ProjectName};
 use codemill_core::pipeline::AgentStage;
-use codemill_store::{AssistantTurn, DraftClaim, NewAssistantTurn};
+use codemill_store::{Answer, AssistantTurn, DraftClaim, NewAssistantTurn, NewQuestion, Store};
 use codemill_trackers::Tracker;
 
 use crate::agents::Metering;
@@ -16,6 +19,8 @@ use crate::engine::Runner;
 use crate::error::RunError;
 use crate::gates::POLICY_FILE;
 use crate::local::LocalTracker;
+use crate::outside::OutsideCache;
+use crate::worker::owner_here;
 
 /// The label a saved draft carries: a person decides whether it is refined or built.
 pub const DRAFTED_LABEL: &str = "codemill:drafted";
@@ -29,9 +34,103 @@ fn fail(message: impl Into<String>) -> RunError {
     RunError::Assistant(message.into())
 }
 
+/// Record a question for `project` in `conversation` (a new one when `None`): pending, and
+/// claimed by `claim`'s owner when the asker answers it itself; workers answer the others. A
+/// conversation whose budget is spent gets its answer at once: the refusal.
+pub async fn ask(
+    store: &Store,
+    config: &Config,
+    project: &str,
+    conversation: Option<&str>,
+    question: &str,
+    by: &str,
+    claim: Option<&str>,
+) -> Result<AssistantTurn, RunError> {
+    let Some(settings) = config.projects.get(project) else {
+        return Err(fail(format!(
+            "no project {project}; register it with `codemill project add`"
+        )));
+    };
+    if question.trim().is_empty() {
+        return Err(fail("the question is empty"));
+    }
+    let conversation = conversation
+        .map(str::to_string)
+        .unwrap_or_else(|| JobId::new().to_string());
+    let earlier = store.assistant_turns(&conversation).await?;
+    if let Some(first) = earlier.first()
+        && first.project != project
+    {
+        return Err(fail(format!(
+            "conversation {conversation} is about project {}, not {project}",
+            first.project
+        )));
+    }
+    let budget = settings.assistant.budget_usd;
+    let spent: f64 = earlier.iter().map(|t| t.cost_usd).sum();
+    let now = Utc::now();
+    if spent >= budget {
+        let why = format!(
+            "this conversation spent ${spent:.4} of its ${budget:.2} budget; start a new one"
+        );
+        return Ok(store
+            .add_assistant_turn(
+                &NewAssistantTurn {
+                    conversation: &conversation,
+                    project,
+                    asked_by: by,
+                    question: question.trim(),
+                    answer: "",
+                    cost_usd: 0.0,
+                    error: Some(&why),
+                    drafts: &[],
+                },
+                now,
+            )
+            .await?);
+    }
+    Ok(store
+        .ask_assistant(
+            &NewQuestion {
+                conversation: &conversation,
+                project,
+                asked_by: by,
+                question: question.trim(),
+                claim: claim.map(|owner| (owner, now + claim_for(config))),
+            },
+            now,
+        )
+        .await?)
+}
+
+/// How long a claim on a question holds: the agent's wall-clock limit and some slack.
+fn claim_for(config: &Config) -> chrono::TimeDelta {
+    chrono::TimeDelta::from_std(config.agent.limits.wall_clock)
+        .unwrap_or(chrono::TimeDelta::hours(1))
+        + chrono::TimeDelta::minutes(5)
+}
+
 impl Runner {
-    /// Ask the assistant about `project`, in `conversation` (a new one when `None`). The turn
-    /// is recorded whatever happens: a spent budget or a failed agent is its error.
+    /// Save a drafted ticket to its project's tracker (see [`save`]).
+    pub async fn save_assistant_draft(
+        &self,
+        turn: i64,
+        n: i64,
+        by: &str,
+    ) -> Result<String, RunError> {
+        save(
+            &self.store,
+            &self.config,
+            &self.outside_cache(),
+            turn,
+            n,
+            by,
+        )
+        .await
+    }
+
+    /// Ask and answer here, in this process: the question is claimed by it, so no worker
+    /// takes it unless this process dies first.
     pub async fn ask_assistant(
         &self,
         project: &str,
@@ -39,70 +138,71 @@ impl Runner {
         question: &str,
         by: &str,
     ) -> Result<AssistantTurn, RunError> {
-        let Some(settings) = self.config.projects.get(project) else {
-            return Err(fail(format!(
-                "no project {project}; register it with `codemill project add`"
-            )));
+        let owner = owner_here();
+        let turn = ask(
+            &self.store,
+            &self.config,
+            project,
+            conversation,
+            question,
+            by,
+            Some(&owner),
+        )
+        .await?;
+        if !turn.pending {
+            return Ok(turn);
+        }
+        let id = turn.id;
+        match self.answer_assistant(turn, &owner).await? {
+            Some(answered) => Ok(answered),
+            None => Err(fail(format!(
+                "question {id} was taken over by another process; see `codemill assistant {project} --list`"
+            ))),
+        }
+    }
+
+    /// Answer one pending question nobody holds, if there is one (what workers do between
+    /// jobs).
+    pub async fn assistant_once(&self) -> Result<Option<AssistantTurn>, RunError> {
+        let owner = owner_here();
+        let now = Utc::now();
+        let Some(turn) = self
+            .store
+            .claim_assistant_turn(&owner, now + claim_for(&self.config), now)
+            .await?
+        else {
+            return Ok(None);
         };
-        if question.trim().is_empty() {
-            return Err(fail("the question is empty"));
-        }
-        let conversation = conversation
-            .map(str::to_string)
-            .unwrap_or_else(|| JobId::new().to_string());
-        let earlier = self.store.assistant_turns(&conversation).await?;
-        if let Some(first) = earlier.first()
-            && first.project != project
-        {
-            return Err(fail(format!(
-                "conversation {conversation} is about project {}, not {project}",
-                first.project
-            )));
-        }
-        let budget = settings.assistant.budget_usd;
-        let spent: f64 = earlier.iter().map(|t| t.cost_usd).sum();
-        let record = |answer: String, cost: f64, error: Option<String>| {
-            let drafts: Vec<(String, String)> = assistant::drafts(&answer)
-                .into_iter()
-                .map(|d| (d.title, d.body))
-                .collect();
-            let conversation = conversation.clone();
-            async move {
-                self.store
-                    .add_assistant_turn(
-                        &NewAssistantTurn {
-                            conversation: &conversation,
-                            project,
-                            asked_by: by,
-                            question: question.trim(),
-                            answer: &answer,
-                            cost_usd: cost,
-                            error: error.as_deref(),
-                            drafts: &drafts,
-                        },
-                        Utc::now(),
-                    )
-                    .await
+        self.answer_assistant(turn, &owner).await
+    }
+
+    /// Answer a question `owner` holds: a fresh read-only checkout, one agent run, the answer
+    /// and its drafts recorded. `None` when the claim was lost meanwhile.
+    async fn answer_assistant(
+        &self,
+        turn: AssistantTurn,
+        owner: &str,
+    ) -> Result<Option<AssistantTurn>, RunError> {
+        let project = turn.project.as_str();
+        let earlier: Vec<AssistantTurn> = self
+            .store
+            .assistant_turns(&turn.conversation)
+            .await?
+            .into_iter()
+            .filter(|t| t.id < turn.id && !t.pending)
+            .collect();
+        let job = JobId::new();
+        let ran = match self.workspace.assistant_checkout(project, job).await {
+            Ok((checkout, _tip)) => {
+                let ran = self
+                    .answer_in(project, &turn, job, &checkout, &earlier)
+                    .await;
+                self.workspace.drop_checkout(project, job, &checkout).await;
+                ran?
             }
+            Err(e) => Err(format!("checkout: {e}")),
         };
-        if spent >= budget {
-            let why = format!(
-                "this conversation spent ${spent:.4} of its ${budget:.2} budget; start a new one"
-            );
-            return Ok(record(String::new(), 0.0, Some(why)).await?);
-        }
-        let turn = JobId::new();
-        let (checkout, _tip) = match self.workspace.assistant_checkout(project, turn).await {
-            Ok(c) => c,
-            Err(e) => {
-                return Ok(record(String::new(), 0.0, Some(format!("checkout: {e}"))).await?);
-            }
-        };
-        let ran = self
-            .answer_in(project, &conversation, turn, &checkout, question, &earlier)
-            .await;
-        self.workspace.drop_checkout(project, turn, &checkout).await;
-        let (answer, cost, error) = match ran? {
+        let (answer, cost, error) = match ran {
             Ok(ran) => {
                 let error = match &ran.run.outcome {
                     AgentOutcome::Success => None,
@@ -115,17 +215,32 @@ impl Runner {
             }
             Err(why) => (String::new(), 0.0, Some(why)),
         };
-        Ok(record(answer, cost, error).await?)
+        let drafts: Vec<(String, String)> = assistant::drafts(&answer)
+            .into_iter()
+            .map(|d| (d.title, d.body))
+            .collect();
+        Ok(self
+            .store
+            .answer_assistant(
+                turn.id,
+                owner,
+                &Answer {
+                    answer: &answer,
+                    cost_usd: cost,
+                    error: error.as_deref(),
+                    drafts: &drafts,
+                },
+            )
+            .await?)
     }
 
     /// One agent run answering `question` in `checkout`, with the backlog handed over as a file.
     async fn answer_in(
         &self,
         project: &str,
-        conversation: &str,
-        turn: JobId,
+        asked: &AssistantTurn,
+        job: JobId,
         checkout: &std::path::Path,
-        question: &str,
         earlier: &[AssistantTurn],
     ) -> Result<Result<crate::agents::Ran, String>, RunError> {
         let items: Vec<BacklogItem> = self
@@ -171,8 +286,8 @@ impl Runner {
             .map(|p| p.assistant.budget_usd);
         // Research's mode and tools: read-only, in the sandbox, through the gateway.
         let metering = Metering {
-            job: turn,
-            ticket: budget_scope(conversation),
+            job,
+            ticket: budget_scope(&asked.conversation),
             project: project.to_string(),
             stage: AgentStage::Research,
             label: "assistant",
@@ -187,81 +302,79 @@ impl Runner {
                 &resolved,
                 backend.as_ref(),
                 checkout,
-                assistant::brief(project, question, &history),
+                assistant::brief(project, &asked.question, &history),
                 None,
                 "",
             )
             .await
     }
+}
 
-    /// Save draft `n` of turn `turn` as a ticket in its project's tracker; saved before, the
-    /// same ticket is returned. Returns the ticket's key as the tracker names it.
-    pub async fn save_assistant_draft(
-        &self,
-        turn: i64,
-        n: i64,
-        by: &str,
-    ) -> Result<String, RunError> {
-        let Some(asked) = self.store.assistant_turn(turn).await? else {
-            return Err(fail(format!("no assistant turn {turn}")));
-        };
-        let draft = match self
-            .store
-            .claim_assistant_draft(turn, n, Utc::now())
-            .await?
-        {
-            None => {
-                return Err(fail(format!(
-                    "turn {turn} has no draft {n} (it has {})",
-                    asked.drafts.len()
-                )));
-            }
-            Some(DraftClaim::Saved(key)) => return Ok(key),
-            Some(DraftClaim::Busy) => {
-                return Err(fail(format!(
-                    "draft {n} of turn {turn} is being saved right now; look again in a moment"
-                )));
-            }
-            Some(DraftClaim::Claimed(d)) => d,
-        };
-        let project = asked.project.as_str();
-        let body = format!(
-            "{}\n\n_Drafted with codemill's assistant; saved by {by}._",
-            draft.body.trim()
-        );
-        let marker = format!("codemill:assistant:{turn}:{n}");
-        let outside = match self.config.projects.get(project) {
-            Some(p) => {
-                self.outside_cache()
-                    .get(p)
-                    .map_err(|e| RunError::Outside {
-                        project: project.to_string(),
-                        message: e,
-                    })?
-                    .tracker
-            }
-            None => None,
-        };
-        let created = match outside {
-            Some(tracker) => {
-                tracker
-                    .create_issue(&marker, &draft.title, &body, DRAFTED_LABEL)
-                    .await
-            }
-            None => {
-                let name: ProjectName = project
-                    .parse()
-                    .map_err(|e| fail(format!("project {project}: {e}")))?;
-                LocalTracker::for_project(self.store.clone(), name)
-                    .create_issue(&marker, &draft.title, &body, DRAFTED_LABEL)
-                    .await
-            }
-        };
-        let key = created.map_err(|e| RunError::Outside {
-            project: project.to_string(),
-            message: e.to_string(),
-        })?;
-        self.store.saved_assistant_draft(turn, n, &key).await?;
-        Ok(key)
-    }
+/// Save draft `n` of turn `turn` as a ticket in its project's tracker; saved before, the
+/// same ticket is returned. Returns the ticket's key as the tracker names it.
+pub async fn save(
+    store: &Store,
+    config: &Config,
+    outside: &OutsideCache,
+    turn: i64,
+    n: i64,
+    by: &str,
+) -> Result<String, RunError> {
+    let Some(asked) = store.assistant_turn(turn).await? else {
+        return Err(fail(format!("no assistant turn {turn}")));
+    };
+    let draft = match store.claim_assistant_draft(turn, n, Utc::now()).await? {
+        None => {
+            return Err(fail(format!(
+                "turn {turn} has no draft {n} (it has {})",
+                asked.drafts.len()
+            )));
+        }
+        Some(DraftClaim::Saved(key)) => return Ok(key),
+        Some(DraftClaim::Busy) => {
+            return Err(fail(format!(
+                "draft {n} of turn {turn} is being saved right now; look again in a moment"
+            )));
+        }
+        Some(DraftClaim::Claimed(d)) => d,
+    };
+    let project = asked.project.as_str();
+    let body = format!(
+        "{}\n\n_Drafted with codemill's assistant; saved by {by}._",
+        draft.body.trim()
+    );
+    let marker = format!("codemill:assistant:{turn}:{n}");
+    let outside = match config.projects.get(project) {
+        Some(p) => {
+            outside
+                .get(p)
+                .map_err(|e| RunError::Outside {
+                    project: project.to_string(),
+                    message: e,
+                })?
+                .tracker
+        }
+        None => None,
+    };
+    let created = match outside {
+        Some(tracker) => {
+            tracker
+                .create_issue(&marker, &draft.title, &body, DRAFTED_LABEL)
+                .await
+        }
+        None => {
+            let name: ProjectName = project
+                .parse()
+                .map_err(|e| fail(format!("project {project}: {e}")))?;
+            LocalTracker::for_project(store.clone(), name)
+                .create_issue(&marker, &draft.title, &body, DRAFTED_LABEL)
+                .await
+        }
+    };
+    let key = created.map_err(|e| RunError::Outside {
+        project: project.to_string(),
+        message: e.to_string(),
+    })?;
+    store.saved_assistant_draft(turn, n, &key).await?;
+    Ok(key)
 }

@@ -57,6 +57,38 @@ pub trait Control: Send + Sync + 'static {
             ))
         })
     }
+    /// Ask the product-owner assistant about `project` (in `conversation`, or a new one): the
+    /// question is recorded and a worker answers it. The default refuses: a server without
+    /// the runner has no assistant.
+    fn ask_assistant<'a>(
+        &'a self,
+        project: &'a str,
+        conversation: Option<&'a str>,
+        question: &'a str,
+        by: &'a str,
+    ) -> ControlFuture<'a, codemill_store::AssistantTurn> {
+        let _ = (project, conversation, question, by);
+        Box::pin(async {
+            Err(ControlError::Failed(
+                "the assistant is not available in this server".into(),
+            ))
+        })
+    }
+    /// Save draft `n` of assistant turn `turn` as a ticket in its project's tracker (once);
+    /// answers the ticket's key.
+    fn save_assistant_draft<'a>(
+        &'a self,
+        turn: i64,
+        n: i64,
+        by: &'a str,
+    ) -> ControlFuture<'a, String> {
+        let _ = (turn, n, by);
+        Box::pin(async {
+            Err(ControlError::Failed(
+                "the assistant is not available in this server".into(),
+            ))
+        })
+    }
     /// An event from an outside tracker or forge, verified and read by the webhook handler.
     /// Answers a JSON summary of what was done. The default refuses: a server without the
     /// runner has no trackers.

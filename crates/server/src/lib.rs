@@ -118,6 +118,8 @@ pub struct ServerConfig {
     /// own (the config's `[budgets]` and `[projects.NAME.budgets]`).
     pub budgets: codemill_core::config::Budgets,
     pub project_budgets: HashMap<String, codemill_core::config::Budgets>,
+    /// What one assistant conversation may spend, per project (`[projects.NAME.assistant]`).
+    pub assistant_budgets: HashMap<String, f64>,
     /// Single sign-on to the dashboard (`[web.oidc]`); needs `public_url`.
     pub oidc: Option<web::OidcSettings>,
     /// A dashboard session not used for this long ends.
@@ -145,6 +147,7 @@ impl Default for ServerConfig {
             public_url: None,
             budgets: codemill_core::config::Budgets::default(),
             project_budgets: HashMap::new(),
+            assistant_budgets: HashMap::new(),
             oidc: None,
             session_idle: Duration::from_secs(12 * 3600),
             trace_url: None,
@@ -182,6 +185,7 @@ struct Inner {
     public_origin: Option<String>,
     budgets: codemill_core::config::Budgets,
     project_budgets: HashMap<String, codemill_core::config::Budgets>,
+    assistant_budgets: HashMap<String, f64>,
     oidc: Option<Arc<web::Oidc>>,
     session_idle: Duration,
     trace_url: Option<String>,
@@ -289,6 +293,7 @@ impl AppState {
                 trace_url: config.trace_url,
                 budgets: config.budgets,
                 project_budgets: config.project_budgets,
+                assistant_budgets: config.assistant_budgets,
             }),
         })
     }
@@ -349,6 +354,22 @@ impl AppState {
             .trace_url
             .as_deref()
             .map(|t| t.replace("{trace_id}", &job.trace_id()))
+    }
+
+    /// The registered projects, by name.
+    pub(crate) fn projects(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.inner.project_budgets.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// What one assistant conversation of `project` may spend.
+    pub(crate) fn assistant_budget(&self, project: &str) -> f64 {
+        self.inner
+            .assistant_budgets
+            .get(project)
+            .copied()
+            .unwrap_or_default()
     }
 
     /// The budgets that apply to `project`.

@@ -16,8 +16,31 @@ pub struct AssistantTurn {
     pub cost_usd: f64,
     /// Why there is no (full) answer: the budget, the agent, the sandbox.
     pub error: Option<String>,
+    /// Asked and not answered yet.
+    pub pending: bool,
     pub at: DateTime<Utc>,
     pub drafts: Vec<AssistantDraft>,
+}
+
+/// A question to answer later (by whoever claims it, or by `claim`'s owner).
+#[derive(Debug, Clone)]
+pub struct NewQuestion<'a> {
+    pub conversation: &'a str,
+    pub project: &'a str,
+    pub asked_by: &'a str,
+    pub question: &'a str,
+    /// Claimed at once by this owner until this time: the asker answers it itself.
+    pub claim: Option<(&'a str, DateTime<Utc>)>,
+}
+
+/// An answer to record on a claimed question.
+#[derive(Debug, Clone)]
+pub struct Answer<'a> {
+    pub answer: &'a str,
+    pub cost_usd: f64,
+    pub error: Option<&'a str>,
+    /// Title and body of each draft, in order.
+    pub drafts: &'a [(String, String)],
 }
 
 /// A ticket an answer drafted; `ticket` once it is saved to the tracker.

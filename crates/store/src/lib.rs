@@ -93,7 +93,8 @@ use std::path::Path;
 use codemill_core::ids::JobId;
 
 pub use assistant::{
-    AssistantConversation, AssistantDraft, AssistantTurn, DraftClaim, NewAssistantTurn,
+    Answer, AssistantConversation, AssistantDraft, AssistantTurn, DraftClaim, NewAssistantTurn,
+    NewQuestion,
 };
 pub use error::{FenceReason, StoreError};
 pub use events::{ActivityRow, ActivityStep, EventRow, JobView};

@@ -231,3 +231,40 @@ async fn a_person_accepts_a_refined_spec_in_the_browser() {
         4
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_asks_the_assistant_and_saves_its_draft_in_the_browser() {
+    use codemill_testkit::{Reply, Rule};
+    let answer = "Add a login route beside `src/lib.rs`.\n\n```json\n{\"drafts\": [{\"title\": \"Add OIDC login\", \"body\": \"- [ ] a user signs in with OIDC\"}]}\n```";
+    let rules = vec![Rule::new(
+        "assistant",
+        super::harness::at_turn("assistant", 0),
+        Reply::text(answer),
+    )];
+    let env = Env::new(rules, HELLO_GATE, "").await;
+    env.add_user("amy", "approver", PASSWORD);
+    // The web answers at once; the service's worker answers the question.
+    let server = Service::start(&env, &[], &[]);
+    let done = browse(
+        "assistant.cjs",
+        &server.base,
+        &["amy", PASSWORD, "P"],
+        &["assistant-answer.png", "assistant-saved.png"],
+    );
+    assert!(done["saved"].as_str().unwrap().contains("P-2"), "{done}");
+    let saved = env.json(&["ticket", "show", "P-2", "--json"]);
+    assert_eq!(saved["ticket"]["title"], "Add OIDC login");
+    assert_eq!(
+        saved["ticket"]["labels"],
+        serde_json::json!(["codemill:drafted"])
+    );
+    assert_eq!(
+        env.json(&["ticket", "list", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let asked = env.json(&["assistant", "P", "--list", "--json"]);
+    assert_eq!(asked[0]["turns"], 1, "{asked}");
+}

@@ -7,6 +7,7 @@
 //! CSRF token, and every page carries a Content-Security-Policy without inline scripts.
 
 mod accounts;
+mod assistant;
 mod costs;
 mod job;
 mod knowledge;
@@ -78,6 +79,8 @@ pub(crate) fn routes(state: AppState) -> Router<AppState> {
         .route("/tickets/{key}/{action}", axum::routing::post(job::decide))
         .route("/costs", get(costs::page))
         .route("/knowledge", get(knowledge::page))
+        .route("/assistant", get(assistant::page).post(assistant::ask))
+        .route("/assistant/save", axum::routing::post(assistant::save))
         .route("/settings/tokens", get(tokens::page).post(tokens::create))
         .route(
             "/settings/tokens/{id}/revoke",

@@ -4,7 +4,8 @@ use chrono::{DateTime, Utc};
 
 use crate::queue::micros;
 use crate::{
-    AssistantConversation, AssistantTurn, DraftClaim, NewAssistantTurn, Store, StoreError,
+    Answer, AssistantConversation, AssistantTurn, DraftClaim, NewAssistantTurn, NewQuestion, Store,
+    StoreError,
 };
 
 impl Store {
@@ -15,6 +16,46 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<AssistantTurn, StoreError> {
         self.db.add_assistant_turn(new, micros(now)).await
+    }
+
+    /// Record a question to answer (claimed by its asker when `claim` is given).
+    pub async fn ask_assistant(
+        &self,
+        new: &NewQuestion<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<AssistantTurn, StoreError> {
+        let claim = new.claim.map(|(o, until)| (o, micros(until)));
+        self.db
+            .ask_assistant(
+                &NewQuestion {
+                    claim,
+                    ..new.clone()
+                },
+                micros(now),
+            )
+            .await
+    }
+
+    /// Claim the oldest unclaimed pending question for `owner` until `until`.
+    pub async fn claim_assistant_turn(
+        &self,
+        owner: &str,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<AssistantTurn>, StoreError> {
+        self.db
+            .claim_assistant_turn(owner, micros(until), micros(now))
+            .await
+    }
+
+    /// Answer a claimed question; `None` when `owner` no longer holds it.
+    pub async fn answer_assistant(
+        &self,
+        id: i64,
+        owner: &str,
+        answer: &Answer<'_>,
+    ) -> Result<Option<AssistantTurn>, StoreError> {
+        self.db.answer_assistant(id, owner, answer).await
     }
 
     pub async fn assistant_turn(&self, id: i64) -> Result<Option<AssistantTurn>, StoreError> {

@@ -5,9 +5,10 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::StoreError;
 use crate::assistant::{
-    AssistantConversation, AssistantDraft, AssistantTurn, DraftClaim, NewAssistantTurn,
+    Answer, AssistantConversation, AssistantDraft, AssistantTurn, DraftClaim, NewAssistantTurn,
+    NewQuestion,
 };
-use crate::sql::{Db, Row, q};
+use crate::sql::{Db, Row, Tx, q};
 
 /// A claim older than this was left by a saver that died: it may be taken over.
 const CLAIM_FOR: TimeDelta = TimeDelta::minutes(2);
@@ -21,8 +22,8 @@ impl Db {
         let mut tx = self.write().await?;
         let id = atomically!(tx, {
             let row = q("INSERT INTO assistant_turns
-                   (conversation, project, asked_by, question, answer, cost_usd, error, at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id")
+                   (conversation, project, asked_by, question, answer, cost_usd, error, state, at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'answered', $8) RETURNING id")
             .bind(new.conversation)
             .bind(new.project)
             .bind(new.asked_by)
@@ -34,20 +35,113 @@ impl Db {
             .fetch_one(&mut tx)
             .await?;
             let id = row.int("id")?;
-            for (n, (title, body)) in new.drafts.iter().enumerate() {
-                q("INSERT INTO assistant_drafts (turn_id, n, title, body) VALUES ($1, $2, $3, $4)")
-                    .bind(id)
-                    .bind(n as i64 + 1)
-                    .bind(title.as_str())
-                    .bind(body.as_str())
-                    .execute(&mut tx)
-                    .await?;
-            }
+            insert_drafts(&mut tx, id, new.drafts).await?;
             Ok(id)
         })?;
         self.assistant_turn(id)
             .await?
             .ok_or_else(|| StoreError::Corrupt(format!("assistant turn {id} vanished")))
+    }
+
+    /// Record a question to be answered: pending, and claimed by its asker when given.
+    pub async fn ask_assistant(
+        &self,
+        new: &NewQuestion<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<AssistantTurn, StoreError> {
+        let (owner, until) = match new.claim {
+            Some((o, u)) => (Some(o), Some(u)),
+            None => (None, None),
+        };
+        let row = q("INSERT INTO assistant_turns
+               (conversation, project, asked_by, question, answer, cost_usd, state,
+                claimed_by, claimed_until, at)
+             VALUES ($1, $2, $3, $4, '', 0, 'pending', $5, $6, $7) RETURNING id")
+        .bind(new.conversation)
+        .bind(new.project)
+        .bind(new.asked_by)
+        .bind(new.question)
+        .bind(owner)
+        .bind(until)
+        .bind(now)
+        .fetch_one(self.writer())
+        .await?;
+        let id = row.int("id")?;
+        self.assistant_turn(id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("assistant turn {id} vanished")))
+    }
+
+    /// Claim the oldest pending question nobody holds (or whose claim ran out) for `owner`
+    /// until `until`.
+    pub async fn claim_assistant_turn(
+        &self,
+        owner: &str,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<AssistantTurn>, StoreError> {
+        let mut tx = self.write().await?;
+        let claimed = atomically!(tx, {
+            let Some(row) = q("SELECT id FROM assistant_turns
+                  WHERE state = 'pending' AND (claimed_until IS NULL OR claimed_until < $1)
+                  ORDER BY id LIMIT 1")
+            .bind(now)
+            .fetch_optional(&mut tx)
+            .await?
+            else {
+                return Ok(None);
+            };
+            let id = row.int("id")?;
+            let taken = q(
+                "UPDATE assistant_turns SET claimed_by = $2, claimed_until = $3
+                  WHERE id = $1 AND state = 'pending'
+                    AND (claimed_until IS NULL OR claimed_until < $4)",
+            )
+            .bind(id)
+            .bind(owner)
+            .bind(until)
+            .bind(now)
+            .execute(&mut tx)
+            .await?;
+            Ok((taken == 1).then_some(id))
+        })?;
+        match claimed {
+            Some(id) => self.assistant_turn(id).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Answer a question `owner` claimed; `None` when it no longer holds it (another process
+    /// took over after its claim ran out, or it was answered).
+    pub async fn answer_assistant(
+        &self,
+        id: i64,
+        owner: &str,
+        answer: &Answer<'_>,
+    ) -> Result<Option<AssistantTurn>, StoreError> {
+        let mut tx = self.write().await?;
+        let answered = atomically!(tx, {
+            let updated = q("UPDATE assistant_turns
+                  SET answer = $3, cost_usd = $4, error = $5, state = 'answered',
+                      claimed_by = NULL, claimed_until = NULL
+                  WHERE id = $1 AND state = 'pending' AND claimed_by = $2")
+            .bind(id)
+            .bind(owner)
+            .bind(answer.answer)
+            .bind(answer.cost_usd)
+            .bind(answer.error)
+            .execute(&mut tx)
+            .await?;
+            if updated == 1 {
+                insert_drafts(&mut tx, id, answer.drafts).await?;
+            }
+            Ok(updated == 1)
+        })?;
+        if answered {
+            self.assistant_turn(id).await
+        } else {
+            Ok(None)
+        }
     }
 
     pub async fn assistant_turn(&self, id: i64) -> Result<Option<AssistantTurn>, StoreError> {
@@ -181,10 +275,28 @@ impl Db {
             answer: r.text("answer")?,
             cost_usd: r.real("cost_usd")?,
             error: r.opt_text("error")?,
+            pending: r.text("state")? == "pending",
             at: r.time("at")?,
             drafts,
         })
     }
+}
+
+async fn insert_drafts(
+    tx: &mut Tx,
+    turn: i64,
+    drafts: &[(String, String)],
+) -> Result<(), StoreError> {
+    for (n, (title, body)) in drafts.iter().enumerate() {
+        q("INSERT INTO assistant_drafts (turn_id, n, title, body) VALUES ($1, $2, $3, $4)")
+            .bind(turn)
+            .bind(n as i64 + 1)
+            .bind(title.as_str())
+            .bind(body.as_str())
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
 }
 
 fn draft_from_row(r: &Row) -> Result<AssistantDraft, StoreError> {

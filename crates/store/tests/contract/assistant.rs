@@ -93,3 +93,86 @@ pub async fn assistant_turns_keep_their_drafts_and_save_each_once(db: Db) {
         Some(DraftClaim::Claimed(_))
     ));
 }
+
+pub async fn pending_questions_are_claimed_once_and_answered_by_their_holder(db: Db) {
+    use codemill_store::{Answer, NewQuestion};
+    let s = &db.store;
+    let asked = |question: &'static str, claim| NewQuestion {
+        conversation: "c2",
+        project: "A",
+        asked_by: "ann",
+        question,
+        claim,
+    };
+    let mine = s
+        .ask_assistant(&asked("Mine", Some(("cli", at(100)))), at(1))
+        .await
+        .unwrap();
+    assert!(mine.pending);
+    let open = s
+        .ask_assistant(&asked("Anyone's", None), at(2))
+        .await
+        .unwrap();
+    let other = db.reopen().await;
+    // The asker holds its own question: a worker takes the other one, once.
+    let taken = other
+        .claim_assistant_turn("w1", at(50), at(3))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(taken.id, open.id);
+    assert!(
+        s.claim_assistant_turn("w2", at(50), at(4))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Only the holder answers; the answer and its drafts land together.
+    let answer = |text: &'static str, drafts: &'static [(String, String)]| Answer {
+        answer: text,
+        cost_usd: 0.1,
+        error: None,
+        drafts,
+    };
+    assert!(
+        s.answer_assistant(open.id, "w2", &answer("no", &[]))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let drafts = vec![("Add SSO".to_string(), "Body".to_string())];
+    let drafts: &'static [(String, String)] = Box::leak(drafts.into_boxed_slice());
+    let done = s
+        .answer_assistant(open.id, "w1", &answer("yes", drafts))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!done.pending);
+    assert_eq!(done.answer, "yes");
+    assert_eq!(done.drafts.len(), 1);
+    assert!(
+        s.answer_assistant(open.id, "w1", &answer("again", &[]))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // The asker died: once its claim ran out, a worker answers its question.
+    assert!(
+        s.claim_assistant_turn("w2", at(200), at(99))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let late = s
+        .claim_assistant_turn("w2", at(300), at(101))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(late.id, mine.id);
+    assert!(
+        s.answer_assistant(mine.id, "cli", &answer("late", &[]))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}

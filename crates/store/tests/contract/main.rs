@@ -46,6 +46,7 @@ macro_rules! contract {
 
 contract!(
     assistant::assistant_turns_keep_their_drafts_and_save_each_once,
+    assistant::pending_questions_are_claimed_once_and_answered_by_their_holder,
     merge_queue::merge_entries_are_queued_once_in_order_and_settled_once,
     sessions::sign_ins_are_taken_once_and_expire,
     knowledge::knowledge_keeps_provenance_and_is_searchable,
