@@ -7,6 +7,7 @@ pub mod cost;
 pub mod findings;
 pub mod ids;
 pub mod knowledge;
+pub mod learn;
 pub mod merge_queue;
 pub mod pipeline;
 pub mod prompts;

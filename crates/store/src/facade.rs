@@ -7,6 +7,7 @@ mod followers;
 mod forge;
 mod inbox;
 mod jobs;
+mod learning;
 mod merge_queue;
 mod metering;
 mod queue;

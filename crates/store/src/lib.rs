@@ -80,6 +80,7 @@ mod error;
 mod events;
 mod facade;
 mod knowledge;
+mod learning;
 mod merge_queue;
 mod metering;
 mod model;
@@ -99,6 +100,7 @@ pub use assistant::{
 pub use error::{FenceReason, StoreError};
 pub use events::{ActivityRow, ActivityStep, EventRow, JobView};
 pub use knowledge::{KnowledgeHit, KnowledgeRow, KnowledgeSource, KnowledgeTag, NewKnowledge};
+pub use learning::{GuidanceRow, GuidanceState, NewWorkOutcome, WorkOutcome};
 pub use merge_queue::{MergeEntry, MergeState, NewMergeEntry};
 pub use metering::{ModelCall, ProjectSpend, Spend, SpendScope, day_of};
 pub use model::{

@@ -9,6 +9,7 @@ mod inbox;
 mod ingest;
 mod journal;
 mod knowledge;
+mod learning;
 mod merge_queue;
 mod metering;
 mod notify;

@@ -12,6 +12,7 @@ mod harness;
 mod inbox;
 mod journal;
 mod knowledge;
+mod learning;
 mod merge_queue;
 mod metering;
 mod notify;
@@ -45,6 +46,7 @@ macro_rules! contract {
 }
 
 contract!(
+    learning::outcomes_guidance_and_learn_runs_are_recorded_once,
     assistant::assistant_turns_keep_their_drafts_and_save_each_once,
     assistant::pending_questions_are_claimed_once_and_answered_by_their_holder,
     merge_queue::merge_entries_are_queued_once_in_order_and_settled_once,

@@ -1,0 +1,74 @@
+//! The store's learning records: outcomes of codemill's work, guidance proposals and their
+//! decisions, and learning runs.
+
+use chrono::{DateTime, Utc};
+
+use crate::queue::micros;
+use crate::{GuidanceRow, GuidanceState, NewWorkOutcome, Store, StoreError, WorkOutcome};
+
+impl Store {
+    /// Record how a job's work ended; once per job and kind (`false` when known already).
+    pub async fn record_outcome(
+        &self,
+        new: &NewWorkOutcome<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.db.record_outcome(new, micros(now)).await
+    }
+
+    /// A project's outcomes since `since`, oldest first.
+    pub async fn outcomes(
+        &self,
+        project: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<WorkOutcome>, StoreError> {
+        self.db.outcomes(project, micros(since)).await
+    }
+
+    /// Record a proposal, waiting for a person.
+    pub async fn add_guidance(
+        &self,
+        project: &str,
+        proposal: &str,
+        summary: &str,
+        diff: &str,
+        now: DateTime<Utc>,
+    ) -> Result<GuidanceRow, StoreError> {
+        self.db
+            .add_guidance(project, proposal, summary, diff, micros(now))
+            .await
+    }
+
+    /// Proposals of one project or all, newest first.
+    pub async fn guidance(&self, project: Option<&str>) -> Result<Vec<GuidanceRow>, StoreError> {
+        self.db.guidance(project).await
+    }
+
+    pub async fn guidance_row(&self, id: i64) -> Result<Option<GuidanceRow>, StoreError> {
+        self.db.guidance_row(id).await
+    }
+
+    /// Apply or reject a proposal once (`false`: it was decided before).
+    pub async fn decide_guidance(
+        &self,
+        id: i64,
+        state: GuidanceState,
+        by: &str,
+        result: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.db
+            .decide_guidance(id, state, by, result, micros(now))
+            .await
+    }
+
+    /// Start a project's learning run for a period; `false` when another process did.
+    pub async fn start_learn_run(
+        &self,
+        project: &str,
+        period: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.db.start_learn_run(project, period, micros(now)).await
+    }
+}
