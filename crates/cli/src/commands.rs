@@ -164,6 +164,28 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             )
             .await
         }
+        Command::Learn {
+            project,
+            list,
+            apply,
+            reject,
+            metrics,
+            json,
+        } => {
+            let mut opened = Opened::open(home).await?;
+            crate::learn::run(
+                &mut opened,
+                crate::learn::Request {
+                    project,
+                    list,
+                    apply,
+                    reject,
+                    metrics,
+                    json,
+                },
+            )
+            .await
+        }
         Command::Refine(crate::RefineCommand::Accept { key: k }) => {
             let k = key(&k)?;
             let mut opened = Opened::open(home).await?;

@@ -9,6 +9,7 @@ mod commands;
 mod demo;
 mod doctor;
 mod knowledge;
+mod learn;
 mod logs;
 mod mcp;
 mod output;
@@ -71,6 +72,27 @@ pub enum Command {
         /// List the project's conversations.
         #[arg(long)]
         list: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Learn from what people changed in codemill's work (commits added to its PRs, review
+    /// comments, rejections): propose review checklist items and knowledge, applied only when
+    /// a person approves. Runs weekly in `serve` too.
+    Learn {
+        project: String,
+        /// Show the proposals with their diffs.
+        #[arg(long, conflicts_with_all = ["apply", "reject", "metrics"])]
+        list: bool,
+        /// Apply a proposal: a checklist through a PR, a knowledge entry tagged human.
+        #[arg(long, value_name = "ID", conflicts_with_all = ["reject", "metrics"])]
+        apply: Option<i64>,
+        /// Reject a proposal; nothing changes.
+        #[arg(long, value_name = "ID", conflicts_with = "metrics")]
+        reject: Option<i64>,
+        /// Week by week: share of PRs merged unchanged, human lines per merged PR, fix rounds
+        /// per ticket.
+        #[arg(long)]
+        metrics: bool,
         #[arg(long)]
         json: bool,
     },

@@ -269,27 +269,46 @@ pub async fn work(
     Ok(())
 }
 
-/// Answer one pending question for the assistant; whether there was one.
+/// Work that is not a job, done when no job waits: one pending question for the assistant,
+/// and the guidance people approved on the dashboard. Whether there was any.
 pub(crate) async fn answer_one(runner: &Runner) -> bool {
-    match runner.assistant_once().await {
-        Ok(Some(turn)) => {
-            err(&format!(
-                "worker: answered assistant question {} on {}{}",
-                turn.id,
-                turn.project,
-                turn.error
-                    .as_deref()
-                    .map(|e| format!(" ({e})"))
-                    .unwrap_or_default()
-            ));
-            true
+    let applied = match runner.apply_approved_guidance().await {
+        Ok(rows) => {
+            for g in &rows {
+                err(&format!(
+                    "worker: applied proposal {} on {}: {}",
+                    g.id,
+                    g.project,
+                    g.result.as_deref().unwrap_or("done")
+                ));
+            }
+            !rows.is_empty()
         }
-        Ok(None) => false,
         Err(e) => {
-            err(&format!("worker: assistant: {e}"));
+            err(&format!("worker: guidance: {e}"));
             false
         }
-    }
+    };
+    applied
+        | match runner.assistant_once().await {
+            Ok(Some(turn)) => {
+                err(&format!(
+                    "worker: answered assistant question {} on {}{}",
+                    turn.id,
+                    turn.project,
+                    turn.error
+                        .as_deref()
+                        .map(|e| format!(" ({e})"))
+                        .unwrap_or_default()
+                ));
+                true
+            }
+            Ok(None) => false,
+            Err(e) => {
+                err(&format!("worker: assistant: {e}"));
+                false
+            }
+        }
 }
 
 /// Land queued merges until `stop` (a queue another process works is left to it; one that

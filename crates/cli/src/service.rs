@@ -417,6 +417,41 @@ pub async fn serve(mut opened: Opened, args: ServeArgs) -> Result<ExitCode> {
             let (stop, poll) = (stop.clone(), args.worker.poll);
             workers.spawn(async move { crate::progress::merge_loop(&runner, stop, poll).await });
         }
+        {
+            // Weekly learning: each project once per ISO week, by whichever node starts first.
+            let runner = runner.clone_with_progress(tokio::sync::mpsc::unbounded_channel().0);
+            let (stop, store) = (stop.clone(), opened.store.clone());
+            let projects: Vec<String> = opened.config.projects.keys().cloned().collect();
+            workers.spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let week = codemill_runner::learn::this_week();
+                    for project in &projects {
+                        match store
+                            .start_learn_run(project, &week, chrono::Utc::now())
+                            .await
+                        {
+                            Ok(true) => match runner.learn(project).await {
+                                Ok(l) => err(&format!(
+                                    "learning: {project} {week}: {} new proposal(s){}",
+                                    l.proposals.len(),
+                                    l.note.map(|n| format!(" ({n})")).unwrap_or_default()
+                                )),
+                                Err(e) => err(&format!("learning: {project}: {e}")),
+                            },
+                            Ok(false) => {}
+                            Err(e) => err(&format!("learning: {e}")),
+                        }
+                    }
+                    // Look again hourly; short naps so a shutdown is not held up.
+                    for _ in 0..3600 {
+                        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            });
+        }
         for _ in 0..args.workers.max(1) {
             let runner = runner.clone_with_progress(tokio::sync::mpsc::unbounded_channel().0);
             let options = args.worker.clone();

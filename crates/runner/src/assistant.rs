@@ -192,7 +192,7 @@ impl Runner {
             .filter(|t| t.id < turn.id && !t.pending)
             .collect();
         let job = JobId::new();
-        let ran = match self.workspace.assistant_checkout(project, job).await {
+        let ran = match self.workspace.default_checkout(project, job).await {
             Ok((checkout, _tip)) => {
                 let ran = self
                     .answer_in(project, &turn, job, &checkout, &earlier)

@@ -367,6 +367,18 @@ impl Runner {
                         .recheck_after_outside_merge(&git, state)
                         .await;
                 }
+                // How the work ended, for learning from what people changed.
+                match note {
+                    codemill_core::pipeline::NoteKind::Merged if state.subtask.is_none() => {
+                        self.record_merged(job, state, journal).await;
+                    }
+                    codemill_core::pipeline::NoteKind::Stopped
+                        if state.stop == Some(codemill_core::pipeline::StopKind::Rejected) =>
+                    {
+                        self.record_rejected(job, state, journal).await;
+                    }
+                    _ => {}
+                }
                 let plan = self.plan_text(job, state).await?;
                 let event = self
                     .announcer

@@ -22,6 +22,7 @@ pub mod home;
 pub mod inbound;
 pub mod jobs;
 pub mod knowledge;
+pub mod learn;
 mod links;
 pub mod local;
 pub mod merge_queue;

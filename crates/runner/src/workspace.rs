@@ -516,10 +516,10 @@ impl Workspace {
         }
     }
 
-    /// A read-only look at `project`'s default branch as the remote has it now, for the
-    /// assistant: a worktree of its own on a throwaway branch, gone again after
-    /// [`Workspace::drop_checkout`].
-    pub(crate) async fn assistant_checkout(
+    /// A read-only look at `project`'s default branch as the remote has it now (for the
+    /// assistant and for learning): a worktree of its own on a throwaway branch, gone again
+    /// after [`Workspace::drop_checkout`].
+    pub(crate) async fn default_checkout(
         &self,
         project: &str,
         turn: JobId,
@@ -550,7 +550,70 @@ impl Workspace {
         Ok((path, tip))
     }
 
-    /// Remove an assistant checkout and its branch.
+    /// A branch `branch` from the default branch's tip with `file` (relative to the repository)
+    /// written as `content`, committed and pushed to the project's remote. Returns the default
+    /// branch and the commit. Pushing again the same change is a no-op.
+    pub(crate) async fn push_file_change(
+        &self,
+        project: &str,
+        branch: &str,
+        file: &str,
+        content: &str,
+        message: &str,
+    ) -> Result<(String, String), String> {
+        let settings = self
+            .projects
+            .get(project)
+            .ok_or_else(|| format!("project {project} is not registered"))?;
+        let git = self.remote_git(project).await.map_err(|e| e.to_string())?;
+        let clone = self.home.clone_dir(project);
+        git.ensure_clone_and_fetch(&settings.repo, &clone)
+            .await
+            .map_err(|e| e.to_string())?;
+        let default = git
+            .default_branch(&clone)
+            .await
+            .map_err(|e| e.to_string())?;
+        let tip = git
+            .rev_parse(&clone, &format!("refs/remotes/origin/{default}"))
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("the repository has no branch {default}"))?;
+        let path = self
+            .home
+            .root()
+            .join("guidance")
+            .join(branch.replace('/', "-"));
+        if path.exists() {
+            git.remove_worktree(&clone, &path)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        git.add_worktree(&clone, &path, branch, &tip)
+            .await
+            .map_err(|e| e.to_string())?;
+        let written = async {
+            let target = path.join(file);
+            if let Some(dir) = target.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            }
+            std::fs::write(&target, content).map_err(|e| format!("{}: {e}", target.display()))?;
+            let commit = git
+                .commit_all(&path, message, &self.identity)
+                .await
+                .map_err(|e| e.to_string())?
+                .unwrap_or_else(|| tip.clone());
+            git.push(&clone, &commit, branch)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>(commit)
+        }
+        .await;
+        let _ = git.remove_worktree(&clone, &path).await;
+        Ok((default, written?))
+    }
+
+    /// Remove a checkout of [`Workspace::default_checkout`] and its branch.
     pub(crate) async fn drop_checkout(&self, project: &str, turn: JobId, path: &Path) {
         let clone = self.home.clone_dir(project);
         let removed = async {
@@ -763,9 +826,9 @@ fn http_prefix(url: &str) -> Option<String> {
 }
 
 /// Keep codemill's run directory out of every commit of every worktree of a clone.
-/// The throwaway branch of an assistant checkout.
+/// The throwaway branch of a read-only checkout.
 fn assistant_branch(turn: JobId) -> String {
-    format!("codemill-assistant/{}", turn.short())
+    format!("codemill-look/{}", turn.short())
 }
 
 fn exclude_run_dir(clone: &Path) -> std::io::Result<()> {

@@ -49,6 +49,8 @@ pub struct NewWorkOutcome<'a> {
 #[serde(rename_all = "snake_case")]
 pub enum GuidanceState {
     Proposed,
+    /// A person approved it; a worker applies it.
+    Approved,
     Applied,
     Rejected,
 }
@@ -57,6 +59,7 @@ impl GuidanceState {
     pub fn as_str(self) -> &'static str {
         match self {
             GuidanceState::Proposed => "proposed",
+            GuidanceState::Approved => "approved",
             GuidanceState::Applied => "applied",
             GuidanceState::Rejected => "rejected",
         }
@@ -65,6 +68,7 @@ impl GuidanceState {
     pub fn parse(text: &str) -> Option<GuidanceState> {
         match text {
             "proposed" => Some(GuidanceState::Proposed),
+            "approved" => Some(GuidanceState::Approved),
             "applied" => Some(GuidanceState::Applied),
             "rejected" => Some(GuidanceState::Rejected),
             _ => None,

@@ -15,6 +15,7 @@ mod jira_linear;
 mod knowledge;
 mod knowledge_agents;
 mod knowledge_quality;
+mod learn;
 mod lifecycle;
 mod mcp;
 mod merge_queue;

@@ -29,7 +29,7 @@ CREATE TABLE guidance (
     proposal    TEXT NOT NULL,
     summary     TEXT NOT NULL,
     diff        TEXT NOT NULL,
-    state       TEXT NOT NULL CHECK (state IN ('proposed', 'applied', 'rejected')),
+    state       TEXT NOT NULL CHECK (state IN ('proposed', 'approved', 'applied', 'rejected')),
     decided_by  TEXT,
     result      TEXT,
     created_at  TIMESTAMPTZ NOT NULL,

@@ -48,18 +48,24 @@ impl Store {
         self.db.guidance_row(id).await
     }
 
-    /// Apply or reject a proposal once (`false`: it was decided before).
-    pub async fn decide_guidance(
+    /// Move a proposal between states once (`false`: it is not in `from` any more).
+    pub async fn move_guidance(
         &self,
         id: i64,
-        state: GuidanceState,
-        by: &str,
+        from: GuidanceState,
+        to: GuidanceState,
+        by: Option<&str>,
         result: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         self.db
-            .decide_guidance(id, state, by, result, micros(now))
+            .move_guidance(id, from, to, by, result, micros(now))
             .await
+    }
+
+    /// Approved proposals waiting for a worker to apply them.
+    pub async fn approved_guidance(&self) -> Result<Vec<GuidanceRow>, StoreError> {
+        self.db.approved_guidance().await
     }
 
     /// Start a project's learning run for a period; `false` when another process did.

@@ -95,28 +95,39 @@ impl Db {
         row.as_ref().map(guidance_from_row).transpose()
     }
 
-    /// Decide a proposal that is still proposed; `false` when it was decided before.
-    pub async fn decide_guidance(
+    /// Move a proposal from `from` to `to` (recording who and what, when given); `false` when
+    /// it is not in `from` any more.
+    pub async fn move_guidance(
         &self,
         id: i64,
-        state: GuidanceState,
-        by: &str,
+        from: GuidanceState,
+        to: GuidanceState,
+        by: Option<&str>,
         result: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let changed = q(
-            "UPDATE guidance SET state = $2, decided_by = $3, result = $4,
-                             decided_at = $5
-                         WHERE id = $1 AND state = 'proposed'",
-        )
+        let changed = q("UPDATE guidance SET state = $3,
+                             decided_by = COALESCE($4, decided_by),
+                             result = COALESCE($5, result),
+                             decided_at = $6
+                         WHERE id = $1 AND state = $2")
         .bind(id)
-        .bind(state.as_str())
+        .bind(from.as_str())
+        .bind(to.as_str())
         .bind(by)
         .bind(result)
         .bind(now)
         .execute(self.writer())
         .await?;
         Ok(changed == 1)
+    }
+
+    /// Proposals a person approved that wait to be applied, oldest first.
+    pub async fn approved_guidance(&self) -> Result<Vec<GuidanceRow>, StoreError> {
+        let rows = q("SELECT * FROM guidance WHERE state = 'approved' ORDER BY id")
+            .fetch_all(self.writer())
+            .await?;
+        rows.iter().map(guidance_from_row).collect()
     }
 
     /// Start the learning run of `project` for `period` (e.g. an ISO week); `false` when

@@ -51,27 +51,38 @@ pub async fn outcomes_guidance_and_learn_runs_are_recorded_once(db: Db) {
         .await
         .unwrap();
     assert_eq!(g.state, GuidanceState::Proposed);
+    use GuidanceState::{Applied, Approved, Proposed, Rejected};
     assert!(
         other
-            .decide_guidance(
-                g.id,
-                GuidanceState::Applied,
-                "ann",
-                Some("https://x.test/pr/2"),
-                at(4)
-            )
+            .move_guidance(g.id, Proposed, Approved, Some("ann"), None, at(4))
             .await
             .unwrap()
     );
     assert!(
-        !s.decide_guidance(g.id, GuidanceState::Rejected, "bob", None, at(5))
+        !s.move_guidance(g.id, Proposed, Rejected, Some("bob"), None, at(5))
             .await
             .unwrap(),
         "decided once"
     );
+    assert_eq!(s.approved_guidance().await.unwrap().len(), 1);
+    assert!(
+        s.move_guidance(
+            g.id,
+            Approved,
+            Applied,
+            None,
+            Some("https://x.test/pr/2"),
+            at(6)
+        )
+        .await
+        .unwrap()
+    );
+    assert!(s.approved_guidance().await.unwrap().is_empty());
     let row = s.guidance_row(g.id).await.unwrap().unwrap();
     assert_eq!(row.state, GuidanceState::Applied);
     assert_eq!(row.decided_by.as_deref(), Some("ann"));
+    assert_eq!(row.result.as_deref(), Some("https://x.test/pr/2"));
+    assert_eq!(row.result.as_deref(), Some("https://x.test/pr/2"));
     assert_eq!(s.guidance(Some("A")).await.unwrap().len(), 1);
     assert!(s.guidance(Some("B")).await.unwrap().is_empty());
 

@@ -1,0 +1,230 @@
+//! The feedback flywheel on GitHub: people add the same kind of error handling to three of
+//! codemill's PRs before merging them (a fourth merges unchanged); `codemill learn` shows the
+//! agent those changes and keeps its proposals; applying the checklist item opens a PR adding
+//! `.codemill/review/errors.md`; rejecting the other proposal changes nothing; the metrics count
+//! the fixture.
+
+use std::path::Path;
+
+use codemill_testkit::{Match, Reply, Rule};
+use serde_json::Value;
+
+use super::harness::{Env, HELLO_GATE, Service, at_turn, engineer, git, wait_state};
+use super::outside::{fake_github, github_config, github_hook, github_vars};
+
+const PROPOSALS: &str = "All three PRs got an error check added by people.\n```json\n{\"proposals\": [{\"kind\": \"checklist\", \"angle\": \"errors\", \"item\": \"Does every call that can fail have its error checked?\", \"why\": \"people added the same error check to three PRs\", \"cites\": [\"shop-1\", \"shop-3\", \"shop-5\"]}, {\"kind\": \"knowledge\", \"title\": \"Errors are checked at the call\", \"body\": \"Every fallible call is followed by a check.\", \"why\": \"same three PRs\", \"cites\": [\"shop-1\", \"shop-3\"]}]}\n```";
+
+/// A person's follow-up commit on a PR branch: an error check added to hello.txt.
+fn human_commit(dir: &Path, remote: &Path, branch: &str, n: u64) -> String {
+    let work = dir.join(format!("person-{n}"));
+    git(
+        dir,
+        &[
+            "clone",
+            "-q",
+            "-b",
+            branch,
+            remote.to_str().unwrap(),
+            work.to_str().unwrap(),
+        ],
+    );
+    let file = work.join("hello.txt");
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text.push_str("if err != nil { return err }\n");
+    std::fs::write(&file, text).unwrap();
+    git(
+        &work,
+        &[
+            "-c",
+            "user.name=Pat",
+            "-c",
+            "user.email=pat@example.com",
+            "commit",
+            "-qam",
+            "Check the error",
+        ],
+    );
+    git(&work, &["push", "-q", "origin", branch]);
+    git(&work, &["rev-parse", "HEAD"]).trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_people_repeat_become_a_checklist_item_applied_through_a_pr() {
+    let gh = fake_github().await;
+    let mut rules = vec![Rule::new(
+        "learn",
+        Match {
+            contains: Some("if err != nil".into()),
+            ..at_turn("learn", 0)
+        },
+        Reply::text(PROPOSALS),
+    )];
+    rules.extend(engineer());
+    let env = Env::new(rules, HELLO_GATE, "").await;
+    env.write_config(&format!(
+        "[projects.shop]\nrepo = \"{}\"\ntracker = \"github\"\nforge = \"github\"\n\n[projects.shop.roles]\ntrigger = [\"alice\"]\n{}",
+        env.remote.display(),
+        github_config("shop", &gh.url())
+    ));
+    gh.set_branch("main", &env.remote_git(&["rev-parse", "main"]));
+    // Nothing to learn from yet: no model is asked.
+    let early = env.ok_with(&github_vars(), &["learn", "shop"]);
+    assert!(early.contains("0 of 0 outcomes"), "{early}");
+    assert!(env.server.requests().is_empty());
+
+    let svc = Service::start(&env, &["--poll-secs", "0"], &github_vars());
+    for n in 1..=4u64 {
+        let issue = gh.add_issue(
+            "Say hello",
+            "Add hello.txt.\n\nAcceptance: it exists.",
+            &[],
+            "alice",
+        );
+        // Issues and PRs share GitHub's numbers: each PR takes the number after its issue.
+        assert_eq!(issue, 2 * n - 1);
+        gh.add_label(issue, "codemill");
+        let answer = github_hook(
+            &svc,
+            "shop",
+            "issues",
+            &gh.issues_labeled(issue, "codemill", "alice"),
+        )
+        .await;
+        assert_eq!(answer["result"], "queued", "{answer}");
+        let key = format!("shop-{issue}");
+        wait_state(&env, &key, "awaiting_approval");
+        env.ok_with(&github_vars(), &["approve", &key]);
+        wait_state(&env, &key, "in_review");
+        let branch = format!("codemill/{key}");
+        let pr = gh.pr_by_head(&branch).unwrap()["number"].as_u64().unwrap();
+        // People add an error check to the first three before merging; the fourth is merged as is.
+        if n <= 3 {
+            let sha = human_commit(env.dir.path(), &env.remote, &branch, n);
+            gh.push(&branch, &sha);
+        }
+        assert!(gh.merge(pr));
+        let answer = github_hook(
+            &svc,
+            "shop",
+            "pull_request",
+            &gh.pull_request_closed(pr, true),
+        )
+        .await;
+        assert_eq!(answer["result"], "recorded", "{answer}");
+        wait_state(&env, &key, "done");
+    }
+    assert!(svc.stop().success());
+
+    // Learning: the agent sees the three changes, and one checklist item is proposed.
+    let learned: Value =
+        serde_json::from_str(&env.ok_with(&github_vars(), &["learn", "shop", "--json"])).unwrap();
+    assert_eq!(learned["outcomes"], 4, "{learned}");
+    assert_eq!(learned["changed"], 3, "{learned}");
+    let proposals = learned["proposals"].as_array().unwrap();
+    assert_eq!(proposals.len(), 2, "{learned}");
+    let brief = env
+        .server
+        .requests()
+        .iter()
+        .map(|r| r.body.to_string())
+        .find(|b| b.contains("codemill stage: learn"))
+        .unwrap();
+    assert_eq!(
+        brief.matches("if err != nil { return err }").count(),
+        3,
+        "each change is shown once"
+    );
+    for key in ["shop-1", "shop-3", "shop-5"] {
+        assert!(
+            brief.contains(&format!("ticket=\\\"{key}\\\"")),
+            "{key} in the brief"
+        );
+    }
+    assert!(
+        !brief.contains("ticket=\\\"shop-7\\\""),
+        "an unchanged merge teaches nothing"
+    );
+    let checklist = proposals
+        .iter()
+        .find(|p| {
+            p["summary"]
+                .as_str()
+                .unwrap()
+                .starts_with("errors checklist")
+        })
+        .unwrap();
+    let knowledge = proposals
+        .iter()
+        .find(|p| p["summary"].as_str().unwrap().starts_with("knowledge"))
+        .unwrap();
+    assert!(
+        checklist["diff"]
+            .as_str()
+            .unwrap()
+            .contains("+- Does every call that can fail have its error checked?"),
+        "{checklist}"
+    );
+    let listed = env.ok(&["learn", "shop", "--list"]);
+    assert!(listed.contains("from: shop-1, shop-3, shop-5"), "{listed}");
+    assert!(
+        listed.contains("+++ b/.codemill/review/errors.md"),
+        "{listed}"
+    );
+    // Learning again proposes nothing new.
+    let again: Value =
+        serde_json::from_str(&env.ok_with(&github_vars(), &["learn", "shop", "--json"])).unwrap();
+    assert_eq!(again["proposals"].as_array().unwrap().len(), 0, "{again}");
+    assert_eq!(again["repeated"], 2, "{again}");
+
+    // Rejecting the knowledge proposal changes nothing.
+    let kid = knowledge["id"].as_i64().unwrap().to_string();
+    env.ok(&["learn", "shop", "--reject", &kid]);
+    assert!(
+        env.json(&["knowledge", "list", "shop", "--json"])
+            .as_array()
+            .is_none_or(|a| a.is_empty())
+    );
+    let (code, _, stderr) = env.run(&["learn", "shop", "--apply", &kid]);
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("is rejected"), "{stderr}");
+
+    // Applying the checklist item opens a PR adding the checklist.
+    let cid = checklist["id"].as_i64().unwrap();
+    let applied = env.ok_with(
+        &github_vars(),
+        &["learn", "shop", "--apply", &cid.to_string()],
+    );
+    assert!(
+        applied.contains(&format!("proposal {cid} applied")),
+        "{applied}"
+    );
+    let branch = format!("codemill/guidance-{cid}");
+    let file = env.remote_git(&["show", &format!("{branch}:.codemill/review/errors.md")]);
+    assert_eq!(
+        file,
+        "# errors\n\n- Does every call that can fail have its error checked?"
+    );
+    let pr = gh.pr_by_head(&branch).expect("a PR for the checklist");
+    assert_eq!(pr["base"]["ref"], "main");
+    assert!(
+        pr["body"]
+            .as_str()
+            .unwrap()
+            .contains("shop-1, shop-3, shop-5"),
+        "{pr}"
+    );
+    let main_tree = env.remote_git(&["ls-tree", "-r", "--name-only", "main"]);
+    assert!(
+        !main_tree.contains(".codemill/review/errors.md"),
+        "main changes only through the PR"
+    );
+
+    // The metrics: four merged, one of them unchanged; three human lines over four PRs.
+    let weeks = env.json(&["learn", "shop", "--metrics", "--json"]);
+    let week = &weeks.as_array().unwrap()[0];
+    assert_eq!(week["merged"], 4, "{weeks}");
+    assert_eq!(week["merged_unchanged"], 1, "{weeks}");
+    assert_eq!(week["unchanged_share"], 0.25, "{weeks}");
+    assert_eq!(week["human_lines_per_merged"], 0.75, "{weeks}");
+    assert_eq!(week["rejected"], 0, "{weeks}");
+}
