@@ -113,6 +113,16 @@ impl Control for RunnerControl {
             .map_err(control_error)
         })
     }
+    fn decide_guidance<'a>(&'a self, id: i64, approve: bool, by: &'a str) -> ControlFuture<'a, ()> {
+        Box::pin(async move {
+            if approve {
+                codemill_runner::learn::approve(&self.store, id, by).await
+            } else {
+                codemill_runner::learn::reject(&self.store, id, by).await
+            }
+            .map_err(control_error)
+        })
+    }
     fn accept<'a>(&'a self, ticket: &'a TicketKey, by: &'a str) -> ControlFuture<'a, JobId> {
         Box::pin(async move {
             control::accept(&self.store, ticket, by)

@@ -368,7 +368,12 @@ impl Runner {
             Guidance::Knowledge {
                 title, body, cites, ..
             } => {
-                let author = format!("user:{}", row.decided_by.as_deref().unwrap_or("unknown"));
+                // Who approved it: the dashboard names people `user:NAME`, the CLI by name.
+                let author = match row.decided_by.as_deref() {
+                    Some(by) if by.contains(':') => by.to_string(),
+                    Some(by) => format!("user:{by}"),
+                    None => "user:unknown".to_string(),
+                };
                 let body = format!("{}\n\nLearned from {}.", body.trim(), cites.join(", "));
                 let entry = self
                     .store

@@ -89,6 +89,15 @@ pub trait Control: Send + Sync + 'static {
             ))
         })
     }
+    /// Approve (a worker applies it) or reject a guidance proposal.
+    fn decide_guidance<'a>(&'a self, id: i64, approve: bool, by: &'a str) -> ControlFuture<'a, ()> {
+        let _ = (id, approve, by);
+        Box::pin(async {
+            Err(ControlError::Failed(
+                "learning is not available in this server".into(),
+            ))
+        })
+    }
     /// An event from an outside tracker or forge, verified and read by the webhook handler.
     /// Answers a JSON summary of what was done. The default refuses: a server without the
     /// runner has no trackers.

@@ -61,12 +61,12 @@ struct Triage {
 }
 
 /// One line of the proposal's patch, with how it reads.
-struct DiffLine {
-    kind: &'static str,
-    text: String,
+pub(super) struct DiffLine {
+    pub(super) kind: &'static str,
+    pub(super) text: String,
 }
 
-fn diff_lines(patch: &str) -> Vec<DiffLine> {
+pub(super) fn diff_lines(patch: &str) -> Vec<DiffLine> {
     patch
         .lines()
         .map(|l| DiffLine {

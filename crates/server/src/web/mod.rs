@@ -11,6 +11,7 @@ mod assistant;
 mod costs;
 mod job;
 mod knowledge;
+mod learn;
 mod live;
 mod oidc;
 mod sessions;
@@ -81,6 +82,8 @@ pub(crate) fn routes(state: AppState) -> Router<AppState> {
         .route("/knowledge", get(knowledge::page))
         .route("/assistant", get(assistant::page).post(assistant::ask))
         .route("/assistant/save", axum::routing::post(assistant::save))
+        .route("/learn", get(learn::page))
+        .route("/learn/{id}/{action}", axum::routing::post(learn::decide))
         .route("/settings/tokens", get(tokens::page).post(tokens::create))
         .route(
             "/settings/tokens/{id}/revoke",
