@@ -16,6 +16,7 @@ mod output;
 mod progress;
 mod service;
 mod telemetry;
+mod tickets;
 
 /// codemill turns issue-tracker tickets into reviewed pull requests.
 #[derive(Debug, Parser)]
