@@ -34,6 +34,8 @@ pub struct Learned {
     pub proposals: Vec<GuidanceRow>,
     /// Proposals left out because the same one is already proposed or applied.
     pub repeated: usize,
+    /// Proposals left out because applying them would break something, with why.
+    pub dropped: Vec<String>,
     pub cost_usd: f64,
     /// Why nothing was asked, or why the agent's answer is missing.
     pub note: Option<String>,
@@ -213,6 +215,7 @@ impl Runner {
             .await
             .map_err(|e| fail(format!("checkout: {e}")))?;
         let checklists = read_checklists(&checkout.join(learn::CHECKLIST_DIR));
+        let policy = std::fs::read_to_string(checkout.join(POLICY_FILE)).ok();
         let resolved = self
             .config
             .agent_for(None, POLICY_FILE, AgentStage::Research)
@@ -279,12 +282,27 @@ impl Runner {
                 continue;
             }
             let diff = match &p {
-                Guidance::Checklist { angle, item, .. } => {
+                Guidance::Checklist {
+                    angle,
+                    item,
+                    replaces,
+                    ..
+                } => {
                     let existing = checklists
                         .iter()
                         .find(|(a, _)| a == angle)
                         .map(|(_, t)| t.as_str());
-                    learn::checklist_change(existing, angle, item).1
+                    learn::checklist_change(existing, angle, item, replaces.as_deref()).1
+                }
+                Guidance::Policy { change, .. } => {
+                    match learn::policy_change(policy.as_deref(), change, check_policy) {
+                        Ok((_, diff)) => diff,
+                        Err(e) => {
+                            // A change that would break the repository's policy is not offered.
+                            report.dropped.push(format!("{summary}: {e}"));
+                            continue;
+                        }
+                    }
                 }
                 Guidance::Knowledge { title, body, .. } => {
                     let lines: String = body.lines().map(|l| format!("+{l}\n")).collect();
@@ -392,58 +410,86 @@ impl Runner {
             Guidance::Checklist {
                 angle,
                 item,
+                replaces,
                 why,
                 cites,
             } => {
-                // The file as the default branch has it now, with the item added.
-                let job = JobId::new();
-                let (checkout, _) = self
-                    .workspace
-                    .default_checkout(project, job)
-                    .await
-                    .map_err(|e| fail(format!("checkout: {e}")))?;
                 let file = format!("{}/{angle}.md", learn::CHECKLIST_DIR);
-                let existing = std::fs::read_to_string(checkout.join(&file)).ok();
-                self.workspace.drop_checkout(project, job, &checkout).await;
-                let (content, _) = learn::checklist_change(existing.as_deref(), angle, item);
-                let branch = format!("codemill/guidance-{}", row.id);
                 let title = format!("Review checklist ({angle}): {item}");
-                let (base, _commit) = self
-                    .workspace
-                    .push_file_change(project, &branch, &file, &content, &title)
-                    .await
-                    .map_err(|e| fail(format!("proposal {}: {e}", row.id)))?;
-                let body = format!(
-                    "codemill learned this from changes people made to its work ({}).\n\n{why}\n\nApproved by {}.\n\n```diff\n{}\n```\n",
-                    cites.join(", "),
-                    row.decided_by.as_deref().unwrap_or("a person"),
-                    row.diff.trim()
-                );
-                let forge = match self.config.projects.get(project) {
-                    Some(p) => self.outside_cache().get(p).map_err(fail)?.forge,
-                    None => None,
-                };
-                match forge {
-                    Some(forge) => {
-                        let pr = forge
-                            .open_pr(&PrRequest {
-                                head: &branch,
-                                base: &base,
-                                title: &title,
-                                body: &body,
-                                draft: true,
-                            })
-                            .await
-                            .map_err(|e| RunError::Outside {
-                                project: project.to_string(),
-                                message: e.to_string(),
-                            })?;
-                        Ok(pr.url)
-                    }
-                    // The local forge keeps PR records per ticket; the branch is the change.
-                    None => Ok(format!("branch {branch} (onto {base})")),
-                }
+                let replaces = replaces.as_deref();
+                self.change_by_pr(row, &file, &title, why, cites, |existing| {
+                    Ok(learn::checklist_change(existing, angle, item, replaces).0)
+                })
+                .await
             }
+            Guidance::Policy { change, why, cites } => {
+                let title = format!("Pipeline policy: {}", row.summary);
+                self.change_by_pr(row, POLICY_FILE, &title, why, cites, |existing| {
+                    learn::policy_change(existing, change, check_policy).map(|(new, _)| new)
+                })
+                .await
+            }
+        }
+    }
+
+    /// Put the file as the default branch has it now, changed by `change`, on the proposal's
+    /// branch and open a PR for it (a draft on GitHub or GitLab; on the local forge the pushed
+    /// branch is the change). Returns the PR's link or the branch.
+    async fn change_by_pr(
+        &self,
+        row: &GuidanceRow,
+        file: &str,
+        title: &str,
+        why: &str,
+        cites: &[String],
+        change: impl Fn(Option<&str>) -> Result<String, String>,
+    ) -> Result<String, RunError> {
+        let project = row.project.as_str();
+        let job = JobId::new();
+        let (checkout, _) = self
+            .workspace
+            .default_checkout(project, job)
+            .await
+            .map_err(|e| fail(format!("checkout: {e}")))?;
+        let existing = std::fs::read_to_string(checkout.join(file)).ok();
+        self.workspace.drop_checkout(project, job, &checkout).await;
+        let content =
+            change(existing.as_deref()).map_err(|e| fail(format!("proposal {}: {e}", row.id)))?;
+        let branch = format!("codemill/guidance-{}", row.id);
+        let (base, _commit) = self
+            .workspace
+            .push_file_change(project, &branch, file, &content, title)
+            .await
+            .map_err(|e| fail(format!("proposal {}: {e}", row.id)))?;
+        let body = format!(
+            "codemill learned this from changes people made to its work ({}).\n\n{why}\n\nApproved by {}.\n\n```diff\n{}\n```\n",
+            cites.join(", "),
+            row.decided_by.as_deref().unwrap_or("a person"),
+            row.diff.trim()
+        );
+        let forge = match self.config.projects.get(project) {
+            Some(p) => self.outside_cache().get(p).map_err(fail)?.forge,
+            None => None,
+        };
+        match forge {
+            Some(forge) => {
+                let pr = forge
+                    .open_pr(&PrRequest {
+                        head: &branch,
+                        base: &base,
+                        title,
+                        body: &body,
+                        draft: true,
+                    })
+                    .await
+                    .map_err(|e| RunError::Outside {
+                        project: project.to_string(),
+                        message: e.to_string(),
+                    })?;
+                Ok(pr.url)
+            }
+            // The local forge keeps PR records per ticket; the branch is the change.
+            None => Ok(format!("branch {branch} (onto {base})")),
         }
     }
 
@@ -520,6 +566,13 @@ pub async fn metrics(
         })
         .collect();
     Ok(learn::metrics(&counted))
+}
+
+/// Whether a pipeline policy still reads as one.
+fn check_policy(text: &str) -> Result<(), String> {
+    codemill_core::config::RepoPolicy::parse(text, POLICY_FILE)
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// The repository's own checklists, by angle.

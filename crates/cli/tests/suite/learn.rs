@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::harness::{Env, HELLO_GATE, Service, at_turn, engineer, git, wait_state};
 use super::outside::{fake_github, github_config, github_hook, github_vars};
 
-const PROPOSALS: &str = "All three PRs got an error check added by people.\n```json\n{\"proposals\": [{\"kind\": \"checklist\", \"angle\": \"errors\", \"item\": \"Does every call that can fail have its error checked?\", \"why\": \"people added the same error check to three PRs\", \"cites\": [\"shop-1\", \"shop-3\", \"shop-5\"]}, {\"kind\": \"knowledge\", \"title\": \"Errors are checked at the call\", \"body\": \"Every fallible call is followed by a check.\", \"why\": \"same three PRs\", \"cites\": [\"shop-1\", \"shop-3\"]}]}\n```";
+const PROPOSALS: &str = "All three PRs got an error check added by people.\n```json\n{\"proposals\": [{\"kind\": \"checklist\", \"angle\": \"errors\", \"item\": \"Does every call that can fail have its error checked?\", \"why\": \"people added the same error check to three PRs\", \"cites\": [\"shop-1\", \"shop-3\", \"shop-5\"]}, {\"kind\": \"knowledge\", \"title\": \"Errors are checked at the call\", \"body\": \"Every fallible call is followed by a check.\", \"why\": \"same three PRs\", \"cites\": [\"shop-1\", \"shop-3\"]}, {\"kind\": \"policy\", \"change\": \"[[gates]]\\nname = \\\"errcheck\\\"\\ncommand = [\\\"grep\\\", \\\"-q\\\", \\\"err\\\", \\\"hello.txt\\\"]\", \"why\": \"check it every time\", \"cites\": [\"shop-1\", \"shop-5\"]}, {\"kind\": \"policy\", \"change\": \"[[gates]]\\nname = 3\", \"why\": \"broken\", \"cites\": [\"shop-1\", \"shop-3\"]}]}\n```";
 
 /// A person's follow-up commit on a PR branch: an error check added to hello.txt.
 fn human_commit(dir: &Path, remote: &Path, branch: &str, n: u64) -> String {
@@ -121,7 +121,26 @@ async fn changes_people_repeat_become_a_checklist_item_applied_through_a_pr() {
     assert_eq!(learned["outcomes"], 4, "{learned}");
     assert_eq!(learned["changed"], 3, "{learned}");
     let proposals = learned["proposals"].as_array().unwrap();
-    assert_eq!(proposals.len(), 2, "{learned}");
+    assert_eq!(proposals.len(), 3, "{learned}");
+    // A policy change that would not read as a policy is not offered.
+    let dropped = learned["dropped"].as_array().unwrap();
+    assert_eq!(dropped.len(), 1, "{learned}");
+    let policy = proposals
+        .iter()
+        .find(|p| {
+            p["summary"]
+                .as_str()
+                .unwrap()
+                .starts_with("pipeline policy")
+        })
+        .unwrap();
+    assert!(
+        policy["diff"]
+            .as_str()
+            .unwrap()
+            .contains("+name = \"errcheck\""),
+        "{policy}"
+    );
     let brief = env
         .server
         .requests()
@@ -174,7 +193,8 @@ async fn changes_people_repeat_become_a_checklist_item_applied_through_a_pr() {
     let again: Value =
         serde_json::from_str(&env.ok_with(&github_vars(), &["learn", "shop", "--json"])).unwrap();
     assert_eq!(again["proposals"].as_array().unwrap().len(), 0, "{again}");
-    assert_eq!(again["repeated"], 2, "{again}");
+    assert_eq!(again["repeated"], 3, "{again}");
+    assert_eq!(again["dropped"].as_array().unwrap().len(), 1, "{again}");
 
     // Rejecting the knowledge proposal changes nothing.
     let kid = knowledge["id"].as_i64().unwrap().to_string();
