@@ -2,7 +2,7 @@
 //! codemill's PRs before merging them (a fourth merges unchanged); `codemill learn` shows the
 //! agent those changes and keeps its proposals; applying the checklist item opens a PR adding
 //! `.codemill/review/errors.md`; rejecting the other proposal changes nothing; the metrics count
-//! the fixture.
+//! the fixture; `serve` learns once a week.
 
 use std::path::Path;
 
@@ -247,4 +247,65 @@ async fn changes_people_repeat_become_a_checklist_item_applied_through_a_pr() {
     assert_eq!(week["unchanged_share"], 0.25, "{weeks}");
     assert_eq!(week["human_lines_per_merged"], 0.75, "{weeks}");
     assert_eq!(week["rejected"], 0, "{weeks}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_learns_once_a_week_from_rejections() {
+    let answer = "```json\n{\"proposals\": [{\"kind\": \"checklist\", \"angle\": \"errors\", \"item\": \"Is every error handled?\", \"why\": \"two rejections\", \"cites\": [\"P-1\", \"P-2\"]}]}\n```";
+    let mut rules = vec![Rule::new(
+        "learn",
+        Match {
+            contains: Some("The write's error is not handled".into()),
+            ..at_turn("learn", 0)
+        },
+        Reply::text(answer),
+    )];
+    rules.extend(engineer());
+    let env = Env::new(rules, HELLO_GATE, "").await;
+    env.ok(&[
+        "ticket",
+        "add",
+        "P",
+        "--title",
+        "Say hi",
+        "--body",
+        "Add hello.txt.",
+    ]);
+    for key in ["P-1", "P-2"] {
+        env.ok(&["run", key]);
+        env.ok(&[
+            "reject",
+            key,
+            "--reason",
+            "The write's error is not handled",
+        ]);
+    }
+    // The service learns at once (this week's run has not happened), and only once.
+    let svc = Service::start(&env, &["--poll-secs", "0"], &[]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let listed = env.json(&["learn", "P", "--list", "--json"]);
+        if listed.as_array().is_some_and(|a| !a.is_empty()) {
+            assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+            assert_eq!(listed[0]["state"], "proposed");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "serve never learned");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(svc.stop().success());
+    let learns = |env: &Env| {
+        env.server
+            .requests()
+            .iter()
+            .filter(|r| r.body.to_string().contains("codemill stage: learn"))
+            .count()
+    };
+    assert_eq!(learns(&env), 1);
+    let svc = Service::start(&env, &["--poll-secs", "0"], &[]);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(svc.stop().success());
+    assert_eq!(learns(&env), 1, "one learning run per week");
+    let weeks = env.json(&["learn", "P", "--metrics", "--json"]);
+    assert_eq!(weeks[0]["rejected"], 2, "{weeks}");
 }
