@@ -516,14 +516,12 @@ impl Workspace {
         }
     }
 
-    /// A read-only look at `project`'s default branch as the remote has it now (for the
-    /// assistant and for learning): a worktree of its own on a throwaway branch, gone again
-    /// after [`Workspace::drop_checkout`].
-    pub(crate) async fn default_checkout(
+    /// The project's clone fetched now, with git for its remote, its default branch and that
+    /// branch's tip on the remote.
+    async fn fetched_default(
         &self,
         project: &str,
-        turn: JobId,
-    ) -> Result<(PathBuf, String), String> {
+    ) -> Result<(Git, PathBuf, String, String), String> {
         let settings = self
             .projects
             .get(project)
@@ -542,6 +540,18 @@ impl Workspace {
             .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("the repository has no branch {default}"))?;
+        Ok((git, clone, default, tip))
+    }
+
+    /// A read-only look at `project`'s default branch as the remote has it now (for the
+    /// assistant and for learning): a worktree of its own on a throwaway branch, gone again
+    /// after [`Workspace::drop_checkout`].
+    pub(crate) async fn default_checkout(
+        &self,
+        project: &str,
+        turn: JobId,
+    ) -> Result<(PathBuf, String), String> {
+        let (git, clone, _, tip) = self.fetched_default(project).await?;
         exclude_run_dir(&clone).map_err(|e| e.to_string())?;
         let path = self.home.root().join("assistant").join(turn.to_string());
         git.add_worktree(&clone, &path, &assistant_branch(turn), &tip)
@@ -561,24 +571,7 @@ impl Workspace {
         content: &str,
         message: &str,
     ) -> Result<(String, String), String> {
-        let settings = self
-            .projects
-            .get(project)
-            .ok_or_else(|| format!("project {project} is not registered"))?;
-        let git = self.remote_git(project).await.map_err(|e| e.to_string())?;
-        let clone = self.home.clone_dir(project);
-        git.ensure_clone_and_fetch(&settings.repo, &clone)
-            .await
-            .map_err(|e| e.to_string())?;
-        let default = git
-            .default_branch(&clone)
-            .await
-            .map_err(|e| e.to_string())?;
-        let tip = git
-            .rev_parse(&clone, &format!("refs/remotes/origin/{default}"))
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("the repository has no branch {default}"))?;
+        let (git, clone, default, tip) = self.fetched_default(project).await?;
         let path = self
             .home
             .root()

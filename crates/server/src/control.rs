@@ -150,3 +150,15 @@ pub enum ControlError {
     #[error("{0}")]
     Failed(String),
 }
+
+impl ControlError {
+    /// The HTTP status a page or the API answers this refusal with.
+    pub fn status(&self) -> axum::http::StatusCode {
+        use axum::http::StatusCode;
+        match self {
+            ControlError::NotFound(_) => StatusCode::NOT_FOUND,
+            ControlError::Conflict(_) => StatusCode::CONFLICT,
+            ControlError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}

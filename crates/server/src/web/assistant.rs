@@ -14,7 +14,6 @@ use tower_sessions::Session;
 use super::job::may_decide;
 use super::{SignedIn, render, signed_in};
 use crate::AppState;
-use crate::control::ControlError;
 
 struct Turn {
     id: i64,
@@ -194,14 +193,6 @@ async fn show(
     )
 }
 
-fn refused(e: &ControlError) -> StatusCode {
-    match e {
-        ControlError::NotFound(_) => StatusCode::NOT_FOUND,
-        ControlError::Conflict(_) => StatusCode::CONFLICT,
-        ControlError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
 fn may_not(me: &SignedIn) -> Response {
     (
         StatusCode::FORBIDDEN,
@@ -237,7 +228,7 @@ pub(super) async fn ask(
     {
         Ok(turn) => Redirect::to(&url(&form.project, &turn.conversation)).into_response(),
         Err(e) => {
-            let status = refused(&e);
+            let status = e.status();
             show(
                 &app,
                 me,
@@ -274,7 +265,7 @@ pub(super) async fn save(
     {
         Ok(_) => Redirect::to(&url(&form.project, &form.conversation)).into_response(),
         Err(e) => {
-            let status = refused(&e);
+            let status = e.status();
             show(
                 &app,
                 me,

@@ -13,7 +13,6 @@ use tower_sessions::Session;
 use super::job::{DiffLine, diff_lines, may_decide};
 use super::{SignedIn, render, signed_in};
 use crate::AppState;
-use crate::control::ControlError;
 
 struct WeekRow {
     week: String,
@@ -208,11 +207,7 @@ pub(super) async fn decide(
         ))
         .into_response(),
         Err(e) => {
-            let status = match &e {
-                ControlError::NotFound(_) => StatusCode::NOT_FOUND,
-                ControlError::Conflict(_) => StatusCode::CONFLICT,
-                ControlError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            };
+            let status = e.status();
             show(&app, me, &form.project, Some(e.to_string()), status).await
         }
     }
