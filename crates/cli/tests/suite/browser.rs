@@ -273,33 +273,13 @@ async fn a_person_asks_the_assistant_and_saves_its_draft_in_the_browser() {
 async fn a_person_applies_and_rejects_learned_guidance_in_the_browser() {
     use codemill_testkit::{Reply, Rule};
     let proposals = "Both were rejected for missing error handling.\n```json\n{\"proposals\": [{\"kind\": \"checklist\", \"angle\": \"errors\", \"item\": \"Is every error handled?\", \"why\": \"two rejections\", \"cites\": [\"P-1\", \"P-2\"]}, {\"kind\": \"knowledge\", \"title\": \"Writes are checked\", \"body\": \"Every file write checks its result.\", \"why\": \"two rejections\", \"cites\": [\"P-1\", \"P-2\"]}]}\n```";
-    let mut rules = vec![Rule::new(
+    let env = super::learn::two_rejections(Rule::new(
         "learn",
         super::harness::at_turn("learn", 0),
         Reply::text(proposals),
-    )];
-    rules.extend(engineer());
-    let env = Env::new(rules, HELLO_GATE, "").await;
+    ))
+    .await;
     env.add_user("amy", "approver", PASSWORD);
-    env.ok(&[
-        "ticket",
-        "add",
-        "P",
-        "--title",
-        "Say hi",
-        "--body",
-        "Add hello.txt.",
-    ]);
-    // Two proposals rejected for the same reason: their outcomes are what is learned from.
-    for key in ["P-1", "P-2"] {
-        env.ok(&["run", key]);
-        env.ok(&[
-            "reject",
-            key,
-            "--reason",
-            "The write's error is not handled",
-        ]);
-    }
     let learned = env.ok(&["learn", "P"]);
     assert!(learned.contains("2 new proposal(s)"), "{learned}");
     let server = Service::start(&env, &[], &[]);

@@ -252,34 +252,15 @@ async fn changes_people_repeat_become_a_checklist_item_applied_through_a_pr() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_learns_once_a_week_from_rejections() {
     let answer = "```json\n{\"proposals\": [{\"kind\": \"checklist\", \"angle\": \"errors\", \"item\": \"Is every error handled?\", \"why\": \"two rejections\", \"cites\": [\"P-1\", \"P-2\"]}]}\n```";
-    let mut rules = vec![Rule::new(
+    let env = two_rejections(Rule::new(
         "learn",
         Match {
             contains: Some("The write's error is not handled".into()),
             ..at_turn("learn", 0)
         },
         Reply::text(answer),
-    )];
-    rules.extend(engineer());
-    let env = Env::new(rules, HELLO_GATE, "").await;
-    env.ok(&[
-        "ticket",
-        "add",
-        "P",
-        "--title",
-        "Say hi",
-        "--body",
-        "Add hello.txt.",
-    ]);
-    for key in ["P-1", "P-2"] {
-        env.ok(&["run", key]);
-        env.ok(&[
-            "reject",
-            key,
-            "--reason",
-            "The write's error is not handled",
-        ]);
-    }
+    ))
+    .await;
     // The service learns at once (this week's run has not happened), and only once.
     let svc = Service::start(&env, &["--poll-secs", "0"], &[]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -308,4 +289,31 @@ async fn serve_learns_once_a_week_from_rejections() {
     assert_eq!(learns(&env), 1, "one learning run per week");
     let weeks = env.json(&["learn", "P", "--metrics", "--json"]);
     assert_eq!(weeks[0]["rejected"], 2, "{weeks}");
+}
+
+/// Two proposals on the local tracker (P-1 and P-2) rejected for the same reason, with `learn`
+/// answering the learning run: the outcomes learning starts from.
+pub(super) async fn two_rejections(learn: Rule) -> Env {
+    let mut rules = vec![learn];
+    rules.extend(engineer());
+    let env = Env::new(rules, HELLO_GATE, "").await;
+    env.ok(&[
+        "ticket",
+        "add",
+        "P",
+        "--title",
+        "Say hi",
+        "--body",
+        "Add hello.txt.",
+    ]);
+    for key in ["P-1", "P-2"] {
+        env.ok(&["run", key]);
+        env.ok(&[
+            "reject",
+            key,
+            "--reason",
+            "The write's error is not handled",
+        ]);
+    }
+    env
 }

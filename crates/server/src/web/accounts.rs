@@ -50,11 +50,7 @@ async fn show(
         Ok(u) => u,
         Err(e) => {
             tracing::error!(error = %e, "users could not be read");
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The store cannot be reached right now; reload shortly.",
-            )
-                .into_response();
+            return super::store_down();
         }
     };
     let users = users

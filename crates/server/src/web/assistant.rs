@@ -84,22 +84,10 @@ pub(super) struct SaveForm {
     n: i64,
 }
 
-/// Percent-encode a query value (project names and conversation ids are plain already; this
-/// keeps anything else a person typed from changing the URL).
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            other => format!("%{other:02X}"),
-        })
-        .collect()
-}
-
 fn url(project: &str, conversation: &str) -> String {
-    let mut u = format!("/assistant?project={}", encode(project));
+    let mut u = format!("/assistant?project={}", super::query_escape(project));
     if !conversation.is_empty() {
-        u.push_str(&format!("&c={}", encode(conversation)));
+        u.push_str(&format!("&c={}", super::query_escape(conversation)));
     }
     u
 }
@@ -156,11 +144,7 @@ async fn show(
         Ok(all) => all,
         Err(e) => {
             tracing::error!(error = %e, "assistant conversations could not be read");
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The store cannot be reached right now; reload shortly.",
-            )
-                .into_response();
+            return super::store_down();
         }
     };
     let pending = turns.iter().any(|t| t.pending);
@@ -193,32 +177,16 @@ async fn show(
     )
 }
 
-fn may_not(me: &SignedIn) -> Response {
-    (
-        StatusCode::FORBIDDEN,
-        format!(
-            "{} is a {}: only approvers and admins ask the assistant",
-            me.user, me.role
-        ),
-    )
-        .into_response()
-}
-
 /// `POST /assistant`: record the question; a worker answers it while the page polls.
 pub(super) async fn ask(
     State(app): State<AppState>,
     session: Session,
     Form(form): Form<AskForm>,
 ) -> Response {
-    let Some(me) = signed_in(&session).await else {
-        return Redirect::to("/login?next=/assistant").into_response();
+    let me = match super::decider(&session, "/assistant", &form.csrf, "ask the assistant").await {
+        Ok(me) => me,
+        Err(refused) => return refused,
     };
-    if let Some(refused) = super::refuse_forged(&me, &form.csrf) {
-        return refused;
-    }
-    if !may_decide(&me.role) {
-        return may_not(&me);
-    }
     let conversation = Some(form.conversation.as_str()).filter(|c| !c.is_empty());
     let by = format!("user:{}", me.user);
     match app
@@ -248,15 +216,10 @@ pub(super) async fn save(
     session: Session,
     Form(form): Form<SaveForm>,
 ) -> Response {
-    let Some(me) = signed_in(&session).await else {
-        return Redirect::to("/login?next=/assistant").into_response();
+    let me = match super::decider(&session, "/assistant", &form.csrf, "ask the assistant").await {
+        Ok(me) => me,
+        Err(refused) => return refused,
     };
-    if let Some(refused) = super::refuse_forged(&me, &form.csrf) {
-        return refused;
-    }
-    if !may_decide(&me.role) {
-        return may_not(&me);
-    }
     let by = format!("user:{}", me.user);
     match app
         .control()

@@ -80,11 +80,7 @@ pub(super) async fn page(State(app): State<AppState>, session: Session) -> Respo
         Ok(all) => all,
         Err(e) => {
             tracing::error!(error = %e, "the costs could not be read");
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The store cannot be reached right now; reload shortly.",
-            )
-                .into_response();
+            return super::store_down();
         }
     };
     let budgets = |project: &str| app.budgets(project);

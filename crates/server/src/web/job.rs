@@ -247,11 +247,7 @@ async fn show(
         Ok(all) => all,
         Err(e) => {
             tracing::error!(error = %e, "a job page could not be read");
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The store cannot be reached right now; reload shortly.",
-            )
-                .into_response();
+            return super::store_down();
         }
     };
     let Some(ticket) = ticket else {
@@ -391,11 +387,7 @@ async fn show(
             Ok(lines) => lines,
             Err(e) => {
                 tracing::error!(error = %e, "a job page could not be read");
-                return (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "The store cannot be reached right now; reload shortly.",
-                )
-                    .into_response();
+                return super::store_down();
             }
         },
         _ => Vec::new(),

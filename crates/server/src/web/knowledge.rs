@@ -109,11 +109,7 @@ pub(super) async fn page(
         Ok(all) => all,
         Err(e) => {
             tracing::error!(error = %e, "knowledge could not be read");
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The store cannot be reached right now; reload shortly.",
-            )
-                .into_response();
+            return super::store_down();
         }
     };
     let entries = entries

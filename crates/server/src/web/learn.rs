@@ -101,11 +101,7 @@ async fn show(
         Ok(all) => all,
         Err(e) => {
             tracing::error!(error = %e, "learning could not be read");
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The store cannot be reached right now; reload shortly.",
-            )
-                .into_response();
+            return super::store_down();
         }
     };
     let counted: Vec<codemill_core::learn::Counted> = outcomes
@@ -175,22 +171,10 @@ pub(super) async fn decide(
     Path((id, action)): Path<(i64, String)>,
     Form(form): Form<DecideForm>,
 ) -> Response {
-    let Some(me) = signed_in(&session).await else {
-        return Redirect::to("/login?next=/learn").into_response();
+    let me = match super::decider(&session, "/learn", &form.csrf, "decide").await {
+        Ok(me) => me,
+        Err(refused) => return refused,
     };
-    if let Some(refused) = super::refuse_forged(&me, &form.csrf) {
-        return refused;
-    }
-    if !may_decide(&me.role) {
-        return (
-            StatusCode::FORBIDDEN,
-            format!(
-                "{} is a {}: only approvers and admins decide",
-                me.user, me.role
-            ),
-        )
-            .into_response();
-    }
     let approve = match action.as_str() {
         "approve" => true,
         "reject" => false,
@@ -200,10 +184,7 @@ pub(super) async fn decide(
     match app.control().decide_guidance(id, approve, &by).await {
         Ok(()) => Redirect::to(&format!(
             "/learn?project={}",
-            form.project
-                .chars()
-                .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect::<String>()
+            super::query_escape(&form.project)
         ))
         .into_response(),
         Err(e) => {

@@ -193,6 +193,43 @@ pub(crate) async fn admin(session: &Session, page: &str, what: &str) -> Result<S
     Ok(me)
 }
 
+/// An approver or admin signed in who posted the session's CSRF token, or the response that
+/// refuses the post: to sign in (coming back to `page`), 403 for a stale or forged form, or 403
+/// saying only approvers and admins `what`.
+pub(crate) async fn decider(
+    session: &Session,
+    page: &str,
+    csrf: &str,
+    what: &str,
+) -> Result<SignedIn, Response> {
+    let Some(me) = signed_in(session).await else {
+        return Err(Redirect::to(&format!("/login?next={page}")).into_response());
+    };
+    if let Some(refused) = refuse_forged(&me, csrf) {
+        return Err(refused);
+    }
+    if !job::may_decide(&me.role) {
+        return Err((
+            StatusCode::FORBIDDEN,
+            format!(
+                "{} is a {}: only approvers and admins {what}",
+                me.user, me.role
+            ),
+        )
+            .into_response());
+    }
+    Ok(me)
+}
+
+/// The answer while the store cannot be reached.
+pub(crate) fn store_down() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The store cannot be reached right now; reload shortly.",
+    )
+        .into_response()
+}
+
 /// The 403 a form post gets when its CSRF token is not the session's; `None` when it is.
 pub(crate) fn refuse_forged(me: &SignedIn, posted: &str) -> Option<Response> {
     (!same_token(&me.csrf, posted)).then(|| {
@@ -552,11 +589,7 @@ async fn board(
         Ok(all) => all,
         Err(e) => {
             tracing::error!(error = %e, "the board could not be read");
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The store cannot be reached right now; reload shortly.",
-            )
-                .into_response();
+            return store_down();
         }
     };
     let events_url = match &project {
@@ -578,7 +611,7 @@ async fn board(
 }
 
 /// `text` for a URL's query: everything but unreserved characters percent-encoded.
-fn query_escape(text: &str) -> String {
+pub(crate) fn query_escape(text: &str) -> String {
     text.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {

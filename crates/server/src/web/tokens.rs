@@ -43,11 +43,7 @@ async fn show(
         Ok(t) => t,
         Err(e) => {
             tracing::error!(error = %e, "API tokens could not be read");
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The store cannot be reached right now; reload shortly.",
-            )
-                .into_response();
+            return super::store_down();
         }
     };
     let tokens = tokens
