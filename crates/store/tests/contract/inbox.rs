@@ -491,6 +491,61 @@ pub async fn deliveries_arriving_together_each_get_their_own_outcome(db: Db) {
     views_match_their_jobs(&db, 30).await;
 }
 
+/// Two nodes (two stores on one database) receiving deliveries for the same tickets at once:
+/// each writes its own batches, yet every ticket gets one job, which every delivery joins.
+pub async fn two_nodes_receiving_together_start_one_job_per_ticket(db: Db) {
+    let other = db.reopen().await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 1..=120u32 {
+        let s = if n % 2 == 0 {
+            db.store.clone()
+        } else {
+            other.clone()
+        };
+        tasks.spawn(async move {
+            let ticket = key(&format!("A-{}", (n - 1) % 15 + 1));
+            let ev = created(&ticket);
+            let job = NewJob {
+                id: JobId::new(),
+                ticket: &ticket,
+                created: &ev,
+                max_attempts: 3,
+            };
+            let id = format!("d-{n}");
+            let recorded = s
+                .record_delivery(&delivery("github", &id, b"{}"), Some(&job), at(0))
+                .await
+                .unwrap();
+            (ticket, recorded)
+        });
+    }
+    let mut jobs: std::collections::BTreeMap<String, std::collections::BTreeSet<JobId>> =
+        Default::default();
+    let mut created_jobs = 0;
+    for (ticket, recorded) in tasks.join_all().await {
+        let job = match recorded {
+            Recorded::Inserted {
+                job: Some(Enqueued::Created(j)),
+            } => {
+                created_jobs += 1;
+                j
+            }
+            Recorded::Inserted {
+                job: Some(Enqueued::Existing(j)),
+            } => j,
+            other => panic!("{ticket}: {other:?}"),
+        };
+        jobs.entry(ticket.to_string()).or_default().insert(job);
+    }
+    assert_eq!(created_jobs, 15, "one job per ticket");
+    assert!(jobs.values().all(|j| j.len() == 1), "{jobs:?}");
+    assert_eq!(db.store.jobs().await.unwrap().len(), 15);
+    let stored = db.store.deliveries(None, 200).await.unwrap();
+    assert_eq!(stored.len(), 120);
+    assert!(stored.iter().all(|d| d.job.is_some()));
+    views_match_their_jobs(&db, 15).await;
+}
+
 /// Each new job has its view and its first stream position, written with it, exactly as a job
 /// appended alone has them.
 async fn views_match_their_jobs(db: &Db, jobs: usize) {
