@@ -73,6 +73,14 @@ impl Db {
         sqlx::migrate!("./migrations/sqlite").run(&read).await?;
         let write = SqlitePoolOptions::new()
             .max_connections(1)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::raw_sql(crate::tables::ingest::SQLITE_SETUP)
+                        .execute(conn)
+                        .await
+                        .map(drop)
+                })
+            })
             .connect_with(options)
             .await
             .map_err(opened)?;

@@ -9,10 +9,11 @@
 //! written together in one transaction — one WAL write and one flush per batch instead of per
 //! delivery.
 //!
-//! Inside a batch, a local delivery that starts a job is written by one multi-statement script
-//! (the same rows `record_in` writes), and up to [`SCRIPT_CHUNK`] such scripts go to SQLite's
-//! worker thread together: each statement sent alone costs two thread hand-offs, which made
-//! them, not SQLite, the limit.
+//! Inside a batch, local deliveries that start a job are written without a round trip per
+//! table: on SQLite many at once by one multi-row insert into a view whose trigger writes the
+//! rows `record_in` would ([`SQLITE_SETUP`]), since each statement costs two hand-offs to
+//! SQLite's worker thread and a message per result; on PostgreSQL each by one statement
+//! ([`PG_STATEMENT`]).
 //!
 //! The batch runs in its own task, so a caller that goes away (its client hung up) cannot
 //! abandon the others' deliveries. If any delivery of a batch fails, the batch is rolled back
@@ -34,11 +35,7 @@ use crate::{Finish, StoreError};
 /// Deliveries at most in one transaction: bounds how long one commit holds the writer.
 const MAX_BATCH: usize = 256;
 
-/// Job-starting deliveries written by one script (one round trip); a few sizes only, so the
-/// prepared scripts stay in the statement cache.
-const SCRIPT_CHUNK: usize = 16;
-
-/// Values of each delivery's script (`$1`..`$16` in [`SCRIPT`]).
+/// Values of each job-starting delivery (`$1`..`$16` in [`PG_STATEMENT`]).
 const SCRIPT_ARGS: usize = 16;
 
 /// Deliveries waiting for the next group commit.
@@ -170,116 +167,155 @@ impl Op {
     }
 }
 
-/// One delivery's script: what `record_in` and `enqueue_in` do for a new job, each step only
-/// when the one before it wrote its row. When asked (`$16`), a ticket unknown to the local
-/// tracker is reported and stops everything. The inbox row comes first (a duplicate stops
-/// everything); the job, its first journal entry, stream position, view and queue row follow
-/// only when the ticket has no active job; then the delivery is linked to the ticket's active
-/// job, new or existing. It returns a row tagged `inbox` when the delivery was new and one
-/// tagged `job` with the job it was linked to; `{n}` is the delivery's place in its chunk.
+/// Set up on SQLite's writer connection when it opens: a view whose `INSTEAD OF INSERT`
+/// trigger writes one job-starting delivery — what `record_in` and `enqueue_in` do for a new
+/// job — so a whole chunk of deliveries is one multi-row `INSERT` run inside SQLite, with no
+/// round trip between the tables' statements. The view's columns are the delivery's place in
+/// its batch (`n`), then [`Op::script_args`] in order.
 ///
-/// `$k` is the delivery's k-th value. SQLite binds numbered parameters wrongly after a gap
-/// across the statements of one query, so each `$k` becomes a plain `?` and the values are
-/// bound in the order they appear ([`placeholders`]).
-const SCRIPT: &str = "SELECT 'unknown' AS what, {n} AS n
- WHERE $16 = 1 AND NOT EXISTS (SELECT 1 FROM tickets WHERE key = $7);
+/// Each step runs only when the one before it wrote its row (`changes()`). When asked, a ticket
+/// unknown to the local tracker is reported and stops everything. The inbox row comes first (a
+/// duplicate stops everything); the job, its first journal entry, stream position, view and
+/// queue row follow only when the ticket has no active job; then the delivery is linked to the
+/// ticket's active job, new or existing. The outcome goes to `ingest_out`, a temporary table
+/// (its rows go with the transaction if it rolls back): `inbox` when the delivery was new,
+/// `unknown`, and `job` with the job it was linked to.
+pub(crate) const SQLITE_SETUP: &str = "PRAGMA temp_store = MEMORY;
+CREATE TEMP TABLE IF NOT EXISTS ingest_out (n INTEGER NOT NULL, what TEXT NOT NULL, job TEXT);
+CREATE TEMP VIEW IF NOT EXISTS ingest_in AS SELECT NULL AS n, NULL AS provider,
+ NULL AS delivery_id, NULL AS headers, NULL AS body, NULL AS received_at, NULL AS job,
+ NULL AS ticket, NULL AS project, NULL AS kind, NULL AS event, NULL AS status, NULL AS stage,
+ NULL AS state, NULL AS error, NULL AS max_attempts, NULL AS require_ticket;
+CREATE TEMP TRIGGER IF NOT EXISTS ingest_row INSTEAD OF INSERT ON ingest_in BEGIN
+INSERT INTO ingest_out (n, what) SELECT NEW.n, 'unknown'
+ WHERE NEW.require_ticket = 1 AND NOT EXISTS (SELECT 1 FROM tickets WHERE key = NEW.ticket);
 INSERT INTO inbox (provider, delivery_id, headers, body, received_at)
- SELECT $1, $2, $3, $4, $5 WHERE $16 = 0 OR EXISTS (SELECT 1 FROM tickets WHERE key = $7)
- ON CONFLICT (provider, delivery_id) DO NOTHING RETURNING 'inbox' AS what, {n} AS n;
-INSERT INTO jobs (id, ticket_key, project, created_at) SELECT $6, $7, $8, $5
- WHERE changes() = 1
- AND NOT EXISTS (SELECT 1 FROM queue WHERE ticket_key = $7 AND state IN ('queued', 'leased', 'waiting'));
+ SELECT NEW.provider, NEW.delivery_id, NEW.headers, NEW.body, NEW.received_at
+ WHERE NEW.require_ticket = 0 OR EXISTS (SELECT 1 FROM tickets WHERE key = NEW.ticket)
+ ON CONFLICT (provider, delivery_id) DO NOTHING;
+INSERT INTO ingest_out (n, what) SELECT NEW.n, 'inbox' WHERE changes() = 1;
+INSERT INTO jobs (id, ticket_key, project, created_at)
+ SELECT NEW.job, NEW.ticket, NEW.project, NEW.received_at
+ WHERE changes() = 1 AND NOT EXISTS (SELECT 1 FROM queue
+  WHERE ticket_key = NEW.ticket AND state IN ('queued', 'leased', 'waiting'));
 INSERT INTO journal (job_id, seq, kind, event, created_at)
- SELECT $6, 0, $9, $10, $5 WHERE changes() = 1;
+ SELECT NEW.job, 0, NEW.kind, NEW.event, NEW.received_at WHERE changes() = 1;
 INSERT INTO event_log (job_id, seq, prev_status, status)
- SELECT $6, 0, NULL, $11 WHERE changes() = 1;
+ SELECT NEW.job, 0, NULL, NEW.status WHERE changes() = 1;
 INSERT INTO job_view (job_id, ticket_key, project, status, stage, seq, pos, state, error, created_at, updated_at)
- SELECT $6, $7, $8, $11, $12, 0, last_insert_rowid(), $13, $14, $5, $5 WHERE changes() = 1;
+ SELECT NEW.job, NEW.ticket, NEW.project, NEW.status, NEW.stage, 0, last_insert_rowid(),
+  NEW.state, NEW.error, NEW.received_at, NEW.received_at WHERE changes() = 1;
 INSERT INTO queue (job_id, ticket_key, project, state, run_after, max_attempts, created_at, updated_at)
- SELECT $6, $7, $8, 'queued', $5, $15, $5, $5 WHERE changes() = 1;
-UPDATE inbox SET job_id = (SELECT job_id FROM queue WHERE ticket_key = $7 AND state IN ('queued', 'leased', 'waiting'))
- WHERE provider = $1 AND delivery_id = $2 AND received_at = $5 AND job_id IS NULL
- RETURNING 'job' AS what, {n} AS n, job_id AS job;
-";
+ SELECT NEW.job, NEW.ticket, NEW.project, 'queued', NEW.received_at, NEW.max_attempts,
+  NEW.received_at, NEW.received_at WHERE changes() = 1;
+UPDATE inbox SET job_id = (SELECT job_id FROM queue
+  WHERE ticket_key = NEW.ticket AND state IN ('queued', 'leased', 'waiting'))
+ WHERE provider = NEW.provider AND delivery_id = NEW.delivery_id
+  AND received_at = NEW.received_at AND job_id IS NULL;
+INSERT INTO ingest_out (n, what, job) SELECT NEW.n, 'job', job_id FROM inbox
+ WHERE changes() = 1 AND provider = NEW.provider AND delivery_id = NEW.delivery_id;
+END;";
 
-/// [`SCRIPT`] with plain `?` placeholders, and the value (0-based) each one takes, in order.
-fn placeholders() -> (String, Vec<usize>) {
-    let mut sql = String::with_capacity(SCRIPT.len());
-    let mut order = Vec::new();
-    let mut rest = SCRIPT;
-    while let Some(at) = rest.find('$') {
-        sql.push_str(&rest[..at]);
-        let digits: String = rest[at + 1..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
-        let k: usize = digits.parse().unwrap_or(0);
-        debug_assert!((1..=SCRIPT_ARGS).contains(&k));
-        order.push(k.saturating_sub(1));
-        sql.push('?');
-        rest = &rest[at + 1 + digits.len()..];
-    }
-    sql.push_str(rest);
-    (sql, order)
+/// Values per row of `ingest_in`: the delivery's place in its batch, then its script values.
+const ROW_VALUES: usize = SCRIPT_ARGS + 1;
+
+/// Rows per `INSERT INTO ingest_in`: a chunk takes the largest size that fits what is left, so
+/// only these few statements are prepared, whatever the batch size.
+const CHUNK_SIZES: [usize; 4] = [64, 16, 4, 1];
+
+/// The statement inserting `rows` deliveries into `ingest_in`.
+fn chunk_sql(rows: usize) -> String {
+    let row = format!("({})", vec!["?"; ROW_VALUES].join(", "));
+    format!(
+        "INSERT INTO ingest_in VALUES {}",
+        vec![row.as_str(); rows].join(", ")
+    )
 }
 
-/// Writes a chunk of job-starting deliveries with one script; their results in order.
-async fn write_chunk(tx: &mut Tx, chunk: &[(&Op, Vec<Arg>)]) -> Result<Vec<Recorded>, StoreError> {
-    let (one, order) = placeholders();
-    let mut sql = String::with_capacity(one.len() * chunk.len());
-    for n in 0..chunk.len() {
-        sql.push_str(&one.replace("{n}", &n.to_string()));
+/// Writes job-starting deliveries (each with its place in the batch) through `ingest_in`,
+/// then reads and clears their outcomes.
+async fn write_scripted(
+    tx: &mut Tx,
+    ops: &[(usize, &Op, Vec<Arg>)],
+) -> Result<Vec<Recorded>, StoreError> {
+    if ops.is_empty() {
+        return Ok(Vec::new());
     }
-    let mut query = q(sql);
-    for (_, args) in chunk {
-        for &k in &order {
-            query = query.bind(args[k].clone());
+    let mut rest = ops;
+    while !rest.is_empty() {
+        let size = CHUNK_SIZES
+            .into_iter()
+            .find(|size| *size <= rest.len())
+            .unwrap_or(1);
+        let (chunk, after) = rest.split_at(size);
+        let mut query = q(chunk_sql(size));
+        for (n, _, args) in chunk {
+            query = query.bind(i64::try_from(*n).unwrap_or(i64::MAX));
+            for arg in args {
+                query = query.bind(arg.clone());
+            }
+        }
+        query.execute(&mut *tx).await?;
+        rest = after;
+    }
+    let out = q("SELECT json_group_array(json_array(n, what, job)) AS out FROM ingest_out")
+        .fetch_one(&mut *tx)
+        .await?
+        .text("out")?;
+    q("DELETE FROM ingest_out").execute(&mut *tx).await?;
+    let out: Vec<(usize, String, Option<String>)> = serde_json::from_str(&out)
+        .map_err(|e| StoreError::Corrupt(format!("outcomes of a batch of deliveries: {e}")))?;
+    let mut inserted = std::collections::BTreeSet::new();
+    let mut unknown = std::collections::BTreeSet::new();
+    let mut linked = std::collections::BTreeMap::new();
+    for (n, what, job) in out {
+        match (what.as_str(), job) {
+            ("inbox", _) => {
+                inserted.insert(n);
+            }
+            ("unknown", _) => {
+                unknown.insert(n);
+            }
+            (_, Some(job)) => {
+                linked.insert(n, crate::model::job_id(&job)?);
+            }
+            (_, None) => {}
         }
     }
-    let rows = query.fetch_all(&mut *tx).await?;
-    let mut inserted = vec![false; chunk.len()];
-    let mut unknown = vec![false; chunk.len()];
-    let mut linked: Vec<Option<JobId>> = vec![None; chunk.len()];
-    for row in &rows {
-        let n = usize::try_from(row.int("n")?)
-            .ok()
-            .filter(|n| *n < chunk.len())
-            .ok_or_else(|| StoreError::Corrupt("a delivery script answered out of range".into()))?;
-        match row.text("what")?.as_str() {
-            "inbox" => inserted[n] = true,
-            "unknown" => unknown[n] = true,
-            _ => linked[n] = Some(row.job("job")?),
-        }
-    }
-    chunk
-        .iter()
-        .zip(inserted.into_iter().zip(linked).zip(unknown))
-        .map(|((op, _), ((inserted, linked), unknown))| {
-            if unknown {
-                return Ok(Recorded::UnknownTicket);
-            }
-            if !inserted {
-                return Ok(Recorded::Duplicate);
-            }
-            let wanted = op.job.as_ref().map(|j| j.id);
-            match linked {
-                Some(job) if Some(job) == wanted => Ok(Recorded::Inserted {
-                    job: Some(crate::queue::Enqueued::Created(job)),
-                }),
-                Some(job) => Ok(Recorded::Inserted {
-                    job: Some(crate::queue::Enqueued::Existing(job)),
-                }),
-                None => Err(StoreError::Corrupt(format!(
-                    "delivery {} was stored without its job",
-                    op.delivery_id
-                ))),
-            }
+    ops.iter()
+        .map(|(n, op, _)| {
+            let recorded = if unknown.contains(n) {
+                Recorded::UnknownTicket
+            } else if !inserted.contains(n) {
+                Recorded::Duplicate
+            } else {
+                outcome(op, linked.get(n).copied(), true)?
+            };
+            Ok(recorded)
         })
         .collect()
 }
 
+/// A new delivery's outcome from the job it was linked to: the one it brought (created), or
+/// the ticket's active job (existing); `created` says whether its job's rows were written.
+fn outcome(op: &Op, linked: Option<JobId>, created: bool) -> Result<Recorded, StoreError> {
+    let wanted = op.job.as_ref().map(|j| j.id);
+    match linked {
+        Some(job) if Some(job) == wanted && created => Ok(Recorded::Inserted {
+            job: Some(crate::queue::Enqueued::Created(job)),
+        }),
+        Some(job) if Some(job) != wanted => Ok(Recorded::Inserted {
+            job: Some(crate::queue::Enqueued::Existing(job)),
+        }),
+        _ => Err(StoreError::Corrupt(format!(
+            "delivery {} was stored without its job",
+            op.delivery_id
+        ))),
+    }
+}
+
 /// One job-starting delivery on PostgreSQL, in one statement with the same values as
-/// [`SCRIPT`]: the rows `record_in` writes, one round trip instead of eleven. The inbox row
+/// SQLite's `ingest_in` rows: the rows `record_in` writes, one round trip instead of eleven. The inbox row
 /// names its job as it is inserted (the ticket's active job, or the new one), since a statement
 /// cannot see the rows it inserts; the foreign keys are checked when the statement ends, after
 /// the job row exists.
@@ -337,20 +373,7 @@ async fn write_pg(tx: &mut Tx, op: &Op, args: Vec<Arg>) -> Result<Recorded, Stor
     let Some(linked) = row.opt_job("job")? else {
         return Ok(Recorded::Duplicate);
     };
-    let wanted = op.job.as_ref().map(|j| j.id);
-    let queued = row.int("queued")? == 1;
-    match (Some(linked) == wanted, queued) {
-        (true, true) => Ok(Recorded::Inserted {
-            job: Some(crate::queue::Enqueued::Created(linked)),
-        }),
-        (false, false) => Ok(Recorded::Inserted {
-            job: Some(crate::queue::Enqueued::Existing(linked)),
-        }),
-        _ => Err(StoreError::Corrupt(format!(
-            "delivery {} was stored without its job",
-            op.delivery_id
-        ))),
-    }
+    outcome(op, Some(linked), row.int("queued")? == 1)
 }
 
 /// Writes a whole batch in `tx`, in order: runs of job-starting deliveries by script, the
@@ -368,28 +391,19 @@ async fn write_batch(tx: &mut Tx, batch: &[Pending]) -> Result<Vec<Recorded>, St
         }
         return Ok(results);
     }
-    let mut chunk: Vec<(&Op, Vec<Arg>)> = Vec::new();
-    for pending in batch {
+    // In the batch's order: the job-starting deliveries gathered so far are written before
+    // any other delivery.
+    let mut scripted = Vec::new();
+    for (n, pending) in batch.iter().enumerate() {
         match pending.op.script_args()? {
-            Some(args) => {
-                chunk.push((&pending.op, args));
-                if chunk.len() == SCRIPT_CHUNK {
-                    results.extend(write_chunk(tx, &chunk).await?);
-                    chunk.clear();
-                }
-            }
+            Some(args) => scripted.push((n, &pending.op, args)),
             None => {
-                if !chunk.is_empty() {
-                    results.extend(write_chunk(tx, &chunk).await?);
-                    chunk.clear();
-                }
+                results.extend(write_scripted(tx, &std::mem::take(&mut scripted)).await?);
                 results.push(pending.op.write(tx).await?);
             }
         }
     }
-    if !chunk.is_empty() {
-        results.extend(write_chunk(tx, &chunk).await?);
-    }
+    results.extend(write_scripted(tx, &scripted).await?);
     Ok(results)
 }
 
@@ -432,14 +446,21 @@ impl Db {
     }
 }
 
-/// Take turns until this delivery's batch was committed.
+/// Take turns until this delivery's batch was committed. A delivery written by someone else's
+/// turn is answered by its own channel at once, without queueing for the turn behind the
+/// others (the turn's lock is FIFO, so that queue would make each answer wait for the
+/// hand-offs before it, and the next batch for all of them).
 async fn take_turns(
     ingest: &Ingest,
     db: &Db,
     mut result: oneshot::Receiver<Result<Recorded, StoreError>>,
 ) -> Result<Recorded, StoreError> {
     loop {
-        let turn = ingest.turn.lock().await;
+        let turn = tokio::select! {
+            biased;
+            recorded = &mut result => return answered(recorded),
+            turn = ingest.turn.lock() => turn,
+        };
         // An earlier turn may have written this delivery already.
         if let Ok(recorded) = result.try_recv() {
             return recorded;
@@ -457,13 +478,18 @@ async fn take_turns(
             Ok(recorded) => return recorded,
             // Not in this batch (it was full): wait for a later turn.
             Err(oneshot::error::TryRecvError::Empty) => continue,
-            Err(oneshot::error::TryRecvError::Closed) => {
-                return Err(StoreError::Corrupt(
-                    "the batch writing this delivery ended without an answer".into(),
-                ));
-            }
+            Err(oneshot::error::TryRecvError::Closed) => return answered(Err(())),
         }
     }
+}
+
+/// A delivery's answer from its channel; a closed channel means its batch ended unanswered.
+fn answered<E>(recorded: Result<Result<Recorded, StoreError>, E>) -> Result<Recorded, StoreError> {
+    recorded.unwrap_or_else(|_| {
+        Err(StoreError::Corrupt(
+            "the batch writing this delivery ended without an answer".into(),
+        ))
+    })
 }
 
 fn lock(waiting: &Mutex<Vec<Pending>>) -> std::sync::MutexGuard<'_, Vec<Pending>> {
@@ -515,13 +541,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_value_of_the_script_has_its_place() {
-        let (sql, order) = placeholders();
-        assert!(!sql.contains('$'), "{sql}");
-        assert_eq!(sql.matches('?').count(), order.len());
-        let used: std::collections::BTreeSet<usize> = order.iter().copied().collect();
-        assert_eq!(used, (0..SCRIPT_ARGS).collect());
-        // The ticket check first, then the inbox row with the delivery's own values.
-        assert_eq!(&order[..4], &[15, 6, 0, 1]);
+    fn every_value_of_a_delivery_has_its_place() {
+        // PostgreSQL's statement uses each value, and only those.
+        let used: std::collections::BTreeSet<usize> = PG_STATEMENT
+            .split('$')
+            .skip(1)
+            .filter_map(|rest| {
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                digits.parse().ok()
+            })
+            .collect();
+        assert_eq!(used, (1..=SCRIPT_ARGS).collect());
+        // SQLite's view has a column per value plus the delivery's place.
+        assert_eq!(SQLITE_SETUP.matches("NULL AS ").count(), ROW_VALUES);
+        for rows in CHUNK_SIZES {
+            assert_eq!(chunk_sql(rows).matches('?').count(), rows * ROW_VALUES);
+        }
     }
 }

@@ -6,7 +6,7 @@ mod artifacts;
 mod assistant;
 mod events;
 mod inbox;
-mod ingest;
+pub(crate) mod ingest;
 mod journal;
 mod knowledge;
 mod learning;
