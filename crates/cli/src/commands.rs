@@ -310,19 +310,19 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Status { json } => {
             let opened = Opened::open(home).await?;
-            crate::progress::status(&opened, json).await?;
+            crate::views::status(&opened, json).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Show { key: k, json } => {
             let k = key(&k)?;
             let opened = Opened::open(home).await?;
-            crate::progress::show(&opened, &k, json).await?;
+            crate::views::show(&opened, &k, json).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { json } => demo::run(cli.home, json).await,
         Command::Budget { day, json } => {
             let opened = Opened::open(home).await?;
-            crate::progress::budget(&opened, day, json).await?;
+            crate::views::budget(&opened, day, json).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve {

@@ -17,6 +17,7 @@ mod progress;
 mod service;
 mod telemetry;
 mod tickets;
+mod views;
 
 /// codemill turns issue-tracker tickets into reviewed pull requests.
 #[derive(Debug, Parser)]
