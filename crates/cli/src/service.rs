@@ -441,6 +441,16 @@ pub async fn serve(mut opened: Opened, args: ServeArgs) -> Result<ExitCode> {
                             .await
                         {
                             Ok(true) => match runner.learn(project).await {
+                                // Nothing was asked: look again within the week.
+                                Ok(l) if l.too_little() => {
+                                    err(&format!(
+                                        "learning: {project} {week}: not yet ({})",
+                                        l.note.unwrap_or_default()
+                                    ));
+                                    if let Err(e) = store.forget_learn_run(project, &week).await {
+                                        err(&format!("learning: {e}"));
+                                    }
+                                }
                                 Ok(l) => err(&format!(
                                     "learning: {project} {week}: {} new proposal(s){}",
                                     l.proposals.len(),

@@ -41,6 +41,13 @@ pub struct Learned {
     pub note: Option<String>,
 }
 
+impl Learned {
+    /// Too few outcomes changed by people to ask anything: no agent ran.
+    pub fn too_little(&self) -> bool {
+        self.changed < AT_LEAST
+    }
+}
+
 fn fail(message: impl Into<String>) -> RunError {
     RunError::Assistant(message.into())
 }

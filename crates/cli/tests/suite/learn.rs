@@ -291,6 +291,65 @@ async fn serve_learns_once_a_week_from_rejections() {
     assert_eq!(weeks[0]["rejected"], 2, "{weeks}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_week_with_too_little_to_learn_is_looked_at_again() {
+    let answer = "```json\n{\"proposals\": [{\"kind\": \"knowledge\", \"title\": \"Errors\", \"body\": \"Handle the write's error.\", \"why\": \"two rejections\", \"cites\": [\"P-1\", \"P-2\"]}]}\n```";
+    let mut rules = vec![Rule::new(
+        "learn",
+        Match {
+            contains: Some("The write's error is not handled".into()),
+            ..at_turn("learn", 0)
+        },
+        Reply::text(answer),
+    )];
+    rules.extend(engineer());
+    let env = Env::new(rules, HELLO_GATE, "").await;
+    env.ok(&[
+        "ticket",
+        "add",
+        "P",
+        "--title",
+        "Say hi",
+        "--body",
+        "Add hello.txt.",
+    ]);
+    let reject = |key: &str| {
+        env.ok(&["run", key]);
+        env.ok(&[
+            "reject",
+            key,
+            "--reason",
+            "The write's error is not handled",
+        ]);
+    };
+    let serve_once = |name: &str| {
+        let log = env.home.join(name);
+        let svc = Service::start_logged(&env, &["--poll-secs", "0"], &[], Some(&log));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !std::fs::read_to_string(&log).is_ok_and(|l| l.contains("learning: P ")) {
+            assert!(std::time::Instant::now() < deadline, "serve never looked");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        assert!(svc.stop().success());
+        std::fs::read_to_string(&log).unwrap()
+    };
+    // One rejection: too little, and the week is not used up.
+    reject("P-1");
+    let log = serve_once("serve-1.log");
+    assert!(log.contains("not yet"), "{log}");
+    // A second one later the same week: the next look learns from both.
+    reject("P-2");
+    let log = serve_once("serve-2.log");
+    assert!(log.contains("1 new proposal(s)"), "{log}");
+    let learns = env
+        .server
+        .requests()
+        .iter()
+        .filter(|r| r.body.to_string().contains("codemill stage: learn"))
+        .count();
+    assert_eq!(learns, 1);
+}
+
 /// Two proposals on the local tracker (P-1 and P-2) rejected for the same reason, with `learn`
 /// answering the learning run: the outcomes learning starts from.
 pub(super) async fn two_rejections(learn: Rule) -> Env {

@@ -77,4 +77,9 @@ impl Store {
     ) -> Result<bool, StoreError> {
         self.db.start_learn_run(project, period, micros(now)).await
     }
+
+    /// Give back a learning run that had too little to learn from.
+    pub async fn forget_learn_run(&self, project: &str, period: &str) -> Result<(), StoreError> {
+        self.db.forget_learn_run(project, period).await
+    }
 }

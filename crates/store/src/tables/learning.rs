@@ -149,6 +149,17 @@ impl Db {
         .await?;
         Ok(added == 1)
     }
+
+    /// Give back a learning run that had too little to learn from, so a later look in the same
+    /// period can run it once there is enough.
+    pub async fn forget_learn_run(&self, project: &str, period: &str) -> Result<(), StoreError> {
+        q("DELETE FROM learn_runs WHERE project = $1 AND period = $2")
+            .bind(project)
+            .bind(period)
+            .execute(self.writer())
+            .await?;
+        Ok(())
+    }
 }
 
 fn outcome_from_row(r: &Row) -> Result<WorkOutcome, StoreError> {

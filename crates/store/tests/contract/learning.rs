@@ -89,4 +89,8 @@ pub async fn outcomes_guidance_and_learn_runs_are_recorded_once(db: Db) {
     assert!(s.start_learn_run("A", "2026-W49", at(6)).await.unwrap());
     assert!(!other.start_learn_run("A", "2026-W49", at(7)).await.unwrap());
     assert!(other.start_learn_run("A", "2026-W50", at(8)).await.unwrap());
+    // A run given back (too little to learn) can be started again in its period.
+    s.forget_learn_run("A", "2026-W49").await.unwrap();
+    assert!(other.start_learn_run("A", "2026-W49", at(9)).await.unwrap());
+    assert!(!s.start_learn_run("A", "2026-W50", at(9)).await.unwrap());
 }
