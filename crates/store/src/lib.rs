@@ -113,6 +113,7 @@ pub use queue::{
     Reaped, Recorded, TokenRow,
 };
 pub use queue::{InboxPruned, InboxState, Settled};
+pub use tables::IngestCounts;
 
 /// Handle to the database; cheap to clone.
 #[derive(Debug, Clone)]

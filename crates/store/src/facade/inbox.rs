@@ -9,6 +9,11 @@ use crate::{
 };
 
 impl Store {
+    /// How this process's batches of webhook deliveries went since the store was opened.
+    pub fn ingest_counts(&self) -> crate::IngestCounts {
+        self.db.ingest_counts()
+    }
+
     /// Record a webhook delivery once per (provider, delivery id), and with it, in the same
     /// transaction, enqueue `job` if given. A repeated delivery writes nothing: `Duplicate`.
     pub async fn record_delivery(

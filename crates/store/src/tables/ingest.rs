@@ -20,6 +20,7 @@
 //! and each of its deliveries is recorded alone, so one bad delivery fails only itself.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use codemill_core::ids::{JobId, TicketKey};
@@ -44,6 +45,25 @@ pub(crate) struct Ingest {
     waiting: Mutex<Vec<Pending>>,
     /// Held by the caller whose turn it is to commit what is waiting.
     turn: tokio::sync::Mutex<()>,
+    counts: Counts,
+}
+
+/// How batches went, so a batch path that always falls back to one-by-one shows.
+#[derive(Debug, Default)]
+struct Counts {
+    together: AtomicU64,
+    deliveries: AtomicU64,
+    retried: AtomicU64,
+}
+
+/// How this process's batches of deliveries went since the store was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IngestCounts {
+    /// Batches of more than one delivery committed in one transaction, and their deliveries.
+    pub batches: u64,
+    pub batched_deliveries: u64,
+    /// Batches rolled back and written one delivery at a time.
+    pub retried_batches: u64,
 }
 
 #[derive(Debug)]
@@ -408,6 +428,22 @@ async fn write_batch(tx: &mut Tx, batch: &[Pending]) -> Result<Vec<Recorded>, St
 }
 
 impl Db {
+    fn batches(&self) -> &Ingest {
+        match self {
+            Db::Sqlite { ingest, .. } | Db::Postgres(_, ingest) => ingest,
+        }
+    }
+
+    /// How this process's batches of deliveries went.
+    pub fn ingest_counts(&self) -> IngestCounts {
+        let counts = &self.batches().counts;
+        IngestCounts {
+            batches: counts.together.load(Ordering::Relaxed),
+            batched_deliveries: counts.deliveries.load(Ordering::Relaxed),
+            retried_batches: counts.retried.load(Ordering::Relaxed),
+        }
+    }
+
     /// Record a local delivery and, when asked, start (or join) the ticket's job.
     pub async fn record_delivery(
         &self,
@@ -437,9 +473,7 @@ impl Db {
         now: DateTime<Utc>,
     ) -> Result<Recorded, StoreError> {
         let op = Op::new(delivery, job, outside, require_ticket, now);
-        let ingest = match self {
-            Db::Sqlite { ingest, .. } | Db::Postgres(_, ingest) => ingest,
-        };
+        let ingest = self.batches();
         let (done, result) = oneshot::channel();
         lock(&ingest.waiting).push(Pending { op, done });
         take_turns(ingest, self, result).await
@@ -514,21 +548,33 @@ async fn commit(db: &Db, batch: Vec<Pending>) {
     if batch.len() > 1
         && let Ok(mut tx) = db.write().await
     {
+        let counts = &db.batches().counts;
         match write_batch(&mut tx, &batch).await {
-            Ok(results) if results.len() == batch.len() => {
-                if tx.commit().await.is_ok() {
+            Ok(results) if results.len() == batch.len() => match tx.commit().await {
+                Ok(()) => {
+                    counts.together.fetch_add(1, Ordering::Relaxed);
+                    counts
+                        .deliveries
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
                     for (pending, recorded) in batch.into_iter().zip(results) {
                         let _ = pending.done.send(Ok(recorded));
                     }
                     return;
                 }
-            }
-            _ => {
+                Err(e) => tracing::debug!(error = %e, "a batch of deliveries did not commit"),
+            },
+            failed => {
+                if let Err(e) = failed {
+                    // Expected now and then (a bad delivery, another node's job for the same
+                    // ticket); each delivery is now written alone.
+                    tracing::debug!(error = %e, "a batch of deliveries failed");
+                }
                 if let Err(e) = tx.rollback().await {
                     tracing::warn!(error = %e, "rolling back a batch of deliveries failed");
                 }
             }
         }
+        counts.retried.fetch_add(1, Ordering::Relaxed);
     }
     for pending in batch {
         let recorded = alone(db, &pending.op).await;

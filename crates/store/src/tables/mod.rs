@@ -21,3 +21,4 @@ mod tokens;
 mod users;
 
 pub(crate) use ingest::Ingest;
+pub use ingest::IngestCounts;

@@ -477,6 +477,9 @@ pub async fn deliveries_arriving_together_each_get_their_own_outcome(db: Db) {
     assert_eq!(created, 30, "one job per ticket");
     assert_eq!(db.store.jobs().await.unwrap().len(), 30);
     assert!(db.store.delivery("github", "d-7").await.unwrap().is_none());
+    // Only a batch holding the failing delivery was written again one by one.
+    let counts = db.store.ingest_counts();
+    assert!(counts.retried_batches <= 1, "{counts:?}");
     assert!(db.store.delivery("github", "d-37").await.unwrap().is_some());
     assert_eq!(
         db.store
@@ -622,6 +625,11 @@ pub async fn many_deliveries_at_once_start_one_job_per_ticket(db: Db) {
         assert_eq!(jobs.len(), 1, "{ticket}: every delivery joined its one job");
     }
     assert_eq!(duplicates, 30);
+    // Written together, not one by one after a failed batch.
+    let counts = db.store.ingest_counts();
+    assert_eq!(counts.retried_batches, 0, "{counts:?}");
+    assert!(counts.batched_deliveries >= 45, "{counts:?}");
+    assert!(counts.batches < counts.batched_deliveries, "{counts:?}");
     assert_eq!(db.store.jobs().await.unwrap().len(), 20);
     let stored = db.store.deliveries(None, 200).await.unwrap();
     assert_eq!(stored.len(), 60);
