@@ -6,7 +6,8 @@
 //!
 //! Run with `cargo bench -p codemill-server --bench ingest`. Sizes: `BENCH_DELIVERIES` (default
 //! 3000), `BENCH_CONCURRENCY` (32). The load generator shares the cores with the server, so on
-//! a small machine the figures are a floor.
+//! a small machine the figures are a floor. To profile the webhook load alone:
+//! `mkfifo ctl; BENCH_PERF_CTL=ctl perf record --control=fifo:ctl -D -1 -g <bench binary>`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -100,6 +101,14 @@ async fn load(requests: Vec<reqwest::RequestBuilder>, concurrency: usize, expect
     }
 }
 
+/// Tells `perf record --control=fifo:<BENCH_PERF_CTL> -D -1` to sample (`enable`) or stop
+/// (`disable`), so a profile holds the webhook load alone, not the setup around it.
+fn perf_control(command: &str) {
+    if let Ok(fifo) = std::env::var("BENCH_PERF_CTL") {
+        std::fs::write(&fifo, format!("{command}\n")).unwrap();
+    }
+}
+
 /// One local delivery with its job, straight into the store (no HTTP).
 async fn record_directly(store: &Store, key: &TicketKey, id: &str) {
     let created = codemill_core::pipeline::JobEvent::Created {
@@ -180,7 +189,9 @@ async fn run(name: &str, store: Store, deliveries: usize, concurrency: usize) {
                 .body(body)
         })
         .collect();
+    perf_control("enable");
     let hook_load = load(hooks, concurrency, 202).await;
+    perf_control("disable");
     // The store alone: the same transaction one at a time, without HTTP.
     let extra = 500;
     let mut store_keys = Vec::new();

@@ -81,7 +81,8 @@ impl Db {
                         .map(drop)
                 })
             })
-            .connect_with(options)
+            // Room for a statement list per batch size (`tables::ingest`) beside the rest.
+            .connect_with(options.statement_cache_capacity(512))
             .await
             .map_err(opened)?;
         Ok(Db::Sqlite {
