@@ -547,6 +547,7 @@ impl Row {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     /// Both of SQLite's pools fsync each commit: what a 202 promises.
