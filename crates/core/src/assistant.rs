@@ -1,6 +1,7 @@
 //! The product-owner assistant's brief and answer: a question about the repository and the
 //! backlog asked with the conversation so far, the backlog handed over as a quoted file, and
-//! the ticket drafts an answer proposes (`{"drafts": [...]}` in a JSON block). Pure.
+//! the ticket drafts an answer proposes (`{"drafts": [...]}` in a JSON block), and the files and
+//! tickets it cites, so they can be checked. Pure.
 
 use serde::Deserialize;
 
@@ -128,6 +129,111 @@ pub fn shown(answer: &str) -> String {
     out.trim().to_string()
 }
 
+/// A file an answer cites in an inline code span: `path`, `path:line` or `path:first-last`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CitedFile {
+    /// As written, for the note.
+    pub text: String,
+    pub path: String,
+    /// The last line the citation needs the file to have.
+    pub line: Option<u64>,
+}
+
+/// What an answer cites: files (in inline code spans, outside code blocks) and ticket keys with
+/// one of the backlog's prefixes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cited {
+    pub files: Vec<CitedFile>,
+    pub tickets: Vec<String>,
+}
+
+/// The answer without its fenced code blocks: what they hold is code or JSON, not citations.
+fn prose(answer: &str) -> String {
+    let mut out = String::new();
+    let mut fenced = false;
+    for line in answer.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        if !fenced {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// A code span that reads as a file in the repository: path characters only, with a `/` or a
+/// file extension and a letter, and an optional line or line range after a `:`.
+fn cited_file(span: &str) -> Option<CitedFile> {
+    let (path, line) = match span.rsplit_once(':') {
+        Some((path, lines)) => {
+            let last = lines.rsplit('-').next().unwrap_or(lines);
+            let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+            if !lines.split('-').all(all_digits) || lines.split('-').count() > 2 {
+                return None;
+            }
+            (path, last.parse().ok())
+        }
+        None => (span, None),
+    };
+    let path_char = |c: char| c.is_ascii_alphanumeric() || "._-/+@".contains(c);
+    let extension = path.rsplit_once('.').is_some_and(|(stem, ext)| {
+        !stem.is_empty()
+            && (1..=10).contains(&ext.len())
+            && ext.chars().all(|c| c.is_ascii_alphanumeric())
+    });
+    let usable = !path.is_empty()
+        && path.chars().all(path_char)
+        && path.chars().any(|c| c.is_ascii_alphabetic())
+        && (path.contains('/') || extension)
+        && !path.starts_with('-');
+    usable.then(|| CitedFile {
+        text: span.to_string(),
+        path: path.to_string(),
+        line,
+    })
+}
+
+/// The files and tickets an answer cites. A ticket is a `PREFIX-number` word whose prefix is one
+/// of `prefixes` (those of the backlog's keys), so other identifiers are not taken for tickets.
+pub fn citations(answer: &str, prefixes: &[String]) -> Cited {
+    let text = prose(&shown(answer));
+    let mut cited = Cited::default();
+    for (i, span) in text.split('`').enumerate() {
+        // Odd pieces are inside a pair of backticks.
+        if i % 2 == 1
+            && let Some(file) = cited_file(span.trim())
+            && !cited.files.contains(&file)
+        {
+            cited.files.push(file);
+        }
+    }
+    let word_char = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    for word in text.split(|c: char| !word_char(c)) {
+        if let Some((prefix, number)) = word.rsplit_once('-')
+            && !number.is_empty()
+            && number.bytes().all(|b| b.is_ascii_digit())
+            && prefixes.iter().any(|p| p == prefix)
+            && !cited.tickets.iter().any(|t| t == word)
+        {
+            cited.tickets.push(word.to_string());
+        }
+    }
+    cited
+}
+
+/// The line added to an answer whose citations were not all found, naming each and why.
+pub fn unverified_note(missing: &[String]) -> Option<String> {
+    (!missing.is_empty()).then(|| {
+        format!(
+            "> codemill checked this answer's citations and did not find: {}. Treat what rests on them with care.",
+            missing.join("; ")
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -155,6 +261,38 @@ mod tests {
         assert!(!b.contains("<asked>\nq1\n") && b.contains("<asked>\nq2\n"));
         assert!(b.ends_with("<question>\nWhich tickets touch billing?\n</question>\n"));
         assert!(b.contains(BACKLOG_FILE));
+    }
+
+    #[test]
+    fn citations_are_code_spans_that_read_as_files_and_keys_with_a_backlog_prefix() {
+        let answer = "SSO touches `src/auth.rs:12`, `README.md`, `docs/sso/` and `Cargo.toml:3-9`; \
+            not `codemill:drafted`, `serde_json::from_str`, `1.2`, `--json` or `a b.rs`. \
+            See P-3, P-3 again, OTHER-4 and P-x.\n\n```rust\nlet x = `src/fenced.rs`; // P-9\n```\n";
+        let cited = citations(answer, &["P".to_string()]);
+        let files: Vec<(&str, Option<u64>)> = cited
+            .files
+            .iter()
+            .map(|f| (f.path.as_str(), f.line))
+            .collect();
+        assert_eq!(
+            files,
+            [
+                ("src/auth.rs", Some(12)),
+                ("README.md", None),
+                ("docs/sso/", None),
+                ("Cargo.toml", Some(9))
+            ]
+        );
+        assert_eq!(cited.files[3].text, "Cargo.toml:3-9");
+        assert_eq!(cited.tickets, ["P-3"]);
+        // The drafts' JSON block is not read for citations either.
+        assert_eq!(citations(ANSWER, &["P".to_string()]).tickets, ["P-3"]);
+        assert_eq!(unverified_note(&[]), None);
+        assert!(
+            unverified_note(&["`x.rs` (no such file)".into()])
+                .unwrap()
+                .contains("did not find: `x.rs` (no such file)")
+        );
     }
 
     #[test]

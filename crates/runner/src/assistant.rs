@@ -194,9 +194,21 @@ impl Runner {
         let job = JobId::new();
         let ran = match self.workspace.default_checkout(project, job).await {
             Ok((checkout, _tip)) => {
-                let ran = self
+                let mut ran = self
                     .answer_in(project, &turn, job, &checkout, &earlier)
                     .await;
+                // Checked while the checkout the agent read is still there; a check that cannot
+                // run leaves the answer as it is.
+                if let Ok(Ok(answered)) = &mut ran {
+                    match self.check_citations(project, &checkout, answered).await {
+                        Ok(Some(note)) => {
+                            let text = answered.run.final_text.trim_end();
+                            answered.run.final_text = format!("{text}\n\n{note}");
+                        }
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(error = %e, "checking an answer's citations"),
+                    }
+                }
                 self.workspace.drop_checkout(project, job, &checkout).await;
                 ran?
             }
@@ -232,6 +244,47 @@ impl Runner {
                 },
             )
             .await?)
+    }
+
+    /// What a finished answer cites and could not be found: files of the checkout it was given
+    /// (and their lines) and tickets of the project's backlog. `None` when everything was found.
+    async fn check_citations(
+        &self,
+        project: &str,
+        checkout: &std::path::Path,
+        ran: &crate::agents::Ran,
+    ) -> Result<Option<String>, RunError> {
+        if ran.run.outcome != AgentOutcome::Success {
+            return Ok(None);
+        }
+        let keys: Vec<String> = self
+            .store
+            .tickets(Some(project))
+            .await?
+            .into_iter()
+            .map(|t| t.key.to_string())
+            .collect();
+        let mut prefixes: Vec<String> = keys
+            .iter()
+            .filter_map(|k| k.rsplit_once('-').map(|(p, _)| p.to_string()))
+            .collect();
+        prefixes.push(project.to_string());
+        prefixes.sort();
+        prefixes.dedup();
+        let cited = assistant::citations(&ran.run.final_text, &prefixes);
+        let mut missing: Vec<String> = cited
+            .files
+            .iter()
+            .filter_map(|f| file_missing(checkout, f).map(|why| format!("`{}` ({why})", f.text)))
+            .collect();
+        missing.extend(
+            cited
+                .tickets
+                .iter()
+                .filter(|t| !keys.contains(t))
+                .map(|t| format!("{t} (no such ticket in the backlog)")),
+        );
+        Ok(assistant::unverified_note(&missing))
     }
 
     /// One agent run answering `question` in `checkout`, with the backlog handed over as a file.
@@ -310,6 +363,39 @@ impl Runner {
     }
 }
 
+/// Files larger than this are only checked for being there, not for their lines.
+const LINES_CHECKED_UP_TO: u64 = 4 << 20;
+
+/// Why a cited file is not in `checkout` as cited, or `None` when it is. Only what lies inside
+/// the checkout counts: a path out of it, or a link leading out, is not followed.
+fn file_missing(checkout: &std::path::Path, cited: &assistant::CitedFile) -> Option<String> {
+    let relative = std::path::Path::new(&cited.path);
+    let outside = relative.is_absolute()
+        || relative
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir));
+    if outside {
+        return Some("outside the repository".into());
+    }
+    let (Ok(root), Ok(found)) = (
+        checkout.canonicalize(),
+        checkout.join(relative).canonicalize(),
+    ) else {
+        return Some("no such file on the default branch".into());
+    };
+    if !found.starts_with(&root) {
+        return Some("outside the repository".into());
+    }
+    let line = cited.line?;
+    let meta = std::fs::metadata(&found).ok()?;
+    if !meta.is_file() || meta.len() > LINES_CHECKED_UP_TO {
+        return None;
+    }
+    let text = std::fs::read(&found).ok()?;
+    let lines = text.split(|b| *b == b'\n').count() as u64 - u64::from(text.ends_with(b"\n"));
+    (line > lines).then(|| format!("the file has {lines} lines"))
+}
+
 /// Save draft `n` of turn `turn` as a ticket in its project's tracker; saved before, the
 /// same ticket is returned. Returns the ticket's key as the tracker names it.
 pub async fn save(
@@ -377,4 +463,44 @@ pub async fn save(
     })?;
     store.saved_assistant_draft(turn, n, &key).await?;
     Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn cited(text: &str) -> assistant::CitedFile {
+        assistant::citations(&format!("`{text}`"), &[])
+            .files
+            .remove(0)
+    }
+
+    #[test]
+    fn a_cited_file_counts_only_inside_the_checkout() {
+        let dir = tempfile::tempdir().unwrap();
+        let checkout = dir.path().join("checkout");
+        std::fs::create_dir_all(checkout.join("src")).unwrap();
+        std::fs::write(checkout.join("src/lib.rs"), "one\ntwo\nthree\n").unwrap();
+        std::fs::write(dir.path().join("secret.txt"), "a\nb\nc\nd\ne\n").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret.txt"), checkout.join("link.txt"))
+            .unwrap();
+        assert_eq!(file_missing(&checkout, &cited("src/lib.rs:3")), None);
+        assert_eq!(file_missing(&checkout, &cited("src/")), None);
+        assert_eq!(
+            file_missing(&checkout, &cited("src/lib.rs:4")).as_deref(),
+            Some("the file has 3 lines")
+        );
+        assert_eq!(
+            file_missing(&checkout, &cited("src/main.rs")).as_deref(),
+            Some("no such file on the default branch")
+        );
+        for out in ["../secret.txt", "/etc/passwd", "link.txt:5"] {
+            assert_eq!(
+                file_missing(&checkout, &cited(out)).as_deref(),
+                Some("outside the repository"),
+                "{out}"
+            );
+        }
+    }
 }

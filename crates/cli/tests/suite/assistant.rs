@@ -1,7 +1,7 @@
 //! The product-owner assistant from the terminal: an answer grounded in the backlog that
 //! drafts a ticket, saved exactly once to the local tracker and to GitHub; a conversation read
 //! from stdin; an agent that tries to write is refused (read-only sandbox); a conversation stops
-//! at its own budget and then asks no model at all.
+//! at its own budget and then asks no model at all; citations that are not there are named.
 
 use codemill_testkit::{Match, Reply, Rule, ToolCall};
 use serde_json::{Value, json};
@@ -55,6 +55,14 @@ async fn a_drafted_ticket_is_saved_once_to_the_local_tracker() {
     ]);
     assert!(turn["error"].is_null(), "{turn}");
     assert_eq!(turn["drafts"][0]["title"], "Add OIDC login", "{turn}");
+    // What it cites (README.md, P-1) is there: no note.
+    assert!(
+        !turn["answer"]
+            .as_str()
+            .unwrap()
+            .contains("codemill checked"),
+        "{turn}"
+    );
     assert!(turn["cost_usd"].as_f64().unwrap() > 0.0, "{turn}");
     // Grounded: the backlog file the agent read holds the project's ticket, quoted as data.
     let seen = assistant_requests(&env);
@@ -212,4 +220,45 @@ async fn the_assistant_cannot_write_and_stops_at_its_budget() {
     assert_eq!(code, Some(4));
     assert!(stderr.contains("start a new one"), "{stderr}");
     assert_eq!(env.server.requests().len(), before + 1);
+}
+
+/// An answer citing files, lines and tickets that are not there gets a note naming each, and
+/// what it cites correctly is left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn citations_that_are_not_there_are_named_under_the_answer() {
+    let answer = "Billing lives in `src/billing.rs:40` and `README.md:9999`; see `README.md`, \
+        `../secrets.txt`, P-1 and P-42.";
+    let rules = vec![Rule::new(
+        "assistant: answer",
+        at_turn("assistant", 0),
+        Reply::text(answer),
+    )];
+    let env = Env::new(rules, HELLO_GATE, "").await;
+    let turn = env.json(&["assistant", "P", "--ask", "Where is billing?", "--json"]);
+    assert!(turn["error"].is_null(), "{turn}");
+    let text = turn["answer"].as_str().unwrap();
+    assert!(text.starts_with(answer), "the answer is kept: {text}");
+    let note = text
+        .lines()
+        .last()
+        .filter(|l| l.starts_with("> codemill checked"))
+        .unwrap_or_else(|| panic!("no note: {text}"));
+    for missing in [
+        "`src/billing.rs:40` (no such file on the default branch)",
+        "`README.md:9999` (the file has ",
+        "`../secrets.txt` (outside the repository)",
+        "P-42 (no such ticket in the backlog)",
+    ] {
+        assert!(note.contains(missing), "{missing} in {note}");
+    }
+    assert!(
+        !note.contains("`README.md` (") && !note.contains("P-1 "),
+        "{note}"
+    );
+    // The terminal shows it too.
+    let shown = env.ok(&["assistant", "P", "--ask", "Where is billing?"]);
+    assert!(
+        shown.contains("P-42 (no such ticket in the backlog)"),
+        "{shown}"
+    );
 }
