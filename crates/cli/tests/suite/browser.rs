@@ -235,7 +235,7 @@ async fn a_person_accepts_a_refined_spec_in_the_browser() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_asks_the_assistant_and_saves_its_draft_in_the_browser() {
     use codemill_testkit::{Reply, Rule};
-    let answer = "Add a login route beside `src/lib.rs`.\n\n```json\n{\"drafts\": [{\"title\": \"Add OIDC login\", \"body\": \"- [ ] a user signs in with OIDC\"}]}\n```";
+    let answer = "Add a login route beside the greeting in `README.md`.\n\n```json\n{\"drafts\": [{\"title\": \"Add OIDC login\", \"body\": \"- [ ] a user signs in with OIDC\"}]}\n```";
     let rules = vec![Rule::new(
         "assistant",
         super::harness::at_turn("assistant", 0),
