@@ -25,7 +25,9 @@ const fail = failer('assistant');
     // A worker answers while the page polls.
     await page.waitForSelector('.draft[data-draft="1"] button', { timeout: 60_000 });
     const answer = await page.textContent('pre.answer');
-    if (!answer.includes('src/lib.rs')) fail(`the answer cites no file: ${answer}`);
+    if (!answer.includes('README.md')) fail(`the answer cites no file: ${answer}`);
+    // What it cites is in the repository, so no note of missing citations.
+    if (answer.includes('codemill checked')) fail(`a citation was not found: ${answer}`);
     if (answer.includes('"drafts"')) fail('the drafts JSON shows in the answer');
     const title = await page.textContent('.draft[data-draft="1"] h3');
     if (!title.includes('Add OIDC login')) fail(`the draft is ${title}`);
