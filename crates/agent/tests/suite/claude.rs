@@ -441,6 +441,8 @@ async fn probe_env(marker: &str) -> Vec<(String, String)> {
     for _ in 0..30 {
         if let Some(pid) = processes_with_env(marker).into_iter().min()
             && let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ"))
+            // A process that is exiting reads as an empty environment: look again.
+            && !environ.is_empty()
         {
             return environ
                 .split(|b| *b == 0)
