@@ -5,6 +5,8 @@
 
 use serde::Deserialize;
 
+use crate::knowledge::Place;
+
 /// Where, relative to the checkout, the backlog is handed to the agent.
 pub const BACKLOG_FILE: &str = ".codemill-run/backlog.md";
 
@@ -134,9 +136,7 @@ pub fn shown(answer: &str) -> String {
 pub struct CitedFile {
     /// As written, for the note.
     pub text: String,
-    pub path: String,
-    /// The last line the citation needs the file to have.
-    pub line: Option<u64>,
+    pub place: Place,
 }
 
 /// What an answer cites: files (in inline code spans, outside code blocks) and ticket keys with
@@ -164,35 +164,24 @@ fn prose(answer: &str) -> String {
     out
 }
 
-/// A code span that reads as a file in the repository: path characters only, with a `/` or a
-/// file extension and a letter, and an optional line or line range after a `:`.
+/// A code span that reads as a file: path characters only, with a `/` or a file extension and
+/// a letter, and an optional line or line range after a `:`.
 fn cited_file(span: &str) -> Option<CitedFile> {
-    let (path, line) = match span.rsplit_once(':') {
-        Some((path, lines)) => {
-            let last = lines.rsplit('-').next().unwrap_or(lines);
-            let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-            if !lines.split('-').all(all_digits) || lines.split('-').count() > 2 {
-                return None;
-            }
-            (path, last.parse().ok())
-        }
-        None => (span, None),
-    };
+    let place = Place::parse(span)?;
+    let path = place.path.as_str();
     let path_char = |c: char| c.is_ascii_alphanumeric() || "._-/+@".contains(c);
     let extension = path.rsplit_once('.').is_some_and(|(stem, ext)| {
         !stem.is_empty()
             && (1..=10).contains(&ext.len())
             && ext.chars().all(|c| c.is_ascii_alphanumeric())
     });
-    let usable = !path.is_empty()
-        && path.chars().all(path_char)
+    let usable = path.chars().all(path_char)
         && path.chars().any(|c| c.is_ascii_alphabetic())
         && (path.contains('/') || extension)
         && !path.starts_with('-');
     usable.then(|| CitedFile {
         text: span.to_string(),
-        path: path.to_string(),
-        line,
+        place,
     })
 }
 
@@ -269,18 +258,18 @@ mod tests {
             not `codemill:drafted`, `serde_json::from_str`, `1.2`, `--json` or `a b.rs`. \
             See P-3, P-3 again, OTHER-4 and P-x.\n\n```rust\nlet x = `src/fenced.rs`; // P-9\n```\n";
         let cited = citations(answer, &["P".to_string()]);
-        let files: Vec<(&str, Option<u64>)> = cited
+        let files: Vec<(&str, Option<(u32, u32)>)> = cited
             .files
             .iter()
-            .map(|f| (f.path.as_str(), f.line))
+            .map(|f| (f.place.path.as_str(), f.place.lines))
             .collect();
         assert_eq!(
             files,
             [
-                ("src/auth.rs", Some(12)),
+                ("src/auth.rs", Some((12, 12))),
                 ("README.md", None),
                 ("docs/sso/", None),
-                ("Cargo.toml", Some(9))
+                ("Cargo.toml", Some((3, 9)))
             ]
         );
         assert_eq!(cited.files[3].text, "Cargo.toml:3-9");

@@ -119,6 +119,43 @@ pub fn sections(name: &str, text: &str) -> Vec<Section> {
     out
 }
 
+/// A place in a repository as people and agents write it: `PATH`, `PATH:L` or `PATH:L1-L2`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    /// As written, without a leading `./`.
+    pub path: String,
+    /// First and last line (1-based, inclusive); the whole file when absent.
+    pub lines: Option<(u32, u32)>,
+}
+
+impl Place {
+    /// `None` when a line part is there but is not `L` or `L1-L2` with `1 <= L1 <= L2`.
+    pub fn parse(text: &str) -> Option<Place> {
+        let (path, lines) = match text.rsplit_once(':') {
+            Some((path, range)) if range.chars().all(|c| c.is_ascii_digit() || c == '-') => {
+                let (a, b) = range.split_once('-').unwrap_or((range, range));
+                let (a, b) = (a.parse::<u32>().ok()?, b.parse::<u32>().ok()?);
+                if a == 0 || b < a {
+                    return None;
+                }
+                (path, Some((a, b)))
+            }
+            _ => (text, None),
+        };
+        Some(Place {
+            path: path.trim().trim_start_matches("./").to_string(),
+            lines,
+        })
+    }
+
+    /// Whether the path stays inside the repository: not empty, not absolute, no `..`.
+    pub fn inside(&self) -> bool {
+        !self.path.is_empty()
+            && !self.path.starts_with('/')
+            && !self.path.split('/').any(|p| p == "..")
+    }
+}
+
 /// Lines `first..=last` (1-based) of `text`, or `None` when the text is shorter.
 pub fn lines_of(text: &str, first: u32, last: u32) -> Option<String> {
     let lines: Vec<&str> = text.lines().collect();
@@ -215,6 +252,22 @@ pub fn is_tool(name: &str) -> bool {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    #[test]
+    fn a_place_is_a_path_with_an_optional_line_range() {
+        let place = |t: &str| Place::parse(t).map(|p| (p.path.clone(), p.lines, p.inside()));
+        assert_eq!(
+            place("./src/a.rs:3-9"),
+            Some(("src/a.rs".into(), Some((3, 9)), true))
+        );
+        assert_eq!(place("a.rs:7"), Some(("a.rs".into(), Some((7, 7)), true)));
+        assert_eq!(place("ns:name"), Some(("ns:name".into(), None, true)));
+        assert_eq!(place("../x.rs"), Some(("../x.rs".into(), None, false)));
+        assert_eq!(place("/etc/passwd").map(|p| p.2), Some(false));
+        for bad in ["a.rs:0", "a.rs:9-3", "a.rs:", "a.rs:1-2-3"] {
+            assert_eq!(place(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn knowledge_files_are_the_docs() {

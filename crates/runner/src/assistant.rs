@@ -369,31 +369,27 @@ const LINES_CHECKED_UP_TO: u64 = 4 << 20;
 /// Why a cited file is not in `checkout` as cited, or `None` when it is. Only what lies inside
 /// the checkout counts: a path out of it, or a link leading out, is not followed.
 fn file_missing(checkout: &std::path::Path, cited: &assistant::CitedFile) -> Option<String> {
-    let relative = std::path::Path::new(&cited.path);
-    let outside = relative.is_absolute()
-        || relative
-            .components()
-            .any(|c| matches!(c, std::path::Component::ParentDir));
-    if outside {
+    if !cited.place.inside() {
         return Some("outside the repository".into());
     }
     let (Ok(root), Ok(found)) = (
         checkout.canonicalize(),
-        checkout.join(relative).canonicalize(),
+        checkout.join(&cited.place.path).canonicalize(),
     ) else {
         return Some("no such file on the default branch".into());
     };
     if !found.starts_with(&root) {
         return Some("outside the repository".into());
     }
-    let line = cited.line?;
+    let (_, last) = cited.place.lines?;
     let meta = std::fs::metadata(&found).ok()?;
     if !meta.is_file() || meta.len() > LINES_CHECKED_UP_TO {
         return None;
     }
-    let text = std::fs::read(&found).ok()?;
-    let lines = text.split(|b| *b == b'\n').count() as u64 - u64::from(text.ends_with(b"\n"));
-    (line > lines).then(|| format!("the file has {lines} lines"))
+    let text = String::from_utf8_lossy(&std::fs::read(&found).ok()?).into_owned();
+    let lines = text.lines().count();
+    (usize::try_from(last).is_ok_and(|last| last > lines))
+        .then(|| format!("the file has {lines} lines"))
 }
 
 /// Save draft `n` of turn `turn` as a ticket in its project's tracker; saved before, the

@@ -54,29 +54,19 @@ pub struct KnowledgeSource {
 impl KnowledgeSource {
     /// `PATH` or `PATH:L1-L2` (or `PATH:L`), as people write it.
     pub fn parse(text: &str) -> Result<KnowledgeSource, String> {
-        let bad = || format!("source {text:?}: write PATH or PATH:FIRST-LAST (lines from 1)");
-        let (path, lines) = match text.rsplit_once(':') {
-            Some((path, range)) if range.chars().all(|c| c.is_ascii_digit() || c == '-') => {
-                let (a, b) = range.split_once('-').unwrap_or((range, range));
-                let (a, b) = (
-                    a.parse::<u32>().map_err(|_| bad())?,
-                    b.parse::<u32>().map_err(|_| bad())?,
-                );
-                if a == 0 || b < a {
-                    return Err(bad());
-                }
-                (path, Some((a, b)))
-            }
-            _ => (text, None),
+        let Some(place) = codemill_core::knowledge::Place::parse(text) else {
+            return Err(format!(
+                "source {text:?}: write PATH or PATH:FIRST-LAST (lines from 1)"
+            ));
         };
-        let path = path.trim().trim_start_matches("./");
-        if path.is_empty() || path.starts_with('/') || path.split('/').any(|p| p == "..") {
+        if !place.inside() {
             return Err(format!(
                 "source {text:?}: a path inside the repository, like docs/setup.md"
             ));
         }
+        let codemill_core::knowledge::Place { path, lines } = place;
         Ok(KnowledgeSource {
-            path: path.to_string(),
+            path,
             lines,
             commit: None,
             hash: None,
