@@ -138,7 +138,33 @@ async fn record_directly(store: &Store, key: &TicketKey, id: &str) {
         .unwrap();
 }
 
-async fn run(name: &str, store: Store, deliveries: usize, concurrency: usize) {
+/// Median time of appending a page to a file and `fdatasync`ing it in `dir`: what one durable
+/// commit costs at least on this disk, whatever the database does around it.
+fn fsync_latency_us(dir: &std::path::Path) -> f64 {
+    use std::io::Write;
+    let path = dir.join("fsync-probe");
+    let mut file = std::fs::File::create(&path).unwrap();
+    let page = [7u8; 4096];
+    let mut times: Vec<f64> = (0..200)
+        .map(|_| {
+            let t = Instant::now();
+            file.write_all(&page).unwrap();
+            file.sync_data().unwrap();
+            t.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    std::fs::remove_file(&path).unwrap();
+    times.sort_by(|a, b| a.total_cmp(b));
+    times[times.len() / 2]
+}
+
+async fn run(
+    name: &str,
+    store: Store,
+    deliveries: usize,
+    concurrency: usize,
+    fsync_us: Option<f64>,
+) {
     let project = "BENCH".parse().unwrap();
     let mut keys = Vec::new();
     for i in 0..deliveries {
@@ -189,9 +215,29 @@ async fn run(name: &str, store: Store, deliveries: usize, concurrency: usize) {
                 .body(body)
         })
         .collect();
+    let before = store.ingest_counts();
     perf_control("enable");
     let hook_load = load(hooks, concurrency, 202).await;
     perf_control("disable");
+    let after = store.ingest_counts();
+    let batches = after.batches - before.batches;
+    let per_batch =
+        (after.batched_deliveries - before.batched_deliveries) as f64 / batches.max(1) as f64;
+    // The lightest durable answer: an event that starts nothing, so only its inbox row is
+    // written (and fsynced) before the 202.
+    let ts = chrono::Utc::now().timestamp();
+    let records: Vec<reqwest::RequestBuilder> = (0..deliveries)
+        .map(|i| {
+            let body = r#"{"event": "ticket.noted"}"#;
+            http.post(format!("{base}/webhooks/local"))
+                .header("content-type", "application/json")
+                .header("x-codemill-delivery", format!("noted-{i}"))
+                .header("x-codemill-timestamp", ts.to_string())
+                .header("x-codemill-signature-256", sign(ts, body.as_bytes()))
+                .body(body)
+        })
+        .collect();
+    let record_load = load(records, concurrency, 202).await;
     // The store alone: the same transaction one at a time, without HTTP.
     let extra = 500;
     let mut store_keys = Vec::new();
@@ -244,11 +290,25 @@ async fn run(name: &str, store: Store, deliveries: usize, concurrency: usize) {
     println!("  {}", health_load.line("GET /health"));
     println!("  {}", hook_load.line("POST /webhooks/local"));
     println!(
+        "  {} (inbox row only: {:.2}x /health)",
+        record_load.line("  same, starting no job"),
+        record_load.rps() / health_load.rps()
+    );
+    println!(
         "  ratio webhook/health: throughput {:.2}x, p50 {:.1}x, p99 {:.1}x; jobs created {jobs}",
         hook_load.rps() / health_load.rps(),
         hook_load.pct(50.0) / health_load.pct(50.0).max(1e-9),
         hook_load.pct(99.0) / health_load.pct(99.0).max(1e-9),
     );
+    println!(
+        "  webhook deliveries written together: {batches} batches, {per_batch:.1} deliveries each"
+    );
+    if let Some(fsync) = fsync_us {
+        println!(
+            "  this disk: one append + fsync {fsync:.0} µs (median), so {concurrency} requests in flight that each wait for one get at most {:.0}/s",
+            concurrency as f64 * 1e6 / fsync
+        );
+    }
     println!("  store alone: record_delivery with its job, one at a time: {per_op:.0} µs each");
     println!(
         "  store alone: {concurrency} writers at once: {together:.0} deliveries/s ({:.2}x one at a time)",
@@ -268,7 +328,8 @@ fn main() {
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("codemill.db")).await.unwrap();
-        run("SQLite", store, deliveries, concurrency).await;
+        let fsync = fsync_latency_us(dir.path());
+        run("SQLite", store, deliveries, concurrency, Some(fsync)).await;
         match std::env::var("CODEMILL_TEST_POSTGRES_URL") {
             Ok(admin) => {
                 let name = format!("codemill_bench_{}", uuid::Uuid::new_v4().simple());
@@ -285,7 +346,7 @@ fn main() {
                     format!("{root}/{name}?{query}")
                 };
                 let store = Store::connect_postgres(&url).await.unwrap();
-                run("PostgreSQL", store.clone(), deliveries, concurrency).await;
+                run("PostgreSQL", store.clone(), deliveries, concurrency, None).await;
                 store.close().await;
                 sqlx::query(sqlx::AssertSqlSafe(format!(
                     "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
