@@ -1,8 +1,10 @@
 //! Webhook ingest benchmark: signed `ticket.ready` deliveries (one ticket each, so each creates
 //! a job) posted with bounded concurrency to the real router over a real store, against
 //! `GET /health` of the same server in the same run. Prints accepts per second and latency
-//! percentiles for each, and their ratio, on SQLite and (when `CODEMILL_TEST_POSTGRES_URL` is
-//! set, e.g. by `eval "$(./scripts/test postgres)"`) PostgreSQL.
+//! percentiles for each, and their ratio; the same for deliveries that start no job (inbox row
+//! only); deliveries per commit; and what one fsync costs on the store's disk. On SQLite and
+//! (when `CODEMILL_TEST_POSTGRES_URL` is set, e.g. by `eval "$(./scripts/test postgres)"`)
+//! PostgreSQL.
 //!
 //! Run with `cargo bench -p codemill-server --bench ingest`. Sizes: `BENCH_DELIVERIES` (default
 //! 3000), `BENCH_CONCURRENCY` (32). The load generator shares the cores with the server, so on

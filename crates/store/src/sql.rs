@@ -119,6 +119,28 @@ impl Db {
         })
     }
 
+    /// SQLite only: run a statement list that begins and commits its own transaction, on the
+    /// write connection, in one hand-off to SQLite's thread. When any of it fails, what it
+    /// began is rolled back before the connection is given back.
+    pub(crate) async fn sqlite_transaction(&self, query: Q) -> Result<Vec<Row>, StoreError> {
+        let Db::Sqlite { write, .. } = self else {
+            return Err(StoreError::Corrupt(
+                "a SQLite statement list was sent to PostgreSQL".into(),
+            ));
+        };
+        let mut conn = write.acquire().await?;
+        let Q { sql, args } = query;
+        let query = bind_sqlite(sqlx::query(sqlx::AssertSqlSafe(sqlite_dialect(&sql))), args);
+        match query.fetch_all(&mut *conn).await {
+            Ok(rows) => Ok(rows.into_iter().map(Row::Sqlite).collect()),
+            Err(e) => {
+                // Fails harmlessly ("no transaction is active") when BEGIN itself failed.
+                let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+                Err(e.into())
+            }
+        }
+    }
+
     /// Where single statements that read run.
     pub fn read(&self) -> On<'_> {
         On::Read(self)

@@ -9,14 +9,15 @@
 //! written together in one transaction — one WAL write and one flush per batch instead of per
 //! delivery.
 //!
-//! Inside a batch, local deliveries that start a job are written without a round trip per
-//! table: on SQLite many at once by one multi-row insert into a view whose trigger writes the
-//! rows `record_in` would ([`SQLITE_SETUP`]), since each statement costs two hand-offs to
-//! SQLite's worker thread and a message per result; on PostgreSQL each by one statement
-//! ([`PG_STATEMENT`]).
+//! Inside a batch, deliveries are written without a round trip per table: on SQLite all of
+//! them by one multi-row insert into a view whose trigger writes the rows `record_in` or
+//! `accept_in` would ([`SQLITE_SETUP`]), wrapped with `BEGIN` and `COMMIT` into one statement
+//! list, since each statement costs two hand-offs to SQLite's worker thread and a message per
+//! result; on PostgreSQL a job-starting delivery by one statement ([`PG_STATEMENT`]).
 //!
-//! The batch runs in its own task, so a caller that goes away (its client hung up) cannot
-//! abandon the others' deliveries. If any delivery of a batch fails, the batch is rolled back
+//! On SQLite the batches are written by a thread of its own ([`writer_thread`]); on
+//! PostgreSQL the waiting callers take turns. Either way the batch runs apart from its callers,
+//! so a caller that goes away (its client hung up) cannot abandon the others' deliveries. If any delivery of a batch fails, the batch is rolled back
 //! and each of its deliveries is recorded alone, so one bad delivery fails only itself.
 
 use std::sync::Mutex;
@@ -25,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chrono::{DateTime, Utc};
 use codemill_core::ids::{JobId, TicketKey};
 use codemill_core::pipeline::JobEvent;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::queue::{Delivery, NewJob, Recorded};
 use crate::sql::{Arg, Db, Tx, q};
@@ -45,6 +46,8 @@ pub(crate) struct Ingest {
     waiting: Mutex<Vec<Pending>>,
     /// Held by the caller whose turn it is to commit what is waiting.
     turn: tokio::sync::Mutex<()>,
+    /// SQLite's writer thread, while it runs ([`writer_thread`]).
+    writer: Mutex<Option<mpsc::UnboundedSender<Pending>>>,
     counts: Counts,
 }
 
@@ -187,13 +190,46 @@ impl Op {
     }
 }
 
+impl Op {
+    /// The values of this delivery's `ingest_in` row after its place: [`Op::script_args`] for a
+    /// job-starting delivery (the job's values empty for any other), then whether it is an
+    /// outside delivery.
+    fn sqlite_args(&self) -> Result<Vec<Arg>, StoreError> {
+        let mut args = match self.script_args()? {
+            Some(args) => args,
+            None => {
+                let headers: Vec<(&str, &str)> = self
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                let mut args: Vec<Arg> = vec![
+                    self.provider.clone().into(),
+                    self.delivery_id.clone().into(),
+                    crate::model::to_json(&headers)?.into(),
+                    self.body.clone().into(),
+                    self.now.into(),
+                ];
+                // The job's values, then `require_ticket`: no job, nothing to require.
+                args.extend((5..SCRIPT_ARGS - 1).map(|_| Arg::Text(None)));
+                args.push(0_i64.into());
+                args
+            }
+        };
+        args.push(i64::from(self.outside).into());
+        debug_assert_eq!(args.len(), ROW_VALUES - 1);
+        Ok(args)
+    }
+}
+
 /// Set up on SQLite's writer connection when it opens: a view whose `INSTEAD OF INSERT`
-/// trigger writes one job-starting delivery — what `record_in` and `enqueue_in` do for a new
-/// job — so a whole chunk of deliveries is one multi-row `INSERT` run inside SQLite, with no
-/// round trip between the tables' statements. The view's columns are the delivery's place in
-/// its batch (`n`), then [`Op::script_args`] in order.
+/// trigger writes one delivery — what `record_in` and `enqueue_in` do for a new job, or
+/// `accept_in` for an outside delivery — so a whole chunk of deliveries is one multi-row
+/// `INSERT` run inside SQLite, with no round trip between the tables' statements. The view's
+/// columns are the delivery's place in its batch (`n`), then [`Op::sqlite_args`] in order.
 ///
-/// Each step runs only when the one before it wrote its row (`changes()`). When asked, a ticket
+/// Each step runs only when the one before it wrote its row (`changes()`); a delivery without a
+/// job stops after its inbox row (`pending` when it came from outside). When asked, a ticket
 /// unknown to the local tracker is reported and stops everything. The inbox row comes first (a
 /// duplicate stops everything); the job, its first journal entry, stream position, view and
 /// queue row follow only when the ticket has no active job; then the delivery is linked to the
@@ -205,18 +241,20 @@ CREATE TEMP TABLE IF NOT EXISTS ingest_out (n INTEGER NOT NULL, what TEXT NOT NU
 CREATE TEMP VIEW IF NOT EXISTS ingest_in AS SELECT NULL AS n, NULL AS provider,
  NULL AS delivery_id, NULL AS headers, NULL AS body, NULL AS received_at, NULL AS job,
  NULL AS ticket, NULL AS project, NULL AS kind, NULL AS event, NULL AS status, NULL AS stage,
- NULL AS state, NULL AS error, NULL AS max_attempts, NULL AS require_ticket;
+ NULL AS state, NULL AS error, NULL AS max_attempts, NULL AS require_ticket, NULL AS outside;
 CREATE TEMP TRIGGER IF NOT EXISTS ingest_row INSTEAD OF INSERT ON ingest_in BEGIN
 INSERT INTO ingest_out (n, what) SELECT NEW.n, 'unknown'
  WHERE NEW.require_ticket = 1 AND NOT EXISTS (SELECT 1 FROM tickets WHERE key = NEW.ticket);
-INSERT INTO inbox (provider, delivery_id, headers, body, received_at)
- SELECT NEW.provider, NEW.delivery_id, NEW.headers, NEW.body, NEW.received_at
+INSERT INTO inbox (provider, delivery_id, headers, body, received_at, state, next_at)
+ SELECT NEW.provider, NEW.delivery_id, NEW.headers, NEW.body, NEW.received_at,
+  CASE WHEN NEW.outside = 1 THEN 'pending' ELSE 'done' END,
+  CASE WHEN NEW.outside = 1 THEN NEW.received_at END
  WHERE NEW.require_ticket = 0 OR EXISTS (SELECT 1 FROM tickets WHERE key = NEW.ticket)
  ON CONFLICT (provider, delivery_id) DO NOTHING;
 INSERT INTO ingest_out (n, what) SELECT NEW.n, 'inbox' WHERE changes() = 1;
 INSERT INTO jobs (id, ticket_key, project, created_at)
  SELECT NEW.job, NEW.ticket, NEW.project, NEW.received_at
- WHERE changes() = 1 AND NOT EXISTS (SELECT 1 FROM queue
+ WHERE changes() = 1 AND NEW.job IS NOT NULL AND NOT EXISTS (SELECT 1 FROM queue
   WHERE ticket_key = NEW.ticket AND state IN ('queued', 'leased', 'waiting'));
 INSERT INTO journal (job_id, seq, kind, event, created_at)
  SELECT NEW.job, 0, NEW.kind, NEW.event, NEW.received_at WHERE changes() = 1;
@@ -230,14 +268,15 @@ INSERT INTO queue (job_id, ticket_key, project, state, run_after, max_attempts, 
   NEW.received_at, NEW.received_at WHERE changes() = 1;
 UPDATE inbox SET job_id = (SELECT job_id FROM queue
   WHERE ticket_key = NEW.ticket AND state IN ('queued', 'leased', 'waiting'))
- WHERE provider = NEW.provider AND delivery_id = NEW.delivery_id
+ WHERE NEW.job IS NOT NULL AND provider = NEW.provider AND delivery_id = NEW.delivery_id
   AND received_at = NEW.received_at AND job_id IS NULL;
 INSERT INTO ingest_out (n, what, job) SELECT NEW.n, 'job', job_id FROM inbox
  WHERE changes() = 1 AND provider = NEW.provider AND delivery_id = NEW.delivery_id;
 END;";
 
-/// Values per row of `ingest_in`: the delivery's place in its batch, then its script values.
-const ROW_VALUES: usize = SCRIPT_ARGS + 1;
+/// Values per row of `ingest_in`: the delivery's place in its batch, its script values, and
+/// whether it is an outside delivery ([`Op::sqlite_args`]).
+const ROW_VALUES: usize = SCRIPT_ARGS + 2;
 
 /// Rows per `INSERT INTO ingest_in`: a chunk takes the largest size that fits what is left, so
 /// only these few statements are prepared, whatever the batch size.
@@ -274,25 +313,42 @@ fn batch_sql(rows: usize) -> String {
     statements.join("; ")
 }
 
-/// Writes job-starting deliveries (each with its place in the batch) through `ingest_in`,
-/// then reads and clears their outcomes, all in one statement list.
-async fn write_scripted(
-    tx: &mut Tx,
-    ops: &[(usize, &Op, Vec<Arg>)],
-) -> Result<Vec<Recorded>, StoreError> {
-    if ops.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut query = q(batch_sql(ops.len()));
+/// The statement list writing deliveries (each with its place in the batch) through
+/// `ingest_in`, then reading and clearing their outcomes; `begin` and `end` go around it.
+fn scripted_query(ops: &[(usize, &Op, Vec<Arg>)], begin: &str, end: &str) -> crate::sql::Q {
+    let mut query = q(format!("{begin}{}{end}", batch_sql(ops.len())));
     for (n, _, args) in ops {
         query = query.bind(i64::try_from(*n).unwrap_or(i64::MAX));
         for arg in args {
             query = query.bind(arg.clone());
         }
     }
-    // `fetch_all` runs every statement of the list (the DELETE comes after the one row).
-    let rows = query.fetch_all(&mut *tx).await?;
-    let [row] = rows.as_slice() else {
+    query
+}
+
+/// On SQLite, a batch as one statement list that also begins and commits its transaction: one
+/// hand-off to SQLite's thread for the whole batch, whatever its deliveries are. The outer
+/// error means nothing was committed (the batch may be written again); the inner one that it
+/// was, but its outcomes could not be read (writing it again would make duplicates).
+async fn commit_sqlite(
+    db: &Db,
+    batch: &[Pending],
+) -> Result<Result<Vec<Recorded>, StoreError>, StoreError> {
+    let mut ops = Vec::with_capacity(batch.len());
+    for (n, pending) in batch.iter().enumerate() {
+        ops.push((n, &pending.op, pending.op.sqlite_args()?));
+    }
+    let query = scripted_query(&ops, "BEGIN IMMEDIATE; ", "; COMMIT");
+    let rows = db.sqlite_transaction(query).await?;
+    Ok(scripted_outcomes(&ops, &rows))
+}
+
+/// Each delivery's outcome from the one row that [`READ_AND_CLEAR`] read.
+fn scripted_outcomes(
+    ops: &[(usize, &Op, Vec<Arg>)],
+    rows: &[crate::sql::Row],
+) -> Result<Vec<Recorded>, StoreError> {
+    let [row] = rows else {
         return Err(StoreError::Corrupt(format!(
             "a batch of deliveries read {} outcome rows, not one",
             rows.len()
@@ -324,6 +380,8 @@ async fn write_scripted(
                 Recorded::UnknownTicket
             } else if !inserted.contains(n) {
                 Recorded::Duplicate
+            } else if op.job.is_none() {
+                Recorded::Inserted { job: None }
             } else {
                 outcome(op, linked.get(n).copied(), true)?
             };
@@ -412,34 +470,17 @@ async fn write_pg(tx: &mut Tx, op: &Op, args: Vec<Arg>) -> Result<Recorded, Stor
     outcome(op, Some(linked), row.int("queued")? == 1)
 }
 
-/// Writes a whole batch in `tx`, in order: runs of job-starting deliveries by script, the
-/// others statement by statement.
+/// Write a batch in one PostgreSQL transaction: a job-starting delivery is one statement
+/// ([`PG_STATEMENT`]), any other is written statement by statement. (SQLite's batches are one
+/// statement list each: [`commit_sqlite`].)
 async fn write_batch(tx: &mut Tx, batch: &[Pending]) -> Result<Vec<Recorded>, StoreError> {
     let mut results = Vec::with_capacity(batch.len());
-    // The script is SQLite's (`changes()`, `last_insert_rowid()`); on PostgreSQL a
-    // job-starting delivery is one statement ([`PG_STATEMENT`]), still in the one transaction.
-    if matches!(tx, Tx::Postgres(_)) {
-        for pending in batch {
-            results.push(match pending.op.script_args()? {
-                Some(args) => write_pg(tx, &pending.op, args).await?,
-                None => pending.op.write(tx).await?,
-            });
-        }
-        return Ok(results);
+    for pending in batch {
+        results.push(match pending.op.script_args()? {
+            Some(args) => write_pg(tx, &pending.op, args).await?,
+            None => pending.op.write(tx).await?,
+        });
     }
-    // In the batch's order: the job-starting deliveries gathered so far are written before
-    // any other delivery.
-    let mut scripted = Vec::new();
-    for (n, pending) in batch.iter().enumerate() {
-        match pending.op.script_args()? {
-            Some(args) => scripted.push((n, &pending.op, args)),
-            None => {
-                results.extend(write_scripted(tx, &std::mem::take(&mut scripted)).await?);
-                results.push(pending.op.write(tx).await?);
-            }
-        }
-    }
-    results.extend(write_scripted(tx, &scripted).await?);
     Ok(results)
 }
 
@@ -491,9 +532,109 @@ impl Db {
         let op = Op::new(delivery, job, outside, require_ticket, now);
         let ingest = self.batches();
         let (done, result) = oneshot::channel();
-        lock(&ingest.waiting).push(Pending { op, done });
+        let pending = Pending { op, done };
+        if matches!(self, Db::Sqlite { .. }) {
+            return match to_writer(ingest, self, pending) {
+                None => answered(result.await),
+                Some(pending) => {
+                    // No thread could be started: take turns on this runtime instead.
+                    lock(&ingest.waiting).push(pending);
+                    take_turns(ingest, self, result).await
+                }
+            };
+        }
+        lock(&ingest.waiting).push(pending);
         take_turns(ingest, self, result).await
     }
+}
+
+/// How long SQLite's writer thread waits for a delivery before it ends (the next delivery
+/// starts another).
+const WRITER_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Hand a delivery to SQLite's writer thread, starting one if none runs. Gives the delivery
+/// back when no thread could be started.
+fn to_writer(ingest: &Ingest, db: &Db, pending: Pending) -> Option<Pending> {
+    let mut writer = ingest
+        .writer
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let pending = match writer.as_ref() {
+        Some(tx) => match tx.send(pending) {
+            Ok(()) => return None,
+            // It ended (idle, or it failed): start another.
+            Err(mpsc::error::SendError(pending)) => pending,
+        },
+        None => pending,
+    };
+    let (tx, rx) = mpsc::unbounded_channel();
+    let db = db.clone();
+    let started = std::thread::Builder::new()
+        .name("codemill-ingest".into())
+        .spawn(move || writer_thread(db, rx));
+    if let Err(e) = started {
+        tracing::warn!(error = %e, "could not start the webhook writer thread");
+        return Some(pending);
+    }
+    let unsent = tx.send(pending).err().map(|mpsc::error::SendError(p)| p);
+    *writer = Some(tx);
+    unsent
+}
+
+/// SQLite's writer: commits what is waiting as soon as the commit before it is done, in a
+/// thread of its own, so a busy runtime never delays the hand-over between two commits (on
+/// the shared runtime each commit's end had to wake a task, which woke the next writer, which
+/// started the next commit: a wait behind every ready task, three times per batch).
+fn writer_thread(db: Db, mut rx: mpsc::UnboundedReceiver<Pending>) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            // Dropping `rx` answers what was sent with an error; the next delivery tries again.
+            tracing::warn!(error = %e, "could not start the webhook writer's runtime");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        loop {
+            let first = match tokio::time::timeout(WRITER_IDLE, rx.recv()).await {
+                Ok(Some(first)) => first,
+                Ok(None) => return,
+                Err(_) => {
+                    // Refuse new deliveries (they start another thread), then write those
+                    // already sent.
+                    rx.close();
+                    let mut rest = Vec::new();
+                    while let Ok(p) = rx.try_recv() {
+                        rest.push(p);
+                    }
+                    for batch in chunks(rest) {
+                        commit(&db, batch).await;
+                    }
+                    return;
+                }
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(p) => batch.push(p),
+                    Err(_) => break,
+                }
+            }
+            commit(&db, batch).await;
+        }
+    });
+}
+
+fn chunks(mut all: Vec<Pending>) -> Vec<Vec<Pending>> {
+    let mut out = Vec::new();
+    while !all.is_empty() {
+        let rest = all.split_off(all.len().min(MAX_BATCH));
+        out.push(std::mem::replace(&mut all, rest));
+    }
+    out
 }
 
 /// Take turns until this delivery's batch was committed. A delivery written by someone else's
@@ -561,10 +702,52 @@ async fn commit(db: &Db, batch: Vec<Pending>) {
     if batch.is_empty() {
         return;
     }
+    let counts = &db.batches().counts;
+    if batch.len() > 1 && matches!(db, Db::Sqlite { .. }) {
+        match commit_sqlite(db, &batch).await {
+            Ok(Ok(results)) if results.len() == batch.len() => {
+                counts.together.fetch_add(1, Ordering::Relaxed);
+                counts
+                    .deliveries
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                for (pending, recorded) in batch.into_iter().zip(results) {
+                    let _ = pending.done.send(Ok(recorded));
+                }
+                return;
+            }
+            Ok(unread) => {
+                // Committed: each delivery is answered with the error, none written again.
+                let error = match unread {
+                    Err(e) => e.to_string(),
+                    Ok(results) => format!(
+                        "{} outcomes for a batch of {} deliveries",
+                        results.len(),
+                        batch.len()
+                    ),
+                };
+                tracing::error!(error = %error, "a committed batch of deliveries could not be read back");
+                for pending in batch {
+                    let _ = pending.done.send(Err(StoreError::Corrupt(format!(
+                        "the delivery was stored but its outcome could not be read: {error}"
+                    ))));
+                }
+                return;
+            }
+            Err(e) => {
+                // Rolled back: each delivery is written alone.
+                tracing::debug!(error = %e, "a batch of deliveries failed");
+                counts.retried.fetch_add(1, Ordering::Relaxed);
+                for pending in batch {
+                    let recorded = alone(db, &pending.op).await;
+                    let _ = pending.done.send(recorded);
+                }
+                return;
+            }
+        }
+    }
     if batch.len() > 1
         && let Ok(mut tx) = db.write().await
     {
-        let counts = &db.batches().counts;
         match write_batch(&mut tx, &batch).await {
             Ok(results) if results.len() == batch.len() => match tx.commit().await {
                 Ok(()) => {

@@ -637,6 +637,93 @@ pub async fn many_deliveries_at_once_start_one_job_per_ticket(db: Db) {
     views_match_their_jobs(&db, 20).await;
 }
 
+/// Outside deliveries, local ones that start no job and job-starting ones arriving together
+/// are written together, each as it would be alone: an outside one waits `pending` for the
+/// processor, a local one without a job is done at once, a repeated id is a duplicate.
+pub async fn mixed_deliveries_at_once_are_written_together(db: Db) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 1..=90u32 {
+        let s = db.store.clone();
+        tasks.spawn(async move {
+            let recorded = match n % 3 {
+                // Outside; every second one repeats the id of the one before it.
+                0 => {
+                    let id = format!("o-{}", if n % 6 == 0 { n - 3 } else { n });
+                    s.accept_delivery(&delivery("jira:P", &id, b"{}"), at(0))
+                        .await
+                }
+                1 => {
+                    let ticket = key(&format!("A-{}", n % 10 + 1));
+                    let ev = created(&ticket);
+                    let job = NewJob {
+                        id: JobId::new(),
+                        ticket: &ticket,
+                        created: &ev,
+                        max_attempts: 3,
+                    };
+                    s.record_delivery(
+                        &delivery("local", &format!("j-{n}"), b"{}"),
+                        Some(&job),
+                        at(0),
+                    )
+                    .await
+                }
+                _ => {
+                    s.record_delivery(&delivery("local", &format!("n-{n}"), b"{}"), None, at(0))
+                        .await
+                }
+            };
+            (n, recorded.unwrap())
+        });
+    }
+    let (mut outside, mut duplicates, mut created, mut joined, mut noted) = (0, 0, 0, 0, 0);
+    for (n, recorded) in tasks.join_all().await {
+        match (n % 3, recorded) {
+            (0, Recorded::Inserted { job: None }) => outside += 1,
+            (0, Recorded::Duplicate) => duplicates += 1,
+            (
+                1,
+                Recorded::Inserted {
+                    job: Some(Enqueued::Created(_)),
+                },
+            ) => created += 1,
+            (
+                1,
+                Recorded::Inserted {
+                    job: Some(Enqueued::Existing(_)),
+                },
+            ) => joined += 1,
+            (2, Recorded::Inserted { job: None }) => noted += 1,
+            (_, other) => panic!("delivery {n}: {other:?}"),
+        }
+    }
+    assert_eq!((outside, duplicates), (15, 15));
+    assert_eq!((created, joined, noted), (10, 20, 30));
+    let counts = db.store.ingest_counts();
+    assert_eq!(counts.retried_batches, 0, "{counts:?}");
+    assert!(counts.batches < counts.batched_deliveries, "{counts:?}");
+    // Only the outside deliveries wait for the processor, each once.
+    let claimed = db
+        .store
+        .claim_deliveries(at(1), at(100), 100)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 15);
+    assert!(
+        claimed
+            .iter()
+            .all(|d| d.provider == "jira:P" && d.job.is_none())
+    );
+    let noted = db.store.delivery("local", "n-2").await.unwrap().unwrap();
+    assert_eq!(
+        (noted.state, noted.next_at, noted.job),
+        (InboxState::Done, None, None)
+    );
+    let started = db.store.delivery("local", "j-1").await.unwrap().unwrap();
+    assert!(started.job.is_some());
+    views_match_their_jobs(&db, 10).await;
+}
+
 /// A local ticket's delivery checks the ticket in the transaction that records it: one for a
 /// ticket the tracker does not have writes nothing, alone or written together with others.
 pub async fn a_delivery_for_an_unknown_ticket_writes_nothing(db: Db) {

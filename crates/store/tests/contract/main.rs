@@ -87,6 +87,7 @@ contract!(
     inbox::concurrent_identical_deliveries_make_one_job,
     inbox::deliveries_arriving_together_each_get_their_own_outcome,
     inbox::many_deliveries_at_once_start_one_job_per_ticket,
+    inbox::mixed_deliveries_at_once_are_written_together,
     inbox::two_nodes_receiving_together_start_one_job_per_ticket,
     inbox::a_delivery_for_an_unknown_ticket_writes_nothing,
     inbox::processed_deliveries_lose_their_body_then_their_row,
