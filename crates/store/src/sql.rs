@@ -67,14 +67,18 @@ impl Db {
             path: path.display().to_string(),
             source,
         };
+        // A connection to a local file cannot be lost the way a server's can: no ping (a
+        // round trip to the connection's thread) before each use.
         let read = SqlitePoolOptions::new()
             .max_connections(4)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await
             .map_err(opened)?;
         sqlx::migrate!("./migrations/sqlite").run(&read).await?;
         let write = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .after_connect(|conn, _| {
                 Box::pin(async move {
                     sqlx::raw_sql(crate::tables::ingest::SQLITE_SETUP)
