@@ -590,6 +590,38 @@ mod tests {
         }
     }
 
+    /// A statement list that began a transaction and failed leaves nothing behind: neither its
+    /// rows nor an open transaction on the one write connection, which would refuse the next
+    /// `BEGIN` of every writer.
+    #[tokio::test]
+    async fn a_failed_statement_list_rolls_back_what_it_began() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open_sqlite(&dir.path().join("codemill.db"))
+            .await
+            .unwrap();
+        let failed = db
+            .sqlite_transaction(q("BEGIN IMMEDIATE; \
+                 INSERT INTO api_tokens_probe VALUES (1); COMMIT"))
+            .await;
+        assert!(failed.is_err(), "no such table");
+        let failed = db
+            .sqlite_transaction(q("BEGIN IMMEDIATE; \
+                 INSERT INTO tickets (key, project, number, title, body, status, created_at, updated_at) \
+                 VALUES ('P-1', 'P', 1, 't', 'b', 'todo', 'x', 'x'); \
+                 INSERT INTO tickets (key, project, number, title, body, status, created_at, updated_at) \
+                 VALUES ('P-1', 'P', 1, 't', 'b', 'todo', 'x', 'x'); COMMIT"))
+            .await;
+        assert!(failed.is_err(), "the second row repeats the key");
+        // The write connection takes a new transaction, and the first row is gone.
+        let mut tx = db.write().await.unwrap();
+        let n = q("SELECT COUNT(*) AS n FROM tickets")
+            .fetch_one(&mut tx)
+            .await
+            .unwrap();
+        assert_eq!(n.int("n").unwrap(), 0);
+        tx.rollback().await.unwrap();
+    }
+
     #[test]
     fn placeholders_become_numbered_question_marks() {
         assert_eq!(

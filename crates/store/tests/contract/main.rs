@@ -10,6 +10,7 @@ mod concurrency;
 mod events;
 mod harness;
 mod inbox;
+mod ingest;
 mod journal;
 mod knowledge;
 mod learning;
@@ -85,10 +86,11 @@ contract!(
     concurrency::concurrent_enqueues_make_one_job_per_ticket,
     inbox::deliveries_are_recorded_once_with_their_job,
     inbox::concurrent_identical_deliveries_make_one_job,
-    inbox::deliveries_arriving_together_each_get_their_own_outcome,
-    inbox::many_deliveries_at_once_start_one_job_per_ticket,
-    inbox::mixed_deliveries_at_once_are_written_together,
-    inbox::two_nodes_receiving_together_start_one_job_per_ticket,
+    ingest::deliveries_arriving_together_each_get_their_own_outcome,
+    ingest::many_deliveries_at_once_start_one_job_per_ticket,
+    ingest::mixed_deliveries_at_once_are_written_together,
+    ingest::a_batch_refused_by_the_database_is_written_again_one_by_one,
+    ingest::two_nodes_receiving_together_start_one_job_per_ticket,
     inbox::a_delivery_for_an_unknown_ticket_writes_nothing,
     inbox::processed_deliveries_lose_their_body_then_their_row,
     inbox::accepted_deliveries_are_claimed_held_retried_and_settled,

@@ -1,0 +1,351 @@
+//! The webhook inbox under load: deliveries arriving together are written together (group
+//! commit), each with the outcome it would have alone.
+
+use codemill_core::ids::JobId;
+use codemill_store::{Enqueued, InboxState, NewJob, Recorded};
+
+use crate::harness::{Db, at, created, key};
+use crate::inbox::delivery;
+
+/// Deliveries arriving together may be written in one transaction (SQLite's group commit);
+/// each is still answered with its own outcome, and one that fails fails only itself.
+pub async fn deliveries_arriving_together_each_get_their_own_outcome(db: Db) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 1..=60u32 {
+        let s = db.store.clone();
+        tasks.spawn(async move {
+            // Tickets repeat (n and n + 30 share one), so half the deliveries join a job; the
+            // one that fails has a ticket of its own.
+            let ticket = if n == 7 {
+                key("B-1")
+            } else {
+                key(&format!("A-{}", (n - 1) % 30 + 1))
+            };
+            let ev = created(&ticket);
+            let job = NewJob {
+                id: JobId::new(),
+                ticket: &ticket,
+                created: &ev,
+                // Refused by the queue's CHECK: this delivery's transaction fails.
+                max_attempts: if n == 7 { 0 } else { 3 },
+            };
+            let id = format!("d-{n}");
+            let recorded = s
+                .record_delivery(&delivery("github", &id, b"{}"), Some(&job), at(0))
+                .await;
+            (n, recorded)
+        });
+    }
+    let mut created = 0;
+    let mut joined = 0;
+    for (n, recorded) in tasks.join_all().await {
+        match recorded {
+            Err(e) => assert_eq!(n, 7, "delivery {n} failed: {e}"),
+            Ok(Recorded::Inserted {
+                job: Some(Enqueued::Created(_)),
+            }) => created += 1,
+            Ok(Recorded::Inserted {
+                job: Some(Enqueued::Existing(_)),
+            }) => joined += 1,
+            Ok(other) => panic!("delivery {n}: {other:?}"),
+        }
+    }
+    assert_eq!(created + joined, 59);
+    assert_eq!(created, 30, "one job per ticket");
+    assert_eq!(db.store.jobs().await.unwrap().len(), 30);
+    assert!(db.store.delivery("github", "d-7").await.unwrap().is_none());
+    // Only a batch holding the failing delivery was written again one by one.
+    let counts = db.store.ingest_counts();
+    assert!(counts.retried_batches <= 1, "{counts:?}");
+    assert!(db.store.delivery("github", "d-37").await.unwrap().is_some());
+    assert_eq!(
+        db.store
+            .deliveries(None, 100)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|d| d.job.is_some())
+            .count(),
+        59
+    );
+    views_match_their_jobs(&db, 30).await;
+}
+
+/// Two nodes (two stores on one database) receiving deliveries for the same tickets at once:
+/// each writes its own batches, yet every ticket gets one job, which every delivery joins.
+pub async fn two_nodes_receiving_together_start_one_job_per_ticket(db: Db) {
+    let other = db.reopen().await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 1..=120u32 {
+        let s = if n % 2 == 0 {
+            db.store.clone()
+        } else {
+            other.clone()
+        };
+        tasks.spawn(async move {
+            let ticket = key(&format!("A-{}", (n - 1) % 15 + 1));
+            let ev = created(&ticket);
+            let job = NewJob {
+                id: JobId::new(),
+                ticket: &ticket,
+                created: &ev,
+                max_attempts: 3,
+            };
+            let id = format!("d-{n}");
+            let recorded = s
+                .record_delivery(&delivery("github", &id, b"{}"), Some(&job), at(0))
+                .await
+                .unwrap();
+            (ticket, recorded)
+        });
+    }
+    let mut jobs: std::collections::BTreeMap<String, std::collections::BTreeSet<JobId>> =
+        Default::default();
+    let mut created_jobs = 0;
+    for (ticket, recorded) in tasks.join_all().await {
+        let job = match recorded {
+            Recorded::Inserted {
+                job: Some(Enqueued::Created(j)),
+            } => {
+                created_jobs += 1;
+                j
+            }
+            Recorded::Inserted {
+                job: Some(Enqueued::Existing(j)),
+            } => j,
+            other => panic!("{ticket}: {other:?}"),
+        };
+        jobs.entry(ticket.to_string()).or_default().insert(job);
+    }
+    assert_eq!(created_jobs, 15, "one job per ticket");
+    assert!(jobs.values().all(|j| j.len() == 1), "{jobs:?}");
+    assert_eq!(db.store.jobs().await.unwrap().len(), 15);
+    let stored = db.store.deliveries(None, 200).await.unwrap();
+    assert_eq!(stored.len(), 120);
+    assert!(stored.iter().all(|d| d.job.is_some()));
+    views_match_their_jobs(&db, 15).await;
+}
+
+/// Each new job has its view and its first stream position, written with it, exactly as a job
+/// appended alone has them.
+pub(crate) async fn views_match_their_jobs(db: &Db, jobs: usize) {
+    let views = db.store.job_views(None, None).await.unwrap();
+    assert_eq!(views.len(), jobs);
+    let events = db.store.events_since(0, 1000).await.unwrap();
+    assert_eq!(events.len(), jobs, "one stream entry per job");
+    for view in &views {
+        let state = view.state.as_ref().unwrap_or_else(|| panic!("{view:?}"));
+        assert_eq!((view.seq, view.error.as_deref()), (0, None));
+        assert_eq!(view.status, state.status());
+        assert_eq!(view.ticket, state.ticket);
+        let event = events.iter().find(|e| e.job == view.job).unwrap();
+        assert_eq!((event.pos, event.seq), (view.pos, 0));
+        assert_eq!(event.status.as_deref(), Some(view.status.as_str()));
+        assert_eq!(event.prev_status, None);
+        assert_eq!(event.event, created(&view.ticket));
+    }
+}
+
+/// Many deliveries at once, none failing: written together (on SQLite by the batch's scripts),
+/// each with the outcome it would have alone, duplicates included.
+pub async fn many_deliveries_at_once_start_one_job_per_ticket(db: Db) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 1..=90u32 {
+        let s = db.store.clone();
+        tasks.spawn(async move {
+            let ticket = key(&format!("A-{}", (n - 1) % 20 + 1));
+            let ev = created(&ticket);
+            let job = NewJob {
+                id: JobId::new(),
+                ticket: &ticket,
+                created: &ev,
+                max_attempts: 3,
+            };
+            // Every third delivery repeats an earlier id.
+            let id = format!("d-{}", if n % 3 == 0 { n - 1 } else { n });
+            let recorded = s
+                .record_delivery(&delivery("github", &id, b"{}"), Some(&job), at(0))
+                .await
+                .unwrap();
+            (ticket, recorded)
+        });
+    }
+    let mut by_ticket: std::collections::BTreeMap<String, Vec<Recorded>> = Default::default();
+    for (ticket, recorded) in tasks.join_all().await {
+        by_ticket
+            .entry(ticket.to_string())
+            .or_default()
+            .push(recorded);
+    }
+    let mut duplicates = 0;
+    for (ticket, results) in &by_ticket {
+        let mut jobs = std::collections::BTreeSet::new();
+        let mut created_here = 0;
+        for r in results {
+            match r {
+                Recorded::Duplicate => duplicates += 1,
+                Recorded::Inserted {
+                    job: Some(Enqueued::Created(j)),
+                } => {
+                    created_here += 1;
+                    jobs.insert(*j);
+                }
+                Recorded::Inserted {
+                    job: Some(Enqueued::Existing(j)),
+                } => {
+                    jobs.insert(*j);
+                }
+                other => panic!("{ticket}: {other:?}"),
+            }
+        }
+        assert_eq!(created_here, 1, "{ticket}: {results:?}");
+        assert_eq!(jobs.len(), 1, "{ticket}: every delivery joined its one job");
+    }
+    assert_eq!(duplicates, 30);
+    // Written together, not one by one after a failed batch.
+    let counts = db.store.ingest_counts();
+    assert_eq!(counts.retried_batches, 0, "{counts:?}");
+    assert!(counts.batched_deliveries >= 45, "{counts:?}");
+    assert!(counts.batches < counts.batched_deliveries, "{counts:?}");
+    assert_eq!(db.store.jobs().await.unwrap().len(), 20);
+    let stored = db.store.deliveries(None, 200).await.unwrap();
+    assert_eq!(stored.len(), 60);
+    assert!(stored.iter().all(|d| d.job.is_some()));
+    views_match_their_jobs(&db, 20).await;
+}
+
+/// Outside deliveries, local ones that start no job and job-starting ones arriving together
+/// are written together, each as it would be alone: an outside one waits `pending` for the
+/// processor, a local one without a job is done at once, a repeated id is a duplicate.
+pub async fn mixed_deliveries_at_once_are_written_together(db: Db) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 1..=90u32 {
+        let s = db.store.clone();
+        tasks.spawn(async move {
+            let recorded = match n % 3 {
+                // Outside; every second one repeats the id of the one before it.
+                0 => {
+                    let id = format!("o-{}", if n % 6 == 0 { n - 3 } else { n });
+                    s.accept_delivery(&delivery("jira:P", &id, b"{}"), at(0))
+                        .await
+                }
+                1 => {
+                    let ticket = key(&format!("A-{}", n % 10 + 1));
+                    let ev = created(&ticket);
+                    let job = NewJob {
+                        id: JobId::new(),
+                        ticket: &ticket,
+                        created: &ev,
+                        max_attempts: 3,
+                    };
+                    s.record_delivery(
+                        &delivery("local", &format!("j-{n}"), b"{}"),
+                        Some(&job),
+                        at(0),
+                    )
+                    .await
+                }
+                _ => {
+                    s.record_delivery(&delivery("local", &format!("n-{n}"), b"{}"), None, at(0))
+                        .await
+                }
+            };
+            (n, recorded.unwrap())
+        });
+    }
+    let (mut outside, mut duplicates, mut created, mut joined, mut noted) = (0, 0, 0, 0, 0);
+    for (n, recorded) in tasks.join_all().await {
+        match (n % 3, recorded) {
+            (0, Recorded::Inserted { job: None }) => outside += 1,
+            (0, Recorded::Duplicate) => duplicates += 1,
+            (
+                1,
+                Recorded::Inserted {
+                    job: Some(Enqueued::Created(_)),
+                },
+            ) => created += 1,
+            (
+                1,
+                Recorded::Inserted {
+                    job: Some(Enqueued::Existing(_)),
+                },
+            ) => joined += 1,
+            (2, Recorded::Inserted { job: None }) => noted += 1,
+            (_, other) => panic!("delivery {n}: {other:?}"),
+        }
+    }
+    assert_eq!((outside, duplicates), (15, 15));
+    assert_eq!((created, joined, noted), (10, 20, 30));
+    let counts = db.store.ingest_counts();
+    assert_eq!(counts.retried_batches, 0, "{counts:?}");
+    assert!(counts.batches < counts.batched_deliveries, "{counts:?}");
+    // Only the outside deliveries wait for the processor, each once.
+    let claimed = db
+        .store
+        .claim_deliveries(at(1), at(100), 100)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 15);
+    assert!(
+        claimed
+            .iter()
+            .all(|d| d.provider == "jira:P" && d.job.is_none())
+    );
+    let noted = db.store.delivery("local", "n-2").await.unwrap().unwrap();
+    assert_eq!(
+        (noted.state, noted.next_at, noted.job),
+        (InboxState::Done, None, None)
+    );
+    let started = db.store.delivery("local", "j-1").await.unwrap().unwrap();
+    assert!(started.job.is_some());
+    views_match_their_jobs(&db, 10).await;
+}
+
+/// A batch that the database refuses part-way (here two deliveries bring the same job id for
+/// different tickets) is rolled back whole and written again one delivery at a time: only the
+/// refused delivery fails, every other is recorded once, nothing of the failed try remains.
+pub async fn a_batch_refused_by_the_database_is_written_again_one_by_one(db: Db) {
+    let shared: Vec<JobId> = (0..10).map(|_| JobId::new()).collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..60usize {
+        let s = db.store.clone();
+        let id = if n < 20 { shared[n % 10] } else { JobId::new() };
+        tasks.spawn(async move {
+            let ticket = key(&format!("A-{}", n + 1));
+            let ev = created(&ticket);
+            let job = NewJob {
+                id,
+                ticket: &ticket,
+                created: &ev,
+                max_attempts: 3,
+            };
+            let recorded = s
+                .record_delivery(
+                    &delivery("local", &format!("d-{n}"), b"{}"),
+                    Some(&job),
+                    at(0),
+                )
+                .await;
+            (n, recorded)
+        });
+    }
+    let mut failed = 0;
+    for (n, recorded) in tasks.join_all().await {
+        match recorded {
+            Err(_) => {
+                assert!(n < 20, "delivery {n} has a job id of its own");
+                failed += 1;
+            }
+            Ok(Recorded::Inserted {
+                job: Some(Enqueued::Created(_)),
+            }) => {}
+            Ok(other) => panic!("delivery {n}: {other:?}"),
+        }
+    }
+    assert_eq!(failed, 10, "one of each pair sharing a job id");
+    let counts = db.store.ingest_counts();
+    assert!(counts.retried_batches >= 1, "{counts:?}");
+    assert_eq!(db.store.jobs().await.unwrap().len(), 50);
+    assert_eq!(db.store.deliveries(None, 100).await.unwrap().len(), 50);
+    views_match_their_jobs(&db, 50).await;
+}
