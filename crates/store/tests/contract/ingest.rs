@@ -349,3 +349,93 @@ pub async fn a_batch_refused_by_the_database_is_written_again_one_by_one(db: Db)
     assert_eq!(db.store.deliveries(None, 100).await.unwrap().len(), 50);
     views_match_their_jobs(&db, 50).await;
 }
+
+/// Deliveries at once that do not meet (each its own ticket and delivery id; on PostgreSQL
+/// written many to a statement) each get the outcome they would alone: a ticket with an active
+/// job joins it, a delivery id stored before is a duplicate, a ticket the local tracker lacks
+/// is refused, the rest start jobs whose stream positions follow one another.
+pub async fn independent_deliveries_at_once_each_get_their_own_outcome(db: Db) {
+    for n in 1..=10 {
+        let ticket = key(&format!("A-{n}"));
+        db.store
+            .record_delivery(
+                &delivery("github", &format!("pre-{n}"), b"{}"),
+                Some(&NewJob {
+                    id: JobId::new(),
+                    ticket: &ticket,
+                    created: &created(&ticket),
+                    max_attempts: 3,
+                }),
+                at(0),
+            )
+            .await
+            .unwrap();
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..43usize {
+        let s = db.store.clone();
+        tasks.spawn(async move {
+            let recorded = if n >= 40 {
+                // Not in the local tracker.
+                let ticket = key(&format!("Z-{n}"));
+                let job = NewJob {
+                    id: JobId::new(),
+                    ticket: &ticket,
+                    created: &created(&ticket),
+                    max_attempts: 3,
+                };
+                s.record_ticket_delivery(&delivery("local", &format!("z-{n}"), b"{}"), &job, at(1))
+                    .await
+            } else {
+                let ticket = key(&format!("A-{}", n + 1));
+                let job = NewJob {
+                    id: JobId::new(),
+                    ticket: &ticket,
+                    created: &created(&ticket),
+                    max_attempts: 3,
+                };
+                // The last five repeat ids stored before.
+                let id = if n >= 35 {
+                    format!("pre-{}", n - 34)
+                } else {
+                    format!("d-{n}")
+                };
+                s.record_delivery(&delivery("github", &id, b"{}"), Some(&job), at(1))
+                    .await
+            };
+            (n, recorded.unwrap())
+        });
+    }
+    let (mut existing, mut started, mut duplicates, mut unknown) = (0, 0, 0, 0);
+    for (n, recorded) in tasks.join_all().await {
+        match recorded {
+            Recorded::Inserted {
+                job: Some(Enqueued::Existing(_)),
+            } if n < 10 => existing += 1,
+            Recorded::Inserted {
+                job: Some(Enqueued::Created(_)),
+            } if (10..35).contains(&n) => started += 1,
+            Recorded::Duplicate if (35..40).contains(&n) => duplicates += 1,
+            Recorded::UnknownTicket if n >= 40 => unknown += 1,
+            other => panic!("delivery {n}: {other:?}"),
+        }
+    }
+    assert_eq!((existing, started, duplicates, unknown), (10, 25, 5, 3));
+    let counts = db.store.ingest_counts();
+    assert_eq!(counts.retried_batches, 0, "{counts:?}");
+    assert_eq!(db.store.deliveries(None, 100).await.unwrap().len(), 45);
+    views_match_their_jobs(&db, 35).await;
+    // Stream positions are taken one after another, none twice.
+    let mut positions: Vec<i64> = db
+        .store
+        .events_since(0, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.pos)
+        .collect();
+    positions.sort_unstable();
+    positions.dedup();
+    assert_eq!(positions.len(), 35);
+    assert_eq!(positions[34] - positions[0], 34, "{positions:?}");
+}

@@ -90,6 +90,7 @@ contract!(
     ingest::many_deliveries_at_once_start_one_job_per_ticket,
     ingest::mixed_deliveries_at_once_are_written_together,
     ingest::a_batch_refused_by_the_database_is_written_again_one_by_one,
+    ingest::independent_deliveries_at_once_each_get_their_own_outcome,
     ingest::two_nodes_receiving_together_start_one_job_per_ticket,
     inbox::a_delivery_for_an_unknown_ticket_writes_nothing,
     inbox::processed_deliveries_lose_their_body_then_their_row,

@@ -1,6 +1,7 @@
-//! PostgreSQL's side of recording deliveries: a job-starting delivery in one statement.
+//! PostgreSQL's side of recording deliveries: job-starting deliveries many to a statement, or
+//! one each when they meet inside the batch.
 
-use super::{Op, Pending, outcome};
+use super::{Op, Pending, SCRIPT_ARGS, outcome};
 use crate::StoreError;
 use crate::queue::Recorded;
 use crate::sql::{Arg, Tx, q};
@@ -67,21 +68,199 @@ async fn write_pg(tx: &mut Tx, op: &Op, args: Vec<Arg>) -> Result<Recorded, Stor
     outcome(op, Some(linked), row.int("queued")? == 1)
 }
 
-/// Write a batch in one PostgreSQL transaction: a job-starting delivery is one statement
-/// ([`PG_STATEMENT`]), any other is written statement by statement. (SQLite's batches are one
-/// statement list each: [`super::sqlite::commit_sqlite`].)
+/// The columns of a delivery in [`many_sql`]'s `input`, with their types: its place in the
+/// batch, then [`Op::script_args`] in order.
+const INPUT: [(&str, &str); SCRIPT_ARGS + 1] = [
+    ("n", "bigint"),
+    ("provider", "text"),
+    ("delivery_id", "text"),
+    ("headers", "text"),
+    ("body", "bytea"),
+    ("received_at", "timestamptz"),
+    ("job", "uuid"),
+    ("ticket", "text"),
+    ("project", "text"),
+    ("kind", "text"),
+    ("event", "text"),
+    ("status", "text"),
+    ("stage", "text"),
+    ("state", "text"),
+    ("error", "text"),
+    ("max_attempts", "bigint"),
+    ("require_ticket", "bigint"),
+];
+
+/// Deliveries per [`many_sql`] statement: a run takes the largest size that fits what is left,
+/// so only these few statements are prepared.
+const CHUNK_SIZES: [usize; 4] = [64, 16, 4, 1];
+
+/// What [`PG_STATEMENT`] does, for many job-starting deliveries at once: one round trip for
+/// `rows` of them. Only for deliveries that do not meet inside the batch (each its own ticket
+/// and delivery id, see [`independent`]): a statement cannot see its own rows, so two that met
+/// would both start a job. Stream positions follow the batch's order.
+fn many_sql(rows: usize) -> String {
+    let values: Vec<String> = (0..rows)
+        .map(|r| {
+            let row: Vec<String> = INPUT
+                .iter()
+                .enumerate()
+                .map(|(i, (_, ty))| format!("${}::{ty}", r * INPUT.len() + i + 1))
+                .collect();
+            format!("({})", row.join(", "))
+        })
+        .collect();
+    let columns: Vec<&str> = INPUT.iter().map(|(name, _)| *name).collect();
+    format!(
+        "WITH input ({}) AS (VALUES {}), {MANY_REST}",
+        columns.join(", "),
+        values.join(", ")
+    )
+}
+
+/// [`many_sql`] after its `input`.
+const MANY_REST: &str = "known AS (
+    SELECT i.*, (i.require_ticket = 0 OR EXISTS (SELECT 1 FROM tickets t WHERE t.key = i.ticket)) AS ok,
+        (SELECT q.job_id FROM queue q WHERE q.ticket_key = i.ticket
+            AND q.state IN ('queued', 'leased', 'waiting')) AS active
+    FROM input i
+), delivered AS (
+    INSERT INTO inbox (provider, delivery_id, headers, body, received_at, job_id)
+    SELECT provider, delivery_id, headers::jsonb, body, received_at, COALESCE(active, job)
+    FROM known WHERE ok
+    ON CONFLICT (provider, delivery_id) DO NOTHING
+    RETURNING provider, delivery_id, job_id
+), fresh AS (
+    SELECT k.*, row_number() OVER (ORDER BY k.n) AS r, count(*) OVER () AS total
+    FROM known k JOIN delivered d ON d.provider = k.provider AND d.delivery_id = k.delivery_id
+    WHERE d.job_id = k.job
+), created AS (
+    INSERT INTO jobs (id, ticket_key, project, created_at)
+    SELECT job, ticket, project, received_at FROM fresh
+    RETURNING id
+), entry AS (
+    INSERT INTO journal (job_id, seq, kind, event, created_at)
+    SELECT job, 0, kind, event::jsonb, received_at FROM fresh
+    RETURNING job_id
+), counter AS (
+    UPDATE event_counter SET pos = pos + (SELECT count(*) FROM fresh)
+    WHERE EXISTS (SELECT 1 FROM fresh)
+    RETURNING pos
+), logged AS (
+    INSERT INTO event_log (pos, job_id, seq, prev_status, status)
+    SELECT c.pos - f.total + f.r, f.job, 0, NULL, f.status FROM fresh f, counter c
+    RETURNING pos
+), viewed AS (
+    INSERT INTO job_view (job_id, ticket_key, project, status, stage, seq, pos, state, error, created_at, updated_at)
+    SELECT f.job, f.ticket, f.project, f.status, f.stage, 0, c.pos - f.total + f.r,
+        f.state::jsonb, f.error, f.received_at, f.received_at
+    FROM fresh f, counter c
+    RETURNING job_id
+), queued AS (
+    INSERT INTO queue (job_id, ticket_key, project, state, run_after, max_attempts, created_at, updated_at)
+    SELECT job, ticket, project, 'queued', received_at, max_attempts, received_at, received_at
+    FROM fresh
+    RETURNING job_id
+)
+SELECT k.n, k.ok AS known, d.job_id AS job,
+    COALESCE(d.job_id = k.job, FALSE) AS created, (SELECT count(*) FROM queued) AS queued
+FROM known k LEFT JOIN delivered d ON d.provider = k.provider AND d.delivery_id = k.delivery_id
+ORDER BY k.n";
+
+/// Whether no two deliveries of the batch share a delivery id, and no two job-starting ones a
+/// ticket: then each can be written as if it were alone, in any order.
+fn independent(batch: &[Pending]) -> bool {
+    let mut ids = std::collections::HashSet::new();
+    let mut tickets = std::collections::HashSet::new();
+    batch.iter().all(|p| {
+        ids.insert((p.op.provider.as_str(), p.op.delivery_id.as_str()))
+            && p.op
+                .job
+                .as_ref()
+                .filter(|_| !p.op.outside)
+                .is_none_or(|j| tickets.insert(j.ticket.to_string()))
+    })
+}
+
+/// Writes job-starting deliveries with [`many_sql`], [`CHUNK_SIZES`] at a time: their places in
+/// the batch and outcomes.
+async fn write_many(
+    tx: &mut Tx,
+    mut scripted: &[(usize, &Op, Vec<Arg>)],
+) -> Result<Vec<(usize, Recorded)>, StoreError> {
+    let mut results = Vec::with_capacity(scripted.len());
+    while !scripted.is_empty() {
+        let size = CHUNK_SIZES
+            .into_iter()
+            .find(|size| *size <= scripted.len())
+            .unwrap_or(1);
+        let (chunk, rest) = scripted.split_at(size);
+        scripted = rest;
+        let mut query = q(many_sql(size));
+        for (n, _, args) in chunk {
+            query = query.bind(i64::try_from(*n).unwrap_or(i64::MAX));
+            for arg in args {
+                query = query.bind(arg.clone());
+            }
+        }
+        let rows = query.fetch_all(&mut *tx).await?;
+        if rows.len() != chunk.len() {
+            return Err(StoreError::Corrupt(format!(
+                "{} outcomes for {} deliveries",
+                rows.len(),
+                chunk.len()
+            )));
+        }
+        for ((n, op, _), row) in chunk.iter().zip(rows) {
+            let recorded = if !row.boolean("known")? {
+                Recorded::UnknownTicket
+            } else {
+                match row.opt_job("job")? {
+                    None => Recorded::Duplicate,
+                    Some(linked) => outcome(op, Some(linked), row.boolean("created")?)?,
+                }
+            };
+            results.push((*n, recorded));
+        }
+    }
+    Ok(results)
+}
+
+/// Write a batch in one PostgreSQL transaction. When its deliveries do not meet
+/// ([`independent`]), the job-starting ones are written many per statement ([`many_sql`]);
+/// otherwise each is one statement ([`PG_STATEMENT`]), in the batch's order. Any other delivery
+/// is written statement by statement. (SQLite's batches are one statement list each:
+/// [`super::sqlite::commit_sqlite`].)
 pub(super) async fn write_batch(
     tx: &mut Tx,
     batch: &[Pending],
 ) -> Result<Vec<Recorded>, StoreError> {
-    let mut results = Vec::with_capacity(batch.len());
-    for pending in batch {
-        results.push(match pending.op.script_args()? {
-            Some(args) => write_pg(tx, &pending.op, args).await?,
-            None => pending.op.write(tx).await?,
-        });
+    if !independent(batch) {
+        let mut results = Vec::with_capacity(batch.len());
+        for pending in batch {
+            results.push(match pending.op.script_args()? {
+                Some(args) => write_pg(tx, &pending.op, args).await?,
+                None => pending.op.write(tx).await?,
+            });
+        }
+        return Ok(results);
     }
-    Ok(results)
+    let mut results: Vec<Option<Recorded>> = vec![None; batch.len()];
+    let mut scripted = Vec::new();
+    for (n, pending) in batch.iter().enumerate() {
+        match pending.op.script_args()? {
+            Some(args) => scripted.push((n, &pending.op, args)),
+            None => results[n] = Some(pending.op.write(tx).await?),
+        }
+    }
+    for (n, recorded) in write_many(tx, &scripted).await? {
+        results[n] = Some(recorded);
+    }
+    results
+        .into_iter()
+        .map(|r| {
+            r.ok_or_else(|| StoreError::Corrupt("a delivery of the batch was not written".into()))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -98,6 +277,16 @@ mod tests {
                 digits.parse().ok()
             })
             .collect();
-        assert_eq!(used, (1..=super::super::SCRIPT_ARGS).collect());
+        assert_eq!(used, (1..=SCRIPT_ARGS).collect());
+    }
+
+    #[test]
+    fn many_deliveries_take_every_value_of_each() {
+        for rows in CHUNK_SIZES {
+            let sql = many_sql(rows);
+            let last = format!("${}::", rows * INPUT.len());
+            let beyond = format!("${}::", rows * INPUT.len() + 1);
+            assert!(sql.contains(&last) && !sql.contains(&beyond), "{rows} rows");
+        }
     }
 }
