@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 mod postgres;
 mod sqlite;
 
-use postgres::write_batch;
+use postgres::commit_postgres;
 pub(crate) use sqlite::SQLITE_SETUP;
 use sqlite::{commit_sqlite, to_writer};
 
@@ -135,12 +135,28 @@ impl Op {
         }
     }
 
-    async fn write(&self, tx: &mut Tx) -> Result<Recorded, StoreError> {
-        let headers: Vec<(&str, &str)> = self
-            .headers
+    /// The kept headers as `Delivery` holds them.
+    fn headers(&self) -> Vec<(&str, &str)> {
+        self.headers
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+            .collect()
+    }
+
+    /// The values every delivery's row starts with: provider, delivery id, headers, body and
+    /// when it arrived (`$1`..`$5` of [`postgres::PG_STATEMENT`]).
+    fn delivery_args(&self) -> Result<Vec<Arg>, StoreError> {
+        Ok(vec![
+            self.provider.clone().into(),
+            self.delivery_id.clone().into(),
+            crate::model::to_json(&self.headers())?.into(),
+            self.body.clone().into(),
+            self.now.into(),
+        ])
+    }
+
+    async fn write(&self, tx: &mut Tx) -> Result<Recorded, StoreError> {
+        let headers = self.headers();
         let delivery = Delivery {
             provider: &self.provider,
             delivery_id: &self.delivery_id,
@@ -170,17 +186,8 @@ impl Op {
         let (state, error) = crate::events::next_state(None, 0, &job.created);
         let (status, stage) = crate::events::columns(&state);
         let state = state.as_ref().map(crate::model::to_json).transpose()?;
-        let headers: Vec<(&str, &str)> = self
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let args: Vec<Arg> = vec![
-            self.provider.clone().into(),
-            self.delivery_id.clone().into(),
-            crate::model::to_json(&headers)?.into(),
-            self.body.clone().into(),
-            self.now.into(),
+        let mut args = self.delivery_args()?;
+        args.extend([
             job.id.into(),
             job.ticket.to_string().into(),
             job.ticket.project().to_string().into(),
@@ -192,7 +199,7 @@ impl Op {
             error.into(),
             i64::from(job.max_attempts).into(),
             i64::from(self.require_ticket).into(),
-        ];
+        ]);
         debug_assert_eq!(args.len(), SCRIPT_ARGS);
         Ok(Some(args))
     }
@@ -340,15 +347,30 @@ async fn alone(db: &Db, op: &Op) -> Result<Recorded, StoreError> {
     tx.finish(result).await
 }
 
-/// Write a batch in one transaction and answer each delivery; on any failure, write each alone.
+/// How writing a batch together went.
+pub(super) enum Tried {
+    /// Committed, with each delivery's outcome in the batch's order.
+    Committed(Vec<Recorded>),
+    /// Committed, but the outcomes could not be read: writing again would make duplicates.
+    Unread(String),
+    /// Nothing was committed: each delivery may be written alone.
+    RolledBack,
+}
+
+/// Write a batch in one transaction and answer each delivery; when nothing was committed,
+/// write each alone.
 async fn commit(db: &Db, batch: Vec<Pending>) {
     if batch.is_empty() {
         return;
     }
     let counts = &db.batches().counts;
-    if batch.len() > 1 && matches!(db, Db::Sqlite { .. }) {
-        match commit_sqlite(db, &batch).await {
-            Ok(Ok(results)) if results.len() == batch.len() => {
+    if batch.len() > 1 {
+        let tried = match db {
+            Db::Sqlite { .. } => commit_sqlite(db, &batch).await,
+            Db::Postgres(..) => commit_postgres(db, &batch).await,
+        };
+        match tried {
+            Tried::Committed(results) if results.len() == batch.len() => {
                 counts.together.fetch_add(1, Ordering::Relaxed);
                 counts
                     .deliveries
@@ -358,68 +380,37 @@ async fn commit(db: &Db, batch: Vec<Pending>) {
                 }
                 return;
             }
-            Ok(unread) => {
-                // Committed: each delivery is answered with the error, none written again.
-                let error = match unread {
-                    Err(e) => e.to_string(),
-                    Ok(results) => format!(
-                        "{} outcomes for a batch of {} deliveries",
-                        results.len(),
-                        batch.len()
-                    ),
-                };
-                tracing::error!(error = %error, "a committed batch of deliveries could not be read back");
-                for pending in batch {
-                    let _ = pending.done.send(Err(StoreError::Corrupt(format!(
-                        "the delivery was stored but its outcome could not be read: {error}"
-                    ))));
-                }
+            Tried::Committed(results) => {
+                let error = format!(
+                    "{} outcomes for a batch of {} deliveries",
+                    results.len(),
+                    batch.len()
+                );
+                unread(batch, &error);
                 return;
             }
-            Err(e) => {
-                // Rolled back: each delivery is written alone.
-                tracing::debug!(error = %e, "a batch of deliveries failed");
+            Tried::Unread(error) => {
+                unread(batch, &error);
+                return;
+            }
+            Tried::RolledBack => {
                 counts.retried.fetch_add(1, Ordering::Relaxed);
-                for pending in batch {
-                    let recorded = alone(db, &pending.op).await;
-                    let _ = pending.done.send(recorded);
-                }
-                return;
             }
         }
-    }
-    if batch.len() > 1
-        && let Ok(mut tx) = db.write().await
-    {
-        match write_batch(&mut tx, &batch).await {
-            Ok(results) if results.len() == batch.len() => match tx.commit().await {
-                Ok(()) => {
-                    counts.together.fetch_add(1, Ordering::Relaxed);
-                    counts
-                        .deliveries
-                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                    for (pending, recorded) in batch.into_iter().zip(results) {
-                        let _ = pending.done.send(Ok(recorded));
-                    }
-                    return;
-                }
-                Err(e) => tracing::debug!(error = %e, "a batch of deliveries did not commit"),
-            },
-            failed => {
-                if let Err(e) = failed {
-                    // Expected now and then (a bad delivery, another node's job for the same
-                    // ticket); each delivery is now written alone.
-                    tracing::debug!(error = %e, "a batch of deliveries failed");
-                }
-                if let Err(e) = tx.rollback().await {
-                    tracing::warn!(error = %e, "rolling back a batch of deliveries failed");
-                }
-            }
-        }
-        counts.retried.fetch_add(1, Ordering::Relaxed);
     }
     for pending in batch {
         let recorded = alone(db, &pending.op).await;
         let _ = pending.done.send(recorded);
+    }
+}
+
+/// A committed batch whose outcomes could not be read: each delivery is answered with the
+/// error, none written again.
+fn unread(batch: Vec<Pending>, error: &str) {
+    tracing::error!(error = %error, "a committed batch of deliveries could not be read back");
+    for pending in batch {
+        let _ = pending.done.send(Err(StoreError::Corrupt(format!(
+            "the delivery was stored but its outcome could not be read: {error}"
+        ))));
     }
 }

@@ -1,10 +1,10 @@
 //! PostgreSQL's side of recording deliveries: job-starting deliveries many to a statement, or
 //! one each when they meet inside the batch.
 
-use super::{Op, Pending, SCRIPT_ARGS, outcome};
+use super::{Op, Pending, SCRIPT_ARGS, Tried, outcome};
 use crate::StoreError;
 use crate::queue::Recorded;
-use crate::sql::{Arg, Tx, q};
+use crate::sql::{Arg, Db, Tx, q};
 
 /// One job-starting delivery on PostgreSQL, in one statement with the same values as
 /// SQLite's `ingest_in` rows: the rows `record_in` writes, one round trip instead of eleven. The inbox row
@@ -225,15 +225,42 @@ async fn write_many(
     Ok(results)
 }
 
+/// Write a batch in one PostgreSQL transaction ([`write_batch`]) and commit it; on any failure
+/// it is rolled back.
+pub(super) async fn commit_postgres(db: &Db, batch: &[Pending]) -> Tried {
+    let mut tx = match db.write().await {
+        Ok(tx) => tx,
+        Err(e) => {
+            tracing::debug!(error = %e, "no transaction for a batch of deliveries");
+            return Tried::RolledBack;
+        }
+    };
+    match write_batch(&mut tx, batch).await {
+        Ok(results) => match tx.commit().await {
+            Ok(()) => Tried::Committed(results),
+            Err(e) => {
+                tracing::debug!(error = %e, "a batch of deliveries did not commit");
+                Tried::RolledBack
+            }
+        },
+        Err(e) => {
+            // Expected now and then (a bad delivery, another node's job for the same ticket);
+            // each delivery is now written alone.
+            tracing::debug!(error = %e, "a batch of deliveries failed");
+            if let Err(e) = tx.rollback().await {
+                tracing::warn!(error = %e, "rolling back a batch of deliveries failed");
+            }
+            Tried::RolledBack
+        }
+    }
+}
+
 /// Write a batch in one PostgreSQL transaction. When its deliveries do not meet
 /// ([`independent`]), the job-starting ones are written many per statement ([`many_sql`]);
 /// otherwise each is one statement ([`PG_STATEMENT`]), in the batch's order. Any other delivery
 /// is written statement by statement. (SQLite's batches are one statement list each:
 /// [`super::sqlite::commit_sqlite`].)
-pub(super) async fn write_batch(
-    tx: &mut Tx,
-    batch: &[Pending],
-) -> Result<Vec<Recorded>, StoreError> {
+async fn write_batch(tx: &mut Tx, batch: &[Pending]) -> Result<Vec<Recorded>, StoreError> {
     if !independent(batch) {
         let mut results = Vec::with_capacity(batch.len());
         for pending in batch {

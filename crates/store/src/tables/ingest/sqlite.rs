@@ -3,7 +3,7 @@
 
 use tokio::sync::mpsc;
 
-use super::{Ingest, MAX_BATCH, Op, Pending, SCRIPT_ARGS, commit, outcome};
+use super::{Ingest, MAX_BATCH, Op, Pending, SCRIPT_ARGS, Tried, commit, outcome};
 use crate::StoreError;
 use crate::queue::Recorded;
 use crate::sql::{Arg, Db, q};
@@ -16,18 +16,7 @@ impl Op {
         let mut args = match self.script_args()? {
             Some(args) => args,
             None => {
-                let headers: Vec<(&str, &str)> = self
-                    .headers
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str()))
-                    .collect();
-                let mut args: Vec<Arg> = vec![
-                    self.provider.clone().into(),
-                    self.delivery_id.clone().into(),
-                    crate::model::to_json(&headers)?.into(),
-                    self.body.clone().into(),
-                    self.now.into(),
-                ];
+                let mut args = self.delivery_args()?;
                 // The job's values, then `require_ticket`: no job, nothing to require.
                 args.extend((5..SCRIPT_ARGS - 1).map(|_| Arg::Text(None)));
                 args.push(0_i64.into());
@@ -145,20 +134,31 @@ fn scripted_query(ops: &[(usize, &Op, Vec<Arg>)], begin: &str, end: &str) -> cra
 }
 
 /// On SQLite, a batch as one statement list that also begins and commits its transaction: one
-/// hand-off to SQLite's thread for the whole batch, whatever its deliveries are. The outer
-/// error means nothing was committed (the batch may be written again); the inner one that it
-/// was, but its outcomes could not be read (writing it again would make duplicates).
-pub(super) async fn commit_sqlite(
-    db: &Db,
-    batch: &[Pending],
-) -> Result<Result<Vec<Recorded>, StoreError>, StoreError> {
+/// hand-off to SQLite's thread for the whole batch, whatever its deliveries are. A failure
+/// anywhere in the list rolls all of it back.
+pub(super) async fn commit_sqlite(db: &Db, batch: &[Pending]) -> Tried {
     let mut ops = Vec::with_capacity(batch.len());
     for (n, pending) in batch.iter().enumerate() {
-        ops.push((n, &pending.op, pending.op.sqlite_args()?));
+        match pending.op.sqlite_args() {
+            Ok(args) => ops.push((n, &pending.op, args)),
+            Err(e) => {
+                tracing::debug!(error = %e, "a delivery of the batch has values it cannot write");
+                return Tried::RolledBack;
+            }
+        }
     }
     let query = scripted_query(&ops, "BEGIN IMMEDIATE; ", "; COMMIT");
-    let rows = db.sqlite_transaction(query).await?;
-    Ok(scripted_outcomes(&ops, &rows))
+    match db.sqlite_transaction(query).await {
+        Ok(rows) => match scripted_outcomes(&ops, &rows) {
+            Ok(results) => Tried::Committed(results),
+            Err(e) => Tried::Unread(e.to_string()),
+        },
+        Err(e) => {
+            // Expected now and then (a bad delivery): each is now written alone.
+            tracing::debug!(error = %e, "a batch of deliveries failed");
+            Tried::RolledBack
+        }
+    }
 }
 
 /// Each delivery's outcome from the one row that [`READ_AND_CLEAR`] read.
