@@ -24,7 +24,7 @@ use crate::tables::journal::{insert_entry, insert_job};
 
 /// Advisory lock namespaces (PostgreSQL; see `Tx::lock`).
 const LOCK_CLAIM: i32 = 0x636d_0002;
-const LOCK_TICKET_JOBS: i32 = 0x636d_0003;
+pub(crate) const LOCK_TICKET_JOBS: i32 = 0x636d_0003;
 
 fn int4(n: u32) -> Result<i32, StoreError> {
     i32::try_from(n).map_err(|_| StoreError::Invalid(format!("{n} does not fit the database")))

@@ -90,6 +90,15 @@ impl Db {
         }
     }
 
+    /// A connection of its own to this PostgreSQL database, behind the store's back (as
+    /// another node's transaction).
+    pub async fn postgres_connection(&self) -> sqlx::PgConnection {
+        match &self.kind {
+            Kind::Postgres { url, .. } => sqlx::PgConnection::connect(url).await.unwrap(),
+            Kind::Sqlite { .. } => panic!("a PostgreSQL connection asked of a SQLite database"),
+        }
+    }
+
     /// Run SQL behind the store's back; the database's error message on failure.
     pub async fn raw(&self, sql: &'static str) -> Result<u64, String> {
         match &self.kind {

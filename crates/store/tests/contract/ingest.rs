@@ -126,6 +126,92 @@ pub async fn two_nodes_receiving_together_start_one_job_per_ticket(db: Db) {
     views_match_their_jobs(&db, 15).await;
 }
 
+/// On PostgreSQL, a batch of deliveries waits for the ticket's job lock, as one delivery
+/// does: a job another node is starting under that lock is joined, not refused by the
+/// one-active-job index after the batch's statement missed it (which rolled the batch back,
+/// and made a lone delivery writing at that moment fail).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_a_batch_joins_the_job_another_node_is_starting() {
+    use sqlx::Connection;
+    let db = Db::postgres().await;
+    let lock = |ticket: &str| {
+        format!(
+            "SELECT pg_advisory_xact_lock(CAST({} AS INTEGER), hashtext('{ticket}'))",
+            0x636d_0003
+        )
+    };
+    let run = |sql: String| sqlx::query(sqlx::AssertSqlSafe(sql));
+    // Another node starts a job for A-1 under the ticket's lock, and has not committed.
+    let mut other = db.postgres_connection().await;
+    let mut starting = other.begin().await.unwrap();
+    let theirs = JobId::new();
+    run(lock("A-1")).execute(&mut *starting).await.unwrap();
+    for sql in [
+        format!(
+            "INSERT INTO jobs (id, ticket_key, project, created_at) VALUES ('{theirs}', 'A-1', 'A', now())"
+        ),
+        format!(
+            "INSERT INTO queue (job_id, ticket_key, project, state, run_after, max_attempts, created_at, updated_at)
+             VALUES ('{theirs}', 'A-1', 'A', 'queued', now(), 3, now(), now())"
+        ),
+    ] {
+        run(sql).execute(&mut *starting).await.unwrap();
+    }
+    // A third holds Z-1's lock, so this node's first delivery (Z-1) keeps the turn while the
+    // next two wait for it, and are then written as one batch.
+    let mut holder = db.postgres_connection().await;
+    let mut holding = holder.begin().await.unwrap();
+    run(lock("Z-1")).execute(&mut *holding).await.unwrap();
+    let deliver = |ticket: &'static str, id: &'static str| {
+        let s = db.store.clone();
+        tokio::spawn(async move {
+            let ticket = key(ticket);
+            let ev = created(&ticket);
+            let job = NewJob {
+                id: JobId::new(),
+                ticket: &ticket,
+                created: &ev,
+                max_attempts: 3,
+            };
+            s.record_delivery(&delivery("github", id, b"{}"), Some(&job), at(0))
+                .await
+        })
+    };
+    let first = deliver("Z-1", "d-1");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let joining = deliver("A-1", "d-2");
+    let fresh = deliver("B-1", "d-3");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    holding.commit().await.unwrap();
+    assert!(matches!(
+        first.await.unwrap().unwrap(),
+        Recorded::Inserted {
+            job: Some(Enqueued::Created(_))
+        }
+    ));
+    // The batch is now under way and waits for A-1; the other node commits its job.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    starting.commit().await.unwrap();
+    assert_eq!(
+        joining.await.unwrap().unwrap(),
+        Recorded::Inserted {
+            job: Some(Enqueued::Existing(theirs))
+        }
+    );
+    assert!(matches!(
+        fresh.await.unwrap().unwrap(),
+        Recorded::Inserted {
+            job: Some(Enqueued::Created(_))
+        }
+    ));
+    let counts = db.store.ingest_counts();
+    assert_eq!(
+        (counts.batches, counts.retried_batches),
+        (1, 0),
+        "{counts:?}"
+    );
+}
+
 /// Each new job has its view and its first stream position, written with it, exactly as a job
 /// appended alone has them.
 pub(crate) async fn views_match_their_jobs(db: &Db, jobs: usize) {

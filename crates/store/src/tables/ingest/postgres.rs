@@ -5,6 +5,7 @@ use super::{Op, Pending, SCRIPT_ARGS, Tried, outcome};
 use crate::StoreError;
 use crate::queue::Recorded;
 use crate::sql::{Arg, Db, Tx, q};
+use crate::tables::queue::LOCK_TICKET_JOBS;
 
 /// One job-starting delivery on PostgreSQL, in one statement with the same values as
 /// SQLite's `ingest_in` rows: the rows `record_in` writes, one round trip instead of eleven. The inbox row
@@ -12,10 +13,8 @@ use crate::sql::{Arg, Db, Tx, q};
 /// cannot see the rows it inserts; the foreign keys are checked when the statement ends, after
 /// the job row exists.
 ///
-/// No advisory lock is taken: if another node's transaction starts a job for the same ticket
-/// after this statement's snapshot, the queue's one-active-job-per-ticket index refuses the
-/// second queue row, the batch is rolled back, and each delivery is written alone by
-/// `record_in`, which locks the ticket and finds the other job.
+/// The batch holds its tickets' job locks before this statement ([`lock_tickets`]), so its
+/// snapshot sees any job another transaction started for them, as `record_in`'s does.
 const PG_STATEMENT: &str = "WITH known AS (
     SELECT $16 = 0 OR EXISTS (SELECT 1 FROM tickets WHERE key = $7) AS ok
 ), active AS (
@@ -255,12 +254,39 @@ pub(super) async fn commit_postgres(db: &Db, batch: &[Pending]) -> Tried {
     }
 }
 
+/// Take the job lock of every ticket the batch may start a job for, as `record_in` does for
+/// one, in one round trip and in the locks' order (so two batches cannot wait on each other).
+/// Without it, a batch's statement could miss a job that a transaction holding the lock was
+/// starting, and its queue row would be refused by the one-active-job index.
+async fn lock_tickets(tx: &mut Tx, batch: &[Pending]) -> Result<(), StoreError> {
+    let mut tickets: Vec<String> = batch
+        .iter()
+        .filter(|p| !p.op.outside)
+        .filter_map(|p| p.op.job.as_ref().map(|j| j.ticket.to_string()))
+        .collect();
+    if tickets.is_empty() {
+        return Ok(());
+    }
+    tickets.sort();
+    tickets.dedup();
+    // Volatile functions in the select list run after the sort.
+    q("SELECT pg_advisory_xact_lock(CAST($1 AS INTEGER), h)
+       FROM (SELECT DISTINCT hashtext(t) AS h FROM jsonb_array_elements_text($2::jsonb) AS e(t)) d
+       ORDER BY h")
+    .bind(i64::from(LOCK_TICKET_JOBS))
+    .bind(crate::model::to_json(&tickets)?)
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(())
+}
+
 /// Write a batch in one PostgreSQL transaction. When its deliveries do not meet
 /// ([`independent`]), the job-starting ones are written many per statement ([`many_sql`]);
 /// otherwise each is one statement ([`PG_STATEMENT`]), in the batch's order. Any other delivery
 /// is written statement by statement. (SQLite's batches are one statement list each:
 /// [`super::sqlite::commit_sqlite`].)
 async fn write_batch(tx: &mut Tx, batch: &[Pending]) -> Result<Vec<Recorded>, StoreError> {
+    lock_tickets(tx, batch).await?;
     if !independent(batch) {
         let mut results = Vec::with_capacity(batch.len());
         for pending in batch {
