@@ -439,8 +439,23 @@ pub async fn a_batch_refused_by_the_database_is_written_again_one_by_one(db: Db)
 /// Deliveries at once that do not meet (each its own ticket and delivery id; on PostgreSQL
 /// written many to a statement) each get the outcome they would alone: a ticket with an active
 /// job joins it, a delivery id stored before is a duplicate, a ticket the local tracker lacks
-/// is refused, the rest start jobs whose stream positions follow one another.
+/// is refused, the rest start jobs whose stream positions follow one another. Deliveries that
+/// start no job (outside ones and local ones) are new or duplicates the same way.
 pub async fn independent_deliveries_at_once_each_get_their_own_outcome(db: Db) {
+    for n in 1..=3 {
+        let id = format!("opre-{n}");
+        db.store
+            .accept_delivery(&delivery("jira:P", &id, b"{}"), at(0))
+            .await
+            .unwrap();
+    }
+    for n in 1..=2 {
+        let id = format!("npre-{n}");
+        db.store
+            .record_delivery(&delivery("local", &id, b"{}"), None, at(0))
+            .await
+            .unwrap();
+    }
     for n in 1..=10 {
         let ticket = key(&format!("A-{n}"));
         db.store
@@ -458,10 +473,28 @@ pub async fn independent_deliveries_at_once_each_get_their_own_outcome(db: Db) {
             .unwrap();
     }
     let mut tasks = tokio::task::JoinSet::new();
-    for n in 0..43usize {
+    for n in 0..53usize {
         let s = db.store.clone();
         tasks.spawn(async move {
-            let recorded = if n >= 40 {
+            let recorded = if n >= 49 {
+                // Local, starting no job; the last two repeat ids stored before.
+                let id = if n >= 51 {
+                    format!("npre-{}", n - 50)
+                } else {
+                    format!("n-{n}")
+                };
+                s.record_delivery(&delivery("local", &id, b"{}"), None, at(1))
+                    .await
+            } else if n >= 43 {
+                // Outside; the last three repeat ids stored before.
+                let id = if n >= 46 {
+                    format!("opre-{}", n - 45)
+                } else {
+                    format!("o-{n}")
+                };
+                s.accept_delivery(&delivery("jira:P", &id, b"{}"), at(1))
+                    .await
+            } else if n >= 40 {
                 // Not in the local tracker.
                 let ticket = key(&format!("Z-{n}"));
                 let job = NewJob {
@@ -492,7 +525,7 @@ pub async fn independent_deliveries_at_once_each_get_their_own_outcome(db: Db) {
             (n, recorded.unwrap())
         });
     }
-    let (mut existing, mut started, mut duplicates, mut unknown) = (0, 0, 0, 0);
+    let (mut existing, mut started, mut duplicates, mut unknown, mut plain) = (0, 0, 0, 0, 0);
     for (n, recorded) in tasks.join_all().await {
         match recorded {
             Recorded::Inserted {
@@ -502,14 +535,34 @@ pub async fn independent_deliveries_at_once_each_get_their_own_outcome(db: Db) {
                 job: Some(Enqueued::Created(_)),
             } if (10..35).contains(&n) => started += 1,
             Recorded::Duplicate if (35..40).contains(&n) => duplicates += 1,
-            Recorded::UnknownTicket if n >= 40 => unknown += 1,
+            Recorded::UnknownTicket if (40..43).contains(&n) => unknown += 1,
+            Recorded::Inserted { job: None } if matches!(n, 43..46 | 49..51) => plain += 1,
+            Recorded::Duplicate if matches!(n, 46..49 | 51..53) => duplicates += 1,
             other => panic!("delivery {n}: {other:?}"),
         }
     }
-    assert_eq!((existing, started, duplicates, unknown), (10, 25, 5, 3));
+    assert_eq!((existing, started, duplicates, unknown), (10, 25, 10, 3));
+    assert_eq!(plain, 5);
     let counts = db.store.ingest_counts();
     assert_eq!(counts.retried_batches, 0, "{counts:?}");
-    assert_eq!(db.store.deliveries(None, 100).await.unwrap().len(), 45);
+    assert_eq!(db.store.deliveries(None, 100).await.unwrap().len(), 55);
+    // The outside ones, new and stored before, wait for the processor; the local ones do not.
+    let claimed = db
+        .store
+        .claim_deliveries(at(2), at(100), 100)
+        .await
+        .unwrap();
+    let mut claimed: Vec<String> = claimed.into_iter().map(|d| d.delivery_id).collect();
+    claimed.sort();
+    assert_eq!(
+        claimed,
+        ["o-43", "o-44", "o-45", "opre-1", "opre-2", "opre-3"]
+    );
+    let noted = db.store.delivery("local", "n-49").await.unwrap().unwrap();
+    assert_eq!(
+        (noted.state, noted.next_at, noted.job),
+        (InboxState::Done, None, None)
+    );
     views_match_their_jobs(&db, 35).await;
     // Stream positions are taken one after another, none twice.
     let mut positions: Vec<i64> = db

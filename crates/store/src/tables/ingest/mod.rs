@@ -13,8 +13,8 @@
 //! them by one multi-row insert into a view whose trigger writes the rows `record_in` or
 //! `accept_in` would ([`SQLITE_SETUP`]), wrapped with `BEGIN` and `COMMIT` into one statement
 //! list, since each statement costs two hand-offs to SQLite's worker thread and a message per
-//! result; on PostgreSQL job-starting deliveries many to a statement when they do not meet inside
-//! the batch, else one each ([`postgres::PG_STATEMENT`]).
+//! result; on PostgreSQL deliveries many to a statement when they do not meet inside the batch,
+//! else one each ([`postgres::PG_STATEMENT`] for a job-starting one).
 //!
 //! On SQLite the batches are written by a thread of its own ([`sqlite::writer_thread`]); on
 //! PostgreSQL the waiting callers take turns. Either way the batch runs apart from its callers,

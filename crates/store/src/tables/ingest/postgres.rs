@@ -98,21 +98,60 @@ const CHUNK_SIZES: [usize; 4] = [64, 16, 4, 1];
 /// and delivery id, see [`independent`]): a statement cannot see its own rows, so two that met
 /// would both start a job. Stream positions follow the batch's order.
 fn many_sql(rows: usize) -> String {
+    format!("{}, {MANY_REST}", input_sql(&INPUT, rows))
+}
+
+/// `WITH input (columns) AS (VALUES ...)` with `rows` rows of typed placeholders, numbered row
+/// by row.
+fn input_sql(input: &[(&str, &str)], rows: usize) -> String {
     let values: Vec<String> = (0..rows)
         .map(|r| {
-            let row: Vec<String> = INPUT
+            let row: Vec<String> = input
                 .iter()
                 .enumerate()
-                .map(|(i, (_, ty))| format!("${}::{ty}", r * INPUT.len() + i + 1))
+                .map(|(i, (_, ty))| format!("${}::{ty}", r * input.len() + i + 1))
                 .collect();
             format!("({})", row.join(", "))
         })
         .collect();
-    let columns: Vec<&str> = INPUT.iter().map(|(name, _)| *name).collect();
+    let columns: Vec<&str> = input.iter().map(|(name, _)| *name).collect();
     format!(
-        "WITH input ({}) AS (VALUES {}), {MANY_REST}",
+        "WITH input ({}) AS (VALUES {})",
         columns.join(", "),
         values.join(", ")
+    )
+}
+
+/// The columns of a delivery that starts no job in [`plain_sql`]'s `input`: its place in the
+/// batch, [`Op::delivery_args`], and whether it is an outside one.
+const PLAIN_INPUT: [(&str, &str); 7] = [
+    ("n", "bigint"),
+    ("provider", "text"),
+    ("delivery_id", "text"),
+    ("headers", "text"),
+    ("body", "bytea"),
+    ("received_at", "timestamptz"),
+    ("outside", "bigint"),
+];
+
+/// Many deliveries that start no job in one statement: the inbox rows `accept_in` (outside
+/// deliveries, `pending` for the processor) and `record_in` (local ones, done) write, and
+/// whether each was new. Only for batches whose delivery ids are distinct ([`independent`]).
+fn plain_sql(rows: usize) -> String {
+    format!(
+        "{}, delivered AS (
+    INSERT INTO inbox (provider, delivery_id, headers, body, received_at, state, next_at)
+    SELECT provider, delivery_id, headers::jsonb, body, received_at,
+        CASE WHEN outside = 1 THEN 'pending' ELSE 'done' END,
+        CASE WHEN outside = 1 THEN received_at END
+    FROM input ORDER BY n
+    ON CONFLICT (provider, delivery_id) DO NOTHING
+    RETURNING provider, delivery_id
+)
+SELECT i.n, d.delivery_id IS NOT NULL AS inserted
+FROM input i LEFT JOIN delivered d ON d.provider = i.provider AND d.delivery_id = i.delivery_id
+ORDER BY i.n",
+        input_sql(&PLAIN_INPUT, rows)
     )
 }
 
@@ -180,21 +219,24 @@ fn independent(batch: &[Pending]) -> bool {
     })
 }
 
-/// Writes job-starting deliveries with [`many_sql`], [`CHUNK_SIZES`] at a time: their places in
-/// the batch and outcomes.
-async fn write_many(
+/// Writes deliveries with `sql(rows)`, [`CHUNK_SIZES`] at a time, each bound as its place in the
+/// batch then its values; `read` makes a delivery's outcome from its row of the result. Their
+/// places in the batch and outcomes.
+async fn write_chunks(
     tx: &mut Tx,
-    mut scripted: &[(usize, &Op, Vec<Arg>)],
+    mut deliveries: &[(usize, &Op, Vec<Arg>)],
+    sql: fn(usize) -> String,
+    read: fn(&Op, &crate::sql::Row) -> Result<Recorded, StoreError>,
 ) -> Result<Vec<(usize, Recorded)>, StoreError> {
-    let mut results = Vec::with_capacity(scripted.len());
-    while !scripted.is_empty() {
+    let mut results = Vec::with_capacity(deliveries.len());
+    while !deliveries.is_empty() {
         let size = CHUNK_SIZES
             .into_iter()
-            .find(|size| *size <= scripted.len())
+            .find(|size| *size <= deliveries.len())
             .unwrap_or(1);
-        let (chunk, rest) = scripted.split_at(size);
-        scripted = rest;
-        let mut query = q(many_sql(size));
+        let (chunk, rest) = deliveries.split_at(size);
+        deliveries = rest;
+        let mut query = q(sql(size));
         for (n, _, args) in chunk {
             query = query.bind(i64::try_from(*n).unwrap_or(i64::MAX));
             for arg in args {
@@ -210,18 +252,30 @@ async fn write_many(
             )));
         }
         for ((n, op, _), row) in chunk.iter().zip(rows) {
-            let recorded = if !row.boolean("known")? {
-                Recorded::UnknownTicket
-            } else {
-                match row.opt_job("job")? {
-                    None => Recorded::Duplicate,
-                    Some(linked) => outcome(op, Some(linked), row.boolean("created")?)?,
-                }
-            };
-            results.push((*n, recorded));
+            results.push((*n, read(op, &row)?));
         }
     }
     Ok(results)
+}
+
+/// A job-starting delivery's outcome from its row of [`many_sql`].
+fn read_started(op: &Op, row: &crate::sql::Row) -> Result<Recorded, StoreError> {
+    if !row.boolean("known")? {
+        return Ok(Recorded::UnknownTicket);
+    }
+    match row.opt_job("job")? {
+        None => Ok(Recorded::Duplicate),
+        Some(linked) => outcome(op, Some(linked), row.boolean("created")?),
+    }
+}
+
+/// A delivery's outcome from its row of [`plain_sql`].
+fn read_plain(_: &Op, row: &crate::sql::Row) -> Result<Recorded, StoreError> {
+    Ok(if row.boolean("inserted")? {
+        Recorded::Inserted { job: None }
+    } else {
+        Recorded::Duplicate
+    })
 }
 
 /// Write a batch in one PostgreSQL transaction ([`write_batch`]) and commit it; on any failure
@@ -281,9 +335,9 @@ async fn lock_tickets(tx: &mut Tx, batch: &[Pending]) -> Result<(), StoreError> 
 }
 
 /// Write a batch in one PostgreSQL transaction. When its deliveries do not meet
-/// ([`independent`]), the job-starting ones are written many per statement ([`many_sql`]);
-/// otherwise each is one statement ([`PG_STATEMENT`]), in the batch's order. Any other delivery
-/// is written statement by statement. (SQLite's batches are one statement list each:
+/// ([`independent`]), they are written many per statement: those that start no job
+/// ([`plain_sql`]), then the job-starting ones ([`many_sql`]); otherwise each is one statement
+/// ([`PG_STATEMENT`] for a job-starting one), in the batch's order. (SQLite's batches are one statement list each:
 /// [`super::sqlite::commit_sqlite`].)
 async fn write_batch(tx: &mut Tx, batch: &[Pending]) -> Result<Vec<Recorded>, StoreError> {
     lock_tickets(tx, batch).await?;
@@ -298,14 +352,22 @@ async fn write_batch(tx: &mut Tx, batch: &[Pending]) -> Result<Vec<Recorded>, St
         return Ok(results);
     }
     let mut results: Vec<Option<Recorded>> = vec![None; batch.len()];
-    let mut scripted = Vec::new();
+    let (mut scripted, mut plain) = (Vec::new(), Vec::new());
     for (n, pending) in batch.iter().enumerate() {
         match pending.op.script_args()? {
             Some(args) => scripted.push((n, &pending.op, args)),
-            None => results[n] = Some(pending.op.write(tx).await?),
+            None => {
+                let mut args = pending.op.delivery_args()?;
+                args.push(i64::from(pending.op.outside).into());
+                plain.push((n, &pending.op, args));
+            }
         }
     }
-    for (n, recorded) in write_many(tx, &scripted).await? {
+    let written = [
+        write_chunks(tx, &plain, plain_sql, read_plain).await?,
+        write_chunks(tx, &scripted, many_sql, read_started).await?,
+    ];
+    for (n, recorded) in written.into_iter().flatten() {
         results[n] = Some(recorded);
     }
     results
@@ -336,10 +398,14 @@ mod tests {
     #[test]
     fn many_deliveries_take_every_value_of_each() {
         for rows in CHUNK_SIZES {
-            let sql = many_sql(rows);
-            let last = format!("${}::", rows * INPUT.len());
-            let beyond = format!("${}::", rows * INPUT.len() + 1);
-            assert!(sql.contains(&last) && !sql.contains(&beyond), "{rows} rows");
+            for (sql, columns) in [
+                (many_sql(rows), INPUT.len()),
+                (plain_sql(rows), PLAIN_INPUT.len()),
+            ] {
+                let last = format!("${}::", rows * columns);
+                let beyond = format!("${}::", rows * columns + 1);
+                assert!(sql.contains(&last) && !sql.contains(&beyond), "{rows} rows");
+            }
         }
     }
 }
