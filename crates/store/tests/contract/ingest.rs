@@ -177,11 +177,13 @@ async fn postgres_a_batch_joins_the_job_another_node_is_starting() {
                 .await
         })
     };
+    let mut watcher = db.postgres_connection().await;
     let first = deliver("Z-1", "d-1");
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    waits_for_a_lock(&mut watcher).await;
     let joining = deliver("A-1", "d-2");
     let fresh = deliver("B-1", "d-3");
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Nothing outside shows them waiting for the turn: give them time to get there.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     holding.commit().await.unwrap();
     assert!(matches!(
         first.await.unwrap().unwrap(),
@@ -189,8 +191,9 @@ async fn postgres_a_batch_joins_the_job_another_node_is_starting() {
             job: Some(Enqueued::Created(_))
         }
     ));
-    // The batch is now under way and waits for A-1; the other node commits its job.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The batch is now under way and waits (for A-1's lock; without it, for the other node's
+    // queue row); the other node commits its job.
+    waits_for_a_lock(&mut watcher).await;
     starting.commit().await.unwrap();
     assert_eq!(
         joining.await.unwrap().unwrap(),
@@ -210,6 +213,24 @@ async fn postgres_a_batch_joins_the_job_another_node_is_starting() {
         (1, 0),
         "{counts:?}"
     );
+}
+
+/// Returns once a session of this test's database waits for a lock (within 20 s).
+async fn waits_for_a_lock(watcher: &mut sqlx::PgConnection) {
+    for _ in 0..400 {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&mut *watcher)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("no session waited for a lock within 20 s");
 }
 
 /// Each new job has its view and its first stream position, written with it, exactly as a job
