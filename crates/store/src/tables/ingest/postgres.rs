@@ -67,15 +67,20 @@ async fn write_pg(tx: &mut Tx, op: &Op, args: Vec<Arg>) -> Result<Recorded, Stor
     outcome(op, Some(linked), row.int("queued")? == 1)
 }
 
-/// The columns of a delivery in [`many_sql`]'s `input`, with their types: its place in the
-/// batch, then [`Op::script_args`] in order.
-const INPUT: [(&str, &str); SCRIPT_ARGS + 1] = [
+/// The first columns of a delivery in every multi-delivery statement's `input`, with their
+/// types: its place in the batch, then [`Op::delivery_args`] in order.
+const DELIVERY: [(&str, &str); 6] = [
     ("n", "bigint"),
     ("provider", "text"),
     ("delivery_id", "text"),
     ("headers", "text"),
     ("body", "bytea"),
     ("received_at", "timestamptz"),
+];
+
+/// The columns of a delivery in [`many_sql`]'s `input` after [`DELIVERY`]: the rest of
+/// [`Op::script_args`] in order.
+const INPUT: [(&str, &str); SCRIPT_ARGS + 1 - DELIVERY.len()] = [
     ("job", "uuid"),
     ("ticket", "text"),
     ("project", "text"),
@@ -98,12 +103,13 @@ const CHUNK_SIZES: [usize; 4] = [64, 16, 4, 1];
 /// and delivery id, see [`independent`]): a statement cannot see its own rows, so two that met
 /// would both start a job. Stream positions follow the batch's order.
 fn many_sql(rows: usize) -> String {
-    format!("{}, {MANY_REST}", input_sql(&INPUT, rows))
+    format!("{}, {MANY_REST}", input_sql(&[&DELIVERY, &INPUT], rows))
 }
 
 /// `WITH input (columns) AS (VALUES ...)` with `rows` rows of typed placeholders, numbered row
-/// by row.
-fn input_sql(input: &[(&str, &str)], rows: usize) -> String {
+/// by row; a row's columns are those of `parts` in order.
+fn input_sql(parts: &[&[(&str, &str)]], rows: usize) -> String {
+    let input: Vec<(&str, &str)> = parts.iter().flat_map(|part| part.iter().copied()).collect();
     let values: Vec<String> = (0..rows)
         .map(|r| {
             let row: Vec<String> = input
@@ -122,17 +128,9 @@ fn input_sql(input: &[(&str, &str)], rows: usize) -> String {
     )
 }
 
-/// The columns of a delivery that starts no job in [`plain_sql`]'s `input`: its place in the
-/// batch, [`Op::delivery_args`], and whether it is an outside one.
-const PLAIN_INPUT: [(&str, &str); 7] = [
-    ("n", "bigint"),
-    ("provider", "text"),
-    ("delivery_id", "text"),
-    ("headers", "text"),
-    ("body", "bytea"),
-    ("received_at", "timestamptz"),
-    ("outside", "bigint"),
-];
+/// The column of a delivery that starts no job in [`plain_sql`]'s `input` after [`DELIVERY`]:
+/// whether it is an outside one.
+const PLAIN_INPUT: [(&str, &str); 1] = [("outside", "bigint")];
 
 /// Many deliveries that start no job in one statement: the inbox rows `accept_in` (outside
 /// deliveries, `pending` for the processor) and `record_in` (local ones, done) write, and
@@ -151,7 +149,7 @@ fn plain_sql(rows: usize) -> String {
 SELECT i.n, d.delivery_id IS NOT NULL AS inserted
 FROM input i LEFT JOIN delivered d ON d.provider = i.provider AND d.delivery_id = i.delivery_id
 ORDER BY i.n",
-        input_sql(&PLAIN_INPUT, rows)
+        input_sql(&[&DELIVERY, &PLAIN_INPUT], rows)
     )
 }
 
@@ -399,8 +397,8 @@ mod tests {
     fn many_deliveries_take_every_value_of_each() {
         for rows in CHUNK_SIZES {
             for (sql, columns) in [
-                (many_sql(rows), INPUT.len()),
-                (plain_sql(rows), PLAIN_INPUT.len()),
+                (many_sql(rows), DELIVERY.len() + INPUT.len()),
+                (plain_sql(rows), DELIVERY.len() + PLAIN_INPUT.len()),
             ] {
                 let last = format!("${}::", rows * columns);
                 let beyond = format!("${}::", rows * columns + 1);
