@@ -1,11 +1,44 @@
 //! The webhook inbox under load: deliveries arriving together are written together (group
 //! commit), each with the outcome it would have alone.
 
+use chrono::{DateTime, Utc};
 use codemill_core::ids::JobId;
-use codemill_store::{Enqueued, InboxState, NewJob, Recorded};
+use codemill_store::{Enqueued, InboxState, NewJob, Recorded, Store, StoreError};
 
 use crate::harness::{Db, at, created, key};
 use crate::inbox::delivery;
+
+/// Record delivery `id` of `provider` that starts job `job` (with `max_attempts`) for
+/// `ticket`, or joins the ticket's active job.
+async fn start_job(
+    s: &Store,
+    (provider, id): (&str, &str),
+    ticket: &str,
+    (job, max_attempts): (JobId, u32),
+    now: DateTime<Utc>,
+) -> Result<Recorded, StoreError> {
+    let ticket = key(ticket);
+    let ev = created(&ticket);
+    let job = NewJob {
+        id: job,
+        ticket: &ticket,
+        created: &ev,
+        max_attempts,
+    };
+    s.record_delivery(&delivery(provider, id, b"{}"), Some(&job), now)
+        .await
+}
+
+/// [`start_job`] with a new job id and 3 attempts.
+async fn start(
+    s: &Store,
+    provider: &str,
+    id: &str,
+    ticket: &str,
+    now: DateTime<Utc>,
+) -> Result<Recorded, StoreError> {
+    start_job(s, (provider, id), ticket, (JobId::new(), 3), now).await
+}
 
 /// Deliveries arriving together may be written in one transaction (SQLite's group commit);
 /// each is still answered with its own outcome, and one that fails fails only itself.
@@ -17,22 +50,15 @@ pub async fn deliveries_arriving_together_each_get_their_own_outcome(db: Db) {
             // Tickets repeat (n and n + 30 share one), so half the deliveries join a job; the
             // one that fails has a ticket of its own.
             let ticket = if n == 7 {
-                key("B-1")
+                "B-1".to_owned()
             } else {
-                key(&format!("A-{}", (n - 1) % 30 + 1))
+                format!("A-{}", (n - 1) % 30 + 1)
             };
-            let ev = created(&ticket);
-            let job = NewJob {
-                id: JobId::new(),
-                ticket: &ticket,
-                created: &ev,
-                // Refused by the queue's CHECK: this delivery's transaction fails.
-                max_attempts: if n == 7 { 0 } else { 3 },
-            };
+            // Refused by the queue's CHECK: this delivery's transaction fails.
+            let max_attempts = if n == 7 { 0 } else { 3 };
             let id = format!("d-{n}");
-            let recorded = s
-                .record_delivery(&delivery("github", &id, b"{}"), Some(&job), at(0))
-                .await;
+            let job = (JobId::new(), max_attempts);
+            let recorded = start_job(&s, ("github", &id), &ticket, job, at(0)).await;
             (n, recorded)
         });
     }
@@ -84,16 +110,8 @@ pub async fn two_nodes_receiving_together_start_one_job_per_ticket(db: Db) {
         };
         tasks.spawn(async move {
             let ticket = key(&format!("A-{}", (n - 1) % 15 + 1));
-            let ev = created(&ticket);
-            let job = NewJob {
-                id: JobId::new(),
-                ticket: &ticket,
-                created: &ev,
-                max_attempts: 3,
-            };
             let id = format!("d-{n}");
-            let recorded = s
-                .record_delivery(&delivery("github", &id, b"{}"), Some(&job), at(0))
+            let recorded = start(&s, "github", &id, &ticket.to_string(), at(0))
                 .await
                 .unwrap();
             (ticket, recorded)
@@ -164,18 +182,7 @@ async fn postgres_a_batch_joins_the_job_another_node_is_starting() {
     run(lock("Z-1")).execute(&mut *holding).await.unwrap();
     let deliver = |ticket: &'static str, id: &'static str| {
         let s = db.store.clone();
-        tokio::spawn(async move {
-            let ticket = key(ticket);
-            let ev = created(&ticket);
-            let job = NewJob {
-                id: JobId::new(),
-                ticket: &ticket,
-                created: &ev,
-                max_attempts: 3,
-            };
-            s.record_delivery(&delivery("github", id, b"{}"), Some(&job), at(0))
-                .await
-        })
+        tokio::spawn(async move { start(&s, "github", id, ticket, at(0)).await })
     };
     let mut watcher = db.postgres_connection().await;
     let first = deliver("Z-1", "d-1");
@@ -261,17 +268,9 @@ pub async fn many_deliveries_at_once_start_one_job_per_ticket(db: Db) {
         let s = db.store.clone();
         tasks.spawn(async move {
             let ticket = key(&format!("A-{}", (n - 1) % 20 + 1));
-            let ev = created(&ticket);
-            let job = NewJob {
-                id: JobId::new(),
-                ticket: &ticket,
-                created: &ev,
-                max_attempts: 3,
-            };
             // Every third delivery repeats an earlier id.
             let id = format!("d-{}", if n % 3 == 0 { n - 1 } else { n });
-            let recorded = s
-                .record_delivery(&delivery("github", &id, b"{}"), Some(&job), at(0))
+            let recorded = start(&s, "github", &id, &ticket.to_string(), at(0))
                 .await
                 .unwrap();
             (ticket, recorded)
@@ -337,20 +336,8 @@ pub async fn mixed_deliveries_at_once_are_written_together(db: Db) {
                         .await
                 }
                 1 => {
-                    let ticket = key(&format!("A-{}", n % 10 + 1));
-                    let ev = created(&ticket);
-                    let job = NewJob {
-                        id: JobId::new(),
-                        ticket: &ticket,
-                        created: &ev,
-                        max_attempts: 3,
-                    };
-                    s.record_delivery(
-                        &delivery("local", &format!("j-{n}"), b"{}"),
-                        Some(&job),
-                        at(0),
-                    )
-                    .await
+                    let ticket = format!("A-{}", n % 10 + 1);
+                    start(&s, "local", &format!("j-{n}"), &ticket, at(0)).await
                 }
                 _ => {
                     s.record_delivery(&delivery("local", &format!("n-{n}"), b"{}"), None, at(0))
@@ -418,21 +405,9 @@ pub async fn a_batch_refused_by_the_database_is_written_again_one_by_one(db: Db)
         let s = db.store.clone();
         let id = if n < 20 { shared[n % 10] } else { JobId::new() };
         tasks.spawn(async move {
-            let ticket = key(&format!("A-{}", n + 1));
-            let ev = created(&ticket);
-            let job = NewJob {
-                id,
-                ticket: &ticket,
-                created: &ev,
-                max_attempts: 3,
-            };
-            let recorded = s
-                .record_delivery(
-                    &delivery("local", &format!("d-{n}"), b"{}"),
-                    Some(&job),
-                    at(0),
-                )
-                .await;
+            let ticket = format!("A-{}", n + 1);
+            let id_n = format!("d-{n}");
+            let recorded = start_job(&s, ("local", &id_n), &ticket, (id, 3), at(0)).await;
             (n, recorded)
         });
     }
@@ -478,20 +453,15 @@ pub async fn independent_deliveries_at_once_each_get_their_own_outcome(db: Db) {
             .unwrap();
     }
     for n in 1..=10 {
-        let ticket = key(&format!("A-{n}"));
-        db.store
-            .record_delivery(
-                &delivery("github", &format!("pre-{n}"), b"{}"),
-                Some(&NewJob {
-                    id: JobId::new(),
-                    ticket: &ticket,
-                    created: &created(&ticket),
-                    max_attempts: 3,
-                }),
-                at(0),
-            )
-            .await
-            .unwrap();
+        start(
+            &db.store,
+            "github",
+            &format!("pre-{n}"),
+            &format!("A-{n}"),
+            at(0),
+        )
+        .await
+        .unwrap();
     }
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..53usize {
@@ -527,21 +497,13 @@ pub async fn independent_deliveries_at_once_each_get_their_own_outcome(db: Db) {
                 s.record_ticket_delivery(&delivery("local", &format!("z-{n}"), b"{}"), &job, at(1))
                     .await
             } else {
-                let ticket = key(&format!("A-{}", n + 1));
-                let job = NewJob {
-                    id: JobId::new(),
-                    ticket: &ticket,
-                    created: &created(&ticket),
-                    max_attempts: 3,
-                };
                 // The last five repeat ids stored before.
                 let id = if n >= 35 {
                     format!("pre-{}", n - 34)
                 } else {
                     format!("d-{n}")
                 };
-                s.record_delivery(&delivery("github", &id, b"{}"), Some(&job), at(1))
-                    .await
+                start(&s, "github", &id, &format!("A-{}", n + 1), at(1)).await
             };
             (n, recorded.unwrap())
         });
