@@ -590,6 +590,21 @@ mod tests {
         }
     }
 
+    /// The bundled SQLite is built with the workspace's flags (`.cargo/config.toml`): without
+    /// memory statistics, whose mutex every allocation would take.
+    #[tokio::test]
+    async fn sqlite_is_built_without_memory_statistics() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open_sqlite(&dir.path().join("codemill.db"))
+            .await
+            .unwrap();
+        let row = q("SELECT sqlite_compileoption_used('DEFAULT_MEMSTATUS=0') AS used")
+            .fetch_one(db.read())
+            .await
+            .unwrap();
+        assert_eq!(row.int("used").unwrap(), 1);
+    }
+
     /// A statement list that began a transaction and failed leaves nothing behind: neither its
     /// rows nor an open transaction on the one write connection, which would refuse the next
     /// `BEGIN` of every writer.
