@@ -313,8 +313,9 @@ async fn run(
     }
     println!("  store alone: record_delivery with its job, one at a time: {per_op:.0} µs each");
     println!(
-        "  store alone: {concurrency} writers at once: {together:.0} deliveries/s ({:.2}x one at a time)",
-        together * per_op / 1e6
+        "  store alone: {concurrency} writers at once: {together:.0} deliveries/s ({:.2}x one at a time; {:.2}x /health, a ceiling for the webhook ratio)",
+        together * per_op / 1e6,
+        together / health_load.rps()
     );
     assert_eq!(jobs, deliveries, "every delivery made its job");
     server.abort();
