@@ -345,6 +345,47 @@ impl Git {
         Ok(find_ref(&out, refname))
     }
 
+    /// Fetch the ref `refname` (exact, e.g. `refs/pull/7/head`) of the clone's `origin` into
+    /// `local` and return the commit it names; `None` when `origin` has no such ref. For refs
+    /// the clone's refspec does not bring, such as a forge's pull request heads, which outlive
+    /// the branch. `local` should lie outside `refs/remotes/origin/`, which `fetch --prune`
+    /// empties of what the refspec does not bring. Takes the repository lock.
+    pub async fn fetch_ref(
+        &self,
+        clone: &Path,
+        refname: &str,
+        local: &str,
+    ) -> Result<Option<String>, GitError> {
+        check_ref_name("ref name", refname)?;
+        check_ref_name("ref name", local)?;
+        let ctx = self.ctx(clone).await?;
+        let _lock = lock_repo(&ctx.common_dir).await?;
+        let listed = self
+            .run(
+                Some(&ctx),
+                Call::new(["ls-remote", UPLOAD_PACK, "origin", refname]),
+            )
+            .await?;
+        if find_ref(&listed, refname).is_none() {
+            return Ok(None);
+        }
+        let refspec = format!("+{refname}:{local}");
+        self.run(
+            Some(&ctx),
+            Call::new([
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                UPLOAD_PACK,
+                "origin",
+                &refspec,
+            ]),
+        )
+        .await?;
+        self.rev_parse_in(&ctx, &format!("{local}^{{commit}}"))
+            .await
+    }
+
     /// Push commit `sha` to `refs/heads/<branch>` on `origin` of the clone (or of the clone a
     /// worktree belongs to).
     ///

@@ -363,3 +363,70 @@ async fn a_moved_origin_is_followed() {
     let url = sh(&fx.clone, &["config", "remote.origin.url"]).await;
     assert_eq!(url, moved.canonicalize().unwrap().to_str().unwrap());
 }
+
+/// A pull request's head ref outlives its branch on a forge ("delete head branches" on merge):
+/// `fetch_ref` brings it into the clone under a ref of codemill's, which later fetches keep.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_request_head_is_fetched_after_its_branch_is_gone() {
+    let fx = Fixture::new("main").await;
+    let git = git();
+    git.ensure_clone_and_fetch(fx.url(), &fx.clone)
+        .await
+        .unwrap();
+    // A commit on a branch, also kept as the forge keeps a PR's head; then the branch goes.
+    sh(&fx.seed, &["checkout", "-q", "-b", "feature"]).await;
+    write(&fx.seed.join("feature.txt"), "feature\n");
+    sh(&fx.seed, &["add", "feature.txt"]).await;
+    sh(&fx.seed, &["commit", "-qm", "feature"]).await;
+    let head = sh(&fx.seed, &["rev-parse", "HEAD"]).await;
+    sh(
+        &fx.seed,
+        &[
+            "push",
+            "-q",
+            fx.url(),
+            "HEAD:refs/heads/feature",
+            "HEAD:refs/pull/7/head",
+        ],
+    )
+    .await;
+    sh(&fx.seed, &["push", "-q", fx.url(), ":refs/heads/feature"]).await;
+    git.ensure_clone_and_fetch(fx.url(), &fx.clone)
+        .await
+        .unwrap();
+    assert_eq!(
+        git.rev_parse(&fx.clone, "origin/feature").await.unwrap(),
+        None
+    );
+
+    let fetched = git
+        .fetch_ref(&fx.clone, "refs/pull/7/head", "refs/codemill/pulls/7")
+        .await
+        .unwrap();
+    assert_eq!(fetched, Some(head.clone()));
+    // Kept by the next fetch, which prunes only the refspec's refs.
+    git.ensure_clone_and_fetch(fx.url(), &fx.clone)
+        .await
+        .unwrap();
+    assert_eq!(
+        git.rev_parse(&fx.clone, "refs/codemill/pulls/7^{commit}")
+            .await
+            .unwrap(),
+        Some(head)
+    );
+    // No such ref on the remote: nothing, and no error.
+    assert_eq!(
+        git.fetch_ref(&fx.clone, "refs/pull/8/head", "refs/codemill/pulls/8")
+            .await
+            .unwrap(),
+        None
+    );
+    // Option-like or malformed names are refused before git runs.
+    for bad in ["--upload-pack=x", "refs/pull/../head"] {
+        let err = git
+            .fetch_ref(&fx.clone, bad, "refs/codemill/pulls/9")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, GitError::InvalidArgument { .. }), "{err:?}");
+    }
+}

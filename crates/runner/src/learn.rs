@@ -76,8 +76,9 @@ fn feedback_of(journal: &[JournalEntry]) -> Vec<String> {
 }
 
 impl Runner {
-    /// The job's PR was merged: record what people added to it before merging (the remote
-    /// branch's commits after codemill's last one). Best effort: learning never fails a job.
+    /// The job's PR was merged: record what people added to it before merging (the PR head's
+    /// commits after codemill's last one; the branch's where the forge keeps no PR heads).
+    /// Best effort: learning never fails a job.
     pub(crate) async fn record_merged(
         &self,
         job: JobId,
@@ -100,10 +101,25 @@ impl Runner {
             git.ensure_clone_and_fetch(&settings.repo, &clone)
                 .await
                 .map_err(|e| e.to_string())?;
-            let tip = git
-                .rev_parse(&clone, &format!("refs/remotes/origin/{branch}"))
-                .await
-                .map_err(|e| e.to_string())?;
+            // What was merged is the PR's head as the forge keeps it: the branch may be gone
+            // (deleted on merge) or may have moved on since.
+            let pull = state
+                .pr_number
+                .and_then(|n| Some((n, settings.forge.pull_head_ref(n)?)));
+            let kept = match pull {
+                Some((n, pull)) => git
+                    .fetch_ref(&clone, &pull, &format!("refs/codemill/pulls/{n}"))
+                    .await
+                    .map_err(|e| e.to_string())?,
+                None => None,
+            };
+            let tip = match kept {
+                Some(tip) => Some(tip),
+                None => git
+                    .rev_parse(&clone, &format!("refs/remotes/origin/{branch}"))
+                    .await
+                    .map_err(|e| e.to_string())?,
+            };
             let diff = match (&agent, &tip) {
                 (Some(a), Some(t)) if a != t => git
                     .diff(&clone, a, Some(t))

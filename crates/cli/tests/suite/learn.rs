@@ -14,9 +14,9 @@ use super::outside::{fake_github, github_config, github_hook, github_vars};
 
 const PROPOSALS: &str = "All three PRs got an error check added by people.\n```json\n{\"proposals\": [{\"kind\": \"checklist\", \"angle\": \"errors\", \"item\": \"Does every call that can fail have its error checked?\", \"why\": \"people added the same error check to three PRs\", \"cites\": [\"shop-1\", \"shop-3\", \"shop-5\"]}, {\"kind\": \"knowledge\", \"title\": \"Errors are checked at the call\", \"body\": \"Every fallible call is followed by a check.\", \"why\": \"same three PRs\", \"cites\": [\"shop-1\", \"shop-3\"]}, {\"kind\": \"policy\", \"change\": \"[[gates]]\\nname = \\\"errcheck\\\"\\ncommand = [\\\"grep\\\", \\\"-q\\\", \\\"err\\\", \\\"hello.txt\\\"]\", \"why\": \"check it every time\", \"cites\": [\"shop-1\", \"shop-5\"]}, {\"kind\": \"policy\", \"change\": \"[[gates]]\\nname = 3\", \"why\": \"broken\", \"cites\": [\"shop-1\", \"shop-3\"]}]}\n```";
 
-/// A person's follow-up commit on a PR branch: an error check added to hello.txt.
-fn human_commit(dir: &Path, remote: &Path, branch: &str, n: u64) -> String {
-    let work = dir.join(format!("person-{n}"));
+/// A person's follow-up commit on a PR branch: `line` (an error check) added to hello.txt.
+fn human_commit(dir: &Path, remote: &Path, branch: &str, name: &str, line: &str) -> String {
+    let work = dir.join(name);
     git(
         dir,
         &[
@@ -30,7 +30,7 @@ fn human_commit(dir: &Path, remote: &Path, branch: &str, n: u64) -> String {
     );
     let file = work.join("hello.txt");
     let mut text = std::fs::read_to_string(&file).unwrap();
-    text.push_str("if err != nil { return err }\n");
+    text.push_str(line);
     std::fs::write(&file, text).unwrap();
     git(
         &work,
@@ -99,10 +99,37 @@ async fn changes_people_repeat_become_a_checklist_item_applied_through_a_pr() {
         let pr = gh.pr_by_head(&branch).unwrap()["number"].as_u64().unwrap();
         // People add an error check to the first three before merging; the fourth is merged as is.
         if n <= 3 {
-            let sha = human_commit(env.dir.path(), &env.remote, &branch, n);
+            let sha = human_commit(
+                env.dir.path(),
+                &env.remote,
+                &branch,
+                &format!("person-{n}"),
+                "if err != nil { return err }\n",
+            );
             gh.push(&branch, &sha);
         }
+        // GitHub keeps each PR's head as `refs/pull/N/head`, following the branch until the PR
+        // closes.
+        let pull = format!("refs/pull/{pr}/head");
+        env.remote_git(&["update-ref", &pull, &format!("refs/heads/{branch}")]);
         assert!(gh.merge(pr));
+        match n {
+            // The branch is deleted on merge ("automatically delete head branches").
+            2 => {
+                env.remote_git(&["update-ref", "-d", &format!("refs/heads/{branch}")]);
+            }
+            // Someone goes on working on the branch after the merge: not part of what merged.
+            3 => {
+                human_commit(
+                    env.dir.path(),
+                    &env.remote,
+                    &branch,
+                    "late",
+                    "// after the merge\n",
+                );
+            }
+            _ => {}
+        }
         let answer = github_hook(
             &svc,
             "shop",
@@ -151,7 +178,11 @@ async fn changes_people_repeat_become_a_checklist_item_applied_through_a_pr() {
     assert_eq!(
         brief.matches("if err != nil { return err }").count(),
         3,
-        "each change is shown once"
+        "each change is shown once, a deleted branch's too"
+    );
+    assert!(
+        !brief.contains("after the merge"),
+        "what was merged is the PR's head, not where its branch went later"
     );
     for key in ["shop-1", "shop-3", "shop-5"] {
         assert!(

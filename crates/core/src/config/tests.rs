@@ -347,6 +347,10 @@ fn a_gitlab_project_is_read_with_its_defaults_and_checked() {
         Some("GITLAB_WEBHOOK_SECRET")
     );
     assert_eq!(web.forge.name(), "gitlab");
+    assert_eq!(
+        web.forge.pull_head_ref(12).as_deref(),
+        Some("refs/merge-requests/12/head")
+    );
     let defaulted =
         parse(&text.replace("base_url = \"https://gitlab.example.com\"\n", "")).unwrap();
     let TrackerSettings::Gitlab(g) = &defaulted.projects["web"].tracker else {

@@ -71,6 +71,18 @@ impl ForgeSettings {
             ForgeSettings::Gitlab(_) => "gitlab",
         }
     }
+
+    /// The ref under which the forge keeps pull request `number`'s head in the repository
+    /// (GitHub's `refs/pull/N/head`, GitLab's `refs/merge-requests/N/head`): it stays when the
+    /// branch is deleted on merge, and stops moving once the PR is closed. `None` on the local
+    /// forge, whose branch is the change.
+    pub fn pull_head_ref(&self, number: u64) -> Option<String> {
+        match self {
+            ForgeSettings::Local => None,
+            ForgeSettings::Github(_) => Some(format!("refs/pull/{number}/head")),
+            ForgeSettings::Gitlab(_) => Some(format!("refs/merge-requests/{number}/head")),
+        }
+    }
 }
 
 /// How codemill signs in to Jira, and so which REST API it speaks.
