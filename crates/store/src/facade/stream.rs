@@ -68,6 +68,6 @@ impl Store {
 
     /// The view of the ticket's latest job.
     pub async fn latest_view(&self, ticket: &TicketKey) -> Result<Option<JobView>, StoreError> {
-        Ok(self.job_views(None, Some(ticket)).await?.pop())
+        self.db.latest_view(&ticket.to_string()).await
     }
 }

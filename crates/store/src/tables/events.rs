@@ -109,6 +109,33 @@ async fn write_view(
 const VIEW: &str = "job_id, ticket_key, project, status, stage, seq, pos, state::text AS state, \
      error, created_at, updated_at";
 
+/// Job views oldest first, filtered by status (`$1`) and then ticket when asked. Only the asked
+/// filters are in the statement: `($1 IS NULL OR status = $1)` keeps both databases from using
+/// the `job_view_status` and `job_view_ticket` indexes, so every view ever written is read.
+fn views_sql(status: bool, ticket: bool) -> String {
+    let asked: Vec<&str> = [(status, "status"), (ticket, "ticket_key")]
+        .into_iter()
+        .filter_map(|(asked, column)| asked.then_some(column))
+        .collect();
+    let filter = if asked.is_empty() {
+        String::new()
+    } else {
+        let conditions: Vec<String> = asked
+            .iter()
+            .enumerate()
+            .map(|(i, column)| format!("{column} = ${}", i + 1))
+            .collect();
+        format!(" WHERE {}", conditions.join(" AND "))
+    };
+    format!("SELECT {VIEW} FROM job_view{filter} ORDER BY created_at, job_id")
+}
+
+/// The view of a ticket's latest job: one row through `job_view_ticket`, however many jobs
+/// there are.
+const LATEST_VIEW: &str = "SELECT job_id, ticket_key, project, status, stage, seq, pos, \
+     state::text AS state, error, created_at, updated_at FROM job_view WHERE ticket_key = $1 \
+     ORDER BY created_at DESC, job_id DESC LIMIT 1";
+
 fn view(r: &Row) -> Result<JobView, StoreError> {
     let job = r.job("job_id")?;
     let (state, error) = state_of(r, job)?;
@@ -177,21 +204,28 @@ impl Db {
             .transpose()
     }
 
+    /// Views oldest first, of one status and/or ticket when given ([`views_sql`]).
     pub async fn job_views(
         &self,
         status: Option<&str>,
         ticket: Option<&str>,
     ) -> Result<Vec<JobView>, StoreError> {
-        let rows = q(format!(
-            "SELECT {VIEW} FROM job_view
-             WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR ticket_key = $2)
-             ORDER BY created_at, job_id"
-        ))
-        .bind(status)
-        .bind(ticket)
-        .fetch_all(self.read())
-        .await?;
+        let mut query = q(views_sql(status.is_some(), ticket.is_some()));
+        for value in [status, ticket].into_iter().flatten() {
+            query = query.bind(value);
+        }
+        let rows = query.fetch_all(self.read()).await?;
         rows.iter().map(view).collect()
+    }
+
+    /// The view of the ticket's latest job ([`LATEST_VIEW`]).
+    pub async fn latest_view(&self, ticket: &str) -> Result<Option<JobView>, StoreError> {
+        q(LATEST_VIEW)
+            .bind(ticket)
+            .fetch_optional(self.read())
+            .await?
+            .map(|r| view(&r))
+            .transpose()
     }
 
     /// Views for jobs written before views existed; returns how many were built. Nodes starting
@@ -306,5 +340,47 @@ impl Db {
             .bind(before)
             .execute(self.writer())
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// What SQLite plans for `sql` with `binds` text values, one line per step.
+    async fn plan(db: &Db, sql: &str, binds: usize) -> String {
+        let mut query = q(format!("EXPLAIN QUERY PLAN {sql}"));
+        for _ in 0..binds {
+            query = query.bind("A-1");
+        }
+        let rows = query.fetch_all(db.read()).await.unwrap();
+        rows.iter()
+            .map(|r| r.text("detail").unwrap())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// A ticket's views and its latest one are found through the ticket's index, not by
+    /// reading every view.
+    #[tokio::test]
+    async fn views_of_a_ticket_are_read_through_its_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open_sqlite(&dir.path().join("codemill.db"))
+            .await
+            .unwrap();
+        for (sql, binds) in [
+            (LATEST_VIEW.to_owned(), 1),
+            (views_sql(false, true), 1),
+            (views_sql(true, true), 2),
+        ] {
+            let plan = plan(&db, &sql, binds).await;
+            assert!(plan.contains("USING INDEX job_view_"), "{sql}\n{plan}");
+            assert!(!plan.contains("SCAN job_view"), "{sql}\n{plan}");
+        }
+        let plan = plan(&db, &views_sql(true, false), 1).await;
+        assert!(plan.contains("USING INDEX job_view_status"), "{plan}");
+        assert_eq!(views_sql(false, false).matches('$').count(), 0);
+        assert!(views_sql(true, true).contains("status = $1 AND ticket_key = $2"));
     }
 }

@@ -82,6 +82,37 @@ pub async fn every_append_has_a_place_in_the_stream_and_updates_its_view(db: Db)
     let latest = s.latest_view(&key("A-1")).await.unwrap().unwrap();
     assert_eq!(latest.job, a);
     assert_eq!(s.job_views(None, None).await.unwrap().len(), 2);
+    // A ticket's second job is its latest; the filters go together.
+    assert!(s.cancel(b, at(5)).await.unwrap());
+    let b2 = enqueue(s, "B-1", 3, at(6)).await;
+    assert_eq!(s.latest_view(&key("B-1")).await.unwrap().unwrap().job, b2);
+    let jobs =
+        |views: Vec<codemill_store::JobView>| views.iter().map(|v| v.job).collect::<Vec<_>>();
+    assert_eq!(
+        jobs(s.job_views(None, Some(&key("B-1"))).await.unwrap()),
+        [b, b2]
+    );
+    let queued = s.job_view(b2).await.unwrap().unwrap().status;
+    assert_ne!(queued, "stopping");
+    assert_eq!(
+        jobs(s.job_views(Some(&queued), Some(&key("B-1"))).await.unwrap()),
+        [b2]
+    );
+    assert_eq!(
+        jobs(
+            s.job_views(Some("stopping"), Some(&key("B-1")))
+                .await
+                .unwrap()
+        ),
+        [b]
+    );
+    assert!(
+        s.job_views(Some("stopping"), Some(&key("A-1")))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(s.latest_view(&key("C-1")).await.unwrap().is_none());
 }
 
 /// An entry that does not replay (the journal is the record; the view only reads it) is kept,
