@@ -33,6 +33,24 @@ pub struct EventRow {
     pub status: Option<String>,
 }
 
+/// A ticket's latest job as the board shows it: the view's columns without the state, and the
+/// ticket's title.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobCard {
+    pub job: JobId,
+    pub ticket: TicketKey,
+    /// Empty when the ticket is not in the store.
+    pub title: String,
+    pub project: String,
+    pub status: String,
+    pub stage: String,
+    /// Review round and cost so far (from the view's state; 0 when it cannot be read).
+    pub round: u32,
+    pub cost_usd: f64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
 /// A job's state after its latest journal entry.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct JobView {

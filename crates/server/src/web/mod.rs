@@ -22,7 +22,7 @@ pub(crate) use oidc::Oidc;
 pub use oidc::OidcSettings;
 pub(crate) use throttle::Throttle;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use askama::Template;
 use axum::Form;
@@ -455,7 +455,19 @@ struct Column {
     id: &'static str,
     title: &'static str,
     cards: Vec<Card>,
+    /// Cards in the column, shown or not.
+    total: usize,
 }
+
+impl Column {
+    /// Cards of the column not shown ([`DONE_SHOWN`]).
+    fn hidden(&self) -> usize {
+        self.total.saturating_sub(self.cards.len())
+    }
+}
+
+/// The "Done / stopped" column's place in [`column_of`]'s order.
+const DONE_COLUMN: usize = 5;
 
 #[derive(Template)]
 #[template(path = "board.html")]
@@ -481,7 +493,7 @@ fn column_of(status: &str, queued: bool) -> usize {
         "awaiting_approval" | "awaiting_acceptance" => 2,
         "needs_attention" | "needs_input" => 3,
         "in_review" | "fixing_feedback" => 4,
-        "done" | "rejected" | "cancelled" => 5,
+        "done" | "rejected" | "cancelled" => DONE_COLUMN,
         _ => 1,
     }
 }
@@ -507,29 +519,31 @@ fn columns_html(columns: &[Column]) -> String {
     Columns { columns }.render().unwrap_or_default()
 }
 
-/// Every project with tickets, and the board's columns (of `project` only, when given).
+/// Cards the "Done / stopped" column shows, most recently finished first; its count still says
+/// how many there are. The column only grows, and the board is rebuilt for every viewer at every
+/// move of any job.
+const DONE_SHOWN: usize = 50;
+
+/// Every project with tickets, and the board's columns (of `project` only, when given): each
+/// ticket's latest job as a card, read with its title and no ticket body or job state.
 async fn board_columns(
     app: &AppState,
     project: Option<&str>,
 ) -> Result<(Vec<String>, Vec<Column>), codemill_store::StoreError> {
     let store = app.store();
-    let tickets = store.tickets(None).await?;
-    let views = store.job_views(None, None).await?;
+    let projects = store.ticket_projects().await?;
+    let cards = store.job_cards().await?;
     let queued = store.queue_entries(Some(QueueState::Queued)).await?;
-    let projects: BTreeSet<String> = tickets.iter().map(|t| t.project.clone()).collect();
-    let titles: BTreeMap<String, String> = tickets
-        .iter()
-        .map(|t| (t.key.to_string(), t.title.clone()))
-        .collect();
     let queued: BTreeSet<_> = queued.iter().map(|e| e.job).collect();
-    // The latest job of each ticket.
-    let mut latest: BTreeMap<String, &codemill_store::JobView> = BTreeMap::new();
-    for v in &views {
-        let key = v.ticket.to_string();
-        if latest.get(&key).is_none_or(|w| w.created_at < v.created_at) {
-            latest.insert(key, v);
-        }
-    }
+    Ok((projects, arrange(cards, &queued, project)))
+}
+
+/// The board's columns from every ticket's latest job (of `project` only, when given).
+fn arrange(
+    mut cards: Vec<codemill_store::JobCard>,
+    queued: &BTreeSet<codemill_core::ids::JobId>,
+    project: Option<&str>,
+) -> Vec<Column> {
     let mut columns = vec![
         ("queued", "Queued"),
         ("running", "Running"),
@@ -543,31 +557,43 @@ async fn board_columns(
         id,
         title,
         cards: Vec::new(),
+        total: 0,
     })
     .collect::<Vec<_>>();
-    for (key, v) in latest {
-        if project.is_some_and(|p| p != v.project) {
+    // By ticket, as before; the done column then takes its latest few.
+    cards.sort_by_cached_key(|c| c.ticket.to_string());
+    let mut done = Vec::new();
+    for c in cards {
+        if project.is_some_and(|p| p != c.project) {
             continue;
         }
-        let (round, cost) = v
-            .state
-            .as_ref()
-            .map(|s| (s.round, s.cost_usd))
-            .unwrap_or_default();
         let card = Card {
-            title: titles.get(&key).cloned().unwrap_or_default(),
-            key,
-            project: v.project.clone(),
-            stage: v.stage.clone(),
-            round,
-            age: age(v.created_at),
-            cost: format!("{cost:.4}"),
+            key: c.ticket.to_string(),
+            title: c.title,
+            project: c.project,
+            stage: c.stage,
+            round: c.round,
+            age: age(c.created_at),
+            cost: format!("{:.4}", c.cost_usd),
         };
-        columns[column_of(&v.status, queued.contains(&v.job))]
-            .cards
-            .push(card);
+        let column = column_of(&c.status, queued.contains(&c.job));
+        if column == DONE_COLUMN {
+            done.push((c.updated_at, card));
+        } else {
+            columns[column].cards.push(card);
+        }
     }
-    Ok((projects.into_iter().collect(), columns))
+    done.sort_by_key(|(finished, _)| std::cmp::Reverse(*finished));
+    columns[DONE_COLUMN].total = done.len();
+    columns[DONE_COLUMN].cards = done
+        .into_iter()
+        .take(DONE_SHOWN)
+        .map(|(_, card)| card)
+        .collect();
+    for column in &mut columns {
+        column.total = column.total.max(column.cards.len());
+    }
+    columns
 }
 
 async fn board(
@@ -661,5 +687,43 @@ mod tests {
         assert_eq!(column_of("needs_input", false), 3);
         assert_eq!(column_of("in_review", false), 4);
         assert_eq!(column_of("cancelled", false), 5);
+    }
+
+    /// The done column shows its latest cards and counts them all; the others show every card,
+    /// by ticket; another project's cards are left out.
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn the_done_column_shows_its_latest_cards_and_counts_the_rest() {
+        let at = |n: i64| chrono::DateTime::<Utc>::from_timestamp(1_800_000_000 + n, 0).unwrap();
+        let card = |n: i64, project: &str, status: &str| codemill_store::JobCard {
+            job: codemill_core::ids::JobId::new(),
+            ticket: format!("{project}-{n}").parse().unwrap(),
+            title: format!("ticket {n}"),
+            project: project.into(),
+            status: status.into(),
+            stage: "x".into(),
+            round: 1,
+            cost_usd: 0.5,
+            created_at: at(n),
+            updated_at: at(n),
+        };
+        let mut cards: Vec<_> = (1..=53).map(|n| card(n, "P", "done")).collect();
+        cards.extend([card(60, "P", "running"), card(61, "P", "in_review")]);
+        cards.push(card(1, "Q", "done"));
+        let columns = arrange(cards.clone(), &BTreeSet::new(), Some("P"));
+        let done = &columns[DONE_COLUMN];
+        assert_eq!((done.total, done.cards.len(), done.hidden()), (53, 50, 3));
+        let keys: Vec<&str> = done.cards.iter().map(|c| c.key.as_str()).collect();
+        assert_eq!(keys[..2], ["P-53", "P-52"]);
+        assert_eq!(keys[49], "P-4");
+        assert_eq!(done.cards[0].title, "ticket 53");
+        assert_eq!((columns[1].total, columns[1].hidden()), (1, 0));
+        assert_eq!(columns[4].cards[0].key, "P-61");
+        let html = columns_html(&columns);
+        assert!(html.contains("3 older not shown"), "{html}");
+        assert!(html.contains(r#"<span class="count">53</span>"#), "{html}");
+        // Every project: Q's card joins the done column.
+        let all = arrange(cards, &BTreeSet::new(), None);
+        assert_eq!(all[DONE_COLUMN].total, 54);
     }
 }

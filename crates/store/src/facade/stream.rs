@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use codemill_core::ids::{JobId, TicketKey};
 
 use crate::queue::micros;
-use crate::{ActivityRow, ActivityStep, EventRow, JobView, Store, StoreError, events};
+use crate::{ActivityRow, ActivityStep, EventRow, JobCard, JobView, Store, StoreError, events};
 
 impl Store {
     /// Up to `limit` journal entries after stream position `after` (0: from the start), in
@@ -64,6 +64,11 @@ impl Store {
     ) -> Result<Vec<JobView>, StoreError> {
         let ticket = ticket.map(|t| t.to_string());
         self.db.job_views(status, ticket.as_deref()).await
+    }
+
+    /// Every ticket's latest job as the board shows it, in no particular order.
+    pub async fn job_cards(&self) -> Result<Vec<JobCard>, StoreError> {
+        self.db.job_cards().await
     }
 
     /// The view of the ticket's latest job.

@@ -31,6 +31,11 @@ impl Store {
         self.db.tickets(project).await
     }
 
+    /// The projects that have tickets, by name.
+    pub async fn ticket_projects(&self) -> Result<Vec<String>, StoreError> {
+        self.db.ticket_projects().await
+    }
+
     /// Change a ticket's title and/or body (a person's edit).
     pub async fn edit_ticket(
         &self,

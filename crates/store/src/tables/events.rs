@@ -10,7 +10,7 @@ use codemill_core::pipeline::{JobEvent, JobState};
 
 use crate::StoreError;
 use crate::events::{
-    ActivityRow, ActivityStep, EventRow, JobView, columns, next_state, replay_state,
+    ActivityRow, ActivityStep, EventRow, JobCard, JobView, columns, next_state, replay_state,
 };
 use crate::model;
 use crate::sql::{Db, Row, Tx, q};
@@ -85,13 +85,15 @@ async fn write_view(
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let (status, stage) = columns(state);
+    let (round, cost) = state.as_ref().map_or((0, 0.0), |s| (s.round, s.cost_usd));
     let state = state.as_ref().map(model::to_json).transpose()?;
     q(
-        "INSERT INTO job_view (job_id, ticket_key, project, status, stage, seq, pos, state, error, created_at, updated_at)
-         SELECT id, ticket_key, project, $2, $3, $4, $5, $6::jsonb, $7, created_at, $8 FROM jobs WHERE id = $1
+        "INSERT INTO job_view (job_id, ticket_key, project, status, stage, seq, pos, state, error, created_at, updated_at, round, cost_usd)
+         SELECT id, ticket_key, project, $2, $3, $4, $5, $6::jsonb, $7, created_at, $8, $9, $10 FROM jobs WHERE id = $1
          ON CONFLICT (job_id) DO UPDATE SET status = excluded.status, stage = excluded.stage,
              seq = excluded.seq, pos = excluded.pos, state = excluded.state,
-             error = excluded.error, updated_at = excluded.updated_at",
+             error = excluded.error, updated_at = excluded.updated_at,
+             round = excluded.round, cost_usd = excluded.cost_usd",
     )
     .bind(job)
     .bind(status)
@@ -101,6 +103,8 @@ async fn write_view(
     .bind(state)
     .bind(error)
     .bind(at)
+    .bind(i64::from(round))
+    .bind(cost)
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -135,6 +139,15 @@ fn views_sql(status: bool, ticket: bool) -> String {
 const LATEST_VIEW: &str = "SELECT job_id, ticket_key, project, status, stage, seq, pos, \
      state::text AS state, error, created_at, updated_at FROM job_view WHERE ticket_key = $1 \
      ORDER BY created_at DESC, job_id DESC LIMIT 1";
+
+/// Each ticket's latest job (no later one of its ticket, found through `job_view_ticket`) with
+/// its round, cost and ticket title: a board of thousands of tickets reads no state and no
+/// ticket body.
+const CARDS: &str = "SELECT v.job_id, v.ticket_key, v.project, v.status, v.stage, v.round, \
+     v.cost_usd, v.created_at, v.updated_at, t.title FROM job_view v \
+     LEFT JOIN tickets t ON t.key = v.ticket_key WHERE NOT EXISTS (SELECT 1 FROM job_view w \
+     WHERE w.ticket_key = v.ticket_key AND (w.created_at > v.created_at \
+     OR (w.created_at = v.created_at AND w.job_id > v.job_id)))";
 
 fn view(r: &Row) -> Result<JobView, StoreError> {
     let job = r.job("job_id")?;
@@ -216,6 +229,27 @@ impl Db {
         }
         let rows = query.fetch_all(self.read()).await?;
         rows.iter().map(view).collect()
+    }
+
+    /// Every ticket's latest job as a card ([`CARDS`]), in no particular order.
+    pub async fn job_cards(&self) -> Result<Vec<JobCard>, StoreError> {
+        let rows = q(CARDS).fetch_all(self.read()).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(JobCard {
+                    job: r.job("job_id")?,
+                    ticket: model::ticket_key(&r.text("ticket_key")?)?,
+                    project: r.text("project")?,
+                    status: r.text("status")?,
+                    stage: r.text("stage")?,
+                    title: r.opt_text("title")?.unwrap_or_default(),
+                    round: u32::try_from(r.int("round")?).unwrap_or(0),
+                    cost_usd: r.real("cost_usd")?,
+                    created_at: r.time("created_at")?,
+                    updated_at: r.time("updated_at")?,
+                })
+            })
+            .collect()
     }
 
     /// The view of the ticket's latest job ([`LATEST_VIEW`]).
@@ -378,6 +412,9 @@ mod tests {
             assert!(plan.contains("USING INDEX job_view_"), "{sql}\n{plan}");
             assert!(!plan.contains("SCAN job_view"), "{sql}\n{plan}");
         }
+        // The board's cards look for a later job of each ticket through the same index.
+        let cards = plan(&db, CARDS, 0).await;
+        assert!(cards.contains("USING INDEX job_view_ticket"), "{cards}");
         let plan = plan(&db, &views_sql(true, false), 1).await;
         assert!(plan.contains("USING INDEX job_view_status"), "{plan}");
         assert_eq!(views_sql(false, false).matches('$').count(), 0);

@@ -92,6 +92,14 @@ impl Db {
         rows.iter().map(ticket_from_row).collect()
     }
 
+    /// The projects that have tickets, by name.
+    pub async fn ticket_projects(&self) -> Result<Vec<String>, StoreError> {
+        let rows = q("SELECT DISTINCT project FROM tickets ORDER BY project")
+            .fetch_all(self.read())
+            .await?;
+        rows.iter().map(|r| r.text("project")).collect()
+    }
+
     pub async fn edit_ticket(
         &self,
         key: &TicketKey,

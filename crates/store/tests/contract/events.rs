@@ -113,6 +113,75 @@ pub async fn every_append_has_a_place_in_the_stream_and_updates_its_view(db: Db)
             .is_empty()
     );
     assert!(s.latest_view(&key("C-1")).await.unwrap().is_none());
+
+    // The board's cards: each ticket's latest job, with its ticket's title, and round and cost
+    // as its state has them (a readiness run that cost $0.25 for C-1).
+    s.create_ticket(&"B".parse().unwrap(), "Say hello", "", &[])
+        .await
+        .unwrap();
+    let c = enqueue(s, "C-1", 3, at(7)).await;
+    s.append(c, 1, &ready_run(0.25)).await.unwrap();
+    let c_view = s.job_view(c).await.unwrap().unwrap();
+    assert_eq!(c_view.state.as_ref().unwrap().cost_usd, 0.25);
+    let mut cards = s.job_cards().await.unwrap();
+    cards.sort_by_key(|c| c.ticket.to_string());
+    let seen: Vec<(JobId, &str, u32, f64)> = cards
+        .iter()
+        .map(|c| (c.job, c.title.as_str(), c.round, c.cost_usd))
+        .collect();
+    assert_eq!(
+        seen,
+        [(a, "", 0, 0.0), (b2, "Say hello", 0, 0.0), (c, "", 0, 0.25)]
+    );
+    assert_eq!(
+        (
+            &cards[2].status,
+            &cards[2].stage,
+            cards[2].created_at,
+            cards[2].updated_at
+        ),
+        (
+            &c_view.status,
+            &c_view.stage,
+            c_view.created_at,
+            c_view.updated_at
+        )
+    );
+    assert_eq!(cards[1].project, "B");
+}
+
+/// A readiness agent's run that found the ticket ready, costing `cost_usd`.
+fn ready_run(cost_usd: f64) -> JobEvent {
+    use codemill_core::agent::AgentOutcome;
+    use codemill_core::pipeline::{AgentStage, Readiness, StageRun};
+    JobEvent::AgentFinished {
+        stage: AgentStage::Readiness,
+        round: 0,
+        run: StageRun {
+            agent: "builtin".into(),
+            model: "m".into(),
+            outcome: AgentOutcome::Success,
+            session_id: None,
+            usage: Default::default(),
+            cost_usd,
+            turns: 1,
+            duration_ms: 1,
+            artifact: None,
+            angle: None,
+            findings: None,
+            decisions: None,
+            readiness: Some(Readiness {
+                ready: true,
+                questions: vec![],
+            }),
+            parse_error: None,
+            repaired: false,
+            changed: None,
+            summary: String::new(),
+            subtasks: None,
+            spec: None,
+        },
+    }
 }
 
 /// An entry that does not replay (the journal is the record; the view only reads it) is kept,
