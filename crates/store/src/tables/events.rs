@@ -116,7 +116,7 @@ const VIEW: &str = "job_id, ticket_key, project, status, stage, seq, pos, state:
 /// Job views oldest first, filtered by status (`$1`) and then ticket when asked. Only the asked
 /// filters are in the statement: `($1 IS NULL OR status = $1)` keeps both databases from using
 /// the `job_view_status` and `job_view_ticket` indexes, so every view ever written is read.
-fn views_sql(status: bool, ticket: bool) -> String {
+pub(super) fn views_sql(status: bool, ticket: bool) -> String {
     let asked: Vec<&str> = [(status, "status"), (ticket, "ticket_key")]
         .into_iter()
         .filter_map(|(asked, column)| asked.then_some(column))
@@ -136,14 +136,14 @@ fn views_sql(status: bool, ticket: bool) -> String {
 
 /// The view of a ticket's latest job: one row through `job_view_ticket`, however many jobs
 /// there are.
-const LATEST_VIEW: &str = "SELECT job_id, ticket_key, project, status, stage, seq, pos, \
+pub(super) const LATEST_VIEW: &str = "SELECT job_id, ticket_key, project, status, stage, seq, pos, \
      state::text AS state, error, created_at, updated_at FROM job_view WHERE ticket_key = $1 \
      ORDER BY created_at DESC, job_id DESC LIMIT 1";
 
 /// Each ticket's latest job (no later one of its ticket, found through `job_view_ticket`) with
 /// its round, cost and ticket title: a board of thousands of tickets reads no state and no
 /// ticket body.
-const CARDS: &str = "SELECT v.job_id, v.ticket_key, v.project, v.status, v.stage, v.round, \
+pub(super) const CARDS: &str = "SELECT v.job_id, v.ticket_key, v.project, v.status, v.stage, v.round, \
      v.cost_usd, v.created_at, v.updated_at, t.title FROM job_view v \
      LEFT JOIN tickets t ON t.key = v.ticket_key WHERE NOT EXISTS (SELECT 1 FROM job_view w \
      WHERE w.ticket_key = v.ticket_key AND (w.created_at > v.created_at \
@@ -374,50 +374,5 @@ impl Db {
             .bind(before)
             .execute(self.writer())
             .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    /// What SQLite plans for `sql` with `binds` text values, one line per step.
-    async fn plan(db: &Db, sql: &str, binds: usize) -> String {
-        let mut query = q(format!("EXPLAIN QUERY PLAN {sql}"));
-        for _ in 0..binds {
-            query = query.bind("A-1");
-        }
-        let rows = query.fetch_all(db.read()).await.unwrap();
-        rows.iter()
-            .map(|r| r.text("detail").unwrap())
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-
-    /// A ticket's views and its latest one are found through the ticket's index, not by
-    /// reading every view.
-    #[tokio::test]
-    async fn views_of_a_ticket_are_read_through_its_index() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open_sqlite(&dir.path().join("codemill.db"))
-            .await
-            .unwrap();
-        for (sql, binds) in [
-            (LATEST_VIEW.to_owned(), 1),
-            (views_sql(false, true), 1),
-            (views_sql(true, true), 2),
-        ] {
-            let plan = plan(&db, &sql, binds).await;
-            assert!(plan.contains("USING INDEX job_view_"), "{sql}\n{plan}");
-            assert!(!plan.contains("SCAN job_view"), "{sql}\n{plan}");
-        }
-        // The board's cards look for a later job of each ticket through the same index.
-        let cards = plan(&db, CARDS, 0).await;
-        assert!(cards.contains("USING INDEX job_view_ticket"), "{cards}");
-        let plan = plan(&db, &views_sql(true, false), 1).await;
-        assert!(plan.contains("USING INDEX job_view_status"), "{plan}");
-        assert_eq!(views_sql(false, false).matches('$').count(), 0);
-        assert!(views_sql(true, true).contains("status = $1 AND ticket_key = $2"));
     }
 }

@@ -22,3 +22,53 @@ mod users;
 
 pub(crate) use ingest::Ingest;
 pub use ingest::IngestCounts;
+
+#[cfg(test)]
+mod plans {
+    #![allow(clippy::unwrap_used)]
+    use super::events::{CARDS, LATEST_VIEW, views_sql};
+    use crate::sql::{Db, q};
+
+    /// What SQLite plans for `sql` with `binds` text values, one line per step.
+    async fn plan(db: &Db, sql: &str, binds: usize) -> String {
+        let mut query = q(format!("EXPLAIN QUERY PLAN {sql}"));
+        for _ in 0..binds {
+            query = query.bind("A-1");
+        }
+        let rows = query.fetch_all(db.read()).await.unwrap();
+        rows.iter()
+            .map(|r| r.text("detail").unwrap())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// What the pages ask at every view (a ticket's jobs and latest job, the board's cards and
+    /// queued jobs) is found through an index, not by reading every row ever written.
+    #[tokio::test]
+    async fn what_pages_ask_often_is_read_through_an_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open_sqlite(&dir.path().join("codemill.db"))
+            .await
+            .unwrap();
+        for (sql, binds, index) in [
+            (LATEST_VIEW.to_owned(), 1, "job_view_ticket"),
+            (views_sql(false, true), 1, "job_view_ticket"),
+            (views_sql(true, true), 2, "job_view_"),
+            (views_sql(true, false), 1, "job_view_status"),
+            // The outer scan is every ticket's; the search for a later job is by index.
+            (CARDS.to_owned(), 0, "job_view_ticket"),
+            (super::queue::QUEUE_IN_STATE.to_owned(), 1, "queue_"),
+        ] {
+            let plan = plan(&db, &sql, binds).await;
+            assert!(
+                plan.contains(&format!("USING INDEX {index}")),
+                "{sql}\n{plan}"
+            );
+            if !sql.starts_with(CARDS) {
+                assert!(!plan.contains("SCAN"), "{sql}\n{plan}");
+            }
+        }
+        assert_eq!(views_sql(false, false).matches('$').count(), 0);
+        assert!(views_sql(true, true).contains("status = $1 AND ticket_key = $2"));
+    }
+}

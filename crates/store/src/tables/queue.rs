@@ -345,10 +345,10 @@ impl Db {
         &self,
         state: Option<QueueState>,
     ) -> Result<Vec<QueueEntry>, StoreError> {
-        let rows = q(
-            "SELECT * FROM queue WHERE ($1::text IS NULL OR state = $1) ORDER BY created_at, job_id",
-        )
-        .bind(state.map(QueueState::as_str))
+        let rows = match state {
+            Some(state) => q(QUEUE_IN_STATE).bind(state.as_str()),
+            None => q("SELECT * FROM queue ORDER BY created_at, job_id"),
+        }
         .fetch_all(self.read())
         .await?;
         rows.iter().map(entry_from_row).collect()
@@ -518,3 +518,8 @@ fn entry_from_row(r: &Row) -> Result<QueueEntry, StoreError> {
         updated_at: r.time("updated_at")?,
     })
 }
+
+/// The queue rows in one state, oldest first, found through the state's index (`queue_due`):
+/// the board asks for the queued few at every move, among every job ever queued.
+pub(super) const QUEUE_IN_STATE: &str =
+    "SELECT * FROM queue WHERE state = $1 ORDER BY created_at, job_id";
