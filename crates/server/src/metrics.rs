@@ -114,7 +114,7 @@ impl Metrics {
         });
     }
 
-    fn jobs(&self, counts: &[(QueueState, usize)]) {
+    fn jobs(&self, counts: &[(QueueState, u64)]) {
         self.with(|| {
             for (state, n) in counts {
                 metrics::gauge!(JOBS, "state" => state.as_str()).set(*n as f64);
@@ -159,10 +159,14 @@ fn standard_method(method: &Method) -> &'static str {
 
 /// `GET /metrics`: refresh the job gauge from the store, then render.
 pub(crate) async fn render(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let entries = state.store().queue_entries(None).await?;
-    let counts: Vec<(QueueState, usize)> = QUEUE_STATES
+    let counted = state.store().queue_counts().await?;
+    // Every state gets a value, 0 when no row is in it.
+    let counts: Vec<(QueueState, u64)> = QUEUE_STATES
         .iter()
-        .map(|s| (*s, entries.iter().filter(|e| e.state == *s).count()))
+        .map(|s| {
+            let n = counted.iter().find(|(c, _)| c == s).map_or(0, |(_, n)| *n);
+            (*s, n)
+        })
         .collect();
     state.metrics().jobs(&counts);
     Ok((

@@ -150,6 +150,11 @@ impl Store {
         self.db.queue_entry(job).await
     }
 
+    /// How many queue rows are in each state (states without rows are left out).
+    pub async fn queue_counts(&self) -> Result<Vec<(QueueState, u64)>, StoreError> {
+        self.db.queue_counts().await
+    }
+
     /// Queue rows, optionally of one state, oldest first.
     pub async fn queue_entries(
         &self,

@@ -341,6 +341,22 @@ impl Db {
         row.map(|r| entry_from_row(&r)).transpose()
     }
 
+    /// Counted in the database: `/metrics` asks at every scrape, and reading every row ever
+    /// queued to count them grew with the service's age.
+    pub async fn queue_counts(&self) -> Result<Vec<(QueueState, u64)>, StoreError> {
+        let rows = q("SELECT state, COUNT(*) AS n FROM queue GROUP BY state")
+            .fetch_all(self.read())
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let state = r.text("state")?;
+                let state = QueueState::parse(&state)
+                    .ok_or_else(|| StoreError::Corrupt(format!("queue state {state:?}")))?;
+                Ok((state, u64::try_from(r.int("n")?).unwrap_or(0)))
+            })
+            .collect()
+    }
+
     pub async fn queue_entries(
         &self,
         state: Option<QueueState>,

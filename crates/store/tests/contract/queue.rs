@@ -90,6 +90,13 @@ pub async fn one_active_job_per_ticket(db: Db) {
         Enqueued::Created(second)
     );
     assert_eq!(s.jobs_for_ticket(&ticket).await.unwrap().len(), 2);
+    // Counted by state, as `/metrics` shows them.
+    let mut counts = s.queue_counts().await.unwrap();
+    counts.sort_by_key(|(state, _)| state.as_str());
+    assert_eq!(
+        counts,
+        [(QueueState::Cancelled, 1), (QueueState::Queued, 2)]
+    );
 }
 
 pub async fn claim_takes_due_jobs_oldest_first(db: Db) {
