@@ -380,7 +380,12 @@ pub async fn poll_once(
 ) -> Result<Vec<(TicketKey, JobId)>, RunError> {
     use codemill_core::pipeline::TicketStatus;
     let mut queued = Vec::new();
-    for ticket in store.tickets(None).await? {
+    let open = [
+        TicketStatus::Todo,
+        TicketStatus::NeedsInput,
+        TicketStatus::AwaitingApproval,
+    ];
+    for ticket in store.tickets_in_status(&open).await? {
         let asks = |label: &str| ticket.labels.iter().any(|l| l == label);
         if !asks(TRIGGER_LABEL) && !asks(codemill_core::refine::REFINE_LABEL) {
             continue;

@@ -58,7 +58,11 @@ impl Tracker for LocalTracker {
 
     /// Tickets labelled for codemill that are still to do.
     async fn triggered(&self) -> Result<Vec<String>> {
-        let tickets = self.store.tickets(None).await.map_err(store_error)?;
+        let tickets = self
+            .store
+            .tickets_in_status(&[TicketStatus::Todo])
+            .await
+            .map_err(store_error)?;
         Ok(tickets
             .into_iter()
             .filter(|t| {

@@ -3,8 +3,6 @@
 //! request — and followers read the event stream from a cursor; the four state changes go
 //! through [`crate::Control`].
 
-use std::collections::HashMap;
-
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, Query, State};
@@ -185,9 +183,6 @@ struct ProposalView {
 
 /// `GET /api/proposals`: every job awaiting approval, with what would be shipped.
 pub(crate) async fn proposals(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let tickets = app.store().tickets(None).await?;
-    let titles: HashMap<&TicketKey, &str> =
-        tickets.iter().map(|t| (&t.key, t.title.as_str())).collect();
     let mut out = Vec::new();
     for view in app
         .store()
@@ -201,9 +196,11 @@ pub(crate) async fn proposals(State(app): State<AppState>) -> Result<Json<Value>
         let Some(proposal) = state.proposal.clone() else {
             continue;
         };
+        // Only the waiting few tickets are read, not every ticket with its body.
+        let title = app.store().ticket(&state.ticket).await?.map(|t| t.title);
         out.push(ProposalView {
             job: view.job,
-            title: titles.get(&state.ticket).map(|t| t.to_string()),
+            title,
             ticket: state.ticket,
             proposal,
             cost_usd: state.cost_usd,

@@ -51,6 +51,25 @@ pub struct JobCard {
     pub updated_at: DateTime<Utc>,
 }
 
+/// What the agent steps of every job cost in one stage, summed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StageSpend {
+    pub stage: String,
+    pub tokens: u64,
+    pub cost_usd: f64,
+}
+
+/// What a ticket's jobs cost, summed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TicketSpend {
+    pub ticket: TicketKey,
+    pub project: String,
+    /// Empty when the ticket is not in the store.
+    pub title: String,
+    pub jobs: u64,
+    pub cost_usd: f64,
+}
+
 /// A job's state after its latest journal entry.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct JobView {

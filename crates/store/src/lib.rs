@@ -98,7 +98,7 @@ pub use assistant::{
     NewQuestion,
 };
 pub use error::{FenceReason, StoreError};
-pub use events::{ActivityRow, ActivityStep, EventRow, JobCard, JobView};
+pub use events::{ActivityRow, ActivityStep, EventRow, JobCard, JobView, StageSpend, TicketSpend};
 pub use knowledge::{KnowledgeHit, KnowledgeRow, KnowledgeSource, KnowledgeTag, NewKnowledge};
 pub use learning::{GuidanceRow, GuidanceState, NewWorkOutcome, WorkOutcome};
 pub use merge_queue::{MergeEntry, MergeState, NewMergeEntry};

@@ -1,8 +1,6 @@
 //! `GET /costs`: what the models cost, per project and UTC day for the last days (metered by
 //! the gateway), per stage and per ticket (from the jobs), each against its budget.
 
-use std::collections::BTreeMap;
-
 use askama::Template;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -15,7 +13,7 @@ use crate::AppState;
 /// Days shown, today included.
 const WINDOW: i64 = 7;
 /// Tickets listed by cost.
-const TOP: usize = 10;
+const TOP: u32 = 10;
 
 struct DayRow {
     day: String,
@@ -36,7 +34,7 @@ struct StageRow {
 struct TicketRow {
     key: String,
     title: String,
-    jobs: usize,
+    jobs: u64,
     cost: String,
     budget: String,
     over: bool,
@@ -72,11 +70,11 @@ pub(super) async fn page(State(app): State<AppState>, session: Session) -> Respo
                 days.push((day.clone(), p));
             }
         }
-        let views = store.job_views(None, None).await?;
-        let tickets = store.tickets(None).await?;
-        Ok::<_, codemill_store::StoreError>((days, views, tickets))
+        let stages = store.stage_spend().await?;
+        let top = store.top_ticket_spend(TOP).await?;
+        Ok::<_, codemill_store::StoreError>((days, stages, top))
     };
-    let (days, views, tickets) = match loaded.await {
+    let (days, stages, top) = match loaded.await {
         Ok(all) => all,
         Err(e) => {
             tracing::error!(error = %e, "the costs could not be read");
@@ -99,38 +97,16 @@ pub(super) async fn page(State(app): State<AppState>, session: Session) -> Respo
             }
         })
         .collect();
-    let mut stages: BTreeMap<String, (u64, f64)> = BTreeMap::new();
-    let mut per_ticket: BTreeMap<String, (String, usize, f64)> = BTreeMap::new();
-    for v in &views {
-        let Some(state) = &v.state else { continue };
-        for c in &state.costs {
-            let e = stages.entry(c.stage.as_str().to_string()).or_default();
-            e.0 += c.usage.total();
-            e.1 += c.cost_usd;
-        }
-        let e = per_ticket
-            .entry(v.ticket.to_string())
-            .or_insert_with(|| (v.project.clone(), 0, 0.0));
-        e.1 += 1;
-        e.2 += state.cost_usd;
-    }
-    let titles: BTreeMap<String, String> = tickets
-        .iter()
-        .map(|t| (t.key.to_string(), t.title.clone()))
-        .collect();
-    let mut top: Vec<(String, (String, usize, f64))> = per_ticket.into_iter().collect();
-    top.sort_by(|a, b| b.1.2.total_cmp(&a.1.2));
     let top = top
         .into_iter()
-        .take(TOP)
-        .map(|(key, (project, jobs, usd))| {
-            let limit = budgets(&project).ticket_usd;
+        .map(|t| {
+            let limit = budgets(&t.project).ticket_usd;
             TicketRow {
-                title: titles.get(&key).cloned().unwrap_or_default(),
-                key,
-                jobs,
-                cost: format!("{usd:.4}"),
-                over: limit.is_some_and(|l| usd > l),
+                key: t.ticket.to_string(),
+                title: t.title,
+                jobs: t.jobs,
+                cost: format!("{:.4}", t.cost_usd),
+                over: limit.is_some_and(|l| t.cost_usd > l),
                 budget: budget_text(limit),
             }
         })
@@ -144,10 +120,10 @@ pub(super) async fn page(State(app): State<AppState>, session: Session) -> Respo
             days,
             stages: stages
                 .into_iter()
-                .map(|(name, (tokens, usd))| StageRow {
-                    name,
-                    tokens,
-                    cost: format!("{usd:.4}"),
+                .map(|s| StageRow {
+                    name: s.stage,
+                    tokens: s.tokens,
+                    cost: format!("{:.4}", s.cost_usd),
                 })
                 .collect(),
             top,

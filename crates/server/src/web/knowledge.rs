@@ -75,14 +75,7 @@ pub(super) async fn page(
     let tag = KnowledgeTag::parse(&query.tag);
     let stale = query.stale.is_some_and(|s| !s.is_empty());
     let loaded = async {
-        let mut projects: Vec<String> = store
-            .tickets(None)
-            .await?
-            .into_iter()
-            .map(|t| t.project)
-            .collect();
-        projects.sort();
-        projects.dedup();
+        let projects = store.ticket_projects().await?;
         let project = if query.project.is_empty() {
             projects.first().cloned().unwrap_or_default()
         } else {

@@ -4,7 +4,10 @@ use chrono::{DateTime, Utc};
 use codemill_core::ids::{JobId, TicketKey};
 
 use crate::queue::micros;
-use crate::{ActivityRow, ActivityStep, EventRow, JobCard, JobView, Store, StoreError, events};
+use crate::{
+    ActivityRow, ActivityStep, EventRow, JobCard, JobView, StageSpend, Store, StoreError,
+    TicketSpend, events,
+};
 
 impl Store {
     /// Up to `limit` journal entries after stream position `after` (0: from the start), in
@@ -69,6 +72,16 @@ impl Store {
     /// Every ticket's latest job as the board shows it, in no particular order.
     pub async fn job_cards(&self) -> Result<Vec<JobCard>, StoreError> {
         self.db.job_cards().await
+    }
+
+    /// What every job's agent steps cost, summed per stage, by stage name.
+    pub async fn stage_spend(&self) -> Result<Vec<StageSpend>, StoreError> {
+        self.db.stage_spend().await
+    }
+
+    /// The `limit` tickets whose jobs cost the most, costliest first, with their titles.
+    pub async fn top_ticket_spend(&self, limit: u32) -> Result<Vec<TicketSpend>, StoreError> {
+        self.db.top_ticket_spend(limit).await
     }
 
     /// The view of the ticket's latest job.

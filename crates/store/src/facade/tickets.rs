@@ -31,6 +31,15 @@ impl Store {
         self.db.tickets(project).await
     }
 
+    /// The tickets in any of `statuses` (read through an index, so the few still open are found
+    /// without reading every ticket ever done), by project and number.
+    pub async fn tickets_in_status(
+        &self,
+        statuses: &[TicketStatus],
+    ) -> Result<Vec<Ticket>, StoreError> {
+        self.db.tickets_in_status(statuses).await
+    }
+
     /// The projects that have tickets, by name.
     pub async fn ticket_projects(&self) -> Result<Vec<String>, StoreError> {
         self.db.ticket_projects().await

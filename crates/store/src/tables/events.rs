@@ -10,7 +10,8 @@ use codemill_core::pipeline::{JobEvent, JobState};
 
 use crate::StoreError;
 use crate::events::{
-    ActivityRow, ActivityStep, EventRow, JobCard, JobView, columns, next_state, replay_state,
+    ActivityRow, ActivityStep, EventRow, JobCard, JobView, StageSpend, TicketSpend, columns,
+    next_state, replay_state,
 };
 use crate::model;
 use crate::sql::{Db, Row, Tx, q};
@@ -36,6 +37,11 @@ pub(crate) async fn after_append(
             .transpose()?
     };
     let prev_status = before.as_ref().map(|(state, _)| columns(state).0);
+    // Entries of `costs` are only ever added: those past the previous state's are new.
+    let known_costs = before
+        .as_ref()
+        .and_then(|(state, _)| state.as_ref())
+        .map_or(0, |s| s.costs.len());
     let (state, error) = next_state(before, seq, event);
     let pos = if tx.is_postgres() {
         let pos = q("UPDATE event_counter SET pos = pos + 1 RETURNING pos")
@@ -61,7 +67,32 @@ pub(crate) async fn after_append(
             .await?
             .int(0)?
     };
-    write_view(tx, job, seq, pos, &state, error.as_deref(), at).await
+    write_view(tx, job, seq, pos, &state, error.as_deref(), at).await?;
+    write_costs(tx, job, &state, known_costs).await
+}
+
+/// The job's cost entries from the `from`th on, into `job_costs` (one already there is kept).
+async fn write_costs(
+    tx: &mut Tx,
+    job: JobId,
+    state: &Option<JobState>,
+    from: usize,
+) -> Result<(), StoreError> {
+    let Some(state) = state else { return Ok(()) };
+    for (n, cost) in state.costs.iter().enumerate().skip(from) {
+        q(
+            "INSERT INTO job_costs (job_id, n, stage, tokens, cost_usd) VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (job_id, n) DO NOTHING",
+        )
+        .bind(job)
+        .bind(i64::try_from(n).unwrap_or(i64::MAX))
+        .bind(cost.stage.as_str())
+        .bind(i64::try_from(cost.usage.total()).unwrap_or(i64::MAX))
+        .bind(cost.cost_usd)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
 }
 
 fn state_of(r: &Row, job: JobId) -> Result<(Option<JobState>, Option<String>), StoreError> {
@@ -148,6 +179,17 @@ pub(super) const CARDS: &str = "SELECT v.job_id, v.ticket_key, v.project, v.stat
      LEFT JOIN tickets t ON t.key = v.ticket_key WHERE NOT EXISTS (SELECT 1 FROM job_view w \
      WHERE w.ticket_key = v.ticket_key AND (w.created_at > v.created_at \
      OR (w.created_at = v.created_at AND w.job_id > v.job_id)))";
+
+/// Every job's agent steps summed per stage, from `job_costs`: no job state is read.
+pub(super) const STAGE_COSTS: &str = "SELECT stage, CAST(SUM(tokens) AS BIGINT) AS tokens, \
+     SUM(cost_usd) AS usd FROM job_costs GROUP BY stage ORDER BY stage";
+
+/// The `$1` tickets whose jobs cost the most, from the views' cost column, with their titles.
+/// A job whose journal does not replay has no state and is not counted.
+pub(super) const TICKET_COSTS: &str = "SELECT v.ticket_key, v.project, COUNT(*) AS jobs, \
+     SUM(v.cost_usd) AS usd, t.title FROM job_view v LEFT JOIN tickets t ON t.key = v.ticket_key \
+     WHERE v.state IS NOT NULL GROUP BY v.ticket_key, v.project, t.title \
+     ORDER BY usd DESC, v.ticket_key LIMIT $1";
 
 fn view(r: &Row) -> Result<JobView, StoreError> {
     let job = r.job("job_id")?;
@@ -252,6 +294,39 @@ impl Db {
             .collect()
     }
 
+    /// What every job's agent steps cost per stage ([`STAGE_COSTS`]), by stage name.
+    pub async fn stage_spend(&self) -> Result<Vec<StageSpend>, StoreError> {
+        let rows = q(STAGE_COSTS).fetch_all(self.read()).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StageSpend {
+                    stage: r.text("stage")?,
+                    tokens: u64::try_from(r.int("tokens")?).unwrap_or(0),
+                    cost_usd: r.real("usd")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The `limit` tickets whose jobs cost the most ([`TICKET_COSTS`]), costliest first.
+    pub async fn top_ticket_spend(&self, limit: u32) -> Result<Vec<TicketSpend>, StoreError> {
+        let rows = q(TICKET_COSTS)
+            .bind(i64::from(limit))
+            .fetch_all(self.read())
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TicketSpend {
+                    ticket: model::ticket_key(&r.text("ticket_key")?)?,
+                    project: r.text("project")?,
+                    title: r.opt_text("title")?.unwrap_or_default(),
+                    jobs: u64::try_from(r.int("jobs")?).unwrap_or(0),
+                    cost_usd: r.real("usd")?,
+                })
+            })
+            .collect()
+    }
+
     /// The view of the ticket's latest job ([`LATEST_VIEW`]).
     pub async fn latest_view(&self, ticket: &str) -> Result<Option<JobView>, StoreError> {
         q(LATEST_VIEW)
@@ -304,6 +379,7 @@ impl Db {
                     last.time("created_at")?,
                 )
                 .await?;
+                write_costs(&mut tx, job, &state, 0).await?;
                 Ok(true)
             })?;
             built += u64::from(done);

@@ -43,7 +43,8 @@ mod plans {
     }
 
     /// What the pages ask at every view (a ticket's jobs and latest job, the board's cards and
-    /// queued jobs) is found through an index, not by reading every row ever written.
+    /// queued jobs) and the pollers at every poll (the open tickets) is found through an
+    /// index, not by reading every row ever written.
     #[tokio::test]
     async fn what_pages_ask_often_is_read_through_an_index() {
         let dir = tempfile::tempdir().unwrap();
@@ -58,6 +59,12 @@ mod plans {
             // The outer scan is every ticket's; the search for a later job is by index.
             (CARDS.to_owned(), 0, "job_view_ticket"),
             (super::queue::QUEUE_IN_STATE.to_owned(), 1, "queue_"),
+            // The pollers' few open tickets among all ever done.
+            (
+                super::tickets::tickets_in_status_sql(3),
+                3,
+                "tickets_status",
+            ),
         ] {
             let plan = plan(&db, &sql, binds).await;
             assert!(

@@ -20,6 +20,22 @@ macro_rules! ticket_columns {
     };
 }
 
+/// The tickets whose status is one of `n` values (`$1`..`$n`).
+pub(crate) fn tickets_in_status_sql(n: usize) -> String {
+    let list = (1..=n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        concat!(
+            "SELECT ",
+            ticket_columns!(),
+            " FROM tickets WHERE status IN ({}) ORDER BY project, number"
+        ),
+        list
+    )
+}
+
 fn now() -> chrono::DateTime<Utc> {
     micros(Utc::now())
 }
@@ -89,6 +105,23 @@ impl Db {
         .bind(project)
         .fetch_all(self.read())
         .await?;
+        rows.iter().map(ticket_from_row).collect()
+    }
+
+    /// The tickets in any of `statuses`, through `tickets_status`: what the pollers look at,
+    /// a few among every ticket ever done.
+    pub async fn tickets_in_status(
+        &self,
+        statuses: &[TicketStatus],
+    ) -> Result<Vec<Ticket>, StoreError> {
+        if statuses.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut query = q(tickets_in_status_sql(statuses.len()));
+        for status in statuses {
+            query = query.bind(status.as_str());
+        }
+        let rows = query.fetch_all(self.read()).await?;
         rows.iter().map(ticket_from_row).collect()
     }
 

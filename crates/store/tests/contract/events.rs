@@ -2,7 +2,7 @@
 //! written with each entry.
 
 use codemill_core::ids::JobId;
-use codemill_core::pipeline::{JobEvent, JobState};
+use codemill_core::pipeline::{AgentStage, JobEvent, JobState};
 use codemill_store::{EventRow, QueueState};
 
 use crate::harness::{Db, at, claim, created, enqueue, key, started};
@@ -152,17 +152,26 @@ pub async fn every_append_has_a_place_in_the_stream_and_updates_its_view(db: Db)
 
 /// A readiness agent's run that found the ticket ready, costing `cost_usd`.
 fn ready_run(cost_usd: f64) -> JobEvent {
+    agent_run(AgentStage::Readiness, cost_usd, 0)
+}
+
+/// An agent's successful run in `stage` (a readiness run finds the ticket ready), costing
+/// `cost_usd` and `tokens` input tokens.
+fn agent_run(stage: AgentStage, cost_usd: f64, tokens: u64) -> JobEvent {
     use codemill_core::agent::AgentOutcome;
-    use codemill_core::pipeline::{AgentStage, Readiness, StageRun};
+    use codemill_core::pipeline::{Readiness, StageRun};
     JobEvent::AgentFinished {
-        stage: AgentStage::Readiness,
+        stage,
         round: 0,
         run: StageRun {
             agent: "builtin".into(),
             model: "m".into(),
             outcome: AgentOutcome::Success,
             session_id: None,
-            usage: Default::default(),
+            usage: codemill_core::cost::Usage {
+                input_tokens: tokens,
+                ..Default::default()
+            },
             cost_usd,
             turns: 1,
             duration_ms: 1,
@@ -170,7 +179,7 @@ fn ready_run(cost_usd: f64) -> JobEvent {
             angle: None,
             findings: None,
             decisions: None,
-            readiness: Some(Readiness {
+            readiness: (stage == AgentStage::Readiness).then(|| Readiness {
                 ready: true,
                 questions: vec![],
             }),
@@ -319,4 +328,102 @@ pub async fn agent_activity_is_read_from_a_cursor_and_pruned(db: Db) {
 
     assert_eq!(s.prune_activity(at(1)).await.unwrap(), 1);
     assert_eq!(s.activity_since(a, 0, 100).await.unwrap().len(), 2);
+}
+
+/// A job that went from readiness to research, costing `ready` and then `research`.
+async fn researched(s: &codemill_store::Store, ticket: &str, ready: f64, research: f64) -> JobId {
+    let job = enqueue(s, ticket, 3, at(0)).await;
+    let events = [
+        agent_run(AgentStage::Readiness, ready, 100),
+        JobEvent::TicketUpdated { marker: "m".into() },
+        JobEvent::WorkspaceReady {
+            worktree: "/w".into(),
+            branch: key(ticket).branch(),
+            base_commit: "base".into(),
+            default_branch: "main".into(),
+        },
+        agent_run(AgentStage::Research, research, 1000),
+    ];
+    for (seq, e) in events.iter().enumerate() {
+        s.append(job, seq as i64 + 1, e).await.unwrap();
+    }
+    job
+}
+
+/// What the costs page sums (per stage, and the tickets that cost the most) is what the job
+/// states say, read without parsing them; the migration that brought `job_costs` fills it in
+/// from the states already written.
+pub async fn what_jobs_cost_is_summed_per_stage_and_per_ticket(db: Db) {
+    let s = &db.store;
+    assert!(s.stage_spend().await.unwrap().is_empty());
+    assert!(s.top_ticket_spend(10).await.unwrap().is_empty());
+    s.create_ticket(&"A".parse().unwrap(), "Cheap one", "", &[])
+        .await
+        .unwrap();
+    researched(s, "A-1", 0.25, 1.0).await;
+    let b = researched(s, "B-1", 0.5, 2.0).await;
+    // A second job of B-1 that only got through readiness.
+    assert!(s.cancel(b, at(8)).await.unwrap());
+    let b2 = enqueue(s, "B-1", 3, at(9)).await;
+    s.append(b2, 1, &agent_run(AgentStage::Readiness, 0.125, 100))
+        .await
+        .unwrap();
+    // An entry that adds no cost adds no row.
+    s.append(b2, 2, &JobEvent::TicketUpdated { marker: "m".into() })
+        .await
+        .unwrap();
+    let stages = |spend: Vec<codemill_store::StageSpend>| {
+        spend
+            .into_iter()
+            .map(|s| (s.stage, s.tokens, s.cost_usd))
+            .collect::<Vec<_>>()
+    };
+    let expected = vec![
+        ("readiness".to_string(), 300, 0.875),
+        ("research".to_string(), 2000, 3.0),
+    ];
+    assert_eq!(stages(s.stage_spend().await.unwrap()), expected);
+    // The same sums as the states hold.
+    let mut from_states = std::collections::BTreeMap::<String, (u64, f64)>::new();
+    for v in s.job_views(None, None).await.unwrap() {
+        for c in v.state.unwrap().costs {
+            let e = from_states.entry(c.stage.as_str().to_string()).or_default();
+            e.0 += c.usage.total();
+            e.1 += c.cost_usd;
+        }
+    }
+    assert_eq!(
+        from_states
+            .into_iter()
+            .map(|(stage, (tokens, usd))| (stage, tokens, usd))
+            .collect::<Vec<_>>(),
+        expected
+    );
+    let top: Vec<(String, String, String, u64, f64)> = s
+        .top_ticket_spend(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.ticket.to_string(), t.project, t.title, t.jobs, t.cost_usd))
+        .collect();
+    assert_eq!(
+        top,
+        [
+            ("B-1".into(), "B".into(), String::new(), 2, 2.625),
+            ("A-1".into(), "A".into(), "Cheap one".into(), 1, 1.25),
+        ]
+    );
+    assert_eq!(s.top_ticket_spend(1).await.unwrap().len(), 1);
+
+    // Written again from the states by the migration's own statement, the sums are the same.
+    let migration = if db.is_postgres() {
+        include_str!("../../migrations/postgres/0018_status_index_and_job_costs.sql")
+    } else {
+        include_str!("../../migrations/sqlite/0019_status_index_and_job_costs.sql")
+    };
+    let backfill = &migration[migration.find("INSERT INTO job_costs").unwrap()..];
+    assert_eq!(db.raw("DELETE FROM job_costs").await, Ok(5));
+    assert!(s.stage_spend().await.unwrap().is_empty());
+    assert_eq!(db.raw(backfill).await, Ok(5));
+    assert_eq!(stages(s.stage_spend().await.unwrap()), expected);
 }

@@ -99,6 +99,10 @@ impl Db {
         }
     }
 
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.kind, Kind::Postgres { .. })
+    }
+
     /// Run SQL behind the store's back; the database's error message on failure.
     pub async fn raw(&self, sql: &'static str) -> Result<u64, String> {
         match &self.kind {

@@ -47,6 +47,8 @@ macro_rules! contract {
 }
 
 contract!(
+    events::what_jobs_cost_is_summed_per_stage_and_per_ticket,
+    tickets::open_tickets_are_found_by_status,
     learning::outcomes_guidance_and_learn_runs_are_recorded_once,
     assistant::assistant_turns_keep_their_drafts_and_save_each_once,
     assistant::pending_questions_are_claimed_once_and_answered_by_their_holder,

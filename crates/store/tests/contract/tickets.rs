@@ -101,6 +101,54 @@ pub async fn status_changes_are_recorded_once(db: Db) {
     ));
 }
 
+/// The pollers' question: the tickets in some statuses, by project and number.
+pub async fn open_tickets_are_found_by_status(db: Db) {
+    let s = &db.store;
+    let mut keys = Vec::new();
+    for (project, title) in [("B", "b1"), ("A", "a1"), ("A", "a2"), ("A", "a3")] {
+        let t = s
+            .create_ticket(&project.parse().unwrap(), title, "body", &[])
+            .await
+            .unwrap();
+        keys.push(t.key);
+    }
+    s.set_ticket_status(&keys[1], TicketStatus::Done, "x")
+        .await
+        .unwrap();
+    s.set_ticket_status(&keys[2], TicketStatus::NeedsInput, "x")
+        .await
+        .unwrap();
+    let found = |tickets: Vec<codemill_store::Ticket>| {
+        tickets
+            .into_iter()
+            .map(|t| (t.key.to_string(), t.status, t.body))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        found(
+            s.tickets_in_status(&[TicketStatus::Todo, TicketStatus::NeedsInput])
+                .await
+                .unwrap()
+        ),
+        [
+            ("A-2".into(), TicketStatus::NeedsInput, "body".into()),
+            ("A-3".into(), TicketStatus::Todo, "body".into()),
+            ("B-1".into(), TicketStatus::Todo, "body".into()),
+        ]
+    );
+    assert_eq!(
+        found(s.tickets_in_status(&[TicketStatus::Done]).await.unwrap()),
+        [("A-1".into(), TicketStatus::Done, "body".into())]
+    );
+    assert!(
+        s.tickets_in_status(&[TicketStatus::InReview])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(s.tickets_in_status(&[]).await.unwrap().is_empty());
+}
+
 pub async fn edits_labels_and_linked_tickets(db: Db) {
     let s = &db.store;
     let t = s
