@@ -1,8 +1,11 @@
 //! The `status`, `show` and `budget` views of the store.
 
+use std::collections::HashMap;
+
 use anyhow::Result;
 use codemill_core::ids::TicketKey;
 use codemill_core::pipeline::JobEvent;
+use codemill_store::JobView;
 use serde_json::json;
 
 use crate::commands::{Opened, latest_state};
@@ -12,7 +15,8 @@ fn money(x: f64) -> String {
     format!("${x:.4}")
 }
 
-/// `codemill status`: every ticket and its latest job.
+/// `codemill status`: every ticket and its latest job, from the job views (the journals'
+/// replays, written with each entry), so a store of thousands of jobs replays none of them.
 pub async fn status(opened: &Opened, as_json: bool) -> Result<()> {
     let tickets = opened.store.tickets(None).await?;
     let today = codemill_store::day_of(chrono::Utc::now());
@@ -23,18 +27,24 @@ pub async fn status(opened: &Opened, as_json: bool) -> Result<()> {
         .iter()
         .map(|p| p.usd)
         .sum();
-    let mut rows = Vec::new();
-    for t in &tickets {
-        let latest = latest_state(opened, &t.key).await?;
-        rows.push((t, latest));
-    }
+    let mut latest: HashMap<TicketKey, JobView> = opened
+        .store
+        .latest_views()
+        .await?
+        .into_iter()
+        .map(|v| (v.ticket.clone(), v))
+        .collect();
+    let rows: Vec<_> = tickets.iter().map(|t| (t, latest.remove(&t.key))).collect();
     if as_json {
         let items: Vec<_> = rows
             .iter()
             .map(|(t, latest)| {
-                let job = latest.as_ref().map(|(id, s, _)| {
-                    json!({"id": id.to_string(), "state": s.status(), "stage": s.stage.as_str(), "rounds": s.round,
-                           "tokens": s.usage.total(), "cost_usd": s.cost_usd, "branch": s.branch, "commit": s.commit, "reason": s.reason})
+                let job = latest.as_ref().map(|v| match &v.state {
+                    Some(s) => json!({"id": v.job.to_string(), "state": s.status(), "stage": s.stage.as_str(), "rounds": s.round,
+                           "tokens": s.usage.total(), "cost_usd": s.cost_usd, "branch": s.branch, "commit": s.commit, "reason": s.reason}),
+                    // A journal that does not replay: say so, and why.
+                    None => json!({"id": v.job.to_string(), "state": v.status, "stage": v.stage, "rounds": null,
+                           "tokens": null, "cost_usd": null, "branch": null, "commit": null, "reason": v.error}),
                 });
                 json!({"key": t.key.to_string(), "title": t.title, "ticket_status": t.status.as_str(), "job": job})
             })
@@ -54,28 +64,40 @@ pub async fn status(opened: &Opened, as_json: bool) -> Result<()> {
         "TICKET", "JOB", "STAGE", "ROUNDS", "TOKENS", "COST"
     ));
     for (t, latest) in rows {
-        match latest {
-            Some((_, s, _)) => out(&format!(
-                "{:<10} {:<18} {:<18} {:>6} {:>9} {:>10}  {}",
-                t.key.to_string(),
-                s.status(),
-                s.stage.as_str(),
-                s.round,
-                s.usage.total(),
+        let line = match latest.as_ref().map(|v| (v, v.state.as_ref())) {
+            Some((_, Some(s))) => [
+                s.status().to_string(),
+                s.stage.as_str().to_string(),
+                s.round.to_string(),
+                s.usage.total().to_string(),
                 money(s.cost_usd),
-                t.title
-            )),
-            None => out(&format!(
-                "{:<10} {:<18} {:<18} {:>6} {:>9} {:>10}  {}",
-                t.key.to_string(),
-                "no job",
-                "-",
-                "-",
-                "-",
-                "-",
-                t.title
-            )),
-        }
+            ],
+            Some((v, None)) => [
+                v.status.clone(),
+                v.stage.clone(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ],
+            None => [
+                "no job".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ],
+        };
+        let [job, stage, rounds, tokens, cost] = line;
+        out(&format!(
+            "{:<10} {:<18} {:<18} {:>6} {:>9} {:>10}  {}",
+            t.key.to_string(),
+            job,
+            stage,
+            rounds,
+            tokens,
+            cost,
+            t.title
+        ));
     }
     out(&format!(
         "\nSpent today ({today} UTC): {}{}",

@@ -215,6 +215,40 @@ async fn status_and_help_output() {
     ]}, {
         insta::assert_snapshot!("status", status);
     });
+    // A job whose journal no longer replays is listed as such, with why; the rest as before.
+    let store = codemill_store::Store::open(&env.home.join("codemill.db"))
+        .await
+        .unwrap();
+    let p2: codemill_core::ids::TicketKey = "P-2".parse().unwrap();
+    let created = codemill_core::pipeline::JobEvent::Created {
+        ticket: p2.clone(),
+        project: "P".parse().unwrap(),
+        max_rounds: 3,
+        acknowledge: false,
+        follow_pr: false,
+        subtask: None,
+        refine: None,
+    };
+    let broken = codemill_core::ids::JobId::new();
+    store.create_job(broken, &p2, &created).await.unwrap();
+    store.append(broken, 1, &created).await.unwrap();
+    let after = env.ok(&["status"]);
+    assert_eq!(
+        after.lines().nth(1),
+        status.lines().nth(1),
+        "P-1 is unchanged"
+    );
+    let row = after.lines().find(|l| l.starts_with("P-2")).unwrap();
+    assert!(row.contains("unreadable"), "{after}");
+    let listed = env.json(&["status", "--json"]);
+    let job = &listed["tickets"][1]["job"];
+    assert_eq!(job["id"], broken.to_string(), "{listed}");
+    assert_eq!(job["state"], "unreadable", "{listed}");
+    assert!(
+        job["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "{listed}"
+    );
+    assert_eq!(listed["tickets"][0]["job"]["state"], "awaiting_approval");
     insta::assert_snapshot!("help", env.ok(&["--help"]));
     let list = env.json(&["ticket", "list", "--json"]);
     assert_eq!(

@@ -74,6 +74,11 @@ impl Store {
         self.db.job_cards().await
     }
 
+    /// Each ticket's latest job's view, state included, in no particular order.
+    pub async fn latest_views(&self) -> Result<Vec<JobView>, StoreError> {
+        self.db.latest_views().await
+    }
+
     /// What every job's agent steps cost, summed per stage, by stage name.
     pub async fn stage_spend(&self) -> Result<Vec<StageSpend>, StoreError> {
         self.db.stage_spend().await

@@ -180,6 +180,14 @@ pub(super) const CARDS: &str = "SELECT v.job_id, v.ticket_key, v.project, v.stat
      WHERE w.ticket_key = v.ticket_key AND (w.created_at > v.created_at \
      OR (w.created_at = v.created_at AND w.job_id > v.job_id)))";
 
+/// Each ticket's latest job's view, state included ([`CARDS`]' rows with what `codemill status`
+/// prints): one parse per ticket instead of a replay of every journal.
+pub(super) const LATEST_VIEWS: &str = "SELECT v.job_id, v.ticket_key, v.project, v.status, \
+     v.stage, v.seq, v.pos, v.state::text AS state, v.error, v.created_at, v.updated_at \
+     FROM job_view v WHERE NOT EXISTS (SELECT 1 FROM job_view w \
+     WHERE w.ticket_key = v.ticket_key AND (w.created_at > v.created_at \
+     OR (w.created_at = v.created_at AND w.job_id > v.job_id)))";
+
 /// Every job's agent steps summed per stage, from `job_costs`: no job state is read.
 pub(super) const STAGE_COSTS: &str = "SELECT stage, CAST(SUM(tokens) AS BIGINT) AS tokens, \
      SUM(cost_usd) AS usd FROM job_costs GROUP BY stage ORDER BY stage";
@@ -292,6 +300,12 @@ impl Db {
                 })
             })
             .collect()
+    }
+
+    /// Each ticket's latest job's view ([`LATEST_VIEWS`]), in no particular order.
+    pub async fn latest_views(&self) -> Result<Vec<JobView>, StoreError> {
+        let rows = q(LATEST_VIEWS).fetch_all(self.read()).await?;
+        rows.iter().map(view).collect()
     }
 
     /// What every job's agent steps cost per stage ([`STAGE_COSTS`]), by stage name.

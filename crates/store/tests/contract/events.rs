@@ -148,6 +148,14 @@ pub async fn every_append_has_a_place_in_the_stream_and_updates_its_view(db: Db)
         )
     );
     assert_eq!(cards[1].project, "B");
+    // The same latest jobs as whole views, states included.
+    let mut latest = s.latest_views().await.unwrap();
+    latest.sort_by_key(|v| v.ticket.to_string());
+    assert_eq!(
+        latest.iter().map(|v| v.job).collect::<Vec<_>>(),
+        cards.iter().map(|c| c.job).collect::<Vec<_>>()
+    );
+    assert_eq!(latest[2], c_view);
 }
 
 /// A readiness agent's run that found the ticket ready, costing `cost_usd`.
