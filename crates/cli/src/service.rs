@@ -500,9 +500,12 @@ pub async fn serve(mut opened: Opened, args: ServeArgs) -> Result<ExitCode> {
         workers.spawn(async move {
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                 match control::poll_once(&store, &config).await {
-                    Ok(queued) => {
-                        for (key, job) in queued {
+                    Ok(polled) => {
+                        for (key, job) in polled.queued {
                             err(&format!("poller: queued {key} as job {job}"));
+                        }
+                        for (key, e) in polled.skipped {
+                            err(&format!("poller: skipped {key}: {e}"));
                         }
                     }
                     Err(e) => err(&format!("poller: {e}")),

@@ -370,60 +370,83 @@ async fn enqueue_subtask(
 /// The label that asks codemill to work on a ticket of the local tracker.
 pub const TRIGGER_LABEL: &str = "codemill";
 
+/// What one pass of the reconciling poller did.
+#[derive(Debug, Default)]
+pub struct Polled {
+    /// Tickets queued, with their new jobs.
+    pub queued: Vec<(TicketKey, JobId)>,
+    /// Tickets that could not be looked at (a journal that no longer replays, a ticket that
+    /// changed meanwhile), with why; the pass went on past them.
+    pub skipped: Vec<(TicketKey, RunError)>,
+}
+
 /// One pass of the reconciling poller: every ticket labelled for codemill that is still to do
 /// and has no job, and every ticket that waited for input and was edited since, is queued.
 /// Webhooks normally get there first; this catches what they missed. Safe to run on every web
-/// node at once: a ticket has at most one active job.
+/// node at once: a ticket has at most one active job. Only the store failing ends the pass: a
+/// ticket that cannot be looked at is skipped, so one broken job cannot keep every ticket after
+/// it from being queued.
 pub async fn poll_once(
     store: &Store,
     config: &codemill_core::config::Config,
-) -> Result<Vec<(TicketKey, JobId)>, RunError> {
+) -> Result<Polled, RunError> {
     use codemill_core::pipeline::TicketStatus;
-    let mut queued = Vec::new();
+    let mut polled = Polled::default();
     let open = [
         TicketStatus::Todo,
         TicketStatus::NeedsInput,
         TicketStatus::AwaitingApproval,
     ];
     for ticket in store.tickets_in_status(&open).await? {
-        let asks = |label: &str| ticket.labels.iter().any(|l| l == label);
-        if !asks(TRIGGER_LABEL) && !asks(codemill_core::refine::REFINE_LABEL) {
-            continue;
-        }
-        let due = match ticket.status {
-            // Never worked on, or refined and moved to the build queue since.
-            TicketStatus::Todo => match jobs::latest(store, &ticket.key).await? {
-                None => true,
-                Some(latest) => {
-                    latest.state.refine.is_some()
-                        && latest.state.stage == codemill_core::pipeline::Stage::Done
-                        && asks(TRIGGER_LABEL)
-                }
-            },
-            TicketStatus::NeedsInput => match jobs::latest(store, &ticket.key).await? {
-                Some(latest) => latest.state.answered(ticket.edited_at, latest.last_at()),
-                None => false,
-            },
-            // A spec awaiting acceptance whose ticket was edited is refined again.
-            TicketStatus::AwaitingApproval if ticket.external.is_none() => {
-                match jobs::latest(store, &ticket.key).await? {
-                    Some(latest) => supersede_if_edited(store, &latest, &ticket).await?,
-                    None => false,
-                }
-            }
-            _ => false,
-        };
-        if due {
-            // Outside tickets are found by their tracker's poll, not by the local label.
-            if ticket.external.is_some() {
-                continue;
-            }
-            let options = JobOptions::for_project(config, ticket.key.project());
-            let (job, created) = enqueue(store, &ticket.key, options).await?;
-            if created {
-                queued.push((ticket.key.clone(), job));
-            }
+        match poll_ticket(store, config, &ticket).await {
+            Ok(Some(job)) => polled.queued.push((ticket.key.clone(), job)),
+            Ok(None) => {}
+            Err(e @ RunError::Store(_)) => return Err(e),
+            Err(e) => polled.skipped.push((ticket.key.clone(), e)),
         }
     }
-    Ok(queued)
+    Ok(polled)
+}
+
+/// The poller's look at one open ticket: the new job when it queued one.
+async fn poll_ticket(
+    store: &Store,
+    config: &codemill_core::config::Config,
+    ticket: &codemill_store::Ticket,
+) -> Result<Option<JobId>, RunError> {
+    use codemill_core::pipeline::TicketStatus;
+    let asks = |label: &str| ticket.labels.iter().any(|l| l == label);
+    if !asks(TRIGGER_LABEL) && !asks(codemill_core::refine::REFINE_LABEL) {
+        return Ok(None);
+    }
+    let due = match ticket.status {
+        // Never worked on, or refined and moved to the build queue since.
+        TicketStatus::Todo => match jobs::latest(store, &ticket.key).await? {
+            None => true,
+            Some(latest) => {
+                latest.state.refine.is_some()
+                    && latest.state.stage == codemill_core::pipeline::Stage::Done
+                    && asks(TRIGGER_LABEL)
+            }
+        },
+        TicketStatus::NeedsInput => match jobs::latest(store, &ticket.key).await? {
+            Some(latest) => latest.state.answered(ticket.edited_at, latest.last_at()),
+            None => false,
+        },
+        // A spec awaiting acceptance whose ticket was edited is refined again.
+        TicketStatus::AwaitingApproval if ticket.external.is_none() => {
+            match jobs::latest(store, &ticket.key).await? {
+                Some(latest) => supersede_if_edited(store, &latest, ticket).await?,
+                None => false,
+            }
+        }
+        _ => false,
+    };
+    // Outside tickets are found by their tracker's poll, not by the local label.
+    if !due || ticket.external.is_some() {
+        return Ok(None);
+    }
+    let options = JobOptions::for_project(config, ticket.key.project());
+    let (job, created) = enqueue(store, &ticket.key, options).await?;
+    Ok(created.then_some(job))
 }

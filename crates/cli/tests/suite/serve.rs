@@ -195,6 +195,53 @@ async fn the_poller_queues_labelled_tickets_that_no_webhook_announced() {
     assert!(server.stop().success());
 }
 
+/// A labelled ticket whose job's journal no longer replays is skipped, with why, and the
+/// tickets after it are still queued: one broken job does not stop the poller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_poller_skips_a_ticket_it_cannot_read_and_queues_the_rest() {
+    let env = Env::new(engineer(), HELLO_GATE, "").await;
+    env.ok(&[
+        "ticket",
+        "add",
+        "P",
+        "--title",
+        "Labelled",
+        "--label",
+        "codemill",
+        "--body",
+        "Add hello.txt.\n\nAcceptance: the file exists.",
+    ]);
+    // P-1, polled first, is labelled and its job's journal has an entry that does not apply.
+    let store = codemill_store::Store::open(&env.home.join("codemill.db"))
+        .await
+        .unwrap();
+    let p1: codemill_core::ids::TicketKey = "P-1".parse().unwrap();
+    assert!(store.set_label(&p1, "codemill", true).await.unwrap());
+    let created = codemill_core::pipeline::JobEvent::Created {
+        ticket: p1.clone(),
+        project: "P".parse().unwrap(),
+        max_rounds: 3,
+        acknowledge: false,
+        follow_pr: false,
+        subtask: None,
+        refine: None,
+    };
+    let broken = codemill_core::ids::JobId::new();
+    store.create_job(broken, &p1, &created).await.unwrap();
+    store.append(broken, 1, &created).await.unwrap();
+    let log = env.dir.path().join("serve.log");
+    let server = Service::start_logged(&env, &["--poll-secs", "1"], &[], Some(&log));
+    wait_state(&env, "P-2", "awaiting_approval");
+    assert!(server.stop().success());
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        log.contains(&format!(
+            "poller: skipped P-1: job {broken}: event `created`"
+        )),
+        "{log}"
+    );
+}
+
 /// `application/x-www-form-urlencoded`, as a browser posts a form (values here need no escaping
 /// beyond spaces).
 fn form(fields: &[(&str, &str)]) -> String {
