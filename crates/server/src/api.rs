@@ -9,7 +9,7 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use chrono::{DateTime, Utc};
 use codemill_core::ids::{JobId, TicketKey};
-use codemill_core::pipeline::{Proposal, Stage};
+use codemill_core::pipeline::{Proposal, Stage, TicketStatus};
 use codemill_core::text::log_safe;
 use codemill_store::{JobView, QueueEntry, QueueState};
 use serde::{Deserialize, Serialize};
@@ -116,14 +116,49 @@ fn parse_key(key: &str) -> Result<TicketKey, ApiError> {
 #[derive(Debug, Deserialize)]
 pub(crate) struct TicketQuery {
     project: Option<String>,
+    /// Comma-separated ticket statuses (`todo,needs_input`).
+    status: Option<String>,
 }
 
-/// `GET /api/tickets[?project=NAME]`
+/// The statuses of `?status=`, or the error naming the one that is not a status.
+fn statuses(list: &str) -> Result<Vec<TicketStatus>, ApiError> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            TicketStatus::parse(s).ok_or_else(|| {
+                let known: Vec<&str> = TicketStatus::ALL.iter().map(|t| t.as_str()).collect();
+                ApiError::BadRequest(format!(
+                    "status {s:?} is not a ticket status (one of {})",
+                    known.join(", ")
+                ))
+            })
+        })
+        .collect()
+}
+
+/// `GET /api/tickets[?project=NAME][&status=S1,S2]`: a status filter reads only the tickets
+/// in those statuses (through an index), not every ticket ever done.
 pub(crate) async fn tickets(
     State(app): State<AppState>,
     Query(query): Query<TicketQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let tickets = app.store().tickets(query.project.as_deref()).await?;
+    let tickets = match query.status.as_deref() {
+        None => app.store().tickets(query.project.as_deref()).await?,
+        Some(list) => {
+            let statuses = statuses(list)?;
+            if statuses.is_empty() {
+                return Err(ApiError::BadRequest(
+                    "status is empty: name one or more ticket statuses, comma-separated".into(),
+                ));
+            }
+            let mut tickets = app.store().tickets_in_status(&statuses).await?;
+            if let Some(project) = query.project.as_deref() {
+                tickets.retain(|t| t.project == project);
+            }
+            tickets
+        }
+    };
     Ok(Json(json!({ "tickets": tickets })))
 }
 

@@ -96,6 +96,44 @@ async fn ticket_and_job_views() {
         .await
         .unwrap();
     assert_eq!(v["tickets"].as_array().unwrap().len(), 1);
+    // By status, alone and with a project; a word that is not a status is named.
+    server
+        .store()
+        .set_ticket_status(&ticket.key, TicketStatus::NeedsInput, "x")
+        .await
+        .unwrap();
+    let keys = |v: Value| -> Vec<String> {
+        v["tickets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["key"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for (query, want) in [
+        ("status=needs_input", vec!["PROJ-1"]),
+        ("status=todo", vec!["OTHER-1"]),
+        ("status=todo,%20needs_input", vec!["OTHER-1", "PROJ-1"]),
+        ("status=todo,needs_input&project=PROJ", vec!["PROJ-1"]),
+        ("status=done", vec![]),
+    ] {
+        let r = get(&server, &format!("/api/tickets?{query}"), Some(&t)).await;
+        assert_eq!(r.status(), 200, "{query}");
+        assert_eq!(keys(r.json().await.unwrap()), want, "{query}");
+    }
+    for (query, says) in [
+        (
+            "status=todo,waiting",
+            "status \"waiting\" is not a ticket status (one of todo, ",
+        ),
+        ("status=", "status is empty"),
+    ] {
+        let r = get(&server, &format!("/api/tickets?{query}"), Some(&t)).await;
+        assert_eq!(r.status(), 400, "{query}");
+        let body: Value = r.json().await.unwrap();
+        let error = body["error"].as_str().unwrap();
+        assert!(error.starts_with(says), "{query}: {error}");
+    }
 
     let path = format!("/api/tickets/{}", ticket.key);
     let v: Value = get(&server, &path, Some(&t)).await.json().await.unwrap();
