@@ -2,10 +2,13 @@
 //! costs page (`GET /costs`) with 1,000 tickets and 10,000 journal events in a SQLite store (and
 //! 300 lines of agent activity on the page's job), requested one after another by a signed-in
 //! user, against `GET /health` of the same server in the same run. Prints p50 and p95 of each
-//! and their ratio to `/health`; the dashboard's aim is under 100 ms for every page.
+//! and their ratio to `/health`; the dashboard's aim is under 100 ms for every page. Then the
+//! live board: the CPU the process spends while jobs move with one viewer's board stream open,
+//! and with `BENCH_VIEWERS` (20) open at once.
 //!
 //! Run with `cargo bench -p codemill-server --bench dashboard`. Sizes: `BENCH_TICKETS` (default
-//! 1000), `BENCH_EVENTS_PER_JOB` (10), `BENCH_REQUESTS` (50).
+//! 1000), `BENCH_EVENTS_PER_JOB` (10), `BENCH_REQUESTS` (50), `BENCH_MOVES` (60),
+//! `BENCH_VIEWERS` (20).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -177,6 +180,100 @@ fn main() {
                 p50 / base_p50
             );
         }
+        // The live board: viewers' streams while jobs move, one viewer against many.
+        let moves = env_num("BENCH_MOVES", 60);
+        let many = env_num("BENCH_VIEWERS", 20);
+        let keys: Vec<TicketKey> = store
+            .tickets(None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.key)
+            .collect();
+        let mut one_cpu = 0.0;
+        for viewers in [1, many] {
+            let (cpu, per_viewer) =
+                live_board(&http, &base, &cookie, &store, &keys, viewers, moves).await;
+            if viewers == 1 {
+                one_cpu = cpu;
+            }
+            println!(
+                "live board, {viewers:>2} viewer(s), {moves} moves: {cpu:>6.2} s of CPU (×{:.1} of one viewer), {per_viewer:.0} board updates per viewer",
+                cpu / one_cpu.max(1e-9)
+            );
+        }
         server.abort();
     });
+}
+
+/// CPU seconds this process has used (user and system), from `/proc/self/stat`.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .collect();
+    // utime and stime, fields 14 and 15 of the line, in clock ticks (100 per second).
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// `viewers` open boards (`GET /board/events`) while `moves` jobs are created, 50 ms apart:
+/// the process's CPU time over the moves, and the board updates each viewer got on average.
+async fn live_board(
+    http: &reqwest::Client,
+    base: &str,
+    cookie: &str,
+    store: &Store,
+    keys: &[TicketKey],
+    viewers: usize,
+    moves: usize,
+) -> (f64, f64) {
+    use futures_util::StreamExt;
+    let after = store.last_event_pos().await.unwrap();
+    let mut streams = tokio::task::JoinSet::new();
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    for _ in 0..viewers {
+        let r = http
+            .get(format!("{base}/board/events?after={after}"))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let counted = count.clone();
+        streams.spawn(async move {
+            let mut body = r.bytes_stream();
+            let reading = async move {
+                const MARK: &[u8] = b"event: board";
+                // What may hold the start of a mark cut by a chunk's end (never a whole one).
+                let mut tail: Vec<u8> = Vec::new();
+                while let Some(Ok(chunk)) = body.next().await {
+                    tail.extend_from_slice(&chunk);
+                    let seen = tail.windows(MARK.len()).filter(|w| *w == MARK).count();
+                    counted.fetch_add(seen, std::sync::atomic::Ordering::SeqCst);
+                    let keep = tail.len().min(MARK.len() - 1);
+                    tail.drain(..tail.len() - keep);
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(600), reading).await;
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = cpu_seconds();
+    for i in 0..moves {
+        let key = &keys[i % keys.len()];
+        let events = codemill_testkit::journal::to_approval(key);
+        store
+            .create_job(JobId::new(), key, &events[0])
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The streams look every 500 ms: let them see the last move.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let cpu = cpu_seconds() - started;
+    streams.abort_all();
+    while streams.join_next().await.is_some() {}
+    let received = count.load(std::sync::atomic::Ordering::SeqCst);
+    (cpu, received as f64 / viewers as f64)
 }

@@ -181,6 +181,8 @@ struct Inner {
     probe: health::Probe,
     /// Wrong sign-in passwords, per account and address.
     throttle: web::Throttle,
+    /// The live board's columns, rendered once per move for every viewer of this node.
+    board: web::BoardCache,
     /// The dashboard's public origin (`https://host[:port]`), from `public_url`.
     public_origin: Option<String>,
     budgets: codemill_core::config::Budgets,
@@ -287,6 +289,7 @@ impl AppState {
                 inbox_wake: tokio::sync::Notify::new(),
                 probe: health::Probe::default(),
                 throttle: web::Throttle::default(),
+                board: web::BoardCache::default(),
                 public_origin,
                 oidc,
                 session_idle: config.session_idle,
@@ -333,6 +336,10 @@ impl AppState {
 
     pub(crate) fn throttle(&self) -> &web::Throttle {
         &self.inner.throttle
+    }
+
+    pub(crate) fn board_cache(&self) -> &web::BoardCache {
+        &self.inner.board
     }
 
     pub(crate) fn session_idle(&self) -> Duration {

@@ -176,8 +176,12 @@ pub(super) async fn board(
             let Some(pos) = moved else {
                 return ((app, after), Vec::new());
             };
-            let html = match super::board_columns(&app, project.as_deref()).await {
-                Ok((_, columns)) => super::columns_html(&columns),
+            let html = match app
+                .board_cache()
+                .columns(&app, project.as_deref(), pos)
+                .await
+            {
+                Ok(html) => html.to_string(),
                 Err(e) => {
                     tracing::warn!(error = %e, "the board's stream could not read the store");
                     return ((app, after), Vec::new());

@@ -8,6 +8,7 @@
 
 mod accounts;
 mod assistant;
+mod board_cache;
 mod costs;
 mod job;
 mod knowledge;
@@ -18,6 +19,7 @@ mod sessions;
 mod throttle;
 mod tokens;
 
+pub(crate) use board_cache::BoardCache;
 pub(crate) use oidc::Oidc;
 pub use oidc::OidcSettings;
 pub(crate) use throttle::Throttle;

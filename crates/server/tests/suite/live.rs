@@ -203,3 +203,57 @@ async fn job_pages_and_the_board_update_live() {
         "the page shows the activity so far"
     );
 }
+
+/// The board's columns are rendered once per move and shared by this node's viewers: every
+/// viewer still gets the columns of the move it heard of (never an older render) and of its
+/// own project filter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn board_viewers_share_each_render_and_each_sees_its_own_filter() {
+    let server = start(Db::sqlite().await).await;
+    let store = &server.db.store;
+    let mut keys = Vec::new();
+    for project in ["PROJ", "OTHER"] {
+        let t = store
+            .create_ticket(&project.parse().unwrap(), "A ticket", "", &[])
+            .await
+            .unwrap();
+        keys.push(t.key);
+    }
+    let viewer = session_of(&server, "vic", "viewer").await;
+    let (_, board) = get_page(&server, &viewer, "/").await;
+    let (_, other) = get_page(&server, &viewer, "/?project=OTHER").await;
+    let other_url = stream_url(&other);
+    assert!(other_url.contains("project=OTHER"), "{other_url}");
+    let mut all = Vec::new();
+    for _ in 0..3 {
+        all.push(Stream::open(&server.base, &viewer, &stream_url(&board), None).await);
+    }
+    let mut filtered = Stream::open(&server.base, &viewer, &other_url, None).await;
+    let card = |html: &str, key: &str| html.contains(&format!("data-ticket=\"{key}\""));
+
+    // Each move reaches every viewer with the columns as of that move.
+    for (moved, key) in keys.iter().enumerate() {
+        let key = key.to_string();
+        let events = codemill_testkit::journal::to_approval(&keys[moved]);
+        store
+            .create_job(JobId::new(), &keys[moved], &events[0])
+            .await
+            .unwrap();
+        let mut seen = Vec::new();
+        for live in &mut all {
+            let got = live.next().await;
+            assert_eq!(got.event, "board");
+            assert!(card(&got.data, &key), "{key} missing: {}", got.data);
+            seen.push(got.data);
+        }
+        assert!(seen.windows(2).all(|w| w[0] == w[1]), "one render for all");
+        // The filtered viewer hears every move, and never sees another project's card.
+        let got = filtered.next().await;
+        assert!(
+            !card(&got.data, "PROJ-1"),
+            "another project's card: {}",
+            got.data
+        );
+        assert_eq!(card(&got.data, "OTHER-1"), key == "OTHER-1", "{}", got.data);
+    }
+}
