@@ -43,6 +43,8 @@ pub(crate) async fn after_append(
         .and_then(|(state, _)| state.as_ref())
         .map_or(0, |s| s.costs.len());
     let (state, error) = next_state(before, seq, event);
+    // Before the counter, which stays the last lock taken.
+    write_costs(tx, job, &state, known_costs).await?;
     let pos = if tx.is_postgres() {
         let pos = q("UPDATE event_counter SET pos = pos + 1 RETURNING pos")
             .fetch_one(&mut *tx)
@@ -67,8 +69,7 @@ pub(crate) async fn after_append(
             .await?
             .int(0)?
     };
-    write_view(tx, job, seq, pos, &state, error.as_deref(), at).await?;
-    write_costs(tx, job, &state, known_costs).await
+    write_view(tx, job, seq, pos, &state, error.as_deref(), at).await
 }
 
 /// The job's cost entries from the `from`th on, into `job_costs` (one already there is kept).
