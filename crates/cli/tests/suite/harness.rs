@@ -470,3 +470,25 @@ pub fn wait_state(env: &Env, key: &str, want: &str) {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Give `key` a job whose journal no longer replays (its first entry written twice), behind
+/// the CLI's back in `env`'s store; returns the job.
+pub async fn break_a_job(env: &Env, key: &str) -> codemill_core::ids::JobId {
+    let store = codemill_store::Store::open(&env.home.join("codemill.db"))
+        .await
+        .unwrap();
+    let ticket: codemill_core::ids::TicketKey = key.parse().unwrap();
+    let created = codemill_core::pipeline::JobEvent::Created {
+        ticket: ticket.clone(),
+        project: ticket.project().parse().unwrap(),
+        max_rounds: 3,
+        acknowledge: false,
+        follow_pr: false,
+        subtask: None,
+        refine: None,
+    };
+    let job = codemill_core::ids::JobId::new();
+    store.create_job(job, &ticket, &created).await.unwrap();
+    store.append(job, 1, &created).await.unwrap();
+    job
+}

@@ -216,22 +216,7 @@ async fn status_and_help_output() {
         insta::assert_snapshot!("status", status);
     });
     // A job whose journal no longer replays is listed as such, with why; the rest as before.
-    let store = codemill_store::Store::open(&env.home.join("codemill.db"))
-        .await
-        .unwrap();
-    let p2: codemill_core::ids::TicketKey = "P-2".parse().unwrap();
-    let created = codemill_core::pipeline::JobEvent::Created {
-        ticket: p2.clone(),
-        project: "P".parse().unwrap(),
-        max_rounds: 3,
-        acknowledge: false,
-        follow_pr: false,
-        subtask: None,
-        refine: None,
-    };
-    let broken = codemill_core::ids::JobId::new();
-    store.create_job(broken, &p2, &created).await.unwrap();
-    store.append(broken, 1, &created).await.unwrap();
+    let broken = super::harness::break_a_job(&env, "P-2").await;
     let after = env.ok(&["status"]);
     assert_eq!(
         after.lines().nth(1),

@@ -215,20 +215,13 @@ async fn the_poller_skips_a_ticket_it_cannot_read_and_queues_the_rest() {
     let store = codemill_store::Store::open(&env.home.join("codemill.db"))
         .await
         .unwrap();
-    let p1: codemill_core::ids::TicketKey = "P-1".parse().unwrap();
-    assert!(store.set_label(&p1, "codemill", true).await.unwrap());
-    let created = codemill_core::pipeline::JobEvent::Created {
-        ticket: p1.clone(),
-        project: "P".parse().unwrap(),
-        max_rounds: 3,
-        acknowledge: false,
-        follow_pr: false,
-        subtask: None,
-        refine: None,
-    };
-    let broken = codemill_core::ids::JobId::new();
-    store.create_job(broken, &p1, &created).await.unwrap();
-    store.append(broken, 1, &created).await.unwrap();
+    assert!(
+        store
+            .set_label(&"P-1".parse().unwrap(), "codemill", true)
+            .await
+            .unwrap()
+    );
+    let broken = super::harness::break_a_job(&env, "P-1").await;
     let log = env.dir.path().join("serve.log");
     let server = Service::start_logged(&env, &["--poll-secs", "1"], &[], Some(&log));
     wait_state(&env, "P-2", "awaiting_approval");
