@@ -478,15 +478,7 @@ pub async fn break_a_job(env: &Env, key: &str) -> codemill_core::ids::JobId {
         .await
         .unwrap();
     let ticket: codemill_core::ids::TicketKey = key.parse().unwrap();
-    let created = codemill_core::pipeline::JobEvent::Created {
-        ticket: ticket.clone(),
-        project: ticket.project().parse().unwrap(),
-        max_rounds: 3,
-        acknowledge: false,
-        follow_pr: false,
-        subtask: None,
-        refine: None,
-    };
+    let created = codemill_testkit::journal::to_approval(&ticket).remove(0);
     let job = codemill_core::ids::JobId::new();
     store.create_job(job, &ticket, &created).await.unwrap();
     store.append(job, 1, &created).await.unwrap();

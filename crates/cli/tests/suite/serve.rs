@@ -174,9 +174,8 @@ async fn webhook_to_proposal_to_approval_through_the_service() {
     assert!(status.success(), "{status:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_poller_queues_labelled_tickets_that_no_webhook_announced() {
-    let env = Env::new(engineer(), HELLO_GATE, "").await;
+/// P-2: a ticket labelled for codemill that no webhook announced.
+fn add_labelled(env: &Env) {
     env.ok(&[
         "ticket",
         "add",
@@ -188,6 +187,12 @@ async fn the_poller_queues_labelled_tickets_that_no_webhook_announced() {
         "--body",
         "Add hello.txt.\n\nAcceptance: the file exists.",
     ]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_poller_queues_labelled_tickets_that_no_webhook_announced() {
+    let env = Env::new(engineer(), HELLO_GATE, "").await;
+    add_labelled(&env);
     let server = Service::start(&env, &["--poll-secs", "1"], &[]);
     wait_state(&env, "P-2", "awaiting_approval");
     // The unlabelled ticket was left alone.
@@ -200,17 +205,7 @@ async fn the_poller_queues_labelled_tickets_that_no_webhook_announced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_poller_skips_a_ticket_it_cannot_read_and_queues_the_rest() {
     let env = Env::new(engineer(), HELLO_GATE, "").await;
-    env.ok(&[
-        "ticket",
-        "add",
-        "P",
-        "--title",
-        "Labelled",
-        "--label",
-        "codemill",
-        "--body",
-        "Add hello.txt.\n\nAcceptance: the file exists.",
-    ]);
+    add_labelled(&env);
     // P-1, polled first, is labelled and its job's journal has an entry that does not apply.
     let store = codemill_store::Store::open(&env.home.join("codemill.db"))
         .await
