@@ -159,8 +159,14 @@ impl Notifier {
                 let Some(channels) = self.channels.get(&event.project) else {
                     continue;
                 };
-                let view = self.store.job_view(event.job).await?;
-                let title = self.store.ticket(&event.ticket).await?.map(|t| t.title);
+                if let Some(why) = &event.unreadable {
+                    tracing::warn!(ticket = %event.ticket, error = %log_safe(why), "notifier: an event this version cannot read is told by its status only");
+                }
+                // Damaged rows leave the message without its details; only a store that cannot
+                // be read ends the pass (it is read again next time, from the same place).
+                let view = readable(self.store.job_view(event.job).await, "job view")?;
+                let title =
+                    readable(self.store.ticket(&event.ticket).await, "ticket")?.map(|t| t.title);
                 let state = view.as_ref().and_then(|v| v.state.as_ref());
                 let Some(message) = notice(event, state, title.as_deref()) else {
                     continue;
@@ -261,6 +267,18 @@ impl Notifier {
             }
             tokio::time::sleep(self.options.poll).await;
         }
+    }
+}
+
+/// A row the notifier reads for a message's details: damaged data is logged and left out
+/// (the event is still told), any other failure is the pass's.
+fn readable<T>(read: Result<Option<T>, StoreError>, what: &str) -> Result<Option<T>, StoreError> {
+    match read {
+        Err(StoreError::Corrupt(why)) => {
+            tracing::warn!(error = %log_safe(&why), "notifier: the {what} cannot be read; the message goes without it");
+            Ok(None)
+        }
+        other => other,
     }
 }
 

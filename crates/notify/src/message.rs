@@ -29,7 +29,8 @@ pub struct Message {
 }
 
 /// The notification an event asks for, if any. `state` is the job's state as of now (its view);
-/// the event and the statuses around it say when something happened.
+/// the event and the statuses around it say when something happened. An entry this build
+/// cannot read (`event: None`) is still told by the status it entered.
 pub fn notice(event: &EventRow, state: Option<&JobState>, title: Option<&str>) -> Option<Message> {
     let entered = |status: &str| {
         event.status.as_deref() == Some(status) && event.prev_status.as_deref() != Some(status)
@@ -46,8 +47,8 @@ pub fn notice(event: &EventRow, state: Option<&JobState>, title: Option<&str>) -
         link: state.and_then(|s| s.pr_url.clone()),
         action: None,
     };
-    match &event.event {
-        JobEvent::Proposed { proposal } => {
+    match event.event.as_ref() {
+        Some(JobEvent::Proposed { proposal }) => {
             m.kind = NotifyOn::Proposal;
             m.headline = format!("{key}: a proposal waits for approval");
             m.details.push(proposal.title.clone());
@@ -66,7 +67,7 @@ pub fn notice(event: &EventRow, state: Option<&JobState>, title: Option<&str>) -
                 "codemill approve {key}   (or: codemill reject {key} --reason \"...\")"
             ));
         }
-        JobEvent::PrRecorded { pr, number, url } => {
+        Some(JobEvent::PrRecorded { pr, number, url }) => {
             m.kind = NotifyOn::Shipped;
             m.headline = match number {
                 Some(n) => format!("{key}: shipped as PR #{n}"),
@@ -84,7 +85,7 @@ pub fn notice(event: &EventRow, state: Option<&JobState>, title: Option<&str>) -
                 m.link = url.clone();
             }
         }
-        JobEvent::PrClosed { merged: true, by } => {
+        Some(JobEvent::PrClosed { merged: true, by }) => {
             m.kind = NotifyOn::Merged;
             m.headline = format!("{key}: the PR was merged");
             m.details.push(format!("merged by {by}"));
@@ -263,7 +264,8 @@ mod tests {
             ticket: key(),
             project: "DEMO".into(),
             at: chrono::Utc::now(),
-            event,
+            event: Some(event),
+            unreadable: None,
             prev_status: Some(prev.into()),
             status: Some(now.into()),
         }

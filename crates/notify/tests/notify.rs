@@ -231,6 +231,98 @@ async fn a_proposal_reaches_every_channel_in_its_wire_format() {
     );
 }
 
+/// Behind the store's back: `job`'s next journal entry is a kind of event this build does not
+/// know (a newer codemill wrote it) that moved the job to `status`, and its view's state no
+/// longer parses.
+async fn damage(s: &Setup, job: JobId, status: &str) {
+    let pool = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        s._dir.path().join("codemill.db").display()
+    ))
+    .await
+    .unwrap();
+    let job = job.to_string();
+    sqlx::query(
+        "INSERT INTO journal (job_id, seq, kind, event, created_at) \
+         SELECT job_id, seq + 1, 'merge_train_left', '{\"type\":\"merge_train_left\"}', created_at \
+         FROM journal WHERE job_id = ?1 ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(&job)
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO event_log (job_id, seq, prev_status, status) \
+         SELECT job_id, MAX(seq), 'awaiting_approval', ?2 FROM journal WHERE job_id = ?1",
+    )
+    .bind(&job)
+    .bind(status)
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE job_view SET state = '{\"broken' WHERE job_id = ?1")
+        .bind(&job)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_it_cannot_read_is_told_by_its_status_and_the_rest_go_on() {
+    let s = Setup::new().await;
+    let n = s.notifier("");
+    n.collect().await.unwrap();
+    let (before, _) = s.proposal("Before").await;
+    let (damaged, job) = s.proposal("Damaged").await;
+    damage(&s, job, "needs_attention").await;
+    let (after, _) = s.proposal("After").await;
+
+    // Three proposals and one stop, on four channels each (e-mail: all four are its kinds).
+    assert_eq!(n.collect().await.unwrap(), 4 * 5);
+    s.drain(&n).await;
+    let told: Vec<(String, String)> = s
+        .chat
+        .delivered("/hook")
+        .iter()
+        .map(|r| {
+            (
+                r.body["ticket"].as_str().unwrap().to_string(),
+                r.header("x-codemill-event").unwrap().to_string(),
+            )
+        })
+        .collect();
+    for (key, kind) in [
+        (&before, "proposal"),
+        (&damaged, "proposal"),
+        (&damaged, "needs_attention"),
+        (&after, "proposal"),
+    ] {
+        assert!(
+            told.contains(&(key.to_string(), kind.to_string())),
+            "{key} {kind}: {told:?}"
+        );
+    }
+    assert_eq!(told.len(), 4, "{told:?}");
+    // Told without the details the damaged view held.
+    let stop = s
+        .chat
+        .delivered("/hook")
+        .into_iter()
+        .find(|r| r.header("x-codemill-event") == Some("needs_attention"))
+        .unwrap();
+    assert!(
+        stop.body["text"]
+            .as_str()
+            .unwrap()
+            .contains("no reason recorded"),
+        "{}",
+        stop.body
+    );
+    // The cursor is past all of it: nothing is told twice.
+    assert_eq!(n.collect().await.unwrap(), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_read_many_times_sends_one_message_per_channel() {
     let s = Setup::new().await;

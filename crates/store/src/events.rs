@@ -26,7 +26,12 @@ pub struct EventRow {
     pub ticket: TicketKey,
     pub project: String,
     pub at: DateTime<Utc>,
-    pub event: JobEvent,
+    /// `None` when this build cannot read the entry (a newer codemill wrote a kind of event
+    /// this one does not know, or the row is damaged); `unreadable` says why. Such an entry
+    /// still has its place, so a follower reads on past it instead of stopping there.
+    pub event: Option<JobEvent>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
     /// The job's status before and after this entry (`JobState::status()`, or `unreadable`);
     /// `None` for entries written before the stream existed (and `prev_status` for the first).
     pub prev_status: Option<String>,

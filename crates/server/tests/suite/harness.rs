@@ -114,6 +114,31 @@ impl Db {
         }
     }
 
+    /// Run statements behind the store's back (the test's own SQL, written for its backend).
+    pub async fn raw(&self, sql: &str) {
+        match &self.kind {
+            Kind::Sqlite { path, .. } => {
+                let mut conn =
+                    sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+                        .await
+                        .unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                conn.close().await.unwrap();
+            }
+            Kind::Postgres { url, .. } => {
+                let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                conn.close().await.unwrap();
+            }
+        }
+    }
+
     /// (inbox, jobs, queue) row counts.
     pub async fn rows(&self) -> (i64, i64, i64) {
         (

@@ -12,6 +12,9 @@ use crate::{
 impl Store {
     /// Up to `limit` journal entries after stream position `after` (0: from the start), in
     /// order. Resuming from the last `pos` read misses nothing: see [`events`](crate::EventRow).
+    /// An entry this build cannot read comes with `event: None` and why, in its place: one
+    /// entry written by a newer version (several versions share a store during an upgrade)
+    /// must not stop every follower at it.
     pub async fn events_since(&self, after: i64, limit: u32) -> Result<Vec<EventRow>, StoreError> {
         self.db.events_since(after, limit.max(1)).await
     }

@@ -234,16 +234,20 @@ impl Db {
         rows.iter()
             .map(|r| {
                 let job = r.job("job_id")?;
-                let event = r.text("event")?;
+                let seq = r.int("seq")?;
+                let (event, unreadable) = match serde_json::from_str(&r.text("event")?) {
+                    Ok(event) => (Some(event), None),
+                    Err(e) => (None, Some(format!("entry {seq} of job {job}: {e}"))),
+                };
                 Ok(EventRow {
                     pos: r.int("pos")?,
                     job,
-                    seq: r.int("seq")?,
+                    seq,
                     ticket: model::ticket_key(&r.text("ticket_key")?)?,
                     project: r.text("project")?,
                     at: r.time("created_at")?,
-                    event: serde_json::from_str(&event)
-                        .map_err(|e| StoreError::Corrupt(format!("journal of job {job}: {e}")))?,
+                    event,
+                    unreadable,
                     prev_status: r.opt_text("prev_status")?,
                     status: r.opt_text("status")?,
                 })

@@ -57,7 +57,7 @@ pub async fn every_append_has_a_place_in_the_stream_and_updates_its_view(db: Db)
     assert_eq!(s.last_event_pos().await.unwrap(), positions[3]);
     assert_eq!(all[0].ticket, key("A-1"));
     assert_eq!(all[1].project, "B");
-    assert_eq!(all[0].event, created(&key("A-1")));
+    assert_eq!(all[0].event, Some(created(&key("A-1"))));
     assert_eq!(all[2].at, at(3));
 
     // From a cursor, in pages.
@@ -221,6 +221,55 @@ pub async fn a_journal_that_stops_replaying_makes_an_unreadable_view(db: Db) {
         "{view:?}"
     );
     assert_eq!(s.events_since(0, 10).await.unwrap().len(), 3);
+}
+
+/// An entry this build cannot read (here: a kind of event from a newer codemill, written
+/// behind the store's back) keeps its place in the stream, marked unreadable, and the entries
+/// after it are read as before: a follower is never stuck at it.
+pub async fn an_entry_this_version_cannot_read_keeps_its_place_in_the_stream(db: Db) {
+    let s = &db.store;
+    let a = enqueue(s, "A-1", 3, at(0)).await;
+    let (journal, stream) = if db.is_postgres() {
+        (
+            "INSERT INTO journal (job_id, seq, kind, event, created_at) \
+             SELECT job_id, 1, 'merge_train_joined', '{\"type\":\"merge_train_joined\",\"train\":7}'::jsonb, created_at \
+             FROM journal WHERE seq = 0 AND job_id = (SELECT id FROM jobs WHERE ticket_key = 'A-1')",
+            "WITH c AS (UPDATE event_counter SET pos = pos + 1 RETURNING pos) \
+             INSERT INTO event_log (pos, job_id, seq, prev_status, status) \
+             SELECT c.pos, j.id, 1, 'queued', 'queued' FROM c, jobs j WHERE j.ticket_key = 'A-1'",
+        )
+    } else {
+        (
+            "INSERT INTO journal (job_id, seq, kind, event, created_at) \
+             SELECT job_id, 1, 'merge_train_joined', '{\"type\":\"merge_train_joined\",\"train\":7}', created_at \
+             FROM journal WHERE seq = 0 AND job_id = (SELECT id FROM jobs WHERE ticket_key = 'A-1')",
+            "INSERT INTO event_log (job_id, seq, prev_status, status) \
+             SELECT id, 1, 'queued', 'queued' FROM jobs WHERE ticket_key = 'A-1'",
+        )
+    };
+    assert_eq!(db.raw(journal).await, Ok(1));
+    assert_eq!(db.raw(stream).await, Ok(1));
+    let b = enqueue(s, "B-1", 3, at(2)).await;
+
+    let all = s.events_since(0, 100).await.unwrap();
+    let order: Vec<(JobId, i64)> = all.iter().map(|e| (e.job, e.seq)).collect();
+    assert_eq!(order, [(a, 0), (a, 1), (b, 0)]);
+    assert_eq!(all[1].event, None);
+    let why = all[1].unreadable.as_deref().unwrap();
+    assert!(
+        why.starts_with(&format!("entry 1 of job {a}: ")) && why.contains("merge_train_joined"),
+        "{why}"
+    );
+    assert_eq!(all[1].status.as_deref(), Some("queued"));
+    assert_eq!(all[2].event, Some(created(&key("B-1"))));
+    assert!(
+        all.iter()
+            .filter(|e| e.event.is_some())
+            .all(|e| e.unreadable.is_none())
+    );
+    // From a cursor just before it, and past it.
+    assert_eq!(s.events_since(all[0].pos, 1).await.unwrap()[0].seq, 1);
+    assert_eq!(s.events_since(all[1].pos, 10).await.unwrap()[0].job, b);
 }
 
 /// Writers appending at the same time as a follower reads: the follower, resuming from the last

@@ -256,7 +256,7 @@ pub(crate) async fn views_match_their_jobs(db: &Db, jobs: usize) {
         assert_eq!((event.pos, event.seq), (view.pos, 0));
         assert_eq!(event.status.as_deref(), Some(view.status.as_str()));
         assert_eq!(event.prev_status, None);
-        assert_eq!(event.event, created(&view.ticket));
+        assert_eq!(event.event, Some(created(&view.ticket)));
     }
 }
 

@@ -101,6 +101,7 @@ contract!(
     tokens::api_tokens_are_found_by_hash_until_revoked,
     events::every_append_has_a_place_in_the_stream_and_updates_its_view,
     events::a_journal_that_stops_replaying_makes_an_unreadable_view,
+    events::an_entry_this_version_cannot_read_keeps_its_place_in_the_stream,
     events::a_follower_misses_nothing_while_many_write,
     events::agent_activity_is_read_from_a_cursor_and_pruned,
     notify::a_message_is_stored_once_per_event_and_channel,
