@@ -143,13 +143,14 @@ async fn show(project: &str, turn: &AssistantTurn, budget: f64, opened: &Opened)
     if let Some(e) = &turn.error {
         err(&format!("error: {e}"));
     }
-    let total: f64 = opened
-        .store
-        .assistant_turns(&turn.conversation)
-        .await?
-        .iter()
-        .map(|t| t.cost_usd)
-        .sum();
+    let total = codemill_core::cost::sum_usd(
+        opened
+            .store
+            .assistant_turns(&turn.conversation)
+            .await?
+            .iter()
+            .map(|t| t.cost_usd),
+    );
     err(&format!(
         "turn {} · ${:.4} · conversation {} · ${total:.4} of ${budget:.2}",
         turn.id, turn.cost_usd, turn.conversation

@@ -1,6 +1,6 @@
 //! The commands: each opens the home, does its work, and prints a result.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -203,8 +203,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Enqueue { key: k } => {
             let k = key(&k)?;
             let opened = Opened::open(home).await?;
-            let options =
-                codemill_runner::control::JobOptions::for_project(&opened.config, k.project());
+            let options = codemill_runner::control::JobOptions::registered(&opened.config, &k)?;
             let (job, created) =
                 codemill_runner::control::enqueue(&opened.store, &k, options).await?;
             if created {
@@ -282,6 +281,9 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Reject { key: k, reason } => {
             let k = key(&k)?;
+            let reason = codemill_core::text::reason(&reason)
+                .map_err(|why| anyhow::anyhow!("--reason: {why}"))?
+                .to_string();
             let mut opened = Opened::open(home).await?;
             let runner = opened.runner().await?;
             let (job, state) =
@@ -300,8 +302,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Retry { key: k } => {
             let k = key(&k)?;
             let opened = Opened::open(home).await?;
-            let options =
-                codemill_runner::control::JobOptions::for_project(&opened.config, k.project());
+            let options = codemill_runner::control::JobOptions::registered(&opened.config, &k)?;
             let job = codemill_runner::control::retry(&opened.store, &k, options).await?;
             out(&format!(
                 "{k}: queued again as job {job}; `codemill run {k}` runs it here, or a worker picks it up"
@@ -630,6 +631,26 @@ async fn project(home: Home, cmd: ProjectCommand) -> Result<ExitCode> {
                 "Registered project {name}: {repo} (default branch {}, local tracker, local forge)",
                 info.default_branch
             ));
+            // A working copy with the default branch checked out takes pushed branches (approve),
+            // but git refuses to move that branch itself (merge).
+            let path = Path::new(&repo);
+            if path.join(".git").exists()
+                && Git::new()
+                    .current_branch(path)
+                    .await
+                    .ok()
+                    .flatten()
+                    .as_deref()
+                    == Some(info.default_branch.as_str())
+            {
+                crate::output::err(&format!(
+                    "warning: {repo} is a working copy with {} checked out: `codemill approve` can \
+                     push branches to it, but `codemill merge` cannot move {} unless you {}",
+                    info.default_branch,
+                    info.default_branch,
+                    codemill_git::CHECKED_OUT_ADVICE.replacen("use a bare", "switch to a bare", 1)
+                ));
+            }
             Ok(ExitCode::SUCCESS)
         }
         ProjectCommand::Remove { name } => {

@@ -29,8 +29,17 @@ pub fn json() -> bool {
 pub fn init(json_lines: bool, traces: Option<crate::telemetry::TraceLayer>) {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CODEMILL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let filter = match std::env::var("CODEMILL_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => {
+            tracing_subscriber::EnvFilter::try_new(&spec).unwrap_or_else(|e| {
+                crate::output::err(&format!(
+                    "warning: CODEMILL_LOG={spec:?} is not a log filter ({e}); logging warnings only"
+                ));
+                tracing_subscriber::EnvFilter::new("warn")
+            })
+        }
+        _ => tracing_subscriber::EnvFilter::new("warn"),
+    };
     let registry = tracing_subscriber::registry().with(traces);
     if json_lines {
         let filter = match format!("{SAID}=info").parse() {
@@ -44,6 +53,11 @@ pub fn init(json_lines: bool, traces: Option<crate::telemetry::TraceLayer>) {
             .with(
                 tracing_subscriber::fmt::layer()
                     .with_writer(std::io::stderr)
+                    // Colours only for a person at a terminal: not in files, pipes or log services.
+                    .with_ansi(
+                        std::io::IsTerminal::is_terminal(&std::io::stderr())
+                            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+                    )
                     .with_filter(filter),
             )
             .init();

@@ -148,20 +148,21 @@ pub enum Command {
         #[arg(long)]
         owner: Option<String>,
         /// Jobs run at once by this process.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, value_parser = at_least_one::<usize>, default_value_t = 1)]
         concurrency: usize,
         /// Leased jobs allowed at once across all workers, and per project.
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, value_parser = at_least_one::<usize>, default_value_t = 10)]
         global_limit: usize,
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, value_parser = at_least_one::<usize>, default_value_t = 3)]
         project_limit: usize,
         /// A lease not renewed for this long is taken back.
-        #[arg(long, default_value_t = 60)]
+        #[arg(long, value_parser = at_least_one::<u64>, default_value_t = 60)]
         lease_secs: u64,
         /// How long an idle worker waits before looking again.
-        #[arg(long, default_value_t = 1000)]
+        #[arg(long, value_parser = at_least_one::<u64>, default_value_t = 1000)]
         poll_ms: u64,
-        /// First retry delay of a failed or abandoned job; it doubles per attempt (max 1 h).
+        /// First retry delay of a failed or abandoned job; it doubles per attempt (max 1 h); 0
+        /// retries at once.
         #[arg(long, default_value_t = 30)]
         retry_secs: u64,
     },
@@ -173,16 +174,16 @@ pub enum Command {
         #[arg(long, default_value = "all", value_parser = ["all", "web"])]
         role: String,
         /// Worker loops in this process (role `all`).
-        #[arg(long, default_value_t = 2)]
+        #[arg(long, value_parser = at_least_one::<usize>, default_value_t = 2)]
         workers: usize,
         /// `PROVIDER=ENV_VAR`: the webhook secret of PROVIDER (`local`, `generic`) is in ENV_VAR.
         #[arg(long = "webhook-secret-env", value_name = "PROVIDER=ENV_VAR")]
         webhook_secret_env: Vec<String>,
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, value_parser = at_least_one::<usize>, default_value_t = 10)]
         global_limit: usize,
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, value_parser = at_least_one::<usize>, default_value_t = 3)]
         project_limit: usize,
-        #[arg(long, default_value_t = 60)]
+        #[arg(long, value_parser = at_least_one::<u64>, default_value_t = 60)]
         lease_secs: u64,
         /// Seconds between passes of the poller that queues labelled tickets webhooks missed (0: off).
         #[arg(long, default_value_t = 30)]
@@ -226,7 +227,7 @@ pub enum Command {
         #[arg(long, value_parser = ["pending", "done", "failed"])]
         state: Option<String>,
         /// At most this many.
-        #[arg(long, default_value_t = 50)]
+        #[arg(long, value_parser = at_least_one::<u32>, default_value_t = 50)]
         limit: u32,
         #[arg(long)]
         json: bool,
@@ -234,7 +235,7 @@ pub enum Command {
     /// Notifications sent to Slack, Telegram, webhooks and e-mail, newest first, with how each ended.
     Notifications {
         /// At most this many.
-        #[arg(long, default_value_t = 50)]
+        #[arg(long, value_parser = at_least_one::<u32>, default_value_t = 50)]
         limit: u32,
         #[arg(long)]
         json: bool,
@@ -350,7 +351,7 @@ pub enum KnowledgeCommand {
     Search {
         project: String,
         query: String,
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, value_parser = at_least_one::<u32>, default_value_t = 5)]
         limit: u32,
         #[arg(long)]
         json: bool,
@@ -479,7 +480,7 @@ fn main() -> std::process::ExitCode {
     let code = match runtime.block_on(commands::dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
-            output::error(&format!("{e:#}"));
+            output::error(&output::error_text(&e));
             std::process::ExitCode::FAILURE
         }
     };
@@ -489,4 +490,18 @@ fn main() -> std::process::ExitCode {
         traces.shutdown();
     }
     code
+}
+
+/// A count or duration that must be at least 1: 0 workers, a limit of 0 or a lease of 0 s
+/// would be accepted and then never run anything.
+fn at_least_one<T>(value: &str) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + From<u8>,
+    T::Err: std::fmt::Display,
+{
+    let n: T = value.parse().map_err(|e: T::Err| e.to_string())?;
+    if n < T::from(1) {
+        return Err("must be 1 or more".into());
+    }
+    Ok(n)
 }

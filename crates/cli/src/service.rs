@@ -29,9 +29,10 @@ struct RunnerControl {
 fn control_error(e: RunError) -> ControlError {
     match e {
         RunError::NoTicket(_) | RunError::NoJob { .. } => ControlError::NotFound(e.to_string()),
-        RunError::NotAwaitingApproval { .. } | RunError::WrongState { .. } | RunError::Busy(_) => {
-            ControlError::Conflict(e.to_string())
-        }
+        RunError::NotAwaitingApproval { .. }
+        | RunError::WrongState { .. }
+        | RunError::Busy(_)
+        | RunError::NoProject { .. } => ControlError::Conflict(e.to_string()),
         RunError::Store(StoreError::ActiveJob { .. } | StoreError::InvalidTransition { .. }) => {
             ControlError::Conflict(e.to_string())
         }
@@ -132,7 +133,8 @@ impl Control for RunnerControl {
     }
     fn retry<'a>(&'a self, ticket: &'a TicketKey) -> ControlFuture<'a, JobId> {
         Box::pin(async move {
-            let options = control::JobOptions::for_project(&self.config, ticket.project());
+            let options =
+                control::JobOptions::registered(&self.config, ticket).map_err(control_error)?;
             control::retry(&self.store, ticket, options)
                 .await
                 .map_err(control_error)

@@ -1,15 +1,25 @@
 //! The `status`, `show` and `budget` views of the store.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use anyhow::Result;
-use codemill_core::ids::TicketKey;
+use codemill_core::ids::{JobId, TicketKey};
 use codemill_core::pipeline::JobEvent;
-use codemill_store::JobView;
+use codemill_store::{JobView, QueueState};
 use serde_json::json;
 
 use crate::commands::{Opened, latest_state};
 use crate::output::{json as print_json, out};
+
+/// A job's state as `status` and `show` name it: one whose journal says running while its
+/// queue row still waits for a worker is `queued` (no worker may be running at all).
+fn shown_state(status: &str, queued: bool) -> &str {
+    if queued && status == "running" {
+        "queued"
+    } else {
+        status
+    }
+}
 
 fn money(x: f64) -> String {
     format!("${x:.4}")
@@ -20,13 +30,14 @@ fn money(x: f64) -> String {
 pub async fn status(opened: &Opened, as_json: bool) -> Result<()> {
     let tickets = opened.store.tickets(None).await?;
     let today = codemill_store::day_of(chrono::Utc::now());
-    let today_usd: f64 = opened
-        .store
-        .spend_by_project(&today)
-        .await?
-        .iter()
-        .map(|p| p.usd)
-        .sum();
+    let today_usd = codemill_core::cost::sum_usd(
+        opened
+            .store
+            .spend_by_project(&today)
+            .await?
+            .iter()
+            .map(|p| p.usd),
+    );
     let mut latest: HashMap<TicketKey, JobView> = opened
         .store
         .latest_views()
@@ -34,13 +45,20 @@ pub async fn status(opened: &Opened, as_json: bool) -> Result<()> {
         .into_iter()
         .map(|v| (v.ticket.clone(), v))
         .collect();
+    let queued: HashSet<JobId> = opened
+        .store
+        .queue_entries(Some(QueueState::Queued))
+        .await?
+        .iter()
+        .map(|e| e.job)
+        .collect();
     let rows: Vec<_> = tickets.iter().map(|t| (t, latest.remove(&t.key))).collect();
     if as_json {
         let items: Vec<_> = rows
             .iter()
             .map(|(t, latest)| {
                 let job = latest.as_ref().map(|v| match &v.state {
-                    Some(s) => json!({"id": v.job.to_string(), "state": s.status(), "stage": s.stage.as_str(), "rounds": s.round,
+                    Some(s) => json!({"id": v.job.to_string(), "state": shown_state(s.status(), queued.contains(&v.job)), "stage": s.stage.as_str(), "rounds": s.round,
                            "tokens": s.usage.total(), "cost_usd": s.cost_usd, "branch": s.branch, "commit": s.commit, "reason": s.reason}),
                     // A journal that does not replay: say so, and why.
                     None => json!({"id": v.job.to_string(), "state": v.status, "stage": v.stage, "rounds": null,
@@ -65,8 +83,8 @@ pub async fn status(opened: &Opened, as_json: bool) -> Result<()> {
     ));
     for (t, latest) in rows {
         let line = match latest.as_ref().map(|v| (v, v.state.as_ref())) {
-            Some((_, Some(s))) => [
-                s.status().to_string(),
+            Some((v, Some(s))) => [
+                shown_state(s.status(), queued.contains(&v.job)).to_string(),
                 s.stage.as_str().to_string(),
                 s.round.to_string(),
                 s.usage.total().to_string(),
@@ -149,7 +167,7 @@ pub async fn budget(opened: &Opened, day: Option<String>, as_json: bool) -> Resu
         anyhow::bail!("--day {day:?}: expected a date as YYYY-MM-DD (UTC)");
     }
     let per_project = opened.store.spend_by_project(&day).await?;
-    let total: f64 = per_project.iter().map(|p| p.usd).sum();
+    let total = codemill_core::cost::sum_usd(per_project.iter().map(|p| p.usd));
     let config = &opened.config;
     if as_json {
         let projects: Vec<_> = per_project
@@ -241,6 +259,12 @@ pub async fn show(opened: &Opened, key: &TicketKey, as_json: bool) -> Result<()>
         .await?;
     let budgets = opened.config.budgets_for(key.project());
     let calls = opened.store.model_calls(&job_id).await?;
+    let entry = opened
+        .store
+        .queue_entry(job)
+        .await?
+        .filter(|e| e.state == QueueState::Queued);
+    let shown = shown_state(state.status(), entry.is_some());
     if as_json {
         let timeline: Vec<_> = journal
             .iter()
@@ -250,7 +274,7 @@ pub async fn show(opened: &Opened, key: &TicketKey, as_json: bool) -> Result<()>
             "ticket": ticket,
             "job": {"id": job.to_string(), "trace_id": job.trace_id(),
                     "trace_url": opened.config.telemetry.trace_link(&job.trace_id()),
-                    "state": state.status(), "stage": state.stage.as_str(), "rounds": state.round,
+                    "state": shown, "stage": state.stage.as_str(), "rounds": state.round,
                     "branch": state.branch, "base_commit": state.base_commit, "commit": state.commit,
                     "reason": state.reason, "wip": state.wip, "tokens": state.usage, "cost_usd": state.cost_usd,
                     "costs": state.costs, "reviews": state.reviews, "triage": state.triage,
@@ -276,10 +300,24 @@ pub async fn show(opened: &Opened, key: &TicketKey, as_json: bool) -> Result<()>
     out(&format!(
         "job {}  state {}  stage {}  fix rounds {}",
         job,
-        state.status(),
+        shown,
         state.stage.as_str(),
         state.round
     ));
+    if let Some(e) = &entry {
+        let retry = match &e.last_error {
+            Some(error) if e.attempts > 0 => format!(
+                "; attempt {} of {} from {} (the last failed: {error})",
+                e.attempts + 1,
+                e.max_attempts,
+                e.run_after.format("%Y-%m-%d %H:%M:%S UTC")
+            ),
+            _ => String::new(),
+        };
+        out(&format!(
+            "waits for a worker (`codemill worker` or `codemill serve`; `codemill run {key}` runs it here){retry}"
+        ));
+    }
     match opened.config.telemetry.trace_link(&job.trace_id()) {
         Some(url) => out(&format!("trace {}  {url}", job.trace_id())),
         None => out(&format!("trace {}", job.trace_id())),

@@ -166,9 +166,11 @@ fn toml_error(file: &str, text: &str, err: toml::de::Error) -> ConfigError {
     let line_no = text[..start].matches('\n').count() + 1;
     let line_start = text[..start].rfind('\n').map(|i| i + 1).unwrap_or(0);
     let line = text[line_start..].lines().next().unwrap_or("");
-    // The table header above the error, to name the key in full.
+    // The table header at or above the error, to name the key in full (a table's own errors,
+    // such as a missing field or a duplicate table, point at its header line).
     let table = text[..line_start]
         .lines()
+        .chain(std::iter::once(line))
         .rev()
         .map(str::trim)
         .find(|l| l.starts_with('['))

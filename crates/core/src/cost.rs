@@ -5,6 +5,12 @@ use std::ops::AddAssign;
 
 use serde::{Deserialize, Serialize};
 
+/// Dollars summed: 0 when there is nothing to sum. (Rust's float sum starts at -0.0, which
+/// prints as `$-0.0000` and serializes as `-0.0`.)
+pub fn sum_usd(values: impl IntoIterator<Item = f64>) -> f64 {
+    values.into_iter().sum::<f64>() + 0.0
+}
+
 /// Tokens one or more model calls used.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
@@ -74,6 +80,15 @@ impl PriceTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nothing_spent_is_zero_not_minus_zero() {
+        let none = sum_usd(std::iter::empty());
+        assert!(none.is_sign_positive(), "{none}");
+        assert_eq!(format!("{none:.4}"), "0.0000");
+        assert_eq!(serde_json::json!(none).to_string(), "0.0");
+        assert_eq!(sum_usd([0.25, 0.5]), 0.75);
+    }
 
     #[test]
     fn prices_tokens_per_million() {

@@ -2,6 +2,26 @@
 
 use std::fmt::{self, Write};
 
+/// The longest reason a person may give for a decision (a rejection): it goes into the
+/// journal, onto the ticket, and into what `codemill learn` reads.
+pub const MAX_REASON_BYTES: usize = 4000;
+
+/// A person's reason for a decision, trimmed; an empty or over-long one is refused with why,
+/// the same way from the CLI, the API and the dashboard.
+pub fn reason(reason: &str) -> Result<&str, String> {
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err("the reason is empty: say why, in a few words".into());
+    }
+    if reason.len() > MAX_REASON_BYTES {
+        return Err(format!(
+            "the reason is {} bytes; at most {MAX_REASON_BYTES} are kept",
+            reason.len()
+        ));
+    }
+    Ok(reason)
+}
+
 /// At most `max` bytes of `s`, cut on a char boundary, with `…` when anything was cut.
 pub fn clip(s: &str, max: usize) -> String {
     if s.len() <= max {

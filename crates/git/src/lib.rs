@@ -73,6 +73,26 @@ pub struct WorktreeInfo {
     pub prunable: bool,
 }
 
+/// What to do when a project's repository is a working copy whose checked-out branch is the
+/// one codemill lands on: git refuses to move a checked-out branch by a push.
+pub const CHECKED_OUT_ADVICE: &str = "use a bare repository (`git clone --bare`) as the \
+    project's repository, or run `git config receive.denyCurrentBranch updateInstead` in the \
+    working copy so a push updates its files too";
+
+/// Whether a failed push was refused because the branch is checked out in the receiving
+/// working copy.
+pub fn refused_checked_out(error: &str) -> bool {
+    error.contains("refusing to update checked out branch")
+}
+
+/// How a command ended, for a message: `exit 128`, or `killed by a signal` without a code.
+fn exit_text(code: Option<i32>) -> String {
+    match code {
+        Some(code) => format!("exit {code}"),
+        None => "killed by a signal".into(),
+    }
+}
+
 /// Errors from host git operations; each names the repository or command concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
@@ -80,7 +100,7 @@ pub enum GitError {
     NotARepository { path_or_url: String, detail: String },
     #[error("{path} is not a usable worktree: {detail}")]
     NotAWorktree { path: PathBuf, detail: String },
-    #[error("`{command}` failed (exit {code:?}): {stderr}")]
+    #[error("`{command}` failed ({}): {stderr}", exit_text(*code))]
     Command {
         command: String,
         stderr: String,

@@ -67,7 +67,7 @@ pub async fn ask(
         )));
     }
     let budget = settings.assistant.budget_usd;
-    let spent: f64 = earlier.iter().map(|t| t.cost_usd).sum();
+    let spent = codemill_core::cost::sum_usd(earlier.iter().map(|t| t.cost_usd));
     let now = Utc::now();
     if spent >= budget {
         let why = format!(

@@ -225,6 +225,21 @@ impl JobOptions {
         }
     }
 
+    /// The options for a ticket whose project must be registered: a job of an unregistered
+    /// project would only fail on a worker, so starting one is refused here, as `run` does.
+    pub fn registered(
+        config: &codemill_core::config::Config,
+        ticket: &TicketKey,
+    ) -> Result<JobOptions, RunError> {
+        if !config.projects.contains_key(ticket.project()) {
+            return Err(RunError::NoProject {
+                ticket: ticket.clone(),
+                project: ticket.project().to_string(),
+            });
+        }
+        Ok(JobOptions::for_project(config, ticket.project()))
+    }
+
     /// A local ticket's job.
     pub fn local(max_rounds: u32) -> JobOptions {
         JobOptions {

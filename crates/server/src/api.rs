@@ -19,9 +19,6 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
 
-/// Longest rejection reason accepted; it ends up in a ticket comment.
-const MAX_REASON_LEN: usize = 4000;
-
 /// What a dashboard needs to show a job at a glance.
 #[derive(Debug, Serialize)]
 pub(crate) struct JobSummary {
@@ -343,12 +340,7 @@ pub(crate) async fn reject(
     }
     let RejectBody { reason } = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("expected {{\"reason\": \"...\"}}: {e}")))?;
-    let reason = reason.trim();
-    if reason.is_empty() || reason.len() > MAX_REASON_LEN {
-        return Err(ApiError::BadRequest(format!(
-            "reason must be 1-{MAX_REASON_LEN} bytes"
-        )));
-    }
+    let reason = codemill_core::text::reason(&reason).map_err(ApiError::BadRequest)?;
     let job = app.control().reject(&key, reason, &by(&caller)).await?;
     Ok(done(job, &key, "rejected"))
 }

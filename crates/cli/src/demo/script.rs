@@ -318,5 +318,21 @@ pub fn script() -> Script {
         },
         findings(json!([])),
     ));
+    // Anything else is someone's own ticket on the default provider: say so, and what to do.
+    rules.push(Rule::new(
+        "not a demo ticket",
+        Match::default(),
+        Reply::Error {
+            status: 400,
+            message: DEMO_ONLY.into(),
+            retry_after: None,
+        },
+    ));
     Script::new(rules)
 }
+
+/// The demo model's answer to a request it has no script for.
+pub const DEMO_ONLY: &str = "the built-in demo model (provider `demo`, the default of a new \
+    home) only answers the sample tickets of `codemill demo`; to run your own tickets, add a \
+    provider to codemill.toml — `[providers.NAME]` with `api`, `base_url` and `api_key_env` — and \
+    set `[agent] provider = \"NAME\"` (README: Configuration)";

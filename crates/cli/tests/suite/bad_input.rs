@@ -182,3 +182,122 @@ async fn missing_api_key_variable_is_named_before_any_job() {
     let show = env.json(&["show", "P-1", "--json"]);
     assert!(show["job"].is_null());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flags_that_would_lose_a_decision_or_never_run_anything_are_refused() {
+    let env = Env::new(engineer(), HELLO_GATE, "").await;
+    // A rejection is final and its reason is what people and `learn` read later.
+    for reason in ["", "   \n"] {
+        let (code, _, err) = env.run(&["reject", "P-1", "--reason", reason]);
+        assert_eq!(code, Some(1), "{reason:?}: {err}");
+        assert!(
+            err.contains("--reason: the reason is empty: say why"),
+            "{err}"
+        );
+    }
+    let long = "x".repeat(4001);
+    let (code, _, err) = env.run(&["reject", "P-1", "--reason", &long]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("the reason is 4001 bytes; at most 4000"),
+        "{err}"
+    );
+    // Zero workers, limits or lease: accepted before, and then nothing ever ran.
+    for args in [
+        &["worker", "--once", "--concurrency", "0"][..],
+        &["worker", "--once", "--global-limit", "0"],
+        &["worker", "--once", "--project-limit", "0"],
+        &["worker", "--once", "--lease-secs", "0"],
+        &["worker", "--once", "--poll-ms", "0"],
+        &["serve", "--workers", "0"],
+        &["serve", "--lease-secs", "0"],
+        &["inbox", "--limit", "0"],
+    ] {
+        let (code, _, err) = env.run(args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("invalid value '0' for '{}", args[args.len() - 2]))
+                && err.contains("must be 1 or more"),
+            "{args:?}: {err}"
+        );
+    }
+    // Nothing was decided or queued.
+    let show = env.json(&["show", "P-1", "--json"]);
+    assert!(show["job"].is_null(), "{show}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_model_says_it_answers_only_the_demo() {
+    let env = Env::new(engineer(), HELLO_GATE, "").await;
+    // A new home's provider: none set, so the built-in demo model.
+    let file = env.home.join("codemill.toml");
+    let config = std::fs::read_to_string(&file).unwrap();
+    let projects = &config[config.find("\n[projects.").unwrap()..];
+    std::fs::write(&file, projects).unwrap();
+    let (code, _, err) = env.run(&["run", "P-1"]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(
+        err.contains("only answers the sample tickets of `codemill demo`")
+            && err.contains("[agent] provider"),
+        "{err}"
+    );
+    assert!(!err.contains("no rule matched"), "{err}");
+    assert!(
+        env.server.requests().is_empty(),
+        "the test's model was not asked"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_lines_in_a_pipe_have_no_colour_codes_and_a_bad_filter_is_named() {
+    let env = Env::new(engineer(), HELLO_GATE, "").await;
+    let out = env
+        .cmd()
+        .env("CODEMILL_LOG", "debug")
+        .args(["status"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("DEBUG"), "logged at debug: {err}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "no terminal escapes in a pipe: {err:?}"
+    );
+    let out = env
+        .cmd()
+        .env("CODEMILL_LOG", "bogus[[[")
+        .args(["status"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: CODEMILL_LOG=\"bogus[[[\" is not a log filter"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_working_copy_is_registered_with_what_merge_will_need() {
+    let env = Env::new(engineer(), HELLO_GATE, "").await;
+    // The seed the test's bare remote was cloned from: a working copy with main checked out.
+    let seed = env.dir.path().join("seed");
+    let (code, out, err) = env.run(&["project", "add", "W", "--repo", seed.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("Registered project W"), "{out}");
+    assert!(
+        err.contains("is a working copy with main checked out")
+            && err.contains("receive.denyCurrentBranch updateInstead"),
+        "{err}"
+    );
+    // A bare repository needs no such warning.
+    let (code, _, err) = env.run(&[
+        "project",
+        "add",
+        "B",
+        "--repo",
+        env.remote.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("working copy"), "{err}");
+}

@@ -56,6 +56,16 @@ async fn tokens_are_listed_and_revoked_by_name_or_id() {
 async fn a_project_is_removed_only_without_active_jobs_and_keeps_its_history() {
     let env = Env::new(engineer(), HELLO_GATE, "").await;
     env.ok(&["enqueue", "P-1"]);
+    // Queued, with no worker yet: said so, not "running".
+    let status = env.ok(&["status"]);
+    assert!(status.contains("P-1        queued "), "{status}");
+    assert_eq!(
+        env.json(&["status", "--json"])["tickets"][0]["job"]["state"],
+        "queued"
+    );
+    let show = env.ok(&["show", "P-1"]);
+    assert!(show.contains("state queued  stage readiness"), "{show}");
+    assert!(show.contains("waits for a worker"), "{show}");
     let (code, _, err) = env.run(&["project", "remove", "P"]);
     assert_eq!(code, Some(1));
     assert!(
@@ -76,6 +86,19 @@ async fn a_project_is_removed_only_without_active_jobs_and_keeps_its_history() {
     let (code, _, err) = env.run(&["project", "remove", "P"]);
     assert_eq!(code, Some(1));
     assert!(err.contains("no project P"), "{err}");
+    // Its tickets start no job: a worker could only fail it.
+    for command in ["enqueue", "retry"] {
+        let (code, _, err) = env.run(&[command, "P-1"]);
+        assert_eq!(code, Some(1), "{command}: {err}");
+        assert!(
+            err.contains("ticket P-1 belongs to project P, which is not registered"),
+            "{command}: {err}"
+        );
+    }
+    assert_eq!(
+        env.json(&["status", "--json"])["tickets"][0]["job"]["state"],
+        "cancelled"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -81,6 +81,27 @@ fn sandbox_and_budgets_have_defaults_and_checked_overrides() {
 }
 
 #[test]
+fn a_tables_own_error_names_that_table() {
+    // A missing field and a second table of one name point at the table's header line.
+    let msg = parse("[budgets]\njob_usd = 1.0\n\n[providers.anthropic]\napi_key_env = \"K\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("line 4, table `[providers.anthropic]`: missing field `api`"),
+        "{msg}"
+    );
+    let msg = parse("[providers.x]\n").unwrap_err().to_string();
+    assert!(
+        msg.contains("line 1, table `[providers.x]`: missing field `api`"),
+        "{msg}"
+    );
+    let msg = parse("[agent]\nmax_turns = 5\n[budgets]\n[agent]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("line 4, table `[agent]`"), "{msg}");
+}
+
+#[test]
 fn unknown_top_level_table() {
     let msg = parse("[agentz]\nx = 1\n").unwrap_err().to_string();
     assert!(

@@ -145,7 +145,17 @@ impl Workspace {
     ) -> Result<bool, String> {
         git.push_exact(clone, candidate, target, expected)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| {
+                let error = e.to_string();
+                if codemill_git::refused_checked_out(&error) {
+                    format!(
+                        "{error}; {target} is checked out in the project's repository: {}",
+                        codemill_git::CHECKED_OUT_ADVICE
+                    )
+                } else {
+                    error
+                }
+            })
     }
 
     /// Knowledge citing files changed by a merge is checked again at its tip.

@@ -575,17 +575,12 @@ pub(super) async fn decide(
         }
         "reject" => {
             let reason = form.reason.unwrap_or_default();
-            let reason = reason.trim();
-            if reason.is_empty() {
-                return show(
-                    &app,
-                    me,
-                    &key,
-                    Some("Say why it is rejected.".into()),
-                    StatusCode::BAD_REQUEST,
-                )
-                .await;
-            }
+            let reason = match codemill_core::text::reason(&reason) {
+                Ok(reason) => reason,
+                Err(why) => {
+                    return show(&app, me, &key, Some(why), StatusCode::BAD_REQUEST).await;
+                }
+            };
             control.reject(&ticket, reason, &by).await.map(drop)
         }
         "cancel" => control.cancel(&ticket, &by).await.map(drop),

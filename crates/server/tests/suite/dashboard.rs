@@ -350,7 +350,7 @@ async fn the_job_page_shows_the_proposal_and_only_approvers_decide() {
     )
     .await;
     assert_eq!(status, 400);
-    assert!(html.contains("Say why it is rejected."), "{html}");
+    assert!(html.contains("the reason is empty: say why"), "{html}");
     assert!(server.control.calls().is_empty(), "nothing was decided yet");
     let (status, _) = post_form(
         &server,
