@@ -551,9 +551,7 @@ pub async fn serve(mut opened: Opened, args: ServeArgs) -> Result<ExitCode> {
 }
 
 pub async fn token_create(opened: &Opened, name: &str) -> Result<ExitCode> {
-    if name.trim().is_empty() {
-        bail!("the token needs a name");
-    }
+    let name = codemill_server::token_name(name).map_err(|why| anyhow!("{why}"))?;
     let plain = codemill_server::new_token();
     let row = opened
         .store

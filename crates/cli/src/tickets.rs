@@ -34,23 +34,14 @@ pub async fn ticket(home: Home, cmd: TicketCommand) -> Result<ExitCode> {
             body_file,
         } => {
             let k = key(&k)?;
-            let body = match (body, body_file) {
-                (Some(b), _) => Some(b),
-                (None, Some(f)) => Some(
-                    std::fs::read_to_string(&f)
-                        .with_context(|| format!("reading --body-file {}", f.display()))?,
-                ),
-                (None, None) => None,
-            };
+            let body = read_body(body, body_file)?;
             if title.is_none() && body.is_none() {
                 bail!("nothing to change: pass --title, --body or --body-file");
             }
-            if title.as_deref().is_some_and(|t| t.trim().is_empty()) {
-                bail!("--title must not be empty");
-            }
+            let title = title.as_deref().map(checked_title).transpose()?;
             let t = opened
                 .store
-                .edit_ticket(&k, title.as_deref().map(str::trim), body.as_deref())
+                .edit_ticket(&k, title, body.as_deref())
                 .await
                 .map_err(|e| match e {
                     codemill_store::StoreError::NoTicket(_) => {
@@ -192,18 +183,12 @@ async fn add_ticket(
             "project {project} keeps its tickets in an outside tracker; the refinement queue works on the local tracker"
         );
     }
-    if title.trim().is_empty() {
-        bail!("--title must not be empty");
-    }
-    let body = match (body, body_file) {
-        (Some(b), _) => b,
-        (None, Some(f)) => std::fs::read_to_string(&f)
-            .with_context(|| format!("reading --body-file {}", f.display()))?,
-        (None, None) => String::new(),
-    };
+    let title = checked_title(title)?;
+    let body = read_body(body, body_file)?.unwrap_or_default();
+    let labels = checked_labels(labels)?;
     Ok(opened
         .store
-        .create_ticket(&project, title.trim(), &body, labels)
+        .create_ticket(&project, title, &body, &labels)
         .await?)
 }
 
@@ -223,15 +208,8 @@ pub async fn idea_add(
         .is_some_and(|p| !matches!(p.tracker, codemill_core::config::TrackerSettings::Local));
     if outside {
         // The idea goes to the project's own tracker, labelled for refinement, and is queued.
-        let body = match (body, body_file) {
-            (Some(b), _) => b,
-            (None, Some(f)) => std::fs::read_to_string(&f)
-                .with_context(|| format!("reading --body-file {}", f.display()))?,
-            (None, None) => String::new(),
-        };
-        if title.trim().is_empty() {
-            bail!("--title must not be empty");
-        }
+        let body = read_body(body, body_file)?.unwrap_or_default();
+        let title = checked_title(&title)?;
         let gateway = codemill_runner::inbound::Gateway::new(
             opened.store.clone(),
             opened.config.clone(),
@@ -256,4 +234,86 @@ pub async fn idea_add(
         t.key, t.key
     ));
     Ok(ExitCode::SUCCESS)
+}
+
+/// The longest title kept: Jira's summary limit (GitHub allows 256), so a ticket can move to
+/// any tracker.
+const MAX_TITLE_CHARS: usize = 255;
+
+/// The most text a ticket's body keeps; a description is prose, and every agent prompt and
+/// page carries it.
+const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// A title as given, trimmed: one line, not empty, within [`MAX_TITLE_CHARS`].
+fn checked_title(title: &str) -> Result<&str> {
+    let title = title.trim();
+    if title.is_empty() {
+        bail!("--title must not be empty");
+    }
+    if title.chars().any(char::is_control) {
+        bail!("--title must be one line of text (it has a line break or control character)");
+    }
+    let n = title.chars().count();
+    if n > MAX_TITLE_CHARS {
+        bail!("--title is {n} characters; at most {MAX_TITLE_CHARS}");
+    }
+    Ok(title)
+}
+
+/// The body from `--body` or `--body-file`, within [`MAX_BODY_BYTES`].
+fn read_body(body: Option<String>, body_file: Option<PathBuf>) -> Result<Option<String>> {
+    let body = match (body, body_file) {
+        (Some(b), _) => b,
+        (None, Some(f)) => std::fs::read_to_string(&f)
+            .with_context(|| format!("reading --body-file {}", f.display()))?,
+        (None, None) => return Ok(None),
+    };
+    if body.len() > MAX_BODY_BYTES {
+        bail!(
+            "the body is {} bytes; at most {MAX_BODY_BYTES} are kept (link to longer material instead)",
+            body.len()
+        );
+    }
+    Ok(Some(body))
+}
+
+/// Labels as given, trimmed, each once; an empty one is refused.
+fn checked_labels(labels: &[String]) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for label in labels {
+        let label = label.trim();
+        if label.is_empty() || label.chars().any(char::is_control) {
+            bail!("--label {label:?}: a label is one word or phrase on one line");
+        }
+        if !out.iter().any(|l| l == label) {
+            out.push(label.to_string());
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn titles_bodies_and_labels_are_checked() {
+        assert_eq!(checked_title("  Fix it ").unwrap(), "Fix it");
+        for bad in ["", "  ", "two\nlines", "tab\there"] {
+            assert!(checked_title(bad).is_err(), "{bad:?}");
+        }
+        assert!(checked_title(&"é".repeat(255)).is_ok());
+        let long = checked_title(&"x".repeat(256)).unwrap_err().to_string();
+        assert!(long.contains("256 characters; at most 255"), "{long}");
+        assert_eq!(read_body(None, None).unwrap(), None);
+        let big = read_body(Some("x".repeat(MAX_BODY_BYTES + 1)), None).unwrap_err();
+        assert!(big.to_string().contains("at most 262144"), "{big}");
+        assert_eq!(
+            checked_labels(&[" codemill".into(), "codemill".into(), "ui".into()]).unwrap(),
+            ["codemill", "ui"]
+        );
+        assert!(checked_labels(&["".into()]).is_err());
+    }
 }

@@ -88,7 +88,18 @@ impl Write for Escaping<'_, '_> {
 
 #[cfg(test)]
 mod tests {
-    use super::{clip, log_safe};
+    use super::{MAX_REASON_BYTES, clip, log_safe, reason};
+
+    #[test]
+    fn a_reason_is_trimmed_and_must_say_something_in_bounds() {
+        assert_eq!(reason("  tests are missing \n"), Ok("tests are missing"));
+        for blank in ["", " \t\n "] {
+            assert!(reason(blank).is_err_and(|e| e.contains("empty")), "{blank:?}");
+        }
+        let long = "x".repeat(MAX_REASON_BYTES + 1);
+        assert!(reason(&long).is_err_and(|e| e.contains("4001 bytes")));
+        assert!(reason(&long[1..]).is_ok());
+    }
 
     #[test]
     fn clips_on_char_boundaries() {

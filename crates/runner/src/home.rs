@@ -63,7 +63,7 @@ pub const DEFAULT_CONFIG: &str = r#"# codemill configuration. Every key is optio
 # command = "opencode"
 # [agents.builtin]
 # max_api_retries = 2
-# command_timeout_secs = 600
+# command_timeout_secs = 300
 
 # [providers.anthropic]
 # api = "anthropic"          # anthropic | openai-chat | openai-responses | gemini | demo

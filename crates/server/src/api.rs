@@ -259,10 +259,20 @@ pub(crate) async fn events(
     if query.after < 0 {
         return Err(ApiError::BadRequest("after must be 0 or more".into()));
     }
-    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = page_limit(query.limit, 100)?;
     let events = app.store().events_since(query.after, limit).await?;
     let next = events.last().map_or(query.after, |e| e.pos);
     Ok(Json(json!({ "events": events, "next": next })))
+}
+
+/// A page size asked for: `default` when not given, at most 1000; 0 is refused (it would
+/// answer one item, or none, and neither is what was asked).
+fn page_limit(asked: Option<u32>, default: u32) -> Result<u32, ApiError> {
+    match asked {
+        Some(0) => Err(ApiError::BadRequest("limit must be 1 or more".into())),
+        Some(n) => Ok(n.min(1000)),
+        None => Ok(default),
+    }
 }
 
 fn done(job: JobId, ticket: &TicketKey, action: &str) -> Json<Value> {
@@ -308,6 +318,14 @@ pub(crate) async fn approve(
         })?;
         commit
     };
+    if let Some(commit) = &seen
+        && (!(7..=64).contains(&commit.len()) || !commit.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Err(ApiError::BadRequest(format!(
+            "commit {:?} is not a commit id: 7 to 64 hex digits",
+            codemill_core::text::clip(commit, 80)
+        )));
+    }
     let job = app
         .control()
         .approve(&key, &by(&caller), seen.as_deref())
@@ -411,7 +429,7 @@ pub(crate) async fn activity(
     if app.store().job_view(id).await?.is_none() {
         return Err(ApiError::NotFound(format!("no job {id}")));
     }
-    let limit = query.limit.unwrap_or(200).clamp(1, 1000);
+    let limit = page_limit(query.limit, 200)?;
     let activity = app.store().activity_since(id, query.after, limit).await?;
     let next = activity.last().map_or(query.after, |a| a.id);
     Ok(Json(json!({ "activity": activity, "next": next })))

@@ -26,6 +26,22 @@ pub fn new_token() -> String {
     format!("cm_{}", hex::encode(bytes))
 }
 
+/// A new token's name, trimmed: 1–64 characters on one line, and not only digits (`token
+/// revoke` takes a name or an id, so a number would name two tokens). The same rule for the
+/// CLI and the settings page.
+pub fn token_name(name: &str) -> Result<&str, String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return Err("a token's name is 1–64 characters on one line".into());
+    }
+    if name.chars().all(|c| c.is_ascii_digit()) {
+        return Err(format!(
+            "a token's name cannot be a number ({name:?} would also read as a token id)"
+        ));
+    }
+    Ok(name)
+}
+
 /// The API token a request was authenticated with.
 #[derive(Debug, Clone)]
 pub(crate) struct Caller {
@@ -82,6 +98,16 @@ fn bearer(request: &Request) -> Option<&str> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn token_names_are_one_line_and_not_numbers() {
+        assert_eq!(token_name("  ci ").unwrap(), "ci");
+        assert_eq!(token_name("ci-2").unwrap(), "ci-2");
+        for bad in ["", " ", "a\nb", "1", "0042"] {
+            assert!(token_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(token_name(&"x".repeat(65)).is_err());
+    }
 
     #[test]
     fn hash_is_sha256_hex() {

@@ -102,6 +102,50 @@ pub(crate) async fn not_found() -> ApiError {
     ApiError::NotFound("no such route".into())
 }
 
+/// The API and webhook routes answer every failure as `{"error": "..."}`, also those made
+/// before a handler runs (a query string or path that does not parse, a body over the limit,
+/// a method the route does not take), which axum and tower-http answer in plain text or with
+/// no body at all. The dashboard's pages keep their own HTML.
+pub(crate) async fn json_errors(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path();
+    let machine = path.starts_with("/api/") || path.starts_with("/webhooks/");
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !machine || is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    // Framework messages are one line; a longer body is not one of them.
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_string()
+    } else {
+        text
+    };
+    let mut answer = (status, Json(serde_json::json!({ "error": message }))).into_response();
+    // Keep what the client needs from the original answer (`Allow` on a 405, `Retry-After`).
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            answer.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    answer
+}
+
 /// A handler panicked: log what it said and answer 500 without details.
 pub(crate) fn panicked(payload: Box<dyn Any + Send + 'static>) -> Response {
     let message = payload

@@ -69,7 +69,7 @@ use tower_http::sensitive_headers::SetSensitiveHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
-pub use auth::{hash_token, new_token};
+pub use auth::{hash_token, new_token, token_name};
 pub use control::{Control, ControlError, ControlFuture, OutsideEvent};
 pub use error::ConfigError;
 pub use metrics::Metrics;
@@ -450,6 +450,7 @@ pub fn router(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             timeout,
         ))
+        .layer(axum::middleware::from_fn(error::json_errors))
         .layer(CatchPanicLayer::custom(error::panicked))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -221,6 +221,22 @@ async fn flags_that_would_lose_a_decision_or_never_run_anything_are_refused() {
             "{args:?}: {err}"
         );
     }
+    // A title that would break every table it is listed in, and an empty label.
+    let (code, _, err) = env.run(&["ticket", "add", "P", "--title", "two\nlines"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("--title must be one line"), "{err}");
+    let (code, _, err) = env.run(&["ticket", "add", "P", "--title", "t", "--label", " "]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("--label \"\": a label is one word"), "{err}");
+    let (code, _, err) = env.run(&["ticket", "edit", "P-1", "--title", "a\rb"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("--title must be one line"), "{err}");
+    assert_eq!(
+        env.json(&["ticket", "list", "--json"])
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
     // Nothing was decided or queued.
     let show = env.json(&["show", "P-1", "--json"]);
     assert!(show["job"].is_null(), "{show}");

@@ -50,6 +50,19 @@ async fn tokens_are_listed_and_revoked_by_name_or_id() {
     let (code, _, err) = env.run(&["token", "revoke", "nobody"]);
     assert_eq!(code, Some(1));
     assert!(err.contains("no active token named \"nobody\""), "{err}");
+    // `revoke` takes a name or an id: a name that is a number would mean two tokens.
+    let (code, _, err) = env.run(&["token", "create", "2"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("a token's name cannot be a number"), "{err}");
+    let (code, _, err) = env.run(&["token", "create", "two\nlines"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("1–64 characters on one line"), "{err}");
+    assert_eq!(
+        env.json(&["token", "list", "--json"])
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -125,6 +125,9 @@ async fn show(
     status: StatusCode,
 ) -> Response {
     let projects = app.projects();
+    if !project.is_empty() && !projects.iter().any(|p| p == project) {
+        return super::unknown_project(project, &projects);
+    }
     let project = if project.is_empty() {
         projects.first().cloned().unwrap_or_default()
     } else {

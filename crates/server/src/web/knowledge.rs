@@ -75,7 +75,18 @@ pub(super) async fn page(
     let tag = KnowledgeTag::parse(&query.tag);
     let stale = query.stale.is_some_and(|s| !s.is_empty());
     let loaded = async {
-        let projects = store.ticket_projects().await?;
+        let mut projects = store.ticket_projects().await?;
+        projects.extend(app.projects());
+        projects.sort();
+        projects.dedup();
+        // A project is known by its tickets, its configuration or its knowledge (which stays
+        // after the project is unregistered).
+        if !query.project.is_empty()
+            && !projects.contains(&query.project)
+            && store.knowledge_of(&query.project).await?.is_empty()
+        {
+            return Ok(Err(projects));
+        }
         let project = if query.project.is_empty() {
             projects.first().cloned().unwrap_or_default()
         } else {
@@ -96,10 +107,11 @@ pub(super) async fn page(
                 .map(|h| entry(&h.entry, h.excerpt.clone()))
                 .collect()
         };
-        Ok::<_, codemill_store::StoreError>((projects, project, entries))
+        Ok::<_, codemill_store::StoreError>(Ok((projects, project, entries)))
     };
     let (projects, project, entries) = match loaded.await {
-        Ok(all) => all,
+        Ok(Ok(all)) => all,
+        Ok(Err(known)) => return super::unknown_project(&query.project, &known),
         Err(e) => {
             tracing::error!(error = %e, "knowledge could not be read");
             return super::store_down();

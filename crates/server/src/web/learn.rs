@@ -84,6 +84,9 @@ async fn show(
 ) -> Response {
     use chrono::Datelike;
     let projects = app.projects();
+    if !project.is_empty() && !projects.iter().any(|p| p == project) {
+        return super::unknown_project(project, &projects);
+    }
     let project = if project.is_empty() {
         projects.first().cloned().unwrap_or_default()
     } else {

@@ -224,6 +224,20 @@ pub(crate) async fn decider(
 }
 
 /// The answer while the store cannot be reached.
+/// The 404 of a page asked about a project codemill does not know, naming those it does.
+pub(crate) fn unknown_project(project: &str, known: &[String]) -> Response {
+    let known = if known.is_empty() {
+        "none yet".to_string()
+    } else {
+        known.join(", ")
+    };
+    (
+        StatusCode::NOT_FOUND,
+        format!("No project {project} (projects: {known})."),
+    )
+        .into_response()
+}
+
 pub(crate) fn store_down() -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,

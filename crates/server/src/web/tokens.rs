@@ -99,17 +99,19 @@ pub(super) async fn create(
     if let Some(refused) = super::refuse_forged(&me, &form.csrf) {
         return refused;
     }
-    let name = form.name.trim().to_string();
-    if name.is_empty() || name.len() > 64 {
-        return show(
-            &app,
-            me,
-            Some("Give the token a name of 1–64 characters.".into()),
-            None,
-            StatusCode::BAD_REQUEST,
-        )
-        .await;
-    }
+    let name = match crate::auth::token_name(&form.name) {
+        Ok(name) => name.to_string(),
+        Err(why) => {
+            return show(
+                &app,
+                me,
+                Some(format!("{why}.")),
+                None,
+                StatusCode::BAD_REQUEST,
+            )
+            .await;
+        }
+    };
     let token = crate::auth::new_token();
     match app
         .store()

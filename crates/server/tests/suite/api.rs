@@ -573,3 +573,68 @@ async fn serve_stops_gracefully() {
     let fresh = reqwest::Client::new();
     assert!(fresh.get(&url).send().await.is_err());
 }
+
+/// Every failure of the API is `{"error": "..."}` with a status that says whose fault it is,
+/// also those decided before a handler runs (query, path, method, body size).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_api_failure_is_json_and_names_the_problem() {
+    let server = start(Db::sqlite().await).await;
+    let t = token(server.store(), "ci").await;
+    let ticket = server.ticket("PROJ", "t").await;
+    let error = |v: &Value| v["error"].as_str().unwrap_or_default().to_string();
+    for (path, status, says) in [
+        ("/api/events?after=abc", 400, "after"),
+        ("/api/events?limit=-5", 400, "limit"),
+        ("/api/events?limit=0", 400, "limit must be 1 or more"),
+        (
+            "/api/tickets?status=todo&status=needs_attention",
+            400,
+            "duplicate field `status`",
+        ),
+        ("/api/tickets/%ff%fe", 400, "UTF-8"),
+        ("/api/nothing-here", 404, "no such route"),
+    ] {
+        let r = get(&server, path, Some(&t)).await;
+        assert_eq!(r.status(), status, "{path}");
+        assert_eq!(r.headers()["content-type"], "application/json", "{path}");
+        let v: Value = r.json().await.unwrap();
+        assert!(error(&v).contains(says), "{path}: {v}");
+    }
+    // A method the route does not take: 405, the allowed ones named in `Allow`.
+    let r = server
+        .client
+        .delete(server.url("/api/tickets"))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert!(r.headers().contains_key("allow"), "{:?}", r.headers());
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(error(&v), "Method Not Allowed");
+    // Not a commit id: the request is wrong (400), not the proposal (409).
+    let r = post(
+        &server,
+        &format!("/api/tickets/{}/approve", ticket.key),
+        &t,
+        Some(json!({ "commit": "xyz" })),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert!(error(&v).contains("\"xyz\" is not a commit id"), "{v}");
+    assert!(server.control.calls().is_empty(), "nothing was decided");
+    // A body over the limit.
+    let r = server
+        .client
+        .post(server.url(&format!("/api/tickets/{}/reject", ticket.key)))
+        .bearer_auth(&t)
+        .header("content-type", "application/json")
+        .body(vec![b' '; 2 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let v: Value = r.json().await.unwrap();
+    assert!(!error(&v).is_empty(), "{v}");
+}

@@ -752,6 +752,15 @@ async fn the_knowledge_page_shows_provenance_filters_and_searches() {
         found.contains("Billing") && !found.contains("Run make check"),
         "{found}"
     );
+    // A project codemill does not know is a 404 that names it, on every per-project page.
+    for page in ["/knowledge", "/assistant", "/learn"] {
+        let (status, body) = get_page(&server, &viewer, &format!("{page}?project=NOPE")).await;
+        assert_eq!(status, 404, "{page}: {body}");
+        assert!(
+            body.starts_with("No project NOPE (projects: "),
+            "{page}: {body}"
+        );
+    }
 }
 
 /// With `[telemetry] trace_url`, a job page links to the job's trace (its id is the job's);
