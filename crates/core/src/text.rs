@@ -94,7 +94,10 @@ mod tests {
     fn a_reason_is_trimmed_and_must_say_something_in_bounds() {
         assert_eq!(reason("  tests are missing \n"), Ok("tests are missing"));
         for blank in ["", " \t\n "] {
-            assert!(reason(blank).is_err_and(|e| e.contains("empty")), "{blank:?}");
+            assert!(
+                reason(blank).is_err_and(|e| e.contains("empty")),
+                "{blank:?}"
+            );
         }
         let long = "x".repeat(MAX_REASON_BYTES + 1);
         assert!(reason(&long).is_err_and(|e| e.contains("4001 bytes")));

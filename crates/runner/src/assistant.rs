@@ -221,7 +221,7 @@ impl Runner {
                     AgentOutcome::BudgetExceeded { limit, spent, .. } => Some(format!(
                         "stopped at this conversation's budget: ${spent:.4} of ${limit:.2}"
                     )),
-                    other => Some(format!("the agent {}", other.describe())),
+                    other => Some(format!("the agent stopped: {}", other.describe())),
                 };
                 (ran.run.final_text, ran.cost_usd, error)
             }
