@@ -77,7 +77,8 @@ async fn cancelling_the_parent_cancels_its_sub_jobs() {
         .as_str()
         .unwrap()
         .to_string();
-    assert_eq!(env.json(&["show", &a, "--json"])["job"]["state"], "running");
+    // Its job waits for a worker.
+    assert_eq!(env.json(&["show", &a, "--json"])["job"]["state"], "queued");
 
     env.ok(&["cancel", "P-1"]);
     assert_eq!(
