@@ -182,8 +182,14 @@ impl Home {
     /// Read and validate `codemill.toml`.
     pub fn load_config(&self) -> Result<Config, HomeError> {
         let file = self.config_file();
-        if !file.is_file() {
+        if !file.exists() {
             return Err(HomeError::NotInitialised(self.root.clone()));
+        }
+        if !file.is_file() {
+            return Err(HomeError::Io {
+                source: std::io::Error::other("this is not a file; codemill.toml must be one"),
+                path: file,
+            });
         }
         let text = std::fs::read_to_string(&file).map_err(io(&file))?;
         Ok(Config::parse(&text, file)?)
