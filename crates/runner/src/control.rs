@@ -354,11 +354,55 @@ pub async fn retry(store: &Store, key: &TicketKey, options: JobOptions) -> Resul
             message: format!("already has an unfinished job {job} ({})", state.status()),
         });
     }
+    if let Some(why) = shipped(store, key, &state).await? {
+        return Err(RunError::WrongState {
+            ticket: key.clone(),
+            message: why,
+        });
+    }
     match subtask {
         // A sub-task tried again stays its parent's: it stacks where it did and reports back.
         Some(sub) => enqueue_subtask(store, key, options, sub).await,
         None => Ok(enqueue(store, key, options).await?.0),
     }
+}
+
+/// Why a ticket whose work shipped cannot be tried again, if it did: a new job would redo
+/// merged work, or force its branch over an open PR's approved commits. Retry is for stopped
+/// work; a ticket whose PR was closed unmerged may run again.
+async fn shipped(
+    store: &Store,
+    key: &TicketKey,
+    state: &JobState,
+) -> Result<Option<String>, RunError> {
+    if state.merged == Some(true) {
+        return Ok(Some(
+            "its PR was merged, so it is done; open a new ticket for more work".into(),
+        ));
+    }
+    if state.stage != Stage::Done || state.pr.is_none() {
+        return Ok(None);
+    }
+    // The local forge's record says how the PR stands (outside forges report through PR events).
+    let branch = match (&state.subtask, &state.branch) {
+        (Some(_), Some(b)) => b.clone(),
+        _ => key.branch(),
+    };
+    let Some(pr) = store.find_pr(key.project(), &branch).await? else {
+        return Ok(None);
+    };
+    Ok(match pr.state.as_str() {
+        "merged" => Some(format!(
+            "PR #{} was merged, so it is done; open a new ticket for more work",
+            pr.id
+        )),
+        "open" => Some(format!(
+            "shipped as PR #{} ({}), which is still open: a new job would replace the approved \
+             work on its branch; `codemill merge {key}` lands it",
+            pr.id, pr.branch
+        )),
+        _ => None,
+    })
 }
 
 /// Queue a new job of a sub-task's ticket, under the same parent.

@@ -178,6 +178,13 @@ async fn a_local_pull_request_is_merged_and_its_ticket_is_done() {
     assert_ne!(code, Some(0));
     assert!(stderr.contains("no pull request yet"), "{stderr}");
     env.ok(&["approve", "P-1"]);
+    // Shipped, PR open: a new job would force its branch over the approved work.
+    let (code, _, err) = env.run(&["retry", "P-1"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("P-1: shipped as PR #1 (codemill/P-1), which is still open"),
+        "{err}"
+    );
     // main moved on meanwhile (someone else merged): a merge commit joins both.
     let work = env.dir.path().join("other");
     super::harness::git(
@@ -241,6 +248,11 @@ async fn a_local_pull_request_is_merged_and_its_ticket_is_done() {
         "P-1: already merged into main"
     );
     assert_eq!(env.remote_git(&["rev-parse", "main"]), main);
+    // Merged work is not redone, and the merged PR is not reopened.
+    let (code, _, err) = env.run(&["retry", "P-1"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("was merged, so it is done"), "{err}");
+    assert_eq!(env.json(&["ticket", "show", "P-1", "--json"])["ticket"]["status"], "done");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
