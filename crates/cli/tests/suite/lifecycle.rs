@@ -248,11 +248,18 @@ async fn a_local_pull_request_is_merged_and_its_ticket_is_done() {
         "P-1: already merged into main"
     );
     assert_eq!(env.remote_git(&["rev-parse", "main"]), main);
+    // The merge is recorded for learning, once (the second merge changed nothing).
+    let weeks = env.json(&["learn", "P", "--metrics", "--json"]);
+    assert_eq!(weeks[0]["merged"], 1, "{weeks}");
+    assert_eq!(weeks[0]["merged_unchanged"], 1, "{weeks}");
     // Merged work is not redone, and the merged PR is not reopened.
     let (code, _, err) = env.run(&["retry", "P-1"]);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("was merged, so it is done"), "{err}");
-    assert_eq!(env.json(&["ticket", "show", "P-1", "--json"])["ticket"]["status"], "done");
+    assert_eq!(
+        env.json(&["ticket", "show", "P-1", "--json"])["ticket"]["status"],
+        "done"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -67,6 +67,13 @@ impl Runner {
             .add_comment(&key, "codemill", Some(&marker), &body)
             .await?;
         self.tell_outside_tracker_merged(entry, &key).await?;
+        // How the work ended, for learning from what people changed (recorded once per job,
+        // also when a forge's PR event reports the same merge later).
+        let journal = self.store.journal(entry.job).await?;
+        let state = jobs::replay(entry.job, &journal)?;
+        if state.subtask.is_none() {
+            self.record_merged(entry.job, &state, &journal).await;
+        }
         self.store
             .settle_merge(entry.id, MergeState::Merged, None, merged_as, Utc::now())
             .await?;
