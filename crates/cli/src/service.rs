@@ -37,7 +37,7 @@ fn control_error(e: RunError) -> ControlError {
             ControlError::Conflict(e.to_string())
         }
         // A request the assistant cannot serve as asked: the person can change it.
-        RunError::Assistant(_) => ControlError::Conflict(e.to_string()),
+        RunError::Assistant(_) | RunError::Learn(_) => ControlError::Conflict(e.to_string()),
         other => ControlError::Failed(other.to_string()),
     }
 }

@@ -43,6 +43,9 @@ pub enum RunError {
     /// A request to the product-owner assistant that cannot be served as asked.
     #[error("assistant: {0}")]
     Assistant(String),
+    /// A decision on a learning proposal that cannot be made as asked.
+    #[error("learn: {0}")]
+    Learn(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("job {job}: {message}")]

@@ -49,7 +49,7 @@ impl Learned {
 }
 
 fn fail(message: impl Into<String>) -> RunError {
-    RunError::Assistant(message.into())
+    RunError::Learn(message.into())
 }
 
 /// The ISO week of now, the period of a weekly learning run.

@@ -237,7 +237,13 @@ async fn changes_people_repeat_become_a_checklist_item_applied_through_a_pr() {
     );
     let (code, _, stderr) = env.run(&["learn", "shop", "--apply", &kid]);
     assert_ne!(code, Some(0));
-    assert!(stderr.contains("is rejected"), "{stderr}");
+    assert!(
+        stderr.contains("error: learn: ") && stderr.contains("is rejected"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = env.run(&["learn", "shop", "--reject", "99"]);
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("error: learn: no proposal 99"), "{stderr}");
 
     // Applying the checklist item opens a PR adding the checklist.
     let cid = checklist["id"].as_i64().unwrap();
