@@ -11,16 +11,6 @@ use serde_json::json;
 use crate::commands::{Opened, latest_state};
 use crate::output::{json as print_json, out};
 
-/// A job's state as `status` and `show` name it: one whose journal says running while its
-/// queue row still waits for a worker is `queued` (no worker may be running at all).
-fn shown_state(status: &str, queued: bool) -> &str {
-    if queued && status == "running" {
-        "queued"
-    } else {
-        status
-    }
-}
-
 fn money(x: f64) -> String {
     format!("${x:.4}")
 }
@@ -58,7 +48,7 @@ pub async fn status(opened: &Opened, as_json: bool) -> Result<()> {
             .iter()
             .map(|(t, latest)| {
                 let job = latest.as_ref().map(|v| match &v.state {
-                    Some(s) => json!({"id": v.job.to_string(), "state": shown_state(s.status(), queued.contains(&v.job)), "stage": s.stage.as_str(), "rounds": s.round,
+                    Some(s) => json!({"id": v.job.to_string(), "state": s.shown_status(queued.contains(&v.job)), "stage": s.stage.as_str(), "rounds": s.round,
                            "tokens": s.usage.total(), "cost_usd": s.cost_usd, "branch": s.branch, "commit": s.commit, "reason": s.reason}),
                     // A journal that does not replay: say so, and why.
                     None => json!({"id": v.job.to_string(), "state": v.status, "stage": v.stage, "rounds": null,
@@ -84,7 +74,7 @@ pub async fn status(opened: &Opened, as_json: bool) -> Result<()> {
     for (t, latest) in rows {
         let line = match latest.as_ref().map(|v| (v, v.state.as_ref())) {
             Some((v, Some(s))) => [
-                shown_state(s.status(), queued.contains(&v.job)).to_string(),
+                s.shown_status(queued.contains(&v.job)).to_string(),
                 s.stage.as_str().to_string(),
                 s.round.to_string(),
                 s.usage.total().to_string(),
@@ -264,7 +254,7 @@ pub async fn show(opened: &Opened, key: &TicketKey, as_json: bool) -> Result<()>
         .queue_entry(job)
         .await?
         .filter(|e| e.state == QueueState::Queued);
-    let shown = shown_state(state.status(), entry.is_some());
+    let shown = state.shown_status(entry.is_some());
     if as_json {
         let timeline: Vec<_> = journal
             .iter()

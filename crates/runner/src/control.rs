@@ -351,7 +351,14 @@ pub async fn retry(store: &Store, key: &TicketKey, options: JobOptions) -> Resul
     if active || !(state.stage.is_terminal() || entry.is_some()) {
         return Err(RunError::WrongState {
             ticket: key.clone(),
-            message: format!("already has an unfinished job {job} ({})", state.status()),
+            message: format!(
+                "already has an unfinished job {job} ({})",
+                state.shown_status(
+                    entry
+                        .as_ref()
+                        .is_some_and(|e| { e.state == codemill_store::QueueState::Queued })
+                )
+            ),
         });
     }
     if let Some(why) = shipped(store, key, &state).await? {

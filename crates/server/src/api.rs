@@ -25,7 +25,8 @@ pub(crate) struct JobSummary {
     id: JobId,
     ticket: TicketKey,
     project: String,
-    /// The user-facing state: running, awaiting_approval, shipping, done, needs_attention, ...
+    /// The user-facing state: queued, running, awaiting_approval, shipping, done,
+    /// needs_attention, ...
     status: &'static str,
     stage: Stage,
     round: u32,
@@ -80,7 +81,11 @@ async fn summarize(app: &AppState, view: JobView) -> Result<JobSummary, ApiError
         id,
         ticket: state.ticket.clone(),
         project: state.project.to_string(),
-        status: state.status(),
+        status: state.shown_status(
+            queue
+                .as_ref()
+                .is_some_and(|q| q.state == QueueState::Queued),
+        ),
         stage: state.stage,
         round: state.round,
         max_rounds: state.max_rounds,

@@ -285,6 +285,15 @@ impl JobState {
         Ok(state)
     }
 
+    /// The state as people are shown it, given whether the job's queue row waits for a
+    /// worker: a job that would run but no worker has taken yet is `queued`, not `running`.
+    pub fn shown_status(&self, queued: bool) -> &'static str {
+        match self.status() {
+            "running" if queued => "queued",
+            status => status,
+        }
+    }
+
     /// The user-facing state name.
     pub fn status(&self) -> &'static str {
         match self.stage {

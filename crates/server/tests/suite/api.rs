@@ -150,7 +150,8 @@ async fn ticket_and_job_views() {
     let job = accepted["job"].as_str().unwrap();
     let v: Value = get(&server, &path, Some(&t)).await.json().await.unwrap();
     assert_eq!(v["job"]["id"], job);
-    assert_eq!(v["job"]["status"], "running");
+    // No worker has taken it yet: queued, as its queue row says.
+    assert_eq!(v["job"]["status"], "queued");
     assert_eq!(v["job"]["stage"], "readiness");
     assert_eq!(v["job"]["queue"]["state"], "queued");
     assert_eq!(v["job"]["max_rounds"], 3);
