@@ -8,7 +8,7 @@ use anyhow::{Result, anyhow, bail};
 use codemill_store::{KnowledgeRow, KnowledgeSource, KnowledgeTag, NewKnowledge};
 
 use crate::commands::Opened;
-use crate::output::{json, out};
+use crate::output::{err, json, out};
 
 /// The longest title and body accepted.
 const MAX_TITLE: usize = 200;
@@ -118,6 +118,28 @@ pub async fn add(opened: &Opened, add: Add) -> Result<ExitCode> {
         row.project,
         row.tag.as_str()
     ));
+    // Tie the cited places to the default branch now, so a later change to them shows.
+    let repo = &opened.config.projects[&add.project].repo;
+    match codemill_runner::knowledge::pin_sources(
+        &opened.store,
+        &codemill_git::Git::new(),
+        &opened.home.clone_dir(&add.project),
+        repo,
+        &row,
+    )
+    .await
+    {
+        Ok(untied) => {
+            for why in untied {
+                err(&format!(
+                    "warning: --source {why}: it is checked at the next `codemill knowledge ingest`"
+                ));
+            }
+        }
+        Err(e) => err(&format!(
+            "warning: the cited places could not be read now ({e}); the next `codemill knowledge ingest` ties them to a commit"
+        )),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -418,6 +418,64 @@ pub async fn learn(
     Ok(learned)
 }
 
+/// A person's new entry: each source that exists on the default branch is tied to that commit
+/// now, so the next change to what it cites makes the entry stale (left untied, the first check
+/// after a merge would tie it to the changed text instead). A source that does not exist there
+/// (yet) stays untied for the next ingest; returns why, for each such source.
+pub async fn pin_sources(
+    store: &Store,
+    git: &Git,
+    clone: &Path,
+    repo: &str,
+    k: &KnowledgeRow,
+) -> Result<Vec<String>, String> {
+    if k.sources.is_empty() {
+        return Ok(Vec::new());
+    }
+    git.ensure_clone_and_fetch(repo, clone)
+        .await
+        .map_err(|e| e.to_string())?;
+    let branch = git.default_branch(clone).await.map_err(|e| e.to_string())?;
+    let commit = git
+        .rev_parse(clone, &format!("refs/remotes/origin/{branch}"))
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("the repository has no branch {branch}"))?;
+    let mut sources = k.sources.clone();
+    let mut untied = Vec::new();
+    for s in &mut sources {
+        let at = format!("{branch} ({})", short(&commit));
+        let Some(text) = git
+            .read_file_at(clone, &commit, &s.path)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            untied.push(format!("{} does not exist on {at}", s.path));
+            continue;
+        };
+        let cited = match s.lines {
+            Some((a, b)) => lines_of(&text, a, b),
+            None => Some(text),
+        };
+        let Some(cited) = cited else {
+            untied.push(format!(
+                "{} on {at} is shorter than the lines cited",
+                s.path
+            ));
+            continue;
+        };
+        s.commit = Some(commit.clone());
+        s.hash = Some(hash(&cited));
+    }
+    if untied.len() < sources.len() {
+        store
+            .update_knowledge(k.id, &k.title, &k.body, &sources, k.stale.as_deref())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(untied)
+}
+
 /// After a merge made `commit` the default branch: every entry citing one of `changed` is
 /// checked again at `commit`, and becomes stale when what it cites changed. Returns the
 /// entries found stale now, with why.

@@ -6,7 +6,7 @@ use super::harness::{Env, HELLO_GATE, engineer};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_keeps_project_knowledge_with_its_sources() {
     let env = Env::new(engineer(), HELLO_GATE, "").await;
-    let said = env.ok(&[
+    let (code, said, err) = env.run(&[
         "knowledge",
         "add",
         "P",
@@ -19,7 +19,17 @@ async fn a_person_keeps_project_knowledge_with_its_sources() {
         "--source",
         "Makefile",
     ]);
+    assert_eq!(code, Some(0), "{err}");
     assert!(said.contains("Added knowledge #1 to P (human)"), "{said}");
+    // Places that do not exist on main (yet) are said, and left for the next ingest.
+    for path in ["docs/testing.md", "Makefile"] {
+        assert!(
+            err.contains(&format!(
+                "warning: --source {path} does not exist on main ("
+            )) && err.contains("checked at the next `codemill knowledge ingest`"),
+            "{err}"
+        );
+    }
     let body = env.dir.path().join("billing.md");
     std::fs::write(
         &body,
@@ -166,8 +176,8 @@ async fn ingest_follows_the_documentation_and_marks_what_went_stale() {
             ("src/lib.rs", Some("// not documentation\n")),
         ],
     );
-    // A person's entry citing two places, before any ingest.
-    env.ok(&[
+    // A person's entries, before any ingest: what they cite is tied to main at once.
+    let (code, _, err) = env.run(&[
         "knowledge",
         "add",
         "P",
@@ -178,6 +188,14 @@ async fn ingest_follows_the_documentation_and_marks_what_went_stale() {
         "--source",
         "docs/old.md:1-3",
     ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("warning"), "{err}");
+    let old = env.json(&["knowledge", "show", "1", "--json"]);
+    assert_eq!(
+        old["sources"][0]["commit"],
+        serde_json::json!(env.remote_branch("main").unwrap()),
+        "{old}"
+    );
     env.ok(&[
         "knowledge",
         "add",
@@ -193,7 +211,7 @@ async fn ingest_follows_the_documentation_and_marks_what_went_stale() {
     // README (a heading with nothing under it: no entry), testing.md (two), old.md (one).
     assert_eq!(first["files"], 3, "{first}");
     assert_eq!(first["added"], 3, "{first}");
-    assert_eq!(first["pinned"], 2, "{first}");
+    assert_eq!(first["pinned"], 0, "tied when they were added: {first}");
     let all = env.json(&["knowledge", "list", "P", "--json"]);
     let fixtures = all
         .as_array()
