@@ -239,16 +239,21 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 lease_ttl: std::time::Duration::from_secs(lease_secs.max(3)),
                 poll: std::time::Duration::from_millis(poll_ms),
             };
-            // One pass (`--once`) is for scripts and tests; a lasting worker also notifies.
-            let notifier = if once {
-                None
+            // A lasting worker notifies as it goes; one pass (`--once`) tells what its job asked
+            // for before it ends.
+            let (notifier, once_notifier) = if once {
+                (None, crate::service::notifier_once(&opened).await?)
             } else {
-                crate::service::notifier(&opened)?
+                (crate::service::notifier(&opened)?, None)
             };
-            crate::progress::work(&runner, &options, once, concurrency.max(1)).await?;
+            let worked = crate::progress::work(&runner, &options, once, concurrency.max(1)).await;
             if let Some(n) = notifier {
                 n.abort();
             }
+            if let Some(n) = &once_notifier {
+                crate::service::tell_once(n).await;
+            }
+            worked?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Approve { key: k } => {

@@ -765,6 +765,34 @@ pub fn notifier(opened: &Opened) -> Result<Option<tokio::task::JoinHandle<()>>> 
     Ok(notifier.map(|n| tokio::spawn(n.run())))
 }
 
+/// The notifier of a one-pass worker (`worker --once`), checked like a lasting one's; it reads
+/// the stream before the pass (so a first run has a place to start from) and tells what the
+/// pass's job asked for after it ([`tell_once`]).
+pub async fn notifier_once(opened: &Opened) -> Result<Option<codemill_notify::Notifier>> {
+    let notifier = codemill_notify::Notifier::new(
+        opened.store.clone(),
+        &opened.config,
+        codemill_notify::NotifierOptions::default(),
+    )
+    .map_err(|e| anyhow!("{e}"))?;
+    if let Some(n) = &notifier
+        && let Err(e) = n.collect().await
+    {
+        err(&format!("warning: notifications: {e}"));
+    }
+    Ok(notifier)
+}
+
+/// Collect and send once; a channel that is down is tried again by the next worker or `serve`.
+pub async fn tell_once(notifier: &codemill_notify::Notifier) {
+    if let Err(e) = notifier.collect().await {
+        err(&format!("warning: notifications: {e}"));
+    }
+    if let Err(e) = notifier.deliver().await {
+        err(&format!("warning: notifications: {e}"));
+    }
+}
+
 /// `codemill notifications`: the newest messages with where they went and how it ended.
 pub async fn notifications(opened: &Opened, limit: u32, json: bool) -> Result<ExitCode> {
     let rows = opened.store.notifications(limit).await?;

@@ -121,3 +121,34 @@ async fn a_stopped_worker_is_fenced_off_after_another_takes_over() {
         .count();
     assert_eq!(proposals, 1);
 }
+
+/// `worker --once` checks the notification settings like a lasting worker, and tells what its
+/// job asked for before it ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_pass_of_a_worker_tells_what_its_job_asked_for() {
+    use codemill_testkit::fakes::chat::{FakeChat, FakeChatOptions};
+
+    let env = Env::new(engineer(), HELLO_GATE, "").await;
+    let chat = FakeChat::start(FakeChatOptions::default()).await.unwrap();
+    env.write_config(&format!(
+        "\n[[projects.P.notify]]\nchannel = \"webhook\"\nurl = \"{}\"\nsecret_env = \"NOTIFY_SECRET\"\non = [\"proposal\"]\n",
+        chat.hook_url()
+    ));
+    env.ok(&["enqueue", "P-1"]);
+    let out = worker(&env, "w1", 30).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("NOTIFY_SECRET"), "{err}");
+    assert_eq!(queue_state(&env), "queued", "nothing ran");
+
+    let out = worker(&env, "w1", 30)
+        .env("NOTIFY_SECRET", "n0tify")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(queue_state(&env), "awaiting_approval");
+    let told = chat.delivered("/hook");
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0].header("x-codemill-event"), Some("proposal"));
+    assert_eq!(told[0].body["ticket"], "P-1");
+}
