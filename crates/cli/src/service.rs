@@ -716,7 +716,11 @@ pub async fn inbox(
         let what = match (&r.outcome, r.state) {
             (Some(o), _) => summary(o),
             (None, codemill_store::InboxState::Pending) => "not processed yet".into(),
-            (None, _) => "handled when received".into(),
+            // Local deliveries are handled in the transaction that stores them.
+            (None, _) => match &r.job {
+                Some(job) => format!("handled when received: job {job}"),
+                None => "handled when received: started no job".into(),
+            },
         };
         let retry = match (r.state, r.next_at) {
             (codemill_store::InboxState::Pending, Some(at)) if r.attempts > 0 => {

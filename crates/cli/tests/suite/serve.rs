@@ -61,6 +61,12 @@ async fn webhook_to_proposal_to_approval_through_the_service() {
     assert_eq!(accepted.status(), 202);
 
     wait_state(&env, "P-1", "awaiting_approval");
+    // The delivery is listed with the job it started.
+    let inbox = env.ok(&["inbox"]);
+    assert!(
+        inbox.contains("local") && inbox.contains("d-1  handled when received: job "),
+        "{inbox}"
+    );
     // What the agents did is there for a live page: the implementer's tool calls, by stage.
     let ticket: serde_json::Value = http
         .get(format!("{base}/api/tickets/P-1"))
