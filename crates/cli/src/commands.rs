@@ -376,15 +376,15 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Token(crate::TokenCommand::Create { name }) => {
             let opened = Opened::open(home).await?;
-            crate::service::token_create(&opened, &name).await
+            crate::accounts::token_create(&opened, &name).await
         }
         Command::Token(crate::TokenCommand::List { json }) => {
             let opened = Opened::open(home).await?;
-            crate::service::token_list(&opened, json).await
+            crate::accounts::token_list(&opened, json).await
         }
         Command::Token(crate::TokenCommand::Revoke { token }) => {
             let opened = Opened::open(home).await?;
-            crate::service::token_revoke(&opened, &token).await
+            crate::accounts::token_revoke(&opened, &token).await
         }
         Command::Mcp { project, gateway } => match (project, gateway) {
             (_, Some(url)) => crate::mcp::serve_gateway(&url).await,
@@ -451,15 +451,15 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             password_stdin: _,
         }) => {
             let opened = Opened::open(home).await?;
-            crate::service::user_add(&opened, &name, &role).await
+            crate::accounts::user_add(&opened, &name, &role).await
         }
         Command::User(crate::UserCommand::List { json }) => {
             let opened = Opened::open(home).await?;
-            crate::service::user_list(&opened, json).await
+            crate::accounts::user_list(&opened, json).await
         }
         Command::User(crate::UserCommand::Remove { name }) => {
             let opened = Opened::open(home).await?;
-            crate::service::user_remove(&opened, &name).await
+            crate::accounts::user_remove(&opened, &name).await
         }
         Command::Doctor { json } => crate::doctor::run(Opened::open(home).await?, json).await,
     }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+mod accounts;
 mod assistant;
 mod commands;
 mod demo;

@@ -47,14 +47,8 @@ struct Wanted {
     source: KnowledgeSource,
 }
 
-/// Ingest `project`'s documentation from its repository `repo` (cloned or fetched into `clone`).
-pub async fn ingest(
-    store: &Store,
-    git: &Git,
-    clone: &Path,
-    repo: &str,
-    project: &str,
-) -> Result<IngestReport, String> {
+/// The repository's default branch and its latest commit, fetched into `clone`.
+async fn default_tip(git: &Git, clone: &Path, repo: &str) -> Result<(String, String), String> {
     git.ensure_clone_and_fetch(repo, clone)
         .await
         .map_err(|e| e.to_string())?;
@@ -64,6 +58,18 @@ pub async fn ingest(
         .await
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("the repository has no branch {branch}"))?;
+    Ok((branch, commit))
+}
+
+/// Ingest `project`'s documentation from its repository `repo` (cloned or fetched into `clone`).
+pub async fn ingest(
+    store: &Store,
+    git: &Git,
+    clone: &Path,
+    repo: &str,
+    project: &str,
+) -> Result<IngestReport, String> {
+    let (_, commit) = default_tip(git, clone, repo).await?;
     let files: HashSet<String> = git
         .list_files(clone, &commit)
         .await
@@ -432,15 +438,7 @@ pub async fn pin_sources(
     if k.sources.is_empty() {
         return Ok(Vec::new());
     }
-    git.ensure_clone_and_fetch(repo, clone)
-        .await
-        .map_err(|e| e.to_string())?;
-    let branch = git.default_branch(clone).await.map_err(|e| e.to_string())?;
-    let commit = git
-        .rev_parse(clone, &format!("refs/remotes/origin/{branch}"))
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("the repository has no branch {branch}"))?;
+    let (branch, commit) = default_tip(git, clone, repo).await?;
     let mut sources = k.sources.clone();
     let mut untied = Vec::new();
     for s in &mut sources {

@@ -36,6 +36,29 @@ enum Kind {
     },
 }
 
+/// `$body` with `$conn`, a fresh connection to `$db`'s database of either backend, closed after.
+macro_rules! behind_the_store {
+    ($db:expr, |$conn:ident| $body:expr) => {
+        match &$db.kind {
+            Kind::Sqlite { path, .. } => {
+                let mut $conn =
+                    sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+                        .await
+                        .unwrap();
+                let out = $body;
+                $conn.close().await.unwrap();
+                out
+            }
+            Kind::Postgres { url, .. } => {
+                let mut $conn = sqlx::PgConnection::connect(url).await.unwrap();
+                let out = $body;
+                $conn.close().await.unwrap();
+                out
+            }
+        }
+    };
+}
+
 pub struct Db {
     pub store: Store,
     kind: Kind,
@@ -89,54 +112,20 @@ impl Db {
     /// Rows in a table, counted behind the store's back.
     pub async fn count(&self, table: &str) -> i64 {
         let sql = format!("SELECT COUNT(*) FROM {table}");
-        match &self.kind {
-            Kind::Sqlite { path, .. } => {
-                let mut conn =
-                    sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
-                        .await
-                        .unwrap();
-                let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                    .fetch_one(&mut conn)
-                    .await
-                    .unwrap();
-                conn.close().await.unwrap();
-                n
-            }
-            Kind::Postgres { url, .. } => {
-                let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-                let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                    .fetch_one(&mut conn)
-                    .await
-                    .unwrap();
-                conn.close().await.unwrap();
-                n
-            }
-        }
+        behind_the_store!(self, |conn| sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap())
     }
 
     /// Run statements behind the store's back (the test's own SQL, written for its backend).
     pub async fn raw(&self, sql: &str) {
-        match &self.kind {
-            Kind::Sqlite { path, .. } => {
-                let mut conn =
-                    sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
-                        .await
-                        .unwrap();
-                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
-                    .execute(&mut conn)
-                    .await
-                    .unwrap();
-                conn.close().await.unwrap();
-            }
-            Kind::Postgres { url, .. } => {
-                let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
-                    .execute(&mut conn)
-                    .await
-                    .unwrap();
-                conn.close().await.unwrap();
-            }
-        }
+        behind_the_store!(self, |conn| {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        })
     }
 
     /// (inbox, jobs, queue) row counts.
