@@ -12,4 +12,5 @@ mod oidc;
 mod outage;
 mod outside;
 mod postgres;
+mod project_pages;
 mod webhooks;
